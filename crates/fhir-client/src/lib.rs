@@ -1,0 +1,1 @@
+//! fhir-client (being built).

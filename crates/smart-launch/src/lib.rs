@@ -1,0 +1,1 @@
+//! smart-launch (being built).
