@@ -16,6 +16,12 @@ Sub-commands (all print JSON on stdout; diagnostics go to stderr):
   token    --fhir-base URL --client-id ID --redirect URI [--scope S]
                                            acts as a SMART client itself (PKCE S256) and writes
                                            an access token + patient id to --out (mode 0600)
+  coldstart --url URL --pidfile F --log F -- CMD...
+                                           starts CMD (left running), polls URL every 2 ms and
+                                           reports the time from spawn to its first answer
+                                           below 500, and the RSS then
+  pkgsize  DIST...                         bytes installed by these distributions and all that
+                                           they require (the seed demo's footprint)
 
 Only loopback addresses are contacted (the URLs given); redirects are followed by hand, one hop
 at a time, and never off 127.0.0.1/localhost.
@@ -29,6 +35,7 @@ import os
 import re
 import secrets
 import statistics
+import subprocess
 import sys
 import time
 from html.parser import HTMLParser
@@ -466,6 +473,79 @@ def cmd_token(args):
     return 0
 
 
+def rss_kb(pid, key):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def cmd_coldstart(args):
+    cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
+    logf = open(args.log, "ab")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    with open(args.pidfile, "w") as f:
+        f.write(str(proc.pid))
+    deadline = t0 + args.timeout
+    status = None
+    while time.perf_counter() < deadline:
+        if proc.poll() is not None:
+            log(f"{cmd[0]} exited with {proc.returncode} before answering; see {args.log}")
+            print(json.dumps({"error": f"exited with {proc.returncode}", "log": args.log}))
+            return 1
+        try:
+            r = requests.get(args.url, timeout=2, allow_redirects=False)
+            status = r.status_code
+            if status < 500:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.002)
+    else:
+        print(json.dumps({"error": f"no answer below 500 from {args.url} in {args.timeout} s (last {status})"}))
+        return 1
+    elapsed = time.perf_counter() - t0
+    time.sleep(0.5)
+    print(json.dumps({"pid": proc.pid, "first_response_s": elapsed, "status": status,
+                      "rss_kb_after_first_response": rss_kb(proc.pid, "VmRSS")}))
+    return 0
+
+
+def cmd_pkgsize(args):
+    from importlib import metadata
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:  # pip carries its own copy
+        from pip._vendor.packaging.requirements import Requirement
+    seen, todo, total, files = set(), list(args.dists), 0, 0
+    while todo:
+        name = re.split(r"[ ;<>=!~\[(]", todo.pop())[0].lower().replace("_", "-")
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        for f in dist.files or []:
+            try:
+                total += os.path.getsize(f.locate())
+                files += 1
+            except OSError:
+                pass
+        for req in dist.requires or []:
+            r = Requirement(req)
+            if r.marker is None or r.marker.evaluate({"extra": ""}):
+                todo.append(r.name)
+    print(json.dumps({"distributions": sorted(seen), "bytes": total, "files": files}))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -502,6 +582,17 @@ def main():
     p.add_argument("--pick", type=int, default=0)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("coldstart", parents=[common])
+    p.add_argument("--url", required=True)
+    p.add_argument("--pidfile", required=True)
+    p.add_argument("--log", required=True)
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_coldstart)
+
+    p = sub.add_parser("pkgsize", parents=[common])
+    p.add_argument("dists", nargs="+")
+    p.set_defaults(func=cmd_pkgsize)
 
     args = ap.parse_args()
     try:
