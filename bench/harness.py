@@ -542,7 +542,27 @@ def cmd_pkgsize(args):
             r = Requirement(req)
             if r.marker is None or r.marker.evaluate({"extra": ""}):
                 todo.append(r.name)
-    print(json.dumps({"distributions": sorted(seen), "bytes": total, "files": files}))
+    # The interpreter the packages need: its binary, libpython and the standard library (without tests).
+    import sysconfig
+    interp = os.path.getsize(os.path.realpath(sys.executable))
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    ldlib = sysconfig.get_config_var("LDLIBRARY") or ""
+    if ldlib.endswith(".so") or ".so." in ldlib:
+        try:
+            interp += os.path.getsize(os.path.join(libdir, ldlib))
+        except OSError:
+            pass
+    stdlib = sysconfig.get_paths()["stdlib"]
+    for dirpath, dirnames, filenames in os.walk(stdlib):
+        dirnames[:] = [d for d in dirnames if d not in ("site-packages", "test", "tests", "__pycache__", "idlelib", "ensurepip", "tkinter", "turtledemo")
+                       and not d.startswith("config-")]
+        for fn in filenames:
+            try:
+                interp += os.path.getsize(os.path.join(dirpath, fn))
+            except OSError:
+                pass
+    print(json.dumps({"distributions": sorted(seen), "bytes": total, "files": files,
+                      "interpreter_bytes": interp}))
     return 0
 
 

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Assembles bench/out/parts/*.json (written by bench/run) into results.json, results.md and plot.svg,
+and prints the summary table.  Usage: report.py OUT_DIR
+
+No number is made up here: a part that did not run is reported with the reason bench/run gave.
+"""
+
+import glob
+import json
+import os
+import sys
+
+
+def load(out):
+    parts = {}
+    for f in sorted(glob.glob(os.path.join(out, "parts", "*.json"))):
+        with open(f) as fh:
+            parts[os.path.basename(f)[:-5]] = json.load(fh)
+    env = {}
+    if os.path.exists(os.path.join(out, "env.json")):
+        with open(os.path.join(out, "env.json")) as fh:
+            env = json.load(fh)
+    return env, parts
+
+
+def fmt(v, unit="", digits=1):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        if abs(v) >= 100:
+            s = f"{v:,.0f}"
+        elif abs(v) >= 10:
+            s = f"{v:.{digits}f}"
+        else:
+            s = f"{v:.{max(digits, 2)}f}"
+    else:
+        s = f"{v:,}" if isinstance(v, int) else str(v)
+    return f"{s} {unit}".strip()
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def mb(kb):
+    return None if kb is None else kb / 1024
+
+
+def goal(ok, text):
+    if ok is None:
+        return text
+    return f"{text} — {'met' if ok else 'NOT met'}"
+
+
+def rows(parts):
+    """(section, measure, ours, seed, ratio, goal) rows of the summary table."""
+    r = []
+    p = parts.get("page", {})
+    if "skipped" in p or not p:
+        r.append(("page", "patient page under load", "skipped", p.get("skipped", "did not run"), "", ""))
+    else:
+        o, s = p["ours"], p["seed"]
+        x = ratio(o["rps"], s["rps"])
+        r.append(("page", f"requests/s ({p['connections']} sessions)", fmt(o["rps"]), fmt(s["rps"]),
+                  fmt(x, "×"), goal(x >= 50 if x else None, "≥ 50×")))
+        r.append(("page", "p50 latency", fmt(o["p50_ms"], "ms"), fmt(s["p50_ms"], "ms"),
+                  fmt(ratio(s["p50_ms"], o["p50_ms"]), "× lower"), ""))
+        r.append(("page", "p99 latency", fmt(o["p99_ms"], "ms"), fmt(s["p99_ms"], "ms"),
+                  fmt(ratio(s["p99_ms"], o["p99_ms"]), "× lower"), goal(o["p99_ms"] < 25, "ours < 25 ms")))
+        r.append(("page", "errors (connect/read/write/status/timeout)",
+                  "/".join(str(v) for v in o["errors"].values()), "/".join(str(v) for v in s["errors"].values()),
+                  "", "0"))
+        r.append(("page", "sessions still authorized after", f"{o['sessions_authorized_after']}",
+                  f"{s['sessions_authorized_after']}", "", "all"))
+        r.append(("page", "peak RSS (VmHWM)", fmt(mb(o["peak_rss_kb"]), "MB"), fmt(mb(s["peak_rss_kb"]), "MB"),
+                  fmt(ratio(s["peak_rss_kb"], o["peak_rss_kb"]), "× less"), ""))
+        r.append(("page", "unloaded p50 (1 connection)", fmt(o["unloaded_p50_ms"], "ms"),
+                  fmt(s["unloaded_p50_ms"], "ms"), fmt(ratio(s["unloaded_p50_ms"], o["unloaded_p50_ms"]), "× lower"),
+                  ""))
+    f = parts.get("floor", {})
+    if f and "skipped" not in f:
+        r.append(("floor", "sandbox reads of the page, p50 max / sum (1 conn)",
+                  f"{fmt(f['max_p50_ms'], 'ms')} / {fmt(f['sum_p50_ms'], 'ms')}", "", "", "the floor"))
+    l = parts.get("launch", {})
+    if l and "skipped" not in l:
+        o, s = l["ours"], l["seed"]
+        om, sm = o["launch_seconds"]["mean"], s["launch_seconds"]["mean"]
+        x = ratio(sm, om)
+        r.append(("launch", f"full launch, mean of {o['launches_ok']}/{s['launches_ok']}", fmt(om * 1000, "ms"),
+                  fmt(sm * 1000, "ms"), fmt(x, "× faster"), goal(x >= 10 if x else None, "≤ 1/10 of the seed")))
+        r.append(("launch", "time inside the app per launch", fmt(o["app_side_seconds"]["mean"] * 1000, "ms"),
+                  fmt(s["app_side_seconds"]["mean"] * 1000, "ms"),
+                  fmt(ratio(s["app_side_seconds"]["mean"], o["app_side_seconds"]["mean"]), "× faster"), ""))
+    elif l:
+        r.append(("launch", "full launch", "skipped", l["skipped"], "", ""))
+    pa = parts.get("parse", {})
+    if pa and "skipped" not in pa:
+        tv = pa.get("typed_vs_value")
+        tp = pa.get("typed_vs_python")
+        typed = pa["criterion"].get(pa.get("typed_id"), {})
+        py = pa.get("python", {}).get("bytes_to_model", {})
+        r.append(("parse", "typed R4 Bundle parse (median)", fmt(typed.get("median_ns", 0) / 1e6, "ms"),
+                  fmt(py.get("median_s", 0) * 1000, "ms") if py else "n/a", fmt(tp, "×"),
+                  goal(tp >= 30 if tp else None, "≥ 30× Python")))
+        r.append(("parse", "typed vs serde_json::Value", "", "", fmt(tv, "×"), goal(tv >= 1.0 if tv else None, "≥ 1.0×")))
+    elif pa:
+        r.append(("parse", "parse", "skipped", pa["skipped"], "", ""))
+    pg = parts.get("paging", {})
+    if pg and "skipped" not in pg:
+        for run in pg["runs"]:
+            r.append(("paging", f"stream {run['limit']:,} resources", f"{fmt(mb(run['peak_rss_kb']), 'MB')} peak, "
+                      f"{fmt(run['resources_per_s'], '/s')}", "", "", "flat, < 64 MB"))
+    elif pg:
+        r.append(("paging", "100k-resource search", "skipped", pg["skipped"], "", ""))
+    fp = parts.get("footprint", {})
+    if fp and "skipped" not in fp:
+        o, s = fp["ours"], fp["seed"]
+        seed_size = s["packages_bytes"] + s["interpreter_bytes"]
+        r.append(("footprint", "size on disk", fmt(o["binary_bytes"] / 2**20, "MB (one binary)"),
+                  fmt(seed_size / 2**20, "MB (Python + packages)"), fmt(ratio(seed_size, o["binary_bytes"]), "× smaller"), ""))
+        r.append(("footprint", "cold start to first response", fmt(o["cold_start_s"] * 1000, "ms"),
+                  fmt(s["cold_start_s"] * 1000, "ms"), fmt(ratio(s["cold_start_s"], o["cold_start_s"]), "× faster"), ""))
+        r.append(("footprint", "idle RSS", fmt(mb(o["idle_rss_kb"]), "MB"), fmt(mb(s["idle_rss_kb"]), "MB"),
+                  fmt(ratio(s["idle_rss_kb"], o["idle_rss_kb"]), "× less"), ""))
+    elif fp:
+        r.append(("footprint", "footprint", "skipped", fp["skipped"], "", ""))
+    sc = parts.get("scale", {})
+    if sc and "skipped" in sc:
+        r.append(("scale", "sandbox at 10,000 patients", "skipped", sc["skipped"], "", ""))
+    elif sc:
+        r.append(("scale", "sandbox at scale", f"see {sc['source']}", "", "", ""))
+    return r
+
+
+def markdown(env, parts, table):
+    lines = ["| part | measure | smart-fhir | seed demo | ratio | goal |", "|---|---|---|---|---|---|"]
+    for row in table:
+        lines.append("| " + " | ".join(str(c).replace("|", "/") for c in row) + " |")
+    lines.append("")
+    lines.append(f"Machine: {env.get('nproc')} cores ({env.get('cpu')}), {env.get('mem_total')} memory, "
+                 f"load at start {' '.join(env.get('loadavg_at_start', []))}; {env.get('rustc')}; "
+                 f"Python {env.get('python')} ({', '.join(env.get('pip_freeze', []))}); {env.get('wrk')}; "
+                 f"git {env.get('git_rev')}.")
+    f = parts.get("floor", {})
+    if f and "skipped" not in f:
+        lines += ["", "The sandbox's own latency for the reads the page makes (wrk, 1 connection, 3 s each):", "",
+                  "| read | p50 | p99 | errors |", "|---|---|---|---|"]
+        for rd in f["reads"]:
+            lines.append(f"| `{rd['read']}` | {fmt(rd['p50_ms'], 'ms')} | {fmt(rd['p99_ms'], 'ms')} | {rd['errors']} |")
+        m = f["mix_64"]
+        lines.append(f"\nAll of them mixed, 64 connections, 10 s: {fmt(m['rps'])} requests/s, p50 {fmt(m['p50_ms'], 'ms')}, "
+                     f"p99 {fmt(m['p99_ms'], 'ms')}.")
+    sc = parts.get("scale", {})
+    if sc and "skipped" not in sc:
+        lines += ["", f"Sandbox at scale (from `{sc['source']}`):", "", "```json",
+                  json.dumps(sc["figures"], indent=2), "```"]
+    for name, p in parts.items():
+        if "how" in p:
+            lines.append(f"\n- {name}: {p['how']}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(parts, path):
+    p = parts.get("page", {})
+    if not p or "skipped" in p:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    o, s = p["ours"], p["seed"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    names = ["smart-fhir", "seed demo\n(Flask + fhirclient)"]
+    colors = ["#b7410e", "#4b6584"]
+    bars = a.bar(names, [o["rps"], s["rps"]], color=colors)
+    a.bar_label(bars, fmt="%.0f")
+    a.set_title(f"Patient page throughput\n({p['connections']} authorized sessions, {p['duration_s']} s)")
+    a.set_ylabel("requests / s")
+    x = [0, 1]
+    w = 0.38
+    b1 = b.bar([i - w / 2 for i in x], [o["p50_ms"], s["p50_ms"]], w, label="p50", color=["#e17055", "#778ca3"])
+    b2 = b.bar([i + w / 2 for i in x], [o["p99_ms"], s["p99_ms"]], w, label="p99", color=colors)
+    b.bar_label(b1, fmt="%.1f")
+    b.bar_label(b2, fmt="%.1f")
+    b.set_xticks(x, names)
+    b.set_yscale("log")
+    b.set_ylabel("latency, ms (log scale)")
+    b.set_title("Patient page latency (p50 light, p99 dark)")
+    fig.tight_layout()
+    fig.savefig(path, format="svg")
+    return True
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "out")
+    env, parts = load(out)
+    table = rows(parts)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump({"env": env, "parts": parts, "summary": [list(r) for r in table]}, f, indent=2)
+    md = markdown(env, parts, table)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(md)
+    plotted = plot(parts, os.path.join(out, "plot.svg"))
+    print(md)
+    print(f"wrote {out}/results.json, {out}/results.md" + (f", {out}/plot.svg" if plotted else " (no plot: no page part)"))
+
+
+if __name__ == "__main__":
+    main()
