@@ -1,0 +1,165 @@
+//! What a token's scopes allow, turned into decisions the store can apply.
+//!
+//! `system/` and `user/` scopes see every patient (a `user/` scope of a signed-in *patient* sees only that
+//! patient); `patient/` scopes see only the compartment of the patient in context, plus the shared resources
+//! (practitioners, organizations, medications) every record points to. v2 constraints such as
+//! `?category=…|vital-signs` become search conditions ANDed onto every query, and are checked on each read.
+
+use super::outcome::FhirError;
+use crate::auth::AccessGrant;
+use crate::store::ResourceRow;
+use crate::store::index;
+use crate::store::search::{self, Condition, Restriction};
+use rusqlite::Connection;
+use smart_launch::scope::{Permissions, ScopeConstraints, ScopeContext};
+
+/// A granted token, asked what it may do.
+pub(crate) struct Access {
+    grant: AccessGrant,
+}
+
+/// What one interaction on one type is allowed under.
+#[derive(Debug, Clone)]
+pub(crate) struct Decision {
+    /// Confined to this patient's compartment.
+    pub patient: Option<String>,
+    /// Only resources matching one of these (AND of ORs) lists.
+    pub any_of: Option<Vec<Vec<Vec<Condition>>>>,
+}
+
+impl Decision {
+    pub(crate) fn restriction(&self) -> Restriction {
+        Restriction {
+            patient: self.patient.clone(),
+            any_of: self.any_of.clone(),
+        }
+    }
+}
+
+fn verb(needed: Permissions) -> &'static str {
+    if needed.create {
+        "create"
+    } else if needed.update {
+        "update"
+    } else if needed.delete {
+        "delete"
+    } else if needed.search {
+        "search"
+    } else {
+        "read"
+    }
+}
+
+impl Access {
+    pub(crate) fn new(grant: AccessGrant) -> Self {
+        Self { grant }
+    }
+
+    /// The contexts that allow `needed` on `resource_type`, most permissive first.
+    pub(crate) fn decide(&self, resource_type: &str, needed: Permissions) -> Result<Decision, FhirError> {
+        let scopes = &self.grant.scopes;
+        for ctx in [ScopeContext::System, ScopeContext::User, ScopeContext::Patient] {
+            let Some(constraints) = scopes.constraints_for(ctx, resource_type, needed) else {
+                continue;
+            };
+            let patient = match ctx {
+                ScopeContext::System => None,
+                ScopeContext::User => self
+                    .grant
+                    .fhir_user
+                    .as_deref()
+                    .and_then(|u| u.strip_prefix("Patient/"))
+                    .map(str::to_owned),
+                ScopeContext::Patient => match &self.grant.patient {
+                    Some(p) => Some(p.clone()),
+                    None => {
+                        return Err(FhirError::Forbidden(
+                            "The token has only patient/ scopes but no patient in context, so it can read no patient data. \
+                             Launch with `launch/patient` to pick a patient."
+                                .into(),
+                        ));
+                    }
+                },
+            };
+            let any_of = match constraints {
+                ScopeConstraints::Unrestricted => None,
+                ScopeConstraints::AnyOf(lists) => Some(
+                    lists
+                        .iter()
+                        .map(|list| {
+                            list.iter()
+                                .map(|(k, v)| constraint(resource_type, k, v))
+                                .collect()
+                        })
+                        .collect(),
+                ),
+            };
+            return Ok(Decision { patient, any_of });
+        }
+        Err(FhirError::Forbidden(format!(
+            "The token's scopes ({}) do not allow {} of {resource_type} resources. Ask for a scope such as \
+             `patient/{resource_type}.{}` when launching.",
+            self.grant.scopes,
+            verb(needed),
+            if needed.create || needed.update || needed.delete {
+                "cud"
+            } else {
+                "rs"
+            },
+        )))
+    }
+
+    /// Checks that the token may perform `needed` on the stored `row`: the scope, the compartment and the
+    /// constraints.
+    pub(crate) fn check_row(
+        &self,
+        conn: &Connection,
+        row: &ResourceRow,
+        needed: Permissions,
+    ) -> Result<(), FhirError> {
+        let decision = self.decide(&row.resource_type, needed)?;
+        if let Some(patient) = &decision.patient
+            && !index::is_shared(&row.resource_type)
+            && row.patient.as_deref() != Some(patient.as_str())
+        {
+            return Err(FhirError::Forbidden(format!(
+                "{} is outside the compartment of the patient this token is for; its patient/ scopes do not reach it.",
+                row.reference()
+            )));
+        }
+        if let Some(any_of) = &decision.any_of
+            && !search::row_matches(conn, row.rid, &row.resource_type, any_of)?
+        {
+            return Err(FhirError::Forbidden(format!(
+                "{} does not match the constraints of the token's scopes ({}).",
+                row.reference(),
+                self.grant.scopes
+            )));
+        }
+        Ok(())
+    }
+
+    /// True when [`Access::check_row`] would pass (for `_include`d and `$everything` resources, which are
+    /// silently left out rather than failing the request).
+    pub(crate) fn may(
+        &self,
+        conn: &Connection,
+        row: &ResourceRow,
+        needed: Permissions,
+    ) -> Result<bool, FhirError> {
+        match self.check_row(conn, row, needed) {
+            Ok(()) => Ok(true),
+            Err(FhirError::Forbidden(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A scope constraint as search conditions; one the server cannot evaluate matches nothing (fail closed).
+fn constraint(resource_type: &str, key: &str, value: &str) -> Vec<Condition> {
+    let (name, modifier) = match key.split_once(':') {
+        Some((n, m)) => (n, Some(m)),
+        None => (key, None),
+    };
+    search::parse_condition(resource_type, name, modifier, value).unwrap_or_else(|_| vec![Condition::Never])
+}

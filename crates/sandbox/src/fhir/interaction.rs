@@ -1,0 +1,480 @@
+//! The FHIR interactions, run on the blocking pool against the store.
+
+use super::bundle::{self, Page};
+use super::outcome::FhirError;
+use super::{Ctx, FhirResponse};
+use crate::store::index::{self, instant_text};
+use crate::store::search::{self, DEFAULT_COUNT, MAX_COUNT, Restriction, SearchRequest};
+use crate::store::{self, ResourceRow, Store, Written};
+use axum::http::{HeaderMap, StatusCode, header};
+use rusqlite::Connection;
+use serde_json::{Value, json};
+use smart_launch::scope::Permissions;
+
+/// Parses a request body as a FHIR JSON resource (415 when it is not JSON, 400 when it does not parse).
+pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, FhirError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.to_ascii_lowercase().contains("json") {
+        return Err(FhirError::UnsupportedMediaType(format!(
+            "The body must be FHIR JSON, sent with `Content-Type: application/fhir+json` (got `{content_type}`)."
+        )));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| FhirError::BadRequest(format!("The body is not valid JSON: {e}.")))?;
+    if !value.is_object() {
+        return Err(FhirError::BadRequest(
+            "The body must be a JSON object (a FHIR resource).".into(),
+        ));
+    }
+    Ok(value)
+}
+
+pub(crate) fn check_type(resource_type: &str) -> Result<(), FhirError> {
+    if index::is_known_type(resource_type) {
+        Ok(())
+    } else {
+        Err(FhirError::NotFound(format!(
+            "`{resource_type}` is not a FHIR R4 resource type (names are case-sensitive, e.g. `Patient`, `Observation`)."
+        )))
+    }
+}
+
+fn check_id(resource_type: &str, id: &str) -> Result<(), FhirError> {
+    check_type(resource_type)?;
+    if index::is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(FhirError::NotFound(format!(
+            "`{id}` is not a valid FHIR id (1–64 letters, digits, `-` or `.`), so there is no {resource_type} with it."
+        )))
+    }
+}
+
+fn not_found(resource_type: &str, id: &str) -> FhirError {
+    FhirError::NotFound(format!(
+        "There is no {resource_type} with id `{id}` on this server."
+    ))
+}
+
+fn gone(row: &ResourceRow) -> FhirError {
+    FhirError::Gone(format!(
+        "{} was deleted (at {}).",
+        row.reference(),
+        row.last_updated
+    ))
+}
+
+/// The HTTP date of a FHIR instant, for `Last-Modified`.
+fn http_date(instant: &str) -> Option<String> {
+    chrono::DateTime::parse_from_rfc3339(instant)
+        .ok()
+        .map(|t| t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+}
+
+pub(crate) fn resource_response(status: StatusCode, row: &ResourceRow, base: &str) -> FhirResponse {
+    FhirResponse {
+        status,
+        body: row.json.clone(),
+        etag: Some(row.etag()),
+        last_modified: http_date(&row.last_updated),
+        location: (status == StatusCode::CREATED)
+            .then(|| format!("{base}/{}/{}/_history/{}", row.resource_type, row.id, row.version)),
+    }
+}
+
+/// `GET [base]/[type]/[id]`.
+pub(crate) fn read(
+    ctx: &Ctx,
+    store: &Store,
+    resource_type: &str,
+    id: &str,
+) -> Result<FhirResponse, FhirError> {
+    check_id(resource_type, id)?;
+    store.with_reader(|conn| {
+        let row = store::current_row(conn, resource_type, id)?.ok_or_else(|| not_found(resource_type, id))?;
+        ctx.access.check_row(conn, &row, Permissions::READ)?;
+        if row.deleted {
+            return Err(gone(&row));
+        }
+        Ok(resource_response(StatusCode::OK, &row, &ctx.base))
+    })
+}
+
+/// `GET [base]/[type]/[id]/_history/[vid]`.
+pub(crate) fn vread(
+    ctx: &Ctx,
+    store: &Store,
+    resource_type: &str,
+    id: &str,
+    version: &str,
+) -> Result<FhirResponse, FhirError> {
+    check_id(resource_type, id)?;
+    let Ok(number) = version.parse::<i64>() else {
+        return Err(FhirError::NotFound(format!(
+            "`{version}` is not a version id of {resource_type}/{id}."
+        )));
+    };
+    store.with_reader(|conn| {
+        let current =
+            store::current_row(conn, resource_type, id)?.ok_or_else(|| not_found(resource_type, id))?;
+        ctx.access.check_row(conn, &current, Permissions::READ)?;
+        let row = store::version_row(conn, resource_type, id, number)?.ok_or_else(|| {
+            FhirError::NotFound(format!(
+                "{resource_type}/{id} has no version {number} (the current one is {}).",
+                current.version
+            ))
+        })?;
+        if row.deleted {
+            return Err(gone(&row));
+        }
+        Ok(resource_response(StatusCode::OK, &row, &ctx.base))
+    })
+}
+
+/// `GET [base]/[type]/[id]/_history`.
+pub(crate) fn history(
+    ctx: &Ctx,
+    store: &Store,
+    resource_type: &str,
+    id: &str,
+) -> Result<FhirResponse, FhirError> {
+    check_id(resource_type, id)?;
+    store.with_reader(|conn| {
+        let rows = store::history_rows(conn, resource_type, id)?;
+        let current = rows.first().ok_or_else(|| not_found(resource_type, id))?;
+        ctx.access.check_row(conn, current, Permissions::READ)?;
+        Ok(FhirResponse::json(
+            StatusCode::OK,
+            bundle::history(&ctx.base, &rows),
+        ))
+    })
+}
+
+/// `GET [base]/[type]?…` and `POST [base]/[type]/_search`.
+pub(crate) fn search(
+    ctx: &Ctx,
+    store: &Store,
+    resource_type: &str,
+    pairs: &[(String, String)],
+) -> Result<FhirResponse, FhirError> {
+    check_type(resource_type)?;
+    let request = SearchRequest::parse(resource_type, pairs)?;
+    let decision = ctx.access.decide(resource_type, Permissions::SEARCH)?;
+    store.with_reader(|conn| {
+        let result = search::execute(conn, &request, &decision.restriction())?;
+        let included = readable(ctx, conn, search::includes(conn, &request, &result.matches)?)?;
+        let page = Page {
+            base: &ctx.base,
+            path: resource_type.to_owned(),
+            link_params: &request.link_params,
+            count: request.count,
+            offset: request.offset,
+            total: result.total,
+        };
+        Ok(FhirResponse::json(
+            StatusCode::OK,
+            bundle::searchset(&page, &result.matches, &included),
+        ))
+    })
+}
+
+fn readable(ctx: &Ctx, conn: &Connection, rows: Vec<ResourceRow>) -> Result<Vec<ResourceRow>, FhirError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        if ctx.access.may(conn, &row, Permissions::READ)? {
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
+/// `GET [base]/Patient/[id]/$everything`: the patient, everything in their compartment the token may read, and
+/// the practitioners / organizations / medications those resources refer to; paged like a search.
+pub(crate) fn everything(
+    ctx: &Ctx,
+    store: &Store,
+    id: &str,
+    pairs: &[(String, String)],
+) -> Result<FhirResponse, FhirError> {
+    check_id("Patient", id)?;
+    let mut count = DEFAULT_COUNT;
+    let mut offset = 0usize;
+    let mut types: Option<Vec<String>> = None;
+    let mut link_params = Vec::new();
+    for (k, v) in pairs {
+        let bad = || FhirError::BadRequest(format!("`{k}={v}` is not a whole number."));
+        match k.as_str() {
+            "_count" => count = v.trim().parse::<usize>().map_err(|_| bad())?.clamp(1, MAX_COUNT),
+            "_offset" => offset = v.trim().parse().map_err(|_| bad())?,
+            "_type" => {
+                types = Some(v.split(',').map(|t| t.trim().to_owned()).collect());
+                link_params.push((k.clone(), v.clone()));
+            }
+            "_format" | "_pretty" | "_since" | "start" | "end" => {}
+            other => {
+                return Err(FhirError::BadRequest(format!(
+                    "`{other}` is not a parameter of $everything here (supported: _count, _offset, _type)."
+                )));
+            }
+        }
+    }
+    store.with_reader(|conn| {
+        let patient = store::current_row(conn, "Patient", id)?.ok_or_else(|| not_found("Patient", id))?;
+        ctx.access.check_row(conn, &patient, Permissions::READ)?;
+        if patient.deleted {
+            return Err(gone(&patient));
+        }
+        let wanted = |t: &str| types.as_ref().is_none_or(|ts| ts.iter().any(|w| w == t));
+        let mut rids = Vec::new();
+        if wanted("Patient") {
+            rids.push(patient.rid);
+        }
+        let compartment_types: Vec<String> = conn
+            .prepare_cached(
+                "SELECT DISTINCT type FROM fhir_resources WHERE patient = ?1 AND deleted = 0 ORDER BY type",
+            )?
+            .query_map([id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for t in compartment_types.iter().filter(|t| *t != "Patient" && wanted(t)) {
+            let Ok(decision) = ctx.access.decide(t, Permissions::READ) else {
+                continue;
+            };
+            let restriction = Restriction {
+                patient: Some(id.to_owned()),
+                any_of: decision.any_of,
+            };
+            rids.extend(search::matching_rids(conn, t, &[], &restriction)?);
+        }
+        let targets: Vec<String> = conn
+            .prepare_cached(
+                "SELECT DISTINCT x.target FROM fhir_idx_ref x JOIN fhir_resources r ON r.rid = x.rid \
+                 WHERE r.patient = ?1 AND r.deleted = 0 ORDER BY x.target",
+            )?
+            .query_map([id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for target in targets {
+            let Some((t, target_id)) = target.split_once('/') else {
+                continue;
+            };
+            if !index::is_shared(t) || !wanted(t) {
+                continue;
+            }
+            if let Some(row) = store::current_row(conn, t, target_id)?.filter(|r| !r.deleted)
+                && ctx.access.may(conn, &row, Permissions::READ)?
+            {
+                rids.push(row.rid);
+            }
+        }
+        let total = rids.len();
+        let page_rids: Vec<i64> = rids.into_iter().skip(offset).take(count).collect();
+        let rows = store::rows_by_rid(conn, &page_rids)?;
+        let page = Page {
+            base: &ctx.base,
+            path: format!("Patient/{id}/$everything"),
+            link_params: &link_params,
+            count,
+            offset,
+            total,
+        };
+        Ok(FhirResponse::json(
+            StatusCode::OK,
+            bundle::searchset(&page, &rows, &[]),
+        ))
+    })
+}
+
+/// Fields a resource must have before the server stores it (a small, practical subset of R4's cardinalities).
+const REQUIRED: &[(&str, &[&str])] = &[
+    ("Observation", &["status", "code"]),
+    ("Encounter", &["status", "class"]),
+    ("Condition", &["subject"]),
+    (
+        "MedicationRequest",
+        &["status", "intent", "subject", "medication[x]"],
+    ),
+    ("AllergyIntolerance", &["patient"]),
+    (
+        "Immunization",
+        &["status", "vaccineCode", "patient", "occurrence[x]"],
+    ),
+    ("Procedure", &["status", "subject"]),
+    ("DiagnosticReport", &["status", "code"]),
+];
+
+/// Checks the body is a resource of `resource_type` with the fields R4 requires (422 otherwise).
+pub(crate) fn validate(resource_type: &str, resource: &Value) -> Result<(), FhirError> {
+    check_type(resource_type)?;
+    match resource.get("resourceType").and_then(Value::as_str) {
+        Some(t) if t == resource_type => {}
+        Some(t) => {
+            return Err(FhirError::BadRequest(format!(
+                "The body is a {t}, but the request is for {resource_type}: send it to `/fhir/{t}`."
+            )));
+        }
+        None => return Err(FhirError::BadRequest("The body has no `resourceType`.".into())),
+    }
+    let map = resource
+        .as_object()
+        .ok_or_else(|| FhirError::BadRequest("The body must be a JSON object.".into()))?;
+    for (t, fields) in REQUIRED {
+        if *t != resource_type {
+            continue;
+        }
+        for field in *fields {
+            let present = match field.strip_suffix("[x]") {
+                Some(prefix) => map
+                    .keys()
+                    .any(|k| k.starts_with(prefix) && k.len() > prefix.len()),
+                None => map.get(*field).is_some_and(|v| !v.is_null()),
+            };
+            if !present {
+                return Err(FhirError::Unprocessable(format!(
+                    "{resource_type}.{field} is required (R4 cardinality 1..1); add it and send the resource again."
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn now() -> String {
+    instant_text(chrono::Utc::now())
+}
+
+/// Creates `resource` with a new id, checking the token may create it where it would land.
+pub(crate) fn create_in(
+    ctx: &Ctx,
+    conn: &Connection,
+    mut resource: Value,
+    id: String,
+    now: &str,
+) -> Result<Written, FhirError> {
+    let resource_type = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    validate(&resource_type, &resource)?;
+    ctx.access.decide(&resource_type, Permissions::CREATE)?;
+    resource["id"] = json!(id);
+    let written = store::put_resource(conn, resource, now)?;
+    ctx.access.check_row(conn, &written.row, Permissions::CREATE)?;
+    Ok(written)
+}
+
+/// Creates or replaces `type/id`, honouring `If-Match`, checking the token may change both the old and the new
+/// version.
+pub(crate) fn update_in(
+    ctx: &Ctx,
+    conn: &Connection,
+    resource_type: &str,
+    id: &str,
+    resource: Value,
+    if_match: Option<&str>,
+    now: &str,
+) -> Result<Written, FhirError> {
+    check_id(resource_type, id)?;
+    validate(resource_type, &resource)?;
+    match resource.get("id").and_then(Value::as_str) {
+        Some(body_id) if body_id == id => {}
+        Some(body_id) => {
+            return Err(FhirError::BadRequest(format!(
+                "The body's id `{body_id}` differs from the id in the URL `{id}`; they must be the same."
+            )));
+        }
+        None => {
+            return Err(FhirError::BadRequest(
+                "An update must carry the resource's `id` in the body.".into(),
+            ));
+        }
+    }
+    ctx.access.decide(resource_type, Permissions::UPDATE)?;
+    let current = store::current_row(conn, resource_type, id)?;
+    if let Some(row) = current.as_ref().filter(|r| !r.deleted) {
+        ctx.access.check_row(conn, row, Permissions::UPDATE)?;
+    }
+    if let Some(expected) = if_match {
+        let wanted = expected.trim().trim_start_matches("W/").trim_matches('"');
+        let current_version = current.as_ref().filter(|r| !r.deleted).map(|r| r.version);
+        if current_version.map(|v| v.to_string()).as_deref() != Some(wanted) {
+            return Err(FhirError::PreconditionFailed(match current_version {
+                Some(v) => format!(
+                    "{resource_type}/{id} is at version {v}, but If-Match asked for {expected}: read it again and retry \
+                     with ETag W/\"{v}\"."
+                ),
+                None => format!("{resource_type}/{id} does not exist, so If-Match {expected} cannot match."),
+            }));
+        }
+    }
+    let written = store::put_resource(conn, resource, now)?;
+    ctx.access.check_row(conn, &written.row, Permissions::UPDATE)?;
+    Ok(written)
+}
+
+/// Deletes `type/id` if the token may; `None` when it never existed.
+pub(crate) fn delete_in(
+    ctx: &Ctx,
+    conn: &Connection,
+    resource_type: &str,
+    id: &str,
+    now: &str,
+) -> Result<ResourceRow, FhirError> {
+    check_id(resource_type, id)?;
+    ctx.access.decide(resource_type, Permissions::DELETE)?;
+    let current = store::current_row(conn, resource_type, id)?.ok_or_else(|| not_found(resource_type, id))?;
+    if !current.deleted {
+        ctx.access.check_row(conn, &current, Permissions::DELETE)?;
+    }
+    store::delete_resource(conn, resource_type, id, now)?.ok_or_else(|| not_found(resource_type, id))
+}
+
+/// `POST [base]/[type]`.
+pub(crate) fn create(
+    ctx: &Ctx,
+    store: &Store,
+    resource_type: &str,
+    resource: Value,
+) -> Result<FhirResponse, FhirError> {
+    validate(resource_type, &resource)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let written = store.write(|tx| create_in(ctx, tx, resource, id, &now()))?;
+    Ok(resource_response(StatusCode::CREATED, &written.row, &ctx.base))
+}
+
+/// `PUT [base]/[type]/[id]`.
+pub(crate) fn update(
+    ctx: &Ctx,
+    store: &Store,
+    resource_type: &str,
+    id: &str,
+    resource: Value,
+    if_match: Option<&str>,
+) -> Result<FhirResponse, FhirError> {
+    let written = store.write(|tx| update_in(ctx, tx, resource_type, id, resource, if_match, &now()))?;
+    let status = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(resource_response(status, &written.row, &ctx.base))
+}
+
+/// `DELETE [base]/[type]/[id]`.
+pub(crate) fn delete(
+    ctx: &Ctx,
+    store: &Store,
+    resource_type: &str,
+    id: &str,
+) -> Result<FhirResponse, FhirError> {
+    let row = store.write(|tx| delete_in(ctx, tx, resource_type, id, &now()))?;
+    Ok(FhirResponse {
+        status: StatusCode::NO_CONTENT,
+        body: None,
+        etag: Some(row.etag()),
+        last_modified: None,
+        location: None,
+    })
+}

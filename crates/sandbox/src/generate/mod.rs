@@ -1,0 +1,244 @@
+//! A deterministic, seeded generator of synthetic patients.
+//!
+//! The same `(patients, seed)` always yields the same resources, byte for byte: every patient draws from its own
+//! ChaCha stream (`seed`, stream `index + 1`), practitioners and the organization from stream 0, and every date is
+//! placed relative to a fixed anchor ([`ANCHOR`]) rather than the clock. Patients can therefore be produced one at a
+//! time (the store inserts them as they come, so a 10,000-patient database never sits in memory).
+//!
+//! A record holds the Patient (MRN, name, address, telecom, general practitioner), a few years of Encounters with
+//! vital signs at each (blood pressure panel, heart rate, weight, height, BMI, temperature, SpO2), lab results with
+//! reference ranges and interpretations, Conditions (SNOMED CT), MedicationRequests (RxNorm), AllergyIntolerances
+//! and Immunizations (CVX). One patient (the third, when there are at least three) has no name at all, because
+//! real EHRs have such records and apps must cope.
+
+mod record;
+pub mod vocabulary;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+/// The instant generated histories end at; dates are placed before it, never relative to the clock.
+pub const ANCHOR: &str = "2025-06-01T09:00:00Z";
+
+/// Produces the synthetic population for one `(patients, seed)` pair.
+#[derive(Debug, Clone)]
+pub struct Generator {
+    patients: usize,
+    seed: u64,
+    organization_id: String,
+    practitioners: Vec<PractitionerInfo>,
+}
+
+/// What a patient record needs to know about a practitioner.
+#[derive(Debug, Clone)]
+pub(crate) struct PractitionerInfo {
+    pub id: String,
+    pub display: String,
+    resource: Value,
+}
+
+impl Generator {
+    /// A generator of `patients` patients from `seed`. Practitioners scale with the population (one per 50
+    /// patients, between 5 and 200).
+    pub fn new(patients: usize, seed: u64) -> Self {
+        let mut rng = Self::stream(seed, 0);
+        let organization_id = random_id(&mut rng);
+        let count = (patients / 50).clamp(5, 200);
+        let practitioners = (0..count)
+            .map(|i| record::practitioner(&mut rng, i, &organization_id))
+            .collect::<Vec<_>>();
+        Self {
+            patients,
+            seed,
+            organization_id,
+            practitioners,
+        }
+    }
+
+    /// How many patients this generator produces.
+    pub fn patients(&self) -> usize {
+        self.patients
+    }
+
+    /// The index of the patient generated without any name, if the population has one.
+    pub fn unnamed_patient_index(&self) -> Option<usize> {
+        (self.patients >= 3).then_some(2)
+    }
+
+    /// The resources shared by all patients: the organization and its practitioners.
+    pub fn shared_resources(&self) -> Vec<Value> {
+        let mut out = vec![record::organization(&self.organization_id)];
+        out.extend(self.practitioners.iter().map(|p| p.resource.clone()));
+        out
+    }
+
+    /// The full record of patient `index` (`0..patients`): the Patient first, then everything that refers to it.
+    pub fn patient_record(&self, index: usize) -> Vec<Value> {
+        let rng = Self::stream(self.seed, index as u64 + 1);
+        let unnamed = self.unnamed_patient_index() == Some(index);
+        record::RecordBuilder::new(rng, index, unnamed, &self.organization_id, &self.practitioners).build()
+    }
+
+    /// Calls `sink` with every resource of the population, shared resources first, patient by patient.
+    pub fn for_each_resource<E>(&self, mut sink: impl FnMut(Value) -> Result<(), E>) -> Result<(), E> {
+        for resource in self.shared_resources() {
+            sink(resource)?;
+        }
+        for index in 0..self.patients {
+            for resource in self.patient_record(index) {
+                sink(resource)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn stream(seed: u64, stream: u64) -> ChaCha8Rng {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(stream);
+        rng
+    }
+}
+
+/// A resource id drawn from the generator's stream (a UUID, like most EHRs hand out).
+pub(crate) fn random_id(rng: &mut ChaCha8Rng) -> String {
+    uuid::Builder::from_random_bytes(rng.random())
+        .into_uuid()
+        .to_string()
+}
+
+/// The fixed anchor as a timestamp.
+pub(crate) fn anchor() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(ANCHOR)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|_| Utc.timestamp_nanos(0))
+}
+
+/// A CodeableConcept with one coding and the display as text.
+pub(crate) fn concept(system: &str, code: &str, display: &str) -> Value {
+    json!({ "coding": [{ "system": system, "code": code, "display": display }], "text": display })
+}
+
+/// A reference to `type/id`.
+pub(crate) fn reference(resource_type: &str, id: &str) -> Value {
+    json!({ "reference": format!("{resource_type}/{id}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_gives_same_resources() {
+        let a = Generator::new(4, 7);
+        let b = Generator::new(4, 7);
+        let mut left = Vec::new();
+        let mut right = Vec::new();
+        a.for_each_resource(|r| {
+            left.push(r);
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        b.for_each_resource(|r| {
+            right.push(r);
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        assert_eq!(left, right);
+        assert!(left.len() > 50, "a record has many resources, got {}", left.len());
+    }
+
+    #[test]
+    fn different_seeds_give_different_patients() {
+        let a = Generator::new(2, 1).patient_record(0);
+        let b = Generator::new(2, 2).patient_record(0);
+        assert_ne!(a[0], b[0]);
+    }
+
+    #[test]
+    fn a_patient_record_does_not_depend_on_population_size() {
+        // Streams are per patient, so patient 5 is the same whether 10 or 20 are generated (practitioner count
+        // stays at the minimum of 5 for both).
+        assert_eq!(
+            Generator::new(10, 3).patient_record(5),
+            Generator::new(20, 3).patient_record(5)
+        );
+    }
+
+    #[test]
+    fn third_patient_has_no_name_and_others_do() {
+        let g = Generator::new(5, 42);
+        for index in 0..5 {
+            let patient = &g.patient_record(index)[0];
+            assert_eq!(patient["resourceType"], "Patient");
+            assert_eq!(
+                patient.get("name").is_none(),
+                index == 2,
+                "patient {index}: {patient}"
+            );
+        }
+    }
+
+    #[test]
+    fn vital_signs_use_loinc_and_ucum() {
+        let record = Generator::new(1, 42).patient_record(0);
+        let vitals: Vec<&Value> = record
+            .iter()
+            .filter(|r| r["category"][0]["coding"][0]["code"] == "vital-signs")
+            .collect();
+        let codes: std::collections::BTreeSet<&str> = vitals
+            .iter()
+            .filter_map(|v| v["code"]["coding"][0]["code"].as_str())
+            .collect();
+        for code in [
+            "85354-9", "8867-4", "29463-7", "8302-2", "39156-5", "8310-5", "59408-5",
+        ] {
+            assert!(codes.contains(code), "missing vital {code}: {codes:?}");
+        }
+        let bp = vitals
+            .iter()
+            .find(|v| v["code"]["coding"][0]["code"] == "85354-9")
+            .unwrap();
+        assert_eq!(bp["component"][0]["code"]["coding"][0]["code"], "8480-6");
+        assert_eq!(bp["component"][1]["code"]["coding"][0]["code"], "8462-4");
+        assert_eq!(bp["component"][0]["valueQuantity"]["system"], vocabulary::UCUM);
+        assert_eq!(bp["component"][0]["valueQuantity"]["code"], "mm[Hg]");
+    }
+
+    #[test]
+    fn labs_carry_reference_range_and_matching_interpretation() {
+        let g = Generator::new(30, 42);
+        let mut seen = 0;
+        for index in 0..30 {
+            for r in g.patient_record(index) {
+                if r["category"][0]["coding"][0]["code"] != "laboratory" {
+                    continue;
+                }
+                seen += 1;
+                let value = r["valueQuantity"]["value"].as_f64().unwrap();
+                let range = &r["referenceRange"][0];
+                let flag = r["interpretation"][0]["coding"][0]["code"].as_str().unwrap();
+                let low = range["low"]["value"].as_f64();
+                let high = range["high"]["value"].as_f64();
+                let expected = match (low, high) {
+                    (Some(l), _) if value < l => "L",
+                    (_, Some(h)) if value > h => "H",
+                    _ => "N",
+                };
+                assert_eq!(flag, expected, "{r}");
+            }
+        }
+        assert!(seen > 30, "expected labs, saw {seen}");
+    }
+
+    #[test]
+    fn every_resource_references_its_patient() {
+        let record = Generator::new(1, 9).patient_record(0);
+        let patient_ref = format!("Patient/{}", record[0]["id"].as_str().unwrap());
+        for r in &record[1..] {
+            let subject = r.get("subject").or_else(|| r.get("patient")).unwrap();
+            assert_eq!(subject["reference"], patient_ref.as_str(), "{r}");
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! The sandbox database: FHIR resources in SQLite, one file shared with the authorization server's tables.
+//!
+//! Every resource is kept as its JSON text in `fhir_resources`, with `meta.versionId` / `meta.lastUpdated` set by
+//! the store, the patient whose compartment it belongs to in a column of its own, and its earlier versions in
+//! `fhir_history`. Search parameters are extracted on write into four index tables (strings, tokens, dates,
+//! references; see [`index`]) that [`search`] queries. The database runs in WAL mode: one writer connection behind
+//! a mutex and a small pool of read connections, so searches never wait for a write.
+//!
+//! All methods block; from async code call them through [`Store::blocking`] (a `spawn_blocking` wrapper).
+
+pub mod index;
+pub mod search;
+mod write;
+
+pub use write::{ResourceRow, Written};
+pub(crate) use write::{current_row, delete_resource, history_rows, put_resource, rows_by_rid, version_row};
+
+use crate::error::SandboxError;
+use crate::generate::Generator;
+use rusqlite::{Connection, OptionalExtension, Transaction};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Read connections kept open for reuse; more are opened on demand under load.
+const READ_POOL: usize = 4;
+
+/// The SQLite database behind the sandbox. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS fhir_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fhir_resources (
+    rid INTEGER PRIMARY KEY,
+    type TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    last_updated TEXT NOT NULL,
+    patient TEXT,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    json TEXT,
+    UNIQUE (type, id)
+);
+CREATE TABLE IF NOT EXISTS fhir_history (
+    type TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    last_updated TEXT NOT NULL,
+    deleted INTEGER NOT NULL,
+    json TEXT,
+    PRIMARY KEY (type, id, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fhir_idx_string (rid INTEGER NOT NULL, param TEXT NOT NULL, value TEXT NOT NULL, raw TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fhir_idx_token (rid INTEGER NOT NULL, param TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fhir_idx_date (rid INTEGER NOT NULL, param TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS fhir_idx_ref (rid INTEGER NOT NULL, param TEXT NOT NULL, target TEXT NOT NULL);
+";
+
+/// The secondary indexes: dropped during a bulk load and rebuilt after, which is several times faster than
+/// maintaining them row by row.
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS fhir_resources_patient ON fhir_resources (patient, type);
+CREATE INDEX IF NOT EXISTS fhir_idx_string_rid ON fhir_idx_string (rid, param);
+CREATE INDEX IF NOT EXISTS fhir_idx_string_value ON fhir_idx_string (param, value);
+CREATE INDEX IF NOT EXISTS fhir_idx_token_rid ON fhir_idx_token (rid, param, code);
+CREATE INDEX IF NOT EXISTS fhir_idx_token_code ON fhir_idx_token (param, code, system);
+CREATE INDEX IF NOT EXISTS fhir_idx_date_rid ON fhir_idx_date (rid, param);
+CREATE INDEX IF NOT EXISTS fhir_idx_ref_rid ON fhir_idx_ref (rid, param);
+CREATE INDEX IF NOT EXISTS fhir_idx_ref_target ON fhir_idx_ref (param, target);
+";
+
+const DROP_INDEXES: &str = "
+DROP INDEX IF EXISTS fhir_resources_patient;
+DROP INDEX IF EXISTS fhir_idx_string_rid;
+DROP INDEX IF EXISTS fhir_idx_string_value;
+DROP INDEX IF EXISTS fhir_idx_token_rid;
+DROP INDEX IF EXISTS fhir_idx_token_code;
+DROP INDEX IF EXISTS fhir_idx_date_rid;
+DROP INDEX IF EXISTS fhir_idx_ref_rid;
+DROP INDEX IF EXISTS fhir_idx_ref_target;
+";
+
+impl Store {
+    /// Opens (creating if needed) the database file at `path` and its FHIR tables.
+    pub fn open(path: &Path) -> Result<Store, SandboxError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let writer = open_connection(path)?;
+        writer.execute_batch(SCHEMA)?;
+        writer.execute_batch(INDEXES)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on the writer connection (the authorization server keeps its own tables through this). Blocks.
+    pub fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, SandboxError> {
+        let conn = self.writer()?;
+        Ok(f(&conn)?)
+    }
+
+    /// Runs `f` on a pooled read connection. Blocks.
+    pub fn with_reader<T, E: From<SandboxError>>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let conn = match lock(&self.inner.readers)?.pop() {
+            Some(conn) => conn,
+            None => open_connection(&self.inner.path)?,
+        };
+        let result = f(&conn);
+        let mut pool = lock(&self.inner.readers)?;
+        if pool.len() < READ_POOL {
+            pool.push(conn);
+        }
+        result
+    }
+
+    /// Runs `f` in a write transaction, committed when `f` returns `Ok` and rolled back otherwise. Blocks.
+    pub fn write<T, E: From<SandboxError>>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.writer()?;
+        let tx = conn.transaction().map_err(SandboxError::from)?;
+        let value = f(&tx)?;
+        tx.commit().map_err(SandboxError::from)?;
+        Ok(value)
+    }
+
+    /// Runs blocking store work on tokio's blocking pool, so SQLite never stalls the async runtime.
+    pub async fn blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<SandboxError> + Send + 'static,
+    {
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(result) => result,
+            Err(e) => Err(E::from(SandboxError::Internal {
+                reason: format!("a database task failed ({e})"),
+            })),
+        }
+    }
+
+    /// The current version of a resource, or `None` when it does not exist or was deleted.
+    pub fn read(&self, resource_type: &str, id: &str) -> Result<Option<Value>, SandboxError> {
+        self.with_reader(|conn| {
+            let row = current_row(conn, resource_type, id)?;
+            Ok(row.and_then(|r| r.resource()))
+        })
+    }
+
+    /// Patients whose names match every word of `name_query` (prefix, case- and accent-insensitive), or the first
+    /// patients when the query is blank; at most `limit`, ordered by family name. The patient picker uses this.
+    pub fn find_patients(&self, name_query: &str, limit: usize) -> Result<Vec<Value>, SandboxError> {
+        let mut pairs: Vec<(String, String)> = name_query
+            .split_whitespace()
+            .take(5)
+            .map(|w| ("name".to_owned(), w.to_owned()))
+            .collect();
+        pairs.push(("_sort".into(), "family".into()));
+        pairs.push(("_count".into(), limit.to_string()));
+        self.search_simple("Patient", &pairs)
+    }
+
+    /// The first `limit` practitioners, ordered by family name (the login page lists them).
+    pub fn list_practitioners(&self, limit: usize) -> Result<Vec<Value>, SandboxError> {
+        let pairs = vec![
+            ("_sort".to_owned(), "family".to_owned()),
+            ("_count".to_owned(), limit.to_string()),
+        ];
+        self.search_simple("Practitioner", &pairs)
+    }
+
+    /// A patient's encounters, most recent first, at most `limit` (the encounter picker uses this).
+    pub fn encounters_for_patient(&self, patient_id: &str, limit: usize) -> Result<Vec<Value>, SandboxError> {
+        let pairs = vec![
+            ("patient".to_owned(), patient_id.to_owned()),
+            ("_sort".to_owned(), "-date".to_owned()),
+            ("_count".to_owned(), limit.to_string()),
+        ];
+        self.search_simple("Encounter", &pairs)
+    }
+
+    /// How many live resources of a type the database holds.
+    pub fn count(&self, resource_type: &str) -> Result<usize, SandboxError> {
+        self.with_reader(|conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM fhir_resources WHERE type = ?1 AND deleted = 0",
+                [resource_type],
+                |r| r.get(0),
+            )?;
+            Ok(usize::try_from(n).unwrap_or(0))
+        })
+    }
+
+    fn search_simple(
+        &self,
+        resource_type: &str,
+        pairs: &[(String, String)],
+    ) -> Result<Vec<Value>, SandboxError> {
+        let request = search::SearchRequest::parse(resource_type, pairs)?;
+        self.with_reader(|conn| {
+            let result = search::execute(conn, &request, &search::Restriction::none())?;
+            Ok(result.matches.into_iter().filter_map(|r| r.resource()).collect())
+        })
+    }
+
+    /// Fills an empty database with `patients` generated patients from `seed`, once: later starts find the
+    /// database already generated and do nothing. Returns how many resources were inserted (0 when none were).
+    ///
+    /// The load runs in one transaction with the search indexes dropped and rebuilt after, then `ANALYZE` so the
+    /// query planner knows the table sizes.
+    pub fn ensure_populated(&self, patients: usize, seed: u64) -> Result<usize, SandboxError> {
+        let mut conn = self.writer()?;
+        let already: Option<String> = conn
+            .query_row("SELECT value FROM fhir_meta WHERE key = 'generated'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if already.is_some() {
+            return Ok(0);
+        }
+        let generator = Generator::new(patients, seed);
+        let now = index::instant_text(chrono::Utc::now());
+        let tx = conn.transaction()?;
+        tx.execute_batch(DROP_INDEXES)?;
+        let mut inserted = 0usize;
+        let mut last_patient = 0usize;
+        generator.for_each_resource(|resource| {
+            if resource.get("resourceType").and_then(Value::as_str) == Some("Patient") {
+                last_patient += 1;
+                if last_patient.is_multiple_of(1000) {
+                    tracing::info!(
+                        patients = last_patient,
+                        resources = inserted,
+                        "generating synthetic patients"
+                    );
+                }
+            }
+            write::insert_fresh(&tx, resource, &now)?;
+            inserted += 1;
+            Ok::<_, SandboxError>(())
+        })?;
+        tx.execute_batch(INDEXES)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO fhir_meta (key, value) VALUES ('generated', ?1)",
+            [format!("patients={patients} seed={seed} resources={inserted}")],
+        )?;
+        tx.commit()?;
+        conn.execute_batch("ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(inserted)
+    }
+
+    pub(crate) fn writer(&self) -> Result<MutexGuard<'_, Connection>, SandboxError> {
+        lock(&self.inner.writer)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>, SandboxError> {
+    mutex.lock().map_err(|_| SandboxError::Internal {
+        reason: "a database connection was left unusable by an earlier failure; restart the sandbox".into(),
+    })
+}
+
+fn open_connection(path: &Path) -> Result<Connection, SandboxError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA cache_size = -32000;
+         PRAGMA mmap_size = 268435456;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("sandbox.db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn population_happens_once_and_is_readable() {
+        let (_dir, store) = temp_store();
+        let inserted = store.ensure_populated(3, 42).unwrap();
+        assert!(inserted > 100);
+        assert_eq!(store.ensure_populated(3, 42).unwrap(), 0);
+        assert_eq!(store.count("Patient").unwrap(), 3);
+        let first = Generator::new(3, 42).patient_record(0).remove(0);
+        let id = first["id"].as_str().unwrap();
+        let stored = store.read("Patient", id).unwrap().unwrap();
+        assert_eq!(stored["name"], first["name"]);
+        assert_eq!(stored["meta"]["versionId"], "1");
+        assert!(stored["meta"]["lastUpdated"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn picker_queries_find_patients_practitioners_and_encounters() {
+        let (_dir, store) = temp_store();
+        store.ensure_populated(6, 5).unwrap();
+        let all = store.find_patients("", 100).unwrap();
+        assert_eq!(all.len(), 6);
+        let named = all.iter().find(|p| p.get("name").is_some()).unwrap();
+        let family = named["name"][0]["family"].as_str().unwrap();
+        let found = store.find_patients(&family[..2].to_lowercase(), 100).unwrap();
+        assert!(found.iter().any(|p| p["id"] == named["id"]));
+        assert!(store.find_patients("zzzzqqq", 10).unwrap().is_empty());
+        assert_eq!(store.list_practitioners(3).unwrap().len(), 3);
+        let encounters = store
+            .encounters_for_patient(named["id"].as_str().unwrap(), 100)
+            .unwrap();
+        assert!(!encounters.is_empty());
+        let starts: Vec<&str> = encounters
+            .iter()
+            .map(|e| e["period"]["start"].as_str().unwrap())
+            .collect();
+        let mut sorted = starts.clone();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(starts, sorted, "most recent first");
+    }
+
+    #[test]
+    fn updates_keep_history_and_deletes_leave_a_tombstone() {
+        let (_dir, store) = temp_store();
+        let now = index::instant_text(chrono::Utc::now());
+        store
+            .write(|tx| {
+                put_resource(
+                    tx,
+                    json!({"resourceType": "Patient", "id": "p1", "gender": "male"}),
+                    &now,
+                )?;
+                put_resource(
+                    tx,
+                    json!({"resourceType": "Patient", "id": "p1", "gender": "female"}),
+                    &now,
+                )?;
+                Ok::<_, SandboxError>(())
+            })
+            .unwrap();
+        assert_eq!(
+            store.read("Patient", "p1").unwrap().unwrap()["meta"]["versionId"],
+            "2"
+        );
+        store
+            .with_reader(|conn| {
+                let old = version_row(conn, "Patient", "p1", 1)?.unwrap();
+                assert_eq!(old.resource().unwrap()["gender"], "male");
+                assert_eq!(history_rows(conn, "Patient", "p1")?.len(), 2);
+                Ok::<_, SandboxError>(())
+            })
+            .unwrap();
+        store
+            .write(|tx| delete_resource(tx, "Patient", "p1", &now))
+            .unwrap();
+        assert!(store.read("Patient", "p1").unwrap().is_none());
+        store
+            .with_reader(|conn| {
+                let row = current_row(conn, "Patient", "p1")?.unwrap();
+                assert!(row.deleted);
+                assert_eq!(row.version, 3);
+                Ok::<_, SandboxError>(())
+            })
+            .unwrap();
+    }
+}

@@ -1,0 +1,894 @@
+//! FHIR search: a query string parsed into a [`SearchRequest`], run as SQL over the index tables.
+//!
+//! Repeated parameters are ANDed, comma-separated values ORed. Access rules arrive as a [`Restriction`] (the
+//! patient compartment and the scopes' `?category=…` constraints) and become part of the same SQL, so a page,
+//! its `total` and its `next` link never count what the token may not see.
+
+use super::index::{self, ParamKind, SearchParam};
+use super::write::{ResourceRow, current_row, rows_by_rid};
+use crate::error::SandboxError;
+use rusqlite::Connection;
+use rusqlite::types::Value as Sql;
+use std::collections::HashSet;
+
+/// The page size when `_count` is not given.
+pub const DEFAULT_COUNT: usize = 50;
+/// The largest page served.
+pub const MAX_COUNT: usize = 1000;
+
+/// Parameters every search accepts and ignores (formatting hints the server does not need).
+const IGNORED: &[&str] = &["_format", "_pretty", "_elements", "_total"];
+
+/// A date-search prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    /// `eq` (the default): the resource's range lies within the value's.
+    Eq,
+    /// `ne`: not `eq`.
+    Ne,
+    /// `lt`: starts before the value.
+    Lt,
+    /// `gt`: ends after the value.
+    Gt,
+    /// `le`: `lt` or `eq`.
+    Le,
+    /// `ge`: `gt` or `eq`.
+    Ge,
+    /// `sa`: starts after the value ends.
+    Sa,
+    /// `eb`: ends before the value starts.
+    Eb,
+    /// `ap`: overlaps the value.
+    Ap,
+}
+
+/// How a string parameter matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringMode {
+    /// Starts with the value (case- and accent-insensitive); the default.
+    Prefix,
+    /// `:exact`: equals the value, case-sensitive.
+    Exact,
+    /// `:contains`: contains the value anywhere.
+    Contains,
+}
+
+/// One search condition on one parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// `_id`.
+    Id(String),
+    /// `_lastUpdated`.
+    LastUpdated(Prefix, i64, i64),
+    /// `patient` / `subject`: in this patient's compartment.
+    Compartment(String),
+    /// A string parameter.
+    Text {
+        /// The parameter.
+        param: &'static str,
+        /// How it matches.
+        mode: StringMode,
+        /// The value (normalized unless `:exact`).
+        value: String,
+    },
+    /// A token parameter (`system|code`; `None` matches any), `negate` for `:not`.
+    Token {
+        /// The parameter.
+        param: &'static str,
+        /// The system (`Some("")` for `|code`: no system).
+        system: Option<String>,
+        /// The code (`None` for `system|`).
+        code: Option<String>,
+        /// `:not`.
+        negate: bool,
+    },
+    /// A date parameter's range test.
+    Date {
+        /// The parameter.
+        param: &'static str,
+        /// The comparison.
+        prefix: Prefix,
+        /// The value's first second (Unix time).
+        lo: i64,
+        /// The value's last second.
+        hi: i64,
+    },
+    /// A reference parameter: `Type/id`.
+    Reference {
+        /// The parameter.
+        param: &'static str,
+        /// `Type/id`.
+        target: String,
+    },
+    /// Matches nothing (a reference to a type that cannot match, a constraint the server cannot evaluate).
+    Never,
+}
+
+/// A sort key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortKey {
+    /// `_id`, `_lastUpdated` or a parameter of the type.
+    pub param: String,
+    /// The parameter's kind (`None` for `_id` / `_lastUpdated`).
+    kind: Option<ParamKind>,
+    /// Descending (`-date`).
+    pub descending: bool,
+}
+
+/// An `_include`: follow `param` from the matches, optionally only to `target_type`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Include {
+    /// The reference parameter.
+    pub param: &'static SearchParam,
+    /// Only include targets of this type.
+    pub target_type: Option<String>,
+}
+
+/// A parsed search.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    /// The resource type searched.
+    pub resource_type: String,
+    /// AND of ORs.
+    pub filters: Vec<Vec<Condition>>,
+    /// Sort keys, most significant first.
+    pub sort: Vec<SortKey>,
+    /// Page size.
+    pub count: usize,
+    /// Matches skipped (paging).
+    pub offset: usize,
+    /// `_include`s.
+    pub includes: Vec<Include>,
+    /// `_summary=count` or `_count=0`: only the total is wanted.
+    pub summary_count: bool,
+    /// The query parameters that define the search (without `_count` / `_offset`), for `self` / `next` links.
+    pub link_params: Vec<(String, String)>,
+}
+
+/// Access rules that narrow a search: the caller's patient compartment and the scopes' constraints.
+#[derive(Debug, Clone, Default)]
+pub struct Restriction {
+    /// Only resources in this patient's compartment (shared types excepted).
+    pub patient: Option<String>,
+    /// Only resources matching one of these condition lists (each an AND of ORs); `None` = no constraint.
+    pub any_of: Option<Vec<Vec<Vec<Condition>>>>,
+}
+
+impl Restriction {
+    /// No restriction.
+    pub fn none() -> Self {
+        Self::default()
+    }
+}
+
+/// One page of results.
+#[derive(Debug)]
+pub struct SearchResult {
+    /// All matches (not just this page).
+    pub total: usize,
+    /// This page's matches.
+    pub matches: Vec<ResourceRow>,
+}
+
+fn invalid(reason: impl Into<String>) -> SandboxError {
+    SandboxError::InvalidSearch {
+        reason: reason.into(),
+    }
+}
+
+impl SearchRequest {
+    /// Parses the query parameters of a search on `resource_type`. Unknown parameters and modifiers are
+    /// rejected with a message naming them (and the supported ones), rather than silently widening the search.
+    pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> Result<SearchRequest, SandboxError> {
+        let mut request = SearchRequest {
+            resource_type: resource_type.to_owned(),
+            filters: Vec::new(),
+            sort: Vec::new(),
+            count: DEFAULT_COUNT,
+            offset: 0,
+            includes: Vec::new(),
+            summary_count: false,
+            link_params: Vec::new(),
+        };
+        for (key, value) in pairs {
+            let (name, modifier) = match key.split_once(':') {
+                Some((n, m)) => (n, Some(m)),
+                None => (key.as_str(), None),
+            };
+            if name != "_count" && name != "_offset" {
+                request.link_params.push((key.clone(), value.clone()));
+            }
+            match name {
+                "_count" => {
+                    let n: usize = value
+                        .trim()
+                        .parse()
+                        .map_err(|_| invalid(format!("`_count={value}` is not a whole number")))?;
+                    request.count = n.min(MAX_COUNT);
+                    if n == 0 {
+                        request.summary_count = true;
+                    }
+                }
+                "_offset" => {
+                    request.offset = value
+                        .trim()
+                        .parse()
+                        .map_err(|_| invalid(format!("`_offset={value}` is not a whole number")))?;
+                }
+                "_summary" => request.summary_count |= value == "count",
+                "_sort" => request.sort = parse_sort(resource_type, value)?,
+                "_include" => request.includes.push(parse_include(resource_type, value)?),
+                n if IGNORED.contains(&n) => {}
+                _ => request
+                    .filters
+                    .push(parse_condition(resource_type, name, modifier, value)?),
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// Parses one `name[:modifier]=value[,value…]` into the ORed conditions it stands for.
+pub fn parse_condition(
+    resource_type: &str,
+    name: &str,
+    modifier: Option<&str>,
+    value: &str,
+) -> Result<Vec<Condition>, SandboxError> {
+    if name.contains('.') {
+        return Err(invalid(format!(
+            "chained parameters such as `{name}` are not supported"
+        )));
+    }
+    let values: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    if values.is_empty() {
+        return Err(invalid(format!("the parameter `{name}` has no value")));
+    }
+    let unsupported_modifier = |m: &str| invalid(format!("the modifier `:{m}` is not supported on `{name}`"));
+    match name {
+        "_id" => {
+            if let Some(m) = modifier {
+                return Err(unsupported_modifier(m));
+            }
+            return Ok(values.into_iter().map(|v| Condition::Id(v.to_owned())).collect());
+        }
+        "_lastUpdated" => {
+            if let Some(m) = modifier {
+                return Err(unsupported_modifier(m));
+            }
+            return values
+                .into_iter()
+                .map(|v| {
+                    let (prefix, lo, hi) = parse_date(name, v)?;
+                    Ok(Condition::LastUpdated(prefix, lo, hi))
+                })
+                .collect();
+        }
+        _ => {}
+    }
+    let Some(param) = index::param(resource_type, name) else {
+        let mut known: Vec<&str> = vec!["_id", "_lastUpdated"];
+        known.extend(index::params_for(resource_type).iter().map(|p| p.name));
+        return Err(invalid(format!(
+            "`{name}` is not a supported search parameter of {resource_type} (supported: {}; and _count, _offset, _sort, _include, _summary)",
+            known.join(", ")
+        )));
+    };
+    values
+        .into_iter()
+        .map(|v| match param.kind {
+            ParamKind::String => {
+                let mode = match modifier {
+                    None => StringMode::Prefix,
+                    Some("exact") => StringMode::Exact,
+                    Some("contains") => StringMode::Contains,
+                    Some(m) => return Err(unsupported_modifier(m)),
+                };
+                let value = if mode == StringMode::Exact {
+                    v.to_owned()
+                } else {
+                    index::normalize(v)
+                };
+                Ok(Condition::Text {
+                    param: param.name,
+                    mode,
+                    value,
+                })
+            }
+            ParamKind::Token => {
+                let negate = match modifier {
+                    None => false,
+                    Some("not") => true,
+                    Some(m) => return Err(unsupported_modifier(m)),
+                };
+                let (system, code) = match v.split_once('|') {
+                    Some((s, c)) => (Some(s.to_owned()), (!c.is_empty()).then(|| c.to_owned())),
+                    None => (None, Some(v.to_owned())),
+                };
+                Ok(Condition::Token {
+                    param: param.name,
+                    system,
+                    code,
+                    negate,
+                })
+            }
+            ParamKind::Date => {
+                if let Some(m) = modifier {
+                    return Err(unsupported_modifier(m));
+                }
+                let (prefix, lo, hi) = parse_date(name, v)?;
+                Ok(Condition::Date {
+                    param: param.name,
+                    prefix,
+                    lo,
+                    hi,
+                })
+            }
+            ParamKind::Reference | ParamKind::Compartment => {
+                let target = reference_value(param, modifier, v)?;
+                if param.kind == ParamKind::Compartment {
+                    return Ok(match target.split_once('/') {
+                        Some(("Patient", id)) => Condition::Compartment(id.to_owned()),
+                        _ => Condition::Never,
+                    });
+                }
+                Ok(Condition::Reference {
+                    param: param.name,
+                    target,
+                })
+            }
+        })
+        .collect()
+}
+
+fn reference_value(param: &SearchParam, modifier: Option<&str>, v: &str) -> Result<String, SandboxError> {
+    if let Some((t, id)) = index::reference_target(v) {
+        return Ok(format!("{t}/{id}"));
+    }
+    let target_type = match modifier {
+        Some(m) if index::is_valid_type(m) => Some(m),
+        Some(m) => {
+            return Err(invalid(format!(
+                "the modifier `:{m}` is not supported on `{}`",
+                param.name
+            )));
+        }
+        None => param.target,
+    };
+    match target_type {
+        Some(t) if index::is_valid_id(v) => Ok(format!("{t}/{v}")),
+        _ => Err(invalid(format!(
+            "`{}={v}` is not a reference (write `Type/id` or an id)",
+            param.name
+        ))),
+    }
+}
+
+fn parse_date(name: &str, v: &str) -> Result<(Prefix, i64, i64), SandboxError> {
+    let prefixes = [
+        ("eq", Prefix::Eq),
+        ("ne", Prefix::Ne),
+        ("lt", Prefix::Lt),
+        ("gt", Prefix::Gt),
+        ("le", Prefix::Le),
+        ("ge", Prefix::Ge),
+        ("sa", Prefix::Sa),
+        ("eb", Prefix::Eb),
+        ("ap", Prefix::Ap),
+    ];
+    let (prefix, rest) = prefixes
+        .iter()
+        .find_map(|(p, prefix)| v.strip_prefix(p).map(|rest| (*prefix, rest)))
+        .unwrap_or((Prefix::Eq, v));
+    let (lo, hi) = index::date_range(rest).ok_or_else(|| {
+        invalid(format!("`{name}={v}` is not a date: write e.g. `2024`, `2024-03`, `ge2024-03-01` or `lt2024-03-01T10:00:00Z`"))
+    })?;
+    Ok((prefix, lo, hi))
+}
+
+fn parse_sort(resource_type: &str, value: &str) -> Result<Vec<SortKey>, SandboxError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|key| {
+            let (descending, name) = match key.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, key),
+            };
+            let kind = match name {
+                "_id" | "_lastUpdated" => None,
+                _ => match index::param(resource_type, name) {
+                    Some(p) if matches!(p.kind, ParamKind::String | ParamKind::Date | ParamKind::Token) => {
+                        Some(p.kind)
+                    }
+                    _ => return Err(invalid(format!("cannot sort {resource_type} by `{name}`"))),
+                },
+            };
+            Ok(SortKey {
+                param: name.to_owned(),
+                kind,
+                descending,
+            })
+        })
+        .collect()
+}
+
+fn parse_include(resource_type: &str, value: &str) -> Result<Include, SandboxError> {
+    let mut parts = value.split(':');
+    let (source, name, target) = (parts.next(), parts.next(), parts.next());
+    let (Some(source), Some(name)) = (source, name) else {
+        return Err(invalid(format!(
+            "`_include={value}` must read `{resource_type}:parameter[:TargetType]`"
+        )));
+    };
+    if source != resource_type {
+        return Err(invalid(format!(
+            "`_include={value}` names {source}, but this search is on {resource_type}"
+        )));
+    }
+    match index::param(resource_type, name) {
+        Some(param) if matches!(param.kind, ParamKind::Reference | ParamKind::Compartment) => Ok(Include {
+            param,
+            target_type: target.map(str::to_owned),
+        }),
+        _ => Err(invalid(format!(
+            "`{name}` is not a reference parameter of {resource_type} that can be included"
+        ))),
+    }
+}
+
+/// Runs a search: the total and one page of matches.
+pub fn execute(
+    conn: &Connection,
+    request: &SearchRequest,
+    restriction: &Restriction,
+) -> Result<SearchResult, SandboxError> {
+    let mut sql_where = String::new();
+    let mut args: Vec<Sql> = Vec::new();
+    where_clause(
+        &request.resource_type,
+        &request.filters,
+        restriction,
+        &mut sql_where,
+        &mut args,
+    );
+
+    let total: i64 = conn
+        .prepare_cached(&format!(
+            "SELECT COUNT(*) FROM fhir_resources r WHERE {sql_where}"
+        ))?
+        .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+    if request.summary_count {
+        return Ok(SearchResult {
+            total: usize::try_from(total).unwrap_or(0),
+            matches: Vec::new(),
+        });
+    }
+    let mut order = String::new();
+    for key in &request.sort {
+        order_term(key, &mut order, &mut args);
+        order.push_str(", ");
+    }
+    order.push_str("r.rid");
+    args.push(Sql::Integer(i64::try_from(request.count).unwrap_or(i64::MAX)));
+    args.push(Sql::Integer(i64::try_from(request.offset).unwrap_or(i64::MAX)));
+    let sql =
+        format!("SELECT r.rid FROM fhir_resources r WHERE {sql_where} ORDER BY {order} LIMIT ? OFFSET ?");
+    let rids = conn
+        .prepare_cached(&sql)?
+        .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(SearchResult {
+        total: usize::try_from(total).unwrap_or(0),
+        matches: rows_by_rid(conn, &rids)?,
+    })
+}
+
+/// Every match of `filters` on `resource_type` under `restriction`, as row ids in insertion order (for
+/// `$everything`, which pages over several types at once).
+pub fn matching_rids(
+    conn: &Connection,
+    resource_type: &str,
+    filters: &[Vec<Condition>],
+    restriction: &Restriction,
+) -> Result<Vec<i64>, SandboxError> {
+    let mut sql_where = String::new();
+    let mut args: Vec<Sql> = Vec::new();
+    where_clause(resource_type, filters, restriction, &mut sql_where, &mut args);
+    let rids = conn
+        .prepare_cached(&format!(
+            "SELECT r.rid FROM fhir_resources r WHERE {sql_where} ORDER BY r.rid"
+        ))?
+        .query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rids)
+}
+
+/// True when the row `rid` satisfies `filters` (used to apply scope constraints to a read).
+pub fn row_matches(
+    conn: &Connection,
+    rid: i64,
+    resource_type: &str,
+    any_of: &[Vec<Vec<Condition>>],
+) -> Result<bool, SandboxError> {
+    let mut sql_where = String::new();
+    let mut args: Vec<Sql> = Vec::new();
+    let restriction = Restriction {
+        patient: None,
+        any_of: Some(any_of.to_vec()),
+    };
+    where_clause(resource_type, &[], &restriction, &mut sql_where, &mut args);
+    args.push(Sql::Integer(rid));
+    let n: i64 = conn
+        .prepare_cached(&format!(
+            "SELECT COUNT(*) FROM fhir_resources r WHERE {sql_where} AND r.rid = ?"
+        ))?
+        .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+    Ok(n > 0)
+}
+
+/// The resources the `_include`s of `request` reach from `matches` (deduplicated, without the matches themselves
+/// and without deleted targets). The caller still checks that the token may read each one.
+pub fn includes(
+    conn: &Connection,
+    request: &SearchRequest,
+    matches: &[ResourceRow],
+) -> Result<Vec<ResourceRow>, SandboxError> {
+    let mut seen: HashSet<String> = matches.iter().map(ResourceRow::reference).collect();
+    let mut out = Vec::new();
+    for include in &request.includes {
+        let mut targets: Vec<String> = Vec::new();
+        for row in matches {
+            match include.param.kind {
+                ParamKind::Compartment => {
+                    if let Some(p) = &row.patient {
+                        targets.push(format!("Patient/{p}"));
+                    }
+                }
+                _ => {
+                    let mut stmt =
+                        conn.prepare_cached("SELECT target FROM fhir_idx_ref WHERE rid = ?1 AND param = ?2")?;
+                    let found = stmt
+                        .query_map(rusqlite::params![row.rid, include.param.name], |r| {
+                            r.get::<_, String>(0)
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    targets.extend(found);
+                }
+            }
+        }
+        for target in targets {
+            let Some((t, id)) = target.split_once('/') else {
+                continue;
+            };
+            if include.target_type.as_deref().is_some_and(|wanted| wanted != t)
+                || !seen.insert(target.clone())
+            {
+                continue;
+            }
+            if let Some(row) = current_row(conn, t, id)?.filter(|r| !r.deleted) {
+                out.push(row);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn where_clause(
+    resource_type: &str,
+    filters: &[Vec<Condition>],
+    restriction: &Restriction,
+    sql: &mut String,
+    args: &mut Vec<Sql>,
+) {
+    sql.push_str("r.type = ? AND r.deleted = 0");
+    args.push(Sql::Text(resource_type.to_owned()));
+    if let Some(patient) = &restriction.patient
+        && !index::is_shared(resource_type)
+    {
+        sql.push_str(" AND r.patient = ?");
+        args.push(Sql::Text(patient.clone()));
+    }
+    // Without a patient or id to start from, let one selective index condition drive the query (`rid IN …`);
+    // the others are then checked per candidate row (`EXISTS …`).
+    let anchored = restriction.patient.is_some()
+        || filters.iter().any(|g| {
+            g.iter()
+                .all(|c| matches!(c, Condition::Compartment(_) | Condition::Id(_)))
+        });
+    let driver = if anchored {
+        None
+    } else {
+        filters.iter().position(|g| g.len() == 1 && is_driver(&g[0]))
+    };
+    for (i, group) in filters.iter().enumerate() {
+        sql.push_str(" AND ");
+        group_sql(group, driver == Some(i), sql, args);
+    }
+    if let Some(any_of) = &restriction.any_of {
+        sql.push_str(" AND (");
+        if any_of.is_empty() {
+            sql.push('0');
+        }
+        for (i, all) in any_of.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(" OR ");
+            }
+            sql.push_str("(1");
+            for group in all {
+                sql.push_str(" AND ");
+                group_sql(group, false, sql, args);
+            }
+            sql.push(')');
+        }
+        sql.push(')');
+    }
+}
+
+fn is_driver(c: &Condition) -> bool {
+    matches!(
+        c,
+        Condition::Text {
+            mode: StringMode::Prefix | StringMode::Exact,
+            ..
+        } | Condition::Token {
+            negate: false,
+            code: Some(_),
+            ..
+        } | Condition::Reference { .. }
+    )
+}
+
+fn group_sql(group: &[Condition], drive: bool, sql: &mut String, args: &mut Vec<Sql>) {
+    sql.push('(');
+    for (i, c) in group.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(" OR ");
+        }
+        condition_sql(c, drive, sql, args);
+    }
+    if group.is_empty() {
+        sql.push('0');
+    }
+    sql.push(')');
+}
+
+fn condition_sql(c: &Condition, drive: bool, sql: &mut String, args: &mut Vec<Sql>) {
+    // `drive`: `r.rid IN (SELECT rid …)`; otherwise a correlated `EXISTS (SELECT 1 … AND x.rid = r.rid)`.
+    let open = |table: &str, sql: &mut String| {
+        if drive {
+            sql.push_str(&format!("r.rid IN (SELECT x.rid FROM {table} x WHERE "));
+        } else {
+            sql.push_str(&format!(
+                "EXISTS (SELECT 1 FROM {table} x WHERE x.rid = r.rid AND "
+            ));
+        }
+    };
+    match c {
+        Condition::Id(id) => {
+            sql.push_str("r.id = ?");
+            args.push(Sql::Text(id.clone()));
+        }
+        Condition::Compartment(patient) => {
+            sql.push_str("r.patient = ?");
+            args.push(Sql::Text(patient.clone()));
+        }
+        Condition::LastUpdated(prefix, lo, hi) => {
+            let lo_text = index::instant_text_from_secs(*lo);
+            let hi_text = index::instant_text_from_secs(*hi).replace(".000Z", ".999Z");
+            instant_test(
+                *prefix,
+                "r.last_updated",
+                Sql::Text(lo_text),
+                Sql::Text(hi_text),
+                sql,
+                args,
+            );
+        }
+        Condition::Text { param, mode, value } => {
+            open("fhir_idx_string", sql);
+            sql.push_str("x.param = ? AND ");
+            args.push(Sql::Text((*param).to_owned()));
+            match mode {
+                StringMode::Prefix => {
+                    sql.push_str("x.value >= ? AND x.value < ?");
+                    args.push(Sql::Text(value.clone()));
+                    args.push(Sql::Text(format!("{value}\u{10FFFF}")));
+                }
+                StringMode::Exact => {
+                    sql.push_str("x.raw = ?");
+                    args.push(Sql::Text(value.clone()));
+                }
+                StringMode::Contains => {
+                    sql.push_str("instr(x.value, ?) > 0");
+                    args.push(Sql::Text(value.clone()));
+                }
+            }
+            sql.push(')');
+        }
+        Condition::Token {
+            param,
+            system,
+            code,
+            negate,
+        } => {
+            if *negate {
+                sql.push_str("NOT ");
+            }
+            open("fhir_idx_token", sql);
+            sql.push_str("x.param = ?");
+            args.push(Sql::Text((*param).to_owned()));
+            if let Some(code) = code {
+                sql.push_str(" AND x.code = ?");
+                args.push(Sql::Text(code.clone()));
+            }
+            if let Some(system) = system {
+                sql.push_str(" AND x.system = ?");
+                args.push(Sql::Text(system.clone()));
+            }
+            sql.push(')');
+        }
+        Condition::Date {
+            param,
+            prefix,
+            lo,
+            hi,
+        } => {
+            open("fhir_idx_date", sql);
+            sql.push_str("x.param = ? AND ");
+            args.push(Sql::Text((*param).to_owned()));
+            range_test(*prefix, *lo, *hi, sql, args);
+            sql.push(')');
+        }
+        Condition::Reference { param, target } => {
+            open("fhir_idx_ref", sql);
+            sql.push_str("x.param = ? AND x.target = ?)");
+            args.push(Sql::Text((*param).to_owned()));
+            args.push(Sql::Text(target.clone()));
+        }
+        Condition::Never => sql.push('0'),
+    }
+}
+
+/// The FHIR R4 prefix semantics for a target range `[x.lo, x.hi]` against the value's `[lo, hi]`.
+fn range_test(prefix: Prefix, lo: i64, hi: i64, sql: &mut String, args: &mut Vec<Sql>) {
+    let (text, binds): (&str, Vec<i64>) = match prefix {
+        Prefix::Eq => ("(x.lo >= ? AND x.hi <= ?)", vec![lo, hi]),
+        Prefix::Ne => ("NOT (x.lo >= ? AND x.hi <= ?)", vec![lo, hi]),
+        Prefix::Gt => ("x.hi > ?", vec![hi]),
+        Prefix::Lt => ("x.lo < ?", vec![lo]),
+        Prefix::Ge => ("(x.hi > ? OR (x.lo >= ? AND x.hi <= ?))", vec![hi, lo, hi]),
+        Prefix::Le => ("(x.lo < ? OR (x.lo >= ? AND x.hi <= ?))", vec![lo, lo, hi]),
+        Prefix::Sa => ("x.lo > ?", vec![hi]),
+        Prefix::Eb => ("x.hi < ?", vec![lo]),
+        Prefix::Ap => ("(x.lo <= ? AND x.hi >= ?)", vec![hi, lo]),
+    };
+    sql.push_str(text);
+    args.extend(binds.into_iter().map(Sql::Integer));
+}
+
+/// The same for an instant column (`_lastUpdated`), whose range is a single point.
+fn instant_test(prefix: Prefix, column: &str, lo: Sql, hi: Sql, sql: &mut String, args: &mut Vec<Sql>) {
+    let (text, binds) = match prefix {
+        Prefix::Eq | Prefix::Ap => (format!("({column} >= ? AND {column} <= ?)"), vec![lo, hi]),
+        Prefix::Ne => (format!("NOT ({column} >= ? AND {column} <= ?)"), vec![lo, hi]),
+        Prefix::Gt | Prefix::Sa => (format!("{column} > ?"), vec![hi]),
+        Prefix::Lt | Prefix::Eb => (format!("{column} < ?"), vec![lo]),
+        Prefix::Ge => (format!("{column} >= ?"), vec![lo]),
+        Prefix::Le => (format!("{column} <= ?"), vec![hi]),
+    };
+    sql.push_str(&text);
+    args.extend(binds);
+}
+
+fn order_term(key: &SortKey, sql: &mut String, args: &mut Vec<Sql>) {
+    let dir = if key.descending { "DESC" } else { "ASC" };
+    match (key.param.as_str(), key.kind) {
+        ("_id", _) => sql.push_str(&format!("r.id {dir}")),
+        ("_lastUpdated", _) => sql.push_str(&format!("r.last_updated {dir}")),
+        (_, Some(ParamKind::Date)) => {
+            let (agg, col) = if key.descending {
+                ("MAX", "hi")
+            } else {
+                ("MIN", "lo")
+            };
+            sql.push_str(&format!(
+                "(SELECT {agg}(x.{col}) FROM fhir_idx_date x WHERE x.rid = r.rid AND x.param = ?) {dir}"
+            ));
+            args.push(Sql::Text(key.param.clone()));
+        }
+        (_, Some(ParamKind::Token)) => {
+            sql.push_str(&format!(
+                "(SELECT MIN(x.code) FROM fhir_idx_token x WHERE x.rid = r.rid AND x.param = ?) {dir}"
+            ));
+            args.push(Sql::Text(key.param.clone()));
+        }
+        _ => {
+            sql.push_str(&format!(
+                "(SELECT MIN(x.value) FROM fhir_idx_string x WHERE x.rid = r.rid AND x.param = ?) {dir}"
+            ));
+            args.push(Sql::Text(key.param.clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_tokens_dates_references_and_paging() {
+        let req = SearchRequest::parse(
+            "Observation",
+            &pairs(&[
+                ("patient", "Patient/p1"),
+                (
+                    "category",
+                    "http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
+                ),
+                ("code", "8867-4,8480-6"),
+                ("date", "ge2024-01-01"),
+                ("_count", "10"),
+                ("_offset", "20"),
+                ("_sort", "-date"),
+                ("_include", "Observation:encounter"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(req.filters.len(), 4);
+        assert_eq!(req.filters[0], vec![Condition::Compartment("p1".into())]);
+        assert_eq!(req.filters[2].len(), 2);
+        assert!(matches!(
+            req.filters[3][0],
+            Condition::Date {
+                prefix: Prefix::Ge,
+                ..
+            }
+        ));
+        assert_eq!((req.count, req.offset), (10, 20));
+        assert!(req.sort[0].descending);
+        assert_eq!(req.includes[0].param.name, "encounter");
+        assert!(
+            req.link_params
+                .iter()
+                .all(|(k, _)| k != "_count" && k != "_offset")
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_parameters_modifiers_and_bad_values() {
+        for (k, v) in [
+            ("colour", "red"),
+            ("code:below", "x"),
+            ("date", "last tuesday"),
+            ("_count", "many"),
+            ("subject.name", "x"),
+            ("_include", "Patient:general-practitioner"),
+            ("_sort", "value"),
+        ] {
+            let err = SearchRequest::parse("Observation", &pairs(&[(k, v)])).unwrap_err();
+            assert!(
+                matches!(err, SandboxError::InvalidSearch { .. }),
+                "{k}={v}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn subject_of_another_type_matches_nothing() {
+        let req = SearchRequest::parse("Observation", &pairs(&[("subject", "Group/1")])).unwrap();
+        assert_eq!(req.filters[0], vec![Condition::Never]);
+    }
+}

@@ -1,0 +1,347 @@
+//! Rows in and out of `fhir_resources` / `fhir_history`, and keeping the index tables in step with them.
+
+use super::index::{self, IndexRows};
+use crate::error::SandboxError;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Value, json};
+
+/// One stored version of a resource, as the database holds it.
+#[derive(Debug, Clone)]
+pub struct ResourceRow {
+    /// The row id (stable for the life of the resource; used by the search index).
+    pub rid: i64,
+    /// The resource type.
+    pub resource_type: String,
+    /// The logical id.
+    pub id: String,
+    /// The version (`meta.versionId`).
+    pub version: i64,
+    /// `meta.lastUpdated`.
+    pub last_updated: String,
+    /// The patient whose compartment the resource belongs to.
+    pub patient: Option<String>,
+    /// True when this version is a deletion.
+    pub deleted: bool,
+    /// The resource JSON (absent for deletions).
+    pub json: Option<String>,
+}
+
+impl ResourceRow {
+    /// The resource as a JSON value (`None` for a deletion or unreadable text).
+    pub fn resource(&self) -> Option<Value> {
+        self.json.as_deref().and_then(|j| serde_json::from_str(j).ok())
+    }
+
+    /// `Type/id`.
+    pub fn reference(&self) -> String {
+        format!("{}/{}", self.resource_type, self.id)
+    }
+
+    /// The weak ETag of this version: `W/"3"`.
+    pub fn etag(&self) -> String {
+        format!("W/\"{}\"", self.version)
+    }
+}
+
+/// What a write stored.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The row as stored.
+    pub row: ResourceRow,
+    /// True when the resource did not exist (or was deleted) before.
+    pub created: bool,
+    /// The stored resource, with its `meta`.
+    pub resource: Value,
+}
+
+const COLUMNS: &str = "rid, type, id, version, last_updated, patient, deleted, json";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<ResourceRow> {
+    Ok(ResourceRow {
+        rid: r.get(0)?,
+        resource_type: r.get(1)?,
+        id: r.get(2)?,
+        version: r.get(3)?,
+        last_updated: r.get(4)?,
+        patient: r.get(5)?,
+        deleted: r.get::<_, i64>(6)? != 0,
+        json: r.get(7)?,
+    })
+}
+
+/// The current row of `type/id` (possibly a deletion), or `None` when it never existed.
+pub(crate) fn current_row(
+    conn: &Connection,
+    resource_type: &str,
+    id: &str,
+) -> rusqlite::Result<Option<ResourceRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM fhir_resources WHERE type = ?1 AND id = ?2"
+    ))?
+    .query_row(params![resource_type, id], from_row)
+    .optional()
+}
+
+/// Rows by row id, in the order given (missing ids are skipped).
+pub(crate) fn rows_by_rid(conn: &Connection, rids: &[i64]) -> rusqlite::Result<Vec<ResourceRow>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM fhir_resources WHERE rid = ?1"))?;
+    let mut out = Vec::with_capacity(rids.len());
+    for rid in rids {
+        if let Some(row) = stmt.query_row([rid], from_row).optional()? {
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
+/// One version of `type/id`, current or historical.
+pub(crate) fn version_row(
+    conn: &Connection,
+    resource_type: &str,
+    id: &str,
+    version: i64,
+) -> rusqlite::Result<Option<ResourceRow>> {
+    let Some(current) = current_row(conn, resource_type, id)? else {
+        return Ok(None);
+    };
+    if current.version == version {
+        return Ok(Some(current));
+    }
+    conn.prepare_cached(
+        "SELECT version, last_updated, deleted, json FROM fhir_history WHERE type = ?1 AND id = ?2 AND version = ?3",
+    )?
+    .query_row(params![resource_type, id, version], |r| {
+        Ok(ResourceRow {
+            rid: current.rid,
+            resource_type: resource_type.to_owned(),
+            id: id.to_owned(),
+            version: r.get(0)?,
+            last_updated: r.get(1)?,
+            patient: current.patient.clone(),
+            deleted: r.get::<_, i64>(2)? != 0,
+            json: r.get(3)?,
+        })
+    })
+    .optional()
+}
+
+/// Every version of `type/id`, newest first (empty when it never existed).
+pub(crate) fn history_rows(
+    conn: &Connection,
+    resource_type: &str,
+    id: &str,
+) -> rusqlite::Result<Vec<ResourceRow>> {
+    let Some(current) = current_row(conn, resource_type, id)? else {
+        return Ok(Vec::new());
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT version, last_updated, deleted, json FROM fhir_history WHERE type = ?1 AND id = ?2 ORDER BY version DESC",
+    )?;
+    let older = stmt
+        .query_map(params![resource_type, id], |r| {
+            Ok(ResourceRow {
+                rid: current.rid,
+                resource_type: resource_type.to_owned(),
+                id: id.to_owned(),
+                version: r.get(0)?,
+                last_updated: r.get(1)?,
+                patient: current.patient.clone(),
+                deleted: r.get::<_, i64>(2)? != 0,
+                json: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut all = vec![current];
+    all.extend(older);
+    Ok(all)
+}
+
+fn type_and_id(resource: &Value) -> Result<(String, String), SandboxError> {
+    let resource_type = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .filter(|t| index::is_valid_type(t))
+        .ok_or_else(|| SandboxError::InvalidResource {
+            reason: "it has no valid `resourceType`".into(),
+        })?;
+    let id = resource
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|id| index::is_valid_id(id))
+        .ok_or_else(|| SandboxError::InvalidResource {
+            reason: "it has no valid `id` (1–64 letters, digits, `-` or `.`)".into(),
+        })?;
+    Ok((resource_type.to_owned(), id.to_owned()))
+}
+
+fn stamp(resource: &mut Value, version: i64, now: &str) -> Result<(), SandboxError> {
+    let Some(map) = resource.as_object_mut() else {
+        return Err(SandboxError::InvalidResource {
+            reason: "it is not a JSON object".into(),
+        });
+    };
+    let meta = map.entry("meta").or_insert_with(|| json!({}));
+    if !meta.is_object() {
+        *meta = json!({});
+    }
+    meta["versionId"] = json!(version.to_string());
+    meta["lastUpdated"] = json!(now);
+    Ok(())
+}
+
+/// Inserts a resource known not to exist yet (bulk loads: no lookup first). Fails on a duplicate id.
+pub(crate) fn insert_fresh(
+    conn: &Connection,
+    mut resource: Value,
+    now: &str,
+) -> Result<ResourceRow, SandboxError> {
+    let (resource_type, id) = type_and_id(&resource)?;
+    stamp(&mut resource, 1, now)?;
+    let patient = index::compartment_patient(&resource_type, &resource);
+    let json = serde_json::to_string(&resource)?;
+    conn.prepare_cached(
+        "INSERT INTO fhir_resources (type, id, version, last_updated, patient, deleted, json) VALUES (?1, ?2, 1, ?3, ?4, 0, ?5)",
+    )?
+    .execute(params![resource_type, id, now, patient, json])?;
+    let rid = conn.last_insert_rowid();
+    insert_index(conn, rid, &index::extract(&resource_type, &resource))?;
+    Ok(ResourceRow {
+        rid,
+        resource_type,
+        id,
+        version: 1,
+        last_updated: now.to_owned(),
+        patient,
+        deleted: false,
+        json: Some(json),
+    })
+}
+
+/// Creates or updates `resource` (its `resourceType` and `id` say which), keeping the previous version in the
+/// history and re-indexing it. The caller checks preconditions (`If-Match`) on [`current_row`] first.
+pub(crate) fn put_resource(
+    conn: &Connection,
+    mut resource: Value,
+    now: &str,
+) -> Result<Written, SandboxError> {
+    let (resource_type, id) = type_and_id(&resource)?;
+    let Some(current) = current_row(conn, &resource_type, &id)? else {
+        let row = insert_fresh(conn, resource.clone(), now)?;
+        stamp(&mut resource, 1, now)?;
+        return Ok(Written {
+            row,
+            created: true,
+            resource,
+        });
+    };
+    archive(conn, &current)?;
+    let version = current.version + 1;
+    stamp(&mut resource, version, now)?;
+    let patient = index::compartment_patient(&resource_type, &resource);
+    let json = serde_json::to_string(&resource)?;
+    conn.prepare_cached(
+        "UPDATE fhir_resources SET version = ?1, last_updated = ?2, patient = ?3, deleted = 0, json = ?4 WHERE rid = ?5",
+    )?
+    .execute(params![version, now, patient, json, current.rid])?;
+    clear_index(conn, current.rid)?;
+    insert_index(conn, current.rid, &index::extract(&resource_type, &resource))?;
+    let row = ResourceRow {
+        rid: current.rid,
+        resource_type,
+        id,
+        version,
+        last_updated: now.to_owned(),
+        patient,
+        deleted: false,
+        json: Some(json),
+    };
+    Ok(Written {
+        row,
+        created: current.deleted,
+        resource,
+    })
+}
+
+/// Deletes `type/id`: a new version marked deleted, the old one kept in the history, the index rows dropped.
+/// Returns the deleted row, or `None` when the resource never existed. Deleting twice is harmless.
+pub(crate) fn delete_resource(
+    conn: &Connection,
+    resource_type: &str,
+    id: &str,
+    now: &str,
+) -> Result<Option<ResourceRow>, SandboxError> {
+    let Some(current) = current_row(conn, resource_type, id)? else {
+        return Ok(None);
+    };
+    if current.deleted {
+        return Ok(Some(current));
+    }
+    archive(conn, &current)?;
+    let version = current.version + 1;
+    conn.prepare_cached(
+        "UPDATE fhir_resources SET version = ?1, last_updated = ?2, deleted = 1, json = NULL WHERE rid = ?3",
+    )?
+    .execute(params![version, now, current.rid])?;
+    clear_index(conn, current.rid)?;
+    Ok(Some(ResourceRow {
+        version,
+        last_updated: now.to_owned(),
+        deleted: true,
+        json: None,
+        ..current
+    }))
+}
+
+fn archive(conn: &Connection, row: &ResourceRow) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO fhir_history (type, id, version, last_updated, deleted, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![row.resource_type, row.id, row.version, row.last_updated, row.deleted as i64, row.json])?;
+    Ok(())
+}
+
+fn clear_index(conn: &Connection, rid: i64) -> rusqlite::Result<()> {
+    for table in [
+        "fhir_idx_string",
+        "fhir_idx_token",
+        "fhir_idx_date",
+        "fhir_idx_ref",
+    ] {
+        conn.prepare_cached(&format!("DELETE FROM {table} WHERE rid = ?1"))?
+            .execute([rid])?;
+    }
+    Ok(())
+}
+
+fn insert_index(conn: &Connection, rid: i64, rows: &IndexRows) -> rusqlite::Result<()> {
+    if !rows.strings.is_empty() {
+        let mut stmt = conn
+            .prepare_cached("INSERT INTO fhir_idx_string (rid, param, value, raw) VALUES (?1, ?2, ?3, ?4)")?;
+        for (param, value, raw) in &rows.strings {
+            stmt.execute(params![rid, param, value, raw])?;
+        }
+    }
+    if !rows.tokens.is_empty() {
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO fhir_idx_token (rid, param, system, code) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (param, system, code) in &rows.tokens {
+            stmt.execute(params![rid, param, system, code])?;
+        }
+    }
+    if !rows.dates.is_empty() {
+        let mut stmt =
+            conn.prepare_cached("INSERT INTO fhir_idx_date (rid, param, lo, hi) VALUES (?1, ?2, ?3, ?4)")?;
+        for (param, lo, hi) in &rows.dates {
+            stmt.execute(params![rid, param, lo, hi])?;
+        }
+    }
+    if !rows.refs.is_empty() {
+        let mut stmt =
+            conn.prepare_cached("INSERT INTO fhir_idx_ref (rid, param, target) VALUES (?1, ?2, ?3)")?;
+        for (param, target) in &rows.refs {
+            stmt.execute(params![rid, param, target])?;
+        }
+    }
+    Ok(())
+}
