@@ -1,0 +1,139 @@
+//! Token introspection (RFC 7662, with the SMART launch context) and revocation (RFC 7009).
+
+use axum::{
+    body::Bytes,
+    extract::State,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderMap, StatusCode, header};
+use serde_json::{Map, Value, json};
+
+use super::{
+    AuthServer,
+    clients::ClientKind,
+    oauth_error::{OAuthError, no_store_json},
+    params::Params,
+    records::{self, TokenKind, TokenState},
+    token::authenticated_client,
+};
+use crate::SandboxState;
+
+/// `POST /auth/introspect` (`token`): the caller authenticates as a confidential client or with a valid bearer
+/// token.
+pub(crate) async fn introspect(
+    State(state): State<SandboxState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match introspect_inner(state.auth(), &headers, &body).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn introspect_inner(
+    auth: &AuthServer,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, OAuthError> {
+    let params = Params::parse(body).map_err(OAuthError::invalid_request)?;
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("bearer ")));
+    if bearer {
+        auth.check_bearer(headers).map_err(|e| OAuthError {
+            status: StatusCode::UNAUTHORIZED,
+            ..OAuthError::invalid_client(format!("The caller's bearer token is not accepted: {e}"))
+        })?;
+    } else {
+        let client = authenticated_client(auth, headers, &params).await?;
+        if client.kind() == ClientKind::Public {
+            return Err(OAuthError::invalid_client(
+                "Introspection needs a confidential client or a valid bearer token; a public client cannot prove who it is.",
+            ));
+        }
+    }
+    let token = params
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is missing."))?;
+    let Some(row) = records::find_token(auth.store(), &records::hash_secret(token))? else {
+        return Ok(inactive());
+    };
+    let expired = row.expires_at <= records::now_ms();
+    if row.state != TokenState::Active || expired {
+        return Ok(inactive());
+    }
+    let base = auth.fhir_base().as_str().trim_end_matches('/');
+    let grant = row.grant;
+    let mut body = Map::new();
+    body.insert("active".into(), json!(true));
+    body.insert("scope".into(), json!(grant.scope));
+    body.insert("client_id".into(), json!(grant.client_id));
+    body.insert(
+        "token_type".into(),
+        json!(if row.kind == TokenKind::Access {
+            "Bearer"
+        } else {
+            "refresh_token"
+        }),
+    );
+    body.insert("exp".into(), json!(row.expires_at / 1000));
+    body.insert("iat".into(), json!(row.issued_at / 1000));
+    body.insert("iss".into(), json!(base));
+    if let Some(user) = &grant.fhir_user {
+        body.insert("sub".into(), json!(user));
+        body.insert("fhirUser".into(), json!(format!("{base}/{user}")));
+    }
+    if let Some(patient) = &grant.patient {
+        body.insert("patient".into(), json!(patient));
+    }
+    if let Some(encounter) = &grant.encounter {
+        body.insert("encounter".into(), json!(encounter));
+    }
+    if !grant.fhir_context.is_empty() {
+        let context: Vec<Value> = grant
+            .fhir_context
+            .iter()
+            .map(|r| json!({ "reference": r }))
+            .collect();
+        body.insert("fhirContext".into(), Value::Array(context));
+    }
+    Ok(no_store_json(Value::Object(body)))
+}
+
+fn inactive() -> Response {
+    no_store_json(json!({ "active": false }))
+}
+
+/// `POST /auth/revoke` (`token`, optional `token_type_hint`): the client authenticates as at the token endpoint.
+/// Revoking a refresh token also revokes the access tokens of its grant. Unknown tokens answer 200 too (RFC 7009).
+pub(crate) async fn revoke(State(state): State<SandboxState>, headers: HeaderMap, body: Bytes) -> Response {
+    match revoke_inner(state.auth(), &headers, &body).await {
+        Ok(()) => (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn revoke_inner(auth: &AuthServer, headers: &HeaderMap, body: &[u8]) -> Result<(), OAuthError> {
+    let params = Params::parse(body).map_err(OAuthError::invalid_request)?;
+    let client = authenticated_client(auth, headers, &params).await?;
+    let token = params
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is missing."))?;
+    let hash = records::hash_secret(token);
+    let Some(row) = records::find_token(auth.store(), &hash)? else {
+        return Ok(());
+    };
+    if row.grant.client_id != client.id {
+        // RFC 7009 §2.1: a client may revoke only its own tokens; answer as for an unknown token.
+        return Ok(());
+    }
+    match row.kind {
+        TokenKind::Refresh => {
+            records::revoke_family(auth.store(), &row.family)?;
+        }
+        TokenKind::Access => records::revoke_token(auth.store(), &hash)?,
+    }
+    Ok(())
+}

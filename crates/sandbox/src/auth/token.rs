@@ -1,0 +1,395 @@
+//! The token endpoint (authorization_code, refresh_token with rotation, client_credentials), token issuance with
+//! the SMART launch context, id_tokens, and the JWKS that verifies them.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::State,
+    response::{IntoResponse, Response},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use http::HeaderMap;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use smart_launch::scope::{Scope, ScopeSet};
+use subtle::ConstantTimeEq;
+
+use super::{
+    AuthServer,
+    clients::{self, ClientKind, RegisteredClient},
+    oauth_error::{OAuthError, no_store_json},
+    params::Params,
+    records::{self, CodeLookup, GrantRecord, TokenKind, TokenState},
+    scopes,
+};
+use crate::{SandboxState, config::SimulatedFailure, error::SandboxError};
+
+/// Lifetime of an `offline_access` refresh token.
+const OFFLINE_REFRESH_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
+/// Lifetime of an `online_access` refresh token (the sandbox's notion of a user session).
+const ONLINE_REFRESH_TTL_MS: i64 = 12 * 3600 * 1000;
+
+/// `POST /auth/token`.
+pub(crate) async fn token(State(state): State<SandboxState>, headers: HeaderMap, body: Bytes) -> Response {
+    match exchange(state.auth(), &headers, &body).await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::info!(error = err.error, description = %err.description, "token request refused");
+            err.into_response()
+        }
+    }
+}
+
+/// `GET /auth/jwks`: the public key that signs id_tokens.
+pub(crate) async fn jwks(State(state): State<SandboxState>) -> Response {
+    match state.auth().signing_key().await {
+        Ok(key) => Json(key.jwks()).into_response(),
+        Err(err) => OAuthError::server_error(err).into_response(),
+    }
+}
+
+/// Finds and authenticates the client of a token, introspection or revocation request.
+pub(crate) async fn authenticated_client(
+    auth: &AuthServer,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<std::sync::Arc<RegisteredClient>, OAuthError> {
+    let creds = clients::presented_credentials(headers, params)?;
+    let client_id = creds
+        .client_id
+        .clone()
+        .or_else(|| params.get("client_assertion").and_then(clients::assertion_issuer))
+        .ok_or_else(|| {
+            OAuthError::invalid_client("The request does not say which client it is; send client_id.")
+        })?;
+    let client = auth
+        .client(&client_id)
+        .ok_or_else(|| OAuthError::invalid_client(format!("No client with id {client_id} is registered.")))?;
+    let endpoint = auth.inner.endpoints.token.as_str().to_owned();
+    clients::authenticate(&client, &creds, &endpoint, auth.store(), &auth.inner.http).await?;
+    Ok(client)
+}
+
+async fn exchange(auth: &AuthServer, headers: &HeaderMap, body: &[u8]) -> Result<Response, OAuthError> {
+    let params = Params::parse(body).map_err(OAuthError::invalid_request)?;
+    let single = [
+        "grant_type",
+        "code",
+        "redirect_uri",
+        "code_verifier",
+        "refresh_token",
+        "scope",
+        "client_id",
+    ];
+    if let Some(name) = params.repeated(&single) {
+        return Err(OAuthError::invalid_request(format!(
+            "The parameter {name} appears more than once."
+        )));
+    }
+    let grant_type = params
+        .get("grant_type")
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is missing."))?
+        .to_owned();
+    let client = authenticated_client(auth, headers, &params).await?;
+    match grant_type.as_str() {
+        "authorization_code" => authorization_code(auth, &client, &params).await,
+        "refresh_token" => refresh(auth, &client, &params).await,
+        "client_credentials" => client_credentials(auth, &client, &params),
+        other => Err(OAuthError::new(
+            "unsupported_grant_type",
+            format!(
+                "grant_type={other} is not supported; use authorization_code, refresh_token or client_credentials."
+            ),
+        )),
+    }
+}
+
+async fn authorization_code(
+    auth: &AuthServer,
+    client: &RegisteredClient,
+    params: &Params,
+) -> Result<Response, OAuthError> {
+    let code = params
+        .get("code")
+        .ok_or_else(|| OAuthError::invalid_request("code is missing."))?;
+    let code_hash = records::hash_secret(code);
+    let record = match records::take_code(auth.store(), &code_hash)? {
+        CodeLookup::Fresh(record) => record,
+        CodeLookup::Replayed => {
+            let revoked = records::revoke_family(auth.store(), &code_hash)?;
+            tracing::warn!(client_id = %client.id, revoked, "authorization code replayed; its tokens are revoked");
+            return Err(OAuthError::invalid_grant(
+                "The code was already used; the tokens issued for it are now revoked. Start the launch again.",
+            ));
+        }
+        CodeLookup::Expired => {
+            return Err(OAuthError::invalid_grant(
+                "The code has expired (codes live 60 seconds). Start the launch again.",
+            ));
+        }
+        CodeLookup::Unknown => {
+            return Err(OAuthError::invalid_grant(
+                "The code is not one this server issued.",
+            ));
+        }
+    };
+    if record.grant.client_id != client.id {
+        return Err(OAuthError::invalid_grant(
+            "The code was issued to another client.",
+        ));
+    }
+    if params.get("redirect_uri") != Some(record.redirect_uri.as_str()) {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri must be sent and equal the redirect_uri of the authorization request.",
+        ));
+    }
+    if let Some(challenge) = &record.code_challenge {
+        let verifier = params
+            .get("code_verifier")
+            .ok_or_else(|| OAuthError::invalid_grant("code_verifier is missing (the request used PKCE)."))?;
+        let well_formed = (43..=128).contains(&verifier.len())
+            && verifier
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+        let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        if !well_formed || !bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier does not match the code_challenge.",
+            ));
+        }
+    } else if client.kind() == ClientKind::Public && client.pkce == crate::config::PkcePolicy::Required {
+        return Err(OAuthError::invalid_grant("The code was issued without PKCE."));
+    }
+    if record.grant.fail == Some(SimulatedFailure::TokenError) {
+        return Err(OAuthError::invalid_grant(
+            "The token request is refused (simulated failure token_error).",
+        ));
+    }
+    respond_with_tokens(auth, &code_hash, &record.grant, None).await
+}
+
+async fn refresh(
+    auth: &AuthServer,
+    client: &RegisteredClient,
+    params: &Params,
+) -> Result<Response, OAuthError> {
+    let token = params
+        .get("refresh_token")
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing."))?;
+    let token_hash = records::hash_secret(token);
+    let row = records::find_token(auth.store(), &token_hash)?
+        .filter(|r| r.kind == TokenKind::Refresh)
+        .ok_or_else(|| OAuthError::invalid_grant("The refresh token is not one this server issued."))?;
+    if row.grant.client_id != client.id {
+        return Err(OAuthError::invalid_grant(
+            "The refresh token was issued to another client.",
+        ));
+    }
+    match row.state {
+        TokenState::Active => {}
+        TokenState::Rotated => {
+            records::revoke_family(auth.store(), &row.family)?;
+            tracing::warn!(client_id = %client.id, "rotated refresh token reused; the grant is revoked");
+            return Err(OAuthError::invalid_grant(
+                "The refresh token was already used (tokens rotate); every token of this grant is now revoked. Launch again.",
+            ));
+        }
+        TokenState::Revoked => {
+            return Err(OAuthError::invalid_grant(
+                "The refresh token was revoked. Launch again.",
+            ));
+        }
+    }
+    if row.expires_at <= records::now_ms() {
+        return Err(OAuthError::invalid_grant(
+            "The refresh token has expired. Launch again.",
+        ));
+    }
+    if row.grant.fail == Some(SimulatedFailure::TokenError) {
+        return Err(OAuthError::invalid_grant(
+            "The token request is refused (simulated failure token_error).",
+        ));
+    }
+    let mut grant = row.grant.clone();
+    if let Some(text) = params.get("scope") {
+        let asked = ScopeSet::parse(text).map_err(|e| OAuthError::new("invalid_scope", e.to_string()))?;
+        if !scopes::is_subset(&asked, &ScopeSet::parse_lenient(&grant.scope)) {
+            return Err(OAuthError::new(
+                "invalid_scope",
+                "A refresh may narrow the granted scopes, never add to them.",
+            ));
+        }
+        grant.scope = asked.to_string();
+    }
+    if !records::rotate_refresh_token(auth.store(), &token_hash)? {
+        return Err(OAuthError::invalid_grant(
+            "The refresh token was used concurrently; launch again.",
+        ));
+    }
+    respond_with_tokens(auth, &row.family, &grant, Some(row.expires_at)).await
+}
+
+fn client_credentials(
+    auth: &AuthServer,
+    client: &RegisteredClient,
+    params: &Params,
+) -> Result<Response, OAuthError> {
+    if client.kind() != ClientKind::Asymmetric {
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            format!(
+                "client_credentials is for backend services registered with public keys (jwks); {} is not.",
+                client.id
+            ),
+        ));
+    }
+    let text = params
+        .get("scope")
+        .ok_or_else(|| OAuthError::new("invalid_scope", "scope is missing; ask for system/ scopes."))?;
+    let requested = ScopeSet::parse(text).map_err(|e| OAuthError::new("invalid_scope", e.to_string()))?;
+    let granted = scopes::grant_backend(&requested);
+    if granted.is_empty() {
+        return Err(OAuthError::new(
+            "invalid_scope",
+            "A backend service must ask for system/ scopes.",
+        ));
+    }
+    let grant = GrantRecord {
+        client_id: client.id.clone(),
+        scope: granted.to_string(),
+        patient: None,
+        encounter: None,
+        fhir_user: None,
+        need_patient_banner: false,
+        intent: None,
+        nonce: None,
+        fail: client.fail,
+        fhir_context: Vec::new(),
+        auth_time: records::now_ms() / 1000,
+    };
+    let family = records::random_token();
+    let access = issue_access_token(auth, &family, &grant)?;
+    Ok(no_store_json(json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": auth.inner.token_ttl.as_secs(),
+        "scope": grant.scope,
+    })))
+}
+
+fn issue_access_token(auth: &AuthServer, family: &str, grant: &GrantRecord) -> Result<String, SandboxError> {
+    let token = records::random_token();
+    let ttl = i64::try_from(auth.inner.token_ttl.as_millis()).unwrap_or(i64::MAX);
+    let expires_at = records::now_ms().saturating_add(ttl);
+    records::insert_token(
+        auth.store(),
+        &records::hash_secret(&token),
+        TokenKind::Access,
+        family,
+        grant,
+        expires_at,
+    )?;
+    Ok(token)
+}
+
+/// Issues an access token (and a refresh token when `offline_access` / `online_access` was granted) and builds
+/// the SMART token response. `refresh_expiry` keeps an `online_access` session's end across rotations.
+async fn respond_with_tokens(
+    auth: &AuthServer,
+    family: &str,
+    grant: &GrantRecord,
+    refresh_expiry: Option<i64>,
+) -> Result<Response, OAuthError> {
+    let granted = ScopeSet::parse_lenient(&grant.scope);
+    let access = issue_access_token(auth, family, grant)?;
+    let mut body = Map::new();
+    body.insert("access_token".into(), json!(access));
+    body.insert("token_type".into(), json!("Bearer"));
+    body.insert("expires_in".into(), json!(auth.inner.token_ttl.as_secs()));
+    body.insert("scope".into(), json!(grant.scope));
+    let refresh_ttl = if granted.contains(&Scope::OfflineAccess) {
+        Some(records::now_ms() + OFFLINE_REFRESH_TTL_MS)
+    } else if granted.contains(&Scope::OnlineAccess) {
+        Some(refresh_expiry.unwrap_or(records::now_ms() + ONLINE_REFRESH_TTL_MS))
+    } else {
+        None
+    };
+    if let Some(expires_at) = refresh_ttl {
+        let refresh = records::random_token();
+        records::insert_token(
+            auth.store(),
+            &records::hash_secret(&refresh),
+            TokenKind::Refresh,
+            family,
+            grant,
+            expires_at,
+        )?;
+        body.insert("refresh_token".into(), json!(refresh));
+    }
+    if let Some(patient) = &grant.patient {
+        body.insert("patient".into(), json!(patient));
+    }
+    if let Some(encounter) = &grant.encounter {
+        body.insert("encounter".into(), json!(encounter));
+    }
+    body.insert("need_patient_banner".into(), json!(grant.need_patient_banner));
+    body.insert("smart_style_url".into(), json!(style_url(auth)));
+    if let Some(intent) = &grant.intent {
+        body.insert("intent".into(), json!(intent));
+    }
+    if !grant.fhir_context.is_empty() {
+        let context: Vec<Value> = grant
+            .fhir_context
+            .iter()
+            .map(|r| json!({ "reference": r }))
+            .collect();
+        body.insert("fhirContext".into(), Value::Array(context));
+    }
+    if granted.has_openid()
+        && let Some(user) = &grant.fhir_user
+    {
+        body.insert(
+            "id_token".into(),
+            json!(id_token(auth, grant, user, &granted).await?),
+        );
+    }
+
+    Ok(no_store_json(Value::Object(body)))
+}
+
+fn style_url(auth: &AuthServer) -> String {
+    format!(
+        "{}/.well-known/smart-style.json",
+        auth.fhir_base().as_str().trim_end_matches('/')
+    )
+}
+
+async fn id_token(
+    auth: &AuthServer,
+    grant: &GrantRecord,
+    user: &str,
+    granted: &ScopeSet,
+) -> Result<String, SandboxError> {
+    let key = auth.signing_key().await?;
+    let now = records::now_ms() / 1000;
+    let base = auth.fhir_base().as_str().trim_end_matches('/');
+    let user_url = format!("{base}/{user}");
+    let mut claims = json!({
+        "iss": base,
+        "sub": user,
+        "aud": grant.client_id,
+        "iat": now,
+        "exp": now + 3600,
+        "auth_time": grant.auth_time,
+    });
+    if granted.contains(&Scope::FhirUser) {
+        claims["fhirUser"] = json!(user_url);
+    }
+    if granted.contains(&Scope::Profile) {
+        claims["profile"] = json!(user_url);
+    }
+    if let Some(nonce) = &grant.nonce {
+        claims["nonce"] = json!(nonce);
+    }
+    key.sign(&claims)
+}

@@ -1,0 +1,258 @@
+//! `/authorize`: every rejection, the pages, deny.
+
+use crate::common::*;
+use reqwest::StatusCode;
+use sandbox::{ClientSpec, SimulatedFailure};
+use url::Url;
+
+async fn redirect_error(ts: &TestSandbox, request: &AuthRequest) -> (String, Option<String>) {
+    let response = ts.http.get(request.url(ts)).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        response.text().await.unwrap()
+    );
+    let to = Url::parse(&location(&response)).unwrap();
+    assert!(to.as_str().starts_with(REDIRECT), "{to}");
+    assert!(query(&to, "code").is_none());
+    (query(&to, "error").unwrap(), query(&to, "state"))
+}
+
+async fn error_page(ts: &TestSandbox, request: &AuthRequest) -> String {
+    let response = ts.http.get(request.url(ts)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.headers().get("location").is_none());
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn unknown_client_gets_an_error_page_not_a_redirect() {
+    let ts = start().await;
+    let page = error_page(
+        &ts,
+        &AuthRequest::new(&ts, "patient/*.rs").set("client_id", "nobody"),
+    )
+    .await;
+    assert!(page.contains("nobody"), "{page}");
+}
+
+#[tokio::test]
+async fn unregistered_redirect_uri_gets_an_error_page() {
+    let ts = start().await;
+    let prefixed =
+        AuthRequest::new(&ts, "patient/*.rs").set("redirect_uri", "http://127.0.0.1:9/callback/evil");
+    let page = error_page(&ts, &prefixed).await;
+    assert!(page.contains("not registered"), "{page}");
+    let other_host =
+        AuthRequest::new(&ts, "patient/*.rs").set("redirect_uri", "http://attacker.example/callback");
+    error_page(&ts, &other_host).await;
+}
+
+#[tokio::test]
+async fn missing_pkce_is_refused_with_invalid_request() {
+    let ts = start().await;
+    let request = AuthRequest::new(&ts, "patient/*.rs")
+        .without("code_challenge")
+        .without("code_challenge_method");
+    let (error, state) = redirect_error(&ts, &request).await;
+    assert_eq!(error, "invalid_request");
+    assert_eq!(state.as_deref(), Some("state-123"));
+    let plain = AuthRequest::new(&ts, "patient/*.rs").set("code_challenge_method", "plain");
+    assert_eq!(redirect_error(&ts, &plain).await.0, "invalid_request");
+}
+
+#[tokio::test]
+async fn legacy_client_with_optional_pkce_completes_without_it() {
+    let ts = start().await;
+    ts.register(ClientSpec::public(APP, Url::parse(REDIRECT).unwrap()).with_pkce_optional());
+    let request = AuthRequest::new(&ts, "launch/patient patient/Patient.read")
+        .without("code_challenge")
+        .without("code_challenge_method");
+    let back = authorize(&ts, &request, Decision::Approve).await;
+    let code = query(&back, "code").unwrap();
+    let (status, body) = ts
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", APP),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn wrong_aud_is_refused() {
+    let ts = start().await;
+    let request = AuthRequest::new(&ts, "patient/*.rs").set("aud", "https://fhir.example/r4");
+    assert_eq!(redirect_error(&ts, &request).await.0, "invalid_request");
+    let missing = AuthRequest::new(&ts, "patient/*.rs").without("aud");
+    assert_eq!(redirect_error(&ts, &missing).await.0, "invalid_request");
+}
+
+#[tokio::test]
+async fn malformed_scope_is_refused_with_invalid_scope() {
+    let ts = start().await;
+    let request = AuthRequest::new(&ts, "patient/Observation.read \"quoted\"");
+    assert_eq!(redirect_error(&ts, &request).await.0, "invalid_scope");
+    let nothing_grantable = AuthRequest::new(&ts, "made_up_scope");
+    assert_eq!(redirect_error(&ts, &nothing_grantable).await.0, "invalid_scope");
+}
+
+#[tokio::test]
+async fn missing_state_is_refused() {
+    let ts = start().await;
+    let (error, state) = redirect_error(&ts, &AuthRequest::new(&ts, "patient/*.rs").without("state")).await;
+    assert_eq!(error, "invalid_request");
+    assert_eq!(state, None);
+}
+
+#[tokio::test]
+async fn wrong_response_type_is_refused() {
+    let ts = start().await;
+    let request = AuthRequest::new(&ts, "patient/*.rs").set("response_type", "token");
+    assert_eq!(redirect_error(&ts, &request).await.0, "unsupported_response_type");
+}
+
+#[tokio::test]
+async fn launch_scope_without_launch_parameter_is_refused() {
+    let ts = start().await;
+    let request = AuthRequest::new(&ts, "launch patient/*.rs");
+    assert_eq!(redirect_error(&ts, &request).await.0, "invalid_request");
+    let unknown = AuthRequest::new(&ts, "launch patient/*.rs").set("launch", "no-such-launch");
+    assert_eq!(redirect_error(&ts, &unknown).await.0, "invalid_request");
+}
+
+#[tokio::test]
+async fn deny_redirects_with_access_denied_and_the_state() {
+    let ts = start().await;
+    let back = authorize(
+        &ts,
+        &AuthRequest::new(&ts, "launch/patient patient/*.rs"),
+        Decision::Deny,
+    )
+    .await;
+    assert_eq!(query(&back, "error").as_deref(), Some("access_denied"));
+    assert_eq!(query(&back, "state").as_deref(), Some("state-123"));
+    assert!(query(&back, "code").is_none());
+}
+
+#[tokio::test]
+async fn authorize_accepts_post() {
+    let ts = start().await;
+    let request = AuthRequest::new(&ts, "launch/patient patient/*.rs");
+    let mut browser = Browser::new(&ts);
+    let first = browser.post("/auth/authorize", &request.params).await;
+    let back = drive(&mut browser, first, REDIRECT, Decision::Approve).await;
+    assert!(query(&back, "code").is_some());
+}
+
+#[tokio::test]
+async fn forms_need_the_csrf_token_and_the_browser_cookie() {
+    let ts = start().await;
+    let request = AuthRequest::new(&ts, "launch/patient patient/*.rs");
+    let mut browser = Browser::new(&ts);
+    let first = browser.get(&request.url(&ts)).await;
+    let page = browser.get(&location(&first)).await.text().await.unwrap();
+    let txn = field(&page, "txn").unwrap();
+    let user = field(&page, "user").unwrap();
+    let forged = vec![
+        ("txn".to_owned(), txn.clone()),
+        ("csrf".to_owned(), "guess".to_owned()),
+        ("user".to_owned(), user.clone()),
+    ];
+    let response = browser.post("/auth/authorize/login", &forged).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // The right token from another browser (no cookie) is refused too.
+    let mut stranger = Browser::new(&ts);
+    let stolen = vec![
+        ("txn".to_owned(), txn),
+        ("csrf".to_owned(), field(&page, "csrf").unwrap()),
+        ("user".to_owned(), user),
+    ];
+    let response = stranger.post("/auth/authorize/login", &stolen).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn simulated_failures_of_a_client_apply_at_authorize() {
+    let ts = start().await;
+    ts.register(
+        ClientSpec::public(APP, Url::parse(REDIRECT).unwrap()).with_failure(SimulatedFailure::InvalidScope),
+    );
+    assert_eq!(
+        redirect_error(&ts, &AuthRequest::new(&ts, "patient/*.rs"))
+            .await
+            .0,
+        "invalid_scope"
+    );
+    ts.register(
+        ClientSpec::public(APP, Url::parse(REDIRECT).unwrap())
+            .with_failure(SimulatedFailure::InvalidRedirect),
+    );
+    error_page(&ts, &AuthRequest::new(&ts, "patient/*.rs")).await;
+    ts.register(
+        ClientSpec::public(APP, Url::parse(REDIRECT).unwrap()).with_failure(SimulatedFailure::InvalidClient),
+    );
+    error_page(&ts, &AuthRequest::new(&ts, "patient/*.rs")).await;
+}
+
+#[tokio::test]
+async fn open_registration_accepts_only_loopback_redirects() {
+    let ts = start_with(|c| c.open_registration = true).await;
+    let request = AuthRequest::new(&ts, "launch/patient patient/*.rs")
+        .set("client_id", "walk-in")
+        .set("redirect_uri", REDIRECT);
+    let back = authorize(&ts, &request, Decision::Approve).await;
+    assert!(query(&back, "code").is_some());
+    let remote = AuthRequest::new(&ts, "patient/*.rs")
+        .set("client_id", "remote")
+        .set("redirect_uri", "https://app.example/cb");
+    error_page(&ts, &remote).await;
+
+    let closed = start().await;
+    error_page(
+        &closed,
+        &AuthRequest::new(&closed, "patient/*.rs").set("client_id", "walk-in"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn consent_page_words_the_scopes() {
+    let ts = start().await;
+    let request = AuthRequest::new(&ts, "launch/patient patient/Observation.rs offline_access");
+    let mut browser = Browser::new(&ts);
+    let mut response = browser.get(&request.url(&ts)).await;
+    let mut html = String::new();
+    for _ in 0..6 {
+        if response.status() == StatusCode::SEE_OTHER {
+            response = browser.get(&location(&response)).await;
+            continue;
+        }
+        html = response.text().await.unwrap();
+        if post_action(&html).as_deref() == Some("/auth/authorize/consent") {
+            break;
+        }
+        let action = post_action(&html).unwrap();
+        let name = if action.ends_with("login") {
+            "user"
+        } else if action.ends_with("patient") {
+            "patient"
+        } else {
+            "encounter"
+        };
+        let form = vec![
+            ("txn".to_owned(), field(&html, "txn").unwrap()),
+            ("csrf".to_owned(), field(&html, "csrf").unwrap()),
+            (name.to_owned(), field(&html, name).unwrap()),
+        ];
+        response = browser.post(&action, &form).await;
+    }
+    assert!(
+        html.contains("Read and search Observation records of the selected patient"),
+        "{html}"
+    );
+    assert!(html.contains("offline access"), "{html}");
+}

@@ -1,0 +1,9 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+//! Integration tests of the sandbox: real servers on 127.0.0.1:0, real HTTP, a SQLite file in a temp dir.
+
+mod auth_authorize;
+mod auth_clients;
+mod auth_discovery;
+mod auth_token;
+mod common;
+mod launch_ehr;
