@@ -105,12 +105,9 @@ impl Sandbox {
         let store = tokio::task::spawn_blocking(move || -> Result<Store, SandboxError> {
             let store = Store::open(&db)?;
             store.ensure_populated(patients, seed)?;
-            if let Some(dir) = imports.first() {
-                // Importing lands with the FHIR half's import module.
-                return Err(SandboxError::Import {
-                    path: dir.clone(),
-                    reason: "importing is not available yet".to_owned(),
-                });
+            for dir in &imports {
+                let report = store.import_dir(dir)?;
+                tracing::info!(dir = %dir.display(), ?report, "imported FHIR data");
             }
             Ok(store)
         })

@@ -6,4 +6,8 @@ mod auth_clients;
 mod auth_discovery;
 mod auth_token;
 mod common;
+mod fhir_read;
+mod fhir_search;
+mod fhir_support;
 mod launch_ehr;
+mod launch_standalone;
