@@ -243,7 +243,6 @@ pub enum IdTokenError {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Cut a server body to a size that is useful in an error message.
-#[allow(dead_code)] // used by the HTTP modules
 pub(crate) fn truncate_body(body: &str) -> String {
     const LIMIT: usize = 2048;
     if body.len() <= LIMIT {

@@ -632,7 +632,7 @@ fn covered_by(wanted: &Scope, set: &ScopeSet) -> bool {
 }
 
 /// The outcome of [`ScopeSet::compare_granted`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScopeComparison {
     /// Requested scopes that were granted (possibly by broader scopes).
     pub granted: Vec<Scope>,
@@ -692,6 +692,20 @@ impl FromStr for ScopeSet {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         ScopeSet::parse(s)
+    }
+}
+
+impl Serialize for Scope {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Scope {
+    /// Lenient: a token that is not understood is kept as [`Scope::Other`].
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok(Scope::parse_lenient(&text))
     }
 }
 

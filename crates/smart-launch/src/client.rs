@@ -1,0 +1,304 @@
+//! [`SmartClient`]: discovery, authorize, callback, refresh, revocation and introspection tied
+//! together for one registered app.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use jsonwebtoken::jwk::JwkSet;
+use url::Url;
+
+use crate::authorize::{AuthorizeParams, AuthorizeRequest, PendingLaunch, build_authorize_request};
+use crate::callback::{CallbackParams, CompletedLaunch};
+use crate::client_auth::ClientAuth;
+use crate::context::LaunchContext;
+use crate::discovery::{Discovery, SmartConfiguration, normalize_base};
+use crate::error::{Error, IdTokenError};
+use crate::http;
+use crate::id_token::{IdTokenExpectations, IdTokenVerifier};
+use crate::introspection::Introspection;
+use crate::refreshing::RefreshingToken;
+use crate::revocation::RevocableToken;
+use crate::scope::ScopeSet;
+use crate::secret::{AccessToken, ClientId};
+use crate::token::{TokenClient, TokenSet};
+
+/// The app's registration and the client's policies.
+#[derive(Clone, Debug)]
+pub struct SmartClientConfig {
+    /// The client id registered with the EHR.
+    pub client_id: ClientId,
+    /// The registered redirect URI (matched exactly by the server).
+    pub redirect_uri: Url,
+    /// The scopes to request.
+    pub scope: ScopeSet,
+    /// How the client authenticates at the token endpoint.
+    pub client_auth: ClientAuth,
+    /// The FHIR bases an EHR launch may come from. An EHR launch naming any other `iss` is refused
+    /// before any request is made. (Standalone launches use the base the app was configured with.)
+    pub allowed_issuers: Vec<Url>,
+    /// How long a pending launch stays valid (default 10 minutes).
+    pub pending_launch_ttl: Duration,
+    /// How long discovery results are cached (default 1 hour).
+    pub discovery_ttl: Duration,
+    /// How long before expiry tokens are refreshed (default 60 seconds).
+    pub refresh_ahead: Duration,
+    /// Timeout of each HTTP request (default 30 seconds).
+    pub http_timeout: Duration,
+    /// Send the authorize request as a POST form when the server supports `authorize-post`.
+    pub prefer_authorize_post: bool,
+}
+
+impl SmartClientConfig {
+    /// A public client (no secret) with the default policies and an empty issuer allow-list.
+    pub fn new(client_id: impl Into<ClientId>, redirect_uri: Url, scope: ScopeSet) -> Self {
+        SmartClientConfig {
+            client_id: client_id.into(),
+            redirect_uri,
+            scope,
+            client_auth: ClientAuth::None,
+            allowed_issuers: Vec::new(),
+            pending_launch_ttl: Duration::from_secs(600),
+            discovery_ttl: Duration::from_secs(3600),
+            refresh_ahead: Duration::from_secs(60),
+            http_timeout: Duration::from_secs(30),
+            prefer_authorize_post: false,
+        }
+    }
+
+    /// Set the client authentication.
+    pub fn with_client_auth(mut self, auth: ClientAuth) -> Self {
+        self.client_auth = auth;
+        self
+    }
+
+    /// Allow EHR launches from `issuer`.
+    pub fn allow_issuer(mut self, issuer: Url) -> Self {
+        self.allowed_issuers.push(issuer);
+        self
+    }
+}
+
+/// A SMART App Launch client for one registered app. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SmartClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: SmartClientConfig,
+    discovery: Discovery,
+    tokens: TokenClient,
+    id_tokens: IdTokenVerifier,
+}
+
+impl SmartClient {
+    /// A client for `config`. Its HTTP client never follows redirects.
+    pub fn new(config: SmartClientConfig) -> Result<Self, Error> {
+        let http = http::oauth_client(config.http_timeout)?;
+        let inner = Inner {
+            discovery: Discovery::with_http(http.clone(), config.discovery_ttl),
+            tokens: TokenClient {
+                http: http.clone(),
+                client_id: config.client_id.clone(),
+                auth: config.client_auth.clone(),
+            },
+            id_tokens: IdTokenVerifier::with_http(http),
+            config,
+        };
+        Ok(SmartClient {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SmartClientConfig {
+        &self.inner.config
+    }
+
+    /// The token-endpoint client (for direct refresh, revocation and introspection calls).
+    pub fn token_client(&self) -> &TokenClient {
+        &self.inner.tokens
+    }
+
+    /// True when `issuer` is in the allow-list (compared without query, fragment or trailing slash).
+    pub fn is_issuer_allowed(&self, issuer: &str) -> bool {
+        let Ok(url) = Url::parse(issuer) else {
+            return false;
+        };
+        let wanted = normalize_base(&url);
+        self.inner
+            .config
+            .allowed_issuers
+            .iter()
+            .any(|allowed| normalize_base(allowed) == wanted)
+    }
+
+    /// The SMART configuration of `fhir_base` (cached).
+    pub async fn discover(&self, fhir_base: &Url) -> Result<Arc<SmartConfiguration>, Error> {
+        self.inner.discovery.discover(fhir_base).await
+    }
+
+    /// Start a standalone launch against `fhir_base`: the URL to send the browser to, and the
+    /// pending launch to store server-side under its state.
+    pub async fn standalone_launch(
+        &self,
+        fhir_base: &Url,
+    ) -> Result<(AuthorizeRequest, PendingLaunch), Error> {
+        let config = self.discover(fhir_base).await?;
+        Ok(self.authorize(&config, None))
+    }
+
+    /// Start an EHR launch from the `iss` and `launch` the EHR passed. `iss` is checked against the
+    /// allow-list before anything is fetched from it.
+    pub async fn ehr_launch(
+        &self,
+        iss: &str,
+        launch: &str,
+    ) -> Result<(AuthorizeRequest, PendingLaunch), Error> {
+        if !self.is_issuer_allowed(iss) {
+            return Err(Error::IssuerNotAllowed {
+                issuer: iss.to_owned(),
+            });
+        }
+        let fhir_base = Url::parse(iss).map_err(|e| Error::InvalidUrl {
+            url: iss.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if launch.is_empty() {
+            return Err(Error::MissingParameter { parameter: "launch" });
+        }
+        let config = self.discover(&fhir_base).await?;
+        Ok(self.authorize(&config, Some(launch)))
+    }
+
+    fn authorize(
+        &self,
+        config: &SmartConfiguration,
+        launch: Option<&str>,
+    ) -> (AuthorizeRequest, PendingLaunch) {
+        let c = &self.inner.config;
+        let params = AuthorizeParams {
+            client_id: &c.client_id,
+            redirect_uri: &c.redirect_uri,
+            scope: &c.scope,
+            launch,
+            ttl: c.pending_launch_ttl,
+            prefer_post: c.prefer_authorize_post,
+        };
+        build_authorize_request(config, &params, Utc::now())
+    }
+
+    /// Finish a launch from the full redirect URL. See [`SmartClient::complete`].
+    pub async fn complete_from_url(
+        &self,
+        pending: PendingLaunch,
+        redirect: &Url,
+    ) -> Result<CompletedLaunch, Error> {
+        self.complete(pending, CallbackParams::from_url(redirect)).await
+    }
+
+    /// Finish a launch: check the redirect against the pending launch (taken by value, so it is
+    /// used once), exchange the code, verify the id_token, and type the context.
+    pub async fn complete(
+        &self,
+        pending: PendingLaunch,
+        params: CallbackParams,
+    ) -> Result<CompletedLaunch, Error> {
+        let code = params.verify(&pending, Utc::now())?;
+        let response = self
+            .inner
+            .tokens
+            .exchange_code(
+                pending.token_endpoint(),
+                &code,
+                pending.redirect_uri(),
+                pending.pkce_verifier(),
+            )
+            .await?;
+        let now = Utc::now();
+        let tokens = TokenSet::from_response(
+            &response,
+            pending.requested_scope(),
+            pending.fhir_base(),
+            pending.token_endpoint(),
+            now,
+        );
+
+        let id_token_claims = match &tokens.id_token {
+            None => None,
+            Some(id_token) => {
+                let config = self.discover(pending.fhir_base()).await?;
+                let jwks_uri = config.jwks_uri.as_ref().ok_or(IdTokenError::NoJwksUri)?;
+                let expect = IdTokenExpectations {
+                    issuer: config.expected_id_token_issuer(),
+                    client_id: pending.client_id(),
+                    nonce: pending.nonce(),
+                };
+                Some(self.inner.id_tokens.verify(id_token, jwks_uri, &expect).await?)
+            }
+        };
+        let fhir_user = id_token_claims
+            .as_ref()
+            .and_then(|c| c.fhir_user(pending.fhir_base()));
+        let scope_comparison = pending.requested_scope().compare_granted(&tokens.scope);
+        Ok(CompletedLaunch {
+            context: LaunchContext::from_response(&response),
+            tokens,
+            id_token_claims,
+            fhir_user,
+            scope_comparison,
+        })
+    }
+
+    /// Refresh a token set now (the old refresh token is kept when the server sends none).
+    pub async fn refresh(&self, tokens: &TokenSet) -> Result<TokenSet, Error> {
+        self.inner.tokens.refresh(tokens).await
+    }
+
+    /// A [`crate::TokenSource`] over a launch's tokens: refreshes ahead of expiry, single-flight.
+    pub fn token_source(&self, tokens: TokenSet) -> Arc<RefreshingToken> {
+        Arc::new(RefreshingToken::new(
+            self.inner.tokens.clone(),
+            tokens,
+            self.inner.config.refresh_ahead,
+        ))
+    }
+
+    /// Revoke a launch's grant at logout: the refresh token when there is one, else the access
+    /// token. Fails with [`Error::EndpointMissing`] when the server offers no revocation endpoint.
+    pub async fn revoke(&self, tokens: &TokenSet) -> Result<(), Error> {
+        let config = self.discover(&tokens.fhir_base).await?;
+        let endpoint = config
+            .revocation_endpoint
+            .as_ref()
+            .ok_or_else(|| Error::EndpointMissing {
+                issuer: tokens.fhir_base.to_string(),
+                endpoint: "revocation",
+            })?;
+        let token = match &tokens.refresh_token {
+            Some(refresh) => RevocableToken::Refresh(refresh),
+            None => RevocableToken::Access(&tokens.access_token),
+        };
+        self.inner.tokens.revoke(endpoint, token).await
+    }
+
+    /// Introspect an access token at the server of `fhir_base`.
+    pub async fn introspect(&self, fhir_base: &Url, token: &AccessToken) -> Result<Introspection, Error> {
+        let config = self.discover(fhir_base).await?;
+        let endpoint = config
+            .introspection_endpoint
+            .as_ref()
+            .ok_or_else(|| Error::EndpointMissing {
+                issuer: fhir_base.to_string(),
+                endpoint: "introspection",
+            })?;
+        self.inner.tokens.introspect(endpoint, token).await
+    }
+
+    /// The public JWKS to publish when the client uses `private_key_jwt`.
+    pub fn public_jwks(&self) -> Option<JwkSet> {
+        self.inner.config.client_auth.public_jwks()
+    }
+}

@@ -1,0 +1,101 @@
+//! The tokens of a completed launch as a [`TokenSource`]: refreshed ahead of expiry, one refresh at
+//! a time however many callers wait.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{Mutex, watch};
+
+use crate::error::Error;
+use crate::secret::AccessToken;
+use crate::token::{TokenClient, TokenSet};
+use crate::token_source::{BoxFuture, TokenSource};
+
+/// Holds a launch's [`TokenSet`] and refreshes it when needed.
+///
+/// Single-flight: the token set sits behind an async mutex that a refresh holds, so callers that
+/// arrive during a refresh wait for it and then use its result. Every new token set is published
+/// on [`RefreshingToken::subscribe`] so the app can store it.
+#[derive(Debug)]
+pub struct RefreshingToken {
+    client: TokenClient,
+    tokens: Mutex<TokenSet>,
+    refresh_ahead: Duration,
+    updates: watch::Sender<TokenSet>,
+}
+
+impl RefreshingToken {
+    /// Hold `tokens`, refreshing them `refresh_ahead` before they expire.
+    pub fn new(client: TokenClient, tokens: TokenSet, refresh_ahead: Duration) -> Self {
+        let (updates, _) = watch::channel(tokens.clone());
+        RefreshingToken {
+            client,
+            tokens: Mutex::new(tokens),
+            refresh_ahead,
+            updates,
+        }
+    }
+
+    /// The current token set.
+    pub async fn tokens(&self) -> TokenSet {
+        self.tokens.lock().await.clone()
+    }
+
+    /// A receiver that sees every refreshed token set (to persist it server-side).
+    pub fn subscribe(&self) -> watch::Receiver<TokenSet> {
+        self.updates.subscribe()
+    }
+
+    /// Refresh now, whatever the expiry.
+    pub async fn refresh_now(&self) -> Result<TokenSet, Error> {
+        let mut tokens = self.tokens.lock().await;
+        self.refresh_locked(&mut tokens).await?;
+        Ok(tokens.clone())
+    }
+
+    async fn refresh_locked(&self, tokens: &mut TokenSet) -> Result<(), Error> {
+        let next = self.client.refresh(tokens).await?;
+        *tokens = next;
+        self.updates.send_replace(tokens.clone());
+        Ok(())
+    }
+
+    async fn current_or_refresh(&self) -> Result<AccessToken, Error> {
+        let mut tokens = self.tokens.lock().await;
+        if !tokens.expires_within(self.refresh_ahead, Utc::now()) {
+            return Ok(tokens.access_token.clone());
+        }
+        if tokens.refresh_token.is_none() {
+            // Nothing to refresh with: use the token while it lasts.
+            if tokens.is_expired() {
+                return Err(Error::NoRefreshToken);
+            }
+            return Ok(tokens.access_token.clone());
+        }
+        self.refresh_locked(&mut tokens).await?;
+        Ok(tokens.access_token.clone())
+    }
+
+    async fn replace_rejected(&self, rejected: AccessToken) -> Result<AccessToken, Error> {
+        let mut tokens = self.tokens.lock().await;
+        if tokens.access_token != rejected {
+            // Another caller already replaced it.
+            return Ok(tokens.access_token.clone());
+        }
+        self.refresh_locked(&mut tokens).await?;
+        Ok(tokens.access_token.clone())
+    }
+}
+
+impl TokenSource for RefreshingToken {
+    fn access_token(&self) -> BoxFuture<'_, Result<AccessToken, Error>> {
+        Box::pin(self.current_or_refresh())
+    }
+
+    fn refresh_after_unauthorized(
+        &self,
+        rejected: &AccessToken,
+    ) -> BoxFuture<'_, Result<AccessToken, Error>> {
+        Box::pin(self.replace_rejected(rejected.clone()))
+    }
+}
