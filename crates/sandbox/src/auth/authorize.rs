@@ -139,12 +139,26 @@ pub(crate) async fn authorize(
     uri: Uri,
     body: Bytes,
 ) -> Response {
-    let raw: &[u8] = if method == Method::POST {
-        &body
+    let raw: Vec<u8> = if method == Method::POST {
+        body.to_vec()
     } else {
-        uri.query().unwrap_or_default().as_bytes()
+        uri.query().unwrap_or_default().as_bytes().to_vec()
     };
-    start(state.auth(), &headers, raw).unwrap_or_else(IntoResponse::into_response)
+    blocking(move || start(state.auth(), &headers, &raw)).await
+}
+
+/// Runs a page's database work on the blocking pool, so SQLite never stalls the async threads.
+async fn blocking<F>(work: F) -> Response
+where
+    F: FnOnce() -> Result<Response, AuthorizeError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.unwrap_or_else(IntoResponse::into_response),
+        Err(e) => AuthorizeError::Internal(SandboxError::Internal {
+            reason: format!("a page task failed ({e})"),
+        })
+        .into_response(),
+    }
 }
 
 fn start(auth: &AuthServer, headers: &HeaderMap, raw: &[u8]) -> Result<Response, AuthorizeError> {
@@ -473,7 +487,7 @@ pub(crate) async fn step(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let result = (|| {
+    blocking(move || {
         let params =
             Params::parse(query.unwrap_or_default().as_bytes()).map_err(|m| page("Invalid request", m))?;
         let txn = params
@@ -481,8 +495,8 @@ pub(crate) async fn step(
             .ok_or_else(|| page("Invalid request", "The page address lacks its sign-in id (txn)."))?;
         let row = load(state.auth(), &headers, txn)?;
         render_step(&state, txn, row, params.get("name").unwrap_or_default())
-    })();
-    result.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 fn render_step(
@@ -612,7 +626,7 @@ fn encounter_choice(resource: &Value) -> Choice {
 
 /// `POST /auth/authorize/login` (`txn`, `csrf`, `user` = `Patient/{id}` or `Practitioner/{id}`).
 pub(crate) async fn login(State(state): State<SandboxState>, headers: HeaderMap, body: Bytes) -> Response {
-    let result = (|| {
+    blocking(move || {
         let form = parse_form(&body)?;
         let (txn, row) = load_form(state.auth(), &headers, &form)?;
         let mut pending = row.pending;
@@ -640,8 +654,8 @@ pub(crate) async fn login(State(state): State<SandboxState>, headers: HeaderMap,
         }
         records::update_pending(store_of(&state), &txn, &pending)?;
         Ok(see_other(&step_location(&txn)))
-    })();
-    result.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 /// `POST /auth/authorize/patient` (`txn`, `csrf`, `patient` = a Patient id).
@@ -650,7 +664,7 @@ pub(crate) async fn choose_patient(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let result = (|| {
+    blocking(move || {
         let form = parse_form(&body)?;
         let (txn, row) = load_form(state.auth(), &headers, &form)?;
         let mut pending = row.pending;
@@ -666,8 +680,8 @@ pub(crate) async fn choose_patient(
         pending.patient = Some(patient.to_owned());
         records::update_pending(store_of(&state), &txn, &pending)?;
         Ok(see_other(&step_location(&txn)))
-    })();
-    result.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 /// `POST /auth/authorize/encounter` (`txn`, `csrf`, `encounter` = an Encounter id of the patient, or `none`).
@@ -676,7 +690,7 @@ pub(crate) async fn choose_encounter(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let result = (|| {
+    blocking(move || {
         let form = parse_form(&body)?;
         let (txn, row) = load_form(state.auth(), &headers, &form)?;
         let mut pending = row.pending;
@@ -704,13 +718,13 @@ pub(crate) async fn choose_encounter(
         pending.encounter_done = true;
         records::update_pending(store_of(&state), &txn, &pending)?;
         Ok(see_other(&step_location(&txn)))
-    })();
-    result.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 /// `POST /auth/authorize/consent` (`txn`, `csrf`, `decision` = `approve` or `deny`).
 pub(crate) async fn consent(State(state): State<SandboxState>, headers: HeaderMap, body: Bytes) -> Response {
-    let result = (|| {
+    blocking(move || {
         let auth = state.auth();
         let form = parse_form(&body)?;
         let (txn, row) = load_form(auth, &headers, &form)?;
@@ -747,8 +761,8 @@ pub(crate) async fn consent(State(state): State<SandboxState>, headers: HeaderMa
             &pending.redirect_uri,
             &[("code", code), state_pair],
         ))
-    })();
-    result.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 /// Stores a new single-use code for an approved authorization and returns it.

@@ -57,6 +57,16 @@ fn choice(resource: &Value) -> Choice {
 
 /// `GET /`: the registered clients and a launch form.
 pub(crate) async fn home(State(state): State<SandboxState>) -> Response {
+    tokio::task::spawn_blocking(move || home_page(&state))
+        .await
+        .unwrap_or_else(|e| {
+            internal(&SandboxError::Internal {
+                reason: format!("the page task failed ({e})"),
+            })
+        })
+}
+
+fn home_page(state: &SandboxState) -> Response {
     let store = state.store();
     let (patients, practitioners) = match (store.find_patients("", 100), store.list_practitioners(50)) {
         (Ok(p), Ok(r)) => (p, r),
@@ -97,7 +107,15 @@ pub(crate) async fn home(State(state): State<SandboxState>) -> Response {
 /// `GET /launcher?launch_uri=…|client_id=…[&patient=…][&encounter=…][&practitioner=…][&fail=…]
 /// [&need_patient_banner=false][&intent=…][&fhir_context=Type/id,…]`.
 pub(crate) async fn launch(State(state): State<SandboxState>, RawQuery(query): RawQuery) -> Response {
-    match launch_inner(&state, query.as_deref().unwrap_or_default()) {
+    let outcome =
+        tokio::task::spawn_blocking(move || launch_inner(&state, query.as_deref().unwrap_or_default()))
+            .await
+            .unwrap_or_else(|e| {
+                Err(LaunchError::Internal(SandboxError::Internal {
+                    reason: format!("the launch task failed ({e})"),
+                }))
+            });
+    match outcome {
         Ok(location) => match HeaderValue::from_str(location.as_str()) {
             Ok(value) => (StatusCode::SEE_OTHER, [(header::LOCATION, value)]).into_response(),
             Err(_) => error_page(
