@@ -1,0 +1,737 @@
+//! [`FhirClient`]: the FHIR R4 RESTful interactions over HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, Stream, StreamExt, TryStreamExt};
+use reqwest::Method;
+use reqwest::header::{self, HeaderValue};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use smart_launch::TokenSource;
+use url::Url;
+
+use crate::error::{FhirError, coded_text};
+use crate::paging::{SearchPage, is_under_base};
+use crate::r4::resources::{Bundle, CapabilityStatement, Resource};
+use crate::r4::types::reference::ResourceType;
+use crate::reference::{
+    LiteralReference, ReferenceTarget, find_contained, find_in_bundle, is_id, parse_reference,
+};
+use crate::request::{Answer, Call, FHIR_JSON, Interaction, Transport, decode, resource_type_of};
+use crate::retry::RetryPolicy;
+use crate::search::SearchParams;
+
+/// A client for one FHIR R4 server (its base URL), cheap to clone (an `Arc` inside).
+///
+/// Every request sends `Accept: application/fhir+json` and, when a token source is set, a
+/// bearer token; it never follows HTTP redirects and never sends the token outside the base.
+#[derive(Clone)]
+pub struct FhirClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    base: Url,
+    transport: Transport,
+}
+
+impl std::fmt::Debug for FhirClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FhirClient")
+            .field("base", &self.inner.base.as_str())
+            .field("authorized", &self.inner.transport.auth.is_some())
+            .finish()
+    }
+}
+
+/// Builds a [`FhirClient`]; start with [`FhirClient::builder`].
+#[must_use]
+pub struct FhirClientBuilder {
+    base: String,
+    auth: Option<Arc<dyn TokenSource>>,
+    retry: RetryPolicy,
+    timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl FhirClientBuilder {
+    /// Authorize every request with tokens from `source` (e.g. a completed SMART launch).
+    pub fn token_source(mut self, source: Arc<dyn TokenSource>) -> Self {
+        self.auth = Some(source);
+        self
+    }
+
+    /// How failed requests are retried (default: [`RetryPolicy::default`]).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// The timeout of each request attempt (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The connect timeout (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Check the base URL and build the client.
+    pub fn build(self) -> Result<FhirClient, FhirError> {
+        let invalid = |reason: &str| FhirError::InvalidBaseUrl {
+            url: self.base.clone(),
+            reason: reason.to_owned(),
+        };
+        let mut base = Url::parse(self.base.trim()).map_err(|e| invalid(&e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            return Err(invalid("it must be an http or https URL with a host"));
+        }
+        if base.query().is_some() || base.fragment().is_some() || !base.username().is_empty() {
+            return Err(invalid("it must not have a query, fragment or user name"));
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.connect_timeout)
+            .user_agent(concat!("smart-fhir/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(FhirError::HttpClient)?;
+        let transport = Transport {
+            http,
+            auth: self.auth,
+            retry: self.retry,
+            timeout: self.timeout,
+        };
+        Ok(FhirClient {
+            inner: Arc::new(Inner { base, transport }),
+        })
+    }
+}
+
+/// `R`'s resource type name, or an error for the untyped marker.
+fn type_name<R: ResourceType>() -> Result<&'static str, FhirError> {
+    R::resource_type_name().ok_or_else(|| {
+        FhirError::InvalidInput(String::from("A concrete resource type is needed here, not Any."))
+    })
+}
+
+fn interaction(
+    name: &'static str,
+    resource_type: Option<&str>,
+    permission: &'static str,
+    idempotent: bool,
+) -> Interaction {
+    Interaction {
+        name,
+        resource_type: resource_type.map(str::to_owned),
+        permission,
+        idempotent,
+    }
+}
+
+impl FhirClient {
+    /// Start building a client for the FHIR server at `base` (e.g. `https://ehr.example/fhir`).
+    pub fn builder(base: impl Into<String>) -> FhirClientBuilder {
+        FhirClientBuilder {
+            base: base.into(),
+            auth: None,
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// A client for an open server (no authorization), with default settings.
+    pub fn open(base: impl Into<String>) -> Result<Self, FhirError> {
+        Self::builder(base).build()
+    }
+
+    /// A client that authorizes requests with tokens from `source`, with default settings.
+    pub fn with_token_source(
+        base: impl Into<String>,
+        source: Arc<dyn TokenSource>,
+    ) -> Result<Self, FhirError> {
+        Self::builder(base).token_source(source).build()
+    }
+
+    /// The FHIR base URL (always ending in `/`).
+    pub fn base(&self) -> &Url {
+        &self.inner.base
+    }
+
+    /// `base` + path segments, each percent-encoded (an id cannot escape its segment).
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.inner.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty();
+            path.extend(segments);
+        }
+        url
+    }
+
+    fn check_id(id: &str) -> Result<(), FhirError> {
+        if is_id(id) {
+            Ok(())
+        } else {
+            Err(FhirError::InvalidInput(format!(
+                "{id:?} is not a FHIR id (letters, digits, '-' and '.', at most 64)."
+            )))
+        }
+    }
+
+    async fn get(&self, url: Url, interaction: Interaction) -> Result<Answer, FhirError> {
+        self.inner
+            .transport
+            .execute(Call {
+                method: Method::GET,
+                url,
+                body: None,
+                headers: Vec::new(),
+                interaction,
+            })
+            .await
+    }
+
+    /// Parse an answer as the resource `R`, checking its `resourceType`.
+    fn typed<R: ResourceType + DeserializeOwned>(answer: &Answer) -> Result<R, FhirError> {
+        let expected = type_name::<R>()?;
+        match resource_type_of(&answer.body, &answer.url)? {
+            Some(found) if found == expected => decode(&answer.body, &answer.url, expected),
+            found => Err(FhirError::UnexpectedResourceType {
+                url: answer.url.to_string(),
+                expected: expected.to_owned(),
+                found: found.unwrap_or_else(|| String::from("JSON document without resourceType")),
+            }),
+        }
+    }
+
+    // ---- read ----
+
+    /// `GET [base]/[type]/[id]`: read the current version of a resource.
+    pub async fn read<R: ResourceType + DeserializeOwned>(&self, id: &str) -> Result<R, FhirError> {
+        let ty = type_name::<R>()?;
+        Self::check_id(id)?;
+        let answer = self
+            .get(self.url(&[ty, id]), interaction("read", Some(ty), "r", true))
+            .await?;
+        Self::typed(&answer)
+    }
+
+    /// `GET [base]/[type]/[id]` for a type known only at run time.
+    pub async fn read_any(&self, resource_type: &str, id: &str) -> Result<Resource, FhirError> {
+        Self::check_id(id)?;
+        let answer = self
+            .get(
+                self.url(&[resource_type, id]),
+                interaction("read", Some(resource_type), "r", true),
+            )
+            .await?;
+        decode(&answer.body, &answer.url, resource_type)
+    }
+
+    /// `GET [base]/[type]/[id]/_history/[vid]`: read one version.
+    pub async fn vread<R: ResourceType + DeserializeOwned>(
+        &self,
+        id: &str,
+        version: &str,
+    ) -> Result<R, FhirError> {
+        let ty = type_name::<R>()?;
+        Self::check_id(id)?;
+        Self::check_id(version)?;
+        let url = self.url(&[ty, id, "_history", version]);
+        let answer = self.get(url, interaction("vread", Some(ty), "r", true)).await?;
+        Self::typed(&answer)
+    }
+
+    /// `GET [base]/[type]/[id]/_history` (or the type's history when `id` is `None`).
+    pub async fn history<R: ResourceType>(&self, id: Option<&str>) -> Result<Bundle, FhirError> {
+        let ty = type_name::<R>()?;
+        let url = match id {
+            Some(id) => {
+                Self::check_id(id)?;
+                self.url(&[ty, id, "_history"])
+            }
+            None => self.url(&[ty, "_history"]),
+        };
+        let answer = self.get(url, interaction("history", Some(ty), "r", true)).await?;
+        decode(&answer.body, &answer.url, "Bundle")
+    }
+
+    /// `GET [base]/metadata`: the server's CapabilityStatement.
+    pub async fn capabilities(&self) -> Result<CapabilityStatement, FhirError> {
+        let answer = self
+            .get(
+                self.url(&["metadata"]),
+                interaction("capabilities", None, "r", true),
+            )
+            .await?;
+        Self::typed(&answer)
+    }
+
+    // ---- search ----
+
+    /// `GET [base]/[type]?params`: the first page of results, matches typed as `R`.
+    pub async fn search<R: ResourceType + DeserializeOwned>(
+        &self,
+        params: &SearchParams,
+    ) -> Result<SearchPage<R>, FhirError> {
+        let ty = type_name::<R>()?;
+        let bundle = self.search_bundle(ty, params).await?;
+        SearchPage::from_bundle(bundle, ty, &self.url(&[ty]))
+    }
+
+    /// `GET [base]/[type]?params`, the searchset Bundle as sent.
+    pub async fn search_bundle(
+        &self,
+        resource_type: &str,
+        params: &SearchParams,
+    ) -> Result<Bundle, FhirError> {
+        let mut url = self.url(&[resource_type]);
+        if !params.pairs().is_empty() {
+            url.set_query(Some(&params.to_query()));
+        }
+        let answer = self
+            .get(url, interaction("search", Some(resource_type), "s", true))
+            .await?;
+        decode_bundle(&answer)
+    }
+
+    /// `POST [base]/[type]/_search` with the parameters as a form body (keeps them out of URLs
+    /// and logs).
+    pub async fn search_post<R: ResourceType + DeserializeOwned>(
+        &self,
+        params: &SearchParams,
+    ) -> Result<SearchPage<R>, FhirError> {
+        let ty = type_name::<R>()?;
+        let call = Call {
+            method: Method::POST,
+            url: self.url(&[ty, "_search"]),
+            body: Some((
+                params.to_query().into_bytes(),
+                "application/x-www-form-urlencoded",
+            )),
+            headers: Vec::new(),
+            interaction: interaction("search", Some(ty), "s", true),
+        };
+        let answer = self.inner.transport.execute(call).await?;
+        SearchPage::from_bundle(decode_bundle(&answer)?, ty, &answer.url)
+    }
+
+    /// Fetch the page after `bundle` (its `next` link), or `None` on the last page. Links
+    /// outside this client's base are refused with [`FhirError::ForeignUrl`].
+    pub async fn next_page(&self, bundle: &Bundle) -> Result<Option<Bundle>, FhirError> {
+        match bundle.next_link() {
+            Some(link) => self.get_page(link, None).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_page(&self, link: &str, resource_type: Option<&str>) -> Result<Bundle, FhirError> {
+        let url = self.checked_url(link)?;
+        let answer = self
+            .get(url, interaction("search", resource_type, "s", true))
+            .await?;
+        decode_bundle(&answer)
+    }
+
+    /// Resolve `link` against the base and refuse it unless it lies under the base.
+    fn checked_url(&self, link: &str) -> Result<Url, FhirError> {
+        let url = self.inner.base.join(link).map_err(|e| FhirError::Reference {
+            reference: link.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if is_under_base(&url, &self.inner.base) {
+            Ok(url)
+        } else {
+            Err(FhirError::ForeignUrl {
+                url: url.to_string(),
+                base: self.inner.base.to_string(),
+            })
+        }
+    }
+
+    /// Every page of a search, following `next` links (same origin and base only; a foreign
+    /// link ends the stream with [`FhirError::ForeignUrl`]).
+    pub fn search_pages<R: ResourceType + DeserializeOwned + Send + 'static>(
+        &self,
+        params: SearchParams,
+    ) -> impl Stream<Item = Result<SearchPage<R>, FhirError>> + Send + 'static {
+        let client = self.clone();
+        let ty = R::resource_type_name().unwrap_or("Resource");
+        self.bundle_pages(ty, Some(params), None).and_then(move |bundle| {
+            let source = client.url(&[ty]);
+            async move { SearchPage::from_bundle(bundle, ty, &source) }
+        })
+    }
+
+    /// Every matching resource of a search, across all pages.
+    pub fn search_all<R: ResourceType + DeserializeOwned + Send + 'static>(
+        &self,
+        params: SearchParams,
+    ) -> impl Stream<Item = Result<R, FhirError>> + Send + 'static {
+        self.search_pages::<R>(params)
+            .map_ok(|page| stream::iter(page.matches.into_iter().map(Ok)))
+            .try_flatten()
+    }
+
+    /// Pages of Bundles starting at a search (`params`) or a URL (`start`).
+    fn bundle_pages(
+        &self,
+        resource_type: &'static str,
+        params: Option<SearchParams>,
+        start: Option<Url>,
+    ) -> impl Stream<Item = Result<Bundle, FhirError>> + Send + 'static {
+        enum Next {
+            Search(&'static str, SearchParams),
+            Url(Url),
+            Link(String),
+            Done,
+        }
+        let first = match (params, start) {
+            (_, Some(url)) => Next::Url(url),
+            (Some(params), None) => Next::Search(resource_type, params),
+            (None, None) => Next::Done,
+        };
+        let client = self.clone();
+        stream::try_unfold(first, move |next| {
+            let client = client.clone();
+            async move {
+                let bundle = match next {
+                    Next::Done => return Ok(None),
+                    Next::Search(ty, params) => client.search_bundle(ty, &params).await?,
+                    Next::Url(url) => {
+                        let answer = client
+                            .get(url, interaction("search", Some(resource_type), "s", true))
+                            .await?;
+                        decode_bundle(&answer)?
+                    }
+                    Next::Link(link) => client.get_page(&link, Some(resource_type)).await?,
+                };
+                let following = match bundle.next_link() {
+                    Some(link) => Next::Link(link.to_owned()),
+                    None => Next::Done,
+                };
+                Ok(Some((bundle, following)))
+            }
+        })
+    }
+
+    /// `GET [base]/Patient/[id]/$everything`: the first page of the patient's record.
+    pub async fn patient_everything(&self, patient_id: &str) -> Result<Bundle, FhirError> {
+        Self::check_id(patient_id)?;
+        let url = self.url(&["Patient", patient_id, "$everything"]);
+        let answer = self
+            .get(url, interaction("$everything", Some("Patient"), "r", true))
+            .await?;
+        decode_bundle(&answer)
+    }
+
+    /// Every resource of `Patient/[id]/$everything`, across all pages.
+    pub fn patient_everything_all(
+        &self,
+        patient_id: &str,
+    ) -> impl Stream<Item = Result<Resource, FhirError>> + Send + 'static {
+        let start = Self::check_id(patient_id).map(|()| self.url(&["Patient", patient_id, "$everything"]));
+        let pages = match start {
+            Ok(url) => self.bundle_pages("Patient", None, Some(url)).boxed(),
+            Err(e) => stream::once(async move { Err(e) }).boxed(),
+        };
+        pages
+            .map_ok(|bundle| {
+                stream::iter(
+                    bundle
+                        .entry
+                        .into_iter()
+                        .filter_map(|e| e.resource)
+                        .map(|resource| {
+                            serde_json::from_value::<Resource>(resource).map_err(|e| FhirError::InvalidBody {
+                                url: String::from("Patient/$everything"),
+                                expected: String::from("FHIR resource"),
+                                path: String::from("entry.resource"),
+                                message: e.to_string(),
+                                body: String::new(),
+                            })
+                        }),
+                )
+            })
+            .try_flatten()
+    }
+
+    // ---- write ----
+
+    /// `POST [base]/[type]`: create `resource` (any `id` it has is ignored by the server) and
+    /// return what the server stored (with its id and `meta.versionId`).
+    pub async fn create<R: ResourceType + Serialize + DeserializeOwned>(
+        &self,
+        resource: &R,
+    ) -> Result<R, FhirError> {
+        let ty = type_name::<R>()?;
+        let (body, _) = resource_body(resource, ty)?;
+        let call = Call {
+            method: Method::POST,
+            url: self.url(&[ty]),
+            body: Some((body, FHIR_JSON)),
+            headers: vec![(
+                header::HeaderName::from_static("prefer"),
+                HeaderValue::from_static("return=representation"),
+            )],
+            interaction: interaction("create", Some(ty), "c", false),
+        };
+        let answer = self.inner.transport.execute(call).await?;
+        self.written(answer, ty).await
+    }
+
+    /// `PUT [base]/[type]/[id]`: replace the resource unconditionally (its `id` must be set).
+    pub async fn update<R: ResourceType + Serialize + DeserializeOwned>(
+        &self,
+        resource: &R,
+    ) -> Result<R, FhirError> {
+        self.put(resource, false).await
+    }
+
+    /// `PUT` with `If-Match: W/"<meta.versionId>"`: replace the resource only if nobody changed
+    /// it since it was read; otherwise [`FhirError::VersionConflict`].
+    pub async fn update_if_unchanged<R: ResourceType + Serialize + DeserializeOwned>(
+        &self,
+        resource: &R,
+    ) -> Result<R, FhirError> {
+        self.put(resource, true).await
+    }
+
+    async fn put<R: ResourceType + Serialize + DeserializeOwned>(
+        &self,
+        resource: &R,
+        if_match: bool,
+    ) -> Result<R, FhirError> {
+        let ty = type_name::<R>()?;
+        let (body, value) = resource_body(resource, ty)?;
+        let id = value
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| FhirError::InvalidInput(format!("The {ty} to update has no id.")))?;
+        Self::check_id(id)?;
+        let mut headers = vec![(
+            header::HeaderName::from_static("prefer"),
+            HeaderValue::from_static("return=representation"),
+        )];
+        if if_match {
+            let version = value
+                .pointer("/meta/versionId")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    FhirError::InvalidInput(format!(
+                        "The {ty} has no meta.versionId to match; read it first."
+                    ))
+                })?;
+            Self::check_id(version)?;
+            let etag = HeaderValue::from_str(&format!("W/\"{version}\""))
+                .map_err(|e| FhirError::InvalidInput(e.to_string()))?;
+            headers.push((header::IF_MATCH, etag));
+        }
+        let call = Call {
+            method: Method::PUT,
+            url: self.url(&[ty, id]),
+            body: Some((body, FHIR_JSON)),
+            headers,
+            interaction: interaction("update", Some(ty), "u", true),
+        };
+        let answer = self.inner.transport.execute(call).await?;
+        self.written(answer, ty).await
+    }
+
+    /// `PATCH [base]/[type]/[id]` with a JSON Patch (RFC 6902) document, optionally only if the
+    /// resource is still at `version`.
+    pub async fn patch<R: ResourceType + DeserializeOwned>(
+        &self,
+        id: &str,
+        json_patch: &Value,
+        version: Option<&str>,
+    ) -> Result<R, FhirError> {
+        let ty = type_name::<R>()?;
+        Self::check_id(id)?;
+        let mut headers = vec![(
+            header::HeaderName::from_static("prefer"),
+            HeaderValue::from_static("return=representation"),
+        )];
+        if let Some(version) = version {
+            Self::check_id(version)?;
+            let etag = HeaderValue::from_str(&format!("W/\"{version}\""))
+                .map_err(|e| FhirError::InvalidInput(e.to_string()))?;
+            headers.push((header::IF_MATCH, etag));
+        }
+        let body = serde_json::to_vec(json_patch).map_err(|e| FhirError::InvalidInput(e.to_string()))?;
+        let call = Call {
+            method: Method::PATCH,
+            url: self.url(&[ty, id]),
+            body: Some((body, "application/json-patch+json")),
+            headers,
+            interaction: interaction("patch", Some(ty), "u", false),
+        };
+        let answer = self.inner.transport.execute(call).await?;
+        self.written(answer, ty).await
+    }
+
+    /// `DELETE [base]/[type]/[id]` (authorized like every other request).
+    pub async fn delete<R: ResourceType>(&self, id: &str) -> Result<(), FhirError> {
+        let ty = type_name::<R>()?;
+        Self::check_id(id)?;
+        let call = Call {
+            method: Method::DELETE,
+            url: self.url(&[ty, id]),
+            body: None,
+            headers: Vec::new(),
+            interaction: interaction("delete", Some(ty), "d", true),
+        };
+        self.inner.transport.execute(call).await.map(drop)
+    }
+
+    /// `POST [base]` a `transaction` Bundle; returns the `transaction-response`.
+    pub async fn transaction(&self, bundle: &Bundle) -> Result<Bundle, FhirError> {
+        self.post_bundle(bundle, "transaction").await
+    }
+
+    /// `POST [base]` a `batch` Bundle; returns the `batch-response`.
+    pub async fn batch(&self, bundle: &Bundle) -> Result<Bundle, FhirError> {
+        self.post_bundle(bundle, "batch").await
+    }
+
+    async fn post_bundle(&self, bundle: &Bundle, kind: &'static str) -> Result<Bundle, FhirError> {
+        let found = coded_text(&bundle.r#type);
+        if found != kind {
+            return Err(FhirError::InvalidInput(format!(
+                "A {kind} needs a Bundle of type {kind}, not {found}."
+            )));
+        }
+        let (body, _) = resource_body(bundle, "Bundle")?;
+        let call = Call {
+            method: Method::POST,
+            url: self.inner.base.clone(),
+            body: Some((body, FHIR_JSON)),
+            headers: Vec::new(),
+            interaction: interaction(kind, None, "cruds", false),
+        };
+        let answer = self.inner.transport.execute(call).await?;
+        decode_bundle(&answer)
+    }
+
+    /// The resource a write returned, or (when the server sent no body) the one at `Location`.
+    async fn written<R: ResourceType + DeserializeOwned>(
+        &self,
+        answer: Answer,
+        ty: &str,
+    ) -> Result<R, FhirError> {
+        if !answer.body.iter().all(u8::is_ascii_whitespace) {
+            return Self::typed(&answer);
+        }
+        let location = answer
+            .headers
+            .get(header::LOCATION)
+            .or_else(|| answer.headers.get(header::CONTENT_LOCATION))
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| FhirError::InvalidBody {
+                url: answer.url.to_string(),
+                expected: ty.to_owned(),
+                path: String::from("."),
+                message: String::from("the server returned neither the resource nor a Location"),
+                body: String::new(),
+            })?;
+        let url = self.checked_url(location)?;
+        let answer = self.get(url, interaction("read", Some(ty), "r", true)).await?;
+        Self::typed(&answer)
+    }
+
+    // ---- references ----
+
+    /// Resolve a reference: `#id` among `context.contained`, then the Bundle the reference was
+    /// found in, then a read on this server. Absolute URLs on other servers are refused
+    /// ([`FhirError::ForeignUrl`]): the token is never sent there.
+    pub async fn resolve(&self, reference: &str, context: ResolveContext<'_>) -> Result<Resource, FhirError> {
+        let unresolved = |reason: &str| FhirError::Reference {
+            reference: reference.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let target = parse_reference(reference)?;
+        if let ReferenceTarget::Contained(id) = &target {
+            return find_contained(context.contained, id)
+                .ok_or_else(|| unresolved("no contained resource has that id"));
+        }
+        if let Some(found) = context
+            .bundle
+            .and_then(|b| find_in_bundle(b, reference, context.full_url))
+        {
+            return Ok(found);
+        }
+        let ReferenceTarget::Literal(LiteralReference {
+            base,
+            resource_type,
+            id,
+            version,
+        }) = target
+        else {
+            return Err(unresolved("no entry of the Bundle has that fullUrl"));
+        };
+        let mut segments = vec![resource_type.as_str(), id.as_str()];
+        if let Some(version) = &version {
+            segments.extend(["_history", version.as_str()]);
+        }
+        let url = match base {
+            Some(base) => {
+                let url = Url::parse(&format!("{base}/{}", segments.join("/")))
+                    .map_err(|e| unresolved(&e.to_string()))?;
+                if !is_under_base(&url, &self.inner.base) {
+                    return Err(FhirError::ForeignUrl {
+                        url: url.to_string(),
+                        base: self.inner.base.to_string(),
+                    });
+                }
+                url
+            }
+            None => self.url(&segments),
+        };
+        let answer = self
+            .get(url, interaction("read", Some(&resource_type), "r", true))
+            .await?;
+        decode(&answer.body, &answer.url, &resource_type)
+    }
+}
+
+/// Where a reference was found, for [`FhirClient::resolve`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResolveContext<'a> {
+    /// The `contained` resources of the referring resource.
+    pub contained: &'a [Resource],
+    /// The Bundle the referring resource came in.
+    pub bundle: Option<&'a Bundle>,
+    /// The referring entry's `fullUrl` in that Bundle.
+    pub full_url: Option<&'a str>,
+}
+
+fn decode_bundle(answer: &Answer) -> Result<Bundle, FhirError> {
+    match resource_type_of(&answer.body, &answer.url)?.as_deref() {
+        Some("Bundle") => decode(&answer.body, &answer.url, "Bundle"),
+        found => Err(FhirError::UnexpectedResourceType {
+            url: answer.url.to_string(),
+            expected: String::from("Bundle"),
+            found: found.unwrap_or("JSON document without resourceType").to_owned(),
+        }),
+    }
+}
+
+/// The JSON body of a typed resource, with its `resourceType` (typed resources do not carry it).
+fn resource_body<R: Serialize>(resource: &R, ty: &str) -> Result<(Vec<u8>, Value), FhirError> {
+    let mut value = serde_json::to_value(resource)
+        .map_err(|e| FhirError::InvalidInput(format!("The {ty} cannot be serialized: {e}.")))?;
+    if let Value::Object(map) = &mut value {
+        map.insert(String::from("resourceType"), Value::from(ty));
+    }
+    let body = serde_json::to_vec(&value).map_err(|e| FhirError::InvalidInput(e.to_string()))?;
+    Ok((body, value))
+}
