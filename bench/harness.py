@@ -12,6 +12,8 @@ Sub-commands (all print JSON on stdout; diagnostics go to stderr):
                                            the app's session cookies (FILE, mode 0600)
   check    --app URL --sessions FILE        GET / with every kept session; counts pages that
                                            are the authorized patient page
+  burst    --app URL --sessions FILE        GET / once per session, all at once (one thread per
+                                           session); latency of each, counted pages authorized
   requests --sessions FILE --out FILE       writes wrk's request file (path + Cookie) for them
   token    --fhir-base URL --client-id ID --redirect URI [--scope S]
                                            acts as a SMART client itself (PKCE S256) and writes
@@ -416,6 +418,31 @@ def cmd_check(args):
     return 0 if not bad else 1
 
 
+def cmd_burst(args):
+    from concurrent.futures import ThreadPoolExecutor
+    import threading
+    sessions = load_sessions(args.sessions)
+    gate = threading.Barrier(len(sessions))
+
+    def one(cookie):
+        with requests.Session() as s:
+            gate.wait(timeout=30)
+            t0 = time.perf_counter()
+            r = s.get(args.app.rstrip("/") + "/", headers={"Cookie": cookie}, allow_redirects=False,
+                      timeout=args.timeout)
+            dt = time.perf_counter() - t0
+            return dt, r.status_code == 200 and re.search(args.done_marker, r.text, re.I) is not None
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=len(sessions)) as pool:
+        results = list(pool.map(one, sessions))
+    wall = time.perf_counter() - t0
+    ok = [dt for dt, good in results if good]
+    print(json.dumps({"app": args.app, "sessions": len(sessions), "ok": len(ok), "wall_seconds": wall,
+                      "latency_seconds": summarize([dt for dt, _ in results])}, indent=2))
+    return 0 if len(ok) == len(sessions) else 1
+
+
 def cmd_requests(args):
     sessions = load_sessions(args.sessions)
     fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -587,6 +614,11 @@ def main():
     p.add_argument("--app", required=True)
     p.add_argument("--sessions", required=True)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("burst", parents=[common])
+    p.add_argument("--app", required=True)
+    p.add_argument("--sessions", required=True)
+    p.set_defaults(func=cmd_burst)
 
     p = sub.add_parser("requests", parents=[common])
     p.add_argument("--sessions", required=True)

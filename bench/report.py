@@ -79,6 +79,16 @@ def rows(parts):
         r.append(("page", "unloaded p50 (1 connection)", fmt(o["unloaded_p50_ms"], "ms"),
                   fmt(s["unloaded_p50_ms"], "ms"), fmt(ratio(s["unloaded_p50_ms"], o["unloaded_p50_ms"]), "× lower"),
                   ""))
+    fv = parts.get("firstview", {})
+    if fv and "skipped" not in fv:
+        o, s = fv["ours"], fv["seed"]
+        ol, sl = o.get("latency_seconds", {}), s.get("latency_seconds", {})
+        if ol and sl:
+            r.append(("page", f"uncached first view, {o['sessions']} at once: p50", fmt(ol["p50"] * 1000, "ms"),
+                      fmt(sl["p50"] * 1000, "ms"), fmt(ratio(sl["p50"], ol["p50"]), "× lower"), ""))
+            r.append(("page", f"uncached first view, {o['sessions']} at once: max", fmt(ol["max"] * 1000, "ms"),
+                      fmt(sl["max"] * 1000, "ms"), fmt(ratio(sl["max"], ol["max"]), "× lower"),
+                      f"authorized {o['ok']}/{o['sessions']} vs {s['ok']}/{s['sessions']}"))
     f = parts.get("floor", {})
     if f and "skipped" not in f:
         r.append(("floor", "sandbox reads of the page, p50 max / sum (1 conn)",
