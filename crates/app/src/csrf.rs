@@ -1,0 +1,47 @@
+//! CSRF protection for state-changing requests.
+//!
+//! Every session has one random token (see [`crate::session::Session::csrf_token`]); every POST form
+//! carries it in a hidden `csrf` field, and [`verify`] compares it with the session's copy in
+//! constant time. The session cookie is `SameSite=Lax` as a second line of defence. The OAuth redirect
+//! itself is protected by `state`, which is bound to the session that started the launch.
+
+use subtle::ConstantTimeEq;
+
+use crate::error::AppError;
+use crate::session::Session;
+
+/// The name of the hidden form field carrying the token.
+pub const FIELD: &str = "csrf";
+
+/// Compares two strings in constant time (with respect to their contents).
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// Checks a submitted token against the session's; [`AppError::Csrf`] when it is missing or differs.
+pub fn verify(session: &Session, submitted: Option<&str>) -> Result<(), AppError> {
+    match (session.stored_csrf(), submitted) {
+        (Some(expected), Some(submitted))
+            if !expected.is_empty() && constant_time_eq(&expected, submitted) =>
+        {
+            Ok(())
+        }
+        _ => Err(AppError::Csrf),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_token_is_accepted_and_others_are_not() {
+        let session = Session::default();
+        assert!(verify(&session, Some("anything")).is_err(), "no token yet");
+        let token = session.csrf_token();
+        assert!(verify(&session, Some(&token)).is_ok());
+        assert!(verify(&session, None).is_err());
+        assert!(verify(&session, Some("")).is_err());
+        assert!(verify(&session, Some(&token[1..])).is_err());
+    }
+}

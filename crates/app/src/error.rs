@@ -1,0 +1,195 @@
+//! The app's one error type, [`AppError`], and how each error becomes a page.
+//!
+//! Handlers return `Result<_, AppError>` and use `?`. Expected failures get a status that fits
+//! (400 for a bad or stale request, 401 when authorization was refused, 403 for a failed CSRF check,
+//! 502 when the EHR failed) and a page that says what happened and offers "Start over". Only
+//! [`AppError::Internal`] answers 500; its detail is logged once, by the request-log middleware,
+//! and never shown.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use maud::html;
+
+use crate::pages::layout;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// The SMART launch failed: discovery, the authorize redirect, the code exchange, the id_token.
+    #[error("{0}")]
+    Launch(#[from] smart_launch::Error),
+    /// The FHIR server failed or could not be reached.
+    #[error("{0}")]
+    Fhir(#[from] fhir_client::FhirError),
+    /// The request itself is malformed (a missing parameter, for example).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A POST came without this session's CSRF token.
+    #[error(
+        "This form was not sent from this app's own page (its security token is missing or out of date). \
+         Go back, reload the page and try again."
+    )]
+    Csrf,
+    /// A page needs a completed launch and the session has none.
+    #[error("You are not signed in to an EHR in this browser session. Start over to launch the app.")]
+    NotLaunched,
+    /// The session database failed.
+    #[error("{0}")]
+    Session(#[from] crate::session::SessionError),
+    /// Anything unexpected. The user sees a plain sentence; the detail is logged.
+    #[error("{0}")]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The detail of an unexpected error, handed from [`AppError::into_response`] to the request log.
+#[derive(Debug, Clone)]
+pub struct InternalErrorDetail(pub String);
+
+impl AppError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        use smart_launch::Error as L;
+        match self {
+            AppError::Launch(e) => match e {
+                L::Authorization { error, .. } if error == "access_denied" => StatusCode::UNAUTHORIZED,
+                L::Authorization { .. }
+                | L::StateMismatch
+                | L::UnknownState
+                | L::LaunchExpired { .. }
+                | L::MissingParameter { .. }
+                | L::IssuerNotAllowed { .. }
+                | L::InvalidUrl { .. }
+                | L::InvalidScope { .. } => StatusCode::BAD_REQUEST,
+                L::TokenEndpoint { status, .. } if *status < 500 => StatusCode::UNAUTHORIZED,
+                L::IdToken(_) | L::NoRefreshToken | L::TokenNotRenewable => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::BAD_GATEWAY,
+            },
+            AppError::Fhir(_) => StatusCode::BAD_GATEWAY,
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Csrf => StatusCode::FORBIDDEN,
+            AppError::NotLaunched => StatusCode::UNAUTHORIZED,
+            AppError::Session(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The page heading.
+    fn title(&self) -> &'static str {
+        match self {
+            AppError::Launch(_) if self.status() == StatusCode::BAD_GATEWAY => "The EHR could not be reached",
+            AppError::Launch(_) | AppError::NotLaunched => "Authorization Error",
+            AppError::Fhir(_) => "The EHR could not be reached",
+            AppError::BadRequest(_) => "Bad request",
+            AppError::Csrf => "Form expired",
+            AppError::Session(_) | AppError::Internal(_) => "Something went wrong",
+        }
+    }
+
+    /// The sentence shown to the user.
+    fn user_message(&self) -> String {
+        match self {
+            AppError::Session(_) | AppError::Internal(_) => {
+                "The app failed unexpectedly. The problem has been logged; start over, and if it happens \
+                 again tell the app's operator."
+                    .to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let title = self.title();
+        let body = html! {
+            section.card.error role="alert" {
+                h1 { (title) }
+                p { (self.user_message()) }
+                p.actions { a.button href="/" { "Start over" } }
+            }
+        };
+        let mut response = (status, layout::page(title, None, body)).into_response();
+        if status.is_server_error() {
+            // Logged once by the request-log middleware, with the request id.
+            response
+                .extensions_mut()
+                .insert(InternalErrorDetail(format!("{self:#}")));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_failures_never_answer_500() {
+        let cases = [
+            (
+                AppError::Launch(smart_launch::Error::Authorization {
+                    error: "access_denied".into(),
+                    description: None,
+                    uri: None,
+                }),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                AppError::Launch(smart_launch::Error::UnknownState),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                AppError::Launch(smart_launch::Error::StateMismatch),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                AppError::Launch(smart_launch::Error::TokenEndpoint {
+                    status: 400,
+                    error: Some("invalid_grant".into()),
+                    description: None,
+                    body: String::new(),
+                }),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                AppError::Launch(smart_launch::Error::TokenEndpoint {
+                    status: 503,
+                    error: None,
+                    description: None,
+                    body: String::new(),
+                }),
+                StatusCode::BAD_GATEWAY,
+            ),
+            (
+                AppError::Launch(smart_launch::Error::IdToken(
+                    smart_launch::IdTokenError::BadSignature,
+                )),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (AppError::Csrf, StatusCode::FORBIDDEN),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status(), status, "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn launch_errors_render_the_authorization_error_page() {
+        let response = AppError::Launch(smart_launch::Error::UnknownState).into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(body.contains("Authorization Error"));
+        assert!(body.contains("Start over"));
+        assert!(body.contains("No launch is waiting"));
+    }
+
+    #[test]
+    fn internal_detail_is_not_shown_but_kept_for_the_log() {
+        let response = AppError::Internal(anyhow::anyhow!("disk on fire at /var/x")).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let detail = response.extensions().get::<InternalErrorDetail>().unwrap();
+        assert!(detail.0.contains("disk on fire"));
+    }
+}

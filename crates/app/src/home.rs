@@ -1,0 +1,67 @@
+//! `GET /` and `/index.html`: the patient summary after a launch, the authorize link before.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Utc;
+use fhir_client::FhirClient;
+
+use crate::error::AppError;
+use crate::fetch::{self, FetchFailure};
+use crate::launch::LaunchKind;
+use crate::pages::home::{self as page, AuthAvailability};
+use crate::session::Session;
+use crate::state::AppState;
+
+/// The start page.
+pub async fn index(State(state): State<AppState>, session: Session) -> Result<Response, AppError> {
+    let csrf = session.csrf_token();
+    let Some(mut record) = session.launch() else {
+        let availability = availability(&state).await?;
+        return Ok(page::start(&csrf, &availability, state.config().fhir_base.as_str()).into_response());
+    };
+    if let Some(summary) = state.cached_summary(&session, record.tokens().expires_at) {
+        return Ok(page::authorized(&csrf, &summary, record.theme.as_ref(), Utc::now()).into_response());
+    }
+    match fetch::summary(&state, &record).await {
+        Ok(fetched) => {
+            if let Some(tokens) = fetched.renewed_tokens {
+                record.launch.tokens = tokens;
+                session.set_launch(record.clone());
+            }
+            let summary = Arc::new(fetched.summary);
+            state.cache_summary(&session, summary.clone());
+            Ok(page::authorized(&csrf, &summary, record.theme.as_ref(), Utc::now()).into_response())
+        }
+        Err(FetchFailure::Relaunch(e)) => {
+            tracing::info!(reason = %e, "the session's tokens are no longer usable; starting over");
+            session.clear_launch();
+            state.forget_summary(&session);
+            match record.kind {
+                // A standalone launch can simply be started again.
+                LaunchKind::Standalone => Ok(Redirect::to("/authorize").into_response()),
+                // An EHR launch can only be restarted from the EHR.
+                LaunchKind::Ehr => Err(AppError::NotLaunched),
+            }
+        }
+        Err(FetchFailure::Ehr(e)) => Err(AppError::Fhir(e)),
+    }
+}
+
+/// Whether the configured EHR offers SMART authorization: discovery first; when that finds
+/// nothing but the server answers its CapabilityStatement, it is a server without OAuth.
+async fn availability(state: &AppState) -> Result<AuthAvailability, AppError> {
+    let base = &state.config().fhir_base;
+    match state.smart().discover(base).await {
+        Ok(_) => Ok(AuthAvailability::OAuth),
+        Err(discovery_error @ smart_launch::Error::Discovery { .. }) => {
+            let open = FhirClient::open(base.as_str()).map_err(AppError::Fhir)?;
+            match open.capabilities().await {
+                Ok(_) => Ok(AuthAvailability::NoAuth),
+                Err(_) => Err(discovery_error.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}

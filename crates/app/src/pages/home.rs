@@ -1,0 +1,227 @@
+//! The start page (`/`): the authorize link before a launch, the patient summary after.
+
+use chrono::{DateTime, Utc};
+use maud::{Markup, PreEscaped, html};
+
+use super::layout;
+use crate::style::Theme;
+use crate::summary::{
+    AllergyRow, ConditionRow, EncounterRow, ImmunizationRow, LabRow, MedicationRow, PatientBanner, Section,
+    Summary,
+};
+
+/// Whether and how the EHR can be authorized against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthAvailability {
+    /// The server advertises SMART/OAuth endpoints: offer the authorize link.
+    OAuth,
+    /// The server answers but advertises no OAuth: nothing to authorize.
+    NoAuth,
+}
+
+/// The page before a launch: an authorize link (or the no-auth note) and the reset action.
+pub fn start(csrf: &str, availability: &AuthAvailability, ehr: &str) -> Markup {
+    layout::page(
+        "Hello",
+        None,
+        html! {
+            section.card {
+                h1 { "Hello" }
+                @match availability {
+                    AuthAvailability::OAuth => {
+                        p { "This app shows a patient summary from " strong { (ehr) } " using SMART on FHIR." }
+                        p { "Please " a.button href="/authorize" { "authorize" } " to choose a patient and grant access." }
+                    }
+                    AuthAvailability::NoAuth => {
+                        p { "Running against a no-auth server, nothing to demo here." }
+                    }
+                }
+                p.actions.muted {
+                    (layout::post_button("/reset", csrf, "Reset", "secondary small"))
+                }
+            }
+        },
+    )
+}
+
+/// The page after a launch: the seed's sentence, the actions, then the summary.
+pub fn authorized(csrf: &str, summary: &Summary, theme: Option<&Theme>, now: DateTime<Utc>) -> Markup {
+    layout::page(
+        &summary.patient_name,
+        theme,
+        html! {
+            section.card {
+                h1 { "Hello" }
+                p { "You are authorized and ready to make API requests for " em { (summary.patient_name) } "." }
+                div.actions {
+                    (layout::post_button("/logout", csrf, "Change patient", "button"))
+                    a.button.secondary href="/inspect" { "Inspect launch" }
+                    (layout::post_button("/reset", csrf, "Reset", "secondary small"))
+                }
+            }
+            @if let Some(banner) = &summary.banner { (patient_banner(banner)) }
+            (vitals(&summary.vitals))
+            div.grid {
+                (section_card("Recent labs", &summary.labs, labs_table))
+                (section_card("Active conditions", &summary.conditions, conditions_list))
+                (section_card("Active medications", &summary.medications, medications_list))
+                (section_card("Allergies", &summary.allergies, allergies_list))
+                (section_card("Immunizations", &summary.immunizations, immunizations_list))
+                (section_card("Recent encounters", &summary.encounters, encounters_list))
+            }
+            p.muted { "Fetched " (now.format("%Y-%m-%d %H:%M UTC")) "." }
+        },
+    )
+}
+
+fn patient_banner(b: &PatientBanner) -> Markup {
+    html! {
+        section.banner aria-label="Patient" {
+            span.name { (b.name) }
+            @if let Some(g) = &b.gender { span { span.muted { "Gender " } (g) } }
+            @if let Some(d) = &b.birth_date {
+                span { span.muted { "Born " } (d) @if let Some(age) = &b.age { " (" (age) ")" } }
+            }
+            @for (label, value) in &b.identifiers { span { span.muted { (label) " " } code { (value) } } }
+        }
+    }
+}
+
+fn not_shared(what: &str) -> Markup {
+    html! { p.muted { (what) " not shared with this app." } }
+}
+
+fn failed(message: &str) -> Markup {
+    html! { p.notice role="status" { (message) } }
+}
+
+fn section_card<T>(title: &str, section: &Section<T>, render: fn(&[T]) -> Markup) -> Markup {
+    html! {
+        section.card aria-label=(title) {
+            h2 { (title) }
+            @match section {
+                Section::Shown(rows) if rows.is_empty() => p.muted { "None recorded." },
+                Section::Shown(rows) => (render(rows)),
+                Section::NotShared => (not_shared(title)),
+                Section::Failed(message) => (failed(message)),
+            }
+        }
+    }
+}
+
+fn vitals(section: &Section<crate::charts::Chart>) -> Markup {
+    html! {
+        section.card aria-label="Vital signs" {
+            h2 { "Vital signs" }
+            @match section {
+                Section::Shown(charts) if charts.iter().all(|c| c.is_empty()) => p.muted { "No vital signs recorded." },
+                Section::Shown(charts) => {
+                    div.charts {
+                        @for chart in charts.iter().filter(|c| !c.is_empty()) { (chart_figure(chart)) }
+                    }
+                }
+                Section::NotShared => (not_shared("Vital signs")),
+                Section::Failed(message) => (failed(message)),
+            }
+        }
+    }
+}
+
+fn chart_figure(chart: &crate::charts::Chart) -> Markup {
+    let latest: Vec<String> = chart
+        .latest()
+        .into_iter()
+        .map(|(label, at, value)| format!("{label} {value:.1} {} on {}", chart.unit, at.format("%Y-%m-%d")))
+        .collect();
+    let description = format!("{} over time. Latest: {}.", chart.title, latest.join(", "));
+    html! {
+        figure.chart {
+            figcaption { (chart.title) " " span.muted { "(" (chart.unit) ")" } }
+            @match chart.to_svg() {
+                Ok(Some(svg)) => {
+                    div role="img" aria-label=(description) { (PreEscaped(svg)) }
+                }
+                Ok(None) => p.muted { "No measurements." },
+                Err(e) => p.notice { (e) }
+            }
+            p.muted { "Latest: " (latest.join(", ")) }
+        }
+    }
+}
+
+fn labs_table(rows: &[LabRow]) -> Markup {
+    html! {
+        div.table-wrap {
+            table {
+                thead { tr { th scope="col" { "Test" } th scope="col" { "Result" } th scope="col" { "Range" } th scope="col" { "Date" } } }
+                tbody {
+                    @for row in rows {
+                        tr {
+                            td { (row.name) }
+                            td {
+                                (row.value)
+                                @if let Some(flag) = &row.flag {
+                                    " " span.flag title=(flag.1) { (flag.0) }
+                                    span.skip { " (" (flag.1) ")" }
+                                }
+                            }
+                            td { (row.range.as_deref().unwrap_or("—")) }
+                            td { (row.date.as_deref().unwrap_or("—")) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn conditions_list(rows: &[ConditionRow]) -> Markup {
+    html! {
+        ul.plain { @for row in rows { li { (row.name) @if let Some(onset) = &row.onset { span.muted { " · since " (onset) } } } } }
+    }
+}
+
+fn medications_list(rows: &[MedicationRow]) -> Markup {
+    html! {
+        ul.plain {
+            @for row in rows {
+                li { (row.name)
+                    @if let Some(d) = &row.dosage { br; span.muted { (d) } }
+                    @if let Some(a) = &row.authored { span.muted { " · prescribed " (a) } }
+                }
+            }
+        }
+    }
+}
+
+fn allergies_list(rows: &[AllergyRow]) -> Markup {
+    html! {
+        ul.plain {
+            @for row in rows {
+                li {
+                    (row.substance) " "
+                    @if let Some(c) = &row.criticality {
+                        span.badge.high[c == "high"] { "criticality: " (c) }
+                    }
+                    @if let Some(r) = &row.reactions { br; span.muted { (r) } }
+                }
+            }
+        }
+    }
+}
+
+fn immunizations_list(rows: &[ImmunizationRow]) -> Markup {
+    html! {
+        ul.plain { @for row in rows { li { (row.vaccine) @if let Some(d) = &row.date { span.muted { " · " (d) } } } } }
+    }
+}
+
+fn encounters_list(rows: &[EncounterRow]) -> Markup {
+    html! {
+        ul.plain {
+            @for row in rows {
+                li { (row.kind) @if let Some(p) = &row.period { span.muted { " · " (p) } } @if let Some(s) = &row.status { " " span.badge { (s) } } }
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! HTML pages, rendered with maud. Views only: handlers gather the data.
+
+pub mod confirm;
+pub mod home;
+pub mod inspect;
+pub mod layout;

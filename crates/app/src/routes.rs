@@ -1,0 +1,122 @@
+//! The router: which path goes to which handler, and the layers around them.
+//!
+//! | path | what |
+//! |---|---|
+//! | `GET /`, `GET /index.html` | the patient page when launched, else the authorize link |
+//! | `GET /authorize` | starts a standalone launch (redirects to the EHR) |
+//! | `GET /fhir-app/` (the redirect URI) | the OAuth callback |
+//! | `GET /launch?iss=&launch=` | EHR launch |
+//! | `GET`/`POST /logout` | change patient (confirm page / action) |
+//! | `GET`/`POST /reset` | forget everything (confirm page / action) |
+//! | `GET /inspect` | the launch as a developer sees it (never token values) |
+//! | `GET /static/app.css`, `GET /health` | stylesheet, liveness |
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderName, HeaderValue};
+use maud::Markup;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::csrf;
+use crate::error::AppError;
+use crate::launch;
+use crate::pages::{confirm, layout};
+use crate::session::{Session, session_layer};
+use crate::state::AppState;
+use crate::{home, inspect};
+
+/// The form body of the logout and reset actions.
+#[derive(Debug, serde::Deserialize)]
+pub struct CsrfForm {
+    /// The session's CSRF token.
+    csrf: Option<String>,
+}
+
+/// Builds the app's router with its session, security-header and request-log layers.
+pub fn router(state: AppState) -> Router {
+    let callback_path = state.redirect_uri().path().to_owned();
+    let mut app = Router::new()
+        .route("/", get(home::index))
+        .route("/index.html", get(home::index))
+        .route("/authorize", get(launch::authorize))
+        .route("/fhir-app/", get(launch::callback))
+        .route("/launch", get(launch::ehr_launch))
+        .route("/logout", get(logout_confirm).post(logout))
+        .route("/reset", get(reset_confirm).post(reset))
+        .route("/inspect", get(inspect::inspect));
+    if callback_path != "/fhir-app/" && !callback_path.is_empty() && callback_path.starts_with('/') {
+        // A configured redirect URI with another path is served too.
+        app = app.route(&callback_path, get(launch::callback));
+    }
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(state.clone(), session_layer))
+        // Pages may show patient data: never cache them.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    Router::new()
+        .route(layout::STYLESHEET_PATH, get(stylesheet))
+        .route("/health", get(|| async { "ok" }))
+        .merge(app)
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("content-security-policy"),
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+                 form-action 'self'; base-uri 'none'",
+            ),
+        ))
+        // The callback URL carries the code: it must not travel on in a Referer header.
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("referrer-policy"),
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(axum::middleware::from_fn(crate::request_log::log_requests))
+        .with_state(state)
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
+            (CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+        ],
+        layout::STYLESHEET,
+    )
+        .into_response()
+}
+
+async fn logout_confirm(session: Session) -> Markup {
+    let theme = session.launch().and_then(|l| l.theme);
+    confirm::logout(&session.csrf_token(), theme.as_ref())
+}
+
+/// "Change patient": forget the completed launch, keep the session, go back to the start page.
+async fn logout(session: Session, axum::Form(form): axum::Form<CsrfForm>) -> Result<Redirect, AppError> {
+    csrf::verify(&session, form.csrf.as_deref())?;
+    session.clear_launch();
+    Ok(Redirect::to("/"))
+}
+
+async fn reset_confirm(session: Session) -> Markup {
+    let theme = session.launch().and_then(|l| l.theme);
+    confirm::reset(&session.csrf_token(), theme.as_ref())
+}
+
+/// "Reset": delete the session (and its pending launches) and its cookie.
+async fn reset(
+    State(_state): State<AppState>,
+    session: Session,
+    axum::Form(form): axum::Form<CsrfForm>,
+) -> Result<Redirect, AppError> {
+    csrf::verify(&session, form.csrf.as_deref())?;
+    session.destroy();
+    Ok(Redirect::to("/"))
+}

@@ -1,0 +1,124 @@
+//! Starting the app: bind, build the state, serve in a background task.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use url::Url;
+
+use crate::config::{AppConfig, ConfigError};
+use crate::routes::router;
+use crate::session::SessionError;
+use crate::state::AppState;
+
+/// The app could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listen address could not be bound.
+    #[error(
+        "The app could not listen on {addr}: {source}. Is another program using the port? Choose another with `listen`."
+    )]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The session database could not be opened.
+    #[error("The session database {path} could not be opened: {source}")]
+    Sessions {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What failed.
+        #[source]
+        source: SessionError,
+    },
+    /// The SMART client could not be set up (a private key that cannot be read, for example).
+    #[error("The SMART client could not be set up: {0}")]
+    Launch(#[source] smart_launch::Error),
+    /// The HTTP client could not be built (TLS set-up).
+    #[error("The HTTP client could not be built: {0}.")]
+    HttpClient(String),
+}
+
+/// A running app. Dropping it does not stop the server; call [`RunningApp::shutdown`].
+pub struct RunningApp {
+    /// The address the listener is bound to.
+    pub addr: SocketAddr,
+    /// The URL users reach the app at (the configured `public_url`, else `http://{addr}`).
+    pub url: Url,
+    /// The redirect URI the app sends (register it with the EHR).
+    pub redirect_uri: Url,
+    /// The EHR-launch URL (`{url}/launch`; register it with the EHR).
+    pub launch_uri: Url,
+    /// The shared state (configuration, session store).
+    pub state: AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl std::fmt::Debug for RunningApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningApp")
+            .field("addr", &self.addr)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningApp {
+    /// Stops accepting connections, lets in-flight requests finish, and waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Serves until the server fails (it does not stop on its own otherwise).
+    pub async fn wait(mut self) -> std::io::Result<()> {
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+/// Binds `config.listen` (port 0 picks a free port), opens the session database and serves the app
+/// in a background task. Returns once the socket is bound, so the app is ready for requests.
+pub async fn start(config: AppConfig) -> Result<RunningApp, StartError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let state = AppState::new(config, addr)?;
+    let app = router(state.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    tracing::info!(url = %state.public_url(), "the app is listening");
+    Ok(RunningApp {
+        addr,
+        url: state.public_url().clone(),
+        redirect_uri: state.redirect_uri().clone(),
+        launch_uri: state.launch_uri().clone(),
+        state,
+        shutdown: Some(tx),
+        task,
+    })
+}

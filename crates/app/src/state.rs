@@ -1,0 +1,171 @@
+//! [`AppState`]: what every handler shares (configuration, URLs, session store, HTTP client).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use url::Url;
+
+use crate::config::AppConfig;
+use crate::launch::smart_client;
+use crate::server::StartError;
+use crate::session::{Session, SessionStore};
+use crate::summary::Summary;
+
+/// How long a rendered summary is reused for the same session (and never past the token's expiry).
+pub const SUMMARY_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// At most this many sessions' summaries are kept in memory.
+const SUMMARY_CACHE_MAX: usize = 1024;
+
+/// The app's shared state. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: AppConfig,
+    public_url: Url,
+    redirect_uri: Url,
+    launch_uri: Url,
+    sessions: SessionStore,
+    http: reqwest::Client,
+    smart: smart_launch::SmartClient,
+    summaries: Mutex<HashMap<String, (Instant, Arc<Summary>)>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("public_url", &self.inner.public_url.as_str())
+            .field("profile", &self.inner.config.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Builds the state for an app bound to `bound` (used for the public URL when none is configured):
+    /// opens the session database and the HTTP client.
+    pub fn new(config: AppConfig, bound: SocketAddr) -> Result<AppState, StartError> {
+        let public_url = match &config.public_url {
+            Some(url) => url.clone(),
+            None => {
+                Url::parse(&format!("http://{bound}/")).map_err(|e| StartError::HttpClient(e.to_string()))?
+            }
+        };
+        let join = |path: &str| {
+            public_url
+                .join(path)
+                .map_err(|e| StartError::HttpClient(e.to_string()))
+        };
+        let redirect_uri = match &config.redirect_uri {
+            Some(url) => url.clone(),
+            None => join("fhir-app/")?,
+        };
+        let launch_uri = join("launch")?;
+        let sessions = SessionStore::open(&config.session_db, config.session_ttl).map_err(|source| {
+            StartError::Sessions {
+                path: config.session_db.clone(),
+                source,
+            }
+        })?;
+        let http = reqwest::Client::builder()
+            // The style document and other side fetches: never follow redirects, never wait long.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(15))
+            .build()
+            .map_err(|e| StartError::HttpClient(e.to_string()))?;
+        let smart = smart_client(&config, redirect_uri.clone()).map_err(StartError::Launch)?;
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                config,
+                public_url,
+                redirect_uri,
+                launch_uri,
+                sessions,
+                http,
+                smart,
+                summaries: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AppConfig {
+        &self.inner.config
+    }
+
+    /// The URL users reach the app at.
+    pub fn public_url(&self) -> &Url {
+        &self.inner.public_url
+    }
+
+    /// The redirect URI sent in authorize requests.
+    pub fn redirect_uri(&self) -> &Url {
+        &self.inner.redirect_uri
+    }
+
+    /// The EHR-launch URL.
+    pub fn launch_uri(&self) -> &Url {
+        &self.inner.launch_uri
+    }
+
+    /// The session store.
+    pub fn sessions(&self) -> &SessionStore {
+        &self.inner.sessions
+    }
+
+    /// Whether cookies carry `Secure`.
+    pub fn secure_cookies(&self) -> bool {
+        self.inner.public_url.scheme() == "https"
+    }
+
+    /// The HTTP client for side fetches (no redirects, short timeout).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// The SMART client (discovery, launches, code exchange, refresh).
+    pub fn smart(&self) -> &smart_launch::SmartClient {
+        &self.inner.smart
+    }
+
+    /// The cached summary of this session, if fresh (younger than [`SUMMARY_CACHE_TTL`] and the
+    /// access token it was fetched with has not expired).
+    pub fn cached_summary(
+        &self,
+        session: &Session,
+        token_expiry: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Option<Arc<Summary>> {
+        if token_expiry.is_some_and(|at| at <= chrono::Utc::now()) {
+            return None;
+        }
+        let key = session.cache_key()?;
+        let cache = self.inner.summaries.lock().ok()?;
+        let (at, summary) = cache.get(&key)?;
+        (at.elapsed() < SUMMARY_CACHE_TTL).then(|| summary.clone())
+    }
+
+    /// Keeps a freshly fetched summary for this session.
+    pub fn cache_summary(&self, session: &Session, summary: Arc<Summary>) {
+        let Some(key) = session.cache_key() else { return };
+        if let Ok(mut cache) = self.inner.summaries.lock() {
+            if cache.len() >= SUMMARY_CACHE_MAX {
+                cache.retain(|_, (at, _)| at.elapsed() < SUMMARY_CACHE_TTL);
+                if cache.len() >= SUMMARY_CACHE_MAX {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, (Instant::now(), summary));
+        }
+    }
+
+    /// Drops this session's cached summary (log out, new launch).
+    pub fn forget_summary(&self, session: &Session) {
+        if let (Some(key), Ok(mut cache)) = (session.cache_key(), self.inner.summaries.lock()) {
+            cache.remove(&key);
+        }
+    }
+}

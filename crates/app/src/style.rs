@@ -1,0 +1,162 @@
+//! The EHR's look, from the launch context's `smart_style_url`.
+//!
+//! The style document is JSON (`color_background`, `color_highlight`, `font_family_body`, …). The
+//! app fetches it once after the launch, keeps only values that are plainly a colour, a length or a
+//! font list, and turns them into CSS custom properties that override the stylesheet's defaults. A
+//! style that cannot be fetched or read leaves the default look; it never fails the launch.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The validated subset of a SMART style document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Theme {
+    /// `(css variable, value)` pairs, every value already validated.
+    vars: Vec<(String, String)>,
+}
+
+/// Which style key sets which CSS variable, and how the value is checked.
+const MAPPING: &[(&str, &str, Kind)] = &[
+    ("color_background", "--bg", Kind::Colour),
+    ("color_text", "--text", Kind::Colour),
+    ("color_highlight", "--accent", Kind::Colour),
+    ("color_error", "--danger", Kind::Colour),
+    ("color_success", "--ok", Kind::Colour),
+    ("font_family_body", "--font", Kind::Font),
+    ("dim_border_radius", "--radius", Kind::Length),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Colour,
+    Font,
+    Length,
+}
+
+fn is_colour(v: &str) -> bool {
+    let hex = v
+        .strip_prefix('#')
+        .is_some_and(|h| matches!(h.len(), 3 | 4 | 6 | 8) && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    let func =
+        (v.starts_with("rgb(") || v.starts_with("rgba(") || v.starts_with("hsl(") || v.starts_with("hsla("))
+            && v.ends_with(')')
+            && v.len() <= 40
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b" (),.%/".contains(&b));
+    let named = (3..=20).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphabetic());
+    hex || func || named
+}
+
+fn is_font(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 200
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || " ,-_'\"".contains(c))
+        && v.matches('"').count().is_multiple_of(2)
+        && v.matches('\'').count().is_multiple_of(2)
+}
+
+fn is_length(v: &str) -> bool {
+    let number = v.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &v[number.len()..];
+    !number.is_empty()
+        && number.len() <= 8
+        && number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && matches!(unit, "px" | "em" | "rem" | "")
+}
+
+impl Theme {
+    /// Reads a style document, keeping only the values that pass validation.
+    pub fn from_json(document: &serde_json::Value) -> Theme {
+        let vars = MAPPING
+            .iter()
+            .filter_map(|(key, var, kind)| {
+                let value = document.get(*key)?;
+                let text = match value {
+                    serde_json::Value::String(s) => s.trim().to_owned(),
+                    serde_json::Value::Number(n) => format!("{n}px"),
+                    _ => return None,
+                };
+                let ok = match kind {
+                    Kind::Colour => is_colour(&text),
+                    Kind::Font => is_font(&text),
+                    Kind::Length => is_length(&text),
+                };
+                ok.then(|| ((*var).to_owned(), text))
+            })
+            .collect();
+        Theme { vars }
+    }
+
+    /// Whether the document gave nothing usable.
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+
+    /// The CSS rule that applies the theme.
+    pub fn css_variables(&self) -> String {
+        let body: String = self.vars.iter().map(|(k, v)| format!("{k}:{v};")).collect();
+        format!(":root{{{body}}}")
+    }
+
+    /// Fetches and reads the style document at `url`. Any failure gives `None` (and a debug log):
+    /// the default look is a fine fallback.
+    pub async fn fetch(http: &reqwest::Client, url: &Url) -> Option<Theme> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return None;
+        }
+        let response = http
+            .get(url.clone())
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            tracing::debug!(
+                status = response.status().as_u16(),
+                "the smart_style_url could not be fetched"
+            );
+            return None;
+        }
+        let bytes = response.bytes().await.ok()?;
+        if bytes.len() > 64 * 1024 {
+            return None;
+        }
+        let document: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        Some(Theme::from_json(&document)).filter(|t| !t.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_values_become_css_variables() {
+        let theme = Theme::from_json(&serde_json::json!({
+            "color_background": "#edeae3",
+            "color_highlight": "rgb(0, 80, 160)",
+            "font_family_body": "Georgia, \"Times New Roman\", serif",
+            "dim_border_radius": "6px",
+            "unknown": "x"
+        }));
+        let css = theme.css_variables();
+        assert!(css.contains("--bg:#edeae3;"), "{css}");
+        assert!(css.contains("--accent:rgb(0, 80, 160);"), "{css}");
+        assert!(css.contains("--font:Georgia"), "{css}");
+        assert!(css.contains("--radius:6px;"), "{css}");
+    }
+
+    #[test]
+    fn values_that_could_inject_css_or_html_are_dropped() {
+        let theme = Theme::from_json(&serde_json::json!({
+            "color_background": "red;} body{display:none",
+            "color_text": "</style><script>alert(1)</script>",
+            "font_family_body": "x; background:url(http://evil)",
+            "dim_border_radius": "calc(1px)"
+        }));
+        assert!(theme.is_empty(), "{theme:?}");
+    }
+}

@@ -1,0 +1,729 @@
+//! The patient summary: what the start page shows after a launch, as view rows built from typed R4
+//! resources.
+//!
+//! [`Summary`] holds one [`Section`] per part of the page; a section is `NotShared` when the granted
+//! scopes do not cover its resource type, and `Failed` (with a sentence) when the EHR refused or
+//! failed that one request — the rest of the page still renders. The functions here only turn
+//! resources into rows; fetching is in [`crate::fetch`].
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use fhir_client::r4::resources::{
+    AllergyIntolerance, Condition, Encounter, Immunization, MedicationRequest, Observation, Patient,
+};
+use fhir_client::r4::types::{CodeableConcept, Period, Quantity};
+
+use crate::charts::{Chart, Series};
+
+/// One part of the summary.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Section<T> {
+    /// The rows to show (possibly none).
+    Shown(Vec<T>),
+    /// The granted scopes do not include this resource type.
+    NotShared,
+    /// The request failed; the sentence says why.
+    Failed(String),
+}
+
+/// Name, gender, birth date with age, identifiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientBanner {
+    /// The display name.
+    pub name: String,
+    /// `male`, `female`, `other`, `unknown`.
+    pub gender: Option<String>,
+    /// As recorded (`YYYY-MM-DD`, or less precise).
+    pub birth_date: Option<String>,
+    /// "42 years", "7 months".
+    pub age: Option<String>,
+    /// `(label, value)`: the identifier's type text, or its system, and its value.
+    pub identifiers: Vec<(String, String)>,
+}
+
+/// A laboratory result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabRow {
+    /// What was measured.
+    pub name: String,
+    /// The value with its unit.
+    pub value: String,
+    /// The reference range, e.g. "3.5–5.1 mmol/L".
+    pub range: Option<String>,
+    /// `(short flag, meaning)`, e.g. `("H", "High")`, when abnormal.
+    pub flag: Option<(String, String)>,
+    /// When measured.
+    pub date: Option<String>,
+}
+
+/// An active condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionRow {
+    /// The condition.
+    pub name: String,
+    /// Since when.
+    pub onset: Option<String>,
+}
+
+/// An active medication order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MedicationRow {
+    /// The medication.
+    pub name: String,
+    /// The dosage text.
+    pub dosage: Option<String>,
+    /// When prescribed.
+    pub authored: Option<String>,
+}
+
+/// An allergy or intolerance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllergyRow {
+    /// The substance.
+    pub substance: String,
+    /// `low`, `high`, `unable-to-assess`.
+    pub criticality: Option<String>,
+    /// The reactions' manifestations.
+    pub reactions: Option<String>,
+}
+
+/// An immunization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImmunizationRow {
+    /// The vaccine.
+    pub vaccine: String,
+    /// When given.
+    pub date: Option<String>,
+}
+
+/// An encounter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncounterRow {
+    /// The encounter's type (or class).
+    pub kind: String,
+    /// When.
+    pub period: Option<String>,
+    /// `finished`, `in-progress`, …
+    pub status: Option<String>,
+}
+
+/// Everything the start page shows about the patient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// The name used in "ready to make API requests for …".
+    pub patient_name: String,
+    /// The banner, unless the EHR said it shows its own (`need_patient_banner: false`).
+    pub banner: Option<PatientBanner>,
+    /// Vital-sign charts.
+    pub vitals: Section<Chart>,
+    /// Recent laboratory results.
+    pub labs: Section<LabRow>,
+    /// Active conditions.
+    pub conditions: Section<ConditionRow>,
+    /// Active medications.
+    pub medications: Section<MedicationRow>,
+    /// Allergies.
+    pub allergies: Section<AllergyRow>,
+    /// Immunizations.
+    pub immunizations: Section<ImmunizationRow>,
+    /// Recent encounters.
+    pub encounters: Section<EncounterRow>,
+}
+
+/// How many rows the list sections show.
+pub const MAX_ROWS: usize = 10;
+
+/// The text of a concept: its `text`, else the first coding's display, else its first code.
+pub fn concept_text(concept: &CodeableConcept) -> Option<String> {
+    concept
+        .text
+        .as_ref()
+        .map(|t| t.0.clone())
+        .or_else(|| {
+            concept
+                .coding
+                .iter()
+                .find_map(|c| c.display.as_ref().map(|d| d.0.clone()))
+        })
+        .or_else(|| {
+            concept
+                .coding
+                .iter()
+                .find_map(|c| c.code.as_ref().map(|c| c.0.clone()))
+        })
+        .filter(|t| !t.trim().is_empty())
+}
+
+fn has_code(concept: &CodeableConcept, codes: &[&str]) -> bool {
+    concept.coding.iter().any(|c| {
+        c.code
+            .as_ref()
+            .is_some_and(|code| codes.contains(&code.0.as_str()))
+    })
+}
+
+/// Parses a FHIR `dateTime`/`date`/`instant` at any precision (a bare date is midnight UTC).
+pub fn parse_fhir_datetime(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(dt) = DateTime::parse_from_rfc3339(text) {
+        return Some(dt.with_timezone(&Utc));
+    }
+    let date = match text.len() {
+        10 => NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?,
+        7 => NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d").ok()?,
+        4 => NaiveDate::from_ymd_opt(text.parse().ok()?, 1, 1)?,
+        _ => return None,
+    };
+    Some(Utc.from_utc_datetime(&date.and_hms_opt(0, 0, 0)?))
+}
+
+/// A FHIR date or dateTime for display: the date part, as precise as recorded.
+pub fn display_date(text: &str) -> String {
+    text.split('T').next().unwrap_or(text).to_owned()
+}
+
+fn period_text(period: &Period) -> Option<String> {
+    match (&period.start, &period.end) {
+        (Some(s), Some(e)) if display_date(&s.0) != display_date(&e.0) => {
+            Some(format!("{} – {}", display_date(&s.0), display_date(&e.0)))
+        }
+        (Some(s), _) => Some(display_date(&s.0)),
+        (None, Some(e)) => Some(format!("until {}", display_date(&e.0))),
+        (None, None) => None,
+    }
+}
+
+fn quantity_text(q: &Quantity) -> Option<String> {
+    let value = q.value.as_ref()?.as_str().to_owned();
+    let comparator = q.comparator.as_ref().map(|c| c.code()).unwrap_or_default();
+    let unit = q
+        .unit
+        .as_ref()
+        .map(|u| u.0.clone())
+        .or_else(|| q.code.as_ref().map(|c| c.0.clone()));
+    Some(match unit {
+        Some(unit) if !unit.is_empty() => format!("{comparator}{value} {unit}"),
+        _ => format!("{comparator}{value}"),
+    })
+}
+
+/// The age in whole years (or months under two) at `today`.
+pub fn age(birth: NaiveDate, today: NaiveDate) -> Option<String> {
+    let mut months = (today.year() - birth.year()) * 12 + today.month() as i32 - birth.month() as i32;
+    if today.day() < birth.day() {
+        months -= 1;
+    }
+    if months < 0 {
+        return None;
+    }
+    Some(if months < 24 {
+        format!("{months} month{}", if months == 1 { "" } else { "s" })
+    } else {
+        format!("{} years", months / 12)
+    })
+}
+
+/// The banner for a patient (`name` from [`fhir_client`]'s name display).
+pub fn banner(patient: &Patient, name: String, today: NaiveDate) -> PatientBanner {
+    let birth_date = patient.birth_date.as_ref().map(|d| d.0.clone());
+    let age = birth_date
+        .as_deref()
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .and_then(|b| age(b, today));
+    let identifiers = patient
+        .identifier
+        .iter()
+        .filter_map(|id| {
+            let value = id.value.as_ref()?.0.clone();
+            let label = id
+                .r#type
+                .as_ref()
+                .and_then(concept_text)
+                .or_else(|| {
+                    id.system
+                        .as_ref()
+                        .map(|s| s.0.rsplit(['/', ':']).next().unwrap_or(&s.0).to_owned())
+                })
+                .unwrap_or_else(|| "ID".to_owned());
+            Some((label, value))
+        })
+        .take(4)
+        .collect();
+    PatientBanner {
+        name,
+        gender: patient.gender.as_ref().map(|g| g.code()),
+        birth_date,
+        age,
+        identifiers,
+    }
+}
+
+fn observation_time(o: &Observation) -> Option<DateTime<Utc>> {
+    use fhir_client::r4::resources::observation::ObservationEffective as E;
+    let text = match o.effective.as_ref()? {
+        E::DateTime(p) => p.value.0.clone(),
+        E::Instant(p) => p.value.0.clone(),
+        E::Period(p) => p.start.as_ref()?.0.clone(),
+        E::Timing(_) => return None,
+    };
+    parse_fhir_datetime(&text)
+}
+
+fn observation_quantity(o: &Observation) -> Option<&Quantity> {
+    use fhir_client::r4::resources::observation::ObservationValue as V;
+    match o.value.as_ref()? {
+        V::Quantity(q) => Some(q),
+        _ => None,
+    }
+}
+
+/// One chart line: its label and the LOINC codes that feed it.
+type Line = (&'static str, &'static [&'static str]);
+
+/// The vital signs the page charts: `(title, unit, lines)`.
+const VITALS: &[(&str, &str, &[Line])] = &[
+    (
+        "Blood pressure",
+        "mmHg",
+        &[("Systolic", &["8480-6"]), ("Diastolic", &["8462-4"])],
+    ),
+    ("Heart rate", "/min", &[("Heart rate", &["8867-4"])]),
+    ("Weight", "kg", &[("Weight", &["29463-7", "3141-9"])]),
+    ("BMI", "kg/m²", &[("BMI", &["39156-5"])]),
+    ("Temperature", "°C", &[("Temperature", &["8310-5", "8331-1"])]),
+    ("SpO2", "%", &[("SpO2", &["2708-6", "59408-5"])]),
+];
+
+/// Vital-sign charts from Observations (blood pressure read from panel components as well).
+pub fn vital_charts(observations: &[Observation]) -> Vec<Chart> {
+    VITALS
+        .iter()
+        .map(|(title, unit, lines)| Chart {
+            title: (*title).to_owned(),
+            unit: (*unit).to_owned(),
+            series: lines
+                .iter()
+                .map(|(label, codes)| Series {
+                    label: (*label).to_owned(),
+                    points: points_for(observations, codes),
+                })
+                .filter(|s| !s.points.is_empty())
+                .collect(),
+        })
+        .collect()
+}
+
+fn points_for(observations: &[Observation], codes: &[&str]) -> Vec<(DateTime<Utc>, f64)> {
+    use fhir_client::r4::resources::observation::ObservationComponentValue as CV;
+    let mut points = Vec::new();
+    for o in observations {
+        let Some(at) = observation_time(o) else { continue };
+        if has_code(&o.code, codes)
+            && let Some(v) = observation_quantity(o).and_then(|q| q.value.as_ref())
+        {
+            points.push((at, v.as_f64()));
+        }
+        for c in &o.component {
+            if has_code(&c.code, codes)
+                && let Some(CV::Quantity(q)) = c.value.as_ref()
+                && let Some(v) = q.value.as_ref()
+            {
+                points.push((at, v.as_f64()));
+            }
+        }
+    }
+    points.sort_by_key(|(t, _)| *t);
+    points
+}
+
+fn interpretation_flag(o: &Observation) -> Option<(String, String)> {
+    for concept in &o.interpretation {
+        for coding in &concept.coding {
+            let code = coding.code.as_ref()?.0.as_str();
+            let meaning = match code {
+                "H" => "High",
+                "HH" | "HU" => "Critically high",
+                "L" => "Low",
+                "LL" | "LU" => "Critically low",
+                "A" => "Abnormal",
+                "AA" => "Critically abnormal",
+                _ => continue,
+            };
+            return Some((code.to_owned(), meaning.to_owned()));
+        }
+    }
+    None
+}
+
+/// Laboratory rows, newest first, with reference ranges and abnormal flags (from the
+/// interpretation, or computed from the range when the EHR gave none).
+pub fn lab_rows(observations: &[Observation]) -> Vec<LabRow> {
+    let mut sorted: Vec<&Observation> = observations.iter().collect();
+    sorted.sort_by_key(|o| std::cmp::Reverse(observation_time(o)));
+    sorted
+        .into_iter()
+        .filter_map(|o| {
+            let name = concept_text(&o.code)?;
+            let quantity = observation_quantity(o);
+            let value = quantity.and_then(quantity_text).or_else(|| {
+                use fhir_client::r4::resources::observation::ObservationValue as V;
+                match o.value.as_ref()? {
+                    V::CodeableConcept(c) => concept_text(c),
+                    V::String(s) => Some(s.value.0.clone()),
+                    _ => None,
+                }
+            })?;
+            let range = o.reference_range.first();
+            let range_text = range.and_then(|r| {
+                r.text.as_ref().map(|t| t.0.clone()).or_else(|| {
+                    let low = r
+                        .low
+                        .as_ref()
+                        .and_then(|q| q.value.as_ref())
+                        .map(|v| v.as_str().to_owned());
+                    let high = r
+                        .high
+                        .as_ref()
+                        .and_then(|q| q.value.as_ref())
+                        .map(|v| v.as_str().to_owned());
+                    let unit = r
+                        .low
+                        .as_ref()
+                        .or(r.high.as_ref())
+                        .and_then(|q| q.unit.as_ref())
+                        .map(|u| u.0.clone());
+                    let unit = unit.map(|u| format!(" {u}")).unwrap_or_default();
+                    match (low, high) {
+                        (Some(l), Some(h)) => Some(format!("{l}–{h}{unit}")),
+                        (Some(l), None) => Some(format!("≥ {l}{unit}")),
+                        (None, Some(h)) => Some(format!("≤ {h}{unit}")),
+                        (None, None) => None,
+                    }
+                })
+            });
+            let computed = || {
+                let v = quantity?.value.as_ref()?.as_f64();
+                let r = range?;
+                if r.low
+                    .as_ref()
+                    .and_then(|q| q.value.as_ref())
+                    .is_some_and(|low| v < low.as_f64())
+                {
+                    Some(("L".to_owned(), "Low".to_owned()))
+                } else if r
+                    .high
+                    .as_ref()
+                    .and_then(|q| q.value.as_ref())
+                    .is_some_and(|high| v > high.as_f64())
+                {
+                    Some(("H".to_owned(), "High".to_owned()))
+                } else {
+                    None
+                }
+            };
+            Some(LabRow {
+                name,
+                value,
+                range: range_text,
+                flag: interpretation_flag(o).or_else(computed),
+                date: observation_time(o).map(|t| t.format("%Y-%m-%d").to_string()),
+            })
+        })
+        .take(MAX_ROWS * 2)
+        .collect()
+}
+
+/// Conditions whose clinical status is active (or unstated), newest first.
+pub fn condition_rows(conditions: &[Condition]) -> Vec<ConditionRow> {
+    use fhir_client::r4::resources::condition::ConditionOnset as O;
+    let mut rows: Vec<(Option<DateTime<Utc>>, ConditionRow)> = conditions
+        .iter()
+        .filter(|c| {
+            c.clinical_status
+                .as_ref()
+                .is_none_or(|s| has_code(s, &["active", "recurrence", "relapse"]))
+        })
+        .filter_map(|c| {
+            let name = c.code.as_ref().and_then(concept_text)?;
+            let onset = match c.onset.as_ref() {
+                Some(O::DateTime(p)) => Some(p.value.0.clone()),
+                Some(O::Period(p)) => p.start.as_ref().map(|s| s.0.clone()),
+                Some(O::String(s)) => Some(s.value.0.clone()),
+                _ => c.recorded_date.as_ref().map(|d| d.0.clone()),
+            };
+            let at = onset.as_deref().and_then(parse_fhir_datetime);
+            Some((
+                at,
+                ConditionRow {
+                    name,
+                    onset: onset.map(|o| display_date(&o)),
+                },
+            ))
+        })
+        .collect();
+    rows.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    rows.into_iter().map(|(_, r)| r).take(MAX_ROWS).collect()
+}
+
+/// Active medication orders, newest first.
+pub fn medication_rows(requests: &[MedicationRequest]) -> Vec<MedicationRow> {
+    use fhir_client::r4::resources::medication_request::MedicationRequestMedication as M;
+    let mut rows: Vec<MedicationRow> = requests
+        .iter()
+        .filter(|m| matches!(m.status.code().as_str(), "active" | "on-hold"))
+        .filter_map(|m| {
+            let name = match m.medication.as_ref()? {
+                M::CodeableConcept(c) => concept_text(c)?,
+                M::Reference(r) => r.display.as_ref().map(|d| d.0.clone())?,
+            };
+            let dosage = m
+                .dosage_instruction
+                .iter()
+                .find_map(|d| d.text.as_ref().map(|t| t.0.clone()));
+            Some(MedicationRow {
+                name,
+                dosage,
+                authored: m.authored_on.as_ref().map(|a| display_date(&a.0)),
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| b.authored.cmp(&a.authored));
+    rows.truncate(MAX_ROWS);
+    rows
+}
+
+/// Allergies that are not resolved or refuted, high criticality first.
+pub fn allergy_rows(allergies: &[AllergyIntolerance]) -> Vec<AllergyRow> {
+    let mut rows: Vec<AllergyRow> = allergies
+        .iter()
+        .filter(|a| {
+            a.clinical_status
+                .as_ref()
+                .is_none_or(|s| !has_code(s, &["resolved", "inactive"]))
+        })
+        .filter(|a| {
+            a.verification_status
+                .as_ref()
+                .is_none_or(|s| !has_code(s, &["refuted", "entered-in-error"]))
+        })
+        .filter_map(|a| {
+            let substance = a.code.as_ref().and_then(concept_text)?;
+            let reactions: Vec<String> = a
+                .reaction
+                .iter()
+                .flat_map(|r| r.manifestation.iter())
+                .filter_map(concept_text)
+                .collect();
+            Some(AllergyRow {
+                substance,
+                criticality: a.criticality.as_ref().map(|c| c.code()),
+                reactions: (!reactions.is_empty()).then(|| reactions.join(", ")),
+            })
+        })
+        .collect();
+    rows.sort_by_key(|r| r.criticality.as_deref() != Some("high"));
+    rows.truncate(MAX_ROWS);
+    rows
+}
+
+/// Immunizations given (not entered in error), newest first.
+pub fn immunization_rows(immunizations: &[Immunization]) -> Vec<ImmunizationRow> {
+    use fhir_client::r4::resources::immunization::ImmunizationOccurrence as O;
+    let mut rows: Vec<ImmunizationRow> = immunizations
+        .iter()
+        .filter(|i| i.status.0 == "completed")
+        .filter_map(|i| {
+            let vaccine = concept_text(&i.vaccine_code)?;
+            let date = match i.occurrence.as_ref() {
+                Some(O::DateTime(p)) => Some(display_date(&p.value.0)),
+                Some(O::String(s)) => Some(s.value.0.clone()),
+                None => None,
+            };
+            Some(ImmunizationRow { vaccine, date })
+        })
+        .collect();
+    rows.sort_by(|a, b| b.date.cmp(&a.date));
+    rows.truncate(MAX_ROWS);
+    rows
+}
+
+/// Encounters, newest first.
+pub fn encounter_rows(encounters: &[Encounter]) -> Vec<EncounterRow> {
+    let mut rows: Vec<(Option<DateTime<Utc>>, EncounterRow)> = encounters
+        .iter()
+        .map(|e| {
+            let kind = e
+                .r#type
+                .iter()
+                .find_map(concept_text)
+                .or_else(|| e.class.display.as_ref().map(|d| d.0.clone()))
+                .or_else(|| e.class.code.as_ref().map(|c| c.0.clone()))
+                .unwrap_or_else(|| "Encounter".to_owned());
+            let start = e
+                .period
+                .as_ref()
+                .and_then(|p| p.start.as_ref())
+                .and_then(|s| parse_fhir_datetime(&s.0));
+            (
+                start,
+                EncounterRow {
+                    kind,
+                    period: e.period.as_ref().and_then(period_text),
+                    status: Some(e.status.code()),
+                },
+            )
+        })
+        .collect();
+    rows.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    rows.into_iter().map(|(_, r)| r).take(MAX_ROWS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn vital(code: &str, value: f64, when: &str) -> Observation {
+        parse(serde_json::json!({
+            "resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "effectiveDateTime": when,
+            "valueQuantity": {"value": value, "unit": "x"}
+        }))
+    }
+
+    #[test]
+    fn blood_pressure_comes_from_panel_components() {
+        let panel: Observation = parse(serde_json::json!({
+            "resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+            "effectiveDateTime": "2024-03-01T10:00:00Z",
+            "component": [
+                {"code": {"coding": [{"code": "8480-6"}]}, "valueQuantity": {"value": 128, "unit": "mm[Hg]"}},
+                {"code": {"coding": [{"code": "8462-4"}]}, "valueQuantity": {"value": 82, "unit": "mm[Hg]"}}
+            ]
+        }));
+        let charts = vital_charts(&[
+            panel,
+            vital("8867-4", 72.0, "2024-03-01"),
+            vital("8867-4", 75.0, "2023-03-01"),
+        ]);
+        let bp = &charts[0];
+        assert_eq!(bp.series.len(), 2);
+        assert_eq!(bp.series[0].points[0].1, 128.0);
+        assert_eq!(bp.series[1].points[0].1, 82.0);
+        let hr = &charts[1];
+        assert_eq!(
+            hr.series[0].points.iter().map(|p| p.1).collect::<Vec<_>>(),
+            vec![75.0, 72.0],
+            "sorted by time"
+        );
+        assert!(charts[2].is_empty());
+    }
+
+    #[test]
+    fn labs_show_ranges_and_flags() {
+        let flagged: Observation = parse(serde_json::json!({
+            "resourceType": "Observation", "status": "final",
+            "code": {"text": "Potassium"},
+            "effectiveDateTime": "2024-01-02",
+            "valueQuantity": {"value": 5.9, "unit": "mmol/L"},
+            "interpretation": [{"coding": [{"code": "H"}]}],
+            "referenceRange": [{"low": {"value": 3.5, "unit": "mmol/L"}, "high": {"value": 5.1, "unit": "mmol/L"}}]
+        }));
+        let computed: Observation = parse(serde_json::json!({
+            "resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"display": "Hemoglobin"}]},
+            "effectiveDateTime": "2024-01-03",
+            "valueQuantity": {"value": 10.1, "unit": "g/dL"},
+            "referenceRange": [{"low": {"value": 12}, "high": {"value": 16}}]
+        }));
+        let rows = lab_rows(&[flagged, computed]);
+        assert_eq!(rows[0].name, "Hemoglobin", "newest first");
+        assert_eq!(rows[0].flag.as_ref().unwrap().0, "L");
+        assert_eq!(rows[1].value, "5.9 mmol/L");
+        assert_eq!(rows[1].range.as_deref(), Some("3.5–5.1 mmol/L"));
+        assert_eq!(rows[1].flag, Some(("H".into(), "High".into())));
+    }
+
+    #[test]
+    fn inactive_conditions_and_stopped_medications_are_left_out() {
+        let active: Condition = parse(serde_json::json!({
+            "resourceType": "Condition", "subject": {"reference": "Patient/1"},
+            "clinicalStatus": {"coding": [{"code": "active"}]},
+            "code": {"text": "Hypertension"}, "onsetDateTime": "2019-05-01"
+        }));
+        let resolved: Condition = parse(serde_json::json!({
+            "resourceType": "Condition", "subject": {"reference": "Patient/1"},
+            "clinicalStatus": {"coding": [{"code": "resolved"}]}, "code": {"text": "Flu"}
+        }));
+        let rows = condition_rows(&[active, resolved]);
+        assert_eq!(
+            rows,
+            vec![ConditionRow {
+                name: "Hypertension".into(),
+                onset: Some("2019-05-01".into())
+            }]
+        );
+
+        let med: MedicationRequest = parse(serde_json::json!({
+            "resourceType": "MedicationRequest", "status": "active", "intent": "order",
+            "subject": {"reference": "Patient/1"},
+            "medicationCodeableConcept": {"text": "Lisinopril 10 mg"},
+            "dosageInstruction": [{"text": "once daily"}]
+        }));
+        let stopped: MedicationRequest = parse(serde_json::json!({
+            "resourceType": "MedicationRequest", "status": "stopped", "intent": "order",
+            "subject": {"reference": "Patient/1"}, "medicationCodeableConcept": {"text": "Old"}
+        }));
+        let rows = medication_rows(&[med, stopped]);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].dosage.as_deref(), Some("once daily"));
+    }
+
+    #[test]
+    fn allergies_put_high_criticality_first() {
+        let low: AllergyIntolerance = parse(serde_json::json!({
+            "resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/1"},
+            "code": {"text": "Dust"}, "criticality": "low"
+        }));
+        let high: AllergyIntolerance = parse(serde_json::json!({
+            "resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/1"},
+            "code": {"text": "Penicillin"}, "criticality": "high",
+            "reaction": [{"manifestation": [{"text": "Hives"}]}]
+        }));
+        let rows = allergy_rows(&[low, high]);
+        assert_eq!(rows[0].substance, "Penicillin");
+        assert_eq!(rows[0].reactions.as_deref(), Some("Hives"));
+    }
+
+    #[test]
+    fn ages_and_dates() {
+        let d = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(age(d("1980-06-15"), d("2024-06-14")).as_deref(), Some("43 years"));
+        assert_eq!(age(d("1980-06-15"), d("2024-06-15")).as_deref(), Some("44 years"));
+        assert_eq!(age(d("2024-01-20"), d("2024-06-15")).as_deref(), Some("4 months"));
+        assert_eq!(age(d("2025-01-01"), d("2024-06-15")), None);
+        assert!(parse_fhir_datetime("2024-02").is_some());
+        assert!(parse_fhir_datetime("2024").is_some());
+        assert!(parse_fhir_datetime("2024-02-03T04:05:06+01:00").is_some());
+        assert!(parse_fhir_datetime("yesterday").is_none());
+    }
+
+    #[test]
+    fn banner_lists_identifiers_and_age() {
+        let p: Patient = parse(serde_json::json!({
+            "resourceType": "Patient", "gender": "female", "birthDate": "1970-01-01",
+            "identifier": [{"type": {"text": "MRN"}, "value": "12345"}, {"system": "urn:oid:1.2.3", "value": "x"}]
+        }));
+        let b = banner(
+            &p,
+            "Jane Doe".into(),
+            NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+        );
+        assert_eq!(b.gender.as_deref(), Some("female"));
+        assert_eq!(b.age.as_deref(), Some("54 years"));
+        assert_eq!(b.identifiers[0], ("MRN".into(), "12345".into()));
+    }
+}
