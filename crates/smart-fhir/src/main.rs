@@ -1,3 +1,123 @@
-fn main() {
-    println!("smart-fhir: being built");
+//! `smart-fhir`: the SMART on FHIR app and sandbox EHR in one binary.
+//!
+//! - `smart-fhir` / `smart-fhir demo`: the sandbox EHR and the app in one process, ready to click through.
+//! - `smart-fhir serve`: the app alone, against the EHR of a configured profile (the seed's Cerner sandbox, …).
+//! - `smart-fhir sandbox`: the sandbox EHR alone, for developing other SMART apps.
+//!
+//! This crate only wires the library crates together; `anyhow` lives here and nowhere else.
+
+mod cli;
+mod logging;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command, DemoArgs, SandboxArgs, ServeArgs};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    match cli.command.unwrap_or_default() {
+        Command::Demo(args) => demo(args).await,
+        Command::Serve(args) => serve(args).await,
+        Command::Sandbox(args) => sandbox(args).await,
+    }
+}
+
+/// The sandbox alone.
+async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let running = sandbox::Sandbox::start(config)
+        .await
+        .context("The sandbox EHR could not start")?;
+    print_sandbox_banner(&running);
+    wait_for_ctrl_c().await;
+    running.shutdown().await;
+    Ok(())
+}
+
+/// The app alone, against a configured EHR.
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = app::AppConfig::load(args.config.as_deref(), args.profile.as_deref())
+        .context("The app's configuration is not valid")?;
+    let running = app::start(config).await.context("The app could not start")?;
+    println!("smart-fhir app: {}", running.url);
+    println!("  register with the EHR: redirect URI {}", running.redirect_uri);
+    println!("                         launch URI   {}", running.launch_uri);
+    wait_for_ctrl_c().await;
+    running.shutdown().await;
+    Ok(())
+}
+
+/// Sandbox and app in one process: the default command.
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let mut sandbox_config = args.sandbox.into_config()?;
+    let mut app_config = app::AppConfig::load(args.config.as_deref(), Some(app::config::SANDBOX_PROFILE))
+        .context("The app's configuration is not valid")?;
+    if let Some(db) = args.session_db {
+        app_config.session_db = db;
+    }
+    // Both servers are reached as `localhost` (the name the demo client is registered under), whatever the ports.
+    let sandbox_base = match sandbox_config.public_base_url.clone() {
+        Some(base) => base,
+        None => anyhow::bail!("The demo needs a fixed sandbox port (not 0) or --base-url."),
+    };
+    sandbox_config.public_base_url = Some(sandbox_base.clone());
+    app_config
+        .allowed_issuers
+        .retain(|iss| *iss != app_config.fhir_base);
+    app_config.fhir_base = sandbox_base.clone();
+    app_config.allowed_issuers.insert(0, sandbox_base);
+    app_config.listen.set_port(args.app_port);
+    app_config.public_url = Some(localhost_url(args.app_port, "")?);
+    app_config.redirect_uri = Some(localhost_url(args.app_port, "fhir-app/")?);
+    let custom_port = args.app_port != cli::DEFAULT_APP_PORT;
+
+    let sandbox = sandbox::Sandbox::start(sandbox_config)
+        .await
+        .context("The sandbox EHR could not start")?;
+    let app = app::start(app_config).await.context("The app could not start")?;
+    if custom_port {
+        // The always-registered demo client knows port 8000 only: register the app's real URLs.
+        let client = sandbox::ClientSpec::public("smart-fhir-demo", app.redirect_uri.clone())
+            .with_launch_uri(app.launch_uri.clone());
+        sandbox
+            .state
+            .auth()
+            .register_client(client)
+            .context("The demo client could not be registered")?;
+    }
+    print_sandbox_banner(&sandbox);
+    println!();
+    println!("smart-fhir app:     {}   <- open this in a browser", app.url);
+    wait_for_ctrl_c().await;
+    app.shutdown().await;
+    sandbox.shutdown().await;
+    Ok(())
+}
+
+/// `http://localhost:{port}/{path}`.
+fn localhost_url(port: u16, path: &str) -> anyhow::Result<url::Url> {
+    url::Url::parse(&format!("http://localhost:{port}/{path}")).context("A localhost URL could not be built")
+}
+
+fn print_sandbox_banner(running: &sandbox::RunningSandbox) {
+    println!("smart-fhir sandbox EHR");
+    println!("  FHIR base:        {}", running.fhir_base);
+    println!("  EHR launch page:  {}", running.launch_page());
+    println!("  clients:");
+    for client in running.state.auth().clients() {
+        let kind = client.kind;
+        let redirects: Vec<&str> = client.redirect_uris.iter().map(url::Url::as_str).collect();
+        println!("    {} ({kind}) redirect {}", client.id, redirects.join(" "));
+    }
+}
+
+async fn wait_for_ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        // No signal handler could be installed: serve until killed.
+        std::future::pending::<()>().await;
+    }
+    eprintln!("smart-fhir: shutting down");
 }
