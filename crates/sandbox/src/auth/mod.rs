@@ -28,8 +28,9 @@ use axum::{
     Router,
     routing::{get, post},
 };
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use smart_launch::scope::ScopeSet;
+use tower_http::set_header::SetResponseHeaderLayer;
 use url::Url;
 
 pub use crate::error::BearerError;
@@ -322,6 +323,14 @@ pub(crate) fn router() -> Router<SandboxState> {
         .route("/auth/jwks", get(token::jwks))
         .route("/auth/introspect", post(introspect::introspect))
         .route("/auth/revoke", post(introspect::revoke))
+        // The pages carry CSRF tokens and the consent decision: never cached, never framed (clickjacking).
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self' http: https:; frame-ancestors 'none'"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
 }
 
 /// The id of the demo client, re-exported for banners.

@@ -151,7 +151,7 @@ async fn authorization_code(
             && verifier
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
-        let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let computed = s256(verifier);
         if !well_formed || !bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
             return Err(OAuthError::invalid_grant(
                 "code_verifier does not match the code_challenge.",
@@ -357,6 +357,11 @@ async fn respond_with_tokens(
     Ok(no_store_json(Value::Object(body)))
 }
 
+/// The PKCE S256 challenge of a verifier (RFC 7636 §4.2).
+fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
 fn style_url(auth: &AuthServer) -> String {
     format!(
         "{}/.well-known/smart-style.json",
@@ -392,4 +397,17 @@ async fn id_token(
         claims["nonce"] = json!(nonce);
     }
     key.sign(&claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::s256;
+
+    #[test]
+    fn s256_matches_rfc_7636_appendix_b() {
+        assert_eq!(
+            s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
 }

@@ -256,3 +256,105 @@ async fn consent_page_words_the_scopes() {
     );
     assert!(html.contains("offline access"), "{html}");
 }
+
+#[tokio::test]
+async fn a_clinician_picks_the_patient_by_name() {
+    let ts = start().await;
+    let patients = ts.running.state.store().find_patients("", 10).unwrap();
+    let wanted = patients
+        .iter()
+        .find(|p| p["name"][0]["family"].is_string())
+        .expect("a patient with a family name");
+    let (id, family) = (
+        wanted["id"].as_str().unwrap(),
+        wanted["name"][0]["family"].as_str().unwrap(),
+    );
+
+    let request = AuthRequest::new(&ts, "launch/patient user/*.rs");
+    let mut browser = Browser::new(&ts);
+    let first = browser.get(&request.url(&ts)).await;
+    let step = location(&first);
+    let login = browser.get(&step).await.text().await.unwrap();
+    assert!(
+        field(&login, "user").unwrap().starts_with("Practitioner/"),
+        "user/ scopes sign in a clinician"
+    );
+    let form = vec![
+        ("txn".to_owned(), field(&login, "txn").unwrap()),
+        ("csrf".to_owned(), field(&login, "csrf").unwrap()),
+        ("user".to_owned(), field(&login, "user").unwrap()),
+    ];
+    let picker = browser.post("/auth/authorize/login", &form).await;
+    let search = format!("{}&name={family}", location(&picker));
+    let html = browser.get(&search).await.text().await.unwrap();
+    assert_eq!(post_action(&html).as_deref(), Some("/auth/authorize/patient"));
+    assert!(html.contains(&format!("value=\"{id}\"")), "{html}");
+    let nobody = browser
+        .get(&format!("{}&name=zzzz-no-such-name", location(&picker)))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(post_action(&nobody).is_none(), "no patient to choose: {nobody}");
+
+    let form = vec![
+        ("txn".to_owned(), field(&html, "txn").unwrap()),
+        ("csrf".to_owned(), field(&html, "csrf").unwrap()),
+        ("patient".to_owned(), id.to_owned()),
+    ];
+    let next = browser.post("/auth/authorize/patient", &form).await;
+    let back = drive(&mut browser, next, REDIRECT, Decision::Approve).await;
+    let (_, body) = ts
+        .exchange(&query(&back, "code").unwrap(), &request.verifier)
+        .await;
+    assert_eq!(body["patient"], id);
+    assert!(
+        ts.check(body["access_token"].as_str().unwrap())
+            .unwrap()
+            .fhir_user
+            .unwrap()
+            .starts_with("Practitioner/")
+    );
+}
+
+#[tokio::test]
+async fn a_standalone_launch_with_launch_encounter_offers_the_patients_encounters() {
+    let ts = start().await;
+    let request = AuthRequest::new(&ts, "launch/patient launch/encounter patient/*.rs");
+    let back = authorize(&ts, &request, Decision::Approve).await;
+    let (_, body) = ts
+        .exchange(&query(&back, "code").unwrap(), &request.verifier)
+        .await;
+    let encounter = body["encounter"]
+        .as_str()
+        .expect("the first encounter was chosen");
+    let resource = ts
+        .running
+        .state
+        .store()
+        .read("Encounter", encounter)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        resource["subject"]["reference"],
+        format!("Patient/{}", body["patient"].as_str().unwrap())
+    );
+}
+
+#[tokio::test]
+async fn pages_are_not_cached_or_framed() {
+    let ts = start().await;
+    let mut browser = Browser::new(&ts);
+    let first = browser
+        .get(&AuthRequest::new(&ts, "launch/patient patient/*.rs").url(&ts))
+        .await;
+    let page = browser.get(&location(&first)).await;
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+}
