@@ -18,6 +18,10 @@ Sub-commands (all print JSON on stdout; diagnostics go to stderr):
   token    --fhir-base URL --client-id ID --redirect URI [--scope S]
                                            acts as a SMART client itself (PKCE S256) and writes
                                            an access token + patient id to --out (mode 0600)
+  scale-requests --fhir-base URL --token-file F --out-prefix P
+                                           wrk request files for the sandbox-at-scale queries
+                                           (vitals of a patient, Patient?name=, $everything),
+                                           rotating over patients the sandbox lists
   coldstart --url URL --pidfile F --log F -- CMD...
                                            starts CMD (left running), polls URL every 2 ms and
                                            reports the time from spawn to its first answer
@@ -443,6 +447,37 @@ def cmd_burst(args):
     return 0 if len(ok) == len(sessions) else 1
 
 
+def cmd_scale_requests(args):
+    with open(args.token_file) as f:
+        token = json.load(f)["access_token"]
+    auth = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
+    base = args.fhir_base.rstrip("/")
+    r = requests.get(f"{base}/Patient", params={"_count": str(args.patients)}, headers=auth,
+                     timeout=args.timeout, allow_redirects=False)
+    if r.status_code != 200:
+        raise LaunchFailed(f"Patient search answered {r.status_code}: {snippet(r.text)}")
+    bundle = r.json()
+    patients = [e["resource"] for e in bundle.get("entry", []) if e.get("resource", {}).get("resourceType") == "Patient"]
+    if not patients:
+        raise LaunchFailed("the sandbox listed no patients")
+    path = urlsplit(base).path
+    files = {}
+    kinds = {
+        "vitals": lambda p: f"{path}/Observation?patient={p['id']}&category=vital-signs",
+        "name": lambda p: f"{path}/Patient?name={((p.get('name') or [{}])[0].get('family') or p['id'])}",
+        "everything": lambda p: f"{path}/Patient/{p['id']}/$everything",
+    }
+    for kind, make in kinds.items():
+        name = f"{args.out_prefix}-{kind}.txt"
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            for p in patients:
+                f.write(f"{make(p)}\tAuthorization: Bearer {token}\n")
+        files[kind] = name
+    print(json.dumps({"patients": len(patients), "total": bundle.get("total"), "files": files}))
+    return 0
+
+
 def cmd_requests(args):
     sessions = load_sessions(args.sessions)
     fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -614,6 +649,13 @@ def main():
     p.add_argument("--app", required=True)
     p.add_argument("--sessions", required=True)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("scale-requests", parents=[common])
+    p.add_argument("--fhir-base", required=True)
+    p.add_argument("--token-file", required=True)
+    p.add_argument("--out-prefix", required=True)
+    p.add_argument("--patients", type=int, default=20)
+    p.set_defaults(func=cmd_scale_requests)
 
     p = sub.add_parser("burst", parents=[common])
     p.add_argument("--app", required=True)
