@@ -195,7 +195,7 @@ def plot(parts, path):
     colors = ["#b7410e", "#4b6584"]
     bars = a.bar(names, [o["rps"], s["rps"]], color=colors)
     a.bar_label(bars, fmt="%.0f")
-    a.set_title(f"Patient page throughput\n({p['connections']} authorized sessions, {p['duration_s']} s)")
+    a.set_title(f"Patient page throughput\n({p['connections']} connections over authorized sessions, {p['duration_s']} s)")
     a.set_ylabel("requests / s")
     x = [0, 1]
     w = 0.38
@@ -205,6 +205,7 @@ def plot(parts, path):
     b.bar_label(b2, fmt="%.1f")
     b.set_xticks(x, names)
     b.set_yscale("log")
+    b.set_ylim(bottom=0.1, top=max(s["p99_ms"], o["p99_ms"]) * 3)
     b.set_ylabel("latency, ms (log scale)")
     b.set_title("Patient page latency (p50 light, p99 dark)")
     fig.tight_layout()
