@@ -788,33 +788,32 @@ fn instant_test(prefix: Prefix, column: &str, lo: Sql, hi: Sql, sql: &mut String
 
 fn order_term(key: &SortKey, sql: &mut String, args: &mut Vec<Sql>) {
     let dir = if key.descending { "DESC" } else { "ASC" };
-    match (key.param.as_str(), key.kind) {
-        ("_id", _) => sql.push_str(&format!("r.id {dir}")),
-        ("_lastUpdated", _) => sql.push_str(&format!("r.last_updated {dir}")),
+    let expr = match (key.param.as_str(), key.kind) {
+        ("_id", _) => {
+            sql.push_str(&format!("r.id {dir}"));
+            return;
+        }
+        ("_lastUpdated", _) => {
+            sql.push_str(&format!("r.last_updated {dir}"));
+            return;
+        }
         (_, Some(ParamKind::Date)) => {
             let (agg, col) = if key.descending {
                 ("MAX", "hi")
             } else {
                 ("MIN", "lo")
             };
-            sql.push_str(&format!(
-                "(SELECT {agg}(x.{col}) FROM fhir_idx_date x WHERE x.rid = r.rid AND x.param = ?) {dir}"
-            ));
-            args.push(Sql::Text(key.param.clone()));
+            format!("(SELECT {agg}(x.{col}) FROM fhir_idx_date x WHERE x.rid = r.rid AND x.param = ?)")
         }
         (_, Some(ParamKind::Token)) => {
-            sql.push_str(&format!(
-                "(SELECT MIN(x.code) FROM fhir_idx_token x WHERE x.rid = r.rid AND x.param = ?) {dir}"
-            ));
-            args.push(Sql::Text(key.param.clone()));
+            "(SELECT MIN(x.code) FROM fhir_idx_token x WHERE x.rid = r.rid AND x.param = ?)".to_owned()
         }
-        _ => {
-            sql.push_str(&format!(
-                "(SELECT MIN(x.value) FROM fhir_idx_string x WHERE x.rid = r.rid AND x.param = ?) {dir}"
-            ));
-            args.push(Sql::Text(key.param.clone()));
-        }
-    }
+        _ => "(SELECT MIN(x.value) FROM fhir_idx_string x WHERE x.rid = r.rid AND x.param = ?)".to_owned(),
+    };
+    // Resources without the value sort last either way (a nameless patient at the end of a name-sorted list).
+    sql.push_str(&format!("{expr} IS NULL, {expr} {dir}"));
+    args.push(Sql::Text(key.param.clone()));
+    args.push(Sql::Text(key.param.clone()));
 }
 
 #[cfg(test)]
