@@ -613,7 +613,7 @@ impl FhirClient {
         let (body, _) = resource_body(bundle, "Bundle")?;
         let call = Call {
             method: Method::POST,
-            url: self.inner.base.clone(),
+            url: self.url(&[]),
             body: Some((body, FHIR_JSON)),
             headers: Vec::new(),
             interaction: interaction(kind, None, "cruds", false),
