@@ -79,6 +79,19 @@ def rows(parts):
         r.append(("page", "unloaded p50 (1 connection)", fmt(o["unloaded_p50_ms"], "ms"),
                   fmt(s["unloaded_p50_ms"], "ms"), fmt(ratio(s["unloaded_p50_ms"], o["unloaded_p50_ms"]), "× lower"),
                   ""))
+        n = p.get("ours_nocache")
+        if n:
+            x = ratio(n["rps"], s["rps"])
+            r.append(("page", "summary cache off: requests/s", fmt(n["rps"]), fmt(s["rps"]), fmt(x, "×"),
+                      goal(x >= 50 if x else None, "≥ 50×")))
+            r.append(("page", "summary cache off: p50 / p99", f"{fmt(n['p50_ms'], 'ms')} / {fmt(n['p99_ms'], 'ms')}",
+                      f"{fmt(s['p50_ms'], 'ms')} / {fmt(s['p99_ms'], 'ms')}", fmt(ratio(s["p99_ms"], n["p99_ms"]), "× lower p99"),
+                      goal(n["p99_ms"] < 25, "ours p99 < 25 ms")))
+            r.append(("page", "summary cache off: errors, peak RSS",
+                      "/".join(str(v) for v in n["errors"].values()) + f", {fmt(mb(n['peak_rss_kb']), 'MB')}",
+                      "/".join(str(v) for v in s["errors"].values()) + f", {fmt(mb(s['peak_rss_kb']), 'MB')}", "", ""))
+            r.append(("page", "summary cache off: unloaded p50 (1 connection)", fmt(n["unloaded_p50_ms"], "ms"),
+                      fmt(s["unloaded_p50_ms"], "ms"), fmt(ratio(s["unloaded_p50_ms"], n["unloaded_p50_ms"]), "× lower"), ""))
     fv = parts.get("firstview", {})
     if fv and "skipped" not in fv:
         o, s = fv["ours"], fv["seed"]
@@ -192,23 +205,26 @@ def plot(parts, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    o, s = p["ours"], p["seed"]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    names = ["smart-fhir", "seed demo\n(Flask + fhirclient)"]
-    colors = ["#b7410e", "#4b6584"]
-    bars = a.bar(names, [o["rps"], s["rps"]], color=colors)
+    o, s, n = p["ours"], p["seed"], p.get("ours_nocache")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    runs = [("smart-fhir", o, "#b7410e", "#e17055")]
+    if n:
+        runs.append(("smart-fhir\n(summary cache off)", n, "#8e44ad", "#c39bd3"))
+    runs.append(("seed demo\n(Flask + fhirclient)", s, "#4b6584", "#778ca3"))
+    names = [r[0] for r in runs]
+    bars = a.bar(names, [r[1]["rps"] for r in runs], color=[r[2] for r in runs])
     a.bar_label(bars, fmt="%.0f")
     a.set_title(f"Patient page throughput\n({p['connections']} connections over authorized sessions, {p['duration_s']} s)")
     a.set_ylabel("requests / s")
-    x = [0, 1]
+    x = list(range(len(runs)))
     w = 0.38
-    b1 = b.bar([i - w / 2 for i in x], [o["p50_ms"], s["p50_ms"]], w, label="p50", color=["#e17055", "#778ca3"])
-    b2 = b.bar([i + w / 2 for i in x], [o["p99_ms"], s["p99_ms"]], w, label="p99", color=colors)
+    b1 = b.bar([i - w / 2 for i in x], [r[1]["p50_ms"] for r in runs], w, label="p50", color=[r[3] for r in runs])
+    b2 = b.bar([i + w / 2 for i in x], [r[1]["p99_ms"] for r in runs], w, label="p99", color=[r[2] for r in runs])
     b.bar_label(b1, fmt="%.1f")
     b.bar_label(b2, fmt="%.1f")
     b.set_xticks(x, names)
     b.set_yscale("log")
-    b.set_ylim(bottom=0.1, top=max(s["p99_ms"], o["p99_ms"]) * 3)
+    b.set_ylim(bottom=0.1, top=max(r[1]["p99_ms"] for r in runs) * 3)
     b.set_ylabel("latency, ms (log scale)")
     b.set_title("Patient page latency (p50 light, p99 dark)")
     fig.tight_layout()
