@@ -331,7 +331,7 @@ async fn verify_assertion(
             continue;
         };
         match jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &validation) {
-            Ok(data) => return accept_claims(client, data.claims, store),
+            Ok(data) => return accept_claims(client, data.claims, store).await,
             Err(e) => last_error = e.to_string(),
         }
     }
@@ -340,7 +340,7 @@ async fn verify_assertion(
     )))
 }
 
-fn accept_claims(
+async fn accept_claims(
     client: &RegisteredClient,
     claims: AssertionClaims,
     store: &Store,
@@ -356,7 +356,11 @@ fn accept_claims(
         .jti
         .filter(|j| !j.is_empty())
         .ok_or_else(|| OAuthError::invalid_client("The client assertion has no jti."))?;
-    if !records::remember_jti(store, &client.id, &jti, (claims.exp + 60) * 1000)? {
+    let (client_id, expires_at) = (client.id.clone(), (claims.exp + 60) * 1000);
+    let fresh = store
+        .blocking(move |st| records::remember_jti(st, &client_id, &jti, expires_at))
+        .await?;
+    if !fresh {
         return Err(OAuthError::invalid_client(
             "The client assertion's jti was already used; sign a new assertion.",
         ));

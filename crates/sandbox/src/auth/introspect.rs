@@ -42,7 +42,9 @@ async fn introspect_inner(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("bearer ")));
     if bearer {
-        auth.check_bearer(headers).map_err(|e| OAuthError {
+        let (checker, caller) = (auth.clone(), headers.clone());
+        let verdict = auth.db(move |_| Ok(checker.check_bearer(&caller))).await?;
+        verdict.map_err(|e| OAuthError {
             status: StatusCode::UNAUTHORIZED,
             ..OAuthError::invalid_client(format!("The caller's bearer token is not accepted: {e}"))
         })?;
@@ -57,7 +59,13 @@ async fn introspect_inner(
     let token = params
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is missing."))?;
-    let Some(row) = records::find_token(auth.store(), &records::hash_secret(token))? else {
+    let Some(row) = auth
+        .db({
+            let h = records::hash_secret(token);
+            move |st| records::find_token(st, &h)
+        })
+        .await?
+    else {
         return Ok(inactive());
     };
     let expired = row.expires_at <= records::now_ms();
@@ -122,7 +130,13 @@ async fn revoke_inner(auth: &AuthServer, headers: &HeaderMap, body: &[u8]) -> Re
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is missing."))?;
     let hash = records::hash_secret(token);
-    let Some(row) = records::find_token(auth.store(), &hash)? else {
+    let Some(row) = auth
+        .db({
+            let h = hash.clone();
+            move |st| records::find_token(st, &h)
+        })
+        .await?
+    else {
         return Ok(());
     };
     if row.grant.client_id != client.id {
@@ -131,9 +145,9 @@ async fn revoke_inner(auth: &AuthServer, headers: &HeaderMap, body: &[u8]) -> Re
     }
     match row.kind {
         TokenKind::Refresh => {
-            records::revoke_family(auth.store(), &row.family)?;
+            auth.db(move |st| records::revoke_family(st, &row.family)).await?;
         }
-        TokenKind::Access => records::revoke_token(auth.store(), &hash)?,
+        TokenKind::Access => auth.db(move |st| records::revoke_token(st, &hash)).await?,
     }
     Ok(())
 }

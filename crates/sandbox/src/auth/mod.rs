@@ -256,6 +256,15 @@ impl AuthServer {
         &self.inner.store
     }
 
+    /// Runs database work on the blocking pool, so SQLite never stalls the async threads.
+    async fn db<T, F>(&self, work: F) -> Result<T, SandboxError>
+    where
+        F: FnOnce(&Store) -> Result<T, SandboxError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.inner.store.blocking(work).await
+    }
+
     fn client(&self, id: &str) -> Option<Arc<RegisteredClient>> {
         self.inner.clients.read().ok()?.get(id).cloned()
     }

@@ -94,7 +94,7 @@ async fn exchange(auth: &AuthServer, headers: &HeaderMap, body: &[u8]) -> Result
     match grant_type.as_str() {
         "authorization_code" => authorization_code(auth, &client, &params).await,
         "refresh_token" => refresh(auth, &client, &params).await,
-        "client_credentials" => client_credentials(auth, &client, &params),
+        "client_credentials" => client_credentials(auth, &client, &params).await,
         other => Err(OAuthError::new(
             "unsupported_grant_type",
             format!(
@@ -113,10 +113,21 @@ async fn authorization_code(
         .get("code")
         .ok_or_else(|| OAuthError::invalid_request("code is missing."))?;
     let code_hash = records::hash_secret(code);
-    let record = match records::take_code(auth.store(), &code_hash)? {
+    let record = match auth
+        .db({
+            let h = code_hash.clone();
+            move |st| records::take_code(st, &h)
+        })
+        .await?
+    {
         CodeLookup::Fresh(record) => record,
         CodeLookup::Replayed => {
-            let revoked = records::revoke_family(auth.store(), &code_hash)?;
+            let revoked = auth
+                .db({
+                    let h = code_hash.clone();
+                    move |st| records::revoke_family(st, &h)
+                })
+                .await?;
             tracing::warn!(client_id = %client.id, revoked, "authorization code replayed; its tokens are revoked");
             return Err(OAuthError::invalid_grant(
                 "The code was already used; the tokens issued for it are now revoked. Start the launch again.",
@@ -177,7 +188,12 @@ async fn refresh(
         .get("refresh_token")
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is missing."))?;
     let token_hash = records::hash_secret(token);
-    let row = records::find_token(auth.store(), &token_hash)?
+    let row = auth
+        .db({
+            let h = token_hash.clone();
+            move |st| records::find_token(st, &h)
+        })
+        .await?
         .filter(|r| r.kind == TokenKind::Refresh)
         .ok_or_else(|| OAuthError::invalid_grant("The refresh token is not one this server issued."))?;
     if row.grant.client_id != client.id {
@@ -188,7 +204,11 @@ async fn refresh(
     match row.state {
         TokenState::Active => {}
         TokenState::Rotated => {
-            records::revoke_family(auth.store(), &row.family)?;
+            auth.db({
+                let family = row.family.clone();
+                move |st| records::revoke_family(st, &family)
+            })
+            .await?;
             tracing::warn!(client_id = %client.id, "rotated refresh token reused; the grant is revoked");
             return Err(OAuthError::invalid_grant(
                 "The refresh token was already used (tokens rotate); every token of this grant is now revoked. Launch again.",
@@ -221,7 +241,13 @@ async fn refresh(
         }
         grant.scope = asked.to_string();
     }
-    if !records::rotate_refresh_token(auth.store(), &token_hash)? {
+    if !auth
+        .db({
+            let h = token_hash.clone();
+            move |st| records::rotate_refresh_token(st, &h)
+        })
+        .await?
+    {
         return Err(OAuthError::invalid_grant(
             "The refresh token was used concurrently; launch again.",
         ));
@@ -229,7 +255,7 @@ async fn refresh(
     respond_with_tokens(auth, &row.family, &grant, Some(row.expires_at)).await
 }
 
-fn client_credentials(
+async fn client_credentials(
     auth: &AuthServer,
     client: &RegisteredClient,
     params: &Params,
@@ -268,7 +294,7 @@ fn client_credentials(
         auth_time: records::now_ms() / 1000,
     };
     let family = records::random_token();
-    let access = issue_access_token(auth, &family, &grant)?;
+    let access = issue_access_token(auth, &family, &grant).await?;
     Ok(no_store_json(json!({
         "access_token": access,
         "token_type": "Bearer",
@@ -277,19 +303,30 @@ fn client_credentials(
     })))
 }
 
-fn issue_access_token(auth: &AuthServer, family: &str, grant: &GrantRecord) -> Result<String, SandboxError> {
+async fn issue_access_token(
+    auth: &AuthServer,
+    family: &str,
+    grant: &GrantRecord,
+) -> Result<String, SandboxError> {
     let token = records::random_token();
     let ttl = i64::try_from(auth.inner.token_ttl.as_millis()).unwrap_or(i64::MAX);
     let expires_at = records::now_ms().saturating_add(ttl);
-    records::insert_token(
-        auth.store(),
-        &records::hash_secret(&token),
-        TokenKind::Access,
-        family,
-        grant,
-        expires_at,
-    )?;
+    store_token(auth, &token, TokenKind::Access, family, grant, expires_at).await?;
     Ok(token)
+}
+
+/// Stores a token's hash with its grant (on the blocking pool).
+async fn store_token(
+    auth: &AuthServer,
+    token: &str,
+    kind: TokenKind,
+    family: &str,
+    grant: &GrantRecord,
+    expires_at: i64,
+) -> Result<(), SandboxError> {
+    let (hash, family, grant) = (records::hash_secret(token), family.to_owned(), grant.clone());
+    auth.db(move |st| records::insert_token(st, &hash, kind, &family, &grant, expires_at))
+        .await
 }
 
 /// Issues an access token (and a refresh token when `offline_access` / `online_access` was granted) and builds
@@ -301,7 +338,7 @@ async fn respond_with_tokens(
     refresh_expiry: Option<i64>,
 ) -> Result<Response, OAuthError> {
     let granted = ScopeSet::parse_lenient(&grant.scope);
-    let access = issue_access_token(auth, family, grant)?;
+    let access = issue_access_token(auth, family, grant).await?;
     let mut body = Map::new();
     body.insert("access_token".into(), json!(access));
     body.insert("token_type".into(), json!("Bearer"));
@@ -316,14 +353,7 @@ async fn respond_with_tokens(
     };
     if let Some(expires_at) = refresh_ttl {
         let refresh = records::random_token();
-        records::insert_token(
-            auth.store(),
-            &records::hash_secret(&refresh),
-            TokenKind::Refresh,
-            family,
-            grant,
-            expires_at,
-        )?;
+        store_token(auth, &refresh, TokenKind::Refresh, family, grant, expires_at).await?;
         body.insert("refresh_token".into(), json!(refresh));
     }
     if let Some(patient) = &grant.patient {

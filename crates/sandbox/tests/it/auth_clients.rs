@@ -235,3 +235,33 @@ async fn client_keys_can_come_from_a_jwks_file() {
         .unwrap();
     assert!(ts.running.state.auth().register_client(missing).is_err());
 }
+
+#[tokio::test]
+async fn client_keys_can_come_from_a_jwks_url() {
+    let ts = start().await;
+    let key = es384_key();
+    let set = JwkSet {
+        keys: vec![key.public.clone()],
+    };
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || async move { axum::Json(set) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = Url::parse(&format!("http://{}/jwks.json", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    ts.register(
+        ClientSpec::public("remote-keys", Url::parse(REDIRECT).unwrap()).with_keys(ClientKeys::Url(jwks_url)),
+    );
+    for jti in ["u1", "u2"] {
+        let jwt = assertion(&key, "remote-keys", &ts.url("/auth/token"), jti);
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.rs"),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", jwt.as_str()),
+        ];
+        let (status, body) = ts.token(&form).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
