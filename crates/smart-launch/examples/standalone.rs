@@ -28,25 +28,50 @@ async fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let fhir_base = setting(&args, 0, "SMART_FHIR_BASE", None)?;
     let client_id = setting(&args, 1, "SMART_CLIENT_ID", None)?;
-    let redirect = setting(&args, 2, "SMART_REDIRECT_URI", Some("http://localhost:8000/fhir-app/"))?;
-    let scope = setting(&args, 3, "SMART_SCOPE", Some("launch/patient openid fhirUser patient/Patient.read"))?;
+    let redirect = setting(
+        &args,
+        2,
+        "SMART_REDIRECT_URI",
+        Some("http://localhost:8000/fhir-app/"),
+    )?;
+    let scope = setting(
+        &args,
+        3,
+        "SMART_SCOPE",
+        Some("launch/patient openid fhirUser patient/Patient.read"),
+    )?;
 
-    let fhir_base = Url::parse(&fhir_base).map_err(|e| format!("The FHIR base {fhir_base:?} is not a URL: {e}."))?;
-    let redirect = Url::parse(&redirect).map_err(|e| format!("The redirect URI {redirect:?} is not a URL: {e}."))?;
+    let fhir_base =
+        Url::parse(&fhir_base).map_err(|e| format!("The FHIR base {fhir_base:?} is not a URL: {e}."))?;
+    let redirect =
+        Url::parse(&redirect).map_err(|e| format!("The redirect URI {redirect:?} is not a URL: {e}."))?;
     let scope = ScopeSet::parse(&scope).map_err(|e| e.to_string())?;
 
-    let client = SmartClient::new(SmartClientConfig::new(client_id, redirect, scope)).map_err(|e| e.to_string())?;
-    let (request, pending) = client.standalone_launch(&fhir_base).await.map_err(|e| e.to_string())?;
+    let client =
+        SmartClient::new(SmartClientConfig::new(client_id, redirect, scope)).map_err(|e| e.to_string())?;
+    let (request, pending) = client
+        .standalone_launch(&fhir_base)
+        .await
+        .map_err(|e| e.to_string())?;
     println!("Open this URL in a browser and log in:\n\n{}\n", request.url);
     print!("Then paste the URL you were redirected to: ");
     std::io::stdout().flush().map_err(|e| e.to_string())?;
 
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| e.to_string())?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
     let back = Url::parse(line.trim()).map_err(|e| format!("That is not a URL: {e}."))?;
-    let launch = client.complete_from_url(pending, &back).await.map_err(|e| e.to_string())?;
+    let launch = client
+        .complete_from_url(pending, &back)
+        .await
+        .map_err(|e| e.to_string())?;
 
-    println!("patient: {}", launch.context.patient.as_deref().unwrap_or("(none)"));
+    println!(
+        "patient: {}",
+        launch.context.patient.as_deref().unwrap_or("(none)")
+    );
     println!("granted scopes: {}", launch.tokens.scope);
     if let Some(user) = &launch.fhir_user {
         println!("user: {}", user.reference());

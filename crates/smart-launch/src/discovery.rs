@@ -281,9 +281,7 @@ impl Discovery {
         };
         Err(Error::Discovery {
             issuer: base.to_string(),
-            reason: format!(
-                ".well-known/smart-configuration: {well_known}; CapabilityStatement (metadata): {metadata}"
-            ),
+            reason: format!("`.well-known/smart-configuration`: {well_known}; `metadata`: {metadata}"),
         })
     }
 

@@ -57,7 +57,10 @@ pub enum Error {
     },
 
     /// A request could not be sent, or its response could not be received.
-    #[error("The request to {url} failed: {source}. Check the network and the server address.")]
+    #[error(
+        "The request to {url} failed: {}. Check the network and the server address.",
+        chain(source)
+    )]
     Http {
         /// The URL requested.
         url: String,
@@ -237,6 +240,21 @@ pub enum IdTokenError {
     /// The JWKS could not be fetched or read.
     #[error("the issuer's keys could not be fetched ({0}).")]
     Jwks(String),
+}
+
+/// An error and its causes, joined (`error sending request: connection refused`).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Shorthand for results in this crate.
