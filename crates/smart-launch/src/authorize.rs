@@ -121,6 +121,9 @@ pub struct AuthorizeParams<'a> {
     pub scope: &'a ScopeSet,
     /// The EHR's `launch` value (EHR launch), or `None` (standalone launch).
     pub launch: Option<&'a str>,
+    /// The `aud` to send, exactly as the EHR gave `iss` (or as the app configured its FHIR base);
+    /// `None` sends the configuration's (normalized) FHIR base.
+    pub aud: Option<&'a str>,
     /// How long the pending launch stays valid.
     pub ttl: Duration,
     /// Use POST when the server advertises `authorize-post`.
@@ -149,7 +152,12 @@ pub fn build_authorize_request(
         ("redirect_uri".into(), params.redirect_uri.to_string()),
         ("scope".into(), scope.to_string()),
         ("state".into(), state.secret().to_owned()),
-        ("aud".into(), config.fhir_base.to_string()),
+        (
+            "aud".into(),
+            params
+                .aud
+                .map_or_else(|| config.fhir_base.to_string(), str::to_owned),
+        ),
         ("code_challenge".into(), verifier.challenge()),
         ("code_challenge_method".into(), CHALLENGE_METHOD.into()),
     ];
@@ -219,6 +227,7 @@ mod tests {
             redirect_uri: &redirect,
             scope: &scope,
             launch,
+            aud: None,
             ttl: Duration::from_secs(600),
             prefer_post: true,
         };
@@ -260,6 +269,29 @@ mod tests {
         assert_ne!(a.state(), b.state());
         assert_ne!(a.pkce_verifier(), b.pkce_verifier());
         assert_ne!(a.nonce(), b.nonce());
+    }
+
+    #[test]
+    fn aud_is_sent_exactly_as_the_ehr_gave_iss() {
+        let client = ClientId::new("app");
+        let redirect = Url::parse("http://localhost:8000/fhir-app/").unwrap();
+        let scope = ScopeSet::parse("launch").unwrap();
+        let params = AuthorizeParams {
+            client_id: &client,
+            redirect_uri: &redirect,
+            scope: &scope,
+            launch: Some("l"),
+            aud: Some("https://ehr.example/fhir/"),
+            ttl: Duration::from_secs(600),
+            prefer_post: false,
+        };
+        let (request, _) = build_authorize_request(&config(false), &params, Utc::now());
+        assert!(
+            request
+                .url
+                .query_pairs()
+                .any(|(k, v)| k == "aud" && v == "https://ehr.example/fhir/")
+        );
     }
 
     #[test]

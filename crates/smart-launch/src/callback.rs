@@ -172,6 +172,7 @@ mod tests {
             redirect_uri: &redirect,
             scope: &scope,
             launch: None,
+            aud: None,
             ttl: Duration::from_secs(60),
             prefer_post: false,
         };

@@ -147,7 +147,7 @@ impl SmartClient {
         fhir_base: &Url,
     ) -> Result<(AuthorizeRequest, PendingLaunch), Error> {
         let config = self.discover(fhir_base).await?;
-        Ok(self.authorize(&config, None))
+        Ok(self.authorize(&config, None, fhir_base.as_str()))
     }
 
     /// Start an EHR launch from the `iss` and `launch` the EHR passed. `iss` is checked against the
@@ -170,13 +170,14 @@ impl SmartClient {
             return Err(Error::MissingParameter { parameter: "launch" });
         }
         let config = self.discover(&fhir_base).await?;
-        Ok(self.authorize(&config, Some(launch)))
+        Ok(self.authorize(&config, Some(launch), iss))
     }
 
     fn authorize(
         &self,
         config: &SmartConfiguration,
         launch: Option<&str>,
+        aud: &str,
     ) -> (AuthorizeRequest, PendingLaunch) {
         let c = &self.inner.config;
         let params = AuthorizeParams {
@@ -184,6 +185,7 @@ impl SmartClient {
             redirect_uri: &c.redirect_uri,
             scope: &c.scope,
             launch,
+            aud: Some(aud),
             ttl: c.pending_launch_ttl,
             prefer_post: c.prefer_authorize_post,
         };
