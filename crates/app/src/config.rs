@@ -77,6 +77,8 @@ pub struct AppConfig {
     pub session_db: PathBuf,
     /// How long a session lives after login.
     pub session_ttl: Duration,
+    /// How long a fetched patient summary is reused for the same session (0 disables the cache).
+    pub summary_cache: Duration,
     /// The address to listen on (port 0 picks a free port).
     pub listen: SocketAddr,
     /// The URL users reach the app at. `None`: `http://{bound address}`. Cookies are `Secure` when
@@ -139,6 +141,7 @@ struct Layer {
     allowed_issuers: Option<Vec<String>>,
     session_db: Option<PathBuf>,
     session_ttl_secs: Option<u64>,
+    summary_cache_secs: Option<u64>,
     listen: Option<String>,
     public_url: Option<String>,
 }
@@ -156,6 +159,7 @@ impl Layer {
             allowed_issuers: over.allowed_issuers.or(self.allowed_issuers),
             session_db: over.session_db.or(self.session_db),
             session_ttl_secs: over.session_ttl_secs.or(self.session_ttl_secs),
+            summary_cache_secs: over.summary_cache_secs.or(self.summary_cache_secs),
             listen: over.listen.or(self.listen),
             public_url: over.public_url.or(self.public_url),
         }
@@ -193,15 +197,15 @@ impl Layer {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let session_ttl_secs = match get("session_ttl_secs") {
-            Some(v) => Some(v.parse::<u64>().map_err(|e| {
-                invalid(
-                    "session_ttl_secs",
-                    format!("{v:?} is not a number of seconds ({e})"),
-                )
-            })?),
-            None => None,
+        let seconds = |key: &'static str| match get(key) {
+            Some(v) => v
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|e| invalid(key, format!("{v:?} is not a number of seconds ({e})"))),
+            None => Ok(None),
         };
+        let session_ttl_secs = seconds("session_ttl_secs")?;
+        let summary_cache_secs = seconds("summary_cache_secs")?;
         Ok(Layer {
             fhir_base: get("fhir_base"),
             client_id: get("client_id"),
@@ -217,6 +221,7 @@ impl Layer {
             }),
             session_db: get("session_db").map(PathBuf::from),
             session_ttl_secs,
+            summary_cache_secs,
             listen: get("listen"),
             public_url: get("public_url"),
         })
@@ -399,6 +404,7 @@ impl AppConfig {
             allowed_issuers,
             session_db: layer.session_db.unwrap_or_else(default_session_db),
             session_ttl: Duration::from_secs(session_ttl_secs),
+            summary_cache: Duration::from_secs(layer.summary_cache_secs.unwrap_or(30)),
             listen,
             public_url,
         })
@@ -421,6 +427,7 @@ impl AppConfig {
             scope: ScopeSet::parse(&scope_text).unwrap_or_default(),
             session_db,
             session_ttl: Duration::from_secs(12 * 3600),
+            summary_cache: Duration::from_secs(30),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_url: None,
         }

@@ -13,9 +13,6 @@ use crate::server::StartError;
 use crate::session::{Session, SessionStore};
 use crate::summary::Summary;
 
-/// How long a rendered summary is reused for the same session (and never past the token's expiry).
-pub const SUMMARY_CACHE_TTL: Duration = Duration::from_secs(30);
-
 /// At most this many sessions' summaries are kept in memory.
 const SUMMARY_CACHE_MAX: usize = 1024;
 
@@ -132,7 +129,7 @@ impl AppState {
         &self.inner.smart
     }
 
-    /// The cached summary of this session, if fresh (younger than [`SUMMARY_CACHE_TTL`] and the
+    /// The cached summary of this session, if fresh (younger than the configured `summary_cache` and the
     /// access token it was fetched with has not expired).
     pub fn cached_summary(
         &self,
@@ -145,15 +142,18 @@ impl AppState {
         let key = session.cache_key()?;
         let cache = self.inner.summaries.lock().ok()?;
         let (at, summary) = cache.get(&key)?;
-        (at.elapsed() < SUMMARY_CACHE_TTL).then(|| summary.clone())
+        (at.elapsed() < self.inner.config.summary_cache).then(|| summary.clone())
     }
 
     /// Keeps a freshly fetched summary for this session.
     pub fn cache_summary(&self, session: &Session, summary: Arc<Summary>) {
-        let Some(key) = session.cache_key() else { return };
+        let ttl = self.inner.config.summary_cache;
+        let Some(key) = session.cache_key().filter(|_| !ttl.is_zero()) else {
+            return;
+        };
         if let Ok(mut cache) = self.inner.summaries.lock() {
             if cache.len() >= SUMMARY_CACHE_MAX {
-                cache.retain(|_, (at, _)| at.elapsed() < SUMMARY_CACHE_TTL);
+                cache.retain(|_, (at, _)| at.elapsed() < ttl);
                 if cache.len() >= SUMMARY_CACHE_MAX {
                     cache.clear();
                 }

@@ -67,6 +67,25 @@ fn is_length(v: &str) -> bool {
         && matches!(unit, "px" | "em" | "rem" | "")
 }
 
+/// The WCAG relative luminance of a `#rgb` / `#rrggbb` colour.
+fn relative_luminance(colour: &str) -> Option<f64> {
+    let hex = colour.strip_prefix('#')?;
+    let expanded: String = match hex.len() {
+        3 => hex.chars().flat_map(|c| [c, c]).collect(),
+        6 => hex.to_owned(),
+        _ => return None,
+    };
+    let channel = |i: usize| -> Option<f64> {
+        let v = f64::from(u8::from_str_radix(expanded.get(i..i + 2)?, 16).ok()?) / 255.0;
+        Some(if v <= 0.03928 {
+            v / 12.92
+        } else {
+            ((v + 0.055) / 1.055).powf(2.4)
+        })
+    };
+    Some(0.2126 * channel(0)? + 0.7152 * channel(2)? + 0.0722 * channel(4)?)
+}
+
 impl Theme {
     /// Reads a style document, keeping only the values that pass validation.
     pub fn from_json(document: &serde_json::Value) -> Theme {
@@ -86,8 +105,33 @@ impl Theme {
                 };
                 ok.then(|| ((*var).to_owned(), text))
             })
-            .collect();
-        Theme { vars }
+            .collect::<Vec<(String, String)>>();
+        let mut theme = Theme { vars };
+        theme.pair_accent_with_readable_text();
+        theme
+    }
+
+    /// The accent colours the header and buttons, under white or black text: keep a themed accent
+    /// only when it is a hex colour, and pick whichever text colour contrasts more with it (WCAG
+    /// relative luminance).
+    fn pair_accent_with_readable_text(&mut self) {
+        let Some(index) = self.vars.iter().position(|(k, _)| k == "--accent") else {
+            return;
+        };
+        match relative_luminance(&self.vars[index].1) {
+            Some(l) => {
+                // Contrast with white is 1.05 / (l + 0.05); with black (l + 0.05) / 0.05.
+                let text = if 1.05 / (l + 0.05) >= (l + 0.05) / 0.05 {
+                    "#ffffff"
+                } else {
+                    "#000000"
+                };
+                self.vars.push(("--accent-text".to_owned(), text.to_owned()));
+            }
+            None => {
+                self.vars.remove(index);
+            }
+        }
     }
 
     /// Whether the document gave nothing usable.
@@ -144,9 +188,21 @@ mod tests {
         }));
         let css = theme.css_variables();
         assert!(css.contains("--bg:#edeae3;"), "{css}");
-        assert!(css.contains("--accent:rgb(0, 80, 160);"), "{css}");
+        assert!(!css.contains("--accent:"), "only hex accents are kept: {css}");
         assert!(css.contains("--font:Georgia"), "{css}");
         assert!(css.contains("--radius:6px;"), "{css}");
+    }
+
+    #[test]
+    fn a_light_accent_gets_dark_text_and_a_dark_one_white_text() {
+        let light = Theme::from_json(&serde_json::json!({"color_highlight": "#69b5ce"}));
+        assert!(
+            light.css_variables().contains("--accent-text:#000000;"),
+            "{}",
+            light.css_variables()
+        );
+        let dark = Theme::from_json(&serde_json::json!({"color_highlight": "#0b5cad"}));
+        assert!(dark.css_variables().contains("--accent-text:#ffffff;"));
     }
 
     #[test]

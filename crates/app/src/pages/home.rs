@@ -61,8 +61,8 @@ pub fn authorized(csrf: &str, summary: &Summary, theme: Option<&Theme>, now: Dat
             }
             @if let Some(banner) = &summary.banner { (patient_banner(banner)) }
             (vitals(&summary.vitals))
+            (section_card("Recent labs", &summary.labs, labs_table))
             div.grid {
-                (section_card("Recent labs", &summary.labs, labs_table))
                 (section_card("Active conditions", &summary.conditions, conditions_list))
                 (section_card("Active medications", &summary.medications, medications_list))
                 (section_card("Allergies", &summary.allergies, allergies_list))

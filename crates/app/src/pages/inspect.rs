@@ -48,7 +48,7 @@ pub fn launched(record: &LaunchRecord, now: DateTime<Utc>) -> Markup {
         record.theme.as_ref(),
         html! {
             h1 { "Inspect launch" }
-            div.grid {
+            div.grid.wide {
                 section.card aria-label="Launch" {
                     h2 { "Launch" }
                     dl.kv {
@@ -80,7 +80,10 @@ pub fn launched(record: &LaunchRecord, now: DateTime<Utc>) -> Markup {
                         (row("JWKS", endpoints.jwks_uri.as_ref().map(ToString::to_string)))
                         (row("Introspection", endpoints.introspection_endpoint.as_ref().map(ToString::to_string)))
                         (row("Revocation", endpoints.revocation_endpoint.as_ref().map(ToString::to_string)))
-                        (row("Capabilities", (!endpoints.capabilities.is_empty()).then(|| endpoints.capabilities.join(", "))))
+                    }
+                    @if !endpoints.capabilities.is_empty() {
+                        h3 { "Capabilities" }
+                        ul.tags { @for c in &endpoints.capabilities { li.badge { (c) } } }
                     }
                 }
                 section.card aria-label="Scopes" {

@@ -25,7 +25,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { token_ttl: Duration::from_secs(300), client: |c| c, config: |_| {} }
+        Options {
+            token_ttl: Duration::from_secs(300),
+            client: |c| c,
+            config: |_| {},
+        }
     }
 }
 
@@ -56,17 +60,33 @@ impl TestEnv {
         .await
         .unwrap();
         let app = start_app(&sandbox, &dir, &options).await;
-        TestEnv { sandbox, app, dir, options }
+        TestEnv {
+            sandbox,
+            app,
+            dir,
+            options,
+        }
     }
 
     /// Stops the app and starts it again on the same session database (a new port).
     pub async fn restart_app(&mut self) {
-        let old = std::mem::replace(&mut self.app, start_app(&self.sandbox, &self.dir, &self.options).await);
+        let old = std::mem::replace(
+            &mut self.app,
+            start_app(&self.sandbox, &self.dir, &self.options).await,
+        );
         old.shutdown().await;
     }
 
     pub fn url(&self, path: &str) -> Url {
         self.app.url.join(path).unwrap()
+    }
+
+    /// A URL on the sandbox's origin (its launch page, launcher…).
+    pub fn sandbox_url(&self, path: &str) -> Url {
+        Url::parse(&format!("http://{}", self.sandbox.addr))
+            .unwrap()
+            .join(path)
+            .unwrap()
     }
 
     pub fn session_db(&self) -> std::path::PathBuf {
@@ -80,11 +100,20 @@ impl TestEnv {
 }
 
 async fn start_app(sandbox: &RunningSandbox, dir: &tempfile::TempDir, options: &Options) -> RunningApp {
-    let mut config = AppConfig::for_issuer(sandbox.fhir_base.clone(), CLIENT_ID, dir.path().join("sessions.db"));
+    let mut config = AppConfig::for_issuer(
+        sandbox.fhir_base.clone(),
+        CLIENT_ID,
+        dir.path().join("sessions.db"),
+    );
     (options.config)(&mut config);
     let app = app::start(config).await.unwrap();
-    let spec = ClientSpec::public(CLIENT_ID, app.redirect_uri.clone()).with_launch_uri(app.launch_uri.clone());
-    sandbox.state.auth().register_client((options.client)(spec)).unwrap();
+    let spec =
+        ClientSpec::public(CLIENT_ID, app.redirect_uri.clone()).with_launch_uri(app.launch_uri.clone());
+    sandbox
+        .state
+        .auth()
+        .register_client((options.client)(spec))
+        .unwrap();
     app
 }
 
@@ -114,7 +143,6 @@ impl Page {
 /// A browser: one cookie jar, redirects followed by hand (every hop recorded).
 pub struct Browser {
     pub client: reqwest::Client,
-    pub jar: Arc<Jar>,
     /// Every URL visited, in order.
     pub visited: Mutex<Vec<Url>>,
 }
@@ -127,12 +155,15 @@ impl Browser {
 
     pub fn with_jar(jar: Arc<Jar>) -> Browser {
         let client = reqwest::Client::builder()
-            .cookie_provider(jar.clone())
+            .cookie_provider(jar)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap();
-        Browser { client, jar, visited: Mutex::new(Vec::new()) }
+        Browser {
+            client,
+            visited: Mutex::new(Vec::new()),
+        }
     }
 
     /// One request, no redirect following.
@@ -146,7 +177,12 @@ impl Browser {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.text().await.unwrap();
-        Page { url, status, body, headers }
+        Page {
+            url,
+            status,
+            body,
+            headers,
+        }
     }
 
     /// Follows redirects (at most 20), stopping early at a URL for which `stop` is true.
@@ -162,7 +198,12 @@ impl Browser {
             if !(300..400).contains(&page.status) {
                 return page;
             }
-            let location = page.headers.get(reqwest::header::LOCATION).unwrap().to_str().unwrap();
+            let location = page
+                .headers
+                .get(reqwest::header::LOCATION)
+                .unwrap()
+                .to_str()
+                .unwrap();
             let next = page.url.join(location).unwrap();
             if stop(&next) {
                 return page;
@@ -182,15 +223,21 @@ impl Browser {
 
     /// Submits `form` (its pre-filled fields, the first choice of each radio group, and the button whose
     /// value is `button`, when given) and follows redirects.
-    pub async fn submit(&self, page: &Page, form: &Form, button: Option<&str>) -> Page {
-        self.submit_until(page, form, button, |_| false).await
-    }
-
-    pub async fn submit_until(&self, page: &Page, form: &Form, button: Option<&str>, stop: impl Fn(&Url) -> bool) -> Page {
+    pub async fn submit_until(
+        &self,
+        page: &Page,
+        form: &Form,
+        button: Option<&str>,
+        stop: impl Fn(&Url) -> bool,
+    ) -> Page {
         let action = page.url.join(&form.action).unwrap();
         let mut fields = form.fields.clone();
         if let Some(value) = button {
-            let b = form.buttons.iter().find(|(_, v)| v == value).expect("no such button");
+            let b = form
+                .buttons
+                .iter()
+                .find(|(_, v)| v == value)
+                .expect("no such button");
             fields.push(b.clone());
         }
         if form.method == "POST" {
@@ -221,7 +268,9 @@ fn attributes(tag: &str) -> Vec<(String, String)> {
         if rest.is_empty() || rest.starts_with('>') || rest.starts_with("/>") {
             return out;
         }
-        let name_end = rest.find(|c: char| c == '=' || c.is_whitespace() || c == '>').unwrap_or(rest.len());
+        let name_end = rest
+            .find(|c: char| c == '=' || c.is_whitespace() || c == '>')
+            .unwrap_or(rest.len());
         let name = rest[..name_end].to_ascii_lowercase();
         rest = &rest[name_end..];
         if let Some(after) = rest.strip_prefix('=') {
@@ -229,7 +278,9 @@ fn attributes(tag: &str) -> Vec<(String, String)> {
                 let end = q.find('"').unwrap();
                 (&q[..end], &q[end + 1..])
             } else {
-                let end = after.find(|c: char| c.is_whitespace() || c == '>').unwrap_or(after.len());
+                let end = after
+                    .find(|c: char| c.is_whitespace() || c == '>')
+                    .unwrap_or(after.len());
                 (&after[..end], &after[end..])
             };
             out.push((name, unescape(value)));
@@ -241,7 +292,11 @@ fn attributes(tag: &str) -> Vec<(String, String)> {
 }
 
 fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&#39;", "'").replace("&amp;", "&")
+    s.replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }
 
 fn attr<'a>(attrs: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -254,7 +309,10 @@ pub fn parse_forms(html: &str) -> Vec<Form> {
     let lower = html.to_ascii_lowercase();
     let mut from = 0;
     while let Some(start) = lower[from..].find("<form").map(|i| i + from) {
-        let end = lower[start..].find("</form>").map(|i| i + start).unwrap_or(html.len());
+        let end = lower[start..]
+            .find("</form>")
+            .map(|i| i + start)
+            .unwrap_or(html.len());
         let inner = &html[start..end];
         let open_end = inner.find('>').unwrap();
         let attrs = attributes(&inner[..=open_end]);
@@ -283,15 +341,15 @@ pub fn parse_forms(html: &str) -> Vec<Form> {
                             form.fields.retain(|(n, _)| n != &name);
                             form.fields.push((name.clone(), value));
                             radios_seen.push(name);
-                        } else if !radios_seen.contains(&name) && !form.fields.iter().any(|(n, _)| n == &name) {
+                        } else if !radios_seen.contains(&name) && !form.fields.iter().any(|(n, _)| n == &name)
+                        {
                             form.fields.push((name, value));
                         }
                     }
-                    ("checkbox", Some(name)) => {
-                        if attr(&a, "checked").is_some() {
-                            form.fields.push((name, value));
-                        }
+                    ("checkbox", Some(name)) if attr(&a, "checked").is_some() => {
+                        form.fields.push((name, value))
                     }
+                    ("checkbox", _) => {}
                     (_, Some(name)) => form.fields.push((name, value)),
                     _ => {}
                 }
@@ -299,9 +357,15 @@ pub fn parse_forms(html: &str) -> Vec<Form> {
                 if let (Some(name), Some(value)) = (attr(&a, "name"), attr(&a, "value")) {
                     form.buttons.push((name.to_owned(), value.to_owned()));
                 }
-            } else if tag_lower.starts_with("<select") {
-                if let Some(name) = attr(&a, "name") {
-                    let select_end = inner[close..].to_ascii_lowercase().find("</select>").map(|e| e + close).unwrap_or(inner.len());
+            } else if tag_lower.starts_with("<select")
+                && let Some(name) = attr(&a, "name")
+            {
+                {
+                    let select_end = inner[close..]
+                        .to_ascii_lowercase()
+                        .find("</select>")
+                        .map(|e| e + close)
+                        .unwrap_or(inner.len());
                     let options = &inner[close..select_end];
                     let mut first = None;
                     let mut selected = None;
@@ -334,28 +398,49 @@ pub fn parse_forms(html: &str) -> Vec<Form> {
 /// first page that is not on the sandbox's origin (normally the app's callback result), or stops
 /// just before the app's callback when `stop_at_callback` is true (then `Page.url` is the last
 /// sandbox URL and the callback URL is the last entry in `browser.visited` plus the Location header).
-pub async fn click_through_ehr(browser: &Browser, mut page: Page, decision: &str, stop: &dyn Fn(&Url) -> bool) -> Page {
+pub async fn click_through_ehr(
+    browser: &Browser,
+    mut page: Page,
+    decision: &str,
+    stop: &dyn Fn(&Url) -> bool,
+) -> Page {
     let ehr_origin = page.url.origin();
     for _ in 0..8 {
         if page.url.origin() != ehr_origin || (300..400).contains(&page.status) {
             return page;
         }
-        assert_eq!(page.status, 200, "the EHR answered {}: {}", page.status, page.body);
+        assert_eq!(
+            page.status, 200,
+            "the EHR answered {}: {}",
+            page.status, page.body
+        );
         let forms = page.forms();
         let form = forms
             .iter()
             .find(|f| f.method == "POST")
             .unwrap_or_else(|| panic!("no POST form on {}: {}", page.url, page.body))
             .clone();
-        let button = form.buttons.iter().any(|(n, _)| n == "decision").then_some(decision);
+        let button = form
+            .buttons
+            .iter()
+            .any(|(n, _)| n == "decision")
+            .then_some(decision);
         page = browser.submit_until(&page, &form, button, stop).await;
     }
-    panic!("the EHR's pages did not lead back to the app; last at {}", page.url);
+    panic!(
+        "the EHR's pages did not lead back to the app; last at {}",
+        page.url
+    );
 }
 
 /// The URL in a redirect's Location header.
 pub fn location(page: &Page) -> Url {
-    let loc = page.headers.get(reqwest::header::LOCATION).expect("not a redirect").to_str().unwrap();
+    let loc = page
+        .headers
+        .get(reqwest::header::LOCATION)
+        .expect("not a redirect")
+        .to_str()
+        .unwrap();
     page.url.join(loc).unwrap()
 }
 
@@ -365,9 +450,14 @@ pub async fn standalone_launch(env: &TestEnv, browser: &Browser) -> Page {
     assert_eq!(start.status, 200, "{}", start.body);
     assert!(start.body.contains("href=\"/authorize\""), "{}", start.body);
     let app_origin = env.app.url.origin();
-    let ehr = browser.navigate_until("GET", env.url("/authorize"), None, |u| u.origin() != app_origin).await;
+    let ehr = browser
+        .navigate_until("GET", env.url("/authorize"), None, |u| u.origin() != app_origin)
+        .await;
     let first_ehr_page = browser.get(location(&ehr)).await;
-    let back = click_through_ehr(browser, first_ehr_page, "approve", &|u: &Url| u.origin() == app_origin).await;
+    let back = click_through_ehr(browser, first_ehr_page, "approve", &|u: &Url| {
+        u.origin() == app_origin
+    })
+    .await;
     let callback = location(&back);
     assert_eq!(callback.path(), "/fhir-app/");
     browser.get(callback).await
@@ -410,4 +500,44 @@ pub fn init_logs() -> LogBuffer {
 /// Everything logged so far.
 pub fn captured_logs() -> String {
     String::from_utf8_lossy(&init_logs().0.lock().unwrap()).into_owned()
+}
+
+/// Every token value stored in the app's session database (access, refresh, id tokens).
+pub fn stored_tokens(env: &TestEnv) -> Vec<String> {
+    let conn = rusqlite::Connection::open(env.session_db()).unwrap();
+    let mut stmt = conn.prepare("SELECT data FROM sessions").unwrap();
+    let rows: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut out = Vec::new();
+    for row in rows {
+        let data: serde_json::Value = serde_json::from_str(&row).unwrap();
+        let tokens = &data["launch"]["launch"]["tokens"];
+        for key in ["access_token", "refresh_token", "id_token"] {
+            if let Some(t) = tokens[key].as_str() {
+                out.push(t.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The access token stored for the (single) logged-in session.
+pub fn stored_access_token(env: &TestEnv) -> Option<String> {
+    let conn = rusqlite::Connection::open(env.session_db()).unwrap();
+    let mut stmt = conn.prepare("SELECT data FROM sessions").unwrap();
+    let rows: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows.iter()
+        .filter_map(|row| serde_json::from_str::<serde_json::Value>(row).ok())
+        .find_map(|d| {
+            d["launch"]["launch"]["tokens"]["access_token"]
+                .as_str()
+                .map(str::to_owned)
+        })
 }

@@ -1,2 +1,11 @@
-//! Integration tests of the app: real sockets, the sandbox EHR, a cookie-keeping HTTP client.
+//! Integration tests of the app: real sockets, the sandbox EHR, a cookie-keeping HTTP client, and
+//! a headless Chromium for the end-to-end test.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod browser;
+mod common;
+mod errors;
+mod fake_ehr;
+mod launch;
+mod logs;
+mod session;
