@@ -63,3 +63,14 @@ async fn keys_are_cached_and_refetched_once_on_an_unknown_kid() {
         "an unknown kid refetches the keys once"
     );
 }
+
+#[tokio::test]
+async fn es384_signed_id_tokens_are_verified() {
+    let server = TestAuthServer::start().await;
+    server.behave(|b| b.id_key = "client-es384"); // any ES384 key will do as the issuer's key
+    let client = SmartClient::new(server.config("launch/patient openid fhirUser")).unwrap();
+    let (request, pending) = client.standalone_launch(&server.fhir_base).await.unwrap();
+    let redirect = server.follow_authorize(&request).await;
+    let launch = client.complete_from_url(pending, &redirect).await.unwrap();
+    assert_eq!(launch.id_token_claims.unwrap().sub, "user-1");
+}
