@@ -67,33 +67,39 @@ CREATE TABLE IF NOT EXISTS fhir_history (
     json TEXT,
     PRIMARY KEY (type, id, version)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS fhir_idx_string (rid INTEGER NOT NULL, param TEXT NOT NULL, value TEXT NOT NULL, raw TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS fhir_idx_token (rid INTEGER NOT NULL, param TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS fhir_idx_date (rid INTEGER NOT NULL, param TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS fhir_idx_ref (rid INTEGER NOT NULL, param TEXT NOT NULL, target TEXT NOT NULL);
+-- The index tables are clustered by resource row (WITHOUT ROWID, keyed from `rid`), which is what the per-row
+-- EXISTS probes read; a second index per table serves lookups by value.
+CREATE TABLE IF NOT EXISTS fhir_idx_string (
+    rid INTEGER NOT NULL, param TEXT NOT NULL, value TEXT NOT NULL, raw TEXT NOT NULL,
+    PRIMARY KEY (rid, param, value, raw)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fhir_idx_token (
+    rid INTEGER NOT NULL, param TEXT NOT NULL, code TEXT NOT NULL, system TEXT NOT NULL,
+    PRIMARY KEY (rid, param, code, system)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fhir_idx_date (
+    rid INTEGER NOT NULL, param TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
+    PRIMARY KEY (rid, param, lo, hi)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fhir_idx_ref (
+    rid INTEGER NOT NULL, param TEXT NOT NULL, target TEXT NOT NULL,
+    PRIMARY KEY (rid, param, target)
+) WITHOUT ROWID;
 ";
 
 /// The secondary indexes: dropped during a bulk load and rebuilt after, which is several times faster than
 /// maintaining them row by row.
 const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS fhir_resources_patient ON fhir_resources (patient, type);
-CREATE INDEX IF NOT EXISTS fhir_idx_string_rid ON fhir_idx_string (rid, param);
 CREATE INDEX IF NOT EXISTS fhir_idx_string_value ON fhir_idx_string (param, value);
-CREATE INDEX IF NOT EXISTS fhir_idx_token_rid ON fhir_idx_token (rid, param, code);
 CREATE INDEX IF NOT EXISTS fhir_idx_token_code ON fhir_idx_token (param, code, system);
-CREATE INDEX IF NOT EXISTS fhir_idx_date_rid ON fhir_idx_date (rid, param);
-CREATE INDEX IF NOT EXISTS fhir_idx_ref_rid ON fhir_idx_ref (rid, param);
 CREATE INDEX IF NOT EXISTS fhir_idx_ref_target ON fhir_idx_ref (param, target);
 ";
 
 const DROP_INDEXES: &str = "
 DROP INDEX IF EXISTS fhir_resources_patient;
-DROP INDEX IF EXISTS fhir_idx_string_rid;
 DROP INDEX IF EXISTS fhir_idx_string_value;
-DROP INDEX IF EXISTS fhir_idx_token_rid;
 DROP INDEX IF EXISTS fhir_idx_token_code;
-DROP INDEX IF EXISTS fhir_idx_date_rid;
-DROP INDEX IF EXISTS fhir_idx_ref_rid;
 DROP INDEX IF EXISTS fhir_idx_ref_target;
 ";
 

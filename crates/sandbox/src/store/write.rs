@@ -315,30 +315,32 @@ fn clear_index(conn: &Connection, rid: i64) -> rusqlite::Result<()> {
 
 fn insert_index(conn: &Connection, rid: i64, rows: &IndexRows) -> rusqlite::Result<()> {
     if !rows.strings.is_empty() {
-        let mut stmt = conn
-            .prepare_cached("INSERT INTO fhir_idx_string (rid, param, value, raw) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut stmt = conn.prepare_cached(
+            "INSERT OR IGNORE INTO fhir_idx_string (rid, param, value, raw) VALUES (?1, ?2, ?3, ?4)",
+        )?;
         for (param, value, raw) in &rows.strings {
             stmt.execute(params![rid, param, value, raw])?;
         }
     }
     if !rows.tokens.is_empty() {
         let mut stmt = conn.prepare_cached(
-            "INSERT INTO fhir_idx_token (rid, param, system, code) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT OR IGNORE INTO fhir_idx_token (rid, param, system, code) VALUES (?1, ?2, ?3, ?4)",
         )?;
         for (param, system, code) in &rows.tokens {
             stmt.execute(params![rid, param, system, code])?;
         }
     }
     if !rows.dates.is_empty() {
-        let mut stmt =
-            conn.prepare_cached("INSERT INTO fhir_idx_date (rid, param, lo, hi) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut stmt = conn.prepare_cached(
+            "INSERT OR IGNORE INTO fhir_idx_date (rid, param, lo, hi) VALUES (?1, ?2, ?3, ?4)",
+        )?;
         for (param, lo, hi) in &rows.dates {
             stmt.execute(params![rid, param, lo, hi])?;
         }
     }
     if !rows.refs.is_empty() {
-        let mut stmt =
-            conn.prepare_cached("INSERT INTO fhir_idx_ref (rid, param, target) VALUES (?1, ?2, ?3)")?;
+        let mut stmt = conn
+            .prepare_cached("INSERT OR IGNORE INTO fhir_idx_ref (rid, param, target) VALUES (?1, ?2, ?3)")?;
         for (param, target) in &rows.refs {
             stmt.execute(params![rid, param, target])?;
         }

@@ -311,3 +311,33 @@ async fn post_search_takes_form_parameters() {
     let by_get = fhir.ok(&format!("Condition?patient={id}")).await;
     assert_eq!(body["total"], by_get.body["total"]);
 }
+
+#[tokio::test]
+async fn last_updated_and_id_apply_to_every_type() {
+    let (_ts, fhir) = launch("launch/patient user/*.rs").await;
+    let all = fhir.ok("Condition?_count=0").await.total();
+    assert!(all > 0);
+    assert_eq!(
+        fhir.ok("Condition?_lastUpdated=ge2000-01-01&_count=0")
+            .await
+            .total(),
+        all
+    );
+    assert_eq!(
+        fhir.ok("Condition?_lastUpdated=lt2000-01-01&_count=0")
+            .await
+            .total(),
+        0
+    );
+    let first = &fhir.ok("Condition?_count=1").await.resources("match")[0];
+    let stamp = first["meta"]["lastUpdated"].as_str().unwrap();
+    assert_eq!(
+        fhir.ok(&format!("Condition?_lastUpdated=gt{}&_count=0", &stamp[..4]))
+            .await
+            .total(),
+        0
+    );
+    let id = first["id"].as_str().unwrap();
+    let two = fhir.ok(&format!("Condition?_id={id},no-such-id")).await;
+    assert_eq!(two.total(), 1);
+}
