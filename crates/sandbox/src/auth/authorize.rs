@@ -333,7 +333,9 @@ fn find_or_register_client(
     let loopback = Url::parse(redirect_uri).ok().filter(is_loopback);
     match loopback {
         Some(url) if auth.inner.open_registration => {
-            auth.register_client(ClientSpec::public(client_id, url))?;
+            let mut client = RegisteredClient::from_spec(ClientSpec::public(client_id, url))?;
+            client.open_loopback = true;
+            auth.insert_client(client)?;
             auth.client(client_id)
                 .ok_or_else(|| page("Unknown app", "The client could not be registered."))
         }

@@ -57,6 +57,8 @@ pub(crate) struct RegisteredClient {
     pub launch_uri: Option<Url>,
     pub pkce: PkcePolicy,
     pub fail: Option<SimulatedFailure>,
+    /// Registered by `--open-registration`: any loopback redirect URI is accepted.
+    pub open_loopback: bool,
 }
 
 impl RegisteredClient {
@@ -90,6 +92,7 @@ impl RegisteredClient {
             launch_uri: spec.launch_uri,
             pkce: spec.pkce,
             fail: spec.fail,
+            open_loopback: false,
         })
     }
 
@@ -105,8 +108,10 @@ impl RegisteredClient {
     /// Whether `redirect_uri` is one of the registered redirect URIs (exact match of the parsed URL: no prefix
     /// matching, no ignored query).
     pub(crate) fn redirect_matches(&self, redirect_uri: &str) -> bool {
-        Url::parse(redirect_uri)
-            .is_ok_and(|sent| self.redirect_uris.iter().any(|r| r.as_str() == sent.as_str()))
+        Url::parse(redirect_uri).is_ok_and(|sent| {
+            self.redirect_uris.iter().any(|r| r.as_str() == sent.as_str())
+                || (self.open_loopback && super::authorize::is_loopback(&sent))
+        })
     }
 
     /// The client's public keys, fetching `jwks_url` when the cache is empty, stale or lacks `kid`.

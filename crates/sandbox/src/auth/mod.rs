@@ -181,7 +181,10 @@ impl AuthServer {
     /// Registers (or replaces) a client at run time, e.g. an app test's port-0 redirect URI.
     /// Fails when its `jwks=FILE` cannot be read.
     pub fn register_client(&self, spec: ClientSpec) -> Result<(), SandboxError> {
-        let client = RegisteredClient::from_spec(spec)?;
+        self.insert_client(RegisteredClient::from_spec(spec)?)
+    }
+
+    fn insert_client(&self, client: RegisteredClient) -> Result<(), SandboxError> {
         let mut clients = self.inner.clients.write().map_err(|_| SandboxError::Internal {
             reason: "the client registry lock is poisoned".to_owned(),
         })?;

@@ -206,6 +206,23 @@ async fn open_registration_accepts_only_loopback_redirects() {
         .set("redirect_uri", REDIRECT);
     let back = authorize(&ts, &request, Decision::Approve).await;
     assert!(query(&back, "code").is_some());
+    // The same walk-in app restarted on another port.
+    let moved = "http://localhost:7777/callback";
+    let request = AuthRequest::new(&ts, "launch/patient patient/*.rs")
+        .set("client_id", "walk-in")
+        .set("redirect_uri", moved);
+    let mut browser = Browser::new(&ts);
+    let first = browser.get(&request.url(&ts)).await;
+    let back = drive(&mut browser, first, moved, Decision::Approve).await;
+    let code = query(&back, "code").unwrap();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", moved),
+        ("code_verifier", request.verifier.as_str()),
+        ("client_id", "walk-in"),
+    ];
+    assert_eq!(ts.token(&form).await.0, StatusCode::OK);
     let remote = AuthRequest::new(&ts, "patient/*.rs")
         .set("client_id", "remote")
         .set("redirect_uri", "https://app.example/cb");
