@@ -27,6 +27,15 @@ pub struct Chart {
     pub series: Vec<Series>,
 }
 
+/// A chart with its SVG drawn once (pages are rendered many times from a cached summary).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrawnChart {
+    /// The data.
+    pub chart: Chart,
+    /// The SVG, `None` when there was nothing to draw, or why it could not be drawn.
+    pub svg: Result<Option<String>, String>,
+}
+
 /// A chart could not be drawn.
 #[derive(Debug, thiserror::Error)]
 #[error("The chart could not be drawn: {0}.")]
@@ -86,6 +95,12 @@ impl Chart {
             spread * 0.1
         };
         Some((first - pad_t..last + pad_t, low - pad_v..high + pad_v))
+    }
+
+    /// Draws the chart now and keeps the result with it.
+    pub fn draw(self) -> DrawnChart {
+        let svg = self.to_svg().map_err(|e| e.to_string());
+        DrawnChart { chart: self, svg }
     }
 
     /// Draws the chart as a standalone SVG document; `None` when there is nothing to draw.

@@ -166,6 +166,9 @@ pub async fn summary(state: &AppState, record: &LaunchRecord) -> Result<Fetched,
                 .cloned()
                 .collect();
             summary::vital_charts(&obs)
+                .into_iter()
+                .map(crate::charts::Chart::draw)
+                .collect()
         }),
         labs: to_section(labs, |obs: &[Observation]| {
             let obs: Vec<Observation> = obs

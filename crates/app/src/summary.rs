@@ -12,7 +12,7 @@ use fhir_client::r4::resources::{
 };
 use fhir_client::r4::types::{CodeableConcept, Period, Quantity};
 
-use crate::charts::{Chart, Series};
+use crate::charts::{Chart, DrawnChart, Series};
 
 /// One part of the summary.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,7 +114,7 @@ pub struct Summary {
     /// The banner, unless the EHR said it shows its own (`need_patient_banner: false`).
     pub banner: Option<PatientBanner>,
     /// Vital-sign charts.
-    pub vitals: Section<Chart>,
+    pub vitals: Section<DrawnChart>,
     /// Recent laboratory results.
     pub labs: Section<LabRow>,
     /// Active conditions.

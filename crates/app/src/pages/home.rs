@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use maud::{Markup, PreEscaped, html};
 
 use super::layout;
+use crate::charts::DrawnChart;
 use crate::style::Theme;
 use crate::summary::{
     AllergyRow, ConditionRow, EncounterRow, ImmunizationRow, LabRow, MedicationRow, PatientBanner, Section,
@@ -109,15 +110,15 @@ fn section_card<T>(title: &str, section: &Section<T>, render: fn(&[T]) -> Markup
     }
 }
 
-fn vitals(section: &Section<crate::charts::Chart>) -> Markup {
+fn vitals(section: &Section<DrawnChart>) -> Markup {
     html! {
         section.card aria-label="Vital signs" {
             h2 { "Vital signs" }
             @match section {
-                Section::Shown(charts) if charts.iter().all(|c| c.is_empty()) => p.muted { "No vital signs recorded." },
+                Section::Shown(charts) if charts.iter().all(|c| c.chart.is_empty()) => p.muted { "No vital signs recorded." },
                 Section::Shown(charts) => {
                     div.charts {
-                        @for chart in charts.iter().filter(|c| !c.is_empty()) { (chart_figure(chart)) }
+                        @for chart in charts.iter().filter(|c| !c.chart.is_empty()) { (chart_figure(chart)) }
                     }
                 }
                 Section::NotShared => (not_shared("Vital signs")),
@@ -127,7 +128,8 @@ fn vitals(section: &Section<crate::charts::Chart>) -> Markup {
     }
 }
 
-fn chart_figure(chart: &crate::charts::Chart) -> Markup {
+fn chart_figure(drawn: &DrawnChart) -> Markup {
+    let chart = &drawn.chart;
     let latest: Vec<String> = chart
         .latest()
         .into_iter()
@@ -137,7 +139,7 @@ fn chart_figure(chart: &crate::charts::Chart) -> Markup {
     html! {
         figure.chart {
             figcaption { (chart.title) " " span.muted { "(" (chart.unit) ")" } }
-            @match chart.to_svg() {
+            @match &drawn.svg {
                 Ok(Some(svg)) => {
                     div role="img" aria-label=(description) { (PreEscaped(svg)) }
                 }

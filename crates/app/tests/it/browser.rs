@@ -126,7 +126,7 @@ async fn a_clinician_launches_the_app_in_chromium_and_sees_the_charts() {
             arrived = true;
             break;
         }
-        let name = match client.find(Locator::Css("h1")).await {
+        let heading = match client.find(Locator::Css("h1")).await {
             Ok(h) => h
                 .text()
                 .await
@@ -135,7 +135,12 @@ async fn a_clinician_launches_the_app_in_chromium_and_sees_the_charts() {
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
                 .collect(),
-            Err(_) => format!("ehr-step-{step}"),
+            Err(_) => String::new(),
+        };
+        let name = if heading.trim_matches('-').is_empty() {
+            format!("ehr-step-{step}")
+        } else {
+            heading
         };
         snap(&client, &name).await;
         let button = match client.find(Locator::Css("button[value='approve']")).await {

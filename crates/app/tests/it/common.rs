@@ -360,29 +360,27 @@ pub fn parse_forms(html: &str) -> Vec<Form> {
             } else if tag_lower.starts_with("<select")
                 && let Some(name) = attr(&a, "name")
             {
-                {
-                    let select_end = inner[close..]
-                        .to_ascii_lowercase()
-                        .find("</select>")
-                        .map(|e| e + close)
-                        .unwrap_or(inner.len());
-                    let options = &inner[close..select_end];
-                    let mut first = None;
-                    let mut selected = None;
-                    for piece in options.split("<option").skip(1) {
-                        let tag_end = piece.find('>').unwrap_or(piece.len());
-                        let oa = attributes(&format!("<option{}", &piece[..=tag_end.min(piece.len() - 1)]));
-                        let value = attr(&oa, "value").unwrap_or("").to_owned();
-                        if first.is_none() {
-                            first = Some(value.clone());
-                        }
-                        if attr(&oa, "selected").is_some() {
-                            selected = Some(value);
-                        }
+                let select_end = inner[close..]
+                    .to_ascii_lowercase()
+                    .find("</select>")
+                    .map(|e| e + close)
+                    .unwrap_or(inner.len());
+                let options = &inner[close..select_end];
+                let mut first = None;
+                let mut selected = None;
+                for piece in options.split("<option").skip(1) {
+                    let tag_end = piece.find('>').unwrap_or(piece.len());
+                    let oa = attributes(&format!("<option{}", &piece[..=tag_end.min(piece.len() - 1)]));
+                    let value = attr(&oa, "value").unwrap_or("").to_owned();
+                    if first.is_none() {
+                        first = Some(value.clone());
                     }
-                    if let Some(v) = selected.or(first) {
-                        form.fields.push((name.to_owned(), v));
+                    if attr(&oa, "selected").is_some() {
+                        selected = Some(value);
                     }
+                }
+                if let Some(v) = selected.or(first) {
+                    form.fields.push((name.to_owned(), v));
                 }
             }
             pos = close + 1;
