@@ -149,6 +149,7 @@ impl AuthServer {
     /// registers `smart-fhir-demo` and `config.clients`.
     pub fn new(store: Store, fhir_base: Url, config: &SandboxConfig) -> Result<Self, SandboxError> {
         records::create_tables(&store)?;
+        records::delete_expired(&store)?;
         let endpoints = endpoints_for(&fhir_base)?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

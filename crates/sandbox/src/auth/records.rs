@@ -50,6 +50,21 @@ pub(crate) fn create_tables(store: &Store) -> Result<(), SandboxError> {
     })
 }
 
+/// Deletes what has expired (run at start): pending authorizations, codes and tokens a day past their expiry
+/// (kept that long so a late replay is still recognised), launches and `jti`s.
+pub(crate) fn delete_expired(store: &Store) -> Result<(), SandboxError> {
+    let now = now_ms();
+    let day_ago = now - 24 * 3600 * 1000;
+    store.with_conn(|conn| {
+        conn.execute("DELETE FROM auth_requests WHERE expires_at <= ?1", params![now])?;
+        conn.execute("DELETE FROM auth_launches WHERE expires_at <= ?1", params![now])?;
+        conn.execute("DELETE FROM auth_jti WHERE expires_at <= ?1", params![now])?;
+        conn.execute("DELETE FROM auth_codes WHERE expires_at <= ?1", params![day_ago])?;
+        conn.execute("DELETE FROM auth_tokens WHERE expires_at <= ?1", params![day_ago])?;
+        Ok(())
+    })
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
