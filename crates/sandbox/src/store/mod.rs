@@ -262,14 +262,27 @@ impl Store {
         if already.is_some() {
             return Ok(0);
         }
-        let generator = Generator::new(patients, seed);
         let now = index::instant_text(chrono::Utc::now());
         let tx = conn.transaction()?;
         tx.execute_batch(DROP_INDEXES)?;
+        // One thread generates, serializes and extracts index rows; this one inserts.
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<write::Prepared>(2048);
+        let producer = std::thread::spawn({
+            let now = now.clone();
+            move || {
+                Generator::new(patients, seed).for_each_resource(|resource| {
+                    let prepared = write::Prepared::new(resource, &now)?;
+                    // A closed channel means the inserting side failed; it reports its own error.
+                    sender.send(prepared).map_err(|_| SandboxError::Internal {
+                        reason: "generation was cancelled".into(),
+                    })
+                })
+            }
+        });
         let mut inserted = 0usize;
         let mut last_patient = 0usize;
-        generator.for_each_resource(|resource| {
-            if resource.get("resourceType").and_then(Value::as_str) == Some("Patient") {
+        let consumed = receiver.iter().try_for_each(|prepared| {
+            if prepared.is_patient() {
                 last_patient += 1;
                 if last_patient.is_multiple_of(1000) {
                     tracing::info!(
@@ -279,10 +292,18 @@ impl Store {
                     );
                 }
             }
-            write::insert_fresh(&tx, resource, &now)?;
+            write::insert_prepared(&tx, prepared, &now)?;
             inserted += 1;
             Ok::<_, SandboxError>(())
-        })?;
+        });
+        drop(receiver);
+        let produced = producer.join().unwrap_or_else(|_| {
+            Err(SandboxError::Internal {
+                reason: "the patient generator panicked".into(),
+            })
+        });
+        consumed?;
+        produced?;
         tx.execute_batch(INDEXES)?;
         tx.execute(
             "INSERT OR REPLACE INTO fhir_meta (key, value) VALUES ('generated', ?1)",

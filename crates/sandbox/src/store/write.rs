@@ -189,22 +189,58 @@ fn stamp(resource: &mut Value, version: i64, now: &str) -> Result<(), SandboxErr
     Ok(())
 }
 
-/// Inserts a resource known not to exist yet (bulk loads: no lookup first). Fails on a duplicate id.
-pub(crate) fn insert_fresh(
+/// A new resource made ready for insertion: stamped, serialized and its index rows extracted (CPU work that a
+/// bulk load does on another thread than the inserts).
+pub(crate) struct Prepared {
+    resource_type: String,
+    id: String,
+    patient: Option<String>,
+    json: String,
+    rows: IndexRows,
+}
+
+impl Prepared {
+    /// Prepares version 1 of `resource`, last updated `now`.
+    pub(crate) fn new(mut resource: Value, now: &str) -> Result<Prepared, SandboxError> {
+        let (resource_type, id) = type_and_id(&resource)?;
+        stamp(&mut resource, 1, now)?;
+        let patient = index::compartment_patient(&resource_type, &resource);
+        let rows = index::extract(&resource_type, &resource);
+        let json = serde_json::to_string(&resource)?;
+        Ok(Prepared {
+            resource_type,
+            id,
+            patient,
+            json,
+            rows,
+        })
+    }
+
+    /// True for a Patient (bulk loads count them for progress).
+    pub(crate) fn is_patient(&self) -> bool {
+        self.resource_type == "Patient"
+    }
+}
+
+/// Inserts a prepared resource known not to exist yet (no lookup first). Fails on a duplicate id.
+pub(crate) fn insert_prepared(
     conn: &Connection,
-    mut resource: Value,
+    prepared: Prepared,
     now: &str,
 ) -> Result<ResourceRow, SandboxError> {
-    let (resource_type, id) = type_and_id(&resource)?;
-    stamp(&mut resource, 1, now)?;
-    let patient = index::compartment_patient(&resource_type, &resource);
-    let json = serde_json::to_string(&resource)?;
+    let Prepared {
+        resource_type,
+        id,
+        patient,
+        json,
+        rows,
+    } = prepared;
     conn.prepare_cached(
         "INSERT INTO fhir_resources (type, id, version, last_updated, patient, deleted, json) VALUES (?1, ?2, 1, ?3, ?4, 0, ?5)",
     )?
     .execute(params![resource_type, id, now, patient, json])?;
     let rid = conn.last_insert_rowid();
-    insert_index(conn, rid, &index::extract(&resource_type, &resource))?;
+    insert_index(conn, rid, &rows)?;
     Ok(ResourceRow {
         rid,
         resource_type,
@@ -215,6 +251,15 @@ pub(crate) fn insert_fresh(
         deleted: false,
         json: Some(json),
     })
+}
+
+/// Inserts a resource known not to exist yet. Fails on a duplicate id.
+pub(crate) fn insert_fresh(
+    conn: &Connection,
+    resource: Value,
+    now: &str,
+) -> Result<ResourceRow, SandboxError> {
+    insert_prepared(conn, Prepared::new(resource, now)?, now)
 }
 
 /// Creates or updates `resource` (its `resourceType` and `id` say which), keeping the previous version in the
