@@ -1,46 +1,74 @@
-use serde_json::json;
+//! Backend services (client_credentials with a signed assertion and system/ scopes) against the sandbox.
+//! Nothing here needs the fault server.
+
+use std::time::Duration;
+
+use sandbox::{ClientKeys, ClientSpec};
 use smart_launch::{AccessToken, BackendToken, ClientId, Error, ScopeSet, TokenSource};
 
-use crate::common::{Registered, TestAuthServer, key};
+use crate::common::{TestSandbox, key};
 
-async fn backend(server: &TestAuthServer) -> BackendToken {
-    let signing = key("client-rs384");
-    server.register("bulk-client", Registered::Jwks(signing.jwks()));
+const SYSTEM: &str = "system/Patient.rs system/Observation.read";
+
+async fn backend(ts: &TestSandbox, key_name: &'static str) -> BackendToken {
+    let signing = key(key_name);
+    let spec =
+        ClientSpec::public("bulk-client", TestSandbox::redirect()).with_keys(ClientKeys::Set(signing.jwks()));
+    ts.register(spec);
     BackendToken::discover(
-        &server.fhir_base,
+        &ts.fhir_base,
         ClientId::new("bulk-client"),
         signing,
-        ScopeSet::parse("system/Patient.rs system/Observation.read").unwrap(),
+        ScopeSet::parse(SYSTEM).unwrap(),
     )
     .await
     .unwrap()
 }
 
+/// Reads a patient with a bearer token: the status the sandbox's FHIR server answers.
+async fn read_a_patient(ts: &TestSandbox, token: &AccessToken) -> u16 {
+    let url = format!("{}/Patient/{}", ts.fhir_base, ts.a_patient());
+    let response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token.secret())
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
 #[tokio::test]
-async fn client_credentials_with_a_jwt_assertion_gets_a_token_and_reuses_it() {
-    let server = TestAuthServer::start().await;
-    let source = backend(&server).await;
-    let first = source.access_token().await.unwrap();
-    let second = source.access_token().await.unwrap();
-    assert_eq!(first, second);
-    assert_eq!(server.hits("token:client_credentials"), 1);
+async fn client_credentials_with_rs384_and_es384_assertions_get_a_system_token_and_reuse_it() {
+    for name in ["client-rs384", "client-es384"] {
+        let ts = TestSandbox::start().await;
+        let source = backend(&ts, name).await;
+        let first = source.access_token().await.unwrap();
+        let second = source.access_token().await.unwrap();
+        assert_eq!(first, second);
+        assert_eq!(ts.hits("/auth/token"), 1);
+        assert_eq!(
+            read_a_patient(&ts, &first).await,
+            200,
+            "the system token reads FHIR data"
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_token_near_expiry_is_replaced() {
-    let server = TestAuthServer::start().await;
-    server.behave(|b| b.expires_in = json!(30));
-    let source = backend(&server).await; // renews 60 s ahead, so a 30 s token is always "near expiry"
+    // Tokens live 30 s and the client renews 60 s ahead, so every token is "near expiry".
+    let ts = TestSandbox::start_with(|c| c.token_ttl = Duration::from_secs(30)).await;
+    let source = backend(&ts, "client-es384").await;
     let first = source.access_token().await.unwrap();
     let second = source.access_token().await.unwrap();
     assert_ne!(first, second);
-    assert_eq!(server.hits("token:client_credentials"), 2);
+    assert_eq!(ts.hits("/auth/token"), 2);
 }
 
 #[tokio::test]
 async fn a_rejected_backend_token_is_replaced_once() {
-    let server = TestAuthServer::start().await;
-    let source = backend(&server).await;
+    let ts = TestSandbox::start().await;
+    let source = backend(&ts, "client-es384").await;
     let first = source.access_token().await.unwrap();
     let replaced = source.refresh_after_unauthorized(&first).await.unwrap();
     assert_ne!(first, replaced);
@@ -50,7 +78,28 @@ async fn a_rejected_backend_token_is_replaced_once() {
         .await
         .unwrap();
     assert_eq!(again, replaced);
-    assert_eq!(server.hits("token:client_credentials"), 2);
+    assert_eq!(ts.hits("/auth/token"), 2);
+}
+
+#[tokio::test]
+async fn a_backend_client_whose_key_is_not_registered_is_refused() {
+    let ts = TestSandbox::start().await;
+    let spec = ClientSpec::public("bulk-client", TestSandbox::redirect())
+        .with_keys(ClientKeys::Set(key("client-es384").jwks()));
+    ts.register(spec);
+    let source = BackendToken::discover(
+        &ts.fhir_base,
+        ClientId::new("bulk-client"),
+        key("other-es384"),
+        ScopeSet::parse(SYSTEM).unwrap(),
+    )
+    .await
+    .unwrap();
+    let err = source.access_token().await.unwrap_err();
+    assert!(
+        matches!(err, Error::TokenEndpoint { status: 401, ref error, .. } if error.as_deref() == Some("invalid_client")),
+        "{err}"
+    );
 }
 
 #[tokio::test]

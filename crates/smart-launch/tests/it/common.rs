@@ -1,25 +1,25 @@
-//! A small SMART authorization server started inside each test on 127.0.0.1:0.
+//! Shared setup: the real sandbox EHR (crate `sandbox`) on 127.0.0.1:0 over a temp-dir SQLite file, a browser
+//! that drives its sign-in pages, and the signing keys the tests use.
 //!
-//! Tests only touch it through `fhir_base`, `follow_authorize` (what a browser and a consenting user
-//! would do) and the request counters, so they can later be pointed at the real sandbox by
-//! replacing `TestAuthServer::start`.
+//! The sandbox is started with [`sandbox::Sandbox::start`], and its own router ([`sandbox::router`]) is served on
+//! a second listener of ours whose address is the sandbox's public base URL. Every request then goes through one
+//! small layer that only counts requests per path (so tests can say "no token request was made" or "the
+//! discovery document was fetched once") and, when a test asks, answers 404 for the well-known document (so the
+//! client has to fall back to the sandbox's CapabilityStatement). Everything else is the sandbox's own code.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use axum::extract::{Form, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use base64::Engine as _;
-use serde_json::{Value, json};
+use axum::response::{IntoResponse, Response};
+use sandbox::{ClientSpec, RunningSandbox, Sandbox, SandboxConfig};
 use smart_launch::{
-    AuthorizeRequest, ClientAuth, ClientSecret, JwkSet, ScopeSet, SigningAlgorithm, SigningKey,
-    SmartClientConfig, Url,
+    AuthorizeRequest, ClientAuth, ClientSecret, ScopeSet, SigningAlgorithm, SigningKey, SmartClientConfig,
+    Url,
 };
 
 /// Keys are slow to generate in debug builds: make each once per test binary.
@@ -30,7 +30,7 @@ pub fn key(name: &'static str) -> Arc<SigningKey> {
         return k.clone();
     }
     let alg = match name {
-        "client-es384" => SigningAlgorithm::ES384,
+        "client-es384" | "other-es384" => SigningAlgorithm::ES384,
         "client-rs384" => SigningAlgorithm::RS384,
         _ => SigningAlgorithm::RS256,
     };
@@ -38,186 +38,7 @@ pub fn key(name: &'static str) -> Arc<SigningKey> {
     keys.lock().unwrap().entry(name).or_insert(k).clone()
 }
 
-/// How a registered test client authenticates.
-#[derive(Clone)]
-pub enum Registered {
-    Public,
-    Secret(String),
-    Jwks(JwkSet),
-}
-
-/// How the id_token is spoiled, for negative tests.
-#[derive(Clone, Copy, PartialEq, Eq, Default)]
-pub enum IdTokenFault {
-    #[default]
-    None,
-    BadSignature,
-    WrongAudience,
-    Expired,
-    WrongNonce,
-}
-
-/// Switches the tests flip.
-pub struct Behaviour {
-    pub well_known: bool,
-    pub token_failure: Option<(u16, &'static str, &'static str)>,
-    pub token_redirect: bool,
-    pub id_token_fault: IdTokenFault,
-    pub expires_in: Value,
-    pub rotate_refresh_token: bool,
-    pub deny: bool,
-    pub grant_scope: Option<String>,
-    pub id_key: &'static str,
-}
-
-impl Default for Behaviour {
-    fn default() -> Self {
-        Behaviour {
-            well_known: true,
-            token_failure: None,
-            token_redirect: false,
-            id_token_fault: IdTokenFault::None,
-            expires_in: json!("3600"),
-            rotate_refresh_token: false,
-            deny: false,
-            grant_scope: None,
-            id_key: "id-1",
-        }
-    }
-}
-
-struct Grant {
-    client_id: String,
-    redirect_uri: String,
-    challenge: String,
-    scope: String,
-    nonce: Option<String>,
-    launch: Option<String>,
-}
-
-pub struct ServerState {
-    pub fhir_base: Url,
-    pub token_url: Url,
-    pub behaviour: Mutex<Behaviour>,
-    clients: Mutex<HashMap<String, Registered>>,
-    codes: Mutex<HashMap<String, Grant>>,
-    refresh_tokens: Mutex<HashMap<String, (String, String)>>,
-    access_tokens: Mutex<HashMap<String, String>>,
-    revoked: Mutex<HashSet<String>>,
-    seen_jti: Mutex<HashSet<String>>,
-    hits: Mutex<HashMap<String, usize>>,
-    total: AtomicUsize,
-    counter: AtomicUsize,
-}
-
-impl ServerState {
-    fn next(&self, prefix: &str) -> String {
-        format!("{prefix}-{}", self.counter.fetch_add(1, Ordering::SeqCst))
-    }
-}
-
-pub struct TestAuthServer {
-    pub addr: SocketAddr,
-    pub fhir_base: Url,
-    pub state: Arc<ServerState>,
-}
-
-impl TestAuthServer {
-    pub async fn start() -> TestAuthServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let fhir_base = Url::parse(&format!("http://{addr}/fhir")).unwrap();
-        let state = Arc::new(ServerState {
-            token_url: Url::parse(&format!("http://{addr}/oauth/token")).unwrap(),
-            fhir_base: fhir_base.clone(),
-            behaviour: Mutex::new(Behaviour::default()),
-            clients: Mutex::new(HashMap::from([("public-app".to_owned(), Registered::Public)])),
-            codes: Mutex::default(),
-            refresh_tokens: Mutex::default(),
-            access_tokens: Mutex::default(),
-            revoked: Mutex::default(),
-            seen_jti: Mutex::default(),
-            hits: Mutex::default(),
-            total: AtomicUsize::new(0),
-            counter: AtomicUsize::new(1),
-        });
-        let app = Router::new()
-            .route("/fhir/.well-known/smart-configuration", get(well_known))
-            .route("/fhir/metadata", get(metadata))
-            .route("/oauth/authorize", get(authorize_get).post(authorize_post))
-            .route("/oauth/token", axum::routing::post(token))
-            .route("/oauth/jwks", get(jwks))
-            .route("/oauth/revoke", axum::routing::post(revoke))
-            .route("/oauth/introspect", axum::routing::post(introspect))
-            .layer(middleware::from_fn_with_state(state.clone(), count))
-            .with_state(state.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        TestAuthServer {
-            addr,
-            fhir_base,
-            state,
-        }
-    }
-
-    pub fn register(&self, client_id: &str, how: Registered) {
-        self.state
-            .clients
-            .lock()
-            .unwrap()
-            .insert(client_id.to_owned(), how);
-    }
-
-    pub fn behave(&self, f: impl FnOnce(&mut Behaviour)) {
-        f(&mut self.state.behaviour.lock().unwrap());
-    }
-
-    /// Requests seen on a path (e.g. `/oauth/token`), and per grant type (`token:refresh_token`).
-    pub fn hits(&self, key: &str) -> usize {
-        self.state.hits.lock().unwrap().get(key).copied().unwrap_or(0)
-    }
-
-    /// Every request the server has seen.
-    pub fn total_requests(&self) -> usize {
-        self.state.total.load(Ordering::SeqCst)
-    }
-
-    /// A client configuration for this server (public client `public-app`).
-    pub fn config(&self, scope: &str) -> SmartClientConfig {
-        SmartClientConfig::new(
-            "public-app",
-            Url::parse("http://127.0.0.1:9/fhir-app/").unwrap(),
-            ScopeSet::parse(scope).unwrap(),
-        )
-        .allow_issuer(self.fhir_base.clone())
-    }
-
-    /// What a browser does with the authorize request when the user consents: returns the
-    /// redirect URL back to the app.
-    pub async fn follow_authorize(&self, request: &AuthorizeRequest) -> Url {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let response = match &request.post {
-            Some(post) => http
-                .post(post.action.clone())
-                .form(&post.fields)
-                .send()
-                .await
-                .unwrap(),
-            None => http.get(request.url.clone()).send().await.unwrap(),
-        };
-        assert!(
-            response.status().is_redirection(),
-            "authorize answered {}",
-            response.status()
-        );
-        let location = response.headers()[header::LOCATION].to_str().unwrap();
-        Url::parse(location).unwrap()
-    }
-}
-
-/// Convenience for client-secret registrations.
+/// Client-secret authentication, basic or post.
 pub fn secret_auth(basic: bool, secret: &str) -> ClientAuth {
     if basic {
         ClientAuth::ClientSecretBasic(ClientSecret::new(secret))
@@ -226,409 +47,293 @@ pub fn secret_auth(basic: bool, secret: &str) -> ClientAuth {
     }
 }
 
-async fn count(State(s): State<Arc<ServerState>>, request: Request, next: Next) -> Response {
-    s.total.fetch_add(1, Ordering::SeqCst);
-    *s.hits
-        .lock()
-        .unwrap()
-        .entry(request.uri().path().to_owned())
-        .or_default() += 1;
+/// The public app every sandbox knows, its redirect URI and its EHR-launch URL (nothing listens there: the
+/// browser stops at the redirect and hands its URL to the client).
+pub const APP: &str = "smart-launch-it";
+pub const REDIRECT: &str = "http://127.0.0.1:9/fhir-app/";
+pub const LAUNCH_URI: &str = "http://127.0.0.1:9/launch";
+
+/// What the observing layer has seen.
+#[derive(Default)]
+struct Observed {
+    hits: Mutex<HashMap<String, usize>>,
+    total: AtomicUsize,
+    hide_well_known: AtomicBool,
+}
+
+async fn observe(State(seen): State<Arc<Observed>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    seen.total.fetch_add(1, Ordering::SeqCst);
+    {
+        let mut hits = seen.hits.lock().unwrap();
+        *hits.entry(path.clone()).or_default() += 1;
+        *hits.entry(format!("{} {path}", request.method())).or_default() += 1;
+    }
+    if path.ends_with("/.well-known/smart-configuration") && seen.hide_well_known.load(Ordering::SeqCst) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     next.run(request).await
 }
 
-fn hit(s: &ServerState, key: String) {
-    *s.hits.lock().unwrap().entry(key).or_default() += 1;
+/// A running sandbox, reached through the observing listener.
+pub struct TestSandbox {
+    pub running: RunningSandbox,
+    /// The FHIR base (`http://127.0.0.1:PORT/fhir`): the `aud`, the `iss` of launches and id_tokens.
+    pub fhir_base: Url,
+    /// The address serving the sandbox's router.
+    pub addr: SocketAddr,
+    seen: Arc<Observed>,
+    _dir: tempfile::TempDir,
 }
 
-async fn well_known(State(s): State<Arc<ServerState>>) -> Response {
-    if !s.behaviour.lock().unwrap().well_known {
-        return StatusCode::NOT_FOUND.into_response();
+impl TestSandbox {
+    pub async fn start() -> TestSandbox {
+        TestSandbox::start_with(|_| {}).await
     }
-    Json(json!({
-        "issuer": s.fhir_base.as_str(),
-        "jwks_uri": "/oauth/jwks",
-        "authorization_endpoint": "/oauth/authorize",
-        "token_endpoint": "/oauth/token",
-        "revocation_endpoint": "/oauth/revoke",
-        "introspection_endpoint": "/oauth/introspect",
-        "capabilities": ["launch-ehr", "launch-standalone", "authorize-post", "client-public",
-                         "client-confidential-symmetric", "client-confidential-asymmetric", "sso-openid-connect",
-                         "context-standalone-patient", "permission-offline", "permission-v1", "permission-v2"],
-        "code_challenge_methods_supported": ["S256"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"]
-    }))
-    .into_response()
-}
 
-async fn metadata(State(s): State<Arc<ServerState>>) -> Response {
-    let origin = format!("http://{}", s.token_url.host_str().unwrap_or_default());
-    let port = s.token_url.port().unwrap_or(80);
-    Json(json!({
-        "resourceType": "CapabilityStatement",
-        "rest": [{"mode": "server", "security": {"extension": [{
-            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-            "extension": [
-                {"url": "authorize", "valueUri": format!("{origin}:{port}/oauth/authorize")},
-                {"url": "token", "valueUri": "/oauth/token"},
-                {"url": "revoke", "valueUri": "/oauth/revoke"}
-            ]
-        }]}}]
-    }))
-    .into_response()
-}
-
-async fn authorize_get(
-    State(s): State<Arc<ServerState>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    authorize(&s, q)
-}
-
-async fn authorize_post(
-    State(s): State<Arc<ServerState>>,
-    Form(q): Form<HashMap<String, String>>,
-) -> Response {
-    hit(&s, "authorize:post".into());
-    authorize(&s, q)
-}
-
-fn authorize(s: &ServerState, q: HashMap<String, String>) -> Response {
-    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
-    let bad = |why: &str| (StatusCode::BAD_REQUEST, why.to_owned()).into_response();
-    if !s.clients.lock().unwrap().contains_key(&get("client_id")) {
-        return bad("unknown client");
-    }
-    if get("response_type") != "code"
-        || get("code_challenge_method") != "S256"
-        || get("code_challenge").is_empty()
-    {
-        return bad("bad request");
-    }
-    if get("aud").trim_end_matches('/') != s.fhir_base.as_str().trim_end_matches('/') {
-        return bad("wrong aud");
-    }
-    let mut redirect = match Url::parse(&get("redirect_uri")) {
-        Ok(u) => u,
-        Err(_) => return bad("bad redirect"),
-    };
-    let behaviour = s.behaviour.lock().unwrap();
-    if behaviour.deny {
-        redirect
-            .query_pairs_mut()
-            .append_pair("error", "access_denied")
-            .append_pair("error_description", "The user denied access")
-            .append_pair("state", &get("state"));
-        return Redirect::to(redirect.as_str()).into_response();
-    }
-    let scope = behaviour.grant_scope.clone().unwrap_or_else(|| get("scope"));
-    drop(behaviour);
-    let code = s.next("code");
-    s.codes.lock().unwrap().insert(
-        code.clone(),
-        Grant {
-            client_id: get("client_id"),
-            redirect_uri: get("redirect_uri"),
-            challenge: get("code_challenge"),
-            scope,
-            nonce: q.get("nonce").cloned(),
-            launch: q.get("launch").cloned(),
-        },
-    );
-    redirect
-        .query_pairs_mut()
-        .append_pair("code", &code)
-        .append_pair("state", &get("state"));
-    Redirect::to(redirect.as_str()).into_response()
-}
-
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": error, "error_description": description})),
-    )
-        .into_response()
-}
-
-/// Authenticate the client of a token/revoke/introspect request; returns its id.
-#[allow(clippy::result_large_err)]
-fn authenticate(
-    s: &ServerState,
-    headers: &HeaderMap,
-    form: &HashMap<String, String>,
-) -> Result<String, Response> {
-    let invalid = |why: &str| oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", why);
-    let clients = s.clients.lock().unwrap();
-    if let Some(basic) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-    {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(basic)
-            .map_err(|_| invalid("bad basic"))?;
-        let decoded = String::from_utf8(decoded).map_err(|_| invalid("bad basic"))?;
-        let (id, secret) = decoded.split_once(':').ok_or_else(|| invalid("bad basic"))?;
-        let id: String = url::form_urlencoded::parse(format!("a={id}").as_bytes())
-            .next()
-            .unwrap()
-            .1
-            .into_owned();
-        let secret: String = url::form_urlencoded::parse(format!("a={secret}").as_bytes())
-            .next()
-            .unwrap()
-            .1
-            .into_owned();
-        return match clients.get(&id) {
-            Some(Registered::Secret(expected)) if *expected == secret => Ok(id),
-            _ => Err(invalid("wrong client secret (basic)")),
+    /// Starts a sandbox (5 patients, the public app registered) after `configure` adjusts its configuration.
+    pub async fn start_with(configure: impl FnOnce(&mut SandboxConfig)) -> TestSandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let fhir_base = Url::parse(&format!("http://{addr}/fhir")).unwrap();
+        let app = ClientSpec::public(APP, Url::parse(REDIRECT).unwrap())
+            .with_launch_uri(Url::parse(LAUNCH_URI).unwrap());
+        let mut config = SandboxConfig {
+            port: 0,
+            patients: 5,
+            db: Some(dir.path().join("sandbox.db")),
+            clients: vec![app],
+            public_base_url: Some(fhir_base.clone()),
+            ..SandboxConfig::default()
         };
-    }
-    if let Some(assertion) = form.get("client_assertion") {
-        if form.get("client_assertion_type").map(String::as_str)
-            != Some(smart_launch::client_auth::JWT_BEARER_ASSERTION_TYPE)
-        {
-            return Err(invalid("wrong assertion type"));
+        configure(&mut config);
+        let running = Sandbox::start(config).await.unwrap();
+        let seen = Arc::new(Observed::default());
+        let router = sandbox::router(running.state.clone())
+            .layer(middleware::from_fn_with_state(seen.clone(), observe));
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        TestSandbox {
+            running,
+            fhir_base,
+            addr,
+            seen,
+            _dir: dir,
         }
-        let header = jsonwebtoken::decode_header(assertion).map_err(|_| invalid("bad assertion"))?;
-        let unverified = jsonwebtoken::dangerous::insecure_decode::<Value>(assertion)
-            .map_err(|_| invalid("bad assertion"))?;
-        let iss = unverified.claims["iss"].as_str().unwrap_or_default().to_owned();
-        let Some(Registered::Jwks(jwks)) = clients.get(&iss) else {
-            return Err(invalid("client has no JWKS"));
+    }
+
+    /// Registers (or replaces) a client at run time.
+    pub fn register(&self, spec: ClientSpec) {
+        self.running.state.auth().register_client(spec).unwrap();
+    }
+
+    /// The app's redirect URI.
+    pub fn redirect() -> Url {
+        Url::parse(REDIRECT).unwrap()
+    }
+
+    /// A client configuration for the public app, trusting this sandbox as an issuer.
+    pub fn config(&self, scope: &str) -> SmartClientConfig {
+        SmartClientConfig::new(APP, Self::redirect(), ScopeSet::parse(scope).unwrap())
+            .allow_issuer(self.fhir_base.clone())
+    }
+
+    /// Requests seen on a path (`/auth/token`), or on a method and path (`POST /auth/authorize`).
+    pub fn hits(&self, key: &str) -> usize {
+        self.seen.hits.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+
+    /// Every request the sandbox has seen.
+    pub fn total_requests(&self) -> usize {
+        self.seen.total.load(Ordering::SeqCst)
+    }
+
+    /// Makes the sandbox look like a FHIR server that publishes only its CapabilityStatement.
+    pub fn hide_well_known(&self) {
+        self.seen.hide_well_known.store(true, Ordering::SeqCst);
+    }
+
+    /// The id of a synthetic patient.
+    pub fn a_patient(&self) -> String {
+        let patients = self.running.state.store().find_patients("", 5).unwrap();
+        patients[0]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A patient of the sandbox that has an encounter, and that encounter's id.
+    pub fn a_patient_with_an_encounter(&self) -> (String, String) {
+        let store = self.running.state.store();
+        for patient in store.find_patients("", 5).unwrap() {
+            let id = patient["id"].as_str().unwrap().to_owned();
+            if let Some(encounter) = store.encounters_for_patient(&id, 1).unwrap().first() {
+                return (id, encounter["id"].as_str().unwrap().to_owned());
+            }
+        }
+        panic!("no synthetic patient has an encounter");
+    }
+
+    /// What the EHR does on an EHR launch: `/launcher` stores the context and sends the browser to the app's
+    /// launch URL; returns that URL's `iss` and `launch`.
+    pub async fn ehr_launch(&self, query: &[(&str, &str)]) -> (String, String) {
+        let mut params = vec![("client_id", APP)];
+        params.extend_from_slice(query);
+        let query = serde_urlencoded::to_string(&params).unwrap();
+        let response = no_redirects()
+            .get(format!("http://{}/launcher?{query}", self.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "the launcher refused");
+        let to = Url::parse(&location(&response)).unwrap();
+        assert!(to.as_str().starts_with(LAUNCH_URI), "{to}");
+        (param(&to, "iss").unwrap(), param(&to, "launch").unwrap())
+    }
+
+    /// What a browser and a consenting user do with an authorize request: returns the redirect back to the app.
+    pub async fn approve(&self, request: &AuthorizeRequest) -> Url {
+        self.authorize(request, Decision::Approve).await
+    }
+
+    /// Follows the authorize request through the sandbox's pages (sign in as the first user offered, pick the
+    /// first patient and encounter, then `decision` on the consent page) until it redirects to the app.
+    pub async fn authorize(&self, request: &AuthorizeRequest, decision: Decision) -> Url {
+        let mut browser = Browser {
+            http: no_redirects(),
+            cookie: None,
+            origin: format!("http://{}", self.addr),
         };
-        let jwk = jwks
-            .find(header.kid.as_deref().unwrap_or_default())
-            .ok_or_else(|| invalid("unknown kid"))?;
-        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|_| invalid("bad key"))?;
-        let mut validation = jsonwebtoken::Validation::new(header.alg);
-        validation.set_audience(&[s.token_url.as_str()]);
-        validation.set_issuer(&[iss.as_str()]);
-        validation.sub = Some(iss.clone());
-        let claims = jsonwebtoken::decode::<Value>(assertion, &key, &validation)
-            .map_err(|e| invalid(&format!("assertion: {e}")))?
-            .claims;
-        let exp = claims["exp"].as_i64().unwrap_or_default();
-        if exp - chrono::Utc::now().timestamp() > 300 {
-            return Err(invalid("assertion lives too long"));
+        let mut response = match &request.post {
+            Some(post) => browser.post(post.action.as_str(), &post.fields).await,
+            None => browser.get(request.url.as_str()).await,
+        };
+        for _ in 0..12 {
+            match response.status() {
+                StatusCode::SEE_OTHER | StatusCode::FOUND => {
+                    let to = location(&response);
+                    if to.starts_with(REDIRECT) {
+                        return Url::parse(&to).unwrap();
+                    }
+                    response = browser.get(&to).await;
+                }
+                StatusCode::OK => {
+                    let html = response.text().await.unwrap();
+                    let (action, form) = answer(&html, decision);
+                    response = browser.post(&action, &form).await;
+                }
+                status => panic!(
+                    "the sandbox answered {status}: {}",
+                    response.text().await.unwrap()
+                ),
+            }
         }
-        let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
-        if jti.is_empty() || !s.seen_jti.lock().unwrap().insert(jti) {
-            return Err(invalid("jti replayed"));
-        }
-        hit(s, format!("auth:{:?}", header.alg));
-        return Ok(iss);
-    }
-    let id = form.get("client_id").cloned().unwrap_or_default();
-    match (clients.get(&id), form.get("client_secret")) {
-        (Some(Registered::Secret(expected)), Some(secret)) if expected == secret => Ok(id),
-        (Some(Registered::Public), None) => Ok(id),
-        _ => Err(invalid("client authentication failed")),
+        panic!("the authorization did not come back to the app");
     }
 }
 
-async fn token(
-    State(s): State<Arc<ServerState>>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let grant_type = form.get("grant_type").cloned().unwrap_or_default();
-    hit(&s, format!("token:{grant_type}"));
-    {
-        let behaviour = s.behaviour.lock().unwrap();
-        if behaviour.token_redirect {
-            return Redirect::temporary("http://127.0.0.1:9/elsewhere").into_response();
-        }
-        if let Some((status, content_type, body)) = behaviour.token_failure {
-            return (
-                StatusCode::from_u16(status).unwrap(),
-                [(header::CONTENT_TYPE, content_type)],
-                body,
-            )
-                .into_response();
-        }
-    }
-    let client_id = match authenticate(&s, &headers, &form) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let get = |k: &str| form.get(k).cloned().unwrap_or_default();
-    match grant_type.as_str() {
-        "authorization_code" => {
-            let Some(grant) = s.codes.lock().unwrap().remove(&get("code")) else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    "The code is unknown or was already used.",
-                );
-            };
-            let challenge = smart_launch::pkce::challenge_s256(&get("code_verifier"));
-            if grant.client_id != client_id
-                || grant.redirect_uri != get("redirect_uri")
-                || grant.challenge != challenge
-            {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    "client, redirect_uri or PKCE mismatch",
-                );
-            }
-            let refresh = s.next("rt");
-            s.refresh_tokens
-                .lock()
-                .unwrap()
-                .insert(refresh.clone(), (client_id.clone(), grant.scope.clone()));
-            Json(issue(
-                &s,
-                &client_id,
-                &grant.scope,
-                Some(refresh),
-                grant.nonce.as_deref(),
-                grant.launch.is_some(),
-            ))
-            .into_response()
-        }
-        "refresh_token" => {
-            // Slow enough that concurrent callers overlap with it.
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            let old = get("refresh_token");
-            let Some((owner, scope)) = s.refresh_tokens.lock().unwrap().get(&old).cloned() else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown refresh token");
-            };
-            if owner != client_id {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "not your refresh token");
-            }
-            let rotated = s.behaviour.lock().unwrap().rotate_refresh_token.then(|| {
-                let new = s.next("rt");
-                let mut map = s.refresh_tokens.lock().unwrap();
-                map.remove(&old);
-                map.insert(new.clone(), (owner, scope.clone()));
-                new
-            });
-            let mut response = issue(&s, &client_id, &scope, rotated, None, false);
-            if let Some(obj) = response.as_object_mut() {
-                obj.remove("scope"); // servers often leave it out on refresh
-            }
-            Json(response).into_response()
-        }
-        "client_credentials" => {
-            if !form.contains_key("client_assertion") {
-                return oauth_error(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_client",
-                    "backend services need a JWT",
-                );
-            }
-            let scope = get("scope");
-            let mut response = issue(&s, &client_id, &scope, None, None, false);
-            if let Some(obj) = response.as_object_mut() {
-                obj.retain(|k, _| {
-                    ["access_token", "token_type", "expires_in", "scope"].contains(&k.as_str())
-                });
-            }
-            Json(response).into_response()
-        }
-        _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "no"),
-    }
+/// The user's answer on the consent page.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Deny,
 }
 
-fn issue(
-    s: &ServerState,
-    client_id: &str,
-    scope: &str,
-    refresh: Option<String>,
-    nonce: Option<&str>,
-    ehr: bool,
-) -> Value {
-    let behaviour = s.behaviour.lock().unwrap();
-    let access = s.next("at");
-    s.access_tokens
-        .lock()
+/// An HTTP client that never follows redirects (the test reads each Location itself).
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
         .unwrap()
-        .insert(access.clone(), scope.to_owned());
-    let mut body = json!({
-        "access_token": access,
-        "token_type": "bearer",
-        "expires_in": behaviour.expires_in.clone(),
-        "scope": scope,
-        "patient": "p-123",
-        "need_patient_banner": "true",
-        "smart_style_url": format!("{}/style.json", s.fhir_base),
-        "tenant": "t1",
-        "__epic.dstu2.patient": "T1wI5bk8n1YVgvWk9D05BmRV0Pi3ECImNSK8DKyKltsMB",
-    });
-    let obj = body.as_object_mut().unwrap();
-    if let Some(refresh) = refresh {
-        obj.insert("refresh_token".into(), json!(refresh));
-    }
-    if ehr {
-        obj.insert("encounter".into(), json!("e-9"));
-        obj.insert("fhirContext".into(), json!([{"reference": "Encounter/e-9"}]));
-    }
-    if scope.split_whitespace().any(|t| t == "openid") {
-        let now = chrono::Utc::now().timestamp();
-        let fault = behaviour.id_token_fault;
-        let claims = json!({
-            "iss": s.fhir_base.as_str(),
-            "sub": "user-1",
-            "aud": if fault == IdTokenFault::WrongAudience { "someone-else" } else { client_id },
-            "exp": if fault == IdTokenFault::Expired { now - 3600 } else { now + 300 },
-            "iat": now,
-            "nonce": if fault == IdTokenFault::WrongNonce { Some("not-the-nonce") } else { nonce },
-            "fhirUser": "Practitioner/prac-7",
-        });
-        let signer = key(behaviour.id_key);
-        let mut jwt = signer.sign(&claims).unwrap();
-        if fault == IdTokenFault::BadSignature {
-            // Same header (kid), signature from another key.
-            let other = key("id-impostor").sign(&claims).unwrap();
-            let good_prefix = jwt.rsplit_once('.').unwrap().0.to_owned();
-            jwt = format!("{good_prefix}.{}", other.rsplit_once('.').unwrap().1);
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// A query parameter of a URL.
+pub fn param(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// One cookie jar, no automatic redirects.
+struct Browser {
+    http: reqwest::Client,
+    cookie: Option<String>,
+    origin: String,
+}
+
+impl Browser {
+    fn absolute(&self, url: &str) -> String {
+        if url.starts_with('/') {
+            format!("{}{url}", self.origin)
+        } else {
+            url.to_owned()
         }
-        obj.insert("id_token".into(), json!(jwt));
     }
-    body
-}
 
-async fn jwks(State(s): State<Arc<ServerState>>) -> Response {
-    let id_key = s.behaviour.lock().unwrap().id_key;
-    Json(key(id_key).jwks()).into_response()
-}
+    fn remember(&mut self, response: &reqwest::Response) {
+        if let Some(value) = response.headers().get("set-cookie") {
+            let text = value.to_str().unwrap();
+            self.cookie = Some(text.split(';').next().unwrap().to_owned());
+        }
+    }
 
-async fn revoke(
-    State(s): State<Arc<ServerState>>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    if let Err(response) = authenticate(&s, &headers, &form) {
-        return response;
+    async fn get(&mut self, url: &str) -> reqwest::Response {
+        let mut request = self.http.get(self.absolute(url));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        let response = request.send().await.unwrap();
+        self.remember(&response);
+        response
     }
-    let token = form.get("token").cloned().unwrap_or_default();
-    if let Some((_, _)) = s.refresh_tokens.lock().unwrap().remove(&token) {
-        s.revoked.lock().unwrap().insert(token.clone());
-    }
-    s.access_tokens.lock().unwrap().remove(&token);
-    StatusCode::OK.into_response()
-}
 
-async fn introspect(
-    State(s): State<Arc<ServerState>>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    if let Err(response) = authenticate(&s, &headers, &form) {
-        return response;
-    }
-    let token = form.get("token").cloned().unwrap_or_default();
-    match s.access_tokens.lock().unwrap().get(&token) {
-        Some(scope) => Json(json!({"active": true, "scope": scope, "patient": "p-123", "exp": "4102444800"}))
-            .into_response(),
-        None => Json(json!({"active": false})).into_response(),
+    async fn post(&mut self, url: &str, form: &[(String, String)]) -> reqwest::Response {
+        let mut request = self.http.post(self.absolute(url)).form(form);
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        let response = request.send().await.unwrap();
+        self.remember(&response);
+        response
     }
 }
 
-/// Does the refresh token still work at the server?
-pub fn refresh_token_is_live(server: &TestAuthServer, token: &str) -> bool {
-    server.state.refresh_tokens.lock().unwrap().contains_key(token)
+/// The POST form of a sign-in page filled in: its action and fields.
+fn answer(html: &str, decision: Decision) -> (String, Vec<(String, String)>) {
+    let action = attribute_after(html, "method=\"post\" action=\"")
+        .unwrap_or_else(|| panic!("no form on the page: {html}"));
+    let mut form = vec![
+        ("txn".to_owned(), field(html, "txn")),
+        ("csrf".to_owned(), field(html, "csrf")),
+    ];
+    let choice = match action.as_str() {
+        "/auth/authorize/login" => ("user", field(html, "user")),
+        "/auth/authorize/patient" => ("patient", field(html, "patient")),
+        "/auth/authorize/encounter" => ("encounter", field(html, "encounter")),
+        "/auth/authorize/consent" => {
+            let answer = match decision {
+                Decision::Approve => "approve",
+                Decision::Deny => "deny",
+            };
+            ("decision", answer.to_owned())
+        }
+        other => panic!("unexpected form action {other}"),
+    };
+    form.push((choice.0.to_owned(), choice.1));
+    (action, form)
+}
+
+/// The value of the first `name="…" value="…"` on a page.
+fn field(html: &str, name: &str) -> String {
+    attribute_after(html, &format!("name=\"{name}\" value=\""))
+        .unwrap_or_else(|| panic!("no field {name} on the page: {html}"))
+        .replace("&amp;", "&")
+        .replace("&quot;", "\"")
+}
+
+fn attribute_after(html: &str, marker: &str) -> Option<String> {
+    let start = html.find(marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_owned())
 }
