@@ -13,6 +13,7 @@ use smart_launch::TokenSource;
 use url::Url;
 
 use crate::error::{FhirError, coded_text};
+use crate::lossless::Lossless;
 use crate::paging::{SearchPage, is_under_base};
 use crate::r4::resources::{Bundle, CapabilityStatement, Resource};
 use crate::r4::types::reference::ResourceType;
@@ -223,6 +224,27 @@ impl FhirClient {
             .get(self.url(&[ty, id]), interaction("read", Some(ty), "r", true))
             .await?;
         Self::typed(&answer)
+    }
+
+    /// `GET [base]/[type]/[id]`, keeping members the typed model cannot hold and tolerating
+    /// missing required elements (see [`Lossless`]); write it back with [`Self::update_lossless`].
+    pub async fn read_lossless<R: ResourceType + Serialize + DeserializeOwned>(
+        &self,
+        id: &str,
+    ) -> Result<Lossless<R>, FhirError> {
+        let ty = type_name::<R>()?;
+        Self::check_id(id)?;
+        let answer = self
+            .get(self.url(&[ty, id]), interaction("read", Some(ty), "r", true))
+            .await?;
+        match resource_type_of(&answer.body, &answer.url)? {
+            Some(found) if found == ty => decode(&answer.body, &answer.url, ty),
+            found => Err(FhirError::UnexpectedResourceType {
+                url: answer.url.to_string(),
+                expected: ty.to_owned(),
+                found: found.unwrap_or_else(|| String::from("JSON document without resourceType")),
+            }),
+        }
     }
 
     /// `GET [base]/[type]/[id]` for a type known only at run time.
@@ -506,12 +528,39 @@ impl FhirClient {
         self.put(resource, true).await
     }
 
+    /// `PUT` a resource read with [`Self::read_lossless`] (with `If-Match` on its version when
+    /// it has one): the members the typed model does not know go back to the server unchanged.
+    pub async fn update_lossless<R: ResourceType + Serialize + DeserializeOwned>(
+        &self,
+        resource: &Lossless<R>,
+    ) -> Result<Lossless<R>, FhirError> {
+        let ty = type_name::<R>()?;
+        let value = resource_body(resource, ty)?.1;
+        let has_version = value.pointer("/meta/versionId").is_some();
+        let answer = self.put_answer(resource, ty, has_version).await?;
+        if answer.body.iter().all(u8::is_ascii_whitespace) {
+            let id = value.get("id").and_then(Value::as_str).unwrap_or_default();
+            return self.read_lossless(id).await;
+        }
+        decode(&answer.body, &answer.url, ty)
+    }
+
     async fn put<R: ResourceType + Serialize + DeserializeOwned>(
         &self,
         resource: &R,
         if_match: bool,
     ) -> Result<R, FhirError> {
         let ty = type_name::<R>()?;
+        let answer = self.put_answer(resource, ty, if_match).await?;
+        self.written(answer, ty).await
+    }
+
+    async fn put_answer<B: Serialize>(
+        &self,
+        resource: &B,
+        ty: &str,
+        if_match: bool,
+    ) -> Result<Answer, FhirError> {
         let (body, value) = resource_body(resource, ty)?;
         let id = value
             .get("id")
@@ -543,8 +592,7 @@ impl FhirClient {
             headers,
             interaction: interaction("update", Some(ty), "u", true),
         };
-        let answer = self.inner.transport.execute(call).await?;
-        self.written(answer, ty).await
+        self.inner.transport.execute(call).await
     }
 
     /// `PATCH [base]/[type]/[id]` with a JSON Patch (RFC 6902) document, optionally only if the

@@ -36,6 +36,7 @@
 mod client;
 pub mod coding;
 mod error;
+pub mod lossless;
 pub mod name;
 mod paging;
 pub mod quantity;
@@ -48,5 +49,6 @@ pub use client::{FhirClient, FhirClientBuilder, ResolveContext};
 pub use error::{FhirError, Issue};
 /// The FHIR R4 (4.0.1) models: `resources`, `types`, `codes` (from the `fhir` crate).
 pub use fhir::r4;
+pub use lossless::Lossless;
 pub use paging::SearchPage;
 pub use retry::RetryPolicy;

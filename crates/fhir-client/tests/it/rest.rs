@@ -275,3 +275,25 @@ async fn references_resolve_locally_first_and_never_to_other_servers() {
         "nothing was sent for the foreign reference"
     );
 }
+
+#[tokio::test]
+async fn lossless_read_and_update_keep_unknown_members() {
+    let server = TestServer::start().await;
+    let mut p = patient("p1", "Lovelace");
+    p["x-vendor"] = json!({"tier": "gold"});
+    p["name"][0]["x-pronunciation"] = json!("LUV-lace");
+    server.put(p);
+    let client = server.client();
+
+    let mut read: fhir_client::Lossless<Patient> = client.read_lossless("p1").await.unwrap();
+    assert_eq!(read.unknown_elements().len(), 2);
+    read.active = Some(fhir_client::r4::types::Boolean(true));
+    let updated = client.update_lossless(&read).await.unwrap();
+    assert_eq!(updated.meta.as_ref().unwrap().version_id.as_ref().unwrap().0, "2");
+
+    let sent: serde_json::Value = serde_json::from_str(&server.seen().last().unwrap().body).unwrap();
+    assert_eq!(sent["x-vendor"]["tier"], "gold");
+    assert_eq!(sent["name"][0]["x-pronunciation"], "LUV-lace");
+    assert_eq!(sent["active"], true);
+    assert_eq!(server.seen().last().unwrap().if_match.as_deref(), Some("W/\"1\""));
+}
