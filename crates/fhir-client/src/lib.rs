@@ -9,7 +9,15 @@
 //! [`r4`]: `fhir_client::r4::resources::{Patient, Observation, Bundle, …}` and
 //! `fhir_client::r4::types::{HumanName, CodeableConcept, Quantity, …}`. Decimals keep their written
 //! precision (`0.50` stays `0.50`), primitive extensions (`_birthDate`) and choice types
-//! (`value[x]` as enums) are modelled.
+//! (`value[x]` as enums) are modelled. The typed models drop JSON members they do not know and
+//! refuse resources missing a required element; [`Lossless<T>`](Lossless) (and
+//! [`FhirClient::read_lossless`] / [`FhirClient::update_lossless`]) keeps and tolerates both.
+//! `Bundle.entry.resource` is kept as JSON by the model: [`SearchPage`] types it for you.
+//!
+//! Helpers: [`name::patient_display_name`] (never fails; "Unnamed patient (MR 123)"),
+//! [`name::display_human_name`] (python-fhirclient's "prefix given family, suffix"),
+//! [`coding`] (codes by system), [`quantity::display_quantity`] ("72.50 kg"),
+//! [`reference::parse_reference`] ((base, type, id, version)) and [`FhirClient::resolve`].
 //!
 //! ```no_run
 //! use std::sync::Arc;
