@@ -131,7 +131,9 @@ impl Chart {
                 .configure_mesh()
                 .x_labels(5)
                 .y_labels(6)
-                .light_line_style(RGBColor(235, 238, 242))
+                // Major grid lines only: the minor ones add little and triple the SVG's size.
+                .max_light_lines(1)
+                .bold_line_style(RGBColor(228, 232, 237))
                 .x_label_formatter(&|d: &DateTime<Utc>| d.format(date_format).to_string())
                 .y_label_formatter(&|v: &f64| format!("{v:.decimals$}"))
                 .y_desc(self.unit.as_str())
@@ -220,6 +222,11 @@ mod tests {
         };
         let svg = chart.to_svg().unwrap().unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..60]);
+        assert!(
+            svg.len() < 20_000,
+            "a chart stays small enough to inline ({} bytes)",
+            svg.len()
+        );
         assert!(svg.contains("mmHg"));
         assert!(svg.contains("Systolic") && svg.contains("Diastolic"));
         assert_eq!(count(&svg, "<circle"), 24, "one marker per measurement");

@@ -155,12 +155,18 @@ async fn a_clinician_launches_the_app_in_chromium_and_sees_the_charts() {
     assert!(arrived, "the EHR's pages did not lead back to the app");
 
     // The callback redirects to `/`; wait for the patient page to be there.
-    client
+    if client
         .wait()
-        .at_most(Duration::from_secs(60))
+        .at_most(Duration::from_secs(90))
         .for_element(Locator::Css("figure.chart svg"))
         .await
-        .expect("the patient page with its charts");
+        .is_err()
+    {
+        let url = client.current_url().await.unwrap();
+        let source = client.source().await.unwrap_or_default();
+        snap(&client, "no-patient-page").await;
+        panic!("no patient page with charts at {url}: {source}");
+    }
     let source = client.source().await.unwrap();
     assert!(
         source.contains("You are authorized and ready to make API requests for"),

@@ -189,7 +189,7 @@ async fn an_expired_token_is_refreshed() {
 #[tokio::test]
 async fn an_expired_token_without_refresh_starts_the_launch_again() {
     let env = TestEnv::start_with(Options {
-        token_ttl: Duration::from_secs(1),
+        token_ttl: Duration::from_secs(5),
         config: |c| {
             c.summary_cache = Duration::ZERO;
             // No offline_access / online_access: no refresh token.
@@ -201,7 +201,7 @@ async fn an_expired_token_without_refresh_starts_the_launch_again() {
     let browser = Browser::new();
     let page = standalone_launch(&env, &browser).await;
     assert!(page.body.contains("You are authorized"), "{}", page.body);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let page = browser.request("GET", env.url("/"), None).await;
     assert_eq!(page.status, 303, "{}", page.body);
     assert_eq!(crate::common::location(&page).path(), "/authorize");
