@@ -236,6 +236,7 @@ class Browser:
         self.stop_prefix = stop_prefix
         self.time_by_origin = {}
         self.requests = 0
+        self.log = []  # (origin, method, path, seconds)
 
     def session(self, url):
         o = origin(url)
@@ -253,6 +254,7 @@ class Browser:
         o = origin(url)
         self.time_by_origin[o] = self.time_by_origin.get(o, 0.0) + dt
         self.requests += 1
+        self.log.append((o, method, urlsplit(url).path, dt))
         return r
 
     def navigate(self, method, url, data=None):
@@ -336,6 +338,7 @@ def one_launch(app, pick, fills, marker, timeout):
                 "requests": b.requests,
                 "cookie": b.cookie_header(app + "/"),
                 "steps": trail,
+                "log": [("app" if o == app_origin else "ehr", m, p, dt) for o, m, p, dt in b.log],
             }
         if origin(url) != app_origin:
             visited_auth = True
@@ -370,6 +373,19 @@ def summarize(values):
             "p99": pct(99), "min": values[0], "max": values[-1], "sum": sum(values)}
 
 
+def mean_by_request(results):
+    """Mean milliseconds of each request of a launch (the i-th request of every launch), labelled by where it went."""
+    if not results:
+        return []
+    n = min(len(r["log"]) for r in results)
+    out = []
+    for i in range(n):
+        where, method, path, _ = results[0]["log"][i]
+        ms = statistics.fmean(r["log"][i][3] for r in results) * 1000
+        out.append(f"{where} {method} {path}: {ms:.1f} ms")
+    return out
+
+
 def cmd_launch(args):
     fills = parse_fills(args.fill)
     results, failures = [], []
@@ -396,6 +412,7 @@ def cmd_launch(args):
         "launch_seconds": summarize([r["seconds"] for r in results]),
         "app_side_seconds": summarize([r["app_seconds"] for r in results]),
         "requests_per_launch": results[0]["requests"] if results else None,
+        "mean_ms_by_request": mean_by_request(results),
         "steps": results[0]["steps"] if results else None,
     }
     print(json.dumps(out, indent=2))
