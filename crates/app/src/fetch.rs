@@ -87,6 +87,7 @@ pub async fn summary(state: &AppState, record: &LaunchRecord) -> Result<Fetched,
     let tokens = state.smart().token_source(record.tokens().clone());
     let client = FhirClient::builder(record.fhir_base().as_str())
         .token_source(tokens.clone())
+        .pool(state.fhir_pool().clone())
         // The page waits for these: retry once, briefly, then show what failed.
         .retry_policy(RetryPolicy {
             max_attempts: 2,

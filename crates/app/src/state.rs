@@ -29,6 +29,7 @@ struct Inner {
     launch_uri: Url,
     sessions: SessionStore,
     http: reqwest::Client,
+    fhir_pool: fhir_client::HttpPool,
     smart: smart_launch::SmartClient,
     summaries: Mutex<HashMap<String, (Instant, Arc<Summary>)>>,
 }
@@ -74,6 +75,9 @@ impl AppState {
             .timeout(Duration::from_secs(15))
             .build()
             .map_err(|e| StartError::HttpClient(e.to_string()))?;
+        // One connection pool for every session's FHIR reads: a page view reuses open connections to the EHR.
+        let fhir_pool = fhir_client::HttpPool::new(Duration::from_secs(10))
+            .map_err(|e| StartError::HttpClient(e.to_string()))?;
         let smart = smart_client(&config, redirect_uri.clone()).map_err(StartError::Launch)?;
         Ok(AppState {
             inner: Arc::new(Inner {
@@ -83,6 +87,7 @@ impl AppState {
                 launch_uri,
                 sessions,
                 http,
+                fhir_pool,
                 smart,
                 summaries: Mutex::new(HashMap::new()),
             }),
@@ -122,6 +127,11 @@ impl AppState {
     /// The HTTP client for side fetches (no redirects, short timeout).
     pub fn http(&self) -> &reqwest::Client {
         &self.inner.http
+    }
+
+    /// The connection pool shared by the FHIR clients of all sessions.
+    pub fn fhir_pool(&self) -> &fhir_client::HttpPool {
+        &self.inner.fhir_pool
     }
 
     /// The SMART client (discovery, launches, code exchange, refresh).

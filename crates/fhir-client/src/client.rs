@@ -55,9 +55,39 @@ pub struct FhirClientBuilder {
     retry: RetryPolicy,
     timeout: Duration,
     connect_timeout: Duration,
+    pool: Option<HttpPool>,
+}
+
+/// An HTTP connection pool that many [`FhirClient`]s can share (for example one client per user session, each
+/// with its own tokens), so that each does not open new connections and a new TLS set-up.
+///
+/// It never follows redirects (a token must not travel to where a redirect points). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct HttpPool {
+    http: reqwest::Client,
+}
+
+impl HttpPool {
+    /// A pool whose connections time out after `connect_timeout` while connecting.
+    pub fn new(connect_timeout: Duration) -> Result<Self, FhirError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(connect_timeout)
+            .user_agent(concat!("smart-fhir/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(FhirError::HttpClient)?;
+        Ok(Self { http })
+    }
 }
 
 impl FhirClientBuilder {
+    /// Send requests over `pool`'s connections instead of a pool of this client's own (the connect timeout is
+    /// then the pool's).
+    pub fn pool(mut self, pool: HttpPool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
     /// Authorize every request with tokens from `source` (e.g. a completed SMART launch).
     pub fn token_source(mut self, source: Arc<dyn TokenSource>) -> Self {
         self.auth = Some(source);
@@ -99,12 +129,10 @@ impl FhirClientBuilder {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(self.connect_timeout)
-            .user_agent(concat!("smart-fhir/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(FhirError::HttpClient)?;
+        let http = match self.pool {
+            Some(pool) => pool.http,
+            None => HttpPool::new(self.connect_timeout)?.http,
+        };
         let transport = Transport {
             http,
             auth: self.auth,
@@ -147,6 +175,7 @@ impl FhirClient {
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            pool: None,
         }
     }
 

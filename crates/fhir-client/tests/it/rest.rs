@@ -297,3 +297,34 @@ async fn lossless_read_and_update_keep_unknown_members() {
     assert_eq!(sent["active"], true);
     assert_eq!(server.seen().last().unwrap().if_match.as_deref(), Some("W/\"1\""));
 }
+
+#[tokio::test]
+async fn clients_sharing_one_pool_each_send_their_own_token() {
+    use fhir_client::{FhirClient, HttpPool};
+    use smart_launch::{AccessToken, StaticToken};
+    use std::sync::Arc;
+
+    let server = TestServer::start().await;
+    server.put(patient("p1", "Lovelace"));
+    let pool = HttpPool::new(std::time::Duration::from_secs(5)).unwrap();
+    let client_for = |token: &str| {
+        FhirClient::builder(&server.base)
+            .pool(pool.clone())
+            .token_source(Arc::new(StaticToken::new(AccessToken::new(token.to_owned()))))
+            .build()
+            .unwrap()
+    };
+    let (alice, bob) = (client_for("token-a"), client_for("token-b"));
+
+    let _: Patient = alice.read("p1").await.unwrap();
+    let _: Patient = bob.read("p1").await.unwrap();
+
+    let tokens: Vec<Option<String>> = server.seen().into_iter().map(|s| s.authorization).collect();
+    assert_eq!(
+        tokens,
+        vec![
+            Some("Bearer token-a".to_owned()),
+            Some("Bearer token-b".to_owned())
+        ]
+    );
+}
