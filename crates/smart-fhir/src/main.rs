@@ -71,7 +71,9 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     app_config.allowed_issuers.insert(0, sandbox_base);
     app_config.listen.set_port(args.app_port);
     app_config.public_url = Some(localhost_url(args.app_port, "")?);
-    app_config.redirect_uri = Some(localhost_url(args.app_port, "fhir-app/")?);
+    // The app derives its redirect URI (`{public_url}fhir-app/`) from the public URL; the profile's fixed one would
+    // name port 8000 whatever the port.
+    app_config.redirect_uri = None;
     let custom_port = args.app_port != cli::DEFAULT_APP_PORT;
 
     let sandbox = sandbox::Sandbox::start(sandbox_config)
