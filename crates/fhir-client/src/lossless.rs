@@ -9,6 +9,7 @@
 
 use std::ops::{Deref, DerefMut};
 
+use fhir::meta::{ElementMeta, JsonKind};
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -28,24 +29,11 @@ struct Kept {
     value: Value,
 }
 
-/// The values tried, in order, for a required element that is missing.
-fn placeholder_candidates() -> [Value; 4] {
-    [
-        Value::String(String::new()),
-        Value::Object(Map::new()),
-        Value::Array(Vec::new()),
-        Value::Bool(false),
-    ]
-}
-
-/// At most this many missing required elements are filled in before giving up.
-const MAX_REPAIRS: usize = 256;
-
 /// A typed value `T` plus the JSON members `T` could not hold (see the module doc).
 ///
-/// Missing required elements are repaired only for a concrete resource type (`Lossless<Patient>`):
-/// through the polymorphic `Lossless<Resource>` serde cannot say where the element is missing,
-/// so such a resource is an error there (unknown members are kept either way).
+/// Missing required elements are found from the FHIR R4 element definitions (`fhir::r4::meta`),
+/// so they are tolerated through the polymorphic `Lossless<Resource>` as well as through a
+/// concrete `Lossless<Questionnaire>`; the search only runs when the plain typed parse fails.
 ///
 /// ```
 /// use fhir_client::lossless::Lossless;
@@ -70,61 +58,24 @@ pub struct Lossless<T> {
 /// A required element that was missing: (parent path, member name, the value put in).
 type Placeholder = (Vec<Step>, String, Value);
 
-/// Parse `work` as `T`, putting placeholders in for missing required elements (recorded in
-/// `placeholders`) until it parses or the problem is something else.
-fn repair<T: DeserializeOwned>(
-    work: &mut Value,
-    placeholders: &mut Vec<Placeholder>,
-) -> Result<T, serde_json::Error> {
-    loop {
-        let error = match serde_path_to_error::deserialize::<_, T>(&*work) {
-            Ok(value) => return Ok(value),
-            Err(error) => error,
-        };
-        let steps = steps_of(error.path());
-        let message = error.inner().to_string();
-        let fail = || serde_json::Error::custom(format!("{message} at {}", error.path()));
-        if placeholders.len() >= MAX_REPAIRS {
-            return Err(fail());
-        }
-        // A placeholder of the wrong type: try the next kind of value there.
-        if let Some(slot) = placeholders.iter_mut().find(|(parent, key, _)| {
-            steps.len() == parent.len() + 1
-                && steps.starts_with(parent)
-                && steps.last() == Some(&Step::Key(key.clone()))
-        }) {
-            let candidates = placeholder_candidates();
-            let next = candidates.iter().position(|c| *c == slot.2).map(|i| i + 1);
-            let Some(candidate) = next.and_then(|i| candidates.get(i)) else {
-                return Err(fail());
-            };
-            slot.2 = candidate.clone();
-            if let Some(Value::Object(parent)) = navigate_mut(work, &slot.0) {
-                parent.insert(slot.1.clone(), candidate.clone());
-            }
-            continue;
-        }
-        let missing = message
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split('`').next());
-        // A required element is missing: put a placeholder in and try again.
-        match (missing, navigate_mut(work, &steps)) {
-            (Some(field), Some(Value::Object(parent))) if !parent.contains_key(field) => {
-                let placeholder = Value::String(String::new());
-                parent.insert(field.to_owned(), placeholder.clone());
-                placeholders.push((steps, field.to_owned(), placeholder));
-            }
-            _ => return Err(fail()),
-        }
-    }
-}
-
 impl<T: DeserializeOwned + Serialize> Lossless<T> {
     /// Parse `original` into `T`, remembering what `T` cannot hold.
     pub fn from_value(original: Value) -> Result<Self, serde_json::Error> {
-        let mut work = original.clone();
-        let mut placeholders: Vec<Placeholder> = Vec::new();
-        let value = repair::<T>(&mut work, &mut placeholders)?;
+        let (value, placeholders) = match T::deserialize(&original) {
+            Ok(value) => (value, Vec::new()),
+            Err(error) => {
+                // Only now pay for the schema walk: most resources parse as they are.
+                let mut work = original.clone();
+                let mut placeholders = Vec::new();
+                if let Some(root) = root_context::<T>(&original) {
+                    fill_required(&mut work, root, &mut placeholders);
+                }
+                if placeholders.is_empty() {
+                    return Err(error);
+                }
+                (T::deserialize(&work)?, placeholders)
+            }
+        };
         let typed_json = serde_json::to_value(&value)?;
         let mut kept = Vec::new();
         collect_missing(&original, &typed_json, &mut Vec::new(), &mut kept);
@@ -138,7 +89,9 @@ impl<T: DeserializeOwned + Serialize> Lossless<T> {
     /// The JSON of the typed value with the kept members put back and placeholders removed.
     pub fn to_value(&self) -> Result<Value, serde_json::Error> {
         let mut out = serde_json::to_value(&self.value)?;
-        for (parent, key, placeholder) in &self.placeholders {
+        // Innermost first, so a placeholder object that had placeholders put into it is empty
+        // again (and equal to what was put in) by the time its own turn comes.
+        for (parent, key, placeholder) in self.placeholders.iter().rev() {
             if let Some(Value::Object(object)) = navigate_mut(&mut out, parent)
                 && object.get(key) == Some(placeholder)
             {
@@ -209,14 +162,217 @@ impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Lossless<T> {
     }
 }
 
-fn steps_of(path: &serde_path_to_error::Path) -> Vec<Step> {
-    path.iter()
-        .filter_map(|segment| match segment {
-            serde_path_to_error::Segment::Seq { index } => Some(Step::Index(*index)),
-            serde_path_to_error::Segment::Map { key } => Some(Step::Key(key.clone())),
-            _ => None,
-        })
-        .collect()
+/// How deep the schema walk goes before it stops (real resources nest far less; a document
+/// nested deeper is left to the typed parse to refuse).
+const MAX_DEPTH: usize = 64;
+
+/// Where the walk starts: the document's own `resourceType`, else the FHIR path of `T` itself
+/// (`Lossless<HumanName>`, or a resource sent without `resourceType`).
+fn root_context<T>(original: &Value) -> Option<&'static str> {
+    if let Some(declared) = original.as_object().and_then(declared_type) {
+        return Some(declared);
+    }
+    let full = std::any::type_name::<T>();
+    let name = full.split('<').next().unwrap_or(full).rsplit("::").next()?;
+    crate::r4::meta::struct_prefix(name)
+}
+
+/// The resource type an object declares in `resourceType`, if R4 defines it.
+fn declared_type(object: &Map<String, Value>) -> Option<&'static str> {
+    let name = object.get("resourceType")?.as_str()?;
+    children(name).first()?.path.split('.').next()
+}
+
+/// Put a placeholder into `work` for every required element the FHIR R4 definitions say is
+/// missing, starting at `root` (a resource type or datatype name), and record each one.
+fn fill_required(work: &mut Value, root: &str, placeholders: &mut Vec<Placeholder>) {
+    if let Value::Object(object) = work {
+        fill_object(object, root, &mut Vec::new(), placeholders, 0);
+    }
+}
+
+/// Walk one object that sits at `context` (a FHIR path such as `Questionnaire.item`, or a
+/// datatype name such as `Quantity`): first its members, then its missing required elements.
+fn fill_object(
+    object: &mut Map<String, Value>,
+    context: &str,
+    path: &mut Vec<Step>,
+    placeholders: &mut Vec<Placeholder>,
+    depth: usize,
+) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    let context = resolve_recursion(context);
+    for (key, value) in object.iter_mut() {
+        let Some(inner) = member_context(context, key) else {
+            continue;
+        };
+        path.push(Step::Key(key.clone()));
+        match value {
+            Value::Array(items) => {
+                for (index, item) in items.iter_mut().enumerate() {
+                    path.push(Step::Index(index));
+                    fill_member(item, inner, path, placeholders, depth);
+                    path.pop();
+                }
+            }
+            item => fill_member(item, inner, path, placeholders, depth),
+        }
+        path.pop();
+    }
+    for element in direct_children(context) {
+        let name = element_name(element);
+        // A required choice (`effective[x]`) is optional in the typed model (a choice enum has
+        // no default), so it needs no placeholder.
+        if element.min == 0 || element.max != "1" || element.is_choice() || object.contains_key(name) {
+            continue;
+        }
+        let type_code = element.types.first().map(|t| t.code);
+        let placeholder = placeholder_for(type_code);
+        object.insert(name.to_owned(), placeholder.clone());
+        placeholders.push((path.clone(), name.to_owned(), placeholder));
+        if let Some(Value::Object(inner)) = object.get_mut(name) {
+            path.push(Step::Key(name.to_owned()));
+            fill_object(
+                inner,
+                child_context(element, type_code),
+                path,
+                placeholders,
+                depth + 1,
+            );
+            path.pop();
+        }
+    }
+}
+
+/// What a member's value is walked as.
+#[derive(Clone, Copy)]
+enum Inner {
+    /// An element at this FHIR path or of this datatype.
+    Element(&'static str),
+    /// A `contained` resource, walked from its own `resourceType`.
+    Resource,
+}
+
+/// Walk one value of a member (an item, when the member is an array).
+fn fill_member(
+    value: &mut Value,
+    inner: Inner,
+    path: &mut Vec<Step>,
+    placeholders: &mut Vec<Placeholder>,
+    depth: usize,
+) {
+    let Value::Object(object) = value else {
+        return;
+    };
+    let context = match inner {
+        Inner::Element(context) => Some(context),
+        Inner::Resource => declared_type(object),
+    };
+    if let Some(context) = context {
+        fill_object(object, context, path, placeholders, depth + 1);
+    }
+}
+
+/// How the member `key` of an object at `context` is walked, or `None` when the definitions do
+/// not know it (it is kept as it is) or the typed model holds it as plain JSON.
+fn member_context(context: &str, key: &str) -> Option<Inner> {
+    if key == "resourceType" {
+        return None;
+    }
+    // `_field` holds the primitive's id and extensions, whatever type the field is.
+    if key.starts_with('_') {
+        return Some(Inner::Element("Element"));
+    }
+    let (element, type_code) = match crate::r4::meta::element(&format!("{context}.{key}")) {
+        Some(element) => (element, element.types.first().map(|t| t.code)),
+        // A choice (`valueQuantity`): the direct child `value[x]` whose type the suffix names.
+        None => direct_children(context).find_map(|element| {
+            let suffix = fhir::meta::choice_suffix(element, key)?;
+            let code = element.type_codes().find(|c| c.eq_ignore_ascii_case(suffix))?;
+            Some((element, Some(code)))
+        })?,
+    };
+    if type_code == Some("Resource") {
+        // Only `contained` is typed; Bundle and Parameters keep their resources as JSON.
+        return element.path.ends_with(".contained").then_some(Inner::Resource);
+    }
+    Some(Inner::Element(child_context(element, type_code)))
+}
+
+/// The context an element's own members sit in: its datatype's name for a complex datatype,
+/// else its own path (a backbone element, or a `contentReference` resolved on entry).
+fn child_context(element: &'static ElementMeta, type_code: Option<&'static str>) -> &'static str {
+    match type_code {
+        Some(code) if fhir::meta::is_datatype(code) => code,
+        _ => element.path,
+    }
+}
+
+/// Follow `contentReference`s (`Questionnaire.item.item` → `Questionnaire.item`) until the
+/// path has elements of its own; bounded in case of a cycle.
+fn resolve_recursion(context: &str) -> &str {
+    let mut at = context;
+    for _ in 0..8 {
+        if !children(at).is_empty() {
+            return at;
+        }
+        match crate::r4::meta::element(at).and_then(|e| e.content_reference) {
+            Some(target) => at = target.trim_start_matches('#'),
+            None => return at,
+        }
+    }
+    at
+}
+
+/// Every element below `context` (children and deeper), found by binary search in the table,
+/// which is sorted by path.
+fn children(context: &str) -> &'static [ElementMeta] {
+    let table = crate::r4::meta::elements();
+    let prefix = format!("{context}.");
+    let start = table.partition_point(|e| e.path < prefix.as_str());
+    let len = table[start..].partition_point(|e| e.path.starts_with(&prefix));
+    &table[start..start + len]
+}
+
+/// The elements directly below `context`.
+fn direct_children(context: &str) -> impl Iterator<Item = &'static ElementMeta> + use<> {
+    let depth = context.matches('.').count() + 1;
+    children(context)
+        .iter()
+        .filter(move |element| element.path.matches('.').count() == depth)
+}
+
+/// The last segment of an element's path (`linkId` of `Questionnaire.item.linkId`).
+fn element_name(element: &ElementMeta) -> &'static str {
+    element.path.rsplit('.').next().unwrap_or(element.path)
+}
+
+/// A value of the JSON shape the type takes: the typed model accepts it, and it is taken out
+/// again on output.
+fn placeholder_for(type_code: Option<&str>) -> Value {
+    let Some(code) = type_code else {
+        // A `contentReference` element: a backbone.
+        return Value::Object(Map::new());
+    };
+    // FHIRPath system types (the type of `id` and `Extension.url`) are named in upper case.
+    if let Some(system) = code.strip_prefix("http://hl7.org/fhirpath/System.") {
+        return match system {
+            "Boolean" => Value::Bool(false),
+            "Integer" | "Decimal" => Value::from(0),
+            _ => Value::String(String::new()),
+        };
+    }
+    match code {
+        "BackboneElement" | "Element" => Value::Object(Map::new()),
+        _ => match fhir::meta::json_kind(code) {
+            JsonKind::Complex => Value::Object(Map::new()),
+            JsonKind::Number => Value::from(0),
+            JsonKind::Boolean => Value::Bool(false),
+            JsonKind::String => Value::String(String::new()),
+        },
+    }
 }
 
 fn navigate_mut<'a>(mut value: &'a mut Value, steps: &[Step]) -> Option<&'a mut Value> {
@@ -344,6 +500,116 @@ mod tests {
         let parsed: Lossless<Observation> = serde_json::from_value(original.clone()).unwrap();
         assert_eq!(parsed.missing_required_elements(), ["code"]);
         assert_eq!(serde_json::to_value(&parsed).unwrap(), original);
+    }
+
+    /// Parse through the polymorphic `Lossless<Resource>`, check the output equals the input,
+    /// and return the sorted paths of the placeholders.
+    fn missing_through_resource(original: &Value) -> Vec<String> {
+        assert!(serde_json::from_value::<Resource>(original.clone()).is_err());
+        let parsed: Lossless<Resource> = serde_json::from_value(original.clone()).unwrap();
+        assert_eq!(&serde_json::to_value(&parsed).unwrap(), original);
+        let mut missing = parsed.missing_required_elements();
+        missing.sort();
+        missing
+    }
+
+    #[test]
+    fn required_elements_of_nested_backbones_are_found_through_resource() {
+        let original = json!({"resourceType": "Questionnaire", "status": "draft", "item": [
+            {"linkId": "1", "type": "boolean"},
+            {"linkId": "2", "type": "string", "enableWhen": [{"answerBoolean": true}]}]});
+        assert_eq!(
+            missing_through_resource(&original),
+            ["item[1].enableWhen[0].operator", "item[1].enableWhen[0].question"]
+        );
+    }
+
+    #[test]
+    fn content_references_are_followed_to_the_element_they_repeat() {
+        // `Questionnaire.item.item` is defined as "the same as Questionnaire.item".
+        let original = json!({"resourceType": "Questionnaire", "status": "draft", "item": [
+            {"linkId": "g", "type": "group", "item": [{"type": "group", "item": [{"type": "display"}]}]}]});
+        assert_eq!(
+            missing_through_resource(&original),
+            ["item[0].item[0].item[0].linkId", "item[0].item[0].linkId"]
+        );
+        // A required element defined only by reference gets an object, walked as its target:
+        // TestScript.teardown.action.operation → TestScript.setup.action.operation.
+        let original = json!({"resourceType": "TestScript", "url": "u", "name": "n", "status": "draft",
+            "teardown": {"action": [{}]}});
+        assert_eq!(
+            missing_through_resource(&original),
+            [
+                "teardown.action[0].operation",
+                "teardown.action[0].operation.encodeRequestUrl"
+            ]
+        );
+    }
+
+    #[test]
+    fn choice_values_are_walked_as_their_type_and_a_missing_required_choice_is_left_absent() {
+        // SampledData requires origin (Quantity), period (decimal) and dimensions (positiveInt).
+        let original = json!({"resourceType": "Observation", "status": "final", "code": {"text": "ecg"},
+            "valueSampledData": {"data": "1 2 3"}});
+        assert_eq!(
+            missing_through_resource(&original),
+            [
+                "valueSampledData.dimensions",
+                "valueSampledData.origin",
+                "valueSampledData.period"
+            ]
+        );
+        // MedicationAdministration.effective[x] is 1..1, but the typed model takes it as optional:
+        // only the missing `status` and `subject` needed placeholders.
+        let original = json!({"resourceType": "MedicationAdministration",
+            "medicationCodeableConcept": {"text": "aspirin"}});
+        assert_eq!(missing_through_resource(&original), ["status", "subject"]);
+    }
+
+    #[test]
+    fn contained_resources_are_walked_as_their_own_type() {
+        let original = json!({"resourceType": "Patient", "id": "p",
+            "contained": [{"resourceType": "Questionnaire", "id": "q", "status": "active",
+                "item": [{"type": "display", "_linkId": {"extension": [{"valueString": "no url"}]}}]}]});
+        assert_eq!(
+            missing_through_resource(&original),
+            [
+                "contained[0].item[0]._linkId.extension[0].url",
+                "contained[0].item[0].linkId"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_resource_that_parses_gets_no_placeholders() {
+        let original = json!({"resourceType": "MedicationAdministration", "status": "completed",
+            "medicationCodeableConcept": {"text": "aspirin"}, "subject": {"reference": "Patient/p"}});
+        let parsed: Lossless<Resource> = serde_json::from_value(original.clone()).unwrap();
+        assert!(parsed.missing_required_elements().is_empty());
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), original);
+    }
+
+    #[test]
+    fn an_edited_placeholder_is_written_out() {
+        let original =
+            json!({"resourceType": "Questionnaire", "status": "active", "item": [{"type": "display"}]});
+        let mut parsed: Lossless<Questionnaire> = serde_json::from_value(original).unwrap();
+        parsed.item[0].link_id = crate::r4::types::String("intro".into());
+        assert_eq!(
+            serde_json::to_value(&parsed).unwrap()["item"][0]["linkId"],
+            "intro"
+        );
+    }
+
+    #[test]
+    fn a_datatype_or_a_resource_without_resource_type_is_walked_from_its_rust_type() {
+        let original = json!({"valueString": "no url"});
+        let parsed: Lossless<crate::r4::types::Extension> = serde_json::from_value(original.clone()).unwrap();
+        assert_eq!(parsed.missing_required_elements(), ["url"]);
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), original);
+        let original = json!({"status": "final"});
+        let parsed: Lossless<Observation> = serde_json::from_value(original).unwrap();
+        assert_eq!(parsed.missing_required_elements(), ["code"]);
     }
 
     #[test]
