@@ -1,43 +1,26 @@
-//! A small in-memory FHIR R4 server on 127.0.0.1:0 for the client tests, with scripted faults
-//! and a log of what it received.
+//! Shared setup: the real sandbox EHR (crate `sandbox`) on 127.0.0.1:0 over a temp-dir SQLite file,
+//! a backend-services token for the client (client_credentials with an ES384 assertion, the way a
+//! server-side app gets one without a browser), a log of the FHIR requests the sandbox received,
+//! and the fixtures both servers use.
+//!
+//! The sandbox is started with [`sandbox::Sandbox::start`], and its own router ([`sandbox::router`])
+//! is served on a listener of ours whose address is the sandbox's public base URL; one small layer
+//! there records each FHIR request (method, path, headers, body) so tests can say what the client
+//! sent. Everything else is the sandbox's own code.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use fhir_client::{FhirClient, RetryPolicy};
+use sandbox::{ClientKeys, ClientSpec, RunningSandbox, Sandbox, SandboxConfig, SimulatedFailure};
 use serde_json::{Value, json};
-
-/// A canned answer the server gives instead of handling a request.
-#[derive(Clone)]
-pub struct Fault {
-    /// Only requests whose path (and query) contains this.
-    pub path_contains: String,
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Fault {
-    pub fn new(path_contains: &str, status: u16, body: &str) -> Self {
-        Fault {
-            path_contains: path_contains.into(),
-            status,
-            headers: Vec::new(),
-            body: body.into(),
-        }
-    }
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-}
+use smart_launch::{BackendToken, ClientId, ScopeSet, SigningAlgorithm, SigningKey, TokenSource, Url};
 
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
@@ -51,75 +34,168 @@ pub struct Seen {
     pub body: String,
 }
 
-#[derive(Default)]
-pub struct ServerState {
-    /// type -> id -> versions (oldest first).
-    pub resources: BTreeMap<String, BTreeMap<String, Vec<Value>>>,
-    pub faults: VecDeque<Fault>,
-    pub seen: Vec<Seen>,
-    /// When set, only this bearer token is accepted.
-    pub required_token: Option<String>,
-    pub next_id: u32,
+/// A header our own setup requests carry so the log leaves them out.
+const SETUP: &str = "x-test-setup";
+
+/// Every scope a backend service can hold: read, write and search everything.
+pub const ALL: &str = "system/*.cruds";
+
+/// The backend client every test sandbox registers.
+const BACKEND: &str = "fhir-client-it";
+
+/// The backend client's key, made once per test binary.
+fn key() -> Arc<SigningKey> {
+    static KEY: OnceLock<Arc<SigningKey>> = OnceLock::new();
+    KEY.get_or_init(|| Arc::new(SigningKey::generate(SigningAlgorithm::ES384, "fhir-client-it").unwrap()))
+        .clone()
 }
 
-#[derive(Clone)]
-pub struct TestServer {
-    pub addr: SocketAddr,
-    pub base: String,
-    pub state: Arc<Mutex<ServerState>>,
+/// A running sandbox, reached through the recording listener.
+pub struct TestSandbox {
+    pub running: RunningSandbox,
+    /// The FHIR base (`http://127.0.0.1:PORT/fhir`).
+    pub base: Url,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    /// The token our setup requests use.
+    setup: tokio::sync::OnceCell<Arc<BackendToken>>,
+    _dir: tempfile::TempDir,
 }
 
-impl TestServer {
-    pub async fn start() -> TestServer {
-        let state = Arc::new(Mutex::new(ServerState::default()));
+impl TestSandbox {
+    /// A sandbox with no synthetic patients: each test writes the data it reads.
+    pub async fn start() -> TestSandbox {
+        let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let base = format!("http://{addr}/fhir");
-        let app = axum::Router::new()
-            .route("/fhir", any(handle))
-            .route("/fhir/{*rest}", any(handle))
-            .with_state((state.clone(), base.clone()));
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        TestServer { addr, base, state }
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let base = Url::parse(&format!("http://{addr}/fhir")).unwrap();
+        let config = SandboxConfig {
+            port: 0,
+            patients: 0,
+            db: Some(dir.path().join("sandbox.db")),
+            public_base_url: Some(base.clone()),
+            ..SandboxConfig::default()
+        };
+        let running = Sandbox::start(config).await.unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let router = sandbox::router(running.state.clone())
+            .layer(middleware::from_fn_with_state(seen.clone(), record));
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let sandbox = TestSandbox {
+            running,
+            base,
+            seen,
+            setup: tokio::sync::OnceCell::new(),
+            _dir: dir,
+        };
+        sandbox.register(BACKEND, None);
+        sandbox
     }
 
-    /// A client with fast, test-sized retry delays.
-    pub fn client(&self) -> FhirClient {
-        FhirClient::builder(&self.base)
+    /// Registers a backend client (keys only), optionally one whose launches simulate a failure.
+    pub fn register(&self, id: &str, fail: Option<SimulatedFailure>) {
+        let redirect = Url::parse("http://127.0.0.1:9/unused").unwrap();
+        let mut spec = ClientSpec::public(id, redirect).with_keys(ClientKeys::Set(key().jwks()));
+        if let Some(fail) = fail {
+            spec = spec.with_failure(fail);
+        }
+        self.running.state.auth().register_client(spec).unwrap();
+    }
+
+    /// A backend-services token source of `client_id` with `scope`.
+    pub async fn tokens_of(&self, client_id: &str, scope: &str) -> Arc<BackendToken> {
+        let source = BackendToken::discover(
+            &self.base,
+            ClientId::new(client_id),
+            key(),
+            ScopeSet::parse(scope).unwrap(),
+        )
+        .await
+        .unwrap();
+        Arc::new(source)
+    }
+
+    /// A backend-services token source with `scope`.
+    pub async fn tokens(&self, scope: &str) -> Arc<BackendToken> {
+        self.tokens_of(BACKEND, scope).await
+    }
+
+    /// A client with a token for everything and fast, test-sized retry delays.
+    pub async fn client(&self) -> FhirClient {
+        self.client_with(self.tokens(ALL).await)
+    }
+
+    /// A client with these tokens and fast, test-sized retry delays.
+    pub fn client_with(&self, tokens: Arc<dyn TokenSource>) -> FhirClient {
+        FhirClient::builder(self.base.as_str())
+            .token_source(tokens)
             .retry_policy(fast_retries())
             .build()
             .unwrap()
     }
 
-    pub fn put(&self, resource: Value) {
-        let ty = resource["resourceType"].as_str().unwrap().to_owned();
-        let id = resource["id"].as_str().unwrap().to_owned();
-        let mut resource = resource;
-        resource["meta"] = json!({"versionId": "1"});
-        self.state
-            .lock()
-            .unwrap()
-            .resources
-            .entry(ty)
-            .or_default()
-            .insert(id, vec![resource]);
+    /// Stores `resource` under its own id (a PUT, left out of the log).
+    pub async fn put(&self, resource: Value) {
+        let tokens = self.setup.get_or_init(|| self.tokens(ALL)).await;
+        let token = tokens.access_token().await.unwrap();
+        let url = format!(
+            "{}/{}/{}",
+            self.base,
+            resource["resourceType"].as_str().unwrap(),
+            resource["id"].as_str().unwrap()
+        );
+        let response = reqwest::Client::new()
+            .put(url)
+            .bearer_auth(token.secret())
+            .header(SETUP, "1")
+            .header(header::CONTENT_TYPE, "application/fhir+json")
+            .body(resource.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "setup PUT failed: {}",
+            response.status()
+        );
     }
 
-    pub fn fault(&self, fault: Fault) {
-        self.state.lock().unwrap().faults.push_back(fault);
-    }
-
+    /// The FHIR requests the sandbox received (discovery, tokens and setup left out).
     pub fn seen(&self) -> Vec<Seen> {
-        self.state.lock().unwrap().seen.clone()
-    }
-
-    pub fn require_token(&self, token: &str) {
-        self.state.lock().unwrap().required_token = Some(token.to_owned());
+        self.seen.lock().unwrap().clone()
     }
 }
 
+/// Records each FHIR request, then hands it on unchanged.
+async fn record(State(seen): State<Arc<Mutex<Vec<Seen>>>>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let path = parts.uri.path();
+    if path.starts_with("/fhir") && !path.contains("/.well-known/") && !parts.headers.contains_key(SETUP) {
+        let text = |name: header::HeaderName| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        seen.lock().unwrap().push(Seen {
+            method: parts.method.to_string(),
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default(),
+            authorization: text(header::AUTHORIZATION),
+            accept: text(header::ACCEPT),
+            if_match: text(header::IF_MATCH),
+            content_type: text(header::CONTENT_TYPE),
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        });
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// Retry delays short enough for tests.
 pub fn fast_retries() -> RetryPolicy {
     RetryPolicy {
         max_attempts: 4,
@@ -129,353 +205,20 @@ pub fn fast_retries() -> RetryPolicy {
     }
 }
 
+/// An OperationOutcome with one issue.
 pub fn outcome(severity: &str, code: &str, diagnostics: &str) -> Value {
     json!({"resourceType": "OperationOutcome", "issue": [
         {"severity": severity, "code": code, "diagnostics": diagnostics, "expression": ["Patient.name"]}
     ]})
 }
 
-fn fhir(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/fhir+json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-type Shared = (Arc<Mutex<ServerState>>, String);
-
-async fn handle(
-    State((state, base)): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let path_and_query = uri
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let mut st = state.lock().unwrap();
-    st.seen.push(Seen {
-        method: method.to_string(),
-        path_and_query: path_and_query.clone(),
-        authorization: text(header::AUTHORIZATION),
-        accept: text(header::ACCEPT),
-        if_match: text(header::IF_MATCH),
-        content_type: text(header::CONTENT_TYPE),
-        body: String::from_utf8_lossy(&body).into_owned(),
-    });
-    if let Some(required) = &st.required_token
-        && text(header::AUTHORIZATION).as_deref() != Some(&format!("Bearer {required}"))
-    {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")],
-        )
-            .into_response();
-    }
-    if let Some(i) = st
-        .faults
-        .iter()
-        .position(|f| path_and_query.contains(&f.path_contains))
-    {
-        let fault = st.faults.remove(i).unwrap();
-        let mut response = (StatusCode::from_u16(fault.status).unwrap(), fault.body).into_response();
-        for (name, value) in fault.headers {
-            response.headers_mut().insert(
-                header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                value.parse().unwrap(),
-            );
-        }
-        return response;
-    }
-    let path = uri.path().trim_start_matches("/fhir").trim_start_matches('/');
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let query: Vec<(String, String)> = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
-    let body_json: Option<Value> = serde_json::from_slice(&body).ok();
-    match (method.as_str(), segments.as_slice()) {
-        ("GET", ["metadata"]) => fhir(
-            StatusCode::OK,
-            &json!({"resourceType": "CapabilityStatement", "status": "active", "date": "2024-01-01",
-                    "kind": "instance", "fhirVersion": "4.0.1", "format": ["json"]}),
-        ),
-        ("GET", [ty, id]) => match st.resources.get(*ty).and_then(|m| m.get(*id)) {
-            Some(versions) if versions.last().is_some_and(|v| v.get("deleted").is_some()) => {
-                fhir(StatusCode::GONE, &outcome("error", "deleted", "deleted"))
-            }
-            Some(versions) => fhir(StatusCode::OK, versions.last().unwrap()),
-            None => fhir(
-                StatusCode::NOT_FOUND,
-                &outcome("error", "not-found", &format!("{ty}/{id} is not known")),
-            ),
-        },
-        ("GET", [ty, id, "_history", vid]) => {
-            let found = st
-                .resources
-                .get(*ty)
-                .and_then(|m| m.get(*id))
-                .and_then(|versions| {
-                    versions
-                        .iter()
-                        .find(|v| v.pointer("/meta/versionId").and_then(Value::as_str) == Some(*vid))
-                });
-            match found {
-                Some(v) => fhir(StatusCode::OK, v),
-                None => fhir(
-                    StatusCode::NOT_FOUND,
-                    &outcome("error", "not-found", "no such version"),
-                ),
-            }
-        }
-        ("GET", [ty]) => search(&st, &base, ty, &query),
-        ("POST", [ty, "_search"]) => {
-            let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
-            search(&st, &base, ty, &form)
-        }
-        ("GET", ["Patient", id, "$everything"]) => {
-            let mut all: Vec<Value> = Vec::new();
-            if let Some(p) = st.resources.get("Patient").and_then(|m| m.get(*id)) {
-                all.push(p.last().unwrap().clone());
-            }
-            let reference = format!("Patient/{id}");
-            for (ty, items) in &st.resources {
-                if ty == "Patient" {
-                    continue;
-                }
-                all.extend(
-                    items
-                        .values()
-                        .filter_map(|v| v.last())
-                        .filter(|v| v["subject"]["reference"] == reference.as_str())
-                        .cloned(),
-                );
-            }
-            let q = vec![("_count".to_owned(), "2".to_owned())];
-            page(&base, &format!("Patient/{id}/$everything"), all, &q, &query)
-        }
-        ("POST", [ty]) => {
-            let Some(mut resource) = body_json else {
-                return fhir(
-                    StatusCode::BAD_REQUEST,
-                    &outcome("error", "structure", "not JSON"),
-                );
-            };
-            if resource["resourceType"] != *ty {
-                return fhir(
-                    StatusCode::BAD_REQUEST,
-                    &outcome("error", "invalid", "wrong resourceType"),
-                );
-            }
-            st.next_id += 1;
-            let id = format!("new-{}", st.next_id);
-            resource["id"] = json!(id);
-            resource["meta"] = json!({"versionId": "1"});
-            st.resources
-                .entry((*ty).to_owned())
-                .or_default()
-                .insert(id.clone(), vec![resource.clone()]);
-            let mut response = fhir(StatusCode::CREATED, &resource);
-            response.headers_mut().insert(
-                header::LOCATION,
-                format!("{base}/{ty}/{id}/_history/1").parse().unwrap(),
-            );
-            response
-                .headers_mut()
-                .insert(header::ETAG, "W/\"1\"".parse().unwrap());
-            response
-        }
-        ("PUT", [ty, id]) => {
-            let Some(mut resource) = body_json else {
-                return fhir(
-                    StatusCode::BAD_REQUEST,
-                    &outcome("error", "structure", "not JSON"),
-                );
-            };
-            let if_match = text(header::IF_MATCH);
-            let versions = st
-                .resources
-                .entry((*ty).to_owned())
-                .or_default()
-                .entry((*id).to_owned())
-                .or_default();
-            let current = versions.len();
-            if let Some(etag) = if_match
-                && etag != format!("W/\"{current}\"")
-            {
-                return fhir(
-                    StatusCode::PRECONDITION_FAILED,
-                    &outcome("error", "conflict", "version mismatch"),
-                );
-            }
-            resource["meta"] = json!({"versionId": (current + 1).to_string()});
-            versions.push(resource.clone());
-            fhir(
-                if current == 0 {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::OK
-                },
-                &resource,
-            )
-        }
-        ("PATCH", [ty, id]) => {
-            let Some(versions) = st.resources.get_mut(*ty).and_then(|m| m.get_mut(*id)) else {
-                return fhir(StatusCode::NOT_FOUND, &outcome("error", "not-found", "unknown"));
-            };
-            let mut resource = versions.last().unwrap().clone();
-            for op in body_json.as_ref().and_then(Value::as_array).into_iter().flatten() {
-                if op["op"] == "replace" || op["op"] == "add" {
-                    let key = op["path"].as_str().unwrap().trim_start_matches('/');
-                    resource[key] = op["value"].clone();
-                }
-            }
-            resource["meta"] = json!({"versionId": (versions.len() + 1).to_string()});
-            versions.push(resource.clone());
-            fhir(StatusCode::OK, &resource)
-        }
-        ("DELETE", [ty, id]) => {
-            match st.resources.get_mut(*ty).and_then(|m| m.get_mut(*id)) {
-                Some(versions) => versions.push(json!({"deleted": true})),
-                None => return fhir(StatusCode::NOT_FOUND, &outcome("error", "not-found", "unknown")),
-            }
-            StatusCode::NO_CONTENT.into_response()
-        }
-        ("POST", []) => {
-            let Some(bundle) = body_json else {
-                return fhir(
-                    StatusCode::BAD_REQUEST,
-                    &outcome("error", "structure", "not JSON"),
-                );
-            };
-            let kind = bundle["type"].as_str().unwrap_or_default().to_owned();
-            let mut responses = Vec::new();
-            for entry in bundle["entry"].as_array().into_iter().flatten() {
-                let mut resource = entry["resource"].clone();
-                let ty = resource["resourceType"].as_str().unwrap_or_default().to_owned();
-                st.next_id += 1;
-                let id = format!("tx-{}", st.next_id);
-                resource["id"] = json!(id);
-                resource["meta"] = json!({"versionId": "1"});
-                st.resources
-                    .entry(ty.clone())
-                    .or_default()
-                    .insert(id.clone(), vec![resource]);
-                responses.push(json!({"response": {"status": "201 Created", "location": format!("{ty}/{id}/_history/1")}}));
-            }
-            fhir(
-                StatusCode::OK,
-                &json!({"resourceType": "Bundle", "type": format!("{kind}-response"), "entry": responses}),
-            )
-        }
-        _ => fhir(
-            StatusCode::BAD_REQUEST,
-            &outcome("error", "not-supported", "unsupported interaction"),
-        ),
-    }
-}
-
-/// Search: `_id`, `patient` (matches `subject`), `category` (code part), `_count` and `_page`.
-fn search(st: &ServerState, base: &str, ty: &str, params: &[(String, String)]) -> Response {
-    let mut matches: Vec<Value> = st
-        .resources
-        .get(ty)
-        .map(|m| {
-            m.values()
-                .filter_map(|v| v.last())
-                .filter(|v| v.get("deleted").is_none())
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    for (name, value) in params {
-        match name.as_str() {
-            "_id" => matches.retain(|r| r["id"] == value.as_str()),
-            "patient" => {
-                let wanted = if value.contains('/') {
-                    value.clone()
-                } else {
-                    format!("Patient/{value}")
-                };
-                matches.retain(|r| r["subject"]["reference"] == wanted.as_str());
-            }
-            "category" => {
-                let code = value.rsplit('|').next().unwrap_or_default().to_owned();
-                matches.retain(|r| {
-                    r["category"].as_array().into_iter().flatten().any(|c| {
-                        c["coding"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .any(|coding| coding["code"] == code.as_str())
-                    })
-                });
-            }
-            _ => {}
-        }
-    }
-    page(base, ty, matches, params, params)
-}
-
-fn page(
-    base: &str,
-    path: &str,
-    all: Vec<Value>,
-    defaults: &[(String, String)],
-    query: &[(String, String)],
-) -> Response {
-    let get = |name: &str| {
-        query
-            .iter()
-            .chain(defaults)
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.parse::<usize>().ok())
-    };
-    let count = get("_count").unwrap_or(100).max(1);
-    let page_no = get("_page").unwrap_or(0);
-    let total = all.len();
-    let entries: Vec<Value> = all
-        .into_iter()
-        .skip(page_no * count)
-        .take(count)
-        .map(|r| {
-            let url = format!(
-                "{base}/{}/{}",
-                r["resourceType"].as_str().unwrap(),
-                r["id"].as_str().unwrap()
-            );
-            json!({"fullUrl": url, "resource": r, "search": {"mode": "match"}})
-        })
-        .collect();
-    let mut links = vec![json!({"relation": "self", "url": format!("{base}/{path}")})];
-    if (page_no + 1) * count < total {
-        let mut next: Vec<(String, String)> = query
-            .iter()
-            .filter(|(n, _)| n != "_page" && n != "_count")
-            .cloned()
-            .collect();
-        next.push(("_count".into(), count.to_string()));
-        next.push(("_page".into(), (page_no + 1).to_string()));
-        let qs = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&next)
-            .finish();
-        links.push(json!({"relation": "next", "url": format!("{base}/{path}?{qs}")}));
-    }
-    fhir(
-        StatusCode::OK,
-        &json!({"resourceType": "Bundle", "type": "searchset", "total": total, "link": links, "entry": entries}),
-    )
-}
-
+/// A patient with a primitive extension on `birthDate`.
 pub fn patient(id: &str, family: &str) -> Value {
     json!({"resourceType": "Patient", "id": id, "name": [{"use": "official", "family": family, "given": ["Ada"]}],
            "birthDate": "1970-01-01", "_birthDate": {"extension": [{"url": "http://example.org/x", "valueString": "approx"}]}})
 }
 
+/// A body-weight observation of `patient` in `category`; `value` is JSON text, so `72.50` keeps its digits.
 pub fn observation(id: &str, patient: &str, category: &str, value: &str) -> Value {
     let value: Value = serde_json::from_str(value).unwrap();
     json!({"resourceType": "Observation", "id": id, "status": "final",

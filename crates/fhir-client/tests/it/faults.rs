@@ -1,4 +1,7 @@
-//! Server faults: rate limits, outages, broken bodies, OperationOutcomes, foreign links, 401.
+//! Server faults: rate limits, outages, broken bodies, OperationOutcomes, foreign links, 401, 403.
+//!
+//! What the real sandbox can be made to do runs against it (a stale or refused token, a missing
+//! scope, a client whose every request is throttled); the rest uses the scripted fault server.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -8,10 +11,12 @@ use fhir_client::r4::resources::{Observation, Patient};
 use fhir_client::search::SearchParams;
 use fhir_client::{FhirClient, FhirError, RetryPolicy};
 use futures::TryStreamExt;
+use sandbox::SimulatedFailure;
 use serde_json::json;
-use smart_launch::{AccessToken, BoxFuture, TokenSource};
+use smart_launch::{AccessToken, BackendToken, BoxFuture, TokenSource};
 
-use crate::common::{Fault, TestServer, fast_retries, observation, outcome, patient};
+use crate::common::{ALL, TestSandbox, fast_retries, observation, outcome, patient};
+use crate::fault_server::{Fault, TestServer};
 
 #[tokio::test]
 async fn rate_limit_with_retry_after_is_waited_out_and_retried() {
@@ -25,16 +30,17 @@ async fn rate_limit_with_retry_after_is_waited_out_and_retried() {
 
 #[tokio::test]
 async fn persistent_rate_limit_ends_in_a_typed_error_with_the_servers_wait() {
-    let server = TestServer::start().await;
-    for _ in 0..4 {
-        server.fault(Fault::new("/Patient/p1", 429, "").header("Retry-After", "7"));
-    }
-    let err = server.client().read::<Patient>("p1").await.unwrap_err();
+    // The sandbox throttles every request of a client registered to simulate it (Retry-After: 1).
+    let sandbox = TestSandbox::start().await;
+    sandbox.register("throttled", Some(SimulatedFailure::Fhir429));
+    let client = sandbox.client_with(sandbox.tokens_of("throttled", ALL).await);
+    let err = client.read::<Patient>("p1").await.unwrap_err();
     assert!(
-        matches!(err, FhirError::RateLimited { retry_after: Some(d), .. } if d.as_secs() == 7),
+        matches!(err, FhirError::RateLimited { retry_after: Some(d), .. } if d.as_secs() == 1),
         "{err:?}"
     );
-    assert_eq!(server.seen().len(), 4, "max_attempts requests in total");
+    assert_eq!(err.status(), Some(429));
+    assert_eq!(sandbox.seen().len(), 4, "max_attempts requests in total");
 }
 
 #[tokio::test]
@@ -149,16 +155,33 @@ async fn next_link_outside_the_fhir_base_on_the_same_host_is_refused() {
     assert!(matches!(err, FhirError::ForeignUrl { .. }), "{err:?}");
 }
 
-/// A token source whose first token is stale; a refresh gives the fresh one.
-struct RotatingToken {
-    current: Mutex<String>,
+/// The sandbox's backend tokens, but the first one handed out is `first` (one the server never
+/// issued); counts the refreshes the client asks for.
+struct StaleFirst {
+    first: Mutex<Option<AccessToken>>,
+    backend: Arc<BackendToken>,
     refreshes: AtomicU32,
 }
 
-impl TokenSource for RotatingToken {
+impl StaleFirst {
+    fn new(first: Option<&str>, backend: Arc<BackendToken>) -> Arc<StaleFirst> {
+        Arc::new(StaleFirst {
+            first: Mutex::new(first.map(AccessToken::new)),
+            backend,
+            refreshes: AtomicU32::new(0),
+        })
+    }
+}
+
+impl TokenSource for StaleFirst {
     fn access_token(&self) -> BoxFuture<'_, Result<AccessToken, smart_launch::Error>> {
-        let token = AccessToken::new(self.current.lock().unwrap().clone());
-        Box::pin(async move { Ok(token) })
+        let first = self.first.lock().unwrap().clone();
+        Box::pin(async move {
+            match first {
+                Some(token) => Ok(token),
+                None => self.backend.access_token().await,
+            }
+        })
     }
 
     fn refresh_after_unauthorized(
@@ -166,67 +189,60 @@ impl TokenSource for RotatingToken {
         _rejected: &AccessToken,
     ) -> BoxFuture<'_, Result<AccessToken, smart_launch::Error>> {
         self.refreshes.fetch_add(1, Ordering::SeqCst);
-        *self.current.lock().unwrap() = String::from("fresh");
-        Box::pin(async { Ok(AccessToken::new("fresh")) })
+        *self.first.lock().unwrap() = None;
+        Box::pin(self.backend.access_token())
     }
 }
 
 #[tokio::test]
 async fn unauthorized_triggers_one_refresh_then_the_request_succeeds() {
-    let server = TestServer::start().await;
-    server.put(patient("p1", "Lovelace"));
-    server.require_token("fresh");
-    let source = Arc::new(RotatingToken {
-        current: Mutex::new("stale".into()),
-        refreshes: AtomicU32::new(0),
-    });
-    let client = FhirClient::builder(&server.base)
-        .token_source(source.clone())
-        .retry_policy(fast_retries())
-        .build()
-        .unwrap();
+    let sandbox = TestSandbox::start().await;
+    sandbox.put(patient("p1", "Lovelace")).await;
+    let backend = sandbox.tokens(ALL).await;
+    let source = StaleFirst::new(Some("stale"), backend.clone());
+    let client = sandbox.client_with(source.clone());
 
     let p: Patient = client.read("p1").await.unwrap();
     assert_eq!(p.id.unwrap().0, "p1");
     assert_eq!(source.refreshes.load(Ordering::SeqCst), 1);
-    let seen = server.seen();
+    let fresh = format!("Bearer {}", backend.access_token().await.unwrap().secret());
+    let seen = sandbox.seen();
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[0].authorization.as_deref(), Some("Bearer stale"));
-    assert_eq!(seen[1].authorization.as_deref(), Some("Bearer fresh"));
+    assert_eq!(seen[1].authorization.as_deref(), Some(fresh.as_str()));
 
     // Deletes are authorized too (the seed's library forgot the header).
     client.delete::<Patient>("p1").await.unwrap();
     assert_eq!(
-        server.seen().last().unwrap().authorization.as_deref(),
-        Some("Bearer fresh")
+        sandbox.seen().last().unwrap().authorization.as_deref(),
+        Some(fresh.as_str())
+    );
+    let err = client.read::<Patient>("p1").await.unwrap_err();
+    assert!(
+        matches!(err, FhirError::Gone { .. }),
+        "the delete happened: {err:?}"
     );
 }
 
 #[tokio::test]
 async fn a_second_401_is_not_refreshed_again() {
-    let server = TestServer::start().await;
-    server.require_token("never-issued");
-    let source = Arc::new(RotatingToken {
-        current: Mutex::new("stale".into()),
-        refreshes: AtomicU32::new(0),
-    });
-    let client = FhirClient::builder(&server.base)
-        .token_source(source.clone())
-        .retry_policy(fast_retries())
-        .build()
-        .unwrap();
+    // The sandbox reports every token of this client as expired.
+    let sandbox = TestSandbox::start().await;
+    sandbox.register("expired", Some(SimulatedFailure::ExpiredToken));
+    let source = StaleFirst::new(None, sandbox.tokens_of("expired", ALL).await);
+    let client = sandbox.client_with(source.clone());
     let err = client.read::<Patient>("p1").await.unwrap_err();
     assert!(matches!(err, FhirError::Unauthorized { .. }), "{err:?}");
     assert_eq!(source.refreshes.load(Ordering::SeqCst), 1);
-    assert_eq!(server.seen().len(), 2);
+    assert_eq!(sandbox.seen().len(), 2);
 }
 
 #[tokio::test]
 async fn forbidden_names_the_scope_that_was_likely_missing() {
-    let server = TestServer::start().await;
-    server.fault(Fault::new("/Observation", 403, ""));
-    let err = server
-        .client()
+    // A real 403: the token may read patients but not search observations.
+    let sandbox = TestSandbox::start().await;
+    let client = sandbox.client_with(sandbox.tokens("system/Patient.rs").await);
+    let err = client
         .search::<Observation>(&SearchParams::new().patient("p1"))
         .await
         .unwrap_err();
@@ -240,7 +256,13 @@ async fn forbidden_names_the_scope_that_was_likely_missing() {
         likely_missing_scope,
         "patient/Observation.s (or user/Observation.s)"
     );
+    assert_eq!(err.issues()[0].code, "forbidden");
+}
 
+#[tokio::test]
+async fn forbidden_with_insufficient_scope_names_the_servers_scope() {
+    // The sandbox sends no WWW-Authenticate with its 403s, so this one is scripted.
+    let server = TestServer::start().await;
     server.fault(Fault::new("/Patient/p1", 403, "").header(
         "WWW-Authenticate",
         r#"Bearer error="insufficient_scope", scope="patient/Patient.r""#,
@@ -289,4 +311,42 @@ async fn slow_server_hits_the_request_timeout() {
     let err = client.read::<Patient>("p1").await.unwrap_err();
     assert!(matches!(err, FhirError::Timeout { attempts: 2, .. }), "{err:?}");
     hold.abort();
+}
+
+#[tokio::test]
+async fn reading_the_wrong_type_is_refused() {
+    // The server (wrongly) answers Patient/x with an Observation.
+    let server = TestServer::start().await;
+    server.fault(Fault::new(
+        "/Patient/x",
+        200,
+        &json!({"resourceType": "Observation", "id": "x", "status": "final", "code": {}}).to_string(),
+    ));
+    let err = server.client().read::<Patient>("x").await.unwrap_err();
+    assert!(
+        matches!(err, FhirError::UnexpectedResourceType { ref found, .. } if found == "Observation"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn patch_sends_a_json_patch_with_if_match() {
+    // The sandbox has no PATCH, so the fault server applies it.
+    let server = TestServer::start().await;
+    server.put(patient("p1", "Hopper"));
+    let patched: Patient = server
+        .client()
+        .patch(
+            "p1",
+            &json!([{"op": "replace", "path": "/gender", "value": "female"}]),
+            Some("1"),
+        )
+        .await
+        .unwrap();
+    assert!(patched.gender.is_some());
+    let sent = server.seen().pop().unwrap();
+    assert_eq!(sent.method, "PATCH");
+    assert_eq!(sent.path_and_query, "/fhir/Patient/p1");
+    assert_eq!(sent.content_type.as_deref(), Some("application/json-patch+json"));
+    assert_eq!(sent.if_match.as_deref(), Some("W/\"1\""));
 }

@@ -1,78 +1,78 @@
-//! The RESTful interactions against a real HTTP server.
+//! The RESTful interactions against the real sandbox FHIR server.
 
-use fhir_client::r4::resources::{Bundle, Observation, Patient, Resource};
+use std::sync::Arc;
+
+use fhir_client::r4::resources::{Bundle, MedicationRequest, Observation, Patient, Resource};
 use fhir_client::search::{SearchParams, Token};
-use fhir_client::{FhirError, ResolveContext, coding, name, quantity};
+use fhir_client::{FhirClient, FhirError, HttpPool, Lossless, ResolveContext, coding, name, quantity};
 use futures::TryStreamExt;
-use serde_json::json;
+use serde_json::{Value, json};
+use smart_launch::TokenSource;
 
-use crate::common::{TestServer, observation, patient};
+use crate::common::{ALL, TestSandbox, observation, patient};
 
 #[tokio::test]
 async fn read_returns_the_typed_patient_with_its_primitive_extension() {
-    let server = TestServer::start().await;
-    server.put(patient("p1", "Lovelace"));
-    let client = server.client();
+    let sandbox = TestSandbox::start().await;
+    sandbox.put(patient("p1", "Lovelace")).await;
+    let tokens = sandbox.tokens(ALL).await;
+    let client = sandbox.client_with(tokens.clone());
 
     let p: Patient = client.read("p1").await.unwrap();
     assert_eq!(name::patient_display_name(&p), "Ada Lovelace");
     assert_eq!(p.birth_date.as_ref().unwrap().0, "1970-01-01");
     assert_eq!(p.birth_date_ext.as_ref().unwrap().extension.len(), 1);
+    assert_eq!(p.meta.as_ref().unwrap().version_id.as_ref().unwrap().0, "1");
 
-    let seen = server.seen();
+    let seen = sandbox.seen();
+    assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path_and_query, "/fhir/Patient/p1");
     assert_eq!(seen[0].accept.as_deref(), Some("application/fhir+json"));
-    assert_eq!(seen[0].authorization, None, "an open client sends no token");
+    let token = tokens.access_token().await.unwrap();
+    assert_eq!(
+        seen[0].authorization,
+        Some(format!("Bearer {}", token.secret())),
+        "the backend token is sent"
+    );
 }
 
 #[tokio::test]
 async fn missing_and_deleted_resources_are_typed_errors() {
-    let server = TestServer::start().await;
-    server.put(patient("p1", "Lovelace"));
-    let client = server.client();
+    let sandbox = TestSandbox::start().await;
+    sandbox.put(patient("p1", "Lovelace")).await;
+    let client = sandbox.client().await;
 
     let err = client.read::<Patient>("nope").await.unwrap_err();
     assert!(matches!(err, FhirError::NotFound { .. }), "{err:?}");
     assert_eq!(err.issues()[0].code, "not-found");
 
     client.delete::<Patient>("p1").await.unwrap();
-    assert_eq!(server.seen().last().unwrap().method, "DELETE");
+    assert_eq!(sandbox.seen().last().unwrap().method, "DELETE");
     let err = client.read::<Patient>("p1").await.unwrap_err();
     assert!(matches!(err, FhirError::Gone { .. }), "{err:?}");
+    assert_eq!(err.issues()[0].code, "deleted");
 }
 
 #[tokio::test]
 async fn ids_cannot_escape_their_path_segment() {
-    let server = TestServer::start().await;
-    let err = server.client().read::<Patient>("../metadata").await.unwrap_err();
+    let sandbox = TestSandbox::start().await;
+    let err = sandbox
+        .client()
+        .await
+        .read::<Patient>("../metadata")
+        .await
+        .unwrap_err();
     assert!(matches!(err, FhirError::InvalidInput(_)), "{err:?}");
-    assert!(server.seen().is_empty());
-}
-
-#[tokio::test]
-async fn reading_the_wrong_type_is_refused() {
-    let server = TestServer::start().await;
-    server.put(json!({"resourceType": "Observation", "id": "x", "status": "final", "code": {}}));
-    // The server (wrongly) answers Patient/x with an Observation.
-    server.fault(crate::common::Fault::new(
-        "/Patient/x",
-        200,
-        &json!({"resourceType": "Observation", "id": "x", "status": "final", "code": {}}).to_string(),
-    ));
-    let err = server.client().read::<Patient>("x").await.unwrap_err();
-    assert!(
-        matches!(err, FhirError::UnexpectedResourceType { ref found, .. } if found == "Observation"),
-        "{err:?}"
-    );
+    assert!(sandbox.seen().is_empty());
 }
 
 #[tokio::test]
 async fn search_by_patient_and_category_gives_typed_observations_with_precise_values() {
-    let server = TestServer::start().await;
-    server.put(observation("o1", "p1", "vital-signs", "72.50"));
-    server.put(observation("o2", "p1", "laboratory", "1.0"));
-    server.put(observation("o3", "p2", "vital-signs", "80"));
-    let client = server.client();
+    let sandbox = TestSandbox::start().await;
+    sandbox.put(observation("o1", "p1", "vital-signs", "72.50")).await;
+    sandbox.put(observation("o2", "p1", "laboratory", "1.0")).await;
+    sandbox.put(observation("o3", "p2", "vital-signs", "80")).await;
+    let client = sandbox.client().await;
 
     let params = SearchParams::new().patient("p1").token(
         "category",
@@ -95,7 +95,7 @@ async fn search_by_patient_and_category_gives_typed_observations_with_precise_va
         Some("72.50 kg")
     );
 
-    let seen = server.seen();
+    let seen = sandbox.seen();
     assert!(
         seen[0]
             .path_and_query
@@ -107,7 +107,8 @@ async fn search_by_patient_and_category_gives_typed_observations_with_precise_va
     // The same search by POST keeps the parameters out of the URL.
     let page = client.search_post::<Observation>(&params).await.unwrap();
     assert_eq!(page.matches.len(), 1);
-    let last = server.seen().pop().unwrap();
+    assert_eq!(page.matches[0].id.as_ref().unwrap().0, "o1");
+    let last = sandbox.seen().pop().unwrap();
     assert_eq!(last.path_and_query, "/fhir/Observation/_search");
     assert_eq!(
         last.content_type.as_deref(),
@@ -118,16 +119,15 @@ async fn search_by_patient_and_category_gives_typed_observations_with_precise_va
 
 #[tokio::test]
 async fn paging_follows_next_links_until_the_last_page() {
-    let server = TestServer::start().await;
+    let sandbox = TestSandbox::start().await;
     for i in 0..7 {
-        server.put(observation(
-            &format!("o{i}"),
-            "p1",
-            "vital-signs",
-            &format!("{i}"),
-        ));
+        let id = format!("o{i}");
+        sandbox
+            .put(observation(&id, "p1", "vital-signs", &format!("{i}")))
+            .await;
     }
-    let client = server.client();
+    sandbox.put(observation("other", "p2", "vital-signs", "1")).await;
+    let client = sandbox.client().await;
 
     let params = SearchParams::new().patient("p1").count(3);
     let pages: Vec<_> = client
@@ -140,50 +140,71 @@ async fn paging_follows_next_links_until_the_last_page() {
         vec![3, 3, 1]
     );
     assert!(pages[2].next.is_none());
+    assert_eq!(sandbox.seen().len(), 3, "one request per page");
 
     let all: Vec<Observation> = client.search_all(params).try_collect().await.unwrap();
     let mut ids: Vec<String> = all.iter().map(|o| o.id.as_ref().unwrap().0.clone()).collect();
     ids.sort();
     assert_eq!(ids, (0..7).map(|i| format!("o{i}")).collect::<Vec<_>>());
-    assert_eq!(server.seen().len(), 6);
+    assert_eq!(sandbox.seen().len(), 6);
 }
 
 #[tokio::test]
 async fn patient_everything_streams_every_page() {
-    let server = TestServer::start().await;
-    server.put(patient("p1", "Lovelace"));
-    for i in 0..4 {
-        server.put(observation(&format!("o{i}"), "p1", "vital-signs", "1"));
+    let sandbox = TestSandbox::start().await;
+    sandbox.put(patient("p1", "Lovelace")).await;
+    // More than the sandbox's page of 50, so the record comes in two pages.
+    for i in 0..60 {
+        sandbox
+            .put(observation(&format!("o{i}"), "p1", "vital-signs", "1"))
+            .await;
     }
-    server.put(observation("other", "p2", "vital-signs", "1"));
-    let client = server.client();
+    sandbox.put(patient("p2", "Turing")).await;
+    sandbox.put(observation("other", "p2", "vital-signs", "1")).await;
+    let client = sandbox.client().await;
+
     let first = client.patient_everything("p1").await.unwrap();
-    assert_eq!(first.entry.len(), 2);
+    assert_eq!(first.entry.len(), 50);
     let all: Vec<Resource> = client.patient_everything_all("p1").try_collect().await.unwrap();
-    assert_eq!(all.len(), 5);
+    assert_eq!(all.len(), 61);
+    assert_eq!(
+        sandbox.seen().len(),
+        3,
+        "one request for the first page, two for the stream"
+    );
     assert_eq!(
         all.iter().filter(|r| matches!(r, Resource::Patient(_))).count(),
         1
     );
+    assert!(
+        all.iter()
+            .all(|r| !matches!(r, Resource::Observation(o) if o.id.as_ref().unwrap().0 == "other")),
+        "another patient's data is not part of p1's record"
+    );
 }
 
 #[tokio::test]
-async fn create_update_with_if_match_and_patch() {
-    let server = TestServer::start().await;
-    let client = server.client();
+async fn create_then_update_with_if_match_then_vread_and_history() {
+    let sandbox = TestSandbox::start().await;
+    let client = sandbox.client().await;
 
     let new: Patient = serde_json::from_value(patient("ignored", "Hopper")).unwrap();
     let created = client.create(&new).await.unwrap();
     let id = created.id.as_ref().unwrap().0.clone();
-    assert!(id.starts_with("new-"));
+    assert_ne!(id, "ignored", "the server picks the id");
     assert_eq!(created.meta.as_ref().unwrap().version_id.as_ref().unwrap().0, "1");
-    assert!(server.seen()[0].body.contains("\"resourceType\":\"Patient\""));
+    assert_eq!(sandbox.seen()[0].method, "POST");
+    assert!(sandbox.seen()[0].body.contains("\"resourceType\":\"Patient\""));
 
     let mut changed = created.clone();
     changed.active = Some(fhir_client::r4::types::Boolean(true));
     let updated = client.update_if_unchanged(&changed).await.unwrap();
     assert_eq!(updated.meta.as_ref().unwrap().version_id.as_ref().unwrap().0, "2");
-    assert_eq!(server.seen().last().unwrap().if_match.as_deref(), Some("W/\"1\""));
+    let put = sandbox.seen().pop().unwrap();
+    assert_eq!(
+        (put.method.as_str(), put.if_match.as_deref()),
+        ("PUT", Some("W/\"1\""))
+    );
 
     // The stale copy (version 1) is refused now.
     let err = client.update_if_unchanged(&changed).await.unwrap_err();
@@ -192,31 +213,66 @@ async fn create_update_with_if_match_and_patch() {
         "{err:?}"
     );
 
-    let patched: Patient = client
-        .patch(
-            &id,
-            &json!([{"op": "replace", "path": "/gender", "value": "female"}]),
-            Some("2"),
-        )
-        .await
-        .unwrap();
-    assert!(patched.gender.is_some());
-    let last = server.seen().pop().unwrap();
-    assert_eq!(last.content_type.as_deref(), Some("application/json-patch+json"));
     let v1: Patient = client.vread(&id, "1").await.unwrap();
     assert!(v1.active.is_none());
+    let v2: Patient = client.vread(&id, "2").await.unwrap();
+    assert_eq!(v2.active, Some(fhir_client::r4::types::Boolean(true)));
+
+    let history = client.history::<Patient>(Some(&id)).await.unwrap();
+    assert_eq!(history.entry.len(), 2);
+    let versions: Vec<Value> = history
+        .entry
+        .iter()
+        .map(|e| e.resource.as_ref().unwrap()["meta"]["versionId"].clone())
+        .collect();
+    assert_eq!(versions, [json!("2"), json!("1")], "newest first");
+}
+
+#[tokio::test]
+async fn a_resource_the_server_finds_incomplete_is_refused_with_its_operation_outcome() {
+    let sandbox = TestSandbox::start().await;
+    // R4 requires medication[x]; the typed model lets it be absent, the server does not.
+    let request: MedicationRequest = serde_json::from_value(json!({"resourceType": "MedicationRequest",
+        "status": "active", "intent": "order", "subject": {"reference": "Patient/p1"}}))
+    .unwrap();
+    let err = sandbox.client().await.create(&request).await.unwrap_err();
+    assert_eq!(err.status(), Some(422), "{err:?}");
+    let issues = err.issues();
+    assert_eq!(issues.len(), 1);
+    assert_eq!(issues[0].severity, "error");
+    assert!(
+        issues[0]
+            .diagnostics
+            .as_deref()
+            .is_some_and(|d| d.contains("medication[x]")),
+        "{issues:?}"
+    );
+    assert!(err.to_string().contains("medication[x]"), "{err}");
 }
 
 #[tokio::test]
 async fn transaction_posts_the_bundle_to_the_base() {
-    let server = TestServer::start().await;
-    let client = server.client();
+    let sandbox = TestSandbox::start().await;
+    let client = sandbox.client().await;
     let p: Patient = serde_json::from_value(patient("x", "Turing")).unwrap();
     let bundle = Bundle::transaction().create(&p, "Patient").build();
     let response = client.transaction(&bundle).await.unwrap();
     assert_eq!(response.entry.len(), 1);
-    assert_eq!(server.seen()[0].path_and_query, "/fhir");
-    assert!(server.state.lock().unwrap().resources["Patient"].len() == 1);
+    assert_eq!(sandbox.seen()[0].path_and_query, "/fhir");
+    let location = response.entry[0]
+        .response
+        .as_ref()
+        .unwrap()
+        .location
+        .as_ref()
+        .unwrap()
+        .0
+        .clone();
+    assert!(location.starts_with("Patient/"), "{location}");
+
+    let found = client.search::<Patient>(&SearchParams::new()).await.unwrap();
+    assert_eq!(found.matches.len(), 1);
+    assert_eq!(name::patient_display_name(&found.matches[0]), "Ada Turing");
 
     let err = client.batch(&bundle).await.unwrap_err();
     assert!(
@@ -227,23 +283,23 @@ async fn transaction_posts_the_bundle_to_the_base() {
 
 #[tokio::test]
 async fn capabilities_are_read_from_metadata() {
-    let server = TestServer::start().await;
-    let cs = server.client().capabilities().await.unwrap();
+    let sandbox = TestSandbox::start().await;
+    let cs = sandbox.client().await.capabilities().await.unwrap();
     assert_eq!(serde_json::to_value(&cs.fhir_version).unwrap(), json!("4.0.1"));
 }
 
 #[tokio::test]
 async fn references_resolve_locally_first_and_never_to_other_servers() {
-    let server = TestServer::start().await;
-    server.put(patient("p1", "Lovelace"));
-    let client = server.client();
+    let sandbox = TestSandbox::start().await;
+    sandbox.put(patient("p1", "Lovelace")).await;
+    let client = sandbox.client().await;
 
     let found = client
         .resolve("Patient/p1", ResolveContext::default())
         .await
         .unwrap();
     assert!(matches!(found, Resource::Patient(_)));
-    let absolute = format!("{}/Patient/p1", server.base);
+    let absolute = format!("{}/Patient/p1", sandbox.base);
     assert!(matches!(
         client
             .resolve(&absolute, ResolveContext::default())
@@ -263,14 +319,15 @@ async fn references_resolve_locally_first_and_never_to_other_servers() {
         Resource::Medication(_)
     ));
 
-    let requests = server.seen().len();
+    let requests = sandbox.seen().len();
+    assert_eq!(requests, 2, "the contained reference needed no request");
     let err = client
         .resolve("https://other.example/fhir/Patient/p1", ResolveContext::default())
         .await
         .unwrap_err();
     assert!(matches!(err, FhirError::ForeignUrl { .. }), "{err:?}");
     assert_eq!(
-        server.seen().len(),
+        sandbox.seen().len(),
         requests,
         "nothing was sent for the foreign reference"
     );
@@ -278,53 +335,63 @@ async fn references_resolve_locally_first_and_never_to_other_servers() {
 
 #[tokio::test]
 async fn lossless_read_and_update_keep_unknown_members() {
-    let server = TestServer::start().await;
+    let sandbox = TestSandbox::start().await;
     let mut p = patient("p1", "Lovelace");
     p["x-vendor"] = json!({"tier": "gold"});
     p["name"][0]["x-pronunciation"] = json!("LUV-lace");
-    server.put(p);
-    let client = server.client();
+    sandbox.put(p).await;
+    let client = sandbox.client().await;
 
-    let mut read: fhir_client::Lossless<Patient> = client.read_lossless("p1").await.unwrap();
-    assert_eq!(read.unknown_elements().len(), 2);
+    let mut read: Lossless<Patient> = client.read_lossless("p1").await.unwrap();
+    let mut unknown = read.unknown_elements();
+    unknown.sort();
+    assert_eq!(unknown, ["name[0].x-pronunciation", "x-vendor"]);
     read.active = Some(fhir_client::r4::types::Boolean(true));
     let updated = client.update_lossless(&read).await.unwrap();
     assert_eq!(updated.meta.as_ref().unwrap().version_id.as_ref().unwrap().0, "2");
 
-    let sent: serde_json::Value = serde_json::from_str(&server.seen().last().unwrap().body).unwrap();
-    assert_eq!(sent["x-vendor"]["tier"], "gold");
-    assert_eq!(sent["name"][0]["x-pronunciation"], "LUV-lace");
-    assert_eq!(sent["active"], true);
-    assert_eq!(server.seen().last().unwrap().if_match.as_deref(), Some("W/\"1\""));
+    let sent = sandbox.seen().pop().unwrap();
+    assert_eq!(sent.if_match.as_deref(), Some("W/\"1\""));
+    let body: Value = serde_json::from_str(&sent.body).unwrap();
+    assert_eq!(body["x-vendor"]["tier"], "gold");
+    assert_eq!(body["name"][0]["x-pronunciation"], "LUV-lace");
+    assert_eq!(body["active"], true);
+
+    // The server kept what it was sent: a fresh lossless read sees the members and the edit.
+    let again: Lossless<Patient> = client.read_lossless("p1").await.unwrap();
+    assert_eq!(again.unknown_elements().len(), 2);
+    assert_eq!(again.active, Some(fhir_client::r4::types::Boolean(true)));
 }
 
 #[tokio::test]
 async fn clients_sharing_one_pool_each_send_their_own_token() {
-    use fhir_client::{FhirClient, HttpPool};
-    use smart_launch::{AccessToken, StaticToken};
-    use std::sync::Arc;
-
-    let server = TestServer::start().await;
-    server.put(patient("p1", "Lovelace"));
+    let sandbox = TestSandbox::start().await;
+    sandbox.put(patient("p1", "Lovelace")).await;
     let pool = HttpPool::new(std::time::Duration::from_secs(5)).unwrap();
-    let client_for = |token: &str| {
-        FhirClient::builder(&server.base)
+    let (alice_tokens, bob_tokens) = (sandbox.tokens(ALL).await, sandbox.tokens(ALL).await);
+    let client_for = |tokens: Arc<dyn TokenSource>| {
+        FhirClient::builder(sandbox.base.as_str())
             .pool(pool.clone())
-            .token_source(Arc::new(StaticToken::new(AccessToken::new(token.to_owned()))))
+            .token_source(tokens)
             .build()
             .unwrap()
     };
-    let (alice, bob) = (client_for("token-a"), client_for("token-b"));
+    let (alice, bob) = (client_for(alice_tokens.clone()), client_for(bob_tokens.clone()));
 
     let _: Patient = alice.read("p1").await.unwrap();
     let _: Patient = bob.read("p1").await.unwrap();
 
-    let tokens: Vec<Option<String>> = server.seen().into_iter().map(|s| s.authorization).collect();
-    assert_eq!(
-        tokens,
-        vec![
-            Some("Bearer token-a".to_owned()),
-            Some("Bearer token-b".to_owned())
-        ]
-    );
+    let expected: Vec<Option<String>> = vec![
+        Some(format!(
+            "Bearer {}",
+            alice_tokens.access_token().await.unwrap().secret()
+        )),
+        Some(format!(
+            "Bearer {}",
+            bob_tokens.access_token().await.unwrap().secret()
+        )),
+    ];
+    assert_ne!(expected[0], expected[1], "two backend tokens");
+    let sent: Vec<Option<String>> = sandbox.seen().into_iter().map(|s| s.authorization).collect();
+    assert_eq!(sent, expected);
 }
