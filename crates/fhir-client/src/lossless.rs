@@ -180,6 +180,9 @@ fn root_context<T>(original: &Value) -> Option<&'static str> {
 /// The resource type an object declares in `resourceType`, if R4 defines it.
 fn declared_type(object: &Map<String, Value>) -> Option<&'static str> {
     let name = object.get("resourceType")?.as_str()?;
+    if name.contains('.') {
+        return None;
+    }
     children(name).first()?.path.split('.').next()
 }
 
