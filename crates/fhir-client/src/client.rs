@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::error::{FhirError, coded_text};
 use crate::lossless::Lossless;
-use crate::paging::{SearchPage, is_under_base};
+use crate::paging::{SearchPage, is_under_base, resources_from_slice};
 use crate::r4::resources::{Bundle, CapabilityStatement, Resource};
 use crate::r4::types::reference::ResourceType;
 use crate::reference::{
@@ -335,8 +335,8 @@ impl FhirClient {
         params: &SearchParams,
     ) -> Result<SearchPage<R>, FhirError> {
         let ty = type_name::<R>()?;
-        let bundle = self.search_bundle(ty, params).await?;
-        SearchPage::from_bundle(bundle, ty, &self.url(&[ty]))
+        let answer = self.search_answer(ty, params).await?;
+        SearchPage::from_slice(&answer.body, ty, &answer.url)
     }
 
     /// `GET [base]/[type]?params`, the searchset Bundle as sent.
@@ -345,14 +345,16 @@ impl FhirClient {
         resource_type: &str,
         params: &SearchParams,
     ) -> Result<Bundle, FhirError> {
+        decode_bundle(&self.search_answer(resource_type, params).await?)
+    }
+
+    async fn search_answer(&self, resource_type: &str, params: &SearchParams) -> Result<Answer, FhirError> {
         let mut url = self.url(&[resource_type]);
         if !params.pairs().is_empty() {
             url.set_query(Some(&params.to_query()));
         }
-        let answer = self
-            .get(url, interaction("search", Some(resource_type), "s", true))
-            .await?;
-        decode_bundle(&answer)
+        self.get(url, interaction("search", Some(resource_type), "s", true))
+            .await
     }
 
     /// `POST [base]/[type]/_search` with the parameters as a form body (keeps them out of URLs
@@ -373,7 +375,7 @@ impl FhirClient {
             interaction: interaction("search", Some(ty), "s", true),
         };
         let answer = self.inner.transport.execute(call).await?;
-        SearchPage::from_bundle(decode_bundle(&answer)?, ty, &answer.url)
+        SearchPage::from_slice(&answer.body, ty, &answer.url)
     }
 
     /// Fetch the page after `bundle` (its `next` link), or `None` on the last page. Links
@@ -415,11 +417,11 @@ impl FhirClient {
         &self,
         params: SearchParams,
     ) -> impl Stream<Item = Result<SearchPage<R>, FhirError>> + Send + 'static {
-        let client = self.clone();
         let ty = R::resource_type_name().unwrap_or("Resource");
-        self.bundle_pages(ty, Some(params), None).and_then(move |bundle| {
-            let source = client.url(&[ty]);
-            async move { SearchPage::from_bundle(bundle, ty, &source) }
+        self.pages(ty, Some(params), None, move |answer: &Answer| {
+            let page = SearchPage::<R>::from_slice(&answer.body, ty, &answer.url)?;
+            let next = page.next.clone();
+            Ok((page, next))
         })
     }
 
@@ -433,13 +435,19 @@ impl FhirClient {
             .try_flatten()
     }
 
-    /// Pages of Bundles starting at a search (`params`) or a URL (`start`).
-    fn bundle_pages(
+    /// Pages starting at a search (`params`) or a URL (`start`), each parsed by `parse` into a
+    /// page and its `next` link.
+    fn pages<P, F>(
         &self,
         resource_type: &'static str,
         params: Option<SearchParams>,
         start: Option<Url>,
-    ) -> impl Stream<Item = Result<Bundle, FhirError>> + Send + 'static {
+        parse: F,
+    ) -> impl Stream<Item = Result<P, FhirError>> + Send + 'static
+    where
+        P: Send + 'static,
+        F: Fn(&Answer) -> Result<(P, Option<String>), FhirError> + Clone + Send + Sync + 'static,
+    {
         enum Next {
             Search(&'static str, SearchParams),
             Url(Url),
@@ -454,23 +462,29 @@ impl FhirClient {
         let client = self.clone();
         stream::try_unfold(first, move |next| {
             let client = client.clone();
+            let parse = parse.clone();
             async move {
-                let bundle = match next {
+                let answer = match next {
                     Next::Done => return Ok(None),
-                    Next::Search(ty, params) => client.search_bundle(ty, &params).await?,
+                    Next::Search(ty, params) => client.search_answer(ty, &params).await?,
                     Next::Url(url) => {
-                        let answer = client
+                        client
                             .get(url, interaction("search", Some(resource_type), "s", true))
-                            .await?;
-                        decode_bundle(&answer)?
+                            .await?
                     }
-                    Next::Link(link) => client.get_page(&link, Some(resource_type)).await?,
+                    Next::Link(link) => {
+                        let url = client.checked_url(&link)?;
+                        client
+                            .get(url, interaction("search", Some(resource_type), "s", true))
+                            .await?
+                    }
                 };
-                let following = match bundle.next_link() {
-                    Some(link) => Next::Link(link.to_owned()),
+                let (page, next_link) = parse(&answer)?;
+                let following = match next_link {
+                    Some(link) => Next::Link(link),
                     None => Next::Done,
                 };
-                Ok(Some((bundle, following)))
+                Ok(Some((page, following)))
             }
         })
     }
@@ -492,27 +506,15 @@ impl FhirClient {
     ) -> impl Stream<Item = Result<Resource, FhirError>> + Send + 'static {
         let start = Self::check_id(patient_id).map(|()| self.url(&["Patient", patient_id, "$everything"]));
         let pages = match start {
-            Ok(url) => self.bundle_pages("Patient", None, Some(url)).boxed(),
+            Ok(url) => self
+                .pages("Patient", None, Some(url), |answer: &Answer| {
+                    resources_from_slice(&answer.body, &answer.url)
+                })
+                .boxed(),
             Err(e) => stream::once(async move { Err(e) }).boxed(),
         };
         pages
-            .map_ok(|bundle| {
-                stream::iter(
-                    bundle
-                        .entry
-                        .into_iter()
-                        .filter_map(|e| e.resource)
-                        .map(|resource| {
-                            serde_json::from_value::<Resource>(resource).map_err(|e| FhirError::InvalidBody {
-                                url: String::from("Patient/$everything"),
-                                expected: String::from("FHIR resource"),
-                                path: String::from("entry.resource"),
-                                message: e.to_string(),
-                                body: String::new(),
-                            })
-                        }),
-                )
-            })
+            .map_ok(|resources| stream::iter(resources.into_iter().map(Ok)))
             .try_flatten()
     }
 

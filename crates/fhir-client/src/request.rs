@@ -1,6 +1,7 @@
 //! Sending one FHIR request: the bearer token, `Accept: application/fhir+json`, timeouts, retries
 //! with backoff, one refresh-and-retry on 401, and error statuses turned into [`FhirError`]s.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -251,7 +252,13 @@ pub(crate) fn body_excerpt(body: &[u8]) -> String {
 }
 
 /// Parse `body` as `T`, naming the JSON path of the first problem.
+///
+/// The plain parse runs first; only a body that fails is parsed again with path tracking, so a
+/// good body pays nothing for the error report.
 pub(crate) fn decode<T: DeserializeOwned>(body: &[u8], url: &Url, expected: &str) -> Result<T, FhirError> {
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value: T =
         serde_path_to_error::deserialize(&mut deserializer).map_err(|e| invalid(body, url, expected, &e))?;
@@ -282,12 +289,25 @@ fn invalid(
 
 /// The `resourceType` of a JSON body (without building the rest).
 pub(crate) fn resource_type_of(body: &[u8], url: &Url) -> Result<Option<String>, FhirError> {
-    #[derive(serde::Deserialize)]
-    struct Peek {
-        #[serde(rename = "resourceType")]
-        resource_type: Option<String>,
+    match serde_json::from_slice::<ResourceTypeTag>(body) {
+        Ok(tag) => Ok(tag.resource_type.map(Cow::into_owned)),
+        Err(e) => Err(FhirError::InvalidBody {
+            url: url.to_string(),
+            expected: String::from("FHIR resource"),
+            path: String::from("."),
+            message: e.to_string(),
+            body: body_excerpt(body),
+        }),
     }
-    decode::<Peek>(body, url, "FHIR resource").map(|p| p.resource_type)
+}
+
+/// The `resourceType` member of a JSON object, borrowed when it can be; every other member is
+/// skipped without being built.
+#[derive(serde::Deserialize)]
+pub(crate) struct ResourceTypeTag<'a> {
+    /// The member's value.
+    #[serde(rename = "resourceType", borrow)]
+    pub resource_type: Option<Cow<'a, str>>,
 }
 
 #[cfg(test)]
