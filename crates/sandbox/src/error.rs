@@ -136,21 +136,19 @@ pub enum BearerError {
 impl BearerError {
     /// The value of the `WWW-Authenticate` header for a 401 response (RFC 6750 §3).
     pub fn www_authenticate(&self) -> String {
-        match self {
-            BearerError::Missing => r#"Bearer realm="smart-fhir-sandbox""#.to_owned(),
-            BearerError::Malformed => {
-                r#"Bearer realm="smart-fhir-sandbox", error="invalid_request", error_description="The Authorization header is not a bearer token""#.to_owned()
-            }
+        let (error, description) = match self {
+            BearerError::Missing => return bearer_challenge(&[]),
+            BearerError::Malformed => (
+                "invalid_request",
+                "The Authorization header is not a bearer token",
+            ),
             BearerError::Unknown | BearerError::Internal(_) => {
-                r#"Bearer realm="smart-fhir-sandbox", error="invalid_token", error_description="The access token is not valid""#.to_owned()
+                ("invalid_token", "The access token is not valid")
             }
-            BearerError::Expired => {
-                r#"Bearer realm="smart-fhir-sandbox", error="invalid_token", error_description="The access token expired""#.to_owned()
-            }
-            BearerError::Revoked => {
-                r#"Bearer realm="smart-fhir-sandbox", error="invalid_token", error_description="The access token was revoked""#.to_owned()
-            }
-        }
+            BearerError::Expired => ("invalid_token", "The access token expired"),
+            BearerError::Revoked => ("invalid_token", "The access token was revoked"),
+        };
+        bearer_challenge(&[("error", error), ("error_description", description)])
     }
 
     /// The HTTP status this error should be answered with: 401, or 500 when the check itself failed.
@@ -160,4 +158,13 @@ impl BearerError {
             _ => http::StatusCode::UNAUTHORIZED,
         }
     }
+}
+
+/// A `Bearer` challenge of this server (RFC 6750 §3): its realm, then each `name="value"` given, in order.
+pub(crate) fn bearer_challenge(params: &[(&str, &str)]) -> String {
+    let params: String = params
+        .iter()
+        .map(|(name, value)| format!(r#", {name}="{value}""#))
+        .collect();
+    format!(r#"Bearer realm="smart-fhir-sandbox"{params}"#)
 }

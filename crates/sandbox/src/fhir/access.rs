@@ -11,7 +11,7 @@ use crate::store::ResourceRow;
 use crate::store::index;
 use crate::store::search::{self, Condition, Restriction};
 use rusqlite::Connection;
-use smart_launch::scope::{Permissions, ScopeConstraints, ScopeContext};
+use smart_launch::scope::{Permissions, ResourceScope, ScopeConstraints, ScopeContext};
 
 /// A granted token, asked what it may do.
 pub(crate) struct Access {
@@ -96,17 +96,29 @@ impl Access {
             };
             return Ok(Decision { patient, any_of });
         }
-        Err(FhirError::Forbidden(format!(
-            "The token's scopes ({}) do not allow {} of {resource_type} resources. Ask for a scope such as \
-             `patient/{resource_type}.{}` when launching.",
-            self.grant.scopes,
-            verb(needed),
-            if needed.create || needed.update || needed.delete {
-                "cud"
-            } else {
-                "rs"
-            },
-        )))
+        let scope = self.scope_for(resource_type, needed);
+        Err(FhirError::InsufficientScope {
+            message: format!(
+                "The token's scopes ({}) do not allow {} of {resource_type} resources. Ask for a scope such as \
+                 `{scope}` when launching.",
+                self.grant.scopes,
+                verb(needed),
+            ),
+            scope: scope.to_string(),
+        })
+    }
+
+    /// The scope that would allow `needed` on `resource_type`, in the context this token works in: `patient/`
+    /// with a patient in context, `user/` with a signed-in user, else `system/` (a backend service).
+    fn scope_for(&self, resource_type: &str, needed: Permissions) -> ResourceScope {
+        let context = if self.grant.patient.is_some() {
+            ScopeContext::Patient
+        } else if self.grant.fhir_user.is_some() {
+            ScopeContext::User
+        } else {
+            ScopeContext::System
+        };
+        ResourceScope::new(context, resource_type, needed)
     }
 
     /// Checks that the token may perform `needed` on the stored `row`: the scope, the compartment and the
@@ -149,7 +161,7 @@ impl Access {
     ) -> Result<bool, FhirError> {
         match self.check_row(conn, row, needed) {
             Ok(()) => Ok(true),
-            Err(FhirError::Forbidden(_)) => Ok(false),
+            Err(FhirError::Forbidden(_) | FhirError::InsufficientScope { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }

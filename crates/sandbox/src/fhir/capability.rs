@@ -90,6 +90,7 @@ fn resource(resource_type: &str, params: &[index::SearchParam]) -> Value {
         "search-type",
         "create",
         "update",
+        "patch",
         "delete",
     ]
     .iter()

@@ -42,7 +42,7 @@ pub(crate) fn check_type(resource_type: &str) -> Result<(), FhirError> {
     }
 }
 
-fn check_id(resource_type: &str, id: &str) -> Result<(), FhirError> {
+pub(crate) fn check_id(resource_type: &str, id: &str) -> Result<(), FhirError> {
     check_type(resource_type)?;
     if index::is_valid_id(id) {
         Ok(())
@@ -53,13 +53,13 @@ fn check_id(resource_type: &str, id: &str) -> Result<(), FhirError> {
     }
 }
 
-fn not_found(resource_type: &str, id: &str) -> FhirError {
+pub(crate) fn not_found(resource_type: &str, id: &str) -> FhirError {
     FhirError::NotFound(format!(
         "There is no {resource_type} with id `{id}` on this server."
     ))
 }
 
-fn gone(row: &ResourceRow) -> FhirError {
+pub(crate) fn gone(row: &ResourceRow) -> FhirError {
     FhirError::Gone(format!(
         "{} was deleted (at {}).",
         row.reference(),
@@ -391,24 +391,59 @@ pub(crate) fn update_in(
             ));
         }
     }
+    let current = current_if_changeable(ctx, conn, resource_type, id)?;
+    check_if_match(resource_type, id, current.as_ref(), if_match)?;
+    put_checked(ctx, conn, resource, now)
+}
+
+/// The current row of `type/id` (`None` if it never existed), once the token is known to be allowed to update
+/// it: its scopes allow updating the type, and a live current version is within the token's reach.
+pub(crate) fn current_if_changeable(
+    ctx: &Ctx,
+    conn: &Connection,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<ResourceRow>, FhirError> {
     ctx.access.decide(resource_type, Permissions::UPDATE)?;
     let current = store::current_row(conn, resource_type, id)?;
     if let Some(row) = current.as_ref().filter(|r| !r.deleted) {
         ctx.access.check_row(conn, row, Permissions::UPDATE)?;
     }
-    if let Some(expected) = if_match {
-        let wanted = expected.trim().trim_start_matches("W/").trim_matches('"');
-        let current_version = current.as_ref().filter(|r| !r.deleted).map(|r| r.version);
-        if current_version.map(|v| v.to_string()).as_deref() != Some(wanted) {
-            return Err(FhirError::PreconditionFailed(match current_version {
-                Some(v) => format!(
-                    "{resource_type}/{id} is at version {v}, but If-Match asked for {expected}: read it again and retry \
-                     with ETag W/\"{v}\"."
-                ),
-                None => format!("{resource_type}/{id} does not exist, so If-Match {expected} cannot match."),
-            }));
-        }
+    Ok(current)
+}
+
+/// Checks `If-Match` (if sent) names the current version (412 otherwise).
+pub(crate) fn check_if_match(
+    resource_type: &str,
+    id: &str,
+    current: Option<&ResourceRow>,
+    if_match: Option<&str>,
+) -> Result<(), FhirError> {
+    let Some(expected) = if_match else {
+        return Ok(());
+    };
+    let wanted = expected.trim().trim_start_matches("W/").trim_matches('"');
+    let current_version = current.filter(|r| !r.deleted).map(|r| r.version);
+    if current_version.map(|v| v.to_string()).as_deref() == Some(wanted) {
+        return Ok(());
     }
+    Err(FhirError::PreconditionFailed(match current_version {
+        Some(v) => format!(
+            "{resource_type}/{id} is at version {v}, but If-Match asked for {expected}: read it again and retry \
+             with ETag W/\"{v}\"."
+        ),
+        None => format!("{resource_type}/{id} does not exist, so If-Match {expected} cannot match."),
+    }))
+}
+
+/// Stores `resource` as the next version of itself, then checks the token may hold what it became (an update
+/// cannot move a resource out of the token's compartment; the caller's transaction rolls back if it tried).
+pub(crate) fn put_checked(
+    ctx: &Ctx,
+    conn: &Connection,
+    resource: Value,
+    now: &str,
+) -> Result<Written, FhirError> {
     let written = store::put_resource(conn, resource, now)?;
     ctx.access.check_row(conn, &written.row, Permissions::UPDATE)?;
     Ok(written)

@@ -1,6 +1,6 @@
 //! The FHIR R4 server, mounted at `/fhir`: CapabilityStatement, read, vread, history, search (with paging,
-//! `_include`, `_sort`), `Patient/{id}/$everything`, create, update (`If-Match`), delete, and transaction / batch
-//! Bundles, all as `application/fhir+json`.
+//! `_include`, `_sort`), `Patient/{id}/$everything`, create, update (`If-Match`), patch (JSON Patch, `If-Match`),
+//! delete, and transaction / batch Bundles, all as `application/fhir+json`.
 //!
 //! Every request except `GET /metadata` needs a bearer token from the sandbox's authorization server; its scopes
 //! decide what may be read or written (see [`access`](self) rules in `access.rs`), and every error is an
@@ -12,6 +12,7 @@ mod bundle;
 mod capability;
 mod interaction;
 mod outcome;
+mod patch;
 mod transaction;
 
 use crate::SandboxState;
@@ -37,7 +38,10 @@ pub fn router() -> Router<SandboxState> {
         .route("/", post(transaction_or_batch))
         .route("/{resource_type}", get(search_get).post(create))
         .route("/{resource_type}/_search", post(search_post))
-        .route("/{resource_type}/{id}", get(read).put(update).delete(delete))
+        .route(
+            "/{resource_type}/{id}",
+            get(read).put(update).patch(patch_resource).delete(delete),
+        )
         .route("/{resource_type}/{id}/{operation}", get(instance_operation))
         .route("/{resource_type}/{id}/_history/{version}", get(vread))
         .fallback(unknown_endpoint)
@@ -266,14 +270,33 @@ async fn update(
     body: Bytes,
 ) -> Response {
     let parsed = interaction::parse_body(&headers, &body);
-    let if_match = headers
-        .get(header::IF_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let if_match = if_match(&headers);
     serve(state, headers, query, move |ctx, store| {
         interaction::update(ctx, store, &resource_type, &id, parsed?, if_match.as_deref())
     })
     .await
+}
+
+async fn patch_resource(
+    State(state): State<SandboxState>,
+    Path((resource_type, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let parsed = patch::parse_patch(&headers, &body);
+    let if_match = if_match(&headers);
+    serve(state, headers, query, move |ctx, store| {
+        patch::patch(ctx, store, &resource_type, &id, &parsed?, if_match.as_deref())
+    })
+    .await
+}
+
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 async fn delete(

@@ -1,7 +1,7 @@
 //! Errors of the FHIR server, each answered with an OperationOutcome and the status that fits.
 
 use crate::auth::FhirFailure;
-use crate::error::{BearerError, SandboxError};
+use crate::error::{BearerError, SandboxError, bearer_challenge};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
@@ -16,8 +16,16 @@ pub(crate) enum FhirError {
     BadRequest(String),
     /// 401: no usable bearer token.
     Unauthorized(BearerError),
-    /// 403: the token does not allow this.
+    /// 403: the token does not allow this (for a reason no other scope would change: compartment, constraints).
     Forbidden(String),
+    /// 403: the token lacks a scope; `scope` names one that would allow the request (sent in the
+    /// `WWW-Authenticate: Bearer error="insufficient_scope"` challenge, RFC 6750 §3.1).
+    InsufficientScope {
+        /// What was refused and why.
+        message: String,
+        /// A scope that would allow it, e.g. `patient/Observation.r`.
+        scope: String,
+    },
     /// 404: no such resource or endpoint.
     NotFound(String),
     /// 405: the method is not supported here.
@@ -43,7 +51,7 @@ impl FhirError {
         match self {
             FhirError::BadRequest(_) => StatusCode::BAD_REQUEST,
             FhirError::Unauthorized(e) => e.status(),
-            FhirError::Forbidden(_) => StatusCode::FORBIDDEN,
+            FhirError::Forbidden(_) | FhirError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             FhirError::NotFound(_) => StatusCode::NOT_FOUND,
             FhirError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             FhirError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
@@ -60,7 +68,7 @@ impl FhirError {
         match self {
             FhirError::BadRequest(_) => "invalid",
             FhirError::Unauthorized(_) => "login",
-            FhirError::Forbidden(_) => "forbidden",
+            FhirError::Forbidden(_) | FhirError::InsufficientScope { .. } => "forbidden",
             FhirError::NotFound(_) => "not-found",
             FhirError::Gone(_) => "deleted",
             FhirError::MethodNotAllowed(_)
@@ -87,6 +95,7 @@ impl FhirError {
             }
             FhirError::BadRequest(m)
             | FhirError::Forbidden(m)
+            | FhirError::InsufficientScope { message: m, .. }
             | FhirError::NotFound(m)
             | FhirError::MethodNotAllowed(m)
             | FhirError::NotAcceptable(m)
@@ -159,6 +168,19 @@ impl IntoResponse for FhirError {
         match &self {
             FhirError::Unauthorized(e) => {
                 if let Ok(v) = HeaderValue::from_str(&e.www_authenticate()) {
+                    response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            FhirError::InsufficientScope { scope, .. } => {
+                let challenge = bearer_challenge(&[
+                    ("error", "insufficient_scope"),
+                    (
+                        "error_description",
+                        "The access token does not have the scope this request needs",
+                    ),
+                    ("scope", scope),
+                ]);
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
                     response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                 }
             }

@@ -121,6 +121,7 @@ fn annotate(e: FhirError, at: &str) -> FhirError {
     match e {
         FhirError::BadRequest(_) => FhirError::BadRequest(message),
         FhirError::Forbidden(_) => FhirError::Forbidden(message),
+        FhirError::InsufficientScope { scope, .. } => FhirError::InsufficientScope { message, scope },
         FhirError::NotFound(_) => FhirError::NotFound(message),
         FhirError::Gone(_) => FhirError::Gone(message),
         FhirError::PreconditionFailed(_) => FhirError::PreconditionFailed(message),

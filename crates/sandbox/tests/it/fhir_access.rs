@@ -108,6 +108,51 @@ async fn category_constraints_filter_searches_and_refuse_reads() {
 }
 
 #[tokio::test]
+async fn a_missing_scope_is_named_in_the_www_authenticate_challenge() {
+    let (ts, fhir) = launch("launch/patient patient/Patient.rs").await;
+    let mine = fhir.patient.clone().unwrap();
+    let other = patient_ids(&ts).into_iter().find(|p| *p != mine).unwrap();
+
+    let search = fhir.get(&format!("Observation?patient={mine}")).await;
+    assert_eq!(search.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        search.header("www-authenticate"),
+        Some(
+            r#"Bearer realm="smart-fhir-sandbox", error="insufficient_scope", error_description="The access token does not have the scope this request needs", scope="patient/Observation.s""#
+        )
+    );
+    assert!(
+        search.outcome().contains("patient/Observation.s"),
+        "the body is kept"
+    );
+
+    let full = session(&ts, "launch/patient user/*.rs").await;
+    let observation = full
+        .ok(&format!(
+            "Observation?patient={}&_count=1",
+            full.patient.as_deref().unwrap()
+        ))
+        .await;
+    let id = observation.resources("match")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let read = fhir.get(&format!("Observation/{id}")).await;
+    assert_eq!(read.status, StatusCode::FORBIDDEN);
+    let challenge = read.header("www-authenticate").unwrap();
+    assert!(
+        challenge.contains(r#"scope="patient/Observation.r""#),
+        "{challenge}"
+    );
+
+    // A refusal no scope of this context would lift (another patient's record) carries no challenge.
+    let outside = fhir.get(&format!("Patient/{other}")).await;
+    assert_eq!(outside.status, StatusCode::FORBIDDEN);
+    assert!(outside.outcome().contains("compartment"));
+    assert_eq!(outside.header("www-authenticate"), None);
+}
+
+#[tokio::test]
 async fn simulated_failures_answer_with_the_requested_status() {
     let ts = common::start_with(|config| {
         config.clients = vec![

@@ -63,6 +63,26 @@ async fn metadata_is_an_r4_capability_statement_with_smart_endpoints_and_needs_n
         .iter()
         .find(|r| r["type"] == "Observation")
         .unwrap();
+    let interactions: HashSet<&str> = observation["interaction"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    for code in [
+        "read",
+        "vread",
+        "search-type",
+        "create",
+        "update",
+        "patch",
+        "delete",
+    ] {
+        assert!(
+            interactions.contains(code),
+            "Observation lacks the {code} interaction"
+        );
+    }
     let params: HashSet<&str> = observation["searchParam"]
         .as_array()
         .unwrap()

@@ -116,6 +116,24 @@ impl Fhir {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Answer {
+        let body = body.map(|b| ("application/fhir+json", b.to_string()));
+        self.send_text(method, path, body, headers).await
+    }
+
+    /// A JSON Patch (`application/json-patch+json`) of `path`.
+    pub async fn patch(&self, path: &str, patch: &Value, headers: &[(&str, &str)]) -> Answer {
+        let body = Some(("application/json-patch+json", patch.to_string()));
+        self.send_text(Method::PATCH, path, body, headers).await
+    }
+
+    /// Sends `body` as (content type, text).
+    pub async fn send_text(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, String)>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let mut request = self
             .http
             .request(method, self.url(path))
@@ -123,10 +141,8 @@ impl Fhir {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/fhir+json")
-                .body(body.to_string());
+        if let Some((content_type, text)) = body {
+            request = request.header("content-type", content_type).body(text);
         }
         for (k, v) in headers {
             request = request.header(*k, *v);

@@ -5,7 +5,8 @@ use crate::fhir_support::{launch, patient_ids};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-fn heart_rate(patient: &str, bpm: i64) -> Value {
+/// A heart-rate Observation of `patient` (no id: the server gives one).
+pub fn heart_rate(patient: &str, bpm: i64) -> Value {
     json!({
         "resourceType": "Observation",
         "status": "final",
