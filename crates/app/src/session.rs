@@ -8,10 +8,24 @@
 //!
 //! [`session_layer`] loads the session before a handler runs and saves it afterwards, setting or
 //! clearing the cookie as needed; handlers take a [`Session`] argument.
+//!
+//! Loaded sessions are also kept in memory ([`SessionStore`]'s write-through cache), so a page view
+//! does not read and parse the row again. Every change is written to SQLite first and then to the
+//! cache, both under the one database lock, so the cache never holds a session the file no longer
+//! has: a deleted, rotated or logged-out session is gone from both before the response is sent, and
+//! an expired one is not served (the cache keeps each row's expiry). The cache assumes this process
+//! is the only writer of the file (one app per session database); edits made behind its back are
+//! picked up within [`CACHE_REVALIDATE`].
+//!
+//! Durability: the database runs in WAL mode with `synchronous = NORMAL`, so a committed write
+//! survives an app crash or restart; a power failure may undo the last moments' logins (the user logs
+//! in again) but never leaves the file inconsistent. Writes that take access away (log out, reset,
+//! delete) are synced to disk (`synchronous = FULL`) before the response, so they cannot be undone.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
@@ -33,6 +47,13 @@ pub const COOKIE_NAME: &str = "smart_fhir_session";
 /// How long a started launch waits for its redirect before it is thrown away.
 pub const PENDING_LAUNCH_TTL: Duration = Duration::from_secs(10 * 60);
 
+/// How long a session held in memory is served before it is read from the database again (a bound
+/// on how stale it can be if something other than this process edits the file).
+pub const CACHE_REVALIDATE: Duration = Duration::from_secs(60);
+
+/// At most this many sessions are held in memory (the database holds them all).
+pub const CACHE_MAX_SESSIONS: usize = 10_000;
+
 /// The session store failed (the database file cannot be opened, read or written).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -53,16 +74,25 @@ pub enum SessionError {
 
 /// A session id: 32 bytes from the OS CSPRNG, base64url. `Debug` does not print it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SessionId(String);
+pub struct SessionId {
+    value: String,
+    /// SHA-256 of the value, hex: the database and cache key (computed once).
+    key: String,
+}
 
 impl SessionId {
+    fn new(value: String) -> SessionId {
+        let key = hash_hex(&value);
+        SessionId { value, key }
+    }
+
     fn generate() -> SessionId {
-        SessionId(random_token())
+        SessionId::new(random_token())
     }
 
     /// The database key: SHA-256 of the id, hex.
-    fn key(&self) -> String {
-        hash_hex(&self.0)
+    fn key(&self) -> &str {
+        &self.key
     }
 }
 
@@ -82,10 +112,14 @@ pub(crate) fn random_token() -> String {
 }
 
 fn hash_hex(value: &str) -> String {
-    Sha256::digest(value.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(value.as_bytes());
+    let mut out = String::with_capacity(digest.len() * 2);
+    for b in digest {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 fn now_unix() -> i64 {
@@ -101,10 +135,85 @@ pub struct SessionData {
     pub launch: Option<LaunchRecord>,
 }
 
-/// The SQLite-backed store of sessions and pending launches. Cheap to clone.
+/// Whether a write must be on disk before the response (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Survives an app crash or restart; a power failure may undo it.
+    Normal,
+    /// Synced to disk before returning: for writes that take access away.
+    Synced,
+}
+
+/// A session held in memory, as the database last had it.
+struct CachedSession {
+    data: Arc<SessionData>,
+    /// The row's `expires_at` (Unix seconds).
+    expires_at: i64,
+    /// When it was read from or written to the database.
+    stored: Instant,
+}
+
+/// The in-memory copy of loaded sessions, keyed by the id's hash. Only [`SessionStore`] changes it,
+/// always while holding the database lock and right after the database changed.
+#[derive(Default)]
+struct SessionCache {
+    entries: Mutex<HashMap<String, CachedSession>>,
+}
+
+impl SessionCache {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedSession>> {
+        // A poisoned lock only means a panic mid-insert; the map itself is still consistent.
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The session, unless absent, expired, or held for longer than [`CACHE_REVALIDATE`].
+    fn get(&self, key: &str, now: i64) -> Option<Arc<SessionData>> {
+        let entries = self.entries();
+        let entry = entries.get(key)?;
+        (entry.expires_at > now && entry.stored.elapsed() < CACHE_REVALIDATE).then(|| entry.data.clone())
+    }
+
+    fn put(&self, key: &str, data: Arc<SessionData>, expires_at: i64, now: i64) {
+        let mut entries = self.entries();
+        if entries.len() >= CACHE_MAX_SESSIONS && !entries.contains_key(key) {
+            entries.retain(|_, e| e.expires_at > now && e.stored.elapsed() < CACHE_REVALIDATE);
+            if entries.len() >= CACHE_MAX_SESSIONS {
+                // Still full of live sessions: start over; they are all in the database.
+                entries.clear();
+            }
+        }
+        entries.insert(
+            key.to_owned(),
+            CachedSession {
+                data,
+                expires_at,
+                stored: Instant::now(),
+            },
+        );
+    }
+
+    fn remove(&self, key: &str) {
+        self.entries().remove(key);
+    }
+
+    fn purge(&self, now: i64) {
+        self.entries().retain(|_, e| e.expires_at > now);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries().len()
+    }
+}
+
+/// The SQLite-backed store of sessions and pending launches, with a write-through cache of loaded
+/// sessions in front of it. Cheap to clone.
 #[derive(Clone)]
 pub struct SessionStore {
     conn: Arc<Mutex<Connection>>,
+    cache: Arc<SessionCache>,
     ttl: Duration,
 }
 
@@ -126,6 +235,7 @@ impl SessionStore {
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
              CREATE TABLE IF NOT EXISTS sessions (
                  id_hash TEXT PRIMARY KEY,
                  data TEXT NOT NULL,
@@ -141,6 +251,7 @@ impl SessionStore {
         )?;
         let store = SessionStore {
             conn: Arc::new(Mutex::new(conn)),
+            cache: Arc::new(SessionCache::default()),
             ttl,
         };
         store.purge_expired_blocking()?;
@@ -152,16 +263,27 @@ impl SessionStore {
         self.ttl
     }
 
+    /// Runs `f` in one transaction on the database thread pool, with the cache at hand; the cache is
+    /// only changed here, so it changes in the same order as the database.
     async fn with_conn<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, SessionError> + Send + 'static,
+        durability: Durability,
+        f: impl FnOnce(&Connection, &SessionCache) -> Result<T, SessionError> + Send + 'static,
     ) -> Result<T, SessionError> {
         let conn = self.conn.clone();
+        let cache = self.cache.clone();
         tokio::task::spawn_blocking(move || {
             let guard = conn
                 .lock()
                 .map_err(|_| SessionError::Task("the database lock was poisoned".into()))?;
-            f(&guard)
+            if durability == Durability::Synced {
+                guard.pragma_update(None, "synchronous", "FULL")?;
+            }
+            let result = in_transaction(&guard, |conn| f(conn, &cache));
+            if durability == Durability::Synced {
+                guard.pragma_update(None, "synchronous", "NORMAL")?;
+            }
+            result
         })
         .await
         .map_err(|e| SessionError::Task(e.to_string()))?
@@ -172,58 +294,114 @@ impl SessionStore {
             .conn
             .lock()
             .map_err(|_| SessionError::Task("the database lock was poisoned".into()))?;
-        purge_expired(&conn)
+        purge_expired(&conn, &self.cache)
     }
 
-    /// The session with this id, unless it does not exist or has expired.
-    pub async fn load(&self, id: &SessionId) -> Result<Option<SessionData>, SessionError> {
-        let key = id.key();
-        let text: Option<String> = self
-            .with_conn(move |conn| {
-                Ok(conn
-                    .query_row(
-                        "SELECT data FROM sessions WHERE id_hash = ?1 AND expires_at > ?2",
-                        params![key, now_unix()],
-                        |row| row.get(0),
-                    )
-                    .optional()?)
-            })
-            .await?;
-        Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+    /// The session with this id, unless it does not exist or has expired. Served from memory when it
+    /// was loaded or saved recently.
+    pub async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionData>>, SessionError> {
+        if let Some(data) = self.cache.get(id.key(), now_unix()) {
+            return Ok(Some(data));
+        }
+        let key = id.key().to_owned();
+        self.with_conn(Durability::Normal, move |conn, cache| {
+            let now = now_unix();
+            let row: Option<(String, i64)> = conn
+                .query_row(
+                    "SELECT data, expires_at FROM sessions WHERE id_hash = ?1 AND expires_at > ?2",
+                    params![key, now],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            let Some((text, expires_at)) = row else {
+                cache.remove(&key);
+                return Ok(None);
+            };
+            let data = Arc::new(serde_json::from_str::<SessionData>(&text)?);
+            cache.put(&key, data.clone(), expires_at, now);
+            Ok(Some(data))
+        })
+        .await
     }
 
-    /// Stores a session. A new session (or a rotated id) starts a fresh lifetime; an update keeps it.
-    pub async fn save(&self, id: &SessionId, data: &SessionData, fresh: bool) -> Result<(), SessionError> {
-        let key = id.key();
-        let text = serde_json::to_string(data)?;
-        let expires_at = now_unix() + i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        self.with_conn(move |conn| {
-            if fresh {
-                purge_expired(conn)?;
+    /// Stores a session. A new session starts a fresh lifetime; an update keeps it (and does not
+    /// bring back a session that expired or was deleted meanwhile).
+    pub async fn save(
+        &self,
+        id: &SessionId,
+        data: Arc<SessionData>,
+        fresh: bool,
+    ) -> Result<(), SessionError> {
+        self.write(None, id, data, fresh, Durability::Normal).await
+    }
+
+    /// Moves a session to a new id (login): stores it under `new` with a fresh lifetime and deletes
+    /// `old`, in one transaction.
+    pub async fn rotate(
+        &self,
+        old: Option<&SessionId>,
+        new: &SessionId,
+        data: Arc<SessionData>,
+    ) -> Result<(), SessionError> {
+        self.write(old, new, data, true, Durability::Normal).await
+    }
+
+    async fn write(
+        &self,
+        replaces: Option<&SessionId>,
+        id: &SessionId,
+        data: Arc<SessionData>,
+        fresh: bool,
+        durability: Durability,
+    ) -> Result<(), SessionError> {
+        let key = id.key().to_owned();
+        let old_key = replaces.map(|old| old.key().to_owned());
+        let text = serde_json::to_string(&*data)?;
+        let ttl = self.ttl;
+        self.with_conn(durability, move |conn, cache| {
+            let now = now_unix();
+            let expires_at = if fresh {
+                purge_expired(conn, cache)?;
+                let expires_at = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2));
                 conn.execute(
                     "INSERT OR REPLACE INTO sessions (id_hash, data, expires_at) VALUES (?1, ?2, ?3)",
                     params![key, text, expires_at],
                 )?;
+                Some(expires_at)
             } else {
-                conn.execute(
-                    "UPDATE sessions SET data = ?2 WHERE id_hash = ?1",
-                    params![key, text],
-                )?;
+                conn.query_row(
+                    "UPDATE sessions SET data = ?2 WHERE id_hash = ?1 AND expires_at > ?3 RETURNING expires_at",
+                    params![key, text, now],
+                    |row| row.get(0),
+                )
+                .optional()?
+            };
+            if let Some(old_key) = &old_key {
+                delete_rows(conn, old_key)?;
+                cache.remove(old_key);
+            }
+            match expires_at {
+                Some(expires_at) => cache.put(&key, data, expires_at, now),
+                None => cache.remove(&key),
             }
             Ok(())
         })
         .await
     }
 
-    /// Deletes a session and the launches it started.
-    pub async fn delete(&self, id: &SessionId) -> Result<(), SessionError> {
-        let key = id.key();
-        self.with_conn(move |conn| {
-            conn.execute("DELETE FROM sessions WHERE id_hash = ?1", params![key])?;
-            conn.execute(
-                "DELETE FROM pending_launches WHERE session_hash = ?1",
-                params![key],
-            )?;
+    /// Stores an update that takes access away (log out): synced to disk before it returns.
+    pub async fn save_revocation(&self, id: &SessionId, data: Arc<SessionData>) -> Result<(), SessionError> {
+        self.write(None, id, data, false, Durability::Synced).await
+    }
+
+    /// Deletes sessions and the launches they started, synced to disk before it returns.
+    pub async fn delete(&self, ids: &[&SessionId]) -> Result<(), SessionError> {
+        let keys: Vec<String> = ids.iter().map(|id| id.key().to_owned()).collect();
+        self.with_conn(Durability::Synced, move |conn, cache| {
+            for key in &keys {
+                delete_rows(conn, key)?;
+                cache.remove(key);
+            }
             Ok(())
         })
         .await
@@ -238,9 +416,9 @@ impl SessionStore {
         data: String,
     ) -> Result<(), SessionError> {
         let state_hash = hash_hex(state);
-        let session_hash = session.key();
-        self.with_conn(move |conn| {
-            purge_expired(conn)?;
+        let session_hash = session.key().to_owned();
+        self.with_conn(Durability::Normal, move |conn, cache| {
+            purge_expired(conn, cache)?;
             conn.execute(
                 "INSERT OR REPLACE INTO pending_launches (state_hash, session_hash, data, created_at)
                  VALUES (?1, ?2, ?3, ?4)",
@@ -259,8 +437,8 @@ impl SessionStore {
         session: Option<&SessionId>,
     ) -> Result<Option<String>, SessionError> {
         let state_hash = hash_hex(state);
-        let session_hash = session.map(SessionId::key);
-        self.with_conn(move |conn| {
+        let session_hash = session.map(|s| s.key().to_owned());
+        self.with_conn(Durability::Normal, move |conn, _| {
             let row: Option<(String, String, i64)> = conn
                 .query_row(
                     "DELETE FROM pending_launches WHERE state_hash = ?1 RETURNING session_hash, data, created_at",
@@ -279,7 +457,28 @@ impl SessionStore {
     }
 }
 
-fn purge_expired(conn: &Connection) -> Result<(), SessionError> {
+/// Runs `f` between `BEGIN` and `COMMIT` (rolled back when it fails): several statements, one
+/// commit, one disk sync at most.
+fn in_transaction<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, SessionError>,
+) -> Result<T, SessionError> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Deferred)?;
+    let value = f(&tx)?;
+    tx.commit()?;
+    Ok(value)
+}
+
+fn delete_rows(conn: &Connection, key: &str) -> Result<(), SessionError> {
+    conn.execute("DELETE FROM sessions WHERE id_hash = ?1", params![key])?;
+    conn.execute(
+        "DELETE FROM pending_launches WHERE session_hash = ?1",
+        params![key],
+    )?;
+    Ok(())
+}
+
+fn purge_expired(conn: &Connection, cache: &SessionCache) -> Result<(), SessionError> {
     let now = now_unix();
     let pending_cutoff = now - i64::try_from(PENDING_LAUNCH_TTL.as_secs()).unwrap_or(600);
     conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![now])?;
@@ -287,6 +486,7 @@ fn purge_expired(conn: &Connection) -> Result<(), SessionError> {
         "DELETE FROM pending_launches WHERE created_at < ?1",
         params![pending_cutoff],
     )?;
+    cache.purge(now);
     Ok(())
 }
 
@@ -297,9 +497,19 @@ struct SessionInner {
     id: Option<SessionId>,
     /// An id given to this session during the request (new session or rotation).
     new_id: Option<SessionId>,
-    data: SessionData,
+    /// Shared with the store's cache until changed (copy on write).
+    data: Arc<SessionData>,
     dirty: bool,
+    /// The change takes access away (log out): it is synced to disk before the response.
+    revokes: bool,
     destroyed: bool,
+}
+
+impl SessionInner {
+    fn data_mut(&mut self) -> &mut SessionData {
+        self.dirty = true;
+        Arc::make_mut(&mut self.data)
+    }
 }
 
 /// The current request's session. Handlers read and change it; [`session_layer`] saves it.
@@ -323,8 +533,7 @@ impl Session {
             return token.clone();
         }
         let token = random_token();
-        inner.data.csrf = Some(token.clone());
-        inner.dirty = true;
+        inner.data_mut().csrf = Some(token.clone());
         token
     }
 
@@ -338,18 +547,21 @@ impl Session {
         self.lock().data.launch.clone()
     }
 
+    /// Looks at the completed launch without copying it; `None` when the user is not logged in.
+    pub fn with_launch<R>(&self, f: impl FnOnce(&LaunchRecord) -> R) -> Option<R> {
+        self.lock().data.launch.as_ref().map(f)
+    }
+
     /// Stores (or replaces, after a refresh) the completed launch.
     pub fn set_launch(&self, launch: LaunchRecord) {
-        let mut inner = self.lock();
-        inner.data.launch = Some(launch);
-        inner.dirty = true;
+        self.lock().data_mut().launch = Some(launch);
     }
 
     /// Forgets the completed launch (log out / change patient), keeping the session.
     pub fn clear_launch(&self) {
         let mut inner = self.lock();
-        inner.data.launch = None;
-        inner.dirty = true;
+        inner.data_mut().launch = None;
+        inner.revokes = true;
     }
 
     /// The session's id, giving it one now when it is new (to bind a pending launch to it).
@@ -372,7 +584,12 @@ impl Session {
 
     /// A key for in-memory caches of this session (the id's hash), if it has an id.
     pub fn cache_key(&self) -> Option<String> {
-        self.current_id().map(|id| id.key())
+        let inner = self.lock();
+        inner
+            .new_id
+            .as_ref()
+            .or(inner.id.as_ref())
+            .map(|id| id.key().to_owned())
     }
 
     /// Gives the session a new id (after login), so an id seen before login is worthless. The CSRF
@@ -380,15 +597,14 @@ impl Session {
     pub fn rotate_id(&self) {
         let mut inner = self.lock();
         inner.new_id = Some(SessionId::generate());
-        inner.data.csrf = Some(random_token());
-        inner.dirty = true;
+        inner.data_mut().csrf = Some(random_token());
     }
 
     /// Deletes the session and its cookie (reset).
     pub fn destroy(&self) {
         let mut inner = self.lock();
         inner.destroyed = true;
-        inner.data = SessionData::default();
+        inner.data = Arc::default();
     }
 }
 
@@ -420,7 +636,7 @@ fn session_id_from_headers(headers: &http::HeaderMap) -> Option<SessionId> {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
-        .map(|value| SessionId(value.to_owned()))
+        .map(|value| SessionId::new(value.to_owned()))
 }
 
 fn cookie_header(value: &str, max_age: u64, secure: bool) -> Option<HeaderValue> {
@@ -469,22 +685,24 @@ async fn commit(
     cookie_presented: bool,
     secure: bool,
 ) -> Result<Option<HeaderValue>, SessionError> {
-    let (id, new_id, data, dirty, destroyed) = {
+    let (id, new_id, data, revokes, destroyed) = {
         let inner = session.lock();
+        if !inner.dirty && !inner.destroyed {
+            // A page view that changed nothing: no write, no cookie.
+            return Ok(None);
+        }
         (
             inner.id.clone(),
             inner.new_id.clone(),
             inner.data.clone(),
-            inner.dirty,
+            inner.revokes,
             inner.destroyed,
         )
     };
     if destroyed {
-        if let Some(id) = &id {
-            store.delete(id).await?;
-        }
-        if let Some(id) = &new_id {
-            store.delete(id).await?;
+        let ids: Vec<&SessionId> = id.iter().chain(new_id.iter()).collect();
+        if !ids.is_empty() {
+            store.delete(&ids).await?;
         }
         return Ok(if cookie_presented {
             cookie_header("", 0, secure)
@@ -492,25 +710,23 @@ async fn commit(
             None
         });
     }
-    if !dirty {
-        return Ok(None);
-    }
     match (id, new_id) {
         (old, Some(new_id)) => {
-            store.save(&new_id, &data, true).await?;
-            if let Some(old) = old {
-                store.delete(&old).await?;
-            }
-            Ok(cookie_header(&new_id.0, store.ttl().as_secs(), secure))
+            store.rotate(old.as_ref(), &new_id, data).await?;
+            Ok(cookie_header(&new_id.value, store.ttl().as_secs(), secure))
+        }
+        (Some(id), None) if revokes => {
+            store.save_revocation(&id, data).await?;
+            Ok(None)
         }
         (Some(id), None) => {
-            store.save(&id, &data, false).await?;
+            store.save(&id, data, false).await?;
             Ok(None)
         }
         (None, None) => {
             let id = SessionId::generate();
-            store.save(&id, &data, true).await?;
-            Ok(cookie_header(&id.0, store.ttl().as_secs(), secure))
+            store.save(&id, data, true).await?;
+            Ok(cookie_header(&id.value, store.ttl().as_secs(), secure))
         }
     }
 }
@@ -523,20 +739,24 @@ mod tests {
         SessionStore::open(&dir.path().join("s.db"), Duration::from_secs(3600)).unwrap()
     }
 
+    fn with_csrf(csrf: &str) -> Arc<SessionData> {
+        Arc::new(SessionData {
+            csrf: Some(csrf.into()),
+            launch: None,
+        })
+    }
+
+    fn csrf_of(data: Option<Arc<SessionData>>) -> Option<String> {
+        data.and_then(|d| d.csrf.clone())
+    }
+
     #[tokio::test]
     async fn sessions_survive_reopening_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let id = SessionId::generate();
-        let data = SessionData {
-            csrf: Some("c".into()),
-            launch: None,
-        };
-        store(&dir).save(&id, &data, true).await.unwrap();
+        store(&dir).save(&id, with_csrf("c"), true).await.unwrap();
         let reopened = store(&dir);
-        assert_eq!(
-            reopened.load(&id).await.unwrap().unwrap().csrf.as_deref(),
-            Some("c")
-        );
+        assert_eq!(csrf_of(reopened.load(&id).await.unwrap()).as_deref(), Some("c"));
         assert!(reopened.load(&SessionId::generate()).await.unwrap().is_none());
     }
 
@@ -544,35 +764,133 @@ mod tests {
     async fn the_raw_id_is_not_stored() {
         let dir = tempfile::tempdir().unwrap();
         let id = SessionId::generate();
-        store(&dir)
-            .save(&id, &SessionData::default(), true)
-            .await
-            .unwrap();
+        store(&dir).save(&id, Arc::default(), true).await.unwrap();
         let conn = Connection::open(dir.path().join("s.db")).unwrap();
         let key: String = conn
             .query_row("SELECT id_hash FROM sessions", [], |r| r.get(0))
             .unwrap();
-        assert_ne!(key, id.0);
+        assert_ne!(key, id.value);
+        assert_eq!(key, hash_hex(&id.value));
         assert_eq!(key.len(), 64);
     }
 
+    #[test]
+    fn the_key_is_the_hex_sha256_of_the_id() {
+        // SHA-256("abc"), FIPS 180-2 appendix B.1.
+        assert_eq!(
+            hash_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
     #[tokio::test]
-    async fn expired_sessions_are_not_loaded() {
+    async fn expired_sessions_are_not_loaded_from_memory_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A lifetime of zero: expired as soon as it is written (and cached).
+        let s = SessionStore::open(&dir.path().join("s.db"), Duration::ZERO).unwrap();
+        let id = SessionId::generate();
+        s.save(&id, with_csrf("c"), true).await.unwrap();
+        assert!(s.load(&id).await.unwrap().is_none());
+        let reopened = store(&dir);
+        assert!(reopened.load(&id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_loaded_session_is_served_from_memory() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(&dir);
         let id = SessionId::generate();
-        s.save(&id, &SessionData::default(), true).await.unwrap();
-        let key = id.key();
-        s.with_conn(move |c| {
-            c.execute(
-                "UPDATE sessions SET expires_at = 0 WHERE id_hash = ?1",
-                params![key],
-            )?;
-            Ok(())
-        })
-        .await
-        .unwrap();
+        s.save(&id, with_csrf("c"), true).await.unwrap();
+        // Behind the store's back (what another process could do): the cached copy is still served,
+        // which shows a page view does not read the file.
+        Connection::open(dir.path().join("s.db"))
+            .unwrap()
+            .execute("DELETE FROM sessions", [])
+            .unwrap();
+        assert_eq!(csrf_of(s.load(&id).await.unwrap()).as_deref(), Some("c"));
+        assert_eq!(s.cache.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_session_is_not_served_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let id = SessionId::generate();
+        let other = SessionId::generate();
+        s.save(&id, with_csrf("c"), true).await.unwrap();
+        s.save(&other, with_csrf("o"), true).await.unwrap();
+        assert!(s.load(&id).await.unwrap().is_some());
+        s.delete(&[&id]).await.unwrap();
         assert!(s.load(&id).await.unwrap().is_none());
+        assert!(
+            store(&dir).load(&id).await.unwrap().is_none(),
+            "gone from the file too"
+        );
+        assert_eq!(csrf_of(s.load(&other).await.unwrap()).as_deref(), Some("o"));
+    }
+
+    #[tokio::test]
+    async fn a_rotated_session_is_served_only_under_its_new_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let old = SessionId::generate();
+        s.save(&old, with_csrf("before"), true).await.unwrap();
+        assert!(s.load(&old).await.unwrap().is_some());
+        let new = SessionId::generate();
+        s.rotate(Some(&old), &new, with_csrf("after")).await.unwrap();
+        assert!(s.load(&old).await.unwrap().is_none());
+        assert_eq!(csrf_of(s.load(&new).await.unwrap()).as_deref(), Some("after"));
+        let reopened = store(&dir);
+        assert!(reopened.load(&old).await.unwrap().is_none());
+        assert_eq!(
+            csrf_of(reopened.load(&new).await.unwrap()).as_deref(),
+            Some("after")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_update_is_served_at_once_and_written_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let id = SessionId::generate();
+        s.save(&id, with_csrf("one"), true).await.unwrap();
+        assert!(s.load(&id).await.unwrap().is_some());
+        s.save(&id, with_csrf("two"), false).await.unwrap();
+        assert_eq!(csrf_of(s.load(&id).await.unwrap()).as_deref(), Some("two"));
+        s.save_revocation(&id, with_csrf("three")).await.unwrap();
+        assert_eq!(csrf_of(s.load(&id).await.unwrap()).as_deref(), Some("three"));
+        assert_eq!(
+            csrf_of(store(&dir).load(&id).await.unwrap()).as_deref(),
+            Some("three")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_update_does_not_bring_back_a_deleted_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let id = SessionId::generate();
+        s.save(&id, with_csrf("c"), true).await.unwrap();
+        s.delete(&[&id]).await.unwrap();
+        s.save(&id, with_csrf("late"), false).await.unwrap();
+        assert!(s.load(&id).await.unwrap().is_none());
+        assert!(store(&dir).load(&id).await.unwrap().is_none());
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let cache = SessionCache::default();
+        let far = now_unix() + 3600;
+        for i in 0..=CACHE_MAX_SESSIONS {
+            cache.put(&format!("k{i}"), Arc::default(), far, now_unix());
+        }
+        assert!(cache.len() <= CACHE_MAX_SESSIONS);
+        assert!(
+            cache.get(&format!("k{CACHE_MAX_SESSIONS}"), now_unix()).is_some(),
+            "the newest is kept"
+        );
+        cache.put("expired", Arc::default(), 0, now_unix());
+        assert!(cache.get("expired", now_unix()).is_none());
     }
 
     #[tokio::test]
@@ -598,7 +916,7 @@ mod tests {
     #[test]
     fn session_ids_are_256_bit_and_distinct() {
         let a = SessionId::generate();
-        assert_eq!(a.0.len(), 43);
+        assert_eq!(a.value.len(), 43);
         assert_ne!(a, SessionId::generate());
         assert_eq!(format!("{a:?}"), "SessionId([redacted])");
     }
@@ -609,7 +927,7 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert(
             COOKIE,
-            HeaderValue::from_str(&format!("a=b; {COOKIE_NAME}={}", id.0)).unwrap(),
+            HeaderValue::from_str(&format!("a=b; {COOKIE_NAME}={}", id.value)).unwrap(),
         );
         assert_eq!(session_id_from_headers(&headers), Some(id));
         headers.insert(COOKIE, HeaderValue::from_static("smart_fhir_session=short"));

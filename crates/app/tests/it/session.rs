@@ -207,3 +207,94 @@ async fn an_expired_token_without_refresh_starts_the_launch_again() {
     assert_eq!(crate::common::location(&page).path(), "/authorize");
     env.stop().await;
 }
+
+/// The session cookie the browser holds for the app.
+fn jar_session(jar: &reqwest::cookie::Jar, env: &TestEnv) -> String {
+    use reqwest::cookie::CookieStore as _;
+    let header = jar.cookies(&env.url("/")).expect("a cookie for the app");
+    header
+        .to_str()
+        .unwrap()
+        .split(';')
+        .map(str::trim)
+        .find(|c| c.starts_with("smart_fhir_session="))
+        .expect("the session cookie")
+        .to_owned()
+}
+
+/// `GET /` with exactly this cookie, from a client without a jar (as someone holding a copied cookie).
+async fn get_with_cookie(env: &TestEnv, cookie: &str) -> crate::common::Page {
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(env.url("/"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    crate::common::Page {
+        url: env.url("/"),
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.text().await.unwrap(),
+    }
+}
+
+/// A launch in `browser`, then the browser's session cookie, checked to show the patient on its own
+/// (after which the app holds the session in memory).
+async fn launch_and_copy_cookie(
+    env: &TestEnv,
+    browser: &Browser,
+    jar: &reqwest::cookie::Jar,
+) -> (crate::common::Page, String) {
+    let page = standalone_launch(env, browser).await;
+    let cookie = jar_session(jar, env);
+    let copied = get_with_cookie(env, &cookie).await;
+    assert!(copied.body.contains("You are authorized"), "{}", copied.body);
+    (page, cookie)
+}
+
+/// A POST of the page's CSRF token to `path` (`/logout`, `/reset`).
+async fn post_csrf(env: &TestEnv, browser: &Browser, page: &crate::common::Page, path: &str) -> u16 {
+    browser
+        .request("POST", env.url(path), Some(vec![("csrf".into(), csrf_of(page))]))
+        .await
+        .status
+}
+
+#[tokio::test]
+async fn a_logged_out_or_reset_session_is_not_served_again() {
+    let env = TestEnv::start().await;
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let browser = Browser::with_jar(jar.clone());
+
+    // Log out: the same cookie, from anywhere, no longer shows the patient; the session itself stays.
+    let (page, cookie) = launch_and_copy_cookie(&env, &browser, &jar).await;
+    assert_eq!(post_csrf(&env, &browser, &page, "/logout").await, 303);
+    let after_logout = get_with_cookie(&env, &cookie).await;
+    assert!(
+        !after_logout.body.contains("You are authorized"),
+        "{}",
+        after_logout.body
+    );
+    assert!(
+        session_cookie(&after_logout).is_none(),
+        "the logged-out session still exists (no new cookie)"
+    );
+
+    // Reset: the session is gone, so the old cookie starts a new one.
+    let (page, cookie) = launch_and_copy_cookie(&env, &browser, &jar).await;
+    assert_eq!(post_csrf(&env, &browser, &page, "/reset").await, 303);
+    let after_reset = get_with_cookie(&env, &cookie).await;
+    assert!(
+        !after_reset.body.contains("You are authorized"),
+        "{}",
+        after_reset.body
+    );
+    assert!(
+        session_cookie(&after_reset).is_some(),
+        "an unknown id gets a fresh session and cookie"
+    );
+    env.stop().await;
+}
