@@ -10,29 +10,34 @@ use fhir_client::FhirClient;
 use crate::error::AppError;
 use crate::fetch::{self, FetchFailure};
 use crate::launch::LaunchKind;
-use crate::pages::home::{self as page, AuthAvailability};
+use crate::pages::home::{self as page, AuthAvailability, SummaryView};
 use crate::session::Session;
 use crate::state::AppState;
 
 /// The start page.
 pub async fn index(State(state): State<AppState>, session: Session) -> Result<Response, AppError> {
     let csrf = session.csrf_token();
-    let Some(mut record) = session.launch() else {
+    // The common case first, without copying the launch record: a summary rendered a moment ago.
+    let Some((token_expiry, theme)) = session.with_launch(|r| (r.tokens().expires_at, r.theme.clone()))
+    else {
         let availability = availability(&state).await?;
         return Ok(page::start(&csrf, &availability, state.config().fhir_base.as_str()).into_response());
     };
-    if let Some(summary) = state.cached_summary(&session, record.tokens().expires_at) {
-        return Ok(page::authorized(&csrf, &summary, record.theme.as_ref(), Utc::now()).into_response());
+    if let Some(view) = state.cached_summary(&session, token_expiry) {
+        return Ok(page::authorized(&csrf, &view, theme.as_ref()).into_response());
     }
+    let Some(mut record) = session.launch() else {
+        return Err(AppError::NotLaunched);
+    };
     match fetch::summary(&state, &record).await {
         Ok(fetched) => {
             if let Some(tokens) = fetched.renewed_tokens {
                 record.launch.tokens = tokens;
                 session.set_launch(record.clone());
             }
-            let summary = Arc::new(fetched.summary);
-            state.cache_summary(&session, summary.clone());
-            Ok(page::authorized(&csrf, &summary, record.theme.as_ref(), Utc::now()).into_response())
+            let view = Arc::new(SummaryView::new(&fetched.summary, Utc::now()));
+            state.cache_summary(&session, view.clone());
+            Ok(page::authorized(&csrf, &view, record.theme.as_ref()).into_response())
         }
         Err(FetchFailure::Relaunch(e)) => {
             tracing::info!(reason = %e, "the session's tokens are no longer usable; starting over");

@@ -9,9 +9,9 @@ use url::Url;
 
 use crate::config::AppConfig;
 use crate::launch::smart_client;
+use crate::pages::home::SummaryView;
 use crate::server::StartError;
 use crate::session::{Session, SessionStore};
-use crate::summary::Summary;
 
 /// At most this many sessions' summaries are kept in memory.
 const SUMMARY_CACHE_MAX: usize = 1024;
@@ -31,7 +31,7 @@ struct Inner {
     http: reqwest::Client,
     fhir_pool: fhir_client::HttpPool,
     smart: smart_launch::SmartClient,
-    summaries: Mutex<HashMap<String, (Instant, Arc<Summary>)>>,
+    summaries: Mutex<HashMap<String, (Instant, Arc<SummaryView>)>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -139,13 +139,13 @@ impl AppState {
         &self.inner.smart
     }
 
-    /// The cached summary of this session, if fresh (younger than the configured `summary_cache` and the
-    /// access token it was fetched with has not expired).
+    /// The cached summary of this session, rendered, if fresh (younger than the configured
+    /// `summary_cache` and the access token it was fetched with has not expired).
     pub fn cached_summary(
         &self,
         session: &Session,
         token_expiry: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> Option<Arc<Summary>> {
+    ) -> Option<Arc<SummaryView>> {
         if token_expiry.is_some_and(|at| at <= chrono::Utc::now()) {
             return None;
         }
@@ -155,8 +155,8 @@ impl AppState {
         (at.elapsed() < self.inner.config.summary_cache).then(|| summary.clone())
     }
 
-    /// Keeps a freshly fetched summary for this session.
-    pub fn cache_summary(&self, session: &Session, summary: Arc<Summary>) {
+    /// Keeps a freshly fetched and rendered summary for this session.
+    pub fn cache_summary(&self, session: &Session, summary: Arc<SummaryView>) {
         let ttl = self.inner.config.summary_cache;
         let Some(key) = session.cache_key().filter(|_| !ttl.is_zero()) else {
             return;

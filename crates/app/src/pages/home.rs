@@ -1,7 +1,7 @@
 //! The start page (`/`): the authorize link before a launch, the patient summary after.
 
 use chrono::{DateTime, Utc};
-use maud::{Markup, PreEscaped, html};
+use maud::{Markup, PreEscaped, Render, html};
 
 use super::layout;
 use crate::charts::DrawnChart;
@@ -45,34 +45,75 @@ pub fn start(csrf: &str, availability: &AuthAvailability, ehr: &str) -> Markup {
     )
 }
 
+/// A summary rendered once, for the many views of it while it is cached: everything on the patient
+/// page that depends neither on the request nor on the session's CSRF token.
+#[derive(Debug, Clone)]
+pub struct SummaryView {
+    /// The page title and the name in "ready to make API requests for …".
+    pub patient_name: String,
+    /// The banner, charts and sections, as HTML.
+    sections: String,
+    /// When the summary was read from the EHR.
+    pub fetched_at: DateTime<Utc>,
+}
+
+impl SummaryView {
+    /// Renders the summary's sections now.
+    pub fn new(summary: &Summary, fetched_at: DateTime<Utc>) -> SummaryView {
+        SummaryView {
+            patient_name: summary.patient_name.clone(),
+            sections: sections(summary).into_string(),
+            fetched_at,
+        }
+    }
+}
+
 /// The page after a launch: the seed's sentence, the actions, then the summary.
-pub fn authorized(csrf: &str, summary: &Summary, theme: Option<&Theme>, now: DateTime<Utc>) -> Markup {
-    layout::page(
-        &summary.patient_name,
-        theme,
+pub fn authorized(csrf: &str, view: &SummaryView, theme: Option<&Theme>) -> Markup {
+    layout::page(&view.patient_name, theme, AuthorizedBody { csrf, view })
+}
+
+/// The body of [`authorized`], written straight into the page (the sections are not copied twice).
+struct AuthorizedBody<'a> {
+    csrf: &'a str,
+    view: &'a SummaryView,
+}
+
+impl Render for AuthorizedBody<'_> {
+    fn render_to(&self, buffer: &mut String) {
+        let (csrf, view) = (self.csrf, self.view);
+        buffer.reserve(view.sections.len() + 2048);
         html! {
             section.card {
                 h1 { "Hello" }
-                p { "You are authorized and ready to make API requests for " em { (summary.patient_name) } "." }
+                p { "You are authorized and ready to make API requests for " em { (view.patient_name) } "." }
                 div.actions {
                     (layout::post_button("/logout", csrf, "Change patient", "button"))
                     a.button.secondary href="/inspect" { "Inspect launch" }
                     (layout::post_button("/reset", csrf, "Reset", "secondary small"))
                 }
             }
-            @if let Some(banner) = &summary.banner { (patient_banner(banner)) }
-            (vitals(&summary.vitals))
-            (section_card("Recent labs", &summary.labs, labs_table))
-            div.grid {
-                (section_card("Active conditions", &summary.conditions, conditions_list))
-                (section_card("Active medications", &summary.medications, medications_list))
-                (section_card("Allergies", &summary.allergies, allergies_list))
-                (section_card("Immunizations", &summary.immunizations, immunizations_list))
-                (section_card("Recent encounters", &summary.encounters, encounters_list))
-            }
-            p.muted { "Fetched " (now.format("%Y-%m-%d %H:%M UTC")) "." }
-        },
-    )
+        }
+        .render_to(buffer);
+        buffer.push_str(&view.sections);
+        html! { p.muted { "Fetched " (view.fetched_at.format("%Y-%m-%d %H:%M UTC")) "." } }.render_to(buffer);
+    }
+}
+
+/// The summary's sections: banner, vitals, labs, then the lists.
+fn sections(summary: &Summary) -> Markup {
+    html! {
+        @if let Some(banner) = &summary.banner { (patient_banner(banner)) }
+        (vitals(&summary.vitals))
+        (section_card("Recent labs", &summary.labs, labs_table))
+        div.grid {
+            (section_card("Active conditions", &summary.conditions, conditions_list))
+            (section_card("Active medications", &summary.medications, medications_list))
+            (section_card("Allergies", &summary.allergies, allergies_list))
+            (section_card("Immunizations", &summary.immunizations, immunizations_list))
+            (section_card("Recent encounters", &summary.encounters, encounters_list))
+        }
+    }
 }
 
 fn patient_banner(b: &PatientBanner) -> Markup {

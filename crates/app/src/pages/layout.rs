@@ -1,6 +1,6 @@
 //! The page frame every page shares: header, navigation, main landmark, stylesheet.
 
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
 
 use crate::style::Theme;
 
@@ -11,7 +11,7 @@ pub const STYLESHEET: &str = include_str!("../../static/app.css");
 pub const STYLESHEET_PATH: &str = "/static/app.css";
 
 /// A full HTML page. `theme` (from the EHR's `smart_style_url`) overrides the colours and font.
-pub fn page(title: &str, theme: Option<&Theme>, body: Markup) -> Markup {
+pub fn page(title: &str, theme: Option<&Theme>, body: impl Render) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
