@@ -6,6 +6,8 @@
 //! failed that one request — the rest of the page still renders. The functions here only turn
 //! resources into rows; fetching is in [`crate::fetch`].
 
+use std::borrow::Borrow;
+
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use fhir_client::r4::resources::{
     AllergyIntolerance, Condition, Encounter, Immunization, MedicationRequest, Observation, Patient,
@@ -293,7 +295,7 @@ const VITALS: &[(&str, &str, &[Line])] = &[
 ];
 
 /// Vital-sign charts from Observations (blood pressure read from panel components as well).
-pub fn vital_charts(observations: &[Observation]) -> Vec<Chart> {
+pub fn vital_charts<O: Borrow<Observation>>(observations: &[O]) -> Vec<Chart> {
     VITALS
         .iter()
         .map(|(title, unit, lines)| Chart {
@@ -311,10 +313,10 @@ pub fn vital_charts(observations: &[Observation]) -> Vec<Chart> {
         .collect()
 }
 
-fn points_for(observations: &[Observation], codes: &[&str]) -> Vec<(DateTime<Utc>, f64)> {
+fn points_for<O: Borrow<Observation>>(observations: &[O], codes: &[&str]) -> Vec<(DateTime<Utc>, f64)> {
     use fhir_client::r4::resources::observation::ObservationComponentValue as CV;
     let mut points = Vec::new();
-    for o in observations {
+    for o in observations.iter().map(Borrow::borrow) {
         let Some(at) = observation_time(o) else { continue };
         if has_code(&o.code, codes)
             && let Some(v) = observation_quantity(o).and_then(|q| q.value.as_ref())
@@ -355,8 +357,8 @@ fn interpretation_flag(o: &Observation) -> Option<(String, String)> {
 
 /// Laboratory rows, newest first, with reference ranges and abnormal flags (from the
 /// interpretation, or computed from the range when the EHR gave none).
-pub fn lab_rows(observations: &[Observation]) -> Vec<LabRow> {
-    let mut sorted: Vec<&Observation> = observations.iter().collect();
+pub fn lab_rows<O: Borrow<Observation>>(observations: &[O]) -> Vec<LabRow> {
+    let mut sorted: Vec<&Observation> = observations.iter().map(Borrow::borrow).collect();
     sorted.sort_by_key(|o| std::cmp::Reverse(observation_time(o)));
     sorted
         .into_iter()
