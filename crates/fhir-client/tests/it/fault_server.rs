@@ -1,7 +1,7 @@
 //! A small in-memory FHIR R4 server on 127.0.0.1:0 that plays what a real server cannot be made
-//! to do on cue: a 429 or 503 followed by success, a truncated or ill-typed body, a scripted 422
-//! or 403 header, a next link to another host, a resource of the wrong type, JSON Patch (the
-//! sandbox has no PATCH). Everything else runs against the real sandbox (`common.rs`).
+//! to do on cue: a 429 or 503 followed by success, a truncated or ill-typed body, a scripted 422,
+//! a 403 without a scope challenge, a next link to another host, a resource of the wrong type.
+//! Everything else runs against the real sandbox (`common.rs`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -154,7 +154,6 @@ async fn handle(
     }
     let path = uri.path().trim_start_matches("/fhir").trim_start_matches('/');
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let body_json: Option<Value> = serde_json::from_slice(&body).ok();
     match (method.as_str(), segments.as_slice()) {
         ("GET", [ty, id]) => match st
             .resources
@@ -168,28 +167,9 @@ async fn handle(
                 &outcome("error", "not-found", &format!("{ty}/{id} is not known")),
             ),
         },
-        ("PATCH", [ty, id]) => {
-            let Some(versions) = st.resources.get_mut(*ty).and_then(|m| m.get_mut(*id)) else {
-                return fhir(StatusCode::NOT_FOUND, &outcome("error", "not-found", "unknown"));
-            };
-            let mut resource = versions.last().unwrap().clone();
-            for op in body_json.as_ref().and_then(Value::as_array).into_iter().flatten() {
-                if op["op"] == "replace" || op["op"] == "add" {
-                    let key = op["path"].as_str().unwrap().trim_start_matches('/');
-                    resource[key] = op["value"].clone();
-                }
-            }
-            resource["meta"] = json!({"versionId": (versions.len() + 1).to_string()});
-            versions.push(resource.clone());
-            fhir(StatusCode::OK, &resource)
-        }
         _ => fhir(
             StatusCode::BAD_REQUEST,
-            &outcome(
-                "error",
-                "not-supported",
-                "the fault server only reads and patches",
-            ),
+            &outcome("error", "not-supported", "the fault server only reads"),
         ),
     }
 }

@@ -238,37 +238,51 @@ async fn a_second_401_is_not_refreshed_again() {
 }
 
 #[tokio::test]
-async fn forbidden_names_the_scope_that_was_likely_missing() {
-    // A real 403: the token may read patients but not search observations.
+async fn forbidden_with_insufficient_scope_names_the_servers_scope() {
+    // A real 403: the token may read patients but neither search observations nor patch patients,
+    // and the sandbox names the scope it lacks in WWW-Authenticate (RFC 6750 §3.1).
     let sandbox = TestSandbox::start().await;
+    sandbox.put(patient("p1", "Lovelace")).await;
     let client = sandbox.client_with(sandbox.tokens("system/Patient.rs").await);
     let err = client
         .search::<Observation>(&SearchParams::new().patient("p1"))
         .await
         .unwrap_err();
-    let FhirError::Forbidden {
-        likely_missing_scope, ..
-    } = &err
-    else {
-        panic!("{err:?}")
-    };
-    assert_eq!(
-        likely_missing_scope,
-        "patient/Observation.s (or user/Observation.s)"
-    );
+    assert_eq!(missing_scope(&err), "system/Observation.s");
     assert_eq!(err.issues()[0].code, "forbidden");
+    assert!(err.to_string().contains("system/Observation.s"), "{err}");
+
+    let ops = json!([{"op": "add", "path": "/gender", "value": "female"}]);
+    let err = client.patch::<Patient>("p1", &ops, None).await.unwrap_err();
+    assert_eq!(missing_scope(&err), "system/Patient.u");
+}
+
+/// The scope a 403 says was likely missing.
+fn missing_scope(err: &FhirError) -> &str {
+    match err {
+        FhirError::Forbidden {
+            likely_missing_scope, ..
+        } => likely_missing_scope,
+        other => panic!("not a 403: {other:?}"),
+    }
 }
 
 #[tokio::test]
-async fn forbidden_with_insufficient_scope_names_the_servers_scope() {
-    // The sandbox sends no WWW-Authenticate with its 403s, so this one is scripted.
+async fn forbidden_without_a_challenge_names_the_scope_that_was_likely_missing() {
+    // The sandbox names the scope in every scope refusal, so a server that does not is scripted.
     let server = TestServer::start().await;
-    server.fault(Fault::new("/Patient/p1", 403, "").header(
-        "WWW-Authenticate",
-        r#"Bearer error="insufficient_scope", scope="patient/Patient.r""#,
-    ));
-    let err = server.client().read::<Patient>("p1").await.unwrap_err();
-    assert!(err.to_string().contains("patient/Patient.r"), "{err}");
+    let refusal = outcome("error", "forbidden", "not allowed");
+    server.fault(Fault::new("/Observation", 403, &refusal.to_string()));
+    let err = server
+        .client()
+        .search::<Observation>(&SearchParams::new().patient("p1"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        missing_scope(&err),
+        "patient/Observation.s (or user/Observation.s)"
+    );
+    assert_eq!(err.issues()[0].code, "forbidden");
 }
 
 #[tokio::test]
@@ -327,26 +341,4 @@ async fn reading_the_wrong_type_is_refused() {
         matches!(err, FhirError::UnexpectedResourceType { ref found, .. } if found == "Observation"),
         "{err:?}"
     );
-}
-
-#[tokio::test]
-async fn patch_sends_a_json_patch_with_if_match() {
-    // The sandbox has no PATCH, so the fault server applies it.
-    let server = TestServer::start().await;
-    server.put(patient("p1", "Hopper"));
-    let patched: Patient = server
-        .client()
-        .patch(
-            "p1",
-            &json!([{"op": "replace", "path": "/gender", "value": "female"}]),
-            Some("1"),
-        )
-        .await
-        .unwrap();
-    assert!(patched.gender.is_some());
-    let sent = server.seen().pop().unwrap();
-    assert_eq!(sent.method, "PATCH");
-    assert_eq!(sent.path_and_query, "/fhir/Patient/p1");
-    assert_eq!(sent.content_type.as_deref(), Some("application/json-patch+json"));
-    assert_eq!(sent.if_match.as_deref(), Some("W/\"1\""));
 }

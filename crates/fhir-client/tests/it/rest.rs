@@ -229,6 +229,41 @@ async fn create_then_update_with_if_match_then_vread_and_history() {
 }
 
 #[tokio::test]
+async fn patch_sends_a_json_patch_with_if_match_and_the_server_applies_it() {
+    let sandbox = TestSandbox::start().await;
+    sandbox.put(patient("p1", "Hopper")).await;
+    let client = sandbox.client().await;
+    let ops = json!([
+        {"op": "test", "path": "/name/0/family", "value": "Hopper"},
+        {"op": "add", "path": "/gender", "value": "female"}
+    ]);
+
+    let patched: Patient = client.patch("p1", &ops, Some("1")).await.unwrap();
+    assert!(patched.gender.is_some());
+    assert_eq!(name::patient_display_name(&patched), "Ada Hopper");
+    assert_eq!(patched.meta.as_ref().unwrap().version_id.as_ref().unwrap().0, "2");
+    let sent = sandbox.seen().pop().unwrap();
+    assert_eq!(sent.method, "PATCH");
+    assert_eq!(sent.path_and_query, "/fhir/Patient/p1");
+    assert_eq!(sent.content_type.as_deref(), Some("application/json-patch+json"));
+    assert_eq!(sent.if_match.as_deref(), Some("W/\"1\""));
+    assert_eq!(serde_json::from_str::<Value>(&sent.body).unwrap(), ops);
+    let stored: Patient = client.read("p1").await.unwrap();
+    assert!(stored.gender.is_some());
+
+    // Version 1 is stale now; a failed `test` is the server's 422 with its OperationOutcome.
+    let err = client.patch::<Patient>("p1", &ops, Some("1")).await.unwrap_err();
+    assert!(
+        matches!(err, FhirError::VersionConflict { status: 412, .. }),
+        "{err:?}"
+    );
+    let wrong = json!([{"op": "test", "path": "/gender", "value": "male"}]);
+    let err = client.patch::<Patient>("p1", &wrong, None).await.unwrap_err();
+    assert_eq!(err.status(), Some(422), "{err:?}");
+    assert_eq!(err.issues()[0].code, "processing");
+}
+
+#[tokio::test]
 async fn a_resource_the_server_finds_incomplete_is_refused_with_its_operation_outcome() {
     let sandbox = TestSandbox::start().await;
     // R4 requires medication[x]; the typed model lets it be absent, the server does not.
