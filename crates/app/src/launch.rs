@@ -163,7 +163,7 @@ pub async fn callback(
     let completed = state.smart().complete(stored.pending, params).await?;
     let endpoints = state.smart().discover(&completed.tokens.fhir_base).await?;
     let theme = match completed.context.smart_style_url.as_deref().map(Url::parse) {
-        Some(Ok(url)) => Theme::fetch(state.http(), &url).await,
+        Some(Ok(url)) => state.themes().get_or_fetch(state.http(), &url).await,
         _ => None,
     };
     tracing::info!(

@@ -12,6 +12,7 @@ use crate::launch::smart_client;
 use crate::pages::home::SummaryView;
 use crate::server::StartError;
 use crate::session::{Session, SessionStore};
+use crate::style::ThemeCache;
 
 /// At most this many sessions' summaries are kept in memory.
 const SUMMARY_CACHE_MAX: usize = 1024;
@@ -32,6 +33,7 @@ struct Inner {
     fhir_pool: fhir_client::HttpPool,
     smart: smart_launch::SmartClient,
     summaries: Mutex<HashMap<String, (Instant, Arc<SummaryView>)>>,
+    themes: ThemeCache,
 }
 
 impl std::fmt::Debug for AppState {
@@ -90,6 +92,7 @@ impl AppState {
                 fhir_pool,
                 smart,
                 summaries: Mutex::new(HashMap::new()),
+                themes: ThemeCache::default(),
             }),
         })
     }
@@ -132,6 +135,11 @@ impl AppState {
     /// The connection pool shared by the FHIR clients of all sessions.
     pub fn fhir_pool(&self) -> &fhir_client::HttpPool {
         &self.inner.fhir_pool
+    }
+
+    /// Style documents fetched recently (`smart_style_url`).
+    pub fn themes(&self) -> &ThemeCache {
+        &self.inner.themes
     }
 
     /// The SMART client (discovery, launches, code exchange, refresh).

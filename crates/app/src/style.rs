@@ -4,8 +4,12 @@
 //! app fetches it once after the launch, keeps only values that are plainly a colour, a length or a
 //! font list, and turns them into CSS custom properties that override the stylesheet's defaults. A
 //! style that cannot be fetched or read leaves the default look; it never fails the launch.
+//! [`ThemeCache`] keeps fetched styles for a few minutes: every launch from one EHR names the same
+//! document, and the callback should not wait for it each time.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -173,6 +177,46 @@ impl Theme {
     }
 }
 
+/// How long a fetched style is reused.
+pub const THEME_CACHE_TTL: Duration = Duration::from_secs(600);
+
+/// At most this many style documents are kept.
+const THEME_CACHE_MAX: usize = 64;
+
+/// Styles fetched recently, by URL. Only styles that could be read are kept: a failed fetch is tried
+/// again at the next launch.
+#[derive(Debug, Default)]
+pub struct ThemeCache {
+    entries: Mutex<HashMap<Url, (Instant, Theme)>>,
+}
+
+impl ThemeCache {
+    /// The style at `url`: from the cache when fetched less than [`THEME_CACHE_TTL`] ago, else
+    /// fetched now (see [`Theme::fetch`]).
+    pub async fn get_or_fetch(&self, http: &reqwest::Client, url: &Url) -> Option<Theme> {
+        if let Some(theme) = self.get(url) {
+            return Some(theme);
+        }
+        let theme = Theme::fetch(http, url).await?;
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= THEME_CACHE_MAX {
+                entries.retain(|_, (at, _)| at.elapsed() < THEME_CACHE_TTL);
+                if entries.len() >= THEME_CACHE_MAX {
+                    entries.clear();
+                }
+            }
+            entries.insert(url.clone(), (Instant::now(), theme.clone()));
+        }
+        Some(theme)
+    }
+
+    fn get(&self, url: &Url) -> Option<Theme> {
+        let entries = self.entries.lock().ok()?;
+        let (at, theme) = entries.get(url)?;
+        (at.elapsed() < THEME_CACHE_TTL).then(|| theme.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,5 +258,53 @@ mod tests {
             "dim_border_radius": "calc(1px)"
         }));
         assert!(theme.is_empty(), "{theme:?}");
+    }
+
+    /// A style server on 127.0.0.1 that counts its requests: `/ok` serves a style, `/missing` a 404.
+    async fn style_server() -> (Url, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let hits = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let app = axum::Router::new()
+            .route(
+                "/ok",
+                axum::routing::get(|| async { r##"{"color_background": "#edeae3"}"## }),
+            )
+            .route(
+                "/missing",
+                axum::routing::get(|| async { http::StatusCode::NOT_FOUND }),
+            )
+            .layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    next.run(request)
+                },
+            ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (base, hits)
+    }
+
+    #[tokio::test]
+    async fn a_style_is_fetched_once_and_a_failure_is_tried_again() {
+        use std::sync::atomic::Ordering;
+        let (base, hits) = style_server().await;
+        let http = reqwest::Client::new();
+        let cache = ThemeCache::default();
+        let ok = base.join("ok").unwrap();
+        let first = cache.get_or_fetch(&http, &ok).await.expect("a theme");
+        assert!(first.css_variables().contains("--bg:#edeae3;"));
+        assert_eq!(cache.get_or_fetch(&http, &ok).await, Some(first));
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "the second launch used the cached style"
+        );
+
+        let missing = base.join("missing").unwrap();
+        assert!(cache.get_or_fetch(&http, &missing).await.is_none());
+        assert!(cache.get_or_fetch(&http, &missing).await.is_none());
+        assert_eq!(hits.load(Ordering::SeqCst), 3, "a failed fetch is not remembered");
     }
 }
