@@ -133,6 +133,9 @@ def rows(parts):
                   goal(tp >= 30 if tp else None, "≥ 30× Python")))
         r.append(("parse", "serde_json::Value on the same bytes", fmt((pa.get("value_ns") or 0) / 1e6, "ms"), "",
                   fmt(tv, "× (Value time / typed time)"), goal(tv >= 1.0 if tv else None, "≥ 1.0×")))
+        if pa.get("via_value_ns"):
+            r.append(("parse", "typed the old way (Bundle with JSON entries, then each entry converted)",
+                      fmt(pa["via_value_ns"] / 1e6, "ms"), "", "", ""))
     elif pa:
         r.append(("parse", "parse", "skipped", pa["skipped"], "", ""))
     pg = parts.get("paging", {})
