@@ -153,6 +153,9 @@ def rows(parts):
         seed_size = s["packages_bytes"] + s["interpreter_bytes"]
         r.append(("footprint", "size on disk", fmt(o["binary_bytes"] / 2**20, "MB (one binary)"),
                   fmt(seed_size / 2**20, "MB (Python + packages)"), fmt(ratio(seed_size, o["binary_bytes"]), "× smaller"), ""))
+        if o.get("stripped_bytes"):
+            r.append(("footprint", "size on disk, stripped (`strip`)", fmt(o["stripped_bytes"] / 2**20, "MB"),
+                      fmt(seed_size / 2**20, "MB"), fmt(ratio(seed_size, o["stripped_bytes"]), "× smaller"), ""))
         r.append(("footprint", "cold start to first response", fmt(o["cold_start_s"] * 1000, "ms"),
                   fmt(s["cold_start_s"] * 1000, "ms"), fmt(ratio(s["cold_start_s"], o["cold_start_s"]), "× faster"), ""))
         r.append(("footprint", "idle RSS", fmt(mb(o["idle_rss_kb"]), "MB"), fmt(mb(s["idle_rss_kb"]), "MB"),
