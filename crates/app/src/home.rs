@@ -26,6 +26,11 @@ pub async fn index(State(state): State<AppState>, session: Session) -> Result<Re
     if let Some(view) = state.cached_summary(&session, token_expiry) {
         return Ok(page::authorized(&csrf, &view, theme.as_ref()).into_response());
     }
+    // One fetch per session at a time; whoever waited may find the summary fetched meanwhile.
+    let _turn = state.summary_turn(&session).await;
+    if let Some(view) = state.cached_summary(&session, token_expiry) {
+        return Ok(page::authorized(&csrf, &view, theme.as_ref()).into_response());
+    }
     let Some(mut record) = session.launch() else {
         return Err(AppError::NotLaunched);
     };

@@ -34,6 +34,8 @@ struct Inner {
     smart: smart_launch::SmartClient,
     summaries: Mutex<HashMap<String, (Instant, Arc<SummaryView>)>>,
     themes: ThemeCache,
+    /// One async lock per session whose summary is being fetched (see [`AppState::summary_turn`]).
+    summary_turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -93,6 +95,7 @@ impl AppState {
                 smart,
                 summaries: Mutex::new(HashMap::new()),
                 themes: ThemeCache::default(),
+                summary_turns: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -180,10 +183,82 @@ impl AppState {
         }
     }
 
+    /// Waits until no other request of this session is fetching its summary, then holds that turn
+    /// until the guard is dropped. When the cached summary expires while a session's pages are being
+    /// asked for, the first request fetches it and the others wait and then find it cached, instead of
+    /// all reading the EHR at once. `None` (no waiting) when summaries are not cached, or the session
+    /// has no id yet.
+    pub async fn summary_turn(&self, session: &Session) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        if self.inner.config.summary_cache.is_zero() {
+            return None;
+        }
+        let key = session.cache_key()?;
+        let lock = {
+            let mut turns = self.inner.summary_turns.lock().ok()?;
+            if turns.len() >= SUMMARY_CACHE_MAX {
+                // Forget the locks nobody holds or waits for.
+                turns.retain(|_, lock| Arc::strong_count(lock) > 1);
+            }
+            turns.entry(key).or_default().clone()
+        };
+        Some(lock.lock_owned().await)
+    }
+
     /// Drops this session's cached summary (log out, new launch).
     pub fn forget_summary(&self, session: &Session) {
         if let (Some(key), Ok(mut cache)) = (session.cache_key(), self.inner.summaries.lock()) {
             cache.remove(&key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt as _;
+
+    use super::*;
+
+    fn state(dir: &tempfile::TempDir, summary_cache: Duration) -> AppState {
+        let mut config = AppConfig::for_issuer(
+            Url::parse("http://127.0.0.1:9/fhir").unwrap(),
+            "app",
+            dir.path().join("sessions.db"),
+        );
+        config.summary_cache = summary_cache;
+        AppState::new(config, "127.0.0.1:0".parse().unwrap()).unwrap()
+    }
+
+    fn session_with_id() -> Session {
+        let session = Session::default();
+        session.ensure_id();
+        session
+    }
+
+    #[tokio::test]
+    async fn one_request_of_a_session_fetches_its_summary_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir, Duration::from_secs(30));
+        let (session, other) = (session_with_id(), session_with_id());
+        let first = state.summary_turn(&session).await;
+        assert!(first.is_some());
+        assert!(
+            state.summary_turn(&session).now_or_never().is_none(),
+            "a second request of the session waits"
+        );
+        assert!(
+            state.summary_turn(&other).now_or_never().flatten().is_some(),
+            "another session does not wait"
+        );
+        drop(first);
+        assert!(state.summary_turn(&session).now_or_never().flatten().is_some());
+    }
+
+    #[tokio::test]
+    async fn without_a_summary_cache_nobody_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir, Duration::ZERO);
+        let session = session_with_id();
+        assert!(state.summary_turn(&session).await.is_none());
+        assert!(state.summary_turn(&session).now_or_never().is_some());
     }
 }
