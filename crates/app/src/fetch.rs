@@ -1,19 +1,18 @@
 //! Fetching the patient summary from the EHR: every section's search runs concurrently through one
 //! [`FhirClient`] with the session's tokens; sections whose scope was not granted are not requested.
-//! Each section is read, parsed and turned into rows (or charts) in a task of its own, so the
-//! runtime's threads share the parsing of a page's responses instead of taking them one by one.
 
 use std::time::Duration;
 
 use chrono::Utc;
-use fhir_client::r4::resources::{Observation, Patient};
+use fhir_client::r4::resources::{
+    AllergyIntolerance, Condition, Encounter, Immunization, MedicationRequest, Observation, Patient,
+};
 use fhir_client::r4::types::reference::ResourceType;
 use fhir_client::search::SearchParams;
 use fhir_client::{FhirClient, FhirError, RetryPolicy};
 use serde::de::DeserializeOwned;
 use smart_launch::token::TokenSet;
 use smart_launch::{Permissions, ScopeContext, ScopeSet};
-use tokio::task::JoinHandle;
 
 use crate::launch::LaunchRecord;
 use crate::state::AppState;
@@ -47,61 +46,26 @@ fn is_relaunch(error: &FhirError) -> bool {
     matches!(error, FhirError::Token(_) | FhirError::Unauthorized { .. })
 }
 
-/// What a section's task hands back: `None` when the scope was not granted, else its rows or why the
-/// search failed.
-type SectionResult<T> = Option<Result<Vec<T>, FhirError>>;
-
-/// Starts a section's search in its own task; the task also turns the resources into rows.
-fn spawn_section<R, T>(
+/// A search whose failure is shown in its section; `None` when the scope was not granted.
+async fn section_search<R: ResourceType + DeserializeOwned>(
     client: &FhirClient,
     granted: &ScopeSet,
     type_name: &str,
     params: SearchParams,
-    rows: fn(&[R]) -> Vec<T>,
-) -> SectionTask<SectionResult<T>>
-where
-    R: ResourceType + DeserializeOwned + Send + 'static,
-    T: Send + 'static,
-{
-    let permitted = permitted(granted, type_name, Permissions::SEARCH);
-    let client = client.clone();
-    SectionTask(tokio::spawn(async move {
-        if !permitted {
-            return None;
-        }
-        Some(client.search::<R>(&params).await.map(|page| rows(&page.matches)))
-    }))
-}
-
-/// A task fetching part of the page, aborted when the page stops waiting for it (the browser left).
-struct SectionTask<T>(JoinHandle<T>);
-
-impl<T> Drop for SectionTask<T> {
-    fn drop(&mut self) {
-        self.0.abort();
+) -> Option<Result<Vec<R>, FhirError>> {
+    if !permitted(granted, type_name, Permissions::SEARCH) {
+        return None;
     }
+    Some(client.search::<R>(&params).await.map(|page| page.matches))
 }
 
-impl<T> SectionTask<T> {
-    /// Waits for the task. A panic inside it is passed on, as if the section had run here.
-    async fn join(mut self) -> T {
-        match (&mut self.0).await {
-            Ok(value) => value,
-            // Only dropping `self` aborts the task, so while it is awaited a join error is a panic.
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-}
-
-/// The error of a section whose search failed.
-fn section_error<T>(result: &SectionResult<T>) -> Option<&FhirError> {
-    result.as_ref()?.as_ref().err()
-}
-
-fn to_section<T>(result: SectionResult<T>) -> Section<T> {
+fn to_section<R, T>(
+    result: Option<Result<Vec<R>, FhirError>>,
+    rows: impl FnOnce(&[R]) -> Vec<T>,
+) -> Section<T> {
     match result {
         None => Section::NotShared,
-        Some(Ok(rows)) => Section::Shown(rows),
+        Some(Ok(resources)) => Section::Shown(rows(&resources)),
         Some(Err(FhirError::Forbidden { .. })) => Section::NotShared,
         Some(Err(e)) => {
             tracing::warn!(error = %e, "a summary section could not be fetched");
@@ -142,75 +106,32 @@ pub async fn summary(state: &AppState, record: &LaunchRecord) -> Result<Fetched,
     };
     let by_patient = || SearchParams::new().patient(&patient_id);
 
-    let patient_task = {
-        let (client, patient_id) = (client.clone(), patient_id.clone());
-        let permitted = permitted(granted, "Patient", Permissions::READ);
-        SectionTask(tokio::spawn(async move {
-            if permitted {
-                Some(client.read::<Patient>(&patient_id).await)
-            } else {
-                None
-            }
-        }))
+    let patient_read = async {
+        if permitted(granted, "Patient", Permissions::READ) {
+            Some(client.read::<Patient>(&patient_id).await)
+        } else {
+            None
+        }
     };
-    let vitals = spawn_section(
-        &client,
-        granted,
-        "Observation",
-        by_patient().raw("category", "vital-signs").count(200),
-        vital_charts,
-    );
-    let labs = spawn_section(
-        &client,
-        granted,
-        "Observation",
-        by_patient().raw("category", "laboratory").count(50),
-        lab_rows,
-    );
-    let conditions = spawn_section(
-        &client,
-        granted,
-        "Condition",
-        by_patient().count(100),
-        summary::condition_rows,
-    );
-    let medications = spawn_section(
-        &client,
-        granted,
-        "MedicationRequest",
-        by_patient().count(100),
-        summary::medication_rows,
-    );
-    let allergies = spawn_section(
-        &client,
-        granted,
-        "AllergyIntolerance",
-        by_patient().count(100),
-        summary::allergy_rows,
-    );
-    let immunizations = spawn_section(
-        &client,
-        granted,
-        "Immunization",
-        by_patient().count(100),
-        summary::immunization_rows,
-    );
-    let encounters = spawn_section(
-        &client,
-        granted,
-        "Encounter",
-        by_patient().count(100),
-        summary::encounter_rows,
-    );
     let (patient, vitals, labs, conditions, medications, allergies, immunizations, encounters) = tokio::join!(
-        patient_task.join(),
-        vitals.join(),
-        labs.join(),
-        conditions.join(),
-        medications.join(),
-        allergies.join(),
-        immunizations.join(),
-        encounters.join(),
+        patient_read,
+        section_search::<Observation>(
+            &client,
+            granted,
+            "Observation",
+            by_patient().raw("category", "vital-signs").count(200)
+        ),
+        section_search::<Observation>(
+            &client,
+            granted,
+            "Observation",
+            by_patient().raw("category", "laboratory").count(50)
+        ),
+        section_search::<Condition>(&client, granted, "Condition", by_patient().count(100)),
+        section_search::<MedicationRequest>(&client, granted, "MedicationRequest", by_patient().count(100)),
+        section_search::<AllergyIntolerance>(&client, granted, "AllergyIntolerance", by_patient().count(100)),
+        section_search::<Immunization>(&client, granted, "Immunization", by_patient().count(100)),
+        section_search::<Encounter>(&client, granted, "Encounter", by_patient().count(100)),
     );
 
     // The patient read decides whether there is a page at all; so does any relaunch-worthy failure.
@@ -220,12 +141,11 @@ pub async fn summary(state: &AppState, record: &LaunchRecord) -> Result<Fetched,
         Some(Err(e)) => return Err(FetchFailure::Ehr(e)),
         None => None,
     };
-    for error in [section_error(&vitals), section_error(&labs)]
-        .into_iter()
-        .flatten()
-    {
-        if is_relaunch(error) {
-            return Err(FetchFailure::Relaunch(clone_relaunch(error)));
+    for result in [&vitals, &labs].into_iter().flatten() {
+        if let Err(e) = result
+            && is_relaunch(e)
+        {
+            return Err(FetchFailure::Relaunch(clone_relaunch(e)));
         }
     }
 
@@ -240,13 +160,13 @@ pub async fn summary(state: &AppState, record: &LaunchRecord) -> Result<Fetched,
     let summary = Summary {
         patient_name: name,
         banner,
-        vitals: to_section(vitals),
-        labs: to_section(labs),
-        conditions: to_section(conditions),
-        medications: to_section(medications),
-        allergies: to_section(allergies),
-        immunizations: to_section(immunizations),
-        encounters: to_section(encounters),
+        vitals: to_section(vitals, vital_charts),
+        labs: to_section(labs, lab_rows),
+        conditions: to_section(conditions, summary::condition_rows),
+        medications: to_section(medications, summary::medication_rows),
+        allergies: to_section(allergies, summary::allergy_rows),
+        immunizations: to_section(immunizations, summary::immunization_rows),
+        encounters: to_section(encounters, summary::encounter_rows),
     };
     let current = tokens.tokens().await;
     let renewed_tokens = (current.access_token != record.tokens().access_token).then_some(current);
