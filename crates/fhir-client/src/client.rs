@@ -388,11 +388,14 @@ impl FhirClient {
     }
 
     async fn get_page(&self, link: &str, resource_type: Option<&str>) -> Result<Bundle, FhirError> {
+        decode_bundle(&self.get_link(link, resource_type).await?)
+    }
+
+    /// `GET` a paging link, refused unless it lies under the base.
+    async fn get_link(&self, link: &str, resource_type: Option<&str>) -> Result<Answer, FhirError> {
         let url = self.checked_url(link)?;
-        let answer = self
-            .get(url, interaction("search", resource_type, "s", true))
-            .await?;
-        decode_bundle(&answer)
+        self.get(url, interaction("search", resource_type, "s", true))
+            .await
     }
 
     /// Resolve `link` against the base and refuse it unless it lies under the base.
@@ -472,12 +475,7 @@ impl FhirClient {
                             .get(url, interaction("search", Some(resource_type), "s", true))
                             .await?
                     }
-                    Next::Link(link) => {
-                        let url = client.checked_url(&link)?;
-                        client
-                            .get(url, interaction("search", Some(resource_type), "s", true))
-                            .await?
-                    }
+                    Next::Link(link) => client.get_link(&link, Some(resource_type)).await?,
                 };
                 let (page, next_link) = parse(&answer)?;
                 let following = match next_link {
