@@ -8,8 +8,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use url::Url;
 
-use crate::error::{FhirError, coded_text};
-use crate::r4::resources::{Bundle, OperationOutcome, Resource};
+use crate::error::FhirError;
+use crate::r4::resources::{OperationOutcome, Resource};
 use crate::request::{ResourceTypeTag, body_excerpt};
 
 /// A searchset Bundle as read straight from the response bytes: only what paging needs is built,
@@ -230,67 +230,6 @@ impl<R: DeserializeOwned> SearchPage<R> {
                 }
                 _ if ty == "OperationOutcome" => page.outcomes.push(parse_entry(raw, i, &ty, source)?),
                 _ => page.included.push(parse_entry(raw, i, &ty, source)?),
-            }
-        }
-        Ok(page)
-    }
-
-    /// Split a searchset Bundle into typed matches, includes and outcomes. `type_name` is `R`'s
-    /// resource type. An entry that is not valid FHIR is an error (naming its JSON path), never
-    /// silently dropped.
-    pub fn from_bundle(bundle: Bundle, type_name: &str, source: &Url) -> Result<Self, FhirError> {
-        let link = |relation: &str| {
-            bundle
-                .link
-                .iter()
-                .find(|l| l.relation.0 == relation)
-                .map(|l| l.url.0.clone())
-        };
-        let (next, self_link) = (link("next"), link("self"));
-        let total = bundle.total.as_ref().map(|t| t.0);
-        let mut page = SearchPage {
-            matches: Vec::new(),
-            included: Vec::new(),
-            outcomes: Vec::new(),
-            total,
-            next,
-            self_link,
-        };
-        for (i, entry) in bundle.entry.into_iter().enumerate() {
-            let Some(resource) = entry.resource else { continue };
-            let mode = entry
-                .search
-                .as_ref()
-                .and_then(|s| s.mode.as_ref())
-                .map(coded_text);
-            let ty = resource
-                .get("resourceType")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let at = |e: serde_path_to_error::Error<serde_json::Error>| FhirError::InvalidBody {
-                url: source.to_string(),
-                expected: ty.clone(),
-                path: format!("entry[{i}].resource.{}", e.path()),
-                message: e.inner().to_string(),
-                body: String::new(),
-            };
-            match mode.as_deref() {
-                Some("outcome") => page
-                    .outcomes
-                    .push(serde_path_to_error::deserialize(resource).map_err(at)?),
-                Some("include") => page
-                    .included
-                    .push(serde_path_to_error::deserialize(resource).map_err(at)?),
-                Some("match") | None if ty == type_name => page
-                    .matches
-                    .push(serde_path_to_error::deserialize(resource).map_err(at)?),
-                _ if ty == "OperationOutcome" => page
-                    .outcomes
-                    .push(serde_path_to_error::deserialize(resource).map_err(at)?),
-                _ => page
-                    .included
-                    .push(serde_path_to_error::deserialize(resource).map_err(at)?),
             }
         }
         Ok(page)
