@@ -126,12 +126,14 @@ pub enum FhirError {
     },
 
     /// 429 after every retry (or with a `Retry-After` beyond the configured cap).
-    #[error("The FHIR server is rate limiting requests to {url} (429){}. Wait and try again.", retry_after.map(|d| format!(" and asks to wait {} s", d.as_secs())).unwrap_or_default())]
+    #[error("The FHIR server is rate limiting requests to {url} (429){}. Wait and try again.{}", retry_after.map(|d| format!(" and asks to wait {} s", d.as_secs())).unwrap_or_default(), first_issue_note(outcome.as_deref()))]
     RateLimited {
         /// The request URL.
         url: String,
         /// The server's `Retry-After`, if it sent one.
         retry_after: Option<Duration>,
+        /// The server's OperationOutcome, if the 429 body was one.
+        outcome: Option<Box<OperationOutcome>>,
     },
 
     /// Any other error status; `outcome` holds the OperationOutcome when the body was one.
@@ -208,6 +210,7 @@ impl FhirError {
             | FhirError::NotFound { outcome, .. }
             | FhirError::Gone { outcome, .. }
             | FhirError::VersionConflict { outcome, .. }
+            | FhirError::RateLimited { outcome, .. }
             | FhirError::Status { outcome, .. } => outcome.as_deref(),
             _ => None,
         }
@@ -308,5 +311,19 @@ fn outcome_summary(outcome: Option<&OperationOutcome>) -> String {
             format!(": {}.", issues.join("; "))
         }
         None => String::from("."),
+    }
+}
+
+/// " The server says: issue." (its first issue) for an error message, or nothing without an outcome.
+fn first_issue_note(outcome: Option<&OperationOutcome>) -> String {
+    match outcome
+        .map(Issue::from_outcome)
+        .and_then(|issues| issues.into_iter().next())
+    {
+        Some(issue) => {
+            let text = issue.to_string();
+            format!(" The server says: {}.", text.trim_end_matches('.'))
+        }
+        None => String::new(),
     }
 }

@@ -222,6 +222,7 @@ fn status_error(status: StatusCode, call: &Call, headers: &HeaderMap, body: &[u8
                 .get(header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, SystemTime::now())),
+            outcome,
         },
         code => FhirError::Status {
             status: code,

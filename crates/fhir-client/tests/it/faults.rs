@@ -44,6 +44,60 @@ async fn persistent_rate_limit_ends_in_a_typed_error_with_the_servers_wait() {
 }
 
 #[tokio::test]
+async fn persistent_rate_limit_keeps_the_servers_operation_outcome() {
+    // The sandbox answers its simulated 429 with an OperationOutcome (code `throttled`).
+    let sandbox = TestSandbox::start().await;
+    sandbox.register("throttled", Some(SimulatedFailure::Fhir429));
+    let client = sandbox.client_with(sandbox.tokens_of("throttled", ALL).await);
+    let err = client.read::<Patient>("p1").await.unwrap_err();
+    let FhirError::RateLimited {
+        outcome: Some(outcome),
+        ..
+    } = &err
+    else {
+        panic!("expected RateLimited with an outcome, got {err:?}")
+    };
+    assert_eq!(outcome.issue.len(), 1);
+    assert_eq!(err.outcome().map(|o| o.issue.len()), Some(1));
+    let issues = err.issues();
+    assert_eq!(issues.len(), 1);
+    assert_eq!(issues[0].severity, "error");
+    assert_eq!(issues[0].code, "throttled");
+    let diagnostics = issues[0].diagnostics.as_deref().unwrap();
+    assert!(diagnostics.contains("simulated"), "{diagnostics}");
+    let message = err.to_string();
+    assert!(message.contains("(429) and asks to wait 1 s"), "{message}");
+    assert!(
+        message.contains("The server says: error (throttled): "),
+        "{message}"
+    );
+    assert!(!message.contains(".."), "{message}");
+}
+
+#[tokio::test]
+async fn rate_limit_without_an_operation_outcome_has_no_issues() {
+    let server = TestServer::start().await;
+    for _ in 0..4 {
+        server.fault(Fault::new("/Patient/p1", 429, "slow down"));
+    }
+    let err = server.client().read::<Patient>("p1").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FhirError::RateLimited {
+                outcome: None,
+                retry_after: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.issues().is_empty());
+    assert!(err.to_string().ends_with("(429). Wait and try again."), "{err}");
+    assert_eq!(server.seen().len(), 4);
+}
+
+#[tokio::test]
 async fn service_unavailable_then_success() {
     let server = TestServer::start().await;
     server.put(patient("p1", "Lovelace"));
