@@ -17,6 +17,7 @@ use crate::lossless::Lossless;
 use crate::paging::{SearchPage, is_under_base, resources_from_slice};
 use crate::r4::resources::{Bundle, CapabilityStatement, Resource};
 use crate::r4::types::reference::ResourceType;
+use crate::r4::types::{Date, Instant};
 use crate::reference::{
     LiteralReference, ReferenceTarget, find_contained, find_in_bundle, is_id, parse_reference,
 };
@@ -489,8 +490,19 @@ impl FhirClient {
 
     /// `GET [base]/Patient/[id]/$everything`: the first page of the patient's record.
     pub async fn patient_everything(&self, patient_id: &str) -> Result<Bundle, FhirError> {
-        Self::check_id(patient_id)?;
-        let url = self.url(&["Patient", patient_id, "$everything"]);
+        self.patient_everything_with(patient_id, &EverythingParams::default())
+            .await
+    }
+
+    /// `GET [base]/Patient/[id]/$everything?params`: the first page of the part of the patient's
+    /// record that `params` asks for. Values that are not valid FHIR are refused
+    /// ([`FhirError::InvalidInput`]) before anything is sent.
+    pub async fn patient_everything_with(
+        &self,
+        patient_id: &str,
+        params: &EverythingParams,
+    ) -> Result<Bundle, FhirError> {
+        let url = self.everything_url(patient_id, params)?;
         let answer = self
             .get(url, interaction("$everything", Some("Patient"), "r", true))
             .await?;
@@ -501,9 +513,19 @@ impl FhirClient {
     pub fn patient_everything_all(
         &self,
         patient_id: &str,
-    ) -> impl Stream<Item = Result<Resource, FhirError>> + Send + 'static {
-        let start = Self::check_id(patient_id).map(|()| self.url(&["Patient", patient_id, "$everything"]));
-        let pages = match start {
+    ) -> impl Stream<Item = Result<Resource, FhirError>> + Send + 'static + use<> {
+        self.patient_everything_all_with(patient_id, &EverythingParams::default())
+    }
+
+    /// Every resource of `Patient/[id]/$everything?params`, across all pages (the server's `next`
+    /// links carry the parameters on). Invalid parameters end the stream at once with
+    /// [`FhirError::InvalidInput`].
+    pub fn patient_everything_all_with(
+        &self,
+        patient_id: &str,
+        params: &EverythingParams,
+    ) -> impl Stream<Item = Result<Resource, FhirError>> + Send + 'static + use<> {
+        let pages = match self.everything_url(patient_id, params) {
             Ok(url) => self
                 .pages("Patient", None, Some(url), |answer: &Answer| {
                     resources_from_slice(&answer.body, &answer.url)
@@ -514,6 +536,17 @@ impl FhirClient {
         pages
             .map_ok(|resources| stream::iter(resources.into_iter().map(Ok)))
             .try_flatten()
+    }
+
+    /// `[base]/Patient/[id]/$everything` with `params` in its query (none when there are none).
+    fn everything_url(&self, patient_id: &str, params: &EverythingParams) -> Result<Url, FhirError> {
+        Self::check_id(patient_id)?;
+        let pairs = params.pairs()?;
+        let mut url = self.url(&["Patient", patient_id, "$everything"]);
+        if !pairs.is_empty() {
+            url.query_pairs_mut().extend_pairs(pairs);
+        }
+        Ok(url)
     }
 
     // ---- write ----
@@ -780,6 +813,108 @@ impl FhirClient {
     }
 }
 
+/// The parameters of `Patient/[id]/$everything` (FHIR R4 OperationDefinition `Patient-everything`),
+/// for [`FhirClient::patient_everything_with`] and [`FhirClient::patient_everything_all_with`].
+/// Every one is optional; the default asks for the whole record, in pages of the server's size.
+///
+/// ```
+/// use fhir_client::EverythingParams;
+/// use fhir_client::r4::types::{Date, Instant};
+///
+/// let params = EverythingParams {
+///     start: Some(Date("2024-01".into())),
+///     since: Some(Instant("2024-03-15T10:00:00+01:00".into())),
+///     types: vec!["Observation".into(), "Condition".into()],
+///     count: Some(20),
+///     ..EverythingParams::default()
+/// };
+/// assert_eq!(
+///     params.to_query().unwrap(),
+///     "start=2024-01&_since=2024-03-15T10%3A00%3A00%2B01%3A00&_type=Observation%2CCondition&_count=20"
+/// );
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EverythingParams {
+    /// `start`: only care on or after this date (a FHIR date: `2024`, `2024-03` or `2024-03-15`).
+    pub start: Option<Date>,
+    /// `end`: only care on or before this date (a FHIR date).
+    pub end: Option<Date>,
+    /// `_since`: only resources changed after this instant (`2024-03-15T10:00:00Z`: seconds and a
+    /// time zone are required).
+    pub since: Option<Instant>,
+    /// `_type`: only resources of these types (e.g. `Observation`), sent comma-separated.
+    pub types: Vec<String>,
+    /// `_count`: the page size asked for.
+    pub count: Option<u32>,
+}
+
+impl EverythingParams {
+    /// The parameters as a form-encoded query string (empty when none is set), or
+    /// [`FhirError::InvalidInput`] naming the first value that is not valid FHIR.
+    pub fn to_query(&self) -> Result<String, FhirError> {
+        Ok(url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(self.pairs()?)
+            .finish())
+    }
+
+    /// The set parameters as (name, value) pairs, each value checked.
+    fn pairs(&self) -> Result<Vec<(&'static str, String)>, FhirError> {
+        let mut pairs = Vec::new();
+        for (name, date) in [("start", &self.start), ("end", &self.end)] {
+            if let Some(Date(text)) = date {
+                if !is_fhir_date(text) {
+                    return Err(FhirError::InvalidInput(format!(
+                        "The $everything parameter {name}={text:?} is not a FHIR date; write it as 2024, 2024-03 or 2024-03-15."
+                    )));
+                }
+                pairs.push((name, text.clone()));
+            }
+        }
+        if let Some(Instant(text)) = &self.since {
+            if chrono::DateTime::parse_from_rfc3339(text).is_err() {
+                return Err(FhirError::InvalidInput(format!(
+                    "The $everything parameter _since={text:?} is not a FHIR instant; write it with seconds and a time zone, as 2024-03-15T10:00:00Z."
+                )));
+            }
+            pairs.push(("_since", text.clone()));
+        }
+        if !self.types.is_empty() {
+            if let Some(bad) = self.types.iter().find(|t| !is_resource_type_name(t)) {
+                return Err(FhirError::InvalidInput(format!(
+                    "The $everything parameter _type names {bad:?}, which is not a resource type; give one type per entry, such as Observation."
+                )));
+            }
+            pairs.push(("_type", self.types.join(",")));
+        }
+        if let Some(count) = self.count {
+            pairs.push(("_count", count.to_string()));
+        }
+        Ok(pairs)
+    }
+}
+
+/// Whether `text` is a FHIR date: `YYYY`, `YYYY-MM` or a valid `YYYY-MM-DD` (no time, no zone).
+fn is_fhir_date(text: &str) -> bool {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let parts: Vec<&str> = text.split('-').collect();
+    match parts.as_slice() {
+        [year] => digits(year, 4),
+        [year, month] => digits(year, 4) && digits(month, 2) && matches!(month.parse::<u32>(), Ok(1..=12)),
+        [year, month, day] => {
+            digits(year, 4)
+                && digits(month, 2)
+                && digits(day, 2)
+                && chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok()
+        }
+        _ => false,
+    }
+}
+
+/// Whether `name` looks like a FHIR resource type name (`Observation`): letters only, capital first.
+fn is_resource_type_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase()) && name.bytes().all(|b| b.is_ascii_alphabetic())
+}
+
 /// Where a reference was found, for [`FhirClient::resolve`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ResolveContext<'a> {
@@ -811,4 +946,56 @@ fn resource_body<R: Serialize>(resource: &R, ty: &str) -> Result<(Vec<u8>, Value
     }
     let body = serde_json::to_vec(&value).map_err(|e| FhirError::InvalidInput(e.to_string()))?;
     Ok((body, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fhir_dates_are_checked() {
+        for ok in ["2024", "2024-03", "2024-02-29", "1999-12-31"] {
+            assert!(is_fhir_date(ok), "{ok}");
+        }
+        for bad in [
+            "24",
+            "2024-3",
+            "2024-13",
+            "2023-02-29",
+            "2024-03-15T10:00:00Z",
+            "",
+            "2024-03-15-01",
+        ] {
+            assert!(!is_fhir_date(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn no_everything_parameters_make_an_empty_query() {
+        assert_eq!(EverythingParams::default().to_query().unwrap(), "");
+    }
+
+    #[test]
+    fn invalid_everything_parameters_are_refused() {
+        let cases = [
+            EverythingParams {
+                end: Some(Date("15/03/2024".into())),
+                ..EverythingParams::default()
+            },
+            EverythingParams {
+                since: Some(Instant("2024-03-15".into())),
+                ..EverythingParams::default()
+            },
+            EverythingParams {
+                types: vec!["Observation,Condition".into()],
+                ..EverythingParams::default()
+            },
+        ];
+        for params in cases {
+            assert!(
+                matches!(params.to_query(), Err(FhirError::InvalidInput(_))),
+                "{params:?}"
+            );
+        }
+    }
 }

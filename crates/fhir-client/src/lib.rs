@@ -53,7 +53,7 @@ mod request;
 pub mod retry;
 pub mod search;
 
-pub use client::{FhirClient, FhirClientBuilder, HttpPool, ResolveContext};
+pub use client::{EverythingParams, FhirClient, FhirClientBuilder, HttpPool, ResolveContext};
 pub use error::{FhirError, Issue};
 /// The FHIR R4 (4.0.1) models: `resources`, `types`, `codes` (from the `fhir` crate).
 pub use fhir::r4;

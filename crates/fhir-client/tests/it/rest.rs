@@ -3,8 +3,11 @@
 use std::sync::Arc;
 
 use fhir_client::r4::resources::{Bundle, MedicationRequest, Observation, Patient, Resource};
+use fhir_client::r4::types::{Date, Instant};
 use fhir_client::search::{SearchParams, Token};
-use fhir_client::{FhirClient, FhirError, HttpPool, Lossless, ResolveContext, coding, name, quantity};
+use fhir_client::{
+    EverythingParams, FhirClient, FhirError, HttpPool, Lossless, ResolveContext, coding, name, quantity,
+};
 use futures::TryStreamExt;
 use serde_json::{Value, json};
 use smart_launch::TokenSource;
@@ -181,6 +184,147 @@ async fn patient_everything_streams_every_page() {
             .all(|r| !matches!(r, Resource::Observation(o) if o.id.as_ref().unwrap().0 == "other")),
         "another patient's data is not part of p1's record"
     );
+}
+
+/// p1 with seven Observations and a Condition, and p2 with data of its own.
+async fn two_patient_records(sandbox: &TestSandbox) {
+    sandbox.put(patient("p1", "Lovelace")).await;
+    for i in 0..7 {
+        sandbox
+            .put(observation(&format!("o{i}"), "p1", "vital-signs", "1"))
+            .await;
+    }
+    sandbox
+        .put(json!({"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"}}))
+        .await;
+    sandbox.put(patient("p2", "Turing")).await;
+    sandbox.put(observation("other", "p2", "vital-signs", "1")).await;
+}
+
+/// `Type/id` of each resource, sorted.
+fn keys(resources: &[Resource]) -> Vec<String> {
+    let mut keys: Vec<String> = resources
+        .iter()
+        .map(|r| {
+            let v = serde_json::to_value(r).unwrap();
+            format!(
+                "{}/{}",
+                v["resourceType"].as_str().unwrap(),
+                v["id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn everything_with_count_pages_through_the_same_record() {
+    let sandbox = TestSandbox::start().await;
+    two_patient_records(&sandbox).await;
+    let client = sandbox.client().await;
+    let params = EverythingParams {
+        count: Some(3),
+        ..EverythingParams::default()
+    };
+
+    let first = client.patient_everything_with("p1", &params).await.unwrap();
+    assert_eq!(first.entry.len(), 3);
+    let next = first.next_link().expect("a next link after a page of 3 of 9");
+    assert!(next.contains("_count=3"), "{next}");
+
+    let paged: Vec<Resource> = client
+        .patient_everything_all_with("p1", &params)
+        .try_collect()
+        .await
+        .unwrap();
+    let whole: Vec<Resource> = client.patient_everything_all("p1").try_collect().await.unwrap();
+    assert_eq!(paged.len(), 9);
+    assert_eq!(keys(&paged), keys(&whole));
+    assert!(keys(&paged).contains(&String::from("Condition/c1")));
+    let seen: Vec<String> = sandbox.seen().into_iter().map(|s| s.path_and_query).collect();
+    assert_eq!(
+        seen.len(),
+        1 + 3 + 1,
+        "the first page, three pages of 3, the unparameterised call: {seen:?}"
+    );
+    assert_eq!(seen[0], "/fhir/Patient/p1/$everything?_count=3");
+    assert_eq!(seen[4], "/fhir/Patient/p1/$everything");
+}
+
+#[tokio::test]
+async fn everything_with_types_keeps_only_those_types() {
+    let sandbox = TestSandbox::start().await;
+    two_patient_records(&sandbox).await;
+    let client = sandbox.client().await;
+    let params = EverythingParams {
+        types: vec![String::from("Patient"), String::from("Condition")],
+        count: Some(1),
+        ..EverythingParams::default()
+    };
+    let found: Vec<Resource> = client
+        .patient_everything_all_with("p1", &params)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(keys(&found), ["Condition/c1", "Patient/p1"]);
+    // The `next` link the sandbox wrote kept `_type` on the second page.
+    assert_eq!(sandbox.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn everything_parameters_are_sent_url_encoded() {
+    let sandbox = TestSandbox::start().await;
+    two_patient_records(&sandbox).await;
+    let client = sandbox.client().await;
+    let params = EverythingParams {
+        start: Some(Date("2024-01".into())),
+        end: Some(Date("2024-12-31".into())),
+        since: Some(Instant("2024-03-15T10:00:00.5+01:00".into())),
+        types: vec![String::from("Observation"), String::from("Condition")],
+        count: Some(50),
+    };
+    let bundle = client.patient_everything_with("p1", &params).await.unwrap();
+    // The sandbox accepts start, end and _since but does not filter by them; _type it applies.
+    assert_eq!(bundle.entry.len(), 8);
+
+    let seen = sandbox.seen();
+    assert_eq!(seen.len(), 1);
+    let (path, query) = seen[0].path_and_query.split_once('?').unwrap();
+    assert_eq!(path, "/fhir/Patient/p1/$everything");
+    assert_eq!(
+        query,
+        "start=2024-01&end=2024-12-31&_since=2024-03-15T10%3A00%3A00.5%2B01%3A00\
+         &_type=Observation%2CCondition&_count=50"
+    );
+    let decoded: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    assert_eq!(
+        decoded[2],
+        ("_since".into(), "2024-03-15T10:00:00.5+01:00".into())
+    );
+    assert_eq!(decoded[3], ("_type".into(), "Observation,Condition".into()));
+}
+
+#[tokio::test]
+async fn invalid_everything_parameters_are_refused_before_sending() {
+    let sandbox = TestSandbox::start().await;
+    let client = sandbox.client().await;
+    let params = EverythingParams {
+        since: Some(Instant("yesterday".into())),
+        ..EverythingParams::default()
+    };
+    let err = client.patient_everything_with("p1", &params).await.unwrap_err();
+    assert!(matches!(err, FhirError::InvalidInput(_)), "{err:?}");
+    assert!(err.to_string().contains("_since"), "{err}");
+    let err = client
+        .patient_everything_all_with("p1", &params)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FhirError::InvalidInput(_)), "{err:?}");
+    assert!(sandbox.seen().is_empty());
 }
 
 #[tokio::test]
