@@ -1,5 +1,6 @@
 //! The SMART launch as the app runs it: standalone (`/authorize`), EHR (`/launch?iss=…&launch=…`),
-//! and the OAuth callback; plus [`LaunchRecord`], what a completed launch leaves in the session.
+//! and the OAuth callback; plus [`LaunchRecord`], what a completed launch leaves in the session, and
+//! [`revoke_tokens`], which tells the EHR at log-out that its tokens are no longer wanted.
 //!
 //! The protocol work is [`smart_launch`]'s: discovery, the authorize request (state, PKCE, nonce),
 //! the state check, the code exchange and the id_token verification. This module decides where
@@ -17,8 +18,8 @@ use http::Uri;
 use serde::{Deserialize, Serialize};
 use smart_launch::discovery::normalize_base;
 use smart_launch::{
-    CallbackParams, ClientAuth, ClientId, CompletedLaunch, LaunchContext, PendingLaunch, ScopeSet,
-    SigningAlgorithm, SigningKey, SmartClient, SmartClientConfig, SmartConfiguration, TokenSet,
+    CallbackParams, ClientAuth, ClientId, CompletedLaunch, LaunchContext, PendingLaunch, RevocableToken,
+    ScopeSet, SigningAlgorithm, SigningKey, SmartClient, SmartClientConfig, SmartConfiguration, TokenSet,
 };
 use url::Url;
 
@@ -201,6 +202,66 @@ fn error_without_state(query: &str) -> smart_launch::Error {
         None => smart_launch::Error::MissingParameter { parameter: "state" },
     }
 }
+
+/// Tells the EHR that a launch's tokens are no longer wanted (log-out, reset): when its discovery
+/// advertised a `revocation_endpoint`, the refresh token (which ends the grant) and the access
+/// token are revoked there (RFC 7009).
+///
+/// Best effort: the user is logged out whatever happens here. A refusal, an unreachable endpoint or
+/// one slower than [`REVOKE_TIMEOUT`] is logged as a warning (never with a token) and forgotten.
+/// The work runs in its own task, so a browser that gives up waiting does not cancel it halfway.
+pub async fn revoke_tokens(state: &AppState, record: LaunchRecord) {
+    let state = state.clone();
+    let task = tokio::spawn(async move { revoke_within(&state, &record, REVOKE_TIMEOUT).await });
+    if let Err(e) = task.await {
+        tracing::warn!(error = %e, "the token revocation task failed; logging out anyway");
+    }
+}
+
+/// The revocation requests of [`revoke_tokens`], both sent at once and given `timeout` together.
+async fn revoke_within(state: &AppState, record: &LaunchRecord, timeout: Duration) {
+    let Some(endpoint) = record.endpoints.revocation_endpoint.as_ref() else {
+        tracing::debug!("the EHR offers no revocation endpoint; its tokens stay valid until they expire");
+        return;
+    };
+    let tokens = record.tokens();
+    let client = state.smart().token_client();
+    let refresh = async {
+        match &tokens.refresh_token {
+            Some(token) => Some(client.revoke(endpoint, RevocableToken::Refresh(token)).await),
+            None => None,
+        }
+    };
+    let access = client.revoke(endpoint, RevocableToken::Access(&tokens.access_token));
+    match tokio::time::timeout(timeout, futures::future::join(refresh, access)).await {
+        Ok((refresh, access)) => {
+            let results = [("refresh", refresh), ("access", Some(access))];
+            let mut revoked = true;
+            for (kind, result) in results {
+                if let Some(Err(e)) = result {
+                    revoked = false;
+                    tracing::warn!(
+                        endpoint = %endpoint,
+                        token = kind,
+                        error = %e,
+                        "the EHR did not revoke the {kind} token; logging out anyway"
+                    );
+                }
+            }
+            if revoked {
+                tracing::info!(endpoint = %endpoint, "the launch's tokens were revoked at the EHR");
+            }
+        }
+        Err(_) => tracing::warn!(
+            endpoint = %endpoint,
+            timeout_secs = timeout.as_secs(),
+            "the EHR's revocation endpoint did not answer in time; logging out anyway"
+        ),
+    }
+}
+
+/// How long log-out waits for the EHR to revoke the tokens before going on without it.
+pub const REVOKE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Builds the SMART client for `config`: client id, redirect URI, scopes, credentials, allow-list.
 pub fn smart_client(

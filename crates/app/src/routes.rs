@@ -6,8 +6,8 @@
 //! | `GET /authorize` | starts a standalone launch (redirects to the EHR) |
 //! | `GET /fhir-app/` (the redirect URI) | the OAuth callback |
 //! | `GET /launch?iss=&launch=` | EHR launch |
-//! | `GET`/`POST /logout` | change patient (confirm page / action) |
-//! | `GET`/`POST /reset` | forget everything (confirm page / action) |
+//! | `GET`/`POST /logout` | change patient (confirm page / action; tokens revoked at the EHR) |
+//! | `GET`/`POST /reset` | forget everything (confirm page / action; tokens revoked at the EHR) |
 //! | `GET /inspect` | the launch as a developer sees it (never token values) |
 //! | `GET /static/app.css`, `GET /health` | stylesheet, liveness |
 
@@ -98,10 +98,19 @@ async fn logout_confirm(session: Session) -> Markup {
     confirm::logout(&session.csrf_token(), theme.as_ref())
 }
 
-/// "Change patient": forget the completed launch, keep the session, go back to the start page.
-async fn logout(session: Session, axum::Form(form): axum::Form<CsrfForm>) -> Result<Redirect, AppError> {
+/// "Change patient": forget the completed launch (its tokens revoked at the EHR, best effort), keep
+/// the session, go back to the start page.
+async fn logout(
+    State(state): State<AppState>,
+    session: Session,
+    axum::Form(form): axum::Form<CsrfForm>,
+) -> Result<Redirect, AppError> {
     csrf::verify(&session, form.csrf.as_deref())?;
+    let record = session.launch();
     session.clear_launch();
+    if let Some(record) = record {
+        launch::revoke_tokens(&state, record).await;
+    }
     Ok(Redirect::to("/"))
 }
 
@@ -110,13 +119,18 @@ async fn reset_confirm(session: Session) -> Markup {
     confirm::reset(&session.csrf_token(), theme.as_ref())
 }
 
-/// "Reset": delete the session (and its pending launches) and its cookie.
+/// "Reset": delete the session (and its pending launches) and its cookie; a completed launch's
+/// tokens are revoked at the EHR first (best effort).
 async fn reset(
-    State(_state): State<AppState>,
+    State(state): State<AppState>,
     session: Session,
     axum::Form(form): axum::Form<CsrfForm>,
 ) -> Result<Redirect, AppError> {
     csrf::verify(&session, form.csrf.as_deref())?;
+    let record = session.launch();
     session.destroy();
+    if let Some(record) = record {
+        launch::revoke_tokens(&state, record).await;
+    }
     Ok(Redirect::to("/"))
 }

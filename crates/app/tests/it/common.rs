@@ -502,7 +502,12 @@ pub fn captured_logs() -> String {
 
 /// Every token value stored in the app's session database (access, refresh, id tokens).
 pub fn stored_tokens(env: &TestEnv) -> Vec<String> {
-    let conn = rusqlite::Connection::open(env.session_db()).unwrap();
+    tokens_in(&env.session_db())
+}
+
+/// Every token value stored in the session database at `path`.
+pub fn tokens_in(path: &std::path::Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(path).unwrap();
     let mut stmt = conn.prepare("SELECT data FROM sessions").unwrap();
     let rows: Vec<String> = stmt
         .query_map([], |r| r.get(0))
@@ -522,8 +527,18 @@ pub fn stored_tokens(env: &TestEnv) -> Vec<String> {
     out
 }
 
+/// The refresh token stored for the (single) logged-in session.
+pub fn stored_refresh_token(env: &TestEnv) -> Option<String> {
+    stored_token(env, "refresh_token")
+}
+
 /// The access token stored for the (single) logged-in session.
 pub fn stored_access_token(env: &TestEnv) -> Option<String> {
+    stored_token(env, "access_token")
+}
+
+/// The token `key` (`access_token`, `refresh_token`) stored for the (single) logged-in session.
+fn stored_token(env: &TestEnv, key: &str) -> Option<String> {
     let conn = rusqlite::Connection::open(env.session_db()).unwrap();
     let mut stmt = conn.prepare("SELECT data FROM sessions").unwrap();
     let rows: Vec<String> = stmt
@@ -533,9 +548,5 @@ pub fn stored_access_token(env: &TestEnv) -> Option<String> {
         .collect();
     rows.iter()
         .filter_map(|row| serde_json::from_str::<serde_json::Value>(row).ok())
-        .find_map(|d| {
-            d["launch"]["launch"]["tokens"]["access_token"]
-                .as_str()
-                .map(str::to_owned)
-        })
+        .find_map(|d| d["launch"]["launch"]["tokens"][key].as_str().map(str::to_owned))
 }

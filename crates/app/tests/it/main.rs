@@ -8,4 +8,5 @@ mod errors;
 mod fake_ehr;
 mod launch;
 mod logs;
+mod revocation;
 mod session;
