@@ -5,6 +5,28 @@ use crate::error::SandboxError;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 
+/// The text stored for `resource`: `resourceType` first, then the other elements (sorted, as `serde_json`'s map
+/// keeps them). Real FHIR servers write `resourceType` first, and a client that looks for the type before choosing
+/// what to parse the resource into finds it at once; the FHIR JSON format allows any order, so clients must not rely
+/// on it (ours does not).
+pub(crate) fn resource_json(resource: &Value) -> serde_json::Result<String> {
+    use serde::ser::{SerializeMap, Serializer as _};
+    let Some(map) = resource.as_object() else {
+        return serde_json::to_string(resource);
+    };
+    let mut out = Vec::with_capacity(512);
+    let mut ser = serde_json::Serializer::new(&mut out);
+    let mut m = ser.serialize_map(Some(map.len()))?;
+    if let Some(ty) = map.get("resourceType") {
+        m.serialize_entry("resourceType", ty)?;
+    }
+    for (key, value) in map.iter().filter(|(k, _)| *k != "resourceType") {
+        m.serialize_entry(key, value)?;
+    }
+    m.end()?;
+    String::from_utf8(out).map_err(serde::ser::Error::custom)
+}
+
 /// One stored version of a resource, as the database holds it.
 #[derive(Debug, Clone)]
 pub struct ResourceRow {
@@ -206,7 +228,7 @@ impl Prepared {
         stamp(&mut resource, 1, now)?;
         let patient = index::compartment_patient(&resource_type, &resource);
         let rows = index::extract(&resource_type, &resource);
-        let json = serde_json::to_string(&resource)?;
+        let json = resource_json(&resource)?;
         Ok(Prepared {
             resource_type,
             id,
@@ -283,7 +305,7 @@ pub(crate) fn put_resource(
     let version = current.version + 1;
     stamp(&mut resource, version, now)?;
     let patient = index::compartment_patient(&resource_type, &resource);
-    let json = serde_json::to_string(&resource)?;
+    let json = resource_json(&resource)?;
     conn.prepare_cached(
         "UPDATE fhir_resources SET version = ?1, last_updated = ?2, patient = ?3, deleted = 0, json = ?4 WHERE rid = ?5",
     )?
@@ -391,4 +413,20 @@ fn insert_index(conn: &Connection, rid: i64, rows: &IndexRows) -> rusqlite::Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_text_starts_with_the_resource_type_and_keeps_every_element() {
+        let resource =
+            json!({"status": "final", "id": "o1", "resourceType": "Observation", "code": {"text": "t"}});
+        let text = resource_json(&resource).unwrap();
+        assert!(text.starts_with(r#"{"resourceType":"Observation","#), "{text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), resource);
+        // Not an object (never stored, but must not fail): written as it is.
+        assert_eq!(resource_json(&json!([1, 2])).unwrap(), "[1,2]");
+    }
 }
