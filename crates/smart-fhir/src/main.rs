@@ -36,6 +36,7 @@ async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     let running = sandbox::Sandbox::start(config)
         .await
         .context("The sandbox EHR could not start")?;
+    running.state.auth().warm_up();
     print_sandbox_banner(&running);
     wait_for_ctrl_c().await;
     running.shutdown().await;
@@ -84,6 +85,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let sandbox = sandbox::Sandbox::start(sandbox_config)
         .await
         .context("The sandbox EHR could not start")?;
+    sandbox.state.auth().warm_up();
     let app = app::start(app_config).await.context("The app could not start")?;
     if custom_port {
         // The always-registered demo client knows port 8000 only: register the app's real URLs.

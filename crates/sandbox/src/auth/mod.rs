@@ -273,6 +273,19 @@ impl AuthServer {
         self.inner.clients.read().ok()?.get(id).cloned()
     }
 
+    /// Loads (or, on a new database, generates) the token signing key in the background now, so that the first
+    /// token does not wait for it: RSA key generation takes a few hundred milliseconds in a release build. The
+    /// `smart-fhir` binary calls it at start; tests that never ask for a token need not pay for it. A failure is
+    /// logged here and reported again to the first token request.
+    pub fn warm_up(&self) {
+        let auth = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = auth.signing_key().await {
+                tracing::warn!(error = %e, "the signing key could not be prepared");
+            }
+        });
+    }
+
     /// The signing key, loaded or generated on first use (off the async threads: RSA generation is slow).
     async fn signing_key(&self) -> Result<Arc<keys::SigningKey>, SandboxError> {
         self.inner
