@@ -4,7 +4,7 @@ use super::bundle::{self, Page};
 use super::outcome::FhirError;
 use super::{Ctx, FhirResponse};
 use crate::store::index::{self, instant_text};
-use crate::store::search::{self, DEFAULT_COUNT, MAX_COUNT, Restriction, SearchRequest};
+use crate::store::search::{self, SearchRequest};
 use crate::store::{self, ResourceRow, Store, Written};
 use axum::http::{HeaderMap, StatusCode, header};
 use rusqlite::Connection;
@@ -189,101 +189,6 @@ fn readable(ctx: &Ctx, conn: &Connection, rows: Vec<ResourceRow>) -> Result<Vec<
         }
     }
     Ok(out)
-}
-
-/// `GET [base]/Patient/[id]/$everything`: the patient, everything in their compartment the token may read, and
-/// the practitioners / organizations / medications those resources refer to; paged like a search.
-pub(crate) fn everything(
-    ctx: &Ctx,
-    store: &Store,
-    id: &str,
-    pairs: &[(String, String)],
-) -> Result<FhirResponse, FhirError> {
-    check_id("Patient", id)?;
-    let mut count = DEFAULT_COUNT;
-    let mut offset = 0usize;
-    let mut types: Option<Vec<String>> = None;
-    let mut link_params = Vec::new();
-    for (k, v) in pairs {
-        let bad = || FhirError::BadRequest(format!("`{k}={v}` is not a whole number."));
-        match k.as_str() {
-            "_count" => count = v.trim().parse::<usize>().map_err(|_| bad())?.clamp(1, MAX_COUNT),
-            "_offset" => offset = v.trim().parse().map_err(|_| bad())?,
-            "_type" => {
-                types = Some(v.split(',').map(|t| t.trim().to_owned()).collect());
-                link_params.push((k.clone(), v.clone()));
-            }
-            "_format" | "_pretty" | "_since" | "start" | "end" => {}
-            other => {
-                return Err(FhirError::BadRequest(format!(
-                    "`{other}` is not a parameter of $everything here (supported: _count, _offset, _type)."
-                )));
-            }
-        }
-    }
-    store.with_reader(|conn| {
-        let patient = store::current_row(conn, "Patient", id)?.ok_or_else(|| not_found("Patient", id))?;
-        ctx.access.check_row(conn, &patient, Permissions::READ)?;
-        if patient.deleted {
-            return Err(gone(&patient));
-        }
-        let wanted = |t: &str| types.as_ref().is_none_or(|ts| ts.iter().any(|w| w == t));
-        let mut rids = Vec::new();
-        if wanted("Patient") {
-            rids.push(patient.rid);
-        }
-        let compartment_types: Vec<String> = conn
-            .prepare_cached(
-                "SELECT DISTINCT type FROM fhir_resources WHERE patient = ?1 AND deleted = 0 ORDER BY type",
-            )?
-            .query_map([id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        for t in compartment_types.iter().filter(|t| *t != "Patient" && wanted(t)) {
-            let Ok(decision) = ctx.access.decide(t, Permissions::READ) else {
-                continue;
-            };
-            let restriction = Restriction {
-                patient: Some(id.to_owned()),
-                any_of: decision.any_of,
-            };
-            rids.extend(search::matching_rids(conn, t, &[], &restriction)?);
-        }
-        let targets: Vec<String> = conn
-            .prepare_cached(
-                "SELECT DISTINCT x.target FROM fhir_idx_ref x JOIN fhir_resources r ON r.rid = x.rid \
-                 WHERE r.patient = ?1 AND r.deleted = 0 ORDER BY x.target",
-            )?
-            .query_map([id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        for target in targets {
-            let Some((t, target_id)) = target.split_once('/') else {
-                continue;
-            };
-            if !index::is_shared(t) || !wanted(t) {
-                continue;
-            }
-            if let Some(row) = store::current_row(conn, t, target_id)?.filter(|r| !r.deleted)
-                && ctx.access.may(conn, &row, Permissions::READ)?
-            {
-                rids.push(row.rid);
-            }
-        }
-        let total = rids.len();
-        let page_rids: Vec<i64> = rids.into_iter().skip(offset).take(count).collect();
-        let rows = store::rows_by_rid(conn, &page_rids)?;
-        let page = Page {
-            base: &ctx.base,
-            path: format!("Patient/{id}/$everything"),
-            link_params: &link_params,
-            count,
-            offset,
-            total,
-        };
-        Ok(FhirResponse::json(
-            StatusCode::OK,
-            bundle::searchset(&page, &rows, &[]),
-        ))
-    })
 }
 
 /// Fields a resource must have before the server stores it (a small, practical subset of R4's cardinalities).

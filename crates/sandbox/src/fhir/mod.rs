@@ -1,6 +1,7 @@
 //! The FHIR R4 server, mounted at `/fhir`: CapabilityStatement, read, vread, history, search (with paging,
-//! `_include`, `_sort`), `Patient/{id}/$everything`, create, update (`If-Match`), patch (JSON Patch, `If-Match`),
-//! delete, and transaction / batch Bundles, all as `application/fhir+json`.
+//! `_include`, `_sort`), `Patient/{id}/$everything` (`start`, `end`, `_since`, `_type`), create, update
+//! (`If-Match`), patch (JSON Patch, `If-Match`), delete, and transaction / batch Bundles, all as
+//! `application/fhir+json`.
 //!
 //! Every request except `GET /metadata` needs a bearer token from the sandbox's authorization server; its scopes
 //! decide what may be read or written (see [`access`](self) rules in `access.rs`), and every error is an
@@ -10,6 +11,7 @@
 mod access;
 mod bundle;
 mod capability;
+mod everything;
 mod interaction;
 mod outcome;
 mod patch;
@@ -239,7 +241,7 @@ async fn instance_operation(
     let pairs = query_pairs(query.as_deref());
     serve(state, headers, query, move |ctx, store| match (resource_type.as_str(), operation.as_str()) {
         (_, "_history") => interaction::history(ctx, store, &resource_type, &id),
-        ("Patient", "$everything") => interaction::everything(ctx, store, &id, &pairs),
+        ("Patient", "$everything") => everything::everything(ctx, store, &id, &pairs),
         _ => Err(FhirError::NotFound(format!(
             "`{resource_type}/{id}/{operation}` is not an operation this server supports (try `_history`, or \
              `$everything` on a Patient)."

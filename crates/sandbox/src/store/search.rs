@@ -100,6 +100,19 @@ pub enum Condition {
         /// `Type/id`.
         target: String,
     },
+    /// `$everything`'s `start` / `end`: one of the resource's care dates (its values of the date parameters
+    /// `params`) overlaps `[lo, hi]`, or the resource has no care date at all (undated resources stay in).
+    CareDate {
+        /// The date parameters that hold the type's care dates (none: every resource of the type is undated).
+        params: &'static [&'static str],
+        /// The range's first second (Unix time).
+        lo: i64,
+        /// The range's last second.
+        hi: i64,
+    },
+    /// `$everything`'s `_since`: `meta.lastUpdated` is at or after this instant, written as
+    /// [`index::instant_text`] writes it (so text order is time order).
+    UpdatedSince(String),
     /// Matches nothing (a reference to a type that cannot match, a constraint the server cannot evaluate).
     Never,
 }
@@ -751,8 +764,31 @@ fn condition_sql(c: &Condition, drive: bool, sql: &mut String, args: &mut Vec<Sq
             args.push(Sql::Text((*param).to_owned()));
             args.push(Sql::Text(target.clone()));
         }
+        Condition::CareDate { params, lo, hi } => care_date_sql(params, *lo, *hi, sql, args),
+        Condition::UpdatedSince(instant) => {
+            sql.push_str("r.last_updated >= ?");
+            args.push(Sql::Text(instant.clone()));
+        }
         Condition::Never => sql.push('0'),
     }
+}
+
+/// [`Condition::CareDate`]: no date row of `params` at all, or one that overlaps `[lo, hi]`.
+fn care_date_sql(params: &[&str], lo: i64, hi: i64, sql: &mut String, args: &mut Vec<Sql>) {
+    if params.is_empty() {
+        sql.push('1');
+        return;
+    }
+    let placeholders = vec!["?"; params.len()].join(", ");
+    let param_args = || params.iter().map(|p| Sql::Text((*p).to_owned()));
+    sql.push_str(&format!(
+        "(NOT EXISTS (SELECT 1 FROM fhir_idx_date x WHERE x.rid = r.rid AND x.param IN ({placeholders})) \
+         OR EXISTS (SELECT 1 FROM fhir_idx_date x WHERE x.rid = r.rid AND x.param IN ({placeholders}) AND "
+    ));
+    args.extend(param_args());
+    args.extend(param_args());
+    range_test(Prefix::Ap, lo, hi, sql, args);
+    sql.push_str("))");
 }
 
 /// The FHIR R4 prefix semantics for a target range `[x.lo, x.hi]` against the value's `[lo, hi]`.
@@ -883,6 +919,63 @@ mod tests {
                 "{k}={v}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn care_dates_narrow_dated_resources_and_keep_undated_ones() {
+        use crate::store::{Store, put_resource};
+        use serde_json::json;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("sandbox.db")).unwrap();
+        let encounter = |id: &str, start: Option<&str>| {
+            let mut e = json!({"resourceType": "Encounter", "id": id, "status": "finished",
+                "class": {"code": "AMB"}, "subject": {"reference": "Patient/p1"}});
+            if let Some(start) = start {
+                e["period"] = json!({"start": start, "end": start});
+            }
+            e
+        };
+        store
+            .write(|tx| {
+                put_resource(
+                    tx,
+                    json!({"resourceType": "Patient", "id": "p1"}),
+                    "2024-01-01T00:00:00.000Z",
+                )?;
+                put_resource(
+                    tx,
+                    encounter("e2023", Some("2023-06-01")),
+                    "2024-01-01T00:00:00.000Z",
+                )?;
+                put_resource(
+                    tx,
+                    encounter("e2024", Some("2024-06-01")),
+                    "2024-05-01T12:00:00.500Z",
+                )?;
+                put_resource(tx, encounter("undated", None), "2024-05-01T12:00:00.499Z")?;
+                Ok::<_, SandboxError>(())
+            })
+            .unwrap();
+        let ids = |filters: Vec<Vec<Condition>>| -> Vec<String> {
+            store
+                .with_reader(|conn| {
+                    let rids = matching_rids(conn, "Encounter", &filters, &Restriction::none())?;
+                    Ok::<_, SandboxError>(rows_by_rid(conn, &rids)?.into_iter().map(|r| r.id).collect())
+                })
+                .unwrap()
+        };
+        let (lo, hi) = index::date_range("2024").unwrap();
+        let in_2024 = Condition::CareDate {
+            params: &["date"],
+            lo,
+            hi,
+        };
+        assert_eq!(ids(vec![vec![in_2024.clone()]]), ["e2024", "undated"]);
+        let no_params = Condition::CareDate { params: &[], lo, hi };
+        assert_eq!(ids(vec![vec![no_params]]).len(), 3);
+        let since = Condition::UpdatedSince("2024-05-01T12:00:00.500Z".into());
+        assert_eq!(ids(vec![vec![since.clone()]]), ["e2024"]);
+        assert_eq!(ids(vec![vec![in_2024], vec![since]]), ["e2024"]);
     }
 
     #[test]

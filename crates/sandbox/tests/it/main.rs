@@ -8,6 +8,7 @@ mod auth_token;
 mod common;
 mod fhir_access;
 mod fhir_data;
+mod fhir_everything;
 mod fhir_patch;
 mod fhir_read;
 mod fhir_search;
