@@ -53,6 +53,8 @@ pub fn router(state: SandboxState) -> Router {
     Router::new()
         .merge(auth::router())
         .nest("/fhir", fhir::router())
+        // `nest` routes `/fhir` and `/fhir/…`, but not `/fhir/`, where many clients POST their transactions.
+        .route("/fhir/", fhir::base_routes())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

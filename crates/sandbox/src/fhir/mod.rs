@@ -1,7 +1,7 @@
 //! The FHIR R4 server, mounted at `/fhir`: CapabilityStatement, read, vread, history, search (with paging,
 //! `_include`, `_sort`), `Patient/{id}/$everything` (`start`, `end`, `_since`, `_type`), create, update
-//! (`If-Match`), patch (JSON Patch, `If-Match`), delete, and transaction / batch Bundles, all as
-//! `application/fhir+json`.
+//! (`If-Match`), patch (JSON Patch, `If-Match`), delete, and transaction / batch Bundles (posted to the base,
+//! with or without a trailing slash), all as `application/fhir+json`.
 //!
 //! Every request except `GET /metadata` needs a bearer token from the sandbox's authorization server; its scopes
 //! decide what may be read or written (see [`access`](self) rules in `access.rs`), and every error is an
@@ -22,10 +22,10 @@ use access::Access;
 use axum::{
     Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, Path, RawQuery, State},
+    extract::{DefaultBodyLimit, OriginalUri, Path, RawQuery, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{MethodRouter, get, post},
 };
 use outcome::{FHIR_JSON, FhirError};
 use url::Url;
@@ -37,7 +37,7 @@ const BODY_LIMIT: usize = 32 * 1024 * 1024;
 pub fn router() -> Router<SandboxState> {
     Router::new()
         .route("/metadata", get(metadata))
-        .route("/", post(transaction_or_batch))
+        .route("/", base_routes())
         .route("/{resource_type}", get(search_get).post(create))
         .route("/{resource_type}/_search", post(search_post))
         .route(
@@ -48,6 +48,15 @@ pub fn router() -> Router<SandboxState> {
         .route("/{resource_type}/{id}/_history/{version}", get(vread))
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// The routes of the FHIR base itself: `POST [base]` takes a transaction or batch Bundle; other methods get a 405
+/// OperationOutcome. Mounted at `/fhir` by [`router`], and at `/fhir/` by the sandbox's router, because many
+/// clients write the base with a trailing slash and `nest` does not route it.
+pub fn base_routes() -> MethodRouter<SandboxState> {
+    post(transaction_or_batch)
+        .fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
@@ -326,12 +335,12 @@ async fn transaction_or_batch(
     .await
 }
 
-async fn unknown_endpoint() -> Response {
-    FhirError::NotFound(
-        "There is nothing at this address. FHIR endpoints look like `/fhir/Patient/{id}` or `/fhir/Observation?patient={id}`; \
-         see `/fhir/metadata`."
-            .into(),
-    )
+async fn unknown_endpoint(OriginalUri(uri): OriginalUri) -> Response {
+    FhirError::NotFound(format!(
+        "There is no FHIR endpoint at `{}`. FHIR endpoints look like `/fhir/Patient/{{id}}` or \
+         `/fhir/Observation?patient={{id}}`; see `/fhir/metadata`.",
+        uri.path()
+    ))
     .into_response()
 }
 

@@ -7,6 +7,7 @@ mod auth_discovery;
 mod auth_token;
 mod common;
 mod fhir_access;
+mod fhir_base_paths;
 mod fhir_data;
 mod fhir_everything;
 mod fhir_patch;
