@@ -389,6 +389,15 @@ def mean_by_request(results):
 def cmd_launch(args):
     fills = parse_fills(args.fill)
     results, failures = [], []
+    # Warm-up launches (a patient after the counted ones), reported apart: the first launch of a fresh process pays
+    # once for what later launches reuse (connections, discovery, JWKS, the EHR's first signing key).
+    warmup = []
+    for w in range(args.warmup):
+        try:
+            warmup.append(one_launch(args.app, args.n + w + args.pick_offset, fills, args.done_marker, args.timeout))
+        except (LaunchFailed, requests.RequestException) as e:
+            failures.append(f"warm-up launch {w}: {e}")
+            log(f"warm-up launch {w} failed: {e}")
     t0 = time.perf_counter()
     for i in range(args.n):
         try:
@@ -409,6 +418,7 @@ def cmd_launch(args):
         "launches_failed": len(failures),
         "failures": failures[:5],
         "wall_seconds": wall,
+        "warmup_seconds": [r["seconds"] for r in warmup],
         "launch_seconds": summarize([r["seconds"] for r in results]),
         "app_side_seconds": summarize([r["app_seconds"] for r in results]),
         "requests_per_launch": results[0]["requests"] if results else None,
@@ -658,6 +668,7 @@ def main():
     p.add_argument("--app", required=True)
     p.add_argument("-n", type=int, default=1)
     p.add_argument("--pick-offset", type=int, default=0)
+    p.add_argument("--warmup", type=int, default=1, help="launches before the counted ones, reported apart")
     p.add_argument("--max-failures", type=int, default=3)
     p.add_argument("--out")
     p.set_defaults(func=cmd_launch)

@@ -115,6 +115,13 @@ def rows(parts):
                   f"{s['launches_ok']} / {s['launches_failed']}", "", "all complete"))
         r.append(("launch", "full launch, mean", fmt(om * 1000, "ms"),
                   fmt(sm * 1000, "ms"), fmt(x, "× faster"), goal(x >= 10 if x else None, "≤ 1/10 of the seed")))
+        op, sp = o["launch_seconds"]["p50"], s["launch_seconds"]["p50"]
+        r.append(("launch", "full launch, p50", fmt(op * 1000, "ms"), fmt(sp * 1000, "ms"),
+                  fmt(ratio(sp, op), "× faster"), ""))
+        if o.get("warmup_seconds") and s.get("warmup_seconds"):
+            ow, sw = o["warmup_seconds"][0], s["warmup_seconds"][0]
+            r.append(("launch", "first launch after start (warm-up, not counted above)", fmt(ow * 1000, "ms"),
+                      fmt(sw * 1000, "ms"), fmt(ratio(sw, ow), "× faster"), ""))
         r.append(("launch", "time inside the app per launch", fmt(o["app_side_seconds"]["mean"] * 1000, "ms"),
                   fmt(s["app_side_seconds"]["mean"] * 1000, "ms"),
                   fmt(ratio(s["app_side_seconds"]["mean"], o["app_side_seconds"]["mean"]), "× faster"), ""))
@@ -136,6 +143,16 @@ def rows(parts):
         if pa.get("via_value_ns"):
             r.append(("parse", "typed the old way (Bundle with JSON entries, then each entry converted)",
                       fmt(pa["via_value_ns"] / 1e6, "ms"), "", "", ""))
+        c = pa.get("ceiling") or {}
+        pyms = py.get("median_s", 0) * 1000 if py else 0
+        if c.get("lean_ms"):
+            # Same file, same process; each way relative to its own Value run and to Python's median.
+            for key, label in (("fhir_derive_ms", "ceiling probe: entries into the `fhir` crate's Observation"),
+                               ("fhir_in_place_ms", "ceiling probe: the same types, filled in place by a visitor"),
+                               ("lean_ms", "ceiling probe: a lean model of Observation (plain serde)")):
+                ms = c[key]
+                r.append(("parse", label, fmt(ms, "ms"), fmt(pyms, "ms") if pyms else "n/a",
+                          f"{fmt(pyms / ms if pyms else None, '×')}; Value {fmt(c['value_ms'], 'ms')}", ""))
     elif pa:
         r.append(("parse", "parse", "skipped", pa["skipped"], "", ""))
     pg = parts.get("paging", {})

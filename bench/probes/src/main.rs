@@ -46,7 +46,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut count = 0usize;
     let mut checkpoints = Vec::new();
     while count < limit {
-        let Some(observation) = stream.try_next().await? else { break };
+        let Some(observation) = stream.try_next().await? else {
+            break;
+        };
         drop(observation);
         count += 1;
         if count % 10_000 == 0 {

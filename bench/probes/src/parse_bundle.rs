@@ -12,11 +12,15 @@
 //!
 //! ```sh
 //! parse_bundle BUNDLE.json [SECONDS_PER_WAY]
+//! parse_bundle BUNDLE.json SECONDS typed     # only the page parse, for a profiler (`perf record`)
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod timing;
+use timing::median_ns as time;
 
 use fhir_client::SearchPage;
 use fhir_client::r4::resources::{Bundle, Observation, Resource};
@@ -45,32 +49,25 @@ fn typed(bytes: &[u8]) -> usize {
     n
 }
 
-/// Median nanoseconds per call over 7 batches filling about `budget`.
-fn time(budget: Duration, mut f: impl FnMut()) -> f64 {
-    let t = Instant::now();
-    f();
-    let once = t.elapsed().max(Duration::from_micros(1));
-    let per_batch = (budget.as_secs_f64() / 7.0 / once.as_secs_f64()).max(1.0) as u32;
-    let mut samples: Vec<f64> = (0..7)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..per_batch {
-                f();
-            }
-            t.elapsed().as_nanos() as f64 / f64::from(per_batch)
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    samples[3]
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
-    let path = args.next().expect("usage: parse_bundle BUNDLE.json [SECONDS_PER_WAY]");
-    let seconds: f64 = args.next().map_or(3.0, |s| s.parse().expect("SECONDS_PER_WAY is a number"));
+    let path = args
+        .next()
+        .expect("usage: parse_bundle BUNDLE.json [SECONDS_PER_WAY]");
+    let seconds: f64 = args
+        .next()
+        .map_or(3.0, |s| s.parse().expect("SECONDS_PER_WAY is a number"));
     let bytes = std::fs::read(&path).expect("the Bundle file can be read");
     let entries = typed(&bytes);
     let budget = Duration::from_secs_f64(seconds);
+    let source = url::Url::parse("http://127.0.0.1/fhir/Observation").expect("a valid URL");
+    if args.next().as_deref() == Some("typed") {
+        let full = time(budget, || {
+            black_box(page(black_box(&bytes), &source));
+        });
+        println!("{}", serde_json::json!({ "file": path, "typed_ns": full }));
+        return;
+    }
     let value = time(budget, || {
         black_box(serde_json::from_slice::<serde_json::Value>(black_box(&bytes)).unwrap());
     });
@@ -80,8 +77,11 @@ fn main() {
     let via_value = time(budget, || {
         black_box(typed(black_box(&bytes)));
     });
-    let source = url::Url::parse("http://127.0.0.1/fhir/Observation").expect("a valid URL");
-    assert_eq!(page(&bytes, &source), entries, "the page parse must see every entry");
+    assert_eq!(
+        page(&bytes, &source),
+        entries,
+        "the page parse must see every entry"
+    );
     let full = time(budget, || {
         black_box(page(black_box(&bytes), &source));
     });
