@@ -22,7 +22,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Read connections kept open for reuse; more are opened on demand under load.
+/// Read connections kept open for reuse. [`Store::blocking`] runs at most this many database tasks at once (the
+/// rest wait their turn without holding a thread), so under load a reader finds a pooled connection, with its
+/// prepared statements and page cache warm, instead of opening (and dropping) a cold one.
 const READ_POOL: usize = 4;
 
 /// The SQLite database behind the sandbox. Cheap to clone (an `Arc` inside).
@@ -35,6 +37,8 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// One permit per database task that may run at once (see [`READ_POOL`]).
+    tasks: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Store {
@@ -124,6 +128,7 @@ impl Store {
                 path: path.to_owned(),
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
+                tasks: Arc::new(tokio::sync::Semaphore::new(READ_POOL)),
             }),
         })
     }
@@ -171,7 +176,8 @@ impl Store {
         Ok(value)
     }
 
-    /// Runs blocking store work on tokio's blocking pool, so SQLite never stalls the async runtime.
+    /// Runs blocking store work on tokio's blocking pool, so SQLite never stalls the async runtime; at most
+    /// [`READ_POOL`] such tasks run at once, the others wait here.
     pub async fn blocking<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
@@ -179,7 +185,15 @@ impl Store {
         E: From<SandboxError> + Send + 'static,
     {
         let store = self.clone();
-        match tokio::task::spawn_blocking(move || f(&store)).await {
+        // The semaphore is never closed, so acquiring only waits.
+        let permit = self.inner.tasks.clone().acquire_owned().await.ok();
+        match tokio::task::spawn_blocking(move || {
+            let result = f(&store);
+            drop(permit);
+            result
+        })
+        .await
+        {
             Ok(result) => result,
             Err(e) => Err(E::from(SandboxError::Internal {
                 reason: format!("a database task failed ({e})"),
