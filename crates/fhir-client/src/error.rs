@@ -126,7 +126,7 @@ pub enum FhirError {
     },
 
     /// 429 after every retry (or with a `Retry-After` beyond the configured cap).
-    #[error("The FHIR server is rate limiting requests to {url} (429){}. Wait and try again.{}", retry_after.map(|d| format!(" and asks to wait {} s", d.as_secs())).unwrap_or_default(), first_issue_note(outcome.as_deref()))]
+    #[error("The FHIR server is rate limiting requests to {url} (429){}. Wait and try again.{}", retry_after.map(|d| format!(" and asks to wait {} s", d.as_secs())).unwrap_or_default(), server_says(outcome.as_deref()))]
     RateLimited {
         /// The request URL.
         url: String,
@@ -302,28 +302,24 @@ pub(crate) fn coded_text<T: serde::Serialize>(value: &T) -> String {
 
 /// ": issue; issue." for an error message, or "." without an outcome.
 fn outcome_summary(outcome: Option<&OperationOutcome>) -> String {
-    match outcome {
-        Some(outcome) => {
-            let issues: Vec<String> = Issue::from_outcome(outcome)
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            format!(": {}.", issues.join("; "))
-        }
+    match issues_text(outcome) {
+        Some(text) => format!(": {text}."),
         None => String::from("."),
     }
 }
 
-/// " The server says: issue." (its first issue) for an error message, or nothing without an outcome.
-fn first_issue_note(outcome: Option<&OperationOutcome>) -> String {
-    match outcome
-        .map(Issue::from_outcome)
-        .and_then(|issues| issues.into_iter().next())
-    {
-        Some(issue) => {
-            let text = issue.to_string();
-            format!(" The server says: {}.", text.trim_end_matches('.'))
-        }
-        None => String::new(),
-    }
+/// " The server says: issue; issue." for an error message, or nothing without an outcome.
+fn server_says(outcome: Option<&OperationOutcome>) -> String {
+    issues_text(outcome)
+        .map(|text| format!(" The server says: {text}."))
+        .unwrap_or_default()
+}
+
+/// The outcome's issues, "; "-separated, without a final period; `None` without an outcome or issues.
+fn issues_text(outcome: Option<&OperationOutcome>) -> Option<String> {
+    let issues: Vec<String> = Issue::from_outcome(outcome?)
+        .iter()
+        .map(|issue| issue.to_string().trim_end_matches('.').to_owned())
+        .collect();
+    (!issues.is_empty()).then(|| issues.join("; "))
 }
