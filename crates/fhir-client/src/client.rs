@@ -879,7 +879,7 @@ impl EverythingParams {
             pairs.push(("_since", text.clone()));
         }
         if !self.types.is_empty() {
-            if let Some(bad) = self.types.iter().find(|t| !is_resource_type_name(t)) {
+            if let Some(bad) = self.types.iter().find(|t| !crate::reference::is_resource_type(t)) {
                 return Err(FhirError::InvalidInput(format!(
                     "The $everything parameter _type names {bad:?}, which is not a resource type; give one type per entry, such as Observation."
                 )));
@@ -908,11 +908,6 @@ fn is_fhir_date(text: &str) -> bool {
         }
         _ => false,
     }
-}
-
-/// Whether `name` looks like a FHIR resource type name (`Observation`): letters only, capital first.
-fn is_resource_type_name(name: &str) -> bool {
-    name.starts_with(|c: char| c.is_ascii_uppercase()) && name.bytes().all(|b| b.is_ascii_alphabetic())
 }
 
 /// Where a reference was found, for [`FhirClient::resolve`].

@@ -111,7 +111,8 @@ pub fn parse_reference(reference: &str) -> Result<ReferenceTarget, FhirError> {
     }))
 }
 
-fn is_resource_type(s: &str) -> bool {
+/// Whether `s` looks like a FHIR resource type name (`Observation`): a capital letter, then letters and digits.
+pub(crate) fn is_resource_type(s: &str) -> bool {
     s.chars().next().is_some_and(|c| c.is_ascii_uppercase()) && s.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
