@@ -4,6 +4,12 @@
 //! patient); `patient/` scopes see only the compartment of the patient in context, plus the shared resources
 //! (practitioners, organizations, medications) every record points to. v2 constraints such as
 //! `?category=…|vital-signs` become search conditions ANDed onto every query, and are checked on each read.
+//!
+//! Shared resources are read-only to a token confined to one patient: a `patient/Practitioner.u` scope (or a
+//! signed-in patient's `user/` scope) would otherwise let one patient's app rename the practitioner every other
+//! patient's record points to. Old versions are judged by their own content (the compartment and constraints they
+//! had then), never by the current version's: a resource re-filed from one patient to another keeps each
+//! patient's versions to that patient.
 
 use super::outcome::FhirError;
 use crate::auth::AccessGrant;
@@ -58,6 +64,7 @@ impl Access {
     /// The contexts that allow `needed` on `resource_type`, most permissive first.
     pub(crate) fn decide(&self, resource_type: &str, needed: Permissions) -> Result<Decision, FhirError> {
         let scopes = &self.grant.scopes;
+        let mut skipped_shared = false;
         for ctx in [ScopeContext::System, ScopeContext::User, ScopeContext::Patient] {
             let Some(constraints) = scopes.constraints_for(ctx, resource_type, needed) else {
                 continue;
@@ -94,7 +101,20 @@ impl Access {
                         .collect(),
                 ),
             };
+            if patient.is_some() && index::is_shared(resource_type) && writes(needed) {
+                // Shared records are everyone's: a token confined to one patient may read them, not change them.
+                skipped_shared = true;
+                continue;
+            }
             return Ok(Decision { patient, any_of });
+        }
+        if skipped_shared {
+            return Err(FhirError::Forbidden(format!(
+                "{resource_type} resources are shared by every patient's record, so a token confined to one \
+                 patient may read them but not {} them. Use a `user/` scope as a clinician (or a `system/` \
+                 scope) to change them.",
+                verb(needed)
+            )));
         }
         let scope = self.scope_for(resource_type, needed);
         Err(FhirError::InsufficientScope {
@@ -130,15 +150,7 @@ impl Access {
         needed: Permissions,
     ) -> Result<(), FhirError> {
         let decision = self.decide(&row.resource_type, needed)?;
-        if let Some(patient) = &decision.patient
-            && !index::is_shared(&row.resource_type)
-            && row.patient.as_deref() != Some(patient.as_str())
-        {
-            return Err(FhirError::Forbidden(format!(
-                "{} is outside the compartment of the patient this token is for; its patient/ scopes do not reach it.",
-                row.reference()
-            )));
-        }
+        self.check_compartment(&decision, row)?;
         if let Some(any_of) = &decision.any_of
             && !search::row_matches(conn, row.rid, &row.resource_type, any_of)?
         {
@@ -146,6 +158,47 @@ impl Access {
                 "{} does not match the constraints of the token's scopes ({}).",
                 row.reference(),
                 self.grant.scopes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks that the token may perform `needed` on `row`, any version of a resource (current or historical): the
+    /// scope, the compartment the version itself belongs to, and the scopes' constraints evaluated on the
+    /// version's own content. A deletion marker carries no content: it is judged by its compartment alone.
+    pub(crate) fn check_version(&self, row: &ResourceRow, needed: Permissions) -> Result<(), FhirError> {
+        let decision = self.decide(&row.resource_type, needed)?;
+        self.check_compartment(&decision, row)?;
+        if let Some(any_of) = &decision.any_of
+            && !row.deleted
+        {
+            let matches = row
+                .resource()
+                .is_some_and(|resource| search::version_matches(row, &resource, any_of));
+            if !matches {
+                return Err(FhirError::Forbidden(format!(
+                    "Version {} of {} does not match the constraints of the token's scopes ({}).",
+                    row.version,
+                    row.reference(),
+                    self.grant.scopes
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that `row` lies in the compartment `decision` confines the token to (for a deleted resource, the
+    /// compartment it was in when it was deleted).
+    pub(crate) fn check_compartment(&self, decision: &Decision, row: &ResourceRow) -> Result<(), FhirError> {
+        if let Some(patient) = &decision.patient
+            && !index::is_shared(&row.resource_type)
+            && row.patient.as_deref() != Some(patient.as_str())
+        {
+            return Err(FhirError::Forbidden(format!(
+                "{} (version {}) is outside the compartment of the patient this token is for; its patient/ \
+                 scopes do not reach it.",
+                row.reference(),
+                row.version
             )));
         }
         Ok(())
@@ -165,6 +218,11 @@ impl Access {
             Err(e) => Err(e),
         }
     }
+}
+
+/// True when `needed` changes data.
+fn writes(needed: Permissions) -> bool {
+    needed.create || needed.update || needed.delete
 }
 
 /// A scope constraint as search conditions; one the server cannot evaluate matches nothing (fail closed).

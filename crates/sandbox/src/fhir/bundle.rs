@@ -1,6 +1,7 @@
 //! Bundles the server answers with: searchset pages (with `self` / `next` / `previous` links and `total`) and
 //! histories. Stored resources are spliced in as raw JSON, never parsed again.
 
+use super::limits::MAX_RESPONSE_BYTES;
 use crate::store::ResourceRow;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -85,21 +86,50 @@ fn meta() -> serde_json::Value {
     serde_json::json!({ "lastUpdated": crate::store::index::instant_text(chrono::Utc::now()) })
 }
 
-/// A searchset Bundle: `matches` (mode `match`) then `included` (mode `include`).
+/// How many of `rows`, from the first, fit in `budget` bytes of resource text (at least one when `at_least_one`,
+/// so a page always moves forward).
+fn fitting(rows: &[ResourceRow], budget: &mut usize, at_least_one: bool) -> usize {
+    let mut kept = 0;
+    for row in rows {
+        let size = row.json.as_ref().map_or(0, String::len) + 256;
+        if size > *budget && !(at_least_one && kept == 0) {
+            break;
+        }
+        *budget = budget.saturating_sub(size);
+        kept += 1;
+    }
+    kept
+}
+
+/// A searchset Bundle: `matches` (mode `match`) then `included` (mode `include`). A page whose resources would
+/// pass [`MAX_RESPONSE_BYTES`] is cut short: it holds the matches that fit (at least one), and its `next` link
+/// continues right after them; includes that do not fit are left out.
 pub(crate) fn searchset(page: &Page<'_>, matches: &[ResourceRow], included: &[ResourceRow]) -> String {
+    let mut budget = MAX_RESPONSE_BYTES;
+    let shown = fitting(matches, &mut budget, true);
+    let (matches, included) = (
+        &matches[..shown],
+        &included[..fitting(included, &mut budget, false)],
+    );
     let raws: Vec<(Option<Box<RawValue>>, &ResourceRow, &'static str)> = matches
         .iter()
         .map(|r| (raw(r), r, "match"))
         .chain(included.iter().map(|r| (raw(r), r, "include")))
         .collect();
+    // A page cut short for size moves on by what it showed, not by `_count`.
+    let step = if shown < page.count && page.offset + shown < page.total {
+        shown
+    } else {
+        page.count
+    };
     let mut link = vec![Link {
         relation: "self",
         url: page.url(page.offset),
     }];
-    if page.offset + page.count < page.total && page.count > 0 {
+    if page.offset + step < page.total && step > 0 {
         link.push(Link {
             relation: "next",
-            url: page.url(page.offset + page.count),
+            url: page.url(page.offset + step),
         });
     }
     if page.offset > 0 {

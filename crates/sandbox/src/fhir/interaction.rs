@@ -1,6 +1,7 @@
 //! The FHIR interactions, run on the blocking pool against the store.
 
 use super::bundle::{self, Page};
+use super::limits;
 use super::outcome::FhirError;
 use super::{Ctx, FhirResponse};
 use crate::store::index::{self, instant_text};
@@ -127,6 +128,9 @@ pub(crate) fn vread(
                 current.version
             ))
         })?;
+        // The version is judged by its own compartment and content: a resource re-filed from another patient
+        // keeps that patient's versions out of this token's reach.
+        ctx.access.check_version(&row, Permissions::READ)?;
         if row.deleted {
             return Err(gone(&row));
         }
@@ -134,7 +138,8 @@ pub(crate) fn vread(
     })
 }
 
-/// `GET [base]/[type]/[id]/_history`.
+/// `GET [base]/[type]/[id]/_history`: the versions the token may read (each judged by its own compartment and
+/// content), once it may read the current one.
 pub(crate) fn history(
     ctx: &Ctx,
     store: &Store,
@@ -146,9 +151,17 @@ pub(crate) fn history(
         let rows = store::history_rows(conn, resource_type, id)?;
         let current = rows.first().ok_or_else(|| not_found(resource_type, id))?;
         ctx.access.check_row(conn, current, Permissions::READ)?;
+        let visible: Vec<ResourceRow> = rows
+            .iter()
+            .skip(1)
+            .filter(|row| ctx.access.check_version(row, Permissions::READ).is_ok())
+            .cloned()
+            .collect();
+        let mut shown = vec![current.clone()];
+        shown.extend(visible);
         Ok(FhirResponse::json(
             StatusCode::OK,
-            bundle::history(&ctx.base, &rows),
+            bundle::history(&ctx.base, &shown),
         ))
     })
 }
@@ -209,9 +222,42 @@ const REQUIRED: &[(&str, &[&str])] = &[
     ("DiagnosticReport", &["status", "code"]),
 ];
 
-/// Checks the body is a resource of `resource_type` with the fields R4 requires (422 otherwise).
+/// The length of `value`'s JSON text, counted without building it.
+pub(crate) fn json_size(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
+/// Refuses (413) a resource whose JSON text is longer than [`limits::MAX_RESOURCE_BYTES`].
+pub(crate) fn check_size(resource_type: &str, resource: &Value) -> Result<(), FhirError> {
+    let size = json_size(resource);
+    if size > limits::MAX_RESOURCE_BYTES {
+        return Err(FhirError::PayloadTooLarge(format!(
+            "The {resource_type} would be {size} bytes, more than the {} bytes this server stores in one \
+             resource; keep large documents (attachments) out of it or split it.",
+            limits::MAX_RESOURCE_BYTES
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the body is a resource of `resource_type` with the fields R4 requires (422 otherwise) and no larger
+/// than the server stores (413).
 pub(crate) fn validate(resource_type: &str, resource: &Value) -> Result<(), FhirError> {
     check_type(resource_type)?;
+    check_size(resource_type, resource)?;
     match resource.get("resourceType").and_then(Value::as_str) {
         Some(t) if t == resource_type => {}
         Some(t) => {
@@ -311,8 +357,12 @@ pub(crate) fn current_if_changeable(
 ) -> Result<Option<ResourceRow>, FhirError> {
     ctx.access.decide(resource_type, Permissions::UPDATE)?;
     let current = store::current_row(conn, resource_type, id)?;
-    if let Some(row) = current.as_ref().filter(|r| !r.deleted) {
-        ctx.access.check_row(conn, row, Permissions::UPDATE)?;
+    match current.as_ref() {
+        Some(row) if !row.deleted => ctx.access.check_row(conn, row, Permissions::UPDATE)?,
+        // A deleted resource still belongs to the patient it was deleted from: writing over its id would hand
+        // the writer that patient's history.
+        Some(row) => ctx.access.check_version(row, Permissions::UPDATE)?,
+        None => {}
     }
     Ok(current)
 }

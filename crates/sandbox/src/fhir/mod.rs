@@ -13,6 +13,7 @@ mod bundle;
 mod capability;
 mod everything;
 mod interaction;
+pub mod limits;
 mod outcome;
 mod patch;
 mod transaction;
@@ -21,7 +22,7 @@ use crate::SandboxState;
 use access::Access;
 use axum::{
     Router,
-    body::Bytes,
+    body::Body,
     extract::{DefaultBodyLimit, OriginalUri, Path, RawQuery, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
@@ -30,8 +31,8 @@ use axum::{
 use outcome::{FHIR_JSON, FhirError};
 use url::Url;
 
-/// The largest request body accepted (transaction Bundles can be large).
-const BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// The largest request body accepted (see [`limits::MAX_BODY_BYTES`]).
+const BODY_LIMIT: usize = limits::MAX_BODY_BYTES;
 
 /// The FHIR server's routes, to be nested at `/fhir` with the sandbox state.
 pub fn router() -> Router<SandboxState> {
@@ -153,16 +154,70 @@ where
     let st = state.clone();
     let result = state
         .store()
+        .blocking(move |store| work(&context(&st, &headers)?, store))
+        .await;
+    match result {
+        Ok(response) => response.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// What the bearer token in `headers` allows (401 without a usable one; the simulated failure a launch asked for).
+fn context(state: &SandboxState, headers: &HeaderMap) -> Result<Ctx, FhirError> {
+    let grant = state.auth().check_bearer(headers)?;
+    if let Some(failure) = grant.simulated_failure {
+        return Err(FhirError::Simulated(failure));
+    }
+    Ok(Ctx {
+        base: base_of(state.fhir_base()),
+        access: Access::new(grant),
+    })
+}
+
+/// Like [`serve`] for a request with a body: the token is checked first, and only then is the body read (at most
+/// [`BODY_LIMIT`] bytes; 413 beyond) and `parse`d, so a request without a valid token costs no more than its
+/// headers, and nobody can make the server parse megabytes of JSON without a token.
+async fn serve_with_body<T, P, F>(
+    state: SandboxState,
+    headers: HeaderMap,
+    query: Option<String>,
+    body: Body,
+    parse: P,
+    work: F,
+) -> Response
+where
+    T: Send + 'static,
+    P: FnOnce(&HeaderMap, &[u8]) -> Result<T, FhirError> + Send + 'static,
+    F: FnOnce(&Ctx, &crate::store::Store, T) -> Result<FhirResponse, FhirError> + Send + 'static,
+{
+    if let Err(e) = negotiate(&headers, query.as_deref()) {
+        return e.into_response();
+    }
+    let st = state.clone();
+    let (ctx, headers) = match state
+        .store()
+        .blocking(move |_| context(&st, &headers).map(|ctx| (ctx, headers)))
+        .await
+    {
+        Ok(checked) => checked,
+        Err(e) => return e.into_response(),
+    };
+    let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return FhirError::PayloadTooLarge(format!(
+                "The request body is larger than this server accepts ({} MiB) or was cut off; send smaller \
+                 Bundles (split a large transaction into several).",
+                BODY_LIMIT / (1024 * 1024)
+            ))
+            .into_response();
+        }
+    };
+    let result = state
+        .store()
         .blocking(move |store| {
-            let grant = st.auth().check_bearer(&headers)?;
-            if let Some(failure) = grant.simulated_failure {
-                return Err(FhirError::Simulated(failure));
-            }
-            let ctx = Ctx {
-                base: base_of(st.fhir_base()),
-                access: Access::new(grant),
-            };
-            work(&ctx, store)
+            let parsed = parse(&headers, &bytes)?;
+            work(&ctx, store, parsed)
         })
         .await;
     match result {
@@ -207,11 +262,14 @@ async fn search_post(
     Path(resource_type): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let mut pairs = query_pairs(query.as_deref());
-    pairs.extend(url::form_urlencoded::parse(&body).into_owned());
-    serve(state, headers, query, move |ctx, store| {
+    let form = |_: &HeaderMap, body: &[u8]| -> Result<_, FhirError> {
+        Ok(url::form_urlencoded::parse(body).into_owned().collect::<Vec<_>>())
+    };
+    serve_with_body(state, headers, query, body, form, move |ctx, store, form| {
+        pairs.extend(form);
         interaction::search(ctx, store, &resource_type, &pairs)
     })
     .await
@@ -264,12 +322,16 @@ async fn create(
     Path(resource_type): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    let parsed = interaction::parse_body(&headers, &body);
-    serve(state, headers, query, move |ctx, store| {
-        interaction::create(ctx, store, &resource_type, parsed?)
-    })
+    serve_with_body(
+        state,
+        headers,
+        query,
+        body,
+        interaction::parse_body,
+        move |ctx, store, parsed| interaction::create(ctx, store, &resource_type, parsed),
+    )
     .await
 }
 
@@ -278,13 +340,19 @@ async fn update(
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    let parsed = interaction::parse_body(&headers, &body);
     let if_match = if_match(&headers);
-    serve(state, headers, query, move |ctx, store| {
-        interaction::update(ctx, store, &resource_type, &id, parsed?, if_match.as_deref())
-    })
+    serve_with_body(
+        state,
+        headers,
+        query,
+        body,
+        interaction::parse_body,
+        move |ctx, store, parsed| {
+            interaction::update(ctx, store, &resource_type, &id, parsed, if_match.as_deref())
+        },
+    )
     .await
 }
 
@@ -293,13 +361,17 @@ async fn patch_resource(
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    let parsed = patch::parse_patch(&headers, &body);
     let if_match = if_match(&headers);
-    serve(state, headers, query, move |ctx, store| {
-        patch::patch(ctx, store, &resource_type, &id, &parsed?, if_match.as_deref())
-    })
+    serve_with_body(
+        state,
+        headers,
+        query,
+        body,
+        patch::parse_patch,
+        move |ctx, store, parsed| patch::patch(ctx, store, &resource_type, &id, &parsed, if_match.as_deref()),
+    )
     .await
 }
 
@@ -326,12 +398,16 @@ async fn transaction_or_batch(
     State(state): State<SandboxState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    let parsed = interaction::parse_body(&headers, &body);
-    serve(state, headers, query, move |ctx, store| {
-        transaction::process(ctx, store, parsed?)
-    })
+    serve_with_body(
+        state,
+        headers,
+        query,
+        body,
+        interaction::parse_body,
+        transaction::process,
+    )
     .await
 }
 

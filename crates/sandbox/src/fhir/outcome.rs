@@ -36,6 +36,9 @@ pub(crate) enum FhirError {
     Gone(String),
     /// 412: `If-Match` names an old version.
     PreconditionFailed(String),
+    /// 413: the request (its body, or what it would make the server build or answer) exceeds one of the limits
+    /// in [`crate::fhir::limits`].
+    PayloadTooLarge(String),
     /// 415: the body is not FHIR JSON.
     UnsupportedMediaType(String),
     /// 422: the resource breaks a rule the server enforces.
@@ -57,6 +60,7 @@ impl FhirError {
             FhirError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             FhirError::Gone(_) => StatusCode::GONE,
             FhirError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            FhirError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             FhirError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             FhirError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             FhirError::Simulated(f) => f.status(),
@@ -75,6 +79,7 @@ impl FhirError {
             | FhirError::NotAcceptable(_)
             | FhirError::UnsupportedMediaType(_) => "not-supported",
             FhirError::PreconditionFailed(_) => "conflict",
+            FhirError::PayloadTooLarge(_) => "too-costly",
             FhirError::Unprocessable(_) => "processing",
             FhirError::Simulated(FhirFailure::TooManyRequests) => "throttled",
             FhirError::Simulated(FhirFailure::ServiceUnavailable) => "transient",
@@ -101,6 +106,7 @@ impl FhirError {
             | FhirError::NotAcceptable(m)
             | FhirError::Gone(m)
             | FhirError::PreconditionFailed(m)
+            | FhirError::PayloadTooLarge(m)
             | FhirError::UnsupportedMediaType(m)
             | FhirError::Unprocessable(m) => m.clone(),
         }

@@ -8,9 +8,10 @@
 //! would refuse on update is answered 422, and nothing is stored.
 
 use super::interaction::{
-    check_id, check_if_match, current_if_changeable, gone, not_found, now, put_checked, resource_response,
-    validate,
+    check_id, check_if_match, current_if_changeable, gone, json_size, not_found, now, put_checked,
+    resource_response, validate,
 };
+use super::limits;
 use super::outcome::FhirError;
 use super::{Ctx, FhirResponse};
 use crate::store::{Store, Written};
@@ -94,6 +95,19 @@ fn patch_in(
     put_checked(ctx, conn, patched, now)
 }
 
+/// The length of an operation's target path (the key an `add` or `copy` writes counts towards the new size).
+fn op_path_len(op: &PatchOperation) -> usize {
+    let path = match op {
+        PatchOperation::Add(op) => &op.path,
+        PatchOperation::Replace(op) => &op.path,
+        PatchOperation::Copy(op) => &op.path,
+        PatchOperation::Move(op) => &op.path,
+        PatchOperation::Remove(op) => &op.path,
+        PatchOperation::Test(op) => &op.path,
+    };
+    path.as_str().len() + 4
+}
+
 /// `resource` with `patch` applied, refusing (422) a patch that fails or changes what the resource is.
 fn apply(resource: Value, patch: &Patch, reference: &str) -> Result<Value, FhirError> {
     let unprocessable =
@@ -112,16 +126,56 @@ fn apply(resource: Value, patch: &Patch, reference: &str) -> Result<Value, FhirE
             )));
         }
     }
+    if patch.0.len() > limits::MAX_PATCH_OPERATIONS {
+        return Err(FhirError::PayloadTooLarge(format!(
+            "The patch has {} operations, more than the {} this server applies in one request; send several \
+             smaller patches.",
+            patch.0.len(),
+            limits::MAX_PATCH_OPERATIONS
+        )));
+    }
     let mut patched = resource.clone();
-    json_patch::patch_unsafe(&mut patched, &patch.0).map_err(|e| {
-        unprocessable(match e.kind {
-            json_patch::PatchErrorKind::TestFailed => format!(
-                "its `test` operation {} failed (the value at `{}` is not the one given)",
-                e.operation, e.path
+    // Applied one operation at a time, so the resource's size is known after each: a `copy` can double it, and a
+    // few dozen of them would otherwise grow a small resource past any memory before the patch ends.
+    let mut size = json_size(&patched);
+    for (i, op) in patch.0.iter().enumerate() {
+        let growth = match op {
+            PatchOperation::Add(op) => Some(json_size(&op.value)),
+            PatchOperation::Replace(op) => Some(json_size(&op.value)),
+            PatchOperation::Copy(op) => Some(
+                patched
+                    .pointer(op.from.as_str())
+                    .map(json_size)
+                    .unwrap_or_default(),
             ),
-            _ => format!("operation {} failed at `{}`: {}", e.operation, e.path, e.kind),
-        })
-    })?;
+            // Moving, removing and testing never make the resource larger.
+            PatchOperation::Move(_) | PatchOperation::Remove(_) | PatchOperation::Test(_) => None,
+        };
+        json_patch::patch_unsafe(&mut patched, std::slice::from_ref(op)).map_err(|e| {
+            unprocessable(match e.kind {
+                json_patch::PatchErrorKind::TestFailed => format!(
+                    "its `test` operation {i} failed (the value at `{}` is not the one given)",
+                    e.path
+                ),
+                _ => format!("operation {i} failed at `{}`: {}", e.path, e.kind),
+            })
+        })?;
+        if let Some(growth) = growth {
+            // An upper bound (a path's key and punctuation aside, what was added is at most `growth` bytes);
+            // measured exactly only when the bound passes the limit.
+            size = size.saturating_add(growth + op_path_len(op));
+            if size > limits::MAX_RESOURCE_BYTES {
+                size = json_size(&patched);
+            }
+            if size > limits::MAX_RESOURCE_BYTES {
+                return Err(FhirError::PayloadTooLarge(format!(
+                    "The patch was not applied to {reference}: after operation {i} the resource would be {size} \
+                     bytes, more than the {} bytes this server stores in one resource.",
+                    limits::MAX_RESOURCE_BYTES
+                )));
+            }
+        }
+    }
     if !patched.is_object() {
         return Err(unprocessable(
             "it would replace the resource with something that is not a JSON object".into(),

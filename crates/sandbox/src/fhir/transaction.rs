@@ -5,13 +5,16 @@
 //! replaced by the ids the server assigns, wherever the Bundle refers to them.
 
 use super::interaction::{self, create_in, delete_in, now, update_in};
+use super::limits;
 use super::outcome::FhirError;
 use super::{Ctx, FhirResponse};
 use crate::import::rewrite_references;
 use crate::store::{ResourceRow, Store, index};
 use axum::http::StatusCode;
 use rusqlite::Connection;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use smart_launch::scope::Permissions;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -27,6 +30,8 @@ struct Planned {
     method: Method,
     /// The request URL, relative to the base.
     url: String,
+    /// The entry's `fullUrl`, which other entries may refer to.
+    full_url: Option<String>,
     resource: Option<Value>,
     if_match: Option<String>,
     /// For creates: the id assigned up front.
@@ -36,12 +41,17 @@ struct Planned {
 /// One entry's result.
 struct Outcome {
     status: StatusCode,
-    resource: Option<Value>,
+    /// The resource's JSON text (a stored version, or a read's or search's answer), spliced in unparsed.
+    body: Option<String>,
     row: Option<ResourceRow>,
 }
 
 /// Runs a transaction or batch Bundle.
-pub(crate) fn process(ctx: &Ctx, store: &Store, bundle: Value) -> Result<FhirResponse, FhirError> {
+///
+/// Bounded before any entry runs: at most [`limits::MAX_BUNDLE_ENTRIES`] entries, each one's interaction
+/// authorized up front (the token's scopes for its type and verb, and the compartment the resource it writes would
+/// land in), and the answer built as text no longer than [`limits::MAX_RESPONSE_BYTES`].
+pub(crate) fn process(ctx: &Ctx, store: &Store, mut bundle: Value) -> Result<FhirResponse, FhirError> {
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(FhirError::BadRequest(
             "POST to the FHIR base takes a Bundle of type `transaction` or `batch`; to create a resource, POST it to \
@@ -59,23 +69,30 @@ pub(crate) fn process(ctx: &Ctx, store: &Store, bundle: Value) -> Result<FhirRes
             "The Bundle's type is `{kind}`; only `transaction` and `batch` Bundles can be posted to the base."
         )));
     }
-    let entries = bundle
-        .get("entry")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let entries = match bundle.get_mut("entry").map(Value::take) {
+        Some(Value::Array(entries)) => entries,
+        _ => Vec::new(),
+    };
+    if entries.len() > limits::MAX_BUNDLE_ENTRIES {
+        return Err(FhirError::PayloadTooLarge(format!(
+            "The Bundle has {} entries, more than the {} this server runs in one {kind}; split it into several \
+             Bundles.",
+            entries.len(),
+            limits::MAX_BUNDLE_ENTRIES
+        )));
+    }
     let mut plans = Vec::with_capacity(entries.len());
     let mut full_urls = HashMap::new();
-    for (i, entry) in entries.iter().enumerate() {
+    for (i, entry) in entries.into_iter().enumerate() {
         let plan = plan(ctx, i, entry)?;
-        if let Some(full_url) = entry.get("fullUrl").and_then(Value::as_str) {
+        if let Some(full_url) = &plan.full_url {
             let target = match (&plan.new_id, plan.url.split('?').next()) {
                 (Some(id), Some(t)) => Some(format!("{t}/{id}")),
                 (None, Some(path)) if plan.method == Method::Put => Some(path.to_owned()),
                 _ => None,
             };
             if let Some(target) = target {
-                full_urls.insert(full_url.to_owned(), target);
+                full_urls.insert(full_url.clone(), target);
             }
         }
         plans.push(plan);
@@ -85,8 +102,19 @@ pub(crate) fn process(ctx: &Ctx, store: &Store, bundle: Value) -> Result<FhirRes
             rewrite_references(resource, &full_urls);
         }
     }
+    // Every entry is authorized before any runs: a transaction with one entry the token may not perform does
+    // no work at all; in a batch, that entry alone fails.
+    let allowed: Vec<Result<(), FhirError>> = plans.iter().map(|plan| authorize(ctx, plan)).collect();
 
-    let outcomes: Vec<Result<Outcome, FhirError>> = if kind == "transaction" {
+    let mut answer = ResponseText::new(&kind);
+    if kind == "transaction" {
+        if let Some((i, e)) = allowed
+            .into_iter()
+            .enumerate()
+            .find_map(|(i, a)| a.err().map(|e| (i, e)))
+        {
+            return Err(annotate(e, &format!("entry {i} ({})", plans[i].url)));
+        }
         let mut order: Vec<usize> = (0..plans.len()).collect();
         order.sort_by_key(|i| plans[*i].method);
         let done = store.write(|tx| {
@@ -96,24 +124,132 @@ pub(crate) fn process(ctx: &Ctx, store: &Store, bundle: Value) -> Result<FhirRes
                     .map_err(|e| annotate(e, &format!("entry {i} ({})", plans[i].url)))?;
                 results[i] = Some(outcome);
             }
-            Ok::<_, FhirError>(results)
+            // Built inside the transaction, so an answer too large to send rolls the work back.
+            let mut answer = ResponseText::new(&kind);
+            for outcome in results.into_iter().flatten() {
+                if !answer.push(&entry_text(ctx, Ok(outcome))) {
+                    return Err(FhirError::PayloadTooLarge(format!(
+                        "The transaction was not applied: its answer would be larger than the {} bytes this server \
+                         sends in one response. Split it into several transactions, or use `Prefer: \
+                         return=minimal`-sized entries.",
+                        limits::MAX_RESPONSE_BYTES
+                    )));
+                }
+            }
+            Ok::<_, FhirError>(answer)
         })?;
-        done.into_iter().flatten().map(Ok).collect()
+        answer = done;
     } else {
-        plans
-            .iter()
-            .map(|plan| store.write(|tx| run(ctx, store, tx, plan)))
-            .collect()
-    };
+        for (plan, allowed) in plans.iter().zip(allowed) {
+            if answer.full() {
+                answer.push_unbounded(&entry_text(ctx, Err(FhirError::PayloadTooLarge(format!(
+                    "This entry was not run: the batch's answer reached the {} bytes this server sends in one \
+                     response. Send it again in another batch.",
+                    limits::MAX_RESPONSE_BYTES
+                )))));
+                continue;
+            }
+            let outcome = allowed.and_then(|()| store.write(|tx| run(ctx, store, tx, plan)));
+            let text = entry_text(ctx, outcome);
+            if !answer.push(&text) {
+                answer.push_unbounded(&entry_text(ctx, Err(FhirError::PayloadTooLarge(format!(
+                    "This entry ran, but its answer would take the batch's answer past the {} bytes this server \
+                     sends in one response, so it was left out; read it again on its own.",
+                    limits::MAX_RESPONSE_BYTES
+                )))));
+                answer.close_budget();
+            }
+        }
+    }
+    Ok(FhirResponse::json(StatusCode::OK, answer.finish()))
+}
 
-    let response_entries: Vec<Value> = outcomes.into_iter().map(|o| response_entry(ctx, o)).collect();
-    let body = json!({
-        "resourceType": "Bundle",
-        "id": uuid::Uuid::new_v4().to_string(),
-        "type": format!("{kind}-response"),
-        "entry": response_entries
-    });
-    Ok(FhirResponse::json(StatusCode::OK, body.to_string()))
+/// A `transaction-response` / `batch-response` Bundle written as text entry by entry, so no answer is ever held
+/// as a tree of values, and its size is known as it grows.
+struct ResponseText {
+    text: String,
+    entries: usize,
+    full: bool,
+}
+
+impl ResponseText {
+    fn new(kind: &str) -> Self {
+        let head = serde_json::json!({
+            "resourceType": "Bundle",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "type": format!("{kind}-response"),
+        })
+        .to_string();
+        // `{…}` without its closing brace, then the entries.
+        let mut text = head[..head.len() - 1].to_owned();
+        text.push_str(r#","entry":["#);
+        Self {
+            text,
+            entries: 0,
+            full: false,
+        }
+    }
+
+    /// Appends an entry unless it would take the answer past [`limits::MAX_RESPONSE_BYTES`]; false when it did not.
+    fn push(&mut self, entry: &str) -> bool {
+        if self.full || self.text.len() + entry.len() + 2 > limits::MAX_RESPONSE_BYTES {
+            return false;
+        }
+        self.push_unbounded(entry);
+        true
+    }
+
+    /// Appends a (small) entry whatever the size: the note that an entry was left out.
+    fn push_unbounded(&mut self, entry: &str) {
+        if self.entries > 0 {
+            self.text.push(',');
+        }
+        self.text.push_str(entry);
+        self.entries += 1;
+    }
+
+    /// True once an entry was refused for size: later entries are not run.
+    fn full(&self) -> bool {
+        self.full
+    }
+
+    fn close_budget(&mut self) {
+        self.full = true;
+    }
+
+    fn finish(mut self) -> String {
+        self.text.push_str("]}");
+        self.text
+    }
+}
+
+/// Decides, before anything runs, whether the token may perform `plan`: its scopes for the type and verb, and
+/// for a write, that the resource would land in the token's compartment. The store checks again as it writes.
+fn authorize(ctx: &Ctx, plan: &Planned) -> Result<(), FhirError> {
+    let path = plan.url.split('?').next().unwrap_or_default();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let Some(resource_type) = segments.first().copied().filter(|t| index::is_known_type(t)) else {
+        // Not an interaction at all: `run` answers it with a message.
+        return Ok(());
+    };
+    let needed = match (plan.method, segments.len()) {
+        (Method::Post, _) => Permissions::CREATE,
+        (Method::Put, _) => Permissions::UPDATE,
+        (Method::Delete, _) => Permissions::DELETE,
+        (Method::Get, 1) => Permissions::SEARCH,
+        (Method::Get, _) => Permissions::READ,
+    };
+    let decision = ctx.access.decide(resource_type, needed)?;
+    if let (Some(patient), Some(resource)) = (&decision.patient, &plan.resource)
+        && !index::is_shared(resource_type)
+        && index::compartment_patient(resource_type, resource).as_deref() != Some(patient.as_str())
+    {
+        return Err(FhirError::Forbidden(format!(
+            "The {resource_type} this entry writes is not in the compartment of the patient this token is for; \
+             its patient/ scopes do not reach it."
+        )));
+    }
+    Ok(())
 }
 
 fn annotate(e: FhirError, at: &str) -> FhirError {
@@ -125,12 +261,13 @@ fn annotate(e: FhirError, at: &str) -> FhirError {
         FhirError::NotFound(_) => FhirError::NotFound(message),
         FhirError::Gone(_) => FhirError::Gone(message),
         FhirError::PreconditionFailed(_) => FhirError::PreconditionFailed(message),
+        FhirError::PayloadTooLarge(_) => FhirError::PayloadTooLarge(message),
         FhirError::Unprocessable(_) => FhirError::Unprocessable(message),
         other => other,
     }
 }
 
-fn plan(ctx: &Ctx, i: usize, entry: &Value) -> Result<Planned, FhirError> {
+fn plan(ctx: &Ctx, i: usize, mut entry: Value) -> Result<Planned, FhirError> {
     let bad = |what: &str| FhirError::BadRequest(format!("Bundle entry {i}: {what}."));
     let request = entry.get("request").ok_or_else(|| bad("it has no `request`"))?;
     let method = match request.get("method").and_then(Value::as_str).unwrap_or_default() {
@@ -153,15 +290,17 @@ fn plan(ctx: &Ctx, i: usize, entry: &Value) -> Result<Planned, FhirError> {
         .unwrap_or(raw_url)
         .trim_start_matches('/')
         .to_owned();
-    let resource = entry.get("resource").cloned();
+    let if_match = request.get("ifMatch").and_then(Value::as_str).map(str::to_owned);
+    let full_url = entry.get("fullUrl").and_then(Value::as_str).map(str::to_owned);
+    let resource = entry.get_mut("resource").map(Value::take);
     if matches!(method, Method::Post | Method::Put) && resource.is_none() {
         return Err(bad("a POST or PUT entry needs a `resource`"));
     }
     let new_id = (method == Method::Post).then(|| uuid::Uuid::new_v4().to_string());
-    let if_match = request.get("ifMatch").and_then(Value::as_str).map(str::to_owned);
     Ok(Planned {
         method,
         url,
+        full_url,
         resource,
         if_match,
         new_id,
@@ -180,7 +319,7 @@ fn run(ctx: &Ctx, store: &Store, conn: &Connection, plan: &Planned) -> Result<Ou
             let written = create_in(ctx, conn, resource, id, &time)?;
             Ok(Outcome {
                 status: StatusCode::CREATED,
-                resource: Some(written.resource),
+                body: written.row.json.clone(),
                 row: Some(written.row),
             })
         }
@@ -202,7 +341,7 @@ fn run(ctx: &Ctx, store: &Store, conn: &Connection, plan: &Planned) -> Result<Ou
             };
             Ok(Outcome {
                 status,
-                resource: Some(written.resource),
+                body: written.row.json.clone(),
                 row: Some(written.row),
             })
         }
@@ -210,7 +349,7 @@ fn run(ctx: &Ctx, store: &Store, conn: &Connection, plan: &Planned) -> Result<Ou
             let row = delete_in(ctx, conn, resource_type, id, &time)?;
             Ok(Outcome {
                 status: StatusCode::NO_CONTENT,
-                resource: None,
+                body: None,
                 row: Some(row),
             })
         }
@@ -234,13 +373,9 @@ fn run(ctx: &Ctx, store: &Store, conn: &Connection, plan: &Planned) -> Result<Ou
 }
 
 fn from_response(response: FhirResponse) -> Outcome {
-    let resource = response
-        .body
-        .as_deref()
-        .and_then(|b| serde_json::from_str(b).ok());
     Outcome {
         status: response.status,
-        resource,
+        body: response.body,
         row: None,
     }
 }
@@ -253,8 +388,18 @@ fn status_text(status: StatusCode) -> String {
     )
 }
 
-fn response_entry(ctx: &Ctx, outcome: Result<Outcome, FhirError>) -> Value {
-    match outcome {
+/// One entry of the response Bundle, as JSON text; the resource is spliced in as the stored text, unparsed.
+fn entry_text(ctx: &Ctx, outcome: Result<Outcome, FhirError>) -> String {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Entry<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        full_url: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resource: Option<&'a RawValue>,
+        response: Value,
+    }
+    let entry = match outcome {
         Ok(outcome) => {
             let mut response = json!({ "status": status_text(outcome.status) });
             if let Some(row) = &outcome.row {
@@ -264,15 +409,23 @@ fn response_entry(ctx: &Ctx, outcome: Result<Outcome, FhirError>) -> Value {
                     response["location"] = json!(format!("{}/_history/{}", row.reference(), row.version));
                 }
             }
-            let mut entry = json!({ "response": response });
-            if let Some(resource) = outcome.resource {
-                if let Some(row) = &outcome.row {
-                    entry["fullUrl"] = json!(format!("{}/{}", ctx.base, row.reference()));
-                }
-                entry["resource"] = resource;
-            }
-            entry
+            let raw = outcome.body.and_then(|body| RawValue::from_string(body).ok());
+            let full_url = match (&outcome.row, &raw) {
+                (Some(row), Some(_)) => Some(format!("{}/{}", ctx.base, row.reference())),
+                _ => None,
+            };
+            return serde_json::to_string(&Entry {
+                full_url,
+                resource: raw.as_deref(),
+                response,
+            })
+            .unwrap_or_default();
         }
-        Err(e) => json!({ "response": { "status": status_text(e.status()), "outcome": e.outcome() } }),
-    }
+        Err(e) => Entry {
+            full_url: None,
+            resource: None,
+            response: json!({ "status": status_text(e.status()), "outcome": e.outcome() }),
+        },
+    };
+    serde_json::to_string(&entry).unwrap_or_default()
 }

@@ -13,8 +13,14 @@ use std::collections::HashSet;
 
 /// The page size when `_count` is not given.
 pub const DEFAULT_COUNT: usize = 50;
-/// The largest page served.
+/// The largest page served: a larger `_count` is served as this many, with a `next` link (as HAPI clamps to its
+/// maximum page size).
 pub const MAX_COUNT: usize = 1000;
+/// The most comma-separated values one search parameter may OR together (100); more is refused with a message
+/// (SQLite would otherwise fail on the size of the query, ~1,000 values, with "Expression tree is too large").
+pub const MAX_SEARCH_VALUES: usize = 100;
+/// The most query parameters one search may carry, `_count`, `_sort` and the like included (50); more is refused.
+pub const MAX_SEARCH_PARAMETERS: usize = 50;
 
 /// Parameters every search accepts and ignores (formatting hints the server does not need).
 const IGNORED: &[&str] = &["_format", "_pretty", "_elements", "_total"];
@@ -203,6 +209,13 @@ impl SearchRequest {
             summary_count: false,
             link_params: Vec::new(),
         };
+        if pairs.len() > MAX_SEARCH_PARAMETERS {
+            return Err(invalid(format!(
+                "the search has {} parameters, more than the {MAX_SEARCH_PARAMETERS} this server takes in one \
+                 search; narrow it, or split it into several searches",
+                pairs.len()
+            )));
+        }
         for (key, value) in pairs {
             let (name, modifier) = match key.split_once(':') {
                 Some((n, m)) => (n, Some(m)),
@@ -260,6 +273,13 @@ pub fn parse_condition(
         .collect();
     if values.is_empty() {
         return Err(invalid(format!("the parameter `{name}` has no value")));
+    }
+    if values.len() > MAX_SEARCH_VALUES {
+        return Err(invalid(format!(
+            "`{name}` has {} comma-separated values, more than the {MAX_SEARCH_VALUES} this server ORs together in \
+             one parameter; split the search into several",
+            values.len()
+        )));
     }
     let unsupported_modifier = |m: &str| invalid(format!("the modifier `:{m}` is not supported on `{name}`"));
     match name {
@@ -404,6 +424,11 @@ fn parse_date(name: &str, v: &str) -> Result<(Prefix, i64, i64), SandboxError> {
 }
 
 fn parse_sort(resource_type: &str, value: &str) -> Result<Vec<SortKey>, SandboxError> {
+    if value.split(',').count() > MAX_SEARCH_VALUES {
+        return Err(invalid(format!(
+            "`_sort` has more than {MAX_SEARCH_VALUES} keys; sort by a few parameters"
+        )));
+    }
     value
         .split(',')
         .map(str::trim)
@@ -543,6 +568,103 @@ pub fn row_matches(
         ))?
         .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
     Ok(n > 0)
+}
+
+/// True when one version of a resource (`row`, whose content is `resource`) satisfies `any_of`, evaluated on that
+/// version's own values rather than on the index, which holds only the current version's. Scope constraints on
+/// history and vread use this, so an old version is judged by what it said then.
+pub fn version_matches(
+    row: &ResourceRow,
+    resource: &serde_json::Value,
+    any_of: &[Vec<Vec<Condition>>],
+) -> bool {
+    let values = index::extract(&row.resource_type, resource);
+    any_of.iter().any(|all| {
+        all.iter()
+            .all(|group| group.iter().any(|c| condition_holds(c, row, &values)))
+    })
+}
+
+/// [`condition_sql`]'s test, on one version's extracted values.
+fn condition_holds(c: &Condition, row: &ResourceRow, values: &index::IndexRows) -> bool {
+    match c {
+        Condition::Id(id) => row.id == *id,
+        Condition::Compartment(patient) => row.patient.as_deref() == Some(patient.as_str()),
+        Condition::LastUpdated(prefix, lo, hi) => {
+            let lo = index::instant_text_from_secs(*lo);
+            let hi = index::instant_text_from_secs(*hi).replace(".000Z", ".999Z");
+            let at = row.last_updated.as_str();
+            let within = at >= lo.as_str() && at <= hi.as_str();
+            match prefix {
+                Prefix::Eq | Prefix::Ap => within,
+                Prefix::Ne => !within,
+                Prefix::Gt | Prefix::Sa => at > hi.as_str(),
+                Prefix::Lt | Prefix::Eb => at < lo.as_str(),
+                Prefix::Ge => at >= lo.as_str(),
+                Prefix::Le => at <= hi.as_str(),
+            }
+        }
+        Condition::Text { param, mode, value } => values.strings.iter().any(|(p, normalized, raw)| {
+            *p == *param
+                && match mode {
+                    StringMode::Prefix => normalized.starts_with(value.as_str()),
+                    StringMode::Exact => raw == value,
+                    StringMode::Contains => normalized.contains(value.as_str()),
+                }
+        }),
+        Condition::Token {
+            param,
+            system,
+            code,
+            negate,
+        } => {
+            let found = values.tokens.iter().any(|(p, s, k)| {
+                *p == *param
+                    && code.as_ref().is_none_or(|code| code == k)
+                    && system.as_ref().is_none_or(|system| system == s)
+            });
+            found != *negate
+        }
+        Condition::Date {
+            param,
+            prefix,
+            lo,
+            hi,
+        } => values
+            .dates
+            .iter()
+            .any(|(p, x_lo, x_hi)| p == param && range_holds(*prefix, *lo, *hi, *x_lo, *x_hi)),
+        Condition::Reference { param, target } => {
+            values.refs.iter().any(|(p, t)| *p == *param && t == target)
+        }
+        Condition::CareDate { params, lo, hi } => {
+            let mut care = values
+                .dates
+                .iter()
+                .filter(|(p, _, _)| params.contains(p))
+                .peekable();
+            care.peek().is_none()
+                || care.any(|(_, x_lo, x_hi)| range_holds(Prefix::Ap, *lo, *hi, *x_lo, *x_hi))
+        }
+        Condition::UpdatedSince(instant) => row.last_updated.as_str() >= instant.as_str(),
+        Condition::Never => false,
+    }
+}
+
+/// [`range_test`] in Rust: the value's `[lo, hi]` against a resource's `[x_lo, x_hi]`.
+fn range_holds(prefix: Prefix, lo: i64, hi: i64, x_lo: i64, x_hi: i64) -> bool {
+    let within = x_lo >= lo && x_hi <= hi;
+    match prefix {
+        Prefix::Eq => within,
+        Prefix::Ne => !within,
+        Prefix::Gt => x_hi > hi,
+        Prefix::Lt => x_lo < lo,
+        Prefix::Ge => x_hi > hi || within,
+        Prefix::Le => x_lo < lo || within,
+        Prefix::Sa => x_lo > hi,
+        Prefix::Eb => x_hi < lo,
+        Prefix::Ap => x_lo <= hi && x_hi >= lo,
+    }
 }
 
 /// The resources the `_include`s of `request` reach from `matches` (deduplicated, without the matches themselves

@@ -116,7 +116,8 @@ pub(crate) fn rows_by_rid(conn: &Connection, rids: &[i64]) -> rusqlite::Result<V
     Ok(out)
 }
 
-/// One version of `type/id`, current or historical.
+/// One version of `type/id`, current or historical. A historical version's `patient` is the compartment its own
+/// content puts it in (a deletion: the compartment of the version it deleted), not the current version's.
 pub(crate) fn version_row(
     conn: &Connection,
     resource_type: &str,
@@ -129,25 +130,19 @@ pub(crate) fn version_row(
     if current.version == version {
         return Ok(Some(current));
     }
-    conn.prepare_cached(
-        "SELECT version, last_updated, deleted, json FROM fhir_history WHERE type = ?1 AND id = ?2 AND version = ?3",
-    )?
-    .query_row(params![resource_type, id, version], |r| {
-        Ok(ResourceRow {
-            rid: current.rid,
-            resource_type: resource_type.to_owned(),
-            id: id.to_owned(),
-            version: r.get(0)?,
-            last_updated: r.get(1)?,
-            patient: current.patient.clone(),
-            deleted: r.get::<_, i64>(2)? != 0,
-            json: r.get(3)?,
-        })
-    })
-    .optional()
+    // The version asked for and the one before it (whose compartment a deletion inherits).
+    let mut stmt = conn.prepare_cached(
+        "SELECT version, last_updated, deleted, json FROM fhir_history WHERE type = ?1 AND id = ?2 \
+         AND version IN (?3, ?3 - 1) ORDER BY version",
+    )?;
+    let rows = stmt
+        .query_map(params![resource_type, id, version], |r| historical(&current, r))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(with_own_compartments(rows).pop().filter(|r| r.version == version))
 }
 
-/// Every version of `type/id`, newest first (empty when it never existed).
+/// Every version of `type/id`, newest first (empty when it never existed); each historical version carries the
+/// compartment of its own content (see [`version_row`]).
 pub(crate) fn history_rows(
     conn: &Connection,
     resource_type: &str,
@@ -157,25 +152,43 @@ pub(crate) fn history_rows(
         return Ok(Vec::new());
     };
     let mut stmt = conn.prepare_cached(
-        "SELECT version, last_updated, deleted, json FROM fhir_history WHERE type = ?1 AND id = ?2 ORDER BY version DESC",
+        "SELECT version, last_updated, deleted, json FROM fhir_history WHERE type = ?1 AND id = ?2 ORDER BY version",
     )?;
     let older = stmt
-        .query_map(params![resource_type, id], |r| {
-            Ok(ResourceRow {
-                rid: current.rid,
-                resource_type: resource_type.to_owned(),
-                id: id.to_owned(),
-                version: r.get(0)?,
-                last_updated: r.get(1)?,
-                patient: current.patient.clone(),
-                deleted: r.get::<_, i64>(2)? != 0,
-                json: r.get(3)?,
-            })
-        })?
+        .query_map(params![resource_type, id], |r| historical(&current, r))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut all = vec![current];
-    all.extend(older);
+    all.extend(with_own_compartments(older).into_iter().rev());
     Ok(all)
+}
+
+/// A `fhir_history` row (`version, last_updated, deleted, json`) of the resource whose current row is `current`;
+/// its `patient` is filled in by [`with_own_compartments`].
+fn historical(current: &ResourceRow, r: &Row<'_>) -> rusqlite::Result<ResourceRow> {
+    Ok(ResourceRow {
+        rid: current.rid,
+        resource_type: current.resource_type.clone(),
+        id: current.id.clone(),
+        version: r.get(0)?,
+        last_updated: r.get(1)?,
+        patient: None,
+        deleted: r.get::<_, i64>(2)? != 0,
+        json: r.get(3)?,
+    })
+}
+
+/// Sets each version's `patient` (oldest first) from its own content; a deletion keeps the compartment of the
+/// version before it.
+fn with_own_compartments(mut oldest_first: Vec<ResourceRow>) -> Vec<ResourceRow> {
+    let mut previous: Option<String> = None;
+    for row in &mut oldest_first {
+        row.patient = match row.resource() {
+            Some(resource) => index::compartment_patient(&row.resource_type, &resource),
+            None => previous.clone(),
+        };
+        previous = row.patient.clone();
+    }
+    oldest_first
 }
 
 fn type_and_id(resource: &Value) -> Result<(String, String), SandboxError> {

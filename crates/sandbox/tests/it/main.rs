@@ -18,3 +18,5 @@ mod fhir_write;
 mod launch_ehr;
 mod launch_smart_launch;
 mod launch_standalone;
+mod safety_access;
+mod safety_limits;
