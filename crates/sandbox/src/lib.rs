@@ -28,9 +28,11 @@ pub mod fhir;
 pub mod generate;
 pub mod import;
 mod pages;
+pub mod serve;
 mod server;
 pub mod store;
 
 pub use config::{ClientKeys, ClientSecret, ClientSpec, PkcePolicy, SandboxConfig, SimulatedFailure};
 pub use error::{BearerError, SandboxError};
+pub use serve::ServerLimits;
 pub use server::{RunningSandbox, Sandbox, SandboxState, router};

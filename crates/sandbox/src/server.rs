@@ -9,6 +9,7 @@ use axum::Router;
 use tower_http::trace::TraceLayer;
 use url::Url;
 
+use crate::serve::{self, ServerLimits};
 use crate::{auth, config::SandboxConfig, error::SandboxError, fhir, store::Store};
 
 /// Everything a request handler needs; cheap to clone.
@@ -91,8 +92,17 @@ pub struct Sandbox;
 
 impl Sandbox {
     /// Opens (creating and filling on first use) the database, imports `config.imports`, binds
-    /// `config.host:config.port` (0 picks a free port) and starts serving in a background task.
+    /// `config.host:config.port` (0 picks a free port) and starts serving in a background task, within the
+    /// default [`ServerLimits`].
     pub async fn start(config: SandboxConfig) -> Result<RunningSandbox, SandboxError> {
+        Self::start_with_limits(config, ServerLimits::default()).await
+    }
+
+    /// [`Sandbox::start`] with other connection and request limits (tests set small timeouts).
+    pub async fn start_with_limits(
+        config: SandboxConfig,
+        limits: ServerLimits,
+    ) -> Result<RunningSandbox, SandboxError> {
         let db = match &config.db {
             Some(path) => path.clone(),
             None => SandboxConfig::default_db_path()?,
@@ -137,14 +147,9 @@ impl Sandbox {
         let state = SandboxState::new(fhir_base.clone(), store, auth);
         let app = router(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serving = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
-            if let Err(e) = serving.await {
-                tracing::error!(error = %e, "the sandbox server stopped");
-            }
-        });
+        let task = tokio::spawn(serve::serve(listener, app, limits, async {
+            let _ = rx.await;
+        }));
         tracing::info!(%fhir_base, %addr, "sandbox listening");
         Ok(RunningSandbox {
             addr,

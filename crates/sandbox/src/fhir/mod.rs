@@ -411,6 +411,16 @@ async fn transaction_or_batch(
     .await
 }
 
+/// A 503 OperationOutcome saying the server is overloaded (the caller adds `Retry-After`).
+pub(crate) fn overload_outcome(why: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))],
+        outcome::operation_outcome("error", "transient", why).to_string(),
+    )
+        .into_response()
+}
+
 async fn unknown_endpoint(OriginalUri(uri): OriginalUri) -> Response {
     FhirError::NotFound(format!(
         "There is no FHIR endpoint at `{}`. FHIR endpoints look like `/fhir/Patient/{{id}}` or \

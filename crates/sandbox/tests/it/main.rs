@@ -20,3 +20,4 @@ mod launch_smart_launch;
 mod launch_standalone;
 mod safety_access;
 mod safety_limits;
+mod safety_server;

@@ -1,0 +1,180 @@
+//! The server's own bounds: half-sent requests are disconnected after the header-read timeout, connections and
+//! requests beyond their limits get 503 with `Retry-After`, a body that never arrives times out.
+
+use crate::common::{self, APP, REDIRECT, TestSandbox};
+use sandbox::{ClientSpec, Sandbox, SandboxConfig, ServerLimits};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use url::Url;
+
+async fn start_limited(limits: ServerLimits) -> TestSandbox {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SandboxConfig {
+        port: 0,
+        patients: 2,
+        db: Some(dir.path().join("sandbox.db")),
+        clients: vec![ClientSpec::public(APP, Url::parse(REDIRECT).unwrap())],
+        ..SandboxConfig::default()
+    };
+    let running = Sandbox::start_with_limits(config, limits).await.unwrap();
+    let base = running.fhir_base.clone();
+    TestSandbox {
+        running,
+        base,
+        http: common::http_client(),
+        dir,
+    }
+}
+
+/// Reads until the server closes the connection (or 10 s pass, which fails the test): what it sent.
+async fn read_to_close(socket: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buf))
+            .await
+            .expect("the server kept the connection open");
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Reads one response head.
+async fn read_head(socket: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buf))
+            .await
+            .expect("the server answered")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before answering: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn half_sent_requests_are_closed_after_the_header_read_timeout() {
+    let ts = start_limited(ServerLimits {
+        header_read_timeout: Duration::from_millis(300),
+        ..ServerLimits::default()
+    })
+    .await;
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        let mut socket = TcpStream::connect(ts.running.addr).await.unwrap();
+        socket
+            .write_all(b"GET /fhir/metadata HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: application/fhir+json\r\n")
+            .await
+            .unwrap();
+        sockets.push(socket);
+    }
+    // An idle connection (nothing sent) is closed too.
+    sockets.push(TcpStream::connect(ts.running.addr).await.unwrap());
+    for socket in &mut sockets {
+        let answer = read_to_close(socket).await;
+        assert!(!answer.contains("200 OK"), "{answer}");
+    }
+    // The server still answers whole requests.
+    let mut socket = TcpStream::connect(ts.running.addr).await.unwrap();
+    socket
+        .write_all(b"GET /fhir/metadata HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_head(&mut socket).await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_get_503_with_retry_after() {
+    let ts = start_limited(ServerLimits {
+        max_connections: 2,
+        ..ServerLimits::default()
+    })
+    .await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut socket = TcpStream::connect(ts.running.addr).await.unwrap();
+        socket
+            .write_all(b"GET /fhir/metadata HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(read_head(&mut socket).await.starts_with("HTTP/1.1 200"));
+        open.push(socket);
+    }
+    let mut third = TcpStream::connect(ts.running.addr).await.unwrap();
+    let answer = read_to_close(&mut third).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+    drop(open);
+}
+
+/// A valid access token of the test app on `ts`.
+async fn token(ts: &TestSandbox) -> String {
+    let tokens = common::launch_and_exchange(ts, "launch/patient patient/*.cruds").await;
+    tokens["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Sends the head of a POST announcing 100 bytes of body, and 10 of them.
+async fn post_with_a_body_that_stalls(ts: &TestSandbox, token: &str) -> TcpStream {
+    let mut socket = TcpStream::connect(ts.running.addr).await.unwrap();
+    let head = format!(
+        "POST /fhir/Observation HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/fhir+json\r\ncontent-length: 100\r\n\r\n{{\"resource"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket
+}
+
+#[tokio::test]
+async fn a_request_whose_body_never_arrives_times_out_with_503() {
+    let ts = start_limited(ServerLimits {
+        request_timeout: Duration::from_millis(300),
+        ..ServerLimits::default()
+    })
+    .await;
+    let token = token(&ts).await;
+    let mut socket = post_with_a_body_that_stalls(&ts, &token).await;
+    let head = read_head(&mut socket).await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("retry-after: 1"), "{head}");
+}
+
+#[tokio::test]
+async fn requests_beyond_the_in_flight_limit_get_503_with_retry_after() {
+    let ts = start_limited(ServerLimits {
+        max_in_flight: 1,
+        ..ServerLimits::default()
+    })
+    .await;
+    let token = token(&ts).await;
+    let _held = post_with_a_body_that_stalls(&ts, &token).await;
+    // The held request has its permit once its head is read; the next request finds none (asked until the held
+    // one is in, at most a few times).
+    let mut refused = None;
+    for _ in 0..50 {
+        let response = ts
+            .http
+            .get(format!("{}/metadata", ts.aud()))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            refused = Some(response);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let refused = refused.expect("a request beyond the limit was refused");
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["resourceType"], "OperationOutcome");
+}
