@@ -4,7 +4,7 @@
 //! The R4 complex data types (`Address` … `UsageContext`), with their nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Base StructureDefinition for Address Type: An address expressed using postal conventions (as opposed to GPS or other location definition formats).  This data type may be used to convey addresses for use in delivering mail as well as for visiting locations which might not be valid for mail delivery.  There are a variety of postal address formats defined around the world.
 ///
 /// FHIR data type `Address`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Address {
     /// `Address.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -43,34 +43,46 @@ pub struct Address {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Address {
     const NAME: &'static str = "Address";
-    const FIELDS: u16 = 12;
+}
+
+impl Members for Address {
+    fn field_count(&self) -> u16 {
+        12
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "use" => (2, r.prim(&mut self.use_)?),
-            "_use" => (2, r.prim_ext(&mut self.use_)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "text" => (4, r.prim(&mut self.text)?),
-            "_text" => (4, r.prim_ext(&mut self.text)?),
-            "line" => (5, r.prim_vec(&mut self.line)?),
-            "_line" => (5, r.prim_vec_ext(&mut self.line)?),
-            "city" => (6, r.prim(&mut self.city)?),
-            "_city" => (6, r.prim_ext(&mut self.city)?),
-            "district" => (7, r.prim(&mut self.district)?),
-            "_district" => (7, r.prim_ext(&mut self.district)?),
-            "state" => (8, r.prim(&mut self.state)?),
-            "_state" => (8, r.prim_ext(&mut self.state)?),
-            "postalCode" => (9, r.prim(&mut self.postal_code)?),
-            "_postalCode" => (9, r.prim_ext(&mut self.postal_code)?),
-            "country" => (10, r.prim(&mut self.country)?),
-            "_country" => (10, r.prim_ext(&mut self.country)?),
-            "period" => (11, r.boxed(&mut self.period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "use" => (2, r.prim(&mut self.use_)),
+            "_use" => (2, r.prim_ext(&mut self.use_)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "text" => (4, r.prim(&mut self.text)),
+            "_text" => (4, r.prim_ext(&mut self.text)),
+            "line" => (5, r.prim_vec(&mut self.line)),
+            "_line" => (5, r.prim_vec_ext(&mut self.line)),
+            "city" => (6, r.prim(&mut self.city)),
+            "_city" => (6, r.prim_ext(&mut self.city)),
+            "district" => (7, r.prim(&mut self.district)),
+            "_district" => (7, r.prim_ext(&mut self.district)),
+            "state" => (8, r.prim(&mut self.state)),
+            "_state" => (8, r.prim_ext(&mut self.state)),
+            "postalCode" => (9, r.prim(&mut self.postal_code)),
+            "_postalCode" => (9, r.prim_ext(&mut self.postal_code)),
+            "country" => (10, r.prim(&mut self.country)),
+            "_country" => (10, r.prim_ext(&mut self.country)),
+            "period" => (11, r.boxed(&mut self.period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -102,7 +114,7 @@ impl Object for Address {
 /// Base StructureDefinition for Age Type: A duration of time during which an organism (or a process) has existed.
 ///
 /// FHIR data type `Age`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Age {
     /// `Age.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -122,25 +134,37 @@ pub struct Age {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Age {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Age {
     const NAME: &'static str = "Age";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for Age {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "value" => (2, r.prim(&mut self.value)?),
-            "_value" => (2, r.prim_ext(&mut self.value)?),
-            "comparator" => (3, r.prim(&mut self.comparator)?),
-            "_comparator" => (3, r.prim_ext(&mut self.comparator)?),
-            "unit" => (4, r.prim(&mut self.unit)?),
-            "_unit" => (4, r.prim_ext(&mut self.unit)?),
-            "system" => (5, r.prim(&mut self.system)?),
-            "_system" => (5, r.prim_ext(&mut self.system)?),
-            "code" => (6, r.prim(&mut self.code)?),
-            "_code" => (6, r.prim_ext(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "value" => (2, r.prim(&mut self.value)),
+            "_value" => (2, r.prim_ext(&mut self.value)),
+            "comparator" => (3, r.prim(&mut self.comparator)),
+            "_comparator" => (3, r.prim_ext(&mut self.comparator)),
+            "unit" => (4, r.prim(&mut self.unit)),
+            "_unit" => (4, r.prim_ext(&mut self.unit)),
+            "system" => (5, r.prim(&mut self.system)),
+            "_system" => (5, r.prim_ext(&mut self.system)),
+            "code" => (6, r.prim(&mut self.code)),
+            "_code" => (6, r.prim_ext(&mut self.code)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -167,7 +191,7 @@ impl Object for Age {
 /// Base StructureDefinition for Annotation Type: A  text note which also  contains information about who made the statement and when.
 ///
 /// FHIR data type `Annotation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Annotation {
     /// `Annotation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -201,34 +225,46 @@ impl AnnotationAuthor {
     }
 }
 
+impl std::fmt::Debug for Annotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Annotation {
     const NAME: &'static str = "Annotation";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for Annotation {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "authorReference" => (2, r.choice_object(&mut self.author, AnnotationAuthor::Reference)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "authorReference" => (2, r.choice_object(&mut self.author, AnnotationAuthor::Reference)),
             "authorString" => (
                 2,
                 r.choice_prim(&mut self.author, AnnotationAuthor::String, |e| match e {
                     AnnotationAuthor::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_authorString" => (
                 2,
                 r.choice_prim_ext(&mut self.author, AnnotationAuthor::String, |e| match e {
                     AnnotationAuthor::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "time" => (3, r.prim(&mut self.time)?),
-            "_time" => (3, r.prim_ext(&mut self.time)?),
-            "text" => (4, r.prim(&mut self.text)?),
-            "_text" => (4, r.prim_ext(&mut self.text)?),
+            "time" => (3, r.prim(&mut self.time)),
+            "_time" => (3, r.prim_ext(&mut self.time)),
+            "text" => (4, r.prim(&mut self.text)),
+            "_text" => (4, r.prim_ext(&mut self.text)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -260,7 +296,7 @@ impl Object for Annotation {
 /// Base StructureDefinition for Attachment Type: For referring to data content defined in other formats.
 ///
 /// FHIR data type `Attachment`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Attachment {
     /// `Attachment.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -286,31 +322,43 @@ pub struct Attachment {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Attachment {
     const NAME: &'static str = "Attachment";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for Attachment {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "contentType" => (2, r.prim(&mut self.content_type)?),
-            "_contentType" => (2, r.prim_ext(&mut self.content_type)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "data" => (4, r.prim(&mut self.data)?),
-            "_data" => (4, r.prim_ext(&mut self.data)?),
-            "url" => (5, r.prim(&mut self.url)?),
-            "_url" => (5, r.prim_ext(&mut self.url)?),
-            "size" => (6, r.prim(&mut self.size)?),
-            "_size" => (6, r.prim_ext(&mut self.size)?),
-            "hash" => (7, r.prim(&mut self.hash)?),
-            "_hash" => (7, r.prim_ext(&mut self.hash)?),
-            "title" => (8, r.prim(&mut self.title)?),
-            "_title" => (8, r.prim_ext(&mut self.title)?),
-            "creation" => (9, r.prim(&mut self.creation)?),
-            "_creation" => (9, r.prim_ext(&mut self.creation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "contentType" => (2, r.prim(&mut self.content_type)),
+            "_contentType" => (2, r.prim_ext(&mut self.content_type)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "data" => (4, r.prim(&mut self.data)),
+            "_data" => (4, r.prim_ext(&mut self.data)),
+            "url" => (5, r.prim(&mut self.url)),
+            "_url" => (5, r.prim_ext(&mut self.url)),
+            "size" => (6, r.prim(&mut self.size)),
+            "_size" => (6, r.prim_ext(&mut self.size)),
+            "hash" => (7, r.prim(&mut self.hash)),
+            "_hash" => (7, r.prim_ext(&mut self.hash)),
+            "title" => (8, r.prim(&mut self.title)),
+            "_title" => (8, r.prim_ext(&mut self.title)),
+            "creation" => (9, r.prim(&mut self.creation)),
+            "_creation" => (9, r.prim_ext(&mut self.creation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -340,7 +388,7 @@ impl Object for Attachment {
 /// Base StructureDefinition for CodeableConcept Type: A concept that may be defined by a formal reference to a terminology or ontology or may be provided by text.
 ///
 /// FHIR data type `CodeableConcept`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CodeableConcept {
     /// `CodeableConcept.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -354,18 +402,30 @@ pub struct CodeableConcept {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CodeableConcept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CodeableConcept {
     const NAME: &'static str = "CodeableConcept";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for CodeableConcept {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "coding" => (2, r.objects(&mut self.coding)?),
-            "text" => (3, r.prim(&mut self.text)?),
-            "_text" => (3, r.prim_ext(&mut self.text)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "coding" => (2, r.objects(&mut self.coding)),
+            "text" => (3, r.prim(&mut self.text)),
+            "_text" => (3, r.prim_ext(&mut self.text)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -389,7 +449,7 @@ impl Object for CodeableConcept {
 /// Base StructureDefinition for Coding Type: A reference to a code defined by a terminology system.
 ///
 /// FHIR data type `Coding`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Coding {
     /// `Coding.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -409,25 +469,37 @@ pub struct Coding {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Coding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Coding {
     const NAME: &'static str = "Coding";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for Coding {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "system" => (2, r.prim(&mut self.system)?),
-            "_system" => (2, r.prim_ext(&mut self.system)?),
-            "version" => (3, r.prim(&mut self.version)?),
-            "_version" => (3, r.prim_ext(&mut self.version)?),
-            "code" => (4, r.prim(&mut self.code)?),
-            "_code" => (4, r.prim_ext(&mut self.code)?),
-            "display" => (5, r.prim(&mut self.display)?),
-            "_display" => (5, r.prim_ext(&mut self.display)?),
-            "userSelected" => (6, r.prim(&mut self.user_selected)?),
-            "_userSelected" => (6, r.prim_ext(&mut self.user_selected)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "system" => (2, r.prim(&mut self.system)),
+            "_system" => (2, r.prim_ext(&mut self.system)),
+            "version" => (3, r.prim(&mut self.version)),
+            "_version" => (3, r.prim_ext(&mut self.version)),
+            "code" => (4, r.prim(&mut self.code)),
+            "_code" => (4, r.prim_ext(&mut self.code)),
+            "display" => (5, r.prim(&mut self.display)),
+            "_display" => (5, r.prim_ext(&mut self.display)),
+            "userSelected" => (6, r.prim(&mut self.user_selected)),
+            "_userSelected" => (6, r.prim_ext(&mut self.user_selected)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -454,7 +526,7 @@ impl Object for Coding {
 /// Base StructureDefinition for ContactDetail Type: Specifies contact information for a person or organization.
 ///
 /// FHIR data type `ContactDetail`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ContactDetail {
     /// `ContactDetail.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -468,18 +540,30 @@ pub struct ContactDetail {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ContactDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ContactDetail {
     const NAME: &'static str = "ContactDetail";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for ContactDetail {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "name" => (2, r.prim(&mut self.name)?),
-            "_name" => (2, r.prim_ext(&mut self.name)?),
-            "telecom" => (3, r.objects(&mut self.telecom)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "name" => (2, r.prim(&mut self.name)),
+            "_name" => (2, r.prim_ext(&mut self.name)),
+            "telecom" => (3, r.objects(&mut self.telecom)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -503,7 +587,7 @@ impl Object for ContactDetail {
 /// Base StructureDefinition for ContactPoint Type: Details for all kinds of technology mediated contact points for a person or organization, including telephone, email, etc.
 ///
 /// FHIR data type `ContactPoint`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ContactPoint {
     /// `ContactPoint.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -523,24 +607,36 @@ pub struct ContactPoint {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ContactPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ContactPoint {
     const NAME: &'static str = "ContactPoint";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ContactPoint {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "system" => (2, r.prim(&mut self.system)?),
-            "_system" => (2, r.prim_ext(&mut self.system)?),
-            "value" => (3, r.prim(&mut self.value)?),
-            "_value" => (3, r.prim_ext(&mut self.value)?),
-            "use" => (4, r.prim(&mut self.use_)?),
-            "_use" => (4, r.prim_ext(&mut self.use_)?),
-            "rank" => (5, r.prim(&mut self.rank)?),
-            "_rank" => (5, r.prim_ext(&mut self.rank)?),
-            "period" => (6, r.boxed(&mut self.period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "system" => (2, r.prim(&mut self.system)),
+            "_system" => (2, r.prim_ext(&mut self.system)),
+            "value" => (3, r.prim(&mut self.value)),
+            "_value" => (3, r.prim_ext(&mut self.value)),
+            "use" => (4, r.prim(&mut self.use_)),
+            "_use" => (4, r.prim_ext(&mut self.use_)),
+            "rank" => (5, r.prim(&mut self.rank)),
+            "_rank" => (5, r.prim_ext(&mut self.rank)),
+            "period" => (6, r.boxed(&mut self.period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -567,7 +663,7 @@ impl Object for ContactPoint {
 /// Base StructureDefinition for Contributor Type: A contributor to the content of a knowledge asset, including authors, editors, reviewers, and endorsers.
 ///
 /// FHIR data type `Contributor`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Contributor {
     /// `Contributor.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -583,20 +679,32 @@ pub struct Contributor {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Contributor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Contributor {
     const NAME: &'static str = "Contributor";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for Contributor {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "type" => (2, r.prim(&mut self.type_)?),
-            "_type" => (2, r.prim_ext(&mut self.type_)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "contact" => (4, r.objects(&mut self.contact)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "type" => (2, r.prim(&mut self.type_)),
+            "_type" => (2, r.prim_ext(&mut self.type_)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "contact" => (4, r.objects(&mut self.contact)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -625,7 +733,7 @@ impl Object for Contributor {
 /// Base StructureDefinition for Count Type: A measured amount (or an amount that can potentially be measured). Note that measured amounts include amounts that are not precisely quantified, including amounts involving arbitrary units and floating currencies.
 ///
 /// FHIR data type `Count`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Count {
     /// `Count.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -645,25 +753,37 @@ pub struct Count {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Count {
     const NAME: &'static str = "Count";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for Count {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "value" => (2, r.prim(&mut self.value)?),
-            "_value" => (2, r.prim_ext(&mut self.value)?),
-            "comparator" => (3, r.prim(&mut self.comparator)?),
-            "_comparator" => (3, r.prim_ext(&mut self.comparator)?),
-            "unit" => (4, r.prim(&mut self.unit)?),
-            "_unit" => (4, r.prim_ext(&mut self.unit)?),
-            "system" => (5, r.prim(&mut self.system)?),
-            "_system" => (5, r.prim_ext(&mut self.system)?),
-            "code" => (6, r.prim(&mut self.code)?),
-            "_code" => (6, r.prim_ext(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "value" => (2, r.prim(&mut self.value)),
+            "_value" => (2, r.prim_ext(&mut self.value)),
+            "comparator" => (3, r.prim(&mut self.comparator)),
+            "_comparator" => (3, r.prim_ext(&mut self.comparator)),
+            "unit" => (4, r.prim(&mut self.unit)),
+            "_unit" => (4, r.prim_ext(&mut self.unit)),
+            "system" => (5, r.prim(&mut self.system)),
+            "_system" => (5, r.prim_ext(&mut self.system)),
+            "code" => (6, r.prim(&mut self.code)),
+            "_code" => (6, r.prim_ext(&mut self.code)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -690,7 +810,7 @@ impl Object for Count {
 /// Base StructureDefinition for DataRequirement Type: Describes a required data item for evaluation in terms of the type of data, and optional code or date-based filters of the data.
 ///
 /// FHIR data type `DataRequirement`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DataRequirement {
     /// `DataRequirement.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -734,34 +854,46 @@ impl DataRequirementSubject {
     }
 }
 
+impl std::fmt::Debug for DataRequirement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DataRequirement {
     const NAME: &'static str = "DataRequirement";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for DataRequirement {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "type" => (2, r.prim(&mut self.type_)?),
-            "_type" => (2, r.prim_ext(&mut self.type_)?),
-            "profile" => (3, r.prim_vec(&mut self.profile)?),
-            "_profile" => (3, r.prim_vec_ext(&mut self.profile)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "type" => (2, r.prim(&mut self.type_)),
+            "_type" => (2, r.prim_ext(&mut self.type_)),
+            "profile" => (3, r.prim_vec(&mut self.profile)),
+            "_profile" => (3, r.prim_vec_ext(&mut self.profile)),
             "subjectCodeableConcept" => (
                 4,
-                r.choice_object(&mut self.subject, DataRequirementSubject::CodeableConcept)?,
+                r.choice_object(&mut self.subject, DataRequirementSubject::CodeableConcept),
             ),
             "subjectReference" => (
                 4,
-                r.choice_object(&mut self.subject, DataRequirementSubject::Reference)?,
+                r.choice_object(&mut self.subject, DataRequirementSubject::Reference),
             ),
-            "mustSupport" => (5, r.prim_vec(&mut self.must_support)?),
-            "_mustSupport" => (5, r.prim_vec_ext(&mut self.must_support)?),
-            "codeFilter" => (6, r.objects(&mut self.code_filter)?),
-            "dateFilter" => (7, r.objects(&mut self.date_filter)?),
-            "limit" => (8, r.prim(&mut self.limit)?),
-            "_limit" => (8, r.prim_ext(&mut self.limit)?),
-            "sort" => (9, r.objects(&mut self.sort)?),
+            "mustSupport" => (5, r.prim_vec(&mut self.must_support)),
+            "_mustSupport" => (5, r.prim_vec_ext(&mut self.must_support)),
+            "codeFilter" => (6, r.objects(&mut self.code_filter)),
+            "dateFilter" => (7, r.objects(&mut self.date_filter)),
+            "limit" => (8, r.prim(&mut self.limit)),
+            "_limit" => (8, r.prim_ext(&mut self.limit)),
+            "sort" => (9, r.objects(&mut self.sort)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -796,7 +928,7 @@ impl Object for DataRequirement {
 /// What codes are expected
 ///
 /// FHIR element `DataRequirement.codeFilter`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DataRequirementCodeFilter {
     /// `DataRequirement.codeFilter.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -814,22 +946,34 @@ pub struct DataRequirementCodeFilter {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DataRequirementCodeFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DataRequirementCodeFilter {
     const NAME: &'static str = "DataRequirement.codeFilter";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for DataRequirementCodeFilter {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "path" => (2, r.prim(&mut self.path)?),
-            "_path" => (2, r.prim_ext(&mut self.path)?),
-            "searchParam" => (3, r.prim(&mut self.search_param)?),
-            "_searchParam" => (3, r.prim_ext(&mut self.search_param)?),
-            "valueSet" => (4, r.prim(&mut self.value_set)?),
-            "_valueSet" => (4, r.prim_ext(&mut self.value_set)?),
-            "code" => (5, r.objects(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "path" => (2, r.prim(&mut self.path)),
+            "_path" => (2, r.prim_ext(&mut self.path)),
+            "searchParam" => (3, r.prim(&mut self.search_param)),
+            "_searchParam" => (3, r.prim_ext(&mut self.search_param)),
+            "valueSet" => (4, r.prim(&mut self.value_set)),
+            "_valueSet" => (4, r.prim_ext(&mut self.value_set)),
+            "code" => (5, r.objects(&mut self.code)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -853,7 +997,7 @@ impl Object for DataRequirementCodeFilter {
 /// What dates/date ranges are expected
 ///
 /// FHIR element `DataRequirement.dateFilter`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DataRequirementDateFilter {
     /// `DataRequirement.dateFilter.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -890,17 +1034,28 @@ impl DataRequirementDateFilterValue {
     }
 }
 
+impl std::fmt::Debug for DataRequirementDateFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DataRequirementDateFilter {
     const NAME: &'static str = "DataRequirement.dateFilter";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for DataRequirementDateFilter {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "path" => (2, r.prim(&mut self.path)?),
-            "_path" => (2, r.prim_ext(&mut self.path)?),
-            "searchParam" => (3, r.prim(&mut self.search_param)?),
-            "_searchParam" => (3, r.prim_ext(&mut self.search_param)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "path" => (2, r.prim(&mut self.path)),
+            "_path" => (2, r.prim_ext(&mut self.path)),
+            "searchParam" => (3, r.prim(&mut self.search_param)),
+            "_searchParam" => (3, r.prim_ext(&mut self.search_param)),
             "valueDateTime" => (
                 4,
                 r.choice_prim(
@@ -910,7 +1065,7 @@ impl Object for DataRequirementDateFilter {
                         DataRequirementDateFilterValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDateTime" => (
                 4,
@@ -921,18 +1076,19 @@ impl Object for DataRequirementDateFilter {
                         DataRequirementDateFilterValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valuePeriod" => (
                 4,
-                r.choice_object(&mut self.value, DataRequirementDateFilterValue::Period)?,
+                r.choice_object(&mut self.value, DataRequirementDateFilterValue::Period),
             ),
             "valueDuration" => (
                 4,
-                r.choice_object(&mut self.value, DataRequirementDateFilterValue::Duration)?,
+                r.choice_object(&mut self.value, DataRequirementDateFilterValue::Duration),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -959,7 +1115,7 @@ impl Object for DataRequirementDateFilter {
 /// Order of the results
 ///
 /// FHIR element `DataRequirement.sort`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DataRequirementSort {
     /// `DataRequirement.sort.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -973,19 +1129,31 @@ pub struct DataRequirementSort {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DataRequirementSort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DataRequirementSort {
     const NAME: &'static str = "DataRequirement.sort";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for DataRequirementSort {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "path" => (2, r.prim(&mut self.path)?),
-            "_path" => (2, r.prim_ext(&mut self.path)?),
-            "direction" => (3, r.prim(&mut self.direction)?),
-            "_direction" => (3, r.prim_ext(&mut self.direction)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "path" => (2, r.prim(&mut self.path)),
+            "_path" => (2, r.prim_ext(&mut self.path)),
+            "direction" => (3, r.prim(&mut self.direction)),
+            "_direction" => (3, r.prim_ext(&mut self.direction)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1013,7 +1181,7 @@ impl Object for DataRequirementSort {
 /// Base StructureDefinition for Distance Type: A length - a value with a unit that is a physical distance.
 ///
 /// FHIR data type `Distance`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Distance {
     /// `Distance.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1033,25 +1201,37 @@ pub struct Distance {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Distance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Distance {
     const NAME: &'static str = "Distance";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for Distance {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "value" => (2, r.prim(&mut self.value)?),
-            "_value" => (2, r.prim_ext(&mut self.value)?),
-            "comparator" => (3, r.prim(&mut self.comparator)?),
-            "_comparator" => (3, r.prim_ext(&mut self.comparator)?),
-            "unit" => (4, r.prim(&mut self.unit)?),
-            "_unit" => (4, r.prim_ext(&mut self.unit)?),
-            "system" => (5, r.prim(&mut self.system)?),
-            "_system" => (5, r.prim_ext(&mut self.system)?),
-            "code" => (6, r.prim(&mut self.code)?),
-            "_code" => (6, r.prim_ext(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "value" => (2, r.prim(&mut self.value)),
+            "_value" => (2, r.prim_ext(&mut self.value)),
+            "comparator" => (3, r.prim(&mut self.comparator)),
+            "_comparator" => (3, r.prim_ext(&mut self.comparator)),
+            "unit" => (4, r.prim(&mut self.unit)),
+            "_unit" => (4, r.prim_ext(&mut self.unit)),
+            "system" => (5, r.prim(&mut self.system)),
+            "_system" => (5, r.prim_ext(&mut self.system)),
+            "code" => (6, r.prim(&mut self.code)),
+            "_code" => (6, r.prim_ext(&mut self.code)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1078,7 +1258,7 @@ impl Object for Distance {
 /// Base StructureDefinition for Dosage Type: Indicates how the medication is/was taken or should be taken by the patient.
 ///
 /// FHIR data type `Dosage`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Dosage {
     /// `Dosage.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1134,49 +1314,61 @@ impl DosageAsNeeded {
     }
 }
 
+impl std::fmt::Debug for Dosage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Dosage {
     const NAME: &'static str = "Dosage";
-    const FIELDS: u16 = 16;
+}
+
+impl Members for Dosage {
+    fn field_count(&self) -> u16 {
+        16
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
-            "text" => (4, r.prim(&mut self.text)?),
-            "_text" => (4, r.prim_ext(&mut self.text)?),
-            "additionalInstruction" => (5, r.objects(&mut self.additional_instruction)?),
-            "patientInstruction" => (6, r.prim(&mut self.patient_instruction)?),
-            "_patientInstruction" => (6, r.prim_ext(&mut self.patient_instruction)?),
-            "timing" => (7, r.boxed(&mut self.timing)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
+            "text" => (4, r.prim(&mut self.text)),
+            "_text" => (4, r.prim_ext(&mut self.text)),
+            "additionalInstruction" => (5, r.objects(&mut self.additional_instruction)),
+            "patientInstruction" => (6, r.prim(&mut self.patient_instruction)),
+            "_patientInstruction" => (6, r.prim_ext(&mut self.patient_instruction)),
+            "timing" => (7, r.boxed(&mut self.timing)),
             "asNeededBoolean" => (
                 8,
                 r.choice_prim(&mut self.as_needed, DosageAsNeeded::Boolean, |e| match e {
                     DosageAsNeeded::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_asNeededBoolean" => (
                 8,
                 r.choice_prim_ext(&mut self.as_needed, DosageAsNeeded::Boolean, |e| match e {
                     DosageAsNeeded::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "asNeededCodeableConcept" => (
                 8,
-                r.choice_object(&mut self.as_needed, DosageAsNeeded::CodeableConcept)?,
+                r.choice_object(&mut self.as_needed, DosageAsNeeded::CodeableConcept),
             ),
-            "site" => (9, r.boxed(&mut self.site)?),
-            "route" => (10, r.boxed(&mut self.route)?),
-            "method" => (11, r.boxed(&mut self.method)?),
-            "doseAndRate" => (12, r.objects(&mut self.dose_and_rate)?),
-            "maxDosePerPeriod" => (13, r.boxed(&mut self.max_dose_per_period)?),
-            "maxDosePerAdministration" => (14, r.boxed(&mut self.max_dose_per_administration)?),
-            "maxDosePerLifetime" => (15, r.boxed(&mut self.max_dose_per_lifetime)?),
+            "site" => (9, r.boxed(&mut self.site)),
+            "route" => (10, r.boxed(&mut self.route)),
+            "method" => (11, r.boxed(&mut self.method)),
+            "doseAndRate" => (12, r.objects(&mut self.dose_and_rate)),
+            "maxDosePerPeriod" => (13, r.boxed(&mut self.max_dose_per_period)),
+            "maxDosePerAdministration" => (14, r.boxed(&mut self.max_dose_per_administration)),
+            "maxDosePerLifetime" => (15, r.boxed(&mut self.max_dose_per_lifetime)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1214,7 +1406,7 @@ impl Object for Dosage {
 /// Amount of medication administered
 ///
 /// FHIR element `Dosage.doseAndRate`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DosageDoseAndRate {
     /// `Dosage.doseAndRate.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1269,27 +1461,39 @@ impl DosageDoseAndRateRate {
     }
 }
 
+impl std::fmt::Debug for DosageDoseAndRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DosageDoseAndRate {
     const NAME: &'static str = "Dosage.doseAndRate";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for DosageDoseAndRate {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "type" => (2, r.boxed(&mut self.type_)?),
-            "doseRange" => (3, r.choice_object(&mut self.dose, DosageDoseAndRateDose::Range)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "type" => (2, r.boxed(&mut self.type_)),
+            "doseRange" => (3, r.choice_object(&mut self.dose, DosageDoseAndRateDose::Range)),
             "doseQuantity" => (
                 3,
-                r.choice_object(&mut self.dose, DosageDoseAndRateDose::Quantity)?,
+                r.choice_object(&mut self.dose, DosageDoseAndRateDose::Quantity),
             ),
-            "rateRatio" => (4, r.choice_object(&mut self.rate, DosageDoseAndRateRate::Ratio)?),
-            "rateRange" => (4, r.choice_object(&mut self.rate, DosageDoseAndRateRate::Range)?),
+            "rateRatio" => (4, r.choice_object(&mut self.rate, DosageDoseAndRateRate::Ratio)),
+            "rateRange" => (4, r.choice_object(&mut self.rate, DosageDoseAndRateRate::Range)),
             "rateQuantity" => (
                 4,
-                r.choice_object(&mut self.rate, DosageDoseAndRateRate::Quantity)?,
+                r.choice_object(&mut self.rate, DosageDoseAndRateRate::Quantity),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1322,7 +1526,7 @@ impl Object for DosageDoseAndRate {
 /// Base StructureDefinition for Duration Type: A length of time.
 ///
 /// FHIR data type `Duration`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Duration {
     /// `Duration.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1342,25 +1546,37 @@ pub struct Duration {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Duration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Duration {
     const NAME: &'static str = "Duration";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for Duration {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "value" => (2, r.prim(&mut self.value)?),
-            "_value" => (2, r.prim_ext(&mut self.value)?),
-            "comparator" => (3, r.prim(&mut self.comparator)?),
-            "_comparator" => (3, r.prim_ext(&mut self.comparator)?),
-            "unit" => (4, r.prim(&mut self.unit)?),
-            "_unit" => (4, r.prim_ext(&mut self.unit)?),
-            "system" => (5, r.prim(&mut self.system)?),
-            "_system" => (5, r.prim_ext(&mut self.system)?),
-            "code" => (6, r.prim(&mut self.code)?),
-            "_code" => (6, r.prim_ext(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "value" => (2, r.prim(&mut self.value)),
+            "_value" => (2, r.prim_ext(&mut self.value)),
+            "comparator" => (3, r.prim(&mut self.comparator)),
+            "_comparator" => (3, r.prim_ext(&mut self.comparator)),
+            "unit" => (4, r.prim(&mut self.unit)),
+            "_unit" => (4, r.prim_ext(&mut self.unit)),
+            "system" => (5, r.prim(&mut self.system)),
+            "_system" => (5, r.prim_ext(&mut self.system)),
+            "code" => (6, r.prim(&mut self.code)),
+            "_code" => (6, r.prim_ext(&mut self.code)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1387,7 +1603,7 @@ impl Object for Duration {
 /// Base StructureDefinition for ElementDefinition Type: Captures constraints on each element within the resource, profile, or extension.
 ///
 /// FHIR data type `ElementDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ElementDefinition {
     /// `ElementDefinition.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -2031,44 +2247,55 @@ impl ElementDefinitionMaxValue {
     }
 }
 
+impl std::fmt::Debug for ElementDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ElementDefinition {
     const NAME: &'static str = "ElementDefinition";
-    const FIELDS: u16 = 37;
+}
+
+impl Members for ElementDefinition {
+    fn field_count(&self) -> u16 {
+        37
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "path" => (3, r.prim(&mut self.path)?),
-            "_path" => (3, r.prim_ext(&mut self.path)?),
-            "representation" => (4, r.prim_vec(&mut self.representation)?),
-            "_representation" => (4, r.prim_vec_ext(&mut self.representation)?),
-            "sliceName" => (5, r.prim(&mut self.slice_name)?),
-            "_sliceName" => (5, r.prim_ext(&mut self.slice_name)?),
-            "sliceIsConstraining" => (6, r.prim(&mut self.slice_is_constraining)?),
-            "_sliceIsConstraining" => (6, r.prim_ext(&mut self.slice_is_constraining)?),
-            "label" => (7, r.prim(&mut self.label)?),
-            "_label" => (7, r.prim_ext(&mut self.label)?),
-            "code" => (8, r.objects(&mut self.code)?),
-            "slicing" => (9, r.boxed(&mut self.slicing)?),
-            "short" => (10, r.prim(&mut self.short)?),
-            "_short" => (10, r.prim_ext(&mut self.short)?),
-            "definition" => (11, r.prim(&mut self.definition)?),
-            "_definition" => (11, r.prim_ext(&mut self.definition)?),
-            "comment" => (12, r.prim(&mut self.comment)?),
-            "_comment" => (12, r.prim_ext(&mut self.comment)?),
-            "requirements" => (13, r.prim(&mut self.requirements)?),
-            "_requirements" => (13, r.prim_ext(&mut self.requirements)?),
-            "alias" => (14, r.prim_vec(&mut self.alias)?),
-            "_alias" => (14, r.prim_vec_ext(&mut self.alias)?),
-            "min" => (15, r.prim(&mut self.min)?),
-            "_min" => (15, r.prim_ext(&mut self.min)?),
-            "max" => (16, r.prim(&mut self.max)?),
-            "_max" => (16, r.prim_ext(&mut self.max)?),
-            "base" => (17, r.boxed(&mut self.base)?),
-            "contentReference" => (18, r.prim(&mut self.content_reference)?),
-            "_contentReference" => (18, r.prim_ext(&mut self.content_reference)?),
-            "type" => (19, r.objects(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "path" => (3, r.prim(&mut self.path)),
+            "_path" => (3, r.prim_ext(&mut self.path)),
+            "representation" => (4, r.prim_vec(&mut self.representation)),
+            "_representation" => (4, r.prim_vec_ext(&mut self.representation)),
+            "sliceName" => (5, r.prim(&mut self.slice_name)),
+            "_sliceName" => (5, r.prim_ext(&mut self.slice_name)),
+            "sliceIsConstraining" => (6, r.prim(&mut self.slice_is_constraining)),
+            "_sliceIsConstraining" => (6, r.prim_ext(&mut self.slice_is_constraining)),
+            "label" => (7, r.prim(&mut self.label)),
+            "_label" => (7, r.prim_ext(&mut self.label)),
+            "code" => (8, r.objects(&mut self.code)),
+            "slicing" => (9, r.boxed(&mut self.slicing)),
+            "short" => (10, r.prim(&mut self.short)),
+            "_short" => (10, r.prim_ext(&mut self.short)),
+            "definition" => (11, r.prim(&mut self.definition)),
+            "_definition" => (11, r.prim_ext(&mut self.definition)),
+            "comment" => (12, r.prim(&mut self.comment)),
+            "_comment" => (12, r.prim_ext(&mut self.comment)),
+            "requirements" => (13, r.prim(&mut self.requirements)),
+            "_requirements" => (13, r.prim_ext(&mut self.requirements)),
+            "alias" => (14, r.prim_vec(&mut self.alias)),
+            "_alias" => (14, r.prim_vec_ext(&mut self.alias)),
+            "min" => (15, r.prim(&mut self.min)),
+            "_min" => (15, r.prim_ext(&mut self.min)),
+            "max" => (16, r.prim(&mut self.max)),
+            "_max" => (16, r.prim_ext(&mut self.max)),
+            "base" => (17, r.boxed(&mut self.base)),
+            "contentReference" => (18, r.prim(&mut self.content_reference)),
+            "_contentReference" => (18, r.prim_ext(&mut self.content_reference)),
+            "type" => (19, r.objects(&mut self.type_)),
             "defaultValueBase64Binary" => (
                 20,
                 r.choice_prim(
@@ -2078,7 +2305,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Base64Binary(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueBase64Binary" => (
                 20,
@@ -2089,7 +2316,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Base64Binary(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueBoolean" => (
                 20,
@@ -2100,7 +2327,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueBoolean" => (
                 20,
@@ -2111,7 +2338,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueCanonical" => (
                 20,
@@ -2122,7 +2349,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueCanonical" => (
                 20,
@@ -2133,7 +2360,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueCode" => (
                 20,
@@ -2144,7 +2371,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Code(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueCode" => (
                 20,
@@ -2155,7 +2382,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Code(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueDate" => (
                 20,
@@ -2166,7 +2393,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueDate" => (
                 20,
@@ -2177,7 +2404,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueDateTime" => (
                 20,
@@ -2188,7 +2415,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueDateTime" => (
                 20,
@@ -2199,7 +2426,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueDecimal" => (
                 20,
@@ -2210,7 +2437,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueDecimal" => (
                 20,
@@ -2221,7 +2448,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueId" => (
                 20,
@@ -2232,7 +2459,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Id(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueId" => (
                 20,
@@ -2243,7 +2470,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Id(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueInstant" => (
                 20,
@@ -2254,7 +2481,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Instant(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueInstant" => (
                 20,
@@ -2265,7 +2492,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Instant(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueInteger" => (
                 20,
@@ -2276,7 +2503,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueInteger" => (
                 20,
@@ -2287,7 +2514,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueMarkdown" => (
                 20,
@@ -2298,7 +2525,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Markdown(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueMarkdown" => (
                 20,
@@ -2309,7 +2536,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Markdown(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueOid" => (
                 20,
@@ -2320,7 +2547,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Oid(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueOid" => (
                 20,
@@ -2331,7 +2558,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Oid(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValuePositiveInt" => (
                 20,
@@ -2342,7 +2569,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValuePositiveInt" => (
                 20,
@@ -2353,7 +2580,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueString" => (
                 20,
@@ -2364,7 +2591,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueString" => (
                 20,
@@ -2375,7 +2602,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueTime" => (
                 20,
@@ -2386,7 +2613,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueTime" => (
                 20,
@@ -2397,7 +2624,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueUnsignedInt" => (
                 20,
@@ -2408,7 +2635,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueUnsignedInt" => (
                 20,
@@ -2419,7 +2646,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueUri" => (
                 20,
@@ -2430,7 +2657,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Uri(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueUri" => (
                 20,
@@ -2441,7 +2668,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Uri(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueUrl" => (
                 20,
@@ -2452,7 +2679,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Url(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueUrl" => (
                 20,
@@ -2463,7 +2690,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Url(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueUuid" => (
                 20,
@@ -2474,7 +2701,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Uuid(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueUuid" => (
                 20,
@@ -2485,166 +2712,166 @@ impl Object for ElementDefinition {
                         ElementDefinitionDefaultValue::Uuid(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueAddress" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Address)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Address),
             ),
             "defaultValueAge" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Age)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Age),
             ),
             "defaultValueAnnotation" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Annotation)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Annotation),
             ),
             "defaultValueAttachment" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Attachment)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Attachment),
             ),
             "defaultValueCodeableConcept" => (
                 20,
                 r.choice_object(
                     &mut self.default_value,
                     ElementDefinitionDefaultValue::CodeableConcept,
-                )?,
+                ),
             ),
             "defaultValueCoding" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Coding)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Coding),
             ),
             "defaultValueContactPoint" => (
                 20,
                 r.choice_object(
                     &mut self.default_value,
                     ElementDefinitionDefaultValue::ContactPoint,
-                )?,
+                ),
             ),
             "defaultValueCount" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Count)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Count),
             ),
             "defaultValueDistance" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Distance)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Distance),
             ),
             "defaultValueDuration" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Duration)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Duration),
             ),
             "defaultValueHumanName" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::HumanName)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::HumanName),
             ),
             "defaultValueIdentifier" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Identifier)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Identifier),
             ),
             "defaultValueMoney" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Money)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Money),
             ),
             "defaultValuePeriod" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Period)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Period),
             ),
             "defaultValueQuantity" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Quantity)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Quantity),
             ),
             "defaultValueRange" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Range)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Range),
             ),
             "defaultValueRatio" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Ratio)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Ratio),
             ),
             "defaultValueReference" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Reference)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Reference),
             ),
             "defaultValueSampledData" => (
                 20,
                 r.choice_object(
                     &mut self.default_value,
                     ElementDefinitionDefaultValue::SampledData,
-                )?,
+                ),
             ),
             "defaultValueSignature" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Signature)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Signature),
             ),
             "defaultValueTiming" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Timing)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Timing),
             ),
             "defaultValueContactDetail" => (
                 20,
                 r.choice_object(
                     &mut self.default_value,
                     ElementDefinitionDefaultValue::ContactDetail,
-                )?,
+                ),
             ),
             "defaultValueContributor" => (
                 20,
                 r.choice_object(
                     &mut self.default_value,
                     ElementDefinitionDefaultValue::Contributor,
-                )?,
+                ),
             ),
             "defaultValueDataRequirement" => (
                 20,
                 r.choice_object(
                     &mut self.default_value,
                     ElementDefinitionDefaultValue::DataRequirement,
-                )?,
+                ),
             ),
             "defaultValueExpression" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Expression)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Expression),
             ),
             "defaultValueParameterDefinition" => (
                 20,
                 r.choice_object(
                     &mut self.default_value,
                     ElementDefinitionDefaultValue::ParameterDefinition,
-                )?,
+                ),
             ),
             "defaultValueRelatedArtifact" => (
                 20,
                 r.choice_object(
                     &mut self.default_value,
                     ElementDefinitionDefaultValue::RelatedArtifact,
-                )?,
+                ),
             ),
             "defaultValueTriggerDefinition" => (
                 20,
                 r.choice_object(
                     &mut self.default_value,
                     ElementDefinitionDefaultValue::TriggerDefinition,
-                )?,
+                ),
             ),
             "defaultValueUsageContext" => (
                 20,
                 r.choice_object(
                     &mut self.default_value,
                     ElementDefinitionDefaultValue::UsageContext,
-                )?,
+                ),
             ),
             "defaultValueDosage" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Dosage)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Dosage),
             ),
             "defaultValueMeta" => (
                 20,
-                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Meta)?,
+                r.choice_object(&mut self.default_value, ElementDefinitionDefaultValue::Meta),
             ),
-            "meaningWhenMissing" => (21, r.prim(&mut self.meaning_when_missing)?),
-            "_meaningWhenMissing" => (21, r.prim_ext(&mut self.meaning_when_missing)?),
-            "orderMeaning" => (22, r.prim(&mut self.order_meaning)?),
-            "_orderMeaning" => (22, r.prim_ext(&mut self.order_meaning)?),
+            "meaningWhenMissing" => (21, r.prim(&mut self.meaning_when_missing)),
+            "_meaningWhenMissing" => (21, r.prim_ext(&mut self.meaning_when_missing)),
+            "orderMeaning" => (22, r.prim(&mut self.order_meaning)),
+            "_orderMeaning" => (22, r.prim_ext(&mut self.order_meaning)),
             "fixedBase64Binary" => (
                 23,
                 r.choice_prim(
@@ -2654,7 +2881,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionFixed::Base64Binary(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_fixedBase64Binary" => (
                 23,
@@ -2665,161 +2892,161 @@ impl Object for ElementDefinition {
                         ElementDefinitionFixed::Base64Binary(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "fixedBoolean" => (
                 23,
                 r.choice_prim(&mut self.fixed, ElementDefinitionFixed::Boolean, |e| match e {
                     ElementDefinitionFixed::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_fixedBoolean" => (
                 23,
                 r.choice_prim_ext(&mut self.fixed, ElementDefinitionFixed::Boolean, |e| match e {
                     ElementDefinitionFixed::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "fixedCanonical" => (
                 23,
                 r.choice_prim(&mut self.fixed, ElementDefinitionFixed::Canonical, |e| match e {
                     ElementDefinitionFixed::Canonical(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_fixedCanonical" => (
                 23,
                 r.choice_prim_ext(&mut self.fixed, ElementDefinitionFixed::Canonical, |e| match e {
                     ElementDefinitionFixed::Canonical(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "fixedCode" => (
                 23,
                 r.choice_prim(&mut self.fixed, ElementDefinitionFixed::Code, |e| match e {
                     ElementDefinitionFixed::Code(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_fixedCode" => (
                 23,
                 r.choice_prim_ext(&mut self.fixed, ElementDefinitionFixed::Code, |e| match e {
                     ElementDefinitionFixed::Code(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "fixedDate" => (
                 23,
                 r.choice_prim(&mut self.fixed, ElementDefinitionFixed::Date, |e| match e {
                     ElementDefinitionFixed::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_fixedDate" => (
                 23,
                 r.choice_prim_ext(&mut self.fixed, ElementDefinitionFixed::Date, |e| match e {
                     ElementDefinitionFixed::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "fixedDateTime" => (
                 23,
                 r.choice_prim(&mut self.fixed, ElementDefinitionFixed::DateTime, |e| match e {
                     ElementDefinitionFixed::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_fixedDateTime" => (
                 23,
                 r.choice_prim_ext(&mut self.fixed, ElementDefinitionFixed::DateTime, |e| match e {
                     ElementDefinitionFixed::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "fixedDecimal" => (
                 23,
                 r.choice_prim(&mut self.fixed, ElementDefinitionFixed::Decimal, |e| match e {
                     ElementDefinitionFixed::Decimal(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_fixedDecimal" => (
                 23,
                 r.choice_prim_ext(&mut self.fixed, ElementDefinitionFixed::Decimal, |e| match e {
                     ElementDefinitionFixed::Decimal(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "fixedId" => (
                 23,
                 r.choice_prim(&mut self.fixed, ElementDefinitionFixed::Id, |e| match e {
                     ElementDefinitionFixed::Id(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_fixedId" => (
                 23,
                 r.choice_prim_ext(&mut self.fixed, ElementDefinitionFixed::Id, |e| match e {
                     ElementDefinitionFixed::Id(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "fixedInstant" => (
                 23,
                 r.choice_prim(&mut self.fixed, ElementDefinitionFixed::Instant, |e| match e {
                     ElementDefinitionFixed::Instant(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_fixedInstant" => (
                 23,
                 r.choice_prim_ext(&mut self.fixed, ElementDefinitionFixed::Instant, |e| match e {
                     ElementDefinitionFixed::Instant(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "fixedInteger" => (
                 23,
                 r.choice_prim(&mut self.fixed, ElementDefinitionFixed::Integer, |e| match e {
                     ElementDefinitionFixed::Integer(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_fixedInteger" => (
                 23,
                 r.choice_prim_ext(&mut self.fixed, ElementDefinitionFixed::Integer, |e| match e {
                     ElementDefinitionFixed::Integer(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "fixedMarkdown" => (
                 23,
                 r.choice_prim(&mut self.fixed, ElementDefinitionFixed::Markdown, |e| match e {
                     ElementDefinitionFixed::Markdown(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_fixedMarkdown" => (
                 23,
                 r.choice_prim_ext(&mut self.fixed, ElementDefinitionFixed::Markdown, |e| match e {
                     ElementDefinitionFixed::Markdown(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "fixedOid" => (
                 23,
                 r.choice_prim(&mut self.fixed, ElementDefinitionFixed::Oid, |e| match e {
                     ElementDefinitionFixed::Oid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_fixedOid" => (
                 23,
                 r.choice_prim_ext(&mut self.fixed, ElementDefinitionFixed::Oid, |e| match e {
                     ElementDefinitionFixed::Oid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "fixedPositiveInt" => (
                 23,
@@ -2830,7 +3057,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionFixed::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_fixedPositiveInt" => (
                 23,
@@ -2841,35 +3068,35 @@ impl Object for ElementDefinition {
                         ElementDefinitionFixed::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "fixedString" => (
                 23,
                 r.choice_prim(&mut self.fixed, ElementDefinitionFixed::String, |e| match e {
                     ElementDefinitionFixed::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_fixedString" => (
                 23,
                 r.choice_prim_ext(&mut self.fixed, ElementDefinitionFixed::String, |e| match e {
                     ElementDefinitionFixed::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "fixedTime" => (
                 23,
                 r.choice_prim(&mut self.fixed, ElementDefinitionFixed::Time, |e| match e {
                     ElementDefinitionFixed::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_fixedTime" => (
                 23,
                 r.choice_prim_ext(&mut self.fixed, ElementDefinitionFixed::Time, |e| match e {
                     ElementDefinitionFixed::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "fixedUnsignedInt" => (
                 23,
@@ -2880,7 +3107,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionFixed::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_fixedUnsignedInt" => (
                 23,
@@ -2891,171 +3118,168 @@ impl Object for ElementDefinition {
                         ElementDefinitionFixed::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "fixedUri" => (
                 23,
                 r.choice_prim(&mut self.fixed, ElementDefinitionFixed::Uri, |e| match e {
                     ElementDefinitionFixed::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_fixedUri" => (
                 23,
                 r.choice_prim_ext(&mut self.fixed, ElementDefinitionFixed::Uri, |e| match e {
                     ElementDefinitionFixed::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "fixedUrl" => (
                 23,
                 r.choice_prim(&mut self.fixed, ElementDefinitionFixed::Url, |e| match e {
                     ElementDefinitionFixed::Url(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_fixedUrl" => (
                 23,
                 r.choice_prim_ext(&mut self.fixed, ElementDefinitionFixed::Url, |e| match e {
                     ElementDefinitionFixed::Url(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "fixedUuid" => (
                 23,
                 r.choice_prim(&mut self.fixed, ElementDefinitionFixed::Uuid, |e| match e {
                     ElementDefinitionFixed::Uuid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_fixedUuid" => (
                 23,
                 r.choice_prim_ext(&mut self.fixed, ElementDefinitionFixed::Uuid, |e| match e {
                     ElementDefinitionFixed::Uuid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "fixedAddress" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Address)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Address),
             ),
-            "fixedAge" => (23, r.choice_object(&mut self.fixed, ElementDefinitionFixed::Age)?),
+            "fixedAge" => (23, r.choice_object(&mut self.fixed, ElementDefinitionFixed::Age)),
             "fixedAnnotation" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Annotation)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Annotation),
             ),
             "fixedAttachment" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Attachment)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Attachment),
             ),
             "fixedCodeableConcept" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::CodeableConcept)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::CodeableConcept),
             ),
             "fixedCoding" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Coding)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Coding),
             ),
             "fixedContactPoint" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::ContactPoint)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::ContactPoint),
             ),
             "fixedCount" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Count)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Count),
             ),
             "fixedDistance" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Distance)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Distance),
             ),
             "fixedDuration" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Duration)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Duration),
             ),
             "fixedHumanName" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::HumanName)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::HumanName),
             ),
             "fixedIdentifier" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Identifier)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Identifier),
             ),
             "fixedMoney" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Money)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Money),
             ),
             "fixedPeriod" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Period)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Period),
             ),
             "fixedQuantity" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Quantity)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Quantity),
             ),
             "fixedRange" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Range)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Range),
             ),
             "fixedRatio" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Ratio)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Ratio),
             ),
             "fixedReference" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Reference)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Reference),
             ),
             "fixedSampledData" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::SampledData)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::SampledData),
             ),
             "fixedSignature" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Signature)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Signature),
             ),
             "fixedTiming" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Timing)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Timing),
             ),
             "fixedContactDetail" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::ContactDetail)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::ContactDetail),
             ),
             "fixedContributor" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Contributor)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Contributor),
             ),
             "fixedDataRequirement" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::DataRequirement)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::DataRequirement),
             ),
             "fixedExpression" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Expression)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Expression),
             ),
             "fixedParameterDefinition" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::ParameterDefinition)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::ParameterDefinition),
             ),
             "fixedRelatedArtifact" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::RelatedArtifact)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::RelatedArtifact),
             ),
             "fixedTriggerDefinition" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::TriggerDefinition)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::TriggerDefinition),
             ),
             "fixedUsageContext" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::UsageContext)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::UsageContext),
             ),
             "fixedDosage" => (
                 23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Dosage)?,
+                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Dosage),
             ),
-            "fixedMeta" => (
-                23,
-                r.choice_object(&mut self.fixed, ElementDefinitionFixed::Meta)?,
-            ),
+            "fixedMeta" => (23, r.choice_object(&mut self.fixed, ElementDefinitionFixed::Meta)),
             "patternBase64Binary" => (
                 24,
                 r.choice_prim(
@@ -3065,7 +3289,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::Base64Binary(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_patternBase64Binary" => (
                 24,
@@ -3076,7 +3300,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::Base64Binary(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "patternBoolean" => (
                 24,
@@ -3087,7 +3311,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_patternBoolean" => (
                 24,
@@ -3098,7 +3322,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "patternCanonical" => (
                 24,
@@ -3109,7 +3333,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_patternCanonical" => (
                 24,
@@ -3120,35 +3344,35 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "patternCode" => (
                 24,
                 r.choice_prim(&mut self.pattern, ElementDefinitionPattern::Code, |e| match e {
                     ElementDefinitionPattern::Code(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_patternCode" => (
                 24,
                 r.choice_prim_ext(&mut self.pattern, ElementDefinitionPattern::Code, |e| match e {
                     ElementDefinitionPattern::Code(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "patternDate" => (
                 24,
                 r.choice_prim(&mut self.pattern, ElementDefinitionPattern::Date, |e| match e {
                     ElementDefinitionPattern::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_patternDate" => (
                 24,
                 r.choice_prim_ext(&mut self.pattern, ElementDefinitionPattern::Date, |e| match e {
                     ElementDefinitionPattern::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "patternDateTime" => (
                 24,
@@ -3159,7 +3383,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_patternDateTime" => (
                 24,
@@ -3170,7 +3394,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "patternDecimal" => (
                 24,
@@ -3181,7 +3405,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_patternDecimal" => (
                 24,
@@ -3192,21 +3416,21 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "patternId" => (
                 24,
                 r.choice_prim(&mut self.pattern, ElementDefinitionPattern::Id, |e| match e {
                     ElementDefinitionPattern::Id(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_patternId" => (
                 24,
                 r.choice_prim_ext(&mut self.pattern, ElementDefinitionPattern::Id, |e| match e {
                     ElementDefinitionPattern::Id(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "patternInstant" => (
                 24,
@@ -3217,7 +3441,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::Instant(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_patternInstant" => (
                 24,
@@ -3228,7 +3452,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::Instant(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "patternInteger" => (
                 24,
@@ -3239,7 +3463,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_patternInteger" => (
                 24,
@@ -3250,7 +3474,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "patternMarkdown" => (
                 24,
@@ -3261,7 +3485,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::Markdown(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_patternMarkdown" => (
                 24,
@@ -3272,21 +3496,21 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::Markdown(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "patternOid" => (
                 24,
                 r.choice_prim(&mut self.pattern, ElementDefinitionPattern::Oid, |e| match e {
                     ElementDefinitionPattern::Oid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_patternOid" => (
                 24,
                 r.choice_prim_ext(&mut self.pattern, ElementDefinitionPattern::Oid, |e| match e {
                     ElementDefinitionPattern::Oid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "patternPositiveInt" => (
                 24,
@@ -3297,7 +3521,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_patternPositiveInt" => (
                 24,
@@ -3308,35 +3532,35 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "patternString" => (
                 24,
                 r.choice_prim(&mut self.pattern, ElementDefinitionPattern::String, |e| match e {
                     ElementDefinitionPattern::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_patternString" => (
                 24,
                 r.choice_prim_ext(&mut self.pattern, ElementDefinitionPattern::String, |e| match e {
                     ElementDefinitionPattern::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "patternTime" => (
                 24,
                 r.choice_prim(&mut self.pattern, ElementDefinitionPattern::Time, |e| match e {
                     ElementDefinitionPattern::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_patternTime" => (
                 24,
                 r.choice_prim_ext(&mut self.pattern, ElementDefinitionPattern::Time, |e| match e {
                     ElementDefinitionPattern::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "patternUnsignedInt" => (
                 24,
@@ -3347,7 +3571,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_patternUnsignedInt" => (
                 24,
@@ -3358,175 +3582,175 @@ impl Object for ElementDefinition {
                         ElementDefinitionPattern::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "patternUri" => (
                 24,
                 r.choice_prim(&mut self.pattern, ElementDefinitionPattern::Uri, |e| match e {
                     ElementDefinitionPattern::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_patternUri" => (
                 24,
                 r.choice_prim_ext(&mut self.pattern, ElementDefinitionPattern::Uri, |e| match e {
                     ElementDefinitionPattern::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "patternUrl" => (
                 24,
                 r.choice_prim(&mut self.pattern, ElementDefinitionPattern::Url, |e| match e {
                     ElementDefinitionPattern::Url(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_patternUrl" => (
                 24,
                 r.choice_prim_ext(&mut self.pattern, ElementDefinitionPattern::Url, |e| match e {
                     ElementDefinitionPattern::Url(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "patternUuid" => (
                 24,
                 r.choice_prim(&mut self.pattern, ElementDefinitionPattern::Uuid, |e| match e {
                     ElementDefinitionPattern::Uuid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_patternUuid" => (
                 24,
                 r.choice_prim_ext(&mut self.pattern, ElementDefinitionPattern::Uuid, |e| match e {
                     ElementDefinitionPattern::Uuid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "patternAddress" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Address)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Address),
             ),
             "patternAge" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Age)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Age),
             ),
             "patternAnnotation" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Annotation)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Annotation),
             ),
             "patternAttachment" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Attachment)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Attachment),
             ),
             "patternCodeableConcept" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::CodeableConcept)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::CodeableConcept),
             ),
             "patternCoding" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Coding)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Coding),
             ),
             "patternContactPoint" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::ContactPoint)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::ContactPoint),
             ),
             "patternCount" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Count)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Count),
             ),
             "patternDistance" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Distance)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Distance),
             ),
             "patternDuration" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Duration)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Duration),
             ),
             "patternHumanName" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::HumanName)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::HumanName),
             ),
             "patternIdentifier" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Identifier)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Identifier),
             ),
             "patternMoney" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Money)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Money),
             ),
             "patternPeriod" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Period)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Period),
             ),
             "patternQuantity" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Quantity)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Quantity),
             ),
             "patternRange" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Range)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Range),
             ),
             "patternRatio" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Ratio)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Ratio),
             ),
             "patternReference" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Reference)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Reference),
             ),
             "patternSampledData" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::SampledData)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::SampledData),
             ),
             "patternSignature" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Signature)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Signature),
             ),
             "patternTiming" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Timing)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Timing),
             ),
             "patternContactDetail" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::ContactDetail)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::ContactDetail),
             ),
             "patternContributor" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Contributor)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Contributor),
             ),
             "patternDataRequirement" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::DataRequirement)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::DataRequirement),
             ),
             "patternExpression" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Expression)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Expression),
             ),
             "patternParameterDefinition" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::ParameterDefinition)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::ParameterDefinition),
             ),
             "patternRelatedArtifact" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::RelatedArtifact)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::RelatedArtifact),
             ),
             "patternTriggerDefinition" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::TriggerDefinition)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::TriggerDefinition),
             ),
             "patternUsageContext" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::UsageContext)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::UsageContext),
             ),
             "patternDosage" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Dosage)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Dosage),
             ),
             "patternMeta" => (
                 24,
-                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Meta)?,
+                r.choice_object(&mut self.pattern, ElementDefinitionPattern::Meta),
             ),
-            "example" => (25, r.objects(&mut self.example)?),
+            "example" => (25, r.objects(&mut self.example)),
             "minValueDate" => (
                 26,
                 r.choice_prim(
@@ -3536,7 +3760,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMinValue::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_minValueDate" => (
                 26,
@@ -3547,7 +3771,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMinValue::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "minValueDateTime" => (
                 26,
@@ -3558,7 +3782,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMinValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_minValueDateTime" => (
                 26,
@@ -3569,7 +3793,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMinValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "minValueInstant" => (
                 26,
@@ -3580,7 +3804,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMinValue::Instant(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_minValueInstant" => (
                 26,
@@ -3591,7 +3815,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMinValue::Instant(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "minValueTime" => (
                 26,
@@ -3602,7 +3826,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMinValue::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_minValueTime" => (
                 26,
@@ -3613,7 +3837,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMinValue::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "minValueDecimal" => (
                 26,
@@ -3624,7 +3848,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMinValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_minValueDecimal" => (
                 26,
@@ -3635,7 +3859,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMinValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "minValueInteger" => (
                 26,
@@ -3646,7 +3870,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMinValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_minValueInteger" => (
                 26,
@@ -3657,7 +3881,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMinValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "minValuePositiveInt" => (
                 26,
@@ -3668,7 +3892,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMinValue::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_minValuePositiveInt" => (
                 26,
@@ -3679,7 +3903,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMinValue::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "minValueUnsignedInt" => (
                 26,
@@ -3690,7 +3914,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMinValue::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_minValueUnsignedInt" => (
                 26,
@@ -3701,11 +3925,11 @@ impl Object for ElementDefinition {
                         ElementDefinitionMinValue::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "minValueQuantity" => (
                 26,
-                r.choice_object(&mut self.min_value, ElementDefinitionMinValue::Quantity)?,
+                r.choice_object(&mut self.min_value, ElementDefinitionMinValue::Quantity),
             ),
             "maxValueDate" => (
                 27,
@@ -3716,7 +3940,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMaxValue::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_maxValueDate" => (
                 27,
@@ -3727,7 +3951,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMaxValue::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "maxValueDateTime" => (
                 27,
@@ -3738,7 +3962,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMaxValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_maxValueDateTime" => (
                 27,
@@ -3749,7 +3973,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMaxValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "maxValueInstant" => (
                 27,
@@ -3760,7 +3984,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMaxValue::Instant(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_maxValueInstant" => (
                 27,
@@ -3771,7 +3995,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMaxValue::Instant(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "maxValueTime" => (
                 27,
@@ -3782,7 +4006,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMaxValue::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_maxValueTime" => (
                 27,
@@ -3793,7 +4017,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMaxValue::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "maxValueDecimal" => (
                 27,
@@ -3804,7 +4028,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMaxValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_maxValueDecimal" => (
                 27,
@@ -3815,7 +4039,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMaxValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "maxValueInteger" => (
                 27,
@@ -3826,7 +4050,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMaxValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_maxValueInteger" => (
                 27,
@@ -3837,7 +4061,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMaxValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "maxValuePositiveInt" => (
                 27,
@@ -3848,7 +4072,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMaxValue::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_maxValuePositiveInt" => (
                 27,
@@ -3859,7 +4083,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMaxValue::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "maxValueUnsignedInt" => (
                 27,
@@ -3870,7 +4094,7 @@ impl Object for ElementDefinition {
                         ElementDefinitionMaxValue::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_maxValueUnsignedInt" => (
                 27,
@@ -3881,29 +4105,30 @@ impl Object for ElementDefinition {
                         ElementDefinitionMaxValue::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "maxValueQuantity" => (
                 27,
-                r.choice_object(&mut self.max_value, ElementDefinitionMaxValue::Quantity)?,
+                r.choice_object(&mut self.max_value, ElementDefinitionMaxValue::Quantity),
             ),
-            "maxLength" => (28, r.prim(&mut self.max_length)?),
-            "_maxLength" => (28, r.prim_ext(&mut self.max_length)?),
-            "condition" => (29, r.prim_vec(&mut self.condition)?),
-            "_condition" => (29, r.prim_vec_ext(&mut self.condition)?),
-            "constraint" => (30, r.objects(&mut self.constraint)?),
-            "mustSupport" => (31, r.prim(&mut self.must_support)?),
-            "_mustSupport" => (31, r.prim_ext(&mut self.must_support)?),
-            "isModifier" => (32, r.prim(&mut self.is_modifier)?),
-            "_isModifier" => (32, r.prim_ext(&mut self.is_modifier)?),
-            "isModifierReason" => (33, r.prim(&mut self.is_modifier_reason)?),
-            "_isModifierReason" => (33, r.prim_ext(&mut self.is_modifier_reason)?),
-            "isSummary" => (34, r.prim(&mut self.is_summary)?),
-            "_isSummary" => (34, r.prim_ext(&mut self.is_summary)?),
-            "binding" => (35, r.boxed(&mut self.binding)?),
-            "mapping" => (36, r.objects(&mut self.mapping)?),
+            "maxLength" => (28, r.prim(&mut self.max_length)),
+            "_maxLength" => (28, r.prim_ext(&mut self.max_length)),
+            "condition" => (29, r.prim_vec(&mut self.condition)),
+            "_condition" => (29, r.prim_vec_ext(&mut self.condition)),
+            "constraint" => (30, r.objects(&mut self.constraint)),
+            "mustSupport" => (31, r.prim(&mut self.must_support)),
+            "_mustSupport" => (31, r.prim_ext(&mut self.must_support)),
+            "isModifier" => (32, r.prim(&mut self.is_modifier)),
+            "_isModifier" => (32, r.prim_ext(&mut self.is_modifier)),
+            "isModifierReason" => (33, r.prim(&mut self.is_modifier_reason)),
+            "_isModifierReason" => (33, r.prim_ext(&mut self.is_modifier_reason)),
+            "isSummary" => (34, r.prim(&mut self.is_summary)),
+            "_isSummary" => (34, r.prim_ext(&mut self.is_summary)),
+            "binding" => (35, r.boxed(&mut self.binding)),
+            "mapping" => (36, r.objects(&mut self.mapping)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -3981,7 +4206,7 @@ impl Object for ElementDefinition {
 /// This element is sliced - slices follow
 ///
 /// FHIR element `ElementDefinition.slicing`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ElementDefinitionSlicing {
     /// `ElementDefinition.slicing.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -3999,22 +4224,34 @@ pub struct ElementDefinitionSlicing {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ElementDefinitionSlicing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ElementDefinitionSlicing {
     const NAME: &'static str = "ElementDefinition.slicing";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ElementDefinitionSlicing {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "discriminator" => (2, r.objects(&mut self.discriminator)?),
-            "description" => (3, r.prim(&mut self.description)?),
-            "_description" => (3, r.prim_ext(&mut self.description)?),
-            "ordered" => (4, r.prim(&mut self.ordered)?),
-            "_ordered" => (4, r.prim_ext(&mut self.ordered)?),
-            "rules" => (5, r.prim(&mut self.rules)?),
-            "_rules" => (5, r.prim_ext(&mut self.rules)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "discriminator" => (2, r.objects(&mut self.discriminator)),
+            "description" => (3, r.prim(&mut self.description)),
+            "_description" => (3, r.prim_ext(&mut self.description)),
+            "ordered" => (4, r.prim(&mut self.ordered)),
+            "_ordered" => (4, r.prim_ext(&mut self.ordered)),
+            "rules" => (5, r.prim(&mut self.rules)),
+            "_rules" => (5, r.prim_ext(&mut self.rules)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -4041,7 +4278,7 @@ impl Object for ElementDefinitionSlicing {
 /// Element values that are used to distinguish the slices
 ///
 /// FHIR element `ElementDefinition.slicing.discriminator`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ElementDefinitionSlicingDiscriminator {
     /// `ElementDefinition.slicing.discriminator.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -4055,19 +4292,31 @@ pub struct ElementDefinitionSlicingDiscriminator {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ElementDefinitionSlicingDiscriminator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ElementDefinitionSlicingDiscriminator {
     const NAME: &'static str = "ElementDefinition.slicing.discriminator";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for ElementDefinitionSlicingDiscriminator {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "type" => (2, r.prim(&mut self.type_)?),
-            "_type" => (2, r.prim_ext(&mut self.type_)?),
-            "path" => (3, r.prim(&mut self.path)?),
-            "_path" => (3, r.prim_ext(&mut self.path)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "type" => (2, r.prim(&mut self.type_)),
+            "_type" => (2, r.prim_ext(&mut self.type_)),
+            "path" => (3, r.prim(&mut self.path)),
+            "_path" => (3, r.prim_ext(&mut self.path)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -4093,7 +4342,7 @@ impl Object for ElementDefinitionSlicingDiscriminator {
 /// Base definition information for tools
 ///
 /// FHIR element `ElementDefinition.base`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ElementDefinitionBase {
     /// `ElementDefinition.base.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -4109,21 +4358,33 @@ pub struct ElementDefinitionBase {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ElementDefinitionBase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ElementDefinitionBase {
     const NAME: &'static str = "ElementDefinition.base";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ElementDefinitionBase {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "path" => (2, r.prim(&mut self.path)?),
-            "_path" => (2, r.prim_ext(&mut self.path)?),
-            "min" => (3, r.prim(&mut self.min)?),
-            "_min" => (3, r.prim_ext(&mut self.min)?),
-            "max" => (4, r.prim(&mut self.max)?),
-            "_max" => (4, r.prim_ext(&mut self.max)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "path" => (2, r.prim(&mut self.path)),
+            "_path" => (2, r.prim_ext(&mut self.path)),
+            "min" => (3, r.prim(&mut self.min)),
+            "_min" => (3, r.prim_ext(&mut self.min)),
+            "max" => (4, r.prim(&mut self.max)),
+            "_max" => (4, r.prim_ext(&mut self.max)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -4151,7 +4412,7 @@ impl Object for ElementDefinitionBase {
 /// Data type and Profile for this element
 ///
 /// FHIR element `ElementDefinition.type`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ElementDefinitionType {
     /// `ElementDefinition.type.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -4171,25 +4432,37 @@ pub struct ElementDefinitionType {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ElementDefinitionType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ElementDefinitionType {
     const NAME: &'static str = "ElementDefinition.type";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ElementDefinitionType {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "code" => (2, r.prim(&mut self.code)?),
-            "_code" => (2, r.prim_ext(&mut self.code)?),
-            "profile" => (3, r.prim_vec(&mut self.profile)?),
-            "_profile" => (3, r.prim_vec_ext(&mut self.profile)?),
-            "targetProfile" => (4, r.prim_vec(&mut self.target_profile)?),
-            "_targetProfile" => (4, r.prim_vec_ext(&mut self.target_profile)?),
-            "aggregation" => (5, r.prim_vec(&mut self.aggregation)?),
-            "_aggregation" => (5, r.prim_vec_ext(&mut self.aggregation)?),
-            "versioning" => (6, r.prim(&mut self.versioning)?),
-            "_versioning" => (6, r.prim_ext(&mut self.versioning)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "code" => (2, r.prim(&mut self.code)),
+            "_code" => (2, r.prim_ext(&mut self.code)),
+            "profile" => (3, r.prim_vec(&mut self.profile)),
+            "_profile" => (3, r.prim_vec_ext(&mut self.profile)),
+            "targetProfile" => (4, r.prim_vec(&mut self.target_profile)),
+            "_targetProfile" => (4, r.prim_vec_ext(&mut self.target_profile)),
+            "aggregation" => (5, r.prim_vec(&mut self.aggregation)),
+            "_aggregation" => (5, r.prim_vec_ext(&mut self.aggregation)),
+            "versioning" => (6, r.prim(&mut self.versioning)),
+            "_versioning" => (6, r.prim_ext(&mut self.versioning)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -4217,7 +4490,7 @@ impl Object for ElementDefinitionType {
 /// Example value (as defined for type)
 ///
 /// FHIR element `ElementDefinition.example`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ElementDefinitionExample {
     /// `ElementDefinition.example.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -4393,15 +4666,26 @@ impl ElementDefinitionExampleValue {
     }
 }
 
+impl std::fmt::Debug for ElementDefinitionExample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ElementDefinitionExample {
     const NAME: &'static str = "ElementDefinition.example";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for ElementDefinitionExample {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "label" => (2, r.prim(&mut self.label)?),
-            "_label" => (2, r.prim_ext(&mut self.label)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "label" => (2, r.prim(&mut self.label)),
+            "_label" => (2, r.prim_ext(&mut self.label)),
             "valueBase64Binary" => (
                 3,
                 r.choice_prim(
@@ -4411,7 +4695,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Base64Binary(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueBase64Binary" => (
                 3,
@@ -4422,7 +4706,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Base64Binary(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueBoolean" => (
                 3,
@@ -4433,7 +4717,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueBoolean" => (
                 3,
@@ -4444,7 +4728,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueCanonical" => (
                 3,
@@ -4455,7 +4739,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueCanonical" => (
                 3,
@@ -4466,7 +4750,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueCode" => (
                 3,
@@ -4477,7 +4761,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Code(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueCode" => (
                 3,
@@ -4488,7 +4772,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Code(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueDate" => (
                 3,
@@ -4499,7 +4783,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDate" => (
                 3,
@@ -4510,7 +4794,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueDateTime" => (
                 3,
@@ -4521,7 +4805,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDateTime" => (
                 3,
@@ -4532,7 +4816,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueDecimal" => (
                 3,
@@ -4543,7 +4827,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDecimal" => (
                 3,
@@ -4554,21 +4838,21 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueId" => (
                 3,
                 r.choice_prim(&mut self.value, ElementDefinitionExampleValue::Id, |e| match e {
                     ElementDefinitionExampleValue::Id(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueId" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ElementDefinitionExampleValue::Id, |e| match e {
                     ElementDefinitionExampleValue::Id(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueInstant" => (
                 3,
@@ -4579,7 +4863,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Instant(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueInstant" => (
                 3,
@@ -4590,7 +4874,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Instant(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueInteger" => (
                 3,
@@ -4601,7 +4885,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueInteger" => (
                 3,
@@ -4612,7 +4896,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueMarkdown" => (
                 3,
@@ -4623,7 +4907,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Markdown(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueMarkdown" => (
                 3,
@@ -4634,21 +4918,21 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Markdown(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueOid" => (
                 3,
                 r.choice_prim(&mut self.value, ElementDefinitionExampleValue::Oid, |e| match e {
                     ElementDefinitionExampleValue::Oid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueOid" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ElementDefinitionExampleValue::Oid, |e| match e {
                     ElementDefinitionExampleValue::Oid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valuePositiveInt" => (
                 3,
@@ -4659,7 +4943,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valuePositiveInt" => (
                 3,
@@ -4670,7 +4954,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueString" => (
                 3,
@@ -4681,7 +4965,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueString" => (
                 3,
@@ -4692,7 +4976,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueTime" => (
                 3,
@@ -4703,7 +4987,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueTime" => (
                 3,
@@ -4714,7 +4998,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueUnsignedInt" => (
                 3,
@@ -4725,7 +5009,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueUnsignedInt" => (
                 3,
@@ -4736,35 +5020,35 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueUri" => (
                 3,
                 r.choice_prim(&mut self.value, ElementDefinitionExampleValue::Uri, |e| match e {
                     ElementDefinitionExampleValue::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUri" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ElementDefinitionExampleValue::Uri, |e| match e {
                     ElementDefinitionExampleValue::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueUrl" => (
                 3,
                 r.choice_prim(&mut self.value, ElementDefinitionExampleValue::Url, |e| match e {
                     ElementDefinitionExampleValue::Url(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUrl" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ElementDefinitionExampleValue::Url, |e| match e {
                     ElementDefinitionExampleValue::Url(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueUuid" => (
                 3,
@@ -4775,7 +5059,7 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Uuid(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueUuid" => (
                 3,
@@ -4786,137 +5070,138 @@ impl Object for ElementDefinitionExample {
                         ElementDefinitionExampleValue::Uuid(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueAddress" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Address)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Address),
             ),
             "valueAge" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Age)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Age),
             ),
             "valueAnnotation" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Annotation)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Annotation),
             ),
             "valueAttachment" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Attachment)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Attachment),
             ),
             "valueCodeableConcept" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::CodeableConcept)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::CodeableConcept),
             ),
             "valueCoding" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Coding)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Coding),
             ),
             "valueContactPoint" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::ContactPoint)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::ContactPoint),
             ),
             "valueCount" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Count)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Count),
             ),
             "valueDistance" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Distance)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Distance),
             ),
             "valueDuration" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Duration)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Duration),
             ),
             "valueHumanName" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::HumanName)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::HumanName),
             ),
             "valueIdentifier" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Identifier)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Identifier),
             ),
             "valueMoney" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Money)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Money),
             ),
             "valuePeriod" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Period)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Period),
             ),
             "valueQuantity" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Quantity)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Quantity),
             ),
             "valueRange" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Range)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Range),
             ),
             "valueRatio" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Ratio)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Ratio),
             ),
             "valueReference" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Reference)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Reference),
             ),
             "valueSampledData" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::SampledData)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::SampledData),
             ),
             "valueSignature" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Signature)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Signature),
             ),
             "valueTiming" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Timing)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Timing),
             ),
             "valueContactDetail" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::ContactDetail)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::ContactDetail),
             ),
             "valueContributor" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Contributor)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Contributor),
             ),
             "valueDataRequirement" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::DataRequirement)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::DataRequirement),
             ),
             "valueExpression" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Expression)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Expression),
             ),
             "valueParameterDefinition" => (
                 3,
                 r.choice_object(
                     &mut self.value,
                     ElementDefinitionExampleValue::ParameterDefinition,
-                )?,
+                ),
             ),
             "valueRelatedArtifact" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::RelatedArtifact)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::RelatedArtifact),
             ),
             "valueTriggerDefinition" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::TriggerDefinition)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::TriggerDefinition),
             ),
             "valueUsageContext" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::UsageContext)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::UsageContext),
             ),
             "valueDosage" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Dosage)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Dosage),
             ),
             "valueMeta" => (
                 3,
-                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Meta)?,
+                r.choice_object(&mut self.value, ElementDefinitionExampleValue::Meta),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -4946,7 +5231,7 @@ impl Object for ElementDefinitionExample {
 /// Condition that must evaluate to true
 ///
 /// FHIR element `ElementDefinition.constraint`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ElementDefinitionConstraint {
     /// `ElementDefinition.constraint.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -4970,29 +5255,41 @@ pub struct ElementDefinitionConstraint {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ElementDefinitionConstraint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ElementDefinitionConstraint {
     const NAME: &'static str = "ElementDefinition.constraint";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for ElementDefinitionConstraint {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "key" => (2, r.prim(&mut self.key)?),
-            "_key" => (2, r.prim_ext(&mut self.key)?),
-            "requirements" => (3, r.prim(&mut self.requirements)?),
-            "_requirements" => (3, r.prim_ext(&mut self.requirements)?),
-            "severity" => (4, r.prim(&mut self.severity)?),
-            "_severity" => (4, r.prim_ext(&mut self.severity)?),
-            "human" => (5, r.prim(&mut self.human)?),
-            "_human" => (5, r.prim_ext(&mut self.human)?),
-            "expression" => (6, r.prim(&mut self.expression)?),
-            "_expression" => (6, r.prim_ext(&mut self.expression)?),
-            "xpath" => (7, r.prim(&mut self.xpath)?),
-            "_xpath" => (7, r.prim_ext(&mut self.xpath)?),
-            "source" => (8, r.prim(&mut self.source)?),
-            "_source" => (8, r.prim_ext(&mut self.source)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "key" => (2, r.prim(&mut self.key)),
+            "_key" => (2, r.prim_ext(&mut self.key)),
+            "requirements" => (3, r.prim(&mut self.requirements)),
+            "_requirements" => (3, r.prim_ext(&mut self.requirements)),
+            "severity" => (4, r.prim(&mut self.severity)),
+            "_severity" => (4, r.prim_ext(&mut self.severity)),
+            "human" => (5, r.prim(&mut self.human)),
+            "_human" => (5, r.prim_ext(&mut self.human)),
+            "expression" => (6, r.prim(&mut self.expression)),
+            "_expression" => (6, r.prim_ext(&mut self.expression)),
+            "xpath" => (7, r.prim(&mut self.xpath)),
+            "_xpath" => (7, r.prim_ext(&mut self.xpath)),
+            "source" => (8, r.prim(&mut self.source)),
+            "_source" => (8, r.prim_ext(&mut self.source)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -5024,7 +5321,7 @@ impl Object for ElementDefinitionConstraint {
 /// ValueSet details if this is coded
 ///
 /// FHIR element `ElementDefinition.binding`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ElementDefinitionBinding {
     /// `ElementDefinition.binding.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -5040,21 +5337,33 @@ pub struct ElementDefinitionBinding {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ElementDefinitionBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ElementDefinitionBinding {
     const NAME: &'static str = "ElementDefinition.binding";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ElementDefinitionBinding {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "strength" => (2, r.prim(&mut self.strength)?),
-            "_strength" => (2, r.prim_ext(&mut self.strength)?),
-            "description" => (3, r.prim(&mut self.description)?),
-            "_description" => (3, r.prim_ext(&mut self.description)?),
-            "valueSet" => (4, r.prim(&mut self.value_set)?),
-            "_valueSet" => (4, r.prim_ext(&mut self.value_set)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "strength" => (2, r.prim(&mut self.strength)),
+            "_strength" => (2, r.prim_ext(&mut self.strength)),
+            "description" => (3, r.prim(&mut self.description)),
+            "_description" => (3, r.prim_ext(&mut self.description)),
+            "valueSet" => (4, r.prim(&mut self.value_set)),
+            "_valueSet" => (4, r.prim_ext(&mut self.value_set)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -5080,7 +5389,7 @@ impl Object for ElementDefinitionBinding {
 /// Map element to another set of definitions
 ///
 /// FHIR element `ElementDefinition.mapping`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ElementDefinitionMapping {
     /// `ElementDefinition.mapping.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -5098,23 +5407,35 @@ pub struct ElementDefinitionMapping {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ElementDefinitionMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ElementDefinitionMapping {
     const NAME: &'static str = "ElementDefinition.mapping";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ElementDefinitionMapping {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "identity" => (2, r.prim(&mut self.identity)?),
-            "_identity" => (2, r.prim_ext(&mut self.identity)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "map" => (4, r.prim(&mut self.map)?),
-            "_map" => (4, r.prim_ext(&mut self.map)?),
-            "comment" => (5, r.prim(&mut self.comment)?),
-            "_comment" => (5, r.prim_ext(&mut self.comment)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "identity" => (2, r.prim(&mut self.identity)),
+            "_identity" => (2, r.prim_ext(&mut self.identity)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "map" => (4, r.prim(&mut self.map)),
+            "_map" => (4, r.prim_ext(&mut self.map)),
+            "comment" => (5, r.prim(&mut self.comment)),
+            "_comment" => (5, r.prim_ext(&mut self.comment)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -5144,7 +5465,7 @@ impl Object for ElementDefinitionMapping {
 /// Base StructureDefinition for Expression Type: A expression that is evaluated in a specified context and returns a value. The context of use of the expression must specify the context in which the expression is evaluated, and how the result of the expression is used.
 ///
 /// FHIR data type `Expression`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Expression {
     /// `Expression.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -5164,25 +5485,37 @@ pub struct Expression {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Expression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Expression {
     const NAME: &'static str = "Expression";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for Expression {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "description" => (2, r.prim(&mut self.description)?),
-            "_description" => (2, r.prim_ext(&mut self.description)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "language" => (4, r.prim(&mut self.language)?),
-            "_language" => (4, r.prim_ext(&mut self.language)?),
-            "expression" => (5, r.prim(&mut self.expression)?),
-            "_expression" => (5, r.prim_ext(&mut self.expression)?),
-            "reference" => (6, r.prim(&mut self.reference)?),
-            "_reference" => (6, r.prim_ext(&mut self.reference)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "description" => (2, r.prim(&mut self.description)),
+            "_description" => (2, r.prim_ext(&mut self.description)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "language" => (4, r.prim(&mut self.language)),
+            "_language" => (4, r.prim_ext(&mut self.language)),
+            "expression" => (5, r.prim(&mut self.expression)),
+            "_expression" => (5, r.prim_ext(&mut self.expression)),
+            "reference" => (6, r.prim(&mut self.reference)),
+            "_reference" => (6, r.prim_ext(&mut self.reference)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -5212,7 +5545,7 @@ impl Object for Expression {
 /// Base StructureDefinition for Extension Type: Optional Extension Element - found in all resources.
 ///
 /// FHIR data type `Extension`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Extension {
     /// `Extension.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -5388,331 +5721,340 @@ impl ExtensionValue {
     }
 }
 
+impl std::fmt::Debug for Extension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Extension {
     const NAME: &'static str = "Extension";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for Extension {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "url" => (2, r.plain(&mut self.url)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "url" => (2, r.plain(&mut self.url)),
             "valueBase64Binary" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::Base64Binary, |e| match e {
                     ExtensionValue::Base64Binary(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueBase64Binary" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::Base64Binary, |e| match e {
                     ExtensionValue::Base64Binary(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueBoolean" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::Boolean, |e| match e {
                     ExtensionValue::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueBoolean" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::Boolean, |e| match e {
                     ExtensionValue::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueCanonical" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::Canonical, |e| match e {
                     ExtensionValue::Canonical(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueCanonical" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::Canonical, |e| match e {
                     ExtensionValue::Canonical(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueCode" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::Code, |e| match e {
                     ExtensionValue::Code(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueCode" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::Code, |e| match e {
                     ExtensionValue::Code(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueDate" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::Date, |e| match e {
                     ExtensionValue::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueDate" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::Date, |e| match e {
                     ExtensionValue::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueDateTime" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::DateTime, |e| match e {
                     ExtensionValue::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueDateTime" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::DateTime, |e| match e {
                     ExtensionValue::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueDecimal" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::Decimal, |e| match e {
                     ExtensionValue::Decimal(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueDecimal" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::Decimal, |e| match e {
                     ExtensionValue::Decimal(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueId" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::Id, |e| match e {
                     ExtensionValue::Id(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueId" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::Id, |e| match e {
                     ExtensionValue::Id(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueInstant" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::Instant, |e| match e {
                     ExtensionValue::Instant(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueInstant" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::Instant, |e| match e {
                     ExtensionValue::Instant(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueInteger" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::Integer, |e| match e {
                     ExtensionValue::Integer(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueInteger" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::Integer, |e| match e {
                     ExtensionValue::Integer(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueMarkdown" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::Markdown, |e| match e {
                     ExtensionValue::Markdown(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueMarkdown" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::Markdown, |e| match e {
                     ExtensionValue::Markdown(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueOid" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::Oid, |e| match e {
                     ExtensionValue::Oid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueOid" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::Oid, |e| match e {
                     ExtensionValue::Oid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valuePositiveInt" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::PositiveInt, |e| match e {
                     ExtensionValue::PositiveInt(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valuePositiveInt" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::PositiveInt, |e| match e {
                     ExtensionValue::PositiveInt(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueString" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::String, |e| match e {
                     ExtensionValue::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueString" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::String, |e| match e {
                     ExtensionValue::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueTime" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::Time, |e| match e {
                     ExtensionValue::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueTime" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::Time, |e| match e {
                     ExtensionValue::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueUnsignedInt" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::UnsignedInt, |e| match e {
                     ExtensionValue::UnsignedInt(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUnsignedInt" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::UnsignedInt, |e| match e {
                     ExtensionValue::UnsignedInt(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueUri" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::Uri, |e| match e {
                     ExtensionValue::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUri" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::Uri, |e| match e {
                     ExtensionValue::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueUrl" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::Url, |e| match e {
                     ExtensionValue::Url(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUrl" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::Url, |e| match e {
                     ExtensionValue::Url(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueUuid" => (
                 3,
                 r.choice_prim(&mut self.value, ExtensionValue::Uuid, |e| match e {
                     ExtensionValue::Uuid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUuid" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ExtensionValue::Uuid, |e| match e {
                     ExtensionValue::Uuid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "valueAddress" => (3, r.choice_object(&mut self.value, ExtensionValue::Address)?),
-            "valueAge" => (3, r.choice_object(&mut self.value, ExtensionValue::Age)?),
-            "valueAnnotation" => (3, r.choice_object(&mut self.value, ExtensionValue::Annotation)?),
-            "valueAttachment" => (3, r.choice_object(&mut self.value, ExtensionValue::Attachment)?),
+            "valueAddress" => (3, r.choice_object(&mut self.value, ExtensionValue::Address)),
+            "valueAge" => (3, r.choice_object(&mut self.value, ExtensionValue::Age)),
+            "valueAnnotation" => (3, r.choice_object(&mut self.value, ExtensionValue::Annotation)),
+            "valueAttachment" => (3, r.choice_object(&mut self.value, ExtensionValue::Attachment)),
             "valueCodeableConcept" => (
                 3,
-                r.choice_object(&mut self.value, ExtensionValue::CodeableConcept)?,
+                r.choice_object(&mut self.value, ExtensionValue::CodeableConcept),
             ),
-            "valueCoding" => (3, r.choice_object(&mut self.value, ExtensionValue::Coding)?),
-            "valueContactPoint" => (3, r.choice_object(&mut self.value, ExtensionValue::ContactPoint)?),
-            "valueCount" => (3, r.choice_object(&mut self.value, ExtensionValue::Count)?),
-            "valueDistance" => (3, r.choice_object(&mut self.value, ExtensionValue::Distance)?),
-            "valueDuration" => (3, r.choice_object(&mut self.value, ExtensionValue::Duration)?),
-            "valueHumanName" => (3, r.choice_object(&mut self.value, ExtensionValue::HumanName)?),
-            "valueIdentifier" => (3, r.choice_object(&mut self.value, ExtensionValue::Identifier)?),
-            "valueMoney" => (3, r.choice_object(&mut self.value, ExtensionValue::Money)?),
-            "valuePeriod" => (3, r.choice_object(&mut self.value, ExtensionValue::Period)?),
-            "valueQuantity" => (3, r.choice_object(&mut self.value, ExtensionValue::Quantity)?),
-            "valueRange" => (3, r.choice_object(&mut self.value, ExtensionValue::Range)?),
-            "valueRatio" => (3, r.choice_object(&mut self.value, ExtensionValue::Ratio)?),
-            "valueReference" => (3, r.choice_object(&mut self.value, ExtensionValue::Reference)?),
-            "valueSampledData" => (3, r.choice_object(&mut self.value, ExtensionValue::SampledData)?),
-            "valueSignature" => (3, r.choice_object(&mut self.value, ExtensionValue::Signature)?),
-            "valueTiming" => (3, r.choice_object(&mut self.value, ExtensionValue::Timing)?),
-            "valueContactDetail" => (
-                3,
-                r.choice_object(&mut self.value, ExtensionValue::ContactDetail)?,
-            ),
-            "valueContributor" => (3, r.choice_object(&mut self.value, ExtensionValue::Contributor)?),
+            "valueCoding" => (3, r.choice_object(&mut self.value, ExtensionValue::Coding)),
+            "valueContactPoint" => (3, r.choice_object(&mut self.value, ExtensionValue::ContactPoint)),
+            "valueCount" => (3, r.choice_object(&mut self.value, ExtensionValue::Count)),
+            "valueDistance" => (3, r.choice_object(&mut self.value, ExtensionValue::Distance)),
+            "valueDuration" => (3, r.choice_object(&mut self.value, ExtensionValue::Duration)),
+            "valueHumanName" => (3, r.choice_object(&mut self.value, ExtensionValue::HumanName)),
+            "valueIdentifier" => (3, r.choice_object(&mut self.value, ExtensionValue::Identifier)),
+            "valueMoney" => (3, r.choice_object(&mut self.value, ExtensionValue::Money)),
+            "valuePeriod" => (3, r.choice_object(&mut self.value, ExtensionValue::Period)),
+            "valueQuantity" => (3, r.choice_object(&mut self.value, ExtensionValue::Quantity)),
+            "valueRange" => (3, r.choice_object(&mut self.value, ExtensionValue::Range)),
+            "valueRatio" => (3, r.choice_object(&mut self.value, ExtensionValue::Ratio)),
+            "valueReference" => (3, r.choice_object(&mut self.value, ExtensionValue::Reference)),
+            "valueSampledData" => (3, r.choice_object(&mut self.value, ExtensionValue::SampledData)),
+            "valueSignature" => (3, r.choice_object(&mut self.value, ExtensionValue::Signature)),
+            "valueTiming" => (3, r.choice_object(&mut self.value, ExtensionValue::Timing)),
+            "valueContactDetail" => (3, r.choice_object(&mut self.value, ExtensionValue::ContactDetail)),
+            "valueContributor" => (3, r.choice_object(&mut self.value, ExtensionValue::Contributor)),
             "valueDataRequirement" => (
                 3,
-                r.choice_object(&mut self.value, ExtensionValue::DataRequirement)?,
+                r.choice_object(&mut self.value, ExtensionValue::DataRequirement),
             ),
-            "valueExpression" => (3, r.choice_object(&mut self.value, ExtensionValue::Expression)?),
+            "valueExpression" => (3, r.choice_object(&mut self.value, ExtensionValue::Expression)),
             "valueParameterDefinition" => (
                 3,
-                r.choice_object(&mut self.value, ExtensionValue::ParameterDefinition)?,
+                r.choice_object(&mut self.value, ExtensionValue::ParameterDefinition),
             ),
             "valueRelatedArtifact" => (
                 3,
-                r.choice_object(&mut self.value, ExtensionValue::RelatedArtifact)?,
+                r.choice_object(&mut self.value, ExtensionValue::RelatedArtifact),
             ),
             "valueTriggerDefinition" => (
                 3,
-                r.choice_object(&mut self.value, ExtensionValue::TriggerDefinition)?,
+                r.choice_object(&mut self.value, ExtensionValue::TriggerDefinition),
             ),
-            "valueUsageContext" => (3, r.choice_object(&mut self.value, ExtensionValue::UsageContext)?),
-            "valueDosage" => (3, r.choice_object(&mut self.value, ExtensionValue::Dosage)?),
-            "valueMeta" => (3, r.choice_object(&mut self.value, ExtensionValue::Meta)?),
+            "valueUsageContext" => (3, r.choice_object(&mut self.value, ExtensionValue::UsageContext)),
+            "valueDosage" => (3, r.choice_object(&mut self.value, ExtensionValue::Dosage)),
+            "valueMeta" => (3, r.choice_object(&mut self.value, ExtensionValue::Meta)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -5743,7 +6085,7 @@ impl Object for Extension {
 /// Base StructureDefinition for HumanName Type: A human's name with the ability to identify parts and usage.
 ///
 /// FHIR data type `HumanName`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct HumanName {
     /// `HumanName.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -5767,28 +6109,40 @@ pub struct HumanName {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for HumanName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for HumanName {
     const NAME: &'static str = "HumanName";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for HumanName {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "use" => (2, r.prim(&mut self.use_)?),
-            "_use" => (2, r.prim_ext(&mut self.use_)?),
-            "text" => (3, r.prim(&mut self.text)?),
-            "_text" => (3, r.prim_ext(&mut self.text)?),
-            "family" => (4, r.prim(&mut self.family)?),
-            "_family" => (4, r.prim_ext(&mut self.family)?),
-            "given" => (5, r.prim_vec(&mut self.given)?),
-            "_given" => (5, r.prim_vec_ext(&mut self.given)?),
-            "prefix" => (6, r.prim_vec(&mut self.prefix)?),
-            "_prefix" => (6, r.prim_vec_ext(&mut self.prefix)?),
-            "suffix" => (7, r.prim_vec(&mut self.suffix)?),
-            "_suffix" => (7, r.prim_vec_ext(&mut self.suffix)?),
-            "period" => (8, r.boxed(&mut self.period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "use" => (2, r.prim(&mut self.use_)),
+            "_use" => (2, r.prim_ext(&mut self.use_)),
+            "text" => (3, r.prim(&mut self.text)),
+            "_text" => (3, r.prim_ext(&mut self.text)),
+            "family" => (4, r.prim(&mut self.family)),
+            "_family" => (4, r.prim_ext(&mut self.family)),
+            "given" => (5, r.prim_vec(&mut self.given)),
+            "_given" => (5, r.prim_vec_ext(&mut self.given)),
+            "prefix" => (6, r.prim_vec(&mut self.prefix)),
+            "_prefix" => (6, r.prim_vec_ext(&mut self.prefix)),
+            "suffix" => (7, r.prim_vec(&mut self.suffix)),
+            "_suffix" => (7, r.prim_vec_ext(&mut self.suffix)),
+            "period" => (8, r.boxed(&mut self.period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -5817,7 +6171,7 @@ impl Object for HumanName {
 /// Base StructureDefinition for Identifier Type: An identifier - identifies some entity uniquely and unambiguously. Typically this is used for business identifiers.
 ///
 /// FHIR data type `Identifier`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Identifier {
     /// `Identifier.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -5839,24 +6193,36 @@ pub struct Identifier {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Identifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Identifier {
     const NAME: &'static str = "Identifier";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for Identifier {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "use" => (2, r.prim(&mut self.use_)?),
-            "_use" => (2, r.prim_ext(&mut self.use_)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "system" => (4, r.prim(&mut self.system)?),
-            "_system" => (4, r.prim_ext(&mut self.system)?),
-            "value" => (5, r.prim(&mut self.value)?),
-            "_value" => (5, r.prim_ext(&mut self.value)?),
-            "period" => (6, r.boxed(&mut self.period)?),
-            "assigner" => (7, r.boxed(&mut self.assigner)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "use" => (2, r.prim(&mut self.use_)),
+            "_use" => (2, r.prim_ext(&mut self.use_)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "system" => (4, r.prim(&mut self.system)),
+            "_system" => (4, r.prim_ext(&mut self.system)),
+            "value" => (5, r.prim(&mut self.value)),
+            "_value" => (5, r.prim_ext(&mut self.value)),
+            "period" => (6, r.boxed(&mut self.period)),
+            "assigner" => (7, r.boxed(&mut self.assigner)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -5884,7 +6250,7 @@ impl Object for Identifier {
 /// Base StructureDefinition for MarketingStatus Type: The marketing status describes the date when a medicinal product is actually put on the market or the date as of which it is no longer available.
 ///
 /// FHIR data type `MarketingStatus`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MarketingStatus {
     /// `MarketingStatus.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -5906,22 +6272,34 @@ pub struct MarketingStatus {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MarketingStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MarketingStatus {
     const NAME: &'static str = "MarketingStatus";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for MarketingStatus {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "country" => (3, r.boxed(&mut self.country)?),
-            "jurisdiction" => (4, r.boxed(&mut self.jurisdiction)?),
-            "status" => (5, r.boxed(&mut self.status)?),
-            "dateRange" => (6, r.boxed(&mut self.date_range)?),
-            "restoreDate" => (7, r.prim(&mut self.restore_date)?),
-            "_restoreDate" => (7, r.prim_ext(&mut self.restore_date)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "country" => (3, r.boxed(&mut self.country)),
+            "jurisdiction" => (4, r.boxed(&mut self.jurisdiction)),
+            "status" => (5, r.boxed(&mut self.status)),
+            "dateRange" => (6, r.boxed(&mut self.date_range)),
+            "restoreDate" => (7, r.prim(&mut self.restore_date)),
+            "_restoreDate" => (7, r.prim_ext(&mut self.restore_date)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -5954,7 +6332,7 @@ impl Object for MarketingStatus {
 /// Base StructureDefinition for Meta Type: The metadata about a resource. This is content in the resource that is maintained by the infrastructure. Changes to the content might not always be associated with version changes to the resource.
 ///
 /// FHIR data type `Meta`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Meta {
     /// `Meta.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -5976,25 +6354,37 @@ pub struct Meta {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Meta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Meta {
     const NAME: &'static str = "Meta";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for Meta {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "versionId" => (2, r.prim(&mut self.version_id)?),
-            "_versionId" => (2, r.prim_ext(&mut self.version_id)?),
-            "lastUpdated" => (3, r.prim(&mut self.last_updated)?),
-            "_lastUpdated" => (3, r.prim_ext(&mut self.last_updated)?),
-            "source" => (4, r.prim(&mut self.source)?),
-            "_source" => (4, r.prim_ext(&mut self.source)?),
-            "profile" => (5, r.prim_vec(&mut self.profile)?),
-            "_profile" => (5, r.prim_vec_ext(&mut self.profile)?),
-            "security" => (6, r.objects(&mut self.security)?),
-            "tag" => (7, r.objects(&mut self.tag)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "versionId" => (2, r.prim(&mut self.version_id)),
+            "_versionId" => (2, r.prim_ext(&mut self.version_id)),
+            "lastUpdated" => (3, r.prim(&mut self.last_updated)),
+            "_lastUpdated" => (3, r.prim_ext(&mut self.last_updated)),
+            "source" => (4, r.prim(&mut self.source)),
+            "_source" => (4, r.prim_ext(&mut self.source)),
+            "profile" => (5, r.prim_vec(&mut self.profile)),
+            "_profile" => (5, r.prim_vec_ext(&mut self.profile)),
+            "security" => (6, r.objects(&mut self.security)),
+            "tag" => (7, r.objects(&mut self.tag)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -6022,7 +6412,7 @@ impl Object for Meta {
 /// Base StructureDefinition for Money Type: An amount of economic utility in some recognized currency.
 ///
 /// FHIR data type `Money`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Money {
     /// `Money.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -6036,19 +6426,31 @@ pub struct Money {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Money {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Money {
     const NAME: &'static str = "Money";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for Money {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "value" => (2, r.prim(&mut self.value)?),
-            "_value" => (2, r.prim_ext(&mut self.value)?),
-            "currency" => (3, r.prim(&mut self.currency)?),
-            "_currency" => (3, r.prim_ext(&mut self.currency)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "value" => (2, r.prim(&mut self.value)),
+            "_value" => (2, r.prim_ext(&mut self.value)),
+            "currency" => (3, r.prim(&mut self.currency)),
+            "_currency" => (3, r.prim_ext(&mut self.currency)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -6072,7 +6474,7 @@ impl Object for Money {
 /// Base StructureDefinition for Narrative Type: A human-readable summary of the resource conveying the essential clinical and business information for the resource.
 ///
 /// FHIR data type `Narrative`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Narrative {
     /// `Narrative.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -6086,19 +6488,31 @@ pub struct Narrative {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Narrative {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Narrative {
     const NAME: &'static str = "Narrative";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for Narrative {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "status" => (2, r.prim(&mut self.status)?),
-            "_status" => (2, r.prim_ext(&mut self.status)?),
-            "div" => (3, r.prim(&mut self.div)?),
-            "_div" => (3, r.prim_ext(&mut self.div)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "status" => (2, r.prim(&mut self.status)),
+            "_status" => (2, r.prim_ext(&mut self.status)),
+            "div" => (3, r.prim(&mut self.div)),
+            "_div" => (3, r.prim_ext(&mut self.div)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -6126,7 +6540,7 @@ impl Object for Narrative {
 /// Base StructureDefinition for ParameterDefinition Type: The parameters to the module. This collection specifies both the input and output parameters. Input parameters are provided by the caller as part of the $evaluate operation. Output parameters are included in the GuidanceResponse.
 ///
 /// FHIR data type `ParameterDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ParameterDefinition {
     /// `ParameterDefinition.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -6150,29 +6564,41 @@ pub struct ParameterDefinition {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ParameterDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ParameterDefinition {
     const NAME: &'static str = "ParameterDefinition";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for ParameterDefinition {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "name" => (2, r.prim(&mut self.name)?),
-            "_name" => (2, r.prim_ext(&mut self.name)?),
-            "use" => (3, r.prim(&mut self.use_)?),
-            "_use" => (3, r.prim_ext(&mut self.use_)?),
-            "min" => (4, r.prim(&mut self.min)?),
-            "_min" => (4, r.prim_ext(&mut self.min)?),
-            "max" => (5, r.prim(&mut self.max)?),
-            "_max" => (5, r.prim_ext(&mut self.max)?),
-            "documentation" => (6, r.prim(&mut self.documentation)?),
-            "_documentation" => (6, r.prim_ext(&mut self.documentation)?),
-            "type" => (7, r.prim(&mut self.type_)?),
-            "_type" => (7, r.prim_ext(&mut self.type_)?),
-            "profile" => (8, r.prim(&mut self.profile)?),
-            "_profile" => (8, r.prim_ext(&mut self.profile)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "name" => (2, r.prim(&mut self.name)),
+            "_name" => (2, r.prim_ext(&mut self.name)),
+            "use" => (3, r.prim(&mut self.use_)),
+            "_use" => (3, r.prim_ext(&mut self.use_)),
+            "min" => (4, r.prim(&mut self.min)),
+            "_min" => (4, r.prim_ext(&mut self.min)),
+            "max" => (5, r.prim(&mut self.max)),
+            "_max" => (5, r.prim_ext(&mut self.max)),
+            "documentation" => (6, r.prim(&mut self.documentation)),
+            "_documentation" => (6, r.prim_ext(&mut self.documentation)),
+            "type" => (7, r.prim(&mut self.type_)),
+            "_type" => (7, r.prim_ext(&mut self.type_)),
+            "profile" => (8, r.prim(&mut self.profile)),
+            "_profile" => (8, r.prim_ext(&mut self.profile)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -6205,7 +6631,7 @@ impl Object for ParameterDefinition {
 /// Base StructureDefinition for Period Type: A time period defined by a start and end date and optionally time.
 ///
 /// FHIR data type `Period`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Period {
     /// `Period.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -6219,19 +6645,31 @@ pub struct Period {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Period {
     const NAME: &'static str = "Period";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for Period {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "start" => (2, r.prim(&mut self.start)?),
-            "_start" => (2, r.prim_ext(&mut self.start)?),
-            "end" => (3, r.prim(&mut self.end)?),
-            "_end" => (3, r.prim_ext(&mut self.end)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "start" => (2, r.prim(&mut self.start)),
+            "_start" => (2, r.prim_ext(&mut self.start)),
+            "end" => (3, r.prim(&mut self.end)),
+            "_end" => (3, r.prim_ext(&mut self.end)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -6255,7 +6693,7 @@ impl Object for Period {
 /// Base StructureDefinition for Population Type: A populatioof people with some set of grouping criteria.
 ///
 /// FHIR data type `Population`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Population {
     /// `Population.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -6293,21 +6731,33 @@ impl PopulationAge {
     }
 }
 
+impl std::fmt::Debug for Population {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Population {
     const NAME: &'static str = "Population";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for Population {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "ageRange" => (3, r.choice_object(&mut self.age, PopulationAge::Range)?),
-            "ageCodeableConcept" => (3, r.choice_object(&mut self.age, PopulationAge::CodeableConcept)?),
-            "gender" => (4, r.boxed(&mut self.gender)?),
-            "race" => (5, r.boxed(&mut self.race)?),
-            "physiologicalCondition" => (6, r.boxed(&mut self.physiological_condition)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "ageRange" => (3, r.choice_object(&mut self.age, PopulationAge::Range)),
+            "ageCodeableConcept" => (3, r.choice_object(&mut self.age, PopulationAge::CodeableConcept)),
+            "gender" => (4, r.boxed(&mut self.gender)),
+            "race" => (5, r.boxed(&mut self.race)),
+            "physiologicalCondition" => (6, r.boxed(&mut self.physiological_condition)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -6338,7 +6788,7 @@ impl Object for Population {
 /// Base StructureDefinition for ProdCharacteristic Type: The marketing status describes the date when a medicinal product is actually put on the market or the date as of which it is no longer available.
 ///
 /// FHIR data type `ProdCharacteristic`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ProdCharacteristic {
     /// `ProdCharacteristic.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -6372,30 +6822,42 @@ pub struct ProdCharacteristic {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ProdCharacteristic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ProdCharacteristic {
     const NAME: &'static str = "ProdCharacteristic";
-    const FIELDS: u16 = 14;
+}
+
+impl Members for ProdCharacteristic {
+    fn field_count(&self) -> u16 {
+        14
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "height" => (3, r.boxed(&mut self.height)?),
-            "width" => (4, r.boxed(&mut self.width)?),
-            "depth" => (5, r.boxed(&mut self.depth)?),
-            "weight" => (6, r.boxed(&mut self.weight)?),
-            "nominalVolume" => (7, r.boxed(&mut self.nominal_volume)?),
-            "externalDiameter" => (8, r.boxed(&mut self.external_diameter)?),
-            "shape" => (9, r.prim(&mut self.shape)?),
-            "_shape" => (9, r.prim_ext(&mut self.shape)?),
-            "color" => (10, r.prim_vec(&mut self.color)?),
-            "_color" => (10, r.prim_vec_ext(&mut self.color)?),
-            "imprint" => (11, r.prim_vec(&mut self.imprint)?),
-            "_imprint" => (11, r.prim_vec_ext(&mut self.imprint)?),
-            "image" => (12, r.objects(&mut self.image)?),
-            "scoring" => (13, r.boxed(&mut self.scoring)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "height" => (3, r.boxed(&mut self.height)),
+            "width" => (4, r.boxed(&mut self.width)),
+            "depth" => (5, r.boxed(&mut self.depth)),
+            "weight" => (6, r.boxed(&mut self.weight)),
+            "nominalVolume" => (7, r.boxed(&mut self.nominal_volume)),
+            "externalDiameter" => (8, r.boxed(&mut self.external_diameter)),
+            "shape" => (9, r.prim(&mut self.shape)),
+            "_shape" => (9, r.prim_ext(&mut self.shape)),
+            "color" => (10, r.prim_vec(&mut self.color)),
+            "_color" => (10, r.prim_vec_ext(&mut self.color)),
+            "imprint" => (11, r.prim_vec(&mut self.imprint)),
+            "_imprint" => (11, r.prim_vec_ext(&mut self.imprint)),
+            "image" => (12, r.objects(&mut self.image)),
+            "scoring" => (13, r.boxed(&mut self.scoring)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -6429,7 +6891,7 @@ impl Object for ProdCharacteristic {
 /// Base StructureDefinition for ProductShelfLife Type: The shelf-life and storage information for a medicinal product item or container can be described using this class.
 ///
 /// FHIR data type `ProductShelfLife`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ProductShelfLife {
     /// `ProductShelfLife.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -6449,20 +6911,32 @@ pub struct ProductShelfLife {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ProductShelfLife {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ProductShelfLife {
     const NAME: &'static str = "ProductShelfLife";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ProductShelfLife {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (3, r.boxed(&mut self.identifier)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
-            "period" => (5, r.boxed(&mut self.period)?),
-            "specialPrecautionsForStorage" => (6, r.objects(&mut self.special_precautions_for_storage)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identifier" => (3, r.boxed(&mut self.identifier)),
+            "type" => (4, r.boxed(&mut self.type_)),
+            "period" => (5, r.boxed(&mut self.period)),
+            "specialPrecautionsForStorage" => (6, r.objects(&mut self.special_precautions_for_storage)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -6496,7 +6970,7 @@ impl Object for ProductShelfLife {
 /// Base StructureDefinition for Quantity Type: A measured amount (or an amount that can potentially be measured). Note that measured amounts include amounts that are not precisely quantified, including amounts involving arbitrary units and floating currencies.
 ///
 /// FHIR data type `Quantity`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Quantity {
     /// `Quantity.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -6516,25 +6990,37 @@ pub struct Quantity {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Quantity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Quantity {
     const NAME: &'static str = "Quantity";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for Quantity {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "value" => (2, r.prim(&mut self.value)?),
-            "_value" => (2, r.prim_ext(&mut self.value)?),
-            "comparator" => (3, r.prim(&mut self.comparator)?),
-            "_comparator" => (3, r.prim_ext(&mut self.comparator)?),
-            "unit" => (4, r.prim(&mut self.unit)?),
-            "_unit" => (4, r.prim_ext(&mut self.unit)?),
-            "system" => (5, r.prim(&mut self.system)?),
-            "_system" => (5, r.prim_ext(&mut self.system)?),
-            "code" => (6, r.prim(&mut self.code)?),
-            "_code" => (6, r.prim_ext(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "value" => (2, r.prim(&mut self.value)),
+            "_value" => (2, r.prim_ext(&mut self.value)),
+            "comparator" => (3, r.prim(&mut self.comparator)),
+            "_comparator" => (3, r.prim_ext(&mut self.comparator)),
+            "unit" => (4, r.prim(&mut self.unit)),
+            "_unit" => (4, r.prim_ext(&mut self.unit)),
+            "system" => (5, r.prim(&mut self.system)),
+            "_system" => (5, r.prim_ext(&mut self.system)),
+            "code" => (6, r.prim(&mut self.code)),
+            "_code" => (6, r.prim_ext(&mut self.code)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -6561,7 +7047,7 @@ impl Object for Quantity {
 /// Base StructureDefinition for Range Type: A set of ordered Quantities defined by a low and high limit.
 ///
 /// FHIR data type `Range`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Range {
     /// `Range.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -6575,17 +7061,29 @@ pub struct Range {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Range {
     const NAME: &'static str = "Range";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for Range {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "low" => (2, r.boxed(&mut self.low)?),
-            "high" => (3, r.boxed(&mut self.high)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "low" => (2, r.boxed(&mut self.low)),
+            "high" => (3, r.boxed(&mut self.high)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -6609,7 +7107,7 @@ impl Object for Range {
 /// Base StructureDefinition for Ratio Type: A relationship of two Quantity values - expressed as a numerator and a denominator.
 ///
 /// FHIR data type `Ratio`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Ratio {
     /// `Ratio.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -6623,17 +7121,29 @@ pub struct Ratio {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Ratio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Ratio {
     const NAME: &'static str = "Ratio";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for Ratio {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "numerator" => (2, r.boxed(&mut self.numerator)?),
-            "denominator" => (3, r.boxed(&mut self.denominator)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "numerator" => (2, r.boxed(&mut self.numerator)),
+            "denominator" => (3, r.boxed(&mut self.denominator)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -6657,7 +7167,7 @@ impl Object for Ratio {
 /// Base StructureDefinition for Reference Type: A reference from one resource to another.
 ///
 /// FHIR data type `Reference`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Reference {
     /// `Reference.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -6675,22 +7185,34 @@ pub struct Reference {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Reference {
     const NAME: &'static str = "Reference";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for Reference {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "reference" => (2, r.prim(&mut self.reference)?),
-            "_reference" => (2, r.prim_ext(&mut self.reference)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "identifier" => (4, r.boxed(&mut self.identifier)?),
-            "display" => (5, r.prim(&mut self.display)?),
-            "_display" => (5, r.prim_ext(&mut self.display)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "reference" => (2, r.prim(&mut self.reference)),
+            "_reference" => (2, r.prim_ext(&mut self.reference)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "identifier" => (4, r.boxed(&mut self.identifier)),
+            "display" => (5, r.prim(&mut self.display)),
+            "_display" => (5, r.prim_ext(&mut self.display)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -6716,7 +7238,7 @@ impl Object for Reference {
 /// Base StructureDefinition for RelatedArtifact Type: Related artifacts such as additional documentation, justification, or bibliographic references.
 ///
 /// FHIR data type `RelatedArtifact`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct RelatedArtifact {
     /// `RelatedArtifact.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -6740,28 +7262,40 @@ pub struct RelatedArtifact {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for RelatedArtifact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for RelatedArtifact {
     const NAME: &'static str = "RelatedArtifact";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for RelatedArtifact {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "type" => (2, r.prim(&mut self.type_)?),
-            "_type" => (2, r.prim_ext(&mut self.type_)?),
-            "label" => (3, r.prim(&mut self.label)?),
-            "_label" => (3, r.prim_ext(&mut self.label)?),
-            "display" => (4, r.prim(&mut self.display)?),
-            "_display" => (4, r.prim_ext(&mut self.display)?),
-            "citation" => (5, r.prim(&mut self.citation)?),
-            "_citation" => (5, r.prim_ext(&mut self.citation)?),
-            "url" => (6, r.prim(&mut self.url)?),
-            "_url" => (6, r.prim_ext(&mut self.url)?),
-            "document" => (7, r.boxed(&mut self.document)?),
-            "resource" => (8, r.prim(&mut self.resource)?),
-            "_resource" => (8, r.prim_ext(&mut self.resource)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "type" => (2, r.prim(&mut self.type_)),
+            "_type" => (2, r.prim_ext(&mut self.type_)),
+            "label" => (3, r.prim(&mut self.label)),
+            "_label" => (3, r.prim_ext(&mut self.label)),
+            "display" => (4, r.prim(&mut self.display)),
+            "_display" => (4, r.prim_ext(&mut self.display)),
+            "citation" => (5, r.prim(&mut self.citation)),
+            "_citation" => (5, r.prim_ext(&mut self.citation)),
+            "url" => (6, r.prim(&mut self.url)),
+            "_url" => (6, r.prim_ext(&mut self.url)),
+            "document" => (7, r.boxed(&mut self.document)),
+            "resource" => (8, r.prim(&mut self.resource)),
+            "_resource" => (8, r.prim_ext(&mut self.resource)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -6793,7 +7327,7 @@ impl Object for RelatedArtifact {
 /// Base StructureDefinition for SampledData Type: A series of measurements taken by a device, with upper and lower limits. There may be more than one dimension in the data.
 ///
 /// FHIR data type `SampledData`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SampledData {
     /// `SampledData.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -6817,28 +7351,40 @@ pub struct SampledData {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SampledData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SampledData {
     const NAME: &'static str = "SampledData";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for SampledData {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "origin" => (2, r.boxed(&mut self.origin)?),
-            "period" => (3, r.prim(&mut self.period)?),
-            "_period" => (3, r.prim_ext(&mut self.period)?),
-            "factor" => (4, r.prim(&mut self.factor)?),
-            "_factor" => (4, r.prim_ext(&mut self.factor)?),
-            "lowerLimit" => (5, r.prim(&mut self.lower_limit)?),
-            "_lowerLimit" => (5, r.prim_ext(&mut self.lower_limit)?),
-            "upperLimit" => (6, r.prim(&mut self.upper_limit)?),
-            "_upperLimit" => (6, r.prim_ext(&mut self.upper_limit)?),
-            "dimensions" => (7, r.prim(&mut self.dimensions)?),
-            "_dimensions" => (7, r.prim_ext(&mut self.dimensions)?),
-            "data" => (8, r.prim(&mut self.data)?),
-            "_data" => (8, r.prim_ext(&mut self.data)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "origin" => (2, r.boxed(&mut self.origin)),
+            "period" => (3, r.prim(&mut self.period)),
+            "_period" => (3, r.prim_ext(&mut self.period)),
+            "factor" => (4, r.prim(&mut self.factor)),
+            "_factor" => (4, r.prim_ext(&mut self.factor)),
+            "lowerLimit" => (5, r.prim(&mut self.lower_limit)),
+            "_lowerLimit" => (5, r.prim_ext(&mut self.lower_limit)),
+            "upperLimit" => (6, r.prim(&mut self.upper_limit)),
+            "_upperLimit" => (6, r.prim_ext(&mut self.upper_limit)),
+            "dimensions" => (7, r.prim(&mut self.dimensions)),
+            "_dimensions" => (7, r.prim_ext(&mut self.dimensions)),
+            "data" => (8, r.prim(&mut self.data)),
+            "_data" => (8, r.prim_ext(&mut self.data)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -6872,7 +7418,7 @@ impl Object for SampledData {
 /// Base StructureDefinition for Signature Type: A signature along with supporting context. The signature may be a digital signature that is cryptographic in nature, or some other signature acceptable to the domain. This other signature may be as simple as a graphical image representing a hand-written signature, or a signature ceremony Different signature approaches have different utilities.
 ///
 /// FHIR data type `Signature`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Signature {
     /// `Signature.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -6896,26 +7442,38 @@ pub struct Signature {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Signature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Signature {
     const NAME: &'static str = "Signature";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for Signature {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "type" => (2, r.objects(&mut self.type_)?),
-            "when" => (3, r.prim(&mut self.when)?),
-            "_when" => (3, r.prim_ext(&mut self.when)?),
-            "who" => (4, r.boxed(&mut self.who)?),
-            "onBehalfOf" => (5, r.boxed(&mut self.on_behalf_of)?),
-            "targetFormat" => (6, r.prim(&mut self.target_format)?),
-            "_targetFormat" => (6, r.prim_ext(&mut self.target_format)?),
-            "sigFormat" => (7, r.prim(&mut self.sig_format)?),
-            "_sigFormat" => (7, r.prim_ext(&mut self.sig_format)?),
-            "data" => (8, r.prim(&mut self.data)?),
-            "_data" => (8, r.prim_ext(&mut self.data)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "type" => (2, r.objects(&mut self.type_)),
+            "when" => (3, r.prim(&mut self.when)),
+            "_when" => (3, r.prim_ext(&mut self.when)),
+            "who" => (4, r.boxed(&mut self.who)),
+            "onBehalfOf" => (5, r.boxed(&mut self.on_behalf_of)),
+            "targetFormat" => (6, r.prim(&mut self.target_format)),
+            "_targetFormat" => (6, r.prim_ext(&mut self.target_format)),
+            "sigFormat" => (7, r.prim(&mut self.sig_format)),
+            "_sigFormat" => (7, r.prim_ext(&mut self.sig_format)),
+            "data" => (8, r.prim(&mut self.data)),
+            "_data" => (8, r.prim_ext(&mut self.data)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -6949,7 +7507,7 @@ impl Object for Signature {
 /// Base StructureDefinition for SubstanceAmount Type: Chemical substances are a single substance type whose primary defining element is the molecular structure. Chemical substances shall be defined on the basis of their complete covalent molecular structure; the presence of a salt (counter-ion) and/or solvates (water, alcohols) is also captured. Purity, grade, physical form or particle size are not taken into account in the definition of a chemical substance or in the assignment of a Substance ID.
 ///
 /// FHIR data type `SubstanceAmount`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceAmount {
     /// `SubstanceAmount.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -6990,42 +7548,51 @@ impl SubstanceAmountAmount {
     }
 }
 
+impl std::fmt::Debug for SubstanceAmount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceAmount {
     const NAME: &'static str = "SubstanceAmount";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for SubstanceAmount {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "amountQuantity" => (
                 3,
-                r.choice_object(&mut self.amount, SubstanceAmountAmount::Quantity)?,
+                r.choice_object(&mut self.amount, SubstanceAmountAmount::Quantity),
             ),
-            "amountRange" => (
-                3,
-                r.choice_object(&mut self.amount, SubstanceAmountAmount::Range)?,
-            ),
+            "amountRange" => (3, r.choice_object(&mut self.amount, SubstanceAmountAmount::Range)),
             "amountString" => (
                 3,
                 r.choice_prim(&mut self.amount, SubstanceAmountAmount::String, |e| match e {
                     SubstanceAmountAmount::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_amountString" => (
                 3,
                 r.choice_prim_ext(&mut self.amount, SubstanceAmountAmount::String, |e| match e {
                     SubstanceAmountAmount::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "amountType" => (4, r.boxed(&mut self.amount_type)?),
-            "amountText" => (5, r.prim(&mut self.amount_text)?),
-            "_amountText" => (5, r.prim_ext(&mut self.amount_text)?),
-            "referenceRange" => (6, r.boxed(&mut self.reference_range)?),
+            "amountType" => (4, r.boxed(&mut self.amount_type)),
+            "amountText" => (5, r.prim(&mut self.amount_text)),
+            "_amountText" => (5, r.prim_ext(&mut self.amount_text)),
+            "referenceRange" => (6, r.boxed(&mut self.reference_range)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -7054,7 +7621,7 @@ impl Object for SubstanceAmount {
 /// Reference range of possible or expected values
 ///
 /// FHIR element `SubstanceAmount.referenceRange`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceAmountReferenceRange {
     /// `SubstanceAmount.referenceRange.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -7068,17 +7635,29 @@ pub struct SubstanceAmountReferenceRange {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceAmountReferenceRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceAmountReferenceRange {
     const NAME: &'static str = "SubstanceAmount.referenceRange";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for SubstanceAmountReferenceRange {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "lowLimit" => (2, r.boxed(&mut self.low_limit)?),
-            "highLimit" => (3, r.boxed(&mut self.high_limit)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "lowLimit" => (2, r.boxed(&mut self.low_limit)),
+            "highLimit" => (3, r.boxed(&mut self.high_limit)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -7102,7 +7681,7 @@ impl Object for SubstanceAmountReferenceRange {
 /// Base StructureDefinition for Timing Type: Specifies an event that may occur multiple times. Timing schedules are used to record when things are planned, expected or requested to occur. The most common usage is in dosage instructions for medications. They are also used when planning care of various kinds, and may be used for reporting the schedule to which past regular activities were carried out.
 ///
 /// FHIR data type `Timing`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Timing {
     /// `Timing.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -7120,20 +7699,32 @@ pub struct Timing {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Timing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Timing {
     const NAME: &'static str = "Timing";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for Timing {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "event" => (3, r.prim_vec(&mut self.event)?),
-            "_event" => (3, r.prim_vec_ext(&mut self.event)?),
-            "repeat" => (4, r.boxed(&mut self.repeat)?),
-            "code" => (5, r.boxed(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "event" => (3, r.prim_vec(&mut self.event)),
+            "_event" => (3, r.prim_vec_ext(&mut self.event)),
+            "repeat" => (4, r.boxed(&mut self.repeat)),
+            "code" => (5, r.boxed(&mut self.code)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -7157,7 +7748,7 @@ impl Object for Timing {
 /// When the event is to occur
 ///
 /// FHIR element `Timing.repeat`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TimingRepeat {
     /// `Timing.repeat.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -7218,49 +7809,58 @@ impl TimingRepeatBounds {
     }
 }
 
+impl std::fmt::Debug for TimingRepeat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TimingRepeat {
     const NAME: &'static str = "Timing.repeat";
-    const FIELDS: u16 = 17;
+}
+
+impl Members for TimingRepeat {
+    fn field_count(&self) -> u16 {
+        17
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "boundsDuration" => (
-                2,
-                r.choice_object(&mut self.bounds, TimingRepeatBounds::Duration)?,
-            ),
-            "boundsRange" => (2, r.choice_object(&mut self.bounds, TimingRepeatBounds::Range)?),
-            "boundsPeriod" => (2, r.choice_object(&mut self.bounds, TimingRepeatBounds::Period)?),
-            "count" => (3, r.prim(&mut self.count)?),
-            "_count" => (3, r.prim_ext(&mut self.count)?),
-            "countMax" => (4, r.prim(&mut self.count_max)?),
-            "_countMax" => (4, r.prim_ext(&mut self.count_max)?),
-            "duration" => (5, r.prim(&mut self.duration)?),
-            "_duration" => (5, r.prim_ext(&mut self.duration)?),
-            "durationMax" => (6, r.prim(&mut self.duration_max)?),
-            "_durationMax" => (6, r.prim_ext(&mut self.duration_max)?),
-            "durationUnit" => (7, r.prim(&mut self.duration_unit)?),
-            "_durationUnit" => (7, r.prim_ext(&mut self.duration_unit)?),
-            "frequency" => (8, r.prim(&mut self.frequency)?),
-            "_frequency" => (8, r.prim_ext(&mut self.frequency)?),
-            "frequencyMax" => (9, r.prim(&mut self.frequency_max)?),
-            "_frequencyMax" => (9, r.prim_ext(&mut self.frequency_max)?),
-            "period" => (10, r.prim(&mut self.period)?),
-            "_period" => (10, r.prim_ext(&mut self.period)?),
-            "periodMax" => (11, r.prim(&mut self.period_max)?),
-            "_periodMax" => (11, r.prim_ext(&mut self.period_max)?),
-            "periodUnit" => (12, r.prim(&mut self.period_unit)?),
-            "_periodUnit" => (12, r.prim_ext(&mut self.period_unit)?),
-            "dayOfWeek" => (13, r.prim_vec(&mut self.day_of_week)?),
-            "_dayOfWeek" => (13, r.prim_vec_ext(&mut self.day_of_week)?),
-            "timeOfDay" => (14, r.prim_vec(&mut self.time_of_day)?),
-            "_timeOfDay" => (14, r.prim_vec_ext(&mut self.time_of_day)?),
-            "when" => (15, r.prim_vec(&mut self.when)?),
-            "_when" => (15, r.prim_vec_ext(&mut self.when)?),
-            "offset" => (16, r.prim(&mut self.offset)?),
-            "_offset" => (16, r.prim_ext(&mut self.offset)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "boundsDuration" => (2, r.choice_object(&mut self.bounds, TimingRepeatBounds::Duration)),
+            "boundsRange" => (2, r.choice_object(&mut self.bounds, TimingRepeatBounds::Range)),
+            "boundsPeriod" => (2, r.choice_object(&mut self.bounds, TimingRepeatBounds::Period)),
+            "count" => (3, r.prim(&mut self.count)),
+            "_count" => (3, r.prim_ext(&mut self.count)),
+            "countMax" => (4, r.prim(&mut self.count_max)),
+            "_countMax" => (4, r.prim_ext(&mut self.count_max)),
+            "duration" => (5, r.prim(&mut self.duration)),
+            "_duration" => (5, r.prim_ext(&mut self.duration)),
+            "durationMax" => (6, r.prim(&mut self.duration_max)),
+            "_durationMax" => (6, r.prim_ext(&mut self.duration_max)),
+            "durationUnit" => (7, r.prim(&mut self.duration_unit)),
+            "_durationUnit" => (7, r.prim_ext(&mut self.duration_unit)),
+            "frequency" => (8, r.prim(&mut self.frequency)),
+            "_frequency" => (8, r.prim_ext(&mut self.frequency)),
+            "frequencyMax" => (9, r.prim(&mut self.frequency_max)),
+            "_frequencyMax" => (9, r.prim_ext(&mut self.frequency_max)),
+            "period" => (10, r.prim(&mut self.period)),
+            "_period" => (10, r.prim_ext(&mut self.period)),
+            "periodMax" => (11, r.prim(&mut self.period_max)),
+            "_periodMax" => (11, r.prim_ext(&mut self.period_max)),
+            "periodUnit" => (12, r.prim(&mut self.period_unit)),
+            "_periodUnit" => (12, r.prim_ext(&mut self.period_unit)),
+            "dayOfWeek" => (13, r.prim_vec(&mut self.day_of_week)),
+            "_dayOfWeek" => (13, r.prim_vec_ext(&mut self.day_of_week)),
+            "timeOfDay" => (14, r.prim_vec(&mut self.time_of_day)),
+            "_timeOfDay" => (14, r.prim_vec_ext(&mut self.time_of_day)),
+            "when" => (15, r.prim_vec(&mut self.when)),
+            "_when" => (15, r.prim_vec_ext(&mut self.when)),
+            "offset" => (16, r.prim(&mut self.offset)),
+            "_offset" => (16, r.prim_ext(&mut self.offset)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -7301,7 +7901,7 @@ impl Object for TimingRepeat {
 /// Base StructureDefinition for TriggerDefinition Type: A description of a triggering event. Triggering events can be named events, data events, or periodic, as determined by the type element.
 ///
 /// FHIR data type `TriggerDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TriggerDefinition {
     /// `TriggerDefinition.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -7345,57 +7945,69 @@ impl TriggerDefinitionTiming {
     }
 }
 
+impl std::fmt::Debug for TriggerDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TriggerDefinition {
     const NAME: &'static str = "TriggerDefinition";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for TriggerDefinition {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "type" => (2, r.prim(&mut self.type_)?),
-            "_type" => (2, r.prim_ext(&mut self.type_)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "type" => (2, r.prim(&mut self.type_)),
+            "_type" => (2, r.prim_ext(&mut self.type_)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
             "timingTiming" => (
                 4,
-                r.choice_object(&mut self.timing, TriggerDefinitionTiming::Timing)?,
+                r.choice_object(&mut self.timing, TriggerDefinitionTiming::Timing),
             ),
             "timingReference" => (
                 4,
-                r.choice_object(&mut self.timing, TriggerDefinitionTiming::Reference)?,
+                r.choice_object(&mut self.timing, TriggerDefinitionTiming::Reference),
             ),
             "timingDate" => (
                 4,
                 r.choice_prim(&mut self.timing, TriggerDefinitionTiming::Date, |e| match e {
                     TriggerDefinitionTiming::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_timingDate" => (
                 4,
                 r.choice_prim_ext(&mut self.timing, TriggerDefinitionTiming::Date, |e| match e {
                     TriggerDefinitionTiming::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "timingDateTime" => (
                 4,
                 r.choice_prim(&mut self.timing, TriggerDefinitionTiming::DateTime, |e| match e {
                     TriggerDefinitionTiming::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_timingDateTime" => (
                 4,
                 r.choice_prim_ext(&mut self.timing, TriggerDefinitionTiming::DateTime, |e| match e {
                     TriggerDefinitionTiming::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "data" => (5, r.objects(&mut self.data)?),
-            "condition" => (6, r.boxed(&mut self.condition)?),
+            "data" => (5, r.objects(&mut self.data)),
+            "condition" => (6, r.boxed(&mut self.condition)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -7429,7 +8041,7 @@ impl Object for TriggerDefinition {
 /// Base StructureDefinition for UsageContext Type: Specifies clinical/business/etc. metadata that can be used to retrieve, index and/or categorize an artifact. This metadata can either be specific to the applicable population (e.g., age category, DRG) or the specific context of care (e.g., venue, care setting, provider of care).
 ///
 /// FHIR data type `UsageContext`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct UsageContext {
     /// `UsageContext.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -7467,23 +8079,35 @@ impl UsageContextValue {
     }
 }
 
+impl std::fmt::Debug for UsageContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for UsageContext {
     const NAME: &'static str = "UsageContext";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for UsageContext {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "code" => (2, r.boxed(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "code" => (2, r.boxed(&mut self.code)),
             "valueCodeableConcept" => (
                 3,
-                r.choice_object(&mut self.value, UsageContextValue::CodeableConcept)?,
+                r.choice_object(&mut self.value, UsageContextValue::CodeableConcept),
             ),
-            "valueQuantity" => (3, r.choice_object(&mut self.value, UsageContextValue::Quantity)?),
-            "valueRange" => (3, r.choice_object(&mut self.value, UsageContextValue::Range)?),
-            "valueReference" => (3, r.choice_object(&mut self.value, UsageContextValue::Reference)?),
+            "valueQuantity" => (3, r.choice_object(&mut self.value, UsageContextValue::Quantity)),
+            "valueRange" => (3, r.choice_object(&mut self.value, UsageContextValue::Range)),
+            "valueReference" => (3, r.choice_object(&mut self.value, UsageContextValue::Reference)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The `Resource` enum: every R4 resource type, dispatched on `resourceType`.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 

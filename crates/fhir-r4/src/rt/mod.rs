@@ -11,11 +11,11 @@ mod write;
 
 pub use decimal::{Decimal, NotADecimal};
 pub use issue::{Error, Issue, IssueKind, Mode};
-pub use object::{FromJson, Object, PrimValue, ToJson};
+pub use object::{FromJson, Members, Object, PrimValue, ToJson};
 pub use primitive::*;
 pub use read::Reader;
 pub use unknown::{Unknown, UnknownMember};
-pub use write::Writer;
+pub use write::{Writer, debug_object};
 
 /// Reads a `T` (a resource, data type or [`Resource`](crate::Resource)) from JSON bytes.
 ///

@@ -4,16 +4,22 @@
 use super::{Decimal, Error, Reader, Unknown, Writer};
 use crate::Resource;
 
-/// A generated struct as a table of fields: read one member by its JSON name, write one field by its index.
+/// A generated struct's identity: its FHIR name and whether it is a resource. The field table itself is
+/// [`Members`], kept apart so that the reader's and writer's drivers take it as `dyn Members` and exist once,
+/// not once per struct (most of this crate's build time is code generation).
 ///
-/// Implemented by the generated code only; the shared drivers in [`Reader`] and [`Writer`] do the rest.
-pub trait Object: Default {
+/// Implemented by the generated code only.
+pub trait Object: Members + Default {
     /// The FHIR type or element path (`Observation`, `Observation.component`).
     const NAME: &'static str;
     /// Whether this is a resource (it has a `resourceType`).
     const RESOURCE: bool = false;
+}
+
+/// A generated struct as a table of fields: read one member by its JSON name, write one field by its index.
+pub trait Members {
     /// How many fields the struct has (the `unknown` map aside).
-    const FIELDS: u16;
+    fn field_count(&self) -> u16;
     /// Reads the member `key`: `None` when no field has that name, else the field's index and whether the
     /// value was accepted (when not, the reader keeps it as an unknown member).
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error>;

@@ -1,7 +1,7 @@
 //! `Primitive<T>`: a FHIR primitive's value with its optional `id` and extensions (the JSON `_field` sibling),
 //! and the aliases the generated models use for each primitive type.
 
-use super::{Decimal, Error, Object, Reader, Unknown, Writer};
+use super::{Decimal, Error, Members, Object, Reader, Unknown, Writer};
 use crate::Extension;
 
 /// A FHIR primitive element: the value (absent when only extensions are sent, as with a data-absent-reason) and
@@ -66,7 +66,7 @@ impl From<&str> for Primitive<String> {
 }
 
 /// The `_field` part of a primitive: its `id` and extensions.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PrimitiveElement {
     /// `Element.id`.
     pub id: Option<String>,
@@ -76,9 +76,20 @@ pub struct PrimitiveElement {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for PrimitiveElement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        super::debug_object(self, f)
+    }
+}
+
 impl Object for PrimitiveElement {
     const NAME: &'static str = "Element";
-    const FIELDS: u16 = 2;
+}
+
+impl Members for PrimitiveElement {
+    fn field_count(&self) -> u16 {
+        2
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
         Ok(Some(match key {
             "id" => (0, r.plain(&mut self.id)?),

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use super::decimal::number_len;
-use super::{Error, Issue, IssueKind, Object, PrimValue, Primitive, PrimitiveElement};
+use super::{Error, Issue, IssueKind, Members, Object, PrimValue, Primitive, PrimitiveElement};
 use crate::Resource;
 
 /// How deep objects and arrays may nest before the reader gives up (real FHIR stays far below).
@@ -424,27 +424,40 @@ impl<'a> Reader<'a> {
     // ---- typed reading, used by the generated code --------------------------------------------------------
 
     /// Reads an object into a new `T`; `None` (and no move) when the value is not an object.
+    #[inline]
     pub(crate) fn read_object<T: Object>(&mut self) -> Result<Option<T>, Error> {
         if self.peek() != Some(b'{') {
             return Ok(None);
         }
+        let mut value = T::default();
+        self.read_members(&mut value, T::NAME, T::RESOURCE)?;
+        Ok(Some(value))
+    }
+
+    /// The one driver for every struct: reads the members of the object here into `value`, keeping what it
+    /// cannot hold as unknown members, then checks the required elements.
+    fn read_members(
+        &mut self,
+        value: &mut dyn Members,
+        name: &'static str,
+        resource: bool,
+    ) -> Result<(), Error> {
         self.enter()?;
         self.pos += 1;
         let root = self.path.is_empty();
         if root {
-            self.path.push(Seg::Root(T::NAME));
+            self.path.push(Seg::Root(name));
         }
-        let mut value = T::default();
         let mut position = 0u16;
         let mut first = true;
         while let Some(key) = self.next_key(&mut first)? {
             self.path.push(Seg::Key(key.raw));
             let start = self.pos;
-            if T::RESOURCE && key.text == "resourceType" {
+            if resource && key.text == "resourceType" {
                 match self.read_string()? {
-                    Some(t) if t == T::NAME => {}
+                    Some(t) if t == name => {}
                     Some(found) => self.issue(IssueKind::ResourceTypeMismatch {
-                        expected: T::NAME,
+                        expected: name,
                         found,
                     }),
                     None => {
@@ -472,7 +485,7 @@ impl<'a> Reader<'a> {
             self.path.pop();
         }
         self.depth -= 1;
-        Ok(Some(value))
+        Ok(())
     }
 
     /// Reads any resource, dispatching on its `resourceType` wherever it stands; `None` when the value is not
@@ -497,19 +510,17 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Runs `element` on each element of the array here (with its index on the path); `false` when the value
+    /// Runs `element` on each element of the array here (with its index on the path; one driver, not one per
+    /// element type); `false` when the value
     /// is not an array or `element` refused one (the caller keeps the whole value as an unknown member).
-    fn array(
-        &mut self,
-        mut element: impl FnMut(&mut Self, usize) -> Result<bool, Error>,
-    ) -> Result<bool, Error> {
+    fn array(&mut self, element: &mut dyn FnMut(&mut Self) -> Result<bool, Error>) -> Result<bool, Error> {
         self.enter()?;
         self.pos += 1;
         let mut first = true;
         let mut index = 0;
         while self.next_element(&mut first)? {
             self.path.push(Seg::Index(index));
-            let ok = element(self, index)?;
+            let ok = element(self)?;
             self.path.pop();
             if !ok {
                 self.depth -= 1;
@@ -591,7 +602,7 @@ impl<'a> Reader<'a> {
             };
         }
         let mut values = Vec::new();
-        let ok = self.array(|r, _| {
+        let ok = self.array(&mut |r| {
             if r.null() {
                 values.push(None);
                 return Ok(true);
@@ -611,7 +622,7 @@ impl<'a> Reader<'a> {
             return Ok(false);
         }
         let mut elements = Vec::new();
-        let ok = self.array(|r, _| {
+        let ok = self.array(&mut |r| {
             if r.null() {
                 elements.push(None);
                 return Ok(true);
@@ -657,7 +668,7 @@ impl<'a> Reader<'a> {
             self.wrong("an array of objects");
             return Ok(false);
         }
-        let ok = self.array(|r, _| match r.read_object::<T>()? {
+        let ok = self.array(&mut |r| match r.read_object::<T>()? {
             Some(v) => {
                 slot.push(v);
                 Ok(true)
@@ -691,7 +702,7 @@ impl<'a> Reader<'a> {
             return Ok(false);
         }
         let before = slot.len();
-        let ok = self.array(|r, _| match r.read_resource()? {
+        let ok = self.array(&mut |r| match r.read_resource()? {
             Some(v) => {
                 slot.push(v);
                 Ok(true)

@@ -1,7 +1,7 @@
 //! `Writer`: compact JSON output for the generated models (fields in FHIR order, unknown members back in
 //! place, `_field` siblings and their `null`s where the model has primitive extensions).
 
-use super::{Object, PrimValue, Primitive};
+use super::{Members, Object, PrimValue, Primitive};
 use crate::Resource;
 
 /// Writes one JSON document (used by the generated code; see [`crate::to_vec`]).
@@ -112,23 +112,30 @@ impl Writer {
 
     /// An object: `resourceType` first for resources, then the fields in FHIR order with unknown members where
     /// they stood.
+    #[inline]
     pub(crate) fn write_object<T: Object>(&mut self, value: &T) {
+        self.write_members(value, if T::RESOURCE { Some(T::NAME) } else { None });
+    }
+
+    /// The one driver for every struct.
+    pub(crate) fn write_members(&mut self, value: &dyn Members, resource_type: Option<&'static str>) {
         self.begin(b'{');
-        if T::RESOURCE {
+        if let Some(name) = resource_type {
             self.key("resourceType");
-            self.string(T::NAME);
+            self.string(name);
         }
+        let fields = value.field_count();
         let unknown = value.unknown();
         if unknown.is_empty() {
-            for i in 0..T::FIELDS {
+            for i in 0..fields {
                 value.write_field(i, self);
             }
         } else {
-            for i in 0..T::FIELDS {
+            for i in 0..fields {
                 unknown.write_at(i, self);
                 value.write_field(i, self);
             }
-            unknown.write_at(T::FIELDS, self);
+            unknown.write_at(fields, self);
         }
         self.end(b'}');
     }
@@ -233,5 +240,40 @@ impl Writer {
             }
             self.end(b']');
         }
+    }
+}
+
+/// `Debug` for the generated structs: the type name and the compact JSON of what is present
+/// (`Coding {"system":"http://loinc.org","code":"8867-4"}`), instead of every absent field.
+pub fn debug_object<T: Object>(value: &T, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    debug_members(value, T::NAME, T::RESOURCE, f)
+}
+
+fn debug_members(
+    value: &dyn Members,
+    name: &'static str,
+    resource: bool,
+    f: &mut std::fmt::Formatter<'_>,
+) -> std::fmt::Result {
+    let mut w = Writer::default();
+    w.write_members(value, resource.then_some(name));
+    write!(f, "{name} {}", String::from_utf8_lossy(&w.out))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Coding, Primitive};
+
+    #[test]
+    fn debug_shows_the_type_and_what_is_present() {
+        let coding = Coding {
+            system: Some(Primitive::from("http://loinc.org")),
+            code: Some(Primitive::from("8867-4")),
+            ..Coding::default()
+        };
+        assert_eq!(
+            format!("{coding:?}"),
+            r#"Coding {"system":"http://loinc.org","code":"8867-4"}"#
+        );
     }
 }

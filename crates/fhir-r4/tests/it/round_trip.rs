@@ -85,3 +85,39 @@ fn an_observation_fits_in_a_kilobyte() {
     println!("size_of: Observation {obs} B, Patient {patient} B, Bundle {bundle} B");
     assert!(obs <= 1024, "Observation is {obs} bytes");
 }
+
+/// Beyond CI: every JSON example of npm `hl7.fhir.r4.examples@4.0.1`, unpacked into `$FHIR_R4_NPM_EXAMPLES`
+/// by `crates/fhir-r4/npm-examples` (which runs this test).
+#[test]
+#[ignore = "needs the npm package; run crates/fhir-r4/npm-examples"]
+fn every_npm_example_round_trips_strictly() {
+    let dir = PathBuf::from(std::env::var_os("FHIR_R4_NPM_EXAMPLES").expect("set FHIR_R4_NPM_EXAMPLES"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("the examples directory reads")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n != "package.json" && n != ".index.json")
+        })
+        .collect();
+    files.sort();
+    let mut failures = Vec::new();
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Err(e) = round_trip(&text) {
+            failures.push(format!("{}: {e}", path.display()));
+        }
+    }
+    println!(
+        "round trip (npm hl7.fhir.r4.examples 4.0.1): {}/{}",
+        files.len() - failures.len(),
+        files.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failed, first ones:\n{}",
+        failures.len(),
+        failures[..failures.len().min(15)].join("\n")
+    );
+}

@@ -4,7 +4,7 @@
 //! The R4 `Account` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A financial tool for tracking value accrued for a particular purpose.  In the healthcare field, used to track charges for a patient, cost centers, etc.
 ///
 /// FHIR resource `Account`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Account {
     /// `Account.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -57,38 +57,50 @@ pub struct Account {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Account {
     const NAME: &'static str = "Account";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 19;
+}
+
+impl Members for Account {
+    fn field_count(&self) -> u16 {
+        19
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "type" => (10, r.boxed(&mut self.type_)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "subject" => (12, r.objects(&mut self.subject)?),
-            "servicePeriod" => (13, r.boxed(&mut self.service_period)?),
-            "coverage" => (14, r.objects(&mut self.coverage)?),
-            "owner" => (15, r.boxed(&mut self.owner)?),
-            "description" => (16, r.prim(&mut self.description)?),
-            "_description" => (16, r.prim_ext(&mut self.description)?),
-            "guarantor" => (17, r.objects(&mut self.guarantor)?),
-            "partOf" => (18, r.boxed(&mut self.part_of)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "type" => (10, r.boxed(&mut self.type_)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "subject" => (12, r.objects(&mut self.subject)),
+            "servicePeriod" => (13, r.boxed(&mut self.service_period)),
+            "coverage" => (14, r.objects(&mut self.coverage)),
+            "owner" => (15, r.boxed(&mut self.owner)),
+            "description" => (16, r.prim(&mut self.description)),
+            "_description" => (16, r.prim_ext(&mut self.description)),
+            "guarantor" => (17, r.objects(&mut self.guarantor)),
+            "partOf" => (18, r.boxed(&mut self.part_of)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -128,7 +140,7 @@ impl Object for Account {
 /// The party(s) that are responsible for covering the payment of this account, and what order should they be applied to the account
 ///
 /// FHIR element `Account.coverage`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct AccountCoverage {
     /// `Account.coverage.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -144,19 +156,31 @@ pub struct AccountCoverage {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for AccountCoverage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for AccountCoverage {
     const NAME: &'static str = "Account.coverage";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for AccountCoverage {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "coverage" => (3, r.boxed(&mut self.coverage)?),
-            "priority" => (4, r.prim(&mut self.priority)?),
-            "_priority" => (4, r.prim_ext(&mut self.priority)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "coverage" => (3, r.boxed(&mut self.coverage)),
+            "priority" => (4, r.prim(&mut self.priority)),
+            "_priority" => (4, r.prim_ext(&mut self.priority)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -182,7 +206,7 @@ impl Object for AccountCoverage {
 /// The parties ultimately responsible for balancing the Account
 ///
 /// FHIR element `Account.guarantor`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct AccountGuarantor {
     /// `Account.guarantor.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -200,20 +224,32 @@ pub struct AccountGuarantor {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for AccountGuarantor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for AccountGuarantor {
     const NAME: &'static str = "Account.guarantor";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for AccountGuarantor {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "party" => (3, r.boxed(&mut self.party)?),
-            "onHold" => (4, r.prim(&mut self.on_hold)?),
-            "_onHold" => (4, r.prim_ext(&mut self.on_hold)?),
-            "period" => (5, r.boxed(&mut self.period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "party" => (3, r.boxed(&mut self.party)),
+            "onHold" => (4, r.prim(&mut self.on_hold)),
+            "_onHold" => (4, r.prim_ext(&mut self.on_hold)),
+            "period" => (5, r.boxed(&mut self.period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `ActivityDefinition` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// This resource allows for the definition of some activity to be performed, independent of a particular patient, practitioner, or other performance context.
 ///
 /// FHIR resource `ActivityDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ActivityDefinition {
     /// `ActivityDefinition.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -193,87 +193,98 @@ impl ActivityDefinitionProduct {
     }
 }
 
+impl std::fmt::Debug for ActivityDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ActivityDefinition {
     const NAME: &'static str = "ActivityDefinition";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 54;
+}
+
+impl Members for ActivityDefinition {
+    fn field_count(&self) -> u16 {
+        54
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "subtitle" => (13, r.prim(&mut self.subtitle)?),
-            "_subtitle" => (13, r.prim_ext(&mut self.subtitle)?),
-            "status" => (14, r.prim(&mut self.status)?),
-            "_status" => (14, r.prim_ext(&mut self.status)?),
-            "experimental" => (15, r.prim(&mut self.experimental)?),
-            "_experimental" => (15, r.prim_ext(&mut self.experimental)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "subtitle" => (13, r.prim(&mut self.subtitle)),
+            "_subtitle" => (13, r.prim_ext(&mut self.subtitle)),
+            "status" => (14, r.prim(&mut self.status)),
+            "_status" => (14, r.prim_ext(&mut self.status)),
+            "experimental" => (15, r.prim(&mut self.experimental)),
+            "_experimental" => (15, r.prim_ext(&mut self.experimental)),
             "subjectCodeableConcept" => (
                 16,
-                r.choice_object(&mut self.subject, ActivityDefinitionSubject::CodeableConcept)?,
+                r.choice_object(&mut self.subject, ActivityDefinitionSubject::CodeableConcept),
             ),
             "subjectReference" => (
                 16,
-                r.choice_object(&mut self.subject, ActivityDefinitionSubject::Reference)?,
+                r.choice_object(&mut self.subject, ActivityDefinitionSubject::Reference),
             ),
-            "date" => (17, r.prim(&mut self.date)?),
-            "_date" => (17, r.prim_ext(&mut self.date)?),
-            "publisher" => (18, r.prim(&mut self.publisher)?),
-            "_publisher" => (18, r.prim_ext(&mut self.publisher)?),
-            "contact" => (19, r.objects(&mut self.contact)?),
-            "description" => (20, r.prim(&mut self.description)?),
-            "_description" => (20, r.prim_ext(&mut self.description)?),
-            "useContext" => (21, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (22, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (23, r.prim(&mut self.purpose)?),
-            "_purpose" => (23, r.prim_ext(&mut self.purpose)?),
-            "usage" => (24, r.prim(&mut self.usage)?),
-            "_usage" => (24, r.prim_ext(&mut self.usage)?),
-            "copyright" => (25, r.prim(&mut self.copyright)?),
-            "_copyright" => (25, r.prim_ext(&mut self.copyright)?),
-            "approvalDate" => (26, r.prim(&mut self.approval_date)?),
-            "_approvalDate" => (26, r.prim_ext(&mut self.approval_date)?),
-            "lastReviewDate" => (27, r.prim(&mut self.last_review_date)?),
-            "_lastReviewDate" => (27, r.prim_ext(&mut self.last_review_date)?),
-            "effectivePeriod" => (28, r.boxed(&mut self.effective_period)?),
-            "topic" => (29, r.objects(&mut self.topic)?),
-            "author" => (30, r.objects(&mut self.author)?),
-            "editor" => (31, r.objects(&mut self.editor)?),
-            "reviewer" => (32, r.objects(&mut self.reviewer)?),
-            "endorser" => (33, r.objects(&mut self.endorser)?),
-            "relatedArtifact" => (34, r.objects(&mut self.related_artifact)?),
-            "library" => (35, r.prim_vec(&mut self.library)?),
-            "_library" => (35, r.prim_vec_ext(&mut self.library)?),
-            "kind" => (36, r.prim(&mut self.kind)?),
-            "_kind" => (36, r.prim_ext(&mut self.kind)?),
-            "profile" => (37, r.prim(&mut self.profile)?),
-            "_profile" => (37, r.prim_ext(&mut self.profile)?),
-            "code" => (38, r.boxed(&mut self.code)?),
-            "intent" => (39, r.prim(&mut self.intent)?),
-            "_intent" => (39, r.prim_ext(&mut self.intent)?),
-            "priority" => (40, r.prim(&mut self.priority)?),
-            "_priority" => (40, r.prim_ext(&mut self.priority)?),
-            "doNotPerform" => (41, r.prim(&mut self.do_not_perform)?),
-            "_doNotPerform" => (41, r.prim_ext(&mut self.do_not_perform)?),
+            "date" => (17, r.prim(&mut self.date)),
+            "_date" => (17, r.prim_ext(&mut self.date)),
+            "publisher" => (18, r.prim(&mut self.publisher)),
+            "_publisher" => (18, r.prim_ext(&mut self.publisher)),
+            "contact" => (19, r.objects(&mut self.contact)),
+            "description" => (20, r.prim(&mut self.description)),
+            "_description" => (20, r.prim_ext(&mut self.description)),
+            "useContext" => (21, r.objects(&mut self.use_context)),
+            "jurisdiction" => (22, r.objects(&mut self.jurisdiction)),
+            "purpose" => (23, r.prim(&mut self.purpose)),
+            "_purpose" => (23, r.prim_ext(&mut self.purpose)),
+            "usage" => (24, r.prim(&mut self.usage)),
+            "_usage" => (24, r.prim_ext(&mut self.usage)),
+            "copyright" => (25, r.prim(&mut self.copyright)),
+            "_copyright" => (25, r.prim_ext(&mut self.copyright)),
+            "approvalDate" => (26, r.prim(&mut self.approval_date)),
+            "_approvalDate" => (26, r.prim_ext(&mut self.approval_date)),
+            "lastReviewDate" => (27, r.prim(&mut self.last_review_date)),
+            "_lastReviewDate" => (27, r.prim_ext(&mut self.last_review_date)),
+            "effectivePeriod" => (28, r.boxed(&mut self.effective_period)),
+            "topic" => (29, r.objects(&mut self.topic)),
+            "author" => (30, r.objects(&mut self.author)),
+            "editor" => (31, r.objects(&mut self.editor)),
+            "reviewer" => (32, r.objects(&mut self.reviewer)),
+            "endorser" => (33, r.objects(&mut self.endorser)),
+            "relatedArtifact" => (34, r.objects(&mut self.related_artifact)),
+            "library" => (35, r.prim_vec(&mut self.library)),
+            "_library" => (35, r.prim_vec_ext(&mut self.library)),
+            "kind" => (36, r.prim(&mut self.kind)),
+            "_kind" => (36, r.prim_ext(&mut self.kind)),
+            "profile" => (37, r.prim(&mut self.profile)),
+            "_profile" => (37, r.prim_ext(&mut self.profile)),
+            "code" => (38, r.boxed(&mut self.code)),
+            "intent" => (39, r.prim(&mut self.intent)),
+            "_intent" => (39, r.prim_ext(&mut self.intent)),
+            "priority" => (40, r.prim(&mut self.priority)),
+            "_priority" => (40, r.prim_ext(&mut self.priority)),
+            "doNotPerform" => (41, r.prim(&mut self.do_not_perform)),
+            "_doNotPerform" => (41, r.prim_ext(&mut self.do_not_perform)),
             "timingTiming" => (
                 42,
-                r.choice_object(&mut self.timing, ActivityDefinitionTiming::Timing)?,
+                r.choice_object(&mut self.timing, ActivityDefinitionTiming::Timing),
             ),
             "timingDateTime" => (
                 42,
@@ -284,7 +295,7 @@ impl Object for ActivityDefinition {
                         ActivityDefinitionTiming::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_timingDateTime" => (
                 42,
@@ -295,45 +306,46 @@ impl Object for ActivityDefinition {
                         ActivityDefinitionTiming::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "timingAge" => (
                 42,
-                r.choice_object(&mut self.timing, ActivityDefinitionTiming::Age)?,
+                r.choice_object(&mut self.timing, ActivityDefinitionTiming::Age),
             ),
             "timingPeriod" => (
                 42,
-                r.choice_object(&mut self.timing, ActivityDefinitionTiming::Period)?,
+                r.choice_object(&mut self.timing, ActivityDefinitionTiming::Period),
             ),
             "timingRange" => (
                 42,
-                r.choice_object(&mut self.timing, ActivityDefinitionTiming::Range)?,
+                r.choice_object(&mut self.timing, ActivityDefinitionTiming::Range),
             ),
             "timingDuration" => (
                 42,
-                r.choice_object(&mut self.timing, ActivityDefinitionTiming::Duration)?,
+                r.choice_object(&mut self.timing, ActivityDefinitionTiming::Duration),
             ),
-            "location" => (43, r.boxed(&mut self.location)?),
-            "participant" => (44, r.objects(&mut self.participant)?),
+            "location" => (43, r.boxed(&mut self.location)),
+            "participant" => (44, r.objects(&mut self.participant)),
             "productReference" => (
                 45,
-                r.choice_object(&mut self.product, ActivityDefinitionProduct::Reference)?,
+                r.choice_object(&mut self.product, ActivityDefinitionProduct::Reference),
             ),
             "productCodeableConcept" => (
                 45,
-                r.choice_object(&mut self.product, ActivityDefinitionProduct::CodeableConcept)?,
+                r.choice_object(&mut self.product, ActivityDefinitionProduct::CodeableConcept),
             ),
-            "quantity" => (46, r.boxed(&mut self.quantity)?),
-            "dosage" => (47, r.objects(&mut self.dosage)?),
-            "bodySite" => (48, r.objects(&mut self.body_site)?),
-            "specimenRequirement" => (49, r.objects(&mut self.specimen_requirement)?),
-            "observationRequirement" => (50, r.objects(&mut self.observation_requirement)?),
-            "observationResultRequirement" => (51, r.objects(&mut self.observation_result_requirement)?),
-            "transform" => (52, r.prim(&mut self.transform)?),
-            "_transform" => (52, r.prim_ext(&mut self.transform)?),
-            "dynamicValue" => (53, r.objects(&mut self.dynamic_value)?),
+            "quantity" => (46, r.boxed(&mut self.quantity)),
+            "dosage" => (47, r.objects(&mut self.dosage)),
+            "bodySite" => (48, r.objects(&mut self.body_site)),
+            "specimenRequirement" => (49, r.objects(&mut self.specimen_requirement)),
+            "observationRequirement" => (50, r.objects(&mut self.observation_requirement)),
+            "observationResultRequirement" => (51, r.objects(&mut self.observation_result_requirement)),
+            "transform" => (52, r.prim(&mut self.transform)),
+            "_transform" => (52, r.prim_ext(&mut self.transform)),
+            "dynamicValue" => (53, r.objects(&mut self.dynamic_value)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -423,7 +435,7 @@ impl Object for ActivityDefinition {
 /// Who should participate in the action
 ///
 /// FHIR element `ActivityDefinition.participant`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ActivityDefinitionParticipant {
     /// `ActivityDefinition.participant.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -439,19 +451,31 @@ pub struct ActivityDefinitionParticipant {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ActivityDefinitionParticipant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ActivityDefinitionParticipant {
     const NAME: &'static str = "ActivityDefinition.participant";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ActivityDefinitionParticipant {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "role" => (4, r.boxed(&mut self.role)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "role" => (4, r.boxed(&mut self.role)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -477,7 +501,7 @@ impl Object for ActivityDefinitionParticipant {
 /// Dynamic aspects of the definition
 ///
 /// FHIR element `ActivityDefinition.dynamicValue`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ActivityDefinitionDynamicValue {
     /// `ActivityDefinition.dynamicValue.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -493,19 +517,31 @@ pub struct ActivityDefinitionDynamicValue {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ActivityDefinitionDynamicValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ActivityDefinitionDynamicValue {
     const NAME: &'static str = "ActivityDefinition.dynamicValue";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ActivityDefinitionDynamicValue {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "path" => (3, r.prim(&mut self.path)?),
-            "_path" => (3, r.prim_ext(&mut self.path)?),
-            "expression" => (4, r.boxed(&mut self.expression)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "path" => (3, r.prim(&mut self.path)),
+            "_path" => (3, r.prim_ext(&mut self.path)),
+            "expression" => (4, r.boxed(&mut self.expression)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `AdverseEvent` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Actual or  potential/avoided event causing unintended physical injury resulting from or contributed to by medical care, a research study or other healthcare setting factors that requires additional monitoring, treatment, or hospitalization, or that results in death.
 ///
 /// FHIR resource `AdverseEvent`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct AdverseEvent {
     /// `AdverseEvent.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -75,48 +75,60 @@ pub struct AdverseEvent {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for AdverseEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for AdverseEvent {
     const NAME: &'static str = "AdverseEvent";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 28;
+}
+
+impl Members for AdverseEvent {
+    fn field_count(&self) -> u16 {
+        28
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.boxed(&mut self.identifier)?),
-            "actuality" => (9, r.prim(&mut self.actuality)?),
-            "_actuality" => (9, r.prim_ext(&mut self.actuality)?),
-            "category" => (10, r.objects(&mut self.category)?),
-            "event" => (11, r.boxed(&mut self.event)?),
-            "subject" => (12, r.boxed(&mut self.subject)?),
-            "encounter" => (13, r.boxed(&mut self.encounter)?),
-            "date" => (14, r.prim(&mut self.date)?),
-            "_date" => (14, r.prim_ext(&mut self.date)?),
-            "detected" => (15, r.prim(&mut self.detected)?),
-            "_detected" => (15, r.prim_ext(&mut self.detected)?),
-            "recordedDate" => (16, r.prim(&mut self.recorded_date)?),
-            "_recordedDate" => (16, r.prim_ext(&mut self.recorded_date)?),
-            "resultingCondition" => (17, r.objects(&mut self.resulting_condition)?),
-            "location" => (18, r.boxed(&mut self.location)?),
-            "seriousness" => (19, r.boxed(&mut self.seriousness)?),
-            "severity" => (20, r.boxed(&mut self.severity)?),
-            "outcome" => (21, r.boxed(&mut self.outcome)?),
-            "recorder" => (22, r.boxed(&mut self.recorder)?),
-            "contributor" => (23, r.objects(&mut self.contributor)?),
-            "suspectEntity" => (24, r.objects(&mut self.suspect_entity)?),
-            "subjectMedicalHistory" => (25, r.objects(&mut self.subject_medical_history)?),
-            "referenceDocument" => (26, r.objects(&mut self.reference_document)?),
-            "study" => (27, r.objects(&mut self.study)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.boxed(&mut self.identifier)),
+            "actuality" => (9, r.prim(&mut self.actuality)),
+            "_actuality" => (9, r.prim_ext(&mut self.actuality)),
+            "category" => (10, r.objects(&mut self.category)),
+            "event" => (11, r.boxed(&mut self.event)),
+            "subject" => (12, r.boxed(&mut self.subject)),
+            "encounter" => (13, r.boxed(&mut self.encounter)),
+            "date" => (14, r.prim(&mut self.date)),
+            "_date" => (14, r.prim_ext(&mut self.date)),
+            "detected" => (15, r.prim(&mut self.detected)),
+            "_detected" => (15, r.prim_ext(&mut self.detected)),
+            "recordedDate" => (16, r.prim(&mut self.recorded_date)),
+            "_recordedDate" => (16, r.prim_ext(&mut self.recorded_date)),
+            "resultingCondition" => (17, r.objects(&mut self.resulting_condition)),
+            "location" => (18, r.boxed(&mut self.location)),
+            "seriousness" => (19, r.boxed(&mut self.seriousness)),
+            "severity" => (20, r.boxed(&mut self.severity)),
+            "outcome" => (21, r.boxed(&mut self.outcome)),
+            "recorder" => (22, r.boxed(&mut self.recorder)),
+            "contributor" => (23, r.objects(&mut self.contributor)),
+            "suspectEntity" => (24, r.objects(&mut self.suspect_entity)),
+            "subjectMedicalHistory" => (25, r.objects(&mut self.subject_medical_history)),
+            "referenceDocument" => (26, r.objects(&mut self.reference_document)),
+            "study" => (27, r.objects(&mut self.study)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -166,7 +178,7 @@ impl Object for AdverseEvent {
 /// The suspected agent causing the adverse event
 ///
 /// FHIR element `AdverseEvent.suspectEntity`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct AdverseEventSuspectEntity {
     /// `AdverseEvent.suspectEntity.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -182,18 +194,30 @@ pub struct AdverseEventSuspectEntity {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for AdverseEventSuspectEntity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for AdverseEventSuspectEntity {
     const NAME: &'static str = "AdverseEvent.suspectEntity";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for AdverseEventSuspectEntity {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "instance" => (3, r.boxed(&mut self.instance)?),
-            "causality" => (4, r.objects(&mut self.causality)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "instance" => (3, r.boxed(&mut self.instance)),
+            "causality" => (4, r.objects(&mut self.causality)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -219,7 +243,7 @@ impl Object for AdverseEventSuspectEntity {
 /// Information on the possible cause of the event
 ///
 /// FHIR element `AdverseEvent.suspectEntity.causality`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct AdverseEventSuspectEntityCausality {
     /// `AdverseEvent.suspectEntity.causality.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -239,21 +263,33 @@ pub struct AdverseEventSuspectEntityCausality {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for AdverseEventSuspectEntityCausality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for AdverseEventSuspectEntityCausality {
     const NAME: &'static str = "AdverseEvent.suspectEntity.causality";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for AdverseEventSuspectEntityCausality {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "assessment" => (3, r.boxed(&mut self.assessment)?),
-            "productRelatedness" => (4, r.prim(&mut self.product_relatedness)?),
-            "_productRelatedness" => (4, r.prim_ext(&mut self.product_relatedness)?),
-            "author" => (5, r.boxed(&mut self.author)?),
-            "method" => (6, r.boxed(&mut self.method)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "assessment" => (3, r.boxed(&mut self.assessment)),
+            "productRelatedness" => (4, r.prim(&mut self.product_relatedness)),
+            "_productRelatedness" => (4, r.prim_ext(&mut self.product_relatedness)),
+            "author" => (5, r.boxed(&mut self.author)),
+            "method" => (6, r.boxed(&mut self.method)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `AllergyIntolerance` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Risk of harmful or undesirable, physiological response which is unique to an individual and associated with exposure to a substance.
 ///
 /// FHIR resource `AllergyIntolerance`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct AllergyIntolerance {
     /// `AllergyIntolerance.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -94,84 +94,93 @@ impl AllergyIntoleranceOnset {
     }
 }
 
+impl std::fmt::Debug for AllergyIntolerance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for AllergyIntolerance {
     const NAME: &'static str = "AllergyIntolerance";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 24;
+}
+
+impl Members for AllergyIntolerance {
+    fn field_count(&self) -> u16 {
+        24
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "clinicalStatus" => (9, r.boxed(&mut self.clinical_status)?),
-            "verificationStatus" => (10, r.boxed(&mut self.verification_status)?),
-            "type" => (11, r.prim(&mut self.type_)?),
-            "_type" => (11, r.prim_ext(&mut self.type_)?),
-            "category" => (12, r.prim_vec(&mut self.category)?),
-            "_category" => (12, r.prim_vec_ext(&mut self.category)?),
-            "criticality" => (13, r.prim(&mut self.criticality)?),
-            "_criticality" => (13, r.prim_ext(&mut self.criticality)?),
-            "code" => (14, r.boxed(&mut self.code)?),
-            "patient" => (15, r.boxed(&mut self.patient)?),
-            "encounter" => (16, r.boxed(&mut self.encounter)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "clinicalStatus" => (9, r.boxed(&mut self.clinical_status)),
+            "verificationStatus" => (10, r.boxed(&mut self.verification_status)),
+            "type" => (11, r.prim(&mut self.type_)),
+            "_type" => (11, r.prim_ext(&mut self.type_)),
+            "category" => (12, r.prim_vec(&mut self.category)),
+            "_category" => (12, r.prim_vec_ext(&mut self.category)),
+            "criticality" => (13, r.prim(&mut self.criticality)),
+            "_criticality" => (13, r.prim_ext(&mut self.criticality)),
+            "code" => (14, r.boxed(&mut self.code)),
+            "patient" => (15, r.boxed(&mut self.patient)),
+            "encounter" => (16, r.boxed(&mut self.encounter)),
             "onsetDateTime" => (
                 17,
                 r.choice_prim(&mut self.onset, AllergyIntoleranceOnset::DateTime, |e| match e {
                     AllergyIntoleranceOnset::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_onsetDateTime" => (
                 17,
                 r.choice_prim_ext(&mut self.onset, AllergyIntoleranceOnset::DateTime, |e| match e {
                     AllergyIntoleranceOnset::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "onsetAge" => (
-                17,
-                r.choice_object(&mut self.onset, AllergyIntoleranceOnset::Age)?,
-            ),
+            "onsetAge" => (17, r.choice_object(&mut self.onset, AllergyIntoleranceOnset::Age)),
             "onsetPeriod" => (
                 17,
-                r.choice_object(&mut self.onset, AllergyIntoleranceOnset::Period)?,
+                r.choice_object(&mut self.onset, AllergyIntoleranceOnset::Period),
             ),
             "onsetRange" => (
                 17,
-                r.choice_object(&mut self.onset, AllergyIntoleranceOnset::Range)?,
+                r.choice_object(&mut self.onset, AllergyIntoleranceOnset::Range),
             ),
             "onsetString" => (
                 17,
                 r.choice_prim(&mut self.onset, AllergyIntoleranceOnset::String, |e| match e {
                     AllergyIntoleranceOnset::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_onsetString" => (
                 17,
                 r.choice_prim_ext(&mut self.onset, AllergyIntoleranceOnset::String, |e| match e {
                     AllergyIntoleranceOnset::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "recordedDate" => (18, r.prim(&mut self.recorded_date)?),
-            "_recordedDate" => (18, r.prim_ext(&mut self.recorded_date)?),
-            "recorder" => (19, r.boxed(&mut self.recorder)?),
-            "asserter" => (20, r.boxed(&mut self.asserter)?),
-            "lastOccurrence" => (21, r.prim(&mut self.last_occurrence)?),
-            "_lastOccurrence" => (21, r.prim_ext(&mut self.last_occurrence)?),
-            "note" => (22, r.objects(&mut self.note)?),
-            "reaction" => (23, r.objects(&mut self.reaction)?),
+            "recordedDate" => (18, r.prim(&mut self.recorded_date)),
+            "_recordedDate" => (18, r.prim_ext(&mut self.recorded_date)),
+            "recorder" => (19, r.boxed(&mut self.recorder)),
+            "asserter" => (20, r.boxed(&mut self.asserter)),
+            "lastOccurrence" => (21, r.prim(&mut self.last_occurrence)),
+            "_lastOccurrence" => (21, r.prim_ext(&mut self.last_occurrence)),
+            "note" => (22, r.objects(&mut self.note)),
+            "reaction" => (23, r.objects(&mut self.reaction)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -220,7 +229,7 @@ impl Object for AllergyIntolerance {
 /// Adverse Reaction Events linked to exposure to substance
 ///
 /// FHIR element `AllergyIntolerance.reaction`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct AllergyIntoleranceReaction {
     /// `AllergyIntolerance.reaction.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -246,26 +255,38 @@ pub struct AllergyIntoleranceReaction {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for AllergyIntoleranceReaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for AllergyIntoleranceReaction {
     const NAME: &'static str = "AllergyIntolerance.reaction";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for AllergyIntoleranceReaction {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "substance" => (3, r.boxed(&mut self.substance)?),
-            "manifestation" => (4, r.objects(&mut self.manifestation)?),
-            "description" => (5, r.prim(&mut self.description)?),
-            "_description" => (5, r.prim_ext(&mut self.description)?),
-            "onset" => (6, r.prim(&mut self.onset)?),
-            "_onset" => (6, r.prim_ext(&mut self.onset)?),
-            "severity" => (7, r.prim(&mut self.severity)?),
-            "_severity" => (7, r.prim_ext(&mut self.severity)?),
-            "exposureRoute" => (8, r.boxed(&mut self.exposure_route)?),
-            "note" => (9, r.objects(&mut self.note)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "substance" => (3, r.boxed(&mut self.substance)),
+            "manifestation" => (4, r.objects(&mut self.manifestation)),
+            "description" => (5, r.prim(&mut self.description)),
+            "_description" => (5, r.prim_ext(&mut self.description)),
+            "onset" => (6, r.prim(&mut self.onset)),
+            "_onset" => (6, r.prim_ext(&mut self.onset)),
+            "severity" => (7, r.prim(&mut self.severity)),
+            "_severity" => (7, r.prim_ext(&mut self.severity)),
+            "exposureRoute" => (8, r.boxed(&mut self.exposure_route)),
+            "note" => (9, r.objects(&mut self.note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

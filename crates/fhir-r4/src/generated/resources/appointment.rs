@@ -4,7 +4,7 @@
 //! The R4 `Appointment` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A booking of a healthcare event among patient(s), practitioner(s), related person(s) and/or device(s) for a specific date/time. This may result in one or more Encounter(s).
 ///
 /// FHIR resource `Appointment`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Appointment {
     /// `Appointment.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -79,55 +79,67 @@ pub struct Appointment {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Appointment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Appointment {
     const NAME: &'static str = "Appointment";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 30;
+}
+
+impl Members for Appointment {
+    fn field_count(&self) -> u16 {
+        30
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "cancelationReason" => (10, r.boxed(&mut self.cancelation_reason)?),
-            "serviceCategory" => (11, r.objects(&mut self.service_category)?),
-            "serviceType" => (12, r.objects(&mut self.service_type)?),
-            "specialty" => (13, r.objects(&mut self.specialty)?),
-            "appointmentType" => (14, r.boxed(&mut self.appointment_type)?),
-            "reasonCode" => (15, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (16, r.objects(&mut self.reason_reference)?),
-            "priority" => (17, r.prim(&mut self.priority)?),
-            "_priority" => (17, r.prim_ext(&mut self.priority)?),
-            "description" => (18, r.prim(&mut self.description)?),
-            "_description" => (18, r.prim_ext(&mut self.description)?),
-            "supportingInformation" => (19, r.objects(&mut self.supporting_information)?),
-            "start" => (20, r.prim(&mut self.start)?),
-            "_start" => (20, r.prim_ext(&mut self.start)?),
-            "end" => (21, r.prim(&mut self.end)?),
-            "_end" => (21, r.prim_ext(&mut self.end)?),
-            "minutesDuration" => (22, r.prim(&mut self.minutes_duration)?),
-            "_minutesDuration" => (22, r.prim_ext(&mut self.minutes_duration)?),
-            "slot" => (23, r.objects(&mut self.slot)?),
-            "created" => (24, r.prim(&mut self.created)?),
-            "_created" => (24, r.prim_ext(&mut self.created)?),
-            "comment" => (25, r.prim(&mut self.comment)?),
-            "_comment" => (25, r.prim_ext(&mut self.comment)?),
-            "patientInstruction" => (26, r.prim(&mut self.patient_instruction)?),
-            "_patientInstruction" => (26, r.prim_ext(&mut self.patient_instruction)?),
-            "basedOn" => (27, r.objects(&mut self.based_on)?),
-            "participant" => (28, r.objects(&mut self.participant)?),
-            "requestedPeriod" => (29, r.objects(&mut self.requested_period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "cancelationReason" => (10, r.boxed(&mut self.cancelation_reason)),
+            "serviceCategory" => (11, r.objects(&mut self.service_category)),
+            "serviceType" => (12, r.objects(&mut self.service_type)),
+            "specialty" => (13, r.objects(&mut self.specialty)),
+            "appointmentType" => (14, r.boxed(&mut self.appointment_type)),
+            "reasonCode" => (15, r.objects(&mut self.reason_code)),
+            "reasonReference" => (16, r.objects(&mut self.reason_reference)),
+            "priority" => (17, r.prim(&mut self.priority)),
+            "_priority" => (17, r.prim_ext(&mut self.priority)),
+            "description" => (18, r.prim(&mut self.description)),
+            "_description" => (18, r.prim_ext(&mut self.description)),
+            "supportingInformation" => (19, r.objects(&mut self.supporting_information)),
+            "start" => (20, r.prim(&mut self.start)),
+            "_start" => (20, r.prim_ext(&mut self.start)),
+            "end" => (21, r.prim(&mut self.end)),
+            "_end" => (21, r.prim_ext(&mut self.end)),
+            "minutesDuration" => (22, r.prim(&mut self.minutes_duration)),
+            "_minutesDuration" => (22, r.prim_ext(&mut self.minutes_duration)),
+            "slot" => (23, r.objects(&mut self.slot)),
+            "created" => (24, r.prim(&mut self.created)),
+            "_created" => (24, r.prim_ext(&mut self.created)),
+            "comment" => (25, r.prim(&mut self.comment)),
+            "_comment" => (25, r.prim_ext(&mut self.comment)),
+            "patientInstruction" => (26, r.prim(&mut self.patient_instruction)),
+            "_patientInstruction" => (26, r.prim_ext(&mut self.patient_instruction)),
+            "basedOn" => (27, r.objects(&mut self.based_on)),
+            "participant" => (28, r.objects(&mut self.participant)),
+            "requestedPeriod" => (29, r.objects(&mut self.requested_period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -179,7 +191,7 @@ impl Object for Appointment {
 /// Participants involved in appointment
 ///
 /// FHIR element `Appointment.participant`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct AppointmentParticipant {
     /// `Appointment.participant.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -201,23 +213,35 @@ pub struct AppointmentParticipant {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for AppointmentParticipant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for AppointmentParticipant {
     const NAME: &'static str = "Appointment.participant";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for AppointmentParticipant {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.objects(&mut self.type_)?),
-            "actor" => (4, r.boxed(&mut self.actor)?),
-            "required" => (5, r.prim(&mut self.required)?),
-            "_required" => (5, r.prim_ext(&mut self.required)?),
-            "status" => (6, r.prim(&mut self.status)?),
-            "_status" => (6, r.prim_ext(&mut self.status)?),
-            "period" => (7, r.boxed(&mut self.period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.objects(&mut self.type_)),
+            "actor" => (4, r.boxed(&mut self.actor)),
+            "required" => (5, r.prim(&mut self.required)),
+            "_required" => (5, r.prim_ext(&mut self.required)),
+            "status" => (6, r.prim(&mut self.status)),
+            "_status" => (6, r.prim_ext(&mut self.status)),
+            "period" => (7, r.boxed(&mut self.period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

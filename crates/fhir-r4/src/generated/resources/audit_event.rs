@@ -4,7 +4,7 @@
 //! The R4 `AuditEvent` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A record of an event made for purposes of maintaining a security log. Typical uses include detection of intrusion attempts and monitoring for inappropriate usage.
 ///
 /// FHIR resource `AuditEvent`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct AuditEvent {
     /// `AuditEvent.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -57,39 +57,51 @@ pub struct AuditEvent {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for AuditEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for AuditEvent {
     const NAME: &'static str = "AuditEvent";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 19;
+}
+
+impl Members for AuditEvent {
+    fn field_count(&self) -> u16 {
+        19
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "type" => (8, r.boxed(&mut self.type_)?),
-            "subtype" => (9, r.objects(&mut self.subtype)?),
-            "action" => (10, r.prim(&mut self.action)?),
-            "_action" => (10, r.prim_ext(&mut self.action)?),
-            "period" => (11, r.boxed(&mut self.period)?),
-            "recorded" => (12, r.prim(&mut self.recorded)?),
-            "_recorded" => (12, r.prim_ext(&mut self.recorded)?),
-            "outcome" => (13, r.prim(&mut self.outcome)?),
-            "_outcome" => (13, r.prim_ext(&mut self.outcome)?),
-            "outcomeDesc" => (14, r.prim(&mut self.outcome_desc)?),
-            "_outcomeDesc" => (14, r.prim_ext(&mut self.outcome_desc)?),
-            "purposeOfEvent" => (15, r.objects(&mut self.purpose_of_event)?),
-            "agent" => (16, r.objects(&mut self.agent)?),
-            "source" => (17, r.boxed(&mut self.source)?),
-            "entity" => (18, r.objects(&mut self.entity)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "type" => (8, r.boxed(&mut self.type_)),
+            "subtype" => (9, r.objects(&mut self.subtype)),
+            "action" => (10, r.prim(&mut self.action)),
+            "_action" => (10, r.prim_ext(&mut self.action)),
+            "period" => (11, r.boxed(&mut self.period)),
+            "recorded" => (12, r.prim(&mut self.recorded)),
+            "_recorded" => (12, r.prim_ext(&mut self.recorded)),
+            "outcome" => (13, r.prim(&mut self.outcome)),
+            "_outcome" => (13, r.prim_ext(&mut self.outcome)),
+            "outcomeDesc" => (14, r.prim(&mut self.outcome_desc)),
+            "_outcomeDesc" => (14, r.prim_ext(&mut self.outcome_desc)),
+            "purposeOfEvent" => (15, r.objects(&mut self.purpose_of_event)),
+            "agent" => (16, r.objects(&mut self.agent)),
+            "source" => (17, r.boxed(&mut self.source)),
+            "entity" => (18, r.objects(&mut self.entity)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -132,7 +144,7 @@ impl Object for AuditEvent {
 /// Actor involved in the event
 ///
 /// FHIR element `AuditEvent.agent`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct AuditEventAgent {
     /// `AuditEvent.agent.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -166,31 +178,43 @@ pub struct AuditEventAgent {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for AuditEventAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for AuditEventAgent {
     const NAME: &'static str = "AuditEvent.agent";
-    const FIELDS: u16 = 14;
+}
+
+impl Members for AuditEventAgent {
+    fn field_count(&self) -> u16 {
+        14
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "role" => (4, r.objects(&mut self.role)?),
-            "who" => (5, r.boxed(&mut self.who)?),
-            "altId" => (6, r.prim(&mut self.alt_id)?),
-            "_altId" => (6, r.prim_ext(&mut self.alt_id)?),
-            "name" => (7, r.prim(&mut self.name)?),
-            "_name" => (7, r.prim_ext(&mut self.name)?),
-            "requestor" => (8, r.prim(&mut self.requestor)?),
-            "_requestor" => (8, r.prim_ext(&mut self.requestor)?),
-            "location" => (9, r.boxed(&mut self.location)?),
-            "policy" => (10, r.prim_vec(&mut self.policy)?),
-            "_policy" => (10, r.prim_vec_ext(&mut self.policy)?),
-            "media" => (11, r.boxed(&mut self.media)?),
-            "network" => (12, r.boxed(&mut self.network)?),
-            "purposeOfUse" => (13, r.objects(&mut self.purpose_of_use)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "role" => (4, r.objects(&mut self.role)),
+            "who" => (5, r.boxed(&mut self.who)),
+            "altId" => (6, r.prim(&mut self.alt_id)),
+            "_altId" => (6, r.prim_ext(&mut self.alt_id)),
+            "name" => (7, r.prim(&mut self.name)),
+            "_name" => (7, r.prim_ext(&mut self.name)),
+            "requestor" => (8, r.prim(&mut self.requestor)),
+            "_requestor" => (8, r.prim_ext(&mut self.requestor)),
+            "location" => (9, r.boxed(&mut self.location)),
+            "policy" => (10, r.prim_vec(&mut self.policy)),
+            "_policy" => (10, r.prim_vec_ext(&mut self.policy)),
+            "media" => (11, r.boxed(&mut self.media)),
+            "network" => (12, r.boxed(&mut self.network)),
+            "purposeOfUse" => (13, r.objects(&mut self.purpose_of_use)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -225,7 +249,7 @@ impl Object for AuditEventAgent {
 /// Logical network location for application activity
 ///
 /// FHIR element `AuditEvent.agent.network`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct AuditEventAgentNetwork {
     /// `AuditEvent.agent.network.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -241,20 +265,32 @@ pub struct AuditEventAgentNetwork {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for AuditEventAgentNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for AuditEventAgentNetwork {
     const NAME: &'static str = "AuditEvent.agent.network";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for AuditEventAgentNetwork {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "address" => (3, r.prim(&mut self.address)?),
-            "_address" => (3, r.prim_ext(&mut self.address)?),
-            "type" => (4, r.prim(&mut self.type_)?),
-            "_type" => (4, r.prim_ext(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "address" => (3, r.prim(&mut self.address)),
+            "_address" => (3, r.prim_ext(&mut self.address)),
+            "type" => (4, r.prim(&mut self.type_)),
+            "_type" => (4, r.prim_ext(&mut self.type_)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -277,7 +313,7 @@ impl Object for AuditEventAgentNetwork {
 /// Audit Event Reporter
 ///
 /// FHIR element `AuditEvent.source`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct AuditEventSource {
     /// `AuditEvent.source.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -295,20 +331,32 @@ pub struct AuditEventSource {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for AuditEventSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for AuditEventSource {
     const NAME: &'static str = "AuditEvent.source";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for AuditEventSource {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "site" => (3, r.prim(&mut self.site)?),
-            "_site" => (3, r.prim_ext(&mut self.site)?),
-            "observer" => (4, r.boxed(&mut self.observer)?),
-            "type" => (5, r.objects(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "site" => (3, r.prim(&mut self.site)),
+            "_site" => (3, r.prim_ext(&mut self.site)),
+            "observer" => (4, r.boxed(&mut self.observer)),
+            "type" => (5, r.objects(&mut self.type_)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -335,7 +383,7 @@ impl Object for AuditEventSource {
 /// Data or objects used
 ///
 /// FHIR element `AuditEvent.entity`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct AuditEventEntity {
     /// `AuditEvent.entity.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -365,28 +413,40 @@ pub struct AuditEventEntity {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for AuditEventEntity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for AuditEventEntity {
     const NAME: &'static str = "AuditEvent.entity";
-    const FIELDS: u16 = 12;
+}
+
+impl Members for AuditEventEntity {
+    fn field_count(&self) -> u16 {
+        12
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "what" => (3, r.boxed(&mut self.what)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
-            "role" => (5, r.boxed(&mut self.role)?),
-            "lifecycle" => (6, r.boxed(&mut self.lifecycle)?),
-            "securityLabel" => (7, r.objects(&mut self.security_label)?),
-            "name" => (8, r.prim(&mut self.name)?),
-            "_name" => (8, r.prim_ext(&mut self.name)?),
-            "description" => (9, r.prim(&mut self.description)?),
-            "_description" => (9, r.prim_ext(&mut self.description)?),
-            "query" => (10, r.prim(&mut self.query)?),
-            "_query" => (10, r.prim_ext(&mut self.query)?),
-            "detail" => (11, r.objects(&mut self.detail)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "what" => (3, r.boxed(&mut self.what)),
+            "type" => (4, r.boxed(&mut self.type_)),
+            "role" => (5, r.boxed(&mut self.role)),
+            "lifecycle" => (6, r.boxed(&mut self.lifecycle)),
+            "securityLabel" => (7, r.objects(&mut self.security_label)),
+            "name" => (8, r.prim(&mut self.name)),
+            "_name" => (8, r.prim_ext(&mut self.name)),
+            "description" => (9, r.prim(&mut self.description)),
+            "_description" => (9, r.prim_ext(&mut self.description)),
+            "query" => (10, r.prim(&mut self.query)),
+            "_query" => (10, r.prim_ext(&mut self.query)),
+            "detail" => (11, r.objects(&mut self.detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -416,7 +476,7 @@ impl Object for AuditEventEntity {
 /// Additional Information about the entity
 ///
 /// FHIR element `AuditEvent.entity.detail`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct AuditEventEntityDetail {
     /// `AuditEvent.entity.detail.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -450,16 +510,27 @@ impl AuditEventEntityDetailValue {
     }
 }
 
+impl std::fmt::Debug for AuditEventEntityDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for AuditEventEntityDetail {
     const NAME: &'static str = "AuditEvent.entity.detail";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for AuditEventEntityDetail {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
             "valueString" => (
                 4,
                 r.choice_prim(
@@ -469,7 +540,7 @@ impl Object for AuditEventEntityDetail {
                         AuditEventEntityDetailValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueString" => (
                 4,
@@ -480,7 +551,7 @@ impl Object for AuditEventEntityDetail {
                         AuditEventEntityDetailValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueBase64Binary" => (
                 4,
@@ -491,7 +562,7 @@ impl Object for AuditEventEntityDetail {
                         AuditEventEntityDetailValue::Base64Binary(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueBase64Binary" => (
                 4,
@@ -502,10 +573,11 @@ impl Object for AuditEventEntityDetail {
                         AuditEventEntityDetailValue::Base64Binary(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

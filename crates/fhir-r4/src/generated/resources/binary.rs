@@ -4,7 +4,7 @@
 //! The R4 `Binary` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A resource that represents the data of a single raw artifact as digital content accessible in its native format.  A Binary resource can contain any content, whether text, image, pdf, zip archive, etc.
 ///
 /// FHIR resource `Binary`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Binary {
     /// `Binary.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -33,25 +33,37 @@ pub struct Binary {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Binary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Binary {
     const NAME: &'static str = "Binary";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 7;
+}
+
+impl Members for Binary {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "contentType" => (4, r.prim(&mut self.content_type)?),
-            "_contentType" => (4, r.prim_ext(&mut self.content_type)?),
-            "securityContext" => (5, r.boxed(&mut self.security_context)?),
-            "data" => (6, r.prim(&mut self.data)?),
-            "_data" => (6, r.prim_ext(&mut self.data)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "contentType" => (4, r.prim(&mut self.content_type)),
+            "_contentType" => (4, r.prim_ext(&mut self.content_type)),
+            "securityContext" => (5, r.boxed(&mut self.security_context)),
+            "data" => (6, r.prim(&mut self.data)),
+            "_data" => (6, r.prim_ext(&mut self.data)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `BiologicallyDerivedProduct` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -14,7 +14,7 @@ use crate::*;
 /// into another (possibly the same) biological entity.
 ///
 /// FHIR resource `BiologicallyDerivedProduct`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct BiologicallyDerivedProduct {
     /// `BiologicallyDerivedProduct.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -58,38 +58,50 @@ pub struct BiologicallyDerivedProduct {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for BiologicallyDerivedProduct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for BiologicallyDerivedProduct {
     const NAME: &'static str = "BiologicallyDerivedProduct";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 19;
+}
+
+impl Members for BiologicallyDerivedProduct {
+    fn field_count(&self) -> u16 {
+        19
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "productCategory" => (9, r.prim(&mut self.product_category)?),
-            "_productCategory" => (9, r.prim_ext(&mut self.product_category)?),
-            "productCode" => (10, r.boxed(&mut self.product_code)?),
-            "status" => (11, r.prim(&mut self.status)?),
-            "_status" => (11, r.prim_ext(&mut self.status)?),
-            "request" => (12, r.objects(&mut self.request)?),
-            "quantity" => (13, r.prim(&mut self.quantity)?),
-            "_quantity" => (13, r.prim_ext(&mut self.quantity)?),
-            "parent" => (14, r.objects(&mut self.parent)?),
-            "collection" => (15, r.boxed(&mut self.collection)?),
-            "processing" => (16, r.objects(&mut self.processing)?),
-            "manipulation" => (17, r.boxed(&mut self.manipulation)?),
-            "storage" => (18, r.objects(&mut self.storage)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "productCategory" => (9, r.prim(&mut self.product_category)),
+            "_productCategory" => (9, r.prim_ext(&mut self.product_category)),
+            "productCode" => (10, r.boxed(&mut self.product_code)),
+            "status" => (11, r.prim(&mut self.status)),
+            "_status" => (11, r.prim_ext(&mut self.status)),
+            "request" => (12, r.objects(&mut self.request)),
+            "quantity" => (13, r.prim(&mut self.quantity)),
+            "_quantity" => (13, r.prim_ext(&mut self.quantity)),
+            "parent" => (14, r.objects(&mut self.parent)),
+            "collection" => (15, r.boxed(&mut self.collection)),
+            "processing" => (16, r.objects(&mut self.processing)),
+            "manipulation" => (17, r.boxed(&mut self.manipulation)),
+            "storage" => (18, r.objects(&mut self.storage)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -126,7 +138,7 @@ impl Object for BiologicallyDerivedProduct {
 /// How this product was collected
 ///
 /// FHIR element `BiologicallyDerivedProduct.collection`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct BiologicallyDerivedProductCollection {
     /// `BiologicallyDerivedProduct.collection.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -162,16 +174,27 @@ impl BiologicallyDerivedProductCollectionCollected {
     }
 }
 
+impl std::fmt::Debug for BiologicallyDerivedProductCollection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for BiologicallyDerivedProductCollection {
     const NAME: &'static str = "BiologicallyDerivedProduct.collection";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for BiologicallyDerivedProductCollection {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "collector" => (3, r.boxed(&mut self.collector)?),
-            "source" => (4, r.boxed(&mut self.source)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "collector" => (3, r.boxed(&mut self.collector)),
+            "source" => (4, r.boxed(&mut self.source)),
             "collectedDateTime" => (
                 5,
                 r.choice_prim(
@@ -181,7 +204,7 @@ impl Object for BiologicallyDerivedProductCollection {
                         BiologicallyDerivedProductCollectionCollected::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_collectedDateTime" => (
                 5,
@@ -192,17 +215,18 @@ impl Object for BiologicallyDerivedProductCollection {
                         BiologicallyDerivedProductCollectionCollected::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "collectedPeriod" => (
                 5,
                 r.choice_object(
                     &mut self.collected,
                     BiologicallyDerivedProductCollectionCollected::Period,
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -230,7 +254,7 @@ impl Object for BiologicallyDerivedProductCollection {
 /// Any processing of the product during collection
 ///
 /// FHIR element `BiologicallyDerivedProduct.processing`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct BiologicallyDerivedProductProcessing {
     /// `BiologicallyDerivedProduct.processing.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -268,18 +292,29 @@ impl BiologicallyDerivedProductProcessingTime {
     }
 }
 
+impl std::fmt::Debug for BiologicallyDerivedProductProcessing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for BiologicallyDerivedProductProcessing {
     const NAME: &'static str = "BiologicallyDerivedProduct.processing";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for BiologicallyDerivedProductProcessing {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "description" => (3, r.prim(&mut self.description)?),
-            "_description" => (3, r.prim_ext(&mut self.description)?),
-            "procedure" => (4, r.boxed(&mut self.procedure)?),
-            "additive" => (5, r.boxed(&mut self.additive)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "description" => (3, r.prim(&mut self.description)),
+            "_description" => (3, r.prim_ext(&mut self.description)),
+            "procedure" => (4, r.boxed(&mut self.procedure)),
+            "additive" => (5, r.boxed(&mut self.additive)),
             "timeDateTime" => (
                 6,
                 r.choice_prim(
@@ -289,7 +324,7 @@ impl Object for BiologicallyDerivedProductProcessing {
                         BiologicallyDerivedProductProcessingTime::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_timeDateTime" => (
                 6,
@@ -300,14 +335,15 @@ impl Object for BiologicallyDerivedProductProcessing {
                         BiologicallyDerivedProductProcessingTime::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "timePeriod" => (
                 6,
-                r.choice_object(&mut self.time, BiologicallyDerivedProductProcessingTime::Period)?,
+                r.choice_object(&mut self.time, BiologicallyDerivedProductProcessingTime::Period),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -336,7 +372,7 @@ impl Object for BiologicallyDerivedProductProcessing {
 /// Any manipulation of product post-collection
 ///
 /// FHIR element `BiologicallyDerivedProduct.manipulation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct BiologicallyDerivedProductManipulation {
     /// `BiologicallyDerivedProduct.manipulation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -370,16 +406,27 @@ impl BiologicallyDerivedProductManipulationTime {
     }
 }
 
+impl std::fmt::Debug for BiologicallyDerivedProductManipulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for BiologicallyDerivedProductManipulation {
     const NAME: &'static str = "BiologicallyDerivedProduct.manipulation";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for BiologicallyDerivedProductManipulation {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "description" => (3, r.prim(&mut self.description)?),
-            "_description" => (3, r.prim_ext(&mut self.description)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "description" => (3, r.prim(&mut self.description)),
+            "_description" => (3, r.prim_ext(&mut self.description)),
             "timeDateTime" => (
                 4,
                 r.choice_prim(
@@ -389,7 +436,7 @@ impl Object for BiologicallyDerivedProductManipulation {
                         BiologicallyDerivedProductManipulationTime::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_timeDateTime" => (
                 4,
@@ -400,14 +447,15 @@ impl Object for BiologicallyDerivedProductManipulation {
                         BiologicallyDerivedProductManipulationTime::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "timePeriod" => (
                 4,
-                r.choice_object(&mut self.time, BiologicallyDerivedProductManipulationTime::Period)?,
+                r.choice_object(&mut self.time, BiologicallyDerivedProductManipulationTime::Period),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -434,7 +482,7 @@ impl Object for BiologicallyDerivedProductManipulation {
 /// Product storage
 ///
 /// FHIR element `BiologicallyDerivedProduct.storage`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct BiologicallyDerivedProductStorage {
     /// `BiologicallyDerivedProduct.storage.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -454,23 +502,35 @@ pub struct BiologicallyDerivedProductStorage {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for BiologicallyDerivedProductStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for BiologicallyDerivedProductStorage {
     const NAME: &'static str = "BiologicallyDerivedProduct.storage";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for BiologicallyDerivedProductStorage {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "description" => (3, r.prim(&mut self.description)?),
-            "_description" => (3, r.prim_ext(&mut self.description)?),
-            "temperature" => (4, r.prim(&mut self.temperature)?),
-            "_temperature" => (4, r.prim_ext(&mut self.temperature)?),
-            "scale" => (5, r.prim(&mut self.scale)?),
-            "_scale" => (5, r.prim_ext(&mut self.scale)?),
-            "duration" => (6, r.boxed(&mut self.duration)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "description" => (3, r.prim(&mut self.description)),
+            "_description" => (3, r.prim_ext(&mut self.description)),
+            "temperature" => (4, r.prim(&mut self.temperature)),
+            "_temperature" => (4, r.prim_ext(&mut self.temperature)),
+            "scale" => (5, r.prim(&mut self.scale)),
+            "_scale" => (5, r.prim_ext(&mut self.scale)),
+            "duration" => (6, r.boxed(&mut self.duration)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

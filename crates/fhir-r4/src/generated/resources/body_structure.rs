@@ -4,7 +4,7 @@
 //! The R4 `BodyStructure` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Record details about an anatomical structure.  This resource may be used when a coded concept does not provide the necessary detail needed for the use case.
 ///
 /// FHIR resource `BodyStructure`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct BodyStructure {
     /// `BodyStructure.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -51,34 +51,46 @@ pub struct BodyStructure {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for BodyStructure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for BodyStructure {
     const NAME: &'static str = "BodyStructure";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 16;
+}
+
+impl Members for BodyStructure {
+    fn field_count(&self) -> u16 {
+        16
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "active" => (9, r.prim(&mut self.active)?),
-            "_active" => (9, r.prim_ext(&mut self.active)?),
-            "morphology" => (10, r.boxed(&mut self.morphology)?),
-            "location" => (11, r.boxed(&mut self.location)?),
-            "locationQualifier" => (12, r.objects(&mut self.location_qualifier)?),
-            "description" => (13, r.prim(&mut self.description)?),
-            "_description" => (13, r.prim_ext(&mut self.description)?),
-            "image" => (14, r.objects(&mut self.image)?),
-            "patient" => (15, r.boxed(&mut self.patient)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "active" => (9, r.prim(&mut self.active)),
+            "_active" => (9, r.prim_ext(&mut self.active)),
+            "morphology" => (10, r.boxed(&mut self.morphology)),
+            "location" => (11, r.boxed(&mut self.location)),
+            "locationQualifier" => (12, r.objects(&mut self.location_qualifier)),
+            "description" => (13, r.prim(&mut self.description)),
+            "_description" => (13, r.prim_ext(&mut self.description)),
+            "image" => (14, r.objects(&mut self.image)),
+            "patient" => (15, r.boxed(&mut self.patient)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `Bundle` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A container for a collection of resources.
 ///
 /// FHIR resource `Bundle`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Bundle {
     /// `Bundle.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -41,30 +41,42 @@ pub struct Bundle {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Bundle {
     const NAME: &'static str = "Bundle";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 11;
+}
+
+impl Members for Bundle {
+    fn field_count(&self) -> u16 {
+        11
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "identifier" => (4, r.boxed(&mut self.identifier)?),
-            "type" => (5, r.prim(&mut self.type_)?),
-            "_type" => (5, r.prim_ext(&mut self.type_)?),
-            "timestamp" => (6, r.prim(&mut self.timestamp)?),
-            "_timestamp" => (6, r.prim_ext(&mut self.timestamp)?),
-            "total" => (7, r.prim(&mut self.total)?),
-            "_total" => (7, r.prim_ext(&mut self.total)?),
-            "link" => (8, r.objects(&mut self.link)?),
-            "entry" => (9, r.objects(&mut self.entry)?),
-            "signature" => (10, r.boxed(&mut self.signature)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "identifier" => (4, r.boxed(&mut self.identifier)),
+            "type" => (5, r.prim(&mut self.type_)),
+            "_type" => (5, r.prim_ext(&mut self.type_)),
+            "timestamp" => (6, r.prim(&mut self.timestamp)),
+            "_timestamp" => (6, r.prim_ext(&mut self.timestamp)),
+            "total" => (7, r.prim(&mut self.total)),
+            "_total" => (7, r.prim_ext(&mut self.total)),
+            "link" => (8, r.objects(&mut self.link)),
+            "entry" => (9, r.objects(&mut self.entry)),
+            "signature" => (10, r.boxed(&mut self.signature)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -96,7 +108,7 @@ impl Object for Bundle {
 /// Links related to this Bundle
 ///
 /// FHIR element `Bundle.link`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct BundleLink {
     /// `Bundle.link.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -112,20 +124,32 @@ pub struct BundleLink {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for BundleLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for BundleLink {
     const NAME: &'static str = "Bundle.link";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for BundleLink {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "relation" => (3, r.prim(&mut self.relation)?),
-            "_relation" => (3, r.prim_ext(&mut self.relation)?),
-            "url" => (4, r.prim(&mut self.url)?),
-            "_url" => (4, r.prim_ext(&mut self.url)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "relation" => (3, r.prim(&mut self.relation)),
+            "_relation" => (3, r.prim_ext(&mut self.relation)),
+            "url" => (4, r.prim(&mut self.url)),
+            "_url" => (4, r.prim_ext(&mut self.url)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -152,7 +176,7 @@ impl Object for BundleLink {
 /// Entry in the bundle - will have a resource or information
 ///
 /// FHIR element `Bundle.entry`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct BundleEntry {
     /// `Bundle.entry.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -176,23 +200,35 @@ pub struct BundleEntry {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for BundleEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for BundleEntry {
     const NAME: &'static str = "Bundle.entry";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for BundleEntry {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "link" => (3, r.objects(&mut self.link)?),
-            "fullUrl" => (4, r.prim(&mut self.full_url)?),
-            "_fullUrl" => (4, r.prim_ext(&mut self.full_url)?),
-            "resource" => (5, r.resource(&mut self.resource)?),
-            "search" => (6, r.boxed(&mut self.search)?),
-            "request" => (7, r.boxed(&mut self.request)?),
-            "response" => (8, r.boxed(&mut self.response)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "link" => (3, r.objects(&mut self.link)),
+            "fullUrl" => (4, r.prim(&mut self.full_url)),
+            "_fullUrl" => (4, r.prim_ext(&mut self.full_url)),
+            "resource" => (5, r.resource(&mut self.resource)),
+            "search" => (6, r.boxed(&mut self.search)),
+            "request" => (7, r.boxed(&mut self.request)),
+            "response" => (8, r.boxed(&mut self.response)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -219,7 +255,7 @@ impl Object for BundleEntry {
 /// Search related information
 ///
 /// FHIR element `Bundle.entry.search`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct BundleEntrySearch {
     /// `Bundle.entry.search.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -235,20 +271,32 @@ pub struct BundleEntrySearch {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for BundleEntrySearch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for BundleEntrySearch {
     const NAME: &'static str = "Bundle.entry.search";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for BundleEntrySearch {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "mode" => (3, r.prim(&mut self.mode)?),
-            "_mode" => (3, r.prim_ext(&mut self.mode)?),
-            "score" => (4, r.prim(&mut self.score)?),
-            "_score" => (4, r.prim_ext(&mut self.score)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "mode" => (3, r.prim(&mut self.mode)),
+            "_mode" => (3, r.prim_ext(&mut self.mode)),
+            "score" => (4, r.prim(&mut self.score)),
+            "_score" => (4, r.prim_ext(&mut self.score)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -271,7 +319,7 @@ impl Object for BundleEntrySearch {
 /// Additional execution information (transaction/batch/history)
 ///
 /// FHIR element `Bundle.entry.request`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct BundleEntryRequest {
     /// `Bundle.entry.request.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -295,28 +343,40 @@ pub struct BundleEntryRequest {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for BundleEntryRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for BundleEntryRequest {
     const NAME: &'static str = "Bundle.entry.request";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for BundleEntryRequest {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "method" => (3, r.prim(&mut self.method)?),
-            "_method" => (3, r.prim_ext(&mut self.method)?),
-            "url" => (4, r.prim(&mut self.url)?),
-            "_url" => (4, r.prim_ext(&mut self.url)?),
-            "ifNoneMatch" => (5, r.prim(&mut self.if_none_match)?),
-            "_ifNoneMatch" => (5, r.prim_ext(&mut self.if_none_match)?),
-            "ifModifiedSince" => (6, r.prim(&mut self.if_modified_since)?),
-            "_ifModifiedSince" => (6, r.prim_ext(&mut self.if_modified_since)?),
-            "ifMatch" => (7, r.prim(&mut self.if_match)?),
-            "_ifMatch" => (7, r.prim_ext(&mut self.if_match)?),
-            "ifNoneExist" => (8, r.prim(&mut self.if_none_exist)?),
-            "_ifNoneExist" => (8, r.prim_ext(&mut self.if_none_exist)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "method" => (3, r.prim(&mut self.method)),
+            "_method" => (3, r.prim_ext(&mut self.method)),
+            "url" => (4, r.prim(&mut self.url)),
+            "_url" => (4, r.prim_ext(&mut self.url)),
+            "ifNoneMatch" => (5, r.prim(&mut self.if_none_match)),
+            "_ifNoneMatch" => (5, r.prim_ext(&mut self.if_none_match)),
+            "ifModifiedSince" => (6, r.prim(&mut self.if_modified_since)),
+            "_ifModifiedSince" => (6, r.prim_ext(&mut self.if_modified_since)),
+            "ifMatch" => (7, r.prim(&mut self.if_match)),
+            "_ifMatch" => (7, r.prim_ext(&mut self.if_match)),
+            "ifNoneExist" => (8, r.prim(&mut self.if_none_exist)),
+            "_ifNoneExist" => (8, r.prim_ext(&mut self.if_none_exist)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -347,7 +407,7 @@ impl Object for BundleEntryRequest {
 /// Results of execution (transaction/batch/history)
 ///
 /// FHIR element `Bundle.entry.response`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct BundleEntryResponse {
     /// `Bundle.entry.response.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -369,25 +429,37 @@ pub struct BundleEntryResponse {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for BundleEntryResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for BundleEntryResponse {
     const NAME: &'static str = "Bundle.entry.response";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for BundleEntryResponse {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "status" => (3, r.prim(&mut self.status)?),
-            "_status" => (3, r.prim_ext(&mut self.status)?),
-            "location" => (4, r.prim(&mut self.location)?),
-            "_location" => (4, r.prim_ext(&mut self.location)?),
-            "etag" => (5, r.prim(&mut self.etag)?),
-            "_etag" => (5, r.prim_ext(&mut self.etag)?),
-            "lastModified" => (6, r.prim(&mut self.last_modified)?),
-            "_lastModified" => (6, r.prim_ext(&mut self.last_modified)?),
-            "outcome" => (7, r.resource(&mut self.outcome)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "status" => (3, r.prim(&mut self.status)),
+            "_status" => (3, r.prim_ext(&mut self.status)),
+            "location" => (4, r.prim(&mut self.location)),
+            "_location" => (4, r.prim_ext(&mut self.location)),
+            "etag" => (5, r.prim(&mut self.etag)),
+            "_etag" => (5, r.prim_ext(&mut self.etag)),
+            "lastModified" => (6, r.prim(&mut self.last_modified)),
+            "_lastModified" => (6, r.prim_ext(&mut self.last_modified)),
+            "outcome" => (7, r.resource(&mut self.outcome)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

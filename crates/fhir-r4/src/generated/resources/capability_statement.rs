@@ -4,7 +4,7 @@
 //! The R4 `CapabilityStatement` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A Capability Statement documents a set of capabilities (behaviors) of a FHIR Server for a particular version of FHIR that may be used as a statement of actual server functionality or a statement of required or desired server implementation.
 ///
 /// FHIR resource `CapabilityStatement`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CapabilityStatement {
     /// `CapabilityStatement.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -87,68 +87,80 @@ pub struct CapabilityStatement {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CapabilityStatement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CapabilityStatement {
     const NAME: &'static str = "CapabilityStatement";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 34;
+}
+
+impl Members for CapabilityStatement {
+    fn field_count(&self) -> u16 {
+        34
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "version" => (9, r.prim(&mut self.version)?),
-            "_version" => (9, r.prim_ext(&mut self.version)?),
-            "name" => (10, r.prim(&mut self.name)?),
-            "_name" => (10, r.prim_ext(&mut self.name)?),
-            "title" => (11, r.prim(&mut self.title)?),
-            "_title" => (11, r.prim_ext(&mut self.title)?),
-            "status" => (12, r.prim(&mut self.status)?),
-            "_status" => (12, r.prim_ext(&mut self.status)?),
-            "experimental" => (13, r.prim(&mut self.experimental)?),
-            "_experimental" => (13, r.prim_ext(&mut self.experimental)?),
-            "date" => (14, r.prim(&mut self.date)?),
-            "_date" => (14, r.prim_ext(&mut self.date)?),
-            "publisher" => (15, r.prim(&mut self.publisher)?),
-            "_publisher" => (15, r.prim_ext(&mut self.publisher)?),
-            "contact" => (16, r.objects(&mut self.contact)?),
-            "description" => (17, r.prim(&mut self.description)?),
-            "_description" => (17, r.prim_ext(&mut self.description)?),
-            "useContext" => (18, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (19, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (20, r.prim(&mut self.purpose)?),
-            "_purpose" => (20, r.prim_ext(&mut self.purpose)?),
-            "copyright" => (21, r.prim(&mut self.copyright)?),
-            "_copyright" => (21, r.prim_ext(&mut self.copyright)?),
-            "kind" => (22, r.prim(&mut self.kind)?),
-            "_kind" => (22, r.prim_ext(&mut self.kind)?),
-            "instantiates" => (23, r.prim_vec(&mut self.instantiates)?),
-            "_instantiates" => (23, r.prim_vec_ext(&mut self.instantiates)?),
-            "imports" => (24, r.prim_vec(&mut self.imports)?),
-            "_imports" => (24, r.prim_vec_ext(&mut self.imports)?),
-            "software" => (25, r.boxed(&mut self.software)?),
-            "implementation" => (26, r.boxed(&mut self.implementation)?),
-            "fhirVersion" => (27, r.prim(&mut self.fhir_version)?),
-            "_fhirVersion" => (27, r.prim_ext(&mut self.fhir_version)?),
-            "format" => (28, r.prim_vec(&mut self.format)?),
-            "_format" => (28, r.prim_vec_ext(&mut self.format)?),
-            "patchFormat" => (29, r.prim_vec(&mut self.patch_format)?),
-            "_patchFormat" => (29, r.prim_vec_ext(&mut self.patch_format)?),
-            "implementationGuide" => (30, r.prim_vec(&mut self.implementation_guide)?),
-            "_implementationGuide" => (30, r.prim_vec_ext(&mut self.implementation_guide)?),
-            "rest" => (31, r.objects(&mut self.rest)?),
-            "messaging" => (32, r.objects(&mut self.messaging)?),
-            "document" => (33, r.objects(&mut self.document)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "version" => (9, r.prim(&mut self.version)),
+            "_version" => (9, r.prim_ext(&mut self.version)),
+            "name" => (10, r.prim(&mut self.name)),
+            "_name" => (10, r.prim_ext(&mut self.name)),
+            "title" => (11, r.prim(&mut self.title)),
+            "_title" => (11, r.prim_ext(&mut self.title)),
+            "status" => (12, r.prim(&mut self.status)),
+            "_status" => (12, r.prim_ext(&mut self.status)),
+            "experimental" => (13, r.prim(&mut self.experimental)),
+            "_experimental" => (13, r.prim_ext(&mut self.experimental)),
+            "date" => (14, r.prim(&mut self.date)),
+            "_date" => (14, r.prim_ext(&mut self.date)),
+            "publisher" => (15, r.prim(&mut self.publisher)),
+            "_publisher" => (15, r.prim_ext(&mut self.publisher)),
+            "contact" => (16, r.objects(&mut self.contact)),
+            "description" => (17, r.prim(&mut self.description)),
+            "_description" => (17, r.prim_ext(&mut self.description)),
+            "useContext" => (18, r.objects(&mut self.use_context)),
+            "jurisdiction" => (19, r.objects(&mut self.jurisdiction)),
+            "purpose" => (20, r.prim(&mut self.purpose)),
+            "_purpose" => (20, r.prim_ext(&mut self.purpose)),
+            "copyright" => (21, r.prim(&mut self.copyright)),
+            "_copyright" => (21, r.prim_ext(&mut self.copyright)),
+            "kind" => (22, r.prim(&mut self.kind)),
+            "_kind" => (22, r.prim_ext(&mut self.kind)),
+            "instantiates" => (23, r.prim_vec(&mut self.instantiates)),
+            "_instantiates" => (23, r.prim_vec_ext(&mut self.instantiates)),
+            "imports" => (24, r.prim_vec(&mut self.imports)),
+            "_imports" => (24, r.prim_vec_ext(&mut self.imports)),
+            "software" => (25, r.boxed(&mut self.software)),
+            "implementation" => (26, r.boxed(&mut self.implementation)),
+            "fhirVersion" => (27, r.prim(&mut self.fhir_version)),
+            "_fhirVersion" => (27, r.prim_ext(&mut self.fhir_version)),
+            "format" => (28, r.prim_vec(&mut self.format)),
+            "_format" => (28, r.prim_vec_ext(&mut self.format)),
+            "patchFormat" => (29, r.prim_vec(&mut self.patch_format)),
+            "_patchFormat" => (29, r.prim_vec_ext(&mut self.patch_format)),
+            "implementationGuide" => (30, r.prim_vec(&mut self.implementation_guide)),
+            "_implementationGuide" => (30, r.prim_vec_ext(&mut self.implementation_guide)),
+            "rest" => (31, r.objects(&mut self.rest)),
+            "messaging" => (32, r.objects(&mut self.messaging)),
+            "document" => (33, r.objects(&mut self.document)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -207,7 +219,7 @@ impl Object for CapabilityStatement {
 /// Software that is covered by this capability statement
 ///
 /// FHIR element `CapabilityStatement.software`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CapabilityStatementSoftware {
     /// `CapabilityStatement.software.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -225,22 +237,34 @@ pub struct CapabilityStatementSoftware {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CapabilityStatementSoftware {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CapabilityStatementSoftware {
     const NAME: &'static str = "CapabilityStatement.software";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for CapabilityStatementSoftware {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "version" => (4, r.prim(&mut self.version)?),
-            "_version" => (4, r.prim_ext(&mut self.version)?),
-            "releaseDate" => (5, r.prim(&mut self.release_date)?),
-            "_releaseDate" => (5, r.prim_ext(&mut self.release_date)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "version" => (4, r.prim(&mut self.version)),
+            "_version" => (4, r.prim_ext(&mut self.version)),
+            "releaseDate" => (5, r.prim(&mut self.release_date)),
+            "_releaseDate" => (5, r.prim_ext(&mut self.release_date)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -267,7 +291,7 @@ impl Object for CapabilityStatementSoftware {
 /// If this describes a specific instance
 ///
 /// FHIR element `CapabilityStatement.implementation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CapabilityStatementImplementation {
     /// `CapabilityStatement.implementation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -285,21 +309,33 @@ pub struct CapabilityStatementImplementation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CapabilityStatementImplementation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CapabilityStatementImplementation {
     const NAME: &'static str = "CapabilityStatement.implementation";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for CapabilityStatementImplementation {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "description" => (3, r.prim(&mut self.description)?),
-            "_description" => (3, r.prim_ext(&mut self.description)?),
-            "url" => (4, r.prim(&mut self.url)?),
-            "_url" => (4, r.prim_ext(&mut self.url)?),
-            "custodian" => (5, r.boxed(&mut self.custodian)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "description" => (3, r.prim(&mut self.description)),
+            "_description" => (3, r.prim_ext(&mut self.description)),
+            "url" => (4, r.prim(&mut self.url)),
+            "_url" => (4, r.prim_ext(&mut self.url)),
+            "custodian" => (5, r.boxed(&mut self.custodian)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -326,7 +362,7 @@ impl Object for CapabilityStatementImplementation {
 /// If the endpoint is a RESTful one
 ///
 /// FHIR element `CapabilityStatement.rest`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CapabilityStatementRest {
     /// `CapabilityStatement.rest.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -354,27 +390,39 @@ pub struct CapabilityStatementRest {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CapabilityStatementRest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CapabilityStatementRest {
     const NAME: &'static str = "CapabilityStatement.rest";
-    const FIELDS: u16 = 11;
+}
+
+impl Members for CapabilityStatementRest {
+    fn field_count(&self) -> u16 {
+        11
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "mode" => (3, r.prim(&mut self.mode)?),
-            "_mode" => (3, r.prim_ext(&mut self.mode)?),
-            "documentation" => (4, r.prim(&mut self.documentation)?),
-            "_documentation" => (4, r.prim_ext(&mut self.documentation)?),
-            "security" => (5, r.boxed(&mut self.security)?),
-            "resource" => (6, r.objects(&mut self.resource)?),
-            "interaction" => (7, r.objects(&mut self.interaction)?),
-            "searchParam" => (8, r.objects(&mut self.search_param)?),
-            "operation" => (9, r.objects(&mut self.operation)?),
-            "compartment" => (10, r.prim_vec(&mut self.compartment)?),
-            "_compartment" => (10, r.prim_vec_ext(&mut self.compartment)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "mode" => (3, r.prim(&mut self.mode)),
+            "_mode" => (3, r.prim_ext(&mut self.mode)),
+            "documentation" => (4, r.prim(&mut self.documentation)),
+            "_documentation" => (4, r.prim_ext(&mut self.documentation)),
+            "security" => (5, r.boxed(&mut self.security)),
+            "resource" => (6, r.objects(&mut self.resource)),
+            "interaction" => (7, r.objects(&mut self.interaction)),
+            "searchParam" => (8, r.objects(&mut self.search_param)),
+            "operation" => (9, r.objects(&mut self.operation)),
+            "compartment" => (10, r.prim_vec(&mut self.compartment)),
+            "_compartment" => (10, r.prim_vec_ext(&mut self.compartment)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -406,7 +454,7 @@ impl Object for CapabilityStatementRest {
 /// Information about security of implementation
 ///
 /// FHIR element `CapabilityStatement.rest.security`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CapabilityStatementRestSecurity {
     /// `CapabilityStatement.rest.security.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -424,21 +472,33 @@ pub struct CapabilityStatementRestSecurity {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CapabilityStatementRestSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CapabilityStatementRestSecurity {
     const NAME: &'static str = "CapabilityStatement.rest.security";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for CapabilityStatementRestSecurity {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "cors" => (3, r.prim(&mut self.cors)?),
-            "_cors" => (3, r.prim_ext(&mut self.cors)?),
-            "service" => (4, r.objects(&mut self.service)?),
-            "description" => (5, r.prim(&mut self.description)?),
-            "_description" => (5, r.prim_ext(&mut self.description)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "cors" => (3, r.prim(&mut self.cors)),
+            "_cors" => (3, r.prim_ext(&mut self.cors)),
+            "service" => (4, r.objects(&mut self.service)),
+            "description" => (5, r.prim(&mut self.description)),
+            "_description" => (5, r.prim_ext(&mut self.description)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -462,7 +522,7 @@ impl Object for CapabilityStatementRestSecurity {
 /// Resource served on the REST interface
 ///
 /// FHIR element `CapabilityStatement.rest.resource`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CapabilityStatementRestResource {
     /// `CapabilityStatement.rest.resource.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -508,47 +568,59 @@ pub struct CapabilityStatementRestResource {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CapabilityStatementRestResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CapabilityStatementRestResource {
     const NAME: &'static str = "CapabilityStatement.rest.resource";
-    const FIELDS: u16 = 20;
+}
+
+impl Members for CapabilityStatementRestResource {
+    fn field_count(&self) -> u16 {
+        20
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "profile" => (4, r.prim(&mut self.profile)?),
-            "_profile" => (4, r.prim_ext(&mut self.profile)?),
-            "supportedProfile" => (5, r.prim_vec(&mut self.supported_profile)?),
-            "_supportedProfile" => (5, r.prim_vec_ext(&mut self.supported_profile)?),
-            "documentation" => (6, r.prim(&mut self.documentation)?),
-            "_documentation" => (6, r.prim_ext(&mut self.documentation)?),
-            "interaction" => (7, r.objects(&mut self.interaction)?),
-            "versioning" => (8, r.prim(&mut self.versioning)?),
-            "_versioning" => (8, r.prim_ext(&mut self.versioning)?),
-            "readHistory" => (9, r.prim(&mut self.read_history)?),
-            "_readHistory" => (9, r.prim_ext(&mut self.read_history)?),
-            "updateCreate" => (10, r.prim(&mut self.update_create)?),
-            "_updateCreate" => (10, r.prim_ext(&mut self.update_create)?),
-            "conditionalCreate" => (11, r.prim(&mut self.conditional_create)?),
-            "_conditionalCreate" => (11, r.prim_ext(&mut self.conditional_create)?),
-            "conditionalRead" => (12, r.prim(&mut self.conditional_read)?),
-            "_conditionalRead" => (12, r.prim_ext(&mut self.conditional_read)?),
-            "conditionalUpdate" => (13, r.prim(&mut self.conditional_update)?),
-            "_conditionalUpdate" => (13, r.prim_ext(&mut self.conditional_update)?),
-            "conditionalDelete" => (14, r.prim(&mut self.conditional_delete)?),
-            "_conditionalDelete" => (14, r.prim_ext(&mut self.conditional_delete)?),
-            "referencePolicy" => (15, r.prim_vec(&mut self.reference_policy)?),
-            "_referencePolicy" => (15, r.prim_vec_ext(&mut self.reference_policy)?),
-            "searchInclude" => (16, r.prim_vec(&mut self.search_include)?),
-            "_searchInclude" => (16, r.prim_vec_ext(&mut self.search_include)?),
-            "searchRevInclude" => (17, r.prim_vec(&mut self.search_rev_include)?),
-            "_searchRevInclude" => (17, r.prim_vec_ext(&mut self.search_rev_include)?),
-            "searchParam" => (18, r.objects(&mut self.search_param)?),
-            "operation" => (19, r.objects(&mut self.operation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "profile" => (4, r.prim(&mut self.profile)),
+            "_profile" => (4, r.prim_ext(&mut self.profile)),
+            "supportedProfile" => (5, r.prim_vec(&mut self.supported_profile)),
+            "_supportedProfile" => (5, r.prim_vec_ext(&mut self.supported_profile)),
+            "documentation" => (6, r.prim(&mut self.documentation)),
+            "_documentation" => (6, r.prim_ext(&mut self.documentation)),
+            "interaction" => (7, r.objects(&mut self.interaction)),
+            "versioning" => (8, r.prim(&mut self.versioning)),
+            "_versioning" => (8, r.prim_ext(&mut self.versioning)),
+            "readHistory" => (9, r.prim(&mut self.read_history)),
+            "_readHistory" => (9, r.prim_ext(&mut self.read_history)),
+            "updateCreate" => (10, r.prim(&mut self.update_create)),
+            "_updateCreate" => (10, r.prim_ext(&mut self.update_create)),
+            "conditionalCreate" => (11, r.prim(&mut self.conditional_create)),
+            "_conditionalCreate" => (11, r.prim_ext(&mut self.conditional_create)),
+            "conditionalRead" => (12, r.prim(&mut self.conditional_read)),
+            "_conditionalRead" => (12, r.prim_ext(&mut self.conditional_read)),
+            "conditionalUpdate" => (13, r.prim(&mut self.conditional_update)),
+            "_conditionalUpdate" => (13, r.prim_ext(&mut self.conditional_update)),
+            "conditionalDelete" => (14, r.prim(&mut self.conditional_delete)),
+            "_conditionalDelete" => (14, r.prim_ext(&mut self.conditional_delete)),
+            "referencePolicy" => (15, r.prim_vec(&mut self.reference_policy)),
+            "_referencePolicy" => (15, r.prim_vec_ext(&mut self.reference_policy)),
+            "searchInclude" => (16, r.prim_vec(&mut self.search_include)),
+            "_searchInclude" => (16, r.prim_vec_ext(&mut self.search_include)),
+            "searchRevInclude" => (17, r.prim_vec(&mut self.search_rev_include)),
+            "_searchRevInclude" => (17, r.prim_vec_ext(&mut self.search_rev_include)),
+            "searchParam" => (18, r.objects(&mut self.search_param)),
+            "operation" => (19, r.objects(&mut self.operation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -589,7 +661,7 @@ impl Object for CapabilityStatementRestResource {
 /// What operations are supported?
 ///
 /// FHIR element `CapabilityStatement.rest.resource.interaction`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CapabilityStatementRestResourceInteraction {
     /// `CapabilityStatement.rest.resource.interaction.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -605,20 +677,32 @@ pub struct CapabilityStatementRestResourceInteraction {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CapabilityStatementRestResourceInteraction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CapabilityStatementRestResourceInteraction {
     const NAME: &'static str = "CapabilityStatement.rest.resource.interaction";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for CapabilityStatementRestResourceInteraction {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.prim(&mut self.code)?),
-            "_code" => (3, r.prim_ext(&mut self.code)?),
-            "documentation" => (4, r.prim(&mut self.documentation)?),
-            "_documentation" => (4, r.prim_ext(&mut self.documentation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.prim(&mut self.code)),
+            "_code" => (3, r.prim_ext(&mut self.code)),
+            "documentation" => (4, r.prim(&mut self.documentation)),
+            "_documentation" => (4, r.prim_ext(&mut self.documentation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -644,7 +728,7 @@ impl Object for CapabilityStatementRestResourceInteraction {
 /// Search parameters supported by implementation
 ///
 /// FHIR element `CapabilityStatement.rest.resource.searchParam`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CapabilityStatementRestResourceSearchParam {
     /// `CapabilityStatement.rest.resource.searchParam.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -664,24 +748,36 @@ pub struct CapabilityStatementRestResourceSearchParam {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CapabilityStatementRestResourceSearchParam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CapabilityStatementRestResourceSearchParam {
     const NAME: &'static str = "CapabilityStatement.rest.resource.searchParam";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for CapabilityStatementRestResourceSearchParam {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "definition" => (4, r.prim(&mut self.definition)?),
-            "_definition" => (4, r.prim_ext(&mut self.definition)?),
-            "type" => (5, r.prim(&mut self.type_)?),
-            "_type" => (5, r.prim_ext(&mut self.type_)?),
-            "documentation" => (6, r.prim(&mut self.documentation)?),
-            "_documentation" => (6, r.prim_ext(&mut self.documentation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "definition" => (4, r.prim(&mut self.definition)),
+            "_definition" => (4, r.prim_ext(&mut self.definition)),
+            "type" => (5, r.prim(&mut self.type_)),
+            "_type" => (5, r.prim_ext(&mut self.type_)),
+            "documentation" => (6, r.prim(&mut self.documentation)),
+            "_documentation" => (6, r.prim_ext(&mut self.documentation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -710,7 +806,7 @@ impl Object for CapabilityStatementRestResourceSearchParam {
 /// Definition of a resource operation
 ///
 /// FHIR element `CapabilityStatement.rest.resource.operation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CapabilityStatementRestResourceOperation {
     /// `CapabilityStatement.rest.resource.operation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -728,22 +824,34 @@ pub struct CapabilityStatementRestResourceOperation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CapabilityStatementRestResourceOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CapabilityStatementRestResourceOperation {
     const NAME: &'static str = "CapabilityStatement.rest.resource.operation";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for CapabilityStatementRestResourceOperation {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "definition" => (4, r.prim(&mut self.definition)?),
-            "_definition" => (4, r.prim_ext(&mut self.definition)?),
-            "documentation" => (5, r.prim(&mut self.documentation)?),
-            "_documentation" => (5, r.prim_ext(&mut self.documentation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "definition" => (4, r.prim(&mut self.definition)),
+            "_definition" => (4, r.prim_ext(&mut self.definition)),
+            "documentation" => (5, r.prim(&mut self.documentation)),
+            "_documentation" => (5, r.prim_ext(&mut self.documentation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -771,7 +879,7 @@ impl Object for CapabilityStatementRestResourceOperation {
 /// What operations are supported?
 ///
 /// FHIR element `CapabilityStatement.rest.interaction`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CapabilityStatementRestInteraction {
     /// `CapabilityStatement.rest.interaction.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -787,20 +895,32 @@ pub struct CapabilityStatementRestInteraction {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CapabilityStatementRestInteraction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CapabilityStatementRestInteraction {
     const NAME: &'static str = "CapabilityStatement.rest.interaction";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for CapabilityStatementRestInteraction {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.prim(&mut self.code)?),
-            "_code" => (3, r.prim_ext(&mut self.code)?),
-            "documentation" => (4, r.prim(&mut self.documentation)?),
-            "_documentation" => (4, r.prim_ext(&mut self.documentation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.prim(&mut self.code)),
+            "_code" => (3, r.prim_ext(&mut self.code)),
+            "documentation" => (4, r.prim(&mut self.documentation)),
+            "_documentation" => (4, r.prim_ext(&mut self.documentation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -826,7 +946,7 @@ impl Object for CapabilityStatementRestInteraction {
 /// If messaging is supported
 ///
 /// FHIR element `CapabilityStatement.messaging`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CapabilityStatementMessaging {
     /// `CapabilityStatement.messaging.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -846,22 +966,34 @@ pub struct CapabilityStatementMessaging {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CapabilityStatementMessaging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CapabilityStatementMessaging {
     const NAME: &'static str = "CapabilityStatement.messaging";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for CapabilityStatementMessaging {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "endpoint" => (3, r.objects(&mut self.endpoint)?),
-            "reliableCache" => (4, r.prim(&mut self.reliable_cache)?),
-            "_reliableCache" => (4, r.prim_ext(&mut self.reliable_cache)?),
-            "documentation" => (5, r.prim(&mut self.documentation)?),
-            "_documentation" => (5, r.prim_ext(&mut self.documentation)?),
-            "supportedMessage" => (6, r.objects(&mut self.supported_message)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "endpoint" => (3, r.objects(&mut self.endpoint)),
+            "reliableCache" => (4, r.prim(&mut self.reliable_cache)),
+            "_reliableCache" => (4, r.prim_ext(&mut self.reliable_cache)),
+            "documentation" => (5, r.prim(&mut self.documentation)),
+            "_documentation" => (5, r.prim_ext(&mut self.documentation)),
+            "supportedMessage" => (6, r.objects(&mut self.supported_message)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -886,7 +1018,7 @@ impl Object for CapabilityStatementMessaging {
 /// Where messages should be sent
 ///
 /// FHIR element `CapabilityStatement.messaging.endpoint`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CapabilityStatementMessagingEndpoint {
     /// `CapabilityStatement.messaging.endpoint.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -902,19 +1034,31 @@ pub struct CapabilityStatementMessagingEndpoint {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CapabilityStatementMessagingEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CapabilityStatementMessagingEndpoint {
     const NAME: &'static str = "CapabilityStatement.messaging.endpoint";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for CapabilityStatementMessagingEndpoint {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "protocol" => (3, r.boxed(&mut self.protocol)?),
-            "address" => (4, r.prim(&mut self.address)?),
-            "_address" => (4, r.prim_ext(&mut self.address)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "protocol" => (3, r.boxed(&mut self.protocol)),
+            "address" => (4, r.prim(&mut self.address)),
+            "_address" => (4, r.prim_ext(&mut self.address)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -941,7 +1085,7 @@ impl Object for CapabilityStatementMessagingEndpoint {
 /// Messages supported by this system
 ///
 /// FHIR element `CapabilityStatement.messaging.supportedMessage`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CapabilityStatementMessagingSupportedMessage {
     /// `CapabilityStatement.messaging.supportedMessage.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -957,20 +1101,32 @@ pub struct CapabilityStatementMessagingSupportedMessage {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CapabilityStatementMessagingSupportedMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CapabilityStatementMessagingSupportedMessage {
     const NAME: &'static str = "CapabilityStatement.messaging.supportedMessage";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for CapabilityStatementMessagingSupportedMessage {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "mode" => (3, r.prim(&mut self.mode)?),
-            "_mode" => (3, r.prim_ext(&mut self.mode)?),
-            "definition" => (4, r.prim(&mut self.definition)?),
-            "_definition" => (4, r.prim_ext(&mut self.definition)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "mode" => (3, r.prim(&mut self.mode)),
+            "_mode" => (3, r.prim_ext(&mut self.mode)),
+            "definition" => (4, r.prim(&mut self.definition)),
+            "_definition" => (4, r.prim_ext(&mut self.definition)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -997,7 +1153,7 @@ impl Object for CapabilityStatementMessagingSupportedMessage {
 /// Document definition
 ///
 /// FHIR element `CapabilityStatement.document`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CapabilityStatementDocument {
     /// `CapabilityStatement.document.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1015,22 +1171,34 @@ pub struct CapabilityStatementDocument {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CapabilityStatementDocument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CapabilityStatementDocument {
     const NAME: &'static str = "CapabilityStatement.document";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for CapabilityStatementDocument {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "mode" => (3, r.prim(&mut self.mode)?),
-            "_mode" => (3, r.prim_ext(&mut self.mode)?),
-            "documentation" => (4, r.prim(&mut self.documentation)?),
-            "_documentation" => (4, r.prim_ext(&mut self.documentation)?),
-            "profile" => (5, r.prim(&mut self.profile)?),
-            "_profile" => (5, r.prim_ext(&mut self.profile)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "mode" => (3, r.prim(&mut self.mode)),
+            "_mode" => (3, r.prim_ext(&mut self.mode)),
+            "documentation" => (4, r.prim(&mut self.documentation)),
+            "_documentation" => (4, r.prim_ext(&mut self.documentation)),
+            "profile" => (5, r.prim(&mut self.profile)),
+            "_profile" => (5, r.prim_ext(&mut self.profile)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `CarePlan` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Describes the intention of how one or more practitioners intend to deliver care for a particular patient, group or community for a period of time, possibly limited to care for a specific condition or set of conditions.
 ///
 /// FHIR resource `CarePlan`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CarePlan {
     /// `CarePlan.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -81,54 +81,66 @@ pub struct CarePlan {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CarePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CarePlan {
     const NAME: &'static str = "CarePlan";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 31;
+}
+
+impl Members for CarePlan {
+    fn field_count(&self) -> u16 {
+        31
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "instantiatesCanonical" => (9, r.prim_vec(&mut self.instantiates_canonical)?),
-            "_instantiatesCanonical" => (9, r.prim_vec_ext(&mut self.instantiates_canonical)?),
-            "instantiatesUri" => (10, r.prim_vec(&mut self.instantiates_uri)?),
-            "_instantiatesUri" => (10, r.prim_vec_ext(&mut self.instantiates_uri)?),
-            "basedOn" => (11, r.objects(&mut self.based_on)?),
-            "replaces" => (12, r.objects(&mut self.replaces)?),
-            "partOf" => (13, r.objects(&mut self.part_of)?),
-            "status" => (14, r.prim(&mut self.status)?),
-            "_status" => (14, r.prim_ext(&mut self.status)?),
-            "intent" => (15, r.prim(&mut self.intent)?),
-            "_intent" => (15, r.prim_ext(&mut self.intent)?),
-            "category" => (16, r.objects(&mut self.category)?),
-            "title" => (17, r.prim(&mut self.title)?),
-            "_title" => (17, r.prim_ext(&mut self.title)?),
-            "description" => (18, r.prim(&mut self.description)?),
-            "_description" => (18, r.prim_ext(&mut self.description)?),
-            "subject" => (19, r.boxed(&mut self.subject)?),
-            "encounter" => (20, r.boxed(&mut self.encounter)?),
-            "period" => (21, r.boxed(&mut self.period)?),
-            "created" => (22, r.prim(&mut self.created)?),
-            "_created" => (22, r.prim_ext(&mut self.created)?),
-            "author" => (23, r.boxed(&mut self.author)?),
-            "contributor" => (24, r.objects(&mut self.contributor)?),
-            "careTeam" => (25, r.objects(&mut self.care_team)?),
-            "addresses" => (26, r.objects(&mut self.addresses)?),
-            "supportingInfo" => (27, r.objects(&mut self.supporting_info)?),
-            "goal" => (28, r.objects(&mut self.goal)?),
-            "activity" => (29, r.objects(&mut self.activity)?),
-            "note" => (30, r.objects(&mut self.note)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "instantiatesCanonical" => (9, r.prim_vec(&mut self.instantiates_canonical)),
+            "_instantiatesCanonical" => (9, r.prim_vec_ext(&mut self.instantiates_canonical)),
+            "instantiatesUri" => (10, r.prim_vec(&mut self.instantiates_uri)),
+            "_instantiatesUri" => (10, r.prim_vec_ext(&mut self.instantiates_uri)),
+            "basedOn" => (11, r.objects(&mut self.based_on)),
+            "replaces" => (12, r.objects(&mut self.replaces)),
+            "partOf" => (13, r.objects(&mut self.part_of)),
+            "status" => (14, r.prim(&mut self.status)),
+            "_status" => (14, r.prim_ext(&mut self.status)),
+            "intent" => (15, r.prim(&mut self.intent)),
+            "_intent" => (15, r.prim_ext(&mut self.intent)),
+            "category" => (16, r.objects(&mut self.category)),
+            "title" => (17, r.prim(&mut self.title)),
+            "_title" => (17, r.prim_ext(&mut self.title)),
+            "description" => (18, r.prim(&mut self.description)),
+            "_description" => (18, r.prim_ext(&mut self.description)),
+            "subject" => (19, r.boxed(&mut self.subject)),
+            "encounter" => (20, r.boxed(&mut self.encounter)),
+            "period" => (21, r.boxed(&mut self.period)),
+            "created" => (22, r.prim(&mut self.created)),
+            "_created" => (22, r.prim_ext(&mut self.created)),
+            "author" => (23, r.boxed(&mut self.author)),
+            "contributor" => (24, r.objects(&mut self.contributor)),
+            "careTeam" => (25, r.objects(&mut self.care_team)),
+            "addresses" => (26, r.objects(&mut self.addresses)),
+            "supportingInfo" => (27, r.objects(&mut self.supporting_info)),
+            "goal" => (28, r.objects(&mut self.goal)),
+            "activity" => (29, r.objects(&mut self.activity)),
+            "note" => (30, r.objects(&mut self.note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -182,7 +194,7 @@ impl Object for CarePlan {
 /// Action to occur as part of plan
 ///
 /// FHIR element `CarePlan.activity`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CarePlanActivity {
     /// `CarePlan.activity.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -204,21 +216,33 @@ pub struct CarePlanActivity {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CarePlanActivity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CarePlanActivity {
     const NAME: &'static str = "CarePlan.activity";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for CarePlanActivity {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "outcomeCodeableConcept" => (3, r.objects(&mut self.outcome_codeable_concept)?),
-            "outcomeReference" => (4, r.objects(&mut self.outcome_reference)?),
-            "progress" => (5, r.objects(&mut self.progress)?),
-            "reference" => (6, r.boxed(&mut self.reference)?),
-            "detail" => (7, r.boxed(&mut self.detail)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "outcomeCodeableConcept" => (3, r.objects(&mut self.outcome_codeable_concept)),
+            "outcomeReference" => (4, r.objects(&mut self.outcome_reference)),
+            "progress" => (5, r.objects(&mut self.progress)),
+            "reference" => (6, r.boxed(&mut self.reference)),
+            "detail" => (7, r.boxed(&mut self.detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -244,7 +268,7 @@ impl Object for CarePlanActivity {
 /// In-line definition of activity
 ///
 /// FHIR element `CarePlan.activity.detail`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CarePlanActivityDetail {
     /// `CarePlan.activity.detail.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -329,36 +353,47 @@ impl CarePlanActivityDetailProduct {
     }
 }
 
+impl std::fmt::Debug for CarePlanActivityDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CarePlanActivityDetail {
     const NAME: &'static str = "CarePlan.activity.detail";
-    const FIELDS: u16 = 20;
+}
+
+impl Members for CarePlanActivityDetail {
+    fn field_count(&self) -> u16 {
+        20
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "kind" => (3, r.prim(&mut self.kind)?),
-            "_kind" => (3, r.prim_ext(&mut self.kind)?),
-            "instantiatesCanonical" => (4, r.prim_vec(&mut self.instantiates_canonical)?),
-            "_instantiatesCanonical" => (4, r.prim_vec_ext(&mut self.instantiates_canonical)?),
-            "instantiatesUri" => (5, r.prim_vec(&mut self.instantiates_uri)?),
-            "_instantiatesUri" => (5, r.prim_vec_ext(&mut self.instantiates_uri)?),
-            "code" => (6, r.boxed(&mut self.code)?),
-            "reasonCode" => (7, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (8, r.objects(&mut self.reason_reference)?),
-            "goal" => (9, r.objects(&mut self.goal)?),
-            "status" => (10, r.prim(&mut self.status)?),
-            "_status" => (10, r.prim_ext(&mut self.status)?),
-            "statusReason" => (11, r.boxed(&mut self.status_reason)?),
-            "doNotPerform" => (12, r.prim(&mut self.do_not_perform)?),
-            "_doNotPerform" => (12, r.prim_ext(&mut self.do_not_perform)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "kind" => (3, r.prim(&mut self.kind)),
+            "_kind" => (3, r.prim_ext(&mut self.kind)),
+            "instantiatesCanonical" => (4, r.prim_vec(&mut self.instantiates_canonical)),
+            "_instantiatesCanonical" => (4, r.prim_vec_ext(&mut self.instantiates_canonical)),
+            "instantiatesUri" => (5, r.prim_vec(&mut self.instantiates_uri)),
+            "_instantiatesUri" => (5, r.prim_vec_ext(&mut self.instantiates_uri)),
+            "code" => (6, r.boxed(&mut self.code)),
+            "reasonCode" => (7, r.objects(&mut self.reason_code)),
+            "reasonReference" => (8, r.objects(&mut self.reason_reference)),
+            "goal" => (9, r.objects(&mut self.goal)),
+            "status" => (10, r.prim(&mut self.status)),
+            "_status" => (10, r.prim_ext(&mut self.status)),
+            "statusReason" => (11, r.boxed(&mut self.status_reason)),
+            "doNotPerform" => (12, r.prim(&mut self.do_not_perform)),
+            "_doNotPerform" => (12, r.prim_ext(&mut self.do_not_perform)),
             "scheduledTiming" => (
                 13,
-                r.choice_object(&mut self.scheduled, CarePlanActivityDetailScheduled::Timing)?,
+                r.choice_object(&mut self.scheduled, CarePlanActivityDetailScheduled::Timing),
             ),
             "scheduledPeriod" => (
                 13,
-                r.choice_object(&mut self.scheduled, CarePlanActivityDetailScheduled::Period)?,
+                r.choice_object(&mut self.scheduled, CarePlanActivityDetailScheduled::Period),
             ),
             "scheduledString" => (
                 13,
@@ -369,7 +404,7 @@ impl Object for CarePlanActivityDetail {
                         CarePlanActivityDetailScheduled::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_scheduledString" => (
                 13,
@@ -380,24 +415,25 @@ impl Object for CarePlanActivityDetail {
                         CarePlanActivityDetailScheduled::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
-            "location" => (14, r.boxed(&mut self.location)?),
-            "performer" => (15, r.objects(&mut self.performer)?),
+            "location" => (14, r.boxed(&mut self.location)),
+            "performer" => (15, r.objects(&mut self.performer)),
             "productCodeableConcept" => (
                 16,
-                r.choice_object(&mut self.product, CarePlanActivityDetailProduct::CodeableConcept)?,
+                r.choice_object(&mut self.product, CarePlanActivityDetailProduct::CodeableConcept),
             ),
             "productReference" => (
                 16,
-                r.choice_object(&mut self.product, CarePlanActivityDetailProduct::Reference)?,
+                r.choice_object(&mut self.product, CarePlanActivityDetailProduct::Reference),
             ),
-            "dailyAmount" => (17, r.boxed(&mut self.daily_amount)?),
-            "quantity" => (18, r.boxed(&mut self.quantity)?),
-            "description" => (19, r.prim(&mut self.description)?),
-            "_description" => (19, r.prim_ext(&mut self.description)?),
+            "dailyAmount" => (17, r.boxed(&mut self.daily_amount)),
+            "quantity" => (18, r.boxed(&mut self.quantity)),
+            "description" => (19, r.prim(&mut self.description)),
+            "_description" => (19, r.prim_ext(&mut self.description)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

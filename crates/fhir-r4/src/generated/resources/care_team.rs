@@ -4,7 +4,7 @@
 //! The R4 `CareTeam` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The Care Team includes all the people and organizations who plan to participate in the coordination and delivery of care for a patient.
 ///
 /// FHIR resource `CareTeam`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CareTeam {
     /// `CareTeam.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -61,39 +61,51 @@ pub struct CareTeam {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CareTeam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CareTeam {
     const NAME: &'static str = "CareTeam";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 21;
+}
+
+impl Members for CareTeam {
+    fn field_count(&self) -> u16 {
+        21
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "category" => (10, r.objects(&mut self.category)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "subject" => (12, r.boxed(&mut self.subject)?),
-            "encounter" => (13, r.boxed(&mut self.encounter)?),
-            "period" => (14, r.boxed(&mut self.period)?),
-            "participant" => (15, r.objects(&mut self.participant)?),
-            "reasonCode" => (16, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (17, r.objects(&mut self.reason_reference)?),
-            "managingOrganization" => (18, r.objects(&mut self.managing_organization)?),
-            "telecom" => (19, r.objects(&mut self.telecom)?),
-            "note" => (20, r.objects(&mut self.note)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "category" => (10, r.objects(&mut self.category)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "subject" => (12, r.boxed(&mut self.subject)),
+            "encounter" => (13, r.boxed(&mut self.encounter)),
+            "period" => (14, r.boxed(&mut self.period)),
+            "participant" => (15, r.objects(&mut self.participant)),
+            "reasonCode" => (16, r.objects(&mut self.reason_code)),
+            "reasonReference" => (17, r.objects(&mut self.reason_reference)),
+            "managingOrganization" => (18, r.objects(&mut self.managing_organization)),
+            "telecom" => (19, r.objects(&mut self.telecom)),
+            "note" => (20, r.objects(&mut self.note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -132,7 +144,7 @@ impl Object for CareTeam {
 /// Members of the team
 ///
 /// FHIR element `CareTeam.participant`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CareTeamParticipant {
     /// `CareTeam.participant.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -152,20 +164,32 @@ pub struct CareTeamParticipant {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CareTeamParticipant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CareTeamParticipant {
     const NAME: &'static str = "CareTeam.participant";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for CareTeamParticipant {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "role" => (3, r.objects(&mut self.role)?),
-            "member" => (4, r.boxed(&mut self.member)?),
-            "onBehalfOf" => (5, r.boxed(&mut self.on_behalf_of)?),
-            "period" => (6, r.boxed(&mut self.period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "role" => (3, r.objects(&mut self.role)),
+            "member" => (4, r.boxed(&mut self.member)),
+            "onBehalfOf" => (5, r.boxed(&mut self.on_behalf_of)),
+            "period" => (6, r.boxed(&mut self.period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `CatalogEntry` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Catalog entries are wrappers that contextualize items included in a catalog.
 ///
 /// FHIR resource `CatalogEntry`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CatalogEntry {
     /// `CatalogEntry.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -61,41 +61,53 @@ pub struct CatalogEntry {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CatalogEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CatalogEntry {
     const NAME: &'static str = "CatalogEntry";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 21;
+}
+
+impl Members for CatalogEntry {
+    fn field_count(&self) -> u16 {
+        21
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "type" => (9, r.boxed(&mut self.type_)?),
-            "orderable" => (10, r.prim(&mut self.orderable)?),
-            "_orderable" => (10, r.prim_ext(&mut self.orderable)?),
-            "referencedItem" => (11, r.boxed(&mut self.referenced_item)?),
-            "additionalIdentifier" => (12, r.objects(&mut self.additional_identifier)?),
-            "classification" => (13, r.objects(&mut self.classification)?),
-            "status" => (14, r.prim(&mut self.status)?),
-            "_status" => (14, r.prim_ext(&mut self.status)?),
-            "validityPeriod" => (15, r.boxed(&mut self.validity_period)?),
-            "validTo" => (16, r.prim(&mut self.valid_to)?),
-            "_validTo" => (16, r.prim_ext(&mut self.valid_to)?),
-            "lastUpdated" => (17, r.prim(&mut self.last_updated)?),
-            "_lastUpdated" => (17, r.prim_ext(&mut self.last_updated)?),
-            "additionalCharacteristic" => (18, r.objects(&mut self.additional_characteristic)?),
-            "additionalClassification" => (19, r.objects(&mut self.additional_classification)?),
-            "relatedEntry" => (20, r.objects(&mut self.related_entry)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "type" => (9, r.boxed(&mut self.type_)),
+            "orderable" => (10, r.prim(&mut self.orderable)),
+            "_orderable" => (10, r.prim_ext(&mut self.orderable)),
+            "referencedItem" => (11, r.boxed(&mut self.referenced_item)),
+            "additionalIdentifier" => (12, r.objects(&mut self.additional_identifier)),
+            "classification" => (13, r.objects(&mut self.classification)),
+            "status" => (14, r.prim(&mut self.status)),
+            "_status" => (14, r.prim_ext(&mut self.status)),
+            "validityPeriod" => (15, r.boxed(&mut self.validity_period)),
+            "validTo" => (16, r.prim(&mut self.valid_to)),
+            "_validTo" => (16, r.prim_ext(&mut self.valid_to)),
+            "lastUpdated" => (17, r.prim(&mut self.last_updated)),
+            "_lastUpdated" => (17, r.prim_ext(&mut self.last_updated)),
+            "additionalCharacteristic" => (18, r.objects(&mut self.additional_characteristic)),
+            "additionalClassification" => (19, r.objects(&mut self.additional_classification)),
+            "relatedEntry" => (20, r.objects(&mut self.related_entry)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -138,7 +150,7 @@ impl Object for CatalogEntry {
 /// An item that this catalog entry is related to
 ///
 /// FHIR element `CatalogEntry.relatedEntry`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CatalogEntryRelatedEntry {
     /// `CatalogEntry.relatedEntry.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -154,19 +166,31 @@ pub struct CatalogEntryRelatedEntry {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CatalogEntryRelatedEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CatalogEntryRelatedEntry {
     const NAME: &'static str = "CatalogEntry.relatedEntry";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for CatalogEntryRelatedEntry {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "relationtype" => (3, r.prim(&mut self.relationtype)?),
-            "_relationtype" => (3, r.prim_ext(&mut self.relationtype)?),
-            "item" => (4, r.boxed(&mut self.item)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "relationtype" => (3, r.prim(&mut self.relationtype)),
+            "_relationtype" => (3, r.prim_ext(&mut self.relationtype)),
+            "item" => (4, r.boxed(&mut self.item)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

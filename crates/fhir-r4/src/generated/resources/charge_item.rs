@@ -4,7 +4,7 @@
 //! The R4 `ChargeItem` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The resource ChargeItem describes the provision of healthcare provider products for a certain patient, therefore referring not only to the product, but containing in addition details of the provision, like date, time, amounts and participating organizations and persons. Main Usage of the ChargeItem is to enable the billing process and internal cost allocation.
 ///
 /// FHIR resource `ChargeItem`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ChargeItem {
     /// `ChargeItem.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -126,33 +126,44 @@ impl ChargeItemProduct {
     }
 }
 
+impl std::fmt::Debug for ChargeItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ChargeItem {
     const NAME: &'static str = "ChargeItem";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 34;
+}
+
+impl Members for ChargeItem {
+    fn field_count(&self) -> u16 {
+        34
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "definitionUri" => (9, r.prim_vec(&mut self.definition_uri)?),
-            "_definitionUri" => (9, r.prim_vec_ext(&mut self.definition_uri)?),
-            "definitionCanonical" => (10, r.prim_vec(&mut self.definition_canonical)?),
-            "_definitionCanonical" => (10, r.prim_vec_ext(&mut self.definition_canonical)?),
-            "status" => (11, r.prim(&mut self.status)?),
-            "_status" => (11, r.prim_ext(&mut self.status)?),
-            "partOf" => (12, r.objects(&mut self.part_of)?),
-            "code" => (13, r.boxed(&mut self.code)?),
-            "subject" => (14, r.boxed(&mut self.subject)?),
-            "context" => (15, r.boxed(&mut self.context)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "definitionUri" => (9, r.prim_vec(&mut self.definition_uri)),
+            "_definitionUri" => (9, r.prim_vec_ext(&mut self.definition_uri)),
+            "definitionCanonical" => (10, r.prim_vec(&mut self.definition_canonical)),
+            "_definitionCanonical" => (10, r.prim_vec_ext(&mut self.definition_canonical)),
+            "status" => (11, r.prim(&mut self.status)),
+            "_status" => (11, r.prim_ext(&mut self.status)),
+            "partOf" => (12, r.objects(&mut self.part_of)),
+            "code" => (13, r.boxed(&mut self.code)),
+            "subject" => (14, r.boxed(&mut self.subject)),
+            "context" => (15, r.boxed(&mut self.context)),
             "occurrenceDateTime" => (
                 16,
                 r.choice_prim(
@@ -162,7 +173,7 @@ impl Object for ChargeItem {
                         ChargeItemOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_occurrenceDateTime" => (
                 16,
@@ -173,45 +184,46 @@ impl Object for ChargeItem {
                         ChargeItemOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "occurrencePeriod" => (
                 16,
-                r.choice_object(&mut self.occurrence, ChargeItemOccurrence::Period)?,
+                r.choice_object(&mut self.occurrence, ChargeItemOccurrence::Period),
             ),
             "occurrenceTiming" => (
                 16,
-                r.choice_object(&mut self.occurrence, ChargeItemOccurrence::Timing)?,
+                r.choice_object(&mut self.occurrence, ChargeItemOccurrence::Timing),
             ),
-            "performer" => (17, r.objects(&mut self.performer)?),
-            "performingOrganization" => (18, r.boxed(&mut self.performing_organization)?),
-            "requestingOrganization" => (19, r.boxed(&mut self.requesting_organization)?),
-            "costCenter" => (20, r.boxed(&mut self.cost_center)?),
-            "quantity" => (21, r.boxed(&mut self.quantity)?),
-            "bodysite" => (22, r.objects(&mut self.bodysite)?),
-            "factorOverride" => (23, r.prim(&mut self.factor_override)?),
-            "_factorOverride" => (23, r.prim_ext(&mut self.factor_override)?),
-            "priceOverride" => (24, r.boxed(&mut self.price_override)?),
-            "overrideReason" => (25, r.prim(&mut self.override_reason)?),
-            "_overrideReason" => (25, r.prim_ext(&mut self.override_reason)?),
-            "enterer" => (26, r.boxed(&mut self.enterer)?),
-            "enteredDate" => (27, r.prim(&mut self.entered_date)?),
-            "_enteredDate" => (27, r.prim_ext(&mut self.entered_date)?),
-            "reason" => (28, r.objects(&mut self.reason)?),
-            "service" => (29, r.objects(&mut self.service)?),
+            "performer" => (17, r.objects(&mut self.performer)),
+            "performingOrganization" => (18, r.boxed(&mut self.performing_organization)),
+            "requestingOrganization" => (19, r.boxed(&mut self.requesting_organization)),
+            "costCenter" => (20, r.boxed(&mut self.cost_center)),
+            "quantity" => (21, r.boxed(&mut self.quantity)),
+            "bodysite" => (22, r.objects(&mut self.bodysite)),
+            "factorOverride" => (23, r.prim(&mut self.factor_override)),
+            "_factorOverride" => (23, r.prim_ext(&mut self.factor_override)),
+            "priceOverride" => (24, r.boxed(&mut self.price_override)),
+            "overrideReason" => (25, r.prim(&mut self.override_reason)),
+            "_overrideReason" => (25, r.prim_ext(&mut self.override_reason)),
+            "enterer" => (26, r.boxed(&mut self.enterer)),
+            "enteredDate" => (27, r.prim(&mut self.entered_date)),
+            "_enteredDate" => (27, r.prim_ext(&mut self.entered_date)),
+            "reason" => (28, r.objects(&mut self.reason)),
+            "service" => (29, r.objects(&mut self.service)),
             "productReference" => (
                 30,
-                r.choice_object(&mut self.product, ChargeItemProduct::Reference)?,
+                r.choice_object(&mut self.product, ChargeItemProduct::Reference),
             ),
             "productCodeableConcept" => (
                 30,
-                r.choice_object(&mut self.product, ChargeItemProduct::CodeableConcept)?,
+                r.choice_object(&mut self.product, ChargeItemProduct::CodeableConcept),
             ),
-            "account" => (31, r.objects(&mut self.account)?),
-            "note" => (32, r.objects(&mut self.note)?),
-            "supportingInformation" => (33, r.objects(&mut self.supporting_information)?),
+            "account" => (31, r.objects(&mut self.account)),
+            "note" => (32, r.objects(&mut self.note)),
+            "supportingInformation" => (33, r.objects(&mut self.supporting_information)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -276,7 +288,7 @@ impl Object for ChargeItem {
 /// Who performed charged service
 ///
 /// FHIR element `ChargeItem.performer`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ChargeItemPerformer {
     /// `ChargeItem.performer.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -292,18 +304,30 @@ pub struct ChargeItemPerformer {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ChargeItemPerformer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ChargeItemPerformer {
     const NAME: &'static str = "ChargeItem.performer";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ChargeItemPerformer {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "function" => (3, r.boxed(&mut self.function)?),
-            "actor" => (4, r.boxed(&mut self.actor)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "function" => (3, r.boxed(&mut self.function)),
+            "actor" => (4, r.boxed(&mut self.actor)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

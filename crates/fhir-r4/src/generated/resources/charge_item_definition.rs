@@ -4,7 +4,7 @@
 //! The R4 `ChargeItemDefinition` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The ChargeItemDefinition resource provides the properties that apply to the (billing) codes necessary to calculate costs and prices. The properties may differ largely depending on type and realm, therefore this resource gives only a rough structure and requires profiling for each type of billing code system.
 ///
 /// FHIR resource `ChargeItemDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ChargeItemDefinition {
     /// `ChargeItemDefinition.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -81,61 +81,73 @@ pub struct ChargeItemDefinition {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ChargeItemDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ChargeItemDefinition {
     const NAME: &'static str = "ChargeItemDefinition";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 31;
+}
+
+impl Members for ChargeItemDefinition {
+    fn field_count(&self) -> u16 {
+        31
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "title" => (11, r.prim(&mut self.title)?),
-            "_title" => (11, r.prim_ext(&mut self.title)?),
-            "derivedFromUri" => (12, r.prim_vec(&mut self.derived_from_uri)?),
-            "_derivedFromUri" => (12, r.prim_vec_ext(&mut self.derived_from_uri)?),
-            "partOf" => (13, r.prim_vec(&mut self.part_of)?),
-            "_partOf" => (13, r.prim_vec_ext(&mut self.part_of)?),
-            "replaces" => (14, r.prim_vec(&mut self.replaces)?),
-            "_replaces" => (14, r.prim_vec_ext(&mut self.replaces)?),
-            "status" => (15, r.prim(&mut self.status)?),
-            "_status" => (15, r.prim_ext(&mut self.status)?),
-            "experimental" => (16, r.prim(&mut self.experimental)?),
-            "_experimental" => (16, r.prim_ext(&mut self.experimental)?),
-            "date" => (17, r.prim(&mut self.date)?),
-            "_date" => (17, r.prim_ext(&mut self.date)?),
-            "publisher" => (18, r.prim(&mut self.publisher)?),
-            "_publisher" => (18, r.prim_ext(&mut self.publisher)?),
-            "contact" => (19, r.objects(&mut self.contact)?),
-            "description" => (20, r.prim(&mut self.description)?),
-            "_description" => (20, r.prim_ext(&mut self.description)?),
-            "useContext" => (21, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (22, r.objects(&mut self.jurisdiction)?),
-            "copyright" => (23, r.prim(&mut self.copyright)?),
-            "_copyright" => (23, r.prim_ext(&mut self.copyright)?),
-            "approvalDate" => (24, r.prim(&mut self.approval_date)?),
-            "_approvalDate" => (24, r.prim_ext(&mut self.approval_date)?),
-            "lastReviewDate" => (25, r.prim(&mut self.last_review_date)?),
-            "_lastReviewDate" => (25, r.prim_ext(&mut self.last_review_date)?),
-            "effectivePeriod" => (26, r.boxed(&mut self.effective_period)?),
-            "code" => (27, r.boxed(&mut self.code)?),
-            "instance" => (28, r.objects(&mut self.instance)?),
-            "applicability" => (29, r.objects(&mut self.applicability)?),
-            "propertyGroup" => (30, r.objects(&mut self.property_group)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "title" => (11, r.prim(&mut self.title)),
+            "_title" => (11, r.prim_ext(&mut self.title)),
+            "derivedFromUri" => (12, r.prim_vec(&mut self.derived_from_uri)),
+            "_derivedFromUri" => (12, r.prim_vec_ext(&mut self.derived_from_uri)),
+            "partOf" => (13, r.prim_vec(&mut self.part_of)),
+            "_partOf" => (13, r.prim_vec_ext(&mut self.part_of)),
+            "replaces" => (14, r.prim_vec(&mut self.replaces)),
+            "_replaces" => (14, r.prim_vec_ext(&mut self.replaces)),
+            "status" => (15, r.prim(&mut self.status)),
+            "_status" => (15, r.prim_ext(&mut self.status)),
+            "experimental" => (16, r.prim(&mut self.experimental)),
+            "_experimental" => (16, r.prim_ext(&mut self.experimental)),
+            "date" => (17, r.prim(&mut self.date)),
+            "_date" => (17, r.prim_ext(&mut self.date)),
+            "publisher" => (18, r.prim(&mut self.publisher)),
+            "_publisher" => (18, r.prim_ext(&mut self.publisher)),
+            "contact" => (19, r.objects(&mut self.contact)),
+            "description" => (20, r.prim(&mut self.description)),
+            "_description" => (20, r.prim_ext(&mut self.description)),
+            "useContext" => (21, r.objects(&mut self.use_context)),
+            "jurisdiction" => (22, r.objects(&mut self.jurisdiction)),
+            "copyright" => (23, r.prim(&mut self.copyright)),
+            "_copyright" => (23, r.prim_ext(&mut self.copyright)),
+            "approvalDate" => (24, r.prim(&mut self.approval_date)),
+            "_approvalDate" => (24, r.prim_ext(&mut self.approval_date)),
+            "lastReviewDate" => (25, r.prim(&mut self.last_review_date)),
+            "_lastReviewDate" => (25, r.prim_ext(&mut self.last_review_date)),
+            "effectivePeriod" => (26, r.boxed(&mut self.effective_period)),
+            "code" => (27, r.boxed(&mut self.code)),
+            "instance" => (28, r.objects(&mut self.instance)),
+            "applicability" => (29, r.objects(&mut self.applicability)),
+            "propertyGroup" => (30, r.objects(&mut self.property_group)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -188,7 +200,7 @@ impl Object for ChargeItemDefinition {
 /// Whether or not the billing code is applicable
 ///
 /// FHIR element `ChargeItemDefinition.applicability`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ChargeItemDefinitionApplicability {
     /// `ChargeItemDefinition.applicability.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -206,22 +218,34 @@ pub struct ChargeItemDefinitionApplicability {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ChargeItemDefinitionApplicability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ChargeItemDefinitionApplicability {
     const NAME: &'static str = "ChargeItemDefinition.applicability";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ChargeItemDefinitionApplicability {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "description" => (3, r.prim(&mut self.description)?),
-            "_description" => (3, r.prim_ext(&mut self.description)?),
-            "language" => (4, r.prim(&mut self.language)?),
-            "_language" => (4, r.prim_ext(&mut self.language)?),
-            "expression" => (5, r.prim(&mut self.expression)?),
-            "_expression" => (5, r.prim_ext(&mut self.expression)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "description" => (3, r.prim(&mut self.description)),
+            "_description" => (3, r.prim_ext(&mut self.description)),
+            "language" => (4, r.prim(&mut self.language)),
+            "_language" => (4, r.prim_ext(&mut self.language)),
+            "expression" => (5, r.prim(&mut self.expression)),
+            "_expression" => (5, r.prim_ext(&mut self.expression)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -245,7 +269,7 @@ impl Object for ChargeItemDefinitionApplicability {
 /// Group of properties which are applicable under the same conditions
 ///
 /// FHIR element `ChargeItemDefinition.propertyGroup`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ChargeItemDefinitionPropertyGroup {
     /// `ChargeItemDefinition.propertyGroup.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -261,18 +285,30 @@ pub struct ChargeItemDefinitionPropertyGroup {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ChargeItemDefinitionPropertyGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ChargeItemDefinitionPropertyGroup {
     const NAME: &'static str = "ChargeItemDefinition.propertyGroup";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ChargeItemDefinitionPropertyGroup {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "applicability" => (3, r.objects(&mut self.applicability)?),
-            "priceComponent" => (4, r.objects(&mut self.price_component)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "applicability" => (3, r.objects(&mut self.applicability)),
+            "priceComponent" => (4, r.objects(&mut self.price_component)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -295,7 +331,7 @@ impl Object for ChargeItemDefinitionPropertyGroup {
 /// Components of total line item price
 ///
 /// FHIR element `ChargeItemDefinition.propertyGroup.priceComponent`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ChargeItemDefinitionPropertyGroupPriceComponent {
     /// `ChargeItemDefinition.propertyGroup.priceComponent.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -315,22 +351,34 @@ pub struct ChargeItemDefinitionPropertyGroupPriceComponent {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ChargeItemDefinitionPropertyGroupPriceComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ChargeItemDefinitionPropertyGroupPriceComponent {
     const NAME: &'static str = "ChargeItemDefinition.propertyGroup.priceComponent";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ChargeItemDefinitionPropertyGroupPriceComponent {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "code" => (4, r.boxed(&mut self.code)?),
-            "factor" => (5, r.prim(&mut self.factor)?),
-            "_factor" => (5, r.prim_ext(&mut self.factor)?),
-            "amount" => (6, r.boxed(&mut self.amount)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "code" => (4, r.boxed(&mut self.code)),
+            "factor" => (5, r.prim(&mut self.factor)),
+            "_factor" => (5, r.prim_ext(&mut self.factor)),
+            "amount" => (6, r.boxed(&mut self.amount)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `Claim` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A provider issued list of professional services and products which have been provided, or are to be provided, to a patient which is sent to an insurer for reimbursement.
 ///
 /// FHIR resource `Claim`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Claim {
     /// `Claim.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -89,54 +89,66 @@ pub struct Claim {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Claim {
     const NAME: &'static str = "Claim";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 35;
+}
+
+impl Members for Claim {
+    fn field_count(&self) -> u16 {
+        35
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "type" => (10, r.boxed(&mut self.type_)?),
-            "subType" => (11, r.boxed(&mut self.sub_type)?),
-            "use" => (12, r.prim(&mut self.use_)?),
-            "_use" => (12, r.prim_ext(&mut self.use_)?),
-            "patient" => (13, r.boxed(&mut self.patient)?),
-            "billablePeriod" => (14, r.boxed(&mut self.billable_period)?),
-            "created" => (15, r.prim(&mut self.created)?),
-            "_created" => (15, r.prim_ext(&mut self.created)?),
-            "enterer" => (16, r.boxed(&mut self.enterer)?),
-            "insurer" => (17, r.boxed(&mut self.insurer)?),
-            "provider" => (18, r.boxed(&mut self.provider)?),
-            "priority" => (19, r.boxed(&mut self.priority)?),
-            "fundsReserve" => (20, r.boxed(&mut self.funds_reserve)?),
-            "related" => (21, r.objects(&mut self.related)?),
-            "prescription" => (22, r.boxed(&mut self.prescription)?),
-            "originalPrescription" => (23, r.boxed(&mut self.original_prescription)?),
-            "payee" => (24, r.boxed(&mut self.payee)?),
-            "referral" => (25, r.boxed(&mut self.referral)?),
-            "facility" => (26, r.boxed(&mut self.facility)?),
-            "careTeam" => (27, r.objects(&mut self.care_team)?),
-            "supportingInfo" => (28, r.objects(&mut self.supporting_info)?),
-            "diagnosis" => (29, r.objects(&mut self.diagnosis)?),
-            "procedure" => (30, r.objects(&mut self.procedure)?),
-            "insurance" => (31, r.objects(&mut self.insurance)?),
-            "accident" => (32, r.boxed(&mut self.accident)?),
-            "item" => (33, r.objects(&mut self.item)?),
-            "total" => (34, r.boxed(&mut self.total)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "type" => (10, r.boxed(&mut self.type_)),
+            "subType" => (11, r.boxed(&mut self.sub_type)),
+            "use" => (12, r.prim(&mut self.use_)),
+            "_use" => (12, r.prim_ext(&mut self.use_)),
+            "patient" => (13, r.boxed(&mut self.patient)),
+            "billablePeriod" => (14, r.boxed(&mut self.billable_period)),
+            "created" => (15, r.prim(&mut self.created)),
+            "_created" => (15, r.prim_ext(&mut self.created)),
+            "enterer" => (16, r.boxed(&mut self.enterer)),
+            "insurer" => (17, r.boxed(&mut self.insurer)),
+            "provider" => (18, r.boxed(&mut self.provider)),
+            "priority" => (19, r.boxed(&mut self.priority)),
+            "fundsReserve" => (20, r.boxed(&mut self.funds_reserve)),
+            "related" => (21, r.objects(&mut self.related)),
+            "prescription" => (22, r.boxed(&mut self.prescription)),
+            "originalPrescription" => (23, r.boxed(&mut self.original_prescription)),
+            "payee" => (24, r.boxed(&mut self.payee)),
+            "referral" => (25, r.boxed(&mut self.referral)),
+            "facility" => (26, r.boxed(&mut self.facility)),
+            "careTeam" => (27, r.objects(&mut self.care_team)),
+            "supportingInfo" => (28, r.objects(&mut self.supporting_info)),
+            "diagnosis" => (29, r.objects(&mut self.diagnosis)),
+            "procedure" => (30, r.objects(&mut self.procedure)),
+            "insurance" => (31, r.objects(&mut self.insurance)),
+            "accident" => (32, r.boxed(&mut self.accident)),
+            "item" => (33, r.objects(&mut self.item)),
+            "total" => (34, r.boxed(&mut self.total)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -199,7 +211,7 @@ impl Object for Claim {
 /// Prior or corollary claims
 ///
 /// FHIR element `Claim.related`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimRelated {
     /// `Claim.related.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -217,19 +229,31 @@ pub struct ClaimRelated {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimRelated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimRelated {
     const NAME: &'static str = "Claim.related";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ClaimRelated {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "claim" => (3, r.boxed(&mut self.claim)?),
-            "relationship" => (4, r.boxed(&mut self.relationship)?),
-            "reference" => (5, r.boxed(&mut self.reference)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "claim" => (3, r.boxed(&mut self.claim)),
+            "relationship" => (4, r.boxed(&mut self.relationship)),
+            "reference" => (5, r.boxed(&mut self.reference)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -253,7 +277,7 @@ impl Object for ClaimRelated {
 /// Recipient of benefits payable
 ///
 /// FHIR element `Claim.payee`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimPayee {
     /// `Claim.payee.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -269,18 +293,30 @@ pub struct ClaimPayee {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimPayee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimPayee {
     const NAME: &'static str = "Claim.payee";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ClaimPayee {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "party" => (4, r.boxed(&mut self.party)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "party" => (4, r.boxed(&mut self.party)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -306,7 +342,7 @@ impl Object for ClaimPayee {
 /// Members of the care team
 ///
 /// FHIR element `Claim.careTeam`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimCareTeam {
     /// `Claim.careTeam.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -328,23 +364,35 @@ pub struct ClaimCareTeam {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimCareTeam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimCareTeam {
     const NAME: &'static str = "Claim.careTeam";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for ClaimCareTeam {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
-            "provider" => (4, r.boxed(&mut self.provider)?),
-            "responsible" => (5, r.prim(&mut self.responsible)?),
-            "_responsible" => (5, r.prim_ext(&mut self.responsible)?),
-            "role" => (6, r.boxed(&mut self.role)?),
-            "qualification" => (7, r.boxed(&mut self.qualification)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
+            "provider" => (4, r.boxed(&mut self.provider)),
+            "responsible" => (5, r.prim(&mut self.responsible)),
+            "_responsible" => (5, r.prim_ext(&mut self.responsible)),
+            "role" => (6, r.boxed(&mut self.role)),
+            "qualification" => (7, r.boxed(&mut self.qualification)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -374,7 +422,7 @@ impl Object for ClaimCareTeam {
 /// Supporting information
 ///
 /// FHIR element `Claim.supportingInfo`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimSupportingInfo {
     /// `Claim.supportingInfo.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -443,79 +491,91 @@ impl ClaimSupportingInfoValue {
     }
 }
 
+impl std::fmt::Debug for ClaimSupportingInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimSupportingInfo {
     const NAME: &'static str = "Claim.supportingInfo";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for ClaimSupportingInfo {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
-            "category" => (4, r.boxed(&mut self.category)?),
-            "code" => (5, r.boxed(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
+            "category" => (4, r.boxed(&mut self.category)),
+            "code" => (5, r.boxed(&mut self.code)),
             "timingDate" => (
                 6,
                 r.choice_prim(&mut self.timing, ClaimSupportingInfoTiming::Date, |e| match e {
                     ClaimSupportingInfoTiming::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_timingDate" => (
                 6,
                 r.choice_prim_ext(&mut self.timing, ClaimSupportingInfoTiming::Date, |e| match e {
                     ClaimSupportingInfoTiming::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "timingPeriod" => (
                 6,
-                r.choice_object(&mut self.timing, ClaimSupportingInfoTiming::Period)?,
+                r.choice_object(&mut self.timing, ClaimSupportingInfoTiming::Period),
             ),
             "valueBoolean" => (
                 7,
                 r.choice_prim(&mut self.value, ClaimSupportingInfoValue::Boolean, |e| match e {
                     ClaimSupportingInfoValue::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueBoolean" => (
                 7,
                 r.choice_prim_ext(&mut self.value, ClaimSupportingInfoValue::Boolean, |e| match e {
                     ClaimSupportingInfoValue::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueString" => (
                 7,
                 r.choice_prim(&mut self.value, ClaimSupportingInfoValue::String, |e| match e {
                     ClaimSupportingInfoValue::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueString" => (
                 7,
                 r.choice_prim_ext(&mut self.value, ClaimSupportingInfoValue::String, |e| match e {
                     ClaimSupportingInfoValue::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueQuantity" => (
                 7,
-                r.choice_object(&mut self.value, ClaimSupportingInfoValue::Quantity)?,
+                r.choice_object(&mut self.value, ClaimSupportingInfoValue::Quantity),
             ),
             "valueAttachment" => (
                 7,
-                r.choice_object(&mut self.value, ClaimSupportingInfoValue::Attachment)?,
+                r.choice_object(&mut self.value, ClaimSupportingInfoValue::Attachment),
             ),
             "valueReference" => (
                 7,
-                r.choice_object(&mut self.value, ClaimSupportingInfoValue::Reference)?,
+                r.choice_object(&mut self.value, ClaimSupportingInfoValue::Reference),
             ),
-            "reason" => (8, r.boxed(&mut self.reason)?),
+            "reason" => (8, r.boxed(&mut self.reason)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -554,7 +614,7 @@ impl Object for ClaimSupportingInfo {
 /// Pertinent diagnosis information
 ///
 /// FHIR element `Claim.diagnosis`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimDiagnosis {
     /// `Claim.diagnosis.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -594,29 +654,41 @@ impl ClaimDiagnosisDiagnosis {
     }
 }
 
+impl std::fmt::Debug for ClaimDiagnosis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimDiagnosis {
     const NAME: &'static str = "Claim.diagnosis";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for ClaimDiagnosis {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
             "diagnosisCodeableConcept" => (
                 4,
-                r.choice_object(&mut self.diagnosis, ClaimDiagnosisDiagnosis::CodeableConcept)?,
+                r.choice_object(&mut self.diagnosis, ClaimDiagnosisDiagnosis::CodeableConcept),
             ),
             "diagnosisReference" => (
                 4,
-                r.choice_object(&mut self.diagnosis, ClaimDiagnosisDiagnosis::Reference)?,
+                r.choice_object(&mut self.diagnosis, ClaimDiagnosisDiagnosis::Reference),
             ),
-            "type" => (5, r.objects(&mut self.type_)?),
-            "onAdmission" => (6, r.boxed(&mut self.on_admission)?),
-            "packageCode" => (7, r.boxed(&mut self.package_code)?),
+            "type" => (5, r.objects(&mut self.type_)),
+            "onAdmission" => (6, r.boxed(&mut self.on_admission)),
+            "packageCode" => (7, r.boxed(&mut self.package_code)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -650,7 +722,7 @@ impl Object for ClaimDiagnosis {
 /// Clinical procedures performed
 ///
 /// FHIR element `Claim.procedure`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimProcedure {
     /// `Claim.procedure.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -690,30 +762,42 @@ impl ClaimProcedureProcedure {
     }
 }
 
+impl std::fmt::Debug for ClaimProcedure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimProcedure {
     const NAME: &'static str = "Claim.procedure";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for ClaimProcedure {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
-            "type" => (4, r.objects(&mut self.type_)?),
-            "date" => (5, r.prim(&mut self.date)?),
-            "_date" => (5, r.prim_ext(&mut self.date)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
+            "type" => (4, r.objects(&mut self.type_)),
+            "date" => (5, r.prim(&mut self.date)),
+            "_date" => (5, r.prim_ext(&mut self.date)),
             "procedureCodeableConcept" => (
                 6,
-                r.choice_object(&mut self.procedure, ClaimProcedureProcedure::CodeableConcept)?,
+                r.choice_object(&mut self.procedure, ClaimProcedureProcedure::CodeableConcept),
             ),
             "procedureReference" => (
                 6,
-                r.choice_object(&mut self.procedure, ClaimProcedureProcedure::Reference)?,
+                r.choice_object(&mut self.procedure, ClaimProcedureProcedure::Reference),
             ),
-            "udi" => (7, r.objects(&mut self.udi)?),
+            "udi" => (7, r.objects(&mut self.udi)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -747,7 +831,7 @@ impl Object for ClaimProcedure {
 /// Patient insurance information
 ///
 /// FHIR element `Claim.insurance`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimInsurance {
     /// `Claim.insurance.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -773,27 +857,39 @@ pub struct ClaimInsurance {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimInsurance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimInsurance {
     const NAME: &'static str = "Claim.insurance";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for ClaimInsurance {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
-            "focal" => (4, r.prim(&mut self.focal)?),
-            "_focal" => (4, r.prim_ext(&mut self.focal)?),
-            "identifier" => (5, r.boxed(&mut self.identifier)?),
-            "coverage" => (6, r.boxed(&mut self.coverage)?),
-            "businessArrangement" => (7, r.prim(&mut self.business_arrangement)?),
-            "_businessArrangement" => (7, r.prim_ext(&mut self.business_arrangement)?),
-            "preAuthRef" => (8, r.prim_vec(&mut self.pre_auth_ref)?),
-            "_preAuthRef" => (8, r.prim_vec_ext(&mut self.pre_auth_ref)?),
-            "claimResponse" => (9, r.boxed(&mut self.claim_response)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
+            "focal" => (4, r.prim(&mut self.focal)),
+            "_focal" => (4, r.prim_ext(&mut self.focal)),
+            "identifier" => (5, r.boxed(&mut self.identifier)),
+            "coverage" => (6, r.boxed(&mut self.coverage)),
+            "businessArrangement" => (7, r.prim(&mut self.business_arrangement)),
+            "_businessArrangement" => (7, r.prim_ext(&mut self.business_arrangement)),
+            "preAuthRef" => (8, r.prim_vec(&mut self.pre_auth_ref)),
+            "_preAuthRef" => (8, r.prim_vec_ext(&mut self.pre_auth_ref)),
+            "claimResponse" => (9, r.boxed(&mut self.claim_response)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -826,7 +922,7 @@ impl Object for ClaimInsurance {
 /// Details of the event
 ///
 /// FHIR element `Claim.accident`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimAccident {
     /// `Claim.accident.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -862,27 +958,39 @@ impl ClaimAccidentLocation {
     }
 }
 
+impl std::fmt::Debug for ClaimAccident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimAccident {
     const NAME: &'static str = "Claim.accident";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ClaimAccident {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "date" => (3, r.prim(&mut self.date)?),
-            "_date" => (3, r.prim_ext(&mut self.date)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "date" => (3, r.prim(&mut self.date)),
+            "_date" => (3, r.prim_ext(&mut self.date)),
+            "type" => (4, r.boxed(&mut self.type_)),
             "locationAddress" => (
                 5,
-                r.choice_object(&mut self.location, ClaimAccidentLocation::Address)?,
+                r.choice_object(&mut self.location, ClaimAccidentLocation::Address),
             ),
             "locationReference" => (
                 5,
-                r.choice_object(&mut self.location, ClaimAccidentLocation::Reference)?,
+                r.choice_object(&mut self.location, ClaimAccidentLocation::Reference),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -913,7 +1021,7 @@ impl Object for ClaimAccident {
 /// Product or service provided
 ///
 /// FHIR element `Claim.item`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimItem {
     /// `Claim.item.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1006,71 +1114,80 @@ impl ClaimItemLocation {
     }
 }
 
+impl std::fmt::Debug for ClaimItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimItem {
     const NAME: &'static str = "Claim.item";
-    const FIELDS: u16 = 24;
+}
+
+impl Members for ClaimItem {
+    fn field_count(&self) -> u16 {
+        24
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
-            "careTeamSequence" => (4, r.prim_vec(&mut self.care_team_sequence)?),
-            "_careTeamSequence" => (4, r.prim_vec_ext(&mut self.care_team_sequence)?),
-            "diagnosisSequence" => (5, r.prim_vec(&mut self.diagnosis_sequence)?),
-            "_diagnosisSequence" => (5, r.prim_vec_ext(&mut self.diagnosis_sequence)?),
-            "procedureSequence" => (6, r.prim_vec(&mut self.procedure_sequence)?),
-            "_procedureSequence" => (6, r.prim_vec_ext(&mut self.procedure_sequence)?),
-            "informationSequence" => (7, r.prim_vec(&mut self.information_sequence)?),
-            "_informationSequence" => (7, r.prim_vec_ext(&mut self.information_sequence)?),
-            "revenue" => (8, r.boxed(&mut self.revenue)?),
-            "category" => (9, r.boxed(&mut self.category)?),
-            "productOrService" => (10, r.boxed(&mut self.product_or_service)?),
-            "modifier" => (11, r.objects(&mut self.modifier)?),
-            "programCode" => (12, r.objects(&mut self.program_code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
+            "careTeamSequence" => (4, r.prim_vec(&mut self.care_team_sequence)),
+            "_careTeamSequence" => (4, r.prim_vec_ext(&mut self.care_team_sequence)),
+            "diagnosisSequence" => (5, r.prim_vec(&mut self.diagnosis_sequence)),
+            "_diagnosisSequence" => (5, r.prim_vec_ext(&mut self.diagnosis_sequence)),
+            "procedureSequence" => (6, r.prim_vec(&mut self.procedure_sequence)),
+            "_procedureSequence" => (6, r.prim_vec_ext(&mut self.procedure_sequence)),
+            "informationSequence" => (7, r.prim_vec(&mut self.information_sequence)),
+            "_informationSequence" => (7, r.prim_vec_ext(&mut self.information_sequence)),
+            "revenue" => (8, r.boxed(&mut self.revenue)),
+            "category" => (9, r.boxed(&mut self.category)),
+            "productOrService" => (10, r.boxed(&mut self.product_or_service)),
+            "modifier" => (11, r.objects(&mut self.modifier)),
+            "programCode" => (12, r.objects(&mut self.program_code)),
             "servicedDate" => (
                 13,
                 r.choice_prim(&mut self.serviced, ClaimItemServiced::Date, |e| match e {
                     ClaimItemServiced::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_servicedDate" => (
                 13,
                 r.choice_prim_ext(&mut self.serviced, ClaimItemServiced::Date, |e| match e {
                     ClaimItemServiced::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "servicedPeriod" => (
-                13,
-                r.choice_object(&mut self.serviced, ClaimItemServiced::Period)?,
-            ),
+            "servicedPeriod" => (13, r.choice_object(&mut self.serviced, ClaimItemServiced::Period)),
             "locationCodeableConcept" => (
                 14,
-                r.choice_object(&mut self.location, ClaimItemLocation::CodeableConcept)?,
+                r.choice_object(&mut self.location, ClaimItemLocation::CodeableConcept),
             ),
             "locationAddress" => (
                 14,
-                r.choice_object(&mut self.location, ClaimItemLocation::Address)?,
+                r.choice_object(&mut self.location, ClaimItemLocation::Address),
             ),
             "locationReference" => (
                 14,
-                r.choice_object(&mut self.location, ClaimItemLocation::Reference)?,
+                r.choice_object(&mut self.location, ClaimItemLocation::Reference),
             ),
-            "quantity" => (15, r.boxed(&mut self.quantity)?),
-            "unitPrice" => (16, r.boxed(&mut self.unit_price)?),
-            "factor" => (17, r.prim(&mut self.factor)?),
-            "_factor" => (17, r.prim_ext(&mut self.factor)?),
-            "net" => (18, r.boxed(&mut self.net)?),
-            "udi" => (19, r.objects(&mut self.udi)?),
-            "bodySite" => (20, r.boxed(&mut self.body_site)?),
-            "subSite" => (21, r.objects(&mut self.sub_site)?),
-            "encounter" => (22, r.objects(&mut self.encounter)?),
-            "detail" => (23, r.objects(&mut self.detail)?),
+            "quantity" => (15, r.boxed(&mut self.quantity)),
+            "unitPrice" => (16, r.boxed(&mut self.unit_price)),
+            "factor" => (17, r.prim(&mut self.factor)),
+            "_factor" => (17, r.prim_ext(&mut self.factor)),
+            "net" => (18, r.boxed(&mut self.net)),
+            "udi" => (19, r.objects(&mut self.udi)),
+            "bodySite" => (20, r.boxed(&mut self.body_site)),
+            "subSite" => (21, r.objects(&mut self.sub_site)),
+            "encounter" => (22, r.objects(&mut self.encounter)),
+            "detail" => (23, r.objects(&mut self.detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1124,7 +1241,7 @@ impl Object for ClaimItem {
 /// Product or service provided
 ///
 /// FHIR element `Claim.item.detail`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimItemDetail {
     /// `Claim.item.detail.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1160,30 +1277,42 @@ pub struct ClaimItemDetail {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimItemDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimItemDetail {
     const NAME: &'static str = "Claim.item.detail";
-    const FIELDS: u16 = 15;
+}
+
+impl Members for ClaimItemDetail {
+    fn field_count(&self) -> u16 {
+        15
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
-            "revenue" => (4, r.boxed(&mut self.revenue)?),
-            "category" => (5, r.boxed(&mut self.category)?),
-            "productOrService" => (6, r.boxed(&mut self.product_or_service)?),
-            "modifier" => (7, r.objects(&mut self.modifier)?),
-            "programCode" => (8, r.objects(&mut self.program_code)?),
-            "quantity" => (9, r.boxed(&mut self.quantity)?),
-            "unitPrice" => (10, r.boxed(&mut self.unit_price)?),
-            "factor" => (11, r.prim(&mut self.factor)?),
-            "_factor" => (11, r.prim_ext(&mut self.factor)?),
-            "net" => (12, r.boxed(&mut self.net)?),
-            "udi" => (13, r.objects(&mut self.udi)?),
-            "subDetail" => (14, r.objects(&mut self.sub_detail)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
+            "revenue" => (4, r.boxed(&mut self.revenue)),
+            "category" => (5, r.boxed(&mut self.category)),
+            "productOrService" => (6, r.boxed(&mut self.product_or_service)),
+            "modifier" => (7, r.objects(&mut self.modifier)),
+            "programCode" => (8, r.objects(&mut self.program_code)),
+            "quantity" => (9, r.boxed(&mut self.quantity)),
+            "unitPrice" => (10, r.boxed(&mut self.unit_price)),
+            "factor" => (11, r.prim(&mut self.factor)),
+            "_factor" => (11, r.prim_ext(&mut self.factor)),
+            "net" => (12, r.boxed(&mut self.net)),
+            "udi" => (13, r.objects(&mut self.udi)),
+            "subDetail" => (14, r.objects(&mut self.sub_detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1220,7 +1349,7 @@ impl Object for ClaimItemDetail {
 /// Product or service provided
 ///
 /// FHIR element `Claim.item.detail.subDetail`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimItemDetailSubDetail {
     /// `Claim.item.detail.subDetail.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1254,29 +1383,41 @@ pub struct ClaimItemDetailSubDetail {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimItemDetailSubDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimItemDetailSubDetail {
     const NAME: &'static str = "Claim.item.detail.subDetail";
-    const FIELDS: u16 = 14;
+}
+
+impl Members for ClaimItemDetailSubDetail {
+    fn field_count(&self) -> u16 {
+        14
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
-            "revenue" => (4, r.boxed(&mut self.revenue)?),
-            "category" => (5, r.boxed(&mut self.category)?),
-            "productOrService" => (6, r.boxed(&mut self.product_or_service)?),
-            "modifier" => (7, r.objects(&mut self.modifier)?),
-            "programCode" => (8, r.objects(&mut self.program_code)?),
-            "quantity" => (9, r.boxed(&mut self.quantity)?),
-            "unitPrice" => (10, r.boxed(&mut self.unit_price)?),
-            "factor" => (11, r.prim(&mut self.factor)?),
-            "_factor" => (11, r.prim_ext(&mut self.factor)?),
-            "net" => (12, r.boxed(&mut self.net)?),
-            "udi" => (13, r.objects(&mut self.udi)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
+            "revenue" => (4, r.boxed(&mut self.revenue)),
+            "category" => (5, r.boxed(&mut self.category)),
+            "productOrService" => (6, r.boxed(&mut self.product_or_service)),
+            "modifier" => (7, r.objects(&mut self.modifier)),
+            "programCode" => (8, r.objects(&mut self.program_code)),
+            "quantity" => (9, r.boxed(&mut self.quantity)),
+            "unitPrice" => (10, r.boxed(&mut self.unit_price)),
+            "factor" => (11, r.prim(&mut self.factor)),
+            "_factor" => (11, r.prim_ext(&mut self.factor)),
+            "net" => (12, r.boxed(&mut self.net)),
+            "udi" => (13, r.objects(&mut self.udi)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `ClaimResponse` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// This resource provides the adjudication details from the processing of a Claim resource.
 ///
 /// FHIR resource `ClaimResponse`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimResponse {
     /// `ClaimResponse.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -89,57 +89,69 @@ pub struct ClaimResponse {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimResponse {
     const NAME: &'static str = "ClaimResponse";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 35;
+}
+
+impl Members for ClaimResponse {
+    fn field_count(&self) -> u16 {
+        35
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "type" => (10, r.boxed(&mut self.type_)?),
-            "subType" => (11, r.boxed(&mut self.sub_type)?),
-            "use" => (12, r.prim(&mut self.use_)?),
-            "_use" => (12, r.prim_ext(&mut self.use_)?),
-            "patient" => (13, r.boxed(&mut self.patient)?),
-            "created" => (14, r.prim(&mut self.created)?),
-            "_created" => (14, r.prim_ext(&mut self.created)?),
-            "insurer" => (15, r.boxed(&mut self.insurer)?),
-            "requestor" => (16, r.boxed(&mut self.requestor)?),
-            "request" => (17, r.boxed(&mut self.request)?),
-            "outcome" => (18, r.prim(&mut self.outcome)?),
-            "_outcome" => (18, r.prim_ext(&mut self.outcome)?),
-            "disposition" => (19, r.prim(&mut self.disposition)?),
-            "_disposition" => (19, r.prim_ext(&mut self.disposition)?),
-            "preAuthRef" => (20, r.prim(&mut self.pre_auth_ref)?),
-            "_preAuthRef" => (20, r.prim_ext(&mut self.pre_auth_ref)?),
-            "preAuthPeriod" => (21, r.boxed(&mut self.pre_auth_period)?),
-            "payeeType" => (22, r.boxed(&mut self.payee_type)?),
-            "item" => (23, r.objects(&mut self.item)?),
-            "addItem" => (24, r.objects(&mut self.add_item)?),
-            "adjudication" => (25, r.objects(&mut self.adjudication)?),
-            "total" => (26, r.objects(&mut self.total)?),
-            "payment" => (27, r.boxed(&mut self.payment)?),
-            "fundsReserve" => (28, r.boxed(&mut self.funds_reserve)?),
-            "formCode" => (29, r.boxed(&mut self.form_code)?),
-            "form" => (30, r.boxed(&mut self.form)?),
-            "processNote" => (31, r.objects(&mut self.process_note)?),
-            "communicationRequest" => (32, r.objects(&mut self.communication_request)?),
-            "insurance" => (33, r.objects(&mut self.insurance)?),
-            "error" => (34, r.objects(&mut self.error)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "type" => (10, r.boxed(&mut self.type_)),
+            "subType" => (11, r.boxed(&mut self.sub_type)),
+            "use" => (12, r.prim(&mut self.use_)),
+            "_use" => (12, r.prim_ext(&mut self.use_)),
+            "patient" => (13, r.boxed(&mut self.patient)),
+            "created" => (14, r.prim(&mut self.created)),
+            "_created" => (14, r.prim_ext(&mut self.created)),
+            "insurer" => (15, r.boxed(&mut self.insurer)),
+            "requestor" => (16, r.boxed(&mut self.requestor)),
+            "request" => (17, r.boxed(&mut self.request)),
+            "outcome" => (18, r.prim(&mut self.outcome)),
+            "_outcome" => (18, r.prim_ext(&mut self.outcome)),
+            "disposition" => (19, r.prim(&mut self.disposition)),
+            "_disposition" => (19, r.prim_ext(&mut self.disposition)),
+            "preAuthRef" => (20, r.prim(&mut self.pre_auth_ref)),
+            "_preAuthRef" => (20, r.prim_ext(&mut self.pre_auth_ref)),
+            "preAuthPeriod" => (21, r.boxed(&mut self.pre_auth_period)),
+            "payeeType" => (22, r.boxed(&mut self.payee_type)),
+            "item" => (23, r.objects(&mut self.item)),
+            "addItem" => (24, r.objects(&mut self.add_item)),
+            "adjudication" => (25, r.objects(&mut self.adjudication)),
+            "total" => (26, r.objects(&mut self.total)),
+            "payment" => (27, r.boxed(&mut self.payment)),
+            "fundsReserve" => (28, r.boxed(&mut self.funds_reserve)),
+            "formCode" => (29, r.boxed(&mut self.form_code)),
+            "form" => (30, r.boxed(&mut self.form)),
+            "processNote" => (31, r.objects(&mut self.process_note)),
+            "communicationRequest" => (32, r.objects(&mut self.communication_request)),
+            "insurance" => (33, r.objects(&mut self.insurance)),
+            "error" => (34, r.objects(&mut self.error)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -201,7 +213,7 @@ impl Object for ClaimResponse {
 /// Adjudication for claim line items
 ///
 /// FHIR element `ClaimResponse.item`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimResponseItem {
     /// `ClaimResponse.item.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -221,22 +233,34 @@ pub struct ClaimResponseItem {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimResponseItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimResponseItem {
     const NAME: &'static str = "ClaimResponse.item";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ClaimResponseItem {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "itemSequence" => (3, r.prim(&mut self.item_sequence)?),
-            "_itemSequence" => (3, r.prim_ext(&mut self.item_sequence)?),
-            "noteNumber" => (4, r.prim_vec(&mut self.note_number)?),
-            "_noteNumber" => (4, r.prim_vec_ext(&mut self.note_number)?),
-            "adjudication" => (5, r.objects(&mut self.adjudication)?),
-            "detail" => (6, r.objects(&mut self.detail)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "itemSequence" => (3, r.prim(&mut self.item_sequence)),
+            "_itemSequence" => (3, r.prim_ext(&mut self.item_sequence)),
+            "noteNumber" => (4, r.prim_vec(&mut self.note_number)),
+            "_noteNumber" => (4, r.prim_vec_ext(&mut self.note_number)),
+            "adjudication" => (5, r.objects(&mut self.adjudication)),
+            "detail" => (6, r.objects(&mut self.detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -265,7 +289,7 @@ impl Object for ClaimResponseItem {
 /// Adjudication details
 ///
 /// FHIR element `ClaimResponse.item.adjudication`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimResponseItemAdjudication {
     /// `ClaimResponse.item.adjudication.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -285,21 +309,33 @@ pub struct ClaimResponseItemAdjudication {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimResponseItemAdjudication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimResponseItemAdjudication {
     const NAME: &'static str = "ClaimResponse.item.adjudication";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ClaimResponseItemAdjudication {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "category" => (3, r.boxed(&mut self.category)?),
-            "reason" => (4, r.boxed(&mut self.reason)?),
-            "amount" => (5, r.boxed(&mut self.amount)?),
-            "value" => (6, r.prim(&mut self.value)?),
-            "_value" => (6, r.prim_ext(&mut self.value)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "category" => (3, r.boxed(&mut self.category)),
+            "reason" => (4, r.boxed(&mut self.reason)),
+            "amount" => (5, r.boxed(&mut self.amount)),
+            "value" => (6, r.prim(&mut self.value)),
+            "_value" => (6, r.prim_ext(&mut self.value)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -327,7 +363,7 @@ impl Object for ClaimResponseItemAdjudication {
 /// Adjudication for claim details
 ///
 /// FHIR element `ClaimResponse.item.detail`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimResponseItemDetail {
     /// `ClaimResponse.item.detail.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -347,22 +383,34 @@ pub struct ClaimResponseItemDetail {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimResponseItemDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimResponseItemDetail {
     const NAME: &'static str = "ClaimResponse.item.detail";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ClaimResponseItemDetail {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "detailSequence" => (3, r.prim(&mut self.detail_sequence)?),
-            "_detailSequence" => (3, r.prim_ext(&mut self.detail_sequence)?),
-            "noteNumber" => (4, r.prim_vec(&mut self.note_number)?),
-            "_noteNumber" => (4, r.prim_vec_ext(&mut self.note_number)?),
-            "adjudication" => (5, r.objects(&mut self.adjudication)?),
-            "subDetail" => (6, r.objects(&mut self.sub_detail)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "detailSequence" => (3, r.prim(&mut self.detail_sequence)),
+            "_detailSequence" => (3, r.prim_ext(&mut self.detail_sequence)),
+            "noteNumber" => (4, r.prim_vec(&mut self.note_number)),
+            "_noteNumber" => (4, r.prim_vec_ext(&mut self.note_number)),
+            "adjudication" => (5, r.objects(&mut self.adjudication)),
+            "subDetail" => (6, r.objects(&mut self.sub_detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -391,7 +439,7 @@ impl Object for ClaimResponseItemDetail {
 /// Adjudication for claim sub-details
 ///
 /// FHIR element `ClaimResponse.item.detail.subDetail`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimResponseItemDetailSubDetail {
     /// `ClaimResponse.item.detail.subDetail.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -409,21 +457,33 @@ pub struct ClaimResponseItemDetailSubDetail {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimResponseItemDetailSubDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimResponseItemDetailSubDetail {
     const NAME: &'static str = "ClaimResponse.item.detail.subDetail";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ClaimResponseItemDetailSubDetail {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "subDetailSequence" => (3, r.prim(&mut self.sub_detail_sequence)?),
-            "_subDetailSequence" => (3, r.prim_ext(&mut self.sub_detail_sequence)?),
-            "noteNumber" => (4, r.prim_vec(&mut self.note_number)?),
-            "_noteNumber" => (4, r.prim_vec_ext(&mut self.note_number)?),
-            "adjudication" => (5, r.objects(&mut self.adjudication)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "subDetailSequence" => (3, r.prim(&mut self.sub_detail_sequence)),
+            "_subDetailSequence" => (3, r.prim_ext(&mut self.sub_detail_sequence)),
+            "noteNumber" => (4, r.prim_vec(&mut self.note_number)),
+            "_noteNumber" => (4, r.prim_vec_ext(&mut self.note_number)),
+            "adjudication" => (5, r.objects(&mut self.adjudication)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -450,7 +510,7 @@ impl Object for ClaimResponseItemDetailSubDetail {
 /// Insurer added line items
 ///
 /// FHIR element `ClaimResponse.addItem`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimResponseAddItem {
     /// `ClaimResponse.addItem.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -537,24 +597,35 @@ impl ClaimResponseAddItemLocation {
     }
 }
 
+impl std::fmt::Debug for ClaimResponseAddItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimResponseAddItem {
     const NAME: &'static str = "ClaimResponse.addItem";
-    const FIELDS: u16 = 21;
+}
+
+impl Members for ClaimResponseAddItem {
+    fn field_count(&self) -> u16 {
+        21
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "itemSequence" => (3, r.prim_vec(&mut self.item_sequence)?),
-            "_itemSequence" => (3, r.prim_vec_ext(&mut self.item_sequence)?),
-            "detailSequence" => (4, r.prim_vec(&mut self.detail_sequence)?),
-            "_detailSequence" => (4, r.prim_vec_ext(&mut self.detail_sequence)?),
-            "subdetailSequence" => (5, r.prim_vec(&mut self.subdetail_sequence)?),
-            "_subdetailSequence" => (5, r.prim_vec_ext(&mut self.subdetail_sequence)?),
-            "provider" => (6, r.objects(&mut self.provider)?),
-            "productOrService" => (7, r.boxed(&mut self.product_or_service)?),
-            "modifier" => (8, r.objects(&mut self.modifier)?),
-            "programCode" => (9, r.objects(&mut self.program_code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "itemSequence" => (3, r.prim_vec(&mut self.item_sequence)),
+            "_itemSequence" => (3, r.prim_vec_ext(&mut self.item_sequence)),
+            "detailSequence" => (4, r.prim_vec(&mut self.detail_sequence)),
+            "_detailSequence" => (4, r.prim_vec_ext(&mut self.detail_sequence)),
+            "subdetailSequence" => (5, r.prim_vec(&mut self.subdetail_sequence)),
+            "_subdetailSequence" => (5, r.prim_vec_ext(&mut self.subdetail_sequence)),
+            "provider" => (6, r.objects(&mut self.provider)),
+            "productOrService" => (7, r.boxed(&mut self.product_or_service)),
+            "modifier" => (8, r.objects(&mut self.modifier)),
+            "programCode" => (9, r.objects(&mut self.program_code)),
             "servicedDate" => (
                 10,
                 r.choice_prim(
@@ -564,7 +635,7 @@ impl Object for ClaimResponseAddItem {
                         ClaimResponseAddItemServiced::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_servicedDate" => (
                 10,
@@ -575,37 +646,38 @@ impl Object for ClaimResponseAddItem {
                         ClaimResponseAddItemServiced::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "servicedPeriod" => (
                 10,
-                r.choice_object(&mut self.serviced, ClaimResponseAddItemServiced::Period)?,
+                r.choice_object(&mut self.serviced, ClaimResponseAddItemServiced::Period),
             ),
             "locationCodeableConcept" => (
                 11,
-                r.choice_object(&mut self.location, ClaimResponseAddItemLocation::CodeableConcept)?,
+                r.choice_object(&mut self.location, ClaimResponseAddItemLocation::CodeableConcept),
             ),
             "locationAddress" => (
                 11,
-                r.choice_object(&mut self.location, ClaimResponseAddItemLocation::Address)?,
+                r.choice_object(&mut self.location, ClaimResponseAddItemLocation::Address),
             ),
             "locationReference" => (
                 11,
-                r.choice_object(&mut self.location, ClaimResponseAddItemLocation::Reference)?,
+                r.choice_object(&mut self.location, ClaimResponseAddItemLocation::Reference),
             ),
-            "quantity" => (12, r.boxed(&mut self.quantity)?),
-            "unitPrice" => (13, r.boxed(&mut self.unit_price)?),
-            "factor" => (14, r.prim(&mut self.factor)?),
-            "_factor" => (14, r.prim_ext(&mut self.factor)?),
-            "net" => (15, r.boxed(&mut self.net)?),
-            "bodySite" => (16, r.boxed(&mut self.body_site)?),
-            "subSite" => (17, r.objects(&mut self.sub_site)?),
-            "noteNumber" => (18, r.prim_vec(&mut self.note_number)?),
-            "_noteNumber" => (18, r.prim_vec_ext(&mut self.note_number)?),
-            "adjudication" => (19, r.objects(&mut self.adjudication)?),
-            "detail" => (20, r.objects(&mut self.detail)?),
+            "quantity" => (12, r.boxed(&mut self.quantity)),
+            "unitPrice" => (13, r.boxed(&mut self.unit_price)),
+            "factor" => (14, r.prim(&mut self.factor)),
+            "_factor" => (14, r.prim_ext(&mut self.factor)),
+            "net" => (15, r.boxed(&mut self.net)),
+            "bodySite" => (16, r.boxed(&mut self.body_site)),
+            "subSite" => (17, r.objects(&mut self.sub_site)),
+            "noteNumber" => (18, r.prim_vec(&mut self.note_number)),
+            "_noteNumber" => (18, r.prim_vec_ext(&mut self.note_number)),
+            "adjudication" => (19, r.objects(&mut self.adjudication)),
+            "detail" => (20, r.objects(&mut self.detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -656,7 +728,7 @@ impl Object for ClaimResponseAddItem {
 /// Insurer added line details
 ///
 /// FHIR element `ClaimResponse.addItem.detail`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimResponseAddItemDetail {
     /// `ClaimResponse.addItem.detail.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -686,27 +758,39 @@ pub struct ClaimResponseAddItemDetail {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimResponseAddItemDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimResponseAddItemDetail {
     const NAME: &'static str = "ClaimResponse.addItem.detail";
-    const FIELDS: u16 = 12;
+}
+
+impl Members for ClaimResponseAddItemDetail {
+    fn field_count(&self) -> u16 {
+        12
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "productOrService" => (3, r.boxed(&mut self.product_or_service)?),
-            "modifier" => (4, r.objects(&mut self.modifier)?),
-            "quantity" => (5, r.boxed(&mut self.quantity)?),
-            "unitPrice" => (6, r.boxed(&mut self.unit_price)?),
-            "factor" => (7, r.prim(&mut self.factor)?),
-            "_factor" => (7, r.prim_ext(&mut self.factor)?),
-            "net" => (8, r.boxed(&mut self.net)?),
-            "noteNumber" => (9, r.prim_vec(&mut self.note_number)?),
-            "_noteNumber" => (9, r.prim_vec_ext(&mut self.note_number)?),
-            "adjudication" => (10, r.objects(&mut self.adjudication)?),
-            "subDetail" => (11, r.objects(&mut self.sub_detail)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "productOrService" => (3, r.boxed(&mut self.product_or_service)),
+            "modifier" => (4, r.objects(&mut self.modifier)),
+            "quantity" => (5, r.boxed(&mut self.quantity)),
+            "unitPrice" => (6, r.boxed(&mut self.unit_price)),
+            "factor" => (7, r.prim(&mut self.factor)),
+            "_factor" => (7, r.prim_ext(&mut self.factor)),
+            "net" => (8, r.boxed(&mut self.net)),
+            "noteNumber" => (9, r.prim_vec(&mut self.note_number)),
+            "_noteNumber" => (9, r.prim_vec_ext(&mut self.note_number)),
+            "adjudication" => (10, r.objects(&mut self.adjudication)),
+            "subDetail" => (11, r.objects(&mut self.sub_detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -740,7 +824,7 @@ impl Object for ClaimResponseAddItemDetail {
 /// Insurer added line items
 ///
 /// FHIR element `ClaimResponse.addItem.detail.subDetail`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimResponseAddItemDetailSubDetail {
     /// `ClaimResponse.addItem.detail.subDetail.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -768,26 +852,38 @@ pub struct ClaimResponseAddItemDetailSubDetail {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimResponseAddItemDetailSubDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimResponseAddItemDetailSubDetail {
     const NAME: &'static str = "ClaimResponse.addItem.detail.subDetail";
-    const FIELDS: u16 = 11;
+}
+
+impl Members for ClaimResponseAddItemDetailSubDetail {
+    fn field_count(&self) -> u16 {
+        11
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "productOrService" => (3, r.boxed(&mut self.product_or_service)?),
-            "modifier" => (4, r.objects(&mut self.modifier)?),
-            "quantity" => (5, r.boxed(&mut self.quantity)?),
-            "unitPrice" => (6, r.boxed(&mut self.unit_price)?),
-            "factor" => (7, r.prim(&mut self.factor)?),
-            "_factor" => (7, r.prim_ext(&mut self.factor)?),
-            "net" => (8, r.boxed(&mut self.net)?),
-            "noteNumber" => (9, r.prim_vec(&mut self.note_number)?),
-            "_noteNumber" => (9, r.prim_vec_ext(&mut self.note_number)?),
-            "adjudication" => (10, r.objects(&mut self.adjudication)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "productOrService" => (3, r.boxed(&mut self.product_or_service)),
+            "modifier" => (4, r.objects(&mut self.modifier)),
+            "quantity" => (5, r.boxed(&mut self.quantity)),
+            "unitPrice" => (6, r.boxed(&mut self.unit_price)),
+            "factor" => (7, r.prim(&mut self.factor)),
+            "_factor" => (7, r.prim_ext(&mut self.factor)),
+            "net" => (8, r.boxed(&mut self.net)),
+            "noteNumber" => (9, r.prim_vec(&mut self.note_number)),
+            "_noteNumber" => (9, r.prim_vec_ext(&mut self.note_number)),
+            "adjudication" => (10, r.objects(&mut self.adjudication)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -820,7 +916,7 @@ impl Object for ClaimResponseAddItemDetailSubDetail {
 /// Adjudication totals
 ///
 /// FHIR element `ClaimResponse.total`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimResponseTotal {
     /// `ClaimResponse.total.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -836,18 +932,30 @@ pub struct ClaimResponseTotal {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimResponseTotal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimResponseTotal {
     const NAME: &'static str = "ClaimResponse.total";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ClaimResponseTotal {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "category" => (3, r.boxed(&mut self.category)?),
-            "amount" => (4, r.boxed(&mut self.amount)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "category" => (3, r.boxed(&mut self.category)),
+            "amount" => (4, r.boxed(&mut self.amount)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -874,7 +982,7 @@ impl Object for ClaimResponseTotal {
 /// Payment Details
 ///
 /// FHIR element `ClaimResponse.payment`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimResponsePayment {
     /// `ClaimResponse.payment.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -898,23 +1006,35 @@ pub struct ClaimResponsePayment {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimResponsePayment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimResponsePayment {
     const NAME: &'static str = "ClaimResponse.payment";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for ClaimResponsePayment {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "adjustment" => (4, r.boxed(&mut self.adjustment)?),
-            "adjustmentReason" => (5, r.boxed(&mut self.adjustment_reason)?),
-            "date" => (6, r.prim(&mut self.date)?),
-            "_date" => (6, r.prim_ext(&mut self.date)?),
-            "amount" => (7, r.boxed(&mut self.amount)?),
-            "identifier" => (8, r.boxed(&mut self.identifier)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "adjustment" => (4, r.boxed(&mut self.adjustment)),
+            "adjustmentReason" => (5, r.boxed(&mut self.adjustment_reason)),
+            "date" => (6, r.prim(&mut self.date)),
+            "_date" => (6, r.prim_ext(&mut self.date)),
+            "amount" => (7, r.boxed(&mut self.amount)),
+            "identifier" => (8, r.boxed(&mut self.identifier)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -945,7 +1065,7 @@ impl Object for ClaimResponsePayment {
 /// Note concerning adjudication
 ///
 /// FHIR element `ClaimResponse.processNote`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimResponseProcessNote {
     /// `ClaimResponse.processNote.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -965,23 +1085,35 @@ pub struct ClaimResponseProcessNote {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimResponseProcessNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimResponseProcessNote {
     const NAME: &'static str = "ClaimResponse.processNote";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ClaimResponseProcessNote {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "number" => (3, r.prim(&mut self.number)?),
-            "_number" => (3, r.prim_ext(&mut self.number)?),
-            "type" => (4, r.prim(&mut self.type_)?),
-            "_type" => (4, r.prim_ext(&mut self.type_)?),
-            "text" => (5, r.prim(&mut self.text)?),
-            "_text" => (5, r.prim_ext(&mut self.text)?),
-            "language" => (6, r.boxed(&mut self.language)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "number" => (3, r.prim(&mut self.number)),
+            "_number" => (3, r.prim_ext(&mut self.number)),
+            "type" => (4, r.prim(&mut self.type_)),
+            "_type" => (4, r.prim_ext(&mut self.type_)),
+            "text" => (5, r.prim(&mut self.text)),
+            "_text" => (5, r.prim_ext(&mut self.text)),
+            "language" => (6, r.boxed(&mut self.language)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1009,7 +1141,7 @@ impl Object for ClaimResponseProcessNote {
 /// Patient insurance information
 ///
 /// FHIR element `ClaimResponse.insurance`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimResponseInsurance {
     /// `ClaimResponse.insurance.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1031,24 +1163,36 @@ pub struct ClaimResponseInsurance {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimResponseInsurance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimResponseInsurance {
     const NAME: &'static str = "ClaimResponse.insurance";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for ClaimResponseInsurance {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
-            "focal" => (4, r.prim(&mut self.focal)?),
-            "_focal" => (4, r.prim_ext(&mut self.focal)?),
-            "coverage" => (5, r.boxed(&mut self.coverage)?),
-            "businessArrangement" => (6, r.prim(&mut self.business_arrangement)?),
-            "_businessArrangement" => (6, r.prim_ext(&mut self.business_arrangement)?),
-            "claimResponse" => (7, r.boxed(&mut self.claim_response)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
+            "focal" => (4, r.prim(&mut self.focal)),
+            "_focal" => (4, r.prim_ext(&mut self.focal)),
+            "coverage" => (5, r.boxed(&mut self.coverage)),
+            "businessArrangement" => (6, r.prim(&mut self.business_arrangement)),
+            "_businessArrangement" => (6, r.prim_ext(&mut self.business_arrangement)),
+            "claimResponse" => (7, r.boxed(&mut self.claim_response)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1079,7 +1223,7 @@ impl Object for ClaimResponseInsurance {
 /// Processing errors
 ///
 /// FHIR element `ClaimResponse.error`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClaimResponseError {
     /// `ClaimResponse.error.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1099,23 +1243,35 @@ pub struct ClaimResponseError {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClaimResponseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClaimResponseError {
     const NAME: &'static str = "ClaimResponse.error";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ClaimResponseError {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "itemSequence" => (3, r.prim(&mut self.item_sequence)?),
-            "_itemSequence" => (3, r.prim_ext(&mut self.item_sequence)?),
-            "detailSequence" => (4, r.prim(&mut self.detail_sequence)?),
-            "_detailSequence" => (4, r.prim_ext(&mut self.detail_sequence)?),
-            "subDetailSequence" => (5, r.prim(&mut self.sub_detail_sequence)?),
-            "_subDetailSequence" => (5, r.prim_ext(&mut self.sub_detail_sequence)?),
-            "code" => (6, r.boxed(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "itemSequence" => (3, r.prim(&mut self.item_sequence)),
+            "_itemSequence" => (3, r.prim_ext(&mut self.item_sequence)),
+            "detailSequence" => (4, r.prim(&mut self.detail_sequence)),
+            "_detailSequence" => (4, r.prim_ext(&mut self.detail_sequence)),
+            "subDetailSequence" => (5, r.prim(&mut self.sub_detail_sequence)),
+            "_subDetailSequence" => (5, r.prim_ext(&mut self.sub_detail_sequence)),
+            "code" => (6, r.boxed(&mut self.code)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `ClinicalImpression` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A record of a clinical assessment performed to determine what problem(s) may affect the patient and before planning the treatments or management strategies that are best to manage a patient's condition. Assessments are often 1:1 with a clinical consultation / encounter,  but this varies greatly depending on the clinical workflow. This resource is called "ClinicalImpression" rather than "ClinicalAssessment" to avoid confusion with the recording of assessment tools such as Apgar score.
 ///
 /// FHIR resource `ClinicalImpression`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClinicalImpression {
     /// `ClinicalImpression.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -93,31 +93,42 @@ impl ClinicalImpressionEffective {
     }
 }
 
+impl std::fmt::Debug for ClinicalImpression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClinicalImpression {
     const NAME: &'static str = "ClinicalImpression";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 28;
+}
+
+impl Members for ClinicalImpression {
+    fn field_count(&self) -> u16 {
+        28
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "statusReason" => (10, r.boxed(&mut self.status_reason)?),
-            "code" => (11, r.boxed(&mut self.code)?),
-            "description" => (12, r.prim(&mut self.description)?),
-            "_description" => (12, r.prim_ext(&mut self.description)?),
-            "subject" => (13, r.boxed(&mut self.subject)?),
-            "encounter" => (14, r.boxed(&mut self.encounter)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "statusReason" => (10, r.boxed(&mut self.status_reason)),
+            "code" => (11, r.boxed(&mut self.code)),
+            "description" => (12, r.prim(&mut self.description)),
+            "_description" => (12, r.prim_ext(&mut self.description)),
+            "subject" => (13, r.boxed(&mut self.subject)),
+            "encounter" => (14, r.boxed(&mut self.encounter)),
             "effectiveDateTime" => (
                 15,
                 r.choice_prim(
@@ -127,7 +138,7 @@ impl Object for ClinicalImpression {
                         ClinicalImpressionEffective::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_effectiveDateTime" => (
                 15,
@@ -138,29 +149,30 @@ impl Object for ClinicalImpression {
                         ClinicalImpressionEffective::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "effectivePeriod" => (
                 15,
-                r.choice_object(&mut self.effective, ClinicalImpressionEffective::Period)?,
+                r.choice_object(&mut self.effective, ClinicalImpressionEffective::Period),
             ),
-            "date" => (16, r.prim(&mut self.date)?),
-            "_date" => (16, r.prim_ext(&mut self.date)?),
-            "assessor" => (17, r.boxed(&mut self.assessor)?),
-            "previous" => (18, r.boxed(&mut self.previous)?),
-            "problem" => (19, r.objects(&mut self.problem)?),
-            "investigation" => (20, r.objects(&mut self.investigation)?),
-            "protocol" => (21, r.prim_vec(&mut self.protocol)?),
-            "_protocol" => (21, r.prim_vec_ext(&mut self.protocol)?),
-            "summary" => (22, r.prim(&mut self.summary)?),
-            "_summary" => (22, r.prim_ext(&mut self.summary)?),
-            "finding" => (23, r.objects(&mut self.finding)?),
-            "prognosisCodeableConcept" => (24, r.objects(&mut self.prognosis_codeable_concept)?),
-            "prognosisReference" => (25, r.objects(&mut self.prognosis_reference)?),
-            "supportingInfo" => (26, r.objects(&mut self.supporting_info)?),
-            "note" => (27, r.objects(&mut self.note)?),
+            "date" => (16, r.prim(&mut self.date)),
+            "_date" => (16, r.prim_ext(&mut self.date)),
+            "assessor" => (17, r.boxed(&mut self.assessor)),
+            "previous" => (18, r.boxed(&mut self.previous)),
+            "problem" => (19, r.objects(&mut self.problem)),
+            "investigation" => (20, r.objects(&mut self.investigation)),
+            "protocol" => (21, r.prim_vec(&mut self.protocol)),
+            "_protocol" => (21, r.prim_vec_ext(&mut self.protocol)),
+            "summary" => (22, r.prim(&mut self.summary)),
+            "_summary" => (22, r.prim_ext(&mut self.summary)),
+            "finding" => (23, r.objects(&mut self.finding)),
+            "prognosisCodeableConcept" => (24, r.objects(&mut self.prognosis_codeable_concept)),
+            "prognosisReference" => (25, r.objects(&mut self.prognosis_reference)),
+            "supportingInfo" => (26, r.objects(&mut self.supporting_info)),
+            "note" => (27, r.objects(&mut self.note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -214,7 +226,7 @@ impl Object for ClinicalImpression {
 /// One or more sets of investigations (signs, symptoms, etc.)
 ///
 /// FHIR element `ClinicalImpression.investigation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClinicalImpressionInvestigation {
     /// `ClinicalImpression.investigation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -230,18 +242,30 @@ pub struct ClinicalImpressionInvestigation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClinicalImpressionInvestigation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClinicalImpressionInvestigation {
     const NAME: &'static str = "ClinicalImpression.investigation";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ClinicalImpressionInvestigation {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "item" => (4, r.objects(&mut self.item)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "item" => (4, r.objects(&mut self.item)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -267,7 +291,7 @@ impl Object for ClinicalImpressionInvestigation {
 /// Possible or likely findings and diagnoses
 ///
 /// FHIR element `ClinicalImpression.finding`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ClinicalImpressionFinding {
     /// `ClinicalImpression.finding.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -285,20 +309,32 @@ pub struct ClinicalImpressionFinding {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ClinicalImpressionFinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ClinicalImpressionFinding {
     const NAME: &'static str = "ClinicalImpression.finding";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ClinicalImpressionFinding {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "itemCodeableConcept" => (3, r.boxed(&mut self.item_codeable_concept)?),
-            "itemReference" => (4, r.boxed(&mut self.item_reference)?),
-            "basis" => (5, r.prim(&mut self.basis)?),
-            "_basis" => (5, r.prim_ext(&mut self.basis)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "itemCodeableConcept" => (3, r.boxed(&mut self.item_codeable_concept)),
+            "itemReference" => (4, r.boxed(&mut self.item_reference)),
+            "basis" => (5, r.prim(&mut self.basis)),
+            "_basis" => (5, r.prim_ext(&mut self.basis)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

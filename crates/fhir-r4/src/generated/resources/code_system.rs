@@ -4,7 +4,7 @@
 //! The R4 `CodeSystem` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The CodeSystem resource is used to declare the existence of and describe a code system or code system supplement and its key properties, and optionally define a part or all of its content.
 ///
 /// FHIR resource `CodeSystem`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CodeSystem {
     /// `CodeSystem.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -87,69 +87,81 @@ pub struct CodeSystem {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CodeSystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CodeSystem {
     const NAME: &'static str = "CodeSystem";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 34;
+}
+
+impl Members for CodeSystem {
+    fn field_count(&self) -> u16 {
+        34
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "status" => (13, r.prim(&mut self.status)?),
-            "_status" => (13, r.prim_ext(&mut self.status)?),
-            "experimental" => (14, r.prim(&mut self.experimental)?),
-            "_experimental" => (14, r.prim_ext(&mut self.experimental)?),
-            "date" => (15, r.prim(&mut self.date)?),
-            "_date" => (15, r.prim_ext(&mut self.date)?),
-            "publisher" => (16, r.prim(&mut self.publisher)?),
-            "_publisher" => (16, r.prim_ext(&mut self.publisher)?),
-            "contact" => (17, r.objects(&mut self.contact)?),
-            "description" => (18, r.prim(&mut self.description)?),
-            "_description" => (18, r.prim_ext(&mut self.description)?),
-            "useContext" => (19, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (21, r.prim(&mut self.purpose)?),
-            "_purpose" => (21, r.prim_ext(&mut self.purpose)?),
-            "copyright" => (22, r.prim(&mut self.copyright)?),
-            "_copyright" => (22, r.prim_ext(&mut self.copyright)?),
-            "caseSensitive" => (23, r.prim(&mut self.case_sensitive)?),
-            "_caseSensitive" => (23, r.prim_ext(&mut self.case_sensitive)?),
-            "valueSet" => (24, r.prim(&mut self.value_set)?),
-            "_valueSet" => (24, r.prim_ext(&mut self.value_set)?),
-            "hierarchyMeaning" => (25, r.prim(&mut self.hierarchy_meaning)?),
-            "_hierarchyMeaning" => (25, r.prim_ext(&mut self.hierarchy_meaning)?),
-            "compositional" => (26, r.prim(&mut self.compositional)?),
-            "_compositional" => (26, r.prim_ext(&mut self.compositional)?),
-            "versionNeeded" => (27, r.prim(&mut self.version_needed)?),
-            "_versionNeeded" => (27, r.prim_ext(&mut self.version_needed)?),
-            "content" => (28, r.prim(&mut self.content)?),
-            "_content" => (28, r.prim_ext(&mut self.content)?),
-            "supplements" => (29, r.prim(&mut self.supplements)?),
-            "_supplements" => (29, r.prim_ext(&mut self.supplements)?),
-            "count" => (30, r.prim(&mut self.count)?),
-            "_count" => (30, r.prim_ext(&mut self.count)?),
-            "filter" => (31, r.objects(&mut self.filter)?),
-            "property" => (32, r.objects(&mut self.property)?),
-            "concept" => (33, r.objects(&mut self.concept)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "status" => (13, r.prim(&mut self.status)),
+            "_status" => (13, r.prim_ext(&mut self.status)),
+            "experimental" => (14, r.prim(&mut self.experimental)),
+            "_experimental" => (14, r.prim_ext(&mut self.experimental)),
+            "date" => (15, r.prim(&mut self.date)),
+            "_date" => (15, r.prim_ext(&mut self.date)),
+            "publisher" => (16, r.prim(&mut self.publisher)),
+            "_publisher" => (16, r.prim_ext(&mut self.publisher)),
+            "contact" => (17, r.objects(&mut self.contact)),
+            "description" => (18, r.prim(&mut self.description)),
+            "_description" => (18, r.prim_ext(&mut self.description)),
+            "useContext" => (19, r.objects(&mut self.use_context)),
+            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)),
+            "purpose" => (21, r.prim(&mut self.purpose)),
+            "_purpose" => (21, r.prim_ext(&mut self.purpose)),
+            "copyright" => (22, r.prim(&mut self.copyright)),
+            "_copyright" => (22, r.prim_ext(&mut self.copyright)),
+            "caseSensitive" => (23, r.prim(&mut self.case_sensitive)),
+            "_caseSensitive" => (23, r.prim_ext(&mut self.case_sensitive)),
+            "valueSet" => (24, r.prim(&mut self.value_set)),
+            "_valueSet" => (24, r.prim_ext(&mut self.value_set)),
+            "hierarchyMeaning" => (25, r.prim(&mut self.hierarchy_meaning)),
+            "_hierarchyMeaning" => (25, r.prim_ext(&mut self.hierarchy_meaning)),
+            "compositional" => (26, r.prim(&mut self.compositional)),
+            "_compositional" => (26, r.prim_ext(&mut self.compositional)),
+            "versionNeeded" => (27, r.prim(&mut self.version_needed)),
+            "_versionNeeded" => (27, r.prim_ext(&mut self.version_needed)),
+            "content" => (28, r.prim(&mut self.content)),
+            "_content" => (28, r.prim_ext(&mut self.content)),
+            "supplements" => (29, r.prim(&mut self.supplements)),
+            "_supplements" => (29, r.prim_ext(&mut self.supplements)),
+            "count" => (30, r.prim(&mut self.count)),
+            "_count" => (30, r.prim_ext(&mut self.count)),
+            "filter" => (31, r.objects(&mut self.filter)),
+            "property" => (32, r.objects(&mut self.property)),
+            "concept" => (33, r.objects(&mut self.concept)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -205,7 +217,7 @@ impl Object for CodeSystem {
 /// Filter that can be used in a value set
 ///
 /// FHIR element `CodeSystem.filter`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CodeSystemFilter {
     /// `CodeSystem.filter.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -225,24 +237,36 @@ pub struct CodeSystemFilter {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CodeSystemFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CodeSystemFilter {
     const NAME: &'static str = "CodeSystem.filter";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for CodeSystemFilter {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.prim(&mut self.code)?),
-            "_code" => (3, r.prim_ext(&mut self.code)?),
-            "description" => (4, r.prim(&mut self.description)?),
-            "_description" => (4, r.prim_ext(&mut self.description)?),
-            "operator" => (5, r.prim_vec(&mut self.operator)?),
-            "_operator" => (5, r.prim_vec_ext(&mut self.operator)?),
-            "value" => (6, r.prim(&mut self.value)?),
-            "_value" => (6, r.prim_ext(&mut self.value)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.prim(&mut self.code)),
+            "_code" => (3, r.prim_ext(&mut self.code)),
+            "description" => (4, r.prim(&mut self.description)),
+            "_description" => (4, r.prim_ext(&mut self.description)),
+            "operator" => (5, r.prim_vec(&mut self.operator)),
+            "_operator" => (5, r.prim_vec_ext(&mut self.operator)),
+            "value" => (6, r.prim(&mut self.value)),
+            "_value" => (6, r.prim_ext(&mut self.value)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -272,7 +296,7 @@ impl Object for CodeSystemFilter {
 /// Additional information supplied about each concept
 ///
 /// FHIR element `CodeSystem.property`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CodeSystemProperty {
     /// `CodeSystem.property.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -292,24 +316,36 @@ pub struct CodeSystemProperty {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CodeSystemProperty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CodeSystemProperty {
     const NAME: &'static str = "CodeSystem.property";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for CodeSystemProperty {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.prim(&mut self.code)?),
-            "_code" => (3, r.prim_ext(&mut self.code)?),
-            "uri" => (4, r.prim(&mut self.uri)?),
-            "_uri" => (4, r.prim_ext(&mut self.uri)?),
-            "description" => (5, r.prim(&mut self.description)?),
-            "_description" => (5, r.prim_ext(&mut self.description)?),
-            "type" => (6, r.prim(&mut self.type_)?),
-            "_type" => (6, r.prim_ext(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.prim(&mut self.code)),
+            "_code" => (3, r.prim_ext(&mut self.code)),
+            "uri" => (4, r.prim(&mut self.uri)),
+            "_uri" => (4, r.prim_ext(&mut self.uri)),
+            "description" => (5, r.prim(&mut self.description)),
+            "_description" => (5, r.prim_ext(&mut self.description)),
+            "type" => (6, r.prim(&mut self.type_)),
+            "_type" => (6, r.prim_ext(&mut self.type_)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -338,7 +374,7 @@ impl Object for CodeSystemProperty {
 /// Concepts in the code system
 ///
 /// FHIR element `CodeSystem.concept`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CodeSystemConcept {
     /// `CodeSystem.concept.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -362,25 +398,37 @@ pub struct CodeSystemConcept {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CodeSystemConcept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CodeSystemConcept {
     const NAME: &'static str = "CodeSystem.concept";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for CodeSystemConcept {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.prim(&mut self.code)?),
-            "_code" => (3, r.prim_ext(&mut self.code)?),
-            "display" => (4, r.prim(&mut self.display)?),
-            "_display" => (4, r.prim_ext(&mut self.display)?),
-            "definition" => (5, r.prim(&mut self.definition)?),
-            "_definition" => (5, r.prim_ext(&mut self.definition)?),
-            "designation" => (6, r.objects(&mut self.designation)?),
-            "property" => (7, r.objects(&mut self.property)?),
-            "concept" => (8, r.objects(&mut self.concept)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.prim(&mut self.code)),
+            "_code" => (3, r.prim_ext(&mut self.code)),
+            "display" => (4, r.prim(&mut self.display)),
+            "_display" => (4, r.prim_ext(&mut self.display)),
+            "definition" => (5, r.prim(&mut self.definition)),
+            "_definition" => (5, r.prim_ext(&mut self.definition)),
+            "designation" => (6, r.objects(&mut self.designation)),
+            "property" => (7, r.objects(&mut self.property)),
+            "concept" => (8, r.objects(&mut self.concept)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -410,7 +458,7 @@ impl Object for CodeSystemConcept {
 /// Additional representations for the concept
 ///
 /// FHIR element `CodeSystem.concept.designation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CodeSystemConceptDesignation {
     /// `CodeSystem.concept.designation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -428,21 +476,33 @@ pub struct CodeSystemConceptDesignation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CodeSystemConceptDesignation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CodeSystemConceptDesignation {
     const NAME: &'static str = "CodeSystem.concept.designation";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for CodeSystemConceptDesignation {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "use" => (4, r.boxed(&mut self.use_)?),
-            "value" => (5, r.prim(&mut self.value)?),
-            "_value" => (5, r.prim_ext(&mut self.value)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "use" => (4, r.boxed(&mut self.use_)),
+            "value" => (5, r.prim(&mut self.value)),
+            "_value" => (5, r.prim_ext(&mut self.value)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -469,7 +529,7 @@ impl Object for CodeSystemConceptDesignation {
 /// Property value for the concept
 ///
 /// FHIR element `CodeSystem.concept.property`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CodeSystemConceptProperty {
     /// `CodeSystem.concept.property.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -518,16 +578,27 @@ impl CodeSystemConceptPropertyValue {
     }
 }
 
+impl std::fmt::Debug for CodeSystemConceptProperty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CodeSystemConceptProperty {
     const NAME: &'static str = "CodeSystem.concept.property";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for CodeSystemConceptProperty {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.prim(&mut self.code)?),
-            "_code" => (3, r.prim_ext(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.prim(&mut self.code)),
+            "_code" => (3, r.prim_ext(&mut self.code)),
             "valueCode" => (
                 4,
                 r.choice_prim(
@@ -537,7 +608,7 @@ impl Object for CodeSystemConceptProperty {
                         CodeSystemConceptPropertyValue::Code(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueCode" => (
                 4,
@@ -548,11 +619,11 @@ impl Object for CodeSystemConceptProperty {
                         CodeSystemConceptPropertyValue::Code(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueCoding" => (
                 4,
-                r.choice_object(&mut self.value, CodeSystemConceptPropertyValue::Coding)?,
+                r.choice_object(&mut self.value, CodeSystemConceptPropertyValue::Coding),
             ),
             "valueString" => (
                 4,
@@ -563,7 +634,7 @@ impl Object for CodeSystemConceptProperty {
                         CodeSystemConceptPropertyValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueString" => (
                 4,
@@ -574,7 +645,7 @@ impl Object for CodeSystemConceptProperty {
                         CodeSystemConceptPropertyValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueInteger" => (
                 4,
@@ -585,7 +656,7 @@ impl Object for CodeSystemConceptProperty {
                         CodeSystemConceptPropertyValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueInteger" => (
                 4,
@@ -596,7 +667,7 @@ impl Object for CodeSystemConceptProperty {
                         CodeSystemConceptPropertyValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueBoolean" => (
                 4,
@@ -607,7 +678,7 @@ impl Object for CodeSystemConceptProperty {
                         CodeSystemConceptPropertyValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueBoolean" => (
                 4,
@@ -618,7 +689,7 @@ impl Object for CodeSystemConceptProperty {
                         CodeSystemConceptPropertyValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueDateTime" => (
                 4,
@@ -629,7 +700,7 @@ impl Object for CodeSystemConceptProperty {
                         CodeSystemConceptPropertyValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDateTime" => (
                 4,
@@ -640,7 +711,7 @@ impl Object for CodeSystemConceptProperty {
                         CodeSystemConceptPropertyValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueDecimal" => (
                 4,
@@ -651,7 +722,7 @@ impl Object for CodeSystemConceptProperty {
                         CodeSystemConceptPropertyValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDecimal" => (
                 4,
@@ -662,10 +733,11 @@ impl Object for CodeSystemConceptProperty {
                         CodeSystemConceptPropertyValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `Communication` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// An occurrence of information being transmitted; e.g. an alert that was sent to a responsible provider, a public health agency that was notified about a reportable condition.
 ///
 /// FHIR resource `Communication`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Communication {
     /// `Communication.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -81,53 +81,65 @@ pub struct Communication {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Communication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Communication {
     const NAME: &'static str = "Communication";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 31;
+}
+
+impl Members for Communication {
+    fn field_count(&self) -> u16 {
+        31
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "instantiatesCanonical" => (9, r.prim_vec(&mut self.instantiates_canonical)?),
-            "_instantiatesCanonical" => (9, r.prim_vec_ext(&mut self.instantiates_canonical)?),
-            "instantiatesUri" => (10, r.prim_vec(&mut self.instantiates_uri)?),
-            "_instantiatesUri" => (10, r.prim_vec_ext(&mut self.instantiates_uri)?),
-            "basedOn" => (11, r.objects(&mut self.based_on)?),
-            "partOf" => (12, r.objects(&mut self.part_of)?),
-            "inResponseTo" => (13, r.objects(&mut self.in_response_to)?),
-            "status" => (14, r.prim(&mut self.status)?),
-            "_status" => (14, r.prim_ext(&mut self.status)?),
-            "statusReason" => (15, r.boxed(&mut self.status_reason)?),
-            "category" => (16, r.objects(&mut self.category)?),
-            "priority" => (17, r.prim(&mut self.priority)?),
-            "_priority" => (17, r.prim_ext(&mut self.priority)?),
-            "medium" => (18, r.objects(&mut self.medium)?),
-            "subject" => (19, r.boxed(&mut self.subject)?),
-            "topic" => (20, r.boxed(&mut self.topic)?),
-            "about" => (21, r.objects(&mut self.about)?),
-            "encounter" => (22, r.boxed(&mut self.encounter)?),
-            "sent" => (23, r.prim(&mut self.sent)?),
-            "_sent" => (23, r.prim_ext(&mut self.sent)?),
-            "received" => (24, r.prim(&mut self.received)?),
-            "_received" => (24, r.prim_ext(&mut self.received)?),
-            "recipient" => (25, r.objects(&mut self.recipient)?),
-            "sender" => (26, r.boxed(&mut self.sender)?),
-            "reasonCode" => (27, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (28, r.objects(&mut self.reason_reference)?),
-            "payload" => (29, r.objects(&mut self.payload)?),
-            "note" => (30, r.objects(&mut self.note)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "instantiatesCanonical" => (9, r.prim_vec(&mut self.instantiates_canonical)),
+            "_instantiatesCanonical" => (9, r.prim_vec_ext(&mut self.instantiates_canonical)),
+            "instantiatesUri" => (10, r.prim_vec(&mut self.instantiates_uri)),
+            "_instantiatesUri" => (10, r.prim_vec_ext(&mut self.instantiates_uri)),
+            "basedOn" => (11, r.objects(&mut self.based_on)),
+            "partOf" => (12, r.objects(&mut self.part_of)),
+            "inResponseTo" => (13, r.objects(&mut self.in_response_to)),
+            "status" => (14, r.prim(&mut self.status)),
+            "_status" => (14, r.prim_ext(&mut self.status)),
+            "statusReason" => (15, r.boxed(&mut self.status_reason)),
+            "category" => (16, r.objects(&mut self.category)),
+            "priority" => (17, r.prim(&mut self.priority)),
+            "_priority" => (17, r.prim_ext(&mut self.priority)),
+            "medium" => (18, r.objects(&mut self.medium)),
+            "subject" => (19, r.boxed(&mut self.subject)),
+            "topic" => (20, r.boxed(&mut self.topic)),
+            "about" => (21, r.objects(&mut self.about)),
+            "encounter" => (22, r.boxed(&mut self.encounter)),
+            "sent" => (23, r.prim(&mut self.sent)),
+            "_sent" => (23, r.prim_ext(&mut self.sent)),
+            "received" => (24, r.prim(&mut self.received)),
+            "_received" => (24, r.prim_ext(&mut self.received)),
+            "recipient" => (25, r.objects(&mut self.recipient)),
+            "sender" => (26, r.boxed(&mut self.sender)),
+            "reasonCode" => (27, r.objects(&mut self.reason_code)),
+            "reasonReference" => (28, r.objects(&mut self.reason_reference)),
+            "payload" => (29, r.objects(&mut self.payload)),
+            "note" => (30, r.objects(&mut self.note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -179,7 +191,7 @@ impl Object for Communication {
 /// Message payload
 ///
 /// FHIR element `Communication.payload`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CommunicationPayload {
     /// `Communication.payload.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -214,14 +226,25 @@ impl CommunicationPayloadContent {
     }
 }
 
+impl std::fmt::Debug for CommunicationPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CommunicationPayload {
     const NAME: &'static str = "Communication.payload";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for CommunicationPayload {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "contentString" => (
                 3,
                 r.choice_prim(
@@ -231,7 +254,7 @@ impl Object for CommunicationPayload {
                         CommunicationPayloadContent::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_contentString" => (
                 3,
@@ -242,18 +265,19 @@ impl Object for CommunicationPayload {
                         CommunicationPayloadContent::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "contentAttachment" => (
                 3,
-                r.choice_object(&mut self.content, CommunicationPayloadContent::Attachment)?,
+                r.choice_object(&mut self.content, CommunicationPayloadContent::Attachment),
             ),
             "contentReference" => (
                 3,
-                r.choice_object(&mut self.content, CommunicationPayloadContent::Reference)?,
+                r.choice_object(&mut self.content, CommunicationPayloadContent::Reference),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

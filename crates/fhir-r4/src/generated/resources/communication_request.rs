@@ -4,7 +4,7 @@
 //! The R4 `CommunicationRequest` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A request to convey information; e.g. the CDS system proposes that an alert be sent to a responsible provider, the CDS system proposes that the public health agency be notified about a reportable condition.
 ///
 /// FHIR resource `CommunicationRequest`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CommunicationRequest {
     /// `CommunicationRequest.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -97,39 +97,50 @@ impl CommunicationRequestOccurrence {
     }
 }
 
+impl std::fmt::Debug for CommunicationRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CommunicationRequest {
     const NAME: &'static str = "CommunicationRequest";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 30;
+}
+
+impl Members for CommunicationRequest {
+    fn field_count(&self) -> u16 {
+        30
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "basedOn" => (9, r.objects(&mut self.based_on)?),
-            "replaces" => (10, r.objects(&mut self.replaces)?),
-            "groupIdentifier" => (11, r.boxed(&mut self.group_identifier)?),
-            "status" => (12, r.prim(&mut self.status)?),
-            "_status" => (12, r.prim_ext(&mut self.status)?),
-            "statusReason" => (13, r.boxed(&mut self.status_reason)?),
-            "category" => (14, r.objects(&mut self.category)?),
-            "priority" => (15, r.prim(&mut self.priority)?),
-            "_priority" => (15, r.prim_ext(&mut self.priority)?),
-            "doNotPerform" => (16, r.prim(&mut self.do_not_perform)?),
-            "_doNotPerform" => (16, r.prim_ext(&mut self.do_not_perform)?),
-            "medium" => (17, r.objects(&mut self.medium)?),
-            "subject" => (18, r.boxed(&mut self.subject)?),
-            "about" => (19, r.objects(&mut self.about)?),
-            "encounter" => (20, r.boxed(&mut self.encounter)?),
-            "payload" => (21, r.objects(&mut self.payload)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "basedOn" => (9, r.objects(&mut self.based_on)),
+            "replaces" => (10, r.objects(&mut self.replaces)),
+            "groupIdentifier" => (11, r.boxed(&mut self.group_identifier)),
+            "status" => (12, r.prim(&mut self.status)),
+            "_status" => (12, r.prim_ext(&mut self.status)),
+            "statusReason" => (13, r.boxed(&mut self.status_reason)),
+            "category" => (14, r.objects(&mut self.category)),
+            "priority" => (15, r.prim(&mut self.priority)),
+            "_priority" => (15, r.prim_ext(&mut self.priority)),
+            "doNotPerform" => (16, r.prim(&mut self.do_not_perform)),
+            "_doNotPerform" => (16, r.prim_ext(&mut self.do_not_perform)),
+            "medium" => (17, r.objects(&mut self.medium)),
+            "subject" => (18, r.boxed(&mut self.subject)),
+            "about" => (19, r.objects(&mut self.about)),
+            "encounter" => (20, r.boxed(&mut self.encounter)),
+            "payload" => (21, r.objects(&mut self.payload)),
             "occurrenceDateTime" => (
                 22,
                 r.choice_prim(
@@ -139,7 +150,7 @@ impl Object for CommunicationRequest {
                         CommunicationRequestOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_occurrenceDateTime" => (
                 22,
@@ -150,22 +161,23 @@ impl Object for CommunicationRequest {
                         CommunicationRequestOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "occurrencePeriod" => (
                 22,
-                r.choice_object(&mut self.occurrence, CommunicationRequestOccurrence::Period)?,
+                r.choice_object(&mut self.occurrence, CommunicationRequestOccurrence::Period),
             ),
-            "authoredOn" => (23, r.prim(&mut self.authored_on)?),
-            "_authoredOn" => (23, r.prim_ext(&mut self.authored_on)?),
-            "requester" => (24, r.boxed(&mut self.requester)?),
-            "recipient" => (25, r.objects(&mut self.recipient)?),
-            "sender" => (26, r.boxed(&mut self.sender)?),
-            "reasonCode" => (27, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (28, r.objects(&mut self.reason_reference)?),
-            "note" => (29, r.objects(&mut self.note)?),
+            "authoredOn" => (23, r.prim(&mut self.authored_on)),
+            "_authoredOn" => (23, r.prim_ext(&mut self.authored_on)),
+            "requester" => (24, r.boxed(&mut self.requester)),
+            "recipient" => (25, r.objects(&mut self.recipient)),
+            "sender" => (26, r.boxed(&mut self.sender)),
+            "reasonCode" => (27, r.objects(&mut self.reason_code)),
+            "reasonReference" => (28, r.objects(&mut self.reason_reference)),
+            "note" => (29, r.objects(&mut self.note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -220,7 +232,7 @@ impl Object for CommunicationRequest {
 /// Message payload
 ///
 /// FHIR element `CommunicationRequest.payload`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CommunicationRequestPayload {
     /// `CommunicationRequest.payload.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -255,14 +267,25 @@ impl CommunicationRequestPayloadContent {
     }
 }
 
+impl std::fmt::Debug for CommunicationRequestPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CommunicationRequestPayload {
     const NAME: &'static str = "CommunicationRequest.payload";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for CommunicationRequestPayload {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "contentString" => (
                 3,
                 r.choice_prim(
@@ -272,7 +295,7 @@ impl Object for CommunicationRequestPayload {
                         CommunicationRequestPayloadContent::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_contentString" => (
                 3,
@@ -283,18 +306,19 @@ impl Object for CommunicationRequestPayload {
                         CommunicationRequestPayloadContent::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "contentAttachment" => (
                 3,
-                r.choice_object(&mut self.content, CommunicationRequestPayloadContent::Attachment)?,
+                r.choice_object(&mut self.content, CommunicationRequestPayloadContent::Attachment),
             ),
             "contentReference" => (
                 3,
-                r.choice_object(&mut self.content, CommunicationRequestPayloadContent::Reference)?,
+                r.choice_object(&mut self.content, CommunicationRequestPayloadContent::Reference),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

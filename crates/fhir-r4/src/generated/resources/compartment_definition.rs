@@ -4,7 +4,7 @@
 //! The R4 `CompartmentDefinition` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A compartment definition that defines how resources are accessed on a server.
 ///
 /// FHIR resource `CompartmentDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CompartmentDefinition {
     /// `CompartmentDefinition.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -63,49 +63,61 @@ pub struct CompartmentDefinition {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CompartmentDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CompartmentDefinition {
     const NAME: &'static str = "CompartmentDefinition";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 22;
+}
+
+impl Members for CompartmentDefinition {
+    fn field_count(&self) -> u16 {
+        22
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "version" => (9, r.prim(&mut self.version)?),
-            "_version" => (9, r.prim_ext(&mut self.version)?),
-            "name" => (10, r.prim(&mut self.name)?),
-            "_name" => (10, r.prim_ext(&mut self.name)?),
-            "status" => (11, r.prim(&mut self.status)?),
-            "_status" => (11, r.prim_ext(&mut self.status)?),
-            "experimental" => (12, r.prim(&mut self.experimental)?),
-            "_experimental" => (12, r.prim_ext(&mut self.experimental)?),
-            "date" => (13, r.prim(&mut self.date)?),
-            "_date" => (13, r.prim_ext(&mut self.date)?),
-            "publisher" => (14, r.prim(&mut self.publisher)?),
-            "_publisher" => (14, r.prim_ext(&mut self.publisher)?),
-            "contact" => (15, r.objects(&mut self.contact)?),
-            "description" => (16, r.prim(&mut self.description)?),
-            "_description" => (16, r.prim_ext(&mut self.description)?),
-            "useContext" => (17, r.objects(&mut self.use_context)?),
-            "purpose" => (18, r.prim(&mut self.purpose)?),
-            "_purpose" => (18, r.prim_ext(&mut self.purpose)?),
-            "code" => (19, r.prim(&mut self.code)?),
-            "_code" => (19, r.prim_ext(&mut self.code)?),
-            "search" => (20, r.prim(&mut self.search)?),
-            "_search" => (20, r.prim_ext(&mut self.search)?),
-            "resource" => (21, r.objects(&mut self.resource)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "version" => (9, r.prim(&mut self.version)),
+            "_version" => (9, r.prim_ext(&mut self.version)),
+            "name" => (10, r.prim(&mut self.name)),
+            "_name" => (10, r.prim_ext(&mut self.name)),
+            "status" => (11, r.prim(&mut self.status)),
+            "_status" => (11, r.prim_ext(&mut self.status)),
+            "experimental" => (12, r.prim(&mut self.experimental)),
+            "_experimental" => (12, r.prim_ext(&mut self.experimental)),
+            "date" => (13, r.prim(&mut self.date)),
+            "_date" => (13, r.prim_ext(&mut self.date)),
+            "publisher" => (14, r.prim(&mut self.publisher)),
+            "_publisher" => (14, r.prim_ext(&mut self.publisher)),
+            "contact" => (15, r.objects(&mut self.contact)),
+            "description" => (16, r.prim(&mut self.description)),
+            "_description" => (16, r.prim_ext(&mut self.description)),
+            "useContext" => (17, r.objects(&mut self.use_context)),
+            "purpose" => (18, r.prim(&mut self.purpose)),
+            "_purpose" => (18, r.prim_ext(&mut self.purpose)),
+            "code" => (19, r.prim(&mut self.code)),
+            "_code" => (19, r.prim_ext(&mut self.code)),
+            "search" => (20, r.prim(&mut self.search)),
+            "_search" => (20, r.prim_ext(&mut self.search)),
+            "resource" => (21, r.objects(&mut self.resource)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -152,7 +164,7 @@ impl Object for CompartmentDefinition {
 /// How a resource is related to the compartment
 ///
 /// FHIR element `CompartmentDefinition.resource`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CompartmentDefinitionResource {
     /// `CompartmentDefinition.resource.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -170,22 +182,34 @@ pub struct CompartmentDefinitionResource {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CompartmentDefinitionResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CompartmentDefinitionResource {
     const NAME: &'static str = "CompartmentDefinition.resource";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for CompartmentDefinitionResource {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.prim(&mut self.code)?),
-            "_code" => (3, r.prim_ext(&mut self.code)?),
-            "param" => (4, r.prim_vec(&mut self.param)?),
-            "_param" => (4, r.prim_vec_ext(&mut self.param)?),
-            "documentation" => (5, r.prim(&mut self.documentation)?),
-            "_documentation" => (5, r.prim_ext(&mut self.documentation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.prim(&mut self.code)),
+            "_code" => (3, r.prim_ext(&mut self.code)),
+            "param" => (4, r.prim_vec(&mut self.param)),
+            "_param" => (4, r.prim_vec_ext(&mut self.param)),
+            "documentation" => (5, r.prim(&mut self.documentation)),
+            "_documentation" => (5, r.prim_ext(&mut self.documentation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `Composition` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A set of healthcare-related information that is assembled together into a single logical package that provides a single coherent statement of meaning, establishes its own context and that has clinical attestation with regard to who is making the statement. A Composition defines the structure and narrative content necessary for a document. However, a Composition alone does not constitute a document. Rather, the Composition must be the first entry in a Bundle where Bundle.type=document, and any other resources referenced from Composition must be included as subsequent entries in the Bundle (for example Patient, Practitioner, Encounter, etc.).
 ///
 /// FHIR resource `Composition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Composition {
     /// `Composition.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -65,43 +65,55 @@ pub struct Composition {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Composition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Composition {
     const NAME: &'static str = "Composition";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 23;
+}
+
+impl Members for Composition {
+    fn field_count(&self) -> u16 {
+        23
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.boxed(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "type" => (10, r.boxed(&mut self.type_)?),
-            "category" => (11, r.objects(&mut self.category)?),
-            "subject" => (12, r.boxed(&mut self.subject)?),
-            "encounter" => (13, r.boxed(&mut self.encounter)?),
-            "date" => (14, r.prim(&mut self.date)?),
-            "_date" => (14, r.prim_ext(&mut self.date)?),
-            "author" => (15, r.objects(&mut self.author)?),
-            "title" => (16, r.prim(&mut self.title)?),
-            "_title" => (16, r.prim_ext(&mut self.title)?),
-            "confidentiality" => (17, r.prim(&mut self.confidentiality)?),
-            "_confidentiality" => (17, r.prim_ext(&mut self.confidentiality)?),
-            "attester" => (18, r.objects(&mut self.attester)?),
-            "custodian" => (19, r.boxed(&mut self.custodian)?),
-            "relatesTo" => (20, r.objects(&mut self.relates_to)?),
-            "event" => (21, r.objects(&mut self.event)?),
-            "section" => (22, r.objects(&mut self.section)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.boxed(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "type" => (10, r.boxed(&mut self.type_)),
+            "category" => (11, r.objects(&mut self.category)),
+            "subject" => (12, r.boxed(&mut self.subject)),
+            "encounter" => (13, r.boxed(&mut self.encounter)),
+            "date" => (14, r.prim(&mut self.date)),
+            "_date" => (14, r.prim_ext(&mut self.date)),
+            "author" => (15, r.objects(&mut self.author)),
+            "title" => (16, r.prim(&mut self.title)),
+            "_title" => (16, r.prim_ext(&mut self.title)),
+            "confidentiality" => (17, r.prim(&mut self.confidentiality)),
+            "_confidentiality" => (17, r.prim_ext(&mut self.confidentiality)),
+            "attester" => (18, r.objects(&mut self.attester)),
+            "custodian" => (19, r.boxed(&mut self.custodian)),
+            "relatesTo" => (20, r.objects(&mut self.relates_to)),
+            "event" => (21, r.objects(&mut self.event)),
+            "section" => (22, r.objects(&mut self.section)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -149,7 +161,7 @@ impl Object for Composition {
 /// Attests to accuracy of composition
 ///
 /// FHIR element `Composition.attester`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CompositionAttester {
     /// `Composition.attester.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -167,21 +179,33 @@ pub struct CompositionAttester {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CompositionAttester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CompositionAttester {
     const NAME: &'static str = "Composition.attester";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for CompositionAttester {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "mode" => (3, r.prim(&mut self.mode)?),
-            "_mode" => (3, r.prim_ext(&mut self.mode)?),
-            "time" => (4, r.prim(&mut self.time)?),
-            "_time" => (4, r.prim_ext(&mut self.time)?),
-            "party" => (5, r.boxed(&mut self.party)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "mode" => (3, r.prim(&mut self.mode)),
+            "_mode" => (3, r.prim_ext(&mut self.mode)),
+            "time" => (4, r.prim(&mut self.time)),
+            "_time" => (4, r.prim_ext(&mut self.time)),
+            "party" => (5, r.boxed(&mut self.party)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -208,7 +232,7 @@ impl Object for CompositionAttester {
 /// Relationships to other compositions/documents
 ///
 /// FHIR element `Composition.relatesTo`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CompositionRelatesTo {
     /// `Composition.relatesTo.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -242,26 +266,38 @@ impl CompositionRelatesToTarget {
     }
 }
 
+impl std::fmt::Debug for CompositionRelatesTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CompositionRelatesTo {
     const NAME: &'static str = "Composition.relatesTo";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for CompositionRelatesTo {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.prim(&mut self.code)?),
-            "_code" => (3, r.prim_ext(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.prim(&mut self.code)),
+            "_code" => (3, r.prim_ext(&mut self.code)),
             "targetIdentifier" => (
                 4,
-                r.choice_object(&mut self.target, CompositionRelatesToTarget::Identifier)?,
+                r.choice_object(&mut self.target, CompositionRelatesToTarget::Identifier),
             ),
             "targetReference" => (
                 4,
-                r.choice_object(&mut self.target, CompositionRelatesToTarget::Reference)?,
+                r.choice_object(&mut self.target, CompositionRelatesToTarget::Reference),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -292,7 +328,7 @@ impl Object for CompositionRelatesTo {
 /// The clinical service(s) being documented
 ///
 /// FHIR element `Composition.event`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CompositionEvent {
     /// `Composition.event.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -310,19 +346,31 @@ pub struct CompositionEvent {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CompositionEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CompositionEvent {
     const NAME: &'static str = "Composition.event";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for CompositionEvent {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.objects(&mut self.code)?),
-            "period" => (4, r.boxed(&mut self.period)?),
-            "detail" => (5, r.objects(&mut self.detail)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.objects(&mut self.code)),
+            "period" => (4, r.boxed(&mut self.period)),
+            "detail" => (5, r.objects(&mut self.detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -346,7 +394,7 @@ impl Object for CompositionEvent {
 /// Composition is broken into sections
 ///
 /// FHIR element `Composition.section`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CompositionSection {
     /// `Composition.section.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -378,28 +426,40 @@ pub struct CompositionSection {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CompositionSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CompositionSection {
     const NAME: &'static str = "Composition.section";
-    const FIELDS: u16 = 13;
+}
+
+impl Members for CompositionSection {
+    fn field_count(&self) -> u16 {
+        13
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "title" => (3, r.prim(&mut self.title)?),
-            "_title" => (3, r.prim_ext(&mut self.title)?),
-            "code" => (4, r.boxed(&mut self.code)?),
-            "author" => (5, r.objects(&mut self.author)?),
-            "focus" => (6, r.boxed(&mut self.focus)?),
-            "text" => (7, r.boxed(&mut self.text)?),
-            "mode" => (8, r.prim(&mut self.mode)?),
-            "_mode" => (8, r.prim_ext(&mut self.mode)?),
-            "orderedBy" => (9, r.boxed(&mut self.ordered_by)?),
-            "entry" => (10, r.objects(&mut self.entry)?),
-            "emptyReason" => (11, r.boxed(&mut self.empty_reason)?),
-            "section" => (12, r.objects(&mut self.section)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "title" => (3, r.prim(&mut self.title)),
+            "_title" => (3, r.prim_ext(&mut self.title)),
+            "code" => (4, r.boxed(&mut self.code)),
+            "author" => (5, r.objects(&mut self.author)),
+            "focus" => (6, r.boxed(&mut self.focus)),
+            "text" => (7, r.boxed(&mut self.text)),
+            "mode" => (8, r.prim(&mut self.mode)),
+            "_mode" => (8, r.prim_ext(&mut self.mode)),
+            "orderedBy" => (9, r.boxed(&mut self.ordered_by)),
+            "entry" => (10, r.objects(&mut self.entry)),
+            "emptyReason" => (11, r.boxed(&mut self.empty_reason)),
+            "section" => (12, r.objects(&mut self.section)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

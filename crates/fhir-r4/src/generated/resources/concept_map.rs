@@ -4,7 +4,7 @@
 //! The R4 `ConceptMap` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A statement of relationships from one set of concepts to one or more other concepts - either concepts in code systems, or data element/data element concepts, or classes in class models.
 ///
 /// FHIR resource `ConceptMap`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ConceptMap {
     /// `ConceptMap.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -107,107 +107,119 @@ impl ConceptMapTarget {
     }
 }
 
+impl std::fmt::Debug for ConceptMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ConceptMap {
     const NAME: &'static str = "ConceptMap";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 26;
+}
+
+impl Members for ConceptMap {
+    fn field_count(&self) -> u16 {
+        26
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.boxed(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "status" => (13, r.prim(&mut self.status)?),
-            "_status" => (13, r.prim_ext(&mut self.status)?),
-            "experimental" => (14, r.prim(&mut self.experimental)?),
-            "_experimental" => (14, r.prim_ext(&mut self.experimental)?),
-            "date" => (15, r.prim(&mut self.date)?),
-            "_date" => (15, r.prim_ext(&mut self.date)?),
-            "publisher" => (16, r.prim(&mut self.publisher)?),
-            "_publisher" => (16, r.prim_ext(&mut self.publisher)?),
-            "contact" => (17, r.objects(&mut self.contact)?),
-            "description" => (18, r.prim(&mut self.description)?),
-            "_description" => (18, r.prim_ext(&mut self.description)?),
-            "useContext" => (19, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (21, r.prim(&mut self.purpose)?),
-            "_purpose" => (21, r.prim_ext(&mut self.purpose)?),
-            "copyright" => (22, r.prim(&mut self.copyright)?),
-            "_copyright" => (22, r.prim_ext(&mut self.copyright)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.boxed(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "status" => (13, r.prim(&mut self.status)),
+            "_status" => (13, r.prim_ext(&mut self.status)),
+            "experimental" => (14, r.prim(&mut self.experimental)),
+            "_experimental" => (14, r.prim_ext(&mut self.experimental)),
+            "date" => (15, r.prim(&mut self.date)),
+            "_date" => (15, r.prim_ext(&mut self.date)),
+            "publisher" => (16, r.prim(&mut self.publisher)),
+            "_publisher" => (16, r.prim_ext(&mut self.publisher)),
+            "contact" => (17, r.objects(&mut self.contact)),
+            "description" => (18, r.prim(&mut self.description)),
+            "_description" => (18, r.prim_ext(&mut self.description)),
+            "useContext" => (19, r.objects(&mut self.use_context)),
+            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)),
+            "purpose" => (21, r.prim(&mut self.purpose)),
+            "_purpose" => (21, r.prim_ext(&mut self.purpose)),
+            "copyright" => (22, r.prim(&mut self.copyright)),
+            "_copyright" => (22, r.prim_ext(&mut self.copyright)),
             "sourceUri" => (
                 23,
                 r.choice_prim(&mut self.source, ConceptMapSource::Uri, |e| match e {
                     ConceptMapSource::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_sourceUri" => (
                 23,
                 r.choice_prim_ext(&mut self.source, ConceptMapSource::Uri, |e| match e {
                     ConceptMapSource::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "sourceCanonical" => (
                 23,
                 r.choice_prim(&mut self.source, ConceptMapSource::Canonical, |e| match e {
                     ConceptMapSource::Canonical(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_sourceCanonical" => (
                 23,
                 r.choice_prim_ext(&mut self.source, ConceptMapSource::Canonical, |e| match e {
                     ConceptMapSource::Canonical(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "targetUri" => (
                 24,
                 r.choice_prim(&mut self.target, ConceptMapTarget::Uri, |e| match e {
                     ConceptMapTarget::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_targetUri" => (
                 24,
                 r.choice_prim_ext(&mut self.target, ConceptMapTarget::Uri, |e| match e {
                     ConceptMapTarget::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "targetCanonical" => (
                 24,
                 r.choice_prim(&mut self.target, ConceptMapTarget::Canonical, |e| match e {
                     ConceptMapTarget::Canonical(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_targetCanonical" => (
                 24,
                 r.choice_prim_ext(&mut self.target, ConceptMapTarget::Canonical, |e| match e {
                     ConceptMapTarget::Canonical(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "group" => (25, r.objects(&mut self.group)?),
+            "group" => (25, r.objects(&mut self.group)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -262,7 +274,7 @@ impl Object for ConceptMap {
 /// Same source and target systems
 ///
 /// FHIR element `ConceptMap.group`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ConceptMapGroup {
     /// `ConceptMap.group.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -286,26 +298,38 @@ pub struct ConceptMapGroup {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ConceptMapGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ConceptMapGroup {
     const NAME: &'static str = "ConceptMap.group";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for ConceptMapGroup {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "source" => (3, r.prim(&mut self.source)?),
-            "_source" => (3, r.prim_ext(&mut self.source)?),
-            "sourceVersion" => (4, r.prim(&mut self.source_version)?),
-            "_sourceVersion" => (4, r.prim_ext(&mut self.source_version)?),
-            "target" => (5, r.prim(&mut self.target)?),
-            "_target" => (5, r.prim_ext(&mut self.target)?),
-            "targetVersion" => (6, r.prim(&mut self.target_version)?),
-            "_targetVersion" => (6, r.prim_ext(&mut self.target_version)?),
-            "element" => (7, r.objects(&mut self.element)?),
-            "unmapped" => (8, r.boxed(&mut self.unmapped)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "source" => (3, r.prim(&mut self.source)),
+            "_source" => (3, r.prim_ext(&mut self.source)),
+            "sourceVersion" => (4, r.prim(&mut self.source_version)),
+            "_sourceVersion" => (4, r.prim_ext(&mut self.source_version)),
+            "target" => (5, r.prim(&mut self.target)),
+            "_target" => (5, r.prim_ext(&mut self.target)),
+            "targetVersion" => (6, r.prim(&mut self.target_version)),
+            "_targetVersion" => (6, r.prim_ext(&mut self.target_version)),
+            "element" => (7, r.objects(&mut self.element)),
+            "unmapped" => (8, r.boxed(&mut self.unmapped)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -335,7 +359,7 @@ impl Object for ConceptMapGroup {
 /// Mappings for a concept from the source set
 ///
 /// FHIR element `ConceptMap.group.element`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ConceptMapGroupElement {
     /// `ConceptMap.group.element.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -353,21 +377,33 @@ pub struct ConceptMapGroupElement {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ConceptMapGroupElement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ConceptMapGroupElement {
     const NAME: &'static str = "ConceptMap.group.element";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ConceptMapGroupElement {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.prim(&mut self.code)?),
-            "_code" => (3, r.prim_ext(&mut self.code)?),
-            "display" => (4, r.prim(&mut self.display)?),
-            "_display" => (4, r.prim_ext(&mut self.display)?),
-            "target" => (5, r.objects(&mut self.target)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.prim(&mut self.code)),
+            "_code" => (3, r.prim_ext(&mut self.code)),
+            "display" => (4, r.prim(&mut self.display)),
+            "_display" => (4, r.prim_ext(&mut self.display)),
+            "target" => (5, r.objects(&mut self.target)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -391,7 +427,7 @@ impl Object for ConceptMapGroupElement {
 /// Concept in target system for element
 ///
 /// FHIR element `ConceptMap.group.element.target`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ConceptMapGroupElementTarget {
     /// `ConceptMap.group.element.target.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -415,26 +451,38 @@ pub struct ConceptMapGroupElementTarget {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ConceptMapGroupElementTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ConceptMapGroupElementTarget {
     const NAME: &'static str = "ConceptMap.group.element.target";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for ConceptMapGroupElementTarget {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.prim(&mut self.code)?),
-            "_code" => (3, r.prim_ext(&mut self.code)?),
-            "display" => (4, r.prim(&mut self.display)?),
-            "_display" => (4, r.prim_ext(&mut self.display)?),
-            "equivalence" => (5, r.prim(&mut self.equivalence)?),
-            "_equivalence" => (5, r.prim_ext(&mut self.equivalence)?),
-            "comment" => (6, r.prim(&mut self.comment)?),
-            "_comment" => (6, r.prim_ext(&mut self.comment)?),
-            "dependsOn" => (7, r.objects(&mut self.depends_on)?),
-            "product" => (8, r.objects(&mut self.product)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.prim(&mut self.code)),
+            "_code" => (3, r.prim_ext(&mut self.code)),
+            "display" => (4, r.prim(&mut self.display)),
+            "_display" => (4, r.prim_ext(&mut self.display)),
+            "equivalence" => (5, r.prim(&mut self.equivalence)),
+            "_equivalence" => (5, r.prim_ext(&mut self.equivalence)),
+            "comment" => (6, r.prim(&mut self.comment)),
+            "_comment" => (6, r.prim_ext(&mut self.comment)),
+            "dependsOn" => (7, r.objects(&mut self.depends_on)),
+            "product" => (8, r.objects(&mut self.product)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -464,7 +512,7 @@ impl Object for ConceptMapGroupElementTarget {
 /// Other elements required for this mapping (from context)
 ///
 /// FHIR element `ConceptMap.group.element.target.dependsOn`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ConceptMapGroupElementTargetDependsOn {
     /// `ConceptMap.group.element.target.dependsOn.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -484,24 +532,36 @@ pub struct ConceptMapGroupElementTargetDependsOn {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ConceptMapGroupElementTargetDependsOn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ConceptMapGroupElementTargetDependsOn {
     const NAME: &'static str = "ConceptMap.group.element.target.dependsOn";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ConceptMapGroupElementTargetDependsOn {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "property" => (3, r.prim(&mut self.property)?),
-            "_property" => (3, r.prim_ext(&mut self.property)?),
-            "system" => (4, r.prim(&mut self.system)?),
-            "_system" => (4, r.prim_ext(&mut self.system)?),
-            "value" => (5, r.prim(&mut self.value)?),
-            "_value" => (5, r.prim_ext(&mut self.value)?),
-            "display" => (6, r.prim(&mut self.display)?),
-            "_display" => (6, r.prim_ext(&mut self.display)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "property" => (3, r.prim(&mut self.property)),
+            "_property" => (3, r.prim_ext(&mut self.property)),
+            "system" => (4, r.prim(&mut self.system)),
+            "_system" => (4, r.prim_ext(&mut self.system)),
+            "value" => (5, r.prim(&mut self.value)),
+            "_value" => (5, r.prim_ext(&mut self.value)),
+            "display" => (6, r.prim(&mut self.display)),
+            "_display" => (6, r.prim_ext(&mut self.display)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -530,7 +590,7 @@ impl Object for ConceptMapGroupElementTargetDependsOn {
 /// What to do when there is no mapping for the source concept
 ///
 /// FHIR element `ConceptMap.group.unmapped`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ConceptMapGroupUnmapped {
     /// `ConceptMap.group.unmapped.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -550,24 +610,36 @@ pub struct ConceptMapGroupUnmapped {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ConceptMapGroupUnmapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ConceptMapGroupUnmapped {
     const NAME: &'static str = "ConceptMap.group.unmapped";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ConceptMapGroupUnmapped {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "mode" => (3, r.prim(&mut self.mode)?),
-            "_mode" => (3, r.prim_ext(&mut self.mode)?),
-            "code" => (4, r.prim(&mut self.code)?),
-            "_code" => (4, r.prim_ext(&mut self.code)?),
-            "display" => (5, r.prim(&mut self.display)?),
-            "_display" => (5, r.prim_ext(&mut self.display)?),
-            "url" => (6, r.prim(&mut self.url)?),
-            "_url" => (6, r.prim_ext(&mut self.url)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "mode" => (3, r.prim(&mut self.mode)),
+            "_mode" => (3, r.prim_ext(&mut self.mode)),
+            "code" => (4, r.prim(&mut self.code)),
+            "_code" => (4, r.prim_ext(&mut self.code)),
+            "display" => (5, r.prim(&mut self.display)),
+            "_display" => (5, r.prim_ext(&mut self.display)),
+            "url" => (6, r.prim(&mut self.url)),
+            "_url" => (6, r.prim_ext(&mut self.url)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

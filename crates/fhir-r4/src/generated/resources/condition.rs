@@ -4,7 +4,7 @@
 //! The R4 `Condition` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A clinical condition, problem, diagnosis, or other event, situation, issue, or clinical concept that has risen to a level of concern.
 ///
 /// FHIR resource `Condition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Condition {
     /// `Condition.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -123,108 +123,120 @@ impl ConditionAbatement {
     }
 }
 
+impl std::fmt::Debug for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Condition {
     const NAME: &'static str = "Condition";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 25;
+}
+
+impl Members for Condition {
+    fn field_count(&self) -> u16 {
+        25
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "clinicalStatus" => (9, r.boxed(&mut self.clinical_status)?),
-            "verificationStatus" => (10, r.boxed(&mut self.verification_status)?),
-            "category" => (11, r.objects(&mut self.category)?),
-            "severity" => (12, r.boxed(&mut self.severity)?),
-            "code" => (13, r.boxed(&mut self.code)?),
-            "bodySite" => (14, r.objects(&mut self.body_site)?),
-            "subject" => (15, r.boxed(&mut self.subject)?),
-            "encounter" => (16, r.boxed(&mut self.encounter)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "clinicalStatus" => (9, r.boxed(&mut self.clinical_status)),
+            "verificationStatus" => (10, r.boxed(&mut self.verification_status)),
+            "category" => (11, r.objects(&mut self.category)),
+            "severity" => (12, r.boxed(&mut self.severity)),
+            "code" => (13, r.boxed(&mut self.code)),
+            "bodySite" => (14, r.objects(&mut self.body_site)),
+            "subject" => (15, r.boxed(&mut self.subject)),
+            "encounter" => (16, r.boxed(&mut self.encounter)),
             "onsetDateTime" => (
                 17,
                 r.choice_prim(&mut self.onset, ConditionOnset::DateTime, |e| match e {
                     ConditionOnset::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_onsetDateTime" => (
                 17,
                 r.choice_prim_ext(&mut self.onset, ConditionOnset::DateTime, |e| match e {
                     ConditionOnset::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "onsetAge" => (17, r.choice_object(&mut self.onset, ConditionOnset::Age)?),
-            "onsetPeriod" => (17, r.choice_object(&mut self.onset, ConditionOnset::Period)?),
-            "onsetRange" => (17, r.choice_object(&mut self.onset, ConditionOnset::Range)?),
+            "onsetAge" => (17, r.choice_object(&mut self.onset, ConditionOnset::Age)),
+            "onsetPeriod" => (17, r.choice_object(&mut self.onset, ConditionOnset::Period)),
+            "onsetRange" => (17, r.choice_object(&mut self.onset, ConditionOnset::Range)),
             "onsetString" => (
                 17,
                 r.choice_prim(&mut self.onset, ConditionOnset::String, |e| match e {
                     ConditionOnset::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_onsetString" => (
                 17,
                 r.choice_prim_ext(&mut self.onset, ConditionOnset::String, |e| match e {
                     ConditionOnset::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "abatementDateTime" => (
                 18,
                 r.choice_prim(&mut self.abatement, ConditionAbatement::DateTime, |e| match e {
                     ConditionAbatement::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_abatementDateTime" => (
                 18,
                 r.choice_prim_ext(&mut self.abatement, ConditionAbatement::DateTime, |e| match e {
                     ConditionAbatement::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "abatementAge" => (18, r.choice_object(&mut self.abatement, ConditionAbatement::Age)?),
+            "abatementAge" => (18, r.choice_object(&mut self.abatement, ConditionAbatement::Age)),
             "abatementPeriod" => (
                 18,
-                r.choice_object(&mut self.abatement, ConditionAbatement::Period)?,
+                r.choice_object(&mut self.abatement, ConditionAbatement::Period),
             ),
             "abatementRange" => (
                 18,
-                r.choice_object(&mut self.abatement, ConditionAbatement::Range)?,
+                r.choice_object(&mut self.abatement, ConditionAbatement::Range),
             ),
             "abatementString" => (
                 18,
                 r.choice_prim(&mut self.abatement, ConditionAbatement::String, |e| match e {
                     ConditionAbatement::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_abatementString" => (
                 18,
                 r.choice_prim_ext(&mut self.abatement, ConditionAbatement::String, |e| match e {
                     ConditionAbatement::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "recordedDate" => (19, r.prim(&mut self.recorded_date)?),
-            "_recordedDate" => (19, r.prim_ext(&mut self.recorded_date)?),
-            "recorder" => (20, r.boxed(&mut self.recorder)?),
-            "asserter" => (21, r.boxed(&mut self.asserter)?),
-            "stage" => (22, r.objects(&mut self.stage)?),
-            "evidence" => (23, r.objects(&mut self.evidence)?),
-            "note" => (24, r.objects(&mut self.note)?),
+            "recordedDate" => (19, r.prim(&mut self.recorded_date)),
+            "_recordedDate" => (19, r.prim_ext(&mut self.recorded_date)),
+            "recorder" => (20, r.boxed(&mut self.recorder)),
+            "asserter" => (21, r.boxed(&mut self.asserter)),
+            "stage" => (22, r.objects(&mut self.stage)),
+            "evidence" => (23, r.objects(&mut self.evidence)),
+            "note" => (24, r.objects(&mut self.note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -278,7 +290,7 @@ impl Object for Condition {
 /// Stage/grade, usually assessed formally
 ///
 /// FHIR element `Condition.stage`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ConditionStage {
     /// `Condition.stage.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -296,19 +308,31 @@ pub struct ConditionStage {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ConditionStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ConditionStage {
     const NAME: &'static str = "Condition.stage";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ConditionStage {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "summary" => (3, r.boxed(&mut self.summary)?),
-            "assessment" => (4, r.objects(&mut self.assessment)?),
-            "type" => (5, r.boxed(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "summary" => (3, r.boxed(&mut self.summary)),
+            "assessment" => (4, r.objects(&mut self.assessment)),
+            "type" => (5, r.boxed(&mut self.type_)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -332,7 +356,7 @@ impl Object for ConditionStage {
 /// Supporting evidence
 ///
 /// FHIR element `Condition.evidence`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ConditionEvidence {
     /// `Condition.evidence.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -348,18 +372,30 @@ pub struct ConditionEvidence {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ConditionEvidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ConditionEvidence {
     const NAME: &'static str = "Condition.evidence";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ConditionEvidence {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.objects(&mut self.code)?),
-            "detail" => (4, r.objects(&mut self.detail)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.objects(&mut self.code)),
+            "detail" => (4, r.objects(&mut self.detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `Consent` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A record of a healthcare consumer’s  choices, which permits or denies identified recipient(s) or recipient role(s) to perform one or more actions within a given policy context, for specific purposes and periods of time.
 ///
 /// FHIR resource `Consent`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Consent {
     /// `Consent.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -79,40 +79,52 @@ impl ConsentSource {
     }
 }
 
+impl std::fmt::Debug for Consent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Consent {
     const NAME: &'static str = "Consent";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 21;
+}
+
+impl Members for Consent {
+    fn field_count(&self) -> u16 {
+        21
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "scope" => (10, r.boxed(&mut self.scope)?),
-            "category" => (11, r.objects(&mut self.category)?),
-            "patient" => (12, r.boxed(&mut self.patient)?),
-            "dateTime" => (13, r.prim(&mut self.date_time)?),
-            "_dateTime" => (13, r.prim_ext(&mut self.date_time)?),
-            "performer" => (14, r.objects(&mut self.performer)?),
-            "organization" => (15, r.objects(&mut self.organization)?),
-            "sourceAttachment" => (16, r.choice_object(&mut self.source, ConsentSource::Attachment)?),
-            "sourceReference" => (16, r.choice_object(&mut self.source, ConsentSource::Reference)?),
-            "policy" => (17, r.objects(&mut self.policy)?),
-            "policyRule" => (18, r.boxed(&mut self.policy_rule)?),
-            "verification" => (19, r.objects(&mut self.verification)?),
-            "provision" => (20, r.boxed(&mut self.provision)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "scope" => (10, r.boxed(&mut self.scope)),
+            "category" => (11, r.objects(&mut self.category)),
+            "patient" => (12, r.boxed(&mut self.patient)),
+            "dateTime" => (13, r.prim(&mut self.date_time)),
+            "_dateTime" => (13, r.prim_ext(&mut self.date_time)),
+            "performer" => (14, r.objects(&mut self.performer)),
+            "organization" => (15, r.objects(&mut self.organization)),
+            "sourceAttachment" => (16, r.choice_object(&mut self.source, ConsentSource::Attachment)),
+            "sourceReference" => (16, r.choice_object(&mut self.source, ConsentSource::Reference)),
+            "policy" => (17, r.objects(&mut self.policy)),
+            "policyRule" => (18, r.boxed(&mut self.policy_rule)),
+            "verification" => (19, r.objects(&mut self.verification)),
+            "provision" => (20, r.boxed(&mut self.provision)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -160,7 +172,7 @@ impl Object for Consent {
 /// Policies covered by this consent
 ///
 /// FHIR element `Consent.policy`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ConsentPolicy {
     /// `Consent.policy.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -176,20 +188,32 @@ pub struct ConsentPolicy {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ConsentPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ConsentPolicy {
     const NAME: &'static str = "Consent.policy";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ConsentPolicy {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "authority" => (3, r.prim(&mut self.authority)?),
-            "_authority" => (3, r.prim_ext(&mut self.authority)?),
-            "uri" => (4, r.prim(&mut self.uri)?),
-            "_uri" => (4, r.prim_ext(&mut self.uri)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "authority" => (3, r.prim(&mut self.authority)),
+            "_authority" => (3, r.prim_ext(&mut self.authority)),
+            "uri" => (4, r.prim(&mut self.uri)),
+            "_uri" => (4, r.prim_ext(&mut self.uri)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -212,7 +236,7 @@ impl Object for ConsentPolicy {
 /// Consent Verified by patient or family
 ///
 /// FHIR element `Consent.verification`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ConsentVerification {
     /// `Consent.verification.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -230,21 +254,33 @@ pub struct ConsentVerification {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ConsentVerification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ConsentVerification {
     const NAME: &'static str = "Consent.verification";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ConsentVerification {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "verified" => (3, r.prim(&mut self.verified)?),
-            "_verified" => (3, r.prim_ext(&mut self.verified)?),
-            "verifiedWith" => (4, r.boxed(&mut self.verified_with)?),
-            "verificationDate" => (5, r.prim(&mut self.verification_date)?),
-            "_verificationDate" => (5, r.prim_ext(&mut self.verification_date)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "verified" => (3, r.prim(&mut self.verified)),
+            "_verified" => (3, r.prim_ext(&mut self.verified)),
+            "verifiedWith" => (4, r.boxed(&mut self.verified_with)),
+            "verificationDate" => (5, r.prim(&mut self.verification_date)),
+            "_verificationDate" => (5, r.prim_ext(&mut self.verification_date)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -271,7 +307,7 @@ impl Object for ConsentVerification {
 /// Constraints to the base Consent.policyRule
 ///
 /// FHIR element `Consent.provision`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ConsentProvision {
     /// `Consent.provision.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -305,28 +341,40 @@ pub struct ConsentProvision {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ConsentProvision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ConsentProvision {
     const NAME: &'static str = "Consent.provision";
-    const FIELDS: u16 = 14;
+}
+
+impl Members for ConsentProvision {
+    fn field_count(&self) -> u16 {
+        14
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "period" => (4, r.boxed(&mut self.period)?),
-            "actor" => (5, r.objects(&mut self.actor)?),
-            "action" => (6, r.objects(&mut self.action)?),
-            "securityLabel" => (7, r.objects(&mut self.security_label)?),
-            "purpose" => (8, r.objects(&mut self.purpose)?),
-            "class" => (9, r.objects(&mut self.class)?),
-            "code" => (10, r.objects(&mut self.code)?),
-            "dataPeriod" => (11, r.boxed(&mut self.data_period)?),
-            "data" => (12, r.objects(&mut self.data)?),
-            "provision" => (13, r.objects(&mut self.provision)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "period" => (4, r.boxed(&mut self.period)),
+            "actor" => (5, r.objects(&mut self.actor)),
+            "action" => (6, r.objects(&mut self.action)),
+            "securityLabel" => (7, r.objects(&mut self.security_label)),
+            "purpose" => (8, r.objects(&mut self.purpose)),
+            "class" => (9, r.objects(&mut self.class)),
+            "code" => (10, r.objects(&mut self.code)),
+            "dataPeriod" => (11, r.boxed(&mut self.data_period)),
+            "data" => (12, r.objects(&mut self.data)),
+            "provision" => (13, r.objects(&mut self.provision)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -358,7 +406,7 @@ impl Object for ConsentProvision {
 /// Who|what controlled by this rule (or group, by role)
 ///
 /// FHIR element `Consent.provision.actor`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ConsentProvisionActor {
     /// `Consent.provision.actor.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -374,18 +422,30 @@ pub struct ConsentProvisionActor {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ConsentProvisionActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ConsentProvisionActor {
     const NAME: &'static str = "Consent.provision.actor";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ConsentProvisionActor {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "role" => (3, r.boxed(&mut self.role)?),
-            "reference" => (4, r.boxed(&mut self.reference)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "role" => (3, r.boxed(&mut self.role)),
+            "reference" => (4, r.boxed(&mut self.reference)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -412,7 +472,7 @@ impl Object for ConsentProvisionActor {
 /// Data controlled by this rule
 ///
 /// FHIR element `Consent.provision.data`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ConsentProvisionData {
     /// `Consent.provision.data.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -428,19 +488,31 @@ pub struct ConsentProvisionData {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ConsentProvisionData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ConsentProvisionData {
     const NAME: &'static str = "Consent.provision.data";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ConsentProvisionData {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "meaning" => (3, r.prim(&mut self.meaning)?),
-            "_meaning" => (3, r.prim_ext(&mut self.meaning)?),
-            "reference" => (4, r.boxed(&mut self.reference)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "meaning" => (3, r.prim(&mut self.meaning)),
+            "_meaning" => (3, r.prim_ext(&mut self.meaning)),
+            "reference" => (4, r.boxed(&mut self.reference)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

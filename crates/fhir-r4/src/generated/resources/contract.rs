@@ -4,7 +4,7 @@
 //! The R4 `Contract` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Legally enforceable, formally recorded unilateral or bilateral directive i.e., a policy or agreement.
 ///
 /// FHIR resource `Contract`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Contract {
     /// `Contract.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -137,77 +137,89 @@ impl ContractLegallyBinding {
     }
 }
 
+impl std::fmt::Debug for Contract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Contract {
     const NAME: &'static str = "Contract";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 41;
+}
+
+impl Members for Contract {
+    fn field_count(&self) -> u16 {
+        41
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "url" => (9, r.prim(&mut self.url)?),
-            "_url" => (9, r.prim_ext(&mut self.url)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "status" => (11, r.prim(&mut self.status)?),
-            "_status" => (11, r.prim_ext(&mut self.status)?),
-            "legalState" => (12, r.boxed(&mut self.legal_state)?),
-            "instantiatesCanonical" => (13, r.boxed(&mut self.instantiates_canonical)?),
-            "instantiatesUri" => (14, r.prim(&mut self.instantiates_uri)?),
-            "_instantiatesUri" => (14, r.prim_ext(&mut self.instantiates_uri)?),
-            "contentDerivative" => (15, r.boxed(&mut self.content_derivative)?),
-            "issued" => (16, r.prim(&mut self.issued)?),
-            "_issued" => (16, r.prim_ext(&mut self.issued)?),
-            "applies" => (17, r.boxed(&mut self.applies)?),
-            "expirationType" => (18, r.boxed(&mut self.expiration_type)?),
-            "subject" => (19, r.objects(&mut self.subject)?),
-            "authority" => (20, r.objects(&mut self.authority)?),
-            "domain" => (21, r.objects(&mut self.domain)?),
-            "site" => (22, r.objects(&mut self.site)?),
-            "name" => (23, r.prim(&mut self.name)?),
-            "_name" => (23, r.prim_ext(&mut self.name)?),
-            "title" => (24, r.prim(&mut self.title)?),
-            "_title" => (24, r.prim_ext(&mut self.title)?),
-            "subtitle" => (25, r.prim(&mut self.subtitle)?),
-            "_subtitle" => (25, r.prim_ext(&mut self.subtitle)?),
-            "alias" => (26, r.prim_vec(&mut self.alias)?),
-            "_alias" => (26, r.prim_vec_ext(&mut self.alias)?),
-            "author" => (27, r.boxed(&mut self.author)?),
-            "scope" => (28, r.boxed(&mut self.scope)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "url" => (9, r.prim(&mut self.url)),
+            "_url" => (9, r.prim_ext(&mut self.url)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "status" => (11, r.prim(&mut self.status)),
+            "_status" => (11, r.prim_ext(&mut self.status)),
+            "legalState" => (12, r.boxed(&mut self.legal_state)),
+            "instantiatesCanonical" => (13, r.boxed(&mut self.instantiates_canonical)),
+            "instantiatesUri" => (14, r.prim(&mut self.instantiates_uri)),
+            "_instantiatesUri" => (14, r.prim_ext(&mut self.instantiates_uri)),
+            "contentDerivative" => (15, r.boxed(&mut self.content_derivative)),
+            "issued" => (16, r.prim(&mut self.issued)),
+            "_issued" => (16, r.prim_ext(&mut self.issued)),
+            "applies" => (17, r.boxed(&mut self.applies)),
+            "expirationType" => (18, r.boxed(&mut self.expiration_type)),
+            "subject" => (19, r.objects(&mut self.subject)),
+            "authority" => (20, r.objects(&mut self.authority)),
+            "domain" => (21, r.objects(&mut self.domain)),
+            "site" => (22, r.objects(&mut self.site)),
+            "name" => (23, r.prim(&mut self.name)),
+            "_name" => (23, r.prim_ext(&mut self.name)),
+            "title" => (24, r.prim(&mut self.title)),
+            "_title" => (24, r.prim_ext(&mut self.title)),
+            "subtitle" => (25, r.prim(&mut self.subtitle)),
+            "_subtitle" => (25, r.prim_ext(&mut self.subtitle)),
+            "alias" => (26, r.prim_vec(&mut self.alias)),
+            "_alias" => (26, r.prim_vec_ext(&mut self.alias)),
+            "author" => (27, r.boxed(&mut self.author)),
+            "scope" => (28, r.boxed(&mut self.scope)),
             "topicCodeableConcept" => (
                 29,
-                r.choice_object(&mut self.topic, ContractTopic::CodeableConcept)?,
+                r.choice_object(&mut self.topic, ContractTopic::CodeableConcept),
             ),
-            "topicReference" => (29, r.choice_object(&mut self.topic, ContractTopic::Reference)?),
-            "type" => (30, r.boxed(&mut self.type_)?),
-            "subType" => (31, r.objects(&mut self.sub_type)?),
-            "contentDefinition" => (32, r.boxed(&mut self.content_definition)?),
-            "term" => (33, r.objects(&mut self.term)?),
-            "supportingInfo" => (34, r.objects(&mut self.supporting_info)?),
-            "relevantHistory" => (35, r.objects(&mut self.relevant_history)?),
-            "signer" => (36, r.objects(&mut self.signer)?),
-            "friendly" => (37, r.objects(&mut self.friendly)?),
-            "legal" => (38, r.objects(&mut self.legal)?),
-            "rule" => (39, r.objects(&mut self.rule)?),
+            "topicReference" => (29, r.choice_object(&mut self.topic, ContractTopic::Reference)),
+            "type" => (30, r.boxed(&mut self.type_)),
+            "subType" => (31, r.objects(&mut self.sub_type)),
+            "contentDefinition" => (32, r.boxed(&mut self.content_definition)),
+            "term" => (33, r.objects(&mut self.term)),
+            "supportingInfo" => (34, r.objects(&mut self.supporting_info)),
+            "relevantHistory" => (35, r.objects(&mut self.relevant_history)),
+            "signer" => (36, r.objects(&mut self.signer)),
+            "friendly" => (37, r.objects(&mut self.friendly)),
+            "legal" => (38, r.objects(&mut self.legal)),
+            "rule" => (39, r.objects(&mut self.rule)),
             "legallyBindingAttachment" => (
                 40,
-                r.choice_object(&mut self.legally_binding, ContractLegallyBinding::Attachment)?,
+                r.choice_object(&mut self.legally_binding, ContractLegallyBinding::Attachment),
             ),
             "legallyBindingReference" => (
                 40,
-                r.choice_object(&mut self.legally_binding, ContractLegallyBinding::Reference)?,
+                r.choice_object(&mut self.legally_binding, ContractLegallyBinding::Reference),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -274,7 +286,7 @@ impl Object for Contract {
 /// Contract precursor content
 ///
 /// FHIR element `Contract.contentDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ContractContentDefinition {
     /// `Contract.contentDefinition.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -298,25 +310,37 @@ pub struct ContractContentDefinition {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ContractContentDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ContractContentDefinition {
     const NAME: &'static str = "Contract.contentDefinition";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for ContractContentDefinition {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "subType" => (4, r.boxed(&mut self.sub_type)?),
-            "publisher" => (5, r.boxed(&mut self.publisher)?),
-            "publicationDate" => (6, r.prim(&mut self.publication_date)?),
-            "_publicationDate" => (6, r.prim_ext(&mut self.publication_date)?),
-            "publicationStatus" => (7, r.prim(&mut self.publication_status)?),
-            "_publicationStatus" => (7, r.prim_ext(&mut self.publication_status)?),
-            "copyright" => (8, r.prim(&mut self.copyright)?),
-            "_copyright" => (8, r.prim_ext(&mut self.copyright)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "subType" => (4, r.boxed(&mut self.sub_type)),
+            "publisher" => (5, r.boxed(&mut self.publisher)),
+            "publicationDate" => (6, r.prim(&mut self.publication_date)),
+            "_publicationDate" => (6, r.prim_ext(&mut self.publication_date)),
+            "publicationStatus" => (7, r.prim(&mut self.publication_status)),
+            "_publicationStatus" => (7, r.prim_ext(&mut self.publication_status)),
+            "copyright" => (8, r.prim(&mut self.copyright)),
+            "_copyright" => (8, r.prim_ext(&mut self.copyright)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -347,7 +371,7 @@ impl Object for ContractContentDefinition {
 /// Contract Term List
 ///
 /// FHIR element `Contract.term`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ContractTerm {
     /// `Contract.term.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -401,34 +425,46 @@ impl ContractTermTopic {
     }
 }
 
+impl std::fmt::Debug for ContractTerm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ContractTerm {
     const NAME: &'static str = "Contract.term";
-    const FIELDS: u16 = 15;
+}
+
+impl Members for ContractTerm {
+    fn field_count(&self) -> u16 {
+        15
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (3, r.boxed(&mut self.identifier)?),
-            "issued" => (4, r.prim(&mut self.issued)?),
-            "_issued" => (4, r.prim_ext(&mut self.issued)?),
-            "applies" => (5, r.boxed(&mut self.applies)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identifier" => (3, r.boxed(&mut self.identifier)),
+            "issued" => (4, r.prim(&mut self.issued)),
+            "_issued" => (4, r.prim_ext(&mut self.issued)),
+            "applies" => (5, r.boxed(&mut self.applies)),
             "topicCodeableConcept" => (
                 6,
-                r.choice_object(&mut self.topic, ContractTermTopic::CodeableConcept)?,
+                r.choice_object(&mut self.topic, ContractTermTopic::CodeableConcept),
             ),
-            "topicReference" => (6, r.choice_object(&mut self.topic, ContractTermTopic::Reference)?),
-            "type" => (7, r.boxed(&mut self.type_)?),
-            "subType" => (8, r.boxed(&mut self.sub_type)?),
-            "text" => (9, r.prim(&mut self.text)?),
-            "_text" => (9, r.prim_ext(&mut self.text)?),
-            "securityLabel" => (10, r.objects(&mut self.security_label)?),
-            "offer" => (11, r.boxed(&mut self.offer)?),
-            "asset" => (12, r.objects(&mut self.asset)?),
-            "action" => (13, r.objects(&mut self.action)?),
-            "group" => (14, r.objects(&mut self.group)?),
+            "topicReference" => (6, r.choice_object(&mut self.topic, ContractTermTopic::Reference)),
+            "type" => (7, r.boxed(&mut self.type_)),
+            "subType" => (8, r.boxed(&mut self.sub_type)),
+            "text" => (9, r.prim(&mut self.text)),
+            "_text" => (9, r.prim_ext(&mut self.text)),
+            "securityLabel" => (10, r.objects(&mut self.security_label)),
+            "offer" => (11, r.boxed(&mut self.offer)),
+            "asset" => (12, r.objects(&mut self.asset)),
+            "action" => (13, r.objects(&mut self.action)),
+            "group" => (14, r.objects(&mut self.group)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -468,7 +504,7 @@ impl Object for ContractTerm {
 /// Protection for the Term
 ///
 /// FHIR element `Contract.term.securityLabel`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ContractTermSecurityLabel {
     /// `Contract.term.securityLabel.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -488,21 +524,33 @@ pub struct ContractTermSecurityLabel {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ContractTermSecurityLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ContractTermSecurityLabel {
     const NAME: &'static str = "Contract.term.securityLabel";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ContractTermSecurityLabel {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "number" => (3, r.prim_vec(&mut self.number)?),
-            "_number" => (3, r.prim_vec_ext(&mut self.number)?),
-            "classification" => (4, r.boxed(&mut self.classification)?),
-            "category" => (5, r.objects(&mut self.category)?),
-            "control" => (6, r.objects(&mut self.control)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "number" => (3, r.prim_vec(&mut self.number)),
+            "_number" => (3, r.prim_vec_ext(&mut self.number)),
+            "classification" => (4, r.boxed(&mut self.classification)),
+            "category" => (5, r.objects(&mut self.category)),
+            "control" => (6, r.objects(&mut self.control)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -530,7 +578,7 @@ impl Object for ContractTermSecurityLabel {
 /// Context of the Contract term
 ///
 /// FHIR element `Contract.term.offer`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ContractTermOffer {
     /// `Contract.term.offer.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -562,29 +610,41 @@ pub struct ContractTermOffer {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ContractTermOffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ContractTermOffer {
     const NAME: &'static str = "Contract.term.offer";
-    const FIELDS: u16 = 13;
+}
+
+impl Members for ContractTermOffer {
+    fn field_count(&self) -> u16 {
+        13
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (3, r.objects(&mut self.identifier)?),
-            "party" => (4, r.objects(&mut self.party)?),
-            "topic" => (5, r.boxed(&mut self.topic)?),
-            "type" => (6, r.boxed(&mut self.type_)?),
-            "decision" => (7, r.boxed(&mut self.decision)?),
-            "decisionMode" => (8, r.objects(&mut self.decision_mode)?),
-            "answer" => (9, r.objects(&mut self.answer)?),
-            "text" => (10, r.prim(&mut self.text)?),
-            "_text" => (10, r.prim_ext(&mut self.text)?),
-            "linkId" => (11, r.prim_vec(&mut self.link_id)?),
-            "_linkId" => (11, r.prim_vec_ext(&mut self.link_id)?),
-            "securityLabelNumber" => (12, r.prim_vec(&mut self.security_label_number)?),
-            "_securityLabelNumber" => (12, r.prim_vec_ext(&mut self.security_label_number)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identifier" => (3, r.objects(&mut self.identifier)),
+            "party" => (4, r.objects(&mut self.party)),
+            "topic" => (5, r.boxed(&mut self.topic)),
+            "type" => (6, r.boxed(&mut self.type_)),
+            "decision" => (7, r.boxed(&mut self.decision)),
+            "decisionMode" => (8, r.objects(&mut self.decision_mode)),
+            "answer" => (9, r.objects(&mut self.answer)),
+            "text" => (10, r.prim(&mut self.text)),
+            "_text" => (10, r.prim_ext(&mut self.text)),
+            "linkId" => (11, r.prim_vec(&mut self.link_id)),
+            "_linkId" => (11, r.prim_vec_ext(&mut self.link_id)),
+            "securityLabelNumber" => (12, r.prim_vec(&mut self.security_label_number)),
+            "_securityLabelNumber" => (12, r.prim_vec_ext(&mut self.security_label_number)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -615,7 +675,7 @@ impl Object for ContractTermOffer {
 /// Offer Recipient
 ///
 /// FHIR element `Contract.term.offer.party`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ContractTermOfferParty {
     /// `Contract.term.offer.party.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -631,18 +691,30 @@ pub struct ContractTermOfferParty {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ContractTermOfferParty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ContractTermOfferParty {
     const NAME: &'static str = "Contract.term.offer.party";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ContractTermOfferParty {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "reference" => (3, r.objects(&mut self.reference)?),
-            "role" => (4, r.boxed(&mut self.role)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "reference" => (3, r.objects(&mut self.reference)),
+            "role" => (4, r.boxed(&mut self.role)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -669,7 +741,7 @@ impl Object for ContractTermOfferParty {
 /// Response to offer text
 ///
 /// FHIR element `Contract.term.offer.answer`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ContractTermOfferAnswer {
     /// `Contract.term.offer.answer.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -731,14 +803,25 @@ impl ContractTermOfferAnswerValue {
     }
 }
 
+impl std::fmt::Debug for ContractTermOfferAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ContractTermOfferAnswer {
     const NAME: &'static str = "Contract.term.offer.answer";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for ContractTermOfferAnswer {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "valueBoolean" => (
                 3,
                 r.choice_prim(
@@ -748,7 +831,7 @@ impl Object for ContractTermOfferAnswer {
                         ContractTermOfferAnswerValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueBoolean" => (
                 3,
@@ -759,7 +842,7 @@ impl Object for ContractTermOfferAnswer {
                         ContractTermOfferAnswerValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueDecimal" => (
                 3,
@@ -770,7 +853,7 @@ impl Object for ContractTermOfferAnswer {
                         ContractTermOfferAnswerValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDecimal" => (
                 3,
@@ -781,7 +864,7 @@ impl Object for ContractTermOfferAnswer {
                         ContractTermOfferAnswerValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueInteger" => (
                 3,
@@ -792,7 +875,7 @@ impl Object for ContractTermOfferAnswer {
                         ContractTermOfferAnswerValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueInteger" => (
                 3,
@@ -803,21 +886,21 @@ impl Object for ContractTermOfferAnswer {
                         ContractTermOfferAnswerValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueDate" => (
                 3,
                 r.choice_prim(&mut self.value, ContractTermOfferAnswerValue::Date, |e| match e {
                     ContractTermOfferAnswerValue::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueDate" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ContractTermOfferAnswerValue::Date, |e| match e {
                     ContractTermOfferAnswerValue::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueDateTime" => (
                 3,
@@ -828,7 +911,7 @@ impl Object for ContractTermOfferAnswer {
                         ContractTermOfferAnswerValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDateTime" => (
                 3,
@@ -839,21 +922,21 @@ impl Object for ContractTermOfferAnswer {
                         ContractTermOfferAnswerValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueTime" => (
                 3,
                 r.choice_prim(&mut self.value, ContractTermOfferAnswerValue::Time, |e| match e {
                     ContractTermOfferAnswerValue::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueTime" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ContractTermOfferAnswerValue::Time, |e| match e {
                     ContractTermOfferAnswerValue::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueString" => (
                 3,
@@ -864,7 +947,7 @@ impl Object for ContractTermOfferAnswer {
                         ContractTermOfferAnswerValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueString" => (
                 3,
@@ -875,40 +958,41 @@ impl Object for ContractTermOfferAnswer {
                         ContractTermOfferAnswerValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueUri" => (
                 3,
                 r.choice_prim(&mut self.value, ContractTermOfferAnswerValue::Uri, |e| match e {
                     ContractTermOfferAnswerValue::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUri" => (
                 3,
                 r.choice_prim_ext(&mut self.value, ContractTermOfferAnswerValue::Uri, |e| match e {
                     ContractTermOfferAnswerValue::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueAttachment" => (
                 3,
-                r.choice_object(&mut self.value, ContractTermOfferAnswerValue::Attachment)?,
+                r.choice_object(&mut self.value, ContractTermOfferAnswerValue::Attachment),
             ),
             "valueCoding" => (
                 3,
-                r.choice_object(&mut self.value, ContractTermOfferAnswerValue::Coding)?,
+                r.choice_object(&mut self.value, ContractTermOfferAnswerValue::Coding),
             ),
             "valueQuantity" => (
                 3,
-                r.choice_object(&mut self.value, ContractTermOfferAnswerValue::Quantity)?,
+                r.choice_object(&mut self.value, ContractTermOfferAnswerValue::Quantity),
             ),
             "valueReference" => (
                 3,
-                r.choice_object(&mut self.value, ContractTermOfferAnswerValue::Reference)?,
+                r.choice_object(&mut self.value, ContractTermOfferAnswerValue::Reference),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -937,7 +1021,7 @@ impl Object for ContractTermOfferAnswer {
 /// Contract Term Asset List
 ///
 /// FHIR element `Contract.term.asset`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ContractTermAsset {
     /// `Contract.term.asset.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -979,35 +1063,47 @@ pub struct ContractTermAsset {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ContractTermAsset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ContractTermAsset {
     const NAME: &'static str = "Contract.term.asset";
-    const FIELDS: u16 = 18;
+}
+
+impl Members for ContractTermAsset {
+    fn field_count(&self) -> u16 {
+        18
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "scope" => (3, r.boxed(&mut self.scope)?),
-            "type" => (4, r.objects(&mut self.type_)?),
-            "typeReference" => (5, r.objects(&mut self.type_reference)?),
-            "subtype" => (6, r.objects(&mut self.subtype)?),
-            "relationship" => (7, r.boxed(&mut self.relationship)?),
-            "context" => (8, r.objects(&mut self.context)?),
-            "condition" => (9, r.prim(&mut self.condition)?),
-            "_condition" => (9, r.prim_ext(&mut self.condition)?),
-            "periodType" => (10, r.objects(&mut self.period_type)?),
-            "period" => (11, r.objects(&mut self.period)?),
-            "usePeriod" => (12, r.objects(&mut self.use_period)?),
-            "text" => (13, r.prim(&mut self.text)?),
-            "_text" => (13, r.prim_ext(&mut self.text)?),
-            "linkId" => (14, r.prim_vec(&mut self.link_id)?),
-            "_linkId" => (14, r.prim_vec_ext(&mut self.link_id)?),
-            "answer" => (15, r.objects(&mut self.answer)?),
-            "securityLabelNumber" => (16, r.prim_vec(&mut self.security_label_number)?),
-            "_securityLabelNumber" => (16, r.prim_vec_ext(&mut self.security_label_number)?),
-            "valuedItem" => (17, r.objects(&mut self.valued_item)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "scope" => (3, r.boxed(&mut self.scope)),
+            "type" => (4, r.objects(&mut self.type_)),
+            "typeReference" => (5, r.objects(&mut self.type_reference)),
+            "subtype" => (6, r.objects(&mut self.subtype)),
+            "relationship" => (7, r.boxed(&mut self.relationship)),
+            "context" => (8, r.objects(&mut self.context)),
+            "condition" => (9, r.prim(&mut self.condition)),
+            "_condition" => (9, r.prim_ext(&mut self.condition)),
+            "periodType" => (10, r.objects(&mut self.period_type)),
+            "period" => (11, r.objects(&mut self.period)),
+            "usePeriod" => (12, r.objects(&mut self.use_period)),
+            "text" => (13, r.prim(&mut self.text)),
+            "_text" => (13, r.prim_ext(&mut self.text)),
+            "linkId" => (14, r.prim_vec(&mut self.link_id)),
+            "_linkId" => (14, r.prim_vec_ext(&mut self.link_id)),
+            "answer" => (15, r.objects(&mut self.answer)),
+            "securityLabelNumber" => (16, r.prim_vec(&mut self.security_label_number)),
+            "_securityLabelNumber" => (16, r.prim_vec_ext(&mut self.security_label_number)),
+            "valuedItem" => (17, r.objects(&mut self.valued_item)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1043,7 +1139,7 @@ impl Object for ContractTermAsset {
 /// Circumstance of the asset
 ///
 /// FHIR element `Contract.term.asset.context`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ContractTermAssetContext {
     /// `Contract.term.asset.context.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1061,20 +1157,32 @@ pub struct ContractTermAssetContext {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ContractTermAssetContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ContractTermAssetContext {
     const NAME: &'static str = "Contract.term.asset.context";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ContractTermAssetContext {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "reference" => (3, r.boxed(&mut self.reference)?),
-            "code" => (4, r.objects(&mut self.code)?),
-            "text" => (5, r.prim(&mut self.text)?),
-            "_text" => (5, r.prim_ext(&mut self.text)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "reference" => (3, r.boxed(&mut self.reference)),
+            "code" => (4, r.objects(&mut self.code)),
+            "text" => (5, r.prim(&mut self.text)),
+            "_text" => (5, r.prim_ext(&mut self.text)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1098,7 +1206,7 @@ impl Object for ContractTermAssetContext {
 /// Contract Valued Item List
 ///
 /// FHIR element `Contract.term.asset.valuedItem`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ContractTermAssetValuedItem {
     /// `Contract.term.asset.valuedItem.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1156,47 +1264,59 @@ impl ContractTermAssetValuedItemEntity {
     }
 }
 
+impl std::fmt::Debug for ContractTermAssetValuedItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ContractTermAssetValuedItem {
     const NAME: &'static str = "Contract.term.asset.valuedItem";
-    const FIELDS: u16 = 17;
+}
+
+impl Members for ContractTermAssetValuedItem {
+    fn field_count(&self) -> u16 {
+        17
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "entityCodeableConcept" => (
                 3,
                 r.choice_object(
                     &mut self.entity,
                     ContractTermAssetValuedItemEntity::CodeableConcept,
-                )?,
+                ),
             ),
             "entityReference" => (
                 3,
-                r.choice_object(&mut self.entity, ContractTermAssetValuedItemEntity::Reference)?,
+                r.choice_object(&mut self.entity, ContractTermAssetValuedItemEntity::Reference),
             ),
-            "identifier" => (4, r.boxed(&mut self.identifier)?),
-            "effectiveTime" => (5, r.prim(&mut self.effective_time)?),
-            "_effectiveTime" => (5, r.prim_ext(&mut self.effective_time)?),
-            "quantity" => (6, r.boxed(&mut self.quantity)?),
-            "unitPrice" => (7, r.boxed(&mut self.unit_price)?),
-            "factor" => (8, r.prim(&mut self.factor)?),
-            "_factor" => (8, r.prim_ext(&mut self.factor)?),
-            "points" => (9, r.prim(&mut self.points)?),
-            "_points" => (9, r.prim_ext(&mut self.points)?),
-            "net" => (10, r.boxed(&mut self.net)?),
-            "payment" => (11, r.prim(&mut self.payment)?),
-            "_payment" => (11, r.prim_ext(&mut self.payment)?),
-            "paymentDate" => (12, r.prim(&mut self.payment_date)?),
-            "_paymentDate" => (12, r.prim_ext(&mut self.payment_date)?),
-            "responsible" => (13, r.boxed(&mut self.responsible)?),
-            "recipient" => (14, r.boxed(&mut self.recipient)?),
-            "linkId" => (15, r.prim_vec(&mut self.link_id)?),
-            "_linkId" => (15, r.prim_vec_ext(&mut self.link_id)?),
-            "securityLabelNumber" => (16, r.prim_vec(&mut self.security_label_number)?),
-            "_securityLabelNumber" => (16, r.prim_vec_ext(&mut self.security_label_number)?),
+            "identifier" => (4, r.boxed(&mut self.identifier)),
+            "effectiveTime" => (5, r.prim(&mut self.effective_time)),
+            "_effectiveTime" => (5, r.prim_ext(&mut self.effective_time)),
+            "quantity" => (6, r.boxed(&mut self.quantity)),
+            "unitPrice" => (7, r.boxed(&mut self.unit_price)),
+            "factor" => (8, r.prim(&mut self.factor)),
+            "_factor" => (8, r.prim_ext(&mut self.factor)),
+            "points" => (9, r.prim(&mut self.points)),
+            "_points" => (9, r.prim_ext(&mut self.points)),
+            "net" => (10, r.boxed(&mut self.net)),
+            "payment" => (11, r.prim(&mut self.payment)),
+            "_payment" => (11, r.prim_ext(&mut self.payment)),
+            "paymentDate" => (12, r.prim(&mut self.payment_date)),
+            "_paymentDate" => (12, r.prim_ext(&mut self.payment_date)),
+            "responsible" => (13, r.boxed(&mut self.responsible)),
+            "recipient" => (14, r.boxed(&mut self.recipient)),
+            "linkId" => (15, r.prim_vec(&mut self.link_id)),
+            "_linkId" => (15, r.prim_vec_ext(&mut self.link_id)),
+            "securityLabelNumber" => (16, r.prim_vec(&mut self.security_label_number)),
+            "_securityLabelNumber" => (16, r.prim_vec_ext(&mut self.security_label_number)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1235,7 +1355,7 @@ impl Object for ContractTermAssetValuedItem {
 /// Entity being ascribed responsibility
 ///
 /// FHIR element `Contract.term.action`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ContractTermAction {
     /// `Contract.term.action.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1310,25 +1430,36 @@ impl ContractTermActionOccurrence {
     }
 }
 
+impl std::fmt::Debug for ContractTermAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ContractTermAction {
     const NAME: &'static str = "Contract.term.action";
-    const FIELDS: u16 = 24;
+}
+
+impl Members for ContractTermAction {
+    fn field_count(&self) -> u16 {
+        24
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "doNotPerform" => (3, r.prim(&mut self.do_not_perform)?),
-            "_doNotPerform" => (3, r.prim_ext(&mut self.do_not_perform)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
-            "subject" => (5, r.objects(&mut self.subject)?),
-            "intent" => (6, r.boxed(&mut self.intent)?),
-            "linkId" => (7, r.prim_vec(&mut self.link_id)?),
-            "_linkId" => (7, r.prim_vec_ext(&mut self.link_id)?),
-            "status" => (8, r.boxed(&mut self.status)?),
-            "context" => (9, r.boxed(&mut self.context)?),
-            "contextLinkId" => (10, r.prim_vec(&mut self.context_link_id)?),
-            "_contextLinkId" => (10, r.prim_vec_ext(&mut self.context_link_id)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "doNotPerform" => (3, r.prim(&mut self.do_not_perform)),
+            "_doNotPerform" => (3, r.prim_ext(&mut self.do_not_perform)),
+            "type" => (4, r.boxed(&mut self.type_)),
+            "subject" => (5, r.objects(&mut self.subject)),
+            "intent" => (6, r.boxed(&mut self.intent)),
+            "linkId" => (7, r.prim_vec(&mut self.link_id)),
+            "_linkId" => (7, r.prim_vec_ext(&mut self.link_id)),
+            "status" => (8, r.boxed(&mut self.status)),
+            "context" => (9, r.boxed(&mut self.context)),
+            "contextLinkId" => (10, r.prim_vec(&mut self.context_link_id)),
+            "_contextLinkId" => (10, r.prim_vec_ext(&mut self.context_link_id)),
             "occurrenceDateTime" => (
                 11,
                 r.choice_prim(
@@ -1338,7 +1469,7 @@ impl Object for ContractTermAction {
                         ContractTermActionOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_occurrenceDateTime" => (
                 11,
@@ -1349,35 +1480,36 @@ impl Object for ContractTermAction {
                         ContractTermActionOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "occurrencePeriod" => (
                 11,
-                r.choice_object(&mut self.occurrence, ContractTermActionOccurrence::Period)?,
+                r.choice_object(&mut self.occurrence, ContractTermActionOccurrence::Period),
             ),
             "occurrenceTiming" => (
                 11,
-                r.choice_object(&mut self.occurrence, ContractTermActionOccurrence::Timing)?,
+                r.choice_object(&mut self.occurrence, ContractTermActionOccurrence::Timing),
             ),
-            "requester" => (12, r.objects(&mut self.requester)?),
-            "requesterLinkId" => (13, r.prim_vec(&mut self.requester_link_id)?),
-            "_requesterLinkId" => (13, r.prim_vec_ext(&mut self.requester_link_id)?),
-            "performerType" => (14, r.objects(&mut self.performer_type)?),
-            "performerRole" => (15, r.boxed(&mut self.performer_role)?),
-            "performer" => (16, r.boxed(&mut self.performer)?),
-            "performerLinkId" => (17, r.prim_vec(&mut self.performer_link_id)?),
-            "_performerLinkId" => (17, r.prim_vec_ext(&mut self.performer_link_id)?),
-            "reasonCode" => (18, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (19, r.objects(&mut self.reason_reference)?),
-            "reason" => (20, r.prim_vec(&mut self.reason)?),
-            "_reason" => (20, r.prim_vec_ext(&mut self.reason)?),
-            "reasonLinkId" => (21, r.prim_vec(&mut self.reason_link_id)?),
-            "_reasonLinkId" => (21, r.prim_vec_ext(&mut self.reason_link_id)?),
-            "note" => (22, r.objects(&mut self.note)?),
-            "securityLabelNumber" => (23, r.prim_vec(&mut self.security_label_number)?),
-            "_securityLabelNumber" => (23, r.prim_vec_ext(&mut self.security_label_number)?),
+            "requester" => (12, r.objects(&mut self.requester)),
+            "requesterLinkId" => (13, r.prim_vec(&mut self.requester_link_id)),
+            "_requesterLinkId" => (13, r.prim_vec_ext(&mut self.requester_link_id)),
+            "performerType" => (14, r.objects(&mut self.performer_type)),
+            "performerRole" => (15, r.boxed(&mut self.performer_role)),
+            "performer" => (16, r.boxed(&mut self.performer)),
+            "performerLinkId" => (17, r.prim_vec(&mut self.performer_link_id)),
+            "_performerLinkId" => (17, r.prim_vec_ext(&mut self.performer_link_id)),
+            "reasonCode" => (18, r.objects(&mut self.reason_code)),
+            "reasonReference" => (19, r.objects(&mut self.reason_reference)),
+            "reason" => (20, r.prim_vec(&mut self.reason)),
+            "_reason" => (20, r.prim_vec_ext(&mut self.reason)),
+            "reasonLinkId" => (21, r.prim_vec(&mut self.reason_link_id)),
+            "_reasonLinkId" => (21, r.prim_vec_ext(&mut self.reason_link_id)),
+            "note" => (22, r.objects(&mut self.note)),
+            "securityLabelNumber" => (23, r.prim_vec(&mut self.security_label_number)),
+            "_securityLabelNumber" => (23, r.prim_vec_ext(&mut self.security_label_number)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1428,7 +1560,7 @@ impl Object for ContractTermAction {
 /// Entity of the action
 ///
 /// FHIR element `Contract.term.action.subject`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ContractTermActionSubject {
     /// `Contract.term.action.subject.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1444,18 +1576,30 @@ pub struct ContractTermActionSubject {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ContractTermActionSubject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ContractTermActionSubject {
     const NAME: &'static str = "Contract.term.action.subject";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ContractTermActionSubject {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "reference" => (3, r.objects(&mut self.reference)?),
-            "role" => (4, r.boxed(&mut self.role)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "reference" => (3, r.objects(&mut self.reference)),
+            "role" => (4, r.boxed(&mut self.role)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1481,7 +1625,7 @@ impl Object for ContractTermActionSubject {
 /// Contract Signatory
 ///
 /// FHIR element `Contract.signer`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ContractSigner {
     /// `Contract.signer.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1499,19 +1643,31 @@ pub struct ContractSigner {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ContractSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ContractSigner {
     const NAME: &'static str = "Contract.signer";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ContractSigner {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "party" => (4, r.boxed(&mut self.party)?),
-            "signature" => (5, r.objects(&mut self.signature)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "party" => (4, r.boxed(&mut self.party)),
+            "signature" => (5, r.objects(&mut self.signature)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1540,7 +1696,7 @@ impl Object for ContractSigner {
 /// Contract Friendly Language
 ///
 /// FHIR element `Contract.friendly`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ContractFriendly {
     /// `Contract.friendly.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1572,24 +1728,36 @@ impl ContractFriendlyContent {
     }
 }
 
+impl std::fmt::Debug for ContractFriendly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ContractFriendly {
     const NAME: &'static str = "Contract.friendly";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for ContractFriendly {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "contentAttachment" => (
                 3,
-                r.choice_object(&mut self.content, ContractFriendlyContent::Attachment)?,
+                r.choice_object(&mut self.content, ContractFriendlyContent::Attachment),
             ),
             "contentReference" => (
                 3,
-                r.choice_object(&mut self.content, ContractFriendlyContent::Reference)?,
+                r.choice_object(&mut self.content, ContractFriendlyContent::Reference),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1618,7 +1786,7 @@ impl Object for ContractFriendly {
 /// Contract Legal Language
 ///
 /// FHIR element `Contract.legal`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ContractLegal {
     /// `Contract.legal.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1650,24 +1818,36 @@ impl ContractLegalContent {
     }
 }
 
+impl std::fmt::Debug for ContractLegal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ContractLegal {
     const NAME: &'static str = "Contract.legal";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for ContractLegal {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "contentAttachment" => (
                 3,
-                r.choice_object(&mut self.content, ContractLegalContent::Attachment)?,
+                r.choice_object(&mut self.content, ContractLegalContent::Attachment),
             ),
             "contentReference" => (
                 3,
-                r.choice_object(&mut self.content, ContractLegalContent::Reference)?,
+                r.choice_object(&mut self.content, ContractLegalContent::Reference),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1696,7 +1876,7 @@ impl Object for ContractLegal {
 /// Computable Contract Language
 ///
 /// FHIR element `Contract.rule`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ContractRule {
     /// `Contract.rule.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1728,24 +1908,36 @@ impl ContractRuleContent {
     }
 }
 
+impl std::fmt::Debug for ContractRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ContractRule {
     const NAME: &'static str = "Contract.rule";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for ContractRule {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "contentAttachment" => (
                 3,
-                r.choice_object(&mut self.content, ContractRuleContent::Attachment)?,
+                r.choice_object(&mut self.content, ContractRuleContent::Attachment),
             ),
             "contentReference" => (
                 3,
-                r.choice_object(&mut self.content, ContractRuleContent::Reference)?,
+                r.choice_object(&mut self.content, ContractRuleContent::Reference),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

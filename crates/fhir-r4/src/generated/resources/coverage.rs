@@ -4,7 +4,7 @@
 //! The R4 `Coverage` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Financial instrument which may be used to reimburse or pay for health care products and services. Includes both insurance and self-payment.
 ///
 /// FHIR resource `Coverage`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Coverage {
     /// `Coverage.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -69,47 +69,59 @@ pub struct Coverage {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Coverage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Coverage {
     const NAME: &'static str = "Coverage";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 25;
+}
+
+impl Members for Coverage {
+    fn field_count(&self) -> u16 {
+        25
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "type" => (10, r.boxed(&mut self.type_)?),
-            "policyHolder" => (11, r.boxed(&mut self.policy_holder)?),
-            "subscriber" => (12, r.boxed(&mut self.subscriber)?),
-            "subscriberId" => (13, r.prim(&mut self.subscriber_id)?),
-            "_subscriberId" => (13, r.prim_ext(&mut self.subscriber_id)?),
-            "beneficiary" => (14, r.boxed(&mut self.beneficiary)?),
-            "dependent" => (15, r.prim(&mut self.dependent)?),
-            "_dependent" => (15, r.prim_ext(&mut self.dependent)?),
-            "relationship" => (16, r.boxed(&mut self.relationship)?),
-            "period" => (17, r.boxed(&mut self.period)?),
-            "payor" => (18, r.objects(&mut self.payor)?),
-            "class" => (19, r.objects(&mut self.class)?),
-            "order" => (20, r.prim(&mut self.order)?),
-            "_order" => (20, r.prim_ext(&mut self.order)?),
-            "network" => (21, r.prim(&mut self.network)?),
-            "_network" => (21, r.prim_ext(&mut self.network)?),
-            "costToBeneficiary" => (22, r.objects(&mut self.cost_to_beneficiary)?),
-            "subrogation" => (23, r.prim(&mut self.subrogation)?),
-            "_subrogation" => (23, r.prim_ext(&mut self.subrogation)?),
-            "contract" => (24, r.objects(&mut self.contract)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "type" => (10, r.boxed(&mut self.type_)),
+            "policyHolder" => (11, r.boxed(&mut self.policy_holder)),
+            "subscriber" => (12, r.boxed(&mut self.subscriber)),
+            "subscriberId" => (13, r.prim(&mut self.subscriber_id)),
+            "_subscriberId" => (13, r.prim_ext(&mut self.subscriber_id)),
+            "beneficiary" => (14, r.boxed(&mut self.beneficiary)),
+            "dependent" => (15, r.prim(&mut self.dependent)),
+            "_dependent" => (15, r.prim_ext(&mut self.dependent)),
+            "relationship" => (16, r.boxed(&mut self.relationship)),
+            "period" => (17, r.boxed(&mut self.period)),
+            "payor" => (18, r.objects(&mut self.payor)),
+            "class" => (19, r.objects(&mut self.class)),
+            "order" => (20, r.prim(&mut self.order)),
+            "_order" => (20, r.prim_ext(&mut self.order)),
+            "network" => (21, r.prim(&mut self.network)),
+            "_network" => (21, r.prim_ext(&mut self.network)),
+            "costToBeneficiary" => (22, r.objects(&mut self.cost_to_beneficiary)),
+            "subrogation" => (23, r.prim(&mut self.subrogation)),
+            "_subrogation" => (23, r.prim_ext(&mut self.subrogation)),
+            "contract" => (24, r.objects(&mut self.contract)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -157,7 +169,7 @@ impl Object for Coverage {
 /// Additional coverage classifications
 ///
 /// FHIR element `Coverage.class`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CoverageClass {
     /// `Coverage.class.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -175,21 +187,33 @@ pub struct CoverageClass {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CoverageClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CoverageClass {
     const NAME: &'static str = "Coverage.class";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for CoverageClass {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "value" => (4, r.prim(&mut self.value)?),
-            "_value" => (4, r.prim_ext(&mut self.value)?),
-            "name" => (5, r.prim(&mut self.name)?),
-            "_name" => (5, r.prim_ext(&mut self.name)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "value" => (4, r.prim(&mut self.value)),
+            "_value" => (4, r.prim_ext(&mut self.value)),
+            "name" => (5, r.prim(&mut self.name)),
+            "_name" => (5, r.prim_ext(&mut self.name)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -217,7 +241,7 @@ impl Object for CoverageClass {
 /// Patient payments for services/products
 ///
 /// FHIR element `Coverage.costToBeneficiary`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CoverageCostToBeneficiary {
     /// `Coverage.costToBeneficiary.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -253,26 +277,38 @@ impl CoverageCostToBeneficiaryValue {
     }
 }
 
+impl std::fmt::Debug for CoverageCostToBeneficiary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CoverageCostToBeneficiary {
     const NAME: &'static str = "Coverage.costToBeneficiary";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for CoverageCostToBeneficiary {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
             "valueQuantity" => (
                 4,
-                r.choice_object(&mut self.value, CoverageCostToBeneficiaryValue::Quantity)?,
+                r.choice_object(&mut self.value, CoverageCostToBeneficiaryValue::Quantity),
             ),
             "valueMoney" => (
                 4,
-                r.choice_object(&mut self.value, CoverageCostToBeneficiaryValue::Money)?,
+                r.choice_object(&mut self.value, CoverageCostToBeneficiaryValue::Money),
             ),
-            "exception" => (5, r.objects(&mut self.exception)?),
+            "exception" => (5, r.objects(&mut self.exception)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -303,7 +339,7 @@ impl Object for CoverageCostToBeneficiary {
 /// Exceptions for patient payments
 ///
 /// FHIR element `Coverage.costToBeneficiary.exception`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CoverageCostToBeneficiaryException {
     /// `Coverage.costToBeneficiary.exception.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -319,18 +355,30 @@ pub struct CoverageCostToBeneficiaryException {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CoverageCostToBeneficiaryException {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CoverageCostToBeneficiaryException {
     const NAME: &'static str = "Coverage.costToBeneficiary.exception";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for CoverageCostToBeneficiaryException {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "period" => (4, r.boxed(&mut self.period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "period" => (4, r.boxed(&mut self.period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

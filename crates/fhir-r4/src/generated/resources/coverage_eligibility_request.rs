@@ -4,7 +4,7 @@
 //! The R4 `CoverageEligibilityRequest` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The CoverageEligibilityRequest provides patient and insurance coverage information to an insurer for them to respond, in the form of an CoverageEligibilityResponse, with information regarding whether the stated coverage is valid and in-force and optionally to provide the insurance details of the policy.
 ///
 /// FHIR resource `CoverageEligibilityRequest`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CoverageEligibilityRequest {
     /// `CoverageEligibilityRequest.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -81,29 +81,40 @@ impl CoverageEligibilityRequestServiced {
     }
 }
 
+impl std::fmt::Debug for CoverageEligibilityRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CoverageEligibilityRequest {
     const NAME: &'static str = "CoverageEligibilityRequest";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 22;
+}
+
+impl Members for CoverageEligibilityRequest {
+    fn field_count(&self) -> u16 {
+        22
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "priority" => (10, r.boxed(&mut self.priority)?),
-            "purpose" => (11, r.prim_vec(&mut self.purpose)?),
-            "_purpose" => (11, r.prim_vec_ext(&mut self.purpose)?),
-            "patient" => (12, r.boxed(&mut self.patient)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "priority" => (10, r.boxed(&mut self.priority)),
+            "purpose" => (11, r.prim_vec(&mut self.purpose)),
+            "_purpose" => (11, r.prim_vec_ext(&mut self.purpose)),
+            "patient" => (12, r.boxed(&mut self.patient)),
             "servicedDate" => (
                 13,
                 r.choice_prim(
@@ -113,7 +124,7 @@ impl Object for CoverageEligibilityRequest {
                         CoverageEligibilityRequestServiced::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_servicedDate" => (
                 13,
@@ -124,23 +135,24 @@ impl Object for CoverageEligibilityRequest {
                         CoverageEligibilityRequestServiced::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "servicedPeriod" => (
                 13,
-                r.choice_object(&mut self.serviced, CoverageEligibilityRequestServiced::Period)?,
+                r.choice_object(&mut self.serviced, CoverageEligibilityRequestServiced::Period),
             ),
-            "created" => (14, r.prim(&mut self.created)?),
-            "_created" => (14, r.prim_ext(&mut self.created)?),
-            "enterer" => (15, r.boxed(&mut self.enterer)?),
-            "provider" => (16, r.boxed(&mut self.provider)?),
-            "insurer" => (17, r.boxed(&mut self.insurer)?),
-            "facility" => (18, r.boxed(&mut self.facility)?),
-            "supportingInfo" => (19, r.objects(&mut self.supporting_info)?),
-            "insurance" => (20, r.objects(&mut self.insurance)?),
-            "item" => (21, r.objects(&mut self.item)?),
+            "created" => (14, r.prim(&mut self.created)),
+            "_created" => (14, r.prim_ext(&mut self.created)),
+            "enterer" => (15, r.boxed(&mut self.enterer)),
+            "provider" => (16, r.boxed(&mut self.provider)),
+            "insurer" => (17, r.boxed(&mut self.insurer)),
+            "facility" => (18, r.boxed(&mut self.facility)),
+            "supportingInfo" => (19, r.objects(&mut self.supporting_info)),
+            "insurance" => (20, r.objects(&mut self.insurance)),
+            "item" => (21, r.objects(&mut self.item)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -191,7 +203,7 @@ impl Object for CoverageEligibilityRequest {
 /// Supporting information
 ///
 /// FHIR element `CoverageEligibilityRequest.supportingInfo`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CoverageEligibilityRequestSupportingInfo {
     /// `CoverageEligibilityRequest.supportingInfo.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -209,21 +221,33 @@ pub struct CoverageEligibilityRequestSupportingInfo {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CoverageEligibilityRequestSupportingInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CoverageEligibilityRequestSupportingInfo {
     const NAME: &'static str = "CoverageEligibilityRequest.supportingInfo";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for CoverageEligibilityRequestSupportingInfo {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
-            "information" => (4, r.boxed(&mut self.information)?),
-            "appliesToAll" => (5, r.prim(&mut self.applies_to_all)?),
-            "_appliesToAll" => (5, r.prim_ext(&mut self.applies_to_all)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
+            "information" => (4, r.boxed(&mut self.information)),
+            "appliesToAll" => (5, r.prim(&mut self.applies_to_all)),
+            "_appliesToAll" => (5, r.prim_ext(&mut self.applies_to_all)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -251,7 +275,7 @@ impl Object for CoverageEligibilityRequestSupportingInfo {
 /// Patient insurance information
 ///
 /// FHIR element `CoverageEligibilityRequest.insurance`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CoverageEligibilityRequestInsurance {
     /// `CoverageEligibilityRequest.insurance.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -269,21 +293,33 @@ pub struct CoverageEligibilityRequestInsurance {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CoverageEligibilityRequestInsurance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CoverageEligibilityRequestInsurance {
     const NAME: &'static str = "CoverageEligibilityRequest.insurance";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for CoverageEligibilityRequestInsurance {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "focal" => (3, r.prim(&mut self.focal)?),
-            "_focal" => (3, r.prim_ext(&mut self.focal)?),
-            "coverage" => (4, r.boxed(&mut self.coverage)?),
-            "businessArrangement" => (5, r.prim(&mut self.business_arrangement)?),
-            "_businessArrangement" => (5, r.prim_ext(&mut self.business_arrangement)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "focal" => (3, r.prim(&mut self.focal)),
+            "_focal" => (3, r.prim_ext(&mut self.focal)),
+            "coverage" => (4, r.boxed(&mut self.coverage)),
+            "businessArrangement" => (5, r.prim(&mut self.business_arrangement)),
+            "_businessArrangement" => (5, r.prim_ext(&mut self.business_arrangement)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -310,7 +346,7 @@ impl Object for CoverageEligibilityRequestInsurance {
 /// Item to be evaluated for eligibiity
 ///
 /// FHIR element `CoverageEligibilityRequest.item`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CoverageEligibilityRequestItem {
     /// `CoverageEligibilityRequest.item.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -342,27 +378,39 @@ pub struct CoverageEligibilityRequestItem {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CoverageEligibilityRequestItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CoverageEligibilityRequestItem {
     const NAME: &'static str = "CoverageEligibilityRequest.item";
-    const FIELDS: u16 = 13;
+}
+
+impl Members for CoverageEligibilityRequestItem {
+    fn field_count(&self) -> u16 {
+        13
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "supportingInfoSequence" => (3, r.prim_vec(&mut self.supporting_info_sequence)?),
-            "_supportingInfoSequence" => (3, r.prim_vec_ext(&mut self.supporting_info_sequence)?),
-            "category" => (4, r.boxed(&mut self.category)?),
-            "productOrService" => (5, r.boxed(&mut self.product_or_service)?),
-            "modifier" => (6, r.objects(&mut self.modifier)?),
-            "provider" => (7, r.boxed(&mut self.provider)?),
-            "quantity" => (8, r.boxed(&mut self.quantity)?),
-            "unitPrice" => (9, r.boxed(&mut self.unit_price)?),
-            "facility" => (10, r.boxed(&mut self.facility)?),
-            "diagnosis" => (11, r.objects(&mut self.diagnosis)?),
-            "detail" => (12, r.objects(&mut self.detail)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "supportingInfoSequence" => (3, r.prim_vec(&mut self.supporting_info_sequence)),
+            "_supportingInfoSequence" => (3, r.prim_vec_ext(&mut self.supporting_info_sequence)),
+            "category" => (4, r.boxed(&mut self.category)),
+            "productOrService" => (5, r.boxed(&mut self.product_or_service)),
+            "modifier" => (6, r.objects(&mut self.modifier)),
+            "provider" => (7, r.boxed(&mut self.provider)),
+            "quantity" => (8, r.boxed(&mut self.quantity)),
+            "unitPrice" => (9, r.boxed(&mut self.unit_price)),
+            "facility" => (10, r.boxed(&mut self.facility)),
+            "diagnosis" => (11, r.objects(&mut self.diagnosis)),
+            "detail" => (12, r.objects(&mut self.detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -393,7 +441,7 @@ impl Object for CoverageEligibilityRequestItem {
 /// Applicable diagnosis
 ///
 /// FHIR element `CoverageEligibilityRequest.item.diagnosis`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CoverageEligibilityRequestItemDiagnosis {
     /// `CoverageEligibilityRequest.item.diagnosis.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -425,30 +473,42 @@ impl CoverageEligibilityRequestItemDiagnosisDiagnosis {
     }
 }
 
+impl std::fmt::Debug for CoverageEligibilityRequestItemDiagnosis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CoverageEligibilityRequestItemDiagnosis {
     const NAME: &'static str = "CoverageEligibilityRequest.item.diagnosis";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for CoverageEligibilityRequestItemDiagnosis {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "diagnosisCodeableConcept" => (
                 3,
                 r.choice_object(
                     &mut self.diagnosis,
                     CoverageEligibilityRequestItemDiagnosisDiagnosis::CodeableConcept,
-                )?,
+                ),
             ),
             "diagnosisReference" => (
                 3,
                 r.choice_object(
                     &mut self.diagnosis,
                     CoverageEligibilityRequestItemDiagnosisDiagnosis::Reference,
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `CoverageEligibilityResponse` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// This resource provides eligibility and plan details from the processing of an CoverageEligibilityRequest resource.
 ///
 /// FHIR resource `CoverageEligibilityResponse`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CoverageEligibilityResponse {
     /// `CoverageEligibilityResponse.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -83,28 +83,39 @@ impl CoverageEligibilityResponseServiced {
     }
 }
 
+impl std::fmt::Debug for CoverageEligibilityResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CoverageEligibilityResponse {
     const NAME: &'static str = "CoverageEligibilityResponse";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 23;
+}
+
+impl Members for CoverageEligibilityResponse {
+    fn field_count(&self) -> u16 {
+        23
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "purpose" => (10, r.prim_vec(&mut self.purpose)?),
-            "_purpose" => (10, r.prim_vec_ext(&mut self.purpose)?),
-            "patient" => (11, r.boxed(&mut self.patient)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "purpose" => (10, r.prim_vec(&mut self.purpose)),
+            "_purpose" => (10, r.prim_vec_ext(&mut self.purpose)),
+            "patient" => (11, r.boxed(&mut self.patient)),
             "servicedDate" => (
                 12,
                 r.choice_prim(
@@ -114,7 +125,7 @@ impl Object for CoverageEligibilityResponse {
                         CoverageEligibilityResponseServiced::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_servicedDate" => (
                 12,
@@ -125,28 +136,29 @@ impl Object for CoverageEligibilityResponse {
                         CoverageEligibilityResponseServiced::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "servicedPeriod" => (
                 12,
-                r.choice_object(&mut self.serviced, CoverageEligibilityResponseServiced::Period)?,
+                r.choice_object(&mut self.serviced, CoverageEligibilityResponseServiced::Period),
             ),
-            "created" => (13, r.prim(&mut self.created)?),
-            "_created" => (13, r.prim_ext(&mut self.created)?),
-            "requestor" => (14, r.boxed(&mut self.requestor)?),
-            "request" => (15, r.boxed(&mut self.request)?),
-            "outcome" => (16, r.prim(&mut self.outcome)?),
-            "_outcome" => (16, r.prim_ext(&mut self.outcome)?),
-            "disposition" => (17, r.prim(&mut self.disposition)?),
-            "_disposition" => (17, r.prim_ext(&mut self.disposition)?),
-            "insurer" => (18, r.boxed(&mut self.insurer)?),
-            "insurance" => (19, r.objects(&mut self.insurance)?),
-            "preAuthRef" => (20, r.prim(&mut self.pre_auth_ref)?),
-            "_preAuthRef" => (20, r.prim_ext(&mut self.pre_auth_ref)?),
-            "form" => (21, r.boxed(&mut self.form)?),
-            "error" => (22, r.objects(&mut self.error)?),
+            "created" => (13, r.prim(&mut self.created)),
+            "_created" => (13, r.prim_ext(&mut self.created)),
+            "requestor" => (14, r.boxed(&mut self.requestor)),
+            "request" => (15, r.boxed(&mut self.request)),
+            "outcome" => (16, r.prim(&mut self.outcome)),
+            "_outcome" => (16, r.prim_ext(&mut self.outcome)),
+            "disposition" => (17, r.prim(&mut self.disposition)),
+            "_disposition" => (17, r.prim_ext(&mut self.disposition)),
+            "insurer" => (18, r.boxed(&mut self.insurer)),
+            "insurance" => (19, r.objects(&mut self.insurance)),
+            "preAuthRef" => (20, r.prim(&mut self.pre_auth_ref)),
+            "_preAuthRef" => (20, r.prim_ext(&mut self.pre_auth_ref)),
+            "form" => (21, r.boxed(&mut self.form)),
+            "error" => (22, r.objects(&mut self.error)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -200,7 +212,7 @@ impl Object for CoverageEligibilityResponse {
 /// Patient insurance information
 ///
 /// FHIR element `CoverageEligibilityResponse.insurance`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CoverageEligibilityResponseInsurance {
     /// `CoverageEligibilityResponse.insurance.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -220,21 +232,33 @@ pub struct CoverageEligibilityResponseInsurance {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CoverageEligibilityResponseInsurance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CoverageEligibilityResponseInsurance {
     const NAME: &'static str = "CoverageEligibilityResponse.insurance";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for CoverageEligibilityResponseInsurance {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "coverage" => (3, r.boxed(&mut self.coverage)?),
-            "inforce" => (4, r.prim(&mut self.inforce)?),
-            "_inforce" => (4, r.prim_ext(&mut self.inforce)?),
-            "benefitPeriod" => (5, r.boxed(&mut self.benefit_period)?),
-            "item" => (6, r.objects(&mut self.item)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "coverage" => (3, r.boxed(&mut self.coverage)),
+            "inforce" => (4, r.prim(&mut self.inforce)),
+            "_inforce" => (4, r.prim_ext(&mut self.inforce)),
+            "benefitPeriod" => (5, r.boxed(&mut self.benefit_period)),
+            "item" => (6, r.objects(&mut self.item)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -262,7 +286,7 @@ impl Object for CoverageEligibilityResponseInsurance {
 /// Benefits and authorization details
 ///
 /// FHIR element `CoverageEligibilityResponse.insurance.item`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CoverageEligibilityResponseInsuranceItem {
     /// `CoverageEligibilityResponse.insurance.item.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -302,35 +326,47 @@ pub struct CoverageEligibilityResponseInsuranceItem {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CoverageEligibilityResponseInsuranceItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CoverageEligibilityResponseInsuranceItem {
     const NAME: &'static str = "CoverageEligibilityResponse.insurance.item";
-    const FIELDS: u16 = 17;
+}
+
+impl Members for CoverageEligibilityResponseInsuranceItem {
+    fn field_count(&self) -> u16 {
+        17
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "category" => (3, r.boxed(&mut self.category)?),
-            "productOrService" => (4, r.boxed(&mut self.product_or_service)?),
-            "modifier" => (5, r.objects(&mut self.modifier)?),
-            "provider" => (6, r.boxed(&mut self.provider)?),
-            "excluded" => (7, r.prim(&mut self.excluded)?),
-            "_excluded" => (7, r.prim_ext(&mut self.excluded)?),
-            "name" => (8, r.prim(&mut self.name)?),
-            "_name" => (8, r.prim_ext(&mut self.name)?),
-            "description" => (9, r.prim(&mut self.description)?),
-            "_description" => (9, r.prim_ext(&mut self.description)?),
-            "network" => (10, r.boxed(&mut self.network)?),
-            "unit" => (11, r.boxed(&mut self.unit)?),
-            "term" => (12, r.boxed(&mut self.term)?),
-            "benefit" => (13, r.objects(&mut self.benefit)?),
-            "authorizationRequired" => (14, r.prim(&mut self.authorization_required)?),
-            "_authorizationRequired" => (14, r.prim_ext(&mut self.authorization_required)?),
-            "authorizationSupporting" => (15, r.objects(&mut self.authorization_supporting)?),
-            "authorizationUrl" => (16, r.prim(&mut self.authorization_url)?),
-            "_authorizationUrl" => (16, r.prim_ext(&mut self.authorization_url)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "category" => (3, r.boxed(&mut self.category)),
+            "productOrService" => (4, r.boxed(&mut self.product_or_service)),
+            "modifier" => (5, r.objects(&mut self.modifier)),
+            "provider" => (6, r.boxed(&mut self.provider)),
+            "excluded" => (7, r.prim(&mut self.excluded)),
+            "_excluded" => (7, r.prim_ext(&mut self.excluded)),
+            "name" => (8, r.prim(&mut self.name)),
+            "_name" => (8, r.prim_ext(&mut self.name)),
+            "description" => (9, r.prim(&mut self.description)),
+            "_description" => (9, r.prim_ext(&mut self.description)),
+            "network" => (10, r.boxed(&mut self.network)),
+            "unit" => (11, r.boxed(&mut self.unit)),
+            "term" => (12, r.boxed(&mut self.term)),
+            "benefit" => (13, r.objects(&mut self.benefit)),
+            "authorizationRequired" => (14, r.prim(&mut self.authorization_required)),
+            "_authorizationRequired" => (14, r.prim_ext(&mut self.authorization_required)),
+            "authorizationSupporting" => (15, r.objects(&mut self.authorization_supporting)),
+            "authorizationUrl" => (16, r.prim(&mut self.authorization_url)),
+            "_authorizationUrl" => (16, r.prim_ext(&mut self.authorization_url)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -365,7 +401,7 @@ impl Object for CoverageEligibilityResponseInsuranceItem {
 /// Benefit Summary
 ///
 /// FHIR element `CoverageEligibilityResponse.insurance.item.benefit`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CoverageEligibilityResponseInsuranceItemBenefit {
     /// `CoverageEligibilityResponse.insurance.item.benefit.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -425,15 +461,26 @@ impl CoverageEligibilityResponseInsuranceItemBenefitUsed {
     }
 }
 
+impl std::fmt::Debug for CoverageEligibilityResponseInsuranceItemBenefit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CoverageEligibilityResponseInsuranceItemBenefit {
     const NAME: &'static str = "CoverageEligibilityResponse.insurance.item.benefit";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for CoverageEligibilityResponseInsuranceItemBenefit {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
             "allowedUnsignedInt" => (
                 4,
                 r.choice_prim(
@@ -443,7 +490,7 @@ impl Object for CoverageEligibilityResponseInsuranceItemBenefit {
                         CoverageEligibilityResponseInsuranceItemBenefitAllowed::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_allowedUnsignedInt" => (
                 4,
@@ -454,7 +501,7 @@ impl Object for CoverageEligibilityResponseInsuranceItemBenefit {
                         CoverageEligibilityResponseInsuranceItemBenefitAllowed::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "allowedString" => (
                 4,
@@ -465,7 +512,7 @@ impl Object for CoverageEligibilityResponseInsuranceItemBenefit {
                         CoverageEligibilityResponseInsuranceItemBenefitAllowed::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_allowedString" => (
                 4,
@@ -476,14 +523,14 @@ impl Object for CoverageEligibilityResponseInsuranceItemBenefit {
                         CoverageEligibilityResponseInsuranceItemBenefitAllowed::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "allowedMoney" => (
                 4,
                 r.choice_object(
                     &mut self.allowed,
                     CoverageEligibilityResponseInsuranceItemBenefitAllowed::Money,
-                )?,
+                ),
             ),
             "usedUnsignedInt" => (
                 5,
@@ -494,7 +541,7 @@ impl Object for CoverageEligibilityResponseInsuranceItemBenefit {
                         CoverageEligibilityResponseInsuranceItemBenefitUsed::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_usedUnsignedInt" => (
                 5,
@@ -505,7 +552,7 @@ impl Object for CoverageEligibilityResponseInsuranceItemBenefit {
                         CoverageEligibilityResponseInsuranceItemBenefitUsed::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "usedString" => (
                 5,
@@ -516,7 +563,7 @@ impl Object for CoverageEligibilityResponseInsuranceItemBenefit {
                         CoverageEligibilityResponseInsuranceItemBenefitUsed::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_usedString" => (
                 5,
@@ -527,17 +574,18 @@ impl Object for CoverageEligibilityResponseInsuranceItemBenefit {
                         CoverageEligibilityResponseInsuranceItemBenefitUsed::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "usedMoney" => (
                 5,
                 r.choice_object(
                     &mut self.used,
                     CoverageEligibilityResponseInsuranceItemBenefitUsed::Money,
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -572,7 +620,7 @@ impl Object for CoverageEligibilityResponseInsuranceItemBenefit {
 /// Processing errors
 ///
 /// FHIR element `CoverageEligibilityResponse.error`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct CoverageEligibilityResponseError {
     /// `CoverageEligibilityResponse.error.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -586,17 +634,29 @@ pub struct CoverageEligibilityResponseError {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for CoverageEligibilityResponseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for CoverageEligibilityResponseError {
     const NAME: &'static str = "CoverageEligibilityResponse.error";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for CoverageEligibilityResponseError {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `DetectedIssue` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Indicates an actual or potential clinical issue with or between one or more active or proposed clinical actions for a patient; e.g. Drug-drug interaction, Ineffective treatment frequency, Procedure-condition conflict, etc.
 ///
 /// FHIR resource `DetectedIssue`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DetectedIssue {
     /// `DetectedIssue.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -77,29 +77,40 @@ impl DetectedIssueIdentified {
     }
 }
 
+impl std::fmt::Debug for DetectedIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DetectedIssue {
     const NAME: &'static str = "DetectedIssue";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 20;
+}
+
+impl Members for DetectedIssue {
+    fn field_count(&self) -> u16 {
+        20
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "code" => (10, r.boxed(&mut self.code)?),
-            "severity" => (11, r.prim(&mut self.severity)?),
-            "_severity" => (11, r.prim_ext(&mut self.severity)?),
-            "patient" => (12, r.boxed(&mut self.patient)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "code" => (10, r.boxed(&mut self.code)),
+            "severity" => (11, r.prim(&mut self.severity)),
+            "_severity" => (11, r.prim_ext(&mut self.severity)),
+            "patient" => (12, r.boxed(&mut self.patient)),
             "identifiedDateTime" => (
                 13,
                 r.choice_prim(
@@ -109,7 +120,7 @@ impl Object for DetectedIssue {
                         DetectedIssueIdentified::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_identifiedDateTime" => (
                 13,
@@ -120,22 +131,23 @@ impl Object for DetectedIssue {
                         DetectedIssueIdentified::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "identifiedPeriod" => (
                 13,
-                r.choice_object(&mut self.identified, DetectedIssueIdentified::Period)?,
+                r.choice_object(&mut self.identified, DetectedIssueIdentified::Period),
             ),
-            "author" => (14, r.boxed(&mut self.author)?),
-            "implicated" => (15, r.objects(&mut self.implicated)?),
-            "evidence" => (16, r.objects(&mut self.evidence)?),
-            "detail" => (17, r.prim(&mut self.detail)?),
-            "_detail" => (17, r.prim_ext(&mut self.detail)?),
-            "reference" => (18, r.prim(&mut self.reference)?),
-            "_reference" => (18, r.prim_ext(&mut self.reference)?),
-            "mitigation" => (19, r.objects(&mut self.mitigation)?),
+            "author" => (14, r.boxed(&mut self.author)),
+            "implicated" => (15, r.objects(&mut self.implicated)),
+            "evidence" => (16, r.objects(&mut self.evidence)),
+            "detail" => (17, r.prim(&mut self.detail)),
+            "_detail" => (17, r.prim_ext(&mut self.detail)),
+            "reference" => (18, r.prim(&mut self.reference)),
+            "_reference" => (18, r.prim_ext(&mut self.reference)),
+            "mitigation" => (19, r.objects(&mut self.mitigation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -180,7 +192,7 @@ impl Object for DetectedIssue {
 /// Supporting evidence
 ///
 /// FHIR element `DetectedIssue.evidence`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DetectedIssueEvidence {
     /// `DetectedIssue.evidence.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -196,18 +208,30 @@ pub struct DetectedIssueEvidence {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DetectedIssueEvidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DetectedIssueEvidence {
     const NAME: &'static str = "DetectedIssue.evidence";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for DetectedIssueEvidence {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.objects(&mut self.code)?),
-            "detail" => (4, r.objects(&mut self.detail)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.objects(&mut self.code)),
+            "detail" => (4, r.objects(&mut self.detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -230,7 +254,7 @@ impl Object for DetectedIssueEvidence {
 /// Step taken to address
 ///
 /// FHIR element `DetectedIssue.mitigation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DetectedIssueMitigation {
     /// `DetectedIssue.mitigation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -248,20 +272,32 @@ pub struct DetectedIssueMitigation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DetectedIssueMitigation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DetectedIssueMitigation {
     const NAME: &'static str = "DetectedIssue.mitigation";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for DetectedIssueMitigation {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "action" => (3, r.boxed(&mut self.action)?),
-            "date" => (4, r.prim(&mut self.date)?),
-            "_date" => (4, r.prim_ext(&mut self.date)?),
-            "author" => (5, r.boxed(&mut self.author)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "action" => (3, r.boxed(&mut self.action)),
+            "date" => (4, r.prim(&mut self.date)),
+            "_date" => (4, r.prim_ext(&mut self.date)),
+            "author" => (5, r.boxed(&mut self.author)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

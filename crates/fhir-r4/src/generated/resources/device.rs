@@ -4,7 +4,7 @@
 //! The R4 `Device` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A type of a manufactured item that is used in the provision of healthcare without being substantially changed through that activity. The device may be a medical or non-medical device.
 ///
 /// FHIR resource `Device`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Device {
     /// `Device.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -87,60 +87,72 @@ pub struct Device {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Device {
     const NAME: &'static str = "Device";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 34;
+}
+
+impl Members for Device {
+    fn field_count(&self) -> u16 {
+        34
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "definition" => (9, r.boxed(&mut self.definition)?),
-            "udiCarrier" => (10, r.objects(&mut self.udi_carrier)?),
-            "status" => (11, r.prim(&mut self.status)?),
-            "_status" => (11, r.prim_ext(&mut self.status)?),
-            "statusReason" => (12, r.objects(&mut self.status_reason)?),
-            "distinctIdentifier" => (13, r.prim(&mut self.distinct_identifier)?),
-            "_distinctIdentifier" => (13, r.prim_ext(&mut self.distinct_identifier)?),
-            "manufacturer" => (14, r.prim(&mut self.manufacturer)?),
-            "_manufacturer" => (14, r.prim_ext(&mut self.manufacturer)?),
-            "manufactureDate" => (15, r.prim(&mut self.manufacture_date)?),
-            "_manufactureDate" => (15, r.prim_ext(&mut self.manufacture_date)?),
-            "expirationDate" => (16, r.prim(&mut self.expiration_date)?),
-            "_expirationDate" => (16, r.prim_ext(&mut self.expiration_date)?),
-            "lotNumber" => (17, r.prim(&mut self.lot_number)?),
-            "_lotNumber" => (17, r.prim_ext(&mut self.lot_number)?),
-            "serialNumber" => (18, r.prim(&mut self.serial_number)?),
-            "_serialNumber" => (18, r.prim_ext(&mut self.serial_number)?),
-            "deviceName" => (19, r.objects(&mut self.device_name)?),
-            "modelNumber" => (20, r.prim(&mut self.model_number)?),
-            "_modelNumber" => (20, r.prim_ext(&mut self.model_number)?),
-            "partNumber" => (21, r.prim(&mut self.part_number)?),
-            "_partNumber" => (21, r.prim_ext(&mut self.part_number)?),
-            "type" => (22, r.boxed(&mut self.type_)?),
-            "specialization" => (23, r.objects(&mut self.specialization)?),
-            "version" => (24, r.objects(&mut self.version)?),
-            "property" => (25, r.objects(&mut self.property)?),
-            "patient" => (26, r.boxed(&mut self.patient)?),
-            "owner" => (27, r.boxed(&mut self.owner)?),
-            "contact" => (28, r.objects(&mut self.contact)?),
-            "location" => (29, r.boxed(&mut self.location)?),
-            "url" => (30, r.prim(&mut self.url)?),
-            "_url" => (30, r.prim_ext(&mut self.url)?),
-            "note" => (31, r.objects(&mut self.note)?),
-            "safety" => (32, r.objects(&mut self.safety)?),
-            "parent" => (33, r.boxed(&mut self.parent)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "definition" => (9, r.boxed(&mut self.definition)),
+            "udiCarrier" => (10, r.objects(&mut self.udi_carrier)),
+            "status" => (11, r.prim(&mut self.status)),
+            "_status" => (11, r.prim_ext(&mut self.status)),
+            "statusReason" => (12, r.objects(&mut self.status_reason)),
+            "distinctIdentifier" => (13, r.prim(&mut self.distinct_identifier)),
+            "_distinctIdentifier" => (13, r.prim_ext(&mut self.distinct_identifier)),
+            "manufacturer" => (14, r.prim(&mut self.manufacturer)),
+            "_manufacturer" => (14, r.prim_ext(&mut self.manufacturer)),
+            "manufactureDate" => (15, r.prim(&mut self.manufacture_date)),
+            "_manufactureDate" => (15, r.prim_ext(&mut self.manufacture_date)),
+            "expirationDate" => (16, r.prim(&mut self.expiration_date)),
+            "_expirationDate" => (16, r.prim_ext(&mut self.expiration_date)),
+            "lotNumber" => (17, r.prim(&mut self.lot_number)),
+            "_lotNumber" => (17, r.prim_ext(&mut self.lot_number)),
+            "serialNumber" => (18, r.prim(&mut self.serial_number)),
+            "_serialNumber" => (18, r.prim_ext(&mut self.serial_number)),
+            "deviceName" => (19, r.objects(&mut self.device_name)),
+            "modelNumber" => (20, r.prim(&mut self.model_number)),
+            "_modelNumber" => (20, r.prim_ext(&mut self.model_number)),
+            "partNumber" => (21, r.prim(&mut self.part_number)),
+            "_partNumber" => (21, r.prim_ext(&mut self.part_number)),
+            "type" => (22, r.boxed(&mut self.type_)),
+            "specialization" => (23, r.objects(&mut self.specialization)),
+            "version" => (24, r.objects(&mut self.version)),
+            "property" => (25, r.objects(&mut self.property)),
+            "patient" => (26, r.boxed(&mut self.patient)),
+            "owner" => (27, r.boxed(&mut self.owner)),
+            "contact" => (28, r.objects(&mut self.contact)),
+            "location" => (29, r.boxed(&mut self.location)),
+            "url" => (30, r.prim(&mut self.url)),
+            "_url" => (30, r.prim_ext(&mut self.url)),
+            "note" => (31, r.objects(&mut self.note)),
+            "safety" => (32, r.objects(&mut self.safety)),
+            "parent" => (33, r.boxed(&mut self.parent)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -192,7 +204,7 @@ impl Object for Device {
 /// Unique Device Identifier (UDI) Barcode string
 ///
 /// FHIR element `Device.udiCarrier`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceUdiCarrier {
     /// `Device.udiCarrier.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -216,28 +228,40 @@ pub struct DeviceUdiCarrier {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DeviceUdiCarrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DeviceUdiCarrier {
     const NAME: &'static str = "Device.udiCarrier";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for DeviceUdiCarrier {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "deviceIdentifier" => (3, r.prim(&mut self.device_identifier)?),
-            "_deviceIdentifier" => (3, r.prim_ext(&mut self.device_identifier)?),
-            "issuer" => (4, r.prim(&mut self.issuer)?),
-            "_issuer" => (4, r.prim_ext(&mut self.issuer)?),
-            "jurisdiction" => (5, r.prim(&mut self.jurisdiction)?),
-            "_jurisdiction" => (5, r.prim_ext(&mut self.jurisdiction)?),
-            "carrierAIDC" => (6, r.prim(&mut self.carrier_a_i_d_c)?),
-            "_carrierAIDC" => (6, r.prim_ext(&mut self.carrier_a_i_d_c)?),
-            "carrierHRF" => (7, r.prim(&mut self.carrier_h_r_f)?),
-            "_carrierHRF" => (7, r.prim_ext(&mut self.carrier_h_r_f)?),
-            "entryType" => (8, r.prim(&mut self.entry_type)?),
-            "_entryType" => (8, r.prim_ext(&mut self.entry_type)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "deviceIdentifier" => (3, r.prim(&mut self.device_identifier)),
+            "_deviceIdentifier" => (3, r.prim_ext(&mut self.device_identifier)),
+            "issuer" => (4, r.prim(&mut self.issuer)),
+            "_issuer" => (4, r.prim_ext(&mut self.issuer)),
+            "jurisdiction" => (5, r.prim(&mut self.jurisdiction)),
+            "_jurisdiction" => (5, r.prim_ext(&mut self.jurisdiction)),
+            "carrierAIDC" => (6, r.prim(&mut self.carrier_a_i_d_c)),
+            "_carrierAIDC" => (6, r.prim_ext(&mut self.carrier_a_i_d_c)),
+            "carrierHRF" => (7, r.prim(&mut self.carrier_h_r_f)),
+            "_carrierHRF" => (7, r.prim_ext(&mut self.carrier_h_r_f)),
+            "entryType" => (8, r.prim(&mut self.entry_type)),
+            "_entryType" => (8, r.prim_ext(&mut self.entry_type)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -264,7 +288,7 @@ impl Object for DeviceUdiCarrier {
 /// The name of the device as given by the manufacturer
 ///
 /// FHIR element `Device.deviceName`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceDeviceName {
     /// `Device.deviceName.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -280,20 +304,32 @@ pub struct DeviceDeviceName {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DeviceDeviceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DeviceDeviceName {
     const NAME: &'static str = "Device.deviceName";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for DeviceDeviceName {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "type" => (4, r.prim(&mut self.type_)?),
-            "_type" => (4, r.prim_ext(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "type" => (4, r.prim(&mut self.type_)),
+            "_type" => (4, r.prim_ext(&mut self.type_)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -320,7 +356,7 @@ impl Object for DeviceDeviceName {
 /// The capabilities supported on a  device, the standards to which the device conforms for a particular purpose, and used for the communication
 ///
 /// FHIR element `Device.specialization`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceSpecialization {
     /// `Device.specialization.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -336,19 +372,31 @@ pub struct DeviceSpecialization {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DeviceSpecialization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DeviceSpecialization {
     const NAME: &'static str = "Device.specialization";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for DeviceSpecialization {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "systemType" => (3, r.boxed(&mut self.system_type)?),
-            "version" => (4, r.prim(&mut self.version)?),
-            "_version" => (4, r.prim_ext(&mut self.version)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "systemType" => (3, r.boxed(&mut self.system_type)),
+            "version" => (4, r.prim(&mut self.version)),
+            "_version" => (4, r.prim_ext(&mut self.version)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -374,7 +422,7 @@ impl Object for DeviceSpecialization {
 /// The actual design of the device or software version running on the device
 ///
 /// FHIR element `Device.version`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceVersion {
     /// `Device.version.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -392,20 +440,32 @@ pub struct DeviceVersion {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DeviceVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DeviceVersion {
     const NAME: &'static str = "Device.version";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for DeviceVersion {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "component" => (4, r.boxed(&mut self.component)?),
-            "value" => (5, r.prim(&mut self.value)?),
-            "_value" => (5, r.prim_ext(&mut self.value)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "component" => (4, r.boxed(&mut self.component)),
+            "value" => (5, r.prim(&mut self.value)),
+            "_value" => (5, r.prim_ext(&mut self.value)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -432,7 +492,7 @@ impl Object for DeviceVersion {
 /// The actual configuration settings of a device as it actually operates, e.g., regulation status, time properties
 ///
 /// FHIR element `Device.property`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceProperty {
     /// `Device.property.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -450,19 +510,31 @@ pub struct DeviceProperty {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DeviceProperty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DeviceProperty {
     const NAME: &'static str = "Device.property";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for DeviceProperty {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "valueQuantity" => (4, r.objects(&mut self.value_quantity)?),
-            "valueCode" => (5, r.objects(&mut self.value_code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "valueQuantity" => (4, r.objects(&mut self.value_quantity)),
+            "valueCode" => (5, r.objects(&mut self.value_code)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

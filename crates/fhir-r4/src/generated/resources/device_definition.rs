@@ -4,7 +4,7 @@
 //! The R4 `DeviceDefinition` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The characteristics, operational status and capabilities of a medical-related component of a medical device.
 ///
 /// FHIR resource `DeviceDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceDefinition {
     /// `DeviceDefinition.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -97,24 +97,35 @@ impl DeviceDefinitionManufacturer {
     }
 }
 
+impl std::fmt::Debug for DeviceDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DeviceDefinition {
     const NAME: &'static str = "DeviceDefinition";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 30;
+}
+
+impl Members for DeviceDefinition {
+    fn field_count(&self) -> u16 {
+        30
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "udiDeviceIdentifier" => (9, r.objects(&mut self.udi_device_identifier)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "udiDeviceIdentifier" => (9, r.objects(&mut self.udi_device_identifier)),
             "manufacturerString" => (
                 10,
                 r.choice_prim(
@@ -124,7 +135,7 @@ impl Object for DeviceDefinition {
                         DeviceDefinitionManufacturer::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_manufacturerString" => (
                 10,
@@ -135,37 +146,38 @@ impl Object for DeviceDefinition {
                         DeviceDefinitionManufacturer::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "manufacturerReference" => (
                 10,
-                r.choice_object(&mut self.manufacturer, DeviceDefinitionManufacturer::Reference)?,
+                r.choice_object(&mut self.manufacturer, DeviceDefinitionManufacturer::Reference),
             ),
-            "deviceName" => (11, r.objects(&mut self.device_name)?),
-            "modelNumber" => (12, r.prim(&mut self.model_number)?),
-            "_modelNumber" => (12, r.prim_ext(&mut self.model_number)?),
-            "type" => (13, r.boxed(&mut self.type_)?),
-            "specialization" => (14, r.objects(&mut self.specialization)?),
-            "version" => (15, r.prim_vec(&mut self.version)?),
-            "_version" => (15, r.prim_vec_ext(&mut self.version)?),
-            "safety" => (16, r.objects(&mut self.safety)?),
-            "shelfLifeStorage" => (17, r.objects(&mut self.shelf_life_storage)?),
-            "physicalCharacteristics" => (18, r.boxed(&mut self.physical_characteristics)?),
-            "languageCode" => (19, r.objects(&mut self.language_code)?),
-            "capability" => (20, r.objects(&mut self.capability)?),
-            "property" => (21, r.objects(&mut self.property)?),
-            "owner" => (22, r.boxed(&mut self.owner)?),
-            "contact" => (23, r.objects(&mut self.contact)?),
-            "url" => (24, r.prim(&mut self.url)?),
-            "_url" => (24, r.prim_ext(&mut self.url)?),
-            "onlineInformation" => (25, r.prim(&mut self.online_information)?),
-            "_onlineInformation" => (25, r.prim_ext(&mut self.online_information)?),
-            "note" => (26, r.objects(&mut self.note)?),
-            "quantity" => (27, r.boxed(&mut self.quantity)?),
-            "parentDevice" => (28, r.boxed(&mut self.parent_device)?),
-            "material" => (29, r.objects(&mut self.material)?),
+            "deviceName" => (11, r.objects(&mut self.device_name)),
+            "modelNumber" => (12, r.prim(&mut self.model_number)),
+            "_modelNumber" => (12, r.prim_ext(&mut self.model_number)),
+            "type" => (13, r.boxed(&mut self.type_)),
+            "specialization" => (14, r.objects(&mut self.specialization)),
+            "version" => (15, r.prim_vec(&mut self.version)),
+            "_version" => (15, r.prim_vec_ext(&mut self.version)),
+            "safety" => (16, r.objects(&mut self.safety)),
+            "shelfLifeStorage" => (17, r.objects(&mut self.shelf_life_storage)),
+            "physicalCharacteristics" => (18, r.boxed(&mut self.physical_characteristics)),
+            "languageCode" => (19, r.objects(&mut self.language_code)),
+            "capability" => (20, r.objects(&mut self.capability)),
+            "property" => (21, r.objects(&mut self.property)),
+            "owner" => (22, r.boxed(&mut self.owner)),
+            "contact" => (23, r.objects(&mut self.contact)),
+            "url" => (24, r.prim(&mut self.url)),
+            "_url" => (24, r.prim_ext(&mut self.url)),
+            "onlineInformation" => (25, r.prim(&mut self.online_information)),
+            "_onlineInformation" => (25, r.prim_ext(&mut self.online_information)),
+            "note" => (26, r.objects(&mut self.note)),
+            "quantity" => (27, r.boxed(&mut self.quantity)),
+            "parentDevice" => (28, r.boxed(&mut self.parent_device)),
+            "material" => (29, r.objects(&mut self.material)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -217,7 +229,7 @@ impl Object for DeviceDefinition {
 /// Unique Device Identifier (UDI) Barcode string
 ///
 /// FHIR element `DeviceDefinition.udiDeviceIdentifier`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceDefinitionUdiDeviceIdentifier {
     /// `DeviceDefinition.udiDeviceIdentifier.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -235,22 +247,34 @@ pub struct DeviceDefinitionUdiDeviceIdentifier {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DeviceDefinitionUdiDeviceIdentifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DeviceDefinitionUdiDeviceIdentifier {
     const NAME: &'static str = "DeviceDefinition.udiDeviceIdentifier";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for DeviceDefinitionUdiDeviceIdentifier {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "deviceIdentifier" => (3, r.prim(&mut self.device_identifier)?),
-            "_deviceIdentifier" => (3, r.prim_ext(&mut self.device_identifier)?),
-            "issuer" => (4, r.prim(&mut self.issuer)?),
-            "_issuer" => (4, r.prim_ext(&mut self.issuer)?),
-            "jurisdiction" => (5, r.prim(&mut self.jurisdiction)?),
-            "_jurisdiction" => (5, r.prim_ext(&mut self.jurisdiction)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "deviceIdentifier" => (3, r.prim(&mut self.device_identifier)),
+            "_deviceIdentifier" => (3, r.prim_ext(&mut self.device_identifier)),
+            "issuer" => (4, r.prim(&mut self.issuer)),
+            "_issuer" => (4, r.prim_ext(&mut self.issuer)),
+            "jurisdiction" => (5, r.prim(&mut self.jurisdiction)),
+            "_jurisdiction" => (5, r.prim_ext(&mut self.jurisdiction)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -279,7 +303,7 @@ impl Object for DeviceDefinitionUdiDeviceIdentifier {
 /// A name given to the device to identify it
 ///
 /// FHIR element `DeviceDefinition.deviceName`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceDefinitionDeviceName {
     /// `DeviceDefinition.deviceName.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -295,20 +319,32 @@ pub struct DeviceDefinitionDeviceName {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DeviceDefinitionDeviceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DeviceDefinitionDeviceName {
     const NAME: &'static str = "DeviceDefinition.deviceName";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for DeviceDefinitionDeviceName {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "type" => (4, r.prim(&mut self.type_)?),
-            "_type" => (4, r.prim_ext(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "type" => (4, r.prim(&mut self.type_)),
+            "_type" => (4, r.prim_ext(&mut self.type_)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -335,7 +371,7 @@ impl Object for DeviceDefinitionDeviceName {
 /// The capabilities supported on a  device, the standards to which the device conforms for a particular purpose, and used for the communication
 ///
 /// FHIR element `DeviceDefinition.specialization`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceDefinitionSpecialization {
     /// `DeviceDefinition.specialization.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -351,20 +387,32 @@ pub struct DeviceDefinitionSpecialization {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DeviceDefinitionSpecialization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DeviceDefinitionSpecialization {
     const NAME: &'static str = "DeviceDefinition.specialization";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for DeviceDefinitionSpecialization {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "systemType" => (3, r.prim(&mut self.system_type)?),
-            "_systemType" => (3, r.prim_ext(&mut self.system_type)?),
-            "version" => (4, r.prim(&mut self.version)?),
-            "_version" => (4, r.prim_ext(&mut self.version)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "systemType" => (3, r.prim(&mut self.system_type)),
+            "_systemType" => (3, r.prim_ext(&mut self.system_type)),
+            "version" => (4, r.prim(&mut self.version)),
+            "_version" => (4, r.prim_ext(&mut self.version)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -390,7 +438,7 @@ impl Object for DeviceDefinitionSpecialization {
 /// Device capabilities
 ///
 /// FHIR element `DeviceDefinition.capability`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceDefinitionCapability {
     /// `DeviceDefinition.capability.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -406,18 +454,30 @@ pub struct DeviceDefinitionCapability {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DeviceDefinitionCapability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DeviceDefinitionCapability {
     const NAME: &'static str = "DeviceDefinition.capability";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for DeviceDefinitionCapability {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "description" => (4, r.objects(&mut self.description)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "description" => (4, r.objects(&mut self.description)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -443,7 +503,7 @@ impl Object for DeviceDefinitionCapability {
 /// The actual configuration settings of a device as it actually operates, e.g., regulation status, time properties
 ///
 /// FHIR element `DeviceDefinition.property`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceDefinitionProperty {
     /// `DeviceDefinition.property.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -461,19 +521,31 @@ pub struct DeviceDefinitionProperty {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DeviceDefinitionProperty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DeviceDefinitionProperty {
     const NAME: &'static str = "DeviceDefinition.property";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for DeviceDefinitionProperty {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "valueQuantity" => (4, r.objects(&mut self.value_quantity)?),
-            "valueCode" => (5, r.objects(&mut self.value_code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "valueQuantity" => (4, r.objects(&mut self.value_quantity)),
+            "valueCode" => (5, r.objects(&mut self.value_code)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -500,7 +572,7 @@ impl Object for DeviceDefinitionProperty {
 /// A substance used to create the material(s) of which the device is made
 ///
 /// FHIR element `DeviceDefinition.material`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceDefinitionMaterial {
     /// `DeviceDefinition.material.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -518,21 +590,33 @@ pub struct DeviceDefinitionMaterial {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DeviceDefinitionMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DeviceDefinitionMaterial {
     const NAME: &'static str = "DeviceDefinition.material";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for DeviceDefinitionMaterial {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "substance" => (3, r.boxed(&mut self.substance)?),
-            "alternate" => (4, r.prim(&mut self.alternate)?),
-            "_alternate" => (4, r.prim_ext(&mut self.alternate)?),
-            "allergenicIndicator" => (5, r.prim(&mut self.allergenic_indicator)?),
-            "_allergenicIndicator" => (5, r.prim_ext(&mut self.allergenic_indicator)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "substance" => (3, r.boxed(&mut self.substance)),
+            "alternate" => (4, r.prim(&mut self.alternate)),
+            "_alternate" => (4, r.prim_ext(&mut self.alternate)),
+            "allergenicIndicator" => (5, r.prim(&mut self.allergenic_indicator)),
+            "_allergenicIndicator" => (5, r.prim_ext(&mut self.allergenic_indicator)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

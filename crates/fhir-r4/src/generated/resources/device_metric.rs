@@ -4,7 +4,7 @@
 //! The R4 `DeviceMetric` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Describes a measurement, calculation or setting capability of a medical device.
 ///
 /// FHIR resource `DeviceMetric`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceMetric {
     /// `DeviceMetric.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -55,37 +55,49 @@ pub struct DeviceMetric {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DeviceMetric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DeviceMetric {
     const NAME: &'static str = "DeviceMetric";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 18;
+}
+
+impl Members for DeviceMetric {
+    fn field_count(&self) -> u16 {
+        18
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "type" => (9, r.boxed(&mut self.type_)?),
-            "unit" => (10, r.boxed(&mut self.unit)?),
-            "source" => (11, r.boxed(&mut self.source)?),
-            "parent" => (12, r.boxed(&mut self.parent)?),
-            "operationalStatus" => (13, r.prim(&mut self.operational_status)?),
-            "_operationalStatus" => (13, r.prim_ext(&mut self.operational_status)?),
-            "color" => (14, r.prim(&mut self.color)?),
-            "_color" => (14, r.prim_ext(&mut self.color)?),
-            "category" => (15, r.prim(&mut self.category)?),
-            "_category" => (15, r.prim_ext(&mut self.category)?),
-            "measurementPeriod" => (16, r.boxed(&mut self.measurement_period)?),
-            "calibration" => (17, r.objects(&mut self.calibration)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "type" => (9, r.boxed(&mut self.type_)),
+            "unit" => (10, r.boxed(&mut self.unit)),
+            "source" => (11, r.boxed(&mut self.source)),
+            "parent" => (12, r.boxed(&mut self.parent)),
+            "operationalStatus" => (13, r.prim(&mut self.operational_status)),
+            "_operationalStatus" => (13, r.prim_ext(&mut self.operational_status)),
+            "color" => (14, r.prim(&mut self.color)),
+            "_color" => (14, r.prim_ext(&mut self.color)),
+            "category" => (15, r.prim(&mut self.category)),
+            "_category" => (15, r.prim_ext(&mut self.category)),
+            "measurementPeriod" => (16, r.boxed(&mut self.measurement_period)),
+            "calibration" => (17, r.objects(&mut self.calibration)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -125,7 +137,7 @@ impl Object for DeviceMetric {
 /// Describes the calibrations that have been performed or that are required to be performed
 ///
 /// FHIR element `DeviceMetric.calibration`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceMetricCalibration {
     /// `DeviceMetric.calibration.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -143,22 +155,34 @@ pub struct DeviceMetricCalibration {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DeviceMetricCalibration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DeviceMetricCalibration {
     const NAME: &'static str = "DeviceMetric.calibration";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for DeviceMetricCalibration {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "state" => (4, r.prim(&mut self.state)?),
-            "_state" => (4, r.prim_ext(&mut self.state)?),
-            "time" => (5, r.prim(&mut self.time)?),
-            "_time" => (5, r.prim_ext(&mut self.time)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "state" => (4, r.prim(&mut self.state)),
+            "_state" => (4, r.prim_ext(&mut self.state)),
+            "time" => (5, r.prim(&mut self.time)),
+            "_time" => (5, r.prim_ext(&mut self.time)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

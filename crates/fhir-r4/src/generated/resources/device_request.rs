@@ -4,7 +4,7 @@
 //! The R4 `DeviceRequest` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Represents a request for a patient to employ a medical device. The device may be an implantable device, or an external assistive device, such as a walker.
 ///
 /// FHIR resource `DeviceRequest`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceRequest {
     /// `DeviceRequest.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -122,44 +122,55 @@ impl DeviceRequestOccurrence {
     }
 }
 
+impl std::fmt::Debug for DeviceRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DeviceRequest {
     const NAME: &'static str = "DeviceRequest";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 32;
+}
+
+impl Members for DeviceRequest {
+    fn field_count(&self) -> u16 {
+        32
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "instantiatesCanonical" => (9, r.prim_vec(&mut self.instantiates_canonical)?),
-            "_instantiatesCanonical" => (9, r.prim_vec_ext(&mut self.instantiates_canonical)?),
-            "instantiatesUri" => (10, r.prim_vec(&mut self.instantiates_uri)?),
-            "_instantiatesUri" => (10, r.prim_vec_ext(&mut self.instantiates_uri)?),
-            "basedOn" => (11, r.objects(&mut self.based_on)?),
-            "priorRequest" => (12, r.objects(&mut self.prior_request)?),
-            "groupIdentifier" => (13, r.boxed(&mut self.group_identifier)?),
-            "status" => (14, r.prim(&mut self.status)?),
-            "_status" => (14, r.prim_ext(&mut self.status)?),
-            "intent" => (15, r.prim(&mut self.intent)?),
-            "_intent" => (15, r.prim_ext(&mut self.intent)?),
-            "priority" => (16, r.prim(&mut self.priority)?),
-            "_priority" => (16, r.prim_ext(&mut self.priority)?),
-            "codeReference" => (17, r.choice_object(&mut self.code, DeviceRequestCode::Reference)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "instantiatesCanonical" => (9, r.prim_vec(&mut self.instantiates_canonical)),
+            "_instantiatesCanonical" => (9, r.prim_vec_ext(&mut self.instantiates_canonical)),
+            "instantiatesUri" => (10, r.prim_vec(&mut self.instantiates_uri)),
+            "_instantiatesUri" => (10, r.prim_vec_ext(&mut self.instantiates_uri)),
+            "basedOn" => (11, r.objects(&mut self.based_on)),
+            "priorRequest" => (12, r.objects(&mut self.prior_request)),
+            "groupIdentifier" => (13, r.boxed(&mut self.group_identifier)),
+            "status" => (14, r.prim(&mut self.status)),
+            "_status" => (14, r.prim_ext(&mut self.status)),
+            "intent" => (15, r.prim(&mut self.intent)),
+            "_intent" => (15, r.prim_ext(&mut self.intent)),
+            "priority" => (16, r.prim(&mut self.priority)),
+            "_priority" => (16, r.prim_ext(&mut self.priority)),
+            "codeReference" => (17, r.choice_object(&mut self.code, DeviceRequestCode::Reference)),
             "codeCodeableConcept" => (
                 17,
-                r.choice_object(&mut self.code, DeviceRequestCode::CodeableConcept)?,
+                r.choice_object(&mut self.code, DeviceRequestCode::CodeableConcept),
             ),
-            "parameter" => (18, r.objects(&mut self.parameter)?),
-            "subject" => (19, r.boxed(&mut self.subject)?),
-            "encounter" => (20, r.boxed(&mut self.encounter)?),
+            "parameter" => (18, r.objects(&mut self.parameter)),
+            "subject" => (19, r.boxed(&mut self.subject)),
+            "encounter" => (20, r.boxed(&mut self.encounter)),
             "occurrenceDateTime" => (
                 21,
                 r.choice_prim(
@@ -169,7 +180,7 @@ impl Object for DeviceRequest {
                         DeviceRequestOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_occurrenceDateTime" => (
                 21,
@@ -180,29 +191,30 @@ impl Object for DeviceRequest {
                         DeviceRequestOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "occurrencePeriod" => (
                 21,
-                r.choice_object(&mut self.occurrence, DeviceRequestOccurrence::Period)?,
+                r.choice_object(&mut self.occurrence, DeviceRequestOccurrence::Period),
             ),
             "occurrenceTiming" => (
                 21,
-                r.choice_object(&mut self.occurrence, DeviceRequestOccurrence::Timing)?,
+                r.choice_object(&mut self.occurrence, DeviceRequestOccurrence::Timing),
             ),
-            "authoredOn" => (22, r.prim(&mut self.authored_on)?),
-            "_authoredOn" => (22, r.prim_ext(&mut self.authored_on)?),
-            "requester" => (23, r.boxed(&mut self.requester)?),
-            "performerType" => (24, r.boxed(&mut self.performer_type)?),
-            "performer" => (25, r.boxed(&mut self.performer)?),
-            "reasonCode" => (26, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (27, r.objects(&mut self.reason_reference)?),
-            "insurance" => (28, r.objects(&mut self.insurance)?),
-            "supportingInfo" => (29, r.objects(&mut self.supporting_info)?),
-            "note" => (30, r.objects(&mut self.note)?),
-            "relevantHistory" => (31, r.objects(&mut self.relevant_history)?),
+            "authoredOn" => (22, r.prim(&mut self.authored_on)),
+            "_authoredOn" => (22, r.prim_ext(&mut self.authored_on)),
+            "requester" => (23, r.boxed(&mut self.requester)),
+            "performerType" => (24, r.boxed(&mut self.performer_type)),
+            "performer" => (25, r.boxed(&mut self.performer)),
+            "reasonCode" => (26, r.objects(&mut self.reason_code)),
+            "reasonReference" => (27, r.objects(&mut self.reason_reference)),
+            "insurance" => (28, r.objects(&mut self.insurance)),
+            "supportingInfo" => (29, r.objects(&mut self.supporting_info)),
+            "note" => (30, r.objects(&mut self.note)),
+            "relevantHistory" => (31, r.objects(&mut self.relevant_history)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -265,7 +277,7 @@ impl Object for DeviceRequest {
 /// Device details
 ///
 /// FHIR element `DeviceRequest.parameter`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceRequestParameter {
     /// `DeviceRequest.parameter.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -305,26 +317,37 @@ impl DeviceRequestParameterValue {
     }
 }
 
+impl std::fmt::Debug for DeviceRequestParameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DeviceRequestParameter {
     const NAME: &'static str = "DeviceRequest.parameter";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for DeviceRequestParameter {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
             "valueCodeableConcept" => (
                 4,
-                r.choice_object(&mut self.value, DeviceRequestParameterValue::CodeableConcept)?,
+                r.choice_object(&mut self.value, DeviceRequestParameterValue::CodeableConcept),
             ),
             "valueQuantity" => (
                 4,
-                r.choice_object(&mut self.value, DeviceRequestParameterValue::Quantity)?,
+                r.choice_object(&mut self.value, DeviceRequestParameterValue::Quantity),
             ),
             "valueRange" => (
                 4,
-                r.choice_object(&mut self.value, DeviceRequestParameterValue::Range)?,
+                r.choice_object(&mut self.value, DeviceRequestParameterValue::Range),
             ),
             "valueBoolean" => (
                 4,
@@ -335,7 +358,7 @@ impl Object for DeviceRequestParameter {
                         DeviceRequestParameterValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueBoolean" => (
                 4,
@@ -346,10 +369,11 @@ impl Object for DeviceRequestParameter {
                         DeviceRequestParameterValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

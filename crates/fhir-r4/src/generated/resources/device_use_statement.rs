@@ -4,7 +4,7 @@
 //! The R4 `DeviceUseStatement` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A record of a device being used by a patient where the record is the result of a report from the patient or another clinician.
 ///
 /// FHIR resource `DeviceUseStatement`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DeviceUseStatement {
     /// `DeviceUseStatement.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -82,35 +82,46 @@ impl DeviceUseStatementTiming {
     }
 }
 
+impl std::fmt::Debug for DeviceUseStatement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DeviceUseStatement {
     const NAME: &'static str = "DeviceUseStatement";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 21;
+}
+
+impl Members for DeviceUseStatement {
+    fn field_count(&self) -> u16 {
+        21
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "basedOn" => (9, r.objects(&mut self.based_on)?),
-            "status" => (10, r.prim(&mut self.status)?),
-            "_status" => (10, r.prim_ext(&mut self.status)?),
-            "subject" => (11, r.boxed(&mut self.subject)?),
-            "derivedFrom" => (12, r.objects(&mut self.derived_from)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "basedOn" => (9, r.objects(&mut self.based_on)),
+            "status" => (10, r.prim(&mut self.status)),
+            "_status" => (10, r.prim_ext(&mut self.status)),
+            "subject" => (11, r.boxed(&mut self.subject)),
+            "derivedFrom" => (12, r.objects(&mut self.derived_from)),
             "timingTiming" => (
                 13,
-                r.choice_object(&mut self.timing, DeviceUseStatementTiming::Timing)?,
+                r.choice_object(&mut self.timing, DeviceUseStatementTiming::Timing),
             ),
             "timingPeriod" => (
                 13,
-                r.choice_object(&mut self.timing, DeviceUseStatementTiming::Period)?,
+                r.choice_object(&mut self.timing, DeviceUseStatementTiming::Period),
             ),
             "timingDateTime" => (
                 13,
@@ -121,7 +132,7 @@ impl Object for DeviceUseStatement {
                         DeviceUseStatementTiming::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_timingDateTime" => (
                 13,
@@ -132,18 +143,19 @@ impl Object for DeviceUseStatement {
                         DeviceUseStatementTiming::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
-            "recordedOn" => (14, r.prim(&mut self.recorded_on)?),
-            "_recordedOn" => (14, r.prim_ext(&mut self.recorded_on)?),
-            "source" => (15, r.boxed(&mut self.source)?),
-            "device" => (16, r.boxed(&mut self.device)?),
-            "reasonCode" => (17, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (18, r.objects(&mut self.reason_reference)?),
-            "bodySite" => (19, r.boxed(&mut self.body_site)?),
-            "note" => (20, r.objects(&mut self.note)?),
+            "recordedOn" => (14, r.prim(&mut self.recorded_on)),
+            "_recordedOn" => (14, r.prim_ext(&mut self.recorded_on)),
+            "source" => (15, r.boxed(&mut self.source)),
+            "device" => (16, r.boxed(&mut self.device)),
+            "reasonCode" => (17, r.objects(&mut self.reason_code)),
+            "reasonReference" => (18, r.objects(&mut self.reason_reference)),
+            "bodySite" => (19, r.boxed(&mut self.body_site)),
+            "note" => (20, r.objects(&mut self.note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `DiagnosticReport` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The findings and interpretation of diagnostic  tests performed on patients, groups of patients, devices, and locations, and/or specimens derived from these. The report includes clinical context such as requesting and provider information, and some mix of atomic results, images, textual and coded interpretations, and formatted representation of diagnostic reports.
 ///
 /// FHIR resource `DiagnosticReport`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DiagnosticReport {
     /// `DiagnosticReport.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -89,30 +89,41 @@ impl DiagnosticReportEffective {
     }
 }
 
+impl std::fmt::Debug for DiagnosticReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DiagnosticReport {
     const NAME: &'static str = "DiagnosticReport";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 26;
+}
+
+impl Members for DiagnosticReport {
+    fn field_count(&self) -> u16 {
+        26
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "basedOn" => (9, r.objects(&mut self.based_on)?),
-            "status" => (10, r.prim(&mut self.status)?),
-            "_status" => (10, r.prim_ext(&mut self.status)?),
-            "category" => (11, r.objects(&mut self.category)?),
-            "code" => (12, r.boxed(&mut self.code)?),
-            "subject" => (13, r.boxed(&mut self.subject)?),
-            "encounter" => (14, r.boxed(&mut self.encounter)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "basedOn" => (9, r.objects(&mut self.based_on)),
+            "status" => (10, r.prim(&mut self.status)),
+            "_status" => (10, r.prim_ext(&mut self.status)),
+            "category" => (11, r.objects(&mut self.category)),
+            "code" => (12, r.boxed(&mut self.code)),
+            "subject" => (13, r.boxed(&mut self.subject)),
+            "encounter" => (14, r.boxed(&mut self.encounter)),
             "effectiveDateTime" => (
                 15,
                 r.choice_prim(
@@ -122,7 +133,7 @@ impl Object for DiagnosticReport {
                         DiagnosticReportEffective::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_effectiveDateTime" => (
                 15,
@@ -133,26 +144,27 @@ impl Object for DiagnosticReport {
                         DiagnosticReportEffective::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "effectivePeriod" => (
                 15,
-                r.choice_object(&mut self.effective, DiagnosticReportEffective::Period)?,
+                r.choice_object(&mut self.effective, DiagnosticReportEffective::Period),
             ),
-            "issued" => (16, r.prim(&mut self.issued)?),
-            "_issued" => (16, r.prim_ext(&mut self.issued)?),
-            "performer" => (17, r.objects(&mut self.performer)?),
-            "resultsInterpreter" => (18, r.objects(&mut self.results_interpreter)?),
-            "specimen" => (19, r.objects(&mut self.specimen)?),
-            "result" => (20, r.objects(&mut self.result)?),
-            "imagingStudy" => (21, r.objects(&mut self.imaging_study)?),
-            "media" => (22, r.objects(&mut self.media)?),
-            "conclusion" => (23, r.prim(&mut self.conclusion)?),
-            "_conclusion" => (23, r.prim_ext(&mut self.conclusion)?),
-            "conclusionCode" => (24, r.objects(&mut self.conclusion_code)?),
-            "presentedForm" => (25, r.objects(&mut self.presented_form)?),
+            "issued" => (16, r.prim(&mut self.issued)),
+            "_issued" => (16, r.prim_ext(&mut self.issued)),
+            "performer" => (17, r.objects(&mut self.performer)),
+            "resultsInterpreter" => (18, r.objects(&mut self.results_interpreter)),
+            "specimen" => (19, r.objects(&mut self.specimen)),
+            "result" => (20, r.objects(&mut self.result)),
+            "imagingStudy" => (21, r.objects(&mut self.imaging_study)),
+            "media" => (22, r.objects(&mut self.media)),
+            "conclusion" => (23, r.prim(&mut self.conclusion)),
+            "_conclusion" => (23, r.prim_ext(&mut self.conclusion)),
+            "conclusionCode" => (24, r.objects(&mut self.conclusion_code)),
+            "presentedForm" => (25, r.objects(&mut self.presented_form)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -204,7 +216,7 @@ impl Object for DiagnosticReport {
 /// Key images associated with this report
 ///
 /// FHIR element `DiagnosticReport.media`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DiagnosticReportMedia {
     /// `DiagnosticReport.media.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -220,19 +232,31 @@ pub struct DiagnosticReportMedia {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DiagnosticReportMedia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DiagnosticReportMedia {
     const NAME: &'static str = "DiagnosticReport.media";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for DiagnosticReportMedia {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "comment" => (3, r.prim(&mut self.comment)?),
-            "_comment" => (3, r.prim_ext(&mut self.comment)?),
-            "link" => (4, r.boxed(&mut self.link)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "comment" => (3, r.prim(&mut self.comment)),
+            "_comment" => (3, r.prim_ext(&mut self.comment)),
+            "link" => (4, r.boxed(&mut self.link)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `DocumentManifest` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A collection of documents compiled for a purpose together with metadata that applies to the collection.
 ///
 /// FHIR resource `DocumentManifest`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DocumentManifest {
     /// `DocumentManifest.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -59,40 +59,52 @@ pub struct DocumentManifest {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DocumentManifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DocumentManifest {
     const NAME: &'static str = "DocumentManifest";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 20;
+}
+
+impl Members for DocumentManifest {
+    fn field_count(&self) -> u16 {
+        20
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "masterIdentifier" => (8, r.boxed(&mut self.master_identifier)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "status" => (10, r.prim(&mut self.status)?),
-            "_status" => (10, r.prim_ext(&mut self.status)?),
-            "type" => (11, r.boxed(&mut self.type_)?),
-            "subject" => (12, r.boxed(&mut self.subject)?),
-            "created" => (13, r.prim(&mut self.created)?),
-            "_created" => (13, r.prim_ext(&mut self.created)?),
-            "author" => (14, r.objects(&mut self.author)?),
-            "recipient" => (15, r.objects(&mut self.recipient)?),
-            "source" => (16, r.prim(&mut self.source)?),
-            "_source" => (16, r.prim_ext(&mut self.source)?),
-            "description" => (17, r.prim(&mut self.description)?),
-            "_description" => (17, r.prim_ext(&mut self.description)?),
-            "content" => (18, r.objects(&mut self.content)?),
-            "related" => (19, r.objects(&mut self.related)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "masterIdentifier" => (8, r.boxed(&mut self.master_identifier)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "status" => (10, r.prim(&mut self.status)),
+            "_status" => (10, r.prim_ext(&mut self.status)),
+            "type" => (11, r.boxed(&mut self.type_)),
+            "subject" => (12, r.boxed(&mut self.subject)),
+            "created" => (13, r.prim(&mut self.created)),
+            "_created" => (13, r.prim_ext(&mut self.created)),
+            "author" => (14, r.objects(&mut self.author)),
+            "recipient" => (15, r.objects(&mut self.recipient)),
+            "source" => (16, r.prim(&mut self.source)),
+            "_source" => (16, r.prim_ext(&mut self.source)),
+            "description" => (17, r.prim(&mut self.description)),
+            "_description" => (17, r.prim_ext(&mut self.description)),
+            "content" => (18, r.objects(&mut self.content)),
+            "related" => (19, r.objects(&mut self.related)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -134,7 +146,7 @@ impl Object for DocumentManifest {
 /// Related things
 ///
 /// FHIR element `DocumentManifest.related`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DocumentManifestRelated {
     /// `DocumentManifest.related.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -150,18 +162,30 @@ pub struct DocumentManifestRelated {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DocumentManifestRelated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DocumentManifestRelated {
     const NAME: &'static str = "DocumentManifest.related";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for DocumentManifestRelated {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (3, r.boxed(&mut self.identifier)?),
-            "ref" => (4, r.boxed(&mut self.ref_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identifier" => (3, r.boxed(&mut self.identifier)),
+            "ref" => (4, r.boxed(&mut self.ref_)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

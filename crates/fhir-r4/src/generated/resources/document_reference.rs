@@ -4,7 +4,7 @@
 //! The R4 `DocumentReference` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A reference to a document of any kind for any purpose. Provides metadata about the document so that the document can be discovered and managed. The scope of a document is any seralized object with a mime-type, so includes formal patient centric documents (CDA), cliical notes, scanned paper, and non-patient specific documents like policy text.
 ///
 /// FHIR resource `DocumentReference`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DocumentReference {
     /// `DocumentReference.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -67,44 +67,56 @@ pub struct DocumentReference {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DocumentReference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DocumentReference {
     const NAME: &'static str = "DocumentReference";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 24;
+}
+
+impl Members for DocumentReference {
+    fn field_count(&self) -> u16 {
+        24
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "masterIdentifier" => (8, r.boxed(&mut self.master_identifier)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "status" => (10, r.prim(&mut self.status)?),
-            "_status" => (10, r.prim_ext(&mut self.status)?),
-            "docStatus" => (11, r.prim(&mut self.doc_status)?),
-            "_docStatus" => (11, r.prim_ext(&mut self.doc_status)?),
-            "type" => (12, r.boxed(&mut self.type_)?),
-            "category" => (13, r.objects(&mut self.category)?),
-            "subject" => (14, r.boxed(&mut self.subject)?),
-            "date" => (15, r.prim(&mut self.date)?),
-            "_date" => (15, r.prim_ext(&mut self.date)?),
-            "author" => (16, r.objects(&mut self.author)?),
-            "authenticator" => (17, r.boxed(&mut self.authenticator)?),
-            "custodian" => (18, r.boxed(&mut self.custodian)?),
-            "relatesTo" => (19, r.objects(&mut self.relates_to)?),
-            "description" => (20, r.prim(&mut self.description)?),
-            "_description" => (20, r.prim_ext(&mut self.description)?),
-            "securityLabel" => (21, r.objects(&mut self.security_label)?),
-            "content" => (22, r.objects(&mut self.content)?),
-            "context" => (23, r.boxed(&mut self.context)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "masterIdentifier" => (8, r.boxed(&mut self.master_identifier)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "status" => (10, r.prim(&mut self.status)),
+            "_status" => (10, r.prim_ext(&mut self.status)),
+            "docStatus" => (11, r.prim(&mut self.doc_status)),
+            "_docStatus" => (11, r.prim_ext(&mut self.doc_status)),
+            "type" => (12, r.boxed(&mut self.type_)),
+            "category" => (13, r.objects(&mut self.category)),
+            "subject" => (14, r.boxed(&mut self.subject)),
+            "date" => (15, r.prim(&mut self.date)),
+            "_date" => (15, r.prim_ext(&mut self.date)),
+            "author" => (16, r.objects(&mut self.author)),
+            "authenticator" => (17, r.boxed(&mut self.authenticator)),
+            "custodian" => (18, r.boxed(&mut self.custodian)),
+            "relatesTo" => (19, r.objects(&mut self.relates_to)),
+            "description" => (20, r.prim(&mut self.description)),
+            "_description" => (20, r.prim_ext(&mut self.description)),
+            "securityLabel" => (21, r.objects(&mut self.security_label)),
+            "content" => (22, r.objects(&mut self.content)),
+            "context" => (23, r.boxed(&mut self.context)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -150,7 +162,7 @@ impl Object for DocumentReference {
 /// Relationships to other documents
 ///
 /// FHIR element `DocumentReference.relatesTo`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DocumentReferenceRelatesTo {
     /// `DocumentReference.relatesTo.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -166,19 +178,31 @@ pub struct DocumentReferenceRelatesTo {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DocumentReferenceRelatesTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DocumentReferenceRelatesTo {
     const NAME: &'static str = "DocumentReference.relatesTo";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for DocumentReferenceRelatesTo {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.prim(&mut self.code)?),
-            "_code" => (3, r.prim_ext(&mut self.code)?),
-            "target" => (4, r.boxed(&mut self.target)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.prim(&mut self.code)),
+            "_code" => (3, r.prim_ext(&mut self.code)),
+            "target" => (4, r.boxed(&mut self.target)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -205,7 +229,7 @@ impl Object for DocumentReferenceRelatesTo {
 /// Document referenced
 ///
 /// FHIR element `DocumentReference.content`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DocumentReferenceContent {
     /// `DocumentReference.content.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -221,18 +245,30 @@ pub struct DocumentReferenceContent {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DocumentReferenceContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DocumentReferenceContent {
     const NAME: &'static str = "DocumentReference.content";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for DocumentReferenceContent {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "attachment" => (3, r.boxed(&mut self.attachment)?),
-            "format" => (4, r.boxed(&mut self.format)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "attachment" => (3, r.boxed(&mut self.attachment)),
+            "format" => (4, r.boxed(&mut self.format)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -258,7 +294,7 @@ impl Object for DocumentReferenceContent {
 /// Clinical context of document
 ///
 /// FHIR element `DocumentReference.context`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct DocumentReferenceContext {
     /// `DocumentReference.context.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -284,23 +320,35 @@ pub struct DocumentReferenceContext {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for DocumentReferenceContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for DocumentReferenceContext {
     const NAME: &'static str = "DocumentReference.context";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for DocumentReferenceContext {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "encounter" => (3, r.objects(&mut self.encounter)?),
-            "event" => (4, r.objects(&mut self.event)?),
-            "period" => (5, r.boxed(&mut self.period)?),
-            "facilityType" => (6, r.boxed(&mut self.facility_type)?),
-            "practiceSetting" => (7, r.boxed(&mut self.practice_setting)?),
-            "sourcePatientInfo" => (8, r.boxed(&mut self.source_patient_info)?),
-            "related" => (9, r.objects(&mut self.related)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "encounter" => (3, r.objects(&mut self.encounter)),
+            "event" => (4, r.objects(&mut self.event)),
+            "period" => (5, r.boxed(&mut self.period)),
+            "facilityType" => (6, r.boxed(&mut self.facility_type)),
+            "practiceSetting" => (7, r.boxed(&mut self.practice_setting)),
+            "sourcePatientInfo" => (8, r.boxed(&mut self.source_patient_info)),
+            "related" => (9, r.objects(&mut self.related)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `EffectEvidenceSynthesis` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The EffectEvidenceSynthesis resource describes the difference in an outcome between exposures states in a population where the effect estimate is derived from a combination of research studies.
 ///
 /// FHIR resource `EffectEvidenceSynthesis`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EffectEvidenceSynthesis {
     /// `EffectEvidenceSynthesis.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -101,68 +101,80 @@ pub struct EffectEvidenceSynthesis {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EffectEvidenceSynthesis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EffectEvidenceSynthesis {
     const NAME: &'static str = "EffectEvidenceSynthesis";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 41;
+}
+
+impl Members for EffectEvidenceSynthesis {
+    fn field_count(&self) -> u16 {
+        41
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "status" => (13, r.prim(&mut self.status)?),
-            "_status" => (13, r.prim_ext(&mut self.status)?),
-            "date" => (14, r.prim(&mut self.date)?),
-            "_date" => (14, r.prim_ext(&mut self.date)?),
-            "publisher" => (15, r.prim(&mut self.publisher)?),
-            "_publisher" => (15, r.prim_ext(&mut self.publisher)?),
-            "contact" => (16, r.objects(&mut self.contact)?),
-            "description" => (17, r.prim(&mut self.description)?),
-            "_description" => (17, r.prim_ext(&mut self.description)?),
-            "note" => (18, r.objects(&mut self.note)?),
-            "useContext" => (19, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)?),
-            "copyright" => (21, r.prim(&mut self.copyright)?),
-            "_copyright" => (21, r.prim_ext(&mut self.copyright)?),
-            "approvalDate" => (22, r.prim(&mut self.approval_date)?),
-            "_approvalDate" => (22, r.prim_ext(&mut self.approval_date)?),
-            "lastReviewDate" => (23, r.prim(&mut self.last_review_date)?),
-            "_lastReviewDate" => (23, r.prim_ext(&mut self.last_review_date)?),
-            "effectivePeriod" => (24, r.boxed(&mut self.effective_period)?),
-            "topic" => (25, r.objects(&mut self.topic)?),
-            "author" => (26, r.objects(&mut self.author)?),
-            "editor" => (27, r.objects(&mut self.editor)?),
-            "reviewer" => (28, r.objects(&mut self.reviewer)?),
-            "endorser" => (29, r.objects(&mut self.endorser)?),
-            "relatedArtifact" => (30, r.objects(&mut self.related_artifact)?),
-            "synthesisType" => (31, r.boxed(&mut self.synthesis_type)?),
-            "studyType" => (32, r.boxed(&mut self.study_type)?),
-            "population" => (33, r.boxed(&mut self.population)?),
-            "exposure" => (34, r.boxed(&mut self.exposure)?),
-            "exposureAlternative" => (35, r.boxed(&mut self.exposure_alternative)?),
-            "outcome" => (36, r.boxed(&mut self.outcome)?),
-            "sampleSize" => (37, r.boxed(&mut self.sample_size)?),
-            "resultsByExposure" => (38, r.objects(&mut self.results_by_exposure)?),
-            "effectEstimate" => (39, r.objects(&mut self.effect_estimate)?),
-            "certainty" => (40, r.objects(&mut self.certainty)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "status" => (13, r.prim(&mut self.status)),
+            "_status" => (13, r.prim_ext(&mut self.status)),
+            "date" => (14, r.prim(&mut self.date)),
+            "_date" => (14, r.prim_ext(&mut self.date)),
+            "publisher" => (15, r.prim(&mut self.publisher)),
+            "_publisher" => (15, r.prim_ext(&mut self.publisher)),
+            "contact" => (16, r.objects(&mut self.contact)),
+            "description" => (17, r.prim(&mut self.description)),
+            "_description" => (17, r.prim_ext(&mut self.description)),
+            "note" => (18, r.objects(&mut self.note)),
+            "useContext" => (19, r.objects(&mut self.use_context)),
+            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)),
+            "copyright" => (21, r.prim(&mut self.copyright)),
+            "_copyright" => (21, r.prim_ext(&mut self.copyright)),
+            "approvalDate" => (22, r.prim(&mut self.approval_date)),
+            "_approvalDate" => (22, r.prim_ext(&mut self.approval_date)),
+            "lastReviewDate" => (23, r.prim(&mut self.last_review_date)),
+            "_lastReviewDate" => (23, r.prim_ext(&mut self.last_review_date)),
+            "effectivePeriod" => (24, r.boxed(&mut self.effective_period)),
+            "topic" => (25, r.objects(&mut self.topic)),
+            "author" => (26, r.objects(&mut self.author)),
+            "editor" => (27, r.objects(&mut self.editor)),
+            "reviewer" => (28, r.objects(&mut self.reviewer)),
+            "endorser" => (29, r.objects(&mut self.endorser)),
+            "relatedArtifact" => (30, r.objects(&mut self.related_artifact)),
+            "synthesisType" => (31, r.boxed(&mut self.synthesis_type)),
+            "studyType" => (32, r.boxed(&mut self.study_type)),
+            "population" => (33, r.boxed(&mut self.population)),
+            "exposure" => (34, r.boxed(&mut self.exposure)),
+            "exposureAlternative" => (35, r.boxed(&mut self.exposure_alternative)),
+            "outcome" => (36, r.boxed(&mut self.outcome)),
+            "sampleSize" => (37, r.boxed(&mut self.sample_size)),
+            "resultsByExposure" => (38, r.objects(&mut self.results_by_exposure)),
+            "effectEstimate" => (39, r.objects(&mut self.effect_estimate)),
+            "certainty" => (40, r.objects(&mut self.certainty)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -228,7 +240,7 @@ impl Object for EffectEvidenceSynthesis {
 /// What sample size was involved?
 ///
 /// FHIR element `EffectEvidenceSynthesis.sampleSize`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EffectEvidenceSynthesisSampleSize {
     /// `EffectEvidenceSynthesis.sampleSize.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -246,22 +258,34 @@ pub struct EffectEvidenceSynthesisSampleSize {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EffectEvidenceSynthesisSampleSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EffectEvidenceSynthesisSampleSize {
     const NAME: &'static str = "EffectEvidenceSynthesis.sampleSize";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for EffectEvidenceSynthesisSampleSize {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "description" => (3, r.prim(&mut self.description)?),
-            "_description" => (3, r.prim_ext(&mut self.description)?),
-            "numberOfStudies" => (4, r.prim(&mut self.number_of_studies)?),
-            "_numberOfStudies" => (4, r.prim_ext(&mut self.number_of_studies)?),
-            "numberOfParticipants" => (5, r.prim(&mut self.number_of_participants)?),
-            "_numberOfParticipants" => (5, r.prim_ext(&mut self.number_of_participants)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "description" => (3, r.prim(&mut self.description)),
+            "_description" => (3, r.prim_ext(&mut self.description)),
+            "numberOfStudies" => (4, r.prim(&mut self.number_of_studies)),
+            "_numberOfStudies" => (4, r.prim_ext(&mut self.number_of_studies)),
+            "numberOfParticipants" => (5, r.prim(&mut self.number_of_participants)),
+            "_numberOfParticipants" => (5, r.prim_ext(&mut self.number_of_participants)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -285,7 +309,7 @@ impl Object for EffectEvidenceSynthesisSampleSize {
 /// What was the result per exposure?
 ///
 /// FHIR element `EffectEvidenceSynthesis.resultsByExposure`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EffectEvidenceSynthesisResultsByExposure {
     /// `EffectEvidenceSynthesis.resultsByExposure.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -305,22 +329,34 @@ pub struct EffectEvidenceSynthesisResultsByExposure {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EffectEvidenceSynthesisResultsByExposure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EffectEvidenceSynthesisResultsByExposure {
     const NAME: &'static str = "EffectEvidenceSynthesis.resultsByExposure";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for EffectEvidenceSynthesisResultsByExposure {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "description" => (3, r.prim(&mut self.description)?),
-            "_description" => (3, r.prim_ext(&mut self.description)?),
-            "exposureState" => (4, r.prim(&mut self.exposure_state)?),
-            "_exposureState" => (4, r.prim_ext(&mut self.exposure_state)?),
-            "variantState" => (5, r.boxed(&mut self.variant_state)?),
-            "riskEvidenceSynthesis" => (6, r.boxed(&mut self.risk_evidence_synthesis)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "description" => (3, r.prim(&mut self.description)),
+            "_description" => (3, r.prim_ext(&mut self.description)),
+            "exposureState" => (4, r.prim(&mut self.exposure_state)),
+            "_exposureState" => (4, r.prim_ext(&mut self.exposure_state)),
+            "variantState" => (5, r.boxed(&mut self.variant_state)),
+            "riskEvidenceSynthesis" => (6, r.boxed(&mut self.risk_evidence_synthesis)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -348,7 +384,7 @@ impl Object for EffectEvidenceSynthesisResultsByExposure {
 /// What was the estimated effect
 ///
 /// FHIR element `EffectEvidenceSynthesis.effectEstimate`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EffectEvidenceSynthesisEffectEstimate {
     /// `EffectEvidenceSynthesis.effectEstimate.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -372,24 +408,36 @@ pub struct EffectEvidenceSynthesisEffectEstimate {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EffectEvidenceSynthesisEffectEstimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EffectEvidenceSynthesisEffectEstimate {
     const NAME: &'static str = "EffectEvidenceSynthesis.effectEstimate";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for EffectEvidenceSynthesisEffectEstimate {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "description" => (3, r.prim(&mut self.description)?),
-            "_description" => (3, r.prim_ext(&mut self.description)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
-            "variantState" => (5, r.boxed(&mut self.variant_state)?),
-            "value" => (6, r.prim(&mut self.value)?),
-            "_value" => (6, r.prim_ext(&mut self.value)?),
-            "unitOfMeasure" => (7, r.boxed(&mut self.unit_of_measure)?),
-            "precisionEstimate" => (8, r.objects(&mut self.precision_estimate)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "description" => (3, r.prim(&mut self.description)),
+            "_description" => (3, r.prim_ext(&mut self.description)),
+            "type" => (4, r.boxed(&mut self.type_)),
+            "variantState" => (5, r.boxed(&mut self.variant_state)),
+            "value" => (6, r.prim(&mut self.value)),
+            "_value" => (6, r.prim_ext(&mut self.value)),
+            "unitOfMeasure" => (7, r.boxed(&mut self.unit_of_measure)),
+            "precisionEstimate" => (8, r.objects(&mut self.precision_estimate)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -416,7 +464,7 @@ impl Object for EffectEvidenceSynthesisEffectEstimate {
 /// How precise the estimate is
 ///
 /// FHIR element `EffectEvidenceSynthesis.effectEstimate.precisionEstimate`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EffectEvidenceSynthesisEffectEstimatePrecisionEstimate {
     /// `EffectEvidenceSynthesis.effectEstimate.precisionEstimate.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -436,23 +484,35 @@ pub struct EffectEvidenceSynthesisEffectEstimatePrecisionEstimate {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EffectEvidenceSynthesisEffectEstimatePrecisionEstimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EffectEvidenceSynthesisEffectEstimatePrecisionEstimate {
     const NAME: &'static str = "EffectEvidenceSynthesis.effectEstimate.precisionEstimate";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for EffectEvidenceSynthesisEffectEstimatePrecisionEstimate {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "level" => (4, r.prim(&mut self.level)?),
-            "_level" => (4, r.prim_ext(&mut self.level)?),
-            "from" => (5, r.prim(&mut self.from)?),
-            "_from" => (5, r.prim_ext(&mut self.from)?),
-            "to" => (6, r.prim(&mut self.to)?),
-            "_to" => (6, r.prim_ext(&mut self.to)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "level" => (4, r.prim(&mut self.level)),
+            "_level" => (4, r.prim_ext(&mut self.level)),
+            "from" => (5, r.prim(&mut self.from)),
+            "_from" => (5, r.prim_ext(&mut self.from)),
+            "to" => (6, r.prim(&mut self.to)),
+            "_to" => (6, r.prim_ext(&mut self.to)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -477,7 +537,7 @@ impl Object for EffectEvidenceSynthesisEffectEstimatePrecisionEstimate {
 /// How certain is the effect
 ///
 /// FHIR element `EffectEvidenceSynthesis.certainty`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EffectEvidenceSynthesisCertainty {
     /// `EffectEvidenceSynthesis.certainty.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -495,19 +555,31 @@ pub struct EffectEvidenceSynthesisCertainty {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EffectEvidenceSynthesisCertainty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EffectEvidenceSynthesisCertainty {
     const NAME: &'static str = "EffectEvidenceSynthesis.certainty";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for EffectEvidenceSynthesisCertainty {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "rating" => (3, r.objects(&mut self.rating)?),
-            "note" => (4, r.objects(&mut self.note)?),
-            "certaintySubcomponent" => (5, r.objects(&mut self.certainty_subcomponent)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "rating" => (3, r.objects(&mut self.rating)),
+            "note" => (4, r.objects(&mut self.note)),
+            "certaintySubcomponent" => (5, r.objects(&mut self.certainty_subcomponent)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -531,7 +603,7 @@ impl Object for EffectEvidenceSynthesisCertainty {
 /// A component that contributes to the overall certainty
 ///
 /// FHIR element `EffectEvidenceSynthesis.certainty.certaintySubcomponent`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EffectEvidenceSynthesisCertaintyCertaintySubcomponent {
     /// `EffectEvidenceSynthesis.certainty.certaintySubcomponent.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -549,19 +621,31 @@ pub struct EffectEvidenceSynthesisCertaintyCertaintySubcomponent {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EffectEvidenceSynthesisCertaintyCertaintySubcomponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EffectEvidenceSynthesisCertaintyCertaintySubcomponent {
     const NAME: &'static str = "EffectEvidenceSynthesis.certainty.certaintySubcomponent";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for EffectEvidenceSynthesisCertaintyCertaintySubcomponent {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "rating" => (4, r.objects(&mut self.rating)?),
-            "note" => (5, r.objects(&mut self.note)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "rating" => (4, r.objects(&mut self.rating)),
+            "note" => (5, r.objects(&mut self.note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

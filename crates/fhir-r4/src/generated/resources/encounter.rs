@@ -4,7 +4,7 @@
 //! The R4 `Encounter` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// An interaction between a patient and healthcare provider(s) for the purpose of providing healthcare service(s) or assessing the health status of a patient.
 ///
 /// FHIR resource `Encounter`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Encounter {
     /// `Encounter.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -81,48 +81,60 @@ pub struct Encounter {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Encounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Encounter {
     const NAME: &'static str = "Encounter";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 31;
+}
+
+impl Members for Encounter {
+    fn field_count(&self) -> u16 {
+        31
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "statusHistory" => (10, r.objects(&mut self.status_history)?),
-            "class" => (11, r.boxed(&mut self.class)?),
-            "classHistory" => (12, r.objects(&mut self.class_history)?),
-            "type" => (13, r.objects(&mut self.type_)?),
-            "serviceType" => (14, r.boxed(&mut self.service_type)?),
-            "priority" => (15, r.boxed(&mut self.priority)?),
-            "subject" => (16, r.boxed(&mut self.subject)?),
-            "episodeOfCare" => (17, r.objects(&mut self.episode_of_care)?),
-            "basedOn" => (18, r.objects(&mut self.based_on)?),
-            "participant" => (19, r.objects(&mut self.participant)?),
-            "appointment" => (20, r.objects(&mut self.appointment)?),
-            "period" => (21, r.boxed(&mut self.period)?),
-            "length" => (22, r.boxed(&mut self.length)?),
-            "reasonCode" => (23, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (24, r.objects(&mut self.reason_reference)?),
-            "diagnosis" => (25, r.objects(&mut self.diagnosis)?),
-            "account" => (26, r.objects(&mut self.account)?),
-            "hospitalization" => (27, r.boxed(&mut self.hospitalization)?),
-            "location" => (28, r.objects(&mut self.location)?),
-            "serviceProvider" => (29, r.boxed(&mut self.service_provider)?),
-            "partOf" => (30, r.boxed(&mut self.part_of)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "statusHistory" => (10, r.objects(&mut self.status_history)),
+            "class" => (11, r.boxed(&mut self.class)),
+            "classHistory" => (12, r.objects(&mut self.class_history)),
+            "type" => (13, r.objects(&mut self.type_)),
+            "serviceType" => (14, r.boxed(&mut self.service_type)),
+            "priority" => (15, r.boxed(&mut self.priority)),
+            "subject" => (16, r.boxed(&mut self.subject)),
+            "episodeOfCare" => (17, r.objects(&mut self.episode_of_care)),
+            "basedOn" => (18, r.objects(&mut self.based_on)),
+            "participant" => (19, r.objects(&mut self.participant)),
+            "appointment" => (20, r.objects(&mut self.appointment)),
+            "period" => (21, r.boxed(&mut self.period)),
+            "length" => (22, r.boxed(&mut self.length)),
+            "reasonCode" => (23, r.objects(&mut self.reason_code)),
+            "reasonReference" => (24, r.objects(&mut self.reason_reference)),
+            "diagnosis" => (25, r.objects(&mut self.diagnosis)),
+            "account" => (26, r.objects(&mut self.account)),
+            "hospitalization" => (27, r.boxed(&mut self.hospitalization)),
+            "location" => (28, r.objects(&mut self.location)),
+            "serviceProvider" => (29, r.boxed(&mut self.service_provider)),
+            "partOf" => (30, r.boxed(&mut self.part_of)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -175,7 +187,7 @@ impl Object for Encounter {
 /// List of past encounter statuses
 ///
 /// FHIR element `Encounter.statusHistory`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EncounterStatusHistory {
     /// `Encounter.statusHistory.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -191,19 +203,31 @@ pub struct EncounterStatusHistory {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EncounterStatusHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EncounterStatusHistory {
     const NAME: &'static str = "Encounter.statusHistory";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for EncounterStatusHistory {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "status" => (3, r.prim(&mut self.status)?),
-            "_status" => (3, r.prim_ext(&mut self.status)?),
-            "period" => (4, r.boxed(&mut self.period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "status" => (3, r.prim(&mut self.status)),
+            "_status" => (3, r.prim_ext(&mut self.status)),
+            "period" => (4, r.boxed(&mut self.period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -230,7 +254,7 @@ impl Object for EncounterStatusHistory {
 /// List of past encounter classes
 ///
 /// FHIR element `Encounter.classHistory`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EncounterClassHistory {
     /// `Encounter.classHistory.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -246,18 +270,30 @@ pub struct EncounterClassHistory {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EncounterClassHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EncounterClassHistory {
     const NAME: &'static str = "Encounter.classHistory";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for EncounterClassHistory {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "class" => (3, r.boxed(&mut self.class)?),
-            "period" => (4, r.boxed(&mut self.period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "class" => (3, r.boxed(&mut self.class)),
+            "period" => (4, r.boxed(&mut self.period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -284,7 +320,7 @@ impl Object for EncounterClassHistory {
 /// List of participants involved in the encounter
 ///
 /// FHIR element `Encounter.participant`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EncounterParticipant {
     /// `Encounter.participant.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -302,19 +338,31 @@ pub struct EncounterParticipant {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EncounterParticipant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EncounterParticipant {
     const NAME: &'static str = "Encounter.participant";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for EncounterParticipant {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.objects(&mut self.type_)?),
-            "period" => (4, r.boxed(&mut self.period)?),
-            "individual" => (5, r.boxed(&mut self.individual)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.objects(&mut self.type_)),
+            "period" => (4, r.boxed(&mut self.period)),
+            "individual" => (5, r.boxed(&mut self.individual)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -338,7 +386,7 @@ impl Object for EncounterParticipant {
 /// The list of diagnosis relevant to this encounter
 ///
 /// FHIR element `Encounter.diagnosis`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EncounterDiagnosis {
     /// `Encounter.diagnosis.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -356,20 +404,32 @@ pub struct EncounterDiagnosis {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EncounterDiagnosis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EncounterDiagnosis {
     const NAME: &'static str = "Encounter.diagnosis";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for EncounterDiagnosis {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "condition" => (3, r.boxed(&mut self.condition)?),
-            "use" => (4, r.boxed(&mut self.use_)?),
-            "rank" => (5, r.prim(&mut self.rank)?),
-            "_rank" => (5, r.prim_ext(&mut self.rank)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "condition" => (3, r.boxed(&mut self.condition)),
+            "use" => (4, r.boxed(&mut self.use_)),
+            "rank" => (5, r.prim(&mut self.rank)),
+            "_rank" => (5, r.prim_ext(&mut self.rank)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -396,7 +456,7 @@ impl Object for EncounterDiagnosis {
 /// Details about the admission to a healthcare service
 ///
 /// FHIR element `Encounter.hospitalization`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EncounterHospitalization {
     /// `Encounter.hospitalization.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -426,25 +486,37 @@ pub struct EncounterHospitalization {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EncounterHospitalization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EncounterHospitalization {
     const NAME: &'static str = "Encounter.hospitalization";
-    const FIELDS: u16 = 12;
+}
+
+impl Members for EncounterHospitalization {
+    fn field_count(&self) -> u16 {
+        12
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "preAdmissionIdentifier" => (3, r.boxed(&mut self.pre_admission_identifier)?),
-            "origin" => (4, r.boxed(&mut self.origin)?),
-            "admitSource" => (5, r.boxed(&mut self.admit_source)?),
-            "reAdmission" => (6, r.boxed(&mut self.re_admission)?),
-            "dietPreference" => (7, r.objects(&mut self.diet_preference)?),
-            "specialCourtesy" => (8, r.objects(&mut self.special_courtesy)?),
-            "specialArrangement" => (9, r.objects(&mut self.special_arrangement)?),
-            "destination" => (10, r.boxed(&mut self.destination)?),
-            "dischargeDisposition" => (11, r.boxed(&mut self.discharge_disposition)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "preAdmissionIdentifier" => (3, r.boxed(&mut self.pre_admission_identifier)),
+            "origin" => (4, r.boxed(&mut self.origin)),
+            "admitSource" => (5, r.boxed(&mut self.admit_source)),
+            "reAdmission" => (6, r.boxed(&mut self.re_admission)),
+            "dietPreference" => (7, r.objects(&mut self.diet_preference)),
+            "specialCourtesy" => (8, r.objects(&mut self.special_courtesy)),
+            "specialArrangement" => (9, r.objects(&mut self.special_arrangement)),
+            "destination" => (10, r.boxed(&mut self.destination)),
+            "dischargeDisposition" => (11, r.boxed(&mut self.discharge_disposition)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -474,7 +546,7 @@ impl Object for EncounterHospitalization {
 /// List of locations where the patient has been
 ///
 /// FHIR element `Encounter.location`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EncounterLocation {
     /// `Encounter.location.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -494,21 +566,33 @@ pub struct EncounterLocation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EncounterLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EncounterLocation {
     const NAME: &'static str = "Encounter.location";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for EncounterLocation {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "location" => (3, r.boxed(&mut self.location)?),
-            "status" => (4, r.prim(&mut self.status)?),
-            "_status" => (4, r.prim_ext(&mut self.status)?),
-            "physicalType" => (5, r.boxed(&mut self.physical_type)?),
-            "period" => (6, r.boxed(&mut self.period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "location" => (3, r.boxed(&mut self.location)),
+            "status" => (4, r.prim(&mut self.status)),
+            "_status" => (4, r.prim_ext(&mut self.status)),
+            "physicalType" => (5, r.boxed(&mut self.physical_type)),
+            "period" => (6, r.boxed(&mut self.period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `Endpoint` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The technical details of an endpoint that can be used for electronic services, such as for web services providing XDS.b or a REST endpoint for another FHIR server. This may include any security context information.
 ///
 /// FHIR resource `Endpoint`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Endpoint {
     /// `Endpoint.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -57,40 +57,52 @@ pub struct Endpoint {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Endpoint {
     const NAME: &'static str = "Endpoint";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 19;
+}
+
+impl Members for Endpoint {
+    fn field_count(&self) -> u16 {
+        19
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "connectionType" => (10, r.boxed(&mut self.connection_type)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "managingOrganization" => (12, r.boxed(&mut self.managing_organization)?),
-            "contact" => (13, r.objects(&mut self.contact)?),
-            "period" => (14, r.boxed(&mut self.period)?),
-            "payloadType" => (15, r.objects(&mut self.payload_type)?),
-            "payloadMimeType" => (16, r.prim_vec(&mut self.payload_mime_type)?),
-            "_payloadMimeType" => (16, r.prim_vec_ext(&mut self.payload_mime_type)?),
-            "address" => (17, r.prim(&mut self.address)?),
-            "_address" => (17, r.prim_ext(&mut self.address)?),
-            "header" => (18, r.prim_vec(&mut self.header)?),
-            "_header" => (18, r.prim_vec_ext(&mut self.header)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "connectionType" => (10, r.boxed(&mut self.connection_type)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "managingOrganization" => (12, r.boxed(&mut self.managing_organization)),
+            "contact" => (13, r.objects(&mut self.contact)),
+            "period" => (14, r.boxed(&mut self.period)),
+            "payloadType" => (15, r.objects(&mut self.payload_type)),
+            "payloadMimeType" => (16, r.prim_vec(&mut self.payload_mime_type)),
+            "_payloadMimeType" => (16, r.prim_vec_ext(&mut self.payload_mime_type)),
+            "address" => (17, r.prim(&mut self.address)),
+            "_address" => (17, r.prim_ext(&mut self.address)),
+            "header" => (18, r.prim_vec(&mut self.header)),
+            "_header" => (18, r.prim_vec_ext(&mut self.header)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `EnrollmentResponse` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// This resource provides enrollment and plan details from the processing of an EnrollmentRequest resource.
 ///
 /// FHIR resource `EnrollmentResponse`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EnrollmentResponse {
     /// `EnrollmentResponse.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -51,36 +51,48 @@ pub struct EnrollmentResponse {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EnrollmentResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EnrollmentResponse {
     const NAME: &'static str = "EnrollmentResponse";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 16;
+}
+
+impl Members for EnrollmentResponse {
+    fn field_count(&self) -> u16 {
+        16
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "request" => (10, r.boxed(&mut self.request)?),
-            "outcome" => (11, r.prim(&mut self.outcome)?),
-            "_outcome" => (11, r.prim_ext(&mut self.outcome)?),
-            "disposition" => (12, r.prim(&mut self.disposition)?),
-            "_disposition" => (12, r.prim_ext(&mut self.disposition)?),
-            "created" => (13, r.prim(&mut self.created)?),
-            "_created" => (13, r.prim_ext(&mut self.created)?),
-            "organization" => (14, r.boxed(&mut self.organization)?),
-            "requestProvider" => (15, r.boxed(&mut self.request_provider)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "request" => (10, r.boxed(&mut self.request)),
+            "outcome" => (11, r.prim(&mut self.outcome)),
+            "_outcome" => (11, r.prim_ext(&mut self.outcome)),
+            "disposition" => (12, r.prim(&mut self.disposition)),
+            "_disposition" => (12, r.prim_ext(&mut self.disposition)),
+            "created" => (13, r.prim(&mut self.created)),
+            "_created" => (13, r.prim_ext(&mut self.created)),
+            "organization" => (14, r.boxed(&mut self.organization)),
+            "requestProvider" => (15, r.boxed(&mut self.request_provider)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

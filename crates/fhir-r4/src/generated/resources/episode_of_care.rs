@@ -4,7 +4,7 @@
 //! The R4 `EpisodeOfCare` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// An association between a patient and an organization / healthcare provider(s) during which time encounters may occur. The managing organization assumes a level of responsibility for the patient during this time.
 ///
 /// FHIR resource `EpisodeOfCare`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EpisodeOfCare {
     /// `EpisodeOfCare.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -59,37 +59,49 @@ pub struct EpisodeOfCare {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EpisodeOfCare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EpisodeOfCare {
     const NAME: &'static str = "EpisodeOfCare";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 20;
+}
+
+impl Members for EpisodeOfCare {
+    fn field_count(&self) -> u16 {
+        20
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "statusHistory" => (10, r.objects(&mut self.status_history)?),
-            "type" => (11, r.objects(&mut self.type_)?),
-            "diagnosis" => (12, r.objects(&mut self.diagnosis)?),
-            "patient" => (13, r.boxed(&mut self.patient)?),
-            "managingOrganization" => (14, r.boxed(&mut self.managing_organization)?),
-            "period" => (15, r.boxed(&mut self.period)?),
-            "referralRequest" => (16, r.objects(&mut self.referral_request)?),
-            "careManager" => (17, r.boxed(&mut self.care_manager)?),
-            "team" => (18, r.objects(&mut self.team)?),
-            "account" => (19, r.objects(&mut self.account)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "statusHistory" => (10, r.objects(&mut self.status_history)),
+            "type" => (11, r.objects(&mut self.type_)),
+            "diagnosis" => (12, r.objects(&mut self.diagnosis)),
+            "patient" => (13, r.boxed(&mut self.patient)),
+            "managingOrganization" => (14, r.boxed(&mut self.managing_organization)),
+            "period" => (15, r.boxed(&mut self.period)),
+            "referralRequest" => (16, r.objects(&mut self.referral_request)),
+            "careManager" => (17, r.boxed(&mut self.care_manager)),
+            "team" => (18, r.objects(&mut self.team)),
+            "account" => (19, r.objects(&mut self.account)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -131,7 +143,7 @@ impl Object for EpisodeOfCare {
 /// Past list of status codes (the current status may be included to cover the start date of the status)
 ///
 /// FHIR element `EpisodeOfCare.statusHistory`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EpisodeOfCareStatusHistory {
     /// `EpisodeOfCare.statusHistory.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -147,19 +159,31 @@ pub struct EpisodeOfCareStatusHistory {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EpisodeOfCareStatusHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EpisodeOfCareStatusHistory {
     const NAME: &'static str = "EpisodeOfCare.statusHistory";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for EpisodeOfCareStatusHistory {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "status" => (3, r.prim(&mut self.status)?),
-            "_status" => (3, r.prim_ext(&mut self.status)?),
-            "period" => (4, r.boxed(&mut self.period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "status" => (3, r.prim(&mut self.status)),
+            "_status" => (3, r.prim_ext(&mut self.status)),
+            "period" => (4, r.boxed(&mut self.period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -186,7 +210,7 @@ impl Object for EpisodeOfCareStatusHistory {
 /// The list of diagnosis relevant to this episode of care
 ///
 /// FHIR element `EpisodeOfCare.diagnosis`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EpisodeOfCareDiagnosis {
     /// `EpisodeOfCare.diagnosis.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -204,20 +228,32 @@ pub struct EpisodeOfCareDiagnosis {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EpisodeOfCareDiagnosis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EpisodeOfCareDiagnosis {
     const NAME: &'static str = "EpisodeOfCare.diagnosis";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for EpisodeOfCareDiagnosis {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "condition" => (3, r.boxed(&mut self.condition)?),
-            "role" => (4, r.boxed(&mut self.role)?),
-            "rank" => (5, r.prim(&mut self.rank)?),
-            "_rank" => (5, r.prim_ext(&mut self.rank)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "condition" => (3, r.boxed(&mut self.condition)),
+            "role" => (4, r.boxed(&mut self.role)),
+            "rank" => (5, r.prim(&mut self.rank)),
+            "_rank" => (5, r.prim_ext(&mut self.rank)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

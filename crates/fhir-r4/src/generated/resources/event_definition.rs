@@ -4,7 +4,7 @@
 //! The R4 `EventDefinition` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The EventDefinition resource provides a reusable description of when a particular event can occur.
 ///
 /// FHIR resource `EventDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EventDefinition {
     /// `EventDefinition.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -109,74 +109,86 @@ impl EventDefinitionSubject {
     }
 }
 
+impl std::fmt::Debug for EventDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EventDefinition {
     const NAME: &'static str = "EventDefinition";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 36;
+}
+
+impl Members for EventDefinition {
+    fn field_count(&self) -> u16 {
+        36
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "subtitle" => (13, r.prim(&mut self.subtitle)?),
-            "_subtitle" => (13, r.prim_ext(&mut self.subtitle)?),
-            "status" => (14, r.prim(&mut self.status)?),
-            "_status" => (14, r.prim_ext(&mut self.status)?),
-            "experimental" => (15, r.prim(&mut self.experimental)?),
-            "_experimental" => (15, r.prim_ext(&mut self.experimental)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "subtitle" => (13, r.prim(&mut self.subtitle)),
+            "_subtitle" => (13, r.prim_ext(&mut self.subtitle)),
+            "status" => (14, r.prim(&mut self.status)),
+            "_status" => (14, r.prim_ext(&mut self.status)),
+            "experimental" => (15, r.prim(&mut self.experimental)),
+            "_experimental" => (15, r.prim_ext(&mut self.experimental)),
             "subjectCodeableConcept" => (
                 16,
-                r.choice_object(&mut self.subject, EventDefinitionSubject::CodeableConcept)?,
+                r.choice_object(&mut self.subject, EventDefinitionSubject::CodeableConcept),
             ),
             "subjectReference" => (
                 16,
-                r.choice_object(&mut self.subject, EventDefinitionSubject::Reference)?,
+                r.choice_object(&mut self.subject, EventDefinitionSubject::Reference),
             ),
-            "date" => (17, r.prim(&mut self.date)?),
-            "_date" => (17, r.prim_ext(&mut self.date)?),
-            "publisher" => (18, r.prim(&mut self.publisher)?),
-            "_publisher" => (18, r.prim_ext(&mut self.publisher)?),
-            "contact" => (19, r.objects(&mut self.contact)?),
-            "description" => (20, r.prim(&mut self.description)?),
-            "_description" => (20, r.prim_ext(&mut self.description)?),
-            "useContext" => (21, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (22, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (23, r.prim(&mut self.purpose)?),
-            "_purpose" => (23, r.prim_ext(&mut self.purpose)?),
-            "usage" => (24, r.prim(&mut self.usage)?),
-            "_usage" => (24, r.prim_ext(&mut self.usage)?),
-            "copyright" => (25, r.prim(&mut self.copyright)?),
-            "_copyright" => (25, r.prim_ext(&mut self.copyright)?),
-            "approvalDate" => (26, r.prim(&mut self.approval_date)?),
-            "_approvalDate" => (26, r.prim_ext(&mut self.approval_date)?),
-            "lastReviewDate" => (27, r.prim(&mut self.last_review_date)?),
-            "_lastReviewDate" => (27, r.prim_ext(&mut self.last_review_date)?),
-            "effectivePeriod" => (28, r.boxed(&mut self.effective_period)?),
-            "topic" => (29, r.objects(&mut self.topic)?),
-            "author" => (30, r.objects(&mut self.author)?),
-            "editor" => (31, r.objects(&mut self.editor)?),
-            "reviewer" => (32, r.objects(&mut self.reviewer)?),
-            "endorser" => (33, r.objects(&mut self.endorser)?),
-            "relatedArtifact" => (34, r.objects(&mut self.related_artifact)?),
-            "trigger" => (35, r.objects(&mut self.trigger)?),
+            "date" => (17, r.prim(&mut self.date)),
+            "_date" => (17, r.prim_ext(&mut self.date)),
+            "publisher" => (18, r.prim(&mut self.publisher)),
+            "_publisher" => (18, r.prim_ext(&mut self.publisher)),
+            "contact" => (19, r.objects(&mut self.contact)),
+            "description" => (20, r.prim(&mut self.description)),
+            "_description" => (20, r.prim_ext(&mut self.description)),
+            "useContext" => (21, r.objects(&mut self.use_context)),
+            "jurisdiction" => (22, r.objects(&mut self.jurisdiction)),
+            "purpose" => (23, r.prim(&mut self.purpose)),
+            "_purpose" => (23, r.prim_ext(&mut self.purpose)),
+            "usage" => (24, r.prim(&mut self.usage)),
+            "_usage" => (24, r.prim_ext(&mut self.usage)),
+            "copyright" => (25, r.prim(&mut self.copyright)),
+            "_copyright" => (25, r.prim_ext(&mut self.copyright)),
+            "approvalDate" => (26, r.prim(&mut self.approval_date)),
+            "_approvalDate" => (26, r.prim_ext(&mut self.approval_date)),
+            "lastReviewDate" => (27, r.prim(&mut self.last_review_date)),
+            "_lastReviewDate" => (27, r.prim_ext(&mut self.last_review_date)),
+            "effectivePeriod" => (28, r.boxed(&mut self.effective_period)),
+            "topic" => (29, r.objects(&mut self.topic)),
+            "author" => (30, r.objects(&mut self.author)),
+            "editor" => (31, r.objects(&mut self.editor)),
+            "reviewer" => (32, r.objects(&mut self.reviewer)),
+            "endorser" => (33, r.objects(&mut self.endorser)),
+            "relatedArtifact" => (34, r.objects(&mut self.related_artifact)),
+            "trigger" => (35, r.objects(&mut self.trigger)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

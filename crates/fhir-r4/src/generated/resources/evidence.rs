@@ -4,7 +4,7 @@
 //! The R4 `Evidence` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The Evidence resource describes the conditional state (population and any exposures being compared within the population) and outcome (if specified) that the knowledge (evidence, assertion, recommendation) is about.
 ///
 /// FHIR resource `Evidence`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Evidence {
     /// `Evidence.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -91,65 +91,77 @@ pub struct Evidence {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Evidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Evidence {
     const NAME: &'static str = "Evidence";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 36;
+}
+
+impl Members for Evidence {
+    fn field_count(&self) -> u16 {
+        36
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "shortTitle" => (13, r.prim(&mut self.short_title)?),
-            "_shortTitle" => (13, r.prim_ext(&mut self.short_title)?),
-            "subtitle" => (14, r.prim(&mut self.subtitle)?),
-            "_subtitle" => (14, r.prim_ext(&mut self.subtitle)?),
-            "status" => (15, r.prim(&mut self.status)?),
-            "_status" => (15, r.prim_ext(&mut self.status)?),
-            "date" => (16, r.prim(&mut self.date)?),
-            "_date" => (16, r.prim_ext(&mut self.date)?),
-            "publisher" => (17, r.prim(&mut self.publisher)?),
-            "_publisher" => (17, r.prim_ext(&mut self.publisher)?),
-            "contact" => (18, r.objects(&mut self.contact)?),
-            "description" => (19, r.prim(&mut self.description)?),
-            "_description" => (19, r.prim_ext(&mut self.description)?),
-            "note" => (20, r.objects(&mut self.note)?),
-            "useContext" => (21, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (22, r.objects(&mut self.jurisdiction)?),
-            "copyright" => (23, r.prim(&mut self.copyright)?),
-            "_copyright" => (23, r.prim_ext(&mut self.copyright)?),
-            "approvalDate" => (24, r.prim(&mut self.approval_date)?),
-            "_approvalDate" => (24, r.prim_ext(&mut self.approval_date)?),
-            "lastReviewDate" => (25, r.prim(&mut self.last_review_date)?),
-            "_lastReviewDate" => (25, r.prim_ext(&mut self.last_review_date)?),
-            "effectivePeriod" => (26, r.boxed(&mut self.effective_period)?),
-            "topic" => (27, r.objects(&mut self.topic)?),
-            "author" => (28, r.objects(&mut self.author)?),
-            "editor" => (29, r.objects(&mut self.editor)?),
-            "reviewer" => (30, r.objects(&mut self.reviewer)?),
-            "endorser" => (31, r.objects(&mut self.endorser)?),
-            "relatedArtifact" => (32, r.objects(&mut self.related_artifact)?),
-            "exposureBackground" => (33, r.boxed(&mut self.exposure_background)?),
-            "exposureVariant" => (34, r.objects(&mut self.exposure_variant)?),
-            "outcome" => (35, r.objects(&mut self.outcome)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "shortTitle" => (13, r.prim(&mut self.short_title)),
+            "_shortTitle" => (13, r.prim_ext(&mut self.short_title)),
+            "subtitle" => (14, r.prim(&mut self.subtitle)),
+            "_subtitle" => (14, r.prim_ext(&mut self.subtitle)),
+            "status" => (15, r.prim(&mut self.status)),
+            "_status" => (15, r.prim_ext(&mut self.status)),
+            "date" => (16, r.prim(&mut self.date)),
+            "_date" => (16, r.prim_ext(&mut self.date)),
+            "publisher" => (17, r.prim(&mut self.publisher)),
+            "_publisher" => (17, r.prim_ext(&mut self.publisher)),
+            "contact" => (18, r.objects(&mut self.contact)),
+            "description" => (19, r.prim(&mut self.description)),
+            "_description" => (19, r.prim_ext(&mut self.description)),
+            "note" => (20, r.objects(&mut self.note)),
+            "useContext" => (21, r.objects(&mut self.use_context)),
+            "jurisdiction" => (22, r.objects(&mut self.jurisdiction)),
+            "copyright" => (23, r.prim(&mut self.copyright)),
+            "_copyright" => (23, r.prim_ext(&mut self.copyright)),
+            "approvalDate" => (24, r.prim(&mut self.approval_date)),
+            "_approvalDate" => (24, r.prim_ext(&mut self.approval_date)),
+            "lastReviewDate" => (25, r.prim(&mut self.last_review_date)),
+            "_lastReviewDate" => (25, r.prim_ext(&mut self.last_review_date)),
+            "effectivePeriod" => (26, r.boxed(&mut self.effective_period)),
+            "topic" => (27, r.objects(&mut self.topic)),
+            "author" => (28, r.objects(&mut self.author)),
+            "editor" => (29, r.objects(&mut self.editor)),
+            "reviewer" => (30, r.objects(&mut self.reviewer)),
+            "endorser" => (31, r.objects(&mut self.endorser)),
+            "relatedArtifact" => (32, r.objects(&mut self.related_artifact)),
+            "exposureBackground" => (33, r.boxed(&mut self.exposure_background)),
+            "exposureVariant" => (34, r.objects(&mut self.exposure_variant)),
+            "outcome" => (35, r.objects(&mut self.outcome)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `EvidenceVariable` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The EvidenceVariable resource describes a "PICO" element that knowledge (evidence, assertion, recommendation) is about.
 ///
 /// FHIR resource `EvidenceVariable`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EvidenceVariable {
     /// `EvidenceVariable.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -89,65 +89,77 @@ pub struct EvidenceVariable {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for EvidenceVariable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EvidenceVariable {
     const NAME: &'static str = "EvidenceVariable";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 35;
+}
+
+impl Members for EvidenceVariable {
+    fn field_count(&self) -> u16 {
+        35
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "shortTitle" => (13, r.prim(&mut self.short_title)?),
-            "_shortTitle" => (13, r.prim_ext(&mut self.short_title)?),
-            "subtitle" => (14, r.prim(&mut self.subtitle)?),
-            "_subtitle" => (14, r.prim_ext(&mut self.subtitle)?),
-            "status" => (15, r.prim(&mut self.status)?),
-            "_status" => (15, r.prim_ext(&mut self.status)?),
-            "date" => (16, r.prim(&mut self.date)?),
-            "_date" => (16, r.prim_ext(&mut self.date)?),
-            "publisher" => (17, r.prim(&mut self.publisher)?),
-            "_publisher" => (17, r.prim_ext(&mut self.publisher)?),
-            "contact" => (18, r.objects(&mut self.contact)?),
-            "description" => (19, r.prim(&mut self.description)?),
-            "_description" => (19, r.prim_ext(&mut self.description)?),
-            "note" => (20, r.objects(&mut self.note)?),
-            "useContext" => (21, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (22, r.objects(&mut self.jurisdiction)?),
-            "copyright" => (23, r.prim(&mut self.copyright)?),
-            "_copyright" => (23, r.prim_ext(&mut self.copyright)?),
-            "approvalDate" => (24, r.prim(&mut self.approval_date)?),
-            "_approvalDate" => (24, r.prim_ext(&mut self.approval_date)?),
-            "lastReviewDate" => (25, r.prim(&mut self.last_review_date)?),
-            "_lastReviewDate" => (25, r.prim_ext(&mut self.last_review_date)?),
-            "effectivePeriod" => (26, r.boxed(&mut self.effective_period)?),
-            "topic" => (27, r.objects(&mut self.topic)?),
-            "author" => (28, r.objects(&mut self.author)?),
-            "editor" => (29, r.objects(&mut self.editor)?),
-            "reviewer" => (30, r.objects(&mut self.reviewer)?),
-            "endorser" => (31, r.objects(&mut self.endorser)?),
-            "relatedArtifact" => (32, r.objects(&mut self.related_artifact)?),
-            "type" => (33, r.prim(&mut self.type_)?),
-            "_type" => (33, r.prim_ext(&mut self.type_)?),
-            "characteristic" => (34, r.objects(&mut self.characteristic)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "shortTitle" => (13, r.prim(&mut self.short_title)),
+            "_shortTitle" => (13, r.prim_ext(&mut self.short_title)),
+            "subtitle" => (14, r.prim(&mut self.subtitle)),
+            "_subtitle" => (14, r.prim_ext(&mut self.subtitle)),
+            "status" => (15, r.prim(&mut self.status)),
+            "_status" => (15, r.prim_ext(&mut self.status)),
+            "date" => (16, r.prim(&mut self.date)),
+            "_date" => (16, r.prim_ext(&mut self.date)),
+            "publisher" => (17, r.prim(&mut self.publisher)),
+            "_publisher" => (17, r.prim_ext(&mut self.publisher)),
+            "contact" => (18, r.objects(&mut self.contact)),
+            "description" => (19, r.prim(&mut self.description)),
+            "_description" => (19, r.prim_ext(&mut self.description)),
+            "note" => (20, r.objects(&mut self.note)),
+            "useContext" => (21, r.objects(&mut self.use_context)),
+            "jurisdiction" => (22, r.objects(&mut self.jurisdiction)),
+            "copyright" => (23, r.prim(&mut self.copyright)),
+            "_copyright" => (23, r.prim_ext(&mut self.copyright)),
+            "approvalDate" => (24, r.prim(&mut self.approval_date)),
+            "_approvalDate" => (24, r.prim_ext(&mut self.approval_date)),
+            "lastReviewDate" => (25, r.prim(&mut self.last_review_date)),
+            "_lastReviewDate" => (25, r.prim_ext(&mut self.last_review_date)),
+            "effectivePeriod" => (26, r.boxed(&mut self.effective_period)),
+            "topic" => (27, r.objects(&mut self.topic)),
+            "author" => (28, r.objects(&mut self.author)),
+            "editor" => (29, r.objects(&mut self.editor)),
+            "reviewer" => (30, r.objects(&mut self.reviewer)),
+            "endorser" => (31, r.objects(&mut self.endorser)),
+            "relatedArtifact" => (32, r.objects(&mut self.related_artifact)),
+            "type" => (33, r.prim(&mut self.type_)),
+            "_type" => (33, r.prim_ext(&mut self.type_)),
+            "characteristic" => (34, r.objects(&mut self.characteristic)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -204,7 +216,7 @@ impl Object for EvidenceVariable {
 /// What defines the members of the evidence element
 ///
 /// FHIR element `EvidenceVariable.characteristic`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct EvidenceVariableCharacteristic {
     /// `EvidenceVariable.characteristic.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -284,22 +296,33 @@ impl EvidenceVariableCharacteristicParticipantEffective {
     }
 }
 
+impl std::fmt::Debug for EvidenceVariableCharacteristic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for EvidenceVariableCharacteristic {
     const NAME: &'static str = "EvidenceVariable.characteristic";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for EvidenceVariableCharacteristic {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "description" => (3, r.prim(&mut self.description)?),
-            "_description" => (3, r.prim_ext(&mut self.description)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "description" => (3, r.prim(&mut self.description)),
+            "_description" => (3, r.prim_ext(&mut self.description)),
             "definitionReference" => (
                 4,
                 r.choice_object(
                     &mut self.definition,
                     EvidenceVariableCharacteristicDefinition::Reference,
-                )?,
+                ),
             ),
             "definitionCanonical" => (
                 4,
@@ -310,7 +333,7 @@ impl Object for EvidenceVariableCharacteristic {
                         EvidenceVariableCharacteristicDefinition::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_definitionCanonical" => (
                 4,
@@ -321,39 +344,39 @@ impl Object for EvidenceVariableCharacteristic {
                         EvidenceVariableCharacteristicDefinition::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "definitionCodeableConcept" => (
                 4,
                 r.choice_object(
                     &mut self.definition,
                     EvidenceVariableCharacteristicDefinition::CodeableConcept,
-                )?,
+                ),
             ),
             "definitionExpression" => (
                 4,
                 r.choice_object(
                     &mut self.definition,
                     EvidenceVariableCharacteristicDefinition::Expression,
-                )?,
+                ),
             ),
             "definitionDataRequirement" => (
                 4,
                 r.choice_object(
                     &mut self.definition,
                     EvidenceVariableCharacteristicDefinition::DataRequirement,
-                )?,
+                ),
             ),
             "definitionTriggerDefinition" => (
                 4,
                 r.choice_object(
                     &mut self.definition,
                     EvidenceVariableCharacteristicDefinition::TriggerDefinition,
-                )?,
+                ),
             ),
-            "usageContext" => (5, r.objects(&mut self.usage_context)?),
-            "exclude" => (6, r.prim(&mut self.exclude)?),
-            "_exclude" => (6, r.prim_ext(&mut self.exclude)?),
+            "usageContext" => (5, r.objects(&mut self.usage_context)),
+            "exclude" => (6, r.prim(&mut self.exclude)),
+            "_exclude" => (6, r.prim_ext(&mut self.exclude)),
             "participantEffectiveDateTime" => (
                 7,
                 r.choice_prim(
@@ -363,7 +386,7 @@ impl Object for EvidenceVariableCharacteristic {
                         EvidenceVariableCharacteristicParticipantEffective::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_participantEffectiveDateTime" => (
                 7,
@@ -374,34 +397,35 @@ impl Object for EvidenceVariableCharacteristic {
                         EvidenceVariableCharacteristicParticipantEffective::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "participantEffectivePeriod" => (
                 7,
                 r.choice_object(
                     &mut self.participant_effective,
                     EvidenceVariableCharacteristicParticipantEffective::Period,
-                )?,
+                ),
             ),
             "participantEffectiveDuration" => (
                 7,
                 r.choice_object(
                     &mut self.participant_effective,
                     EvidenceVariableCharacteristicParticipantEffective::Duration,
-                )?,
+                ),
             ),
             "participantEffectiveTiming" => (
                 7,
                 r.choice_object(
                     &mut self.participant_effective,
                     EvidenceVariableCharacteristicParticipantEffective::Timing,
-                )?,
+                ),
             ),
-            "timeFromStart" => (8, r.boxed(&mut self.time_from_start)?),
-            "groupMeasure" => (9, r.prim(&mut self.group_measure)?),
-            "_groupMeasure" => (9, r.prim_ext(&mut self.group_measure)?),
+            "timeFromStart" => (8, r.boxed(&mut self.time_from_start)),
+            "groupMeasure" => (9, r.prim(&mut self.group_measure)),
+            "_groupMeasure" => (9, r.prim_ext(&mut self.group_measure)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `ExampleScenario` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Example of workflow instance.
 ///
 /// FHIR resource `ExampleScenario`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExampleScenario {
     /// `ExampleScenario.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -69,51 +69,63 @@ pub struct ExampleScenario {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExampleScenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExampleScenario {
     const NAME: &'static str = "ExampleScenario";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 25;
+}
+
+impl Members for ExampleScenario {
+    fn field_count(&self) -> u16 {
+        25
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "status" => (12, r.prim(&mut self.status)?),
-            "_status" => (12, r.prim_ext(&mut self.status)?),
-            "experimental" => (13, r.prim(&mut self.experimental)?),
-            "_experimental" => (13, r.prim_ext(&mut self.experimental)?),
-            "date" => (14, r.prim(&mut self.date)?),
-            "_date" => (14, r.prim_ext(&mut self.date)?),
-            "publisher" => (15, r.prim(&mut self.publisher)?),
-            "_publisher" => (15, r.prim_ext(&mut self.publisher)?),
-            "contact" => (16, r.objects(&mut self.contact)?),
-            "useContext" => (17, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (18, r.objects(&mut self.jurisdiction)?),
-            "copyright" => (19, r.prim(&mut self.copyright)?),
-            "_copyright" => (19, r.prim_ext(&mut self.copyright)?),
-            "purpose" => (20, r.prim(&mut self.purpose)?),
-            "_purpose" => (20, r.prim_ext(&mut self.purpose)?),
-            "actor" => (21, r.objects(&mut self.actor)?),
-            "instance" => (22, r.objects(&mut self.instance)?),
-            "process" => (23, r.objects(&mut self.process)?),
-            "workflow" => (24, r.prim_vec(&mut self.workflow)?),
-            "_workflow" => (24, r.prim_vec_ext(&mut self.workflow)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "status" => (12, r.prim(&mut self.status)),
+            "_status" => (12, r.prim_ext(&mut self.status)),
+            "experimental" => (13, r.prim(&mut self.experimental)),
+            "_experimental" => (13, r.prim_ext(&mut self.experimental)),
+            "date" => (14, r.prim(&mut self.date)),
+            "_date" => (14, r.prim_ext(&mut self.date)),
+            "publisher" => (15, r.prim(&mut self.publisher)),
+            "_publisher" => (15, r.prim_ext(&mut self.publisher)),
+            "contact" => (16, r.objects(&mut self.contact)),
+            "useContext" => (17, r.objects(&mut self.use_context)),
+            "jurisdiction" => (18, r.objects(&mut self.jurisdiction)),
+            "copyright" => (19, r.prim(&mut self.copyright)),
+            "_copyright" => (19, r.prim_ext(&mut self.copyright)),
+            "purpose" => (20, r.prim(&mut self.purpose)),
+            "_purpose" => (20, r.prim_ext(&mut self.purpose)),
+            "actor" => (21, r.objects(&mut self.actor)),
+            "instance" => (22, r.objects(&mut self.instance)),
+            "process" => (23, r.objects(&mut self.process)),
+            "workflow" => (24, r.prim_vec(&mut self.workflow)),
+            "_workflow" => (24, r.prim_vec_ext(&mut self.workflow)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -159,7 +171,7 @@ impl Object for ExampleScenario {
 /// Actor participating in the resource
 ///
 /// FHIR element `ExampleScenario.actor`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExampleScenarioActor {
     /// `ExampleScenario.actor.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -179,24 +191,36 @@ pub struct ExampleScenarioActor {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExampleScenarioActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExampleScenarioActor {
     const NAME: &'static str = "ExampleScenario.actor";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ExampleScenarioActor {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "actorId" => (3, r.prim(&mut self.actor_id)?),
-            "_actorId" => (3, r.prim_ext(&mut self.actor_id)?),
-            "type" => (4, r.prim(&mut self.type_)?),
-            "_type" => (4, r.prim_ext(&mut self.type_)?),
-            "name" => (5, r.prim(&mut self.name)?),
-            "_name" => (5, r.prim_ext(&mut self.name)?),
-            "description" => (6, r.prim(&mut self.description)?),
-            "_description" => (6, r.prim_ext(&mut self.description)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "actorId" => (3, r.prim(&mut self.actor_id)),
+            "_actorId" => (3, r.prim_ext(&mut self.actor_id)),
+            "type" => (4, r.prim(&mut self.type_)),
+            "_type" => (4, r.prim_ext(&mut self.type_)),
+            "name" => (5, r.prim(&mut self.name)),
+            "_name" => (5, r.prim_ext(&mut self.name)),
+            "description" => (6, r.prim(&mut self.description)),
+            "_description" => (6, r.prim_ext(&mut self.description)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -225,7 +249,7 @@ impl Object for ExampleScenarioActor {
 /// Each resource and each version that is present in the workflow
 ///
 /// FHIR element `ExampleScenario.instance`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExampleScenarioInstance {
     /// `ExampleScenario.instance.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -249,26 +273,38 @@ pub struct ExampleScenarioInstance {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExampleScenarioInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExampleScenarioInstance {
     const NAME: &'static str = "ExampleScenario.instance";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for ExampleScenarioInstance {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "resourceId" => (3, r.prim(&mut self.resource_id)?),
-            "_resourceId" => (3, r.prim_ext(&mut self.resource_id)?),
-            "resourceType" => (4, r.prim(&mut self.resource_type)?),
-            "_resourceType" => (4, r.prim_ext(&mut self.resource_type)?),
-            "name" => (5, r.prim(&mut self.name)?),
-            "_name" => (5, r.prim_ext(&mut self.name)?),
-            "description" => (6, r.prim(&mut self.description)?),
-            "_description" => (6, r.prim_ext(&mut self.description)?),
-            "version" => (7, r.objects(&mut self.version)?),
-            "containedInstance" => (8, r.objects(&mut self.contained_instance)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "resourceId" => (3, r.prim(&mut self.resource_id)),
+            "_resourceId" => (3, r.prim_ext(&mut self.resource_id)),
+            "resourceType" => (4, r.prim(&mut self.resource_type)),
+            "_resourceType" => (4, r.prim_ext(&mut self.resource_type)),
+            "name" => (5, r.prim(&mut self.name)),
+            "_name" => (5, r.prim_ext(&mut self.name)),
+            "description" => (6, r.prim(&mut self.description)),
+            "_description" => (6, r.prim_ext(&mut self.description)),
+            "version" => (7, r.objects(&mut self.version)),
+            "containedInstance" => (8, r.objects(&mut self.contained_instance)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -299,7 +335,7 @@ impl Object for ExampleScenarioInstance {
 /// A specific version of the resource
 ///
 /// FHIR element `ExampleScenario.instance.version`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExampleScenarioInstanceVersion {
     /// `ExampleScenario.instance.version.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -315,20 +351,32 @@ pub struct ExampleScenarioInstanceVersion {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExampleScenarioInstanceVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExampleScenarioInstanceVersion {
     const NAME: &'static str = "ExampleScenario.instance.version";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ExampleScenarioInstanceVersion {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "versionId" => (3, r.prim(&mut self.version_id)?),
-            "_versionId" => (3, r.prim_ext(&mut self.version_id)?),
-            "description" => (4, r.prim(&mut self.description)?),
-            "_description" => (4, r.prim_ext(&mut self.description)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "versionId" => (3, r.prim(&mut self.version_id)),
+            "_versionId" => (3, r.prim_ext(&mut self.version_id)),
+            "description" => (4, r.prim(&mut self.description)),
+            "_description" => (4, r.prim_ext(&mut self.description)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -355,7 +403,7 @@ impl Object for ExampleScenarioInstanceVersion {
 /// Resources contained in the instance
 ///
 /// FHIR element `ExampleScenario.instance.containedInstance`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExampleScenarioInstanceContainedInstance {
     /// `ExampleScenario.instance.containedInstance.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -371,20 +419,32 @@ pub struct ExampleScenarioInstanceContainedInstance {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExampleScenarioInstanceContainedInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExampleScenarioInstanceContainedInstance {
     const NAME: &'static str = "ExampleScenario.instance.containedInstance";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ExampleScenarioInstanceContainedInstance {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "resourceId" => (3, r.prim(&mut self.resource_id)?),
-            "_resourceId" => (3, r.prim_ext(&mut self.resource_id)?),
-            "versionId" => (4, r.prim(&mut self.version_id)?),
-            "_versionId" => (4, r.prim_ext(&mut self.version_id)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "resourceId" => (3, r.prim(&mut self.resource_id)),
+            "_resourceId" => (3, r.prim_ext(&mut self.resource_id)),
+            "versionId" => (4, r.prim(&mut self.version_id)),
+            "_versionId" => (4, r.prim_ext(&mut self.version_id)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -410,7 +470,7 @@ impl Object for ExampleScenarioInstanceContainedInstance {
 /// Each major process - a group of operations
 ///
 /// FHIR element `ExampleScenario.process`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExampleScenarioProcess {
     /// `ExampleScenario.process.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -432,25 +492,37 @@ pub struct ExampleScenarioProcess {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExampleScenarioProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExampleScenarioProcess {
     const NAME: &'static str = "ExampleScenario.process";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for ExampleScenarioProcess {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "title" => (3, r.prim(&mut self.title)?),
-            "_title" => (3, r.prim_ext(&mut self.title)?),
-            "description" => (4, r.prim(&mut self.description)?),
-            "_description" => (4, r.prim_ext(&mut self.description)?),
-            "preConditions" => (5, r.prim(&mut self.pre_conditions)?),
-            "_preConditions" => (5, r.prim_ext(&mut self.pre_conditions)?),
-            "postConditions" => (6, r.prim(&mut self.post_conditions)?),
-            "_postConditions" => (6, r.prim_ext(&mut self.post_conditions)?),
-            "step" => (7, r.objects(&mut self.step)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "title" => (3, r.prim(&mut self.title)),
+            "_title" => (3, r.prim_ext(&mut self.title)),
+            "description" => (4, r.prim(&mut self.description)),
+            "_description" => (4, r.prim_ext(&mut self.description)),
+            "preConditions" => (5, r.prim(&mut self.pre_conditions)),
+            "_preConditions" => (5, r.prim_ext(&mut self.pre_conditions)),
+            "postConditions" => (6, r.prim(&mut self.post_conditions)),
+            "_postConditions" => (6, r.prim_ext(&mut self.post_conditions)),
+            "step" => (7, r.objects(&mut self.step)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -479,7 +551,7 @@ impl Object for ExampleScenarioProcess {
 /// Each step of the process
 ///
 /// FHIR element `ExampleScenario.process.step`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExampleScenarioProcessStep {
     /// `ExampleScenario.process.step.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -499,21 +571,33 @@ pub struct ExampleScenarioProcessStep {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExampleScenarioProcessStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExampleScenarioProcessStep {
     const NAME: &'static str = "ExampleScenario.process.step";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ExampleScenarioProcessStep {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "process" => (3, r.objects(&mut self.process)?),
-            "pause" => (4, r.prim(&mut self.pause)?),
-            "_pause" => (4, r.prim_ext(&mut self.pause)?),
-            "operation" => (5, r.boxed(&mut self.operation)?),
-            "alternative" => (6, r.objects(&mut self.alternative)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "process" => (3, r.objects(&mut self.process)),
+            "pause" => (4, r.prim(&mut self.pause)),
+            "_pause" => (4, r.prim_ext(&mut self.pause)),
+            "operation" => (5, r.boxed(&mut self.operation)),
+            "alternative" => (6, r.objects(&mut self.alternative)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -538,7 +622,7 @@ impl Object for ExampleScenarioProcessStep {
 /// Each interaction or action
 ///
 /// FHIR element `ExampleScenario.process.step.operation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExampleScenarioProcessStepOperation {
     /// `ExampleScenario.process.step.operation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -570,34 +654,46 @@ pub struct ExampleScenarioProcessStepOperation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExampleScenarioProcessStepOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExampleScenarioProcessStepOperation {
     const NAME: &'static str = "ExampleScenario.process.step.operation";
-    const FIELDS: u16 = 13;
+}
+
+impl Members for ExampleScenarioProcessStepOperation {
+    fn field_count(&self) -> u16 {
+        13
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "number" => (3, r.prim(&mut self.number)?),
-            "_number" => (3, r.prim_ext(&mut self.number)?),
-            "type" => (4, r.prim(&mut self.type_)?),
-            "_type" => (4, r.prim_ext(&mut self.type_)?),
-            "name" => (5, r.prim(&mut self.name)?),
-            "_name" => (5, r.prim_ext(&mut self.name)?),
-            "initiator" => (6, r.prim(&mut self.initiator)?),
-            "_initiator" => (6, r.prim_ext(&mut self.initiator)?),
-            "receiver" => (7, r.prim(&mut self.receiver)?),
-            "_receiver" => (7, r.prim_ext(&mut self.receiver)?),
-            "description" => (8, r.prim(&mut self.description)?),
-            "_description" => (8, r.prim_ext(&mut self.description)?),
-            "initiatorActive" => (9, r.prim(&mut self.initiator_active)?),
-            "_initiatorActive" => (9, r.prim_ext(&mut self.initiator_active)?),
-            "receiverActive" => (10, r.prim(&mut self.receiver_active)?),
-            "_receiverActive" => (10, r.prim_ext(&mut self.receiver_active)?),
-            "request" => (11, r.boxed(&mut self.request)?),
-            "response" => (12, r.boxed(&mut self.response)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "number" => (3, r.prim(&mut self.number)),
+            "_number" => (3, r.prim_ext(&mut self.number)),
+            "type" => (4, r.prim(&mut self.type_)),
+            "_type" => (4, r.prim_ext(&mut self.type_)),
+            "name" => (5, r.prim(&mut self.name)),
+            "_name" => (5, r.prim_ext(&mut self.name)),
+            "initiator" => (6, r.prim(&mut self.initiator)),
+            "_initiator" => (6, r.prim_ext(&mut self.initiator)),
+            "receiver" => (7, r.prim(&mut self.receiver)),
+            "_receiver" => (7, r.prim_ext(&mut self.receiver)),
+            "description" => (8, r.prim(&mut self.description)),
+            "_description" => (8, r.prim_ext(&mut self.description)),
+            "initiatorActive" => (9, r.prim(&mut self.initiator_active)),
+            "_initiatorActive" => (9, r.prim_ext(&mut self.initiator_active)),
+            "receiverActive" => (10, r.prim(&mut self.receiver_active)),
+            "_receiverActive" => (10, r.prim_ext(&mut self.receiver_active)),
+            "request" => (11, r.boxed(&mut self.request)),
+            "response" => (12, r.boxed(&mut self.response)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -631,7 +727,7 @@ impl Object for ExampleScenarioProcessStepOperation {
 /// Alternate non-typical step action
 ///
 /// FHIR element `ExampleScenario.process.step.alternative`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExampleScenarioProcessStepAlternative {
     /// `ExampleScenario.process.step.alternative.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -649,21 +745,33 @@ pub struct ExampleScenarioProcessStepAlternative {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExampleScenarioProcessStepAlternative {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExampleScenarioProcessStepAlternative {
     const NAME: &'static str = "ExampleScenario.process.step.alternative";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ExampleScenarioProcessStepAlternative {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "title" => (3, r.prim(&mut self.title)?),
-            "_title" => (3, r.prim_ext(&mut self.title)?),
-            "description" => (4, r.prim(&mut self.description)?),
-            "_description" => (4, r.prim_ext(&mut self.description)?),
-            "step" => (5, r.objects(&mut self.step)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "title" => (3, r.prim(&mut self.title)),
+            "_title" => (3, r.prim_ext(&mut self.title)),
+            "description" => (4, r.prim(&mut self.description)),
+            "_description" => (4, r.prim_ext(&mut self.description)),
+            "step" => (5, r.objects(&mut self.step)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

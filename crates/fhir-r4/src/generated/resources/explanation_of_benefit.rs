@@ -4,7 +4,7 @@
 //! The R4 `ExplanationOfBenefit` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// This resource provides: the claim details; adjudication details from the processing of a Claim; and optionally account balance information, for informing the subscriber of the benefits provided.
 ///
 /// FHIR resource `ExplanationOfBenefit`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefit {
     /// `ExplanationOfBenefit.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -121,74 +121,86 @@ pub struct ExplanationOfBenefit {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExplanationOfBenefit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefit {
     const NAME: &'static str = "ExplanationOfBenefit";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 51;
+}
+
+impl Members for ExplanationOfBenefit {
+    fn field_count(&self) -> u16 {
+        51
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "type" => (10, r.boxed(&mut self.type_)?),
-            "subType" => (11, r.boxed(&mut self.sub_type)?),
-            "use" => (12, r.prim(&mut self.use_)?),
-            "_use" => (12, r.prim_ext(&mut self.use_)?),
-            "patient" => (13, r.boxed(&mut self.patient)?),
-            "billablePeriod" => (14, r.boxed(&mut self.billable_period)?),
-            "created" => (15, r.prim(&mut self.created)?),
-            "_created" => (15, r.prim_ext(&mut self.created)?),
-            "enterer" => (16, r.boxed(&mut self.enterer)?),
-            "insurer" => (17, r.boxed(&mut self.insurer)?),
-            "provider" => (18, r.boxed(&mut self.provider)?),
-            "priority" => (19, r.boxed(&mut self.priority)?),
-            "fundsReserveRequested" => (20, r.boxed(&mut self.funds_reserve_requested)?),
-            "fundsReserve" => (21, r.boxed(&mut self.funds_reserve)?),
-            "related" => (22, r.objects(&mut self.related)?),
-            "prescription" => (23, r.boxed(&mut self.prescription)?),
-            "originalPrescription" => (24, r.boxed(&mut self.original_prescription)?),
-            "payee" => (25, r.boxed(&mut self.payee)?),
-            "referral" => (26, r.boxed(&mut self.referral)?),
-            "facility" => (27, r.boxed(&mut self.facility)?),
-            "claim" => (28, r.boxed(&mut self.claim)?),
-            "claimResponse" => (29, r.boxed(&mut self.claim_response)?),
-            "outcome" => (30, r.prim(&mut self.outcome)?),
-            "_outcome" => (30, r.prim_ext(&mut self.outcome)?),
-            "disposition" => (31, r.prim(&mut self.disposition)?),
-            "_disposition" => (31, r.prim_ext(&mut self.disposition)?),
-            "preAuthRef" => (32, r.prim_vec(&mut self.pre_auth_ref)?),
-            "_preAuthRef" => (32, r.prim_vec_ext(&mut self.pre_auth_ref)?),
-            "preAuthRefPeriod" => (33, r.objects(&mut self.pre_auth_ref_period)?),
-            "careTeam" => (34, r.objects(&mut self.care_team)?),
-            "supportingInfo" => (35, r.objects(&mut self.supporting_info)?),
-            "diagnosis" => (36, r.objects(&mut self.diagnosis)?),
-            "procedure" => (37, r.objects(&mut self.procedure)?),
-            "precedence" => (38, r.prim(&mut self.precedence)?),
-            "_precedence" => (38, r.prim_ext(&mut self.precedence)?),
-            "insurance" => (39, r.objects(&mut self.insurance)?),
-            "accident" => (40, r.boxed(&mut self.accident)?),
-            "item" => (41, r.objects(&mut self.item)?),
-            "addItem" => (42, r.objects(&mut self.add_item)?),
-            "adjudication" => (43, r.objects(&mut self.adjudication)?),
-            "total" => (44, r.objects(&mut self.total)?),
-            "payment" => (45, r.boxed(&mut self.payment)?),
-            "formCode" => (46, r.boxed(&mut self.form_code)?),
-            "form" => (47, r.boxed(&mut self.form)?),
-            "processNote" => (48, r.objects(&mut self.process_note)?),
-            "benefitPeriod" => (49, r.boxed(&mut self.benefit_period)?),
-            "benefitBalance" => (50, r.objects(&mut self.benefit_balance)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "type" => (10, r.boxed(&mut self.type_)),
+            "subType" => (11, r.boxed(&mut self.sub_type)),
+            "use" => (12, r.prim(&mut self.use_)),
+            "_use" => (12, r.prim_ext(&mut self.use_)),
+            "patient" => (13, r.boxed(&mut self.patient)),
+            "billablePeriod" => (14, r.boxed(&mut self.billable_period)),
+            "created" => (15, r.prim(&mut self.created)),
+            "_created" => (15, r.prim_ext(&mut self.created)),
+            "enterer" => (16, r.boxed(&mut self.enterer)),
+            "insurer" => (17, r.boxed(&mut self.insurer)),
+            "provider" => (18, r.boxed(&mut self.provider)),
+            "priority" => (19, r.boxed(&mut self.priority)),
+            "fundsReserveRequested" => (20, r.boxed(&mut self.funds_reserve_requested)),
+            "fundsReserve" => (21, r.boxed(&mut self.funds_reserve)),
+            "related" => (22, r.objects(&mut self.related)),
+            "prescription" => (23, r.boxed(&mut self.prescription)),
+            "originalPrescription" => (24, r.boxed(&mut self.original_prescription)),
+            "payee" => (25, r.boxed(&mut self.payee)),
+            "referral" => (26, r.boxed(&mut self.referral)),
+            "facility" => (27, r.boxed(&mut self.facility)),
+            "claim" => (28, r.boxed(&mut self.claim)),
+            "claimResponse" => (29, r.boxed(&mut self.claim_response)),
+            "outcome" => (30, r.prim(&mut self.outcome)),
+            "_outcome" => (30, r.prim_ext(&mut self.outcome)),
+            "disposition" => (31, r.prim(&mut self.disposition)),
+            "_disposition" => (31, r.prim_ext(&mut self.disposition)),
+            "preAuthRef" => (32, r.prim_vec(&mut self.pre_auth_ref)),
+            "_preAuthRef" => (32, r.prim_vec_ext(&mut self.pre_auth_ref)),
+            "preAuthRefPeriod" => (33, r.objects(&mut self.pre_auth_ref_period)),
+            "careTeam" => (34, r.objects(&mut self.care_team)),
+            "supportingInfo" => (35, r.objects(&mut self.supporting_info)),
+            "diagnosis" => (36, r.objects(&mut self.diagnosis)),
+            "procedure" => (37, r.objects(&mut self.procedure)),
+            "precedence" => (38, r.prim(&mut self.precedence)),
+            "_precedence" => (38, r.prim_ext(&mut self.precedence)),
+            "insurance" => (39, r.objects(&mut self.insurance)),
+            "accident" => (40, r.boxed(&mut self.accident)),
+            "item" => (41, r.objects(&mut self.item)),
+            "addItem" => (42, r.objects(&mut self.add_item)),
+            "adjudication" => (43, r.objects(&mut self.adjudication)),
+            "total" => (44, r.objects(&mut self.total)),
+            "payment" => (45, r.boxed(&mut self.payment)),
+            "formCode" => (46, r.boxed(&mut self.form_code)),
+            "form" => (47, r.boxed(&mut self.form)),
+            "processNote" => (48, r.objects(&mut self.process_note)),
+            "benefitPeriod" => (49, r.boxed(&mut self.benefit_period)),
+            "benefitBalance" => (50, r.objects(&mut self.benefit_balance)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -268,7 +280,7 @@ impl Object for ExplanationOfBenefit {
 /// Prior or corollary claims
 ///
 /// FHIR element `ExplanationOfBenefit.related`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitRelated {
     /// `ExplanationOfBenefit.related.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -286,19 +298,31 @@ pub struct ExplanationOfBenefitRelated {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitRelated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitRelated {
     const NAME: &'static str = "ExplanationOfBenefit.related";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ExplanationOfBenefitRelated {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "claim" => (3, r.boxed(&mut self.claim)?),
-            "relationship" => (4, r.boxed(&mut self.relationship)?),
-            "reference" => (5, r.boxed(&mut self.reference)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "claim" => (3, r.boxed(&mut self.claim)),
+            "relationship" => (4, r.boxed(&mut self.relationship)),
+            "reference" => (5, r.boxed(&mut self.reference)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -322,7 +346,7 @@ impl Object for ExplanationOfBenefitRelated {
 /// Recipient of benefits payable
 ///
 /// FHIR element `ExplanationOfBenefit.payee`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitPayee {
     /// `ExplanationOfBenefit.payee.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -338,18 +362,30 @@ pub struct ExplanationOfBenefitPayee {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitPayee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitPayee {
     const NAME: &'static str = "ExplanationOfBenefit.payee";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ExplanationOfBenefitPayee {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "party" => (4, r.boxed(&mut self.party)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "party" => (4, r.boxed(&mut self.party)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -372,7 +408,7 @@ impl Object for ExplanationOfBenefitPayee {
 /// Care Team members
 ///
 /// FHIR element `ExplanationOfBenefit.careTeam`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitCareTeam {
     /// `ExplanationOfBenefit.careTeam.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -394,23 +430,35 @@ pub struct ExplanationOfBenefitCareTeam {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitCareTeam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitCareTeam {
     const NAME: &'static str = "ExplanationOfBenefit.careTeam";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for ExplanationOfBenefitCareTeam {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
-            "provider" => (4, r.boxed(&mut self.provider)?),
-            "responsible" => (5, r.prim(&mut self.responsible)?),
-            "_responsible" => (5, r.prim_ext(&mut self.responsible)?),
-            "role" => (6, r.boxed(&mut self.role)?),
-            "qualification" => (7, r.boxed(&mut self.qualification)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
+            "provider" => (4, r.boxed(&mut self.provider)),
+            "responsible" => (5, r.prim(&mut self.responsible)),
+            "_responsible" => (5, r.prim_ext(&mut self.responsible)),
+            "role" => (6, r.boxed(&mut self.role)),
+            "qualification" => (7, r.boxed(&mut self.qualification)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -440,7 +488,7 @@ impl Object for ExplanationOfBenefitCareTeam {
 /// Supporting information
 ///
 /// FHIR element `ExplanationOfBenefit.supportingInfo`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitSupportingInfo {
     /// `ExplanationOfBenefit.supportingInfo.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -509,18 +557,29 @@ impl ExplanationOfBenefitSupportingInfoValue {
     }
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitSupportingInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitSupportingInfo {
     const NAME: &'static str = "ExplanationOfBenefit.supportingInfo";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for ExplanationOfBenefitSupportingInfo {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
-            "category" => (4, r.boxed(&mut self.category)?),
-            "code" => (5, r.boxed(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
+            "category" => (4, r.boxed(&mut self.category)),
+            "code" => (5, r.boxed(&mut self.code)),
             "timingDate" => (
                 6,
                 r.choice_prim(
@@ -530,7 +589,7 @@ impl Object for ExplanationOfBenefitSupportingInfo {
                         ExplanationOfBenefitSupportingInfoTiming::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_timingDate" => (
                 6,
@@ -541,11 +600,11 @@ impl Object for ExplanationOfBenefitSupportingInfo {
                         ExplanationOfBenefitSupportingInfoTiming::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "timingPeriod" => (
                 6,
-                r.choice_object(&mut self.timing, ExplanationOfBenefitSupportingInfoTiming::Period)?,
+                r.choice_object(&mut self.timing, ExplanationOfBenefitSupportingInfoTiming::Period),
             ),
             "valueBoolean" => (
                 7,
@@ -556,7 +615,7 @@ impl Object for ExplanationOfBenefitSupportingInfo {
                         ExplanationOfBenefitSupportingInfoValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueBoolean" => (
                 7,
@@ -567,7 +626,7 @@ impl Object for ExplanationOfBenefitSupportingInfo {
                         ExplanationOfBenefitSupportingInfoValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueString" => (
                 7,
@@ -578,7 +637,7 @@ impl Object for ExplanationOfBenefitSupportingInfo {
                         ExplanationOfBenefitSupportingInfoValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueString" => (
                 7,
@@ -589,29 +648,30 @@ impl Object for ExplanationOfBenefitSupportingInfo {
                         ExplanationOfBenefitSupportingInfoValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueQuantity" => (
                 7,
-                r.choice_object(&mut self.value, ExplanationOfBenefitSupportingInfoValue::Quantity)?,
+                r.choice_object(&mut self.value, ExplanationOfBenefitSupportingInfoValue::Quantity),
             ),
             "valueAttachment" => (
                 7,
                 r.choice_object(
                     &mut self.value,
                     ExplanationOfBenefitSupportingInfoValue::Attachment,
-                )?,
+                ),
             ),
             "valueReference" => (
                 7,
                 r.choice_object(
                     &mut self.value,
                     ExplanationOfBenefitSupportingInfoValue::Reference,
-                )?,
+                ),
             ),
-            "reason" => (8, r.boxed(&mut self.reason)?),
+            "reason" => (8, r.boxed(&mut self.reason)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -650,7 +710,7 @@ impl Object for ExplanationOfBenefitSupportingInfo {
 /// Pertinent diagnosis information
 ///
 /// FHIR element `ExplanationOfBenefit.diagnosis`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitDiagnosis {
     /// `ExplanationOfBenefit.diagnosis.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -690,35 +750,47 @@ impl ExplanationOfBenefitDiagnosisDiagnosis {
     }
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitDiagnosis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitDiagnosis {
     const NAME: &'static str = "ExplanationOfBenefit.diagnosis";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for ExplanationOfBenefitDiagnosis {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
             "diagnosisCodeableConcept" => (
                 4,
                 r.choice_object(
                     &mut self.diagnosis,
                     ExplanationOfBenefitDiagnosisDiagnosis::CodeableConcept,
-                )?,
+                ),
             ),
             "diagnosisReference" => (
                 4,
                 r.choice_object(
                     &mut self.diagnosis,
                     ExplanationOfBenefitDiagnosisDiagnosis::Reference,
-                )?,
+                ),
             ),
-            "type" => (5, r.objects(&mut self.type_)?),
-            "onAdmission" => (6, r.boxed(&mut self.on_admission)?),
-            "packageCode" => (7, r.boxed(&mut self.package_code)?),
+            "type" => (5, r.objects(&mut self.type_)),
+            "onAdmission" => (6, r.boxed(&mut self.on_admission)),
+            "packageCode" => (7, r.boxed(&mut self.package_code)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -752,7 +824,7 @@ impl Object for ExplanationOfBenefitDiagnosis {
 /// Clinical procedures performed
 ///
 /// FHIR element `ExplanationOfBenefit.procedure`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitProcedure {
     /// `ExplanationOfBenefit.procedure.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -792,36 +864,48 @@ impl ExplanationOfBenefitProcedureProcedure {
     }
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitProcedure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitProcedure {
     const NAME: &'static str = "ExplanationOfBenefit.procedure";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for ExplanationOfBenefitProcedure {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
-            "type" => (4, r.objects(&mut self.type_)?),
-            "date" => (5, r.prim(&mut self.date)?),
-            "_date" => (5, r.prim_ext(&mut self.date)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
+            "type" => (4, r.objects(&mut self.type_)),
+            "date" => (5, r.prim(&mut self.date)),
+            "_date" => (5, r.prim_ext(&mut self.date)),
             "procedureCodeableConcept" => (
                 6,
                 r.choice_object(
                     &mut self.procedure,
                     ExplanationOfBenefitProcedureProcedure::CodeableConcept,
-                )?,
+                ),
             ),
             "procedureReference" => (
                 6,
                 r.choice_object(
                     &mut self.procedure,
                     ExplanationOfBenefitProcedureProcedure::Reference,
-                )?,
+                ),
             ),
-            "udi" => (7, r.objects(&mut self.udi)?),
+            "udi" => (7, r.objects(&mut self.udi)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -855,7 +939,7 @@ impl Object for ExplanationOfBenefitProcedure {
 /// Patient insurance information
 ///
 /// FHIR element `ExplanationOfBenefit.insurance`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitInsurance {
     /// `ExplanationOfBenefit.insurance.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -873,21 +957,33 @@ pub struct ExplanationOfBenefitInsurance {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitInsurance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitInsurance {
     const NAME: &'static str = "ExplanationOfBenefit.insurance";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ExplanationOfBenefitInsurance {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "focal" => (3, r.prim(&mut self.focal)?),
-            "_focal" => (3, r.prim_ext(&mut self.focal)?),
-            "coverage" => (4, r.boxed(&mut self.coverage)?),
-            "preAuthRef" => (5, r.prim_vec(&mut self.pre_auth_ref)?),
-            "_preAuthRef" => (5, r.prim_vec_ext(&mut self.pre_auth_ref)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "focal" => (3, r.prim(&mut self.focal)),
+            "_focal" => (3, r.prim_ext(&mut self.focal)),
+            "coverage" => (4, r.boxed(&mut self.coverage)),
+            "preAuthRef" => (5, r.prim_vec(&mut self.pre_auth_ref)),
+            "_preAuthRef" => (5, r.prim_vec_ext(&mut self.pre_auth_ref)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -915,7 +1011,7 @@ impl Object for ExplanationOfBenefitInsurance {
 /// Details of the event
 ///
 /// FHIR element `ExplanationOfBenefit.accident`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitAccident {
     /// `ExplanationOfBenefit.accident.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -951,30 +1047,42 @@ impl ExplanationOfBenefitAccidentLocation {
     }
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitAccident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitAccident {
     const NAME: &'static str = "ExplanationOfBenefit.accident";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ExplanationOfBenefitAccident {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "date" => (3, r.prim(&mut self.date)?),
-            "_date" => (3, r.prim_ext(&mut self.date)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "date" => (3, r.prim(&mut self.date)),
+            "_date" => (3, r.prim_ext(&mut self.date)),
+            "type" => (4, r.boxed(&mut self.type_)),
             "locationAddress" => (
                 5,
-                r.choice_object(&mut self.location, ExplanationOfBenefitAccidentLocation::Address)?,
+                r.choice_object(&mut self.location, ExplanationOfBenefitAccidentLocation::Address),
             ),
             "locationReference" => (
                 5,
                 r.choice_object(
                     &mut self.location,
                     ExplanationOfBenefitAccidentLocation::Reference,
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1002,7 +1110,7 @@ impl Object for ExplanationOfBenefitAccident {
 /// Product or service provided
 ///
 /// FHIR element `ExplanationOfBenefit.item`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitItem {
     /// `ExplanationOfBenefit.item.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1099,29 +1207,40 @@ impl ExplanationOfBenefitItemLocation {
     }
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitItem {
     const NAME: &'static str = "ExplanationOfBenefit.item";
-    const FIELDS: u16 = 26;
+}
+
+impl Members for ExplanationOfBenefitItem {
+    fn field_count(&self) -> u16 {
+        26
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
-            "careTeamSequence" => (4, r.prim_vec(&mut self.care_team_sequence)?),
-            "_careTeamSequence" => (4, r.prim_vec_ext(&mut self.care_team_sequence)?),
-            "diagnosisSequence" => (5, r.prim_vec(&mut self.diagnosis_sequence)?),
-            "_diagnosisSequence" => (5, r.prim_vec_ext(&mut self.diagnosis_sequence)?),
-            "procedureSequence" => (6, r.prim_vec(&mut self.procedure_sequence)?),
-            "_procedureSequence" => (6, r.prim_vec_ext(&mut self.procedure_sequence)?),
-            "informationSequence" => (7, r.prim_vec(&mut self.information_sequence)?),
-            "_informationSequence" => (7, r.prim_vec_ext(&mut self.information_sequence)?),
-            "revenue" => (8, r.boxed(&mut self.revenue)?),
-            "category" => (9, r.boxed(&mut self.category)?),
-            "productOrService" => (10, r.boxed(&mut self.product_or_service)?),
-            "modifier" => (11, r.objects(&mut self.modifier)?),
-            "programCode" => (12, r.objects(&mut self.program_code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
+            "careTeamSequence" => (4, r.prim_vec(&mut self.care_team_sequence)),
+            "_careTeamSequence" => (4, r.prim_vec_ext(&mut self.care_team_sequence)),
+            "diagnosisSequence" => (5, r.prim_vec(&mut self.diagnosis_sequence)),
+            "_diagnosisSequence" => (5, r.prim_vec_ext(&mut self.diagnosis_sequence)),
+            "procedureSequence" => (6, r.prim_vec(&mut self.procedure_sequence)),
+            "_procedureSequence" => (6, r.prim_vec_ext(&mut self.procedure_sequence)),
+            "informationSequence" => (7, r.prim_vec(&mut self.information_sequence)),
+            "_informationSequence" => (7, r.prim_vec_ext(&mut self.information_sequence)),
+            "revenue" => (8, r.boxed(&mut self.revenue)),
+            "category" => (9, r.boxed(&mut self.category)),
+            "productOrService" => (10, r.boxed(&mut self.product_or_service)),
+            "modifier" => (11, r.objects(&mut self.modifier)),
+            "programCode" => (12, r.objects(&mut self.program_code)),
             "servicedDate" => (
                 13,
                 r.choice_prim(
@@ -1131,7 +1250,7 @@ impl Object for ExplanationOfBenefitItem {
                         ExplanationOfBenefitItemServiced::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_servicedDate" => (
                 13,
@@ -1142,42 +1261,43 @@ impl Object for ExplanationOfBenefitItem {
                         ExplanationOfBenefitItemServiced::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "servicedPeriod" => (
                 13,
-                r.choice_object(&mut self.serviced, ExplanationOfBenefitItemServiced::Period)?,
+                r.choice_object(&mut self.serviced, ExplanationOfBenefitItemServiced::Period),
             ),
             "locationCodeableConcept" => (
                 14,
                 r.choice_object(
                     &mut self.location,
                     ExplanationOfBenefitItemLocation::CodeableConcept,
-                )?,
+                ),
             ),
             "locationAddress" => (
                 14,
-                r.choice_object(&mut self.location, ExplanationOfBenefitItemLocation::Address)?,
+                r.choice_object(&mut self.location, ExplanationOfBenefitItemLocation::Address),
             ),
             "locationReference" => (
                 14,
-                r.choice_object(&mut self.location, ExplanationOfBenefitItemLocation::Reference)?,
+                r.choice_object(&mut self.location, ExplanationOfBenefitItemLocation::Reference),
             ),
-            "quantity" => (15, r.boxed(&mut self.quantity)?),
-            "unitPrice" => (16, r.boxed(&mut self.unit_price)?),
-            "factor" => (17, r.prim(&mut self.factor)?),
-            "_factor" => (17, r.prim_ext(&mut self.factor)?),
-            "net" => (18, r.boxed(&mut self.net)?),
-            "udi" => (19, r.objects(&mut self.udi)?),
-            "bodySite" => (20, r.boxed(&mut self.body_site)?),
-            "subSite" => (21, r.objects(&mut self.sub_site)?),
-            "encounter" => (22, r.objects(&mut self.encounter)?),
-            "noteNumber" => (23, r.prim_vec(&mut self.note_number)?),
-            "_noteNumber" => (23, r.prim_vec_ext(&mut self.note_number)?),
-            "adjudication" => (24, r.objects(&mut self.adjudication)?),
-            "detail" => (25, r.objects(&mut self.detail)?),
+            "quantity" => (15, r.boxed(&mut self.quantity)),
+            "unitPrice" => (16, r.boxed(&mut self.unit_price)),
+            "factor" => (17, r.prim(&mut self.factor)),
+            "_factor" => (17, r.prim_ext(&mut self.factor)),
+            "net" => (18, r.boxed(&mut self.net)),
+            "udi" => (19, r.objects(&mut self.udi)),
+            "bodySite" => (20, r.boxed(&mut self.body_site)),
+            "subSite" => (21, r.objects(&mut self.sub_site)),
+            "encounter" => (22, r.objects(&mut self.encounter)),
+            "noteNumber" => (23, r.prim_vec(&mut self.note_number)),
+            "_noteNumber" => (23, r.prim_vec_ext(&mut self.note_number)),
+            "adjudication" => (24, r.objects(&mut self.adjudication)),
+            "detail" => (25, r.objects(&mut self.detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1233,7 +1353,7 @@ impl Object for ExplanationOfBenefitItem {
 /// Adjudication details
 ///
 /// FHIR element `ExplanationOfBenefit.item.adjudication`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitItemAdjudication {
     /// `ExplanationOfBenefit.item.adjudication.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1253,21 +1373,33 @@ pub struct ExplanationOfBenefitItemAdjudication {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitItemAdjudication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitItemAdjudication {
     const NAME: &'static str = "ExplanationOfBenefit.item.adjudication";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ExplanationOfBenefitItemAdjudication {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "category" => (3, r.boxed(&mut self.category)?),
-            "reason" => (4, r.boxed(&mut self.reason)?),
-            "amount" => (5, r.boxed(&mut self.amount)?),
-            "value" => (6, r.prim(&mut self.value)?),
-            "_value" => (6, r.prim_ext(&mut self.value)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "category" => (3, r.boxed(&mut self.category)),
+            "reason" => (4, r.boxed(&mut self.reason)),
+            "amount" => (5, r.boxed(&mut self.amount)),
+            "value" => (6, r.prim(&mut self.value)),
+            "_value" => (6, r.prim_ext(&mut self.value)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1295,7 +1427,7 @@ impl Object for ExplanationOfBenefitItemAdjudication {
 /// Additional items
 ///
 /// FHIR element `ExplanationOfBenefit.item.detail`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitItemDetail {
     /// `ExplanationOfBenefit.item.detail.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1335,33 +1467,45 @@ pub struct ExplanationOfBenefitItemDetail {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitItemDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitItemDetail {
     const NAME: &'static str = "ExplanationOfBenefit.item.detail";
-    const FIELDS: u16 = 17;
+}
+
+impl Members for ExplanationOfBenefitItemDetail {
+    fn field_count(&self) -> u16 {
+        17
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
-            "revenue" => (4, r.boxed(&mut self.revenue)?),
-            "category" => (5, r.boxed(&mut self.category)?),
-            "productOrService" => (6, r.boxed(&mut self.product_or_service)?),
-            "modifier" => (7, r.objects(&mut self.modifier)?),
-            "programCode" => (8, r.objects(&mut self.program_code)?),
-            "quantity" => (9, r.boxed(&mut self.quantity)?),
-            "unitPrice" => (10, r.boxed(&mut self.unit_price)?),
-            "factor" => (11, r.prim(&mut self.factor)?),
-            "_factor" => (11, r.prim_ext(&mut self.factor)?),
-            "net" => (12, r.boxed(&mut self.net)?),
-            "udi" => (13, r.objects(&mut self.udi)?),
-            "noteNumber" => (14, r.prim_vec(&mut self.note_number)?),
-            "_noteNumber" => (14, r.prim_vec_ext(&mut self.note_number)?),
-            "adjudication" => (15, r.objects(&mut self.adjudication)?),
-            "subDetail" => (16, r.objects(&mut self.sub_detail)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
+            "revenue" => (4, r.boxed(&mut self.revenue)),
+            "category" => (5, r.boxed(&mut self.category)),
+            "productOrService" => (6, r.boxed(&mut self.product_or_service)),
+            "modifier" => (7, r.objects(&mut self.modifier)),
+            "programCode" => (8, r.objects(&mut self.program_code)),
+            "quantity" => (9, r.boxed(&mut self.quantity)),
+            "unitPrice" => (10, r.boxed(&mut self.unit_price)),
+            "factor" => (11, r.prim(&mut self.factor)),
+            "_factor" => (11, r.prim_ext(&mut self.factor)),
+            "net" => (12, r.boxed(&mut self.net)),
+            "udi" => (13, r.objects(&mut self.udi)),
+            "noteNumber" => (14, r.prim_vec(&mut self.note_number)),
+            "_noteNumber" => (14, r.prim_vec_ext(&mut self.note_number)),
+            "adjudication" => (15, r.objects(&mut self.adjudication)),
+            "subDetail" => (16, r.objects(&mut self.sub_detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1400,7 +1544,7 @@ impl Object for ExplanationOfBenefitItemDetail {
 /// Additional items
 ///
 /// FHIR element `ExplanationOfBenefit.item.detail.subDetail`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitItemDetailSubDetail {
     /// `ExplanationOfBenefit.item.detail.subDetail.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1438,32 +1582,44 @@ pub struct ExplanationOfBenefitItemDetailSubDetail {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitItemDetailSubDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitItemDetailSubDetail {
     const NAME: &'static str = "ExplanationOfBenefit.item.detail.subDetail";
-    const FIELDS: u16 = 16;
+}
+
+impl Members for ExplanationOfBenefitItemDetailSubDetail {
+    fn field_count(&self) -> u16 {
+        16
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
-            "revenue" => (4, r.boxed(&mut self.revenue)?),
-            "category" => (5, r.boxed(&mut self.category)?),
-            "productOrService" => (6, r.boxed(&mut self.product_or_service)?),
-            "modifier" => (7, r.objects(&mut self.modifier)?),
-            "programCode" => (8, r.objects(&mut self.program_code)?),
-            "quantity" => (9, r.boxed(&mut self.quantity)?),
-            "unitPrice" => (10, r.boxed(&mut self.unit_price)?),
-            "factor" => (11, r.prim(&mut self.factor)?),
-            "_factor" => (11, r.prim_ext(&mut self.factor)?),
-            "net" => (12, r.boxed(&mut self.net)?),
-            "udi" => (13, r.objects(&mut self.udi)?),
-            "noteNumber" => (14, r.prim_vec(&mut self.note_number)?),
-            "_noteNumber" => (14, r.prim_vec_ext(&mut self.note_number)?),
-            "adjudication" => (15, r.objects(&mut self.adjudication)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
+            "revenue" => (4, r.boxed(&mut self.revenue)),
+            "category" => (5, r.boxed(&mut self.category)),
+            "productOrService" => (6, r.boxed(&mut self.product_or_service)),
+            "modifier" => (7, r.objects(&mut self.modifier)),
+            "programCode" => (8, r.objects(&mut self.program_code)),
+            "quantity" => (9, r.boxed(&mut self.quantity)),
+            "unitPrice" => (10, r.boxed(&mut self.unit_price)),
+            "factor" => (11, r.prim(&mut self.factor)),
+            "_factor" => (11, r.prim_ext(&mut self.factor)),
+            "net" => (12, r.boxed(&mut self.net)),
+            "udi" => (13, r.objects(&mut self.udi)),
+            "noteNumber" => (14, r.prim_vec(&mut self.note_number)),
+            "_noteNumber" => (14, r.prim_vec_ext(&mut self.note_number)),
+            "adjudication" => (15, r.objects(&mut self.adjudication)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1501,7 +1657,7 @@ impl Object for ExplanationOfBenefitItemDetailSubDetail {
 /// Insurer added line items
 ///
 /// FHIR element `ExplanationOfBenefit.addItem`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitAddItem {
     /// `ExplanationOfBenefit.addItem.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1588,24 +1744,35 @@ impl ExplanationOfBenefitAddItemLocation {
     }
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitAddItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitAddItem {
     const NAME: &'static str = "ExplanationOfBenefit.addItem";
-    const FIELDS: u16 = 21;
+}
+
+impl Members for ExplanationOfBenefitAddItem {
+    fn field_count(&self) -> u16 {
+        21
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "itemSequence" => (3, r.prim_vec(&mut self.item_sequence)?),
-            "_itemSequence" => (3, r.prim_vec_ext(&mut self.item_sequence)?),
-            "detailSequence" => (4, r.prim_vec(&mut self.detail_sequence)?),
-            "_detailSequence" => (4, r.prim_vec_ext(&mut self.detail_sequence)?),
-            "subDetailSequence" => (5, r.prim_vec(&mut self.sub_detail_sequence)?),
-            "_subDetailSequence" => (5, r.prim_vec_ext(&mut self.sub_detail_sequence)?),
-            "provider" => (6, r.objects(&mut self.provider)?),
-            "productOrService" => (7, r.boxed(&mut self.product_or_service)?),
-            "modifier" => (8, r.objects(&mut self.modifier)?),
-            "programCode" => (9, r.objects(&mut self.program_code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "itemSequence" => (3, r.prim_vec(&mut self.item_sequence)),
+            "_itemSequence" => (3, r.prim_vec_ext(&mut self.item_sequence)),
+            "detailSequence" => (4, r.prim_vec(&mut self.detail_sequence)),
+            "_detailSequence" => (4, r.prim_vec_ext(&mut self.detail_sequence)),
+            "subDetailSequence" => (5, r.prim_vec(&mut self.sub_detail_sequence)),
+            "_subDetailSequence" => (5, r.prim_vec_ext(&mut self.sub_detail_sequence)),
+            "provider" => (6, r.objects(&mut self.provider)),
+            "productOrService" => (7, r.boxed(&mut self.product_or_service)),
+            "modifier" => (8, r.objects(&mut self.modifier)),
+            "programCode" => (9, r.objects(&mut self.program_code)),
             "servicedDate" => (
                 10,
                 r.choice_prim(
@@ -1615,7 +1782,7 @@ impl Object for ExplanationOfBenefitAddItem {
                         ExplanationOfBenefitAddItemServiced::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_servicedDate" => (
                 10,
@@ -1626,40 +1793,41 @@ impl Object for ExplanationOfBenefitAddItem {
                         ExplanationOfBenefitAddItemServiced::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "servicedPeriod" => (
                 10,
-                r.choice_object(&mut self.serviced, ExplanationOfBenefitAddItemServiced::Period)?,
+                r.choice_object(&mut self.serviced, ExplanationOfBenefitAddItemServiced::Period),
             ),
             "locationCodeableConcept" => (
                 11,
                 r.choice_object(
                     &mut self.location,
                     ExplanationOfBenefitAddItemLocation::CodeableConcept,
-                )?,
+                ),
             ),
             "locationAddress" => (
                 11,
-                r.choice_object(&mut self.location, ExplanationOfBenefitAddItemLocation::Address)?,
+                r.choice_object(&mut self.location, ExplanationOfBenefitAddItemLocation::Address),
             ),
             "locationReference" => (
                 11,
-                r.choice_object(&mut self.location, ExplanationOfBenefitAddItemLocation::Reference)?,
+                r.choice_object(&mut self.location, ExplanationOfBenefitAddItemLocation::Reference),
             ),
-            "quantity" => (12, r.boxed(&mut self.quantity)?),
-            "unitPrice" => (13, r.boxed(&mut self.unit_price)?),
-            "factor" => (14, r.prim(&mut self.factor)?),
-            "_factor" => (14, r.prim_ext(&mut self.factor)?),
-            "net" => (15, r.boxed(&mut self.net)?),
-            "bodySite" => (16, r.boxed(&mut self.body_site)?),
-            "subSite" => (17, r.objects(&mut self.sub_site)?),
-            "noteNumber" => (18, r.prim_vec(&mut self.note_number)?),
-            "_noteNumber" => (18, r.prim_vec_ext(&mut self.note_number)?),
-            "adjudication" => (19, r.objects(&mut self.adjudication)?),
-            "detail" => (20, r.objects(&mut self.detail)?),
+            "quantity" => (12, r.boxed(&mut self.quantity)),
+            "unitPrice" => (13, r.boxed(&mut self.unit_price)),
+            "factor" => (14, r.prim(&mut self.factor)),
+            "_factor" => (14, r.prim_ext(&mut self.factor)),
+            "net" => (15, r.boxed(&mut self.net)),
+            "bodySite" => (16, r.boxed(&mut self.body_site)),
+            "subSite" => (17, r.objects(&mut self.sub_site)),
+            "noteNumber" => (18, r.prim_vec(&mut self.note_number)),
+            "_noteNumber" => (18, r.prim_vec_ext(&mut self.note_number)),
+            "adjudication" => (19, r.objects(&mut self.adjudication)),
+            "detail" => (20, r.objects(&mut self.detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1709,7 +1877,7 @@ impl Object for ExplanationOfBenefitAddItem {
 /// Insurer added line items
 ///
 /// FHIR element `ExplanationOfBenefit.addItem.detail`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitAddItemDetail {
     /// `ExplanationOfBenefit.addItem.detail.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1739,27 +1907,39 @@ pub struct ExplanationOfBenefitAddItemDetail {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitAddItemDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitAddItemDetail {
     const NAME: &'static str = "ExplanationOfBenefit.addItem.detail";
-    const FIELDS: u16 = 12;
+}
+
+impl Members for ExplanationOfBenefitAddItemDetail {
+    fn field_count(&self) -> u16 {
+        12
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "productOrService" => (3, r.boxed(&mut self.product_or_service)?),
-            "modifier" => (4, r.objects(&mut self.modifier)?),
-            "quantity" => (5, r.boxed(&mut self.quantity)?),
-            "unitPrice" => (6, r.boxed(&mut self.unit_price)?),
-            "factor" => (7, r.prim(&mut self.factor)?),
-            "_factor" => (7, r.prim_ext(&mut self.factor)?),
-            "net" => (8, r.boxed(&mut self.net)?),
-            "noteNumber" => (9, r.prim_vec(&mut self.note_number)?),
-            "_noteNumber" => (9, r.prim_vec_ext(&mut self.note_number)?),
-            "adjudication" => (10, r.objects(&mut self.adjudication)?),
-            "subDetail" => (11, r.objects(&mut self.sub_detail)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "productOrService" => (3, r.boxed(&mut self.product_or_service)),
+            "modifier" => (4, r.objects(&mut self.modifier)),
+            "quantity" => (5, r.boxed(&mut self.quantity)),
+            "unitPrice" => (6, r.boxed(&mut self.unit_price)),
+            "factor" => (7, r.prim(&mut self.factor)),
+            "_factor" => (7, r.prim_ext(&mut self.factor)),
+            "net" => (8, r.boxed(&mut self.net)),
+            "noteNumber" => (9, r.prim_vec(&mut self.note_number)),
+            "_noteNumber" => (9, r.prim_vec_ext(&mut self.note_number)),
+            "adjudication" => (10, r.objects(&mut self.adjudication)),
+            "subDetail" => (11, r.objects(&mut self.sub_detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1792,7 +1972,7 @@ impl Object for ExplanationOfBenefitAddItemDetail {
 /// Insurer added line items
 ///
 /// FHIR element `ExplanationOfBenefit.addItem.detail.subDetail`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitAddItemDetailSubDetail {
     /// `ExplanationOfBenefit.addItem.detail.subDetail.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1820,26 +2000,38 @@ pub struct ExplanationOfBenefitAddItemDetailSubDetail {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitAddItemDetailSubDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitAddItemDetailSubDetail {
     const NAME: &'static str = "ExplanationOfBenefit.addItem.detail.subDetail";
-    const FIELDS: u16 = 11;
+}
+
+impl Members for ExplanationOfBenefitAddItemDetailSubDetail {
+    fn field_count(&self) -> u16 {
+        11
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "productOrService" => (3, r.boxed(&mut self.product_or_service)?),
-            "modifier" => (4, r.objects(&mut self.modifier)?),
-            "quantity" => (5, r.boxed(&mut self.quantity)?),
-            "unitPrice" => (6, r.boxed(&mut self.unit_price)?),
-            "factor" => (7, r.prim(&mut self.factor)?),
-            "_factor" => (7, r.prim_ext(&mut self.factor)?),
-            "net" => (8, r.boxed(&mut self.net)?),
-            "noteNumber" => (9, r.prim_vec(&mut self.note_number)?),
-            "_noteNumber" => (9, r.prim_vec_ext(&mut self.note_number)?),
-            "adjudication" => (10, r.objects(&mut self.adjudication)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "productOrService" => (3, r.boxed(&mut self.product_or_service)),
+            "modifier" => (4, r.objects(&mut self.modifier)),
+            "quantity" => (5, r.boxed(&mut self.quantity)),
+            "unitPrice" => (6, r.boxed(&mut self.unit_price)),
+            "factor" => (7, r.prim(&mut self.factor)),
+            "_factor" => (7, r.prim_ext(&mut self.factor)),
+            "net" => (8, r.boxed(&mut self.net)),
+            "noteNumber" => (9, r.prim_vec(&mut self.note_number)),
+            "_noteNumber" => (9, r.prim_vec_ext(&mut self.note_number)),
+            "adjudication" => (10, r.objects(&mut self.adjudication)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1871,7 +2063,7 @@ impl Object for ExplanationOfBenefitAddItemDetailSubDetail {
 /// Adjudication totals
 ///
 /// FHIR element `ExplanationOfBenefit.total`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitTotal {
     /// `ExplanationOfBenefit.total.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1887,18 +2079,30 @@ pub struct ExplanationOfBenefitTotal {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitTotal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitTotal {
     const NAME: &'static str = "ExplanationOfBenefit.total";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ExplanationOfBenefitTotal {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "category" => (3, r.boxed(&mut self.category)?),
-            "amount" => (4, r.boxed(&mut self.amount)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "category" => (3, r.boxed(&mut self.category)),
+            "amount" => (4, r.boxed(&mut self.amount)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1925,7 +2129,7 @@ impl Object for ExplanationOfBenefitTotal {
 /// Payment Details
 ///
 /// FHIR element `ExplanationOfBenefit.payment`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitPayment {
     /// `ExplanationOfBenefit.payment.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1949,23 +2153,35 @@ pub struct ExplanationOfBenefitPayment {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitPayment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitPayment {
     const NAME: &'static str = "ExplanationOfBenefit.payment";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for ExplanationOfBenefitPayment {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "adjustment" => (4, r.boxed(&mut self.adjustment)?),
-            "adjustmentReason" => (5, r.boxed(&mut self.adjustment_reason)?),
-            "date" => (6, r.prim(&mut self.date)?),
-            "_date" => (6, r.prim_ext(&mut self.date)?),
-            "amount" => (7, r.boxed(&mut self.amount)?),
-            "identifier" => (8, r.boxed(&mut self.identifier)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "adjustment" => (4, r.boxed(&mut self.adjustment)),
+            "adjustmentReason" => (5, r.boxed(&mut self.adjustment_reason)),
+            "date" => (6, r.prim(&mut self.date)),
+            "_date" => (6, r.prim_ext(&mut self.date)),
+            "amount" => (7, r.boxed(&mut self.amount)),
+            "identifier" => (8, r.boxed(&mut self.identifier)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1992,7 +2208,7 @@ impl Object for ExplanationOfBenefitPayment {
 /// Note concerning adjudication
 ///
 /// FHIR element `ExplanationOfBenefit.processNote`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitProcessNote {
     /// `ExplanationOfBenefit.processNote.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -2012,23 +2228,35 @@ pub struct ExplanationOfBenefitProcessNote {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitProcessNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitProcessNote {
     const NAME: &'static str = "ExplanationOfBenefit.processNote";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ExplanationOfBenefitProcessNote {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "number" => (3, r.prim(&mut self.number)?),
-            "_number" => (3, r.prim_ext(&mut self.number)?),
-            "type" => (4, r.prim(&mut self.type_)?),
-            "_type" => (4, r.prim_ext(&mut self.type_)?),
-            "text" => (5, r.prim(&mut self.text)?),
-            "_text" => (5, r.prim_ext(&mut self.text)?),
-            "language" => (6, r.boxed(&mut self.language)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "number" => (3, r.prim(&mut self.number)),
+            "_number" => (3, r.prim_ext(&mut self.number)),
+            "type" => (4, r.prim(&mut self.type_)),
+            "_type" => (4, r.prim_ext(&mut self.type_)),
+            "text" => (5, r.prim(&mut self.text)),
+            "_text" => (5, r.prim_ext(&mut self.text)),
+            "language" => (6, r.boxed(&mut self.language)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -2053,7 +2281,7 @@ impl Object for ExplanationOfBenefitProcessNote {
 /// Balance by Benefit Category
 ///
 /// FHIR element `ExplanationOfBenefit.benefitBalance`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitBenefitBalance {
     /// `ExplanationOfBenefit.benefitBalance.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -2081,27 +2309,39 @@ pub struct ExplanationOfBenefitBenefitBalance {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitBenefitBalance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitBenefitBalance {
     const NAME: &'static str = "ExplanationOfBenefit.benefitBalance";
-    const FIELDS: u16 = 11;
+}
+
+impl Members for ExplanationOfBenefitBenefitBalance {
+    fn field_count(&self) -> u16 {
+        11
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "category" => (3, r.boxed(&mut self.category)?),
-            "excluded" => (4, r.prim(&mut self.excluded)?),
-            "_excluded" => (4, r.prim_ext(&mut self.excluded)?),
-            "name" => (5, r.prim(&mut self.name)?),
-            "_name" => (5, r.prim_ext(&mut self.name)?),
-            "description" => (6, r.prim(&mut self.description)?),
-            "_description" => (6, r.prim_ext(&mut self.description)?),
-            "network" => (7, r.boxed(&mut self.network)?),
-            "unit" => (8, r.boxed(&mut self.unit)?),
-            "term" => (9, r.boxed(&mut self.term)?),
-            "financial" => (10, r.objects(&mut self.financial)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "category" => (3, r.boxed(&mut self.category)),
+            "excluded" => (4, r.prim(&mut self.excluded)),
+            "_excluded" => (4, r.prim_ext(&mut self.excluded)),
+            "name" => (5, r.prim(&mut self.name)),
+            "_name" => (5, r.prim_ext(&mut self.name)),
+            "description" => (6, r.prim(&mut self.description)),
+            "_description" => (6, r.prim_ext(&mut self.description)),
+            "network" => (7, r.boxed(&mut self.network)),
+            "unit" => (8, r.boxed(&mut self.unit)),
+            "term" => (9, r.boxed(&mut self.term)),
+            "financial" => (10, r.objects(&mut self.financial)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -2133,7 +2373,7 @@ impl Object for ExplanationOfBenefitBenefitBalance {
 /// Benefit Summary
 ///
 /// FHIR element `ExplanationOfBenefit.benefitBalance.financial`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ExplanationOfBenefitBenefitBalanceFinancial {
     /// `ExplanationOfBenefit.benefitBalance.financial.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -2190,15 +2430,26 @@ impl ExplanationOfBenefitBenefitBalanceFinancialUsed {
     }
 }
 
+impl std::fmt::Debug for ExplanationOfBenefitBenefitBalanceFinancial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ExplanationOfBenefitBenefitBalanceFinancial {
     const NAME: &'static str = "ExplanationOfBenefit.benefitBalance.financial";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ExplanationOfBenefitBenefitBalanceFinancial {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
             "allowedUnsignedInt" => (
                 4,
                 r.choice_prim(
@@ -2208,7 +2459,7 @@ impl Object for ExplanationOfBenefitBenefitBalanceFinancial {
                         ExplanationOfBenefitBenefitBalanceFinancialAllowed::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_allowedUnsignedInt" => (
                 4,
@@ -2219,7 +2470,7 @@ impl Object for ExplanationOfBenefitBenefitBalanceFinancial {
                         ExplanationOfBenefitBenefitBalanceFinancialAllowed::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "allowedString" => (
                 4,
@@ -2230,7 +2481,7 @@ impl Object for ExplanationOfBenefitBenefitBalanceFinancial {
                         ExplanationOfBenefitBenefitBalanceFinancialAllowed::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_allowedString" => (
                 4,
@@ -2241,14 +2492,14 @@ impl Object for ExplanationOfBenefitBenefitBalanceFinancial {
                         ExplanationOfBenefitBenefitBalanceFinancialAllowed::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "allowedMoney" => (
                 4,
                 r.choice_object(
                     &mut self.allowed,
                     ExplanationOfBenefitBenefitBalanceFinancialAllowed::Money,
-                )?,
+                ),
             ),
             "usedUnsignedInt" => (
                 5,
@@ -2259,7 +2510,7 @@ impl Object for ExplanationOfBenefitBenefitBalanceFinancial {
                         ExplanationOfBenefitBenefitBalanceFinancialUsed::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_usedUnsignedInt" => (
                 5,
@@ -2270,17 +2521,18 @@ impl Object for ExplanationOfBenefitBenefitBalanceFinancial {
                         ExplanationOfBenefitBenefitBalanceFinancialUsed::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "usedMoney" => (
                 5,
                 r.choice_object(
                     &mut self.used,
                     ExplanationOfBenefitBenefitBalanceFinancialUsed::Money,
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `FamilyMemberHistory` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Significant health conditions for a person related to the patient relevant in the context of care for the patient.
 ///
 /// FHIR resource `FamilyMemberHistory`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct FamilyMemberHistory {
     /// `FamilyMemberHistory.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -140,87 +140,98 @@ impl FamilyMemberHistoryDeceased {
     }
 }
 
+impl std::fmt::Debug for FamilyMemberHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for FamilyMemberHistory {
     const NAME: &'static str = "FamilyMemberHistory";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 26;
+}
+
+impl Members for FamilyMemberHistory {
+    fn field_count(&self) -> u16 {
+        26
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "instantiatesCanonical" => (9, r.prim_vec(&mut self.instantiates_canonical)?),
-            "_instantiatesCanonical" => (9, r.prim_vec_ext(&mut self.instantiates_canonical)?),
-            "instantiatesUri" => (10, r.prim_vec(&mut self.instantiates_uri)?),
-            "_instantiatesUri" => (10, r.prim_vec_ext(&mut self.instantiates_uri)?),
-            "status" => (11, r.prim(&mut self.status)?),
-            "_status" => (11, r.prim_ext(&mut self.status)?),
-            "dataAbsentReason" => (12, r.boxed(&mut self.data_absent_reason)?),
-            "patient" => (13, r.boxed(&mut self.patient)?),
-            "date" => (14, r.prim(&mut self.date)?),
-            "_date" => (14, r.prim_ext(&mut self.date)?),
-            "name" => (15, r.prim(&mut self.name)?),
-            "_name" => (15, r.prim_ext(&mut self.name)?),
-            "relationship" => (16, r.boxed(&mut self.relationship)?),
-            "sex" => (17, r.boxed(&mut self.sex)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "instantiatesCanonical" => (9, r.prim_vec(&mut self.instantiates_canonical)),
+            "_instantiatesCanonical" => (9, r.prim_vec_ext(&mut self.instantiates_canonical)),
+            "instantiatesUri" => (10, r.prim_vec(&mut self.instantiates_uri)),
+            "_instantiatesUri" => (10, r.prim_vec_ext(&mut self.instantiates_uri)),
+            "status" => (11, r.prim(&mut self.status)),
+            "_status" => (11, r.prim_ext(&mut self.status)),
+            "dataAbsentReason" => (12, r.boxed(&mut self.data_absent_reason)),
+            "patient" => (13, r.boxed(&mut self.patient)),
+            "date" => (14, r.prim(&mut self.date)),
+            "_date" => (14, r.prim_ext(&mut self.date)),
+            "name" => (15, r.prim(&mut self.name)),
+            "_name" => (15, r.prim_ext(&mut self.name)),
+            "relationship" => (16, r.boxed(&mut self.relationship)),
+            "sex" => (17, r.boxed(&mut self.sex)),
             "bornPeriod" => (
                 18,
-                r.choice_object(&mut self.born, FamilyMemberHistoryBorn::Period)?,
+                r.choice_object(&mut self.born, FamilyMemberHistoryBorn::Period),
             ),
             "bornDate" => (
                 18,
                 r.choice_prim(&mut self.born, FamilyMemberHistoryBorn::Date, |e| match e {
                     FamilyMemberHistoryBorn::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_bornDate" => (
                 18,
                 r.choice_prim_ext(&mut self.born, FamilyMemberHistoryBorn::Date, |e| match e {
                     FamilyMemberHistoryBorn::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "bornString" => (
                 18,
                 r.choice_prim(&mut self.born, FamilyMemberHistoryBorn::String, |e| match e {
                     FamilyMemberHistoryBorn::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_bornString" => (
                 18,
                 r.choice_prim_ext(&mut self.born, FamilyMemberHistoryBorn::String, |e| match e {
                     FamilyMemberHistoryBorn::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "ageAge" => (19, r.choice_object(&mut self.age, FamilyMemberHistoryAge::Age)?),
-            "ageRange" => (19, r.choice_object(&mut self.age, FamilyMemberHistoryAge::Range)?),
+            "ageAge" => (19, r.choice_object(&mut self.age, FamilyMemberHistoryAge::Age)),
+            "ageRange" => (19, r.choice_object(&mut self.age, FamilyMemberHistoryAge::Range)),
             "ageString" => (
                 19,
                 r.choice_prim(&mut self.age, FamilyMemberHistoryAge::String, |e| match e {
                     FamilyMemberHistoryAge::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_ageString" => (
                 19,
                 r.choice_prim_ext(&mut self.age, FamilyMemberHistoryAge::String, |e| match e {
                     FamilyMemberHistoryAge::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "estimatedAge" => (20, r.prim(&mut self.estimated_age)?),
-            "_estimatedAge" => (20, r.prim_ext(&mut self.estimated_age)?),
+            "estimatedAge" => (20, r.prim(&mut self.estimated_age)),
+            "_estimatedAge" => (20, r.prim_ext(&mut self.estimated_age)),
             "deceasedBoolean" => (
                 21,
                 r.choice_prim(
@@ -230,7 +241,7 @@ impl Object for FamilyMemberHistory {
                         FamilyMemberHistoryDeceased::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_deceasedBoolean" => (
                 21,
@@ -241,15 +252,15 @@ impl Object for FamilyMemberHistory {
                         FamilyMemberHistoryDeceased::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "deceasedAge" => (
                 21,
-                r.choice_object(&mut self.deceased, FamilyMemberHistoryDeceased::Age)?,
+                r.choice_object(&mut self.deceased, FamilyMemberHistoryDeceased::Age),
             ),
             "deceasedRange" => (
                 21,
-                r.choice_object(&mut self.deceased, FamilyMemberHistoryDeceased::Range)?,
+                r.choice_object(&mut self.deceased, FamilyMemberHistoryDeceased::Range),
             ),
             "deceasedDate" => (
                 21,
@@ -260,7 +271,7 @@ impl Object for FamilyMemberHistory {
                         FamilyMemberHistoryDeceased::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_deceasedDate" => (
                 21,
@@ -271,7 +282,7 @@ impl Object for FamilyMemberHistory {
                         FamilyMemberHistoryDeceased::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "deceasedString" => (
                 21,
@@ -282,7 +293,7 @@ impl Object for FamilyMemberHistory {
                         FamilyMemberHistoryDeceased::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_deceasedString" => (
                 21,
@@ -293,14 +304,15 @@ impl Object for FamilyMemberHistory {
                         FamilyMemberHistoryDeceased::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
-            "reasonCode" => (22, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (23, r.objects(&mut self.reason_reference)?),
-            "note" => (24, r.objects(&mut self.note)?),
-            "condition" => (25, r.objects(&mut self.condition)?),
+            "reasonCode" => (22, r.objects(&mut self.reason_code)),
+            "reasonReference" => (23, r.objects(&mut self.reason_reference)),
+            "note" => (24, r.objects(&mut self.note)),
+            "condition" => (25, r.objects(&mut self.condition)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -361,7 +373,7 @@ impl Object for FamilyMemberHistory {
 /// Condition that the related person had
 ///
 /// FHIR element `FamilyMemberHistory.condition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct FamilyMemberHistoryCondition {
     /// `FamilyMemberHistory.condition.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -407,29 +419,40 @@ impl FamilyMemberHistoryConditionOnset {
     }
 }
 
+impl std::fmt::Debug for FamilyMemberHistoryCondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for FamilyMemberHistoryCondition {
     const NAME: &'static str = "FamilyMemberHistory.condition";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for FamilyMemberHistoryCondition {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "outcome" => (4, r.boxed(&mut self.outcome)?),
-            "contributedToDeath" => (5, r.prim(&mut self.contributed_to_death)?),
-            "_contributedToDeath" => (5, r.prim_ext(&mut self.contributed_to_death)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "outcome" => (4, r.boxed(&mut self.outcome)),
+            "contributedToDeath" => (5, r.prim(&mut self.contributed_to_death)),
+            "_contributedToDeath" => (5, r.prim_ext(&mut self.contributed_to_death)),
             "onsetAge" => (
                 6,
-                r.choice_object(&mut self.onset, FamilyMemberHistoryConditionOnset::Age)?,
+                r.choice_object(&mut self.onset, FamilyMemberHistoryConditionOnset::Age),
             ),
             "onsetRange" => (
                 6,
-                r.choice_object(&mut self.onset, FamilyMemberHistoryConditionOnset::Range)?,
+                r.choice_object(&mut self.onset, FamilyMemberHistoryConditionOnset::Range),
             ),
             "onsetPeriod" => (
                 6,
-                r.choice_object(&mut self.onset, FamilyMemberHistoryConditionOnset::Period)?,
+                r.choice_object(&mut self.onset, FamilyMemberHistoryConditionOnset::Period),
             ),
             "onsetString" => (
                 6,
@@ -440,7 +463,7 @@ impl Object for FamilyMemberHistoryCondition {
                         FamilyMemberHistoryConditionOnset::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_onsetString" => (
                 6,
@@ -451,11 +474,12 @@ impl Object for FamilyMemberHistoryCondition {
                         FamilyMemberHistoryConditionOnset::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
-            "note" => (7, r.objects(&mut self.note)?),
+            "note" => (7, r.objects(&mut self.note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `Goal` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Describes the intended objective(s) for a patient, group or organization care, for example, weight loss, restoring an activity of daily living, obtaining herd immunity via immunization, meeting a process improvement objective, etc.
 ///
 /// FHIR resource `Goal`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Goal {
     /// `Goal.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -85,57 +85,69 @@ impl GoalStart {
     }
 }
 
+impl std::fmt::Debug for Goal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Goal {
     const NAME: &'static str = "Goal";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 24;
+}
+
+impl Members for Goal {
+    fn field_count(&self) -> u16 {
+        24
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "lifecycleStatus" => (9, r.prim(&mut self.lifecycle_status)?),
-            "_lifecycleStatus" => (9, r.prim_ext(&mut self.lifecycle_status)?),
-            "achievementStatus" => (10, r.boxed(&mut self.achievement_status)?),
-            "category" => (11, r.objects(&mut self.category)?),
-            "priority" => (12, r.boxed(&mut self.priority)?),
-            "description" => (13, r.boxed(&mut self.description)?),
-            "subject" => (14, r.boxed(&mut self.subject)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "lifecycleStatus" => (9, r.prim(&mut self.lifecycle_status)),
+            "_lifecycleStatus" => (9, r.prim_ext(&mut self.lifecycle_status)),
+            "achievementStatus" => (10, r.boxed(&mut self.achievement_status)),
+            "category" => (11, r.objects(&mut self.category)),
+            "priority" => (12, r.boxed(&mut self.priority)),
+            "description" => (13, r.boxed(&mut self.description)),
+            "subject" => (14, r.boxed(&mut self.subject)),
             "startDate" => (
                 15,
                 r.choice_prim(&mut self.start, GoalStart::Date, |e| match e {
                     GoalStart::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_startDate" => (
                 15,
                 r.choice_prim_ext(&mut self.start, GoalStart::Date, |e| match e {
                     GoalStart::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "startCodeableConcept" => (15, r.choice_object(&mut self.start, GoalStart::CodeableConcept)?),
-            "target" => (16, r.objects(&mut self.target)?),
-            "statusDate" => (17, r.prim(&mut self.status_date)?),
-            "_statusDate" => (17, r.prim_ext(&mut self.status_date)?),
-            "statusReason" => (18, r.prim(&mut self.status_reason)?),
-            "_statusReason" => (18, r.prim_ext(&mut self.status_reason)?),
-            "expressedBy" => (19, r.boxed(&mut self.expressed_by)?),
-            "addresses" => (20, r.objects(&mut self.addresses)?),
-            "note" => (21, r.objects(&mut self.note)?),
-            "outcomeCode" => (22, r.objects(&mut self.outcome_code)?),
-            "outcomeReference" => (23, r.objects(&mut self.outcome_reference)?),
+            "startCodeableConcept" => (15, r.choice_object(&mut self.start, GoalStart::CodeableConcept)),
+            "target" => (16, r.objects(&mut self.target)),
+            "statusDate" => (17, r.prim(&mut self.status_date)),
+            "_statusDate" => (17, r.prim_ext(&mut self.status_date)),
+            "statusReason" => (18, r.prim(&mut self.status_reason)),
+            "_statusReason" => (18, r.prim_ext(&mut self.status_reason)),
+            "expressedBy" => (19, r.boxed(&mut self.expressed_by)),
+            "addresses" => (20, r.objects(&mut self.addresses)),
+            "note" => (21, r.objects(&mut self.note)),
+            "outcomeCode" => (22, r.objects(&mut self.outcome_code)),
+            "outcomeReference" => (23, r.objects(&mut self.outcome_reference)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -186,7 +198,7 @@ impl Object for Goal {
 /// Target outcome for the goal
 ///
 /// FHIR element `Goal.target`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct GoalTarget {
     /// `Goal.target.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -255,81 +267,93 @@ impl GoalTargetDue {
     }
 }
 
+impl std::fmt::Debug for GoalTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for GoalTarget {
     const NAME: &'static str = "Goal.target";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for GoalTarget {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "measure" => (3, r.boxed(&mut self.measure)?),
-            "detailQuantity" => (4, r.choice_object(&mut self.detail, GoalTargetDetail::Quantity)?),
-            "detailRange" => (4, r.choice_object(&mut self.detail, GoalTargetDetail::Range)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "measure" => (3, r.boxed(&mut self.measure)),
+            "detailQuantity" => (4, r.choice_object(&mut self.detail, GoalTargetDetail::Quantity)),
+            "detailRange" => (4, r.choice_object(&mut self.detail, GoalTargetDetail::Range)),
             "detailCodeableConcept" => (
                 4,
-                r.choice_object(&mut self.detail, GoalTargetDetail::CodeableConcept)?,
+                r.choice_object(&mut self.detail, GoalTargetDetail::CodeableConcept),
             ),
             "detailString" => (
                 4,
                 r.choice_prim(&mut self.detail, GoalTargetDetail::String, |e| match e {
                     GoalTargetDetail::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_detailString" => (
                 4,
                 r.choice_prim_ext(&mut self.detail, GoalTargetDetail::String, |e| match e {
                     GoalTargetDetail::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "detailBoolean" => (
                 4,
                 r.choice_prim(&mut self.detail, GoalTargetDetail::Boolean, |e| match e {
                     GoalTargetDetail::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_detailBoolean" => (
                 4,
                 r.choice_prim_ext(&mut self.detail, GoalTargetDetail::Boolean, |e| match e {
                     GoalTargetDetail::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "detailInteger" => (
                 4,
                 r.choice_prim(&mut self.detail, GoalTargetDetail::Integer, |e| match e {
                     GoalTargetDetail::Integer(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_detailInteger" => (
                 4,
                 r.choice_prim_ext(&mut self.detail, GoalTargetDetail::Integer, |e| match e {
                     GoalTargetDetail::Integer(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "detailRatio" => (4, r.choice_object(&mut self.detail, GoalTargetDetail::Ratio)?),
+            "detailRatio" => (4, r.choice_object(&mut self.detail, GoalTargetDetail::Ratio)),
             "dueDate" => (
                 5,
                 r.choice_prim(&mut self.due, GoalTargetDue::Date, |e| match e {
                     GoalTargetDue::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_dueDate" => (
                 5,
                 r.choice_prim_ext(&mut self.due, GoalTargetDue::Date, |e| match e {
                     GoalTargetDue::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "dueDuration" => (5, r.choice_object(&mut self.due, GoalTargetDue::Duration)?),
+            "dueDuration" => (5, r.choice_object(&mut self.due, GoalTargetDue::Duration)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

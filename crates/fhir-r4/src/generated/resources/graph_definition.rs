@@ -4,7 +4,7 @@
 //! The R4 `GraphDefinition` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A formal computable definition of a graph of resources - that is, a coherent set of resources that form a graph by following references. The Graph Definition resource defines a set and makes rules about the set.
 ///
 /// FHIR resource `GraphDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct GraphDefinition {
     /// `GraphDefinition.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -65,50 +65,62 @@ pub struct GraphDefinition {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for GraphDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for GraphDefinition {
     const NAME: &'static str = "GraphDefinition";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 23;
+}
+
+impl Members for GraphDefinition {
+    fn field_count(&self) -> u16 {
+        23
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "version" => (9, r.prim(&mut self.version)?),
-            "_version" => (9, r.prim_ext(&mut self.version)?),
-            "name" => (10, r.prim(&mut self.name)?),
-            "_name" => (10, r.prim_ext(&mut self.name)?),
-            "status" => (11, r.prim(&mut self.status)?),
-            "_status" => (11, r.prim_ext(&mut self.status)?),
-            "experimental" => (12, r.prim(&mut self.experimental)?),
-            "_experimental" => (12, r.prim_ext(&mut self.experimental)?),
-            "date" => (13, r.prim(&mut self.date)?),
-            "_date" => (13, r.prim_ext(&mut self.date)?),
-            "publisher" => (14, r.prim(&mut self.publisher)?),
-            "_publisher" => (14, r.prim_ext(&mut self.publisher)?),
-            "contact" => (15, r.objects(&mut self.contact)?),
-            "description" => (16, r.prim(&mut self.description)?),
-            "_description" => (16, r.prim_ext(&mut self.description)?),
-            "useContext" => (17, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (18, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (19, r.prim(&mut self.purpose)?),
-            "_purpose" => (19, r.prim_ext(&mut self.purpose)?),
-            "start" => (20, r.prim(&mut self.start)?),
-            "_start" => (20, r.prim_ext(&mut self.start)?),
-            "profile" => (21, r.prim(&mut self.profile)?),
-            "_profile" => (21, r.prim_ext(&mut self.profile)?),
-            "link" => (22, r.objects(&mut self.link)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "version" => (9, r.prim(&mut self.version)),
+            "_version" => (9, r.prim_ext(&mut self.version)),
+            "name" => (10, r.prim(&mut self.name)),
+            "_name" => (10, r.prim_ext(&mut self.name)),
+            "status" => (11, r.prim(&mut self.status)),
+            "_status" => (11, r.prim_ext(&mut self.status)),
+            "experimental" => (12, r.prim(&mut self.experimental)),
+            "_experimental" => (12, r.prim_ext(&mut self.experimental)),
+            "date" => (13, r.prim(&mut self.date)),
+            "_date" => (13, r.prim_ext(&mut self.date)),
+            "publisher" => (14, r.prim(&mut self.publisher)),
+            "_publisher" => (14, r.prim_ext(&mut self.publisher)),
+            "contact" => (15, r.objects(&mut self.contact)),
+            "description" => (16, r.prim(&mut self.description)),
+            "_description" => (16, r.prim_ext(&mut self.description)),
+            "useContext" => (17, r.objects(&mut self.use_context)),
+            "jurisdiction" => (18, r.objects(&mut self.jurisdiction)),
+            "purpose" => (19, r.prim(&mut self.purpose)),
+            "_purpose" => (19, r.prim_ext(&mut self.purpose)),
+            "start" => (20, r.prim(&mut self.start)),
+            "_start" => (20, r.prim_ext(&mut self.start)),
+            "profile" => (21, r.prim(&mut self.profile)),
+            "_profile" => (21, r.prim_ext(&mut self.profile)),
+            "link" => (22, r.objects(&mut self.link)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -154,7 +166,7 @@ impl Object for GraphDefinition {
 /// Links this graph makes rules about
 ///
 /// FHIR element `GraphDefinition.link`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct GraphDefinitionLink {
     /// `GraphDefinition.link.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -178,27 +190,39 @@ pub struct GraphDefinitionLink {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for GraphDefinitionLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for GraphDefinitionLink {
     const NAME: &'static str = "GraphDefinition.link";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for GraphDefinitionLink {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "path" => (3, r.prim(&mut self.path)?),
-            "_path" => (3, r.prim_ext(&mut self.path)?),
-            "sliceName" => (4, r.prim(&mut self.slice_name)?),
-            "_sliceName" => (4, r.prim_ext(&mut self.slice_name)?),
-            "min" => (5, r.prim(&mut self.min)?),
-            "_min" => (5, r.prim_ext(&mut self.min)?),
-            "max" => (6, r.prim(&mut self.max)?),
-            "_max" => (6, r.prim_ext(&mut self.max)?),
-            "description" => (7, r.prim(&mut self.description)?),
-            "_description" => (7, r.prim_ext(&mut self.description)?),
-            "target" => (8, r.objects(&mut self.target)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "path" => (3, r.prim(&mut self.path)),
+            "_path" => (3, r.prim_ext(&mut self.path)),
+            "sliceName" => (4, r.prim(&mut self.slice_name)),
+            "_sliceName" => (4, r.prim_ext(&mut self.slice_name)),
+            "min" => (5, r.prim(&mut self.min)),
+            "_min" => (5, r.prim_ext(&mut self.min)),
+            "max" => (6, r.prim(&mut self.max)),
+            "_max" => (6, r.prim_ext(&mut self.max)),
+            "description" => (7, r.prim(&mut self.description)),
+            "_description" => (7, r.prim_ext(&mut self.description)),
+            "target" => (8, r.objects(&mut self.target)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -225,7 +249,7 @@ impl Object for GraphDefinitionLink {
 /// Potential target for the link
 ///
 /// FHIR element `GraphDefinition.link.target`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct GraphDefinitionLinkTarget {
     /// `GraphDefinition.link.target.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -247,24 +271,36 @@ pub struct GraphDefinitionLinkTarget {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for GraphDefinitionLinkTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for GraphDefinitionLinkTarget {
     const NAME: &'static str = "GraphDefinition.link.target";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for GraphDefinitionLinkTarget {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "params" => (4, r.prim(&mut self.params)?),
-            "_params" => (4, r.prim_ext(&mut self.params)?),
-            "profile" => (5, r.prim(&mut self.profile)?),
-            "_profile" => (5, r.prim_ext(&mut self.profile)?),
-            "compartment" => (6, r.objects(&mut self.compartment)?),
-            "link" => (7, r.objects(&mut self.link)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "params" => (4, r.prim(&mut self.params)),
+            "_params" => (4, r.prim_ext(&mut self.params)),
+            "profile" => (5, r.prim(&mut self.profile)),
+            "_profile" => (5, r.prim_ext(&mut self.profile)),
+            "compartment" => (6, r.objects(&mut self.compartment)),
+            "link" => (7, r.objects(&mut self.link)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -293,7 +329,7 @@ impl Object for GraphDefinitionLinkTarget {
 /// Compartment Consistency Rules
 ///
 /// FHIR element `GraphDefinition.link.target.compartment`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct GraphDefinitionLinkTargetCompartment {
     /// `GraphDefinition.link.target.compartment.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -315,26 +351,38 @@ pub struct GraphDefinitionLinkTargetCompartment {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for GraphDefinitionLinkTargetCompartment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for GraphDefinitionLinkTargetCompartment {
     const NAME: &'static str = "GraphDefinition.link.target.compartment";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for GraphDefinitionLinkTargetCompartment {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "use" => (3, r.prim(&mut self.use_)?),
-            "_use" => (3, r.prim_ext(&mut self.use_)?),
-            "code" => (4, r.prim(&mut self.code)?),
-            "_code" => (4, r.prim_ext(&mut self.code)?),
-            "rule" => (5, r.prim(&mut self.rule)?),
-            "_rule" => (5, r.prim_ext(&mut self.rule)?),
-            "expression" => (6, r.prim(&mut self.expression)?),
-            "_expression" => (6, r.prim_ext(&mut self.expression)?),
-            "description" => (7, r.prim(&mut self.description)?),
-            "_description" => (7, r.prim_ext(&mut self.description)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "use" => (3, r.prim(&mut self.use_)),
+            "_use" => (3, r.prim_ext(&mut self.use_)),
+            "code" => (4, r.prim(&mut self.code)),
+            "_code" => (4, r.prim_ext(&mut self.code)),
+            "rule" => (5, r.prim(&mut self.rule)),
+            "_rule" => (5, r.prim_ext(&mut self.rule)),
+            "expression" => (6, r.prim(&mut self.expression)),
+            "_expression" => (6, r.prim_ext(&mut self.expression)),
+            "description" => (7, r.prim(&mut self.description)),
+            "_description" => (7, r.prim_ext(&mut self.description)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

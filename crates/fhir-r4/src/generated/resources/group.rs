@@ -4,7 +4,7 @@
 //! The R4 `Group` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Represents a defined collection of entities that may be discussed or acted upon collectively but which are not expected to act collectively, and are not formally or legally recognized; i.e. a collection of entities that isn't an Organization.
 ///
 /// FHIR resource `Group`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Group {
     /// `Group.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -55,39 +55,51 @@ pub struct Group {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Group {
     const NAME: &'static str = "Group";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 18;
+}
+
+impl Members for Group {
+    fn field_count(&self) -> u16 {
+        18
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "active" => (9, r.prim(&mut self.active)?),
-            "_active" => (9, r.prim_ext(&mut self.active)?),
-            "type" => (10, r.prim(&mut self.type_)?),
-            "_type" => (10, r.prim_ext(&mut self.type_)?),
-            "actual" => (11, r.prim(&mut self.actual)?),
-            "_actual" => (11, r.prim_ext(&mut self.actual)?),
-            "code" => (12, r.boxed(&mut self.code)?),
-            "name" => (13, r.prim(&mut self.name)?),
-            "_name" => (13, r.prim_ext(&mut self.name)?),
-            "quantity" => (14, r.prim(&mut self.quantity)?),
-            "_quantity" => (14, r.prim_ext(&mut self.quantity)?),
-            "managingEntity" => (15, r.boxed(&mut self.managing_entity)?),
-            "characteristic" => (16, r.objects(&mut self.characteristic)?),
-            "member" => (17, r.objects(&mut self.member)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "active" => (9, r.prim(&mut self.active)),
+            "_active" => (9, r.prim_ext(&mut self.active)),
+            "type" => (10, r.prim(&mut self.type_)),
+            "_type" => (10, r.prim_ext(&mut self.type_)),
+            "actual" => (11, r.prim(&mut self.actual)),
+            "_actual" => (11, r.prim_ext(&mut self.actual)),
+            "code" => (12, r.boxed(&mut self.code)),
+            "name" => (13, r.prim(&mut self.name)),
+            "_name" => (13, r.prim_ext(&mut self.name)),
+            "quantity" => (14, r.prim(&mut self.quantity)),
+            "_quantity" => (14, r.prim_ext(&mut self.quantity)),
+            "managingEntity" => (15, r.boxed(&mut self.managing_entity)),
+            "characteristic" => (16, r.objects(&mut self.characteristic)),
+            "member" => (17, r.objects(&mut self.member)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -127,7 +139,7 @@ impl Object for Group {
 /// Include / Exclude group members by Trait
 ///
 /// FHIR element `Group.characteristic`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct GroupCharacteristic {
     /// `Group.characteristic.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -174,50 +186,62 @@ impl GroupCharacteristicValue {
     }
 }
 
+impl std::fmt::Debug for GroupCharacteristic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for GroupCharacteristic {
     const NAME: &'static str = "Group.characteristic";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for GroupCharacteristic {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
             "valueCodeableConcept" => (
                 4,
-                r.choice_object(&mut self.value, GroupCharacteristicValue::CodeableConcept)?,
+                r.choice_object(&mut self.value, GroupCharacteristicValue::CodeableConcept),
             ),
             "valueBoolean" => (
                 4,
                 r.choice_prim(&mut self.value, GroupCharacteristicValue::Boolean, |e| match e {
                     GroupCharacteristicValue::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueBoolean" => (
                 4,
                 r.choice_prim_ext(&mut self.value, GroupCharacteristicValue::Boolean, |e| match e {
                     GroupCharacteristicValue::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueQuantity" => (
                 4,
-                r.choice_object(&mut self.value, GroupCharacteristicValue::Quantity)?,
+                r.choice_object(&mut self.value, GroupCharacteristicValue::Quantity),
             ),
             "valueRange" => (
                 4,
-                r.choice_object(&mut self.value, GroupCharacteristicValue::Range)?,
+                r.choice_object(&mut self.value, GroupCharacteristicValue::Range),
             ),
             "valueReference" => (
                 4,
-                r.choice_object(&mut self.value, GroupCharacteristicValue::Reference)?,
+                r.choice_object(&mut self.value, GroupCharacteristicValue::Reference),
             ),
-            "exclude" => (5, r.prim(&mut self.exclude)?),
-            "_exclude" => (5, r.prim_ext(&mut self.exclude)?),
-            "period" => (6, r.boxed(&mut self.period)?),
+            "exclude" => (5, r.prim(&mut self.exclude)),
+            "_exclude" => (5, r.prim_ext(&mut self.exclude)),
+            "period" => (6, r.boxed(&mut self.period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -251,7 +275,7 @@ impl Object for GroupCharacteristic {
 /// Who or what is in group
 ///
 /// FHIR element `Group.member`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct GroupMember {
     /// `Group.member.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -269,20 +293,32 @@ pub struct GroupMember {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for GroupMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for GroupMember {
     const NAME: &'static str = "Group.member";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for GroupMember {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "entity" => (3, r.boxed(&mut self.entity)?),
-            "period" => (4, r.boxed(&mut self.period)?),
-            "inactive" => (5, r.prim(&mut self.inactive)?),
-            "_inactive" => (5, r.prim_ext(&mut self.inactive)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "entity" => (3, r.boxed(&mut self.entity)),
+            "period" => (4, r.boxed(&mut self.period)),
+            "inactive" => (5, r.prim(&mut self.inactive)),
+            "_inactive" => (5, r.prim_ext(&mut self.inactive)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

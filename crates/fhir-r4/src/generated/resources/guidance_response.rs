@@ -4,7 +4,7 @@
 //! The R4 `GuidanceResponse` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A guidance response is the formal response to a guidance request, including any output parameters returned by the evaluation, as well as the description of any proposed actions to be taken.
 ///
 /// FHIR resource `GuidanceResponse`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct GuidanceResponse {
     /// `GuidanceResponse.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -86,72 +86,84 @@ impl GuidanceResponseModule {
     }
 }
 
+impl std::fmt::Debug for GuidanceResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for GuidanceResponse {
     const NAME: &'static str = "GuidanceResponse";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 23;
+}
+
+impl Members for GuidanceResponse {
+    fn field_count(&self) -> u16 {
+        23
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "requestIdentifier" => (8, r.boxed(&mut self.request_identifier)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "requestIdentifier" => (8, r.boxed(&mut self.request_identifier)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
             "moduleUri" => (
                 10,
                 r.choice_prim(&mut self.module, GuidanceResponseModule::Uri, |e| match e {
                     GuidanceResponseModule::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_moduleUri" => (
                 10,
                 r.choice_prim_ext(&mut self.module, GuidanceResponseModule::Uri, |e| match e {
                     GuidanceResponseModule::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "moduleCanonical" => (
                 10,
                 r.choice_prim(&mut self.module, GuidanceResponseModule::Canonical, |e| match e {
                     GuidanceResponseModule::Canonical(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_moduleCanonical" => (
                 10,
                 r.choice_prim_ext(&mut self.module, GuidanceResponseModule::Canonical, |e| match e {
                     GuidanceResponseModule::Canonical(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "moduleCodeableConcept" => (
                 10,
-                r.choice_object(&mut self.module, GuidanceResponseModule::CodeableConcept)?,
+                r.choice_object(&mut self.module, GuidanceResponseModule::CodeableConcept),
             ),
-            "status" => (11, r.prim(&mut self.status)?),
-            "_status" => (11, r.prim_ext(&mut self.status)?),
-            "subject" => (12, r.boxed(&mut self.subject)?),
-            "encounter" => (13, r.boxed(&mut self.encounter)?),
-            "occurrenceDateTime" => (14, r.prim(&mut self.occurrence_date_time)?),
-            "_occurrenceDateTime" => (14, r.prim_ext(&mut self.occurrence_date_time)?),
-            "performer" => (15, r.boxed(&mut self.performer)?),
-            "reasonCode" => (16, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (17, r.objects(&mut self.reason_reference)?),
-            "note" => (18, r.objects(&mut self.note)?),
-            "evaluationMessage" => (19, r.objects(&mut self.evaluation_message)?),
-            "outputParameters" => (20, r.boxed(&mut self.output_parameters)?),
-            "result" => (21, r.boxed(&mut self.result)?),
-            "dataRequirement" => (22, r.objects(&mut self.data_requirement)?),
+            "status" => (11, r.prim(&mut self.status)),
+            "_status" => (11, r.prim_ext(&mut self.status)),
+            "subject" => (12, r.boxed(&mut self.subject)),
+            "encounter" => (13, r.boxed(&mut self.encounter)),
+            "occurrenceDateTime" => (14, r.prim(&mut self.occurrence_date_time)),
+            "_occurrenceDateTime" => (14, r.prim_ext(&mut self.occurrence_date_time)),
+            "performer" => (15, r.boxed(&mut self.performer)),
+            "reasonCode" => (16, r.objects(&mut self.reason_code)),
+            "reasonReference" => (17, r.objects(&mut self.reason_reference)),
+            "note" => (18, r.objects(&mut self.note)),
+            "evaluationMessage" => (19, r.objects(&mut self.evaluation_message)),
+            "outputParameters" => (20, r.boxed(&mut self.output_parameters)),
+            "result" => (21, r.boxed(&mut self.result)),
+            "dataRequirement" => (22, r.objects(&mut self.data_requirement)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

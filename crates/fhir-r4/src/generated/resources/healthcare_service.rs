@@ -4,7 +4,7 @@
 //! The R4 `HealthcareService` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The details of a healthcare service available at a location.
 ///
 /// FHIR resource `HealthcareService`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct HealthcareService {
     /// `HealthcareService.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -83,54 +83,66 @@ pub struct HealthcareService {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for HealthcareService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for HealthcareService {
     const NAME: &'static str = "HealthcareService";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 32;
+}
+
+impl Members for HealthcareService {
+    fn field_count(&self) -> u16 {
+        32
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "active" => (9, r.prim(&mut self.active)?),
-            "_active" => (9, r.prim_ext(&mut self.active)?),
-            "providedBy" => (10, r.boxed(&mut self.provided_by)?),
-            "category" => (11, r.objects(&mut self.category)?),
-            "type" => (12, r.objects(&mut self.type_)?),
-            "specialty" => (13, r.objects(&mut self.specialty)?),
-            "location" => (14, r.objects(&mut self.location)?),
-            "name" => (15, r.prim(&mut self.name)?),
-            "_name" => (15, r.prim_ext(&mut self.name)?),
-            "comment" => (16, r.prim(&mut self.comment)?),
-            "_comment" => (16, r.prim_ext(&mut self.comment)?),
-            "extraDetails" => (17, r.prim(&mut self.extra_details)?),
-            "_extraDetails" => (17, r.prim_ext(&mut self.extra_details)?),
-            "photo" => (18, r.boxed(&mut self.photo)?),
-            "telecom" => (19, r.objects(&mut self.telecom)?),
-            "coverageArea" => (20, r.objects(&mut self.coverage_area)?),
-            "serviceProvisionCode" => (21, r.objects(&mut self.service_provision_code)?),
-            "eligibility" => (22, r.objects(&mut self.eligibility)?),
-            "program" => (23, r.objects(&mut self.program)?),
-            "characteristic" => (24, r.objects(&mut self.characteristic)?),
-            "communication" => (25, r.objects(&mut self.communication)?),
-            "referralMethod" => (26, r.objects(&mut self.referral_method)?),
-            "appointmentRequired" => (27, r.prim(&mut self.appointment_required)?),
-            "_appointmentRequired" => (27, r.prim_ext(&mut self.appointment_required)?),
-            "availableTime" => (28, r.objects(&mut self.available_time)?),
-            "notAvailable" => (29, r.objects(&mut self.not_available)?),
-            "availabilityExceptions" => (30, r.prim(&mut self.availability_exceptions)?),
-            "_availabilityExceptions" => (30, r.prim_ext(&mut self.availability_exceptions)?),
-            "endpoint" => (31, r.objects(&mut self.endpoint)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "active" => (9, r.prim(&mut self.active)),
+            "_active" => (9, r.prim_ext(&mut self.active)),
+            "providedBy" => (10, r.boxed(&mut self.provided_by)),
+            "category" => (11, r.objects(&mut self.category)),
+            "type" => (12, r.objects(&mut self.type_)),
+            "specialty" => (13, r.objects(&mut self.specialty)),
+            "location" => (14, r.objects(&mut self.location)),
+            "name" => (15, r.prim(&mut self.name)),
+            "_name" => (15, r.prim_ext(&mut self.name)),
+            "comment" => (16, r.prim(&mut self.comment)),
+            "_comment" => (16, r.prim_ext(&mut self.comment)),
+            "extraDetails" => (17, r.prim(&mut self.extra_details)),
+            "_extraDetails" => (17, r.prim_ext(&mut self.extra_details)),
+            "photo" => (18, r.boxed(&mut self.photo)),
+            "telecom" => (19, r.objects(&mut self.telecom)),
+            "coverageArea" => (20, r.objects(&mut self.coverage_area)),
+            "serviceProvisionCode" => (21, r.objects(&mut self.service_provision_code)),
+            "eligibility" => (22, r.objects(&mut self.eligibility)),
+            "program" => (23, r.objects(&mut self.program)),
+            "characteristic" => (24, r.objects(&mut self.characteristic)),
+            "communication" => (25, r.objects(&mut self.communication)),
+            "referralMethod" => (26, r.objects(&mut self.referral_method)),
+            "appointmentRequired" => (27, r.prim(&mut self.appointment_required)),
+            "_appointmentRequired" => (27, r.prim_ext(&mut self.appointment_required)),
+            "availableTime" => (28, r.objects(&mut self.available_time)),
+            "notAvailable" => (29, r.objects(&mut self.not_available)),
+            "availabilityExceptions" => (30, r.prim(&mut self.availability_exceptions)),
+            "_availabilityExceptions" => (30, r.prim_ext(&mut self.availability_exceptions)),
+            "endpoint" => (31, r.objects(&mut self.endpoint)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -180,7 +192,7 @@ impl Object for HealthcareService {
 /// Specific eligibility requirements required to use the service
 ///
 /// FHIR element `HealthcareService.eligibility`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct HealthcareServiceEligibility {
     /// `HealthcareService.eligibility.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -196,19 +208,31 @@ pub struct HealthcareServiceEligibility {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for HealthcareServiceEligibility {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for HealthcareServiceEligibility {
     const NAME: &'static str = "HealthcareService.eligibility";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for HealthcareServiceEligibility {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "comment" => (4, r.prim(&mut self.comment)?),
-            "_comment" => (4, r.prim_ext(&mut self.comment)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "comment" => (4, r.prim(&mut self.comment)),
+            "_comment" => (4, r.prim_ext(&mut self.comment)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -231,7 +255,7 @@ impl Object for HealthcareServiceEligibility {
 /// Times the Service Site is available
 ///
 /// FHIR element `HealthcareService.availableTime`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct HealthcareServiceAvailableTime {
     /// `HealthcareService.availableTime.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -251,24 +275,36 @@ pub struct HealthcareServiceAvailableTime {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for HealthcareServiceAvailableTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for HealthcareServiceAvailableTime {
     const NAME: &'static str = "HealthcareService.availableTime";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for HealthcareServiceAvailableTime {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "daysOfWeek" => (3, r.prim_vec(&mut self.days_of_week)?),
-            "_daysOfWeek" => (3, r.prim_vec_ext(&mut self.days_of_week)?),
-            "allDay" => (4, r.prim(&mut self.all_day)?),
-            "_allDay" => (4, r.prim_ext(&mut self.all_day)?),
-            "availableStartTime" => (5, r.prim(&mut self.available_start_time)?),
-            "_availableStartTime" => (5, r.prim_ext(&mut self.available_start_time)?),
-            "availableEndTime" => (6, r.prim(&mut self.available_end_time)?),
-            "_availableEndTime" => (6, r.prim_ext(&mut self.available_end_time)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "daysOfWeek" => (3, r.prim_vec(&mut self.days_of_week)),
+            "_daysOfWeek" => (3, r.prim_vec_ext(&mut self.days_of_week)),
+            "allDay" => (4, r.prim(&mut self.all_day)),
+            "_allDay" => (4, r.prim_ext(&mut self.all_day)),
+            "availableStartTime" => (5, r.prim(&mut self.available_start_time)),
+            "_availableStartTime" => (5, r.prim_ext(&mut self.available_start_time)),
+            "availableEndTime" => (6, r.prim(&mut self.available_end_time)),
+            "_availableEndTime" => (6, r.prim_ext(&mut self.available_end_time)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -293,7 +329,7 @@ impl Object for HealthcareServiceAvailableTime {
 /// Not available during this time due to provided reason
 ///
 /// FHIR element `HealthcareService.notAvailable`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct HealthcareServiceNotAvailable {
     /// `HealthcareService.notAvailable.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -309,19 +345,31 @@ pub struct HealthcareServiceNotAvailable {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for HealthcareServiceNotAvailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for HealthcareServiceNotAvailable {
     const NAME: &'static str = "HealthcareService.notAvailable";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for HealthcareServiceNotAvailable {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "description" => (3, r.prim(&mut self.description)?),
-            "_description" => (3, r.prim_ext(&mut self.description)?),
-            "during" => (4, r.boxed(&mut self.during)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "description" => (3, r.prim(&mut self.description)),
+            "_description" => (3, r.prim_ext(&mut self.description)),
+            "during" => (4, r.boxed(&mut self.during)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

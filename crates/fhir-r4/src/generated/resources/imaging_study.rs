@@ -4,7 +4,7 @@
 //! The R4 `ImagingStudy` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Representation of the content produced in a DICOM imaging study. A study comprises a set of series, each of which includes a set of Service-Object Pair Instances (SOP Instances - images or other data) acquired or produced in a common context.  A series is of only one modality (e.g. X-ray, CT, MR, ultrasound), but a study may have multiple series of different modalities.
 ///
 /// FHIR resource `ImagingStudy`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImagingStudy {
     /// `ImagingStudy.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -75,49 +75,61 @@ pub struct ImagingStudy {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImagingStudy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImagingStudy {
     const NAME: &'static str = "ImagingStudy";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 28;
+}
+
+impl Members for ImagingStudy {
+    fn field_count(&self) -> u16 {
+        28
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "modality" => (10, r.objects(&mut self.modality)?),
-            "subject" => (11, r.boxed(&mut self.subject)?),
-            "encounter" => (12, r.boxed(&mut self.encounter)?),
-            "started" => (13, r.prim(&mut self.started)?),
-            "_started" => (13, r.prim_ext(&mut self.started)?),
-            "basedOn" => (14, r.objects(&mut self.based_on)?),
-            "referrer" => (15, r.boxed(&mut self.referrer)?),
-            "interpreter" => (16, r.objects(&mut self.interpreter)?),
-            "endpoint" => (17, r.objects(&mut self.endpoint)?),
-            "numberOfSeries" => (18, r.prim(&mut self.number_of_series)?),
-            "_numberOfSeries" => (18, r.prim_ext(&mut self.number_of_series)?),
-            "numberOfInstances" => (19, r.prim(&mut self.number_of_instances)?),
-            "_numberOfInstances" => (19, r.prim_ext(&mut self.number_of_instances)?),
-            "procedureReference" => (20, r.boxed(&mut self.procedure_reference)?),
-            "procedureCode" => (21, r.objects(&mut self.procedure_code)?),
-            "location" => (22, r.boxed(&mut self.location)?),
-            "reasonCode" => (23, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (24, r.objects(&mut self.reason_reference)?),
-            "note" => (25, r.objects(&mut self.note)?),
-            "description" => (26, r.prim(&mut self.description)?),
-            "_description" => (26, r.prim_ext(&mut self.description)?),
-            "series" => (27, r.objects(&mut self.series)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "modality" => (10, r.objects(&mut self.modality)),
+            "subject" => (11, r.boxed(&mut self.subject)),
+            "encounter" => (12, r.boxed(&mut self.encounter)),
+            "started" => (13, r.prim(&mut self.started)),
+            "_started" => (13, r.prim_ext(&mut self.started)),
+            "basedOn" => (14, r.objects(&mut self.based_on)),
+            "referrer" => (15, r.boxed(&mut self.referrer)),
+            "interpreter" => (16, r.objects(&mut self.interpreter)),
+            "endpoint" => (17, r.objects(&mut self.endpoint)),
+            "numberOfSeries" => (18, r.prim(&mut self.number_of_series)),
+            "_numberOfSeries" => (18, r.prim_ext(&mut self.number_of_series)),
+            "numberOfInstances" => (19, r.prim(&mut self.number_of_instances)),
+            "_numberOfInstances" => (19, r.prim_ext(&mut self.number_of_instances)),
+            "procedureReference" => (20, r.boxed(&mut self.procedure_reference)),
+            "procedureCode" => (21, r.objects(&mut self.procedure_code)),
+            "location" => (22, r.boxed(&mut self.location)),
+            "reasonCode" => (23, r.objects(&mut self.reason_code)),
+            "reasonReference" => (24, r.objects(&mut self.reason_reference)),
+            "note" => (25, r.objects(&mut self.note)),
+            "description" => (26, r.prim(&mut self.description)),
+            "_description" => (26, r.prim_ext(&mut self.description)),
+            "series" => (27, r.objects(&mut self.series)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -167,7 +179,7 @@ impl Object for ImagingStudy {
 /// Each study has one or more series of instances
 ///
 /// FHIR element `ImagingStudy.series`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImagingStudySeries {
     /// `ImagingStudy.series.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -203,33 +215,45 @@ pub struct ImagingStudySeries {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImagingStudySeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImagingStudySeries {
     const NAME: &'static str = "ImagingStudy.series";
-    const FIELDS: u16 = 15;
+}
+
+impl Members for ImagingStudySeries {
+    fn field_count(&self) -> u16 {
+        15
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "uid" => (3, r.prim(&mut self.uid)?),
-            "_uid" => (3, r.prim_ext(&mut self.uid)?),
-            "number" => (4, r.prim(&mut self.number)?),
-            "_number" => (4, r.prim_ext(&mut self.number)?),
-            "modality" => (5, r.boxed(&mut self.modality)?),
-            "description" => (6, r.prim(&mut self.description)?),
-            "_description" => (6, r.prim_ext(&mut self.description)?),
-            "numberOfInstances" => (7, r.prim(&mut self.number_of_instances)?),
-            "_numberOfInstances" => (7, r.prim_ext(&mut self.number_of_instances)?),
-            "endpoint" => (8, r.objects(&mut self.endpoint)?),
-            "bodySite" => (9, r.boxed(&mut self.body_site)?),
-            "laterality" => (10, r.boxed(&mut self.laterality)?),
-            "specimen" => (11, r.objects(&mut self.specimen)?),
-            "started" => (12, r.prim(&mut self.started)?),
-            "_started" => (12, r.prim_ext(&mut self.started)?),
-            "performer" => (13, r.objects(&mut self.performer)?),
-            "instance" => (14, r.objects(&mut self.instance)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "uid" => (3, r.prim(&mut self.uid)),
+            "_uid" => (3, r.prim_ext(&mut self.uid)),
+            "number" => (4, r.prim(&mut self.number)),
+            "_number" => (4, r.prim_ext(&mut self.number)),
+            "modality" => (5, r.boxed(&mut self.modality)),
+            "description" => (6, r.prim(&mut self.description)),
+            "_description" => (6, r.prim_ext(&mut self.description)),
+            "numberOfInstances" => (7, r.prim(&mut self.number_of_instances)),
+            "_numberOfInstances" => (7, r.prim_ext(&mut self.number_of_instances)),
+            "endpoint" => (8, r.objects(&mut self.endpoint)),
+            "bodySite" => (9, r.boxed(&mut self.body_site)),
+            "laterality" => (10, r.boxed(&mut self.laterality)),
+            "specimen" => (11, r.objects(&mut self.specimen)),
+            "started" => (12, r.prim(&mut self.started)),
+            "_started" => (12, r.prim_ext(&mut self.started)),
+            "performer" => (13, r.objects(&mut self.performer)),
+            "instance" => (14, r.objects(&mut self.instance)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -266,7 +290,7 @@ impl Object for ImagingStudySeries {
 /// Who performed the series
 ///
 /// FHIR element `ImagingStudy.series.performer`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImagingStudySeriesPerformer {
     /// `ImagingStudy.series.performer.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -282,18 +306,30 @@ pub struct ImagingStudySeriesPerformer {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImagingStudySeriesPerformer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImagingStudySeriesPerformer {
     const NAME: &'static str = "ImagingStudy.series.performer";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ImagingStudySeriesPerformer {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "function" => (3, r.boxed(&mut self.function)?),
-            "actor" => (4, r.boxed(&mut self.actor)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "function" => (3, r.boxed(&mut self.function)),
+            "actor" => (4, r.boxed(&mut self.actor)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -319,7 +355,7 @@ impl Object for ImagingStudySeriesPerformer {
 /// A single SOP instance from the series
 ///
 /// FHIR element `ImagingStudy.series.instance`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImagingStudySeriesInstance {
     /// `ImagingStudy.series.instance.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -339,23 +375,35 @@ pub struct ImagingStudySeriesInstance {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImagingStudySeriesInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImagingStudySeriesInstance {
     const NAME: &'static str = "ImagingStudy.series.instance";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ImagingStudySeriesInstance {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "uid" => (3, r.prim(&mut self.uid)?),
-            "_uid" => (3, r.prim_ext(&mut self.uid)?),
-            "sopClass" => (4, r.boxed(&mut self.sop_class)?),
-            "number" => (5, r.prim(&mut self.number)?),
-            "_number" => (5, r.prim_ext(&mut self.number)?),
-            "title" => (6, r.prim(&mut self.title)?),
-            "_title" => (6, r.prim_ext(&mut self.title)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "uid" => (3, r.prim(&mut self.uid)),
+            "_uid" => (3, r.prim_ext(&mut self.uid)),
+            "sopClass" => (4, r.boxed(&mut self.sop_class)),
+            "number" => (5, r.prim(&mut self.number)),
+            "_number" => (5, r.prim_ext(&mut self.number)),
+            "title" => (6, r.prim(&mut self.title)),
+            "_title" => (6, r.prim_ext(&mut self.title)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

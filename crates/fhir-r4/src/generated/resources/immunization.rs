@@ -4,7 +4,7 @@
 //! The R4 `Immunization` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Describes the event of a patient being administered a vaccine or a record of an immunization as reported by a patient, a clinician or another party.
 ///
 /// FHIR resource `Immunization`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Immunization {
     /// `Immunization.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -109,29 +109,40 @@ impl ImmunizationOccurrence {
     }
 }
 
+impl std::fmt::Debug for Immunization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Immunization {
     const NAME: &'static str = "Immunization";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 36;
+}
+
+impl Members for Immunization {
+    fn field_count(&self) -> u16 {
+        36
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "statusReason" => (10, r.boxed(&mut self.status_reason)?),
-            "vaccineCode" => (11, r.boxed(&mut self.vaccine_code)?),
-            "patient" => (12, r.boxed(&mut self.patient)?),
-            "encounter" => (13, r.boxed(&mut self.encounter)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "statusReason" => (10, r.boxed(&mut self.status_reason)),
+            "vaccineCode" => (11, r.boxed(&mut self.vaccine_code)),
+            "patient" => (12, r.boxed(&mut self.patient)),
+            "encounter" => (13, r.boxed(&mut self.encounter)),
             "occurrenceDateTime" => (
                 14,
                 r.choice_prim(
@@ -141,7 +152,7 @@ impl Object for Immunization {
                         ImmunizationOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_occurrenceDateTime" => (
                 14,
@@ -152,7 +163,7 @@ impl Object for Immunization {
                         ImmunizationOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "occurrenceString" => (
                 14,
@@ -163,7 +174,7 @@ impl Object for Immunization {
                         ImmunizationOccurrence::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_occurrenceString" => (
                 14,
@@ -174,36 +185,37 @@ impl Object for Immunization {
                         ImmunizationOccurrence::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
-            "recorded" => (15, r.prim(&mut self.recorded)?),
-            "_recorded" => (15, r.prim_ext(&mut self.recorded)?),
-            "primarySource" => (16, r.prim(&mut self.primary_source)?),
-            "_primarySource" => (16, r.prim_ext(&mut self.primary_source)?),
-            "reportOrigin" => (17, r.boxed(&mut self.report_origin)?),
-            "location" => (18, r.boxed(&mut self.location)?),
-            "manufacturer" => (19, r.boxed(&mut self.manufacturer)?),
-            "lotNumber" => (20, r.prim(&mut self.lot_number)?),
-            "_lotNumber" => (20, r.prim_ext(&mut self.lot_number)?),
-            "expirationDate" => (21, r.prim(&mut self.expiration_date)?),
-            "_expirationDate" => (21, r.prim_ext(&mut self.expiration_date)?),
-            "site" => (22, r.boxed(&mut self.site)?),
-            "route" => (23, r.boxed(&mut self.route)?),
-            "doseQuantity" => (24, r.boxed(&mut self.dose_quantity)?),
-            "performer" => (25, r.objects(&mut self.performer)?),
-            "note" => (26, r.objects(&mut self.note)?),
-            "reasonCode" => (27, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (28, r.objects(&mut self.reason_reference)?),
-            "isSubpotent" => (29, r.prim(&mut self.is_subpotent)?),
-            "_isSubpotent" => (29, r.prim_ext(&mut self.is_subpotent)?),
-            "subpotentReason" => (30, r.objects(&mut self.subpotent_reason)?),
-            "education" => (31, r.objects(&mut self.education)?),
-            "programEligibility" => (32, r.objects(&mut self.program_eligibility)?),
-            "fundingSource" => (33, r.boxed(&mut self.funding_source)?),
-            "reaction" => (34, r.objects(&mut self.reaction)?),
-            "protocolApplied" => (35, r.objects(&mut self.protocol_applied)?),
+            "recorded" => (15, r.prim(&mut self.recorded)),
+            "_recorded" => (15, r.prim_ext(&mut self.recorded)),
+            "primarySource" => (16, r.prim(&mut self.primary_source)),
+            "_primarySource" => (16, r.prim_ext(&mut self.primary_source)),
+            "reportOrigin" => (17, r.boxed(&mut self.report_origin)),
+            "location" => (18, r.boxed(&mut self.location)),
+            "manufacturer" => (19, r.boxed(&mut self.manufacturer)),
+            "lotNumber" => (20, r.prim(&mut self.lot_number)),
+            "_lotNumber" => (20, r.prim_ext(&mut self.lot_number)),
+            "expirationDate" => (21, r.prim(&mut self.expiration_date)),
+            "_expirationDate" => (21, r.prim_ext(&mut self.expiration_date)),
+            "site" => (22, r.boxed(&mut self.site)),
+            "route" => (23, r.boxed(&mut self.route)),
+            "doseQuantity" => (24, r.boxed(&mut self.dose_quantity)),
+            "performer" => (25, r.objects(&mut self.performer)),
+            "note" => (26, r.objects(&mut self.note)),
+            "reasonCode" => (27, r.objects(&mut self.reason_code)),
+            "reasonReference" => (28, r.objects(&mut self.reason_reference)),
+            "isSubpotent" => (29, r.prim(&mut self.is_subpotent)),
+            "_isSubpotent" => (29, r.prim_ext(&mut self.is_subpotent)),
+            "subpotentReason" => (30, r.objects(&mut self.subpotent_reason)),
+            "education" => (31, r.objects(&mut self.education)),
+            "programEligibility" => (32, r.objects(&mut self.program_eligibility)),
+            "fundingSource" => (33, r.boxed(&mut self.funding_source)),
+            "reaction" => (34, r.objects(&mut self.reaction)),
+            "protocolApplied" => (35, r.objects(&mut self.protocol_applied)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -267,7 +279,7 @@ impl Object for Immunization {
 /// Who performed event
 ///
 /// FHIR element `Immunization.performer`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImmunizationPerformer {
     /// `Immunization.performer.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -283,18 +295,30 @@ pub struct ImmunizationPerformer {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImmunizationPerformer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImmunizationPerformer {
     const NAME: &'static str = "Immunization.performer";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ImmunizationPerformer {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "function" => (3, r.boxed(&mut self.function)?),
-            "actor" => (4, r.boxed(&mut self.actor)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "function" => (3, r.boxed(&mut self.function)),
+            "actor" => (4, r.boxed(&mut self.actor)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -320,7 +344,7 @@ impl Object for ImmunizationPerformer {
 /// Educational material presented to patient
 ///
 /// FHIR element `Immunization.education`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImmunizationEducation {
     /// `Immunization.education.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -340,24 +364,36 @@ pub struct ImmunizationEducation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImmunizationEducation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImmunizationEducation {
     const NAME: &'static str = "Immunization.education";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ImmunizationEducation {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "documentType" => (3, r.prim(&mut self.document_type)?),
-            "_documentType" => (3, r.prim_ext(&mut self.document_type)?),
-            "reference" => (4, r.prim(&mut self.reference)?),
-            "_reference" => (4, r.prim_ext(&mut self.reference)?),
-            "publicationDate" => (5, r.prim(&mut self.publication_date)?),
-            "_publicationDate" => (5, r.prim_ext(&mut self.publication_date)?),
-            "presentationDate" => (6, r.prim(&mut self.presentation_date)?),
-            "_presentationDate" => (6, r.prim_ext(&mut self.presentation_date)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "documentType" => (3, r.prim(&mut self.document_type)),
+            "_documentType" => (3, r.prim_ext(&mut self.document_type)),
+            "reference" => (4, r.prim(&mut self.reference)),
+            "_reference" => (4, r.prim_ext(&mut self.reference)),
+            "publicationDate" => (5, r.prim(&mut self.publication_date)),
+            "_publicationDate" => (5, r.prim_ext(&mut self.publication_date)),
+            "presentationDate" => (6, r.prim(&mut self.presentation_date)),
+            "_presentationDate" => (6, r.prim_ext(&mut self.presentation_date)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -382,7 +418,7 @@ impl Object for ImmunizationEducation {
 /// Details of a reaction that follows immunization
 ///
 /// FHIR element `Immunization.reaction`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImmunizationReaction {
     /// `Immunization.reaction.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -400,21 +436,33 @@ pub struct ImmunizationReaction {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImmunizationReaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImmunizationReaction {
     const NAME: &'static str = "Immunization.reaction";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ImmunizationReaction {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "date" => (3, r.prim(&mut self.date)?),
-            "_date" => (3, r.prim_ext(&mut self.date)?),
-            "detail" => (4, r.boxed(&mut self.detail)?),
-            "reported" => (5, r.prim(&mut self.reported)?),
-            "_reported" => (5, r.prim_ext(&mut self.reported)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "date" => (3, r.prim(&mut self.date)),
+            "_date" => (3, r.prim_ext(&mut self.date)),
+            "detail" => (4, r.boxed(&mut self.detail)),
+            "reported" => (5, r.prim(&mut self.reported)),
+            "_reported" => (5, r.prim_ext(&mut self.reported)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -438,7 +486,7 @@ impl Object for ImmunizationReaction {
 /// Protocol followed by the provider
 ///
 /// FHIR element `Immunization.protocolApplied`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImmunizationProtocolApplied {
     /// `Immunization.protocolApplied.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -496,18 +544,29 @@ impl ImmunizationProtocolAppliedSeriesDoses {
     }
 }
 
+impl std::fmt::Debug for ImmunizationProtocolApplied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImmunizationProtocolApplied {
     const NAME: &'static str = "Immunization.protocolApplied";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for ImmunizationProtocolApplied {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "series" => (3, r.prim(&mut self.series)?),
-            "_series" => (3, r.prim_ext(&mut self.series)?),
-            "authority" => (4, r.boxed(&mut self.authority)?),
-            "targetDisease" => (5, r.objects(&mut self.target_disease)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "series" => (3, r.prim(&mut self.series)),
+            "_series" => (3, r.prim_ext(&mut self.series)),
+            "authority" => (4, r.boxed(&mut self.authority)),
+            "targetDisease" => (5, r.objects(&mut self.target_disease)),
             "doseNumberPositiveInt" => (
                 6,
                 r.choice_prim(
@@ -517,7 +576,7 @@ impl Object for ImmunizationProtocolApplied {
                         ImmunizationProtocolAppliedDoseNumber::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_doseNumberPositiveInt" => (
                 6,
@@ -528,7 +587,7 @@ impl Object for ImmunizationProtocolApplied {
                         ImmunizationProtocolAppliedDoseNumber::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "doseNumberString" => (
                 6,
@@ -539,7 +598,7 @@ impl Object for ImmunizationProtocolApplied {
                         ImmunizationProtocolAppliedDoseNumber::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_doseNumberString" => (
                 6,
@@ -550,7 +609,7 @@ impl Object for ImmunizationProtocolApplied {
                         ImmunizationProtocolAppliedDoseNumber::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "seriesDosesPositiveInt" => (
                 7,
@@ -561,7 +620,7 @@ impl Object for ImmunizationProtocolApplied {
                         ImmunizationProtocolAppliedSeriesDoses::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_seriesDosesPositiveInt" => (
                 7,
@@ -572,7 +631,7 @@ impl Object for ImmunizationProtocolApplied {
                         ImmunizationProtocolAppliedSeriesDoses::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "seriesDosesString" => (
                 7,
@@ -583,7 +642,7 @@ impl Object for ImmunizationProtocolApplied {
                         ImmunizationProtocolAppliedSeriesDoses::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_seriesDosesString" => (
                 7,
@@ -594,10 +653,11 @@ impl Object for ImmunizationProtocolApplied {
                         ImmunizationProtocolAppliedSeriesDoses::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

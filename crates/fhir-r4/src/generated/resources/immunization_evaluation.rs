@@ -4,7 +4,7 @@
 //! The R4 `ImmunizationEvaluation` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Describes a comparison of an immunization event against published recommendations to determine if the administration is "valid" in relation to those  recommendations.
 ///
 /// FHIR resource `ImmunizationEvaluation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImmunizationEvaluation {
     /// `ImmunizationEvaluation.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -97,37 +97,48 @@ impl ImmunizationEvaluationSeriesDoses {
     }
 }
 
+impl std::fmt::Debug for ImmunizationEvaluation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImmunizationEvaluation {
     const NAME: &'static str = "ImmunizationEvaluation";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 21;
+}
+
+impl Members for ImmunizationEvaluation {
+    fn field_count(&self) -> u16 {
+        21
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "patient" => (10, r.boxed(&mut self.patient)?),
-            "date" => (11, r.prim(&mut self.date)?),
-            "_date" => (11, r.prim_ext(&mut self.date)?),
-            "authority" => (12, r.boxed(&mut self.authority)?),
-            "targetDisease" => (13, r.boxed(&mut self.target_disease)?),
-            "immunizationEvent" => (14, r.boxed(&mut self.immunization_event)?),
-            "doseStatus" => (15, r.boxed(&mut self.dose_status)?),
-            "doseStatusReason" => (16, r.objects(&mut self.dose_status_reason)?),
-            "description" => (17, r.prim(&mut self.description)?),
-            "_description" => (17, r.prim_ext(&mut self.description)?),
-            "series" => (18, r.prim(&mut self.series)?),
-            "_series" => (18, r.prim_ext(&mut self.series)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "patient" => (10, r.boxed(&mut self.patient)),
+            "date" => (11, r.prim(&mut self.date)),
+            "_date" => (11, r.prim_ext(&mut self.date)),
+            "authority" => (12, r.boxed(&mut self.authority)),
+            "targetDisease" => (13, r.boxed(&mut self.target_disease)),
+            "immunizationEvent" => (14, r.boxed(&mut self.immunization_event)),
+            "doseStatus" => (15, r.boxed(&mut self.dose_status)),
+            "doseStatusReason" => (16, r.objects(&mut self.dose_status_reason)),
+            "description" => (17, r.prim(&mut self.description)),
+            "_description" => (17, r.prim_ext(&mut self.description)),
+            "series" => (18, r.prim(&mut self.series)),
+            "_series" => (18, r.prim_ext(&mut self.series)),
             "doseNumberPositiveInt" => (
                 19,
                 r.choice_prim(
@@ -137,7 +148,7 @@ impl Object for ImmunizationEvaluation {
                         ImmunizationEvaluationDoseNumber::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_doseNumberPositiveInt" => (
                 19,
@@ -148,7 +159,7 @@ impl Object for ImmunizationEvaluation {
                         ImmunizationEvaluationDoseNumber::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "doseNumberString" => (
                 19,
@@ -159,7 +170,7 @@ impl Object for ImmunizationEvaluation {
                         ImmunizationEvaluationDoseNumber::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_doseNumberString" => (
                 19,
@@ -170,7 +181,7 @@ impl Object for ImmunizationEvaluation {
                         ImmunizationEvaluationDoseNumber::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "seriesDosesPositiveInt" => (
                 20,
@@ -181,7 +192,7 @@ impl Object for ImmunizationEvaluation {
                         ImmunizationEvaluationSeriesDoses::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_seriesDosesPositiveInt" => (
                 20,
@@ -192,7 +203,7 @@ impl Object for ImmunizationEvaluation {
                         ImmunizationEvaluationSeriesDoses::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "seriesDosesString" => (
                 20,
@@ -203,7 +214,7 @@ impl Object for ImmunizationEvaluation {
                         ImmunizationEvaluationSeriesDoses::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_seriesDosesString" => (
                 20,
@@ -214,10 +225,11 @@ impl Object for ImmunizationEvaluation {
                         ImmunizationEvaluationSeriesDoses::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `ImmunizationRecommendation` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A patient's point-in-time set of recommendations (i.e. forecasting) according to a published schedule with optional supporting justification.
 ///
 /// FHIR resource `ImmunizationRecommendation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImmunizationRecommendation {
     /// `ImmunizationRecommendation.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -45,30 +45,42 @@ pub struct ImmunizationRecommendation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImmunizationRecommendation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImmunizationRecommendation {
     const NAME: &'static str = "ImmunizationRecommendation";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 13;
+}
+
+impl Members for ImmunizationRecommendation {
+    fn field_count(&self) -> u16 {
+        13
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "patient" => (9, r.boxed(&mut self.patient)?),
-            "date" => (10, r.prim(&mut self.date)?),
-            "_date" => (10, r.prim_ext(&mut self.date)?),
-            "authority" => (11, r.boxed(&mut self.authority)?),
-            "recommendation" => (12, r.objects(&mut self.recommendation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "patient" => (9, r.boxed(&mut self.patient)),
+            "date" => (10, r.prim(&mut self.date)),
+            "_date" => (10, r.prim_ext(&mut self.date)),
+            "authority" => (11, r.boxed(&mut self.authority)),
+            "recommendation" => (12, r.objects(&mut self.recommendation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -104,7 +116,7 @@ impl Object for ImmunizationRecommendation {
 /// Vaccine administration recommendations
 ///
 /// FHIR element `ImmunizationRecommendation.recommendation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImmunizationRecommendationRecommendation {
     /// `ImmunizationRecommendation.recommendation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -176,24 +188,35 @@ impl ImmunizationRecommendationRecommendationSeriesDoses {
     }
 }
 
+impl std::fmt::Debug for ImmunizationRecommendationRecommendation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImmunizationRecommendationRecommendation {
     const NAME: &'static str = "ImmunizationRecommendation.recommendation";
-    const FIELDS: u16 = 15;
+}
+
+impl Members for ImmunizationRecommendationRecommendation {
+    fn field_count(&self) -> u16 {
+        15
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "vaccineCode" => (3, r.objects(&mut self.vaccine_code)?),
-            "targetDisease" => (4, r.boxed(&mut self.target_disease)?),
-            "contraindicatedVaccineCode" => (5, r.objects(&mut self.contraindicated_vaccine_code)?),
-            "forecastStatus" => (6, r.boxed(&mut self.forecast_status)?),
-            "forecastReason" => (7, r.objects(&mut self.forecast_reason)?),
-            "dateCriterion" => (8, r.objects(&mut self.date_criterion)?),
-            "description" => (9, r.prim(&mut self.description)?),
-            "_description" => (9, r.prim_ext(&mut self.description)?),
-            "series" => (10, r.prim(&mut self.series)?),
-            "_series" => (10, r.prim_ext(&mut self.series)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "vaccineCode" => (3, r.objects(&mut self.vaccine_code)),
+            "targetDisease" => (4, r.boxed(&mut self.target_disease)),
+            "contraindicatedVaccineCode" => (5, r.objects(&mut self.contraindicated_vaccine_code)),
+            "forecastStatus" => (6, r.boxed(&mut self.forecast_status)),
+            "forecastReason" => (7, r.objects(&mut self.forecast_reason)),
+            "dateCriterion" => (8, r.objects(&mut self.date_criterion)),
+            "description" => (9, r.prim(&mut self.description)),
+            "_description" => (9, r.prim_ext(&mut self.description)),
+            "series" => (10, r.prim(&mut self.series)),
+            "_series" => (10, r.prim_ext(&mut self.series)),
             "doseNumberPositiveInt" => (
                 11,
                 r.choice_prim(
@@ -203,7 +226,7 @@ impl Object for ImmunizationRecommendationRecommendation {
                         ImmunizationRecommendationRecommendationDoseNumber::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_doseNumberPositiveInt" => (
                 11,
@@ -214,7 +237,7 @@ impl Object for ImmunizationRecommendationRecommendation {
                         ImmunizationRecommendationRecommendationDoseNumber::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "doseNumberString" => (
                 11,
@@ -225,7 +248,7 @@ impl Object for ImmunizationRecommendationRecommendation {
                         ImmunizationRecommendationRecommendationDoseNumber::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_doseNumberString" => (
                 11,
@@ -236,7 +259,7 @@ impl Object for ImmunizationRecommendationRecommendation {
                         ImmunizationRecommendationRecommendationDoseNumber::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "seriesDosesPositiveInt" => (
                 12,
@@ -247,7 +270,7 @@ impl Object for ImmunizationRecommendationRecommendation {
                         ImmunizationRecommendationRecommendationSeriesDoses::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_seriesDosesPositiveInt" => (
                 12,
@@ -258,7 +281,7 @@ impl Object for ImmunizationRecommendationRecommendation {
                         ImmunizationRecommendationRecommendationSeriesDoses::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "seriesDosesString" => (
                 12,
@@ -269,7 +292,7 @@ impl Object for ImmunizationRecommendationRecommendation {
                         ImmunizationRecommendationRecommendationSeriesDoses::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_seriesDosesString" => (
                 12,
@@ -280,12 +303,13 @@ impl Object for ImmunizationRecommendationRecommendation {
                         ImmunizationRecommendationRecommendationSeriesDoses::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
-            "supportingImmunization" => (13, r.objects(&mut self.supporting_immunization)?),
-            "supportingPatientInformation" => (14, r.objects(&mut self.supporting_patient_information)?),
+            "supportingImmunization" => (13, r.objects(&mut self.supporting_immunization)),
+            "supportingPatientInformation" => (14, r.objects(&mut self.supporting_patient_information)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -332,7 +356,7 @@ impl Object for ImmunizationRecommendationRecommendation {
 /// Dates governing proposed immunization
 ///
 /// FHIR element `ImmunizationRecommendation.recommendation.dateCriterion`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImmunizationRecommendationRecommendationDateCriterion {
     /// `ImmunizationRecommendation.recommendation.dateCriterion.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -348,19 +372,31 @@ pub struct ImmunizationRecommendationRecommendationDateCriterion {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImmunizationRecommendationRecommendationDateCriterion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImmunizationRecommendationRecommendationDateCriterion {
     const NAME: &'static str = "ImmunizationRecommendation.recommendation.dateCriterion";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ImmunizationRecommendationRecommendationDateCriterion {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "value" => (4, r.prim(&mut self.value)?),
-            "_value" => (4, r.prim_ext(&mut self.value)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "value" => (4, r.prim(&mut self.value)),
+            "_value" => (4, r.prim_ext(&mut self.value)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

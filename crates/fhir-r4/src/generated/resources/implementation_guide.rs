@@ -4,7 +4,7 @@
 //! The R4 `ImplementationGuide` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A set of rules of how a particular interoperability or standards problem is solved - typically through the use of FHIR resources. This resource is used to gather all the parts of an implementation guide into a logical whole and to publish a computable definition of all the parts.
 ///
 /// FHIR resource `ImplementationGuide`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImplementationGuide {
     /// `ImplementationGuide.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -75,57 +75,69 @@ pub struct ImplementationGuide {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImplementationGuide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImplementationGuide {
     const NAME: &'static str = "ImplementationGuide";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 28;
+}
+
+impl Members for ImplementationGuide {
+    fn field_count(&self) -> u16 {
+        28
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "version" => (9, r.prim(&mut self.version)?),
-            "_version" => (9, r.prim_ext(&mut self.version)?),
-            "name" => (10, r.prim(&mut self.name)?),
-            "_name" => (10, r.prim_ext(&mut self.name)?),
-            "title" => (11, r.prim(&mut self.title)?),
-            "_title" => (11, r.prim_ext(&mut self.title)?),
-            "status" => (12, r.prim(&mut self.status)?),
-            "_status" => (12, r.prim_ext(&mut self.status)?),
-            "experimental" => (13, r.prim(&mut self.experimental)?),
-            "_experimental" => (13, r.prim_ext(&mut self.experimental)?),
-            "date" => (14, r.prim(&mut self.date)?),
-            "_date" => (14, r.prim_ext(&mut self.date)?),
-            "publisher" => (15, r.prim(&mut self.publisher)?),
-            "_publisher" => (15, r.prim_ext(&mut self.publisher)?),
-            "contact" => (16, r.objects(&mut self.contact)?),
-            "description" => (17, r.prim(&mut self.description)?),
-            "_description" => (17, r.prim_ext(&mut self.description)?),
-            "useContext" => (18, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (19, r.objects(&mut self.jurisdiction)?),
-            "copyright" => (20, r.prim(&mut self.copyright)?),
-            "_copyright" => (20, r.prim_ext(&mut self.copyright)?),
-            "packageId" => (21, r.prim(&mut self.package_id)?),
-            "_packageId" => (21, r.prim_ext(&mut self.package_id)?),
-            "license" => (22, r.prim(&mut self.license)?),
-            "_license" => (22, r.prim_ext(&mut self.license)?),
-            "fhirVersion" => (23, r.prim_vec(&mut self.fhir_version)?),
-            "_fhirVersion" => (23, r.prim_vec_ext(&mut self.fhir_version)?),
-            "dependsOn" => (24, r.objects(&mut self.depends_on)?),
-            "global" => (25, r.objects(&mut self.global)?),
-            "definition" => (26, r.boxed(&mut self.definition)?),
-            "manifest" => (27, r.boxed(&mut self.manifest)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "version" => (9, r.prim(&mut self.version)),
+            "_version" => (9, r.prim_ext(&mut self.version)),
+            "name" => (10, r.prim(&mut self.name)),
+            "_name" => (10, r.prim_ext(&mut self.name)),
+            "title" => (11, r.prim(&mut self.title)),
+            "_title" => (11, r.prim_ext(&mut self.title)),
+            "status" => (12, r.prim(&mut self.status)),
+            "_status" => (12, r.prim_ext(&mut self.status)),
+            "experimental" => (13, r.prim(&mut self.experimental)),
+            "_experimental" => (13, r.prim_ext(&mut self.experimental)),
+            "date" => (14, r.prim(&mut self.date)),
+            "_date" => (14, r.prim_ext(&mut self.date)),
+            "publisher" => (15, r.prim(&mut self.publisher)),
+            "_publisher" => (15, r.prim_ext(&mut self.publisher)),
+            "contact" => (16, r.objects(&mut self.contact)),
+            "description" => (17, r.prim(&mut self.description)),
+            "_description" => (17, r.prim_ext(&mut self.description)),
+            "useContext" => (18, r.objects(&mut self.use_context)),
+            "jurisdiction" => (19, r.objects(&mut self.jurisdiction)),
+            "copyright" => (20, r.prim(&mut self.copyright)),
+            "_copyright" => (20, r.prim_ext(&mut self.copyright)),
+            "packageId" => (21, r.prim(&mut self.package_id)),
+            "_packageId" => (21, r.prim_ext(&mut self.package_id)),
+            "license" => (22, r.prim(&mut self.license)),
+            "_license" => (22, r.prim_ext(&mut self.license)),
+            "fhirVersion" => (23, r.prim_vec(&mut self.fhir_version)),
+            "_fhirVersion" => (23, r.prim_vec_ext(&mut self.fhir_version)),
+            "dependsOn" => (24, r.objects(&mut self.depends_on)),
+            "global" => (25, r.objects(&mut self.global)),
+            "definition" => (26, r.boxed(&mut self.definition)),
+            "manifest" => (27, r.boxed(&mut self.manifest)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -178,7 +190,7 @@ impl Object for ImplementationGuide {
 /// Another Implementation guide this depends on
 ///
 /// FHIR element `ImplementationGuide.dependsOn`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImplementationGuideDependsOn {
     /// `ImplementationGuide.dependsOn.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -196,22 +208,34 @@ pub struct ImplementationGuideDependsOn {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImplementationGuideDependsOn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImplementationGuideDependsOn {
     const NAME: &'static str = "ImplementationGuide.dependsOn";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ImplementationGuideDependsOn {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "uri" => (3, r.prim(&mut self.uri)?),
-            "_uri" => (3, r.prim_ext(&mut self.uri)?),
-            "packageId" => (4, r.prim(&mut self.package_id)?),
-            "_packageId" => (4, r.prim_ext(&mut self.package_id)?),
-            "version" => (5, r.prim(&mut self.version)?),
-            "_version" => (5, r.prim_ext(&mut self.version)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "uri" => (3, r.prim(&mut self.uri)),
+            "_uri" => (3, r.prim_ext(&mut self.uri)),
+            "packageId" => (4, r.prim(&mut self.package_id)),
+            "_packageId" => (4, r.prim_ext(&mut self.package_id)),
+            "version" => (5, r.prim(&mut self.version)),
+            "_version" => (5, r.prim_ext(&mut self.version)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -238,7 +262,7 @@ impl Object for ImplementationGuideDependsOn {
 /// Profiles that apply globally
 ///
 /// FHIR element `ImplementationGuide.global`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImplementationGuideGlobal {
     /// `ImplementationGuide.global.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -254,20 +278,32 @@ pub struct ImplementationGuideGlobal {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImplementationGuideGlobal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImplementationGuideGlobal {
     const NAME: &'static str = "ImplementationGuide.global";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ImplementationGuideGlobal {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "profile" => (4, r.prim(&mut self.profile)?),
-            "_profile" => (4, r.prim_ext(&mut self.profile)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "profile" => (4, r.prim(&mut self.profile)),
+            "_profile" => (4, r.prim_ext(&mut self.profile)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -294,7 +330,7 @@ impl Object for ImplementationGuideGlobal {
 /// Information needed to build the IG
 ///
 /// FHIR element `ImplementationGuide.definition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImplementationGuideDefinition {
     /// `ImplementationGuide.definition.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -316,21 +352,33 @@ pub struct ImplementationGuideDefinition {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImplementationGuideDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImplementationGuideDefinition {
     const NAME: &'static str = "ImplementationGuide.definition";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for ImplementationGuideDefinition {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "grouping" => (3, r.objects(&mut self.grouping)?),
-            "resource" => (4, r.objects(&mut self.resource)?),
-            "page" => (5, r.boxed(&mut self.page)?),
-            "parameter" => (6, r.objects(&mut self.parameter)?),
-            "template" => (7, r.objects(&mut self.template)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "grouping" => (3, r.objects(&mut self.grouping)),
+            "resource" => (4, r.objects(&mut self.resource)),
+            "page" => (5, r.boxed(&mut self.page)),
+            "parameter" => (6, r.objects(&mut self.parameter)),
+            "template" => (7, r.objects(&mut self.template)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -359,7 +407,7 @@ impl Object for ImplementationGuideDefinition {
 /// Grouping used to present related resources in the IG
 ///
 /// FHIR element `ImplementationGuide.definition.grouping`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImplementationGuideDefinitionGrouping {
     /// `ImplementationGuide.definition.grouping.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -375,20 +423,32 @@ pub struct ImplementationGuideDefinitionGrouping {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImplementationGuideDefinitionGrouping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImplementationGuideDefinitionGrouping {
     const NAME: &'static str = "ImplementationGuide.definition.grouping";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ImplementationGuideDefinitionGrouping {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "description" => (4, r.prim(&mut self.description)?),
-            "_description" => (4, r.prim_ext(&mut self.description)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "description" => (4, r.prim(&mut self.description)),
+            "_description" => (4, r.prim_ext(&mut self.description)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -414,7 +474,7 @@ impl Object for ImplementationGuideDefinitionGrouping {
 /// Resource in the implementation guide
 ///
 /// FHIR element `ImplementationGuide.definition.resource`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImplementationGuideDefinitionResource {
     /// `ImplementationGuide.definition.resource.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -456,21 +516,32 @@ impl ImplementationGuideDefinitionResourceExample {
     }
 }
 
+impl std::fmt::Debug for ImplementationGuideDefinitionResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImplementationGuideDefinitionResource {
     const NAME: &'static str = "ImplementationGuide.definition.resource";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for ImplementationGuideDefinitionResource {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "reference" => (3, r.boxed(&mut self.reference)?),
-            "fhirVersion" => (4, r.prim_vec(&mut self.fhir_version)?),
-            "_fhirVersion" => (4, r.prim_vec_ext(&mut self.fhir_version)?),
-            "name" => (5, r.prim(&mut self.name)?),
-            "_name" => (5, r.prim_ext(&mut self.name)?),
-            "description" => (6, r.prim(&mut self.description)?),
-            "_description" => (6, r.prim_ext(&mut self.description)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "reference" => (3, r.boxed(&mut self.reference)),
+            "fhirVersion" => (4, r.prim_vec(&mut self.fhir_version)),
+            "_fhirVersion" => (4, r.prim_vec_ext(&mut self.fhir_version)),
+            "name" => (5, r.prim(&mut self.name)),
+            "_name" => (5, r.prim_ext(&mut self.name)),
+            "description" => (6, r.prim(&mut self.description)),
+            "_description" => (6, r.prim_ext(&mut self.description)),
             "exampleBoolean" => (
                 7,
                 r.choice_prim(
@@ -480,7 +551,7 @@ impl Object for ImplementationGuideDefinitionResource {
                         ImplementationGuideDefinitionResourceExample::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_exampleBoolean" => (
                 7,
@@ -491,7 +562,7 @@ impl Object for ImplementationGuideDefinitionResource {
                         ImplementationGuideDefinitionResourceExample::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "exampleCanonical" => (
                 7,
@@ -502,7 +573,7 @@ impl Object for ImplementationGuideDefinitionResource {
                         ImplementationGuideDefinitionResourceExample::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_exampleCanonical" => (
                 7,
@@ -513,12 +584,13 @@ impl Object for ImplementationGuideDefinitionResource {
                         ImplementationGuideDefinitionResourceExample::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
-            "groupingId" => (8, r.prim(&mut self.grouping_id)?),
-            "_groupingId" => (8, r.prim_ext(&mut self.grouping_id)?),
+            "groupingId" => (8, r.prim(&mut self.grouping_id)),
+            "_groupingId" => (8, r.prim_ext(&mut self.grouping_id)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -552,7 +624,7 @@ impl Object for ImplementationGuideDefinitionResource {
 /// Page/Section in the Guide
 ///
 /// FHIR element `ImplementationGuide.definition.page`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImplementationGuideDefinitionPage {
     /// `ImplementationGuide.definition.page.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -590,14 +662,25 @@ impl ImplementationGuideDefinitionPageName {
     }
 }
 
+impl std::fmt::Debug for ImplementationGuideDefinitionPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImplementationGuideDefinitionPage {
     const NAME: &'static str = "ImplementationGuide.definition.page";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ImplementationGuideDefinitionPage {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "nameUrl" => (
                 3,
                 r.choice_prim(
@@ -607,7 +690,7 @@ impl Object for ImplementationGuideDefinitionPage {
                         ImplementationGuideDefinitionPageName::Url(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_nameUrl" => (
                 3,
@@ -618,19 +701,20 @@ impl Object for ImplementationGuideDefinitionPage {
                         ImplementationGuideDefinitionPageName::Url(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "nameReference" => (
                 3,
-                r.choice_object(&mut self.name, ImplementationGuideDefinitionPageName::Reference)?,
+                r.choice_object(&mut self.name, ImplementationGuideDefinitionPageName::Reference),
             ),
-            "title" => (4, r.prim(&mut self.title)?),
-            "_title" => (4, r.prim_ext(&mut self.title)?),
-            "generation" => (5, r.prim(&mut self.generation)?),
-            "_generation" => (5, r.prim_ext(&mut self.generation)?),
-            "page" => (6, r.objects(&mut self.page)?),
+            "title" => (4, r.prim(&mut self.title)),
+            "_title" => (4, r.prim_ext(&mut self.title)),
+            "generation" => (5, r.prim(&mut self.generation)),
+            "_generation" => (5, r.prim_ext(&mut self.generation)),
+            "page" => (6, r.objects(&mut self.page)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -664,7 +748,7 @@ impl Object for ImplementationGuideDefinitionPage {
 /// Defines how IG is built by tools
 ///
 /// FHIR element `ImplementationGuide.definition.parameter`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImplementationGuideDefinitionParameter {
     /// `ImplementationGuide.definition.parameter.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -680,20 +764,32 @@ pub struct ImplementationGuideDefinitionParameter {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImplementationGuideDefinitionParameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImplementationGuideDefinitionParameter {
     const NAME: &'static str = "ImplementationGuide.definition.parameter";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ImplementationGuideDefinitionParameter {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.prim(&mut self.code)?),
-            "_code" => (3, r.prim_ext(&mut self.code)?),
-            "value" => (4, r.prim(&mut self.value)?),
-            "_value" => (4, r.prim_ext(&mut self.value)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.prim(&mut self.code)),
+            "_code" => (3, r.prim_ext(&mut self.code)),
+            "value" => (4, r.prim(&mut self.value)),
+            "_value" => (4, r.prim_ext(&mut self.value)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -720,7 +816,7 @@ impl Object for ImplementationGuideDefinitionParameter {
 /// A template for building resources
 ///
 /// FHIR element `ImplementationGuide.definition.template`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImplementationGuideDefinitionTemplate {
     /// `ImplementationGuide.definition.template.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -738,22 +834,34 @@ pub struct ImplementationGuideDefinitionTemplate {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImplementationGuideDefinitionTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImplementationGuideDefinitionTemplate {
     const NAME: &'static str = "ImplementationGuide.definition.template";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ImplementationGuideDefinitionTemplate {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.prim(&mut self.code)?),
-            "_code" => (3, r.prim_ext(&mut self.code)?),
-            "source" => (4, r.prim(&mut self.source)?),
-            "_source" => (4, r.prim_ext(&mut self.source)?),
-            "scope" => (5, r.prim(&mut self.scope)?),
-            "_scope" => (5, r.prim_ext(&mut self.scope)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.prim(&mut self.code)),
+            "_code" => (3, r.prim_ext(&mut self.code)),
+            "source" => (4, r.prim(&mut self.source)),
+            "_source" => (4, r.prim_ext(&mut self.source)),
+            "scope" => (5, r.prim(&mut self.scope)),
+            "_scope" => (5, r.prim_ext(&mut self.scope)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -781,7 +889,7 @@ impl Object for ImplementationGuideDefinitionTemplate {
 /// Information about an assembled IG
 ///
 /// FHIR element `ImplementationGuide.manifest`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImplementationGuideManifest {
     /// `ImplementationGuide.manifest.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -803,24 +911,36 @@ pub struct ImplementationGuideManifest {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImplementationGuideManifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImplementationGuideManifest {
     const NAME: &'static str = "ImplementationGuide.manifest";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for ImplementationGuideManifest {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "rendering" => (3, r.prim(&mut self.rendering)?),
-            "_rendering" => (3, r.prim_ext(&mut self.rendering)?),
-            "resource" => (4, r.objects(&mut self.resource)?),
-            "page" => (5, r.objects(&mut self.page)?),
-            "image" => (6, r.prim_vec(&mut self.image)?),
-            "_image" => (6, r.prim_vec_ext(&mut self.image)?),
-            "other" => (7, r.prim_vec(&mut self.other)?),
-            "_other" => (7, r.prim_vec_ext(&mut self.other)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "rendering" => (3, r.prim(&mut self.rendering)),
+            "_rendering" => (3, r.prim_ext(&mut self.rendering)),
+            "resource" => (4, r.objects(&mut self.resource)),
+            "page" => (5, r.objects(&mut self.page)),
+            "image" => (6, r.prim_vec(&mut self.image)),
+            "_image" => (6, r.prim_vec_ext(&mut self.image)),
+            "other" => (7, r.prim_vec(&mut self.other)),
+            "_other" => (7, r.prim_vec_ext(&mut self.other)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -849,7 +969,7 @@ impl Object for ImplementationGuideManifest {
 /// Resource in the implementation guide
 ///
 /// FHIR element `ImplementationGuide.manifest.resource`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImplementationGuideManifestResource {
     /// `ImplementationGuide.manifest.resource.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -885,15 +1005,26 @@ impl ImplementationGuideManifestResourceExample {
     }
 }
 
+impl std::fmt::Debug for ImplementationGuideManifestResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImplementationGuideManifestResource {
     const NAME: &'static str = "ImplementationGuide.manifest.resource";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ImplementationGuideManifestResource {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "reference" => (3, r.boxed(&mut self.reference)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "reference" => (3, r.boxed(&mut self.reference)),
             "exampleBoolean" => (
                 4,
                 r.choice_prim(
@@ -903,7 +1034,7 @@ impl Object for ImplementationGuideManifestResource {
                         ImplementationGuideManifestResourceExample::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_exampleBoolean" => (
                 4,
@@ -914,7 +1045,7 @@ impl Object for ImplementationGuideManifestResource {
                         ImplementationGuideManifestResourceExample::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "exampleCanonical" => (
                 4,
@@ -925,7 +1056,7 @@ impl Object for ImplementationGuideManifestResource {
                         ImplementationGuideManifestResourceExample::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_exampleCanonical" => (
                 4,
@@ -936,12 +1067,13 @@ impl Object for ImplementationGuideManifestResource {
                         ImplementationGuideManifestResourceExample::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
-            "relativePath" => (5, r.prim(&mut self.relative_path)?),
-            "_relativePath" => (5, r.prim_ext(&mut self.relative_path)?),
+            "relativePath" => (5, r.prim(&mut self.relative_path)),
+            "_relativePath" => (5, r.prim_ext(&mut self.relative_path)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -972,7 +1104,7 @@ impl Object for ImplementationGuideManifestResource {
 /// HTML page within the parent IG
 ///
 /// FHIR element `ImplementationGuide.manifest.page`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ImplementationGuideManifestPage {
     /// `ImplementationGuide.manifest.page.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -990,22 +1122,34 @@ pub struct ImplementationGuideManifestPage {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ImplementationGuideManifestPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ImplementationGuideManifestPage {
     const NAME: &'static str = "ImplementationGuide.manifest.page";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ImplementationGuideManifestPage {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "title" => (4, r.prim(&mut self.title)?),
-            "_title" => (4, r.prim_ext(&mut self.title)?),
-            "anchor" => (5, r.prim_vec(&mut self.anchor)?),
-            "_anchor" => (5, r.prim_vec_ext(&mut self.anchor)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "title" => (4, r.prim(&mut self.title)),
+            "_title" => (4, r.prim_ext(&mut self.title)),
+            "anchor" => (5, r.prim_vec(&mut self.anchor)),
+            "_anchor" => (5, r.prim_vec_ext(&mut self.anchor)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `InsurancePlan` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Details of a Health Insurance product/plan provided by an organization.
 ///
 /// FHIR resource `InsurancePlan`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct InsurancePlan {
     /// `InsurancePlan.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -63,41 +63,53 @@ pub struct InsurancePlan {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for InsurancePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for InsurancePlan {
     const NAME: &'static str = "InsurancePlan";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 22;
+}
+
+impl Members for InsurancePlan {
+    fn field_count(&self) -> u16 {
+        22
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "type" => (10, r.objects(&mut self.type_)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "alias" => (12, r.prim_vec(&mut self.alias)?),
-            "_alias" => (12, r.prim_vec_ext(&mut self.alias)?),
-            "period" => (13, r.boxed(&mut self.period)?),
-            "ownedBy" => (14, r.boxed(&mut self.owned_by)?),
-            "administeredBy" => (15, r.boxed(&mut self.administered_by)?),
-            "coverageArea" => (16, r.objects(&mut self.coverage_area)?),
-            "contact" => (17, r.objects(&mut self.contact)?),
-            "endpoint" => (18, r.objects(&mut self.endpoint)?),
-            "network" => (19, r.objects(&mut self.network)?),
-            "coverage" => (20, r.objects(&mut self.coverage)?),
-            "plan" => (21, r.objects(&mut self.plan)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "type" => (10, r.objects(&mut self.type_)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "alias" => (12, r.prim_vec(&mut self.alias)),
+            "_alias" => (12, r.prim_vec_ext(&mut self.alias)),
+            "period" => (13, r.boxed(&mut self.period)),
+            "ownedBy" => (14, r.boxed(&mut self.owned_by)),
+            "administeredBy" => (15, r.boxed(&mut self.administered_by)),
+            "coverageArea" => (16, r.objects(&mut self.coverage_area)),
+            "contact" => (17, r.objects(&mut self.contact)),
+            "endpoint" => (18, r.objects(&mut self.endpoint)),
+            "network" => (19, r.objects(&mut self.network)),
+            "coverage" => (20, r.objects(&mut self.coverage)),
+            "plan" => (21, r.objects(&mut self.plan)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -137,7 +149,7 @@ impl Object for InsurancePlan {
 /// Contact for the product
 ///
 /// FHIR element `InsurancePlan.contact`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct InsurancePlanContact {
     /// `InsurancePlan.contact.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -157,20 +169,32 @@ pub struct InsurancePlanContact {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for InsurancePlanContact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for InsurancePlanContact {
     const NAME: &'static str = "InsurancePlan.contact";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for InsurancePlanContact {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "purpose" => (3, r.boxed(&mut self.purpose)?),
-            "name" => (4, r.boxed(&mut self.name)?),
-            "telecom" => (5, r.objects(&mut self.telecom)?),
-            "address" => (6, r.boxed(&mut self.address)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "purpose" => (3, r.boxed(&mut self.purpose)),
+            "name" => (4, r.boxed(&mut self.name)),
+            "telecom" => (5, r.objects(&mut self.telecom)),
+            "address" => (6, r.boxed(&mut self.address)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -195,7 +219,7 @@ impl Object for InsurancePlanContact {
 /// Coverage details
 ///
 /// FHIR element `InsurancePlan.coverage`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct InsurancePlanCoverage {
     /// `InsurancePlan.coverage.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -213,19 +237,31 @@ pub struct InsurancePlanCoverage {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for InsurancePlanCoverage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for InsurancePlanCoverage {
     const NAME: &'static str = "InsurancePlan.coverage";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for InsurancePlanCoverage {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "network" => (4, r.objects(&mut self.network)?),
-            "benefit" => (5, r.objects(&mut self.benefit)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "network" => (4, r.objects(&mut self.network)),
+            "benefit" => (5, r.objects(&mut self.benefit)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -253,7 +289,7 @@ impl Object for InsurancePlanCoverage {
 /// List of benefits
 ///
 /// FHIR element `InsurancePlan.coverage.benefit`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct InsurancePlanCoverageBenefit {
     /// `InsurancePlan.coverage.benefit.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -271,20 +307,32 @@ pub struct InsurancePlanCoverageBenefit {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for InsurancePlanCoverageBenefit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for InsurancePlanCoverageBenefit {
     const NAME: &'static str = "InsurancePlan.coverage.benefit";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for InsurancePlanCoverageBenefit {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "requirement" => (4, r.prim(&mut self.requirement)?),
-            "_requirement" => (4, r.prim_ext(&mut self.requirement)?),
-            "limit" => (5, r.objects(&mut self.limit)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "requirement" => (4, r.prim(&mut self.requirement)),
+            "_requirement" => (4, r.prim_ext(&mut self.requirement)),
+            "limit" => (5, r.objects(&mut self.limit)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -311,7 +359,7 @@ impl Object for InsurancePlanCoverageBenefit {
 /// Benefit limits
 ///
 /// FHIR element `InsurancePlan.coverage.benefit.limit`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct InsurancePlanCoverageBenefitLimit {
     /// `InsurancePlan.coverage.benefit.limit.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -327,18 +375,30 @@ pub struct InsurancePlanCoverageBenefitLimit {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for InsurancePlanCoverageBenefitLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for InsurancePlanCoverageBenefitLimit {
     const NAME: &'static str = "InsurancePlan.coverage.benefit.limit";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for InsurancePlanCoverageBenefitLimit {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "value" => (3, r.boxed(&mut self.value)?),
-            "code" => (4, r.boxed(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "value" => (3, r.boxed(&mut self.value)),
+            "code" => (4, r.boxed(&mut self.code)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -361,7 +421,7 @@ impl Object for InsurancePlanCoverageBenefitLimit {
 /// Plan details
 ///
 /// FHIR element `InsurancePlan.plan`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct InsurancePlanPlan {
     /// `InsurancePlan.plan.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -385,22 +445,34 @@ pub struct InsurancePlanPlan {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for InsurancePlanPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for InsurancePlanPlan {
     const NAME: &'static str = "InsurancePlan.plan";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for InsurancePlanPlan {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (3, r.objects(&mut self.identifier)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
-            "coverageArea" => (5, r.objects(&mut self.coverage_area)?),
-            "network" => (6, r.objects(&mut self.network)?),
-            "generalCost" => (7, r.objects(&mut self.general_cost)?),
-            "specificCost" => (8, r.objects(&mut self.specific_cost)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identifier" => (3, r.objects(&mut self.identifier)),
+            "type" => (4, r.boxed(&mut self.type_)),
+            "coverageArea" => (5, r.objects(&mut self.coverage_area)),
+            "network" => (6, r.objects(&mut self.network)),
+            "generalCost" => (7, r.objects(&mut self.general_cost)),
+            "specificCost" => (8, r.objects(&mut self.specific_cost)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -427,7 +499,7 @@ impl Object for InsurancePlanPlan {
 /// Overall costs
 ///
 /// FHIR element `InsurancePlan.plan.generalCost`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct InsurancePlanPlanGeneralCost {
     /// `InsurancePlan.plan.generalCost.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -447,22 +519,34 @@ pub struct InsurancePlanPlanGeneralCost {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for InsurancePlanPlanGeneralCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for InsurancePlanPlanGeneralCost {
     const NAME: &'static str = "InsurancePlan.plan.generalCost";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for InsurancePlanPlanGeneralCost {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "groupSize" => (4, r.prim(&mut self.group_size)?),
-            "_groupSize" => (4, r.prim_ext(&mut self.group_size)?),
-            "cost" => (5, r.boxed(&mut self.cost)?),
-            "comment" => (6, r.prim(&mut self.comment)?),
-            "_comment" => (6, r.prim_ext(&mut self.comment)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "groupSize" => (4, r.prim(&mut self.group_size)),
+            "_groupSize" => (4, r.prim_ext(&mut self.group_size)),
+            "cost" => (5, r.boxed(&mut self.cost)),
+            "comment" => (6, r.prim(&mut self.comment)),
+            "_comment" => (6, r.prim_ext(&mut self.comment)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -487,7 +571,7 @@ impl Object for InsurancePlanPlanGeneralCost {
 /// Specific costs
 ///
 /// FHIR element `InsurancePlan.plan.specificCost`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct InsurancePlanPlanSpecificCost {
     /// `InsurancePlan.plan.specificCost.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -503,18 +587,30 @@ pub struct InsurancePlanPlanSpecificCost {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for InsurancePlanPlanSpecificCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for InsurancePlanPlanSpecificCost {
     const NAME: &'static str = "InsurancePlan.plan.specificCost";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for InsurancePlanPlanSpecificCost {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "category" => (3, r.boxed(&mut self.category)?),
-            "benefit" => (4, r.objects(&mut self.benefit)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "category" => (3, r.boxed(&mut self.category)),
+            "benefit" => (4, r.objects(&mut self.benefit)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -540,7 +636,7 @@ impl Object for InsurancePlanPlanSpecificCost {
 /// Benefits list
 ///
 /// FHIR element `InsurancePlan.plan.specificCost.benefit`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct InsurancePlanPlanSpecificCostBenefit {
     /// `InsurancePlan.plan.specificCost.benefit.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -556,18 +652,30 @@ pub struct InsurancePlanPlanSpecificCostBenefit {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for InsurancePlanPlanSpecificCostBenefit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for InsurancePlanPlanSpecificCostBenefit {
     const NAME: &'static str = "InsurancePlan.plan.specificCost.benefit";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for InsurancePlanPlanSpecificCostBenefit {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "cost" => (4, r.objects(&mut self.cost)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "cost" => (4, r.objects(&mut self.cost)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -593,7 +701,7 @@ impl Object for InsurancePlanPlanSpecificCostBenefit {
 /// List of the costs
 ///
 /// FHIR element `InsurancePlan.plan.specificCost.benefit.cost`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct InsurancePlanPlanSpecificCostBenefitCost {
     /// `InsurancePlan.plan.specificCost.benefit.cost.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -613,20 +721,32 @@ pub struct InsurancePlanPlanSpecificCostBenefitCost {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for InsurancePlanPlanSpecificCostBenefitCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for InsurancePlanPlanSpecificCostBenefitCost {
     const NAME: &'static str = "InsurancePlan.plan.specificCost.benefit.cost";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for InsurancePlanPlanSpecificCostBenefitCost {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "applicability" => (4, r.boxed(&mut self.applicability)?),
-            "qualifiers" => (5, r.objects(&mut self.qualifiers)?),
-            "value" => (6, r.boxed(&mut self.value)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "applicability" => (4, r.boxed(&mut self.applicability)),
+            "qualifiers" => (5, r.objects(&mut self.qualifiers)),
+            "value" => (6, r.boxed(&mut self.value)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

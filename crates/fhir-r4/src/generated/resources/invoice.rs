@@ -4,7 +4,7 @@
 //! The R4 `Invoice` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Invoice containing collected ChargeItems from an Account with calculated individual and total price for Billing purpose.
 ///
 /// FHIR resource `Invoice`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Invoice {
     /// `Invoice.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -67,44 +67,56 @@ pub struct Invoice {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Invoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Invoice {
     const NAME: &'static str = "Invoice";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 24;
+}
+
+impl Members for Invoice {
+    fn field_count(&self) -> u16 {
+        24
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "cancelledReason" => (10, r.prim(&mut self.cancelled_reason)?),
-            "_cancelledReason" => (10, r.prim_ext(&mut self.cancelled_reason)?),
-            "type" => (11, r.boxed(&mut self.type_)?),
-            "subject" => (12, r.boxed(&mut self.subject)?),
-            "recipient" => (13, r.boxed(&mut self.recipient)?),
-            "date" => (14, r.prim(&mut self.date)?),
-            "_date" => (14, r.prim_ext(&mut self.date)?),
-            "participant" => (15, r.objects(&mut self.participant)?),
-            "issuer" => (16, r.boxed(&mut self.issuer)?),
-            "account" => (17, r.boxed(&mut self.account)?),
-            "lineItem" => (18, r.objects(&mut self.line_item)?),
-            "totalPriceComponent" => (19, r.objects(&mut self.total_price_component)?),
-            "totalNet" => (20, r.boxed(&mut self.total_net)?),
-            "totalGross" => (21, r.boxed(&mut self.total_gross)?),
-            "paymentTerms" => (22, r.prim(&mut self.payment_terms)?),
-            "_paymentTerms" => (22, r.prim_ext(&mut self.payment_terms)?),
-            "note" => (23, r.objects(&mut self.note)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "cancelledReason" => (10, r.prim(&mut self.cancelled_reason)),
+            "_cancelledReason" => (10, r.prim_ext(&mut self.cancelled_reason)),
+            "type" => (11, r.boxed(&mut self.type_)),
+            "subject" => (12, r.boxed(&mut self.subject)),
+            "recipient" => (13, r.boxed(&mut self.recipient)),
+            "date" => (14, r.prim(&mut self.date)),
+            "_date" => (14, r.prim_ext(&mut self.date)),
+            "participant" => (15, r.objects(&mut self.participant)),
+            "issuer" => (16, r.boxed(&mut self.issuer)),
+            "account" => (17, r.boxed(&mut self.account)),
+            "lineItem" => (18, r.objects(&mut self.line_item)),
+            "totalPriceComponent" => (19, r.objects(&mut self.total_price_component)),
+            "totalNet" => (20, r.boxed(&mut self.total_net)),
+            "totalGross" => (21, r.boxed(&mut self.total_gross)),
+            "paymentTerms" => (22, r.prim(&mut self.payment_terms)),
+            "_paymentTerms" => (22, r.prim_ext(&mut self.payment_terms)),
+            "note" => (23, r.objects(&mut self.note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -149,7 +161,7 @@ impl Object for Invoice {
 /// Participant in creation of this Invoice
 ///
 /// FHIR element `Invoice.participant`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct InvoiceParticipant {
     /// `Invoice.participant.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -165,18 +177,30 @@ pub struct InvoiceParticipant {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for InvoiceParticipant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for InvoiceParticipant {
     const NAME: &'static str = "Invoice.participant";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for InvoiceParticipant {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "role" => (3, r.boxed(&mut self.role)?),
-            "actor" => (4, r.boxed(&mut self.actor)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "role" => (3, r.boxed(&mut self.role)),
+            "actor" => (4, r.boxed(&mut self.actor)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -202,7 +226,7 @@ impl Object for InvoiceParticipant {
 /// Line items of this Invoice
 ///
 /// FHIR element `Invoice.lineItem`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct InvoiceLineItem {
     /// `Invoice.lineItem.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -238,27 +262,39 @@ impl InvoiceLineItemChargeItem {
     }
 }
 
+impl std::fmt::Debug for InvoiceLineItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for InvoiceLineItem {
     const NAME: &'static str = "Invoice.lineItem";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for InvoiceLineItem {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "sequence" => (3, r.prim(&mut self.sequence)?),
-            "_sequence" => (3, r.prim_ext(&mut self.sequence)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "sequence" => (3, r.prim(&mut self.sequence)),
+            "_sequence" => (3, r.prim_ext(&mut self.sequence)),
             "chargeItemReference" => (
                 4,
-                r.choice_object(&mut self.charge_item, InvoiceLineItemChargeItem::Reference)?,
+                r.choice_object(&mut self.charge_item, InvoiceLineItemChargeItem::Reference),
             ),
             "chargeItemCodeableConcept" => (
                 4,
-                r.choice_object(&mut self.charge_item, InvoiceLineItemChargeItem::CodeableConcept)?,
+                r.choice_object(&mut self.charge_item, InvoiceLineItemChargeItem::CodeableConcept),
             ),
-            "priceComponent" => (5, r.objects(&mut self.price_component)?),
+            "priceComponent" => (5, r.objects(&mut self.price_component)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -289,7 +325,7 @@ impl Object for InvoiceLineItem {
 /// Components of total line item price
 ///
 /// FHIR element `Invoice.lineItem.priceComponent`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct InvoiceLineItemPriceComponent {
     /// `Invoice.lineItem.priceComponent.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -309,22 +345,34 @@ pub struct InvoiceLineItemPriceComponent {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for InvoiceLineItemPriceComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for InvoiceLineItemPriceComponent {
     const NAME: &'static str = "Invoice.lineItem.priceComponent";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for InvoiceLineItemPriceComponent {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "code" => (4, r.boxed(&mut self.code)?),
-            "factor" => (5, r.prim(&mut self.factor)?),
-            "_factor" => (5, r.prim_ext(&mut self.factor)?),
-            "amount" => (6, r.boxed(&mut self.amount)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "code" => (4, r.boxed(&mut self.code)),
+            "factor" => (5, r.prim(&mut self.factor)),
+            "_factor" => (5, r.prim_ext(&mut self.factor)),
+            "amount" => (6, r.boxed(&mut self.amount)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `Library` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The Library resource is a general-purpose container for knowledge asset definitions. It can be used to describe and expose existing knowledge assets such as logic libraries and information model descriptions, as well as to describe a collection of knowledge assets.
 ///
 /// FHIR resource `Library`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Library {
     /// `Library.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -115,74 +115,86 @@ impl LibrarySubject {
     }
 }
 
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Library {
     const NAME: &'static str = "Library";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 39;
+}
+
+impl Members for Library {
+    fn field_count(&self) -> u16 {
+        39
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "subtitle" => (13, r.prim(&mut self.subtitle)?),
-            "_subtitle" => (13, r.prim_ext(&mut self.subtitle)?),
-            "status" => (14, r.prim(&mut self.status)?),
-            "_status" => (14, r.prim_ext(&mut self.status)?),
-            "experimental" => (15, r.prim(&mut self.experimental)?),
-            "_experimental" => (15, r.prim_ext(&mut self.experimental)?),
-            "type" => (16, r.boxed(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "subtitle" => (13, r.prim(&mut self.subtitle)),
+            "_subtitle" => (13, r.prim_ext(&mut self.subtitle)),
+            "status" => (14, r.prim(&mut self.status)),
+            "_status" => (14, r.prim_ext(&mut self.status)),
+            "experimental" => (15, r.prim(&mut self.experimental)),
+            "_experimental" => (15, r.prim_ext(&mut self.experimental)),
+            "type" => (16, r.boxed(&mut self.type_)),
             "subjectCodeableConcept" => (
                 17,
-                r.choice_object(&mut self.subject, LibrarySubject::CodeableConcept)?,
+                r.choice_object(&mut self.subject, LibrarySubject::CodeableConcept),
             ),
-            "subjectReference" => (17, r.choice_object(&mut self.subject, LibrarySubject::Reference)?),
-            "date" => (18, r.prim(&mut self.date)?),
-            "_date" => (18, r.prim_ext(&mut self.date)?),
-            "publisher" => (19, r.prim(&mut self.publisher)?),
-            "_publisher" => (19, r.prim_ext(&mut self.publisher)?),
-            "contact" => (20, r.objects(&mut self.contact)?),
-            "description" => (21, r.prim(&mut self.description)?),
-            "_description" => (21, r.prim_ext(&mut self.description)?),
-            "useContext" => (22, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (23, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (24, r.prim(&mut self.purpose)?),
-            "_purpose" => (24, r.prim_ext(&mut self.purpose)?),
-            "usage" => (25, r.prim(&mut self.usage)?),
-            "_usage" => (25, r.prim_ext(&mut self.usage)?),
-            "copyright" => (26, r.prim(&mut self.copyright)?),
-            "_copyright" => (26, r.prim_ext(&mut self.copyright)?),
-            "approvalDate" => (27, r.prim(&mut self.approval_date)?),
-            "_approvalDate" => (27, r.prim_ext(&mut self.approval_date)?),
-            "lastReviewDate" => (28, r.prim(&mut self.last_review_date)?),
-            "_lastReviewDate" => (28, r.prim_ext(&mut self.last_review_date)?),
-            "effectivePeriod" => (29, r.boxed(&mut self.effective_period)?),
-            "topic" => (30, r.objects(&mut self.topic)?),
-            "author" => (31, r.objects(&mut self.author)?),
-            "editor" => (32, r.objects(&mut self.editor)?),
-            "reviewer" => (33, r.objects(&mut self.reviewer)?),
-            "endorser" => (34, r.objects(&mut self.endorser)?),
-            "relatedArtifact" => (35, r.objects(&mut self.related_artifact)?),
-            "parameter" => (36, r.objects(&mut self.parameter)?),
-            "dataRequirement" => (37, r.objects(&mut self.data_requirement)?),
-            "content" => (38, r.objects(&mut self.content)?),
+            "subjectReference" => (17, r.choice_object(&mut self.subject, LibrarySubject::Reference)),
+            "date" => (18, r.prim(&mut self.date)),
+            "_date" => (18, r.prim_ext(&mut self.date)),
+            "publisher" => (19, r.prim(&mut self.publisher)),
+            "_publisher" => (19, r.prim_ext(&mut self.publisher)),
+            "contact" => (20, r.objects(&mut self.contact)),
+            "description" => (21, r.prim(&mut self.description)),
+            "_description" => (21, r.prim_ext(&mut self.description)),
+            "useContext" => (22, r.objects(&mut self.use_context)),
+            "jurisdiction" => (23, r.objects(&mut self.jurisdiction)),
+            "purpose" => (24, r.prim(&mut self.purpose)),
+            "_purpose" => (24, r.prim_ext(&mut self.purpose)),
+            "usage" => (25, r.prim(&mut self.usage)),
+            "_usage" => (25, r.prim_ext(&mut self.usage)),
+            "copyright" => (26, r.prim(&mut self.copyright)),
+            "_copyright" => (26, r.prim_ext(&mut self.copyright)),
+            "approvalDate" => (27, r.prim(&mut self.approval_date)),
+            "_approvalDate" => (27, r.prim_ext(&mut self.approval_date)),
+            "lastReviewDate" => (28, r.prim(&mut self.last_review_date)),
+            "_lastReviewDate" => (28, r.prim_ext(&mut self.last_review_date)),
+            "effectivePeriod" => (29, r.boxed(&mut self.effective_period)),
+            "topic" => (30, r.objects(&mut self.topic)),
+            "author" => (31, r.objects(&mut self.author)),
+            "editor" => (32, r.objects(&mut self.editor)),
+            "reviewer" => (33, r.objects(&mut self.reviewer)),
+            "endorser" => (34, r.objects(&mut self.endorser)),
+            "relatedArtifact" => (35, r.objects(&mut self.related_artifact)),
+            "parameter" => (36, r.objects(&mut self.parameter)),
+            "dataRequirement" => (37, r.objects(&mut self.data_requirement)),
+            "content" => (38, r.objects(&mut self.content)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `List` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A list is a curated collection of resources.
 ///
 /// FHIR resource `List`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct List {
     /// `List.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -61,41 +61,53 @@ pub struct List {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for List {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for List {
     const NAME: &'static str = "List";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 21;
+}
+
+impl Members for List {
+    fn field_count(&self) -> u16 {
+        21
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "mode" => (10, r.prim(&mut self.mode)?),
-            "_mode" => (10, r.prim_ext(&mut self.mode)?),
-            "title" => (11, r.prim(&mut self.title)?),
-            "_title" => (11, r.prim_ext(&mut self.title)?),
-            "code" => (12, r.boxed(&mut self.code)?),
-            "subject" => (13, r.boxed(&mut self.subject)?),
-            "encounter" => (14, r.boxed(&mut self.encounter)?),
-            "date" => (15, r.prim(&mut self.date)?),
-            "_date" => (15, r.prim_ext(&mut self.date)?),
-            "source" => (16, r.boxed(&mut self.source)?),
-            "orderedBy" => (17, r.boxed(&mut self.ordered_by)?),
-            "note" => (18, r.objects(&mut self.note)?),
-            "entry" => (19, r.objects(&mut self.entry)?),
-            "emptyReason" => (20, r.boxed(&mut self.empty_reason)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "mode" => (10, r.prim(&mut self.mode)),
+            "_mode" => (10, r.prim_ext(&mut self.mode)),
+            "title" => (11, r.prim(&mut self.title)),
+            "_title" => (11, r.prim_ext(&mut self.title)),
+            "code" => (12, r.boxed(&mut self.code)),
+            "subject" => (13, r.boxed(&mut self.subject)),
+            "encounter" => (14, r.boxed(&mut self.encounter)),
+            "date" => (15, r.prim(&mut self.date)),
+            "_date" => (15, r.prim_ext(&mut self.date)),
+            "source" => (16, r.boxed(&mut self.source)),
+            "orderedBy" => (17, r.boxed(&mut self.ordered_by)),
+            "note" => (18, r.objects(&mut self.note)),
+            "entry" => (19, r.objects(&mut self.entry)),
+            "emptyReason" => (20, r.boxed(&mut self.empty_reason)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -138,7 +150,7 @@ impl Object for List {
 /// Entries in the list
 ///
 /// FHIR element `List.entry`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ListEntry {
     /// `List.entry.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -158,22 +170,34 @@ pub struct ListEntry {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ListEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ListEntry {
     const NAME: &'static str = "List.entry";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ListEntry {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "flag" => (3, r.boxed(&mut self.flag)?),
-            "deleted" => (4, r.prim(&mut self.deleted)?),
-            "_deleted" => (4, r.prim_ext(&mut self.deleted)?),
-            "date" => (5, r.prim(&mut self.date)?),
-            "_date" => (5, r.prim_ext(&mut self.date)?),
-            "item" => (6, r.boxed(&mut self.item)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "flag" => (3, r.boxed(&mut self.flag)),
+            "deleted" => (4, r.prim(&mut self.deleted)),
+            "_deleted" => (4, r.prim_ext(&mut self.deleted)),
+            "date" => (5, r.prim(&mut self.date)),
+            "_date" => (5, r.prim_ext(&mut self.date)),
+            "item" => (6, r.boxed(&mut self.item)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

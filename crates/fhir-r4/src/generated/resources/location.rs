@@ -4,7 +4,7 @@
 //! The R4 `Location` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Details and position information for a physical place where services are provided and resources and participants may be stored, found, contained, or accommodated.
 ///
 /// FHIR resource `Location`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Location {
     /// `Location.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -69,47 +69,59 @@ pub struct Location {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Location {
     const NAME: &'static str = "Location";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 25;
+}
+
+impl Members for Location {
+    fn field_count(&self) -> u16 {
+        25
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "operationalStatus" => (10, r.boxed(&mut self.operational_status)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "alias" => (12, r.prim_vec(&mut self.alias)?),
-            "_alias" => (12, r.prim_vec_ext(&mut self.alias)?),
-            "description" => (13, r.prim(&mut self.description)?),
-            "_description" => (13, r.prim_ext(&mut self.description)?),
-            "mode" => (14, r.prim(&mut self.mode)?),
-            "_mode" => (14, r.prim_ext(&mut self.mode)?),
-            "type" => (15, r.objects(&mut self.type_)?),
-            "telecom" => (16, r.objects(&mut self.telecom)?),
-            "address" => (17, r.boxed(&mut self.address)?),
-            "physicalType" => (18, r.boxed(&mut self.physical_type)?),
-            "position" => (19, r.boxed(&mut self.position)?),
-            "managingOrganization" => (20, r.boxed(&mut self.managing_organization)?),
-            "partOf" => (21, r.boxed(&mut self.part_of)?),
-            "hoursOfOperation" => (22, r.objects(&mut self.hours_of_operation)?),
-            "availabilityExceptions" => (23, r.prim(&mut self.availability_exceptions)?),
-            "_availabilityExceptions" => (23, r.prim_ext(&mut self.availability_exceptions)?),
-            "endpoint" => (24, r.objects(&mut self.endpoint)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "operationalStatus" => (10, r.boxed(&mut self.operational_status)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "alias" => (12, r.prim_vec(&mut self.alias)),
+            "_alias" => (12, r.prim_vec_ext(&mut self.alias)),
+            "description" => (13, r.prim(&mut self.description)),
+            "_description" => (13, r.prim_ext(&mut self.description)),
+            "mode" => (14, r.prim(&mut self.mode)),
+            "_mode" => (14, r.prim_ext(&mut self.mode)),
+            "type" => (15, r.objects(&mut self.type_)),
+            "telecom" => (16, r.objects(&mut self.telecom)),
+            "address" => (17, r.boxed(&mut self.address)),
+            "physicalType" => (18, r.boxed(&mut self.physical_type)),
+            "position" => (19, r.boxed(&mut self.position)),
+            "managingOrganization" => (20, r.boxed(&mut self.managing_organization)),
+            "partOf" => (21, r.boxed(&mut self.part_of)),
+            "hoursOfOperation" => (22, r.objects(&mut self.hours_of_operation)),
+            "availabilityExceptions" => (23, r.prim(&mut self.availability_exceptions)),
+            "_availabilityExceptions" => (23, r.prim_ext(&mut self.availability_exceptions)),
+            "endpoint" => (24, r.objects(&mut self.endpoint)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -152,7 +164,7 @@ impl Object for Location {
 /// The absolute geographic location
 ///
 /// FHIR element `Location.position`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct LocationPosition {
     /// `Location.position.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -170,22 +182,34 @@ pub struct LocationPosition {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for LocationPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for LocationPosition {
     const NAME: &'static str = "Location.position";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for LocationPosition {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "longitude" => (3, r.prim(&mut self.longitude)?),
-            "_longitude" => (3, r.prim_ext(&mut self.longitude)?),
-            "latitude" => (4, r.prim(&mut self.latitude)?),
-            "_latitude" => (4, r.prim_ext(&mut self.latitude)?),
-            "altitude" => (5, r.prim(&mut self.altitude)?),
-            "_altitude" => (5, r.prim_ext(&mut self.altitude)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "longitude" => (3, r.prim(&mut self.longitude)),
+            "_longitude" => (3, r.prim_ext(&mut self.longitude)),
+            "latitude" => (4, r.prim(&mut self.latitude)),
+            "_latitude" => (4, r.prim_ext(&mut self.latitude)),
+            "altitude" => (5, r.prim(&mut self.altitude)),
+            "_altitude" => (5, r.prim_ext(&mut self.altitude)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -213,7 +237,7 @@ impl Object for LocationPosition {
 /// What days/times during a week is this location usually open
 ///
 /// FHIR element `Location.hoursOfOperation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct LocationHoursOfOperation {
     /// `Location.hoursOfOperation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -233,24 +257,36 @@ pub struct LocationHoursOfOperation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for LocationHoursOfOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for LocationHoursOfOperation {
     const NAME: &'static str = "Location.hoursOfOperation";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for LocationHoursOfOperation {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "daysOfWeek" => (3, r.prim_vec(&mut self.days_of_week)?),
-            "_daysOfWeek" => (3, r.prim_vec_ext(&mut self.days_of_week)?),
-            "allDay" => (4, r.prim(&mut self.all_day)?),
-            "_allDay" => (4, r.prim_ext(&mut self.all_day)?),
-            "openingTime" => (5, r.prim(&mut self.opening_time)?),
-            "_openingTime" => (5, r.prim_ext(&mut self.opening_time)?),
-            "closingTime" => (6, r.prim(&mut self.closing_time)?),
-            "_closingTime" => (6, r.prim_ext(&mut self.closing_time)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "daysOfWeek" => (3, r.prim_vec(&mut self.days_of_week)),
+            "_daysOfWeek" => (3, r.prim_vec_ext(&mut self.days_of_week)),
+            "allDay" => (4, r.prim(&mut self.all_day)),
+            "_allDay" => (4, r.prim_ext(&mut self.all_day)),
+            "openingTime" => (5, r.prim(&mut self.opening_time)),
+            "_openingTime" => (5, r.prim_ext(&mut self.opening_time)),
+            "closingTime" => (6, r.prim(&mut self.closing_time)),
+            "_closingTime" => (6, r.prim_ext(&mut self.closing_time)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

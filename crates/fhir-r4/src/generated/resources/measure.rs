@@ -4,7 +4,7 @@
 //! The R4 `Measure` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The Measure resource provides the definition of a quality measure.
 ///
 /// FHIR resource `Measure`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Measure {
     /// `Measure.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -135,94 +135,106 @@ impl MeasureSubject {
     }
 }
 
+impl std::fmt::Debug for Measure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Measure {
     const NAME: &'static str = "Measure";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 49;
+}
+
+impl Members for Measure {
+    fn field_count(&self) -> u16 {
+        49
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "subtitle" => (13, r.prim(&mut self.subtitle)?),
-            "_subtitle" => (13, r.prim_ext(&mut self.subtitle)?),
-            "status" => (14, r.prim(&mut self.status)?),
-            "_status" => (14, r.prim_ext(&mut self.status)?),
-            "experimental" => (15, r.prim(&mut self.experimental)?),
-            "_experimental" => (15, r.prim_ext(&mut self.experimental)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "subtitle" => (13, r.prim(&mut self.subtitle)),
+            "_subtitle" => (13, r.prim_ext(&mut self.subtitle)),
+            "status" => (14, r.prim(&mut self.status)),
+            "_status" => (14, r.prim_ext(&mut self.status)),
+            "experimental" => (15, r.prim(&mut self.experimental)),
+            "_experimental" => (15, r.prim_ext(&mut self.experimental)),
             "subjectCodeableConcept" => (
                 16,
-                r.choice_object(&mut self.subject, MeasureSubject::CodeableConcept)?,
+                r.choice_object(&mut self.subject, MeasureSubject::CodeableConcept),
             ),
-            "subjectReference" => (16, r.choice_object(&mut self.subject, MeasureSubject::Reference)?),
-            "date" => (17, r.prim(&mut self.date)?),
-            "_date" => (17, r.prim_ext(&mut self.date)?),
-            "publisher" => (18, r.prim(&mut self.publisher)?),
-            "_publisher" => (18, r.prim_ext(&mut self.publisher)?),
-            "contact" => (19, r.objects(&mut self.contact)?),
-            "description" => (20, r.prim(&mut self.description)?),
-            "_description" => (20, r.prim_ext(&mut self.description)?),
-            "useContext" => (21, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (22, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (23, r.prim(&mut self.purpose)?),
-            "_purpose" => (23, r.prim_ext(&mut self.purpose)?),
-            "usage" => (24, r.prim(&mut self.usage)?),
-            "_usage" => (24, r.prim_ext(&mut self.usage)?),
-            "copyright" => (25, r.prim(&mut self.copyright)?),
-            "_copyright" => (25, r.prim_ext(&mut self.copyright)?),
-            "approvalDate" => (26, r.prim(&mut self.approval_date)?),
-            "_approvalDate" => (26, r.prim_ext(&mut self.approval_date)?),
-            "lastReviewDate" => (27, r.prim(&mut self.last_review_date)?),
-            "_lastReviewDate" => (27, r.prim_ext(&mut self.last_review_date)?),
-            "effectivePeriod" => (28, r.boxed(&mut self.effective_period)?),
-            "topic" => (29, r.objects(&mut self.topic)?),
-            "author" => (30, r.objects(&mut self.author)?),
-            "editor" => (31, r.objects(&mut self.editor)?),
-            "reviewer" => (32, r.objects(&mut self.reviewer)?),
-            "endorser" => (33, r.objects(&mut self.endorser)?),
-            "relatedArtifact" => (34, r.objects(&mut self.related_artifact)?),
-            "library" => (35, r.prim_vec(&mut self.library)?),
-            "_library" => (35, r.prim_vec_ext(&mut self.library)?),
-            "disclaimer" => (36, r.prim(&mut self.disclaimer)?),
-            "_disclaimer" => (36, r.prim_ext(&mut self.disclaimer)?),
-            "scoring" => (37, r.boxed(&mut self.scoring)?),
-            "compositeScoring" => (38, r.boxed(&mut self.composite_scoring)?),
-            "type" => (39, r.objects(&mut self.type_)?),
-            "riskAdjustment" => (40, r.prim(&mut self.risk_adjustment)?),
-            "_riskAdjustment" => (40, r.prim_ext(&mut self.risk_adjustment)?),
-            "rateAggregation" => (41, r.prim(&mut self.rate_aggregation)?),
-            "_rateAggregation" => (41, r.prim_ext(&mut self.rate_aggregation)?),
-            "rationale" => (42, r.prim(&mut self.rationale)?),
-            "_rationale" => (42, r.prim_ext(&mut self.rationale)?),
-            "clinicalRecommendationStatement" => (43, r.prim(&mut self.clinical_recommendation_statement)?),
+            "subjectReference" => (16, r.choice_object(&mut self.subject, MeasureSubject::Reference)),
+            "date" => (17, r.prim(&mut self.date)),
+            "_date" => (17, r.prim_ext(&mut self.date)),
+            "publisher" => (18, r.prim(&mut self.publisher)),
+            "_publisher" => (18, r.prim_ext(&mut self.publisher)),
+            "contact" => (19, r.objects(&mut self.contact)),
+            "description" => (20, r.prim(&mut self.description)),
+            "_description" => (20, r.prim_ext(&mut self.description)),
+            "useContext" => (21, r.objects(&mut self.use_context)),
+            "jurisdiction" => (22, r.objects(&mut self.jurisdiction)),
+            "purpose" => (23, r.prim(&mut self.purpose)),
+            "_purpose" => (23, r.prim_ext(&mut self.purpose)),
+            "usage" => (24, r.prim(&mut self.usage)),
+            "_usage" => (24, r.prim_ext(&mut self.usage)),
+            "copyright" => (25, r.prim(&mut self.copyright)),
+            "_copyright" => (25, r.prim_ext(&mut self.copyright)),
+            "approvalDate" => (26, r.prim(&mut self.approval_date)),
+            "_approvalDate" => (26, r.prim_ext(&mut self.approval_date)),
+            "lastReviewDate" => (27, r.prim(&mut self.last_review_date)),
+            "_lastReviewDate" => (27, r.prim_ext(&mut self.last_review_date)),
+            "effectivePeriod" => (28, r.boxed(&mut self.effective_period)),
+            "topic" => (29, r.objects(&mut self.topic)),
+            "author" => (30, r.objects(&mut self.author)),
+            "editor" => (31, r.objects(&mut self.editor)),
+            "reviewer" => (32, r.objects(&mut self.reviewer)),
+            "endorser" => (33, r.objects(&mut self.endorser)),
+            "relatedArtifact" => (34, r.objects(&mut self.related_artifact)),
+            "library" => (35, r.prim_vec(&mut self.library)),
+            "_library" => (35, r.prim_vec_ext(&mut self.library)),
+            "disclaimer" => (36, r.prim(&mut self.disclaimer)),
+            "_disclaimer" => (36, r.prim_ext(&mut self.disclaimer)),
+            "scoring" => (37, r.boxed(&mut self.scoring)),
+            "compositeScoring" => (38, r.boxed(&mut self.composite_scoring)),
+            "type" => (39, r.objects(&mut self.type_)),
+            "riskAdjustment" => (40, r.prim(&mut self.risk_adjustment)),
+            "_riskAdjustment" => (40, r.prim_ext(&mut self.risk_adjustment)),
+            "rateAggregation" => (41, r.prim(&mut self.rate_aggregation)),
+            "_rateAggregation" => (41, r.prim_ext(&mut self.rate_aggregation)),
+            "rationale" => (42, r.prim(&mut self.rationale)),
+            "_rationale" => (42, r.prim_ext(&mut self.rationale)),
+            "clinicalRecommendationStatement" => (43, r.prim(&mut self.clinical_recommendation_statement)),
             "_clinicalRecommendationStatement" => {
-                (43, r.prim_ext(&mut self.clinical_recommendation_statement)?)
+                (43, r.prim_ext(&mut self.clinical_recommendation_statement))
             }
-            "improvementNotation" => (44, r.boxed(&mut self.improvement_notation)?),
-            "definition" => (45, r.prim_vec(&mut self.definition)?),
-            "_definition" => (45, r.prim_vec_ext(&mut self.definition)?),
-            "guidance" => (46, r.prim(&mut self.guidance)?),
-            "_guidance" => (46, r.prim_ext(&mut self.guidance)?),
-            "group" => (47, r.objects(&mut self.group)?),
-            "supplementalData" => (48, r.objects(&mut self.supplemental_data)?),
+            "improvementNotation" => (44, r.boxed(&mut self.improvement_notation)),
+            "definition" => (45, r.prim_vec(&mut self.definition)),
+            "_definition" => (45, r.prim_vec_ext(&mut self.definition)),
+            "guidance" => (46, r.prim(&mut self.guidance)),
+            "_guidance" => (46, r.prim_ext(&mut self.guidance)),
+            "group" => (47, r.objects(&mut self.group)),
+            "supplementalData" => (48, r.objects(&mut self.supplemental_data)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -299,7 +311,7 @@ impl Object for Measure {
 /// Population criteria group
 ///
 /// FHIR element `Measure.group`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MeasureGroup {
     /// `Measure.group.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -319,21 +331,33 @@ pub struct MeasureGroup {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MeasureGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MeasureGroup {
     const NAME: &'static str = "Measure.group";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for MeasureGroup {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "description" => (4, r.prim(&mut self.description)?),
-            "_description" => (4, r.prim_ext(&mut self.description)?),
-            "population" => (5, r.objects(&mut self.population)?),
-            "stratifier" => (6, r.objects(&mut self.stratifier)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "description" => (4, r.prim(&mut self.description)),
+            "_description" => (4, r.prim_ext(&mut self.description)),
+            "population" => (5, r.objects(&mut self.population)),
+            "stratifier" => (6, r.objects(&mut self.stratifier)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -358,7 +382,7 @@ impl Object for MeasureGroup {
 /// Population criteria
 ///
 /// FHIR element `Measure.group.population`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MeasureGroupPopulation {
     /// `Measure.group.population.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -376,20 +400,32 @@ pub struct MeasureGroupPopulation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MeasureGroupPopulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MeasureGroupPopulation {
     const NAME: &'static str = "Measure.group.population";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for MeasureGroupPopulation {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "description" => (4, r.prim(&mut self.description)?),
-            "_description" => (4, r.prim_ext(&mut self.description)?),
-            "criteria" => (5, r.boxed(&mut self.criteria)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "description" => (4, r.prim(&mut self.description)),
+            "_description" => (4, r.prim_ext(&mut self.description)),
+            "criteria" => (5, r.boxed(&mut self.criteria)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -416,7 +452,7 @@ impl Object for MeasureGroupPopulation {
 /// Stratifier criteria for the measure
 ///
 /// FHIR element `Measure.group.stratifier`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MeasureGroupStratifier {
     /// `Measure.group.stratifier.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -436,21 +472,33 @@ pub struct MeasureGroupStratifier {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MeasureGroupStratifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MeasureGroupStratifier {
     const NAME: &'static str = "Measure.group.stratifier";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for MeasureGroupStratifier {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "description" => (4, r.prim(&mut self.description)?),
-            "_description" => (4, r.prim_ext(&mut self.description)?),
-            "criteria" => (5, r.boxed(&mut self.criteria)?),
-            "component" => (6, r.objects(&mut self.component)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "description" => (4, r.prim(&mut self.description)),
+            "_description" => (4, r.prim_ext(&mut self.description)),
+            "criteria" => (5, r.boxed(&mut self.criteria)),
+            "component" => (6, r.objects(&mut self.component)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -475,7 +523,7 @@ impl Object for MeasureGroupStratifier {
 /// Stratifier criteria component for the measure
 ///
 /// FHIR element `Measure.group.stratifier.component`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MeasureGroupStratifierComponent {
     /// `Measure.group.stratifier.component.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -493,20 +541,32 @@ pub struct MeasureGroupStratifierComponent {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MeasureGroupStratifierComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MeasureGroupStratifierComponent {
     const NAME: &'static str = "Measure.group.stratifier.component";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for MeasureGroupStratifierComponent {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "description" => (4, r.prim(&mut self.description)?),
-            "_description" => (4, r.prim_ext(&mut self.description)?),
-            "criteria" => (5, r.boxed(&mut self.criteria)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "description" => (4, r.prim(&mut self.description)),
+            "_description" => (4, r.prim_ext(&mut self.description)),
+            "criteria" => (5, r.boxed(&mut self.criteria)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -533,7 +593,7 @@ impl Object for MeasureGroupStratifierComponent {
 /// What other data should be reported with the measure
 ///
 /// FHIR element `Measure.supplementalData`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MeasureSupplementalData {
     /// `Measure.supplementalData.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -553,21 +613,33 @@ pub struct MeasureSupplementalData {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MeasureSupplementalData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MeasureSupplementalData {
     const NAME: &'static str = "Measure.supplementalData";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for MeasureSupplementalData {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "usage" => (4, r.objects(&mut self.usage)?),
-            "description" => (5, r.prim(&mut self.description)?),
-            "_description" => (5, r.prim_ext(&mut self.description)?),
-            "criteria" => (6, r.boxed(&mut self.criteria)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "usage" => (4, r.objects(&mut self.usage)),
+            "description" => (5, r.prim(&mut self.description)),
+            "_description" => (5, r.prim_ext(&mut self.description)),
+            "criteria" => (6, r.boxed(&mut self.criteria)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `MeasureReport` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The MeasureReport resource contains the results of the calculation of a measure; and optionally a reference to the resources involved in that calculation.
 ///
 /// FHIR resource `MeasureReport`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MeasureReport {
     /// `MeasureReport.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -57,39 +57,51 @@ pub struct MeasureReport {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MeasureReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MeasureReport {
     const NAME: &'static str = "MeasureReport";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 19;
+}
+
+impl Members for MeasureReport {
+    fn field_count(&self) -> u16 {
+        19
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "type" => (10, r.prim(&mut self.type_)?),
-            "_type" => (10, r.prim_ext(&mut self.type_)?),
-            "measure" => (11, r.prim(&mut self.measure)?),
-            "_measure" => (11, r.prim_ext(&mut self.measure)?),
-            "subject" => (12, r.boxed(&mut self.subject)?),
-            "date" => (13, r.prim(&mut self.date)?),
-            "_date" => (13, r.prim_ext(&mut self.date)?),
-            "reporter" => (14, r.boxed(&mut self.reporter)?),
-            "period" => (15, r.boxed(&mut self.period)?),
-            "improvementNotation" => (16, r.boxed(&mut self.improvement_notation)?),
-            "group" => (17, r.objects(&mut self.group)?),
-            "evaluatedResource" => (18, r.objects(&mut self.evaluated_resource)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "type" => (10, r.prim(&mut self.type_)),
+            "_type" => (10, r.prim_ext(&mut self.type_)),
+            "measure" => (11, r.prim(&mut self.measure)),
+            "_measure" => (11, r.prim_ext(&mut self.measure)),
+            "subject" => (12, r.boxed(&mut self.subject)),
+            "date" => (13, r.prim(&mut self.date)),
+            "_date" => (13, r.prim_ext(&mut self.date)),
+            "reporter" => (14, r.boxed(&mut self.reporter)),
+            "period" => (15, r.boxed(&mut self.period)),
+            "improvementNotation" => (16, r.boxed(&mut self.improvement_notation)),
+            "group" => (17, r.objects(&mut self.group)),
+            "evaluatedResource" => (18, r.objects(&mut self.evaluated_resource)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -132,7 +144,7 @@ impl Object for MeasureReport {
 /// Measure results for each group
 ///
 /// FHIR element `MeasureReport.group`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MeasureReportGroup {
     /// `MeasureReport.group.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -152,20 +164,32 @@ pub struct MeasureReportGroup {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MeasureReportGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MeasureReportGroup {
     const NAME: &'static str = "MeasureReport.group";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for MeasureReportGroup {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "population" => (4, r.objects(&mut self.population)?),
-            "measureScore" => (5, r.boxed(&mut self.measure_score)?),
-            "stratifier" => (6, r.objects(&mut self.stratifier)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "population" => (4, r.objects(&mut self.population)),
+            "measureScore" => (5, r.boxed(&mut self.measure_score)),
+            "stratifier" => (6, r.objects(&mut self.stratifier)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -190,7 +214,7 @@ impl Object for MeasureReportGroup {
 /// The populations in the group
 ///
 /// FHIR element `MeasureReport.group.population`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MeasureReportGroupPopulation {
     /// `MeasureReport.group.population.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -208,20 +232,32 @@ pub struct MeasureReportGroupPopulation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MeasureReportGroupPopulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MeasureReportGroupPopulation {
     const NAME: &'static str = "MeasureReport.group.population";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for MeasureReportGroupPopulation {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "count" => (4, r.prim(&mut self.count)?),
-            "_count" => (4, r.prim_ext(&mut self.count)?),
-            "subjectResults" => (5, r.boxed(&mut self.subject_results)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "count" => (4, r.prim(&mut self.count)),
+            "_count" => (4, r.prim_ext(&mut self.count)),
+            "subjectResults" => (5, r.boxed(&mut self.subject_results)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -245,7 +281,7 @@ impl Object for MeasureReportGroupPopulation {
 /// Stratification results
 ///
 /// FHIR element `MeasureReport.group.stratifier`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MeasureReportGroupStratifier {
     /// `MeasureReport.group.stratifier.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -261,18 +297,30 @@ pub struct MeasureReportGroupStratifier {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MeasureReportGroupStratifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MeasureReportGroupStratifier {
     const NAME: &'static str = "MeasureReport.group.stratifier";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MeasureReportGroupStratifier {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.objects(&mut self.code)?),
-            "stratum" => (4, r.objects(&mut self.stratum)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.objects(&mut self.code)),
+            "stratum" => (4, r.objects(&mut self.stratum)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -295,7 +343,7 @@ impl Object for MeasureReportGroupStratifier {
 /// Stratum results, one for each unique value, or set of values, in the stratifier, or stratifier components
 ///
 /// FHIR element `MeasureReport.group.stratifier.stratum`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MeasureReportGroupStratifierStratum {
     /// `MeasureReport.group.stratifier.stratum.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -315,20 +363,32 @@ pub struct MeasureReportGroupStratifierStratum {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MeasureReportGroupStratifierStratum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MeasureReportGroupStratifierStratum {
     const NAME: &'static str = "MeasureReport.group.stratifier.stratum";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for MeasureReportGroupStratifierStratum {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "value" => (3, r.boxed(&mut self.value)?),
-            "component" => (4, r.objects(&mut self.component)?),
-            "population" => (5, r.objects(&mut self.population)?),
-            "measureScore" => (6, r.boxed(&mut self.measure_score)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "value" => (3, r.boxed(&mut self.value)),
+            "component" => (4, r.objects(&mut self.component)),
+            "population" => (5, r.objects(&mut self.population)),
+            "measureScore" => (6, r.boxed(&mut self.measure_score)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -353,7 +413,7 @@ impl Object for MeasureReportGroupStratifierStratum {
 /// Stratifier component values
 ///
 /// FHIR element `MeasureReport.group.stratifier.stratum.component`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MeasureReportGroupStratifierStratumComponent {
     /// `MeasureReport.group.stratifier.stratum.component.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -369,18 +429,30 @@ pub struct MeasureReportGroupStratifierStratumComponent {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MeasureReportGroupStratifierStratumComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MeasureReportGroupStratifierStratumComponent {
     const NAME: &'static str = "MeasureReport.group.stratifier.stratum.component";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MeasureReportGroupStratifierStratumComponent {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "value" => (4, r.boxed(&mut self.value)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "value" => (4, r.boxed(&mut self.value)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -407,7 +479,7 @@ impl Object for MeasureReportGroupStratifierStratumComponent {
 /// Population results in this stratum
 ///
 /// FHIR element `MeasureReport.group.stratifier.stratum.population`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MeasureReportGroupStratifierStratumPopulation {
     /// `MeasureReport.group.stratifier.stratum.population.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -425,20 +497,32 @@ pub struct MeasureReportGroupStratifierStratumPopulation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MeasureReportGroupStratifierStratumPopulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MeasureReportGroupStratifierStratumPopulation {
     const NAME: &'static str = "MeasureReport.group.stratifier.stratum.population";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for MeasureReportGroupStratifierStratumPopulation {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "count" => (4, r.prim(&mut self.count)?),
-            "_count" => (4, r.prim_ext(&mut self.count)?),
-            "subjectResults" => (5, r.boxed(&mut self.subject_results)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "count" => (4, r.prim(&mut self.count)),
+            "_count" => (4, r.prim_ext(&mut self.count)),
+            "subjectResults" => (5, r.boxed(&mut self.subject_results)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `Media` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A photo, video, or audio recording acquired or used in healthcare. The actual content may be inline or provided by direct reference.
 ///
 /// FHIR resource `Media`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Media {
     /// `Media.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -97,67 +97,79 @@ impl MediaCreated {
     }
 }
 
+impl std::fmt::Debug for Media {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Media {
     const NAME: &'static str = "Media";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 30;
+}
+
+impl Members for Media {
+    fn field_count(&self) -> u16 {
+        30
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "basedOn" => (9, r.objects(&mut self.based_on)?),
-            "partOf" => (10, r.objects(&mut self.part_of)?),
-            "status" => (11, r.prim(&mut self.status)?),
-            "_status" => (11, r.prim_ext(&mut self.status)?),
-            "type" => (12, r.boxed(&mut self.type_)?),
-            "modality" => (13, r.boxed(&mut self.modality)?),
-            "view" => (14, r.boxed(&mut self.view)?),
-            "subject" => (15, r.boxed(&mut self.subject)?),
-            "encounter" => (16, r.boxed(&mut self.encounter)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "basedOn" => (9, r.objects(&mut self.based_on)),
+            "partOf" => (10, r.objects(&mut self.part_of)),
+            "status" => (11, r.prim(&mut self.status)),
+            "_status" => (11, r.prim_ext(&mut self.status)),
+            "type" => (12, r.boxed(&mut self.type_)),
+            "modality" => (13, r.boxed(&mut self.modality)),
+            "view" => (14, r.boxed(&mut self.view)),
+            "subject" => (15, r.boxed(&mut self.subject)),
+            "encounter" => (16, r.boxed(&mut self.encounter)),
             "createdDateTime" => (
                 17,
                 r.choice_prim(&mut self.created, MediaCreated::DateTime, |e| match e {
                     MediaCreated::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_createdDateTime" => (
                 17,
                 r.choice_prim_ext(&mut self.created, MediaCreated::DateTime, |e| match e {
                     MediaCreated::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "createdPeriod" => (17, r.choice_object(&mut self.created, MediaCreated::Period)?),
-            "issued" => (18, r.prim(&mut self.issued)?),
-            "_issued" => (18, r.prim_ext(&mut self.issued)?),
-            "operator" => (19, r.boxed(&mut self.operator)?),
-            "reasonCode" => (20, r.objects(&mut self.reason_code)?),
-            "bodySite" => (21, r.boxed(&mut self.body_site)?),
-            "deviceName" => (22, r.prim(&mut self.device_name)?),
-            "_deviceName" => (22, r.prim_ext(&mut self.device_name)?),
-            "device" => (23, r.boxed(&mut self.device)?),
-            "height" => (24, r.prim(&mut self.height)?),
-            "_height" => (24, r.prim_ext(&mut self.height)?),
-            "width" => (25, r.prim(&mut self.width)?),
-            "_width" => (25, r.prim_ext(&mut self.width)?),
-            "frames" => (26, r.prim(&mut self.frames)?),
-            "_frames" => (26, r.prim_ext(&mut self.frames)?),
-            "duration" => (27, r.prim(&mut self.duration)?),
-            "_duration" => (27, r.prim_ext(&mut self.duration)?),
-            "content" => (28, r.boxed(&mut self.content)?),
-            "note" => (29, r.objects(&mut self.note)?),
+            "createdPeriod" => (17, r.choice_object(&mut self.created, MediaCreated::Period)),
+            "issued" => (18, r.prim(&mut self.issued)),
+            "_issued" => (18, r.prim_ext(&mut self.issued)),
+            "operator" => (19, r.boxed(&mut self.operator)),
+            "reasonCode" => (20, r.objects(&mut self.reason_code)),
+            "bodySite" => (21, r.boxed(&mut self.body_site)),
+            "deviceName" => (22, r.prim(&mut self.device_name)),
+            "_deviceName" => (22, r.prim_ext(&mut self.device_name)),
+            "device" => (23, r.boxed(&mut self.device)),
+            "height" => (24, r.prim(&mut self.height)),
+            "_height" => (24, r.prim_ext(&mut self.height)),
+            "width" => (25, r.prim(&mut self.width)),
+            "_width" => (25, r.prim_ext(&mut self.width)),
+            "frames" => (26, r.prim(&mut self.frames)),
+            "_frames" => (26, r.prim_ext(&mut self.frames)),
+            "duration" => (27, r.prim(&mut self.duration)),
+            "_duration" => (27, r.prim_ext(&mut self.duration)),
+            "content" => (28, r.boxed(&mut self.content)),
+            "note" => (29, r.objects(&mut self.note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

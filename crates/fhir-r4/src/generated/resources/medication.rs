@@ -4,7 +4,7 @@
 //! The R4 `Medication` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// This resource is primarily used for the identification and definition of a medication for the purposes of prescribing, dispensing, and administering a medication as well as for making statements about medication use.
 ///
 /// FHIR resource `Medication`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Medication {
     /// `Medication.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -51,33 +51,45 @@ pub struct Medication {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Medication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Medication {
     const NAME: &'static str = "Medication";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 16;
+}
+
+impl Members for Medication {
+    fn field_count(&self) -> u16 {
+        16
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "code" => (9, r.boxed(&mut self.code)?),
-            "status" => (10, r.prim(&mut self.status)?),
-            "_status" => (10, r.prim_ext(&mut self.status)?),
-            "manufacturer" => (11, r.boxed(&mut self.manufacturer)?),
-            "form" => (12, r.boxed(&mut self.form)?),
-            "amount" => (13, r.boxed(&mut self.amount)?),
-            "ingredient" => (14, r.objects(&mut self.ingredient)?),
-            "batch" => (15, r.boxed(&mut self.batch)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "code" => (9, r.boxed(&mut self.code)),
+            "status" => (10, r.prim(&mut self.status)),
+            "_status" => (10, r.prim_ext(&mut self.status)),
+            "manufacturer" => (11, r.boxed(&mut self.manufacturer)),
+            "form" => (12, r.boxed(&mut self.form)),
+            "amount" => (13, r.boxed(&mut self.amount)),
+            "ingredient" => (14, r.objects(&mut self.ingredient)),
+            "batch" => (15, r.boxed(&mut self.batch)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -111,7 +123,7 @@ impl Object for Medication {
 /// Active or inactive ingredient
 ///
 /// FHIR element `Medication.ingredient`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationIngredient {
     /// `Medication.ingredient.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -147,27 +159,39 @@ impl MedicationIngredientItem {
     }
 }
 
+impl std::fmt::Debug for MedicationIngredient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationIngredient {
     const NAME: &'static str = "Medication.ingredient";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for MedicationIngredient {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "itemCodeableConcept" => (
                 3,
-                r.choice_object(&mut self.item, MedicationIngredientItem::CodeableConcept)?,
+                r.choice_object(&mut self.item, MedicationIngredientItem::CodeableConcept),
             ),
             "itemReference" => (
                 3,
-                r.choice_object(&mut self.item, MedicationIngredientItem::Reference)?,
+                r.choice_object(&mut self.item, MedicationIngredientItem::Reference),
             ),
-            "isActive" => (4, r.prim(&mut self.is_active)?),
-            "_isActive" => (4, r.prim_ext(&mut self.is_active)?),
-            "strength" => (5, r.boxed(&mut self.strength)?),
+            "isActive" => (4, r.prim(&mut self.is_active)),
+            "_isActive" => (4, r.prim_ext(&mut self.is_active)),
+            "strength" => (5, r.boxed(&mut self.strength)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -198,7 +222,7 @@ impl Object for MedicationIngredient {
 /// Details about packaged medications
 ///
 /// FHIR element `Medication.batch`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationBatch {
     /// `Medication.batch.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -214,20 +238,32 @@ pub struct MedicationBatch {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationBatch {
     const NAME: &'static str = "Medication.batch";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicationBatch {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "lotNumber" => (3, r.prim(&mut self.lot_number)?),
-            "_lotNumber" => (3, r.prim_ext(&mut self.lot_number)?),
-            "expirationDate" => (4, r.prim(&mut self.expiration_date)?),
-            "_expirationDate" => (4, r.prim_ext(&mut self.expiration_date)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "lotNumber" => (3, r.prim(&mut self.lot_number)),
+            "_lotNumber" => (3, r.prim_ext(&mut self.lot_number)),
+            "expirationDate" => (4, r.prim(&mut self.expiration_date)),
+            "_expirationDate" => (4, r.prim_ext(&mut self.expiration_date)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `MedicationAdministration` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Describes the event of a patient consuming or otherwise being administered a medication.  This may be as simple as swallowing a tablet or it may be a long running infusion.  Related resources tie this event to the authorizing prescription, and the specific encounter between patient and health care practitioner.
 ///
 /// FHIR resource `MedicationAdministration`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationAdministration {
     /// `MedicationAdministration.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -109,47 +109,58 @@ impl MedicationAdministrationEffective {
     }
 }
 
+impl std::fmt::Debug for MedicationAdministration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationAdministration {
     const NAME: &'static str = "MedicationAdministration";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 27;
+}
+
+impl Members for MedicationAdministration {
+    fn field_count(&self) -> u16 {
+        27
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "instantiates" => (9, r.prim_vec(&mut self.instantiates)?),
-            "_instantiates" => (9, r.prim_vec_ext(&mut self.instantiates)?),
-            "partOf" => (10, r.objects(&mut self.part_of)?),
-            "status" => (11, r.prim(&mut self.status)?),
-            "_status" => (11, r.prim_ext(&mut self.status)?),
-            "statusReason" => (12, r.objects(&mut self.status_reason)?),
-            "category" => (13, r.boxed(&mut self.category)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "instantiates" => (9, r.prim_vec(&mut self.instantiates)),
+            "_instantiates" => (9, r.prim_vec_ext(&mut self.instantiates)),
+            "partOf" => (10, r.objects(&mut self.part_of)),
+            "status" => (11, r.prim(&mut self.status)),
+            "_status" => (11, r.prim_ext(&mut self.status)),
+            "statusReason" => (12, r.objects(&mut self.status_reason)),
+            "category" => (13, r.boxed(&mut self.category)),
             "medicationCodeableConcept" => (
                 14,
                 r.choice_object(
                     &mut self.medication,
                     MedicationAdministrationMedication::CodeableConcept,
-                )?,
+                ),
             ),
             "medicationReference" => (
                 14,
                 r.choice_object(
                     &mut self.medication,
                     MedicationAdministrationMedication::Reference,
-                )?,
+                ),
             ),
-            "subject" => (15, r.boxed(&mut self.subject)?),
-            "context" => (16, r.boxed(&mut self.context)?),
-            "supportingInformation" => (17, r.objects(&mut self.supporting_information)?),
+            "subject" => (15, r.boxed(&mut self.subject)),
+            "context" => (16, r.boxed(&mut self.context)),
+            "supportingInformation" => (17, r.objects(&mut self.supporting_information)),
             "effectiveDateTime" => (
                 18,
                 r.choice_prim(
@@ -159,7 +170,7 @@ impl Object for MedicationAdministration {
                         MedicationAdministrationEffective::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_effectiveDateTime" => (
                 18,
@@ -170,22 +181,23 @@ impl Object for MedicationAdministration {
                         MedicationAdministrationEffective::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "effectivePeriod" => (
                 18,
-                r.choice_object(&mut self.effective, MedicationAdministrationEffective::Period)?,
+                r.choice_object(&mut self.effective, MedicationAdministrationEffective::Period),
             ),
-            "performer" => (19, r.objects(&mut self.performer)?),
-            "reasonCode" => (20, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (21, r.objects(&mut self.reason_reference)?),
-            "request" => (22, r.boxed(&mut self.request)?),
-            "device" => (23, r.objects(&mut self.device)?),
-            "note" => (24, r.objects(&mut self.note)?),
-            "dosage" => (25, r.boxed(&mut self.dosage)?),
-            "eventHistory" => (26, r.objects(&mut self.event_history)?),
+            "performer" => (19, r.objects(&mut self.performer)),
+            "reasonCode" => (20, r.objects(&mut self.reason_code)),
+            "reasonReference" => (21, r.objects(&mut self.reason_reference)),
+            "request" => (22, r.boxed(&mut self.request)),
+            "device" => (23, r.objects(&mut self.device)),
+            "note" => (24, r.objects(&mut self.note)),
+            "dosage" => (25, r.boxed(&mut self.dosage)),
+            "eventHistory" => (26, r.objects(&mut self.event_history)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -244,7 +256,7 @@ impl Object for MedicationAdministration {
 /// Who performed the medication administration and what they did
 ///
 /// FHIR element `MedicationAdministration.performer`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationAdministrationPerformer {
     /// `MedicationAdministration.performer.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -260,18 +272,30 @@ pub struct MedicationAdministrationPerformer {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationAdministrationPerformer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationAdministrationPerformer {
     const NAME: &'static str = "MedicationAdministration.performer";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicationAdministrationPerformer {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "function" => (3, r.boxed(&mut self.function)?),
-            "actor" => (4, r.boxed(&mut self.actor)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "function" => (3, r.boxed(&mut self.function)),
+            "actor" => (4, r.boxed(&mut self.actor)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -297,7 +321,7 @@ impl Object for MedicationAdministrationPerformer {
 /// Details of how medication was taken
 ///
 /// FHIR element `MedicationAdministration.dosage`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationAdministrationDosage {
     /// `MedicationAdministration.dosage.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -339,30 +363,42 @@ impl MedicationAdministrationDosageRate {
     }
 }
 
+impl std::fmt::Debug for MedicationAdministrationDosage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationAdministrationDosage {
     const NAME: &'static str = "MedicationAdministration.dosage";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for MedicationAdministrationDosage {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "text" => (3, r.prim(&mut self.text)?),
-            "_text" => (3, r.prim_ext(&mut self.text)?),
-            "site" => (4, r.boxed(&mut self.site)?),
-            "route" => (5, r.boxed(&mut self.route)?),
-            "method" => (6, r.boxed(&mut self.method)?),
-            "dose" => (7, r.boxed(&mut self.dose)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "text" => (3, r.prim(&mut self.text)),
+            "_text" => (3, r.prim_ext(&mut self.text)),
+            "site" => (4, r.boxed(&mut self.site)),
+            "route" => (5, r.boxed(&mut self.route)),
+            "method" => (6, r.boxed(&mut self.method)),
+            "dose" => (7, r.boxed(&mut self.dose)),
             "rateRatio" => (
                 8,
-                r.choice_object(&mut self.rate, MedicationAdministrationDosageRate::Ratio)?,
+                r.choice_object(&mut self.rate, MedicationAdministrationDosageRate::Ratio),
             ),
             "rateQuantity" => (
                 8,
-                r.choice_object(&mut self.rate, MedicationAdministrationDosageRate::Quantity)?,
+                r.choice_object(&mut self.rate, MedicationAdministrationDosageRate::Quantity),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

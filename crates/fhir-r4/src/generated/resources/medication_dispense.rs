@@ -4,7 +4,7 @@
 //! The R4 `MedicationDispense` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Indicates that a medication product is to be or has been dispensed for a named person/patient.  This includes a description of the medication product (supply) provided and the instructions for administering the medication.  The medication dispense is the result of a pharmacy system responding to a medication order.
 ///
 /// FHIR resource `MedicationDispense`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationDispense {
     /// `MedicationDispense.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -119,71 +119,83 @@ impl MedicationDispenseMedication {
     }
 }
 
+impl std::fmt::Debug for MedicationDispense {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationDispense {
     const NAME: &'static str = "MedicationDispense";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 32;
+}
+
+impl Members for MedicationDispense {
+    fn field_count(&self) -> u16 {
+        32
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "partOf" => (9, r.objects(&mut self.part_of)?),
-            "status" => (10, r.prim(&mut self.status)?),
-            "_status" => (10, r.prim_ext(&mut self.status)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "partOf" => (9, r.objects(&mut self.part_of)),
+            "status" => (10, r.prim(&mut self.status)),
+            "_status" => (10, r.prim_ext(&mut self.status)),
             "statusReasonCodeableConcept" => (
                 11,
                 r.choice_object(
                     &mut self.status_reason,
                     MedicationDispenseStatusReason::CodeableConcept,
-                )?,
+                ),
             ),
             "statusReasonReference" => (
                 11,
-                r.choice_object(&mut self.status_reason, MedicationDispenseStatusReason::Reference)?,
+                r.choice_object(&mut self.status_reason, MedicationDispenseStatusReason::Reference),
             ),
-            "category" => (12, r.boxed(&mut self.category)?),
+            "category" => (12, r.boxed(&mut self.category)),
             "medicationCodeableConcept" => (
                 13,
                 r.choice_object(
                     &mut self.medication,
                     MedicationDispenseMedication::CodeableConcept,
-                )?,
+                ),
             ),
             "medicationReference" => (
                 13,
-                r.choice_object(&mut self.medication, MedicationDispenseMedication::Reference)?,
+                r.choice_object(&mut self.medication, MedicationDispenseMedication::Reference),
             ),
-            "subject" => (14, r.boxed(&mut self.subject)?),
-            "context" => (15, r.boxed(&mut self.context)?),
-            "supportingInformation" => (16, r.objects(&mut self.supporting_information)?),
-            "performer" => (17, r.objects(&mut self.performer)?),
-            "location" => (18, r.boxed(&mut self.location)?),
-            "authorizingPrescription" => (19, r.objects(&mut self.authorizing_prescription)?),
-            "type" => (20, r.boxed(&mut self.type_)?),
-            "quantity" => (21, r.boxed(&mut self.quantity)?),
-            "daysSupply" => (22, r.boxed(&mut self.days_supply)?),
-            "whenPrepared" => (23, r.prim(&mut self.when_prepared)?),
-            "_whenPrepared" => (23, r.prim_ext(&mut self.when_prepared)?),
-            "whenHandedOver" => (24, r.prim(&mut self.when_handed_over)?),
-            "_whenHandedOver" => (24, r.prim_ext(&mut self.when_handed_over)?),
-            "destination" => (25, r.boxed(&mut self.destination)?),
-            "receiver" => (26, r.objects(&mut self.receiver)?),
-            "note" => (27, r.objects(&mut self.note)?),
-            "dosageInstruction" => (28, r.objects(&mut self.dosage_instruction)?),
-            "substitution" => (29, r.boxed(&mut self.substitution)?),
-            "detectedIssue" => (30, r.objects(&mut self.detected_issue)?),
-            "eventHistory" => (31, r.objects(&mut self.event_history)?),
+            "subject" => (14, r.boxed(&mut self.subject)),
+            "context" => (15, r.boxed(&mut self.context)),
+            "supportingInformation" => (16, r.objects(&mut self.supporting_information)),
+            "performer" => (17, r.objects(&mut self.performer)),
+            "location" => (18, r.boxed(&mut self.location)),
+            "authorizingPrescription" => (19, r.objects(&mut self.authorizing_prescription)),
+            "type" => (20, r.boxed(&mut self.type_)),
+            "quantity" => (21, r.boxed(&mut self.quantity)),
+            "daysSupply" => (22, r.boxed(&mut self.days_supply)),
+            "whenPrepared" => (23, r.prim(&mut self.when_prepared)),
+            "_whenPrepared" => (23, r.prim_ext(&mut self.when_prepared)),
+            "whenHandedOver" => (24, r.prim(&mut self.when_handed_over)),
+            "_whenHandedOver" => (24, r.prim_ext(&mut self.when_handed_over)),
+            "destination" => (25, r.boxed(&mut self.destination)),
+            "receiver" => (26, r.objects(&mut self.receiver)),
+            "note" => (27, r.objects(&mut self.note)),
+            "dosageInstruction" => (28, r.objects(&mut self.dosage_instruction)),
+            "substitution" => (29, r.boxed(&mut self.substitution)),
+            "detectedIssue" => (30, r.objects(&mut self.detected_issue)),
+            "eventHistory" => (31, r.objects(&mut self.event_history)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -245,7 +257,7 @@ impl Object for MedicationDispense {
 /// Who performed event
 ///
 /// FHIR element `MedicationDispense.performer`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationDispensePerformer {
     /// `MedicationDispense.performer.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -261,18 +273,30 @@ pub struct MedicationDispensePerformer {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationDispensePerformer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationDispensePerformer {
     const NAME: &'static str = "MedicationDispense.performer";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicationDispensePerformer {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "function" => (3, r.boxed(&mut self.function)?),
-            "actor" => (4, r.boxed(&mut self.actor)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "function" => (3, r.boxed(&mut self.function)),
+            "actor" => (4, r.boxed(&mut self.actor)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -298,7 +322,7 @@ impl Object for MedicationDispensePerformer {
 /// Whether a substitution was performed on the dispense
 ///
 /// FHIR element `MedicationDispense.substitution`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationDispenseSubstitution {
     /// `MedicationDispense.substitution.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -318,21 +342,33 @@ pub struct MedicationDispenseSubstitution {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationDispenseSubstitution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationDispenseSubstitution {
     const NAME: &'static str = "MedicationDispense.substitution";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for MedicationDispenseSubstitution {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "wasSubstituted" => (3, r.prim(&mut self.was_substituted)?),
-            "_wasSubstituted" => (3, r.prim_ext(&mut self.was_substituted)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
-            "reason" => (5, r.objects(&mut self.reason)?),
-            "responsibleParty" => (6, r.objects(&mut self.responsible_party)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "wasSubstituted" => (3, r.prim(&mut self.was_substituted)),
+            "_wasSubstituted" => (3, r.prim_ext(&mut self.was_substituted)),
+            "type" => (4, r.boxed(&mut self.type_)),
+            "reason" => (5, r.objects(&mut self.reason)),
+            "responsibleParty" => (6, r.objects(&mut self.responsible_party)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

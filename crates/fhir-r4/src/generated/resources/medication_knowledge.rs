@@ -4,7 +4,7 @@
 //! The R4 `MedicationKnowledge` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Information about a medication that is used to support knowledge.
 ///
 /// FHIR resource `MedicationKnowledge`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationKnowledge {
     /// `MedicationKnowledge.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -79,49 +79,61 @@ pub struct MedicationKnowledge {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationKnowledge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationKnowledge {
     const NAME: &'static str = "MedicationKnowledge";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 30;
+}
+
+impl Members for MedicationKnowledge {
+    fn field_count(&self) -> u16 {
+        30
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "code" => (8, r.boxed(&mut self.code)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "manufacturer" => (10, r.boxed(&mut self.manufacturer)?),
-            "doseForm" => (11, r.boxed(&mut self.dose_form)?),
-            "amount" => (12, r.boxed(&mut self.amount)?),
-            "synonym" => (13, r.prim_vec(&mut self.synonym)?),
-            "_synonym" => (13, r.prim_vec_ext(&mut self.synonym)?),
-            "relatedMedicationKnowledge" => (14, r.objects(&mut self.related_medication_knowledge)?),
-            "associatedMedication" => (15, r.objects(&mut self.associated_medication)?),
-            "productType" => (16, r.objects(&mut self.product_type)?),
-            "monograph" => (17, r.objects(&mut self.monograph)?),
-            "ingredient" => (18, r.objects(&mut self.ingredient)?),
-            "preparationInstruction" => (19, r.prim(&mut self.preparation_instruction)?),
-            "_preparationInstruction" => (19, r.prim_ext(&mut self.preparation_instruction)?),
-            "intendedRoute" => (20, r.objects(&mut self.intended_route)?),
-            "cost" => (21, r.objects(&mut self.cost)?),
-            "monitoringProgram" => (22, r.objects(&mut self.monitoring_program)?),
-            "administrationGuidelines" => (23, r.objects(&mut self.administration_guidelines)?),
-            "medicineClassification" => (24, r.objects(&mut self.medicine_classification)?),
-            "packaging" => (25, r.boxed(&mut self.packaging)?),
-            "drugCharacteristic" => (26, r.objects(&mut self.drug_characteristic)?),
-            "contraindication" => (27, r.objects(&mut self.contraindication)?),
-            "regulatory" => (28, r.objects(&mut self.regulatory)?),
-            "kinetics" => (29, r.objects(&mut self.kinetics)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "code" => (8, r.boxed(&mut self.code)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "manufacturer" => (10, r.boxed(&mut self.manufacturer)),
+            "doseForm" => (11, r.boxed(&mut self.dose_form)),
+            "amount" => (12, r.boxed(&mut self.amount)),
+            "synonym" => (13, r.prim_vec(&mut self.synonym)),
+            "_synonym" => (13, r.prim_vec_ext(&mut self.synonym)),
+            "relatedMedicationKnowledge" => (14, r.objects(&mut self.related_medication_knowledge)),
+            "associatedMedication" => (15, r.objects(&mut self.associated_medication)),
+            "productType" => (16, r.objects(&mut self.product_type)),
+            "monograph" => (17, r.objects(&mut self.monograph)),
+            "ingredient" => (18, r.objects(&mut self.ingredient)),
+            "preparationInstruction" => (19, r.prim(&mut self.preparation_instruction)),
+            "_preparationInstruction" => (19, r.prim_ext(&mut self.preparation_instruction)),
+            "intendedRoute" => (20, r.objects(&mut self.intended_route)),
+            "cost" => (21, r.objects(&mut self.cost)),
+            "monitoringProgram" => (22, r.objects(&mut self.monitoring_program)),
+            "administrationGuidelines" => (23, r.objects(&mut self.administration_guidelines)),
+            "medicineClassification" => (24, r.objects(&mut self.medicine_classification)),
+            "packaging" => (25, r.boxed(&mut self.packaging)),
+            "drugCharacteristic" => (26, r.objects(&mut self.drug_characteristic)),
+            "contraindication" => (27, r.objects(&mut self.contraindication)),
+            "regulatory" => (28, r.objects(&mut self.regulatory)),
+            "kinetics" => (29, r.objects(&mut self.kinetics)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -169,7 +181,7 @@ impl Object for MedicationKnowledge {
 /// Associated or related medication information
 ///
 /// FHIR element `MedicationKnowledge.relatedMedicationKnowledge`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationKnowledgeRelatedMedicationKnowledge {
     /// `MedicationKnowledge.relatedMedicationKnowledge.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -185,18 +197,30 @@ pub struct MedicationKnowledgeRelatedMedicationKnowledge {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationKnowledgeRelatedMedicationKnowledge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationKnowledgeRelatedMedicationKnowledge {
     const NAME: &'static str = "MedicationKnowledge.relatedMedicationKnowledge";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicationKnowledgeRelatedMedicationKnowledge {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "reference" => (4, r.objects(&mut self.reference)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "reference" => (4, r.objects(&mut self.reference)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -223,7 +247,7 @@ impl Object for MedicationKnowledgeRelatedMedicationKnowledge {
 /// Associated documentation about the medication
 ///
 /// FHIR element `MedicationKnowledge.monograph`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationKnowledgeMonograph {
     /// `MedicationKnowledge.monograph.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -239,18 +263,30 @@ pub struct MedicationKnowledgeMonograph {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationKnowledgeMonograph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationKnowledgeMonograph {
     const NAME: &'static str = "MedicationKnowledge.monograph";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicationKnowledgeMonograph {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "source" => (4, r.boxed(&mut self.source)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "source" => (4, r.boxed(&mut self.source)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -273,7 +309,7 @@ impl Object for MedicationKnowledgeMonograph {
 /// Active or inactive ingredient
 ///
 /// FHIR element `MedicationKnowledge.ingredient`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationKnowledgeIngredient {
     /// `MedicationKnowledge.ingredient.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -309,27 +345,39 @@ impl MedicationKnowledgeIngredientItem {
     }
 }
 
+impl std::fmt::Debug for MedicationKnowledgeIngredient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationKnowledgeIngredient {
     const NAME: &'static str = "MedicationKnowledge.ingredient";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for MedicationKnowledgeIngredient {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "itemCodeableConcept" => (
                 3,
-                r.choice_object(&mut self.item, MedicationKnowledgeIngredientItem::CodeableConcept)?,
+                r.choice_object(&mut self.item, MedicationKnowledgeIngredientItem::CodeableConcept),
             ),
             "itemReference" => (
                 3,
-                r.choice_object(&mut self.item, MedicationKnowledgeIngredientItem::Reference)?,
+                r.choice_object(&mut self.item, MedicationKnowledgeIngredientItem::Reference),
             ),
-            "isActive" => (4, r.prim(&mut self.is_active)?),
-            "_isActive" => (4, r.prim_ext(&mut self.is_active)?),
-            "strength" => (5, r.boxed(&mut self.strength)?),
+            "isActive" => (4, r.prim(&mut self.is_active)),
+            "_isActive" => (4, r.prim_ext(&mut self.is_active)),
+            "strength" => (5, r.boxed(&mut self.strength)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -360,7 +408,7 @@ impl Object for MedicationKnowledgeIngredient {
 /// The pricing of the medication
 ///
 /// FHIR element `MedicationKnowledge.cost`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationKnowledgeCost {
     /// `MedicationKnowledge.cost.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -378,20 +426,32 @@ pub struct MedicationKnowledgeCost {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationKnowledgeCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationKnowledgeCost {
     const NAME: &'static str = "MedicationKnowledge.cost";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for MedicationKnowledgeCost {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "source" => (4, r.prim(&mut self.source)?),
-            "_source" => (4, r.prim_ext(&mut self.source)?),
-            "cost" => (5, r.boxed(&mut self.cost)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "source" => (4, r.prim(&mut self.source)),
+            "_source" => (4, r.prim_ext(&mut self.source)),
+            "cost" => (5, r.boxed(&mut self.cost)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -419,7 +479,7 @@ impl Object for MedicationKnowledgeCost {
 /// Program under which a medication is reviewed
 ///
 /// FHIR element `MedicationKnowledge.monitoringProgram`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationKnowledgeMonitoringProgram {
     /// `MedicationKnowledge.monitoringProgram.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -435,19 +495,31 @@ pub struct MedicationKnowledgeMonitoringProgram {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationKnowledgeMonitoringProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationKnowledgeMonitoringProgram {
     const NAME: &'static str = "MedicationKnowledge.monitoringProgram";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicationKnowledgeMonitoringProgram {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "name" => (4, r.prim(&mut self.name)?),
-            "_name" => (4, r.prim_ext(&mut self.name)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "name" => (4, r.prim(&mut self.name)),
+            "_name" => (4, r.prim_ext(&mut self.name)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -470,7 +542,7 @@ impl Object for MedicationKnowledgeMonitoringProgram {
 /// Guidelines for administration of the medication
 ///
 /// FHIR element `MedicationKnowledge.administrationGuidelines`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationKnowledgeAdministrationGuidelines {
     /// `MedicationKnowledge.administrationGuidelines.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -506,32 +578,44 @@ impl MedicationKnowledgeAdministrationGuidelinesIndication {
     }
 }
 
+impl std::fmt::Debug for MedicationKnowledgeAdministrationGuidelines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationKnowledgeAdministrationGuidelines {
     const NAME: &'static str = "MedicationKnowledge.administrationGuidelines";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for MedicationKnowledgeAdministrationGuidelines {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "dosage" => (3, r.objects(&mut self.dosage)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "dosage" => (3, r.objects(&mut self.dosage)),
             "indicationCodeableConcept" => (
                 4,
                 r.choice_object(
                     &mut self.indication,
                     MedicationKnowledgeAdministrationGuidelinesIndication::CodeableConcept,
-                )?,
+                ),
             ),
             "indicationReference" => (
                 4,
                 r.choice_object(
                     &mut self.indication,
                     MedicationKnowledgeAdministrationGuidelinesIndication::Reference,
-                )?,
+                ),
             ),
-            "patientCharacteristics" => (5, r.objects(&mut self.patient_characteristics)?),
+            "patientCharacteristics" => (5, r.objects(&mut self.patient_characteristics)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -559,7 +643,7 @@ impl Object for MedicationKnowledgeAdministrationGuidelines {
 /// Dosage for the medication for the specific guidelines
 ///
 /// FHIR element `MedicationKnowledge.administrationGuidelines.dosage`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationKnowledgeAdministrationGuidelinesDosage {
     /// `MedicationKnowledge.administrationGuidelines.dosage.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -575,18 +659,30 @@ pub struct MedicationKnowledgeAdministrationGuidelinesDosage {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationKnowledgeAdministrationGuidelinesDosage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationKnowledgeAdministrationGuidelinesDosage {
     const NAME: &'static str = "MedicationKnowledge.administrationGuidelines.dosage";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicationKnowledgeAdministrationGuidelinesDosage {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "dosage" => (4, r.objects(&mut self.dosage)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "dosage" => (4, r.objects(&mut self.dosage)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -613,7 +709,7 @@ impl Object for MedicationKnowledgeAdministrationGuidelinesDosage {
 /// Characteristics of the patient that are relevant to the administration guidelines
 ///
 /// FHIR element `MedicationKnowledge.administrationGuidelines.patientCharacteristics`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationKnowledgeAdministrationGuidelinesPatientCharacteristics {
     /// `MedicationKnowledge.administrationGuidelines.patientCharacteristics.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -648,20 +744,32 @@ impl MedicationKnowledgeAdministrationGuidelinesPatientCharacteristicsCharacteri
     }
 }
 
+impl std::fmt::Debug for MedicationKnowledgeAdministrationGuidelinesPatientCharacteristics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationKnowledgeAdministrationGuidelinesPatientCharacteristics {
     const NAME: &'static str = "MedicationKnowledge.administrationGuidelines.patientCharacteristics";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicationKnowledgeAdministrationGuidelinesPatientCharacteristics {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "characteristicCodeableConcept" => (3, r.choice_object(&mut self.characteristic, MedicationKnowledgeAdministrationGuidelinesPatientCharacteristicsCharacteristic::CodeableConcept)?),
-            "characteristicQuantity" => (3, r.choice_object(&mut self.characteristic, MedicationKnowledgeAdministrationGuidelinesPatientCharacteristicsCharacteristic::Quantity)?),
-            "value" => (4, r.prim_vec(&mut self.value)?),
-            "_value" => (4, r.prim_vec_ext(&mut self.value)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "characteristicCodeableConcept" => (3, r.choice_object(&mut self.characteristic, MedicationKnowledgeAdministrationGuidelinesPatientCharacteristicsCharacteristic::CodeableConcept)),
+            "characteristicQuantity" => (3, r.choice_object(&mut self.characteristic, MedicationKnowledgeAdministrationGuidelinesPatientCharacteristicsCharacteristic::Quantity)),
+            "value" => (4, r.prim_vec(&mut self.value)),
+            "_value" => (4, r.prim_vec_ext(&mut self.value)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -691,7 +799,7 @@ impl Object for MedicationKnowledgeAdministrationGuidelinesPatientCharacteristic
 /// Categorization of the medication within a formulary or classification system
 ///
 /// FHIR element `MedicationKnowledge.medicineClassification`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationKnowledgeMedicineClassification {
     /// `MedicationKnowledge.medicineClassification.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -707,18 +815,30 @@ pub struct MedicationKnowledgeMedicineClassification {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationKnowledgeMedicineClassification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationKnowledgeMedicineClassification {
     const NAME: &'static str = "MedicationKnowledge.medicineClassification";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicationKnowledgeMedicineClassification {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "classification" => (4, r.objects(&mut self.classification)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "classification" => (4, r.objects(&mut self.classification)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -744,7 +864,7 @@ impl Object for MedicationKnowledgeMedicineClassification {
 /// Details about packaged medications
 ///
 /// FHIR element `MedicationKnowledge.packaging`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationKnowledgePackaging {
     /// `MedicationKnowledge.packaging.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -760,18 +880,30 @@ pub struct MedicationKnowledgePackaging {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationKnowledgePackaging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationKnowledgePackaging {
     const NAME: &'static str = "MedicationKnowledge.packaging";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicationKnowledgePackaging {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "quantity" => (4, r.boxed(&mut self.quantity)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "quantity" => (4, r.boxed(&mut self.quantity)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -794,7 +926,7 @@ impl Object for MedicationKnowledgePackaging {
 /// Specifies descriptive properties of the medicine
 ///
 /// FHIR element `MedicationKnowledge.drugCharacteristic`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationKnowledgeDrugCharacteristic {
     /// `MedicationKnowledge.drugCharacteristic.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -834,21 +966,32 @@ impl MedicationKnowledgeDrugCharacteristicValue {
     }
 }
 
+impl std::fmt::Debug for MedicationKnowledgeDrugCharacteristic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationKnowledgeDrugCharacteristic {
     const NAME: &'static str = "MedicationKnowledge.drugCharacteristic";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicationKnowledgeDrugCharacteristic {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
             "valueCodeableConcept" => (
                 4,
                 r.choice_object(
                     &mut self.value,
                     MedicationKnowledgeDrugCharacteristicValue::CodeableConcept,
-                )?,
+                ),
             ),
             "valueString" => (
                 4,
@@ -859,7 +1002,7 @@ impl Object for MedicationKnowledgeDrugCharacteristic {
                         MedicationKnowledgeDrugCharacteristicValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueString" => (
                 4,
@@ -870,14 +1013,14 @@ impl Object for MedicationKnowledgeDrugCharacteristic {
                         MedicationKnowledgeDrugCharacteristicValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueQuantity" => (
                 4,
                 r.choice_object(
                     &mut self.value,
                     MedicationKnowledgeDrugCharacteristicValue::Quantity,
-                )?,
+                ),
             ),
             "valueBase64Binary" => (
                 4,
@@ -888,7 +1031,7 @@ impl Object for MedicationKnowledgeDrugCharacteristic {
                         MedicationKnowledgeDrugCharacteristicValue::Base64Binary(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueBase64Binary" => (
                 4,
@@ -899,10 +1042,11 @@ impl Object for MedicationKnowledgeDrugCharacteristic {
                         MedicationKnowledgeDrugCharacteristicValue::Base64Binary(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -929,7 +1073,7 @@ impl Object for MedicationKnowledgeDrugCharacteristic {
 /// Regulatory information about a medication
 ///
 /// FHIR element `MedicationKnowledge.regulatory`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationKnowledgeRegulatory {
     /// `MedicationKnowledge.regulatory.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -949,20 +1093,32 @@ pub struct MedicationKnowledgeRegulatory {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationKnowledgeRegulatory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationKnowledgeRegulatory {
     const NAME: &'static str = "MedicationKnowledge.regulatory";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for MedicationKnowledgeRegulatory {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "regulatoryAuthority" => (3, r.boxed(&mut self.regulatory_authority)?),
-            "substitution" => (4, r.objects(&mut self.substitution)?),
-            "schedule" => (5, r.objects(&mut self.schedule)?),
-            "maxDispense" => (6, r.boxed(&mut self.max_dispense)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "regulatoryAuthority" => (3, r.boxed(&mut self.regulatory_authority)),
+            "substitution" => (4, r.objects(&mut self.substitution)),
+            "schedule" => (5, r.objects(&mut self.schedule)),
+            "maxDispense" => (6, r.boxed(&mut self.max_dispense)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -990,7 +1146,7 @@ impl Object for MedicationKnowledgeRegulatory {
 /// Specifies if changes are allowed when dispensing a medication from a regulatory perspective
 ///
 /// FHIR element `MedicationKnowledge.regulatory.substitution`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationKnowledgeRegulatorySubstitution {
     /// `MedicationKnowledge.regulatory.substitution.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1006,19 +1162,31 @@ pub struct MedicationKnowledgeRegulatorySubstitution {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationKnowledgeRegulatorySubstitution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationKnowledgeRegulatorySubstitution {
     const NAME: &'static str = "MedicationKnowledge.regulatory.substitution";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicationKnowledgeRegulatorySubstitution {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "allowed" => (4, r.prim(&mut self.allowed)?),
-            "_allowed" => (4, r.prim_ext(&mut self.allowed)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "allowed" => (4, r.prim(&mut self.allowed)),
+            "_allowed" => (4, r.prim_ext(&mut self.allowed)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1045,7 +1213,7 @@ impl Object for MedicationKnowledgeRegulatorySubstitution {
 /// Specifies the schedule of a medication in jurisdiction
 ///
 /// FHIR element `MedicationKnowledge.regulatory.schedule`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationKnowledgeRegulatorySchedule {
     /// `MedicationKnowledge.regulatory.schedule.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1059,17 +1227,29 @@ pub struct MedicationKnowledgeRegulatorySchedule {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationKnowledgeRegulatorySchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationKnowledgeRegulatorySchedule {
     const NAME: &'static str = "MedicationKnowledge.regulatory.schedule";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for MedicationKnowledgeRegulatorySchedule {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "schedule" => (3, r.boxed(&mut self.schedule)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "schedule" => (3, r.boxed(&mut self.schedule)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1094,7 +1274,7 @@ impl Object for MedicationKnowledgeRegulatorySchedule {
 /// The maximum number of units of the medication that can be dispensed in a period
 ///
 /// FHIR element `MedicationKnowledge.regulatory.maxDispense`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationKnowledgeRegulatoryMaxDispense {
     /// `MedicationKnowledge.regulatory.maxDispense.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1110,18 +1290,30 @@ pub struct MedicationKnowledgeRegulatoryMaxDispense {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationKnowledgeRegulatoryMaxDispense {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationKnowledgeRegulatoryMaxDispense {
     const NAME: &'static str = "MedicationKnowledge.regulatory.maxDispense";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicationKnowledgeRegulatoryMaxDispense {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "quantity" => (3, r.boxed(&mut self.quantity)?),
-            "period" => (4, r.boxed(&mut self.period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "quantity" => (3, r.boxed(&mut self.quantity)),
+            "period" => (4, r.boxed(&mut self.period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1147,7 +1339,7 @@ impl Object for MedicationKnowledgeRegulatoryMaxDispense {
 /// The time course of drug absorption, distribution, metabolism and excretion of a medication from the body
 ///
 /// FHIR element `MedicationKnowledge.kinetics`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationKnowledgeKinetics {
     /// `MedicationKnowledge.kinetics.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1165,19 +1357,31 @@ pub struct MedicationKnowledgeKinetics {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationKnowledgeKinetics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationKnowledgeKinetics {
     const NAME: &'static str = "MedicationKnowledge.kinetics";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for MedicationKnowledgeKinetics {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "areaUnderCurve" => (3, r.objects(&mut self.area_under_curve)?),
-            "lethalDose50" => (4, r.objects(&mut self.lethal_dose50)?),
-            "halfLifePeriod" => (5, r.boxed(&mut self.half_life_period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "areaUnderCurve" => (3, r.objects(&mut self.area_under_curve)),
+            "lethalDose50" => (4, r.objects(&mut self.lethal_dose50)),
+            "halfLifePeriod" => (5, r.boxed(&mut self.half_life_period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `MedicationRequest` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// An order or request for both supply of the medication and the instructions for administration of the medication to a patient. The resource is called "MedicationRequest" rather than "MedicationPrescription" or "MedicationOrder" to generalize the use across inpatient and outpatient settings, including care plans, etc., and to harmonize with workflow patterns.
 ///
 /// FHIR resource `MedicationRequest`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationRequest {
     /// `MedicationRequest.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -135,33 +135,44 @@ impl MedicationRequestMedication {
     }
 }
 
+impl std::fmt::Debug for MedicationRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationRequest {
     const NAME: &'static str = "MedicationRequest";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 40;
+}
+
+impl Members for MedicationRequest {
+    fn field_count(&self) -> u16 {
+        40
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "statusReason" => (10, r.boxed(&mut self.status_reason)?),
-            "intent" => (11, r.prim(&mut self.intent)?),
-            "_intent" => (11, r.prim_ext(&mut self.intent)?),
-            "category" => (12, r.objects(&mut self.category)?),
-            "priority" => (13, r.prim(&mut self.priority)?),
-            "_priority" => (13, r.prim_ext(&mut self.priority)?),
-            "doNotPerform" => (14, r.prim(&mut self.do_not_perform)?),
-            "_doNotPerform" => (14, r.prim_ext(&mut self.do_not_perform)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "statusReason" => (10, r.boxed(&mut self.status_reason)),
+            "intent" => (11, r.prim(&mut self.intent)),
+            "_intent" => (11, r.prim_ext(&mut self.intent)),
+            "category" => (12, r.objects(&mut self.category)),
+            "priority" => (13, r.prim(&mut self.priority)),
+            "_priority" => (13, r.prim_ext(&mut self.priority)),
+            "doNotPerform" => (14, r.prim(&mut self.do_not_perform)),
+            "_doNotPerform" => (14, r.prim_ext(&mut self.do_not_perform)),
             "reportedBoolean" => (
                 15,
                 r.choice_prim(
@@ -171,7 +182,7 @@ impl Object for MedicationRequest {
                         MedicationRequestReported::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_reportedBoolean" => (
                 15,
@@ -182,48 +193,49 @@ impl Object for MedicationRequest {
                         MedicationRequestReported::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "reportedReference" => (
                 15,
-                r.choice_object(&mut self.reported, MedicationRequestReported::Reference)?,
+                r.choice_object(&mut self.reported, MedicationRequestReported::Reference),
             ),
             "medicationCodeableConcept" => (
                 16,
-                r.choice_object(&mut self.medication, MedicationRequestMedication::CodeableConcept)?,
+                r.choice_object(&mut self.medication, MedicationRequestMedication::CodeableConcept),
             ),
             "medicationReference" => (
                 16,
-                r.choice_object(&mut self.medication, MedicationRequestMedication::Reference)?,
+                r.choice_object(&mut self.medication, MedicationRequestMedication::Reference),
             ),
-            "subject" => (17, r.boxed(&mut self.subject)?),
-            "encounter" => (18, r.boxed(&mut self.encounter)?),
-            "supportingInformation" => (19, r.objects(&mut self.supporting_information)?),
-            "authoredOn" => (20, r.prim(&mut self.authored_on)?),
-            "_authoredOn" => (20, r.prim_ext(&mut self.authored_on)?),
-            "requester" => (21, r.boxed(&mut self.requester)?),
-            "performer" => (22, r.boxed(&mut self.performer)?),
-            "performerType" => (23, r.boxed(&mut self.performer_type)?),
-            "recorder" => (24, r.boxed(&mut self.recorder)?),
-            "reasonCode" => (25, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (26, r.objects(&mut self.reason_reference)?),
-            "instantiatesCanonical" => (27, r.prim_vec(&mut self.instantiates_canonical)?),
-            "_instantiatesCanonical" => (27, r.prim_vec_ext(&mut self.instantiates_canonical)?),
-            "instantiatesUri" => (28, r.prim_vec(&mut self.instantiates_uri)?),
-            "_instantiatesUri" => (28, r.prim_vec_ext(&mut self.instantiates_uri)?),
-            "basedOn" => (29, r.objects(&mut self.based_on)?),
-            "groupIdentifier" => (30, r.boxed(&mut self.group_identifier)?),
-            "courseOfTherapyType" => (31, r.boxed(&mut self.course_of_therapy_type)?),
-            "insurance" => (32, r.objects(&mut self.insurance)?),
-            "note" => (33, r.objects(&mut self.note)?),
-            "dosageInstruction" => (34, r.objects(&mut self.dosage_instruction)?),
-            "dispenseRequest" => (35, r.boxed(&mut self.dispense_request)?),
-            "substitution" => (36, r.boxed(&mut self.substitution)?),
-            "priorPrescription" => (37, r.boxed(&mut self.prior_prescription)?),
-            "detectedIssue" => (38, r.objects(&mut self.detected_issue)?),
-            "eventHistory" => (39, r.objects(&mut self.event_history)?),
+            "subject" => (17, r.boxed(&mut self.subject)),
+            "encounter" => (18, r.boxed(&mut self.encounter)),
+            "supportingInformation" => (19, r.objects(&mut self.supporting_information)),
+            "authoredOn" => (20, r.prim(&mut self.authored_on)),
+            "_authoredOn" => (20, r.prim_ext(&mut self.authored_on)),
+            "requester" => (21, r.boxed(&mut self.requester)),
+            "performer" => (22, r.boxed(&mut self.performer)),
+            "performerType" => (23, r.boxed(&mut self.performer_type)),
+            "recorder" => (24, r.boxed(&mut self.recorder)),
+            "reasonCode" => (25, r.objects(&mut self.reason_code)),
+            "reasonReference" => (26, r.objects(&mut self.reason_reference)),
+            "instantiatesCanonical" => (27, r.prim_vec(&mut self.instantiates_canonical)),
+            "_instantiatesCanonical" => (27, r.prim_vec_ext(&mut self.instantiates_canonical)),
+            "instantiatesUri" => (28, r.prim_vec(&mut self.instantiates_uri)),
+            "_instantiatesUri" => (28, r.prim_vec_ext(&mut self.instantiates_uri)),
+            "basedOn" => (29, r.objects(&mut self.based_on)),
+            "groupIdentifier" => (30, r.boxed(&mut self.group_identifier)),
+            "courseOfTherapyType" => (31, r.boxed(&mut self.course_of_therapy_type)),
+            "insurance" => (32, r.objects(&mut self.insurance)),
+            "note" => (33, r.objects(&mut self.note)),
+            "dosageInstruction" => (34, r.objects(&mut self.dosage_instruction)),
+            "dispenseRequest" => (35, r.boxed(&mut self.dispense_request)),
+            "substitution" => (36, r.boxed(&mut self.substitution)),
+            "priorPrescription" => (37, r.boxed(&mut self.prior_prescription)),
+            "detectedIssue" => (38, r.objects(&mut self.detected_issue)),
+            "eventHistory" => (39, r.objects(&mut self.event_history)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -295,7 +307,7 @@ impl Object for MedicationRequest {
 /// Medication supply authorization
 ///
 /// FHIR element `MedicationRequest.dispenseRequest`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationRequestDispenseRequest {
     /// `MedicationRequest.dispenseRequest.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -321,24 +333,36 @@ pub struct MedicationRequestDispenseRequest {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationRequestDispenseRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationRequestDispenseRequest {
     const NAME: &'static str = "MedicationRequest.dispenseRequest";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for MedicationRequestDispenseRequest {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "initialFill" => (3, r.boxed(&mut self.initial_fill)?),
-            "dispenseInterval" => (4, r.boxed(&mut self.dispense_interval)?),
-            "validityPeriod" => (5, r.boxed(&mut self.validity_period)?),
-            "numberOfRepeatsAllowed" => (6, r.prim(&mut self.number_of_repeats_allowed)?),
-            "_numberOfRepeatsAllowed" => (6, r.prim_ext(&mut self.number_of_repeats_allowed)?),
-            "quantity" => (7, r.boxed(&mut self.quantity)?),
-            "expectedSupplyDuration" => (8, r.boxed(&mut self.expected_supply_duration)?),
-            "performer" => (9, r.boxed(&mut self.performer)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "initialFill" => (3, r.boxed(&mut self.initial_fill)),
+            "dispenseInterval" => (4, r.boxed(&mut self.dispense_interval)),
+            "validityPeriod" => (5, r.boxed(&mut self.validity_period)),
+            "numberOfRepeatsAllowed" => (6, r.prim(&mut self.number_of_repeats_allowed)),
+            "_numberOfRepeatsAllowed" => (6, r.prim_ext(&mut self.number_of_repeats_allowed)),
+            "quantity" => (7, r.boxed(&mut self.quantity)),
+            "expectedSupplyDuration" => (8, r.boxed(&mut self.expected_supply_duration)),
+            "performer" => (9, r.boxed(&mut self.performer)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -366,7 +390,7 @@ impl Object for MedicationRequestDispenseRequest {
 /// First fill details
 ///
 /// FHIR element `MedicationRequest.dispenseRequest.initialFill`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationRequestDispenseRequestInitialFill {
     /// `MedicationRequest.dispenseRequest.initialFill.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -382,18 +406,30 @@ pub struct MedicationRequestDispenseRequestInitialFill {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicationRequestDispenseRequestInitialFill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationRequestDispenseRequestInitialFill {
     const NAME: &'static str = "MedicationRequest.dispenseRequest.initialFill";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicationRequestDispenseRequestInitialFill {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "quantity" => (3, r.boxed(&mut self.quantity)?),
-            "duration" => (4, r.boxed(&mut self.duration)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "quantity" => (3, r.boxed(&mut self.quantity)),
+            "duration" => (4, r.boxed(&mut self.duration)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -416,7 +452,7 @@ impl Object for MedicationRequestDispenseRequestInitialFill {
 /// Any restrictions on medication substitution
 ///
 /// FHIR element `MedicationRequest.substitution`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationRequestSubstitution {
     /// `MedicationRequest.substitution.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -450,14 +486,25 @@ impl MedicationRequestSubstitutionAllowed {
     }
 }
 
+impl std::fmt::Debug for MedicationRequestSubstitution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationRequestSubstitution {
     const NAME: &'static str = "MedicationRequest.substitution";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicationRequestSubstitution {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "allowedBoolean" => (
                 3,
                 r.choice_prim(
@@ -467,7 +514,7 @@ impl Object for MedicationRequestSubstitution {
                         MedicationRequestSubstitutionAllowed::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_allowedBoolean" => (
                 3,
@@ -478,18 +525,19 @@ impl Object for MedicationRequestSubstitution {
                         MedicationRequestSubstitutionAllowed::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "allowedCodeableConcept" => (
                 3,
                 r.choice_object(
                     &mut self.allowed,
                     MedicationRequestSubstitutionAllowed::CodeableConcept,
-                )?,
+                ),
             ),
-            "reason" => (4, r.boxed(&mut self.reason)?),
+            "reason" => (4, r.boxed(&mut self.reason)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `MedicationStatement` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -15,7 +15,7 @@ use crate::*;
 /// The primary difference between a medication statement and a medication administration is that the medication administration has complete administration information and is based on actual administration information from the person who administered the medication.  A medication statement is often, if not always, less specific.  There is no required date/time when the medication was administered, in fact we only know that a source has reported the patient is taking this medication, where details such as time, quantity, or rate or even medication product may be incomplete or missing or less precise.  As stated earlier, the medication statement information may come from the patient's memory, from a prescription bottle or from a list of medications the patient, clinician or other party maintains.  Medication administration is more formal and is not missing detailed information.
 ///
 /// FHIR resource `MedicationStatement`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicationStatement {
     /// `MedicationStatement.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -107,42 +107,53 @@ impl MedicationStatementEffective {
     }
 }
 
+impl std::fmt::Debug for MedicationStatement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicationStatement {
     const NAME: &'static str = "MedicationStatement";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 25;
+}
+
+impl Members for MedicationStatement {
+    fn field_count(&self) -> u16 {
+        25
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "basedOn" => (9, r.objects(&mut self.based_on)?),
-            "partOf" => (10, r.objects(&mut self.part_of)?),
-            "status" => (11, r.prim(&mut self.status)?),
-            "_status" => (11, r.prim_ext(&mut self.status)?),
-            "statusReason" => (12, r.objects(&mut self.status_reason)?),
-            "category" => (13, r.boxed(&mut self.category)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "basedOn" => (9, r.objects(&mut self.based_on)),
+            "partOf" => (10, r.objects(&mut self.part_of)),
+            "status" => (11, r.prim(&mut self.status)),
+            "_status" => (11, r.prim_ext(&mut self.status)),
+            "statusReason" => (12, r.objects(&mut self.status_reason)),
+            "category" => (13, r.boxed(&mut self.category)),
             "medicationCodeableConcept" => (
                 14,
                 r.choice_object(
                     &mut self.medication,
                     MedicationStatementMedication::CodeableConcept,
-                )?,
+                ),
             ),
             "medicationReference" => (
                 14,
-                r.choice_object(&mut self.medication, MedicationStatementMedication::Reference)?,
+                r.choice_object(&mut self.medication, MedicationStatementMedication::Reference),
             ),
-            "subject" => (15, r.boxed(&mut self.subject)?),
-            "context" => (16, r.boxed(&mut self.context)?),
+            "subject" => (15, r.boxed(&mut self.subject)),
+            "context" => (16, r.boxed(&mut self.context)),
             "effectiveDateTime" => (
                 17,
                 r.choice_prim(
@@ -152,7 +163,7 @@ impl Object for MedicationStatement {
                         MedicationStatementEffective::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_effectiveDateTime" => (
                 17,
@@ -163,22 +174,23 @@ impl Object for MedicationStatement {
                         MedicationStatementEffective::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "effectivePeriod" => (
                 17,
-                r.choice_object(&mut self.effective, MedicationStatementEffective::Period)?,
+                r.choice_object(&mut self.effective, MedicationStatementEffective::Period),
             ),
-            "dateAsserted" => (18, r.prim(&mut self.date_asserted)?),
-            "_dateAsserted" => (18, r.prim_ext(&mut self.date_asserted)?),
-            "informationSource" => (19, r.boxed(&mut self.information_source)?),
-            "derivedFrom" => (20, r.objects(&mut self.derived_from)?),
-            "reasonCode" => (21, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (22, r.objects(&mut self.reason_reference)?),
-            "note" => (23, r.objects(&mut self.note)?),
-            "dosage" => (24, r.objects(&mut self.dosage)?),
+            "dateAsserted" => (18, r.prim(&mut self.date_asserted)),
+            "_dateAsserted" => (18, r.prim_ext(&mut self.date_asserted)),
+            "informationSource" => (19, r.boxed(&mut self.information_source)),
+            "derivedFrom" => (20, r.objects(&mut self.derived_from)),
+            "reasonCode" => (21, r.objects(&mut self.reason_code)),
+            "reasonReference" => (22, r.objects(&mut self.reason_reference)),
+            "note" => (23, r.objects(&mut self.note)),
+            "dosage" => (24, r.objects(&mut self.dosage)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

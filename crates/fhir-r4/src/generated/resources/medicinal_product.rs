@@ -4,7 +4,7 @@
 //! The R4 `MedicinalProduct` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Detailed definition of a medicinal product, typically for uses other than direct patient care (e.g. regulatory use).
 ///
 /// FHIR resource `MedicinalProduct`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProduct {
     /// `MedicinalProduct.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -75,45 +75,57 @@ pub struct MedicinalProduct {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProduct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProduct {
     const NAME: &'static str = "MedicinalProduct";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 28;
+}
+
+impl Members for MedicinalProduct {
+    fn field_count(&self) -> u16 {
+        28
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "type" => (9, r.boxed(&mut self.type_)?),
-            "domain" => (10, r.boxed(&mut self.domain)?),
-            "combinedPharmaceuticalDoseForm" => (11, r.boxed(&mut self.combined_pharmaceutical_dose_form)?),
-            "legalStatusOfSupply" => (12, r.boxed(&mut self.legal_status_of_supply)?),
-            "additionalMonitoringIndicator" => (13, r.boxed(&mut self.additional_monitoring_indicator)?),
-            "specialMeasures" => (14, r.prim_vec(&mut self.special_measures)?),
-            "_specialMeasures" => (14, r.prim_vec_ext(&mut self.special_measures)?),
-            "paediatricUseIndicator" => (15, r.boxed(&mut self.paediatric_use_indicator)?),
-            "productClassification" => (16, r.objects(&mut self.product_classification)?),
-            "marketingStatus" => (17, r.objects(&mut self.marketing_status)?),
-            "pharmaceuticalProduct" => (18, r.objects(&mut self.pharmaceutical_product)?),
-            "packagedMedicinalProduct" => (19, r.objects(&mut self.packaged_medicinal_product)?),
-            "attachedDocument" => (20, r.objects(&mut self.attached_document)?),
-            "masterFile" => (21, r.objects(&mut self.master_file)?),
-            "contact" => (22, r.objects(&mut self.contact)?),
-            "clinicalTrial" => (23, r.objects(&mut self.clinical_trial)?),
-            "name" => (24, r.objects(&mut self.name)?),
-            "crossReference" => (25, r.objects(&mut self.cross_reference)?),
-            "manufacturingBusinessOperation" => (26, r.objects(&mut self.manufacturing_business_operation)?),
-            "specialDesignation" => (27, r.objects(&mut self.special_designation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "type" => (9, r.boxed(&mut self.type_)),
+            "domain" => (10, r.boxed(&mut self.domain)),
+            "combinedPharmaceuticalDoseForm" => (11, r.boxed(&mut self.combined_pharmaceutical_dose_form)),
+            "legalStatusOfSupply" => (12, r.boxed(&mut self.legal_status_of_supply)),
+            "additionalMonitoringIndicator" => (13, r.boxed(&mut self.additional_monitoring_indicator)),
+            "specialMeasures" => (14, r.prim_vec(&mut self.special_measures)),
+            "_specialMeasures" => (14, r.prim_vec_ext(&mut self.special_measures)),
+            "paediatricUseIndicator" => (15, r.boxed(&mut self.paediatric_use_indicator)),
+            "productClassification" => (16, r.objects(&mut self.product_classification)),
+            "marketingStatus" => (17, r.objects(&mut self.marketing_status)),
+            "pharmaceuticalProduct" => (18, r.objects(&mut self.pharmaceutical_product)),
+            "packagedMedicinalProduct" => (19, r.objects(&mut self.packaged_medicinal_product)),
+            "attachedDocument" => (20, r.objects(&mut self.attached_document)),
+            "masterFile" => (21, r.objects(&mut self.master_file)),
+            "contact" => (22, r.objects(&mut self.contact)),
+            "clinicalTrial" => (23, r.objects(&mut self.clinical_trial)),
+            "name" => (24, r.objects(&mut self.name)),
+            "crossReference" => (25, r.objects(&mut self.cross_reference)),
+            "manufacturingBusinessOperation" => (26, r.objects(&mut self.manufacturing_business_operation)),
+            "specialDesignation" => (27, r.objects(&mut self.special_designation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -171,7 +183,7 @@ impl Object for MedicinalProduct {
 /// The product's name, including full name and possibly coded parts
 ///
 /// FHIR element `MedicinalProduct.name`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductName {
     /// `MedicinalProduct.name.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -189,20 +201,32 @@ pub struct MedicinalProductName {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductName {
     const NAME: &'static str = "MedicinalProduct.name";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for MedicinalProductName {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "productName" => (3, r.prim(&mut self.product_name)?),
-            "_productName" => (3, r.prim_ext(&mut self.product_name)?),
-            "namePart" => (4, r.objects(&mut self.name_part)?),
-            "countryLanguage" => (5, r.objects(&mut self.country_language)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "productName" => (3, r.prim(&mut self.product_name)),
+            "_productName" => (3, r.prim_ext(&mut self.product_name)),
+            "namePart" => (4, r.objects(&mut self.name_part)),
+            "countryLanguage" => (5, r.objects(&mut self.country_language)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -229,7 +253,7 @@ impl Object for MedicinalProductName {
 /// Coding words or phrases of the name
 ///
 /// FHIR element `MedicinalProduct.name.namePart`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductNameNamePart {
     /// `MedicinalProduct.name.namePart.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -245,19 +269,31 @@ pub struct MedicinalProductNameNamePart {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductNameNamePart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductNameNamePart {
     const NAME: &'static str = "MedicinalProduct.name.namePart";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicinalProductNameNamePart {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "part" => (3, r.prim(&mut self.part)?),
-            "_part" => (3, r.prim_ext(&mut self.part)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "part" => (3, r.prim(&mut self.part)),
+            "_part" => (3, r.prim_ext(&mut self.part)),
+            "type" => (4, r.boxed(&mut self.type_)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -284,7 +320,7 @@ impl Object for MedicinalProductNameNamePart {
 /// Country where the name applies
 ///
 /// FHIR element `MedicinalProduct.name.countryLanguage`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductNameCountryLanguage {
     /// `MedicinalProduct.name.countryLanguage.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -302,19 +338,31 @@ pub struct MedicinalProductNameCountryLanguage {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductNameCountryLanguage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductNameCountryLanguage {
     const NAME: &'static str = "MedicinalProduct.name.countryLanguage";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for MedicinalProductNameCountryLanguage {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "country" => (3, r.boxed(&mut self.country)?),
-            "jurisdiction" => (4, r.boxed(&mut self.jurisdiction)?),
-            "language" => (5, r.boxed(&mut self.language)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "country" => (3, r.boxed(&mut self.country)),
+            "jurisdiction" => (4, r.boxed(&mut self.jurisdiction)),
+            "language" => (5, r.boxed(&mut self.language)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -342,7 +390,7 @@ impl Object for MedicinalProductNameCountryLanguage {
 /// An operation applied to the product, for manufacturing or adminsitrative purpose
 ///
 /// FHIR element `MedicinalProduct.manufacturingBusinessOperation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductManufacturingBusinessOperation {
     /// `MedicinalProduct.manufacturingBusinessOperation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -366,23 +414,35 @@ pub struct MedicinalProductManufacturingBusinessOperation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductManufacturingBusinessOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductManufacturingBusinessOperation {
     const NAME: &'static str = "MedicinalProduct.manufacturingBusinessOperation";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for MedicinalProductManufacturingBusinessOperation {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "operationType" => (3, r.boxed(&mut self.operation_type)?),
-            "authorisationReferenceNumber" => (4, r.boxed(&mut self.authorisation_reference_number)?),
-            "effectiveDate" => (5, r.prim(&mut self.effective_date)?),
-            "_effectiveDate" => (5, r.prim_ext(&mut self.effective_date)?),
-            "confidentialityIndicator" => (6, r.boxed(&mut self.confidentiality_indicator)?),
-            "manufacturer" => (7, r.objects(&mut self.manufacturer)?),
-            "regulator" => (8, r.boxed(&mut self.regulator)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "operationType" => (3, r.boxed(&mut self.operation_type)),
+            "authorisationReferenceNumber" => (4, r.boxed(&mut self.authorisation_reference_number)),
+            "effectiveDate" => (5, r.prim(&mut self.effective_date)),
+            "_effectiveDate" => (5, r.prim_ext(&mut self.effective_date)),
+            "confidentialityIndicator" => (6, r.boxed(&mut self.confidentiality_indicator)),
+            "manufacturer" => (7, r.objects(&mut self.manufacturer)),
+            "regulator" => (8, r.boxed(&mut self.regulator)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -412,7 +472,7 @@ impl Object for MedicinalProductManufacturingBusinessOperation {
 /// Indicates if the medicinal product has an orphan designation for the treatment of a rare disease
 ///
 /// FHIR element `MedicinalProduct.specialDesignation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductSpecialDesignation {
     /// `MedicinalProduct.specialDesignation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -456,37 +516,49 @@ impl MedicinalProductSpecialDesignationIndication {
     }
 }
 
+impl std::fmt::Debug for MedicinalProductSpecialDesignation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductSpecialDesignation {
     const NAME: &'static str = "MedicinalProduct.specialDesignation";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for MedicinalProductSpecialDesignation {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (3, r.objects(&mut self.identifier)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
-            "intendedUse" => (5, r.boxed(&mut self.intended_use)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identifier" => (3, r.objects(&mut self.identifier)),
+            "type" => (4, r.boxed(&mut self.type_)),
+            "intendedUse" => (5, r.boxed(&mut self.intended_use)),
             "indicationCodeableConcept" => (
                 6,
                 r.choice_object(
                     &mut self.indication,
                     MedicinalProductSpecialDesignationIndication::CodeableConcept,
-                )?,
+                ),
             ),
             "indicationReference" => (
                 6,
                 r.choice_object(
                     &mut self.indication,
                     MedicinalProductSpecialDesignationIndication::Reference,
-                )?,
+                ),
             ),
-            "status" => (7, r.boxed(&mut self.status)?),
-            "date" => (8, r.prim(&mut self.date)?),
-            "_date" => (8, r.prim_ext(&mut self.date)?),
-            "species" => (9, r.boxed(&mut self.species)?),
+            "status" => (7, r.boxed(&mut self.status)),
+            "date" => (8, r.prim(&mut self.date)),
+            "_date" => (8, r.prim_ext(&mut self.date)),
+            "species" => (9, r.boxed(&mut self.species)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

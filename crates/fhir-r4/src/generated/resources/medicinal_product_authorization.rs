@@ -4,7 +4,7 @@
 //! The R4 `MedicinalProductAuthorization` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The regulatory authorization of a medicinal product.
 ///
 /// FHIR resource `MedicinalProductAuthorization`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductAuthorization {
     /// `MedicinalProductAuthorization.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -67,44 +67,56 @@ pub struct MedicinalProductAuthorization {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductAuthorization {
     const NAME: &'static str = "MedicinalProductAuthorization";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 24;
+}
+
+impl Members for MedicinalProductAuthorization {
+    fn field_count(&self) -> u16 {
+        24
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "subject" => (9, r.boxed(&mut self.subject)?),
-            "country" => (10, r.objects(&mut self.country)?),
-            "jurisdiction" => (11, r.objects(&mut self.jurisdiction)?),
-            "status" => (12, r.boxed(&mut self.status)?),
-            "statusDate" => (13, r.prim(&mut self.status_date)?),
-            "_statusDate" => (13, r.prim_ext(&mut self.status_date)?),
-            "restoreDate" => (14, r.prim(&mut self.restore_date)?),
-            "_restoreDate" => (14, r.prim_ext(&mut self.restore_date)?),
-            "validityPeriod" => (15, r.boxed(&mut self.validity_period)?),
-            "dataExclusivityPeriod" => (16, r.boxed(&mut self.data_exclusivity_period)?),
-            "dateOfFirstAuthorization" => (17, r.prim(&mut self.date_of_first_authorization)?),
-            "_dateOfFirstAuthorization" => (17, r.prim_ext(&mut self.date_of_first_authorization)?),
-            "internationalBirthDate" => (18, r.prim(&mut self.international_birth_date)?),
-            "_internationalBirthDate" => (18, r.prim_ext(&mut self.international_birth_date)?),
-            "legalBasis" => (19, r.boxed(&mut self.legal_basis)?),
-            "jurisdictionalAuthorization" => (20, r.objects(&mut self.jurisdictional_authorization)?),
-            "holder" => (21, r.boxed(&mut self.holder)?),
-            "regulator" => (22, r.boxed(&mut self.regulator)?),
-            "procedure" => (23, r.boxed(&mut self.procedure)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "subject" => (9, r.boxed(&mut self.subject)),
+            "country" => (10, r.objects(&mut self.country)),
+            "jurisdiction" => (11, r.objects(&mut self.jurisdiction)),
+            "status" => (12, r.boxed(&mut self.status)),
+            "statusDate" => (13, r.prim(&mut self.status_date)),
+            "_statusDate" => (13, r.prim_ext(&mut self.status_date)),
+            "restoreDate" => (14, r.prim(&mut self.restore_date)),
+            "_restoreDate" => (14, r.prim_ext(&mut self.restore_date)),
+            "validityPeriod" => (15, r.boxed(&mut self.validity_period)),
+            "dataExclusivityPeriod" => (16, r.boxed(&mut self.data_exclusivity_period)),
+            "dateOfFirstAuthorization" => (17, r.prim(&mut self.date_of_first_authorization)),
+            "_dateOfFirstAuthorization" => (17, r.prim_ext(&mut self.date_of_first_authorization)),
+            "internationalBirthDate" => (18, r.prim(&mut self.international_birth_date)),
+            "_internationalBirthDate" => (18, r.prim_ext(&mut self.international_birth_date)),
+            "legalBasis" => (19, r.boxed(&mut self.legal_basis)),
+            "jurisdictionalAuthorization" => (20, r.objects(&mut self.jurisdictional_authorization)),
+            "holder" => (21, r.boxed(&mut self.holder)),
+            "regulator" => (22, r.boxed(&mut self.regulator)),
+            "procedure" => (23, r.boxed(&mut self.procedure)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -146,7 +158,7 @@ impl Object for MedicinalProductAuthorization {
 /// Authorization in areas within a country
 ///
 /// FHIR element `MedicinalProductAuthorization.jurisdictionalAuthorization`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductAuthorizationJurisdictionalAuthorization {
     /// `MedicinalProductAuthorization.jurisdictionalAuthorization.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -168,21 +180,33 @@ pub struct MedicinalProductAuthorizationJurisdictionalAuthorization {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductAuthorizationJurisdictionalAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductAuthorizationJurisdictionalAuthorization {
     const NAME: &'static str = "MedicinalProductAuthorization.jurisdictionalAuthorization";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for MedicinalProductAuthorizationJurisdictionalAuthorization {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (3, r.objects(&mut self.identifier)?),
-            "country" => (4, r.boxed(&mut self.country)?),
-            "jurisdiction" => (5, r.objects(&mut self.jurisdiction)?),
-            "legalStatusOfSupply" => (6, r.boxed(&mut self.legal_status_of_supply)?),
-            "validityPeriod" => (7, r.boxed(&mut self.validity_period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identifier" => (3, r.objects(&mut self.identifier)),
+            "country" => (4, r.boxed(&mut self.country)),
+            "jurisdiction" => (5, r.objects(&mut self.jurisdiction)),
+            "legalStatusOfSupply" => (6, r.boxed(&mut self.legal_status_of_supply)),
+            "validityPeriod" => (7, r.boxed(&mut self.validity_period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -208,7 +232,7 @@ impl Object for MedicinalProductAuthorizationJurisdictionalAuthorization {
 /// The regulatory procedure for granting or amending a marketing authorization
 ///
 /// FHIR element `MedicinalProductAuthorization.procedure`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductAuthorizationProcedure {
     /// `MedicinalProductAuthorization.procedure.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -246,19 +270,30 @@ impl MedicinalProductAuthorizationProcedureDate {
     }
 }
 
+impl std::fmt::Debug for MedicinalProductAuthorizationProcedure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductAuthorizationProcedure {
     const NAME: &'static str = "MedicinalProductAuthorization.procedure";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for MedicinalProductAuthorizationProcedure {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (3, r.boxed(&mut self.identifier)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identifier" => (3, r.boxed(&mut self.identifier)),
+            "type" => (4, r.boxed(&mut self.type_)),
             "datePeriod" => (
                 5,
-                r.choice_object(&mut self.date, MedicinalProductAuthorizationProcedureDate::Period)?,
+                r.choice_object(&mut self.date, MedicinalProductAuthorizationProcedureDate::Period),
             ),
             "dateDateTime" => (
                 5,
@@ -269,7 +304,7 @@ impl Object for MedicinalProductAuthorizationProcedure {
                         MedicinalProductAuthorizationProcedureDate::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_dateDateTime" => (
                 5,
@@ -280,11 +315,12 @@ impl Object for MedicinalProductAuthorizationProcedure {
                         MedicinalProductAuthorizationProcedureDate::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
-            "application" => (6, r.objects(&mut self.application)?),
+            "application" => (6, r.objects(&mut self.application)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

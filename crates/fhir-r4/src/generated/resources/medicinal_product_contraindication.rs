@@ -4,7 +4,7 @@
 //! The R4 `MedicinalProductContraindication` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The clinical particulars - indications, contraindications etc. of a medicinal product, including for regulatory purposes.
 ///
 /// FHIR resource `MedicinalProductContraindication`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductContraindication {
     /// `MedicinalProductContraindication.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -49,31 +49,43 @@ pub struct MedicinalProductContraindication {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductContraindication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductContraindication {
     const NAME: &'static str = "MedicinalProductContraindication";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 15;
+}
+
+impl Members for MedicinalProductContraindication {
+    fn field_count(&self) -> u16 {
+        15
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "subject" => (8, r.objects(&mut self.subject)?),
-            "disease" => (9, r.boxed(&mut self.disease)?),
-            "diseaseStatus" => (10, r.boxed(&mut self.disease_status)?),
-            "comorbidity" => (11, r.objects(&mut self.comorbidity)?),
-            "therapeuticIndication" => (12, r.objects(&mut self.therapeutic_indication)?),
-            "otherTherapy" => (13, r.objects(&mut self.other_therapy)?),
-            "population" => (14, r.objects(&mut self.population)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "subject" => (8, r.objects(&mut self.subject)),
+            "disease" => (9, r.boxed(&mut self.disease)),
+            "diseaseStatus" => (10, r.boxed(&mut self.disease_status)),
+            "comorbidity" => (11, r.objects(&mut self.comorbidity)),
+            "therapeuticIndication" => (12, r.objects(&mut self.therapeutic_indication)),
+            "otherTherapy" => (13, r.objects(&mut self.other_therapy)),
+            "population" => (14, r.objects(&mut self.population)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -106,7 +118,7 @@ impl Object for MedicinalProductContraindication {
 /// Information about the use of the medicinal product in relation to other therapies described as part of the indication
 ///
 /// FHIR element `MedicinalProductContraindication.otherTherapy`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductContraindicationOtherTherapy {
     /// `MedicinalProductContraindication.otherTherapy.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -140,31 +152,43 @@ impl MedicinalProductContraindicationOtherTherapyMedication {
     }
 }
 
+impl std::fmt::Debug for MedicinalProductContraindicationOtherTherapy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductContraindicationOtherTherapy {
     const NAME: &'static str = "MedicinalProductContraindication.otherTherapy";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicinalProductContraindicationOtherTherapy {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "therapyRelationshipType" => (3, r.boxed(&mut self.therapy_relationship_type)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "therapyRelationshipType" => (3, r.boxed(&mut self.therapy_relationship_type)),
             "medicationCodeableConcept" => (
                 4,
                 r.choice_object(
                     &mut self.medication,
                     MedicinalProductContraindicationOtherTherapyMedication::CodeableConcept,
-                )?,
+                ),
             ),
             "medicationReference" => (
                 4,
                 r.choice_object(
                     &mut self.medication,
                     MedicinalProductContraindicationOtherTherapyMedication::Reference,
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

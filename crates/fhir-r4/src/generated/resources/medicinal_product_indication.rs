@@ -4,7 +4,7 @@
 //! The R4 `MedicinalProductIndication` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Indication for the Medicinal Product.
 ///
 /// FHIR resource `MedicinalProductIndication`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductIndication {
     /// `MedicinalProductIndication.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -53,33 +53,45 @@ pub struct MedicinalProductIndication {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductIndication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductIndication {
     const NAME: &'static str = "MedicinalProductIndication";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 17;
+}
+
+impl Members for MedicinalProductIndication {
+    fn field_count(&self) -> u16 {
+        17
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "subject" => (8, r.objects(&mut self.subject)?),
-            "diseaseSymptomProcedure" => (9, r.boxed(&mut self.disease_symptom_procedure)?),
-            "diseaseStatus" => (10, r.boxed(&mut self.disease_status)?),
-            "comorbidity" => (11, r.objects(&mut self.comorbidity)?),
-            "intendedEffect" => (12, r.boxed(&mut self.intended_effect)?),
-            "duration" => (13, r.boxed(&mut self.duration)?),
-            "otherTherapy" => (14, r.objects(&mut self.other_therapy)?),
-            "undesirableEffect" => (15, r.objects(&mut self.undesirable_effect)?),
-            "population" => (16, r.objects(&mut self.population)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "subject" => (8, r.objects(&mut self.subject)),
+            "diseaseSymptomProcedure" => (9, r.boxed(&mut self.disease_symptom_procedure)),
+            "diseaseStatus" => (10, r.boxed(&mut self.disease_status)),
+            "comorbidity" => (11, r.objects(&mut self.comorbidity)),
+            "intendedEffect" => (12, r.boxed(&mut self.intended_effect)),
+            "duration" => (13, r.boxed(&mut self.duration)),
+            "otherTherapy" => (14, r.objects(&mut self.other_therapy)),
+            "undesirableEffect" => (15, r.objects(&mut self.undesirable_effect)),
+            "population" => (16, r.objects(&mut self.population)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -114,7 +126,7 @@ impl Object for MedicinalProductIndication {
 /// Information about the use of the medicinal product in relation to other therapies described as part of the indication
 ///
 /// FHIR element `MedicinalProductIndication.otherTherapy`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductIndicationOtherTherapy {
     /// `MedicinalProductIndication.otherTherapy.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -148,31 +160,43 @@ impl MedicinalProductIndicationOtherTherapyMedication {
     }
 }
 
+impl std::fmt::Debug for MedicinalProductIndicationOtherTherapy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductIndicationOtherTherapy {
     const NAME: &'static str = "MedicinalProductIndication.otherTherapy";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicinalProductIndicationOtherTherapy {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "therapyRelationshipType" => (3, r.boxed(&mut self.therapy_relationship_type)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "therapyRelationshipType" => (3, r.boxed(&mut self.therapy_relationship_type)),
             "medicationCodeableConcept" => (
                 4,
                 r.choice_object(
                     &mut self.medication,
                     MedicinalProductIndicationOtherTherapyMedication::CodeableConcept,
-                )?,
+                ),
             ),
             "medicationReference" => (
                 4,
                 r.choice_object(
                     &mut self.medication,
                     MedicinalProductIndicationOtherTherapyMedication::Reference,
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `MedicinalProductIngredient` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// An ingredient of a manufactured item or pharmaceutical product.
 ///
 /// FHIR resource `MedicinalProductIngredient`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductIngredient {
     /// `MedicinalProductIngredient.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -47,31 +47,43 @@ pub struct MedicinalProductIngredient {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductIngredient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductIngredient {
     const NAME: &'static str = "MedicinalProductIngredient";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 14;
+}
+
+impl Members for MedicinalProductIngredient {
+    fn field_count(&self) -> u16 {
+        14
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.boxed(&mut self.identifier)?),
-            "role" => (9, r.boxed(&mut self.role)?),
-            "allergenicIndicator" => (10, r.prim(&mut self.allergenic_indicator)?),
-            "_allergenicIndicator" => (10, r.prim_ext(&mut self.allergenic_indicator)?),
-            "manufacturer" => (11, r.objects(&mut self.manufacturer)?),
-            "specifiedSubstance" => (12, r.objects(&mut self.specified_substance)?),
-            "substance" => (13, r.boxed(&mut self.substance)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.boxed(&mut self.identifier)),
+            "role" => (9, r.boxed(&mut self.role)),
+            "allergenicIndicator" => (10, r.prim(&mut self.allergenic_indicator)),
+            "_allergenicIndicator" => (10, r.prim_ext(&mut self.allergenic_indicator)),
+            "manufacturer" => (11, r.objects(&mut self.manufacturer)),
+            "specifiedSubstance" => (12, r.objects(&mut self.specified_substance)),
+            "substance" => (13, r.boxed(&mut self.substance)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -106,7 +118,7 @@ impl Object for MedicinalProductIngredient {
 /// A specified substance that comprises this ingredient
 ///
 /// FHIR element `MedicinalProductIngredient.specifiedSubstance`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductIngredientSpecifiedSubstance {
     /// `MedicinalProductIngredient.specifiedSubstance.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -126,20 +138,32 @@ pub struct MedicinalProductIngredientSpecifiedSubstance {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductIngredientSpecifiedSubstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductIngredientSpecifiedSubstance {
     const NAME: &'static str = "MedicinalProductIngredient.specifiedSubstance";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for MedicinalProductIngredientSpecifiedSubstance {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "group" => (4, r.boxed(&mut self.group)?),
-            "confidentiality" => (5, r.boxed(&mut self.confidentiality)?),
-            "strength" => (6, r.objects(&mut self.strength)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "group" => (4, r.boxed(&mut self.group)),
+            "confidentiality" => (5, r.boxed(&mut self.confidentiality)),
+            "strength" => (6, r.objects(&mut self.strength)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -168,7 +192,7 @@ impl Object for MedicinalProductIngredientSpecifiedSubstance {
 /// Quantity of the substance or specified substance present in the manufactured item or pharmaceutical product
 ///
 /// FHIR element `MedicinalProductIngredient.specifiedSubstance.strength`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductIngredientSpecifiedSubstanceStrength {
     /// `MedicinalProductIngredient.specifiedSubstance.strength.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -194,24 +218,36 @@ pub struct MedicinalProductIngredientSpecifiedSubstanceStrength {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductIngredientSpecifiedSubstanceStrength {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductIngredientSpecifiedSubstanceStrength {
     const NAME: &'static str = "MedicinalProductIngredient.specifiedSubstance.strength";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for MedicinalProductIngredientSpecifiedSubstanceStrength {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "presentation" => (3, r.boxed(&mut self.presentation)?),
-            "presentationLowLimit" => (4, r.boxed(&mut self.presentation_low_limit)?),
-            "concentration" => (5, r.boxed(&mut self.concentration)?),
-            "concentrationLowLimit" => (6, r.boxed(&mut self.concentration_low_limit)?),
-            "measurementPoint" => (7, r.prim(&mut self.measurement_point)?),
-            "_measurementPoint" => (7, r.prim_ext(&mut self.measurement_point)?),
-            "country" => (8, r.objects(&mut self.country)?),
-            "referenceStrength" => (9, r.objects(&mut self.reference_strength)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "presentation" => (3, r.boxed(&mut self.presentation)),
+            "presentationLowLimit" => (4, r.boxed(&mut self.presentation_low_limit)),
+            "concentration" => (5, r.boxed(&mut self.concentration)),
+            "concentrationLowLimit" => (6, r.boxed(&mut self.concentration_low_limit)),
+            "measurementPoint" => (7, r.prim(&mut self.measurement_point)),
+            "_measurementPoint" => (7, r.prim_ext(&mut self.measurement_point)),
+            "country" => (8, r.objects(&mut self.country)),
+            "referenceStrength" => (9, r.objects(&mut self.reference_strength)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -242,7 +278,7 @@ impl Object for MedicinalProductIngredientSpecifiedSubstanceStrength {
 /// Strength expressed in terms of a reference substance
 ///
 /// FHIR element `MedicinalProductIngredient.specifiedSubstance.strength.referenceStrength`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength {
     /// `MedicinalProductIngredient.specifiedSubstance.strength.referenceStrength.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -264,22 +300,34 @@ pub struct MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength {
     const NAME: &'static str = "MedicinalProductIngredient.specifiedSubstance.strength.referenceStrength";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "substance" => (3, r.boxed(&mut self.substance)?),
-            "strength" => (4, r.boxed(&mut self.strength)?),
-            "strengthLowLimit" => (5, r.boxed(&mut self.strength_low_limit)?),
-            "measurementPoint" => (6, r.prim(&mut self.measurement_point)?),
-            "_measurementPoint" => (6, r.prim_ext(&mut self.measurement_point)?),
-            "country" => (7, r.objects(&mut self.country)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "substance" => (3, r.boxed(&mut self.substance)),
+            "strength" => (4, r.boxed(&mut self.strength)),
+            "strengthLowLimit" => (5, r.boxed(&mut self.strength_low_limit)),
+            "measurementPoint" => (6, r.prim(&mut self.measurement_point)),
+            "_measurementPoint" => (6, r.prim_ext(&mut self.measurement_point)),
+            "country" => (7, r.objects(&mut self.country)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -308,7 +356,7 @@ impl Object for MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStr
 /// The ingredient substance
 ///
 /// FHIR element `MedicinalProductIngredient.substance`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductIngredientSubstance {
     /// `MedicinalProductIngredient.substance.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -324,18 +372,30 @@ pub struct MedicinalProductIngredientSubstance {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductIngredientSubstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductIngredientSubstance {
     const NAME: &'static str = "MedicinalProductIngredient.substance";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicinalProductIngredientSubstance {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "strength" => (4, r.objects(&mut self.strength)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "strength" => (4, r.objects(&mut self.strength)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

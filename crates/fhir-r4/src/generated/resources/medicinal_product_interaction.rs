@@ -4,7 +4,7 @@
 //! The R4 `MedicinalProductInteraction` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The interactions of the medicinal product with other medicinal products, or other forms of interactions.
 ///
 /// FHIR resource `MedicinalProductInteraction`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductInteraction {
     /// `MedicinalProductInteraction.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -49,32 +49,44 @@ pub struct MedicinalProductInteraction {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductInteraction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductInteraction {
     const NAME: &'static str = "MedicinalProductInteraction";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 15;
+}
+
+impl Members for MedicinalProductInteraction {
+    fn field_count(&self) -> u16 {
+        15
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "subject" => (8, r.objects(&mut self.subject)?),
-            "description" => (9, r.prim(&mut self.description)?),
-            "_description" => (9, r.prim_ext(&mut self.description)?),
-            "interactant" => (10, r.objects(&mut self.interactant)?),
-            "type" => (11, r.boxed(&mut self.type_)?),
-            "effect" => (12, r.boxed(&mut self.effect)?),
-            "incidence" => (13, r.boxed(&mut self.incidence)?),
-            "management" => (14, r.boxed(&mut self.management)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "subject" => (8, r.objects(&mut self.subject)),
+            "description" => (9, r.prim(&mut self.description)),
+            "_description" => (9, r.prim_ext(&mut self.description)),
+            "interactant" => (10, r.objects(&mut self.interactant)),
+            "type" => (11, r.boxed(&mut self.type_)),
+            "effect" => (12, r.boxed(&mut self.effect)),
+            "incidence" => (13, r.boxed(&mut self.incidence)),
+            "management" => (14, r.boxed(&mut self.management)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -107,7 +119,7 @@ impl Object for MedicinalProductInteraction {
 /// The specific medication, food or laboratory test that interacts
 ///
 /// FHIR element `MedicinalProductInteraction.interactant`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductInteractionInteractant {
     /// `MedicinalProductInteraction.interactant.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -139,30 +151,42 @@ impl MedicinalProductInteractionInteractantItem {
     }
 }
 
+impl std::fmt::Debug for MedicinalProductInteractionInteractant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductInteractionInteractant {
     const NAME: &'static str = "MedicinalProductInteraction.interactant";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for MedicinalProductInteractionInteractant {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "itemReference" => (
                 3,
                 r.choice_object(
                     &mut self.item,
                     MedicinalProductInteractionInteractantItem::Reference,
-                )?,
+                ),
             ),
             "itemCodeableConcept" => (
                 3,
                 r.choice_object(
                     &mut self.item,
                     MedicinalProductInteractionInteractantItem::CodeableConcept,
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `MedicinalProductManufactured` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The manufactured item as contained in the packaged medicinal product.
 ///
 /// FHIR resource `MedicinalProductManufactured`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductManufactured {
     /// `MedicinalProductManufactured.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -49,31 +49,43 @@ pub struct MedicinalProductManufactured {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductManufactured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductManufactured {
     const NAME: &'static str = "MedicinalProductManufactured";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 15;
+}
+
+impl Members for MedicinalProductManufactured {
+    fn field_count(&self) -> u16 {
+        15
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "manufacturedDoseForm" => (8, r.boxed(&mut self.manufactured_dose_form)?),
-            "unitOfPresentation" => (9, r.boxed(&mut self.unit_of_presentation)?),
-            "quantity" => (10, r.boxed(&mut self.quantity)?),
-            "manufacturer" => (11, r.objects(&mut self.manufacturer)?),
-            "ingredient" => (12, r.objects(&mut self.ingredient)?),
-            "physicalCharacteristics" => (13, r.boxed(&mut self.physical_characteristics)?),
-            "otherCharacteristics" => (14, r.objects(&mut self.other_characteristics)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "manufacturedDoseForm" => (8, r.boxed(&mut self.manufactured_dose_form)),
+            "unitOfPresentation" => (9, r.boxed(&mut self.unit_of_presentation)),
+            "quantity" => (10, r.boxed(&mut self.quantity)),
+            "manufacturer" => (11, r.objects(&mut self.manufacturer)),
+            "ingredient" => (12, r.objects(&mut self.ingredient)),
+            "physicalCharacteristics" => (13, r.boxed(&mut self.physical_characteristics)),
+            "otherCharacteristics" => (14, r.objects(&mut self.other_characteristics)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

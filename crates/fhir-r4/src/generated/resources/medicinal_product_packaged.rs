@@ -4,7 +4,7 @@
 //! The R4 `MedicinalProductPackaged` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A medicinal product in a container or package.
 ///
 /// FHIR resource `MedicinalProductPackaged`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductPackaged {
     /// `MedicinalProductPackaged.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -53,34 +53,46 @@ pub struct MedicinalProductPackaged {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductPackaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductPackaged {
     const NAME: &'static str = "MedicinalProductPackaged";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 17;
+}
+
+impl Members for MedicinalProductPackaged {
+    fn field_count(&self) -> u16 {
+        17
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "subject" => (9, r.objects(&mut self.subject)?),
-            "description" => (10, r.prim(&mut self.description)?),
-            "_description" => (10, r.prim_ext(&mut self.description)?),
-            "legalStatusOfSupply" => (11, r.boxed(&mut self.legal_status_of_supply)?),
-            "marketingStatus" => (12, r.objects(&mut self.marketing_status)?),
-            "marketingAuthorization" => (13, r.boxed(&mut self.marketing_authorization)?),
-            "manufacturer" => (14, r.objects(&mut self.manufacturer)?),
-            "batchIdentifier" => (15, r.objects(&mut self.batch_identifier)?),
-            "packageItem" => (16, r.objects(&mut self.package_item)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "subject" => (9, r.objects(&mut self.subject)),
+            "description" => (10, r.prim(&mut self.description)),
+            "_description" => (10, r.prim_ext(&mut self.description)),
+            "legalStatusOfSupply" => (11, r.boxed(&mut self.legal_status_of_supply)),
+            "marketingStatus" => (12, r.objects(&mut self.marketing_status)),
+            "marketingAuthorization" => (13, r.boxed(&mut self.marketing_authorization)),
+            "manufacturer" => (14, r.objects(&mut self.manufacturer)),
+            "batchIdentifier" => (15, r.objects(&mut self.batch_identifier)),
+            "packageItem" => (16, r.objects(&mut self.package_item)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -118,7 +130,7 @@ impl Object for MedicinalProductPackaged {
 /// Batch numbering
 ///
 /// FHIR element `MedicinalProductPackaged.batchIdentifier`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductPackagedBatchIdentifier {
     /// `MedicinalProductPackaged.batchIdentifier.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -134,18 +146,30 @@ pub struct MedicinalProductPackagedBatchIdentifier {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductPackagedBatchIdentifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductPackagedBatchIdentifier {
     const NAME: &'static str = "MedicinalProductPackaged.batchIdentifier";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicinalProductPackagedBatchIdentifier {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "outerPackaging" => (3, r.boxed(&mut self.outer_packaging)?),
-            "immediatePackaging" => (4, r.boxed(&mut self.immediate_packaging)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "outerPackaging" => (3, r.boxed(&mut self.outer_packaging)),
+            "immediatePackaging" => (4, r.boxed(&mut self.immediate_packaging)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -171,7 +195,7 @@ impl Object for MedicinalProductPackagedBatchIdentifier {
 /// A packaging item, as a contained for medicine, possibly with other packaging items within
 ///
 /// FHIR element `MedicinalProductPackaged.packageItem`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductPackagedPackageItem {
     /// `MedicinalProductPackaged.packageItem.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -207,28 +231,40 @@ pub struct MedicinalProductPackagedPackageItem {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductPackagedPackageItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductPackagedPackageItem {
     const NAME: &'static str = "MedicinalProductPackaged.packageItem";
-    const FIELDS: u16 = 15;
+}
+
+impl Members for MedicinalProductPackagedPackageItem {
+    fn field_count(&self) -> u16 {
+        15
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (3, r.objects(&mut self.identifier)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
-            "quantity" => (5, r.boxed(&mut self.quantity)?),
-            "material" => (6, r.objects(&mut self.material)?),
-            "alternateMaterial" => (7, r.objects(&mut self.alternate_material)?),
-            "device" => (8, r.objects(&mut self.device)?),
-            "manufacturedItem" => (9, r.objects(&mut self.manufactured_item)?),
-            "packageItem" => (10, r.objects(&mut self.package_item)?),
-            "physicalCharacteristics" => (11, r.boxed(&mut self.physical_characteristics)?),
-            "otherCharacteristics" => (12, r.objects(&mut self.other_characteristics)?),
-            "shelfLifeStorage" => (13, r.objects(&mut self.shelf_life_storage)?),
-            "manufacturer" => (14, r.objects(&mut self.manufacturer)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identifier" => (3, r.objects(&mut self.identifier)),
+            "type" => (4, r.boxed(&mut self.type_)),
+            "quantity" => (5, r.boxed(&mut self.quantity)),
+            "material" => (6, r.objects(&mut self.material)),
+            "alternateMaterial" => (7, r.objects(&mut self.alternate_material)),
+            "device" => (8, r.objects(&mut self.device)),
+            "manufacturedItem" => (9, r.objects(&mut self.manufactured_item)),
+            "packageItem" => (10, r.objects(&mut self.package_item)),
+            "physicalCharacteristics" => (11, r.boxed(&mut self.physical_characteristics)),
+            "otherCharacteristics" => (12, r.objects(&mut self.other_characteristics)),
+            "shelfLifeStorage" => (13, r.objects(&mut self.shelf_life_storage)),
+            "manufacturer" => (14, r.objects(&mut self.manufacturer)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

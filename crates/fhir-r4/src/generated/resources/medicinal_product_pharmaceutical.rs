@@ -4,7 +4,7 @@
 //! The R4 `MedicinalProductPharmaceutical` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A pharmaceutical product described in terms of its composition and dose form.
 ///
 /// FHIR resource `MedicinalProductPharmaceutical`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductPharmaceutical {
     /// `MedicinalProductPharmaceutical.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -49,31 +49,43 @@ pub struct MedicinalProductPharmaceutical {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductPharmaceutical {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductPharmaceutical {
     const NAME: &'static str = "MedicinalProductPharmaceutical";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 15;
+}
+
+impl Members for MedicinalProductPharmaceutical {
+    fn field_count(&self) -> u16 {
+        15
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "administrableDoseForm" => (9, r.boxed(&mut self.administrable_dose_form)?),
-            "unitOfPresentation" => (10, r.boxed(&mut self.unit_of_presentation)?),
-            "ingredient" => (11, r.objects(&mut self.ingredient)?),
-            "device" => (12, r.objects(&mut self.device)?),
-            "characteristics" => (13, r.objects(&mut self.characteristics)?),
-            "routeOfAdministration" => (14, r.objects(&mut self.route_of_administration)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "administrableDoseForm" => (9, r.boxed(&mut self.administrable_dose_form)),
+            "unitOfPresentation" => (10, r.boxed(&mut self.unit_of_presentation)),
+            "ingredient" => (11, r.objects(&mut self.ingredient)),
+            "device" => (12, r.objects(&mut self.device)),
+            "characteristics" => (13, r.objects(&mut self.characteristics)),
+            "routeOfAdministration" => (14, r.objects(&mut self.route_of_administration)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -110,7 +122,7 @@ impl Object for MedicinalProductPharmaceutical {
 /// Characteristics e.g. a products onset of action
 ///
 /// FHIR element `MedicinalProductPharmaceutical.characteristics`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductPharmaceuticalCharacteristics {
     /// `MedicinalProductPharmaceutical.characteristics.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -126,18 +138,30 @@ pub struct MedicinalProductPharmaceuticalCharacteristics {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductPharmaceuticalCharacteristics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductPharmaceuticalCharacteristics {
     const NAME: &'static str = "MedicinalProductPharmaceutical.characteristics";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicinalProductPharmaceuticalCharacteristics {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "status" => (4, r.boxed(&mut self.status)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "status" => (4, r.boxed(&mut self.status)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -163,7 +187,7 @@ impl Object for MedicinalProductPharmaceuticalCharacteristics {
 /// The path by which the pharmaceutical product is taken into or makes contact with the body
 ///
 /// FHIR element `MedicinalProductPharmaceutical.routeOfAdministration`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductPharmaceuticalRouteOfAdministration {
     /// `MedicinalProductPharmaceutical.routeOfAdministration.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -189,23 +213,35 @@ pub struct MedicinalProductPharmaceuticalRouteOfAdministration {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductPharmaceuticalRouteOfAdministration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductPharmaceuticalRouteOfAdministration {
     const NAME: &'static str = "MedicinalProductPharmaceutical.routeOfAdministration";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for MedicinalProductPharmaceuticalRouteOfAdministration {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "firstDose" => (4, r.boxed(&mut self.first_dose)?),
-            "maxSingleDose" => (5, r.boxed(&mut self.max_single_dose)?),
-            "maxDosePerDay" => (6, r.boxed(&mut self.max_dose_per_day)?),
-            "maxDosePerTreatmentPeriod" => (7, r.boxed(&mut self.max_dose_per_treatment_period)?),
-            "maxTreatmentPeriod" => (8, r.boxed(&mut self.max_treatment_period)?),
-            "targetSpecies" => (9, r.objects(&mut self.target_species)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "firstDose" => (4, r.boxed(&mut self.first_dose)),
+            "maxSingleDose" => (5, r.boxed(&mut self.max_single_dose)),
+            "maxDosePerDay" => (6, r.boxed(&mut self.max_dose_per_day)),
+            "maxDosePerTreatmentPeriod" => (7, r.boxed(&mut self.max_dose_per_treatment_period)),
+            "maxTreatmentPeriod" => (8, r.boxed(&mut self.max_treatment_period)),
+            "targetSpecies" => (9, r.objects(&mut self.target_species)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -236,7 +272,7 @@ impl Object for MedicinalProductPharmaceuticalRouteOfAdministration {
 /// A species for which this route applies
 ///
 /// FHIR element `MedicinalProductPharmaceutical.routeOfAdministration.targetSpecies`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies {
     /// `MedicinalProductPharmaceutical.routeOfAdministration.targetSpecies.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -253,18 +289,30 @@ pub struct MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies {
     const NAME: &'static str = "MedicinalProductPharmaceutical.routeOfAdministration.targetSpecies";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "withdrawalPeriod" => (4, r.objects(&mut self.withdrawal_period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "withdrawalPeriod" => (4, r.objects(&mut self.withdrawal_period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -290,7 +338,7 @@ impl Object for MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies
 /// A species specific time during which consumption of animal product is not appropriate
 ///
 /// FHIR element `MedicinalProductPharmaceutical.routeOfAdministration.targetSpecies.withdrawalPeriod`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpeciesWithdrawalPeriod {
     /// `MedicinalProductPharmaceutical.routeOfAdministration.targetSpecies.withdrawalPeriod.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -308,21 +356,33 @@ pub struct MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpeciesWithd
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpeciesWithdrawalPeriod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpeciesWithdrawalPeriod {
     const NAME: &'static str =
         "MedicinalProductPharmaceutical.routeOfAdministration.targetSpecies.withdrawalPeriod";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpeciesWithdrawalPeriod {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "tissue" => (3, r.boxed(&mut self.tissue)?),
-            "value" => (4, r.boxed(&mut self.value)?),
-            "supportingInformation" => (5, r.prim(&mut self.supporting_information)?),
-            "_supportingInformation" => (5, r.prim_ext(&mut self.supporting_information)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "tissue" => (3, r.boxed(&mut self.tissue)),
+            "value" => (4, r.boxed(&mut self.value)),
+            "supportingInformation" => (5, r.prim(&mut self.supporting_information)),
+            "_supportingInformation" => (5, r.prim_ext(&mut self.supporting_information)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

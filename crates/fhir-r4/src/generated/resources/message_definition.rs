@@ -4,7 +4,7 @@
 //! The R4 `MessageDefinition` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Defines the characteristics of a message that can be shared between systems, including the type of event that initiates the message, the content to be transmitted and what response(s), if any, are permitted.
 ///
 /// FHIR resource `MessageDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MessageDefinition {
     /// `MessageDefinition.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -101,82 +101,94 @@ impl MessageDefinitionEvent {
     }
 }
 
+impl std::fmt::Debug for MessageDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MessageDefinition {
     const NAME: &'static str = "MessageDefinition";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 32;
+}
+
+impl Members for MessageDefinition {
+    fn field_count(&self) -> u16 {
+        32
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "replaces" => (13, r.prim_vec(&mut self.replaces)?),
-            "_replaces" => (13, r.prim_vec_ext(&mut self.replaces)?),
-            "status" => (14, r.prim(&mut self.status)?),
-            "_status" => (14, r.prim_ext(&mut self.status)?),
-            "experimental" => (15, r.prim(&mut self.experimental)?),
-            "_experimental" => (15, r.prim_ext(&mut self.experimental)?),
-            "date" => (16, r.prim(&mut self.date)?),
-            "_date" => (16, r.prim_ext(&mut self.date)?),
-            "publisher" => (17, r.prim(&mut self.publisher)?),
-            "_publisher" => (17, r.prim_ext(&mut self.publisher)?),
-            "contact" => (18, r.objects(&mut self.contact)?),
-            "description" => (19, r.prim(&mut self.description)?),
-            "_description" => (19, r.prim_ext(&mut self.description)?),
-            "useContext" => (20, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (21, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (22, r.prim(&mut self.purpose)?),
-            "_purpose" => (22, r.prim_ext(&mut self.purpose)?),
-            "copyright" => (23, r.prim(&mut self.copyright)?),
-            "_copyright" => (23, r.prim_ext(&mut self.copyright)?),
-            "base" => (24, r.prim(&mut self.base)?),
-            "_base" => (24, r.prim_ext(&mut self.base)?),
-            "parent" => (25, r.prim_vec(&mut self.parent)?),
-            "_parent" => (25, r.prim_vec_ext(&mut self.parent)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "replaces" => (13, r.prim_vec(&mut self.replaces)),
+            "_replaces" => (13, r.prim_vec_ext(&mut self.replaces)),
+            "status" => (14, r.prim(&mut self.status)),
+            "_status" => (14, r.prim_ext(&mut self.status)),
+            "experimental" => (15, r.prim(&mut self.experimental)),
+            "_experimental" => (15, r.prim_ext(&mut self.experimental)),
+            "date" => (16, r.prim(&mut self.date)),
+            "_date" => (16, r.prim_ext(&mut self.date)),
+            "publisher" => (17, r.prim(&mut self.publisher)),
+            "_publisher" => (17, r.prim_ext(&mut self.publisher)),
+            "contact" => (18, r.objects(&mut self.contact)),
+            "description" => (19, r.prim(&mut self.description)),
+            "_description" => (19, r.prim_ext(&mut self.description)),
+            "useContext" => (20, r.objects(&mut self.use_context)),
+            "jurisdiction" => (21, r.objects(&mut self.jurisdiction)),
+            "purpose" => (22, r.prim(&mut self.purpose)),
+            "_purpose" => (22, r.prim_ext(&mut self.purpose)),
+            "copyright" => (23, r.prim(&mut self.copyright)),
+            "_copyright" => (23, r.prim_ext(&mut self.copyright)),
+            "base" => (24, r.prim(&mut self.base)),
+            "_base" => (24, r.prim_ext(&mut self.base)),
+            "parent" => (25, r.prim_vec(&mut self.parent)),
+            "_parent" => (25, r.prim_vec_ext(&mut self.parent)),
             "eventCoding" => (
                 26,
-                r.choice_object(&mut self.event, MessageDefinitionEvent::Coding)?,
+                r.choice_object(&mut self.event, MessageDefinitionEvent::Coding),
             ),
             "eventUri" => (
                 26,
                 r.choice_prim(&mut self.event, MessageDefinitionEvent::Uri, |e| match e {
                     MessageDefinitionEvent::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_eventUri" => (
                 26,
                 r.choice_prim_ext(&mut self.event, MessageDefinitionEvent::Uri, |e| match e {
                     MessageDefinitionEvent::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "category" => (27, r.prim(&mut self.category)?),
-            "_category" => (27, r.prim_ext(&mut self.category)?),
-            "focus" => (28, r.objects(&mut self.focus)?),
-            "responseRequired" => (29, r.prim(&mut self.response_required)?),
-            "_responseRequired" => (29, r.prim_ext(&mut self.response_required)?),
-            "allowedResponse" => (30, r.objects(&mut self.allowed_response)?),
-            "graph" => (31, r.prim_vec(&mut self.graph)?),
-            "_graph" => (31, r.prim_vec_ext(&mut self.graph)?),
+            "category" => (27, r.prim(&mut self.category)),
+            "_category" => (27, r.prim_ext(&mut self.category)),
+            "focus" => (28, r.objects(&mut self.focus)),
+            "responseRequired" => (29, r.prim(&mut self.response_required)),
+            "_responseRequired" => (29, r.prim_ext(&mut self.response_required)),
+            "allowedResponse" => (30, r.objects(&mut self.allowed_response)),
+            "graph" => (31, r.prim_vec(&mut self.graph)),
+            "_graph" => (31, r.prim_vec_ext(&mut self.graph)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -235,7 +247,7 @@ impl Object for MessageDefinition {
 /// Resource(s) that are the subject of the event
 ///
 /// FHIR element `MessageDefinition.focus`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MessageDefinitionFocus {
     /// `MessageDefinition.focus.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -255,24 +267,36 @@ pub struct MessageDefinitionFocus {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MessageDefinitionFocus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MessageDefinitionFocus {
     const NAME: &'static str = "MessageDefinition.focus";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for MessageDefinitionFocus {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.prim(&mut self.code)?),
-            "_code" => (3, r.prim_ext(&mut self.code)?),
-            "profile" => (4, r.prim(&mut self.profile)?),
-            "_profile" => (4, r.prim_ext(&mut self.profile)?),
-            "min" => (5, r.prim(&mut self.min)?),
-            "_min" => (5, r.prim_ext(&mut self.min)?),
-            "max" => (6, r.prim(&mut self.max)?),
-            "_max" => (6, r.prim_ext(&mut self.max)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.prim(&mut self.code)),
+            "_code" => (3, r.prim_ext(&mut self.code)),
+            "profile" => (4, r.prim(&mut self.profile)),
+            "_profile" => (4, r.prim_ext(&mut self.profile)),
+            "min" => (5, r.prim(&mut self.min)),
+            "_min" => (5, r.prim_ext(&mut self.min)),
+            "max" => (6, r.prim(&mut self.max)),
+            "_max" => (6, r.prim_ext(&mut self.max)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -301,7 +325,7 @@ impl Object for MessageDefinitionFocus {
 /// Responses to this message
 ///
 /// FHIR element `MessageDefinition.allowedResponse`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MessageDefinitionAllowedResponse {
     /// `MessageDefinition.allowedResponse.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -317,20 +341,32 @@ pub struct MessageDefinitionAllowedResponse {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MessageDefinitionAllowedResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MessageDefinitionAllowedResponse {
     const NAME: &'static str = "MessageDefinition.allowedResponse";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MessageDefinitionAllowedResponse {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "message" => (3, r.prim(&mut self.message)?),
-            "_message" => (3, r.prim_ext(&mut self.message)?),
-            "situation" => (4, r.prim(&mut self.situation)?),
-            "_situation" => (4, r.prim_ext(&mut self.situation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "message" => (3, r.prim(&mut self.message)),
+            "_message" => (3, r.prim_ext(&mut self.message)),
+            "situation" => (4, r.prim(&mut self.situation)),
+            "_situation" => (4, r.prim_ext(&mut self.situation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `MessageHeader` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The header for a message exchange that is either requesting or responding to an action.  The reference(s) that are the subject of the action as well as other information related to the action are typically transmitted in a bundle in which the MessageHeader resource instance is the first resource in the bundle.
 ///
 /// FHIR resource `MessageHeader`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MessageHeader {
     /// `MessageHeader.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -75,50 +75,62 @@ impl MessageHeaderEvent {
     }
 }
 
+impl std::fmt::Debug for MessageHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MessageHeader {
     const NAME: &'static str = "MessageHeader";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 19;
+}
+
+impl Members for MessageHeader {
+    fn field_count(&self) -> u16 {
+        19
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "eventCoding" => (8, r.choice_object(&mut self.event, MessageHeaderEvent::Coding)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "eventCoding" => (8, r.choice_object(&mut self.event, MessageHeaderEvent::Coding)),
             "eventUri" => (
                 8,
                 r.choice_prim(&mut self.event, MessageHeaderEvent::Uri, |e| match e {
                     MessageHeaderEvent::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_eventUri" => (
                 8,
                 r.choice_prim_ext(&mut self.event, MessageHeaderEvent::Uri, |e| match e {
                     MessageHeaderEvent::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "destination" => (9, r.objects(&mut self.destination)?),
-            "sender" => (10, r.boxed(&mut self.sender)?),
-            "enterer" => (11, r.boxed(&mut self.enterer)?),
-            "author" => (12, r.boxed(&mut self.author)?),
-            "source" => (13, r.boxed(&mut self.source)?),
-            "responsible" => (14, r.boxed(&mut self.responsible)?),
-            "reason" => (15, r.boxed(&mut self.reason)?),
-            "response" => (16, r.boxed(&mut self.response)?),
-            "focus" => (17, r.objects(&mut self.focus)?),
-            "definition" => (18, r.prim(&mut self.definition)?),
-            "_definition" => (18, r.prim_ext(&mut self.definition)?),
+            "destination" => (9, r.objects(&mut self.destination)),
+            "sender" => (10, r.boxed(&mut self.sender)),
+            "enterer" => (11, r.boxed(&mut self.enterer)),
+            "author" => (12, r.boxed(&mut self.author)),
+            "source" => (13, r.boxed(&mut self.source)),
+            "responsible" => (14, r.boxed(&mut self.responsible)),
+            "reason" => (15, r.boxed(&mut self.reason)),
+            "response" => (16, r.boxed(&mut self.response)),
+            "focus" => (17, r.objects(&mut self.focus)),
+            "definition" => (18, r.prim(&mut self.definition)),
+            "_definition" => (18, r.prim_ext(&mut self.definition)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -163,7 +175,7 @@ impl Object for MessageHeader {
 /// Message destination application(s)
 ///
 /// FHIR element `MessageHeader.destination`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MessageHeaderDestination {
     /// `MessageHeader.destination.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -183,22 +195,34 @@ pub struct MessageHeaderDestination {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MessageHeaderDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MessageHeaderDestination {
     const NAME: &'static str = "MessageHeader.destination";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for MessageHeaderDestination {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "target" => (4, r.boxed(&mut self.target)?),
-            "endpoint" => (5, r.prim(&mut self.endpoint)?),
-            "_endpoint" => (5, r.prim_ext(&mut self.endpoint)?),
-            "receiver" => (6, r.boxed(&mut self.receiver)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "target" => (4, r.boxed(&mut self.target)),
+            "endpoint" => (5, r.prim(&mut self.endpoint)),
+            "_endpoint" => (5, r.prim_ext(&mut self.endpoint)),
+            "receiver" => (6, r.boxed(&mut self.receiver)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -226,7 +250,7 @@ impl Object for MessageHeaderDestination {
 /// Message source application
 ///
 /// FHIR element `MessageHeader.source`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MessageHeaderSource {
     /// `MessageHeader.source.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -248,25 +272,37 @@ pub struct MessageHeaderSource {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MessageHeaderSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MessageHeaderSource {
     const NAME: &'static str = "MessageHeader.source";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for MessageHeaderSource {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "software" => (4, r.prim(&mut self.software)?),
-            "_software" => (4, r.prim_ext(&mut self.software)?),
-            "version" => (5, r.prim(&mut self.version)?),
-            "_version" => (5, r.prim_ext(&mut self.version)?),
-            "contact" => (6, r.boxed(&mut self.contact)?),
-            "endpoint" => (7, r.prim(&mut self.endpoint)?),
-            "_endpoint" => (7, r.prim_ext(&mut self.endpoint)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "software" => (4, r.prim(&mut self.software)),
+            "_software" => (4, r.prim_ext(&mut self.software)),
+            "version" => (5, r.prim(&mut self.version)),
+            "_version" => (5, r.prim_ext(&mut self.version)),
+            "contact" => (6, r.boxed(&mut self.contact)),
+            "endpoint" => (7, r.prim(&mut self.endpoint)),
+            "_endpoint" => (7, r.prim_ext(&mut self.endpoint)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -295,7 +331,7 @@ impl Object for MessageHeaderSource {
 /// If this is a reply to prior message
 ///
 /// FHIR element `MessageHeader.response`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MessageHeaderResponse {
     /// `MessageHeader.response.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -313,21 +349,33 @@ pub struct MessageHeaderResponse {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MessageHeaderResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MessageHeaderResponse {
     const NAME: &'static str = "MessageHeader.response";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for MessageHeaderResponse {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (3, r.prim(&mut self.identifier)?),
-            "_identifier" => (3, r.prim_ext(&mut self.identifier)?),
-            "code" => (4, r.prim(&mut self.code)?),
-            "_code" => (4, r.prim_ext(&mut self.code)?),
-            "details" => (5, r.boxed(&mut self.details)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identifier" => (3, r.prim(&mut self.identifier)),
+            "_identifier" => (3, r.prim_ext(&mut self.identifier)),
+            "code" => (4, r.prim(&mut self.code)),
+            "_code" => (4, r.prim_ext(&mut self.code)),
+            "details" => (5, r.boxed(&mut self.details)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `MolecularSequence` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Raw data describing a biological sequence.
 ///
 /// FHIR resource `MolecularSequence`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MolecularSequence {
     /// `MolecularSequence.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -67,44 +67,56 @@ pub struct MolecularSequence {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MolecularSequence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MolecularSequence {
     const NAME: &'static str = "MolecularSequence";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 24;
+}
+
+impl Members for MolecularSequence {
+    fn field_count(&self) -> u16 {
+        24
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "type" => (9, r.prim(&mut self.type_)?),
-            "_type" => (9, r.prim_ext(&mut self.type_)?),
-            "coordinateSystem" => (10, r.prim(&mut self.coordinate_system)?),
-            "_coordinateSystem" => (10, r.prim_ext(&mut self.coordinate_system)?),
-            "patient" => (11, r.boxed(&mut self.patient)?),
-            "specimen" => (12, r.boxed(&mut self.specimen)?),
-            "device" => (13, r.boxed(&mut self.device)?),
-            "performer" => (14, r.boxed(&mut self.performer)?),
-            "quantity" => (15, r.boxed(&mut self.quantity)?),
-            "referenceSeq" => (16, r.boxed(&mut self.reference_seq)?),
-            "variant" => (17, r.objects(&mut self.variant)?),
-            "observedSeq" => (18, r.prim(&mut self.observed_seq)?),
-            "_observedSeq" => (18, r.prim_ext(&mut self.observed_seq)?),
-            "quality" => (19, r.objects(&mut self.quality)?),
-            "readCoverage" => (20, r.prim(&mut self.read_coverage)?),
-            "_readCoverage" => (20, r.prim_ext(&mut self.read_coverage)?),
-            "repository" => (21, r.objects(&mut self.repository)?),
-            "pointer" => (22, r.objects(&mut self.pointer)?),
-            "structureVariant" => (23, r.objects(&mut self.structure_variant)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "type" => (9, r.prim(&mut self.type_)),
+            "_type" => (9, r.prim_ext(&mut self.type_)),
+            "coordinateSystem" => (10, r.prim(&mut self.coordinate_system)),
+            "_coordinateSystem" => (10, r.prim_ext(&mut self.coordinate_system)),
+            "patient" => (11, r.boxed(&mut self.patient)),
+            "specimen" => (12, r.boxed(&mut self.specimen)),
+            "device" => (13, r.boxed(&mut self.device)),
+            "performer" => (14, r.boxed(&mut self.performer)),
+            "quantity" => (15, r.boxed(&mut self.quantity)),
+            "referenceSeq" => (16, r.boxed(&mut self.reference_seq)),
+            "variant" => (17, r.objects(&mut self.variant)),
+            "observedSeq" => (18, r.prim(&mut self.observed_seq)),
+            "_observedSeq" => (18, r.prim_ext(&mut self.observed_seq)),
+            "quality" => (19, r.objects(&mut self.quality)),
+            "readCoverage" => (20, r.prim(&mut self.read_coverage)),
+            "_readCoverage" => (20, r.prim_ext(&mut self.read_coverage)),
+            "repository" => (21, r.objects(&mut self.repository)),
+            "pointer" => (22, r.objects(&mut self.pointer)),
+            "structureVariant" => (23, r.objects(&mut self.structure_variant)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -149,7 +161,7 @@ impl Object for MolecularSequence {
 /// A sequence used as reference
 ///
 /// FHIR element `MolecularSequence.referenceSeq`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MolecularSequenceReferenceSeq {
     /// `MolecularSequence.referenceSeq.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -179,31 +191,43 @@ pub struct MolecularSequenceReferenceSeq {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MolecularSequenceReferenceSeq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MolecularSequenceReferenceSeq {
     const NAME: &'static str = "MolecularSequence.referenceSeq";
-    const FIELDS: u16 = 12;
+}
+
+impl Members for MolecularSequenceReferenceSeq {
+    fn field_count(&self) -> u16 {
+        12
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "chromosome" => (3, r.boxed(&mut self.chromosome)?),
-            "genomeBuild" => (4, r.prim(&mut self.genome_build)?),
-            "_genomeBuild" => (4, r.prim_ext(&mut self.genome_build)?),
-            "orientation" => (5, r.prim(&mut self.orientation)?),
-            "_orientation" => (5, r.prim_ext(&mut self.orientation)?),
-            "referenceSeqId" => (6, r.boxed(&mut self.reference_seq_id)?),
-            "referenceSeqPointer" => (7, r.boxed(&mut self.reference_seq_pointer)?),
-            "referenceSeqString" => (8, r.prim(&mut self.reference_seq_string)?),
-            "_referenceSeqString" => (8, r.prim_ext(&mut self.reference_seq_string)?),
-            "strand" => (9, r.prim(&mut self.strand)?),
-            "_strand" => (9, r.prim_ext(&mut self.strand)?),
-            "windowStart" => (10, r.prim(&mut self.window_start)?),
-            "_windowStart" => (10, r.prim_ext(&mut self.window_start)?),
-            "windowEnd" => (11, r.prim(&mut self.window_end)?),
-            "_windowEnd" => (11, r.prim_ext(&mut self.window_end)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "chromosome" => (3, r.boxed(&mut self.chromosome)),
+            "genomeBuild" => (4, r.prim(&mut self.genome_build)),
+            "_genomeBuild" => (4, r.prim_ext(&mut self.genome_build)),
+            "orientation" => (5, r.prim(&mut self.orientation)),
+            "_orientation" => (5, r.prim_ext(&mut self.orientation)),
+            "referenceSeqId" => (6, r.boxed(&mut self.reference_seq_id)),
+            "referenceSeqPointer" => (7, r.boxed(&mut self.reference_seq_pointer)),
+            "referenceSeqString" => (8, r.prim(&mut self.reference_seq_string)),
+            "_referenceSeqString" => (8, r.prim_ext(&mut self.reference_seq_string)),
+            "strand" => (9, r.prim(&mut self.strand)),
+            "_strand" => (9, r.prim_ext(&mut self.strand)),
+            "windowStart" => (10, r.prim(&mut self.window_start)),
+            "_windowStart" => (10, r.prim_ext(&mut self.window_start)),
+            "windowEnd" => (11, r.prim(&mut self.window_end)),
+            "_windowEnd" => (11, r.prim_ext(&mut self.window_end)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -233,7 +257,7 @@ impl Object for MolecularSequenceReferenceSeq {
 /// Variant in sequence
 ///
 /// FHIR element `MolecularSequence.variant`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MolecularSequenceVariant {
     /// `MolecularSequence.variant.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -257,27 +281,39 @@ pub struct MolecularSequenceVariant {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MolecularSequenceVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MolecularSequenceVariant {
     const NAME: &'static str = "MolecularSequence.variant";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for MolecularSequenceVariant {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "start" => (3, r.prim(&mut self.start)?),
-            "_start" => (3, r.prim_ext(&mut self.start)?),
-            "end" => (4, r.prim(&mut self.end)?),
-            "_end" => (4, r.prim_ext(&mut self.end)?),
-            "observedAllele" => (5, r.prim(&mut self.observed_allele)?),
-            "_observedAllele" => (5, r.prim_ext(&mut self.observed_allele)?),
-            "referenceAllele" => (6, r.prim(&mut self.reference_allele)?),
-            "_referenceAllele" => (6, r.prim_ext(&mut self.reference_allele)?),
-            "cigar" => (7, r.prim(&mut self.cigar)?),
-            "_cigar" => (7, r.prim_ext(&mut self.cigar)?),
-            "variantPointer" => (8, r.boxed(&mut self.variant_pointer)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "start" => (3, r.prim(&mut self.start)),
+            "_start" => (3, r.prim_ext(&mut self.start)),
+            "end" => (4, r.prim(&mut self.end)),
+            "_end" => (4, r.prim_ext(&mut self.end)),
+            "observedAllele" => (5, r.prim(&mut self.observed_allele)),
+            "_observedAllele" => (5, r.prim_ext(&mut self.observed_allele)),
+            "referenceAllele" => (6, r.prim(&mut self.reference_allele)),
+            "_referenceAllele" => (6, r.prim_ext(&mut self.reference_allele)),
+            "cigar" => (7, r.prim(&mut self.cigar)),
+            "_cigar" => (7, r.prim_ext(&mut self.cigar)),
+            "variantPointer" => (8, r.boxed(&mut self.variant_pointer)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -304,7 +340,7 @@ impl Object for MolecularSequenceVariant {
 /// An set of value as quality of sequence
 ///
 /// FHIR element `MolecularSequence.quality`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MolecularSequenceQuality {
     /// `MolecularSequence.quality.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -346,42 +382,54 @@ pub struct MolecularSequenceQuality {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MolecularSequenceQuality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MolecularSequenceQuality {
     const NAME: &'static str = "MolecularSequence.quality";
-    const FIELDS: u16 = 18;
+}
+
+impl Members for MolecularSequenceQuality {
+    fn field_count(&self) -> u16 {
+        18
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "standardSequence" => (4, r.boxed(&mut self.standard_sequence)?),
-            "start" => (5, r.prim(&mut self.start)?),
-            "_start" => (5, r.prim_ext(&mut self.start)?),
-            "end" => (6, r.prim(&mut self.end)?),
-            "_end" => (6, r.prim_ext(&mut self.end)?),
-            "score" => (7, r.boxed(&mut self.score)?),
-            "method" => (8, r.boxed(&mut self.method)?),
-            "truthTP" => (9, r.prim(&mut self.truth_t_p)?),
-            "_truthTP" => (9, r.prim_ext(&mut self.truth_t_p)?),
-            "queryTP" => (10, r.prim(&mut self.query_t_p)?),
-            "_queryTP" => (10, r.prim_ext(&mut self.query_t_p)?),
-            "truthFN" => (11, r.prim(&mut self.truth_f_n)?),
-            "_truthFN" => (11, r.prim_ext(&mut self.truth_f_n)?),
-            "queryFP" => (12, r.prim(&mut self.query_f_p)?),
-            "_queryFP" => (12, r.prim_ext(&mut self.query_f_p)?),
-            "gtFP" => (13, r.prim(&mut self.gt_f_p)?),
-            "_gtFP" => (13, r.prim_ext(&mut self.gt_f_p)?),
-            "precision" => (14, r.prim(&mut self.precision)?),
-            "_precision" => (14, r.prim_ext(&mut self.precision)?),
-            "recall" => (15, r.prim(&mut self.recall)?),
-            "_recall" => (15, r.prim_ext(&mut self.recall)?),
-            "fScore" => (16, r.prim(&mut self.f_score)?),
-            "_fScore" => (16, r.prim_ext(&mut self.f_score)?),
-            "roc" => (17, r.boxed(&mut self.roc)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "standardSequence" => (4, r.boxed(&mut self.standard_sequence)),
+            "start" => (5, r.prim(&mut self.start)),
+            "_start" => (5, r.prim_ext(&mut self.start)),
+            "end" => (6, r.prim(&mut self.end)),
+            "_end" => (6, r.prim_ext(&mut self.end)),
+            "score" => (7, r.boxed(&mut self.score)),
+            "method" => (8, r.boxed(&mut self.method)),
+            "truthTP" => (9, r.prim(&mut self.truth_t_p)),
+            "_truthTP" => (9, r.prim_ext(&mut self.truth_t_p)),
+            "queryTP" => (10, r.prim(&mut self.query_t_p)),
+            "_queryTP" => (10, r.prim_ext(&mut self.query_t_p)),
+            "truthFN" => (11, r.prim(&mut self.truth_f_n)),
+            "_truthFN" => (11, r.prim_ext(&mut self.truth_f_n)),
+            "queryFP" => (12, r.prim(&mut self.query_f_p)),
+            "_queryFP" => (12, r.prim_ext(&mut self.query_f_p)),
+            "gtFP" => (13, r.prim(&mut self.gt_f_p)),
+            "_gtFP" => (13, r.prim_ext(&mut self.gt_f_p)),
+            "precision" => (14, r.prim(&mut self.precision)),
+            "_precision" => (14, r.prim_ext(&mut self.precision)),
+            "recall" => (15, r.prim(&mut self.recall)),
+            "_recall" => (15, r.prim_ext(&mut self.recall)),
+            "fScore" => (16, r.prim(&mut self.f_score)),
+            "_fScore" => (16, r.prim_ext(&mut self.f_score)),
+            "roc" => (17, r.boxed(&mut self.roc)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -420,7 +468,7 @@ impl Object for MolecularSequenceQuality {
 /// Receiver Operator Characteristic (ROC) Curve
 ///
 /// FHIR element `MolecularSequence.quality.roc`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MolecularSequenceQualityRoc {
     /// `MolecularSequence.quality.roc.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -446,30 +494,42 @@ pub struct MolecularSequenceQualityRoc {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MolecularSequenceQualityRoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MolecularSequenceQualityRoc {
     const NAME: &'static str = "MolecularSequence.quality.roc";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for MolecularSequenceQualityRoc {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "score" => (3, r.prim_vec(&mut self.score)?),
-            "_score" => (3, r.prim_vec_ext(&mut self.score)?),
-            "numTP" => (4, r.prim_vec(&mut self.num_t_p)?),
-            "_numTP" => (4, r.prim_vec_ext(&mut self.num_t_p)?),
-            "numFP" => (5, r.prim_vec(&mut self.num_f_p)?),
-            "_numFP" => (5, r.prim_vec_ext(&mut self.num_f_p)?),
-            "numFN" => (6, r.prim_vec(&mut self.num_f_n)?),
-            "_numFN" => (6, r.prim_vec_ext(&mut self.num_f_n)?),
-            "precision" => (7, r.prim_vec(&mut self.precision)?),
-            "_precision" => (7, r.prim_vec_ext(&mut self.precision)?),
-            "sensitivity" => (8, r.prim_vec(&mut self.sensitivity)?),
-            "_sensitivity" => (8, r.prim_vec_ext(&mut self.sensitivity)?),
-            "fMeasure" => (9, r.prim_vec(&mut self.f_measure)?),
-            "_fMeasure" => (9, r.prim_vec_ext(&mut self.f_measure)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "score" => (3, r.prim_vec(&mut self.score)),
+            "_score" => (3, r.prim_vec_ext(&mut self.score)),
+            "numTP" => (4, r.prim_vec(&mut self.num_t_p)),
+            "_numTP" => (4, r.prim_vec_ext(&mut self.num_t_p)),
+            "numFP" => (5, r.prim_vec(&mut self.num_f_p)),
+            "_numFP" => (5, r.prim_vec_ext(&mut self.num_f_p)),
+            "numFN" => (6, r.prim_vec(&mut self.num_f_n)),
+            "_numFN" => (6, r.prim_vec_ext(&mut self.num_f_n)),
+            "precision" => (7, r.prim_vec(&mut self.precision)),
+            "_precision" => (7, r.prim_vec_ext(&mut self.precision)),
+            "sensitivity" => (8, r.prim_vec(&mut self.sensitivity)),
+            "_sensitivity" => (8, r.prim_vec_ext(&mut self.sensitivity)),
+            "fMeasure" => (9, r.prim_vec(&mut self.f_measure)),
+            "_fMeasure" => (9, r.prim_vec_ext(&mut self.f_measure)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -497,7 +557,7 @@ impl Object for MolecularSequenceQualityRoc {
 /// External repository which contains detailed report related with observedSeq in this resource
 ///
 /// FHIR element `MolecularSequence.repository`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MolecularSequenceRepository {
     /// `MolecularSequence.repository.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -521,28 +581,40 @@ pub struct MolecularSequenceRepository {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MolecularSequenceRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MolecularSequenceRepository {
     const NAME: &'static str = "MolecularSequence.repository";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for MolecularSequenceRepository {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "url" => (4, r.prim(&mut self.url)?),
-            "_url" => (4, r.prim_ext(&mut self.url)?),
-            "name" => (5, r.prim(&mut self.name)?),
-            "_name" => (5, r.prim_ext(&mut self.name)?),
-            "datasetId" => (6, r.prim(&mut self.dataset_id)?),
-            "_datasetId" => (6, r.prim_ext(&mut self.dataset_id)?),
-            "variantsetId" => (7, r.prim(&mut self.variantset_id)?),
-            "_variantsetId" => (7, r.prim_ext(&mut self.variantset_id)?),
-            "readsetId" => (8, r.prim(&mut self.readset_id)?),
-            "_readsetId" => (8, r.prim_ext(&mut self.readset_id)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "url" => (4, r.prim(&mut self.url)),
+            "_url" => (4, r.prim_ext(&mut self.url)),
+            "name" => (5, r.prim(&mut self.name)),
+            "_name" => (5, r.prim_ext(&mut self.name)),
+            "datasetId" => (6, r.prim(&mut self.dataset_id)),
+            "_datasetId" => (6, r.prim_ext(&mut self.dataset_id)),
+            "variantsetId" => (7, r.prim(&mut self.variantset_id)),
+            "_variantsetId" => (7, r.prim_ext(&mut self.variantset_id)),
+            "readsetId" => (8, r.prim(&mut self.readset_id)),
+            "_readsetId" => (8, r.prim_ext(&mut self.readset_id)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -572,7 +644,7 @@ impl Object for MolecularSequenceRepository {
 /// Structural variant
 ///
 /// FHIR element `MolecularSequence.structureVariant`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MolecularSequenceStructureVariant {
     /// `MolecularSequence.structureVariant.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -594,23 +666,35 @@ pub struct MolecularSequenceStructureVariant {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MolecularSequenceStructureVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MolecularSequenceStructureVariant {
     const NAME: &'static str = "MolecularSequence.structureVariant";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for MolecularSequenceStructureVariant {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "variantType" => (3, r.boxed(&mut self.variant_type)?),
-            "exact" => (4, r.prim(&mut self.exact)?),
-            "_exact" => (4, r.prim_ext(&mut self.exact)?),
-            "length" => (5, r.prim(&mut self.length)?),
-            "_length" => (5, r.prim_ext(&mut self.length)?),
-            "outer" => (6, r.boxed(&mut self.outer)?),
-            "inner" => (7, r.boxed(&mut self.inner)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "variantType" => (3, r.boxed(&mut self.variant_type)),
+            "exact" => (4, r.prim(&mut self.exact)),
+            "_exact" => (4, r.prim_ext(&mut self.exact)),
+            "length" => (5, r.prim(&mut self.length)),
+            "_length" => (5, r.prim_ext(&mut self.length)),
+            "outer" => (6, r.boxed(&mut self.outer)),
+            "inner" => (7, r.boxed(&mut self.inner)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -636,7 +720,7 @@ impl Object for MolecularSequenceStructureVariant {
 /// Structural variant outer
 ///
 /// FHIR element `MolecularSequence.structureVariant.outer`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MolecularSequenceStructureVariantOuter {
     /// `MolecularSequence.structureVariant.outer.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -652,20 +736,32 @@ pub struct MolecularSequenceStructureVariantOuter {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MolecularSequenceStructureVariantOuter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MolecularSequenceStructureVariantOuter {
     const NAME: &'static str = "MolecularSequence.structureVariant.outer";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MolecularSequenceStructureVariantOuter {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "start" => (3, r.prim(&mut self.start)?),
-            "_start" => (3, r.prim_ext(&mut self.start)?),
-            "end" => (4, r.prim(&mut self.end)?),
-            "_end" => (4, r.prim_ext(&mut self.end)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "start" => (3, r.prim(&mut self.start)),
+            "_start" => (3, r.prim_ext(&mut self.start)),
+            "end" => (4, r.prim(&mut self.end)),
+            "_end" => (4, r.prim_ext(&mut self.end)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -688,7 +784,7 @@ impl Object for MolecularSequenceStructureVariantOuter {
 /// Structural variant inner
 ///
 /// FHIR element `MolecularSequence.structureVariant.inner`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MolecularSequenceStructureVariantInner {
     /// `MolecularSequence.structureVariant.inner.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -704,20 +800,32 @@ pub struct MolecularSequenceStructureVariantInner {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for MolecularSequenceStructureVariantInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for MolecularSequenceStructureVariantInner {
     const NAME: &'static str = "MolecularSequence.structureVariant.inner";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for MolecularSequenceStructureVariantInner {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "start" => (3, r.prim(&mut self.start)?),
-            "_start" => (3, r.prim_ext(&mut self.start)?),
-            "end" => (4, r.prim(&mut self.end)?),
-            "_end" => (4, r.prim_ext(&mut self.end)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "start" => (3, r.prim(&mut self.start)),
+            "_start" => (3, r.prim_ext(&mut self.start)),
+            "end" => (4, r.prim(&mut self.end)),
+            "_end" => (4, r.prim_ext(&mut self.end)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

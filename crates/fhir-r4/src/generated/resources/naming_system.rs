@@ -4,7 +4,7 @@
 //! The R4 `NamingSystem` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A curated namespace that issues unique symbols within that namespace for the identification of concepts, people, devices, etc.  Represents a "System" used within the Identifier and Coding data types.
 ///
 /// FHIR resource `NamingSystem`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct NamingSystem {
     /// `NamingSystem.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -61,45 +61,57 @@ pub struct NamingSystem {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for NamingSystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for NamingSystem {
     const NAME: &'static str = "NamingSystem";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 21;
+}
+
+impl Members for NamingSystem {
+    fn field_count(&self) -> u16 {
+        21
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "name" => (8, r.prim(&mut self.name)?),
-            "_name" => (8, r.prim_ext(&mut self.name)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "kind" => (10, r.prim(&mut self.kind)?),
-            "_kind" => (10, r.prim_ext(&mut self.kind)?),
-            "date" => (11, r.prim(&mut self.date)?),
-            "_date" => (11, r.prim_ext(&mut self.date)?),
-            "publisher" => (12, r.prim(&mut self.publisher)?),
-            "_publisher" => (12, r.prim_ext(&mut self.publisher)?),
-            "contact" => (13, r.objects(&mut self.contact)?),
-            "responsible" => (14, r.prim(&mut self.responsible)?),
-            "_responsible" => (14, r.prim_ext(&mut self.responsible)?),
-            "type" => (15, r.boxed(&mut self.type_)?),
-            "description" => (16, r.prim(&mut self.description)?),
-            "_description" => (16, r.prim_ext(&mut self.description)?),
-            "useContext" => (17, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (18, r.objects(&mut self.jurisdiction)?),
-            "usage" => (19, r.prim(&mut self.usage)?),
-            "_usage" => (19, r.prim_ext(&mut self.usage)?),
-            "uniqueId" => (20, r.objects(&mut self.unique_id)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "name" => (8, r.prim(&mut self.name)),
+            "_name" => (8, r.prim_ext(&mut self.name)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "kind" => (10, r.prim(&mut self.kind)),
+            "_kind" => (10, r.prim_ext(&mut self.kind)),
+            "date" => (11, r.prim(&mut self.date)),
+            "_date" => (11, r.prim_ext(&mut self.date)),
+            "publisher" => (12, r.prim(&mut self.publisher)),
+            "_publisher" => (12, r.prim_ext(&mut self.publisher)),
+            "contact" => (13, r.objects(&mut self.contact)),
+            "responsible" => (14, r.prim(&mut self.responsible)),
+            "_responsible" => (14, r.prim_ext(&mut self.responsible)),
+            "type" => (15, r.boxed(&mut self.type_)),
+            "description" => (16, r.prim(&mut self.description)),
+            "_description" => (16, r.prim_ext(&mut self.description)),
+            "useContext" => (17, r.objects(&mut self.use_context)),
+            "jurisdiction" => (18, r.objects(&mut self.jurisdiction)),
+            "usage" => (19, r.prim(&mut self.usage)),
+            "_usage" => (19, r.prim_ext(&mut self.usage)),
+            "uniqueId" => (20, r.objects(&mut self.unique_id)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -145,7 +157,7 @@ impl Object for NamingSystem {
 /// Unique identifiers used for system
 ///
 /// FHIR element `NamingSystem.uniqueId`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct NamingSystemUniqueId {
     /// `NamingSystem.uniqueId.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -167,25 +179,37 @@ pub struct NamingSystemUniqueId {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for NamingSystemUniqueId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for NamingSystemUniqueId {
     const NAME: &'static str = "NamingSystem.uniqueId";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for NamingSystemUniqueId {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "value" => (4, r.prim(&mut self.value)?),
-            "_value" => (4, r.prim_ext(&mut self.value)?),
-            "preferred" => (5, r.prim(&mut self.preferred)?),
-            "_preferred" => (5, r.prim_ext(&mut self.preferred)?),
-            "comment" => (6, r.prim(&mut self.comment)?),
-            "_comment" => (6, r.prim_ext(&mut self.comment)?),
-            "period" => (7, r.boxed(&mut self.period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "value" => (4, r.prim(&mut self.value)),
+            "_value" => (4, r.prim_ext(&mut self.value)),
+            "preferred" => (5, r.prim(&mut self.preferred)),
+            "_preferred" => (5, r.prim_ext(&mut self.preferred)),
+            "comment" => (6, r.prim(&mut self.comment)),
+            "_comment" => (6, r.prim_ext(&mut self.comment)),
+            "period" => (7, r.boxed(&mut self.period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

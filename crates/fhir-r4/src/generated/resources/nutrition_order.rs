@@ -4,7 +4,7 @@
 //! The R4 `NutritionOrder` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A request to supply a diet, formula feeding (enteral) or oral nutritional supplement to a patient/resident.
 ///
 /// FHIR resource `NutritionOrder`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct NutritionOrder {
     /// `NutritionOrder.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -69,47 +69,59 @@ pub struct NutritionOrder {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for NutritionOrder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for NutritionOrder {
     const NAME: &'static str = "NutritionOrder";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 25;
+}
+
+impl Members for NutritionOrder {
+    fn field_count(&self) -> u16 {
+        25
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "instantiatesCanonical" => (9, r.prim_vec(&mut self.instantiates_canonical)?),
-            "_instantiatesCanonical" => (9, r.prim_vec_ext(&mut self.instantiates_canonical)?),
-            "instantiatesUri" => (10, r.prim_vec(&mut self.instantiates_uri)?),
-            "_instantiatesUri" => (10, r.prim_vec_ext(&mut self.instantiates_uri)?),
-            "instantiates" => (11, r.prim_vec(&mut self.instantiates)?),
-            "_instantiates" => (11, r.prim_vec_ext(&mut self.instantiates)?),
-            "status" => (12, r.prim(&mut self.status)?),
-            "_status" => (12, r.prim_ext(&mut self.status)?),
-            "intent" => (13, r.prim(&mut self.intent)?),
-            "_intent" => (13, r.prim_ext(&mut self.intent)?),
-            "patient" => (14, r.boxed(&mut self.patient)?),
-            "encounter" => (15, r.boxed(&mut self.encounter)?),
-            "dateTime" => (16, r.prim(&mut self.date_time)?),
-            "_dateTime" => (16, r.prim_ext(&mut self.date_time)?),
-            "orderer" => (17, r.boxed(&mut self.orderer)?),
-            "allergyIntolerance" => (18, r.objects(&mut self.allergy_intolerance)?),
-            "foodPreferenceModifier" => (19, r.objects(&mut self.food_preference_modifier)?),
-            "excludeFoodModifier" => (20, r.objects(&mut self.exclude_food_modifier)?),
-            "oralDiet" => (21, r.boxed(&mut self.oral_diet)?),
-            "supplement" => (22, r.objects(&mut self.supplement)?),
-            "enteralFormula" => (23, r.boxed(&mut self.enteral_formula)?),
-            "note" => (24, r.objects(&mut self.note)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "instantiatesCanonical" => (9, r.prim_vec(&mut self.instantiates_canonical)),
+            "_instantiatesCanonical" => (9, r.prim_vec_ext(&mut self.instantiates_canonical)),
+            "instantiatesUri" => (10, r.prim_vec(&mut self.instantiates_uri)),
+            "_instantiatesUri" => (10, r.prim_vec_ext(&mut self.instantiates_uri)),
+            "instantiates" => (11, r.prim_vec(&mut self.instantiates)),
+            "_instantiates" => (11, r.prim_vec_ext(&mut self.instantiates)),
+            "status" => (12, r.prim(&mut self.status)),
+            "_status" => (12, r.prim_ext(&mut self.status)),
+            "intent" => (13, r.prim(&mut self.intent)),
+            "_intent" => (13, r.prim_ext(&mut self.intent)),
+            "patient" => (14, r.boxed(&mut self.patient)),
+            "encounter" => (15, r.boxed(&mut self.encounter)),
+            "dateTime" => (16, r.prim(&mut self.date_time)),
+            "_dateTime" => (16, r.prim_ext(&mut self.date_time)),
+            "orderer" => (17, r.boxed(&mut self.orderer)),
+            "allergyIntolerance" => (18, r.objects(&mut self.allergy_intolerance)),
+            "foodPreferenceModifier" => (19, r.objects(&mut self.food_preference_modifier)),
+            "excludeFoodModifier" => (20, r.objects(&mut self.exclude_food_modifier)),
+            "oralDiet" => (21, r.boxed(&mut self.oral_diet)),
+            "supplement" => (22, r.objects(&mut self.supplement)),
+            "enteralFormula" => (23, r.boxed(&mut self.enteral_formula)),
+            "note" => (24, r.objects(&mut self.note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -158,7 +170,7 @@ impl Object for NutritionOrder {
 /// Oral diet components
 ///
 /// FHIR element `NutritionOrder.oralDiet`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct NutritionOrderOralDiet {
     /// `NutritionOrder.oralDiet.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -182,23 +194,35 @@ pub struct NutritionOrderOralDiet {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for NutritionOrderOralDiet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for NutritionOrderOralDiet {
     const NAME: &'static str = "NutritionOrder.oralDiet";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for NutritionOrderOralDiet {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.objects(&mut self.type_)?),
-            "schedule" => (4, r.objects(&mut self.schedule)?),
-            "nutrient" => (5, r.objects(&mut self.nutrient)?),
-            "texture" => (6, r.objects(&mut self.texture)?),
-            "fluidConsistencyType" => (7, r.objects(&mut self.fluid_consistency_type)?),
-            "instruction" => (8, r.prim(&mut self.instruction)?),
-            "_instruction" => (8, r.prim_ext(&mut self.instruction)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.objects(&mut self.type_)),
+            "schedule" => (4, r.objects(&mut self.schedule)),
+            "nutrient" => (5, r.objects(&mut self.nutrient)),
+            "texture" => (6, r.objects(&mut self.texture)),
+            "fluidConsistencyType" => (7, r.objects(&mut self.fluid_consistency_type)),
+            "instruction" => (8, r.prim(&mut self.instruction)),
+            "_instruction" => (8, r.prim_ext(&mut self.instruction)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -225,7 +249,7 @@ impl Object for NutritionOrderOralDiet {
 /// Required  nutrient modifications
 ///
 /// FHIR element `NutritionOrder.oralDiet.nutrient`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct NutritionOrderOralDietNutrient {
     /// `NutritionOrder.oralDiet.nutrient.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -241,18 +265,30 @@ pub struct NutritionOrderOralDietNutrient {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for NutritionOrderOralDietNutrient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for NutritionOrderOralDietNutrient {
     const NAME: &'static str = "NutritionOrder.oralDiet.nutrient";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for NutritionOrderOralDietNutrient {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "modifier" => (3, r.boxed(&mut self.modifier)?),
-            "amount" => (4, r.boxed(&mut self.amount)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "modifier" => (3, r.boxed(&mut self.modifier)),
+            "amount" => (4, r.boxed(&mut self.amount)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -275,7 +311,7 @@ impl Object for NutritionOrderOralDietNutrient {
 /// Required  texture modifications
 ///
 /// FHIR element `NutritionOrder.oralDiet.texture`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct NutritionOrderOralDietTexture {
     /// `NutritionOrder.oralDiet.texture.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -291,18 +327,30 @@ pub struct NutritionOrderOralDietTexture {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for NutritionOrderOralDietTexture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for NutritionOrderOralDietTexture {
     const NAME: &'static str = "NutritionOrder.oralDiet.texture";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for NutritionOrderOralDietTexture {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "modifier" => (3, r.boxed(&mut self.modifier)?),
-            "foodType" => (4, r.boxed(&mut self.food_type)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "modifier" => (3, r.boxed(&mut self.modifier)),
+            "foodType" => (4, r.boxed(&mut self.food_type)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -325,7 +373,7 @@ impl Object for NutritionOrderOralDietTexture {
 /// Supplement components
 ///
 /// FHIR element `NutritionOrder.supplement`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct NutritionOrderSupplement {
     /// `NutritionOrder.supplement.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -347,23 +395,35 @@ pub struct NutritionOrderSupplement {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for NutritionOrderSupplement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for NutritionOrderSupplement {
     const NAME: &'static str = "NutritionOrder.supplement";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for NutritionOrderSupplement {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "productName" => (4, r.prim(&mut self.product_name)?),
-            "_productName" => (4, r.prim_ext(&mut self.product_name)?),
-            "schedule" => (5, r.objects(&mut self.schedule)?),
-            "quantity" => (6, r.boxed(&mut self.quantity)?),
-            "instruction" => (7, r.prim(&mut self.instruction)?),
-            "_instruction" => (7, r.prim_ext(&mut self.instruction)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "productName" => (4, r.prim(&mut self.product_name)),
+            "_productName" => (4, r.prim_ext(&mut self.product_name)),
+            "schedule" => (5, r.objects(&mut self.schedule)),
+            "quantity" => (6, r.boxed(&mut self.quantity)),
+            "instruction" => (7, r.prim(&mut self.instruction)),
+            "_instruction" => (7, r.prim_ext(&mut self.instruction)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -389,7 +449,7 @@ impl Object for NutritionOrderSupplement {
 /// Enteral formula components
 ///
 /// FHIR element `NutritionOrder.enteralFormula`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct NutritionOrderEnteralFormula {
     /// `NutritionOrder.enteralFormula.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -419,28 +479,40 @@ pub struct NutritionOrderEnteralFormula {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for NutritionOrderEnteralFormula {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for NutritionOrderEnteralFormula {
     const NAME: &'static str = "NutritionOrder.enteralFormula";
-    const FIELDS: u16 = 12;
+}
+
+impl Members for NutritionOrderEnteralFormula {
+    fn field_count(&self) -> u16 {
+        12
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "baseFormulaType" => (3, r.boxed(&mut self.base_formula_type)?),
-            "baseFormulaProductName" => (4, r.prim(&mut self.base_formula_product_name)?),
-            "_baseFormulaProductName" => (4, r.prim_ext(&mut self.base_formula_product_name)?),
-            "additiveType" => (5, r.boxed(&mut self.additive_type)?),
-            "additiveProductName" => (6, r.prim(&mut self.additive_product_name)?),
-            "_additiveProductName" => (6, r.prim_ext(&mut self.additive_product_name)?),
-            "caloricDensity" => (7, r.boxed(&mut self.caloric_density)?),
-            "routeofAdministration" => (8, r.boxed(&mut self.routeof_administration)?),
-            "administration" => (9, r.objects(&mut self.administration)?),
-            "maxVolumeToDeliver" => (10, r.boxed(&mut self.max_volume_to_deliver)?),
-            "administrationInstruction" => (11, r.prim(&mut self.administration_instruction)?),
-            "_administrationInstruction" => (11, r.prim_ext(&mut self.administration_instruction)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "baseFormulaType" => (3, r.boxed(&mut self.base_formula_type)),
+            "baseFormulaProductName" => (4, r.prim(&mut self.base_formula_product_name)),
+            "_baseFormulaProductName" => (4, r.prim_ext(&mut self.base_formula_product_name)),
+            "additiveType" => (5, r.boxed(&mut self.additive_type)),
+            "additiveProductName" => (6, r.prim(&mut self.additive_product_name)),
+            "_additiveProductName" => (6, r.prim_ext(&mut self.additive_product_name)),
+            "caloricDensity" => (7, r.boxed(&mut self.caloric_density)),
+            "routeofAdministration" => (8, r.boxed(&mut self.routeof_administration)),
+            "administration" => (9, r.objects(&mut self.administration)),
+            "maxVolumeToDeliver" => (10, r.boxed(&mut self.max_volume_to_deliver)),
+            "administrationInstruction" => (11, r.prim(&mut self.administration_instruction)),
+            "_administrationInstruction" => (11, r.prim_ext(&mut self.administration_instruction)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -470,7 +542,7 @@ impl Object for NutritionOrderEnteralFormula {
 /// Formula feeding instruction as structured data
 ///
 /// FHIR element `NutritionOrder.enteralFormula.administration`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct NutritionOrderEnteralFormulaAdministration {
     /// `NutritionOrder.enteralFormula.administration.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -506,32 +578,44 @@ impl NutritionOrderEnteralFormulaAdministrationRate {
     }
 }
 
+impl std::fmt::Debug for NutritionOrderEnteralFormulaAdministration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for NutritionOrderEnteralFormulaAdministration {
     const NAME: &'static str = "NutritionOrder.enteralFormula.administration";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for NutritionOrderEnteralFormulaAdministration {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "schedule" => (3, r.boxed(&mut self.schedule)?),
-            "quantity" => (4, r.boxed(&mut self.quantity)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "schedule" => (3, r.boxed(&mut self.schedule)),
+            "quantity" => (4, r.boxed(&mut self.quantity)),
             "rateQuantity" => (
                 5,
                 r.choice_object(
                     &mut self.rate,
                     NutritionOrderEnteralFormulaAdministrationRate::Quantity,
-                )?,
+                ),
             ),
             "rateRatio" => (
                 5,
                 r.choice_object(
                     &mut self.rate,
                     NutritionOrderEnteralFormulaAdministrationRate::Ratio,
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `Observation` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Measurements and simple assertions made about a patient, device or other subject.
 ///
 /// FHIR resource `Observation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Observation {
     /// `Observation.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -152,166 +152,178 @@ impl ObservationValue {
     }
 }
 
+impl std::fmt::Debug for Observation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Observation {
     const NAME: &'static str = "Observation";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 32;
+}
+
+impl Members for Observation {
+    fn field_count(&self) -> u16 {
+        32
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "basedOn" => (9, r.objects(&mut self.based_on)?),
-            "partOf" => (10, r.objects(&mut self.part_of)?),
-            "status" => (11, r.prim(&mut self.status)?),
-            "_status" => (11, r.prim_ext(&mut self.status)?),
-            "category" => (12, r.objects(&mut self.category)?),
-            "code" => (13, r.boxed(&mut self.code)?),
-            "subject" => (14, r.boxed(&mut self.subject)?),
-            "focus" => (15, r.objects(&mut self.focus)?),
-            "encounter" => (16, r.boxed(&mut self.encounter)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "basedOn" => (9, r.objects(&mut self.based_on)),
+            "partOf" => (10, r.objects(&mut self.part_of)),
+            "status" => (11, r.prim(&mut self.status)),
+            "_status" => (11, r.prim_ext(&mut self.status)),
+            "category" => (12, r.objects(&mut self.category)),
+            "code" => (13, r.boxed(&mut self.code)),
+            "subject" => (14, r.boxed(&mut self.subject)),
+            "focus" => (15, r.objects(&mut self.focus)),
+            "encounter" => (16, r.boxed(&mut self.encounter)),
             "effectiveDateTime" => (
                 17,
                 r.choice_prim(&mut self.effective, ObservationEffective::DateTime, |e| match e {
                     ObservationEffective::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_effectiveDateTime" => (
                 17,
                 r.choice_prim_ext(&mut self.effective, ObservationEffective::DateTime, |e| match e {
                     ObservationEffective::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "effectivePeriod" => (
                 17,
-                r.choice_object(&mut self.effective, ObservationEffective::Period)?,
+                r.choice_object(&mut self.effective, ObservationEffective::Period),
             ),
             "effectiveTiming" => (
                 17,
-                r.choice_object(&mut self.effective, ObservationEffective::Timing)?,
+                r.choice_object(&mut self.effective, ObservationEffective::Timing),
             ),
             "effectiveInstant" => (
                 17,
                 r.choice_prim(&mut self.effective, ObservationEffective::Instant, |e| match e {
                     ObservationEffective::Instant(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_effectiveInstant" => (
                 17,
                 r.choice_prim_ext(&mut self.effective, ObservationEffective::Instant, |e| match e {
                     ObservationEffective::Instant(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "issued" => (18, r.prim(&mut self.issued)?),
-            "_issued" => (18, r.prim_ext(&mut self.issued)?),
-            "performer" => (19, r.objects(&mut self.performer)?),
-            "valueQuantity" => (20, r.choice_object(&mut self.value, ObservationValue::Quantity)?),
+            "issued" => (18, r.prim(&mut self.issued)),
+            "_issued" => (18, r.prim_ext(&mut self.issued)),
+            "performer" => (19, r.objects(&mut self.performer)),
+            "valueQuantity" => (20, r.choice_object(&mut self.value, ObservationValue::Quantity)),
             "valueCodeableConcept" => (
                 20,
-                r.choice_object(&mut self.value, ObservationValue::CodeableConcept)?,
+                r.choice_object(&mut self.value, ObservationValue::CodeableConcept),
             ),
             "valueString" => (
                 20,
                 r.choice_prim(&mut self.value, ObservationValue::String, |e| match e {
                     ObservationValue::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueString" => (
                 20,
                 r.choice_prim_ext(&mut self.value, ObservationValue::String, |e| match e {
                     ObservationValue::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueBoolean" => (
                 20,
                 r.choice_prim(&mut self.value, ObservationValue::Boolean, |e| match e {
                     ObservationValue::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueBoolean" => (
                 20,
                 r.choice_prim_ext(&mut self.value, ObservationValue::Boolean, |e| match e {
                     ObservationValue::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueInteger" => (
                 20,
                 r.choice_prim(&mut self.value, ObservationValue::Integer, |e| match e {
                     ObservationValue::Integer(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueInteger" => (
                 20,
                 r.choice_prim_ext(&mut self.value, ObservationValue::Integer, |e| match e {
                     ObservationValue::Integer(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "valueRange" => (20, r.choice_object(&mut self.value, ObservationValue::Range)?),
-            "valueRatio" => (20, r.choice_object(&mut self.value, ObservationValue::Ratio)?),
+            "valueRange" => (20, r.choice_object(&mut self.value, ObservationValue::Range)),
+            "valueRatio" => (20, r.choice_object(&mut self.value, ObservationValue::Ratio)),
             "valueSampledData" => (
                 20,
-                r.choice_object(&mut self.value, ObservationValue::SampledData)?,
+                r.choice_object(&mut self.value, ObservationValue::SampledData),
             ),
             "valueTime" => (
                 20,
                 r.choice_prim(&mut self.value, ObservationValue::Time, |e| match e {
                     ObservationValue::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueTime" => (
                 20,
                 r.choice_prim_ext(&mut self.value, ObservationValue::Time, |e| match e {
                     ObservationValue::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueDateTime" => (
                 20,
                 r.choice_prim(&mut self.value, ObservationValue::DateTime, |e| match e {
                     ObservationValue::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueDateTime" => (
                 20,
                 r.choice_prim_ext(&mut self.value, ObservationValue::DateTime, |e| match e {
                     ObservationValue::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "valuePeriod" => (20, r.choice_object(&mut self.value, ObservationValue::Period)?),
-            "dataAbsentReason" => (21, r.boxed(&mut self.data_absent_reason)?),
-            "interpretation" => (22, r.objects(&mut self.interpretation)?),
-            "note" => (23, r.objects(&mut self.note)?),
-            "bodySite" => (24, r.boxed(&mut self.body_site)?),
-            "method" => (25, r.boxed(&mut self.method)?),
-            "specimen" => (26, r.boxed(&mut self.specimen)?),
-            "device" => (27, r.boxed(&mut self.device)?),
-            "referenceRange" => (28, r.objects(&mut self.reference_range)?),
-            "hasMember" => (29, r.objects(&mut self.has_member)?),
-            "derivedFrom" => (30, r.objects(&mut self.derived_from)?),
-            "component" => (31, r.objects(&mut self.component)?),
+            "valuePeriod" => (20, r.choice_object(&mut self.value, ObservationValue::Period)),
+            "dataAbsentReason" => (21, r.boxed(&mut self.data_absent_reason)),
+            "interpretation" => (22, r.objects(&mut self.interpretation)),
+            "note" => (23, r.objects(&mut self.note)),
+            "bodySite" => (24, r.boxed(&mut self.body_site)),
+            "method" => (25, r.boxed(&mut self.method)),
+            "specimen" => (26, r.boxed(&mut self.specimen)),
+            "device" => (27, r.boxed(&mut self.device)),
+            "referenceRange" => (28, r.objects(&mut self.reference_range)),
+            "hasMember" => (29, r.objects(&mut self.has_member)),
+            "derivedFrom" => (30, r.objects(&mut self.derived_from)),
+            "component" => (31, r.objects(&mut self.component)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -373,7 +385,7 @@ impl Object for Observation {
 /// Provides guide for interpretation
 ///
 /// FHIR element `Observation.referenceRange`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ObservationReferenceRange {
     /// `Observation.referenceRange.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -397,23 +409,35 @@ pub struct ObservationReferenceRange {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ObservationReferenceRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ObservationReferenceRange {
     const NAME: &'static str = "Observation.referenceRange";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for ObservationReferenceRange {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "low" => (3, r.boxed(&mut self.low)?),
-            "high" => (4, r.boxed(&mut self.high)?),
-            "type" => (5, r.boxed(&mut self.type_)?),
-            "appliesTo" => (6, r.objects(&mut self.applies_to)?),
-            "age" => (7, r.boxed(&mut self.age)?),
-            "text" => (8, r.prim(&mut self.text)?),
-            "_text" => (8, r.prim_ext(&mut self.text)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "low" => (3, r.boxed(&mut self.low)),
+            "high" => (4, r.boxed(&mut self.high)),
+            "type" => (5, r.boxed(&mut self.type_)),
+            "appliesTo" => (6, r.objects(&mut self.applies_to)),
+            "age" => (7, r.boxed(&mut self.age)),
+            "text" => (8, r.prim(&mut self.text)),
+            "_text" => (8, r.prim_ext(&mut self.text)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -440,7 +464,7 @@ impl Object for ObservationReferenceRange {
 /// Component results
 ///
 /// FHIR element `Observation.component`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ObservationComponent {
     /// `Observation.component.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -507,90 +531,101 @@ impl ObservationComponentValue {
     }
 }
 
+impl std::fmt::Debug for ObservationComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ObservationComponent {
     const NAME: &'static str = "Observation.component";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for ObservationComponent {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
             "valueQuantity" => (
                 4,
-                r.choice_object(&mut self.value, ObservationComponentValue::Quantity)?,
+                r.choice_object(&mut self.value, ObservationComponentValue::Quantity),
             ),
             "valueCodeableConcept" => (
                 4,
-                r.choice_object(&mut self.value, ObservationComponentValue::CodeableConcept)?,
+                r.choice_object(&mut self.value, ObservationComponentValue::CodeableConcept),
             ),
             "valueString" => (
                 4,
                 r.choice_prim(&mut self.value, ObservationComponentValue::String, |e| match e {
                     ObservationComponentValue::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueString" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ObservationComponentValue::String, |e| match e {
                     ObservationComponentValue::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueBoolean" => (
                 4,
                 r.choice_prim(&mut self.value, ObservationComponentValue::Boolean, |e| match e {
                     ObservationComponentValue::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueBoolean" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ObservationComponentValue::Boolean, |e| match e {
                     ObservationComponentValue::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueInteger" => (
                 4,
                 r.choice_prim(&mut self.value, ObservationComponentValue::Integer, |e| match e {
                     ObservationComponentValue::Integer(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueInteger" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ObservationComponentValue::Integer, |e| match e {
                     ObservationComponentValue::Integer(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueRange" => (
                 4,
-                r.choice_object(&mut self.value, ObservationComponentValue::Range)?,
+                r.choice_object(&mut self.value, ObservationComponentValue::Range),
             ),
             "valueRatio" => (
                 4,
-                r.choice_object(&mut self.value, ObservationComponentValue::Ratio)?,
+                r.choice_object(&mut self.value, ObservationComponentValue::Ratio),
             ),
             "valueSampledData" => (
                 4,
-                r.choice_object(&mut self.value, ObservationComponentValue::SampledData)?,
+                r.choice_object(&mut self.value, ObservationComponentValue::SampledData),
             ),
             "valueTime" => (
                 4,
                 r.choice_prim(&mut self.value, ObservationComponentValue::Time, |e| match e {
                     ObservationComponentValue::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueTime" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ObservationComponentValue::Time, |e| match e {
                     ObservationComponentValue::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueDateTime" => (
                 4,
@@ -601,7 +636,7 @@ impl Object for ObservationComponent {
                         ObservationComponentValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDateTime" => (
                 4,
@@ -612,17 +647,18 @@ impl Object for ObservationComponent {
                         ObservationComponentValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valuePeriod" => (
                 4,
-                r.choice_object(&mut self.value, ObservationComponentValue::Period)?,
+                r.choice_object(&mut self.value, ObservationComponentValue::Period),
             ),
-            "dataAbsentReason" => (5, r.boxed(&mut self.data_absent_reason)?),
-            "interpretation" => (6, r.objects(&mut self.interpretation)?),
-            "referenceRange" => (7, r.objects(&mut self.reference_range)?),
+            "dataAbsentReason" => (5, r.boxed(&mut self.data_absent_reason)),
+            "interpretation" => (6, r.objects(&mut self.interpretation)),
+            "referenceRange" => (7, r.objects(&mut self.reference_range)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

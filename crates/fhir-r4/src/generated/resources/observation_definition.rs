@@ -4,7 +4,7 @@
 //! The R4 `ObservationDefinition` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Set of definitional characteristics for a kind of observation or measurement produced or consumed by an orderable health care service.
 ///
 /// FHIR resource `ObservationDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ObservationDefinition {
     /// `ObservationDefinition.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -61,40 +61,52 @@ pub struct ObservationDefinition {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ObservationDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ObservationDefinition {
     const NAME: &'static str = "ObservationDefinition";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 21;
+}
+
+impl Members for ObservationDefinition {
+    fn field_count(&self) -> u16 {
+        21
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "category" => (8, r.objects(&mut self.category)?),
-            "code" => (9, r.boxed(&mut self.code)?),
-            "identifier" => (10, r.objects(&mut self.identifier)?),
-            "permittedDataType" => (11, r.prim_vec(&mut self.permitted_data_type)?),
-            "_permittedDataType" => (11, r.prim_vec_ext(&mut self.permitted_data_type)?),
-            "multipleResultsAllowed" => (12, r.prim(&mut self.multiple_results_allowed)?),
-            "_multipleResultsAllowed" => (12, r.prim_ext(&mut self.multiple_results_allowed)?),
-            "method" => (13, r.boxed(&mut self.method)?),
-            "preferredReportName" => (14, r.prim(&mut self.preferred_report_name)?),
-            "_preferredReportName" => (14, r.prim_ext(&mut self.preferred_report_name)?),
-            "quantitativeDetails" => (15, r.boxed(&mut self.quantitative_details)?),
-            "qualifiedInterval" => (16, r.objects(&mut self.qualified_interval)?),
-            "validCodedValueSet" => (17, r.boxed(&mut self.valid_coded_value_set)?),
-            "normalCodedValueSet" => (18, r.boxed(&mut self.normal_coded_value_set)?),
-            "abnormalCodedValueSet" => (19, r.boxed(&mut self.abnormal_coded_value_set)?),
-            "criticalCodedValueSet" => (20, r.boxed(&mut self.critical_coded_value_set)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "category" => (8, r.objects(&mut self.category)),
+            "code" => (9, r.boxed(&mut self.code)),
+            "identifier" => (10, r.objects(&mut self.identifier)),
+            "permittedDataType" => (11, r.prim_vec(&mut self.permitted_data_type)),
+            "_permittedDataType" => (11, r.prim_vec_ext(&mut self.permitted_data_type)),
+            "multipleResultsAllowed" => (12, r.prim(&mut self.multiple_results_allowed)),
+            "_multipleResultsAllowed" => (12, r.prim_ext(&mut self.multiple_results_allowed)),
+            "method" => (13, r.boxed(&mut self.method)),
+            "preferredReportName" => (14, r.prim(&mut self.preferred_report_name)),
+            "_preferredReportName" => (14, r.prim_ext(&mut self.preferred_report_name)),
+            "quantitativeDetails" => (15, r.boxed(&mut self.quantitative_details)),
+            "qualifiedInterval" => (16, r.objects(&mut self.qualified_interval)),
+            "validCodedValueSet" => (17, r.boxed(&mut self.valid_coded_value_set)),
+            "normalCodedValueSet" => (18, r.boxed(&mut self.normal_coded_value_set)),
+            "abnormalCodedValueSet" => (19, r.boxed(&mut self.abnormal_coded_value_set)),
+            "criticalCodedValueSet" => (20, r.boxed(&mut self.critical_coded_value_set)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -136,7 +148,7 @@ impl Object for ObservationDefinition {
 /// Characteristics of quantitative results
 ///
 /// FHIR element `ObservationDefinition.quantitativeDetails`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ObservationDefinitionQuantitativeDetails {
     /// `ObservationDefinition.quantitativeDetails.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -156,22 +168,34 @@ pub struct ObservationDefinitionQuantitativeDetails {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ObservationDefinitionQuantitativeDetails {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ObservationDefinitionQuantitativeDetails {
     const NAME: &'static str = "ObservationDefinition.quantitativeDetails";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ObservationDefinitionQuantitativeDetails {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "customaryUnit" => (3, r.boxed(&mut self.customary_unit)?),
-            "unit" => (4, r.boxed(&mut self.unit)?),
-            "conversionFactor" => (5, r.prim(&mut self.conversion_factor)?),
-            "_conversionFactor" => (5, r.prim_ext(&mut self.conversion_factor)?),
-            "decimalPrecision" => (6, r.prim(&mut self.decimal_precision)?),
-            "_decimalPrecision" => (6, r.prim_ext(&mut self.decimal_precision)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "customaryUnit" => (3, r.boxed(&mut self.customary_unit)),
+            "unit" => (4, r.boxed(&mut self.unit)),
+            "conversionFactor" => (5, r.prim(&mut self.conversion_factor)),
+            "_conversionFactor" => (5, r.prim_ext(&mut self.conversion_factor)),
+            "decimalPrecision" => (6, r.prim(&mut self.decimal_precision)),
+            "_decimalPrecision" => (6, r.prim_ext(&mut self.decimal_precision)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -196,7 +220,7 @@ impl Object for ObservationDefinitionQuantitativeDetails {
 /// Qualified range for continuous and ordinal observation results
 ///
 /// FHIR element `ObservationDefinition.qualifiedInterval`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ObservationDefinitionQualifiedInterval {
     /// `ObservationDefinition.qualifiedInterval.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -224,27 +248,39 @@ pub struct ObservationDefinitionQualifiedInterval {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ObservationDefinitionQualifiedInterval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ObservationDefinitionQualifiedInterval {
     const NAME: &'static str = "ObservationDefinition.qualifiedInterval";
-    const FIELDS: u16 = 11;
+}
+
+impl Members for ObservationDefinitionQualifiedInterval {
+    fn field_count(&self) -> u16 {
+        11
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "category" => (3, r.prim(&mut self.category)?),
-            "_category" => (3, r.prim_ext(&mut self.category)?),
-            "range" => (4, r.boxed(&mut self.range)?),
-            "context" => (5, r.boxed(&mut self.context)?),
-            "appliesTo" => (6, r.objects(&mut self.applies_to)?),
-            "gender" => (7, r.prim(&mut self.gender)?),
-            "_gender" => (7, r.prim_ext(&mut self.gender)?),
-            "age" => (8, r.boxed(&mut self.age)?),
-            "gestationalAge" => (9, r.boxed(&mut self.gestational_age)?),
-            "condition" => (10, r.prim(&mut self.condition)?),
-            "_condition" => (10, r.prim_ext(&mut self.condition)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "category" => (3, r.prim(&mut self.category)),
+            "_category" => (3, r.prim_ext(&mut self.category)),
+            "range" => (4, r.boxed(&mut self.range)),
+            "context" => (5, r.boxed(&mut self.context)),
+            "appliesTo" => (6, r.objects(&mut self.applies_to)),
+            "gender" => (7, r.prim(&mut self.gender)),
+            "_gender" => (7, r.prim_ext(&mut self.gender)),
+            "age" => (8, r.boxed(&mut self.age)),
+            "gestationalAge" => (9, r.boxed(&mut self.gestational_age)),
+            "condition" => (10, r.prim(&mut self.condition)),
+            "_condition" => (10, r.prim_ext(&mut self.condition)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

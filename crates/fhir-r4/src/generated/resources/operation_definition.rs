@@ -4,7 +4,7 @@
 //! The R4 `OperationDefinition` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A formal computable definition of an operation (on the RESTful interface) or a named query (using the search interaction).
 ///
 /// FHIR resource `OperationDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct OperationDefinition {
     /// `OperationDefinition.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -87,71 +87,83 @@ pub struct OperationDefinition {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for OperationDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for OperationDefinition {
     const NAME: &'static str = "OperationDefinition";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 34;
+}
+
+impl Members for OperationDefinition {
+    fn field_count(&self) -> u16 {
+        34
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "version" => (9, r.prim(&mut self.version)?),
-            "_version" => (9, r.prim_ext(&mut self.version)?),
-            "name" => (10, r.prim(&mut self.name)?),
-            "_name" => (10, r.prim_ext(&mut self.name)?),
-            "title" => (11, r.prim(&mut self.title)?),
-            "_title" => (11, r.prim_ext(&mut self.title)?),
-            "status" => (12, r.prim(&mut self.status)?),
-            "_status" => (12, r.prim_ext(&mut self.status)?),
-            "kind" => (13, r.prim(&mut self.kind)?),
-            "_kind" => (13, r.prim_ext(&mut self.kind)?),
-            "experimental" => (14, r.prim(&mut self.experimental)?),
-            "_experimental" => (14, r.prim_ext(&mut self.experimental)?),
-            "date" => (15, r.prim(&mut self.date)?),
-            "_date" => (15, r.prim_ext(&mut self.date)?),
-            "publisher" => (16, r.prim(&mut self.publisher)?),
-            "_publisher" => (16, r.prim_ext(&mut self.publisher)?),
-            "contact" => (17, r.objects(&mut self.contact)?),
-            "description" => (18, r.prim(&mut self.description)?),
-            "_description" => (18, r.prim_ext(&mut self.description)?),
-            "useContext" => (19, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (21, r.prim(&mut self.purpose)?),
-            "_purpose" => (21, r.prim_ext(&mut self.purpose)?),
-            "affectsState" => (22, r.prim(&mut self.affects_state)?),
-            "_affectsState" => (22, r.prim_ext(&mut self.affects_state)?),
-            "code" => (23, r.prim(&mut self.code)?),
-            "_code" => (23, r.prim_ext(&mut self.code)?),
-            "comment" => (24, r.prim(&mut self.comment)?),
-            "_comment" => (24, r.prim_ext(&mut self.comment)?),
-            "base" => (25, r.prim(&mut self.base)?),
-            "_base" => (25, r.prim_ext(&mut self.base)?),
-            "resource" => (26, r.prim_vec(&mut self.resource)?),
-            "_resource" => (26, r.prim_vec_ext(&mut self.resource)?),
-            "system" => (27, r.prim(&mut self.system)?),
-            "_system" => (27, r.prim_ext(&mut self.system)?),
-            "type" => (28, r.prim(&mut self.type_)?),
-            "_type" => (28, r.prim_ext(&mut self.type_)?),
-            "instance" => (29, r.prim(&mut self.instance)?),
-            "_instance" => (29, r.prim_ext(&mut self.instance)?),
-            "inputProfile" => (30, r.prim(&mut self.input_profile)?),
-            "_inputProfile" => (30, r.prim_ext(&mut self.input_profile)?),
-            "outputProfile" => (31, r.prim(&mut self.output_profile)?),
-            "_outputProfile" => (31, r.prim_ext(&mut self.output_profile)?),
-            "parameter" => (32, r.objects(&mut self.parameter)?),
-            "overload" => (33, r.objects(&mut self.overload)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "version" => (9, r.prim(&mut self.version)),
+            "_version" => (9, r.prim_ext(&mut self.version)),
+            "name" => (10, r.prim(&mut self.name)),
+            "_name" => (10, r.prim_ext(&mut self.name)),
+            "title" => (11, r.prim(&mut self.title)),
+            "_title" => (11, r.prim_ext(&mut self.title)),
+            "status" => (12, r.prim(&mut self.status)),
+            "_status" => (12, r.prim_ext(&mut self.status)),
+            "kind" => (13, r.prim(&mut self.kind)),
+            "_kind" => (13, r.prim_ext(&mut self.kind)),
+            "experimental" => (14, r.prim(&mut self.experimental)),
+            "_experimental" => (14, r.prim_ext(&mut self.experimental)),
+            "date" => (15, r.prim(&mut self.date)),
+            "_date" => (15, r.prim_ext(&mut self.date)),
+            "publisher" => (16, r.prim(&mut self.publisher)),
+            "_publisher" => (16, r.prim_ext(&mut self.publisher)),
+            "contact" => (17, r.objects(&mut self.contact)),
+            "description" => (18, r.prim(&mut self.description)),
+            "_description" => (18, r.prim_ext(&mut self.description)),
+            "useContext" => (19, r.objects(&mut self.use_context)),
+            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)),
+            "purpose" => (21, r.prim(&mut self.purpose)),
+            "_purpose" => (21, r.prim_ext(&mut self.purpose)),
+            "affectsState" => (22, r.prim(&mut self.affects_state)),
+            "_affectsState" => (22, r.prim_ext(&mut self.affects_state)),
+            "code" => (23, r.prim(&mut self.code)),
+            "_code" => (23, r.prim_ext(&mut self.code)),
+            "comment" => (24, r.prim(&mut self.comment)),
+            "_comment" => (24, r.prim_ext(&mut self.comment)),
+            "base" => (25, r.prim(&mut self.base)),
+            "_base" => (25, r.prim_ext(&mut self.base)),
+            "resource" => (26, r.prim_vec(&mut self.resource)),
+            "_resource" => (26, r.prim_vec_ext(&mut self.resource)),
+            "system" => (27, r.prim(&mut self.system)),
+            "_system" => (27, r.prim_ext(&mut self.system)),
+            "type" => (28, r.prim(&mut self.type_)),
+            "_type" => (28, r.prim_ext(&mut self.type_)),
+            "instance" => (29, r.prim(&mut self.instance)),
+            "_instance" => (29, r.prim_ext(&mut self.instance)),
+            "inputProfile" => (30, r.prim(&mut self.input_profile)),
+            "_inputProfile" => (30, r.prim_ext(&mut self.input_profile)),
+            "outputProfile" => (31, r.prim(&mut self.output_profile)),
+            "_outputProfile" => (31, r.prim_ext(&mut self.output_profile)),
+            "parameter" => (32, r.objects(&mut self.parameter)),
+            "overload" => (33, r.objects(&mut self.overload)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -212,7 +224,7 @@ impl Object for OperationDefinition {
 /// Parameters for the operation/query
 ///
 /// FHIR element `OperationDefinition.parameter`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct OperationDefinitionParameter {
     /// `OperationDefinition.parameter.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -246,35 +258,47 @@ pub struct OperationDefinitionParameter {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for OperationDefinitionParameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for OperationDefinitionParameter {
     const NAME: &'static str = "OperationDefinition.parameter";
-    const FIELDS: u16 = 14;
+}
+
+impl Members for OperationDefinitionParameter {
+    fn field_count(&self) -> u16 {
+        14
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "use" => (4, r.prim(&mut self.use_)?),
-            "_use" => (4, r.prim_ext(&mut self.use_)?),
-            "min" => (5, r.prim(&mut self.min)?),
-            "_min" => (5, r.prim_ext(&mut self.min)?),
-            "max" => (6, r.prim(&mut self.max)?),
-            "_max" => (6, r.prim_ext(&mut self.max)?),
-            "documentation" => (7, r.prim(&mut self.documentation)?),
-            "_documentation" => (7, r.prim_ext(&mut self.documentation)?),
-            "type" => (8, r.prim(&mut self.type_)?),
-            "_type" => (8, r.prim_ext(&mut self.type_)?),
-            "targetProfile" => (9, r.prim_vec(&mut self.target_profile)?),
-            "_targetProfile" => (9, r.prim_vec_ext(&mut self.target_profile)?),
-            "searchType" => (10, r.prim(&mut self.search_type)?),
-            "_searchType" => (10, r.prim_ext(&mut self.search_type)?),
-            "binding" => (11, r.boxed(&mut self.binding)?),
-            "referencedFrom" => (12, r.objects(&mut self.referenced_from)?),
-            "part" => (13, r.objects(&mut self.part)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "use" => (4, r.prim(&mut self.use_)),
+            "_use" => (4, r.prim_ext(&mut self.use_)),
+            "min" => (5, r.prim(&mut self.min)),
+            "_min" => (5, r.prim_ext(&mut self.min)),
+            "max" => (6, r.prim(&mut self.max)),
+            "_max" => (6, r.prim_ext(&mut self.max)),
+            "documentation" => (7, r.prim(&mut self.documentation)),
+            "_documentation" => (7, r.prim_ext(&mut self.documentation)),
+            "type" => (8, r.prim(&mut self.type_)),
+            "_type" => (8, r.prim_ext(&mut self.type_)),
+            "targetProfile" => (9, r.prim_vec(&mut self.target_profile)),
+            "_targetProfile" => (9, r.prim_vec_ext(&mut self.target_profile)),
+            "searchType" => (10, r.prim(&mut self.search_type)),
+            "_searchType" => (10, r.prim_ext(&mut self.search_type)),
+            "binding" => (11, r.boxed(&mut self.binding)),
+            "referencedFrom" => (12, r.objects(&mut self.referenced_from)),
+            "part" => (13, r.objects(&mut self.part)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -312,7 +336,7 @@ impl Object for OperationDefinitionParameter {
 /// ValueSet details if this is coded
 ///
 /// FHIR element `OperationDefinition.parameter.binding`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct OperationDefinitionParameterBinding {
     /// `OperationDefinition.parameter.binding.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -328,20 +352,32 @@ pub struct OperationDefinitionParameterBinding {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for OperationDefinitionParameterBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for OperationDefinitionParameterBinding {
     const NAME: &'static str = "OperationDefinition.parameter.binding";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for OperationDefinitionParameterBinding {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "strength" => (3, r.prim(&mut self.strength)?),
-            "_strength" => (3, r.prim_ext(&mut self.strength)?),
-            "valueSet" => (4, r.prim(&mut self.value_set)?),
-            "_valueSet" => (4, r.prim_ext(&mut self.value_set)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "strength" => (3, r.prim(&mut self.strength)),
+            "_strength" => (3, r.prim_ext(&mut self.strength)),
+            "valueSet" => (4, r.prim(&mut self.value_set)),
+            "_valueSet" => (4, r.prim_ext(&mut self.value_set)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -368,7 +404,7 @@ impl Object for OperationDefinitionParameterBinding {
 /// References to this parameter
 ///
 /// FHIR element `OperationDefinition.parameter.referencedFrom`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct OperationDefinitionParameterReferencedFrom {
     /// `OperationDefinition.parameter.referencedFrom.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -384,20 +420,32 @@ pub struct OperationDefinitionParameterReferencedFrom {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for OperationDefinitionParameterReferencedFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for OperationDefinitionParameterReferencedFrom {
     const NAME: &'static str = "OperationDefinition.parameter.referencedFrom";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for OperationDefinitionParameterReferencedFrom {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "source" => (3, r.prim(&mut self.source)?),
-            "_source" => (3, r.prim_ext(&mut self.source)?),
-            "sourceId" => (4, r.prim(&mut self.source_id)?),
-            "_sourceId" => (4, r.prim_ext(&mut self.source_id)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "source" => (3, r.prim(&mut self.source)),
+            "_source" => (3, r.prim_ext(&mut self.source)),
+            "sourceId" => (4, r.prim(&mut self.source_id)),
+            "_sourceId" => (4, r.prim_ext(&mut self.source_id)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -423,7 +471,7 @@ impl Object for OperationDefinitionParameterReferencedFrom {
 /// Define overloaded variants for when  generating code
 ///
 /// FHIR element `OperationDefinition.overload`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct OperationDefinitionOverload {
     /// `OperationDefinition.overload.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -439,20 +487,32 @@ pub struct OperationDefinitionOverload {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for OperationDefinitionOverload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for OperationDefinitionOverload {
     const NAME: &'static str = "OperationDefinition.overload";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for OperationDefinitionOverload {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "parameterName" => (3, r.prim_vec(&mut self.parameter_name)?),
-            "_parameterName" => (3, r.prim_vec_ext(&mut self.parameter_name)?),
-            "comment" => (4, r.prim(&mut self.comment)?),
-            "_comment" => (4, r.prim_ext(&mut self.comment)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "parameterName" => (3, r.prim_vec(&mut self.parameter_name)),
+            "_parameterName" => (3, r.prim_vec_ext(&mut self.parameter_name)),
+            "comment" => (4, r.prim(&mut self.comment)),
+            "_comment" => (4, r.prim_ext(&mut self.comment)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `OperationOutcome` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A collection of error, warning, or information messages that result from a system action.
 ///
 /// FHIR resource `OperationOutcome`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct OperationOutcome {
     /// `OperationOutcome.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -37,25 +37,37 @@ pub struct OperationOutcome {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for OperationOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for OperationOutcome {
     const NAME: &'static str = "OperationOutcome";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 9;
+}
+
+impl Members for OperationOutcome {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "issue" => (8, r.objects(&mut self.issue)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "issue" => (8, r.objects(&mut self.issue)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -85,7 +97,7 @@ impl Object for OperationOutcome {
 /// A single issue associated with the action
 ///
 /// FHIR element `OperationOutcome.issue`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct OperationOutcomeIssue {
     /// `OperationOutcome.issue.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -109,27 +121,39 @@ pub struct OperationOutcomeIssue {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for OperationOutcomeIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for OperationOutcomeIssue {
     const NAME: &'static str = "OperationOutcome.issue";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for OperationOutcomeIssue {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "severity" => (3, r.prim(&mut self.severity)?),
-            "_severity" => (3, r.prim_ext(&mut self.severity)?),
-            "code" => (4, r.prim(&mut self.code)?),
-            "_code" => (4, r.prim_ext(&mut self.code)?),
-            "details" => (5, r.boxed(&mut self.details)?),
-            "diagnostics" => (6, r.prim(&mut self.diagnostics)?),
-            "_diagnostics" => (6, r.prim_ext(&mut self.diagnostics)?),
-            "location" => (7, r.prim_vec(&mut self.location)?),
-            "_location" => (7, r.prim_vec_ext(&mut self.location)?),
-            "expression" => (8, r.prim_vec(&mut self.expression)?),
-            "_expression" => (8, r.prim_vec_ext(&mut self.expression)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "severity" => (3, r.prim(&mut self.severity)),
+            "_severity" => (3, r.prim_ext(&mut self.severity)),
+            "code" => (4, r.prim(&mut self.code)),
+            "_code" => (4, r.prim_ext(&mut self.code)),
+            "details" => (5, r.boxed(&mut self.details)),
+            "diagnostics" => (6, r.prim(&mut self.diagnostics)),
+            "_diagnostics" => (6, r.prim_ext(&mut self.diagnostics)),
+            "location" => (7, r.prim_vec(&mut self.location)),
+            "_location" => (7, r.prim_vec_ext(&mut self.location)),
+            "expression" => (8, r.prim_vec(&mut self.expression)),
+            "_expression" => (8, r.prim_vec_ext(&mut self.expression)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `Organization` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A formally or informally recognized grouping of people or organizations formed for the purpose of achieving some form of collective action.  Includes companies, institutions, corporations, departments, community groups, healthcare practice groups, payer/insurer, etc.
 ///
 /// FHIR resource `Organization`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Organization {
     /// `Organization.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -55,37 +55,49 @@ pub struct Organization {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Organization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Organization {
     const NAME: &'static str = "Organization";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 18;
+}
+
+impl Members for Organization {
+    fn field_count(&self) -> u16 {
+        18
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "active" => (9, r.prim(&mut self.active)?),
-            "_active" => (9, r.prim_ext(&mut self.active)?),
-            "type" => (10, r.objects(&mut self.type_)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "alias" => (12, r.prim_vec(&mut self.alias)?),
-            "_alias" => (12, r.prim_vec_ext(&mut self.alias)?),
-            "telecom" => (13, r.objects(&mut self.telecom)?),
-            "address" => (14, r.objects(&mut self.address)?),
-            "partOf" => (15, r.boxed(&mut self.part_of)?),
-            "contact" => (16, r.objects(&mut self.contact)?),
-            "endpoint" => (17, r.objects(&mut self.endpoint)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "active" => (9, r.prim(&mut self.active)),
+            "_active" => (9, r.prim_ext(&mut self.active)),
+            "type" => (10, r.objects(&mut self.type_)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "alias" => (12, r.prim_vec(&mut self.alias)),
+            "_alias" => (12, r.prim_vec_ext(&mut self.alias)),
+            "telecom" => (13, r.objects(&mut self.telecom)),
+            "address" => (14, r.objects(&mut self.address)),
+            "partOf" => (15, r.boxed(&mut self.part_of)),
+            "contact" => (16, r.objects(&mut self.contact)),
+            "endpoint" => (17, r.objects(&mut self.endpoint)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -121,7 +133,7 @@ impl Object for Organization {
 /// Contact for the organization for a certain purpose
 ///
 /// FHIR element `Organization.contact`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct OrganizationContact {
     /// `Organization.contact.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -141,20 +153,32 @@ pub struct OrganizationContact {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for OrganizationContact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for OrganizationContact {
     const NAME: &'static str = "Organization.contact";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for OrganizationContact {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "purpose" => (3, r.boxed(&mut self.purpose)?),
-            "name" => (4, r.boxed(&mut self.name)?),
-            "telecom" => (5, r.objects(&mut self.telecom)?),
-            "address" => (6, r.boxed(&mut self.address)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "purpose" => (3, r.boxed(&mut self.purpose)),
+            "name" => (4, r.boxed(&mut self.name)),
+            "telecom" => (5, r.objects(&mut self.telecom)),
+            "address" => (6, r.boxed(&mut self.address)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

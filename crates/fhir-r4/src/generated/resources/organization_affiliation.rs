@@ -4,7 +4,7 @@
 //! The R4 `OrganizationAffiliation` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Defines an affiliation/assotiation/relationship between 2 distinct oganizations, that is not a part-of relationship/sub-division relationship.
 ///
 /// FHIR resource `OrganizationAffiliation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct OrganizationAffiliation {
     /// `OrganizationAffiliation.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -59,37 +59,49 @@ pub struct OrganizationAffiliation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for OrganizationAffiliation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for OrganizationAffiliation {
     const NAME: &'static str = "OrganizationAffiliation";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 20;
+}
+
+impl Members for OrganizationAffiliation {
+    fn field_count(&self) -> u16 {
+        20
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "active" => (9, r.prim(&mut self.active)?),
-            "_active" => (9, r.prim_ext(&mut self.active)?),
-            "period" => (10, r.boxed(&mut self.period)?),
-            "organization" => (11, r.boxed(&mut self.organization)?),
-            "participatingOrganization" => (12, r.boxed(&mut self.participating_organization)?),
-            "network" => (13, r.objects(&mut self.network)?),
-            "code" => (14, r.objects(&mut self.code)?),
-            "specialty" => (15, r.objects(&mut self.specialty)?),
-            "location" => (16, r.objects(&mut self.location)?),
-            "healthcareService" => (17, r.objects(&mut self.healthcare_service)?),
-            "telecom" => (18, r.objects(&mut self.telecom)?),
-            "endpoint" => (19, r.objects(&mut self.endpoint)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "active" => (9, r.prim(&mut self.active)),
+            "_active" => (9, r.prim_ext(&mut self.active)),
+            "period" => (10, r.boxed(&mut self.period)),
+            "organization" => (11, r.boxed(&mut self.organization)),
+            "participatingOrganization" => (12, r.boxed(&mut self.participating_organization)),
+            "network" => (13, r.objects(&mut self.network)),
+            "code" => (14, r.objects(&mut self.code)),
+            "specialty" => (15, r.objects(&mut self.specialty)),
+            "location" => (16, r.objects(&mut self.location)),
+            "healthcareService" => (17, r.objects(&mut self.healthcare_service)),
+            "telecom" => (18, r.objects(&mut self.telecom)),
+            "endpoint" => (19, r.objects(&mut self.endpoint)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `Parameters` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// This resource is a non-persisted resource used to pass information into and back from an \[operation\](operations.html). It has no other use, and there is no RESTful endpoint associated with it.
 ///
 /// FHIR resource `Parameters`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Parameters {
     /// `Parameters.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -29,21 +29,33 @@ pub struct Parameters {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Parameters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Parameters {
     const NAME: &'static str = "Parameters";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 5;
+}
+
+impl Members for Parameters {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "parameter" => (4, r.objects(&mut self.parameter)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "parameter" => (4, r.objects(&mut self.parameter)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -66,7 +78,7 @@ impl Object for Parameters {
 /// Operation Parameter
 ///
 /// FHIR element `Parameters.parameter`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ParametersParameter {
     /// `Parameters.parameter.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -248,16 +260,27 @@ impl ParametersParameterValue {
     }
 }
 
+impl std::fmt::Debug for ParametersParameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ParametersParameter {
     const NAME: &'static str = "Parameters.parameter";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ParametersParameter {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
             "valueBase64Binary" => (
                 4,
                 r.choice_prim(
@@ -267,7 +290,7 @@ impl Object for ParametersParameter {
                         ParametersParameterValue::Base64Binary(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueBase64Binary" => (
                 4,
@@ -278,21 +301,21 @@ impl Object for ParametersParameter {
                         ParametersParameterValue::Base64Binary(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueBoolean" => (
                 4,
                 r.choice_prim(&mut self.value, ParametersParameterValue::Boolean, |e| match e {
                     ParametersParameterValue::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueBoolean" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ParametersParameterValue::Boolean, |e| match e {
                     ParametersParameterValue::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueCanonical" => (
                 4,
@@ -303,7 +326,7 @@ impl Object for ParametersParameter {
                         ParametersParameterValue::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueCanonical" => (
                 4,
@@ -314,133 +337,133 @@ impl Object for ParametersParameter {
                         ParametersParameterValue::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueCode" => (
                 4,
                 r.choice_prim(&mut self.value, ParametersParameterValue::Code, |e| match e {
                     ParametersParameterValue::Code(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueCode" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ParametersParameterValue::Code, |e| match e {
                     ParametersParameterValue::Code(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueDate" => (
                 4,
                 r.choice_prim(&mut self.value, ParametersParameterValue::Date, |e| match e {
                     ParametersParameterValue::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueDate" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ParametersParameterValue::Date, |e| match e {
                     ParametersParameterValue::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueDateTime" => (
                 4,
                 r.choice_prim(&mut self.value, ParametersParameterValue::DateTime, |e| match e {
                     ParametersParameterValue::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueDateTime" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ParametersParameterValue::DateTime, |e| match e {
                     ParametersParameterValue::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueDecimal" => (
                 4,
                 r.choice_prim(&mut self.value, ParametersParameterValue::Decimal, |e| match e {
                     ParametersParameterValue::Decimal(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueDecimal" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ParametersParameterValue::Decimal, |e| match e {
                     ParametersParameterValue::Decimal(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueId" => (
                 4,
                 r.choice_prim(&mut self.value, ParametersParameterValue::Id, |e| match e {
                     ParametersParameterValue::Id(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueId" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ParametersParameterValue::Id, |e| match e {
                     ParametersParameterValue::Id(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueInstant" => (
                 4,
                 r.choice_prim(&mut self.value, ParametersParameterValue::Instant, |e| match e {
                     ParametersParameterValue::Instant(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueInstant" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ParametersParameterValue::Instant, |e| match e {
                     ParametersParameterValue::Instant(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueInteger" => (
                 4,
                 r.choice_prim(&mut self.value, ParametersParameterValue::Integer, |e| match e {
                     ParametersParameterValue::Integer(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueInteger" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ParametersParameterValue::Integer, |e| match e {
                     ParametersParameterValue::Integer(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueMarkdown" => (
                 4,
                 r.choice_prim(&mut self.value, ParametersParameterValue::Markdown, |e| match e {
                     ParametersParameterValue::Markdown(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueMarkdown" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ParametersParameterValue::Markdown, |e| match e {
                     ParametersParameterValue::Markdown(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueOid" => (
                 4,
                 r.choice_prim(&mut self.value, ParametersParameterValue::Oid, |e| match e {
                     ParametersParameterValue::Oid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueOid" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ParametersParameterValue::Oid, |e| match e {
                     ParametersParameterValue::Oid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valuePositiveInt" => (
                 4,
@@ -451,7 +474,7 @@ impl Object for ParametersParameter {
                         ParametersParameterValue::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valuePositiveInt" => (
                 4,
@@ -462,35 +485,35 @@ impl Object for ParametersParameter {
                         ParametersParameterValue::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueString" => (
                 4,
                 r.choice_prim(&mut self.value, ParametersParameterValue::String, |e| match e {
                     ParametersParameterValue::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueString" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ParametersParameterValue::String, |e| match e {
                     ParametersParameterValue::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueTime" => (
                 4,
                 r.choice_prim(&mut self.value, ParametersParameterValue::Time, |e| match e {
                     ParametersParameterValue::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueTime" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ParametersParameterValue::Time, |e| match e {
                     ParametersParameterValue::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueUnsignedInt" => (
                 4,
@@ -501,7 +524,7 @@ impl Object for ParametersParameter {
                         ParametersParameterValue::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueUnsignedInt" => (
                 4,
@@ -512,178 +535,176 @@ impl Object for ParametersParameter {
                         ParametersParameterValue::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueUri" => (
                 4,
                 r.choice_prim(&mut self.value, ParametersParameterValue::Uri, |e| match e {
                     ParametersParameterValue::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUri" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ParametersParameterValue::Uri, |e| match e {
                     ParametersParameterValue::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueUrl" => (
                 4,
                 r.choice_prim(&mut self.value, ParametersParameterValue::Url, |e| match e {
                     ParametersParameterValue::Url(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUrl" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ParametersParameterValue::Url, |e| match e {
                     ParametersParameterValue::Url(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueUuid" => (
                 4,
                 r.choice_prim(&mut self.value, ParametersParameterValue::Uuid, |e| match e {
                     ParametersParameterValue::Uuid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUuid" => (
                 4,
                 r.choice_prim_ext(&mut self.value, ParametersParameterValue::Uuid, |e| match e {
                     ParametersParameterValue::Uuid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueAddress" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Address)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Address),
             ),
-            "valueAge" => (
-                4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Age)?,
-            ),
+            "valueAge" => (4, r.choice_object(&mut self.value, ParametersParameterValue::Age)),
             "valueAnnotation" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Annotation)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Annotation),
             ),
             "valueAttachment" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Attachment)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Attachment),
             ),
             "valueCodeableConcept" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::CodeableConcept)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::CodeableConcept),
             ),
             "valueCoding" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Coding)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Coding),
             ),
             "valueContactPoint" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::ContactPoint)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::ContactPoint),
             ),
             "valueCount" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Count)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Count),
             ),
             "valueDistance" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Distance)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Distance),
             ),
             "valueDuration" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Duration)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Duration),
             ),
             "valueHumanName" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::HumanName)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::HumanName),
             ),
             "valueIdentifier" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Identifier)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Identifier),
             ),
             "valueMoney" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Money)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Money),
             ),
             "valuePeriod" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Period)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Period),
             ),
             "valueQuantity" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Quantity)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Quantity),
             ),
             "valueRange" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Range)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Range),
             ),
             "valueRatio" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Ratio)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Ratio),
             ),
             "valueReference" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Reference)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Reference),
             ),
             "valueSampledData" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::SampledData)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::SampledData),
             ),
             "valueSignature" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Signature)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Signature),
             ),
             "valueTiming" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Timing)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Timing),
             ),
             "valueContactDetail" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::ContactDetail)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::ContactDetail),
             ),
             "valueContributor" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Contributor)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Contributor),
             ),
             "valueDataRequirement" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::DataRequirement)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::DataRequirement),
             ),
             "valueExpression" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Expression)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Expression),
             ),
             "valueParameterDefinition" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::ParameterDefinition)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::ParameterDefinition),
             ),
             "valueRelatedArtifact" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::RelatedArtifact)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::RelatedArtifact),
             ),
             "valueTriggerDefinition" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::TriggerDefinition)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::TriggerDefinition),
             ),
             "valueUsageContext" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::UsageContext)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::UsageContext),
             ),
             "valueDosage" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Dosage)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Dosage),
             ),
             "valueMeta" => (
                 4,
-                r.choice_object(&mut self.value, ParametersParameterValue::Meta)?,
+                r.choice_object(&mut self.value, ParametersParameterValue::Meta),
             ),
-            "resource" => (5, r.resource(&mut self.resource)?),
-            "part" => (6, r.objects(&mut self.part)?),
+            "resource" => (5, r.resource(&mut self.resource)),
+            "part" => (6, r.objects(&mut self.part)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

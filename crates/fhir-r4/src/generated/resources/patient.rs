@@ -4,7 +4,7 @@
 //! The R4 `Patient` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Demographics and other administrative information about an individual or animal receiving care or other health-related services.
 ///
 /// FHIR resource `Patient`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Patient {
     /// `Patient.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -103,61 +103,72 @@ impl PatientMultipleBirth {
     }
 }
 
+impl std::fmt::Debug for Patient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Patient {
     const NAME: &'static str = "Patient";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 24;
+}
+
+impl Members for Patient {
+    fn field_count(&self) -> u16 {
+        24
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "active" => (9, r.prim(&mut self.active)?),
-            "_active" => (9, r.prim_ext(&mut self.active)?),
-            "name" => (10, r.objects(&mut self.name)?),
-            "telecom" => (11, r.objects(&mut self.telecom)?),
-            "gender" => (12, r.prim(&mut self.gender)?),
-            "_gender" => (12, r.prim_ext(&mut self.gender)?),
-            "birthDate" => (13, r.prim(&mut self.birth_date)?),
-            "_birthDate" => (13, r.prim_ext(&mut self.birth_date)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "active" => (9, r.prim(&mut self.active)),
+            "_active" => (9, r.prim_ext(&mut self.active)),
+            "name" => (10, r.objects(&mut self.name)),
+            "telecom" => (11, r.objects(&mut self.telecom)),
+            "gender" => (12, r.prim(&mut self.gender)),
+            "_gender" => (12, r.prim_ext(&mut self.gender)),
+            "birthDate" => (13, r.prim(&mut self.birth_date)),
+            "_birthDate" => (13, r.prim_ext(&mut self.birth_date)),
             "deceasedBoolean" => (
                 14,
                 r.choice_prim(&mut self.deceased, PatientDeceased::Boolean, |e| match e {
                     PatientDeceased::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_deceasedBoolean" => (
                 14,
                 r.choice_prim_ext(&mut self.deceased, PatientDeceased::Boolean, |e| match e {
                     PatientDeceased::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "deceasedDateTime" => (
                 14,
                 r.choice_prim(&mut self.deceased, PatientDeceased::DateTime, |e| match e {
                     PatientDeceased::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_deceasedDateTime" => (
                 14,
                 r.choice_prim_ext(&mut self.deceased, PatientDeceased::DateTime, |e| match e {
                     PatientDeceased::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "address" => (15, r.objects(&mut self.address)?),
-            "maritalStatus" => (16, r.boxed(&mut self.marital_status)?),
+            "address" => (15, r.objects(&mut self.address)),
+            "maritalStatus" => (16, r.boxed(&mut self.marital_status)),
             "multipleBirthBoolean" => (
                 17,
                 r.choice_prim(
@@ -167,7 +178,7 @@ impl Object for Patient {
                         PatientMultipleBirth::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_multipleBirthBoolean" => (
                 17,
@@ -178,7 +189,7 @@ impl Object for Patient {
                         PatientMultipleBirth::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "multipleBirthInteger" => (
                 17,
@@ -189,7 +200,7 @@ impl Object for Patient {
                         PatientMultipleBirth::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_multipleBirthInteger" => (
                 17,
@@ -200,16 +211,17 @@ impl Object for Patient {
                         PatientMultipleBirth::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
-            "photo" => (18, r.objects(&mut self.photo)?),
-            "contact" => (19, r.objects(&mut self.contact)?),
-            "communication" => (20, r.objects(&mut self.communication)?),
-            "generalPractitioner" => (21, r.objects(&mut self.general_practitioner)?),
-            "managingOrganization" => (22, r.boxed(&mut self.managing_organization)?),
-            "link" => (23, r.objects(&mut self.link)?),
+            "photo" => (18, r.objects(&mut self.photo)),
+            "contact" => (19, r.objects(&mut self.contact)),
+            "communication" => (20, r.objects(&mut self.communication)),
+            "generalPractitioner" => (21, r.objects(&mut self.general_practitioner)),
+            "managingOrganization" => (22, r.boxed(&mut self.managing_organization)),
+            "link" => (23, r.objects(&mut self.link)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -259,7 +271,7 @@ impl Object for Patient {
 /// A contact party (e.g. guardian, partner, friend) for the patient
 ///
 /// FHIR element `Patient.contact`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PatientContact {
     /// `Patient.contact.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -285,24 +297,36 @@ pub struct PatientContact {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for PatientContact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PatientContact {
     const NAME: &'static str = "Patient.contact";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for PatientContact {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "relationship" => (3, r.objects(&mut self.relationship)?),
-            "name" => (4, r.boxed(&mut self.name)?),
-            "telecom" => (5, r.objects(&mut self.telecom)?),
-            "address" => (6, r.boxed(&mut self.address)?),
-            "gender" => (7, r.prim(&mut self.gender)?),
-            "_gender" => (7, r.prim_ext(&mut self.gender)?),
-            "organization" => (8, r.boxed(&mut self.organization)?),
-            "period" => (9, r.boxed(&mut self.period)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "relationship" => (3, r.objects(&mut self.relationship)),
+            "name" => (4, r.boxed(&mut self.name)),
+            "telecom" => (5, r.objects(&mut self.telecom)),
+            "address" => (6, r.boxed(&mut self.address)),
+            "gender" => (7, r.prim(&mut self.gender)),
+            "_gender" => (7, r.prim_ext(&mut self.gender)),
+            "organization" => (8, r.boxed(&mut self.organization)),
+            "period" => (9, r.boxed(&mut self.period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -330,7 +354,7 @@ impl Object for PatientContact {
 /// A language which may be used to communicate with the patient about his or her health
 ///
 /// FHIR element `Patient.communication`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PatientCommunication {
     /// `Patient.communication.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -346,19 +370,31 @@ pub struct PatientCommunication {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for PatientCommunication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PatientCommunication {
     const NAME: &'static str = "Patient.communication";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for PatientCommunication {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "language" => (3, r.boxed(&mut self.language)?),
-            "preferred" => (4, r.prim(&mut self.preferred)?),
-            "_preferred" => (4, r.prim_ext(&mut self.preferred)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "language" => (3, r.boxed(&mut self.language)),
+            "preferred" => (4, r.prim(&mut self.preferred)),
+            "_preferred" => (4, r.prim_ext(&mut self.preferred)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -384,7 +420,7 @@ impl Object for PatientCommunication {
 /// Link to another patient resource that concerns the same actual person
 ///
 /// FHIR element `Patient.link`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PatientLink {
     /// `Patient.link.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -400,19 +436,31 @@ pub struct PatientLink {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for PatientLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PatientLink {
     const NAME: &'static str = "Patient.link";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for PatientLink {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "other" => (3, r.boxed(&mut self.other)?),
-            "type" => (4, r.prim(&mut self.type_)?),
-            "_type" => (4, r.prim_ext(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "other" => (3, r.boxed(&mut self.other)),
+            "type" => (4, r.prim(&mut self.type_)),
+            "_type" => (4, r.prim_ext(&mut self.type_)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `PaymentNotice` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// This resource provides the status of the payment for goods and services rendered, and the request and response resource references.
 ///
 /// FHIR resource `PaymentNotice`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PaymentNotice {
     /// `PaymentNotice.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -59,39 +59,51 @@ pub struct PaymentNotice {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for PaymentNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PaymentNotice {
     const NAME: &'static str = "PaymentNotice";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 20;
+}
+
+impl Members for PaymentNotice {
+    fn field_count(&self) -> u16 {
+        20
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "request" => (10, r.boxed(&mut self.request)?),
-            "response" => (11, r.boxed(&mut self.response)?),
-            "created" => (12, r.prim(&mut self.created)?),
-            "_created" => (12, r.prim_ext(&mut self.created)?),
-            "provider" => (13, r.boxed(&mut self.provider)?),
-            "payment" => (14, r.boxed(&mut self.payment)?),
-            "paymentDate" => (15, r.prim(&mut self.payment_date)?),
-            "_paymentDate" => (15, r.prim_ext(&mut self.payment_date)?),
-            "payee" => (16, r.boxed(&mut self.payee)?),
-            "recipient" => (17, r.boxed(&mut self.recipient)?),
-            "amount" => (18, r.boxed(&mut self.amount)?),
-            "paymentStatus" => (19, r.boxed(&mut self.payment_status)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "request" => (10, r.boxed(&mut self.request)),
+            "response" => (11, r.boxed(&mut self.response)),
+            "created" => (12, r.prim(&mut self.created)),
+            "_created" => (12, r.prim_ext(&mut self.created)),
+            "provider" => (13, r.boxed(&mut self.provider)),
+            "payment" => (14, r.boxed(&mut self.payment)),
+            "paymentDate" => (15, r.prim(&mut self.payment_date)),
+            "_paymentDate" => (15, r.prim_ext(&mut self.payment_date)),
+            "payee" => (16, r.boxed(&mut self.payee)),
+            "recipient" => (17, r.boxed(&mut self.recipient)),
+            "amount" => (18, r.boxed(&mut self.amount)),
+            "paymentStatus" => (19, r.boxed(&mut self.payment_status)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

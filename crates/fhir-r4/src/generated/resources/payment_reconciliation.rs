@@ -4,7 +4,7 @@
 //! The R4 `PaymentReconciliation` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// This resource provides the details including amount of a payment and allocates the payment items being paid.
 ///
 /// FHIR resource `PaymentReconciliation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PaymentReconciliation {
     /// `PaymentReconciliation.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -65,44 +65,56 @@ pub struct PaymentReconciliation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for PaymentReconciliation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PaymentReconciliation {
     const NAME: &'static str = "PaymentReconciliation";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 23;
+}
+
+impl Members for PaymentReconciliation {
+    fn field_count(&self) -> u16 {
+        23
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "period" => (10, r.boxed(&mut self.period)?),
-            "created" => (11, r.prim(&mut self.created)?),
-            "_created" => (11, r.prim_ext(&mut self.created)?),
-            "paymentIssuer" => (12, r.boxed(&mut self.payment_issuer)?),
-            "request" => (13, r.boxed(&mut self.request)?),
-            "requestor" => (14, r.boxed(&mut self.requestor)?),
-            "outcome" => (15, r.prim(&mut self.outcome)?),
-            "_outcome" => (15, r.prim_ext(&mut self.outcome)?),
-            "disposition" => (16, r.prim(&mut self.disposition)?),
-            "_disposition" => (16, r.prim_ext(&mut self.disposition)?),
-            "paymentDate" => (17, r.prim(&mut self.payment_date)?),
-            "_paymentDate" => (17, r.prim_ext(&mut self.payment_date)?),
-            "paymentAmount" => (18, r.boxed(&mut self.payment_amount)?),
-            "paymentIdentifier" => (19, r.boxed(&mut self.payment_identifier)?),
-            "detail" => (20, r.objects(&mut self.detail)?),
-            "formCode" => (21, r.boxed(&mut self.form_code)?),
-            "processNote" => (22, r.objects(&mut self.process_note)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "period" => (10, r.boxed(&mut self.period)),
+            "created" => (11, r.prim(&mut self.created)),
+            "_created" => (11, r.prim_ext(&mut self.created)),
+            "paymentIssuer" => (12, r.boxed(&mut self.payment_issuer)),
+            "request" => (13, r.boxed(&mut self.request)),
+            "requestor" => (14, r.boxed(&mut self.requestor)),
+            "outcome" => (15, r.prim(&mut self.outcome)),
+            "_outcome" => (15, r.prim_ext(&mut self.outcome)),
+            "disposition" => (16, r.prim(&mut self.disposition)),
+            "_disposition" => (16, r.prim_ext(&mut self.disposition)),
+            "paymentDate" => (17, r.prim(&mut self.payment_date)),
+            "_paymentDate" => (17, r.prim_ext(&mut self.payment_date)),
+            "paymentAmount" => (18, r.boxed(&mut self.payment_amount)),
+            "paymentIdentifier" => (19, r.boxed(&mut self.payment_identifier)),
+            "detail" => (20, r.objects(&mut self.detail)),
+            "formCode" => (21, r.boxed(&mut self.form_code)),
+            "processNote" => (22, r.objects(&mut self.process_note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -149,7 +161,7 @@ impl Object for PaymentReconciliation {
 /// Settlement particulars
 ///
 /// FHIR element `PaymentReconciliation.detail`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PaymentReconciliationDetail {
     /// `PaymentReconciliation.detail.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -181,27 +193,39 @@ pub struct PaymentReconciliationDetail {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for PaymentReconciliationDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PaymentReconciliationDetail {
     const NAME: &'static str = "PaymentReconciliation.detail";
-    const FIELDS: u16 = 13;
+}
+
+impl Members for PaymentReconciliationDetail {
+    fn field_count(&self) -> u16 {
+        13
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (3, r.boxed(&mut self.identifier)?),
-            "predecessor" => (4, r.boxed(&mut self.predecessor)?),
-            "type" => (5, r.boxed(&mut self.type_)?),
-            "request" => (6, r.boxed(&mut self.request)?),
-            "submitter" => (7, r.boxed(&mut self.submitter)?),
-            "response" => (8, r.boxed(&mut self.response)?),
-            "date" => (9, r.prim(&mut self.date)?),
-            "_date" => (9, r.prim_ext(&mut self.date)?),
-            "responsible" => (10, r.boxed(&mut self.responsible)?),
-            "payee" => (11, r.boxed(&mut self.payee)?),
-            "amount" => (12, r.boxed(&mut self.amount)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identifier" => (3, r.boxed(&mut self.identifier)),
+            "predecessor" => (4, r.boxed(&mut self.predecessor)),
+            "type" => (5, r.boxed(&mut self.type_)),
+            "request" => (6, r.boxed(&mut self.request)),
+            "submitter" => (7, r.boxed(&mut self.submitter)),
+            "response" => (8, r.boxed(&mut self.response)),
+            "date" => (9, r.prim(&mut self.date)),
+            "_date" => (9, r.prim_ext(&mut self.date)),
+            "responsible" => (10, r.boxed(&mut self.responsible)),
+            "payee" => (11, r.boxed(&mut self.payee)),
+            "amount" => (12, r.boxed(&mut self.amount)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -235,7 +259,7 @@ impl Object for PaymentReconciliationDetail {
 /// Note concerning processing
 ///
 /// FHIR element `PaymentReconciliation.processNote`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PaymentReconciliationProcessNote {
     /// `PaymentReconciliation.processNote.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -251,20 +275,32 @@ pub struct PaymentReconciliationProcessNote {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for PaymentReconciliationProcessNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PaymentReconciliationProcessNote {
     const NAME: &'static str = "PaymentReconciliation.processNote";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for PaymentReconciliationProcessNote {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "text" => (4, r.prim(&mut self.text)?),
-            "_text" => (4, r.prim_ext(&mut self.text)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "text" => (4, r.prim(&mut self.text)),
+            "_text" => (4, r.prim_ext(&mut self.text)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

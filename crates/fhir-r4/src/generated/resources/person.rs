@@ -4,7 +4,7 @@
 //! The R4 `Person` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Demographics and administrative information about a person independent of a specific health-related context.
 ///
 /// FHIR resource `Person`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Person {
     /// `Person.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -55,37 +55,49 @@ pub struct Person {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Person {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Person {
     const NAME: &'static str = "Person";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 18;
+}
+
+impl Members for Person {
+    fn field_count(&self) -> u16 {
+        18
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "name" => (9, r.objects(&mut self.name)?),
-            "telecom" => (10, r.objects(&mut self.telecom)?),
-            "gender" => (11, r.prim(&mut self.gender)?),
-            "_gender" => (11, r.prim_ext(&mut self.gender)?),
-            "birthDate" => (12, r.prim(&mut self.birth_date)?),
-            "_birthDate" => (12, r.prim_ext(&mut self.birth_date)?),
-            "address" => (13, r.objects(&mut self.address)?),
-            "photo" => (14, r.boxed(&mut self.photo)?),
-            "managingOrganization" => (15, r.boxed(&mut self.managing_organization)?),
-            "active" => (16, r.prim(&mut self.active)?),
-            "_active" => (16, r.prim_ext(&mut self.active)?),
-            "link" => (17, r.objects(&mut self.link)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "name" => (9, r.objects(&mut self.name)),
+            "telecom" => (10, r.objects(&mut self.telecom)),
+            "gender" => (11, r.prim(&mut self.gender)),
+            "_gender" => (11, r.prim_ext(&mut self.gender)),
+            "birthDate" => (12, r.prim(&mut self.birth_date)),
+            "_birthDate" => (12, r.prim_ext(&mut self.birth_date)),
+            "address" => (13, r.objects(&mut self.address)),
+            "photo" => (14, r.boxed(&mut self.photo)),
+            "managingOrganization" => (15, r.boxed(&mut self.managing_organization)),
+            "active" => (16, r.prim(&mut self.active)),
+            "_active" => (16, r.prim_ext(&mut self.active)),
+            "link" => (17, r.objects(&mut self.link)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -121,7 +133,7 @@ impl Object for Person {
 /// Link to a resource that concerns the same actual person
 ///
 /// FHIR element `Person.link`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PersonLink {
     /// `Person.link.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -137,19 +149,31 @@ pub struct PersonLink {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for PersonLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PersonLink {
     const NAME: &'static str = "Person.link";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for PersonLink {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "target" => (3, r.boxed(&mut self.target)?),
-            "assurance" => (4, r.prim(&mut self.assurance)?),
-            "_assurance" => (4, r.prim_ext(&mut self.assurance)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "target" => (3, r.boxed(&mut self.target)),
+            "assurance" => (4, r.prim(&mut self.assurance)),
+            "_assurance" => (4, r.prim_ext(&mut self.assurance)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `PlanDefinition` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// This resource allows for the definition of various types of plans as a sharable, consumable, and executable artifact. The resource is general enough to support the description of a broad range of clinical artifacts such as clinical decision support rules, order sets and protocols.
 ///
 /// FHIR resource `PlanDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PlanDefinition {
     /// `PlanDefinition.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -115,78 +115,90 @@ impl PlanDefinitionSubject {
     }
 }
 
+impl std::fmt::Debug for PlanDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PlanDefinition {
     const NAME: &'static str = "PlanDefinition";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 39;
+}
+
+impl Members for PlanDefinition {
+    fn field_count(&self) -> u16 {
+        39
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "subtitle" => (13, r.prim(&mut self.subtitle)?),
-            "_subtitle" => (13, r.prim_ext(&mut self.subtitle)?),
-            "type" => (14, r.boxed(&mut self.type_)?),
-            "status" => (15, r.prim(&mut self.status)?),
-            "_status" => (15, r.prim_ext(&mut self.status)?),
-            "experimental" => (16, r.prim(&mut self.experimental)?),
-            "_experimental" => (16, r.prim_ext(&mut self.experimental)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "subtitle" => (13, r.prim(&mut self.subtitle)),
+            "_subtitle" => (13, r.prim_ext(&mut self.subtitle)),
+            "type" => (14, r.boxed(&mut self.type_)),
+            "status" => (15, r.prim(&mut self.status)),
+            "_status" => (15, r.prim_ext(&mut self.status)),
+            "experimental" => (16, r.prim(&mut self.experimental)),
+            "_experimental" => (16, r.prim_ext(&mut self.experimental)),
             "subjectCodeableConcept" => (
                 17,
-                r.choice_object(&mut self.subject, PlanDefinitionSubject::CodeableConcept)?,
+                r.choice_object(&mut self.subject, PlanDefinitionSubject::CodeableConcept),
             ),
             "subjectReference" => (
                 17,
-                r.choice_object(&mut self.subject, PlanDefinitionSubject::Reference)?,
+                r.choice_object(&mut self.subject, PlanDefinitionSubject::Reference),
             ),
-            "date" => (18, r.prim(&mut self.date)?),
-            "_date" => (18, r.prim_ext(&mut self.date)?),
-            "publisher" => (19, r.prim(&mut self.publisher)?),
-            "_publisher" => (19, r.prim_ext(&mut self.publisher)?),
-            "contact" => (20, r.objects(&mut self.contact)?),
-            "description" => (21, r.prim(&mut self.description)?),
-            "_description" => (21, r.prim_ext(&mut self.description)?),
-            "useContext" => (22, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (23, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (24, r.prim(&mut self.purpose)?),
-            "_purpose" => (24, r.prim_ext(&mut self.purpose)?),
-            "usage" => (25, r.prim(&mut self.usage)?),
-            "_usage" => (25, r.prim_ext(&mut self.usage)?),
-            "copyright" => (26, r.prim(&mut self.copyright)?),
-            "_copyright" => (26, r.prim_ext(&mut self.copyright)?),
-            "approvalDate" => (27, r.prim(&mut self.approval_date)?),
-            "_approvalDate" => (27, r.prim_ext(&mut self.approval_date)?),
-            "lastReviewDate" => (28, r.prim(&mut self.last_review_date)?),
-            "_lastReviewDate" => (28, r.prim_ext(&mut self.last_review_date)?),
-            "effectivePeriod" => (29, r.boxed(&mut self.effective_period)?),
-            "topic" => (30, r.objects(&mut self.topic)?),
-            "author" => (31, r.objects(&mut self.author)?),
-            "editor" => (32, r.objects(&mut self.editor)?),
-            "reviewer" => (33, r.objects(&mut self.reviewer)?),
-            "endorser" => (34, r.objects(&mut self.endorser)?),
-            "relatedArtifact" => (35, r.objects(&mut self.related_artifact)?),
-            "library" => (36, r.prim_vec(&mut self.library)?),
-            "_library" => (36, r.prim_vec_ext(&mut self.library)?),
-            "goal" => (37, r.objects(&mut self.goal)?),
-            "action" => (38, r.objects(&mut self.action)?),
+            "date" => (18, r.prim(&mut self.date)),
+            "_date" => (18, r.prim_ext(&mut self.date)),
+            "publisher" => (19, r.prim(&mut self.publisher)),
+            "_publisher" => (19, r.prim_ext(&mut self.publisher)),
+            "contact" => (20, r.objects(&mut self.contact)),
+            "description" => (21, r.prim(&mut self.description)),
+            "_description" => (21, r.prim_ext(&mut self.description)),
+            "useContext" => (22, r.objects(&mut self.use_context)),
+            "jurisdiction" => (23, r.objects(&mut self.jurisdiction)),
+            "purpose" => (24, r.prim(&mut self.purpose)),
+            "_purpose" => (24, r.prim_ext(&mut self.purpose)),
+            "usage" => (25, r.prim(&mut self.usage)),
+            "_usage" => (25, r.prim_ext(&mut self.usage)),
+            "copyright" => (26, r.prim(&mut self.copyright)),
+            "_copyright" => (26, r.prim_ext(&mut self.copyright)),
+            "approvalDate" => (27, r.prim(&mut self.approval_date)),
+            "_approvalDate" => (27, r.prim_ext(&mut self.approval_date)),
+            "lastReviewDate" => (28, r.prim(&mut self.last_review_date)),
+            "_lastReviewDate" => (28, r.prim_ext(&mut self.last_review_date)),
+            "effectivePeriod" => (29, r.boxed(&mut self.effective_period)),
+            "topic" => (30, r.objects(&mut self.topic)),
+            "author" => (31, r.objects(&mut self.author)),
+            "editor" => (32, r.objects(&mut self.editor)),
+            "reviewer" => (33, r.objects(&mut self.reviewer)),
+            "endorser" => (34, r.objects(&mut self.endorser)),
+            "relatedArtifact" => (35, r.objects(&mut self.related_artifact)),
+            "library" => (36, r.prim_vec(&mut self.library)),
+            "_library" => (36, r.prim_vec_ext(&mut self.library)),
+            "goal" => (37, r.objects(&mut self.goal)),
+            "action" => (38, r.objects(&mut self.action)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -250,7 +262,7 @@ impl Object for PlanDefinition {
 /// What the plan is trying to accomplish
 ///
 /// FHIR element `PlanDefinition.goal`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PlanDefinitionGoal {
     /// `PlanDefinition.goal.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -276,23 +288,35 @@ pub struct PlanDefinitionGoal {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for PlanDefinitionGoal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PlanDefinitionGoal {
     const NAME: &'static str = "PlanDefinition.goal";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for PlanDefinitionGoal {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "category" => (3, r.boxed(&mut self.category)?),
-            "description" => (4, r.boxed(&mut self.description)?),
-            "priority" => (5, r.boxed(&mut self.priority)?),
-            "start" => (6, r.boxed(&mut self.start)?),
-            "addresses" => (7, r.objects(&mut self.addresses)?),
-            "documentation" => (8, r.objects(&mut self.documentation)?),
-            "target" => (9, r.objects(&mut self.target)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "category" => (3, r.boxed(&mut self.category)),
+            "description" => (4, r.boxed(&mut self.description)),
+            "priority" => (5, r.boxed(&mut self.priority)),
+            "start" => (6, r.boxed(&mut self.start)),
+            "addresses" => (7, r.objects(&mut self.addresses)),
+            "documentation" => (8, r.objects(&mut self.documentation)),
+            "target" => (9, r.objects(&mut self.target)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -323,7 +347,7 @@ impl Object for PlanDefinitionGoal {
 /// Target outcome for the goal
 ///
 /// FHIR element `PlanDefinition.goal.target`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PlanDefinitionGoalTarget {
     /// `PlanDefinition.goal.target.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -362,30 +386,42 @@ impl PlanDefinitionGoalTargetDetail {
     }
 }
 
+impl std::fmt::Debug for PlanDefinitionGoalTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PlanDefinitionGoalTarget {
     const NAME: &'static str = "PlanDefinition.goal.target";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for PlanDefinitionGoalTarget {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "measure" => (3, r.boxed(&mut self.measure)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "measure" => (3, r.boxed(&mut self.measure)),
             "detailQuantity" => (
                 4,
-                r.choice_object(&mut self.detail, PlanDefinitionGoalTargetDetail::Quantity)?,
+                r.choice_object(&mut self.detail, PlanDefinitionGoalTargetDetail::Quantity),
             ),
             "detailRange" => (
                 4,
-                r.choice_object(&mut self.detail, PlanDefinitionGoalTargetDetail::Range)?,
+                r.choice_object(&mut self.detail, PlanDefinitionGoalTargetDetail::Range),
             ),
             "detailCodeableConcept" => (
                 4,
-                r.choice_object(&mut self.detail, PlanDefinitionGoalTargetDetail::CodeableConcept)?,
+                r.choice_object(&mut self.detail, PlanDefinitionGoalTargetDetail::CodeableConcept),
             ),
-            "due" => (5, r.boxed(&mut self.due)?),
+            "due" => (5, r.boxed(&mut self.due)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -413,7 +449,7 @@ impl Object for PlanDefinitionGoalTarget {
 /// Action defined by the plan
 ///
 /// FHIR element `PlanDefinition.action`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PlanDefinitionAction {
     /// `PlanDefinition.action.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -545,42 +581,53 @@ impl PlanDefinitionActionDefinition {
     }
 }
 
+impl std::fmt::Debug for PlanDefinitionAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PlanDefinitionAction {
     const NAME: &'static str = "PlanDefinition.action";
-    const FIELDS: u16 = 30;
+}
+
+impl Members for PlanDefinitionAction {
+    fn field_count(&self) -> u16 {
+        30
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "prefix" => (3, r.prim(&mut self.prefix)?),
-            "_prefix" => (3, r.prim_ext(&mut self.prefix)?),
-            "title" => (4, r.prim(&mut self.title)?),
-            "_title" => (4, r.prim_ext(&mut self.title)?),
-            "description" => (5, r.prim(&mut self.description)?),
-            "_description" => (5, r.prim_ext(&mut self.description)?),
-            "textEquivalent" => (6, r.prim(&mut self.text_equivalent)?),
-            "_textEquivalent" => (6, r.prim_ext(&mut self.text_equivalent)?),
-            "priority" => (7, r.prim(&mut self.priority)?),
-            "_priority" => (7, r.prim_ext(&mut self.priority)?),
-            "code" => (8, r.objects(&mut self.code)?),
-            "reason" => (9, r.objects(&mut self.reason)?),
-            "documentation" => (10, r.objects(&mut self.documentation)?),
-            "goalId" => (11, r.prim_vec(&mut self.goal_id)?),
-            "_goalId" => (11, r.prim_vec_ext(&mut self.goal_id)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "prefix" => (3, r.prim(&mut self.prefix)),
+            "_prefix" => (3, r.prim_ext(&mut self.prefix)),
+            "title" => (4, r.prim(&mut self.title)),
+            "_title" => (4, r.prim_ext(&mut self.title)),
+            "description" => (5, r.prim(&mut self.description)),
+            "_description" => (5, r.prim_ext(&mut self.description)),
+            "textEquivalent" => (6, r.prim(&mut self.text_equivalent)),
+            "_textEquivalent" => (6, r.prim_ext(&mut self.text_equivalent)),
+            "priority" => (7, r.prim(&mut self.priority)),
+            "_priority" => (7, r.prim_ext(&mut self.priority)),
+            "code" => (8, r.objects(&mut self.code)),
+            "reason" => (9, r.objects(&mut self.reason)),
+            "documentation" => (10, r.objects(&mut self.documentation)),
+            "goalId" => (11, r.prim_vec(&mut self.goal_id)),
+            "_goalId" => (11, r.prim_vec_ext(&mut self.goal_id)),
             "subjectCodeableConcept" => (
                 12,
-                r.choice_object(&mut self.subject, PlanDefinitionActionSubject::CodeableConcept)?,
+                r.choice_object(&mut self.subject, PlanDefinitionActionSubject::CodeableConcept),
             ),
             "subjectReference" => (
                 12,
-                r.choice_object(&mut self.subject, PlanDefinitionActionSubject::Reference)?,
+                r.choice_object(&mut self.subject, PlanDefinitionActionSubject::Reference),
             ),
-            "trigger" => (13, r.objects(&mut self.trigger)?),
-            "condition" => (14, r.objects(&mut self.condition)?),
-            "input" => (15, r.objects(&mut self.input)?),
-            "output" => (16, r.objects(&mut self.output)?),
-            "relatedAction" => (17, r.objects(&mut self.related_action)?),
+            "trigger" => (13, r.objects(&mut self.trigger)),
+            "condition" => (14, r.objects(&mut self.condition)),
+            "input" => (15, r.objects(&mut self.input)),
+            "output" => (16, r.objects(&mut self.output)),
+            "relatedAction" => (17, r.objects(&mut self.related_action)),
             "timingDateTime" => (
                 18,
                 r.choice_prim(
@@ -590,7 +637,7 @@ impl Object for PlanDefinitionAction {
                         PlanDefinitionActionTiming::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_timingDateTime" => (
                 18,
@@ -601,40 +648,40 @@ impl Object for PlanDefinitionAction {
                         PlanDefinitionActionTiming::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "timingAge" => (
                 18,
-                r.choice_object(&mut self.timing, PlanDefinitionActionTiming::Age)?,
+                r.choice_object(&mut self.timing, PlanDefinitionActionTiming::Age),
             ),
             "timingPeriod" => (
                 18,
-                r.choice_object(&mut self.timing, PlanDefinitionActionTiming::Period)?,
+                r.choice_object(&mut self.timing, PlanDefinitionActionTiming::Period),
             ),
             "timingDuration" => (
                 18,
-                r.choice_object(&mut self.timing, PlanDefinitionActionTiming::Duration)?,
+                r.choice_object(&mut self.timing, PlanDefinitionActionTiming::Duration),
             ),
             "timingRange" => (
                 18,
-                r.choice_object(&mut self.timing, PlanDefinitionActionTiming::Range)?,
+                r.choice_object(&mut self.timing, PlanDefinitionActionTiming::Range),
             ),
             "timingTiming" => (
                 18,
-                r.choice_object(&mut self.timing, PlanDefinitionActionTiming::Timing)?,
+                r.choice_object(&mut self.timing, PlanDefinitionActionTiming::Timing),
             ),
-            "participant" => (19, r.objects(&mut self.participant)?),
-            "type" => (20, r.boxed(&mut self.type_)?),
-            "groupingBehavior" => (21, r.prim(&mut self.grouping_behavior)?),
-            "_groupingBehavior" => (21, r.prim_ext(&mut self.grouping_behavior)?),
-            "selectionBehavior" => (22, r.prim(&mut self.selection_behavior)?),
-            "_selectionBehavior" => (22, r.prim_ext(&mut self.selection_behavior)?),
-            "requiredBehavior" => (23, r.prim(&mut self.required_behavior)?),
-            "_requiredBehavior" => (23, r.prim_ext(&mut self.required_behavior)?),
-            "precheckBehavior" => (24, r.prim(&mut self.precheck_behavior)?),
-            "_precheckBehavior" => (24, r.prim_ext(&mut self.precheck_behavior)?),
-            "cardinalityBehavior" => (25, r.prim(&mut self.cardinality_behavior)?),
-            "_cardinalityBehavior" => (25, r.prim_ext(&mut self.cardinality_behavior)?),
+            "participant" => (19, r.objects(&mut self.participant)),
+            "type" => (20, r.boxed(&mut self.type_)),
+            "groupingBehavior" => (21, r.prim(&mut self.grouping_behavior)),
+            "_groupingBehavior" => (21, r.prim_ext(&mut self.grouping_behavior)),
+            "selectionBehavior" => (22, r.prim(&mut self.selection_behavior)),
+            "_selectionBehavior" => (22, r.prim_ext(&mut self.selection_behavior)),
+            "requiredBehavior" => (23, r.prim(&mut self.required_behavior)),
+            "_requiredBehavior" => (23, r.prim_ext(&mut self.required_behavior)),
+            "precheckBehavior" => (24, r.prim(&mut self.precheck_behavior)),
+            "_precheckBehavior" => (24, r.prim_ext(&mut self.precheck_behavior)),
+            "cardinalityBehavior" => (25, r.prim(&mut self.cardinality_behavior)),
+            "_cardinalityBehavior" => (25, r.prim_ext(&mut self.cardinality_behavior)),
             "definitionCanonical" => (
                 26,
                 r.choice_prim(
@@ -644,7 +691,7 @@ impl Object for PlanDefinitionAction {
                         PlanDefinitionActionDefinition::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_definitionCanonical" => (
                 26,
@@ -655,7 +702,7 @@ impl Object for PlanDefinitionAction {
                         PlanDefinitionActionDefinition::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "definitionUri" => (
                 26,
@@ -666,7 +713,7 @@ impl Object for PlanDefinitionAction {
                         PlanDefinitionActionDefinition::Uri(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_definitionUri" => (
                 26,
@@ -677,14 +724,15 @@ impl Object for PlanDefinitionAction {
                         PlanDefinitionActionDefinition::Uri(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
-            "transform" => (27, r.prim(&mut self.transform)?),
-            "_transform" => (27, r.prim_ext(&mut self.transform)?),
-            "dynamicValue" => (28, r.objects(&mut self.dynamic_value)?),
-            "action" => (29, r.objects(&mut self.action)?),
+            "transform" => (27, r.prim(&mut self.transform)),
+            "_transform" => (27, r.prim_ext(&mut self.transform)),
+            "dynamicValue" => (28, r.objects(&mut self.dynamic_value)),
+            "action" => (29, r.objects(&mut self.action)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -744,7 +792,7 @@ impl Object for PlanDefinitionAction {
 /// Whether or not the action is applicable
 ///
 /// FHIR element `PlanDefinition.action.condition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PlanDefinitionActionCondition {
     /// `PlanDefinition.action.condition.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -760,19 +808,31 @@ pub struct PlanDefinitionActionCondition {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for PlanDefinitionActionCondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PlanDefinitionActionCondition {
     const NAME: &'static str = "PlanDefinition.action.condition";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for PlanDefinitionActionCondition {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "kind" => (3, r.prim(&mut self.kind)?),
-            "_kind" => (3, r.prim_ext(&mut self.kind)?),
-            "expression" => (4, r.boxed(&mut self.expression)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "kind" => (3, r.prim(&mut self.kind)),
+            "_kind" => (3, r.prim_ext(&mut self.kind)),
+            "expression" => (4, r.boxed(&mut self.expression)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -798,7 +858,7 @@ impl Object for PlanDefinitionActionCondition {
 /// Relationship to another action
 ///
 /// FHIR element `PlanDefinition.action.relatedAction`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PlanDefinitionActionRelatedAction {
     /// `PlanDefinition.action.relatedAction.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -834,31 +894,43 @@ impl PlanDefinitionActionRelatedActionOffset {
     }
 }
 
+impl std::fmt::Debug for PlanDefinitionActionRelatedAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PlanDefinitionActionRelatedAction {
     const NAME: &'static str = "PlanDefinition.action.relatedAction";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for PlanDefinitionActionRelatedAction {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "actionId" => (3, r.prim(&mut self.action_id)?),
-            "_actionId" => (3, r.prim_ext(&mut self.action_id)?),
-            "relationship" => (4, r.prim(&mut self.relationship)?),
-            "_relationship" => (4, r.prim_ext(&mut self.relationship)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "actionId" => (3, r.prim(&mut self.action_id)),
+            "_actionId" => (3, r.prim_ext(&mut self.action_id)),
+            "relationship" => (4, r.prim(&mut self.relationship)),
+            "_relationship" => (4, r.prim_ext(&mut self.relationship)),
             "offsetDuration" => (
                 5,
                 r.choice_object(
                     &mut self.offset,
                     PlanDefinitionActionRelatedActionOffset::Duration,
-                )?,
+                ),
             ),
             "offsetRange" => (
                 5,
-                r.choice_object(&mut self.offset, PlanDefinitionActionRelatedActionOffset::Range)?,
+                r.choice_object(&mut self.offset, PlanDefinitionActionRelatedActionOffset::Range),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -890,7 +962,7 @@ impl Object for PlanDefinitionActionRelatedAction {
 /// Who should participate in the action
 ///
 /// FHIR element `PlanDefinition.action.participant`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PlanDefinitionActionParticipant {
     /// `PlanDefinition.action.participant.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -906,19 +978,31 @@ pub struct PlanDefinitionActionParticipant {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for PlanDefinitionActionParticipant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PlanDefinitionActionParticipant {
     const NAME: &'static str = "PlanDefinition.action.participant";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for PlanDefinitionActionParticipant {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "role" => (4, r.boxed(&mut self.role)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "role" => (4, r.boxed(&mut self.role)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -944,7 +1028,7 @@ impl Object for PlanDefinitionActionParticipant {
 /// Dynamic aspects of the definition
 ///
 /// FHIR element `PlanDefinition.action.dynamicValue`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PlanDefinitionActionDynamicValue {
     /// `PlanDefinition.action.dynamicValue.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -960,19 +1044,31 @@ pub struct PlanDefinitionActionDynamicValue {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for PlanDefinitionActionDynamicValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PlanDefinitionActionDynamicValue {
     const NAME: &'static str = "PlanDefinition.action.dynamicValue";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for PlanDefinitionActionDynamicValue {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "path" => (3, r.prim(&mut self.path)?),
-            "_path" => (3, r.prim_ext(&mut self.path)?),
-            "expression" => (4, r.boxed(&mut self.expression)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "path" => (3, r.prim(&mut self.path)),
+            "_path" => (3, r.prim_ext(&mut self.path)),
+            "expression" => (4, r.boxed(&mut self.expression)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `Practitioner` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A person who is directly or indirectly involved in the provisioning of healthcare.
 ///
 /// FHIR resource `Practitioner`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Practitioner {
     /// `Practitioner.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -55,37 +55,49 @@ pub struct Practitioner {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Practitioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Practitioner {
     const NAME: &'static str = "Practitioner";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 18;
+}
+
+impl Members for Practitioner {
+    fn field_count(&self) -> u16 {
+        18
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "active" => (9, r.prim(&mut self.active)?),
-            "_active" => (9, r.prim_ext(&mut self.active)?),
-            "name" => (10, r.objects(&mut self.name)?),
-            "telecom" => (11, r.objects(&mut self.telecom)?),
-            "address" => (12, r.objects(&mut self.address)?),
-            "gender" => (13, r.prim(&mut self.gender)?),
-            "_gender" => (13, r.prim_ext(&mut self.gender)?),
-            "birthDate" => (14, r.prim(&mut self.birth_date)?),
-            "_birthDate" => (14, r.prim_ext(&mut self.birth_date)?),
-            "photo" => (15, r.objects(&mut self.photo)?),
-            "qualification" => (16, r.objects(&mut self.qualification)?),
-            "communication" => (17, r.objects(&mut self.communication)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "active" => (9, r.prim(&mut self.active)),
+            "_active" => (9, r.prim_ext(&mut self.active)),
+            "name" => (10, r.objects(&mut self.name)),
+            "telecom" => (11, r.objects(&mut self.telecom)),
+            "address" => (12, r.objects(&mut self.address)),
+            "gender" => (13, r.prim(&mut self.gender)),
+            "_gender" => (13, r.prim_ext(&mut self.gender)),
+            "birthDate" => (14, r.prim(&mut self.birth_date)),
+            "_birthDate" => (14, r.prim_ext(&mut self.birth_date)),
+            "photo" => (15, r.objects(&mut self.photo)),
+            "qualification" => (16, r.objects(&mut self.qualification)),
+            "communication" => (17, r.objects(&mut self.communication)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -121,7 +133,7 @@ impl Object for Practitioner {
 /// Certification, licenses, or training pertaining to the provision of care
 ///
 /// FHIR element `Practitioner.qualification`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PractitionerQualification {
     /// `Practitioner.qualification.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -141,20 +153,32 @@ pub struct PractitionerQualification {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for PractitionerQualification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PractitionerQualification {
     const NAME: &'static str = "Practitioner.qualification";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for PractitionerQualification {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (3, r.objects(&mut self.identifier)?),
-            "code" => (4, r.boxed(&mut self.code)?),
-            "period" => (5, r.boxed(&mut self.period)?),
-            "issuer" => (6, r.boxed(&mut self.issuer)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identifier" => (3, r.objects(&mut self.identifier)),
+            "code" => (4, r.boxed(&mut self.code)),
+            "period" => (5, r.boxed(&mut self.period)),
+            "issuer" => (6, r.boxed(&mut self.issuer)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `PractitionerRole` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A specific set of Roles/Locations/specialties/services that a practitioner may perform at an organization for a period of time.
 ///
 /// FHIR resource `PractitionerRole`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PractitionerRole {
     /// `PractitionerRole.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -63,40 +63,52 @@ pub struct PractitionerRole {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for PractitionerRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PractitionerRole {
     const NAME: &'static str = "PractitionerRole";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 22;
+}
+
+impl Members for PractitionerRole {
+    fn field_count(&self) -> u16 {
+        22
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "active" => (9, r.prim(&mut self.active)?),
-            "_active" => (9, r.prim_ext(&mut self.active)?),
-            "period" => (10, r.boxed(&mut self.period)?),
-            "practitioner" => (11, r.boxed(&mut self.practitioner)?),
-            "organization" => (12, r.boxed(&mut self.organization)?),
-            "code" => (13, r.objects(&mut self.code)?),
-            "specialty" => (14, r.objects(&mut self.specialty)?),
-            "location" => (15, r.objects(&mut self.location)?),
-            "healthcareService" => (16, r.objects(&mut self.healthcare_service)?),
-            "telecom" => (17, r.objects(&mut self.telecom)?),
-            "availableTime" => (18, r.objects(&mut self.available_time)?),
-            "notAvailable" => (19, r.objects(&mut self.not_available)?),
-            "availabilityExceptions" => (20, r.prim(&mut self.availability_exceptions)?),
-            "_availabilityExceptions" => (20, r.prim_ext(&mut self.availability_exceptions)?),
-            "endpoint" => (21, r.objects(&mut self.endpoint)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "active" => (9, r.prim(&mut self.active)),
+            "_active" => (9, r.prim_ext(&mut self.active)),
+            "period" => (10, r.boxed(&mut self.period)),
+            "practitioner" => (11, r.boxed(&mut self.practitioner)),
+            "organization" => (12, r.boxed(&mut self.organization)),
+            "code" => (13, r.objects(&mut self.code)),
+            "specialty" => (14, r.objects(&mut self.specialty)),
+            "location" => (15, r.objects(&mut self.location)),
+            "healthcareService" => (16, r.objects(&mut self.healthcare_service)),
+            "telecom" => (17, r.objects(&mut self.telecom)),
+            "availableTime" => (18, r.objects(&mut self.available_time)),
+            "notAvailable" => (19, r.objects(&mut self.not_available)),
+            "availabilityExceptions" => (20, r.prim(&mut self.availability_exceptions)),
+            "_availabilityExceptions" => (20, r.prim_ext(&mut self.availability_exceptions)),
+            "endpoint" => (21, r.objects(&mut self.endpoint)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -136,7 +148,7 @@ impl Object for PractitionerRole {
 /// Times the Service Site is available
 ///
 /// FHIR element `PractitionerRole.availableTime`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PractitionerRoleAvailableTime {
     /// `PractitionerRole.availableTime.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -156,24 +168,36 @@ pub struct PractitionerRoleAvailableTime {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for PractitionerRoleAvailableTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PractitionerRoleAvailableTime {
     const NAME: &'static str = "PractitionerRole.availableTime";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for PractitionerRoleAvailableTime {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "daysOfWeek" => (3, r.prim_vec(&mut self.days_of_week)?),
-            "_daysOfWeek" => (3, r.prim_vec_ext(&mut self.days_of_week)?),
-            "allDay" => (4, r.prim(&mut self.all_day)?),
-            "_allDay" => (4, r.prim_ext(&mut self.all_day)?),
-            "availableStartTime" => (5, r.prim(&mut self.available_start_time)?),
-            "_availableStartTime" => (5, r.prim_ext(&mut self.available_start_time)?),
-            "availableEndTime" => (6, r.prim(&mut self.available_end_time)?),
-            "_availableEndTime" => (6, r.prim_ext(&mut self.available_end_time)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "daysOfWeek" => (3, r.prim_vec(&mut self.days_of_week)),
+            "_daysOfWeek" => (3, r.prim_vec_ext(&mut self.days_of_week)),
+            "allDay" => (4, r.prim(&mut self.all_day)),
+            "_allDay" => (4, r.prim_ext(&mut self.all_day)),
+            "availableStartTime" => (5, r.prim(&mut self.available_start_time)),
+            "_availableStartTime" => (5, r.prim_ext(&mut self.available_start_time)),
+            "availableEndTime" => (6, r.prim(&mut self.available_end_time)),
+            "_availableEndTime" => (6, r.prim_ext(&mut self.available_end_time)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -198,7 +222,7 @@ impl Object for PractitionerRoleAvailableTime {
 /// Not available during this time due to provided reason
 ///
 /// FHIR element `PractitionerRole.notAvailable`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct PractitionerRoleNotAvailable {
     /// `PractitionerRole.notAvailable.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -214,19 +238,31 @@ pub struct PractitionerRoleNotAvailable {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for PractitionerRoleNotAvailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for PractitionerRoleNotAvailable {
     const NAME: &'static str = "PractitionerRole.notAvailable";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for PractitionerRoleNotAvailable {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "description" => (3, r.prim(&mut self.description)?),
-            "_description" => (3, r.prim_ext(&mut self.description)?),
-            "during" => (4, r.boxed(&mut self.during)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "description" => (3, r.prim(&mut self.description)),
+            "_description" => (3, r.prim_ext(&mut self.description)),
+            "during" => (4, r.boxed(&mut self.during)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `Procedure` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// An action that is or was performed on or for a patient. This can be a physical intervention like an operation, or less invasive like long term services, counseling, or hypnotherapy.
 ///
 /// FHIR resource `Procedure`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Procedure {
     /// `Procedure.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -118,91 +118,103 @@ impl ProcedurePerformed {
     }
 }
 
+impl std::fmt::Debug for Procedure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Procedure {
     const NAME: &'static str = "Procedure";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 36;
+}
+
+impl Members for Procedure {
+    fn field_count(&self) -> u16 {
+        36
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "instantiatesCanonical" => (9, r.prim_vec(&mut self.instantiates_canonical)?),
-            "_instantiatesCanonical" => (9, r.prim_vec_ext(&mut self.instantiates_canonical)?),
-            "instantiatesUri" => (10, r.prim_vec(&mut self.instantiates_uri)?),
-            "_instantiatesUri" => (10, r.prim_vec_ext(&mut self.instantiates_uri)?),
-            "basedOn" => (11, r.objects(&mut self.based_on)?),
-            "partOf" => (12, r.objects(&mut self.part_of)?),
-            "status" => (13, r.prim(&mut self.status)?),
-            "_status" => (13, r.prim_ext(&mut self.status)?),
-            "statusReason" => (14, r.boxed(&mut self.status_reason)?),
-            "category" => (15, r.boxed(&mut self.category)?),
-            "code" => (16, r.boxed(&mut self.code)?),
-            "subject" => (17, r.boxed(&mut self.subject)?),
-            "encounter" => (18, r.boxed(&mut self.encounter)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "instantiatesCanonical" => (9, r.prim_vec(&mut self.instantiates_canonical)),
+            "_instantiatesCanonical" => (9, r.prim_vec_ext(&mut self.instantiates_canonical)),
+            "instantiatesUri" => (10, r.prim_vec(&mut self.instantiates_uri)),
+            "_instantiatesUri" => (10, r.prim_vec_ext(&mut self.instantiates_uri)),
+            "basedOn" => (11, r.objects(&mut self.based_on)),
+            "partOf" => (12, r.objects(&mut self.part_of)),
+            "status" => (13, r.prim(&mut self.status)),
+            "_status" => (13, r.prim_ext(&mut self.status)),
+            "statusReason" => (14, r.boxed(&mut self.status_reason)),
+            "category" => (15, r.boxed(&mut self.category)),
+            "code" => (16, r.boxed(&mut self.code)),
+            "subject" => (17, r.boxed(&mut self.subject)),
+            "encounter" => (18, r.boxed(&mut self.encounter)),
             "performedDateTime" => (
                 19,
                 r.choice_prim(&mut self.performed, ProcedurePerformed::DateTime, |e| match e {
                     ProcedurePerformed::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_performedDateTime" => (
                 19,
                 r.choice_prim_ext(&mut self.performed, ProcedurePerformed::DateTime, |e| match e {
                     ProcedurePerformed::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "performedPeriod" => (
                 19,
-                r.choice_object(&mut self.performed, ProcedurePerformed::Period)?,
+                r.choice_object(&mut self.performed, ProcedurePerformed::Period),
             ),
             "performedString" => (
                 19,
                 r.choice_prim(&mut self.performed, ProcedurePerformed::String, |e| match e {
                     ProcedurePerformed::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_performedString" => (
                 19,
                 r.choice_prim_ext(&mut self.performed, ProcedurePerformed::String, |e| match e {
                     ProcedurePerformed::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "performedAge" => (19, r.choice_object(&mut self.performed, ProcedurePerformed::Age)?),
+            "performedAge" => (19, r.choice_object(&mut self.performed, ProcedurePerformed::Age)),
             "performedRange" => (
                 19,
-                r.choice_object(&mut self.performed, ProcedurePerformed::Range)?,
+                r.choice_object(&mut self.performed, ProcedurePerformed::Range),
             ),
-            "recorder" => (20, r.boxed(&mut self.recorder)?),
-            "asserter" => (21, r.boxed(&mut self.asserter)?),
-            "performer" => (22, r.objects(&mut self.performer)?),
-            "location" => (23, r.boxed(&mut self.location)?),
-            "reasonCode" => (24, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (25, r.objects(&mut self.reason_reference)?),
-            "bodySite" => (26, r.objects(&mut self.body_site)?),
-            "outcome" => (27, r.boxed(&mut self.outcome)?),
-            "report" => (28, r.objects(&mut self.report)?),
-            "complication" => (29, r.objects(&mut self.complication)?),
-            "complicationDetail" => (30, r.objects(&mut self.complication_detail)?),
-            "followUp" => (31, r.objects(&mut self.follow_up)?),
-            "note" => (32, r.objects(&mut self.note)?),
-            "focalDevice" => (33, r.objects(&mut self.focal_device)?),
-            "usedReference" => (34, r.objects(&mut self.used_reference)?),
-            "usedCode" => (35, r.objects(&mut self.used_code)?),
+            "recorder" => (20, r.boxed(&mut self.recorder)),
+            "asserter" => (21, r.boxed(&mut self.asserter)),
+            "performer" => (22, r.objects(&mut self.performer)),
+            "location" => (23, r.boxed(&mut self.location)),
+            "reasonCode" => (24, r.objects(&mut self.reason_code)),
+            "reasonReference" => (25, r.objects(&mut self.reason_reference)),
+            "bodySite" => (26, r.objects(&mut self.body_site)),
+            "outcome" => (27, r.boxed(&mut self.outcome)),
+            "report" => (28, r.objects(&mut self.report)),
+            "complication" => (29, r.objects(&mut self.complication)),
+            "complicationDetail" => (30, r.objects(&mut self.complication_detail)),
+            "followUp" => (31, r.objects(&mut self.follow_up)),
+            "note" => (32, r.objects(&mut self.note)),
+            "focalDevice" => (33, r.objects(&mut self.focal_device)),
+            "usedReference" => (34, r.objects(&mut self.used_reference)),
+            "usedCode" => (35, r.objects(&mut self.used_code)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -264,7 +276,7 @@ impl Object for Procedure {
 /// The people who performed the procedure
 ///
 /// FHIR element `Procedure.performer`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ProcedurePerformer {
     /// `Procedure.performer.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -282,19 +294,31 @@ pub struct ProcedurePerformer {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ProcedurePerformer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ProcedurePerformer {
     const NAME: &'static str = "Procedure.performer";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ProcedurePerformer {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "function" => (3, r.boxed(&mut self.function)?),
-            "actor" => (4, r.boxed(&mut self.actor)?),
-            "onBehalfOf" => (5, r.boxed(&mut self.on_behalf_of)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "function" => (3, r.boxed(&mut self.function)),
+            "actor" => (4, r.boxed(&mut self.actor)),
+            "onBehalfOf" => (5, r.boxed(&mut self.on_behalf_of)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -321,7 +345,7 @@ impl Object for ProcedurePerformer {
 /// Manipulated, implanted, or removed device
 ///
 /// FHIR element `Procedure.focalDevice`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ProcedureFocalDevice {
     /// `Procedure.focalDevice.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -337,18 +361,30 @@ pub struct ProcedureFocalDevice {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ProcedureFocalDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ProcedureFocalDevice {
     const NAME: &'static str = "Procedure.focalDevice";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ProcedureFocalDevice {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "action" => (3, r.boxed(&mut self.action)?),
-            "manipulated" => (4, r.boxed(&mut self.manipulated)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "action" => (3, r.boxed(&mut self.action)),
+            "manipulated" => (4, r.boxed(&mut self.manipulated)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `Provenance` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Provenance of a resource is a record that describes entities and processes involved in producing and delivering or otherwise influencing that resource. Provenance provides a critical foundation for assessing authenticity, enabling trust, and allowing reproducibility. Provenance assertions are a form of contextual metadata and can themselves become important records with their own provenance. Provenance statement indicates clinical significance in terms of confidence in authenticity, reliability, and trustworthiness, integrity, and stage in lifecycle (e.g. Document Completion - has the artifact been legally authenticated), all of which may impact security, privacy, and trust policies.
 ///
 /// FHIR resource `Provenance`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Provenance {
     /// `Provenance.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -73,53 +73,62 @@ impl ProvenanceOccurred {
     }
 }
 
+impl std::fmt::Debug for Provenance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Provenance {
     const NAME: &'static str = "Provenance";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 18;
+}
+
+impl Members for Provenance {
+    fn field_count(&self) -> u16 {
+        18
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "target" => (8, r.objects(&mut self.target)?),
-            "occurredPeriod" => (
-                9,
-                r.choice_object(&mut self.occurred, ProvenanceOccurred::Period)?,
-            ),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "target" => (8, r.objects(&mut self.target)),
+            "occurredPeriod" => (9, r.choice_object(&mut self.occurred, ProvenanceOccurred::Period)),
             "occurredDateTime" => (
                 9,
                 r.choice_prim(&mut self.occurred, ProvenanceOccurred::DateTime, |e| match e {
                     ProvenanceOccurred::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_occurredDateTime" => (
                 9,
                 r.choice_prim_ext(&mut self.occurred, ProvenanceOccurred::DateTime, |e| match e {
                     ProvenanceOccurred::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "recorded" => (10, r.prim(&mut self.recorded)?),
-            "_recorded" => (10, r.prim_ext(&mut self.recorded)?),
-            "policy" => (11, r.prim_vec(&mut self.policy)?),
-            "_policy" => (11, r.prim_vec_ext(&mut self.policy)?),
-            "location" => (12, r.boxed(&mut self.location)?),
-            "reason" => (13, r.objects(&mut self.reason)?),
-            "activity" => (14, r.boxed(&mut self.activity)?),
-            "agent" => (15, r.objects(&mut self.agent)?),
-            "entity" => (16, r.objects(&mut self.entity)?),
-            "signature" => (17, r.objects(&mut self.signature)?),
+            "recorded" => (10, r.prim(&mut self.recorded)),
+            "_recorded" => (10, r.prim_ext(&mut self.recorded)),
+            "policy" => (11, r.prim_vec(&mut self.policy)),
+            "_policy" => (11, r.prim_vec_ext(&mut self.policy)),
+            "location" => (12, r.boxed(&mut self.location)),
+            "reason" => (13, r.objects(&mut self.reason)),
+            "activity" => (14, r.boxed(&mut self.activity)),
+            "agent" => (15, r.objects(&mut self.agent)),
+            "entity" => (16, r.objects(&mut self.entity)),
+            "signature" => (17, r.objects(&mut self.signature)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -164,7 +173,7 @@ impl Object for Provenance {
 /// Actor involved
 ///
 /// FHIR element `Provenance.agent`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ProvenanceAgent {
     /// `Provenance.agent.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -184,20 +193,32 @@ pub struct ProvenanceAgent {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ProvenanceAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ProvenanceAgent {
     const NAME: &'static str = "Provenance.agent";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ProvenanceAgent {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "role" => (4, r.objects(&mut self.role)?),
-            "who" => (5, r.boxed(&mut self.who)?),
-            "onBehalfOf" => (6, r.boxed(&mut self.on_behalf_of)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "role" => (4, r.objects(&mut self.role)),
+            "who" => (5, r.boxed(&mut self.who)),
+            "onBehalfOf" => (6, r.boxed(&mut self.on_behalf_of)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -225,7 +246,7 @@ impl Object for ProvenanceAgent {
 /// An entity used in this activity
 ///
 /// FHIR element `Provenance.entity`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ProvenanceEntity {
     /// `Provenance.entity.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -243,20 +264,32 @@ pub struct ProvenanceEntity {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ProvenanceEntity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ProvenanceEntity {
     const NAME: &'static str = "Provenance.entity";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ProvenanceEntity {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "role" => (3, r.prim(&mut self.role)?),
-            "_role" => (3, r.prim_ext(&mut self.role)?),
-            "what" => (4, r.boxed(&mut self.what)?),
-            "agent" => (5, r.objects(&mut self.agent)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "role" => (3, r.prim(&mut self.role)),
+            "_role" => (3, r.prim_ext(&mut self.role)),
+            "what" => (4, r.boxed(&mut self.what)),
+            "agent" => (5, r.objects(&mut self.agent)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

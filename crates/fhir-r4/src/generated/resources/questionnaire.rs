@@ -4,7 +4,7 @@
 //! The R4 `Questionnaire` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A structured set of questions intended to guide the collection of answers from end-users. Questionnaires provide detailed control over order, presentation, phraseology and grouping to allow coherent, consistent data collection.
 ///
 /// FHIR resource `Questionnaire`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Questionnaire {
     /// `Questionnaire.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -79,61 +79,73 @@ pub struct Questionnaire {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Questionnaire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Questionnaire {
     const NAME: &'static str = "Questionnaire";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 30;
+}
+
+impl Members for Questionnaire {
+    fn field_count(&self) -> u16 {
+        30
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "derivedFrom" => (13, r.prim_vec(&mut self.derived_from)?),
-            "_derivedFrom" => (13, r.prim_vec_ext(&mut self.derived_from)?),
-            "status" => (14, r.prim(&mut self.status)?),
-            "_status" => (14, r.prim_ext(&mut self.status)?),
-            "experimental" => (15, r.prim(&mut self.experimental)?),
-            "_experimental" => (15, r.prim_ext(&mut self.experimental)?),
-            "subjectType" => (16, r.prim_vec(&mut self.subject_type)?),
-            "_subjectType" => (16, r.prim_vec_ext(&mut self.subject_type)?),
-            "date" => (17, r.prim(&mut self.date)?),
-            "_date" => (17, r.prim_ext(&mut self.date)?),
-            "publisher" => (18, r.prim(&mut self.publisher)?),
-            "_publisher" => (18, r.prim_ext(&mut self.publisher)?),
-            "contact" => (19, r.objects(&mut self.contact)?),
-            "description" => (20, r.prim(&mut self.description)?),
-            "_description" => (20, r.prim_ext(&mut self.description)?),
-            "useContext" => (21, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (22, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (23, r.prim(&mut self.purpose)?),
-            "_purpose" => (23, r.prim_ext(&mut self.purpose)?),
-            "copyright" => (24, r.prim(&mut self.copyright)?),
-            "_copyright" => (24, r.prim_ext(&mut self.copyright)?),
-            "approvalDate" => (25, r.prim(&mut self.approval_date)?),
-            "_approvalDate" => (25, r.prim_ext(&mut self.approval_date)?),
-            "lastReviewDate" => (26, r.prim(&mut self.last_review_date)?),
-            "_lastReviewDate" => (26, r.prim_ext(&mut self.last_review_date)?),
-            "effectivePeriod" => (27, r.boxed(&mut self.effective_period)?),
-            "code" => (28, r.objects(&mut self.code)?),
-            "item" => (29, r.objects(&mut self.item)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "derivedFrom" => (13, r.prim_vec(&mut self.derived_from)),
+            "_derivedFrom" => (13, r.prim_vec_ext(&mut self.derived_from)),
+            "status" => (14, r.prim(&mut self.status)),
+            "_status" => (14, r.prim_ext(&mut self.status)),
+            "experimental" => (15, r.prim(&mut self.experimental)),
+            "_experimental" => (15, r.prim_ext(&mut self.experimental)),
+            "subjectType" => (16, r.prim_vec(&mut self.subject_type)),
+            "_subjectType" => (16, r.prim_vec_ext(&mut self.subject_type)),
+            "date" => (17, r.prim(&mut self.date)),
+            "_date" => (17, r.prim_ext(&mut self.date)),
+            "publisher" => (18, r.prim(&mut self.publisher)),
+            "_publisher" => (18, r.prim_ext(&mut self.publisher)),
+            "contact" => (19, r.objects(&mut self.contact)),
+            "description" => (20, r.prim(&mut self.description)),
+            "_description" => (20, r.prim_ext(&mut self.description)),
+            "useContext" => (21, r.objects(&mut self.use_context)),
+            "jurisdiction" => (22, r.objects(&mut self.jurisdiction)),
+            "purpose" => (23, r.prim(&mut self.purpose)),
+            "_purpose" => (23, r.prim_ext(&mut self.purpose)),
+            "copyright" => (24, r.prim(&mut self.copyright)),
+            "_copyright" => (24, r.prim_ext(&mut self.copyright)),
+            "approvalDate" => (25, r.prim(&mut self.approval_date)),
+            "_approvalDate" => (25, r.prim_ext(&mut self.approval_date)),
+            "lastReviewDate" => (26, r.prim(&mut self.last_review_date)),
+            "_lastReviewDate" => (26, r.prim_ext(&mut self.last_review_date)),
+            "effectivePeriod" => (27, r.boxed(&mut self.effective_period)),
+            "code" => (28, r.objects(&mut self.code)),
+            "item" => (29, r.objects(&mut self.item)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -184,7 +196,7 @@ impl Object for Questionnaire {
 /// Questions and sections within the Questionnaire
 ///
 /// FHIR element `Questionnaire.item`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct QuestionnaireItem {
     /// `Questionnaire.item.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -228,43 +240,55 @@ pub struct QuestionnaireItem {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for QuestionnaireItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for QuestionnaireItem {
     const NAME: &'static str = "Questionnaire.item";
-    const FIELDS: u16 = 19;
+}
+
+impl Members for QuestionnaireItem {
+    fn field_count(&self) -> u16 {
+        19
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "linkId" => (3, r.prim(&mut self.link_id)?),
-            "_linkId" => (3, r.prim_ext(&mut self.link_id)?),
-            "definition" => (4, r.prim(&mut self.definition)?),
-            "_definition" => (4, r.prim_ext(&mut self.definition)?),
-            "code" => (5, r.objects(&mut self.code)?),
-            "prefix" => (6, r.prim(&mut self.prefix)?),
-            "_prefix" => (6, r.prim_ext(&mut self.prefix)?),
-            "text" => (7, r.prim(&mut self.text)?),
-            "_text" => (7, r.prim_ext(&mut self.text)?),
-            "type" => (8, r.prim(&mut self.type_)?),
-            "_type" => (8, r.prim_ext(&mut self.type_)?),
-            "enableWhen" => (9, r.objects(&mut self.enable_when)?),
-            "enableBehavior" => (10, r.prim(&mut self.enable_behavior)?),
-            "_enableBehavior" => (10, r.prim_ext(&mut self.enable_behavior)?),
-            "required" => (11, r.prim(&mut self.required)?),
-            "_required" => (11, r.prim_ext(&mut self.required)?),
-            "repeats" => (12, r.prim(&mut self.repeats)?),
-            "_repeats" => (12, r.prim_ext(&mut self.repeats)?),
-            "readOnly" => (13, r.prim(&mut self.read_only)?),
-            "_readOnly" => (13, r.prim_ext(&mut self.read_only)?),
-            "maxLength" => (14, r.prim(&mut self.max_length)?),
-            "_maxLength" => (14, r.prim_ext(&mut self.max_length)?),
-            "answerValueSet" => (15, r.prim(&mut self.answer_value_set)?),
-            "_answerValueSet" => (15, r.prim_ext(&mut self.answer_value_set)?),
-            "answerOption" => (16, r.objects(&mut self.answer_option)?),
-            "initial" => (17, r.objects(&mut self.initial)?),
-            "item" => (18, r.objects(&mut self.item)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "linkId" => (3, r.prim(&mut self.link_id)),
+            "_linkId" => (3, r.prim_ext(&mut self.link_id)),
+            "definition" => (4, r.prim(&mut self.definition)),
+            "_definition" => (4, r.prim_ext(&mut self.definition)),
+            "code" => (5, r.objects(&mut self.code)),
+            "prefix" => (6, r.prim(&mut self.prefix)),
+            "_prefix" => (6, r.prim_ext(&mut self.prefix)),
+            "text" => (7, r.prim(&mut self.text)),
+            "_text" => (7, r.prim_ext(&mut self.text)),
+            "type" => (8, r.prim(&mut self.type_)),
+            "_type" => (8, r.prim_ext(&mut self.type_)),
+            "enableWhen" => (9, r.objects(&mut self.enable_when)),
+            "enableBehavior" => (10, r.prim(&mut self.enable_behavior)),
+            "_enableBehavior" => (10, r.prim_ext(&mut self.enable_behavior)),
+            "required" => (11, r.prim(&mut self.required)),
+            "_required" => (11, r.prim_ext(&mut self.required)),
+            "repeats" => (12, r.prim(&mut self.repeats)),
+            "_repeats" => (12, r.prim_ext(&mut self.repeats)),
+            "readOnly" => (13, r.prim(&mut self.read_only)),
+            "_readOnly" => (13, r.prim_ext(&mut self.read_only)),
+            "maxLength" => (14, r.prim(&mut self.max_length)),
+            "_maxLength" => (14, r.prim_ext(&mut self.max_length)),
+            "answerValueSet" => (15, r.prim(&mut self.answer_value_set)),
+            "_answerValueSet" => (15, r.prim_ext(&mut self.answer_value_set)),
+            "answerOption" => (16, r.objects(&mut self.answer_option)),
+            "initial" => (17, r.objects(&mut self.initial)),
+            "item" => (18, r.objects(&mut self.item)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -305,7 +329,7 @@ impl Object for QuestionnaireItem {
 /// Only allow data when
 ///
 /// FHIR element `Questionnaire.item.enableWhen`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct QuestionnaireItemEnableWhen {
     /// `Questionnaire.item.enableWhen.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -365,18 +389,29 @@ impl QuestionnaireItemEnableWhenAnswer {
     }
 }
 
+impl std::fmt::Debug for QuestionnaireItemEnableWhen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for QuestionnaireItemEnableWhen {
     const NAME: &'static str = "Questionnaire.item.enableWhen";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for QuestionnaireItemEnableWhen {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "question" => (3, r.prim(&mut self.question)?),
-            "_question" => (3, r.prim_ext(&mut self.question)?),
-            "operator" => (4, r.prim(&mut self.operator)?),
-            "_operator" => (4, r.prim_ext(&mut self.operator)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "question" => (3, r.prim(&mut self.question)),
+            "_question" => (3, r.prim_ext(&mut self.question)),
+            "operator" => (4, r.prim(&mut self.operator)),
+            "_operator" => (4, r.prim_ext(&mut self.operator)),
             "answerBoolean" => (
                 5,
                 r.choice_prim(
@@ -386,7 +421,7 @@ impl Object for QuestionnaireItemEnableWhen {
                         QuestionnaireItemEnableWhenAnswer::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_answerBoolean" => (
                 5,
@@ -397,7 +432,7 @@ impl Object for QuestionnaireItemEnableWhen {
                         QuestionnaireItemEnableWhenAnswer::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "answerDecimal" => (
                 5,
@@ -408,7 +443,7 @@ impl Object for QuestionnaireItemEnableWhen {
                         QuestionnaireItemEnableWhenAnswer::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_answerDecimal" => (
                 5,
@@ -419,7 +454,7 @@ impl Object for QuestionnaireItemEnableWhen {
                         QuestionnaireItemEnableWhenAnswer::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "answerInteger" => (
                 5,
@@ -430,7 +465,7 @@ impl Object for QuestionnaireItemEnableWhen {
                         QuestionnaireItemEnableWhenAnswer::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_answerInteger" => (
                 5,
@@ -441,7 +476,7 @@ impl Object for QuestionnaireItemEnableWhen {
                         QuestionnaireItemEnableWhenAnswer::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "answerDate" => (
                 5,
@@ -452,7 +487,7 @@ impl Object for QuestionnaireItemEnableWhen {
                         QuestionnaireItemEnableWhenAnswer::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_answerDate" => (
                 5,
@@ -463,7 +498,7 @@ impl Object for QuestionnaireItemEnableWhen {
                         QuestionnaireItemEnableWhenAnswer::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "answerDateTime" => (
                 5,
@@ -474,7 +509,7 @@ impl Object for QuestionnaireItemEnableWhen {
                         QuestionnaireItemEnableWhenAnswer::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_answerDateTime" => (
                 5,
@@ -485,7 +520,7 @@ impl Object for QuestionnaireItemEnableWhen {
                         QuestionnaireItemEnableWhenAnswer::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "answerTime" => (
                 5,
@@ -496,7 +531,7 @@ impl Object for QuestionnaireItemEnableWhen {
                         QuestionnaireItemEnableWhenAnswer::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_answerTime" => (
                 5,
@@ -507,7 +542,7 @@ impl Object for QuestionnaireItemEnableWhen {
                         QuestionnaireItemEnableWhenAnswer::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "answerString" => (
                 5,
@@ -518,7 +553,7 @@ impl Object for QuestionnaireItemEnableWhen {
                         QuestionnaireItemEnableWhenAnswer::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_answerString" => (
                 5,
@@ -529,22 +564,23 @@ impl Object for QuestionnaireItemEnableWhen {
                         QuestionnaireItemEnableWhenAnswer::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "answerCoding" => (
                 5,
-                r.choice_object(&mut self.answer, QuestionnaireItemEnableWhenAnswer::Coding)?,
+                r.choice_object(&mut self.answer, QuestionnaireItemEnableWhenAnswer::Coding),
             ),
             "answerQuantity" => (
                 5,
-                r.choice_object(&mut self.answer, QuestionnaireItemEnableWhenAnswer::Quantity)?,
+                r.choice_object(&mut self.answer, QuestionnaireItemEnableWhenAnswer::Quantity),
             ),
             "answerReference" => (
                 5,
-                r.choice_object(&mut self.answer, QuestionnaireItemEnableWhenAnswer::Reference)?,
+                r.choice_object(&mut self.answer, QuestionnaireItemEnableWhenAnswer::Reference),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -577,7 +613,7 @@ impl Object for QuestionnaireItemEnableWhen {
 /// Permitted answer
 ///
 /// FHIR element `Questionnaire.item.answerOption`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct QuestionnaireItemAnswerOption {
     /// `Questionnaire.item.answerOption.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -623,14 +659,25 @@ impl QuestionnaireItemAnswerOptionValue {
     }
 }
 
+impl std::fmt::Debug for QuestionnaireItemAnswerOption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for QuestionnaireItemAnswerOption {
     const NAME: &'static str = "Questionnaire.item.answerOption";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for QuestionnaireItemAnswerOption {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "valueInteger" => (
                 3,
                 r.choice_prim(
@@ -640,7 +687,7 @@ impl Object for QuestionnaireItemAnswerOption {
                         QuestionnaireItemAnswerOptionValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueInteger" => (
                 3,
@@ -651,7 +698,7 @@ impl Object for QuestionnaireItemAnswerOption {
                         QuestionnaireItemAnswerOptionValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueDate" => (
                 3,
@@ -662,7 +709,7 @@ impl Object for QuestionnaireItemAnswerOption {
                         QuestionnaireItemAnswerOptionValue::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDate" => (
                 3,
@@ -673,7 +720,7 @@ impl Object for QuestionnaireItemAnswerOption {
                         QuestionnaireItemAnswerOptionValue::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueTime" => (
                 3,
@@ -684,7 +731,7 @@ impl Object for QuestionnaireItemAnswerOption {
                         QuestionnaireItemAnswerOptionValue::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueTime" => (
                 3,
@@ -695,7 +742,7 @@ impl Object for QuestionnaireItemAnswerOption {
                         QuestionnaireItemAnswerOptionValue::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueString" => (
                 3,
@@ -706,7 +753,7 @@ impl Object for QuestionnaireItemAnswerOption {
                         QuestionnaireItemAnswerOptionValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueString" => (
                 3,
@@ -717,20 +764,21 @@ impl Object for QuestionnaireItemAnswerOption {
                         QuestionnaireItemAnswerOptionValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueCoding" => (
                 3,
-                r.choice_object(&mut self.value, QuestionnaireItemAnswerOptionValue::Coding)?,
+                r.choice_object(&mut self.value, QuestionnaireItemAnswerOptionValue::Coding),
             ),
             "valueReference" => (
                 3,
-                r.choice_object(&mut self.value, QuestionnaireItemAnswerOptionValue::Reference)?,
+                r.choice_object(&mut self.value, QuestionnaireItemAnswerOptionValue::Reference),
             ),
-            "initialSelected" => (4, r.prim(&mut self.initial_selected)?),
-            "_initialSelected" => (4, r.prim_ext(&mut self.initial_selected)?),
+            "initialSelected" => (4, r.prim(&mut self.initial_selected)),
+            "_initialSelected" => (4, r.prim_ext(&mut self.initial_selected)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -760,7 +808,7 @@ impl Object for QuestionnaireItemAnswerOption {
 /// Initial value(s) when item is first rendered
 ///
 /// FHIR element `Questionnaire.item.initial`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct QuestionnaireItemInitial {
     /// `Questionnaire.item.initial.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -822,14 +870,25 @@ impl QuestionnaireItemInitialValue {
     }
 }
 
+impl std::fmt::Debug for QuestionnaireItemInitial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for QuestionnaireItemInitial {
     const NAME: &'static str = "Questionnaire.item.initial";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for QuestionnaireItemInitial {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "valueBoolean" => (
                 3,
                 r.choice_prim(
@@ -839,7 +898,7 @@ impl Object for QuestionnaireItemInitial {
                         QuestionnaireItemInitialValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueBoolean" => (
                 3,
@@ -850,7 +909,7 @@ impl Object for QuestionnaireItemInitial {
                         QuestionnaireItemInitialValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueDecimal" => (
                 3,
@@ -861,7 +920,7 @@ impl Object for QuestionnaireItemInitial {
                         QuestionnaireItemInitialValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDecimal" => (
                 3,
@@ -872,7 +931,7 @@ impl Object for QuestionnaireItemInitial {
                         QuestionnaireItemInitialValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueInteger" => (
                 3,
@@ -883,7 +942,7 @@ impl Object for QuestionnaireItemInitial {
                         QuestionnaireItemInitialValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueInteger" => (
                 3,
@@ -894,7 +953,7 @@ impl Object for QuestionnaireItemInitial {
                         QuestionnaireItemInitialValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueDate" => (
                 3,
@@ -905,7 +964,7 @@ impl Object for QuestionnaireItemInitial {
                         QuestionnaireItemInitialValue::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDate" => (
                 3,
@@ -916,7 +975,7 @@ impl Object for QuestionnaireItemInitial {
                         QuestionnaireItemInitialValue::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueDateTime" => (
                 3,
@@ -927,7 +986,7 @@ impl Object for QuestionnaireItemInitial {
                         QuestionnaireItemInitialValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDateTime" => (
                 3,
@@ -938,7 +997,7 @@ impl Object for QuestionnaireItemInitial {
                         QuestionnaireItemInitialValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueTime" => (
                 3,
@@ -949,7 +1008,7 @@ impl Object for QuestionnaireItemInitial {
                         QuestionnaireItemInitialValue::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueTime" => (
                 3,
@@ -960,7 +1019,7 @@ impl Object for QuestionnaireItemInitial {
                         QuestionnaireItemInitialValue::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueString" => (
                 3,
@@ -971,7 +1030,7 @@ impl Object for QuestionnaireItemInitial {
                         QuestionnaireItemInitialValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueString" => (
                 3,
@@ -982,40 +1041,41 @@ impl Object for QuestionnaireItemInitial {
                         QuestionnaireItemInitialValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueUri" => (
                 3,
                 r.choice_prim(&mut self.value, QuestionnaireItemInitialValue::Uri, |e| match e {
                     QuestionnaireItemInitialValue::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUri" => (
                 3,
                 r.choice_prim_ext(&mut self.value, QuestionnaireItemInitialValue::Uri, |e| match e {
                     QuestionnaireItemInitialValue::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueAttachment" => (
                 3,
-                r.choice_object(&mut self.value, QuestionnaireItemInitialValue::Attachment)?,
+                r.choice_object(&mut self.value, QuestionnaireItemInitialValue::Attachment),
             ),
             "valueCoding" => (
                 3,
-                r.choice_object(&mut self.value, QuestionnaireItemInitialValue::Coding)?,
+                r.choice_object(&mut self.value, QuestionnaireItemInitialValue::Coding),
             ),
             "valueQuantity" => (
                 3,
-                r.choice_object(&mut self.value, QuestionnaireItemInitialValue::Quantity)?,
+                r.choice_object(&mut self.value, QuestionnaireItemInitialValue::Quantity),
             ),
             "valueReference" => (
                 3,
-                r.choice_object(&mut self.value, QuestionnaireItemInitialValue::Reference)?,
+                r.choice_object(&mut self.value, QuestionnaireItemInitialValue::Reference),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `QuestionnaireResponse` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A structured set of questions and their answers. The questions are ordered and grouped into coherent subsets, corresponding to the structure of the grouping of the questionnaire being responded to.
 ///
 /// FHIR resource `QuestionnaireResponse`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct QuestionnaireResponse {
     /// `QuestionnaireResponse.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -57,38 +57,50 @@ pub struct QuestionnaireResponse {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for QuestionnaireResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for QuestionnaireResponse {
     const NAME: &'static str = "QuestionnaireResponse";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 19;
+}
+
+impl Members for QuestionnaireResponse {
+    fn field_count(&self) -> u16 {
+        19
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.boxed(&mut self.identifier)?),
-            "basedOn" => (9, r.objects(&mut self.based_on)?),
-            "partOf" => (10, r.objects(&mut self.part_of)?),
-            "questionnaire" => (11, r.prim(&mut self.questionnaire)?),
-            "_questionnaire" => (11, r.prim_ext(&mut self.questionnaire)?),
-            "status" => (12, r.prim(&mut self.status)?),
-            "_status" => (12, r.prim_ext(&mut self.status)?),
-            "subject" => (13, r.boxed(&mut self.subject)?),
-            "encounter" => (14, r.boxed(&mut self.encounter)?),
-            "authored" => (15, r.prim(&mut self.authored)?),
-            "_authored" => (15, r.prim_ext(&mut self.authored)?),
-            "author" => (16, r.boxed(&mut self.author)?),
-            "source" => (17, r.boxed(&mut self.source)?),
-            "item" => (18, r.objects(&mut self.item)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.boxed(&mut self.identifier)),
+            "basedOn" => (9, r.objects(&mut self.based_on)),
+            "partOf" => (10, r.objects(&mut self.part_of)),
+            "questionnaire" => (11, r.prim(&mut self.questionnaire)),
+            "_questionnaire" => (11, r.prim_ext(&mut self.questionnaire)),
+            "status" => (12, r.prim(&mut self.status)),
+            "_status" => (12, r.prim_ext(&mut self.status)),
+            "subject" => (13, r.boxed(&mut self.subject)),
+            "encounter" => (14, r.boxed(&mut self.encounter)),
+            "authored" => (15, r.prim(&mut self.authored)),
+            "_authored" => (15, r.prim_ext(&mut self.authored)),
+            "author" => (16, r.boxed(&mut self.author)),
+            "source" => (17, r.boxed(&mut self.source)),
+            "item" => (18, r.objects(&mut self.item)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -128,7 +140,7 @@ impl Object for QuestionnaireResponse {
 /// Groups and questions
 ///
 /// FHIR element `QuestionnaireResponse.item`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct QuestionnaireResponseItem {
     /// `QuestionnaireResponse.item.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -150,24 +162,36 @@ pub struct QuestionnaireResponseItem {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for QuestionnaireResponseItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for QuestionnaireResponseItem {
     const NAME: &'static str = "QuestionnaireResponse.item";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for QuestionnaireResponseItem {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "linkId" => (3, r.prim(&mut self.link_id)?),
-            "_linkId" => (3, r.prim_ext(&mut self.link_id)?),
-            "definition" => (4, r.prim(&mut self.definition)?),
-            "_definition" => (4, r.prim_ext(&mut self.definition)?),
-            "text" => (5, r.prim(&mut self.text)?),
-            "_text" => (5, r.prim_ext(&mut self.text)?),
-            "answer" => (6, r.objects(&mut self.answer)?),
-            "item" => (7, r.objects(&mut self.item)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "linkId" => (3, r.prim(&mut self.link_id)),
+            "_linkId" => (3, r.prim_ext(&mut self.link_id)),
+            "definition" => (4, r.prim(&mut self.definition)),
+            "_definition" => (4, r.prim_ext(&mut self.definition)),
+            "text" => (5, r.prim(&mut self.text)),
+            "_text" => (5, r.prim_ext(&mut self.text)),
+            "answer" => (6, r.objects(&mut self.answer)),
+            "item" => (7, r.objects(&mut self.item)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -196,7 +220,7 @@ impl Object for QuestionnaireResponseItem {
 /// The response(s) to the question
 ///
 /// FHIR element `QuestionnaireResponse.item.answer`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct QuestionnaireResponseItemAnswer {
     /// `QuestionnaireResponse.item.answer.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -260,14 +284,25 @@ impl QuestionnaireResponseItemAnswerValue {
     }
 }
 
+impl std::fmt::Debug for QuestionnaireResponseItemAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for QuestionnaireResponseItemAnswer {
     const NAME: &'static str = "QuestionnaireResponse.item.answer";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for QuestionnaireResponseItemAnswer {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "valueBoolean" => (
                 3,
                 r.choice_prim(
@@ -277,7 +312,7 @@ impl Object for QuestionnaireResponseItemAnswer {
                         QuestionnaireResponseItemAnswerValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueBoolean" => (
                 3,
@@ -288,7 +323,7 @@ impl Object for QuestionnaireResponseItemAnswer {
                         QuestionnaireResponseItemAnswerValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueDecimal" => (
                 3,
@@ -299,7 +334,7 @@ impl Object for QuestionnaireResponseItemAnswer {
                         QuestionnaireResponseItemAnswerValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDecimal" => (
                 3,
@@ -310,7 +345,7 @@ impl Object for QuestionnaireResponseItemAnswer {
                         QuestionnaireResponseItemAnswerValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueInteger" => (
                 3,
@@ -321,7 +356,7 @@ impl Object for QuestionnaireResponseItemAnswer {
                         QuestionnaireResponseItemAnswerValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueInteger" => (
                 3,
@@ -332,7 +367,7 @@ impl Object for QuestionnaireResponseItemAnswer {
                         QuestionnaireResponseItemAnswerValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueDate" => (
                 3,
@@ -343,7 +378,7 @@ impl Object for QuestionnaireResponseItemAnswer {
                         QuestionnaireResponseItemAnswerValue::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDate" => (
                 3,
@@ -354,7 +389,7 @@ impl Object for QuestionnaireResponseItemAnswer {
                         QuestionnaireResponseItemAnswerValue::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueDateTime" => (
                 3,
@@ -365,7 +400,7 @@ impl Object for QuestionnaireResponseItemAnswer {
                         QuestionnaireResponseItemAnswerValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDateTime" => (
                 3,
@@ -376,7 +411,7 @@ impl Object for QuestionnaireResponseItemAnswer {
                         QuestionnaireResponseItemAnswerValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueTime" => (
                 3,
@@ -387,7 +422,7 @@ impl Object for QuestionnaireResponseItemAnswer {
                         QuestionnaireResponseItemAnswerValue::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueTime" => (
                 3,
@@ -398,7 +433,7 @@ impl Object for QuestionnaireResponseItemAnswer {
                         QuestionnaireResponseItemAnswerValue::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueString" => (
                 3,
@@ -409,7 +444,7 @@ impl Object for QuestionnaireResponseItemAnswer {
                         QuestionnaireResponseItemAnswerValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueString" => (
                 3,
@@ -420,7 +455,7 @@ impl Object for QuestionnaireResponseItemAnswer {
                         QuestionnaireResponseItemAnswerValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueUri" => (
                 3,
@@ -431,7 +466,7 @@ impl Object for QuestionnaireResponseItemAnswer {
                         QuestionnaireResponseItemAnswerValue::Uri(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueUri" => (
                 3,
@@ -442,27 +477,28 @@ impl Object for QuestionnaireResponseItemAnswer {
                         QuestionnaireResponseItemAnswerValue::Uri(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueAttachment" => (
                 3,
-                r.choice_object(&mut self.value, QuestionnaireResponseItemAnswerValue::Attachment)?,
+                r.choice_object(&mut self.value, QuestionnaireResponseItemAnswerValue::Attachment),
             ),
             "valueCoding" => (
                 3,
-                r.choice_object(&mut self.value, QuestionnaireResponseItemAnswerValue::Coding)?,
+                r.choice_object(&mut self.value, QuestionnaireResponseItemAnswerValue::Coding),
             ),
             "valueQuantity" => (
                 3,
-                r.choice_object(&mut self.value, QuestionnaireResponseItemAnswerValue::Quantity)?,
+                r.choice_object(&mut self.value, QuestionnaireResponseItemAnswerValue::Quantity),
             ),
             "valueReference" => (
                 3,
-                r.choice_object(&mut self.value, QuestionnaireResponseItemAnswerValue::Reference)?,
+                r.choice_object(&mut self.value, QuestionnaireResponseItemAnswerValue::Reference),
             ),
-            "item" => (4, r.objects(&mut self.item)?),
+            "item" => (4, r.objects(&mut self.item)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

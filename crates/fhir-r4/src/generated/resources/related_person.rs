@@ -4,7 +4,7 @@
 //! The R4 `RelatedPerson` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Information about a person that is involved in the care for a patient, but who is not the target of healthcare, nor has a formal responsibility in the care process.
 ///
 /// FHIR resource `RelatedPerson`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct RelatedPerson {
     /// `RelatedPerson.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -59,39 +59,51 @@ pub struct RelatedPerson {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for RelatedPerson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for RelatedPerson {
     const NAME: &'static str = "RelatedPerson";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 20;
+}
+
+impl Members for RelatedPerson {
+    fn field_count(&self) -> u16 {
+        20
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "active" => (9, r.prim(&mut self.active)?),
-            "_active" => (9, r.prim_ext(&mut self.active)?),
-            "patient" => (10, r.boxed(&mut self.patient)?),
-            "relationship" => (11, r.objects(&mut self.relationship)?),
-            "name" => (12, r.objects(&mut self.name)?),
-            "telecom" => (13, r.objects(&mut self.telecom)?),
-            "gender" => (14, r.prim(&mut self.gender)?),
-            "_gender" => (14, r.prim_ext(&mut self.gender)?),
-            "birthDate" => (15, r.prim(&mut self.birth_date)?),
-            "_birthDate" => (15, r.prim_ext(&mut self.birth_date)?),
-            "address" => (16, r.objects(&mut self.address)?),
-            "photo" => (17, r.objects(&mut self.photo)?),
-            "period" => (18, r.boxed(&mut self.period)?),
-            "communication" => (19, r.objects(&mut self.communication)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "active" => (9, r.prim(&mut self.active)),
+            "_active" => (9, r.prim_ext(&mut self.active)),
+            "patient" => (10, r.boxed(&mut self.patient)),
+            "relationship" => (11, r.objects(&mut self.relationship)),
+            "name" => (12, r.objects(&mut self.name)),
+            "telecom" => (13, r.objects(&mut self.telecom)),
+            "gender" => (14, r.prim(&mut self.gender)),
+            "_gender" => (14, r.prim_ext(&mut self.gender)),
+            "birthDate" => (15, r.prim(&mut self.birth_date)),
+            "_birthDate" => (15, r.prim_ext(&mut self.birth_date)),
+            "address" => (16, r.objects(&mut self.address)),
+            "photo" => (17, r.objects(&mut self.photo)),
+            "period" => (18, r.boxed(&mut self.period)),
+            "communication" => (19, r.objects(&mut self.communication)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -132,7 +144,7 @@ impl Object for RelatedPerson {
 /// A language which may be used to communicate with about the patient's health
 ///
 /// FHIR element `RelatedPerson.communication`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct RelatedPersonCommunication {
     /// `RelatedPerson.communication.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -148,19 +160,31 @@ pub struct RelatedPersonCommunication {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for RelatedPersonCommunication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for RelatedPersonCommunication {
     const NAME: &'static str = "RelatedPerson.communication";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for RelatedPersonCommunication {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "language" => (3, r.boxed(&mut self.language)?),
-            "preferred" => (4, r.prim(&mut self.preferred)?),
-            "_preferred" => (4, r.prim_ext(&mut self.preferred)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "language" => (3, r.boxed(&mut self.language)),
+            "preferred" => (4, r.prim(&mut self.preferred)),
+            "_preferred" => (4, r.prim_ext(&mut self.preferred)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `RequestGroup` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A group of related requests that can be used to capture intended activities that have inter-dependencies such as "give this medication after that one".
 ///
 /// FHIR resource `RequestGroup`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct RequestGroup {
     /// `RequestGroup.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -71,48 +71,60 @@ pub struct RequestGroup {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for RequestGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for RequestGroup {
     const NAME: &'static str = "RequestGroup";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 26;
+}
+
+impl Members for RequestGroup {
+    fn field_count(&self) -> u16 {
+        26
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "instantiatesCanonical" => (9, r.prim_vec(&mut self.instantiates_canonical)?),
-            "_instantiatesCanonical" => (9, r.prim_vec_ext(&mut self.instantiates_canonical)?),
-            "instantiatesUri" => (10, r.prim_vec(&mut self.instantiates_uri)?),
-            "_instantiatesUri" => (10, r.prim_vec_ext(&mut self.instantiates_uri)?),
-            "basedOn" => (11, r.objects(&mut self.based_on)?),
-            "replaces" => (12, r.objects(&mut self.replaces)?),
-            "groupIdentifier" => (13, r.boxed(&mut self.group_identifier)?),
-            "status" => (14, r.prim(&mut self.status)?),
-            "_status" => (14, r.prim_ext(&mut self.status)?),
-            "intent" => (15, r.prim(&mut self.intent)?),
-            "_intent" => (15, r.prim_ext(&mut self.intent)?),
-            "priority" => (16, r.prim(&mut self.priority)?),
-            "_priority" => (16, r.prim_ext(&mut self.priority)?),
-            "code" => (17, r.boxed(&mut self.code)?),
-            "subject" => (18, r.boxed(&mut self.subject)?),
-            "encounter" => (19, r.boxed(&mut self.encounter)?),
-            "authoredOn" => (20, r.prim(&mut self.authored_on)?),
-            "_authoredOn" => (20, r.prim_ext(&mut self.authored_on)?),
-            "author" => (21, r.boxed(&mut self.author)?),
-            "reasonCode" => (22, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (23, r.objects(&mut self.reason_reference)?),
-            "note" => (24, r.objects(&mut self.note)?),
-            "action" => (25, r.objects(&mut self.action)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "instantiatesCanonical" => (9, r.prim_vec(&mut self.instantiates_canonical)),
+            "_instantiatesCanonical" => (9, r.prim_vec_ext(&mut self.instantiates_canonical)),
+            "instantiatesUri" => (10, r.prim_vec(&mut self.instantiates_uri)),
+            "_instantiatesUri" => (10, r.prim_vec_ext(&mut self.instantiates_uri)),
+            "basedOn" => (11, r.objects(&mut self.based_on)),
+            "replaces" => (12, r.objects(&mut self.replaces)),
+            "groupIdentifier" => (13, r.boxed(&mut self.group_identifier)),
+            "status" => (14, r.prim(&mut self.status)),
+            "_status" => (14, r.prim_ext(&mut self.status)),
+            "intent" => (15, r.prim(&mut self.intent)),
+            "_intent" => (15, r.prim_ext(&mut self.intent)),
+            "priority" => (16, r.prim(&mut self.priority)),
+            "_priority" => (16, r.prim_ext(&mut self.priority)),
+            "code" => (17, r.boxed(&mut self.code)),
+            "subject" => (18, r.boxed(&mut self.subject)),
+            "encounter" => (19, r.boxed(&mut self.encounter)),
+            "authoredOn" => (20, r.prim(&mut self.authored_on)),
+            "_authoredOn" => (20, r.prim_ext(&mut self.authored_on)),
+            "author" => (21, r.boxed(&mut self.author)),
+            "reasonCode" => (22, r.objects(&mut self.reason_code)),
+            "reasonReference" => (23, r.objects(&mut self.reason_reference)),
+            "note" => (24, r.objects(&mut self.note)),
+            "action" => (25, r.objects(&mut self.action)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -160,7 +172,7 @@ impl Object for RequestGroup {
 /// Proposed actions, if any
 ///
 /// FHIR element `RequestGroup.action`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct RequestGroupAction {
     /// `RequestGroup.action.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -240,28 +252,39 @@ impl RequestGroupActionTiming {
     }
 }
 
+impl std::fmt::Debug for RequestGroupAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for RequestGroupAction {
     const NAME: &'static str = "RequestGroup.action";
-    const FIELDS: u16 = 22;
+}
+
+impl Members for RequestGroupAction {
+    fn field_count(&self) -> u16 {
+        22
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "prefix" => (3, r.prim(&mut self.prefix)?),
-            "_prefix" => (3, r.prim_ext(&mut self.prefix)?),
-            "title" => (4, r.prim(&mut self.title)?),
-            "_title" => (4, r.prim_ext(&mut self.title)?),
-            "description" => (5, r.prim(&mut self.description)?),
-            "_description" => (5, r.prim_ext(&mut self.description)?),
-            "textEquivalent" => (6, r.prim(&mut self.text_equivalent)?),
-            "_textEquivalent" => (6, r.prim_ext(&mut self.text_equivalent)?),
-            "priority" => (7, r.prim(&mut self.priority)?),
-            "_priority" => (7, r.prim_ext(&mut self.priority)?),
-            "code" => (8, r.objects(&mut self.code)?),
-            "documentation" => (9, r.objects(&mut self.documentation)?),
-            "condition" => (10, r.objects(&mut self.condition)?),
-            "relatedAction" => (11, r.objects(&mut self.related_action)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "prefix" => (3, r.prim(&mut self.prefix)),
+            "_prefix" => (3, r.prim_ext(&mut self.prefix)),
+            "title" => (4, r.prim(&mut self.title)),
+            "_title" => (4, r.prim_ext(&mut self.title)),
+            "description" => (5, r.prim(&mut self.description)),
+            "_description" => (5, r.prim_ext(&mut self.description)),
+            "textEquivalent" => (6, r.prim(&mut self.text_equivalent)),
+            "_textEquivalent" => (6, r.prim_ext(&mut self.text_equivalent)),
+            "priority" => (7, r.prim(&mut self.priority)),
+            "_priority" => (7, r.prim_ext(&mut self.priority)),
+            "code" => (8, r.objects(&mut self.code)),
+            "documentation" => (9, r.objects(&mut self.documentation)),
+            "condition" => (10, r.objects(&mut self.condition)),
+            "relatedAction" => (11, r.objects(&mut self.related_action)),
             "timingDateTime" => (
                 12,
                 r.choice_prim(
@@ -271,7 +294,7 @@ impl Object for RequestGroupAction {
                         RequestGroupActionTiming::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_timingDateTime" => (
                 12,
@@ -282,44 +305,45 @@ impl Object for RequestGroupAction {
                         RequestGroupActionTiming::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "timingAge" => (
                 12,
-                r.choice_object(&mut self.timing, RequestGroupActionTiming::Age)?,
+                r.choice_object(&mut self.timing, RequestGroupActionTiming::Age),
             ),
             "timingPeriod" => (
                 12,
-                r.choice_object(&mut self.timing, RequestGroupActionTiming::Period)?,
+                r.choice_object(&mut self.timing, RequestGroupActionTiming::Period),
             ),
             "timingDuration" => (
                 12,
-                r.choice_object(&mut self.timing, RequestGroupActionTiming::Duration)?,
+                r.choice_object(&mut self.timing, RequestGroupActionTiming::Duration),
             ),
             "timingRange" => (
                 12,
-                r.choice_object(&mut self.timing, RequestGroupActionTiming::Range)?,
+                r.choice_object(&mut self.timing, RequestGroupActionTiming::Range),
             ),
             "timingTiming" => (
                 12,
-                r.choice_object(&mut self.timing, RequestGroupActionTiming::Timing)?,
+                r.choice_object(&mut self.timing, RequestGroupActionTiming::Timing),
             ),
-            "participant" => (13, r.objects(&mut self.participant)?),
-            "type" => (14, r.boxed(&mut self.type_)?),
-            "groupingBehavior" => (15, r.prim(&mut self.grouping_behavior)?),
-            "_groupingBehavior" => (15, r.prim_ext(&mut self.grouping_behavior)?),
-            "selectionBehavior" => (16, r.prim(&mut self.selection_behavior)?),
-            "_selectionBehavior" => (16, r.prim_ext(&mut self.selection_behavior)?),
-            "requiredBehavior" => (17, r.prim(&mut self.required_behavior)?),
-            "_requiredBehavior" => (17, r.prim_ext(&mut self.required_behavior)?),
-            "precheckBehavior" => (18, r.prim(&mut self.precheck_behavior)?),
-            "_precheckBehavior" => (18, r.prim_ext(&mut self.precheck_behavior)?),
-            "cardinalityBehavior" => (19, r.prim(&mut self.cardinality_behavior)?),
-            "_cardinalityBehavior" => (19, r.prim_ext(&mut self.cardinality_behavior)?),
-            "resource" => (20, r.boxed(&mut self.resource)?),
-            "action" => (21, r.objects(&mut self.action)?),
+            "participant" => (13, r.objects(&mut self.participant)),
+            "type" => (14, r.boxed(&mut self.type_)),
+            "groupingBehavior" => (15, r.prim(&mut self.grouping_behavior)),
+            "_groupingBehavior" => (15, r.prim_ext(&mut self.grouping_behavior)),
+            "selectionBehavior" => (16, r.prim(&mut self.selection_behavior)),
+            "_selectionBehavior" => (16, r.prim_ext(&mut self.selection_behavior)),
+            "requiredBehavior" => (17, r.prim(&mut self.required_behavior)),
+            "_requiredBehavior" => (17, r.prim_ext(&mut self.required_behavior)),
+            "precheckBehavior" => (18, r.prim(&mut self.precheck_behavior)),
+            "_precheckBehavior" => (18, r.prim_ext(&mut self.precheck_behavior)),
+            "cardinalityBehavior" => (19, r.prim(&mut self.cardinality_behavior)),
+            "_cardinalityBehavior" => (19, r.prim_ext(&mut self.cardinality_behavior)),
+            "resource" => (20, r.boxed(&mut self.resource)),
+            "action" => (21, r.objects(&mut self.action)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -363,7 +387,7 @@ impl Object for RequestGroupAction {
 /// Whether or not the action is applicable
 ///
 /// FHIR element `RequestGroup.action.condition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct RequestGroupActionCondition {
     /// `RequestGroup.action.condition.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -379,19 +403,31 @@ pub struct RequestGroupActionCondition {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for RequestGroupActionCondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for RequestGroupActionCondition {
     const NAME: &'static str = "RequestGroup.action.condition";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for RequestGroupActionCondition {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "kind" => (3, r.prim(&mut self.kind)?),
-            "_kind" => (3, r.prim_ext(&mut self.kind)?),
-            "expression" => (4, r.boxed(&mut self.expression)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "kind" => (3, r.prim(&mut self.kind)),
+            "_kind" => (3, r.prim_ext(&mut self.kind)),
+            "expression" => (4, r.boxed(&mut self.expression)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -417,7 +453,7 @@ impl Object for RequestGroupActionCondition {
 /// Relationship to another action
 ///
 /// FHIR element `RequestGroup.action.relatedAction`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct RequestGroupActionRelatedAction {
     /// `RequestGroup.action.relatedAction.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -453,28 +489,40 @@ impl RequestGroupActionRelatedActionOffset {
     }
 }
 
+impl std::fmt::Debug for RequestGroupActionRelatedAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for RequestGroupActionRelatedAction {
     const NAME: &'static str = "RequestGroup.action.relatedAction";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for RequestGroupActionRelatedAction {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "actionId" => (3, r.prim(&mut self.action_id)?),
-            "_actionId" => (3, r.prim_ext(&mut self.action_id)?),
-            "relationship" => (4, r.prim(&mut self.relationship)?),
-            "_relationship" => (4, r.prim_ext(&mut self.relationship)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "actionId" => (3, r.prim(&mut self.action_id)),
+            "_actionId" => (3, r.prim_ext(&mut self.action_id)),
+            "relationship" => (4, r.prim(&mut self.relationship)),
+            "_relationship" => (4, r.prim_ext(&mut self.relationship)),
             "offsetDuration" => (
                 5,
-                r.choice_object(&mut self.offset, RequestGroupActionRelatedActionOffset::Duration)?,
+                r.choice_object(&mut self.offset, RequestGroupActionRelatedActionOffset::Duration),
             ),
             "offsetRange" => (
                 5,
-                r.choice_object(&mut self.offset, RequestGroupActionRelatedActionOffset::Range)?,
+                r.choice_object(&mut self.offset, RequestGroupActionRelatedActionOffset::Range),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

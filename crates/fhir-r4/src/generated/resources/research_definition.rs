@@ -4,7 +4,7 @@
 //! The R4 `ResearchDefinition` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The ResearchDefinition resource describes the conditional state (population and any exposures being compared within the population) and outcome (if specified) that the knowledge (evidence, assertion, recommendation) is about.
 ///
 /// FHIR resource `ResearchDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ResearchDefinition {
     /// `ResearchDefinition.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -121,83 +121,95 @@ impl ResearchDefinitionSubject {
     }
 }
 
+impl std::fmt::Debug for ResearchDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ResearchDefinition {
     const NAME: &'static str = "ResearchDefinition";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 42;
+}
+
+impl Members for ResearchDefinition {
+    fn field_count(&self) -> u16 {
+        42
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "shortTitle" => (13, r.prim(&mut self.short_title)?),
-            "_shortTitle" => (13, r.prim_ext(&mut self.short_title)?),
-            "subtitle" => (14, r.prim(&mut self.subtitle)?),
-            "_subtitle" => (14, r.prim_ext(&mut self.subtitle)?),
-            "status" => (15, r.prim(&mut self.status)?),
-            "_status" => (15, r.prim_ext(&mut self.status)?),
-            "experimental" => (16, r.prim(&mut self.experimental)?),
-            "_experimental" => (16, r.prim_ext(&mut self.experimental)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "shortTitle" => (13, r.prim(&mut self.short_title)),
+            "_shortTitle" => (13, r.prim_ext(&mut self.short_title)),
+            "subtitle" => (14, r.prim(&mut self.subtitle)),
+            "_subtitle" => (14, r.prim_ext(&mut self.subtitle)),
+            "status" => (15, r.prim(&mut self.status)),
+            "_status" => (15, r.prim_ext(&mut self.status)),
+            "experimental" => (16, r.prim(&mut self.experimental)),
+            "_experimental" => (16, r.prim_ext(&mut self.experimental)),
             "subjectCodeableConcept" => (
                 17,
-                r.choice_object(&mut self.subject, ResearchDefinitionSubject::CodeableConcept)?,
+                r.choice_object(&mut self.subject, ResearchDefinitionSubject::CodeableConcept),
             ),
             "subjectReference" => (
                 17,
-                r.choice_object(&mut self.subject, ResearchDefinitionSubject::Reference)?,
+                r.choice_object(&mut self.subject, ResearchDefinitionSubject::Reference),
             ),
-            "date" => (18, r.prim(&mut self.date)?),
-            "_date" => (18, r.prim_ext(&mut self.date)?),
-            "publisher" => (19, r.prim(&mut self.publisher)?),
-            "_publisher" => (19, r.prim_ext(&mut self.publisher)?),
-            "contact" => (20, r.objects(&mut self.contact)?),
-            "description" => (21, r.prim(&mut self.description)?),
-            "_description" => (21, r.prim_ext(&mut self.description)?),
-            "comment" => (22, r.prim_vec(&mut self.comment)?),
-            "_comment" => (22, r.prim_vec_ext(&mut self.comment)?),
-            "useContext" => (23, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (24, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (25, r.prim(&mut self.purpose)?),
-            "_purpose" => (25, r.prim_ext(&mut self.purpose)?),
-            "usage" => (26, r.prim(&mut self.usage)?),
-            "_usage" => (26, r.prim_ext(&mut self.usage)?),
-            "copyright" => (27, r.prim(&mut self.copyright)?),
-            "_copyright" => (27, r.prim_ext(&mut self.copyright)?),
-            "approvalDate" => (28, r.prim(&mut self.approval_date)?),
-            "_approvalDate" => (28, r.prim_ext(&mut self.approval_date)?),
-            "lastReviewDate" => (29, r.prim(&mut self.last_review_date)?),
-            "_lastReviewDate" => (29, r.prim_ext(&mut self.last_review_date)?),
-            "effectivePeriod" => (30, r.boxed(&mut self.effective_period)?),
-            "topic" => (31, r.objects(&mut self.topic)?),
-            "author" => (32, r.objects(&mut self.author)?),
-            "editor" => (33, r.objects(&mut self.editor)?),
-            "reviewer" => (34, r.objects(&mut self.reviewer)?),
-            "endorser" => (35, r.objects(&mut self.endorser)?),
-            "relatedArtifact" => (36, r.objects(&mut self.related_artifact)?),
-            "library" => (37, r.prim_vec(&mut self.library)?),
-            "_library" => (37, r.prim_vec_ext(&mut self.library)?),
-            "population" => (38, r.boxed(&mut self.population)?),
-            "exposure" => (39, r.boxed(&mut self.exposure)?),
-            "exposureAlternative" => (40, r.boxed(&mut self.exposure_alternative)?),
-            "outcome" => (41, r.boxed(&mut self.outcome)?),
+            "date" => (18, r.prim(&mut self.date)),
+            "_date" => (18, r.prim_ext(&mut self.date)),
+            "publisher" => (19, r.prim(&mut self.publisher)),
+            "_publisher" => (19, r.prim_ext(&mut self.publisher)),
+            "contact" => (20, r.objects(&mut self.contact)),
+            "description" => (21, r.prim(&mut self.description)),
+            "_description" => (21, r.prim_ext(&mut self.description)),
+            "comment" => (22, r.prim_vec(&mut self.comment)),
+            "_comment" => (22, r.prim_vec_ext(&mut self.comment)),
+            "useContext" => (23, r.objects(&mut self.use_context)),
+            "jurisdiction" => (24, r.objects(&mut self.jurisdiction)),
+            "purpose" => (25, r.prim(&mut self.purpose)),
+            "_purpose" => (25, r.prim_ext(&mut self.purpose)),
+            "usage" => (26, r.prim(&mut self.usage)),
+            "_usage" => (26, r.prim_ext(&mut self.usage)),
+            "copyright" => (27, r.prim(&mut self.copyright)),
+            "_copyright" => (27, r.prim_ext(&mut self.copyright)),
+            "approvalDate" => (28, r.prim(&mut self.approval_date)),
+            "_approvalDate" => (28, r.prim_ext(&mut self.approval_date)),
+            "lastReviewDate" => (29, r.prim(&mut self.last_review_date)),
+            "_lastReviewDate" => (29, r.prim_ext(&mut self.last_review_date)),
+            "effectivePeriod" => (30, r.boxed(&mut self.effective_period)),
+            "topic" => (31, r.objects(&mut self.topic)),
+            "author" => (32, r.objects(&mut self.author)),
+            "editor" => (33, r.objects(&mut self.editor)),
+            "reviewer" => (34, r.objects(&mut self.reviewer)),
+            "endorser" => (35, r.objects(&mut self.endorser)),
+            "relatedArtifact" => (36, r.objects(&mut self.related_artifact)),
+            "library" => (37, r.prim_vec(&mut self.library)),
+            "_library" => (37, r.prim_vec_ext(&mut self.library)),
+            "population" => (38, r.boxed(&mut self.population)),
+            "exposure" => (39, r.boxed(&mut self.exposure)),
+            "exposureAlternative" => (40, r.boxed(&mut self.exposure_alternative)),
+            "outcome" => (41, r.boxed(&mut self.outcome)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

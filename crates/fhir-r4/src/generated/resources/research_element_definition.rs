@@ -4,7 +4,7 @@
 //! The R4 `ResearchElementDefinition` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The ResearchElementDefinition resource describes a "PICO" element that knowledge (evidence, assertion, recommendation) is about.
 ///
 /// FHIR resource `ResearchElementDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ResearchElementDefinition {
     /// `ResearchElementDefinition.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -119,87 +119,99 @@ impl ResearchElementDefinitionSubject {
     }
 }
 
+impl std::fmt::Debug for ResearchElementDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ResearchElementDefinition {
     const NAME: &'static str = "ResearchElementDefinition";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 41;
+}
+
+impl Members for ResearchElementDefinition {
+    fn field_count(&self) -> u16 {
+        41
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "shortTitle" => (13, r.prim(&mut self.short_title)?),
-            "_shortTitle" => (13, r.prim_ext(&mut self.short_title)?),
-            "subtitle" => (14, r.prim(&mut self.subtitle)?),
-            "_subtitle" => (14, r.prim_ext(&mut self.subtitle)?),
-            "status" => (15, r.prim(&mut self.status)?),
-            "_status" => (15, r.prim_ext(&mut self.status)?),
-            "experimental" => (16, r.prim(&mut self.experimental)?),
-            "_experimental" => (16, r.prim_ext(&mut self.experimental)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "shortTitle" => (13, r.prim(&mut self.short_title)),
+            "_shortTitle" => (13, r.prim_ext(&mut self.short_title)),
+            "subtitle" => (14, r.prim(&mut self.subtitle)),
+            "_subtitle" => (14, r.prim_ext(&mut self.subtitle)),
+            "status" => (15, r.prim(&mut self.status)),
+            "_status" => (15, r.prim_ext(&mut self.status)),
+            "experimental" => (16, r.prim(&mut self.experimental)),
+            "_experimental" => (16, r.prim_ext(&mut self.experimental)),
             "subjectCodeableConcept" => (
                 17,
                 r.choice_object(
                     &mut self.subject,
                     ResearchElementDefinitionSubject::CodeableConcept,
-                )?,
+                ),
             ),
             "subjectReference" => (
                 17,
-                r.choice_object(&mut self.subject, ResearchElementDefinitionSubject::Reference)?,
+                r.choice_object(&mut self.subject, ResearchElementDefinitionSubject::Reference),
             ),
-            "date" => (18, r.prim(&mut self.date)?),
-            "_date" => (18, r.prim_ext(&mut self.date)?),
-            "publisher" => (19, r.prim(&mut self.publisher)?),
-            "_publisher" => (19, r.prim_ext(&mut self.publisher)?),
-            "contact" => (20, r.objects(&mut self.contact)?),
-            "description" => (21, r.prim(&mut self.description)?),
-            "_description" => (21, r.prim_ext(&mut self.description)?),
-            "comment" => (22, r.prim_vec(&mut self.comment)?),
-            "_comment" => (22, r.prim_vec_ext(&mut self.comment)?),
-            "useContext" => (23, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (24, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (25, r.prim(&mut self.purpose)?),
-            "_purpose" => (25, r.prim_ext(&mut self.purpose)?),
-            "usage" => (26, r.prim(&mut self.usage)?),
-            "_usage" => (26, r.prim_ext(&mut self.usage)?),
-            "copyright" => (27, r.prim(&mut self.copyright)?),
-            "_copyright" => (27, r.prim_ext(&mut self.copyright)?),
-            "approvalDate" => (28, r.prim(&mut self.approval_date)?),
-            "_approvalDate" => (28, r.prim_ext(&mut self.approval_date)?),
-            "lastReviewDate" => (29, r.prim(&mut self.last_review_date)?),
-            "_lastReviewDate" => (29, r.prim_ext(&mut self.last_review_date)?),
-            "effectivePeriod" => (30, r.boxed(&mut self.effective_period)?),
-            "topic" => (31, r.objects(&mut self.topic)?),
-            "author" => (32, r.objects(&mut self.author)?),
-            "editor" => (33, r.objects(&mut self.editor)?),
-            "reviewer" => (34, r.objects(&mut self.reviewer)?),
-            "endorser" => (35, r.objects(&mut self.endorser)?),
-            "relatedArtifact" => (36, r.objects(&mut self.related_artifact)?),
-            "library" => (37, r.prim_vec(&mut self.library)?),
-            "_library" => (37, r.prim_vec_ext(&mut self.library)?),
-            "type" => (38, r.prim(&mut self.type_)?),
-            "_type" => (38, r.prim_ext(&mut self.type_)?),
-            "variableType" => (39, r.prim(&mut self.variable_type)?),
-            "_variableType" => (39, r.prim_ext(&mut self.variable_type)?),
-            "characteristic" => (40, r.objects(&mut self.characteristic)?),
+            "date" => (18, r.prim(&mut self.date)),
+            "_date" => (18, r.prim_ext(&mut self.date)),
+            "publisher" => (19, r.prim(&mut self.publisher)),
+            "_publisher" => (19, r.prim_ext(&mut self.publisher)),
+            "contact" => (20, r.objects(&mut self.contact)),
+            "description" => (21, r.prim(&mut self.description)),
+            "_description" => (21, r.prim_ext(&mut self.description)),
+            "comment" => (22, r.prim_vec(&mut self.comment)),
+            "_comment" => (22, r.prim_vec_ext(&mut self.comment)),
+            "useContext" => (23, r.objects(&mut self.use_context)),
+            "jurisdiction" => (24, r.objects(&mut self.jurisdiction)),
+            "purpose" => (25, r.prim(&mut self.purpose)),
+            "_purpose" => (25, r.prim_ext(&mut self.purpose)),
+            "usage" => (26, r.prim(&mut self.usage)),
+            "_usage" => (26, r.prim_ext(&mut self.usage)),
+            "copyright" => (27, r.prim(&mut self.copyright)),
+            "_copyright" => (27, r.prim_ext(&mut self.copyright)),
+            "approvalDate" => (28, r.prim(&mut self.approval_date)),
+            "_approvalDate" => (28, r.prim_ext(&mut self.approval_date)),
+            "lastReviewDate" => (29, r.prim(&mut self.last_review_date)),
+            "_lastReviewDate" => (29, r.prim_ext(&mut self.last_review_date)),
+            "effectivePeriod" => (30, r.boxed(&mut self.effective_period)),
+            "topic" => (31, r.objects(&mut self.topic)),
+            "author" => (32, r.objects(&mut self.author)),
+            "editor" => (33, r.objects(&mut self.editor)),
+            "reviewer" => (34, r.objects(&mut self.reviewer)),
+            "endorser" => (35, r.objects(&mut self.endorser)),
+            "relatedArtifact" => (36, r.objects(&mut self.related_artifact)),
+            "library" => (37, r.prim_vec(&mut self.library)),
+            "_library" => (37, r.prim_vec_ext(&mut self.library)),
+            "type" => (38, r.prim(&mut self.type_)),
+            "_type" => (38, r.prim_ext(&mut self.type_)),
+            "variableType" => (39, r.prim(&mut self.variable_type)),
+            "_variableType" => (39, r.prim_ext(&mut self.variable_type)),
+            "characteristic" => (40, r.objects(&mut self.characteristic)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -267,7 +279,7 @@ impl Object for ResearchElementDefinition {
 /// What defines the members of the research element
 ///
 /// FHIR element `ResearchElementDefinition.characteristic`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ResearchElementDefinitionCharacteristic {
     /// `ResearchElementDefinition.characteristic.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -375,20 +387,31 @@ impl ResearchElementDefinitionCharacteristicParticipantEffective {
     }
 }
 
+impl std::fmt::Debug for ResearchElementDefinitionCharacteristic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ResearchElementDefinitionCharacteristic {
     const NAME: &'static str = "ResearchElementDefinition.characteristic";
-    const FIELDS: u16 = 15;
+}
+
+impl Members for ResearchElementDefinitionCharacteristic {
+    fn field_count(&self) -> u16 {
+        15
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "definitionCodeableConcept" => (
                 3,
                 r.choice_object(
                     &mut self.definition,
                     ResearchElementDefinitionCharacteristicDefinition::CodeableConcept,
-                )?,
+                ),
             ),
             "definitionCanonical" => (
                 3,
@@ -399,7 +422,7 @@ impl Object for ResearchElementDefinitionCharacteristic {
                         ResearchElementDefinitionCharacteristicDefinition::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_definitionCanonical" => (
                 3,
@@ -410,28 +433,28 @@ impl Object for ResearchElementDefinitionCharacteristic {
                         ResearchElementDefinitionCharacteristicDefinition::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "definitionExpression" => (
                 3,
                 r.choice_object(
                     &mut self.definition,
                     ResearchElementDefinitionCharacteristicDefinition::Expression,
-                )?,
+                ),
             ),
             "definitionDataRequirement" => (
                 3,
                 r.choice_object(
                     &mut self.definition,
                     ResearchElementDefinitionCharacteristicDefinition::DataRequirement,
-                )?,
+                ),
             ),
-            "usageContext" => (4, r.objects(&mut self.usage_context)?),
-            "exclude" => (5, r.prim(&mut self.exclude)?),
-            "_exclude" => (5, r.prim_ext(&mut self.exclude)?),
-            "unitOfMeasure" => (6, r.boxed(&mut self.unit_of_measure)?),
-            "studyEffectiveDescription" => (7, r.prim(&mut self.study_effective_description)?),
-            "_studyEffectiveDescription" => (7, r.prim_ext(&mut self.study_effective_description)?),
+            "usageContext" => (4, r.objects(&mut self.usage_context)),
+            "exclude" => (5, r.prim(&mut self.exclude)),
+            "_exclude" => (5, r.prim_ext(&mut self.exclude)),
+            "unitOfMeasure" => (6, r.boxed(&mut self.unit_of_measure)),
+            "studyEffectiveDescription" => (7, r.prim(&mut self.study_effective_description)),
+            "_studyEffectiveDescription" => (7, r.prim_ext(&mut self.study_effective_description)),
             "studyEffectiveDateTime" => (
                 8,
                 r.choice_prim(
@@ -441,7 +464,7 @@ impl Object for ResearchElementDefinitionCharacteristic {
                         ResearchElementDefinitionCharacteristicStudyEffective::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_studyEffectiveDateTime" => (
                 8,
@@ -452,35 +475,35 @@ impl Object for ResearchElementDefinitionCharacteristic {
                         ResearchElementDefinitionCharacteristicStudyEffective::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "studyEffectivePeriod" => (
                 8,
                 r.choice_object(
                     &mut self.study_effective,
                     ResearchElementDefinitionCharacteristicStudyEffective::Period,
-                )?,
+                ),
             ),
             "studyEffectiveDuration" => (
                 8,
                 r.choice_object(
                     &mut self.study_effective,
                     ResearchElementDefinitionCharacteristicStudyEffective::Duration,
-                )?,
+                ),
             ),
             "studyEffectiveTiming" => (
                 8,
                 r.choice_object(
                     &mut self.study_effective,
                     ResearchElementDefinitionCharacteristicStudyEffective::Timing,
-                )?,
+                ),
             ),
-            "studyEffectiveTimeFromStart" => (9, r.boxed(&mut self.study_effective_time_from_start)?),
-            "studyEffectiveGroupMeasure" => (10, r.prim(&mut self.study_effective_group_measure)?),
-            "_studyEffectiveGroupMeasure" => (10, r.prim_ext(&mut self.study_effective_group_measure)?),
-            "participantEffectiveDescription" => (11, r.prim(&mut self.participant_effective_description)?),
+            "studyEffectiveTimeFromStart" => (9, r.boxed(&mut self.study_effective_time_from_start)),
+            "studyEffectiveGroupMeasure" => (10, r.prim(&mut self.study_effective_group_measure)),
+            "_studyEffectiveGroupMeasure" => (10, r.prim_ext(&mut self.study_effective_group_measure)),
+            "participantEffectiveDescription" => (11, r.prim(&mut self.participant_effective_description)),
             "_participantEffectiveDescription" => {
-                (11, r.prim_ext(&mut self.participant_effective_description)?)
+                (11, r.prim_ext(&mut self.participant_effective_description))
             }
             "participantEffectiveDateTime" => (
                 12,
@@ -491,7 +514,7 @@ impl Object for ResearchElementDefinitionCharacteristic {
                         ResearchElementDefinitionCharacteristicParticipantEffective::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_participantEffectiveDateTime" => (
                 12,
@@ -502,40 +525,39 @@ impl Object for ResearchElementDefinitionCharacteristic {
                         ResearchElementDefinitionCharacteristicParticipantEffective::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "participantEffectivePeriod" => (
                 12,
                 r.choice_object(
                     &mut self.participant_effective,
                     ResearchElementDefinitionCharacteristicParticipantEffective::Period,
-                )?,
+                ),
             ),
             "participantEffectiveDuration" => (
                 12,
                 r.choice_object(
                     &mut self.participant_effective,
                     ResearchElementDefinitionCharacteristicParticipantEffective::Duration,
-                )?,
+                ),
             ),
             "participantEffectiveTiming" => (
                 12,
                 r.choice_object(
                     &mut self.participant_effective,
                     ResearchElementDefinitionCharacteristicParticipantEffective::Timing,
-                )?,
+                ),
             ),
             "participantEffectiveTimeFromStart" => {
-                (13, r.boxed(&mut self.participant_effective_time_from_start)?)
+                (13, r.boxed(&mut self.participant_effective_time_from_start))
             }
-            "participantEffectiveGroupMeasure" => {
-                (14, r.prim(&mut self.participant_effective_group_measure)?)
-            }
+            "participantEffectiveGroupMeasure" => (14, r.prim(&mut self.participant_effective_group_measure)),
             "_participantEffectiveGroupMeasure" => {
-                (14, r.prim_ext(&mut self.participant_effective_group_measure)?)
+                (14, r.prim_ext(&mut self.participant_effective_group_measure))
             }
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `ResearchStudy` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A process where a researcher or organization plans and then executes a series of steps intended to increase the field of healthcare-related knowledge.  This includes studies of safety, efficacy, comparative effectiveness and other information about medications, devices, therapies and other interventional and investigative techniques.  A ResearchStudy involves the gathering of information about human or animal subjects.
 ///
 /// FHIR resource `ResearchStudy`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ResearchStudy {
     /// `ResearchStudy.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -83,51 +83,63 @@ pub struct ResearchStudy {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ResearchStudy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ResearchStudy {
     const NAME: &'static str = "ResearchStudy";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 32;
+}
+
+impl Members for ResearchStudy {
+    fn field_count(&self) -> u16 {
+        32
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "title" => (9, r.prim(&mut self.title)?),
-            "_title" => (9, r.prim_ext(&mut self.title)?),
-            "protocol" => (10, r.objects(&mut self.protocol)?),
-            "partOf" => (11, r.objects(&mut self.part_of)?),
-            "status" => (12, r.prim(&mut self.status)?),
-            "_status" => (12, r.prim_ext(&mut self.status)?),
-            "primaryPurposeType" => (13, r.boxed(&mut self.primary_purpose_type)?),
-            "phase" => (14, r.boxed(&mut self.phase)?),
-            "category" => (15, r.objects(&mut self.category)?),
-            "focus" => (16, r.objects(&mut self.focus)?),
-            "condition" => (17, r.objects(&mut self.condition)?),
-            "contact" => (18, r.objects(&mut self.contact)?),
-            "relatedArtifact" => (19, r.objects(&mut self.related_artifact)?),
-            "keyword" => (20, r.objects(&mut self.keyword)?),
-            "location" => (21, r.objects(&mut self.location)?),
-            "description" => (22, r.prim(&mut self.description)?),
-            "_description" => (22, r.prim_ext(&mut self.description)?),
-            "enrollment" => (23, r.objects(&mut self.enrollment)?),
-            "period" => (24, r.boxed(&mut self.period)?),
-            "sponsor" => (25, r.boxed(&mut self.sponsor)?),
-            "principalInvestigator" => (26, r.boxed(&mut self.principal_investigator)?),
-            "site" => (27, r.objects(&mut self.site)?),
-            "reasonStopped" => (28, r.boxed(&mut self.reason_stopped)?),
-            "note" => (29, r.objects(&mut self.note)?),
-            "arm" => (30, r.objects(&mut self.arm)?),
-            "objective" => (31, r.objects(&mut self.objective)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "title" => (9, r.prim(&mut self.title)),
+            "_title" => (9, r.prim_ext(&mut self.title)),
+            "protocol" => (10, r.objects(&mut self.protocol)),
+            "partOf" => (11, r.objects(&mut self.part_of)),
+            "status" => (12, r.prim(&mut self.status)),
+            "_status" => (12, r.prim_ext(&mut self.status)),
+            "primaryPurposeType" => (13, r.boxed(&mut self.primary_purpose_type)),
+            "phase" => (14, r.boxed(&mut self.phase)),
+            "category" => (15, r.objects(&mut self.category)),
+            "focus" => (16, r.objects(&mut self.focus)),
+            "condition" => (17, r.objects(&mut self.condition)),
+            "contact" => (18, r.objects(&mut self.contact)),
+            "relatedArtifact" => (19, r.objects(&mut self.related_artifact)),
+            "keyword" => (20, r.objects(&mut self.keyword)),
+            "location" => (21, r.objects(&mut self.location)),
+            "description" => (22, r.prim(&mut self.description)),
+            "_description" => (22, r.prim_ext(&mut self.description)),
+            "enrollment" => (23, r.objects(&mut self.enrollment)),
+            "period" => (24, r.boxed(&mut self.period)),
+            "sponsor" => (25, r.boxed(&mut self.sponsor)),
+            "principalInvestigator" => (26, r.boxed(&mut self.principal_investigator)),
+            "site" => (27, r.objects(&mut self.site)),
+            "reasonStopped" => (28, r.boxed(&mut self.reason_stopped)),
+            "note" => (29, r.objects(&mut self.note)),
+            "arm" => (30, r.objects(&mut self.arm)),
+            "objective" => (31, r.objects(&mut self.objective)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -180,7 +192,7 @@ impl Object for ResearchStudy {
 /// Defined path through the study for a subject
 ///
 /// FHIR element `ResearchStudy.arm`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ResearchStudyArm {
     /// `ResearchStudy.arm.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -198,21 +210,33 @@ pub struct ResearchStudyArm {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ResearchStudyArm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ResearchStudyArm {
     const NAME: &'static str = "ResearchStudy.arm";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ResearchStudyArm {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
-            "description" => (5, r.prim(&mut self.description)?),
-            "_description" => (5, r.prim_ext(&mut self.description)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "type" => (4, r.boxed(&mut self.type_)),
+            "description" => (5, r.prim(&mut self.description)),
+            "_description" => (5, r.prim_ext(&mut self.description)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -239,7 +263,7 @@ impl Object for ResearchStudyArm {
 /// A goal for the study
 ///
 /// FHIR element `ResearchStudy.objective`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ResearchStudyObjective {
     /// `ResearchStudy.objective.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -255,19 +279,31 @@ pub struct ResearchStudyObjective {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ResearchStudyObjective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ResearchStudyObjective {
     const NAME: &'static str = "ResearchStudy.objective";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ResearchStudyObjective {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "type" => (4, r.boxed(&mut self.type_)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

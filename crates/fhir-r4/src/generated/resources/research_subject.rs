@@ -4,7 +4,7 @@
 //! The R4 `ResearchSubject` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A physical entity which is the primary unit of operational and/or administrative interest in a study.
 ///
 /// FHIR resource `ResearchSubject`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ResearchSubject {
     /// `ResearchSubject.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -51,35 +51,47 @@ pub struct ResearchSubject {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ResearchSubject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ResearchSubject {
     const NAME: &'static str = "ResearchSubject";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 16;
+}
+
+impl Members for ResearchSubject {
+    fn field_count(&self) -> u16 {
+        16
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "period" => (10, r.boxed(&mut self.period)?),
-            "study" => (11, r.boxed(&mut self.study)?),
-            "individual" => (12, r.boxed(&mut self.individual)?),
-            "assignedArm" => (13, r.prim(&mut self.assigned_arm)?),
-            "_assignedArm" => (13, r.prim_ext(&mut self.assigned_arm)?),
-            "actualArm" => (14, r.prim(&mut self.actual_arm)?),
-            "_actualArm" => (14, r.prim_ext(&mut self.actual_arm)?),
-            "consent" => (15, r.boxed(&mut self.consent)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "period" => (10, r.boxed(&mut self.period)),
+            "study" => (11, r.boxed(&mut self.study)),
+            "individual" => (12, r.boxed(&mut self.individual)),
+            "assignedArm" => (13, r.prim(&mut self.assigned_arm)),
+            "_assignedArm" => (13, r.prim_ext(&mut self.assigned_arm)),
+            "actualArm" => (14, r.prim(&mut self.actual_arm)),
+            "_actualArm" => (14, r.prim_ext(&mut self.actual_arm)),
+            "consent" => (15, r.boxed(&mut self.consent)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `RiskAssessment` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// An assessment of the likely outcome(s) for a patient or other subject as well as the likelihood of each outcome.
 ///
 /// FHIR resource `RiskAssessment`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct RiskAssessment {
     /// `RiskAssessment.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -87,31 +87,42 @@ impl RiskAssessmentOccurrence {
     }
 }
 
+impl std::fmt::Debug for RiskAssessment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for RiskAssessment {
     const NAME: &'static str = "RiskAssessment";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 25;
+}
+
+impl Members for RiskAssessment {
+    fn field_count(&self) -> u16 {
+        25
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "basedOn" => (9, r.boxed(&mut self.based_on)?),
-            "parent" => (10, r.boxed(&mut self.parent)?),
-            "status" => (11, r.prim(&mut self.status)?),
-            "_status" => (11, r.prim_ext(&mut self.status)?),
-            "method" => (12, r.boxed(&mut self.method)?),
-            "code" => (13, r.boxed(&mut self.code)?),
-            "subject" => (14, r.boxed(&mut self.subject)?),
-            "encounter" => (15, r.boxed(&mut self.encounter)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "basedOn" => (9, r.boxed(&mut self.based_on)),
+            "parent" => (10, r.boxed(&mut self.parent)),
+            "status" => (11, r.prim(&mut self.status)),
+            "_status" => (11, r.prim_ext(&mut self.status)),
+            "method" => (12, r.boxed(&mut self.method)),
+            "code" => (13, r.boxed(&mut self.code)),
+            "subject" => (14, r.boxed(&mut self.subject)),
+            "encounter" => (15, r.boxed(&mut self.encounter)),
             "occurrenceDateTime" => (
                 16,
                 r.choice_prim(
@@ -121,7 +132,7 @@ impl Object for RiskAssessment {
                         RiskAssessmentOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_occurrenceDateTime" => (
                 16,
@@ -132,23 +143,24 @@ impl Object for RiskAssessment {
                         RiskAssessmentOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "occurrencePeriod" => (
                 16,
-                r.choice_object(&mut self.occurrence, RiskAssessmentOccurrence::Period)?,
+                r.choice_object(&mut self.occurrence, RiskAssessmentOccurrence::Period),
             ),
-            "condition" => (17, r.boxed(&mut self.condition)?),
-            "performer" => (18, r.boxed(&mut self.performer)?),
-            "reasonCode" => (19, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (20, r.objects(&mut self.reason_reference)?),
-            "basis" => (21, r.objects(&mut self.basis)?),
-            "prediction" => (22, r.objects(&mut self.prediction)?),
-            "mitigation" => (23, r.prim(&mut self.mitigation)?),
-            "_mitigation" => (23, r.prim_ext(&mut self.mitigation)?),
-            "note" => (24, r.objects(&mut self.note)?),
+            "condition" => (17, r.boxed(&mut self.condition)),
+            "performer" => (18, r.boxed(&mut self.performer)),
+            "reasonCode" => (19, r.objects(&mut self.reason_code)),
+            "reasonReference" => (20, r.objects(&mut self.reason_reference)),
+            "basis" => (21, r.objects(&mut self.basis)),
+            "prediction" => (22, r.objects(&mut self.prediction)),
+            "mitigation" => (23, r.prim(&mut self.mitigation)),
+            "_mitigation" => (23, r.prim_ext(&mut self.mitigation)),
+            "note" => (24, r.objects(&mut self.note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -199,7 +211,7 @@ impl Object for RiskAssessment {
 /// Outcome predicted
 ///
 /// FHIR element `RiskAssessment.prediction`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct RiskAssessmentPrediction {
     /// `RiskAssessment.prediction.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -259,15 +271,26 @@ impl RiskAssessmentPredictionWhen {
     }
 }
 
+impl std::fmt::Debug for RiskAssessmentPrediction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for RiskAssessmentPrediction {
     const NAME: &'static str = "RiskAssessment.prediction";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for RiskAssessmentPrediction {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "outcome" => (3, r.boxed(&mut self.outcome)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "outcome" => (3, r.boxed(&mut self.outcome)),
             "probabilityDecimal" => (
                 4,
                 r.choice_prim(
@@ -277,7 +300,7 @@ impl Object for RiskAssessmentPrediction {
                         RiskAssessmentPredictionProbability::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_probabilityDecimal" => (
                 4,
@@ -288,27 +311,28 @@ impl Object for RiskAssessmentPrediction {
                         RiskAssessmentPredictionProbability::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "probabilityRange" => (
                 4,
-                r.choice_object(&mut self.probability, RiskAssessmentPredictionProbability::Range)?,
+                r.choice_object(&mut self.probability, RiskAssessmentPredictionProbability::Range),
             ),
-            "qualitativeRisk" => (5, r.boxed(&mut self.qualitative_risk)?),
-            "relativeRisk" => (6, r.prim(&mut self.relative_risk)?),
-            "_relativeRisk" => (6, r.prim_ext(&mut self.relative_risk)?),
+            "qualitativeRisk" => (5, r.boxed(&mut self.qualitative_risk)),
+            "relativeRisk" => (6, r.prim(&mut self.relative_risk)),
+            "_relativeRisk" => (6, r.prim_ext(&mut self.relative_risk)),
             "whenPeriod" => (
                 7,
-                r.choice_object(&mut self.when, RiskAssessmentPredictionWhen::Period)?,
+                r.choice_object(&mut self.when, RiskAssessmentPredictionWhen::Period),
             ),
             "whenRange" => (
                 7,
-                r.choice_object(&mut self.when, RiskAssessmentPredictionWhen::Range)?,
+                r.choice_object(&mut self.when, RiskAssessmentPredictionWhen::Range),
             ),
-            "rationale" => (8, r.prim(&mut self.rationale)?),
-            "_rationale" => (8, r.prim_ext(&mut self.rationale)?),
+            "rationale" => (8, r.prim(&mut self.rationale)),
+            "_rationale" => (8, r.prim_ext(&mut self.rationale)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

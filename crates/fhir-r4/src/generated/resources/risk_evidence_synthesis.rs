@@ -4,7 +4,7 @@
 //! The R4 `RiskEvidenceSynthesis` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The RiskEvidenceSynthesis resource describes the likelihood of an outcome in a population plus exposure state where the risk estimate is derived from a combination of research studies.
 ///
 /// FHIR resource `RiskEvidenceSynthesis`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct RiskEvidenceSynthesis {
     /// `RiskEvidenceSynthesis.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -97,66 +97,78 @@ pub struct RiskEvidenceSynthesis {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for RiskEvidenceSynthesis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for RiskEvidenceSynthesis {
     const NAME: &'static str = "RiskEvidenceSynthesis";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 39;
+}
+
+impl Members for RiskEvidenceSynthesis {
+    fn field_count(&self) -> u16 {
+        39
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "status" => (13, r.prim(&mut self.status)?),
-            "_status" => (13, r.prim_ext(&mut self.status)?),
-            "date" => (14, r.prim(&mut self.date)?),
-            "_date" => (14, r.prim_ext(&mut self.date)?),
-            "publisher" => (15, r.prim(&mut self.publisher)?),
-            "_publisher" => (15, r.prim_ext(&mut self.publisher)?),
-            "contact" => (16, r.objects(&mut self.contact)?),
-            "description" => (17, r.prim(&mut self.description)?),
-            "_description" => (17, r.prim_ext(&mut self.description)?),
-            "note" => (18, r.objects(&mut self.note)?),
-            "useContext" => (19, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)?),
-            "copyright" => (21, r.prim(&mut self.copyright)?),
-            "_copyright" => (21, r.prim_ext(&mut self.copyright)?),
-            "approvalDate" => (22, r.prim(&mut self.approval_date)?),
-            "_approvalDate" => (22, r.prim_ext(&mut self.approval_date)?),
-            "lastReviewDate" => (23, r.prim(&mut self.last_review_date)?),
-            "_lastReviewDate" => (23, r.prim_ext(&mut self.last_review_date)?),
-            "effectivePeriod" => (24, r.boxed(&mut self.effective_period)?),
-            "topic" => (25, r.objects(&mut self.topic)?),
-            "author" => (26, r.objects(&mut self.author)?),
-            "editor" => (27, r.objects(&mut self.editor)?),
-            "reviewer" => (28, r.objects(&mut self.reviewer)?),
-            "endorser" => (29, r.objects(&mut self.endorser)?),
-            "relatedArtifact" => (30, r.objects(&mut self.related_artifact)?),
-            "synthesisType" => (31, r.boxed(&mut self.synthesis_type)?),
-            "studyType" => (32, r.boxed(&mut self.study_type)?),
-            "population" => (33, r.boxed(&mut self.population)?),
-            "exposure" => (34, r.boxed(&mut self.exposure)?),
-            "outcome" => (35, r.boxed(&mut self.outcome)?),
-            "sampleSize" => (36, r.boxed(&mut self.sample_size)?),
-            "riskEstimate" => (37, r.boxed(&mut self.risk_estimate)?),
-            "certainty" => (38, r.objects(&mut self.certainty)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "status" => (13, r.prim(&mut self.status)),
+            "_status" => (13, r.prim_ext(&mut self.status)),
+            "date" => (14, r.prim(&mut self.date)),
+            "_date" => (14, r.prim_ext(&mut self.date)),
+            "publisher" => (15, r.prim(&mut self.publisher)),
+            "_publisher" => (15, r.prim_ext(&mut self.publisher)),
+            "contact" => (16, r.objects(&mut self.contact)),
+            "description" => (17, r.prim(&mut self.description)),
+            "_description" => (17, r.prim_ext(&mut self.description)),
+            "note" => (18, r.objects(&mut self.note)),
+            "useContext" => (19, r.objects(&mut self.use_context)),
+            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)),
+            "copyright" => (21, r.prim(&mut self.copyright)),
+            "_copyright" => (21, r.prim_ext(&mut self.copyright)),
+            "approvalDate" => (22, r.prim(&mut self.approval_date)),
+            "_approvalDate" => (22, r.prim_ext(&mut self.approval_date)),
+            "lastReviewDate" => (23, r.prim(&mut self.last_review_date)),
+            "_lastReviewDate" => (23, r.prim_ext(&mut self.last_review_date)),
+            "effectivePeriod" => (24, r.boxed(&mut self.effective_period)),
+            "topic" => (25, r.objects(&mut self.topic)),
+            "author" => (26, r.objects(&mut self.author)),
+            "editor" => (27, r.objects(&mut self.editor)),
+            "reviewer" => (28, r.objects(&mut self.reviewer)),
+            "endorser" => (29, r.objects(&mut self.endorser)),
+            "relatedArtifact" => (30, r.objects(&mut self.related_artifact)),
+            "synthesisType" => (31, r.boxed(&mut self.synthesis_type)),
+            "studyType" => (32, r.boxed(&mut self.study_type)),
+            "population" => (33, r.boxed(&mut self.population)),
+            "exposure" => (34, r.boxed(&mut self.exposure)),
+            "outcome" => (35, r.boxed(&mut self.outcome)),
+            "sampleSize" => (36, r.boxed(&mut self.sample_size)),
+            "riskEstimate" => (37, r.boxed(&mut self.risk_estimate)),
+            "certainty" => (38, r.objects(&mut self.certainty)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -218,7 +230,7 @@ impl Object for RiskEvidenceSynthesis {
 /// What sample size was involved?
 ///
 /// FHIR element `RiskEvidenceSynthesis.sampleSize`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct RiskEvidenceSynthesisSampleSize {
     /// `RiskEvidenceSynthesis.sampleSize.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -236,22 +248,34 @@ pub struct RiskEvidenceSynthesisSampleSize {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for RiskEvidenceSynthesisSampleSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for RiskEvidenceSynthesisSampleSize {
     const NAME: &'static str = "RiskEvidenceSynthesis.sampleSize";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for RiskEvidenceSynthesisSampleSize {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "description" => (3, r.prim(&mut self.description)?),
-            "_description" => (3, r.prim_ext(&mut self.description)?),
-            "numberOfStudies" => (4, r.prim(&mut self.number_of_studies)?),
-            "_numberOfStudies" => (4, r.prim_ext(&mut self.number_of_studies)?),
-            "numberOfParticipants" => (5, r.prim(&mut self.number_of_participants)?),
-            "_numberOfParticipants" => (5, r.prim_ext(&mut self.number_of_participants)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "description" => (3, r.prim(&mut self.description)),
+            "_description" => (3, r.prim_ext(&mut self.description)),
+            "numberOfStudies" => (4, r.prim(&mut self.number_of_studies)),
+            "_numberOfStudies" => (4, r.prim_ext(&mut self.number_of_studies)),
+            "numberOfParticipants" => (5, r.prim(&mut self.number_of_participants)),
+            "_numberOfParticipants" => (5, r.prim_ext(&mut self.number_of_participants)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -275,7 +299,7 @@ impl Object for RiskEvidenceSynthesisSampleSize {
 /// What was the estimated risk
 ///
 /// FHIR element `RiskEvidenceSynthesis.riskEstimate`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct RiskEvidenceSynthesisRiskEstimate {
     /// `RiskEvidenceSynthesis.riskEstimate.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -301,27 +325,39 @@ pub struct RiskEvidenceSynthesisRiskEstimate {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for RiskEvidenceSynthesisRiskEstimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for RiskEvidenceSynthesisRiskEstimate {
     const NAME: &'static str = "RiskEvidenceSynthesis.riskEstimate";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for RiskEvidenceSynthesisRiskEstimate {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "description" => (3, r.prim(&mut self.description)?),
-            "_description" => (3, r.prim_ext(&mut self.description)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
-            "value" => (5, r.prim(&mut self.value)?),
-            "_value" => (5, r.prim_ext(&mut self.value)?),
-            "unitOfMeasure" => (6, r.boxed(&mut self.unit_of_measure)?),
-            "denominatorCount" => (7, r.prim(&mut self.denominator_count)?),
-            "_denominatorCount" => (7, r.prim_ext(&mut self.denominator_count)?),
-            "numeratorCount" => (8, r.prim(&mut self.numerator_count)?),
-            "_numeratorCount" => (8, r.prim_ext(&mut self.numerator_count)?),
-            "precisionEstimate" => (9, r.objects(&mut self.precision_estimate)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "description" => (3, r.prim(&mut self.description)),
+            "_description" => (3, r.prim_ext(&mut self.description)),
+            "type" => (4, r.boxed(&mut self.type_)),
+            "value" => (5, r.prim(&mut self.value)),
+            "_value" => (5, r.prim_ext(&mut self.value)),
+            "unitOfMeasure" => (6, r.boxed(&mut self.unit_of_measure)),
+            "denominatorCount" => (7, r.prim(&mut self.denominator_count)),
+            "_denominatorCount" => (7, r.prim_ext(&mut self.denominator_count)),
+            "numeratorCount" => (8, r.prim(&mut self.numerator_count)),
+            "_numeratorCount" => (8, r.prim_ext(&mut self.numerator_count)),
+            "precisionEstimate" => (9, r.objects(&mut self.precision_estimate)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -349,7 +385,7 @@ impl Object for RiskEvidenceSynthesisRiskEstimate {
 /// How precise the estimate is
 ///
 /// FHIR element `RiskEvidenceSynthesis.riskEstimate.precisionEstimate`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct RiskEvidenceSynthesisRiskEstimatePrecisionEstimate {
     /// `RiskEvidenceSynthesis.riskEstimate.precisionEstimate.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -369,23 +405,35 @@ pub struct RiskEvidenceSynthesisRiskEstimatePrecisionEstimate {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for RiskEvidenceSynthesisRiskEstimatePrecisionEstimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for RiskEvidenceSynthesisRiskEstimatePrecisionEstimate {
     const NAME: &'static str = "RiskEvidenceSynthesis.riskEstimate.precisionEstimate";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for RiskEvidenceSynthesisRiskEstimatePrecisionEstimate {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "level" => (4, r.prim(&mut self.level)?),
-            "_level" => (4, r.prim_ext(&mut self.level)?),
-            "from" => (5, r.prim(&mut self.from)?),
-            "_from" => (5, r.prim_ext(&mut self.from)?),
-            "to" => (6, r.prim(&mut self.to)?),
-            "_to" => (6, r.prim_ext(&mut self.to)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "level" => (4, r.prim(&mut self.level)),
+            "_level" => (4, r.prim_ext(&mut self.level)),
+            "from" => (5, r.prim(&mut self.from)),
+            "_from" => (5, r.prim_ext(&mut self.from)),
+            "to" => (6, r.prim(&mut self.to)),
+            "_to" => (6, r.prim_ext(&mut self.to)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -410,7 +458,7 @@ impl Object for RiskEvidenceSynthesisRiskEstimatePrecisionEstimate {
 /// How certain is the risk
 ///
 /// FHIR element `RiskEvidenceSynthesis.certainty`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct RiskEvidenceSynthesisCertainty {
     /// `RiskEvidenceSynthesis.certainty.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -428,19 +476,31 @@ pub struct RiskEvidenceSynthesisCertainty {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for RiskEvidenceSynthesisCertainty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for RiskEvidenceSynthesisCertainty {
     const NAME: &'static str = "RiskEvidenceSynthesis.certainty";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for RiskEvidenceSynthesisCertainty {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "rating" => (3, r.objects(&mut self.rating)?),
-            "note" => (4, r.objects(&mut self.note)?),
-            "certaintySubcomponent" => (5, r.objects(&mut self.certainty_subcomponent)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "rating" => (3, r.objects(&mut self.rating)),
+            "note" => (4, r.objects(&mut self.note)),
+            "certaintySubcomponent" => (5, r.objects(&mut self.certainty_subcomponent)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -464,7 +524,7 @@ impl Object for RiskEvidenceSynthesisCertainty {
 /// A component that contributes to the overall certainty
 ///
 /// FHIR element `RiskEvidenceSynthesis.certainty.certaintySubcomponent`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct RiskEvidenceSynthesisCertaintyCertaintySubcomponent {
     /// `RiskEvidenceSynthesis.certainty.certaintySubcomponent.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -482,19 +542,31 @@ pub struct RiskEvidenceSynthesisCertaintyCertaintySubcomponent {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for RiskEvidenceSynthesisCertaintyCertaintySubcomponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for RiskEvidenceSynthesisCertaintyCertaintySubcomponent {
     const NAME: &'static str = "RiskEvidenceSynthesis.certainty.certaintySubcomponent";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for RiskEvidenceSynthesisCertaintyCertaintySubcomponent {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "rating" => (4, r.objects(&mut self.rating)?),
-            "note" => (5, r.objects(&mut self.note)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "rating" => (4, r.objects(&mut self.rating)),
+            "note" => (5, r.objects(&mut self.note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

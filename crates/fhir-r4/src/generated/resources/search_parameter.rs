@@ -4,7 +4,7 @@
 //! The R4 `SearchParameter` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A search parameter that defines a named search item that can be used to search/filter on a resource.
 ///
 /// FHIR resource `SearchParameter`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SearchParameter {
     /// `SearchParameter.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -87,72 +87,84 @@ pub struct SearchParameter {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SearchParameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SearchParameter {
     const NAME: &'static str = "SearchParameter";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 34;
+}
+
+impl Members for SearchParameter {
+    fn field_count(&self) -> u16 {
+        34
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "version" => (9, r.prim(&mut self.version)?),
-            "_version" => (9, r.prim_ext(&mut self.version)?),
-            "name" => (10, r.prim(&mut self.name)?),
-            "_name" => (10, r.prim_ext(&mut self.name)?),
-            "derivedFrom" => (11, r.prim(&mut self.derived_from)?),
-            "_derivedFrom" => (11, r.prim_ext(&mut self.derived_from)?),
-            "status" => (12, r.prim(&mut self.status)?),
-            "_status" => (12, r.prim_ext(&mut self.status)?),
-            "experimental" => (13, r.prim(&mut self.experimental)?),
-            "_experimental" => (13, r.prim_ext(&mut self.experimental)?),
-            "date" => (14, r.prim(&mut self.date)?),
-            "_date" => (14, r.prim_ext(&mut self.date)?),
-            "publisher" => (15, r.prim(&mut self.publisher)?),
-            "_publisher" => (15, r.prim_ext(&mut self.publisher)?),
-            "contact" => (16, r.objects(&mut self.contact)?),
-            "description" => (17, r.prim(&mut self.description)?),
-            "_description" => (17, r.prim_ext(&mut self.description)?),
-            "useContext" => (18, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (19, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (20, r.prim(&mut self.purpose)?),
-            "_purpose" => (20, r.prim_ext(&mut self.purpose)?),
-            "code" => (21, r.prim(&mut self.code)?),
-            "_code" => (21, r.prim_ext(&mut self.code)?),
-            "base" => (22, r.prim_vec(&mut self.base)?),
-            "_base" => (22, r.prim_vec_ext(&mut self.base)?),
-            "type" => (23, r.prim(&mut self.type_)?),
-            "_type" => (23, r.prim_ext(&mut self.type_)?),
-            "expression" => (24, r.prim(&mut self.expression)?),
-            "_expression" => (24, r.prim_ext(&mut self.expression)?),
-            "xpath" => (25, r.prim(&mut self.xpath)?),
-            "_xpath" => (25, r.prim_ext(&mut self.xpath)?),
-            "xpathUsage" => (26, r.prim(&mut self.xpath_usage)?),
-            "_xpathUsage" => (26, r.prim_ext(&mut self.xpath_usage)?),
-            "target" => (27, r.prim_vec(&mut self.target)?),
-            "_target" => (27, r.prim_vec_ext(&mut self.target)?),
-            "multipleOr" => (28, r.prim(&mut self.multiple_or)?),
-            "_multipleOr" => (28, r.prim_ext(&mut self.multiple_or)?),
-            "multipleAnd" => (29, r.prim(&mut self.multiple_and)?),
-            "_multipleAnd" => (29, r.prim_ext(&mut self.multiple_and)?),
-            "comparator" => (30, r.prim_vec(&mut self.comparator)?),
-            "_comparator" => (30, r.prim_vec_ext(&mut self.comparator)?),
-            "modifier" => (31, r.prim_vec(&mut self.modifier)?),
-            "_modifier" => (31, r.prim_vec_ext(&mut self.modifier)?),
-            "chain" => (32, r.prim_vec(&mut self.chain)?),
-            "_chain" => (32, r.prim_vec_ext(&mut self.chain)?),
-            "component" => (33, r.objects(&mut self.component)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "version" => (9, r.prim(&mut self.version)),
+            "_version" => (9, r.prim_ext(&mut self.version)),
+            "name" => (10, r.prim(&mut self.name)),
+            "_name" => (10, r.prim_ext(&mut self.name)),
+            "derivedFrom" => (11, r.prim(&mut self.derived_from)),
+            "_derivedFrom" => (11, r.prim_ext(&mut self.derived_from)),
+            "status" => (12, r.prim(&mut self.status)),
+            "_status" => (12, r.prim_ext(&mut self.status)),
+            "experimental" => (13, r.prim(&mut self.experimental)),
+            "_experimental" => (13, r.prim_ext(&mut self.experimental)),
+            "date" => (14, r.prim(&mut self.date)),
+            "_date" => (14, r.prim_ext(&mut self.date)),
+            "publisher" => (15, r.prim(&mut self.publisher)),
+            "_publisher" => (15, r.prim_ext(&mut self.publisher)),
+            "contact" => (16, r.objects(&mut self.contact)),
+            "description" => (17, r.prim(&mut self.description)),
+            "_description" => (17, r.prim_ext(&mut self.description)),
+            "useContext" => (18, r.objects(&mut self.use_context)),
+            "jurisdiction" => (19, r.objects(&mut self.jurisdiction)),
+            "purpose" => (20, r.prim(&mut self.purpose)),
+            "_purpose" => (20, r.prim_ext(&mut self.purpose)),
+            "code" => (21, r.prim(&mut self.code)),
+            "_code" => (21, r.prim_ext(&mut self.code)),
+            "base" => (22, r.prim_vec(&mut self.base)),
+            "_base" => (22, r.prim_vec_ext(&mut self.base)),
+            "type" => (23, r.prim(&mut self.type_)),
+            "_type" => (23, r.prim_ext(&mut self.type_)),
+            "expression" => (24, r.prim(&mut self.expression)),
+            "_expression" => (24, r.prim_ext(&mut self.expression)),
+            "xpath" => (25, r.prim(&mut self.xpath)),
+            "_xpath" => (25, r.prim_ext(&mut self.xpath)),
+            "xpathUsage" => (26, r.prim(&mut self.xpath_usage)),
+            "_xpathUsage" => (26, r.prim_ext(&mut self.xpath_usage)),
+            "target" => (27, r.prim_vec(&mut self.target)),
+            "_target" => (27, r.prim_vec_ext(&mut self.target)),
+            "multipleOr" => (28, r.prim(&mut self.multiple_or)),
+            "_multipleOr" => (28, r.prim_ext(&mut self.multiple_or)),
+            "multipleAnd" => (29, r.prim(&mut self.multiple_and)),
+            "_multipleAnd" => (29, r.prim_ext(&mut self.multiple_and)),
+            "comparator" => (30, r.prim_vec(&mut self.comparator)),
+            "_comparator" => (30, r.prim_vec_ext(&mut self.comparator)),
+            "modifier" => (31, r.prim_vec(&mut self.modifier)),
+            "_modifier" => (31, r.prim_vec_ext(&mut self.modifier)),
+            "chain" => (32, r.prim_vec(&mut self.chain)),
+            "_chain" => (32, r.prim_vec_ext(&mut self.chain)),
+            "component" => (33, r.objects(&mut self.component)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -213,7 +225,7 @@ impl Object for SearchParameter {
 /// For Composite resources to define the parts
 ///
 /// FHIR element `SearchParameter.component`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SearchParameterComponent {
     /// `SearchParameter.component.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -229,20 +241,32 @@ pub struct SearchParameterComponent {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SearchParameterComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SearchParameterComponent {
     const NAME: &'static str = "SearchParameter.component";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for SearchParameterComponent {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "definition" => (3, r.prim(&mut self.definition)?),
-            "_definition" => (3, r.prim_ext(&mut self.definition)?),
-            "expression" => (4, r.prim(&mut self.expression)?),
-            "_expression" => (4, r.prim_ext(&mut self.expression)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "definition" => (3, r.prim(&mut self.definition)),
+            "_definition" => (3, r.prim_ext(&mut self.definition)),
+            "expression" => (4, r.prim(&mut self.expression)),
+            "_expression" => (4, r.prim_ext(&mut self.expression)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

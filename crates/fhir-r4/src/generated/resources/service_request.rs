@@ -4,7 +4,7 @@
 //! The R4 `ServiceRequest` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A record of a request for service such as diagnostic investigations, treatments, or operations to be performed.
 ///
 /// FHIR resource `ServiceRequest`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ServiceRequest {
     /// `ServiceRequest.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -161,55 +161,66 @@ impl ServiceRequestAsNeeded {
     }
 }
 
+impl std::fmt::Debug for ServiceRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ServiceRequest {
     const NAME: &'static str = "ServiceRequest";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 41;
+}
+
+impl Members for ServiceRequest {
+    fn field_count(&self) -> u16 {
+        41
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "instantiatesCanonical" => (9, r.prim_vec(&mut self.instantiates_canonical)?),
-            "_instantiatesCanonical" => (9, r.prim_vec_ext(&mut self.instantiates_canonical)?),
-            "instantiatesUri" => (10, r.prim_vec(&mut self.instantiates_uri)?),
-            "_instantiatesUri" => (10, r.prim_vec_ext(&mut self.instantiates_uri)?),
-            "basedOn" => (11, r.objects(&mut self.based_on)?),
-            "replaces" => (12, r.objects(&mut self.replaces)?),
-            "requisition" => (13, r.boxed(&mut self.requisition)?),
-            "status" => (14, r.prim(&mut self.status)?),
-            "_status" => (14, r.prim_ext(&mut self.status)?),
-            "intent" => (15, r.prim(&mut self.intent)?),
-            "_intent" => (15, r.prim_ext(&mut self.intent)?),
-            "category" => (16, r.objects(&mut self.category)?),
-            "priority" => (17, r.prim(&mut self.priority)?),
-            "_priority" => (17, r.prim_ext(&mut self.priority)?),
-            "doNotPerform" => (18, r.prim(&mut self.do_not_perform)?),
-            "_doNotPerform" => (18, r.prim_ext(&mut self.do_not_perform)?),
-            "code" => (19, r.boxed(&mut self.code)?),
-            "orderDetail" => (20, r.objects(&mut self.order_detail)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "instantiatesCanonical" => (9, r.prim_vec(&mut self.instantiates_canonical)),
+            "_instantiatesCanonical" => (9, r.prim_vec_ext(&mut self.instantiates_canonical)),
+            "instantiatesUri" => (10, r.prim_vec(&mut self.instantiates_uri)),
+            "_instantiatesUri" => (10, r.prim_vec_ext(&mut self.instantiates_uri)),
+            "basedOn" => (11, r.objects(&mut self.based_on)),
+            "replaces" => (12, r.objects(&mut self.replaces)),
+            "requisition" => (13, r.boxed(&mut self.requisition)),
+            "status" => (14, r.prim(&mut self.status)),
+            "_status" => (14, r.prim_ext(&mut self.status)),
+            "intent" => (15, r.prim(&mut self.intent)),
+            "_intent" => (15, r.prim_ext(&mut self.intent)),
+            "category" => (16, r.objects(&mut self.category)),
+            "priority" => (17, r.prim(&mut self.priority)),
+            "_priority" => (17, r.prim_ext(&mut self.priority)),
+            "doNotPerform" => (18, r.prim(&mut self.do_not_perform)),
+            "_doNotPerform" => (18, r.prim_ext(&mut self.do_not_perform)),
+            "code" => (19, r.boxed(&mut self.code)),
+            "orderDetail" => (20, r.objects(&mut self.order_detail)),
             "quantityQuantity" => (
                 21,
-                r.choice_object(&mut self.quantity, ServiceRequestQuantity::Quantity)?,
+                r.choice_object(&mut self.quantity, ServiceRequestQuantity::Quantity),
             ),
             "quantityRatio" => (
                 21,
-                r.choice_object(&mut self.quantity, ServiceRequestQuantity::Ratio)?,
+                r.choice_object(&mut self.quantity, ServiceRequestQuantity::Ratio),
             ),
             "quantityRange" => (
                 21,
-                r.choice_object(&mut self.quantity, ServiceRequestQuantity::Range)?,
+                r.choice_object(&mut self.quantity, ServiceRequestQuantity::Range),
             ),
-            "subject" => (22, r.boxed(&mut self.subject)?),
-            "encounter" => (23, r.boxed(&mut self.encounter)?),
+            "subject" => (22, r.boxed(&mut self.subject)),
+            "encounter" => (23, r.boxed(&mut self.encounter)),
             "occurrenceDateTime" => (
                 24,
                 r.choice_prim(
@@ -219,7 +230,7 @@ impl Object for ServiceRequest {
                         ServiceRequestOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_occurrenceDateTime" => (
                 24,
@@ -230,15 +241,15 @@ impl Object for ServiceRequest {
                         ServiceRequestOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "occurrencePeriod" => (
                 24,
-                r.choice_object(&mut self.occurrence, ServiceRequestOccurrence::Period)?,
+                r.choice_object(&mut self.occurrence, ServiceRequestOccurrence::Period),
             ),
             "occurrenceTiming" => (
                 24,
-                r.choice_object(&mut self.occurrence, ServiceRequestOccurrence::Timing)?,
+                r.choice_object(&mut self.occurrence, ServiceRequestOccurrence::Timing),
             ),
             "asNeededBoolean" => (
                 25,
@@ -249,7 +260,7 @@ impl Object for ServiceRequest {
                         ServiceRequestAsNeeded::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_asNeededBoolean" => (
                 25,
@@ -260,31 +271,32 @@ impl Object for ServiceRequest {
                         ServiceRequestAsNeeded::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "asNeededCodeableConcept" => (
                 25,
-                r.choice_object(&mut self.as_needed, ServiceRequestAsNeeded::CodeableConcept)?,
+                r.choice_object(&mut self.as_needed, ServiceRequestAsNeeded::CodeableConcept),
             ),
-            "authoredOn" => (26, r.prim(&mut self.authored_on)?),
-            "_authoredOn" => (26, r.prim_ext(&mut self.authored_on)?),
-            "requester" => (27, r.boxed(&mut self.requester)?),
-            "performerType" => (28, r.boxed(&mut self.performer_type)?),
-            "performer" => (29, r.objects(&mut self.performer)?),
-            "locationCode" => (30, r.objects(&mut self.location_code)?),
-            "locationReference" => (31, r.objects(&mut self.location_reference)?),
-            "reasonCode" => (32, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (33, r.objects(&mut self.reason_reference)?),
-            "insurance" => (34, r.objects(&mut self.insurance)?),
-            "supportingInfo" => (35, r.objects(&mut self.supporting_info)?),
-            "specimen" => (36, r.objects(&mut self.specimen)?),
-            "bodySite" => (37, r.objects(&mut self.body_site)?),
-            "note" => (38, r.objects(&mut self.note)?),
-            "patientInstruction" => (39, r.prim(&mut self.patient_instruction)?),
-            "_patientInstruction" => (39, r.prim_ext(&mut self.patient_instruction)?),
-            "relevantHistory" => (40, r.objects(&mut self.relevant_history)?),
+            "authoredOn" => (26, r.prim(&mut self.authored_on)),
+            "_authoredOn" => (26, r.prim_ext(&mut self.authored_on)),
+            "requester" => (27, r.boxed(&mut self.requester)),
+            "performerType" => (28, r.boxed(&mut self.performer_type)),
+            "performer" => (29, r.objects(&mut self.performer)),
+            "locationCode" => (30, r.objects(&mut self.location_code)),
+            "locationReference" => (31, r.objects(&mut self.location_reference)),
+            "reasonCode" => (32, r.objects(&mut self.reason_code)),
+            "reasonReference" => (33, r.objects(&mut self.reason_reference)),
+            "insurance" => (34, r.objects(&mut self.insurance)),
+            "supportingInfo" => (35, r.objects(&mut self.supporting_info)),
+            "specimen" => (36, r.objects(&mut self.specimen)),
+            "bodySite" => (37, r.objects(&mut self.body_site)),
+            "note" => (38, r.objects(&mut self.note)),
+            "patientInstruction" => (39, r.prim(&mut self.patient_instruction)),
+            "_patientInstruction" => (39, r.prim_ext(&mut self.patient_instruction)),
+            "relevantHistory" => (40, r.objects(&mut self.relevant_history)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

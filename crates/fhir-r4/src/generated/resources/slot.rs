@@ -4,7 +4,7 @@
 //! The R4 `Slot` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A slot of time on a schedule that may be available for booking appointments.
 ///
 /// FHIR resource `Slot`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Slot {
     /// `Slot.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -57,40 +57,52 @@ pub struct Slot {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Slot {
     const NAME: &'static str = "Slot";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 19;
+}
+
+impl Members for Slot {
+    fn field_count(&self) -> u16 {
+        19
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "serviceCategory" => (9, r.objects(&mut self.service_category)?),
-            "serviceType" => (10, r.objects(&mut self.service_type)?),
-            "specialty" => (11, r.objects(&mut self.specialty)?),
-            "appointmentType" => (12, r.boxed(&mut self.appointment_type)?),
-            "schedule" => (13, r.boxed(&mut self.schedule)?),
-            "status" => (14, r.prim(&mut self.status)?),
-            "_status" => (14, r.prim_ext(&mut self.status)?),
-            "start" => (15, r.prim(&mut self.start)?),
-            "_start" => (15, r.prim_ext(&mut self.start)?),
-            "end" => (16, r.prim(&mut self.end)?),
-            "_end" => (16, r.prim_ext(&mut self.end)?),
-            "overbooked" => (17, r.prim(&mut self.overbooked)?),
-            "_overbooked" => (17, r.prim_ext(&mut self.overbooked)?),
-            "comment" => (18, r.prim(&mut self.comment)?),
-            "_comment" => (18, r.prim_ext(&mut self.comment)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "serviceCategory" => (9, r.objects(&mut self.service_category)),
+            "serviceType" => (10, r.objects(&mut self.service_type)),
+            "specialty" => (11, r.objects(&mut self.specialty)),
+            "appointmentType" => (12, r.boxed(&mut self.appointment_type)),
+            "schedule" => (13, r.boxed(&mut self.schedule)),
+            "status" => (14, r.prim(&mut self.status)),
+            "_status" => (14, r.prim_ext(&mut self.status)),
+            "start" => (15, r.prim(&mut self.start)),
+            "_start" => (15, r.prim_ext(&mut self.start)),
+            "end" => (16, r.prim(&mut self.end)),
+            "_end" => (16, r.prim_ext(&mut self.end)),
+            "overbooked" => (17, r.prim(&mut self.overbooked)),
+            "_overbooked" => (17, r.prim_ext(&mut self.overbooked)),
+            "comment" => (18, r.prim(&mut self.comment)),
+            "_comment" => (18, r.prim_ext(&mut self.comment)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

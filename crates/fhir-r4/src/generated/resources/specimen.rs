@@ -4,7 +4,7 @@
 //! The R4 `Specimen` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A sample to be used for analysis.
 ///
 /// FHIR resource `Specimen`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Specimen {
     /// `Specimen.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -61,39 +61,51 @@ pub struct Specimen {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Specimen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Specimen {
     const NAME: &'static str = "Specimen";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 21;
+}
+
+impl Members for Specimen {
+    fn field_count(&self) -> u16 {
+        21
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "accessionIdentifier" => (9, r.boxed(&mut self.accession_identifier)?),
-            "status" => (10, r.prim(&mut self.status)?),
-            "_status" => (10, r.prim_ext(&mut self.status)?),
-            "type" => (11, r.boxed(&mut self.type_)?),
-            "subject" => (12, r.boxed(&mut self.subject)?),
-            "receivedTime" => (13, r.prim(&mut self.received_time)?),
-            "_receivedTime" => (13, r.prim_ext(&mut self.received_time)?),
-            "parent" => (14, r.objects(&mut self.parent)?),
-            "request" => (15, r.objects(&mut self.request)?),
-            "collection" => (16, r.boxed(&mut self.collection)?),
-            "processing" => (17, r.objects(&mut self.processing)?),
-            "container" => (18, r.objects(&mut self.container)?),
-            "condition" => (19, r.objects(&mut self.condition)?),
-            "note" => (20, r.objects(&mut self.note)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "accessionIdentifier" => (9, r.boxed(&mut self.accession_identifier)),
+            "status" => (10, r.prim(&mut self.status)),
+            "_status" => (10, r.prim_ext(&mut self.status)),
+            "type" => (11, r.boxed(&mut self.type_)),
+            "subject" => (12, r.boxed(&mut self.subject)),
+            "receivedTime" => (13, r.prim(&mut self.received_time)),
+            "_receivedTime" => (13, r.prim_ext(&mut self.received_time)),
+            "parent" => (14, r.objects(&mut self.parent)),
+            "request" => (15, r.objects(&mut self.request)),
+            "collection" => (16, r.boxed(&mut self.collection)),
+            "processing" => (17, r.objects(&mut self.processing)),
+            "container" => (18, r.objects(&mut self.container)),
+            "condition" => (19, r.objects(&mut self.condition)),
+            "note" => (20, r.objects(&mut self.note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -132,7 +144,7 @@ impl Object for Specimen {
 /// Collection details
 ///
 /// FHIR element `Specimen.collection`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SpecimenCollection {
     /// `Specimen.collection.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -194,15 +206,26 @@ impl SpecimenCollectionFastingStatus {
     }
 }
 
+impl std::fmt::Debug for SpecimenCollection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SpecimenCollection {
     const NAME: &'static str = "Specimen.collection";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for SpecimenCollection {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "collector" => (3, r.boxed(&mut self.collector)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "collector" => (3, r.boxed(&mut self.collector)),
             "collectedDateTime" => (
                 4,
                 r.choice_prim(
@@ -212,7 +235,7 @@ impl Object for SpecimenCollection {
                         SpecimenCollectionCollected::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_collectedDateTime" => (
                 4,
@@ -223,32 +246,33 @@ impl Object for SpecimenCollection {
                         SpecimenCollectionCollected::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "collectedPeriod" => (
                 4,
-                r.choice_object(&mut self.collected, SpecimenCollectionCollected::Period)?,
+                r.choice_object(&mut self.collected, SpecimenCollectionCollected::Period),
             ),
-            "duration" => (5, r.boxed(&mut self.duration)?),
-            "quantity" => (6, r.boxed(&mut self.quantity)?),
-            "method" => (7, r.boxed(&mut self.method)?),
-            "bodySite" => (8, r.boxed(&mut self.body_site)?),
+            "duration" => (5, r.boxed(&mut self.duration)),
+            "quantity" => (6, r.boxed(&mut self.quantity)),
+            "method" => (7, r.boxed(&mut self.method)),
+            "bodySite" => (8, r.boxed(&mut self.body_site)),
             "fastingStatusCodeableConcept" => (
                 9,
                 r.choice_object(
                     &mut self.fasting_status,
                     SpecimenCollectionFastingStatus::CodeableConcept,
-                )?,
+                ),
             ),
             "fastingStatusDuration" => (
                 9,
                 r.choice_object(
                     &mut self.fasting_status,
                     SpecimenCollectionFastingStatus::Duration,
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -284,7 +308,7 @@ impl Object for SpecimenCollection {
 /// Processing and processing step details
 ///
 /// FHIR element `Specimen.processing`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SpecimenProcessing {
     /// `Specimen.processing.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -322,38 +346,47 @@ impl SpecimenProcessingTime {
     }
 }
 
+impl std::fmt::Debug for SpecimenProcessing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SpecimenProcessing {
     const NAME: &'static str = "Specimen.processing";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for SpecimenProcessing {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "description" => (3, r.prim(&mut self.description)?),
-            "_description" => (3, r.prim_ext(&mut self.description)?),
-            "procedure" => (4, r.boxed(&mut self.procedure)?),
-            "additive" => (5, r.objects(&mut self.additive)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "description" => (3, r.prim(&mut self.description)),
+            "_description" => (3, r.prim_ext(&mut self.description)),
+            "procedure" => (4, r.boxed(&mut self.procedure)),
+            "additive" => (5, r.objects(&mut self.additive)),
             "timeDateTime" => (
                 6,
                 r.choice_prim(&mut self.time, SpecimenProcessingTime::DateTime, |e| match e {
                     SpecimenProcessingTime::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_timeDateTime" => (
                 6,
                 r.choice_prim_ext(&mut self.time, SpecimenProcessingTime::DateTime, |e| match e {
                     SpecimenProcessingTime::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "timePeriod" => (
-                6,
-                r.choice_object(&mut self.time, SpecimenProcessingTime::Period)?,
-            ),
+            "timePeriod" => (6, r.choice_object(&mut self.time, SpecimenProcessingTime::Period)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -382,7 +415,7 @@ impl Object for SpecimenProcessing {
 /// Direct container of specimen (tube/slide, etc.)
 ///
 /// FHIR element `Specimen.container`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SpecimenContainer {
     /// `Specimen.container.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -424,30 +457,42 @@ impl SpecimenContainerAdditive {
     }
 }
 
+impl std::fmt::Debug for SpecimenContainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SpecimenContainer {
     const NAME: &'static str = "Specimen.container";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for SpecimenContainer {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (3, r.objects(&mut self.identifier)?),
-            "description" => (4, r.prim(&mut self.description)?),
-            "_description" => (4, r.prim_ext(&mut self.description)?),
-            "type" => (5, r.boxed(&mut self.type_)?),
-            "capacity" => (6, r.boxed(&mut self.capacity)?),
-            "specimenQuantity" => (7, r.boxed(&mut self.specimen_quantity)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identifier" => (3, r.objects(&mut self.identifier)),
+            "description" => (4, r.prim(&mut self.description)),
+            "_description" => (4, r.prim_ext(&mut self.description)),
+            "type" => (5, r.boxed(&mut self.type_)),
+            "capacity" => (6, r.boxed(&mut self.capacity)),
+            "specimenQuantity" => (7, r.boxed(&mut self.specimen_quantity)),
             "additiveCodeableConcept" => (
                 8,
-                r.choice_object(&mut self.additive, SpecimenContainerAdditive::CodeableConcept)?,
+                r.choice_object(&mut self.additive, SpecimenContainerAdditive::CodeableConcept),
             ),
             "additiveReference" => (
                 8,
-                r.choice_object(&mut self.additive, SpecimenContainerAdditive::Reference)?,
+                r.choice_object(&mut self.additive, SpecimenContainerAdditive::Reference),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `SpecimenDefinition` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A kind of specimen with associated set of requirements.
 ///
 /// FHIR resource `SpecimenDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SpecimenDefinition {
     /// `SpecimenDefinition.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -47,31 +47,43 @@ pub struct SpecimenDefinition {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SpecimenDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SpecimenDefinition {
     const NAME: &'static str = "SpecimenDefinition";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 14;
+}
+
+impl Members for SpecimenDefinition {
+    fn field_count(&self) -> u16 {
+        14
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.boxed(&mut self.identifier)?),
-            "typeCollected" => (9, r.boxed(&mut self.type_collected)?),
-            "patientPreparation" => (10, r.objects(&mut self.patient_preparation)?),
-            "timeAspect" => (11, r.prim(&mut self.time_aspect)?),
-            "_timeAspect" => (11, r.prim_ext(&mut self.time_aspect)?),
-            "collection" => (12, r.objects(&mut self.collection)?),
-            "typeTested" => (13, r.objects(&mut self.type_tested)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.boxed(&mut self.identifier)),
+            "typeCollected" => (9, r.boxed(&mut self.type_collected)),
+            "patientPreparation" => (10, r.objects(&mut self.patient_preparation)),
+            "timeAspect" => (11, r.prim(&mut self.time_aspect)),
+            "_timeAspect" => (11, r.prim_ext(&mut self.time_aspect)),
+            "collection" => (12, r.objects(&mut self.collection)),
+            "typeTested" => (13, r.objects(&mut self.type_tested)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -103,7 +115,7 @@ impl Object for SpecimenDefinition {
 /// Specimen in container intended for testing by lab
 ///
 /// FHIR element `SpecimenDefinition.typeTested`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SpecimenDefinitionTypeTested {
     /// `SpecimenDefinition.typeTested.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -131,27 +143,39 @@ pub struct SpecimenDefinitionTypeTested {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SpecimenDefinitionTypeTested {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SpecimenDefinitionTypeTested {
     const NAME: &'static str = "SpecimenDefinition.typeTested";
-    const FIELDS: u16 = 11;
+}
+
+impl Members for SpecimenDefinitionTypeTested {
+    fn field_count(&self) -> u16 {
+        11
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "isDerived" => (3, r.prim(&mut self.is_derived)?),
-            "_isDerived" => (3, r.prim_ext(&mut self.is_derived)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
-            "preference" => (5, r.prim(&mut self.preference)?),
-            "_preference" => (5, r.prim_ext(&mut self.preference)?),
-            "container" => (6, r.boxed(&mut self.container)?),
-            "requirement" => (7, r.prim(&mut self.requirement)?),
-            "_requirement" => (7, r.prim_ext(&mut self.requirement)?),
-            "retentionTime" => (8, r.boxed(&mut self.retention_time)?),
-            "rejectionCriterion" => (9, r.objects(&mut self.rejection_criterion)?),
-            "handling" => (10, r.objects(&mut self.handling)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "isDerived" => (3, r.prim(&mut self.is_derived)),
+            "_isDerived" => (3, r.prim_ext(&mut self.is_derived)),
+            "type" => (4, r.boxed(&mut self.type_)),
+            "preference" => (5, r.prim(&mut self.preference)),
+            "_preference" => (5, r.prim_ext(&mut self.preference)),
+            "container" => (6, r.boxed(&mut self.container)),
+            "requirement" => (7, r.prim(&mut self.requirement)),
+            "_requirement" => (7, r.prim_ext(&mut self.requirement)),
+            "retentionTime" => (8, r.boxed(&mut self.retention_time)),
+            "rejectionCriterion" => (9, r.objects(&mut self.rejection_criterion)),
+            "handling" => (10, r.objects(&mut self.handling)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -183,7 +207,7 @@ impl Object for SpecimenDefinitionTypeTested {
 /// The specimen's container
 ///
 /// FHIR element `SpecimenDefinition.typeTested.container`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SpecimenDefinitionTypeTestedContainer {
     /// `SpecimenDefinition.typeTested.container.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -229,26 +253,37 @@ impl SpecimenDefinitionTypeTestedContainerMinimumVolume {
     }
 }
 
+impl std::fmt::Debug for SpecimenDefinitionTypeTestedContainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SpecimenDefinitionTypeTestedContainer {
     const NAME: &'static str = "SpecimenDefinition.typeTested.container";
-    const FIELDS: u16 = 11;
+}
+
+impl Members for SpecimenDefinitionTypeTestedContainer {
+    fn field_count(&self) -> u16 {
+        11
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "material" => (3, r.boxed(&mut self.material)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
-            "cap" => (5, r.boxed(&mut self.cap)?),
-            "description" => (6, r.prim(&mut self.description)?),
-            "_description" => (6, r.prim_ext(&mut self.description)?),
-            "capacity" => (7, r.boxed(&mut self.capacity)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "material" => (3, r.boxed(&mut self.material)),
+            "type" => (4, r.boxed(&mut self.type_)),
+            "cap" => (5, r.boxed(&mut self.cap)),
+            "description" => (6, r.prim(&mut self.description)),
+            "_description" => (6, r.prim_ext(&mut self.description)),
+            "capacity" => (7, r.boxed(&mut self.capacity)),
             "minimumVolumeQuantity" => (
                 8,
                 r.choice_object(
                     &mut self.minimum_volume,
                     SpecimenDefinitionTypeTestedContainerMinimumVolume::Quantity,
-                )?,
+                ),
             ),
             "minimumVolumeString" => (
                 8,
@@ -259,7 +294,7 @@ impl Object for SpecimenDefinitionTypeTestedContainer {
                         SpecimenDefinitionTypeTestedContainerMinimumVolume::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_minimumVolumeString" => (
                 8,
@@ -270,13 +305,14 @@ impl Object for SpecimenDefinitionTypeTestedContainer {
                         SpecimenDefinitionTypeTestedContainerMinimumVolume::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
-            "additive" => (9, r.objects(&mut self.additive)?),
-            "preparation" => (10, r.prim(&mut self.preparation)?),
-            "_preparation" => (10, r.prim_ext(&mut self.preparation)?),
+            "additive" => (9, r.objects(&mut self.additive)),
+            "preparation" => (10, r.prim(&mut self.preparation)),
+            "_preparation" => (10, r.prim_ext(&mut self.preparation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -309,7 +345,7 @@ impl Object for SpecimenDefinitionTypeTestedContainer {
 /// Additive associated with container
 ///
 /// FHIR element `SpecimenDefinition.typeTested.container.additive`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SpecimenDefinitionTypeTestedContainerAdditive {
     /// `SpecimenDefinition.typeTested.container.additive.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -341,30 +377,42 @@ impl SpecimenDefinitionTypeTestedContainerAdditiveAdditive {
     }
 }
 
+impl std::fmt::Debug for SpecimenDefinitionTypeTestedContainerAdditive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SpecimenDefinitionTypeTestedContainerAdditive {
     const NAME: &'static str = "SpecimenDefinition.typeTested.container.additive";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for SpecimenDefinitionTypeTestedContainerAdditive {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "additiveCodeableConcept" => (
                 3,
                 r.choice_object(
                     &mut self.additive,
                     SpecimenDefinitionTypeTestedContainerAdditiveAdditive::CodeableConcept,
-                )?,
+                ),
             ),
             "additiveReference" => (
                 3,
                 r.choice_object(
                     &mut self.additive,
                     SpecimenDefinitionTypeTestedContainerAdditiveAdditive::Reference,
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -393,7 +441,7 @@ impl Object for SpecimenDefinitionTypeTestedContainerAdditive {
 /// Specimen handling before testing
 ///
 /// FHIR element `SpecimenDefinition.typeTested.handling`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SpecimenDefinitionTypeTestedHandling {
     /// `SpecimenDefinition.typeTested.handling.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -413,21 +461,33 @@ pub struct SpecimenDefinitionTypeTestedHandling {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SpecimenDefinitionTypeTestedHandling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SpecimenDefinitionTypeTestedHandling {
     const NAME: &'static str = "SpecimenDefinition.typeTested.handling";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for SpecimenDefinitionTypeTestedHandling {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "temperatureQualifier" => (3, r.boxed(&mut self.temperature_qualifier)?),
-            "temperatureRange" => (4, r.boxed(&mut self.temperature_range)?),
-            "maxDuration" => (5, r.boxed(&mut self.max_duration)?),
-            "instruction" => (6, r.prim(&mut self.instruction)?),
-            "_instruction" => (6, r.prim_ext(&mut self.instruction)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "temperatureQualifier" => (3, r.boxed(&mut self.temperature_qualifier)),
+            "temperatureRange" => (4, r.boxed(&mut self.temperature_range)),
+            "maxDuration" => (5, r.boxed(&mut self.max_duration)),
+            "instruction" => (6, r.prim(&mut self.instruction)),
+            "_instruction" => (6, r.prim_ext(&mut self.instruction)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

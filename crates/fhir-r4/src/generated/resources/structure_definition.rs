@@ -4,7 +4,7 @@
 //! The R4 `StructureDefinition` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A definition of a FHIR structure. This resource is used to describe the underlying resources, data types defined in FHIR, and also for describing extensions and constraints on resources and data types.
 ///
 /// FHIR resource `StructureDefinition`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct StructureDefinition {
     /// `StructureDefinition.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -89,69 +89,81 @@ pub struct StructureDefinition {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for StructureDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for StructureDefinition {
     const NAME: &'static str = "StructureDefinition";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 35;
+}
+
+impl Members for StructureDefinition {
+    fn field_count(&self) -> u16 {
+        35
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "status" => (13, r.prim(&mut self.status)?),
-            "_status" => (13, r.prim_ext(&mut self.status)?),
-            "experimental" => (14, r.prim(&mut self.experimental)?),
-            "_experimental" => (14, r.prim_ext(&mut self.experimental)?),
-            "date" => (15, r.prim(&mut self.date)?),
-            "_date" => (15, r.prim_ext(&mut self.date)?),
-            "publisher" => (16, r.prim(&mut self.publisher)?),
-            "_publisher" => (16, r.prim_ext(&mut self.publisher)?),
-            "contact" => (17, r.objects(&mut self.contact)?),
-            "description" => (18, r.prim(&mut self.description)?),
-            "_description" => (18, r.prim_ext(&mut self.description)?),
-            "useContext" => (19, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (21, r.prim(&mut self.purpose)?),
-            "_purpose" => (21, r.prim_ext(&mut self.purpose)?),
-            "copyright" => (22, r.prim(&mut self.copyright)?),
-            "_copyright" => (22, r.prim_ext(&mut self.copyright)?),
-            "keyword" => (23, r.objects(&mut self.keyword)?),
-            "fhirVersion" => (24, r.prim(&mut self.fhir_version)?),
-            "_fhirVersion" => (24, r.prim_ext(&mut self.fhir_version)?),
-            "mapping" => (25, r.objects(&mut self.mapping)?),
-            "kind" => (26, r.prim(&mut self.kind)?),
-            "_kind" => (26, r.prim_ext(&mut self.kind)?),
-            "abstract" => (27, r.prim(&mut self.abstract_)?),
-            "_abstract" => (27, r.prim_ext(&mut self.abstract_)?),
-            "context" => (28, r.objects(&mut self.context)?),
-            "contextInvariant" => (29, r.prim_vec(&mut self.context_invariant)?),
-            "_contextInvariant" => (29, r.prim_vec_ext(&mut self.context_invariant)?),
-            "type" => (30, r.prim(&mut self.type_)?),
-            "_type" => (30, r.prim_ext(&mut self.type_)?),
-            "baseDefinition" => (31, r.prim(&mut self.base_definition)?),
-            "_baseDefinition" => (31, r.prim_ext(&mut self.base_definition)?),
-            "derivation" => (32, r.prim(&mut self.derivation)?),
-            "_derivation" => (32, r.prim_ext(&mut self.derivation)?),
-            "snapshot" => (33, r.boxed(&mut self.snapshot)?),
-            "differential" => (34, r.boxed(&mut self.differential)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "status" => (13, r.prim(&mut self.status)),
+            "_status" => (13, r.prim_ext(&mut self.status)),
+            "experimental" => (14, r.prim(&mut self.experimental)),
+            "_experimental" => (14, r.prim_ext(&mut self.experimental)),
+            "date" => (15, r.prim(&mut self.date)),
+            "_date" => (15, r.prim_ext(&mut self.date)),
+            "publisher" => (16, r.prim(&mut self.publisher)),
+            "_publisher" => (16, r.prim_ext(&mut self.publisher)),
+            "contact" => (17, r.objects(&mut self.contact)),
+            "description" => (18, r.prim(&mut self.description)),
+            "_description" => (18, r.prim_ext(&mut self.description)),
+            "useContext" => (19, r.objects(&mut self.use_context)),
+            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)),
+            "purpose" => (21, r.prim(&mut self.purpose)),
+            "_purpose" => (21, r.prim_ext(&mut self.purpose)),
+            "copyright" => (22, r.prim(&mut self.copyright)),
+            "_copyright" => (22, r.prim_ext(&mut self.copyright)),
+            "keyword" => (23, r.objects(&mut self.keyword)),
+            "fhirVersion" => (24, r.prim(&mut self.fhir_version)),
+            "_fhirVersion" => (24, r.prim_ext(&mut self.fhir_version)),
+            "mapping" => (25, r.objects(&mut self.mapping)),
+            "kind" => (26, r.prim(&mut self.kind)),
+            "_kind" => (26, r.prim_ext(&mut self.kind)),
+            "abstract" => (27, r.prim(&mut self.abstract_)),
+            "_abstract" => (27, r.prim_ext(&mut self.abstract_)),
+            "context" => (28, r.objects(&mut self.context)),
+            "contextInvariant" => (29, r.prim_vec(&mut self.context_invariant)),
+            "_contextInvariant" => (29, r.prim_vec_ext(&mut self.context_invariant)),
+            "type" => (30, r.prim(&mut self.type_)),
+            "_type" => (30, r.prim_ext(&mut self.type_)),
+            "baseDefinition" => (31, r.prim(&mut self.base_definition)),
+            "_baseDefinition" => (31, r.prim_ext(&mut self.base_definition)),
+            "derivation" => (32, r.prim(&mut self.derivation)),
+            "_derivation" => (32, r.prim_ext(&mut self.derivation)),
+            "snapshot" => (33, r.boxed(&mut self.snapshot)),
+            "differential" => (34, r.boxed(&mut self.differential)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -212,7 +224,7 @@ impl Object for StructureDefinition {
 /// External specification that the content is mapped to
 ///
 /// FHIR element `StructureDefinition.mapping`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct StructureDefinitionMapping {
     /// `StructureDefinition.mapping.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -232,24 +244,36 @@ pub struct StructureDefinitionMapping {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for StructureDefinitionMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for StructureDefinitionMapping {
     const NAME: &'static str = "StructureDefinition.mapping";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for StructureDefinitionMapping {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identity" => (3, r.prim(&mut self.identity)?),
-            "_identity" => (3, r.prim_ext(&mut self.identity)?),
-            "uri" => (4, r.prim(&mut self.uri)?),
-            "_uri" => (4, r.prim_ext(&mut self.uri)?),
-            "name" => (5, r.prim(&mut self.name)?),
-            "_name" => (5, r.prim_ext(&mut self.name)?),
-            "comment" => (6, r.prim(&mut self.comment)?),
-            "_comment" => (6, r.prim_ext(&mut self.comment)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identity" => (3, r.prim(&mut self.identity)),
+            "_identity" => (3, r.prim_ext(&mut self.identity)),
+            "uri" => (4, r.prim(&mut self.uri)),
+            "_uri" => (4, r.prim_ext(&mut self.uri)),
+            "name" => (5, r.prim(&mut self.name)),
+            "_name" => (5, r.prim_ext(&mut self.name)),
+            "comment" => (6, r.prim(&mut self.comment)),
+            "_comment" => (6, r.prim_ext(&mut self.comment)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -277,7 +301,7 @@ impl Object for StructureDefinitionMapping {
 /// If an extension, where it can be used in instances
 ///
 /// FHIR element `StructureDefinition.context`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct StructureDefinitionContext {
     /// `StructureDefinition.context.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -293,20 +317,32 @@ pub struct StructureDefinitionContext {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for StructureDefinitionContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for StructureDefinitionContext {
     const NAME: &'static str = "StructureDefinition.context";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for StructureDefinitionContext {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "expression" => (4, r.prim(&mut self.expression)?),
-            "_expression" => (4, r.prim_ext(&mut self.expression)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "expression" => (4, r.prim(&mut self.expression)),
+            "_expression" => (4, r.prim_ext(&mut self.expression)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -333,7 +369,7 @@ impl Object for StructureDefinitionContext {
 /// Snapshot view of the structure
 ///
 /// FHIR element `StructureDefinition.snapshot`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct StructureDefinitionSnapshot {
     /// `StructureDefinition.snapshot.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -347,17 +383,29 @@ pub struct StructureDefinitionSnapshot {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for StructureDefinitionSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for StructureDefinitionSnapshot {
     const NAME: &'static str = "StructureDefinition.snapshot";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for StructureDefinitionSnapshot {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "element" => (3, r.objects(&mut self.element)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "element" => (3, r.objects(&mut self.element)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -382,7 +430,7 @@ impl Object for StructureDefinitionSnapshot {
 /// Differential view of the structure
 ///
 /// FHIR element `StructureDefinition.differential`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct StructureDefinitionDifferential {
     /// `StructureDefinition.differential.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -396,17 +444,29 @@ pub struct StructureDefinitionDifferential {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for StructureDefinitionDifferential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for StructureDefinitionDifferential {
     const NAME: &'static str = "StructureDefinition.differential";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for StructureDefinitionDifferential {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "element" => (3, r.objects(&mut self.element)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "element" => (3, r.objects(&mut self.element)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `StructureMap` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A Map of relationships between 2 structures that can be used to transform data.
 ///
 /// FHIR resource `StructureMap`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct StructureMap {
     /// `StructureMap.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -71,54 +71,66 @@ pub struct StructureMap {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for StructureMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for StructureMap {
     const NAME: &'static str = "StructureMap";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 26;
+}
+
+impl Members for StructureMap {
+    fn field_count(&self) -> u16 {
+        26
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "status" => (13, r.prim(&mut self.status)?),
-            "_status" => (13, r.prim_ext(&mut self.status)?),
-            "experimental" => (14, r.prim(&mut self.experimental)?),
-            "_experimental" => (14, r.prim_ext(&mut self.experimental)?),
-            "date" => (15, r.prim(&mut self.date)?),
-            "_date" => (15, r.prim_ext(&mut self.date)?),
-            "publisher" => (16, r.prim(&mut self.publisher)?),
-            "_publisher" => (16, r.prim_ext(&mut self.publisher)?),
-            "contact" => (17, r.objects(&mut self.contact)?),
-            "description" => (18, r.prim(&mut self.description)?),
-            "_description" => (18, r.prim_ext(&mut self.description)?),
-            "useContext" => (19, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (21, r.prim(&mut self.purpose)?),
-            "_purpose" => (21, r.prim_ext(&mut self.purpose)?),
-            "copyright" => (22, r.prim(&mut self.copyright)?),
-            "_copyright" => (22, r.prim_ext(&mut self.copyright)?),
-            "structure" => (23, r.objects(&mut self.structure)?),
-            "import" => (24, r.prim_vec(&mut self.import)?),
-            "_import" => (24, r.prim_vec_ext(&mut self.import)?),
-            "group" => (25, r.objects(&mut self.group)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "status" => (13, r.prim(&mut self.status)),
+            "_status" => (13, r.prim_ext(&mut self.status)),
+            "experimental" => (14, r.prim(&mut self.experimental)),
+            "_experimental" => (14, r.prim_ext(&mut self.experimental)),
+            "date" => (15, r.prim(&mut self.date)),
+            "_date" => (15, r.prim_ext(&mut self.date)),
+            "publisher" => (16, r.prim(&mut self.publisher)),
+            "_publisher" => (16, r.prim_ext(&mut self.publisher)),
+            "contact" => (17, r.objects(&mut self.contact)),
+            "description" => (18, r.prim(&mut self.description)),
+            "_description" => (18, r.prim_ext(&mut self.description)),
+            "useContext" => (19, r.objects(&mut self.use_context)),
+            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)),
+            "purpose" => (21, r.prim(&mut self.purpose)),
+            "_purpose" => (21, r.prim_ext(&mut self.purpose)),
+            "copyright" => (22, r.prim(&mut self.copyright)),
+            "_copyright" => (22, r.prim_ext(&mut self.copyright)),
+            "structure" => (23, r.objects(&mut self.structure)),
+            "import" => (24, r.prim_vec(&mut self.import)),
+            "_import" => (24, r.prim_vec_ext(&mut self.import)),
+            "group" => (25, r.objects(&mut self.group)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -168,7 +180,7 @@ impl Object for StructureMap {
 /// Structure Definition used by this map
 ///
 /// FHIR element `StructureMap.structure`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct StructureMapStructure {
     /// `StructureMap.structure.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -188,24 +200,36 @@ pub struct StructureMapStructure {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for StructureMapStructure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for StructureMapStructure {
     const NAME: &'static str = "StructureMap.structure";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for StructureMapStructure {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "url" => (3, r.prim(&mut self.url)?),
-            "_url" => (3, r.prim_ext(&mut self.url)?),
-            "mode" => (4, r.prim(&mut self.mode)?),
-            "_mode" => (4, r.prim_ext(&mut self.mode)?),
-            "alias" => (5, r.prim(&mut self.alias)?),
-            "_alias" => (5, r.prim_ext(&mut self.alias)?),
-            "documentation" => (6, r.prim(&mut self.documentation)?),
-            "_documentation" => (6, r.prim_ext(&mut self.documentation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "url" => (3, r.prim(&mut self.url)),
+            "_url" => (3, r.prim_ext(&mut self.url)),
+            "mode" => (4, r.prim(&mut self.mode)),
+            "_mode" => (4, r.prim_ext(&mut self.mode)),
+            "alias" => (5, r.prim(&mut self.alias)),
+            "_alias" => (5, r.prim_ext(&mut self.alias)),
+            "documentation" => (6, r.prim(&mut self.documentation)),
+            "_documentation" => (6, r.prim_ext(&mut self.documentation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -234,7 +258,7 @@ impl Object for StructureMapStructure {
 /// Named sections for reader convenience
 ///
 /// FHIR element `StructureMap.group`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct StructureMapGroup {
     /// `StructureMap.group.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -258,26 +282,38 @@ pub struct StructureMapGroup {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for StructureMapGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for StructureMapGroup {
     const NAME: &'static str = "StructureMap.group";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for StructureMapGroup {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "extends" => (4, r.prim(&mut self.extends)?),
-            "_extends" => (4, r.prim_ext(&mut self.extends)?),
-            "typeMode" => (5, r.prim(&mut self.type_mode)?),
-            "_typeMode" => (5, r.prim_ext(&mut self.type_mode)?),
-            "documentation" => (6, r.prim(&mut self.documentation)?),
-            "_documentation" => (6, r.prim_ext(&mut self.documentation)?),
-            "input" => (7, r.objects(&mut self.input)?),
-            "rule" => (8, r.objects(&mut self.rule)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "extends" => (4, r.prim(&mut self.extends)),
+            "_extends" => (4, r.prim_ext(&mut self.extends)),
+            "typeMode" => (5, r.prim(&mut self.type_mode)),
+            "_typeMode" => (5, r.prim_ext(&mut self.type_mode)),
+            "documentation" => (6, r.prim(&mut self.documentation)),
+            "_documentation" => (6, r.prim_ext(&mut self.documentation)),
+            "input" => (7, r.objects(&mut self.input)),
+            "rule" => (8, r.objects(&mut self.rule)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -310,7 +346,7 @@ impl Object for StructureMapGroup {
 /// Named instance provided when invoking the map
 ///
 /// FHIR element `StructureMap.group.input`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct StructureMapGroupInput {
     /// `StructureMap.group.input.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -330,24 +366,36 @@ pub struct StructureMapGroupInput {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for StructureMapGroupInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for StructureMapGroupInput {
     const NAME: &'static str = "StructureMap.group.input";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for StructureMapGroupInput {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "type" => (4, r.prim(&mut self.type_)?),
-            "_type" => (4, r.prim_ext(&mut self.type_)?),
-            "mode" => (5, r.prim(&mut self.mode)?),
-            "_mode" => (5, r.prim_ext(&mut self.mode)?),
-            "documentation" => (6, r.prim(&mut self.documentation)?),
-            "_documentation" => (6, r.prim_ext(&mut self.documentation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "type" => (4, r.prim(&mut self.type_)),
+            "_type" => (4, r.prim_ext(&mut self.type_)),
+            "mode" => (5, r.prim(&mut self.mode)),
+            "_mode" => (5, r.prim_ext(&mut self.mode)),
+            "documentation" => (6, r.prim(&mut self.documentation)),
+            "_documentation" => (6, r.prim_ext(&mut self.documentation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -376,7 +424,7 @@ impl Object for StructureMapGroupInput {
 /// Transform Rule from source to target
 ///
 /// FHIR element `StructureMap.group.rule`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct StructureMapGroupRule {
     /// `StructureMap.group.rule.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -400,24 +448,36 @@ pub struct StructureMapGroupRule {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for StructureMapGroupRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for StructureMapGroupRule {
     const NAME: &'static str = "StructureMap.group.rule";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for StructureMapGroupRule {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "source" => (4, r.objects(&mut self.source)?),
-            "target" => (5, r.objects(&mut self.target)?),
-            "rule" => (6, r.objects(&mut self.rule)?),
-            "dependent" => (7, r.objects(&mut self.dependent)?),
-            "documentation" => (8, r.prim(&mut self.documentation)?),
-            "_documentation" => (8, r.prim_ext(&mut self.documentation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "source" => (4, r.objects(&mut self.source)),
+            "target" => (5, r.objects(&mut self.target)),
+            "rule" => (6, r.objects(&mut self.rule)),
+            "dependent" => (7, r.objects(&mut self.dependent)),
+            "documentation" => (8, r.prim(&mut self.documentation)),
+            "_documentation" => (8, r.prim_ext(&mut self.documentation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -448,7 +508,7 @@ impl Object for StructureMapGroupRule {
 /// Source inputs to the mapping
 ///
 /// FHIR element `StructureMap.group.rule.source`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct StructureMapGroupRuleSource {
     /// `StructureMap.group.rule.source.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -644,22 +704,33 @@ impl StructureMapGroupRuleSourceDefaultValue {
     }
 }
 
+impl std::fmt::Debug for StructureMapGroupRuleSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for StructureMapGroupRuleSource {
     const NAME: &'static str = "StructureMap.group.rule.source";
-    const FIELDS: u16 = 14;
+}
+
+impl Members for StructureMapGroupRuleSource {
+    fn field_count(&self) -> u16 {
+        14
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "context" => (3, r.prim(&mut self.context)?),
-            "_context" => (3, r.prim_ext(&mut self.context)?),
-            "min" => (4, r.prim(&mut self.min)?),
-            "_min" => (4, r.prim_ext(&mut self.min)?),
-            "max" => (5, r.prim(&mut self.max)?),
-            "_max" => (5, r.prim_ext(&mut self.max)?),
-            "type" => (6, r.prim(&mut self.type_)?),
-            "_type" => (6, r.prim_ext(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "context" => (3, r.prim(&mut self.context)),
+            "_context" => (3, r.prim_ext(&mut self.context)),
+            "min" => (4, r.prim(&mut self.min)),
+            "_min" => (4, r.prim_ext(&mut self.min)),
+            "max" => (5, r.prim(&mut self.max)),
+            "_max" => (5, r.prim_ext(&mut self.max)),
+            "type" => (6, r.prim(&mut self.type_)),
+            "_type" => (6, r.prim_ext(&mut self.type_)),
             "defaultValueBase64Binary" => (
                 7,
                 r.choice_prim(
@@ -669,7 +740,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Base64Binary(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueBase64Binary" => (
                 7,
@@ -680,7 +751,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Base64Binary(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueBoolean" => (
                 7,
@@ -691,7 +762,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueBoolean" => (
                 7,
@@ -702,7 +773,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueCanonical" => (
                 7,
@@ -713,7 +784,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueCanonical" => (
                 7,
@@ -724,7 +795,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Canonical(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueCode" => (
                 7,
@@ -735,7 +806,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Code(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueCode" => (
                 7,
@@ -746,7 +817,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Code(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueDate" => (
                 7,
@@ -757,7 +828,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueDate" => (
                 7,
@@ -768,7 +839,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Date(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueDateTime" => (
                 7,
@@ -779,7 +850,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueDateTime" => (
                 7,
@@ -790,7 +861,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueDecimal" => (
                 7,
@@ -801,7 +872,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueDecimal" => (
                 7,
@@ -812,7 +883,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueId" => (
                 7,
@@ -823,7 +894,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Id(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueId" => (
                 7,
@@ -834,7 +905,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Id(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueInstant" => (
                 7,
@@ -845,7 +916,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Instant(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueInstant" => (
                 7,
@@ -856,7 +927,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Instant(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueInteger" => (
                 7,
@@ -867,7 +938,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueInteger" => (
                 7,
@@ -878,7 +949,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueMarkdown" => (
                 7,
@@ -889,7 +960,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Markdown(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueMarkdown" => (
                 7,
@@ -900,7 +971,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Markdown(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueOid" => (
                 7,
@@ -911,7 +982,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Oid(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueOid" => (
                 7,
@@ -922,7 +993,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Oid(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValuePositiveInt" => (
                 7,
@@ -933,7 +1004,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValuePositiveInt" => (
                 7,
@@ -944,7 +1015,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::PositiveInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueString" => (
                 7,
@@ -955,7 +1026,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueString" => (
                 7,
@@ -966,7 +1037,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueTime" => (
                 7,
@@ -977,7 +1048,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueTime" => (
                 7,
@@ -988,7 +1059,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Time(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueUnsignedInt" => (
                 7,
@@ -999,7 +1070,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueUnsignedInt" => (
                 7,
@@ -1010,7 +1081,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::UnsignedInt(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueUri" => (
                 7,
@@ -1021,7 +1092,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Uri(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueUri" => (
                 7,
@@ -1032,7 +1103,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Uri(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueUrl" => (
                 7,
@@ -1043,7 +1114,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Url(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueUrl" => (
                 7,
@@ -1054,7 +1125,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Url(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueUuid" => (
                 7,
@@ -1065,7 +1136,7 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Uuid(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_defaultValueUuid" => (
                 7,
@@ -1076,239 +1147,240 @@ impl Object for StructureMapGroupRuleSource {
                         StructureMapGroupRuleSourceDefaultValue::Uuid(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "defaultValueAddress" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Address,
-                )?,
+                ),
             ),
             "defaultValueAge" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Age,
-                )?,
+                ),
             ),
             "defaultValueAnnotation" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Annotation,
-                )?,
+                ),
             ),
             "defaultValueAttachment" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Attachment,
-                )?,
+                ),
             ),
             "defaultValueCodeableConcept" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::CodeableConcept,
-                )?,
+                ),
             ),
             "defaultValueCoding" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Coding,
-                )?,
+                ),
             ),
             "defaultValueContactPoint" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::ContactPoint,
-                )?,
+                ),
             ),
             "defaultValueCount" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Count,
-                )?,
+                ),
             ),
             "defaultValueDistance" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Distance,
-                )?,
+                ),
             ),
             "defaultValueDuration" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Duration,
-                )?,
+                ),
             ),
             "defaultValueHumanName" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::HumanName,
-                )?,
+                ),
             ),
             "defaultValueIdentifier" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Identifier,
-                )?,
+                ),
             ),
             "defaultValueMoney" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Money,
-                )?,
+                ),
             ),
             "defaultValuePeriod" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Period,
-                )?,
+                ),
             ),
             "defaultValueQuantity" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Quantity,
-                )?,
+                ),
             ),
             "defaultValueRange" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Range,
-                )?,
+                ),
             ),
             "defaultValueRatio" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Ratio,
-                )?,
+                ),
             ),
             "defaultValueReference" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Reference,
-                )?,
+                ),
             ),
             "defaultValueSampledData" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::SampledData,
-                )?,
+                ),
             ),
             "defaultValueSignature" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Signature,
-                )?,
+                ),
             ),
             "defaultValueTiming" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Timing,
-                )?,
+                ),
             ),
             "defaultValueContactDetail" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::ContactDetail,
-                )?,
+                ),
             ),
             "defaultValueContributor" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Contributor,
-                )?,
+                ),
             ),
             "defaultValueDataRequirement" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::DataRequirement,
-                )?,
+                ),
             ),
             "defaultValueExpression" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Expression,
-                )?,
+                ),
             ),
             "defaultValueParameterDefinition" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::ParameterDefinition,
-                )?,
+                ),
             ),
             "defaultValueRelatedArtifact" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::RelatedArtifact,
-                )?,
+                ),
             ),
             "defaultValueTriggerDefinition" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::TriggerDefinition,
-                )?,
+                ),
             ),
             "defaultValueUsageContext" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::UsageContext,
-                )?,
+                ),
             ),
             "defaultValueDosage" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Dosage,
-                )?,
+                ),
             ),
             "defaultValueMeta" => (
                 7,
                 r.choice_object(
                     &mut self.default_value,
                     StructureMapGroupRuleSourceDefaultValue::Meta,
-                )?,
+                ),
             ),
-            "element" => (8, r.prim(&mut self.element)?),
-            "_element" => (8, r.prim_ext(&mut self.element)?),
-            "listMode" => (9, r.prim(&mut self.list_mode)?),
-            "_listMode" => (9, r.prim_ext(&mut self.list_mode)?),
-            "variable" => (10, r.prim(&mut self.variable)?),
-            "_variable" => (10, r.prim_ext(&mut self.variable)?),
-            "condition" => (11, r.prim(&mut self.condition)?),
-            "_condition" => (11, r.prim_ext(&mut self.condition)?),
-            "check" => (12, r.prim(&mut self.check)?),
-            "_check" => (12, r.prim_ext(&mut self.check)?),
-            "logMessage" => (13, r.prim(&mut self.log_message)?),
-            "_logMessage" => (13, r.prim_ext(&mut self.log_message)?),
+            "element" => (8, r.prim(&mut self.element)),
+            "_element" => (8, r.prim_ext(&mut self.element)),
+            "listMode" => (9, r.prim(&mut self.list_mode)),
+            "_listMode" => (9, r.prim_ext(&mut self.list_mode)),
+            "variable" => (10, r.prim(&mut self.variable)),
+            "_variable" => (10, r.prim_ext(&mut self.variable)),
+            "condition" => (11, r.prim(&mut self.condition)),
+            "_condition" => (11, r.prim_ext(&mut self.condition)),
+            "check" => (12, r.prim(&mut self.check)),
+            "_check" => (12, r.prim_ext(&mut self.check)),
+            "logMessage" => (13, r.prim(&mut self.log_message)),
+            "_logMessage" => (13, r.prim_ext(&mut self.log_message)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1347,7 +1419,7 @@ impl Object for StructureMapGroupRuleSource {
 /// Content to create because of this mapping rule
 ///
 /// FHIR element `StructureMap.group.rule.target`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct StructureMapGroupRuleTarget {
     /// `StructureMap.group.rule.target.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1375,31 +1447,43 @@ pub struct StructureMapGroupRuleTarget {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for StructureMapGroupRuleTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for StructureMapGroupRuleTarget {
     const NAME: &'static str = "StructureMap.group.rule.target";
-    const FIELDS: u16 = 11;
+}
+
+impl Members for StructureMapGroupRuleTarget {
+    fn field_count(&self) -> u16 {
+        11
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "context" => (3, r.prim(&mut self.context)?),
-            "_context" => (3, r.prim_ext(&mut self.context)?),
-            "contextType" => (4, r.prim(&mut self.context_type)?),
-            "_contextType" => (4, r.prim_ext(&mut self.context_type)?),
-            "element" => (5, r.prim(&mut self.element)?),
-            "_element" => (5, r.prim_ext(&mut self.element)?),
-            "variable" => (6, r.prim(&mut self.variable)?),
-            "_variable" => (6, r.prim_ext(&mut self.variable)?),
-            "listMode" => (7, r.prim_vec(&mut self.list_mode)?),
-            "_listMode" => (7, r.prim_vec_ext(&mut self.list_mode)?),
-            "listRuleId" => (8, r.prim(&mut self.list_rule_id)?),
-            "_listRuleId" => (8, r.prim_ext(&mut self.list_rule_id)?),
-            "transform" => (9, r.prim(&mut self.transform)?),
-            "_transform" => (9, r.prim_ext(&mut self.transform)?),
-            "parameter" => (10, r.objects(&mut self.parameter)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "context" => (3, r.prim(&mut self.context)),
+            "_context" => (3, r.prim_ext(&mut self.context)),
+            "contextType" => (4, r.prim(&mut self.context_type)),
+            "_contextType" => (4, r.prim_ext(&mut self.context_type)),
+            "element" => (5, r.prim(&mut self.element)),
+            "_element" => (5, r.prim_ext(&mut self.element)),
+            "variable" => (6, r.prim(&mut self.variable)),
+            "_variable" => (6, r.prim_ext(&mut self.variable)),
+            "listMode" => (7, r.prim_vec(&mut self.list_mode)),
+            "_listMode" => (7, r.prim_vec_ext(&mut self.list_mode)),
+            "listRuleId" => (8, r.prim(&mut self.list_rule_id)),
+            "_listRuleId" => (8, r.prim_ext(&mut self.list_rule_id)),
+            "transform" => (9, r.prim(&mut self.transform)),
+            "_transform" => (9, r.prim_ext(&mut self.transform)),
+            "parameter" => (10, r.objects(&mut self.parameter)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1428,7 +1512,7 @@ impl Object for StructureMapGroupRuleTarget {
 /// Parameters to the transform
 ///
 /// FHIR element `StructureMap.group.rule.target.parameter`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct StructureMapGroupRuleTargetParameter {
     /// `StructureMap.group.rule.target.parameter.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1469,14 +1553,25 @@ impl StructureMapGroupRuleTargetParameterValue {
     }
 }
 
+impl std::fmt::Debug for StructureMapGroupRuleTargetParameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for StructureMapGroupRuleTargetParameter {
     const NAME: &'static str = "StructureMap.group.rule.target.parameter";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for StructureMapGroupRuleTargetParameter {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "valueId" => (
                 3,
                 r.choice_prim(
@@ -1486,7 +1581,7 @@ impl Object for StructureMapGroupRuleTargetParameter {
                         StructureMapGroupRuleTargetParameterValue::Id(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueId" => (
                 3,
@@ -1497,7 +1592,7 @@ impl Object for StructureMapGroupRuleTargetParameter {
                         StructureMapGroupRuleTargetParameterValue::Id(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueString" => (
                 3,
@@ -1508,7 +1603,7 @@ impl Object for StructureMapGroupRuleTargetParameter {
                         StructureMapGroupRuleTargetParameterValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueString" => (
                 3,
@@ -1519,7 +1614,7 @@ impl Object for StructureMapGroupRuleTargetParameter {
                         StructureMapGroupRuleTargetParameterValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueBoolean" => (
                 3,
@@ -1530,7 +1625,7 @@ impl Object for StructureMapGroupRuleTargetParameter {
                         StructureMapGroupRuleTargetParameterValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueBoolean" => (
                 3,
@@ -1541,7 +1636,7 @@ impl Object for StructureMapGroupRuleTargetParameter {
                         StructureMapGroupRuleTargetParameterValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueInteger" => (
                 3,
@@ -1552,7 +1647,7 @@ impl Object for StructureMapGroupRuleTargetParameter {
                         StructureMapGroupRuleTargetParameterValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueInteger" => (
                 3,
@@ -1563,7 +1658,7 @@ impl Object for StructureMapGroupRuleTargetParameter {
                         StructureMapGroupRuleTargetParameterValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueDecimal" => (
                 3,
@@ -1574,7 +1669,7 @@ impl Object for StructureMapGroupRuleTargetParameter {
                         StructureMapGroupRuleTargetParameterValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDecimal" => (
                 3,
@@ -1585,10 +1680,11 @@ impl Object for StructureMapGroupRuleTargetParameter {
                         StructureMapGroupRuleTargetParameterValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1617,7 +1713,7 @@ impl Object for StructureMapGroupRuleTargetParameter {
 /// Which other rules to apply in the context of this rule
 ///
 /// FHIR element `StructureMap.group.rule.dependent`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct StructureMapGroupRuleDependent {
     /// `StructureMap.group.rule.dependent.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1633,20 +1729,32 @@ pub struct StructureMapGroupRuleDependent {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for StructureMapGroupRuleDependent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for StructureMapGroupRuleDependent {
     const NAME: &'static str = "StructureMap.group.rule.dependent";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for StructureMapGroupRuleDependent {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "variable" => (4, r.prim_vec(&mut self.variable)?),
-            "_variable" => (4, r.prim_vec_ext(&mut self.variable)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "variable" => (4, r.prim_vec(&mut self.variable)),
+            "_variable" => (4, r.prim_vec_ext(&mut self.variable)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

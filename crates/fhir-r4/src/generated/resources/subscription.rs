@@ -4,7 +4,7 @@
 //! The R4 `Subscription` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The subscription resource is used to define a push-based subscription from a server to another system. Once a subscription is registered with the server, the server checks every resource that is created or updated, and if the resource matches the given criteria, it sends a message on the defined "channel" so that another system can take an appropriate action.
 ///
 /// FHIR resource `Subscription`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Subscription {
     /// `Subscription.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -49,36 +49,48 @@ pub struct Subscription {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Subscription {
     const NAME: &'static str = "Subscription";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 15;
+}
+
+impl Members for Subscription {
+    fn field_count(&self) -> u16 {
+        15
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "status" => (8, r.prim(&mut self.status)?),
-            "_status" => (8, r.prim_ext(&mut self.status)?),
-            "contact" => (9, r.objects(&mut self.contact)?),
-            "end" => (10, r.prim(&mut self.end)?),
-            "_end" => (10, r.prim_ext(&mut self.end)?),
-            "reason" => (11, r.prim(&mut self.reason)?),
-            "_reason" => (11, r.prim_ext(&mut self.reason)?),
-            "criteria" => (12, r.prim(&mut self.criteria)?),
-            "_criteria" => (12, r.prim_ext(&mut self.criteria)?),
-            "error" => (13, r.prim(&mut self.error)?),
-            "_error" => (13, r.prim_ext(&mut self.error)?),
-            "channel" => (14, r.boxed(&mut self.channel)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "status" => (8, r.prim(&mut self.status)),
+            "_status" => (8, r.prim_ext(&mut self.status)),
+            "contact" => (9, r.objects(&mut self.contact)),
+            "end" => (10, r.prim(&mut self.end)),
+            "_end" => (10, r.prim_ext(&mut self.end)),
+            "reason" => (11, r.prim(&mut self.reason)),
+            "_reason" => (11, r.prim_ext(&mut self.reason)),
+            "criteria" => (12, r.prim(&mut self.criteria)),
+            "_criteria" => (12, r.prim_ext(&mut self.criteria)),
+            "error" => (13, r.prim(&mut self.error)),
+            "_error" => (13, r.prim_ext(&mut self.error)),
+            "channel" => (14, r.boxed(&mut self.channel)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -117,7 +129,7 @@ impl Object for Subscription {
 /// The channel on which to report matches to the criteria
 ///
 /// FHIR element `Subscription.channel`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubscriptionChannel {
     /// `Subscription.channel.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -137,24 +149,36 @@ pub struct SubscriptionChannel {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubscriptionChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubscriptionChannel {
     const NAME: &'static str = "Subscription.channel";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for SubscriptionChannel {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "endpoint" => (4, r.prim(&mut self.endpoint)?),
-            "_endpoint" => (4, r.prim_ext(&mut self.endpoint)?),
-            "payload" => (5, r.prim(&mut self.payload)?),
-            "_payload" => (5, r.prim_ext(&mut self.payload)?),
-            "header" => (6, r.prim_vec(&mut self.header)?),
-            "_header" => (6, r.prim_vec_ext(&mut self.header)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "endpoint" => (4, r.prim(&mut self.endpoint)),
+            "_endpoint" => (4, r.prim_ext(&mut self.endpoint)),
+            "payload" => (5, r.prim(&mut self.payload)),
+            "_payload" => (5, r.prim_ext(&mut self.payload)),
+            "header" => (6, r.prim_vec(&mut self.header)),
+            "_header" => (6, r.prim_vec_ext(&mut self.header)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

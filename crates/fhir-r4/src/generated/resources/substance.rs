@@ -4,7 +4,7 @@
 //! The R4 `Substance` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A homogeneous material with a definite composition.
 ///
 /// FHIR resource `Substance`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Substance {
     /// `Substance.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -49,33 +49,45 @@ pub struct Substance {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Substance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Substance {
     const NAME: &'static str = "Substance";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 15;
+}
+
+impl Members for Substance {
+    fn field_count(&self) -> u16 {
+        15
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "category" => (10, r.objects(&mut self.category)?),
-            "code" => (11, r.boxed(&mut self.code)?),
-            "description" => (12, r.prim(&mut self.description)?),
-            "_description" => (12, r.prim_ext(&mut self.description)?),
-            "instance" => (13, r.objects(&mut self.instance)?),
-            "ingredient" => (14, r.objects(&mut self.ingredient)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "category" => (10, r.objects(&mut self.category)),
+            "code" => (11, r.boxed(&mut self.code)),
+            "description" => (12, r.prim(&mut self.description)),
+            "_description" => (12, r.prim_ext(&mut self.description)),
+            "instance" => (13, r.objects(&mut self.instance)),
+            "ingredient" => (14, r.objects(&mut self.ingredient)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -111,7 +123,7 @@ impl Object for Substance {
 /// If this describes a specific package/container of the substance
 ///
 /// FHIR element `Substance.instance`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceInstance {
     /// `Substance.instance.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -129,20 +141,32 @@ pub struct SubstanceInstance {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceInstance {
     const NAME: &'static str = "Substance.instance";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for SubstanceInstance {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (3, r.boxed(&mut self.identifier)?),
-            "expiry" => (4, r.prim(&mut self.expiry)?),
-            "_expiry" => (4, r.prim_ext(&mut self.expiry)?),
-            "quantity" => (5, r.boxed(&mut self.quantity)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identifier" => (3, r.boxed(&mut self.identifier)),
+            "expiry" => (4, r.prim(&mut self.expiry)),
+            "_expiry" => (4, r.prim_ext(&mut self.expiry)),
+            "quantity" => (5, r.boxed(&mut self.quantity)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -166,7 +190,7 @@ impl Object for SubstanceInstance {
 /// Composition information about the substance
 ///
 /// FHIR element `Substance.ingredient`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceIngredient {
     /// `Substance.ingredient.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -200,25 +224,37 @@ impl SubstanceIngredientSubstance {
     }
 }
 
+impl std::fmt::Debug for SubstanceIngredient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceIngredient {
     const NAME: &'static str = "Substance.ingredient";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for SubstanceIngredient {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "quantity" => (3, r.boxed(&mut self.quantity)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "quantity" => (3, r.boxed(&mut self.quantity)),
             "substanceCodeableConcept" => (
                 4,
-                r.choice_object(&mut self.substance, SubstanceIngredientSubstance::CodeableConcept)?,
+                r.choice_object(&mut self.substance, SubstanceIngredientSubstance::CodeableConcept),
             ),
             "substanceReference" => (
                 4,
-                r.choice_object(&mut self.substance, SubstanceIngredientSubstance::Reference)?,
+                r.choice_object(&mut self.substance, SubstanceIngredientSubstance::Reference),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

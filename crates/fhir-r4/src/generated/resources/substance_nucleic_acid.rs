@@ -4,7 +4,7 @@
 //! The R4 `SubstanceNucleicAcid` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Nucleic acids are defined by three distinct elements: the base, sugar and linkage. Individual substance/moiety IDs will be created for each of these elements. The nucleotide sequence will be always entered in the 5’-3’ direction.
 ///
 /// FHIR resource `SubstanceNucleicAcid`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceNucleicAcid {
     /// `SubstanceNucleicAcid.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -45,31 +45,43 @@ pub struct SubstanceNucleicAcid {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceNucleicAcid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceNucleicAcid {
     const NAME: &'static str = "SubstanceNucleicAcid";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 13;
+}
+
+impl Members for SubstanceNucleicAcid {
+    fn field_count(&self) -> u16 {
+        13
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "sequenceType" => (8, r.boxed(&mut self.sequence_type)?),
-            "numberOfSubunits" => (9, r.prim(&mut self.number_of_subunits)?),
-            "_numberOfSubunits" => (9, r.prim_ext(&mut self.number_of_subunits)?),
-            "areaOfHybridisation" => (10, r.prim(&mut self.area_of_hybridisation)?),
-            "_areaOfHybridisation" => (10, r.prim_ext(&mut self.area_of_hybridisation)?),
-            "oligoNucleotideType" => (11, r.boxed(&mut self.oligo_nucleotide_type)?),
-            "subunit" => (12, r.objects(&mut self.subunit)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "sequenceType" => (8, r.boxed(&mut self.sequence_type)),
+            "numberOfSubunits" => (9, r.prim(&mut self.number_of_subunits)),
+            "_numberOfSubunits" => (9, r.prim_ext(&mut self.number_of_subunits)),
+            "areaOfHybridisation" => (10, r.prim(&mut self.area_of_hybridisation)),
+            "_areaOfHybridisation" => (10, r.prim_ext(&mut self.area_of_hybridisation)),
+            "oligoNucleotideType" => (11, r.boxed(&mut self.oligo_nucleotide_type)),
+            "subunit" => (12, r.objects(&mut self.subunit)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -100,7 +112,7 @@ impl Object for SubstanceNucleicAcid {
 /// Subunits are listed in order of decreasing length; sequences of the same length will be ordered by molecular weight; subunits that have identical sequences will be repeated multiple times
 ///
 /// FHIR element `SubstanceNucleicAcid.subunit`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceNucleicAcidSubunit {
     /// `SubstanceNucleicAcid.subunit.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -128,27 +140,39 @@ pub struct SubstanceNucleicAcidSubunit {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceNucleicAcidSubunit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceNucleicAcidSubunit {
     const NAME: &'static str = "SubstanceNucleicAcid.subunit";
-    const FIELDS: u16 = 11;
+}
+
+impl Members for SubstanceNucleicAcidSubunit {
+    fn field_count(&self) -> u16 {
+        11
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "subunit" => (3, r.prim(&mut self.subunit)?),
-            "_subunit" => (3, r.prim_ext(&mut self.subunit)?),
-            "sequence" => (4, r.prim(&mut self.sequence)?),
-            "_sequence" => (4, r.prim_ext(&mut self.sequence)?),
-            "length" => (5, r.prim(&mut self.length)?),
-            "_length" => (5, r.prim_ext(&mut self.length)?),
-            "sequenceAttachment" => (6, r.boxed(&mut self.sequence_attachment)?),
-            "fivePrime" => (7, r.boxed(&mut self.five_prime)?),
-            "threePrime" => (8, r.boxed(&mut self.three_prime)?),
-            "linkage" => (9, r.objects(&mut self.linkage)?),
-            "sugar" => (10, r.objects(&mut self.sugar)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "subunit" => (3, r.prim(&mut self.subunit)),
+            "_subunit" => (3, r.prim_ext(&mut self.subunit)),
+            "sequence" => (4, r.prim(&mut self.sequence)),
+            "_sequence" => (4, r.prim_ext(&mut self.sequence)),
+            "length" => (5, r.prim(&mut self.length)),
+            "_length" => (5, r.prim_ext(&mut self.length)),
+            "sequenceAttachment" => (6, r.boxed(&mut self.sequence_attachment)),
+            "fivePrime" => (7, r.boxed(&mut self.five_prime)),
+            "threePrime" => (8, r.boxed(&mut self.three_prime)),
+            "linkage" => (9, r.objects(&mut self.linkage)),
+            "sugar" => (10, r.objects(&mut self.sugar)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -177,7 +201,7 @@ impl Object for SubstanceNucleicAcidSubunit {
 /// The linkages between sugar residues will also be captured
 ///
 /// FHIR element `SubstanceNucleicAcid.subunit.linkage`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceNucleicAcidSubunitLinkage {
     /// `SubstanceNucleicAcid.subunit.linkage.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -197,23 +221,35 @@ pub struct SubstanceNucleicAcidSubunitLinkage {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceNucleicAcidSubunitLinkage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceNucleicAcidSubunitLinkage {
     const NAME: &'static str = "SubstanceNucleicAcid.subunit.linkage";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for SubstanceNucleicAcidSubunitLinkage {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "connectivity" => (3, r.prim(&mut self.connectivity)?),
-            "_connectivity" => (3, r.prim_ext(&mut self.connectivity)?),
-            "identifier" => (4, r.boxed(&mut self.identifier)?),
-            "name" => (5, r.prim(&mut self.name)?),
-            "_name" => (5, r.prim_ext(&mut self.name)?),
-            "residueSite" => (6, r.prim(&mut self.residue_site)?),
-            "_residueSite" => (6, r.prim_ext(&mut self.residue_site)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "connectivity" => (3, r.prim(&mut self.connectivity)),
+            "_connectivity" => (3, r.prim_ext(&mut self.connectivity)),
+            "identifier" => (4, r.boxed(&mut self.identifier)),
+            "name" => (5, r.prim(&mut self.name)),
+            "_name" => (5, r.prim_ext(&mut self.name)),
+            "residueSite" => (6, r.prim(&mut self.residue_site)),
+            "_residueSite" => (6, r.prim_ext(&mut self.residue_site)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -238,7 +274,7 @@ impl Object for SubstanceNucleicAcidSubunitLinkage {
 /// 5.3.6.8.1 Sugar ID (Mandatory)
 ///
 /// FHIR element `SubstanceNucleicAcid.subunit.sugar`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceNucleicAcidSubunitSugar {
     /// `SubstanceNucleicAcid.subunit.sugar.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -256,21 +292,33 @@ pub struct SubstanceNucleicAcidSubunitSugar {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceNucleicAcidSubunitSugar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceNucleicAcidSubunitSugar {
     const NAME: &'static str = "SubstanceNucleicAcid.subunit.sugar";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for SubstanceNucleicAcidSubunitSugar {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (3, r.boxed(&mut self.identifier)?),
-            "name" => (4, r.prim(&mut self.name)?),
-            "_name" => (4, r.prim_ext(&mut self.name)?),
-            "residueSite" => (5, r.prim(&mut self.residue_site)?),
-            "_residueSite" => (5, r.prim_ext(&mut self.residue_site)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identifier" => (3, r.boxed(&mut self.identifier)),
+            "name" => (4, r.prim(&mut self.name)),
+            "_name" => (4, r.prim_ext(&mut self.name)),
+            "residueSite" => (5, r.prim(&mut self.residue_site)),
+            "_residueSite" => (5, r.prim_ext(&mut self.residue_site)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

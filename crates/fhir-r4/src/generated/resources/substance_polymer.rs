@@ -4,7 +4,7 @@
 //! The R4 `SubstancePolymer` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Todo.
 ///
 /// FHIR resource `SubstancePolymer`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstancePolymer {
     /// `SubstancePolymer.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -47,31 +47,43 @@ pub struct SubstancePolymer {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstancePolymer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstancePolymer {
     const NAME: &'static str = "SubstancePolymer";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 14;
+}
+
+impl Members for SubstancePolymer {
+    fn field_count(&self) -> u16 {
+        14
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "class" => (8, r.boxed(&mut self.class)?),
-            "geometry" => (9, r.boxed(&mut self.geometry)?),
-            "copolymerConnectivity" => (10, r.objects(&mut self.copolymer_connectivity)?),
-            "modification" => (11, r.prim_vec(&mut self.modification)?),
-            "_modification" => (11, r.prim_vec_ext(&mut self.modification)?),
-            "monomerSet" => (12, r.objects(&mut self.monomer_set)?),
-            "repeat" => (13, r.objects(&mut self.repeat)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "class" => (8, r.boxed(&mut self.class)),
+            "geometry" => (9, r.boxed(&mut self.geometry)),
+            "copolymerConnectivity" => (10, r.objects(&mut self.copolymer_connectivity)),
+            "modification" => (11, r.prim_vec(&mut self.modification)),
+            "_modification" => (11, r.prim_vec_ext(&mut self.modification)),
+            "monomerSet" => (12, r.objects(&mut self.monomer_set)),
+            "repeat" => (13, r.objects(&mut self.repeat)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -103,7 +115,7 @@ impl Object for SubstancePolymer {
 /// Todo
 ///
 /// FHIR element `SubstancePolymer.monomerSet`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstancePolymerMonomerSet {
     /// `SubstancePolymer.monomerSet.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -119,18 +131,30 @@ pub struct SubstancePolymerMonomerSet {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstancePolymerMonomerSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstancePolymerMonomerSet {
     const NAME: &'static str = "SubstancePolymer.monomerSet";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for SubstancePolymerMonomerSet {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "ratioType" => (3, r.boxed(&mut self.ratio_type)?),
-            "startingMaterial" => (4, r.objects(&mut self.starting_material)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "ratioType" => (3, r.boxed(&mut self.ratio_type)),
+            "startingMaterial" => (4, r.objects(&mut self.starting_material)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -153,7 +177,7 @@ impl Object for SubstancePolymerMonomerSet {
 /// Todo
 ///
 /// FHIR element `SubstancePolymer.monomerSet.startingMaterial`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstancePolymerMonomerSetStartingMaterial {
     /// `SubstancePolymer.monomerSet.startingMaterial.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -173,21 +197,33 @@ pub struct SubstancePolymerMonomerSetStartingMaterial {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstancePolymerMonomerSetStartingMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstancePolymerMonomerSetStartingMaterial {
     const NAME: &'static str = "SubstancePolymer.monomerSet.startingMaterial";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for SubstancePolymerMonomerSetStartingMaterial {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "material" => (3, r.boxed(&mut self.material)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
-            "isDefining" => (5, r.prim(&mut self.is_defining)?),
-            "_isDefining" => (5, r.prim_ext(&mut self.is_defining)?),
-            "amount" => (6, r.boxed(&mut self.amount)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "material" => (3, r.boxed(&mut self.material)),
+            "type" => (4, r.boxed(&mut self.type_)),
+            "isDefining" => (5, r.prim(&mut self.is_defining)),
+            "_isDefining" => (5, r.prim_ext(&mut self.is_defining)),
+            "amount" => (6, r.boxed(&mut self.amount)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -212,7 +248,7 @@ impl Object for SubstancePolymerMonomerSetStartingMaterial {
 /// Todo
 ///
 /// FHIR element `SubstancePolymer.repeat`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstancePolymerRepeat {
     /// `SubstancePolymer.repeat.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -232,22 +268,34 @@ pub struct SubstancePolymerRepeat {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstancePolymerRepeat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstancePolymerRepeat {
     const NAME: &'static str = "SubstancePolymer.repeat";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for SubstancePolymerRepeat {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "numberOfUnits" => (3, r.prim(&mut self.number_of_units)?),
-            "_numberOfUnits" => (3, r.prim_ext(&mut self.number_of_units)?),
-            "averageMolecularFormula" => (4, r.prim(&mut self.average_molecular_formula)?),
-            "_averageMolecularFormula" => (4, r.prim_ext(&mut self.average_molecular_formula)?),
-            "repeatUnitAmountType" => (5, r.boxed(&mut self.repeat_unit_amount_type)?),
-            "repeatUnit" => (6, r.objects(&mut self.repeat_unit)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "numberOfUnits" => (3, r.prim(&mut self.number_of_units)),
+            "_numberOfUnits" => (3, r.prim_ext(&mut self.number_of_units)),
+            "averageMolecularFormula" => (4, r.prim(&mut self.average_molecular_formula)),
+            "_averageMolecularFormula" => (4, r.prim_ext(&mut self.average_molecular_formula)),
+            "repeatUnitAmountType" => (5, r.boxed(&mut self.repeat_unit_amount_type)),
+            "repeatUnit" => (6, r.objects(&mut self.repeat_unit)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -272,7 +320,7 @@ impl Object for SubstancePolymerRepeat {
 /// Todo
 ///
 /// FHIR element `SubstancePolymer.repeat.repeatUnit`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstancePolymerRepeatRepeatUnit {
     /// `SubstancePolymer.repeat.repeatUnit.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -294,22 +342,34 @@ pub struct SubstancePolymerRepeatRepeatUnit {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstancePolymerRepeatRepeatUnit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstancePolymerRepeatRepeatUnit {
     const NAME: &'static str = "SubstancePolymer.repeat.repeatUnit";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for SubstancePolymerRepeatRepeatUnit {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "orientationOfPolymerisation" => (3, r.boxed(&mut self.orientation_of_polymerisation)?),
-            "repeatUnit" => (4, r.prim(&mut self.repeat_unit)?),
-            "_repeatUnit" => (4, r.prim_ext(&mut self.repeat_unit)?),
-            "amount" => (5, r.boxed(&mut self.amount)?),
-            "degreeOfPolymerisation" => (6, r.objects(&mut self.degree_of_polymerisation)?),
-            "structuralRepresentation" => (7, r.objects(&mut self.structural_representation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "orientationOfPolymerisation" => (3, r.boxed(&mut self.orientation_of_polymerisation)),
+            "repeatUnit" => (4, r.prim(&mut self.repeat_unit)),
+            "_repeatUnit" => (4, r.prim_ext(&mut self.repeat_unit)),
+            "amount" => (5, r.boxed(&mut self.amount)),
+            "degreeOfPolymerisation" => (6, r.objects(&mut self.degree_of_polymerisation)),
+            "structuralRepresentation" => (7, r.objects(&mut self.structural_representation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -335,7 +395,7 @@ impl Object for SubstancePolymerRepeatRepeatUnit {
 /// Todo
 ///
 /// FHIR element `SubstancePolymer.repeat.repeatUnit.degreeOfPolymerisation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation {
     /// `SubstancePolymer.repeat.repeatUnit.degreeOfPolymerisation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -351,18 +411,30 @@ pub struct SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation {
     const NAME: &'static str = "SubstancePolymer.repeat.repeatUnit.degreeOfPolymerisation";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "degree" => (3, r.boxed(&mut self.degree)?),
-            "amount" => (4, r.boxed(&mut self.amount)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "degree" => (3, r.boxed(&mut self.degree)),
+            "amount" => (4, r.boxed(&mut self.amount)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -385,7 +457,7 @@ impl Object for SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation {
 /// Todo
 ///
 /// FHIR element `SubstancePolymer.repeat.repeatUnit.structuralRepresentation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstancePolymerRepeatRepeatUnitStructuralRepresentation {
     /// `SubstancePolymer.repeat.repeatUnit.structuralRepresentation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -403,20 +475,32 @@ pub struct SubstancePolymerRepeatRepeatUnitStructuralRepresentation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstancePolymerRepeatRepeatUnitStructuralRepresentation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstancePolymerRepeatRepeatUnitStructuralRepresentation {
     const NAME: &'static str = "SubstancePolymer.repeat.repeatUnit.structuralRepresentation";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for SubstancePolymerRepeatRepeatUnitStructuralRepresentation {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "representation" => (4, r.prim(&mut self.representation)?),
-            "_representation" => (4, r.prim_ext(&mut self.representation)?),
-            "attachment" => (5, r.boxed(&mut self.attachment)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "representation" => (4, r.prim(&mut self.representation)),
+            "_representation" => (4, r.prim_ext(&mut self.representation)),
+            "attachment" => (5, r.boxed(&mut self.attachment)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `SubstanceProtein` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A SubstanceProtein is defined as a single unit of a linear amino acid sequence, or a combination of subunits that are either covalently linked or have a defined invariant stoichiometric relationship. This includes all synthetic, recombinant and purified SubstanceProteins of defined sequence, whether the use is therapeutic or prophylactic. This set of elements will be used to describe albumins, coagulation factors, cytokines, growth factors, peptide/SubstanceProtein hormones, enzymes, toxins, toxoids, recombinant vaccines, and immunomodulators.
 ///
 /// FHIR resource `SubstanceProtein`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceProtein {
     /// `SubstanceProtein.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -43,30 +43,42 @@ pub struct SubstanceProtein {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceProtein {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceProtein {
     const NAME: &'static str = "SubstanceProtein";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 12;
+}
+
+impl Members for SubstanceProtein {
+    fn field_count(&self) -> u16 {
+        12
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "sequenceType" => (8, r.boxed(&mut self.sequence_type)?),
-            "numberOfSubunits" => (9, r.prim(&mut self.number_of_subunits)?),
-            "_numberOfSubunits" => (9, r.prim_ext(&mut self.number_of_subunits)?),
-            "disulfideLinkage" => (10, r.prim_vec(&mut self.disulfide_linkage)?),
-            "_disulfideLinkage" => (10, r.prim_vec_ext(&mut self.disulfide_linkage)?),
-            "subunit" => (11, r.objects(&mut self.subunit)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "sequenceType" => (8, r.boxed(&mut self.sequence_type)),
+            "numberOfSubunits" => (9, r.prim(&mut self.number_of_subunits)),
+            "_numberOfSubunits" => (9, r.prim_ext(&mut self.number_of_subunits)),
+            "disulfideLinkage" => (10, r.prim_vec(&mut self.disulfide_linkage)),
+            "_disulfideLinkage" => (10, r.prim_vec_ext(&mut self.disulfide_linkage)),
+            "subunit" => (11, r.objects(&mut self.subunit)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -96,7 +108,7 @@ impl Object for SubstanceProtein {
 /// This subclause refers to the description of each subunit constituting the SubstanceProtein. A subunit is a linear sequence of amino acids linked through peptide bonds. The Subunit information shall be provided when the finished SubstanceProtein is a complex of multiple sequences; subunits are not used to delineate domains within a single sequence. Subunits are listed in order of decreasing length; sequences of the same length will be ordered by decreasing molecular weight; subunits that have identical sequences will be repeated multiple times
 ///
 /// FHIR element `SubstanceProtein.subunit`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceProteinSubunit {
     /// `SubstanceProtein.subunit.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -124,29 +136,41 @@ pub struct SubstanceProteinSubunit {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceProteinSubunit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceProteinSubunit {
     const NAME: &'static str = "SubstanceProtein.subunit";
-    const FIELDS: u16 = 11;
+}
+
+impl Members for SubstanceProteinSubunit {
+    fn field_count(&self) -> u16 {
+        11
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "subunit" => (3, r.prim(&mut self.subunit)?),
-            "_subunit" => (3, r.prim_ext(&mut self.subunit)?),
-            "sequence" => (4, r.prim(&mut self.sequence)?),
-            "_sequence" => (4, r.prim_ext(&mut self.sequence)?),
-            "length" => (5, r.prim(&mut self.length)?),
-            "_length" => (5, r.prim_ext(&mut self.length)?),
-            "sequenceAttachment" => (6, r.boxed(&mut self.sequence_attachment)?),
-            "nTerminalModificationId" => (7, r.boxed(&mut self.n_terminal_modification_id)?),
-            "nTerminalModification" => (8, r.prim(&mut self.n_terminal_modification)?),
-            "_nTerminalModification" => (8, r.prim_ext(&mut self.n_terminal_modification)?),
-            "cTerminalModificationId" => (9, r.boxed(&mut self.c_terminal_modification_id)?),
-            "cTerminalModification" => (10, r.prim(&mut self.c_terminal_modification)?),
-            "_cTerminalModification" => (10, r.prim_ext(&mut self.c_terminal_modification)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "subunit" => (3, r.prim(&mut self.subunit)),
+            "_subunit" => (3, r.prim_ext(&mut self.subunit)),
+            "sequence" => (4, r.prim(&mut self.sequence)),
+            "_sequence" => (4, r.prim_ext(&mut self.sequence)),
+            "length" => (5, r.prim(&mut self.length)),
+            "_length" => (5, r.prim_ext(&mut self.length)),
+            "sequenceAttachment" => (6, r.boxed(&mut self.sequence_attachment)),
+            "nTerminalModificationId" => (7, r.boxed(&mut self.n_terminal_modification_id)),
+            "nTerminalModification" => (8, r.prim(&mut self.n_terminal_modification)),
+            "_nTerminalModification" => (8, r.prim_ext(&mut self.n_terminal_modification)),
+            "cTerminalModificationId" => (9, r.boxed(&mut self.c_terminal_modification_id)),
+            "cTerminalModification" => (10, r.prim(&mut self.c_terminal_modification)),
+            "_cTerminalModification" => (10, r.prim_ext(&mut self.c_terminal_modification)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `SubstanceReferenceInformation` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Todo.
 ///
 /// FHIR resource `SubstanceReferenceInformation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceReferenceInformation {
     /// `SubstanceReferenceInformation.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -45,30 +45,42 @@ pub struct SubstanceReferenceInformation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceReferenceInformation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceReferenceInformation {
     const NAME: &'static str = "SubstanceReferenceInformation";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 13;
+}
+
+impl Members for SubstanceReferenceInformation {
+    fn field_count(&self) -> u16 {
+        13
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "comment" => (8, r.prim(&mut self.comment)?),
-            "_comment" => (8, r.prim_ext(&mut self.comment)?),
-            "gene" => (9, r.objects(&mut self.gene)?),
-            "geneElement" => (10, r.objects(&mut self.gene_element)?),
-            "classification" => (11, r.objects(&mut self.classification)?),
-            "target" => (12, r.objects(&mut self.target)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "comment" => (8, r.prim(&mut self.comment)),
+            "_comment" => (8, r.prim_ext(&mut self.comment)),
+            "gene" => (9, r.objects(&mut self.gene)),
+            "geneElement" => (10, r.objects(&mut self.gene_element)),
+            "classification" => (11, r.objects(&mut self.classification)),
+            "target" => (12, r.objects(&mut self.target)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -99,7 +111,7 @@ impl Object for SubstanceReferenceInformation {
 /// Todo
 ///
 /// FHIR element `SubstanceReferenceInformation.gene`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceReferenceInformationGene {
     /// `SubstanceReferenceInformation.gene.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -117,19 +129,31 @@ pub struct SubstanceReferenceInformationGene {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceReferenceInformationGene {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceReferenceInformationGene {
     const NAME: &'static str = "SubstanceReferenceInformation.gene";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for SubstanceReferenceInformationGene {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "geneSequenceOrigin" => (3, r.boxed(&mut self.gene_sequence_origin)?),
-            "gene" => (4, r.boxed(&mut self.gene)?),
-            "source" => (5, r.objects(&mut self.source)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "geneSequenceOrigin" => (3, r.boxed(&mut self.gene_sequence_origin)),
+            "gene" => (4, r.boxed(&mut self.gene)),
+            "source" => (5, r.objects(&mut self.source)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -153,7 +177,7 @@ impl Object for SubstanceReferenceInformationGene {
 /// Todo
 ///
 /// FHIR element `SubstanceReferenceInformation.geneElement`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceReferenceInformationGeneElement {
     /// `SubstanceReferenceInformation.geneElement.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -171,19 +195,31 @@ pub struct SubstanceReferenceInformationGeneElement {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceReferenceInformationGeneElement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceReferenceInformationGeneElement {
     const NAME: &'static str = "SubstanceReferenceInformation.geneElement";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for SubstanceReferenceInformationGeneElement {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "element" => (4, r.boxed(&mut self.element)?),
-            "source" => (5, r.objects(&mut self.source)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "element" => (4, r.boxed(&mut self.element)),
+            "source" => (5, r.objects(&mut self.source)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -207,7 +243,7 @@ impl Object for SubstanceReferenceInformationGeneElement {
 /// Todo
 ///
 /// FHIR element `SubstanceReferenceInformation.classification`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceReferenceInformationClassification {
     /// `SubstanceReferenceInformation.classification.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -227,20 +263,32 @@ pub struct SubstanceReferenceInformationClassification {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceReferenceInformationClassification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceReferenceInformationClassification {
     const NAME: &'static str = "SubstanceReferenceInformation.classification";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for SubstanceReferenceInformationClassification {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "domain" => (3, r.boxed(&mut self.domain)?),
-            "classification" => (4, r.boxed(&mut self.classification)?),
-            "subtype" => (5, r.objects(&mut self.subtype)?),
-            "source" => (6, r.objects(&mut self.source)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "domain" => (3, r.boxed(&mut self.domain)),
+            "classification" => (4, r.boxed(&mut self.classification)),
+            "subtype" => (5, r.objects(&mut self.subtype)),
+            "source" => (6, r.objects(&mut self.source)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -265,7 +313,7 @@ impl Object for SubstanceReferenceInformationClassification {
 /// Todo
 ///
 /// FHIR element `SubstanceReferenceInformation.target`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceReferenceInformationTarget {
     /// `SubstanceReferenceInformation.target.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -314,29 +362,40 @@ impl SubstanceReferenceInformationTargetAmount {
     }
 }
 
+impl std::fmt::Debug for SubstanceReferenceInformationTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceReferenceInformationTarget {
     const NAME: &'static str = "SubstanceReferenceInformation.target";
-    const FIELDS: u16 = 11;
+}
+
+impl Members for SubstanceReferenceInformationTarget {
+    fn field_count(&self) -> u16 {
+        11
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "target" => (3, r.boxed(&mut self.target)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
-            "interaction" => (5, r.boxed(&mut self.interaction)?),
-            "organism" => (6, r.boxed(&mut self.organism)?),
-            "organismType" => (7, r.boxed(&mut self.organism_type)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "target" => (3, r.boxed(&mut self.target)),
+            "type" => (4, r.boxed(&mut self.type_)),
+            "interaction" => (5, r.boxed(&mut self.interaction)),
+            "organism" => (6, r.boxed(&mut self.organism)),
+            "organismType" => (7, r.boxed(&mut self.organism_type)),
             "amountQuantity" => (
                 8,
                 r.choice_object(
                     &mut self.amount,
                     SubstanceReferenceInformationTargetAmount::Quantity,
-                )?,
+                ),
             ),
             "amountRange" => (
                 8,
-                r.choice_object(&mut self.amount, SubstanceReferenceInformationTargetAmount::Range)?,
+                r.choice_object(&mut self.amount, SubstanceReferenceInformationTargetAmount::Range),
             ),
             "amountString" => (
                 8,
@@ -347,7 +406,7 @@ impl Object for SubstanceReferenceInformationTarget {
                         SubstanceReferenceInformationTargetAmount::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_amountString" => (
                 8,
@@ -358,12 +417,13 @@ impl Object for SubstanceReferenceInformationTarget {
                         SubstanceReferenceInformationTargetAmount::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
-            "amountType" => (9, r.boxed(&mut self.amount_type)?),
-            "source" => (10, r.objects(&mut self.source)?),
+            "amountType" => (9, r.boxed(&mut self.amount_type)),
+            "source" => (10, r.objects(&mut self.source)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `SubstanceSourceMaterial` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Source material shall capture information on the taxonomic and anatomical origins as well as the fraction of a material that can result in or can be modified to form a substance. This set of data elements shall be used to define polymer substances isolated from biological matrices. Taxonomic and anatomical origins shall be described using a controlled vocabulary as required. This information is captured for naturally derived polymers ( . starch) and structurally diverse substances. For Organisms belonging to the Kingdom Plantae the Substance level defines the fresh material of a single species or infraspecies, the Herbal Drug and the Herbal preparation. For Herbal preparations, the fraction information will be captured at the Substance information level and additional information for herbal extracts will be captured at the Specified Substance Group 1 information level. See for further explanation the Substance Class: Structurally Diverse and the herbal annex.
 ///
 /// FHIR resource `SubstanceSourceMaterial`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSourceMaterial {
     /// `SubstanceSourceMaterial.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -61,40 +61,52 @@ pub struct SubstanceSourceMaterial {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceSourceMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSourceMaterial {
     const NAME: &'static str = "SubstanceSourceMaterial";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 21;
+}
+
+impl Members for SubstanceSourceMaterial {
+    fn field_count(&self) -> u16 {
+        21
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "sourceMaterialClass" => (8, r.boxed(&mut self.source_material_class)?),
-            "sourceMaterialType" => (9, r.boxed(&mut self.source_material_type)?),
-            "sourceMaterialState" => (10, r.boxed(&mut self.source_material_state)?),
-            "organismId" => (11, r.boxed(&mut self.organism_id)?),
-            "organismName" => (12, r.prim(&mut self.organism_name)?),
-            "_organismName" => (12, r.prim_ext(&mut self.organism_name)?),
-            "parentSubstanceId" => (13, r.objects(&mut self.parent_substance_id)?),
-            "parentSubstanceName" => (14, r.prim_vec(&mut self.parent_substance_name)?),
-            "_parentSubstanceName" => (14, r.prim_vec_ext(&mut self.parent_substance_name)?),
-            "countryOfOrigin" => (15, r.objects(&mut self.country_of_origin)?),
-            "geographicalLocation" => (16, r.prim_vec(&mut self.geographical_location)?),
-            "_geographicalLocation" => (16, r.prim_vec_ext(&mut self.geographical_location)?),
-            "developmentStage" => (17, r.boxed(&mut self.development_stage)?),
-            "fractionDescription" => (18, r.objects(&mut self.fraction_description)?),
-            "organism" => (19, r.boxed(&mut self.organism)?),
-            "partDescription" => (20, r.objects(&mut self.part_description)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "sourceMaterialClass" => (8, r.boxed(&mut self.source_material_class)),
+            "sourceMaterialType" => (9, r.boxed(&mut self.source_material_type)),
+            "sourceMaterialState" => (10, r.boxed(&mut self.source_material_state)),
+            "organismId" => (11, r.boxed(&mut self.organism_id)),
+            "organismName" => (12, r.prim(&mut self.organism_name)),
+            "_organismName" => (12, r.prim_ext(&mut self.organism_name)),
+            "parentSubstanceId" => (13, r.objects(&mut self.parent_substance_id)),
+            "parentSubstanceName" => (14, r.prim_vec(&mut self.parent_substance_name)),
+            "_parentSubstanceName" => (14, r.prim_vec_ext(&mut self.parent_substance_name)),
+            "countryOfOrigin" => (15, r.objects(&mut self.country_of_origin)),
+            "geographicalLocation" => (16, r.prim_vec(&mut self.geographical_location)),
+            "_geographicalLocation" => (16, r.prim_vec_ext(&mut self.geographical_location)),
+            "developmentStage" => (17, r.boxed(&mut self.development_stage)),
+            "fractionDescription" => (18, r.objects(&mut self.fraction_description)),
+            "organism" => (19, r.boxed(&mut self.organism)),
+            "partDescription" => (20, r.objects(&mut self.part_description)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -133,7 +145,7 @@ impl Object for SubstanceSourceMaterial {
 /// Many complex materials are fractions of parts of plants, animals, or minerals. Fraction elements are often necessary to define both Substances and Specified Group 1 Substances. For substances derived from Plants, fraction information will be captured at the Substance information level ( . Oils, Juices and Exudates). Additional information for Extracts, such as extraction solvent composition, will be captured at the Specified Substance Group 1 information level. For plasma-derived products fraction information will be captured at the Substance and the Specified Substance Group 1 levels
 ///
 /// FHIR element `SubstanceSourceMaterial.fractionDescription`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSourceMaterialFractionDescription {
     /// `SubstanceSourceMaterial.fractionDescription.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -149,19 +161,31 @@ pub struct SubstanceSourceMaterialFractionDescription {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceSourceMaterialFractionDescription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSourceMaterialFractionDescription {
     const NAME: &'static str = "SubstanceSourceMaterial.fractionDescription";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for SubstanceSourceMaterialFractionDescription {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "fraction" => (3, r.prim(&mut self.fraction)?),
-            "_fraction" => (3, r.prim_ext(&mut self.fraction)?),
-            "materialType" => (4, r.boxed(&mut self.material_type)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "fraction" => (3, r.prim(&mut self.fraction)),
+            "_fraction" => (3, r.prim_ext(&mut self.fraction)),
+            "materialType" => (4, r.boxed(&mut self.material_type)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -184,7 +208,7 @@ impl Object for SubstanceSourceMaterialFractionDescription {
 /// This subclause describes the organism which the substance is derived from. For vaccines, the parent organism shall be specified based on these subclause elements. As an example, full taxonomy will be described for the Substance Name: ., Leaf
 ///
 /// FHIR element `SubstanceSourceMaterial.organism`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSourceMaterialOrganism {
     /// `SubstanceSourceMaterial.organism.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -212,25 +236,37 @@ pub struct SubstanceSourceMaterialOrganism {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceSourceMaterialOrganism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSourceMaterialOrganism {
     const NAME: &'static str = "SubstanceSourceMaterial.organism";
-    const FIELDS: u16 = 11;
+}
+
+impl Members for SubstanceSourceMaterialOrganism {
+    fn field_count(&self) -> u16 {
+        11
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "family" => (3, r.boxed(&mut self.family)?),
-            "genus" => (4, r.boxed(&mut self.genus)?),
-            "species" => (5, r.boxed(&mut self.species)?),
-            "intraspecificType" => (6, r.boxed(&mut self.intraspecific_type)?),
-            "intraspecificDescription" => (7, r.prim(&mut self.intraspecific_description)?),
-            "_intraspecificDescription" => (7, r.prim_ext(&mut self.intraspecific_description)?),
-            "author" => (8, r.objects(&mut self.author)?),
-            "hybrid" => (9, r.boxed(&mut self.hybrid)?),
-            "organismGeneral" => (10, r.boxed(&mut self.organism_general)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "family" => (3, r.boxed(&mut self.family)),
+            "genus" => (4, r.boxed(&mut self.genus)),
+            "species" => (5, r.boxed(&mut self.species)),
+            "intraspecificType" => (6, r.boxed(&mut self.intraspecific_type)),
+            "intraspecificDescription" => (7, r.prim(&mut self.intraspecific_description)),
+            "_intraspecificDescription" => (7, r.prim_ext(&mut self.intraspecific_description)),
+            "author" => (8, r.objects(&mut self.author)),
+            "hybrid" => (9, r.boxed(&mut self.hybrid)),
+            "organismGeneral" => (10, r.boxed(&mut self.organism_general)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -259,7 +295,7 @@ impl Object for SubstanceSourceMaterialOrganism {
 /// 4.9.13.6.1 Author type (Conditional)
 ///
 /// FHIR element `SubstanceSourceMaterial.organism.author`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSourceMaterialOrganismAuthor {
     /// `SubstanceSourceMaterial.organism.author.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -275,19 +311,31 @@ pub struct SubstanceSourceMaterialOrganismAuthor {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceSourceMaterialOrganismAuthor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSourceMaterialOrganismAuthor {
     const NAME: &'static str = "SubstanceSourceMaterial.organism.author";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for SubstanceSourceMaterialOrganismAuthor {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "authorType" => (3, r.boxed(&mut self.author_type)?),
-            "authorDescription" => (4, r.prim(&mut self.author_description)?),
-            "_authorDescription" => (4, r.prim_ext(&mut self.author_description)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "authorType" => (3, r.boxed(&mut self.author_type)),
+            "authorDescription" => (4, r.prim(&mut self.author_description)),
+            "_authorDescription" => (4, r.prim_ext(&mut self.author_description)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -310,7 +358,7 @@ impl Object for SubstanceSourceMaterialOrganismAuthor {
 /// 4.9.13.8.1 Hybrid species maternal organism ID (Optional)
 ///
 /// FHIR element `SubstanceSourceMaterial.organism.hybrid`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSourceMaterialOrganismHybrid {
     /// `SubstanceSourceMaterial.organism.hybrid.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -332,25 +380,37 @@ pub struct SubstanceSourceMaterialOrganismHybrid {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceSourceMaterialOrganismHybrid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSourceMaterialOrganismHybrid {
     const NAME: &'static str = "SubstanceSourceMaterial.organism.hybrid";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for SubstanceSourceMaterialOrganismHybrid {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "maternalOrganismId" => (3, r.prim(&mut self.maternal_organism_id)?),
-            "_maternalOrganismId" => (3, r.prim_ext(&mut self.maternal_organism_id)?),
-            "maternalOrganismName" => (4, r.prim(&mut self.maternal_organism_name)?),
-            "_maternalOrganismName" => (4, r.prim_ext(&mut self.maternal_organism_name)?),
-            "paternalOrganismId" => (5, r.prim(&mut self.paternal_organism_id)?),
-            "_paternalOrganismId" => (5, r.prim_ext(&mut self.paternal_organism_id)?),
-            "paternalOrganismName" => (6, r.prim(&mut self.paternal_organism_name)?),
-            "_paternalOrganismName" => (6, r.prim_ext(&mut self.paternal_organism_name)?),
-            "hybridType" => (7, r.boxed(&mut self.hybrid_type)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "maternalOrganismId" => (3, r.prim(&mut self.maternal_organism_id)),
+            "_maternalOrganismId" => (3, r.prim_ext(&mut self.maternal_organism_id)),
+            "maternalOrganismName" => (4, r.prim(&mut self.maternal_organism_name)),
+            "_maternalOrganismName" => (4, r.prim_ext(&mut self.maternal_organism_name)),
+            "paternalOrganismId" => (5, r.prim(&mut self.paternal_organism_id)),
+            "_paternalOrganismId" => (5, r.prim_ext(&mut self.paternal_organism_id)),
+            "paternalOrganismName" => (6, r.prim(&mut self.paternal_organism_name)),
+            "_paternalOrganismName" => (6, r.prim_ext(&mut self.paternal_organism_name)),
+            "hybridType" => (7, r.boxed(&mut self.hybrid_type)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -376,7 +436,7 @@ impl Object for SubstanceSourceMaterialOrganismHybrid {
 /// 4.9.13.7.1 Kingdom (Conditional)
 ///
 /// FHIR element `SubstanceSourceMaterial.organism.organismGeneral`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSourceMaterialOrganismOrganismGeneral {
     /// `SubstanceSourceMaterial.organism.organismGeneral.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -396,20 +456,32 @@ pub struct SubstanceSourceMaterialOrganismOrganismGeneral {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceSourceMaterialOrganismOrganismGeneral {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSourceMaterialOrganismOrganismGeneral {
     const NAME: &'static str = "SubstanceSourceMaterial.organism.organismGeneral";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for SubstanceSourceMaterialOrganismOrganismGeneral {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "kingdom" => (3, r.boxed(&mut self.kingdom)?),
-            "phylum" => (4, r.boxed(&mut self.phylum)?),
-            "class" => (5, r.boxed(&mut self.class)?),
-            "order" => (6, r.boxed(&mut self.order)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "kingdom" => (3, r.boxed(&mut self.kingdom)),
+            "phylum" => (4, r.boxed(&mut self.phylum)),
+            "class" => (5, r.boxed(&mut self.class)),
+            "order" => (6, r.boxed(&mut self.order)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -434,7 +506,7 @@ impl Object for SubstanceSourceMaterialOrganismOrganismGeneral {
 /// To do
 ///
 /// FHIR element `SubstanceSourceMaterial.partDescription`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSourceMaterialPartDescription {
     /// `SubstanceSourceMaterial.partDescription.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -450,18 +522,30 @@ pub struct SubstanceSourceMaterialPartDescription {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceSourceMaterialPartDescription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSourceMaterialPartDescription {
     const NAME: &'static str = "SubstanceSourceMaterial.partDescription";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for SubstanceSourceMaterialPartDescription {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "part" => (3, r.boxed(&mut self.part)?),
-            "partLocation" => (4, r.boxed(&mut self.part_location)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "part" => (3, r.boxed(&mut self.part)),
+            "partLocation" => (4, r.boxed(&mut self.part_location)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `SubstanceSpecification` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// The detailed description of a substance, typically at a level beyond what is used for prescribing.
 ///
 /// FHIR resource `SubstanceSpecification`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSpecification {
     /// `SubstanceSpecification.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -73,45 +73,57 @@ pub struct SubstanceSpecification {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceSpecification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSpecification {
     const NAME: &'static str = "SubstanceSpecification";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 27;
+}
+
+impl Members for SubstanceSpecification {
+    fn field_count(&self) -> u16 {
+        27
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.boxed(&mut self.identifier)?),
-            "type" => (9, r.boxed(&mut self.type_)?),
-            "status" => (10, r.boxed(&mut self.status)?),
-            "domain" => (11, r.boxed(&mut self.domain)?),
-            "description" => (12, r.prim(&mut self.description)?),
-            "_description" => (12, r.prim_ext(&mut self.description)?),
-            "source" => (13, r.objects(&mut self.source)?),
-            "comment" => (14, r.prim(&mut self.comment)?),
-            "_comment" => (14, r.prim_ext(&mut self.comment)?),
-            "moiety" => (15, r.objects(&mut self.moiety)?),
-            "property" => (16, r.objects(&mut self.property)?),
-            "referenceInformation" => (17, r.boxed(&mut self.reference_information)?),
-            "structure" => (18, r.boxed(&mut self.structure)?),
-            "code" => (19, r.objects(&mut self.code)?),
-            "name" => (20, r.objects(&mut self.name)?),
-            "molecularWeight" => (21, r.objects(&mut self.molecular_weight)?),
-            "relationship" => (22, r.objects(&mut self.relationship)?),
-            "nucleicAcid" => (23, r.boxed(&mut self.nucleic_acid)?),
-            "polymer" => (24, r.boxed(&mut self.polymer)?),
-            "protein" => (25, r.boxed(&mut self.protein)?),
-            "sourceMaterial" => (26, r.boxed(&mut self.source_material)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.boxed(&mut self.identifier)),
+            "type" => (9, r.boxed(&mut self.type_)),
+            "status" => (10, r.boxed(&mut self.status)),
+            "domain" => (11, r.boxed(&mut self.domain)),
+            "description" => (12, r.prim(&mut self.description)),
+            "_description" => (12, r.prim_ext(&mut self.description)),
+            "source" => (13, r.objects(&mut self.source)),
+            "comment" => (14, r.prim(&mut self.comment)),
+            "_comment" => (14, r.prim_ext(&mut self.comment)),
+            "moiety" => (15, r.objects(&mut self.moiety)),
+            "property" => (16, r.objects(&mut self.property)),
+            "referenceInformation" => (17, r.boxed(&mut self.reference_information)),
+            "structure" => (18, r.boxed(&mut self.structure)),
+            "code" => (19, r.objects(&mut self.code)),
+            "name" => (20, r.objects(&mut self.name)),
+            "molecularWeight" => (21, r.objects(&mut self.molecular_weight)),
+            "relationship" => (22, r.objects(&mut self.relationship)),
+            "nucleicAcid" => (23, r.boxed(&mut self.nucleic_acid)),
+            "polymer" => (24, r.boxed(&mut self.polymer)),
+            "protein" => (25, r.boxed(&mut self.protein)),
+            "sourceMaterial" => (26, r.boxed(&mut self.source_material)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -156,7 +168,7 @@ impl Object for SubstanceSpecification {
 /// Moiety, for structural modifications
 ///
 /// FHIR element `SubstanceSpecification.moiety`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSpecificationMoiety {
     /// `SubstanceSpecification.moiety.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -200,25 +212,36 @@ impl SubstanceSpecificationMoietyAmount {
     }
 }
 
+impl std::fmt::Debug for SubstanceSpecificationMoiety {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSpecificationMoiety {
     const NAME: &'static str = "SubstanceSpecification.moiety";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for SubstanceSpecificationMoiety {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "role" => (3, r.boxed(&mut self.role)?),
-            "identifier" => (4, r.boxed(&mut self.identifier)?),
-            "name" => (5, r.prim(&mut self.name)?),
-            "_name" => (5, r.prim_ext(&mut self.name)?),
-            "stereochemistry" => (6, r.boxed(&mut self.stereochemistry)?),
-            "opticalActivity" => (7, r.boxed(&mut self.optical_activity)?),
-            "molecularFormula" => (8, r.prim(&mut self.molecular_formula)?),
-            "_molecularFormula" => (8, r.prim_ext(&mut self.molecular_formula)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "role" => (3, r.boxed(&mut self.role)),
+            "identifier" => (4, r.boxed(&mut self.identifier)),
+            "name" => (5, r.prim(&mut self.name)),
+            "_name" => (5, r.prim_ext(&mut self.name)),
+            "stereochemistry" => (6, r.boxed(&mut self.stereochemistry)),
+            "opticalActivity" => (7, r.boxed(&mut self.optical_activity)),
+            "molecularFormula" => (8, r.prim(&mut self.molecular_formula)),
+            "_molecularFormula" => (8, r.prim_ext(&mut self.molecular_formula)),
             "amountQuantity" => (
                 9,
-                r.choice_object(&mut self.amount, SubstanceSpecificationMoietyAmount::Quantity)?,
+                r.choice_object(&mut self.amount, SubstanceSpecificationMoietyAmount::Quantity),
             ),
             "amountString" => (
                 9,
@@ -229,7 +252,7 @@ impl Object for SubstanceSpecificationMoiety {
                         SubstanceSpecificationMoietyAmount::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_amountString" => (
                 9,
@@ -240,10 +263,11 @@ impl Object for SubstanceSpecificationMoiety {
                         SubstanceSpecificationMoietyAmount::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -275,7 +299,7 @@ impl Object for SubstanceSpecificationMoiety {
 /// General specifications for this substance, including how it is related to other substances
 ///
 /// FHIR element `SubstanceSpecification.property`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSpecificationProperty {
     /// `SubstanceSpecification.property.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -333,35 +357,46 @@ impl SubstanceSpecificationPropertyAmount {
     }
 }
 
+impl std::fmt::Debug for SubstanceSpecificationProperty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSpecificationProperty {
     const NAME: &'static str = "SubstanceSpecification.property";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for SubstanceSpecificationProperty {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "category" => (3, r.boxed(&mut self.category)?),
-            "code" => (4, r.boxed(&mut self.code)?),
-            "parameters" => (5, r.prim(&mut self.parameters)?),
-            "_parameters" => (5, r.prim_ext(&mut self.parameters)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "category" => (3, r.boxed(&mut self.category)),
+            "code" => (4, r.boxed(&mut self.code)),
+            "parameters" => (5, r.prim(&mut self.parameters)),
+            "_parameters" => (5, r.prim_ext(&mut self.parameters)),
             "definingSubstanceReference" => (
                 6,
                 r.choice_object(
                     &mut self.defining_substance,
                     SubstanceSpecificationPropertyDefiningSubstance::Reference,
-                )?,
+                ),
             ),
             "definingSubstanceCodeableConcept" => (
                 6,
                 r.choice_object(
                     &mut self.defining_substance,
                     SubstanceSpecificationPropertyDefiningSubstance::CodeableConcept,
-                )?,
+                ),
             ),
             "amountQuantity" => (
                 7,
-                r.choice_object(&mut self.amount, SubstanceSpecificationPropertyAmount::Quantity)?,
+                r.choice_object(&mut self.amount, SubstanceSpecificationPropertyAmount::Quantity),
             ),
             "amountString" => (
                 7,
@@ -372,7 +407,7 @@ impl Object for SubstanceSpecificationProperty {
                         SubstanceSpecificationPropertyAmount::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_amountString" => (
                 7,
@@ -383,10 +418,11 @@ impl Object for SubstanceSpecificationProperty {
                         SubstanceSpecificationPropertyAmount::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -420,7 +456,7 @@ impl Object for SubstanceSpecificationProperty {
 /// Structural information
 ///
 /// FHIR element `SubstanceSpecification.structure`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSpecificationStructure {
     /// `SubstanceSpecification.structure.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -448,26 +484,38 @@ pub struct SubstanceSpecificationStructure {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceSpecificationStructure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSpecificationStructure {
     const NAME: &'static str = "SubstanceSpecification.structure";
-    const FIELDS: u16 = 11;
+}
+
+impl Members for SubstanceSpecificationStructure {
+    fn field_count(&self) -> u16 {
+        11
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "stereochemistry" => (3, r.boxed(&mut self.stereochemistry)?),
-            "opticalActivity" => (4, r.boxed(&mut self.optical_activity)?),
-            "molecularFormula" => (5, r.prim(&mut self.molecular_formula)?),
-            "_molecularFormula" => (5, r.prim_ext(&mut self.molecular_formula)?),
-            "molecularFormulaByMoiety" => (6, r.prim(&mut self.molecular_formula_by_moiety)?),
-            "_molecularFormulaByMoiety" => (6, r.prim_ext(&mut self.molecular_formula_by_moiety)?),
-            "isotope" => (7, r.objects(&mut self.isotope)?),
-            "molecularWeight" => (8, r.boxed(&mut self.molecular_weight)?),
-            "source" => (9, r.objects(&mut self.source)?),
-            "representation" => (10, r.objects(&mut self.representation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "stereochemistry" => (3, r.boxed(&mut self.stereochemistry)),
+            "opticalActivity" => (4, r.boxed(&mut self.optical_activity)),
+            "molecularFormula" => (5, r.prim(&mut self.molecular_formula)),
+            "_molecularFormula" => (5, r.prim_ext(&mut self.molecular_formula)),
+            "molecularFormulaByMoiety" => (6, r.prim(&mut self.molecular_formula_by_moiety)),
+            "_molecularFormulaByMoiety" => (6, r.prim_ext(&mut self.molecular_formula_by_moiety)),
+            "isotope" => (7, r.objects(&mut self.isotope)),
+            "molecularWeight" => (8, r.boxed(&mut self.molecular_weight)),
+            "source" => (9, r.objects(&mut self.source)),
+            "representation" => (10, r.objects(&mut self.representation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -496,7 +544,7 @@ impl Object for SubstanceSpecificationStructure {
 /// Applicable for single substances that contain a radionuclide or a non-natural isotopic ratio
 ///
 /// FHIR element `SubstanceSpecification.structure.isotope`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSpecificationStructureIsotope {
     /// `SubstanceSpecification.structure.isotope.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -518,21 +566,33 @@ pub struct SubstanceSpecificationStructureIsotope {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceSpecificationStructureIsotope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSpecificationStructureIsotope {
     const NAME: &'static str = "SubstanceSpecification.structure.isotope";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for SubstanceSpecificationStructureIsotope {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (3, r.boxed(&mut self.identifier)?),
-            "name" => (4, r.boxed(&mut self.name)?),
-            "substitution" => (5, r.boxed(&mut self.substitution)?),
-            "halfLife" => (6, r.boxed(&mut self.half_life)?),
-            "molecularWeight" => (7, r.boxed(&mut self.molecular_weight)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identifier" => (3, r.boxed(&mut self.identifier)),
+            "name" => (4, r.boxed(&mut self.name)),
+            "substitution" => (5, r.boxed(&mut self.substitution)),
+            "halfLife" => (6, r.boxed(&mut self.half_life)),
+            "molecularWeight" => (7, r.boxed(&mut self.molecular_weight)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -558,7 +618,7 @@ impl Object for SubstanceSpecificationStructureIsotope {
 /// The molecular weight or weight range (for proteins, polymers or nucleic acids)
 ///
 /// FHIR element `SubstanceSpecification.structure.isotope.molecularWeight`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSpecificationStructureIsotopeMolecularWeight {
     /// `SubstanceSpecification.structure.isotope.molecularWeight.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -576,19 +636,31 @@ pub struct SubstanceSpecificationStructureIsotopeMolecularWeight {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceSpecificationStructureIsotopeMolecularWeight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSpecificationStructureIsotopeMolecularWeight {
     const NAME: &'static str = "SubstanceSpecification.structure.isotope.molecularWeight";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for SubstanceSpecificationStructureIsotopeMolecularWeight {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "method" => (3, r.boxed(&mut self.method)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
-            "amount" => (5, r.boxed(&mut self.amount)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "method" => (3, r.boxed(&mut self.method)),
+            "type" => (4, r.boxed(&mut self.type_)),
+            "amount" => (5, r.boxed(&mut self.amount)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -612,7 +684,7 @@ impl Object for SubstanceSpecificationStructureIsotopeMolecularWeight {
 /// Molecular structural representation
 ///
 /// FHIR element `SubstanceSpecification.structure.representation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSpecificationStructureRepresentation {
     /// `SubstanceSpecification.structure.representation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -630,20 +702,32 @@ pub struct SubstanceSpecificationStructureRepresentation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceSpecificationStructureRepresentation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSpecificationStructureRepresentation {
     const NAME: &'static str = "SubstanceSpecification.structure.representation";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for SubstanceSpecificationStructureRepresentation {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "representation" => (4, r.prim(&mut self.representation)?),
-            "_representation" => (4, r.prim_ext(&mut self.representation)?),
-            "attachment" => (5, r.boxed(&mut self.attachment)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "representation" => (4, r.prim(&mut self.representation)),
+            "_representation" => (4, r.prim_ext(&mut self.representation)),
+            "attachment" => (5, r.boxed(&mut self.attachment)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -667,7 +751,7 @@ impl Object for SubstanceSpecificationStructureRepresentation {
 /// Codes associated with the substance
 ///
 /// FHIR element `SubstanceSpecification.code`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSpecificationCode {
     /// `SubstanceSpecification.code.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -689,23 +773,35 @@ pub struct SubstanceSpecificationCode {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceSpecificationCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSpecificationCode {
     const NAME: &'static str = "SubstanceSpecification.code";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for SubstanceSpecificationCode {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
-            "status" => (4, r.boxed(&mut self.status)?),
-            "statusDate" => (5, r.prim(&mut self.status_date)?),
-            "_statusDate" => (5, r.prim_ext(&mut self.status_date)?),
-            "comment" => (6, r.prim(&mut self.comment)?),
-            "_comment" => (6, r.prim_ext(&mut self.comment)?),
-            "source" => (7, r.objects(&mut self.source)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
+            "status" => (4, r.boxed(&mut self.status)),
+            "statusDate" => (5, r.prim(&mut self.status_date)),
+            "_statusDate" => (5, r.prim_ext(&mut self.status_date)),
+            "comment" => (6, r.prim(&mut self.comment)),
+            "_comment" => (6, r.prim_ext(&mut self.comment)),
+            "source" => (7, r.objects(&mut self.source)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -731,7 +827,7 @@ impl Object for SubstanceSpecificationCode {
 /// Names applicable to this substance
 ///
 /// FHIR element `SubstanceSpecification.name`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSpecificationName {
     /// `SubstanceSpecification.name.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -765,29 +861,41 @@ pub struct SubstanceSpecificationName {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceSpecificationName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSpecificationName {
     const NAME: &'static str = "SubstanceSpecification.name";
-    const FIELDS: u16 = 14;
+}
+
+impl Members for SubstanceSpecificationName {
+    fn field_count(&self) -> u16 {
+        14
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "type" => (4, r.boxed(&mut self.type_)?),
-            "status" => (5, r.boxed(&mut self.status)?),
-            "preferred" => (6, r.prim(&mut self.preferred)?),
-            "_preferred" => (6, r.prim_ext(&mut self.preferred)?),
-            "language" => (7, r.objects(&mut self.language)?),
-            "domain" => (8, r.objects(&mut self.domain)?),
-            "jurisdiction" => (9, r.objects(&mut self.jurisdiction)?),
-            "synonym" => (10, r.objects(&mut self.synonym)?),
-            "translation" => (11, r.objects(&mut self.translation)?),
-            "official" => (12, r.objects(&mut self.official)?),
-            "source" => (13, r.objects(&mut self.source)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "type" => (4, r.boxed(&mut self.type_)),
+            "status" => (5, r.boxed(&mut self.status)),
+            "preferred" => (6, r.prim(&mut self.preferred)),
+            "_preferred" => (6, r.prim_ext(&mut self.preferred)),
+            "language" => (7, r.objects(&mut self.language)),
+            "domain" => (8, r.objects(&mut self.domain)),
+            "jurisdiction" => (9, r.objects(&mut self.jurisdiction)),
+            "synonym" => (10, r.objects(&mut self.synonym)),
+            "translation" => (11, r.objects(&mut self.translation)),
+            "official" => (12, r.objects(&mut self.official)),
+            "source" => (13, r.objects(&mut self.source)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -822,7 +930,7 @@ impl Object for SubstanceSpecificationName {
 /// Details of the official nature of this name
 ///
 /// FHIR element `SubstanceSpecification.name.official`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSpecificationNameOfficial {
     /// `SubstanceSpecification.name.official.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -840,20 +948,32 @@ pub struct SubstanceSpecificationNameOfficial {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for SubstanceSpecificationNameOfficial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSpecificationNameOfficial {
     const NAME: &'static str = "SubstanceSpecification.name.official";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for SubstanceSpecificationNameOfficial {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "authority" => (3, r.boxed(&mut self.authority)?),
-            "status" => (4, r.boxed(&mut self.status)?),
-            "date" => (5, r.prim(&mut self.date)?),
-            "_date" => (5, r.prim_ext(&mut self.date)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "authority" => (3, r.boxed(&mut self.authority)),
+            "status" => (4, r.boxed(&mut self.status)),
+            "date" => (5, r.prim(&mut self.date)),
+            "_date" => (5, r.prim_ext(&mut self.date)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -877,7 +997,7 @@ impl Object for SubstanceSpecificationNameOfficial {
 /// A link between this substance and another, with details of the relationship
 ///
 /// FHIR element `SubstanceSpecification.relationship`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SubstanceSpecificationRelationship {
     /// `SubstanceSpecification.relationship.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -945,45 +1065,56 @@ impl SubstanceSpecificationRelationshipAmount {
     }
 }
 
+impl std::fmt::Debug for SubstanceSpecificationRelationship {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SubstanceSpecificationRelationship {
     const NAME: &'static str = "SubstanceSpecification.relationship";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for SubstanceSpecificationRelationship {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
             "substanceReference" => (
                 3,
                 r.choice_object(
                     &mut self.substance,
                     SubstanceSpecificationRelationshipSubstance::Reference,
-                )?,
+                ),
             ),
             "substanceCodeableConcept" => (
                 3,
                 r.choice_object(
                     &mut self.substance,
                     SubstanceSpecificationRelationshipSubstance::CodeableConcept,
-                )?,
+                ),
             ),
-            "relationship" => (4, r.boxed(&mut self.relationship)?),
-            "isDefining" => (5, r.prim(&mut self.is_defining)?),
-            "_isDefining" => (5, r.prim_ext(&mut self.is_defining)?),
+            "relationship" => (4, r.boxed(&mut self.relationship)),
+            "isDefining" => (5, r.prim(&mut self.is_defining)),
+            "_isDefining" => (5, r.prim_ext(&mut self.is_defining)),
             "amountQuantity" => (
                 6,
                 r.choice_object(
                     &mut self.amount,
                     SubstanceSpecificationRelationshipAmount::Quantity,
-                )?,
+                ),
             ),
             "amountRange" => (
                 6,
-                r.choice_object(&mut self.amount, SubstanceSpecificationRelationshipAmount::Range)?,
+                r.choice_object(&mut self.amount, SubstanceSpecificationRelationshipAmount::Range),
             ),
             "amountRatio" => (
                 6,
-                r.choice_object(&mut self.amount, SubstanceSpecificationRelationshipAmount::Ratio)?,
+                r.choice_object(&mut self.amount, SubstanceSpecificationRelationshipAmount::Ratio),
             ),
             "amountString" => (
                 6,
@@ -994,7 +1125,7 @@ impl Object for SubstanceSpecificationRelationship {
                         SubstanceSpecificationRelationshipAmount::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_amountString" => (
                 6,
@@ -1005,13 +1136,14 @@ impl Object for SubstanceSpecificationRelationship {
                         SubstanceSpecificationRelationshipAmount::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
-            "amountRatioLowLimit" => (7, r.boxed(&mut self.amount_ratio_low_limit)?),
-            "amountType" => (8, r.boxed(&mut self.amount_type)?),
-            "source" => (9, r.objects(&mut self.source)?),
+            "amountRatioLowLimit" => (7, r.boxed(&mut self.amount_ratio_low_limit)),
+            "amountType" => (8, r.boxed(&mut self.amount_type)),
+            "source" => (9, r.objects(&mut self.source)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

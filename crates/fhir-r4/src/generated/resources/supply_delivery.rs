@@ -4,7 +4,7 @@
 //! The R4 `SupplyDelivery` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Record of delivery of what is supplied.
 ///
 /// FHIR resource `SupplyDelivery`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SupplyDelivery {
     /// `SupplyDelivery.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -78,30 +78,41 @@ impl SupplyDeliveryOccurrence {
     }
 }
 
+impl std::fmt::Debug for SupplyDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SupplyDelivery {
     const NAME: &'static str = "SupplyDelivery";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 19;
+}
+
+impl Members for SupplyDelivery {
+    fn field_count(&self) -> u16 {
+        19
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "basedOn" => (9, r.objects(&mut self.based_on)?),
-            "partOf" => (10, r.objects(&mut self.part_of)?),
-            "status" => (11, r.prim(&mut self.status)?),
-            "_status" => (11, r.prim_ext(&mut self.status)?),
-            "patient" => (12, r.boxed(&mut self.patient)?),
-            "type" => (13, r.boxed(&mut self.type_)?),
-            "suppliedItem" => (14, r.boxed(&mut self.supplied_item)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "basedOn" => (9, r.objects(&mut self.based_on)),
+            "partOf" => (10, r.objects(&mut self.part_of)),
+            "status" => (11, r.prim(&mut self.status)),
+            "_status" => (11, r.prim_ext(&mut self.status)),
+            "patient" => (12, r.boxed(&mut self.patient)),
+            "type" => (13, r.boxed(&mut self.type_)),
+            "suppliedItem" => (14, r.boxed(&mut self.supplied_item)),
             "occurrenceDateTime" => (
                 15,
                 r.choice_prim(
@@ -111,7 +122,7 @@ impl Object for SupplyDelivery {
                         SupplyDeliveryOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_occurrenceDateTime" => (
                 15,
@@ -122,21 +133,22 @@ impl Object for SupplyDelivery {
                         SupplyDeliveryOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "occurrencePeriod" => (
                 15,
-                r.choice_object(&mut self.occurrence, SupplyDeliveryOccurrence::Period)?,
+                r.choice_object(&mut self.occurrence, SupplyDeliveryOccurrence::Period),
             ),
             "occurrenceTiming" => (
                 15,
-                r.choice_object(&mut self.occurrence, SupplyDeliveryOccurrence::Timing)?,
+                r.choice_object(&mut self.occurrence, SupplyDeliveryOccurrence::Timing),
             ),
-            "supplier" => (16, r.boxed(&mut self.supplier)?),
-            "destination" => (17, r.boxed(&mut self.destination)?),
-            "receiver" => (18, r.objects(&mut self.receiver)?),
+            "supplier" => (16, r.boxed(&mut self.supplier)),
+            "destination" => (17, r.boxed(&mut self.destination)),
+            "receiver" => (18, r.objects(&mut self.receiver)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -177,7 +189,7 @@ impl Object for SupplyDelivery {
 /// The item that is delivered or supplied
 ///
 /// FHIR element `SupplyDelivery.suppliedItem`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SupplyDeliverySuppliedItem {
     /// `SupplyDelivery.suppliedItem.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -211,25 +223,37 @@ impl SupplyDeliverySuppliedItemItem {
     }
 }
 
+impl std::fmt::Debug for SupplyDeliverySuppliedItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SupplyDeliverySuppliedItem {
     const NAME: &'static str = "SupplyDelivery.suppliedItem";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for SupplyDeliverySuppliedItem {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "quantity" => (3, r.boxed(&mut self.quantity)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "quantity" => (3, r.boxed(&mut self.quantity)),
             "itemCodeableConcept" => (
                 4,
-                r.choice_object(&mut self.item, SupplyDeliverySuppliedItemItem::CodeableConcept)?,
+                r.choice_object(&mut self.item, SupplyDeliverySuppliedItemItem::CodeableConcept),
             ),
             "itemReference" => (
                 4,
-                r.choice_object(&mut self.item, SupplyDeliverySuppliedItemItem::Reference)?,
+                r.choice_object(&mut self.item, SupplyDeliverySuppliedItemItem::Reference),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `SupplyRequest` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A record of a request for a medication, substance or device used in the healthcare setting.
 ///
 /// FHIR resource `SupplyRequest`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SupplyRequest {
     /// `SupplyRequest.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -104,35 +104,46 @@ impl SupplyRequestOccurrence {
     }
 }
 
+impl std::fmt::Debug for SupplyRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SupplyRequest {
     const NAME: &'static str = "SupplyRequest";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 23;
+}
+
+impl Members for SupplyRequest {
+    fn field_count(&self) -> u16 {
+        23
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "category" => (10, r.boxed(&mut self.category)?),
-            "priority" => (11, r.prim(&mut self.priority)?),
-            "_priority" => (11, r.prim_ext(&mut self.priority)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "category" => (10, r.boxed(&mut self.category)),
+            "priority" => (11, r.prim(&mut self.priority)),
+            "_priority" => (11, r.prim_ext(&mut self.priority)),
             "itemCodeableConcept" => (
                 12,
-                r.choice_object(&mut self.item, SupplyRequestItem::CodeableConcept)?,
+                r.choice_object(&mut self.item, SupplyRequestItem::CodeableConcept),
             ),
-            "itemReference" => (12, r.choice_object(&mut self.item, SupplyRequestItem::Reference)?),
-            "quantity" => (13, r.boxed(&mut self.quantity)?),
-            "parameter" => (14, r.objects(&mut self.parameter)?),
+            "itemReference" => (12, r.choice_object(&mut self.item, SupplyRequestItem::Reference)),
+            "quantity" => (13, r.boxed(&mut self.quantity)),
+            "parameter" => (14, r.objects(&mut self.parameter)),
             "occurrenceDateTime" => (
                 15,
                 r.choice_prim(
@@ -142,7 +153,7 @@ impl Object for SupplyRequest {
                         SupplyRequestOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_occurrenceDateTime" => (
                 15,
@@ -153,26 +164,27 @@ impl Object for SupplyRequest {
                         SupplyRequestOccurrence::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "occurrencePeriod" => (
                 15,
-                r.choice_object(&mut self.occurrence, SupplyRequestOccurrence::Period)?,
+                r.choice_object(&mut self.occurrence, SupplyRequestOccurrence::Period),
             ),
             "occurrenceTiming" => (
                 15,
-                r.choice_object(&mut self.occurrence, SupplyRequestOccurrence::Timing)?,
+                r.choice_object(&mut self.occurrence, SupplyRequestOccurrence::Timing),
             ),
-            "authoredOn" => (16, r.prim(&mut self.authored_on)?),
-            "_authoredOn" => (16, r.prim_ext(&mut self.authored_on)?),
-            "requester" => (17, r.boxed(&mut self.requester)?),
-            "supplier" => (18, r.objects(&mut self.supplier)?),
-            "reasonCode" => (19, r.objects(&mut self.reason_code)?),
-            "reasonReference" => (20, r.objects(&mut self.reason_reference)?),
-            "deliverFrom" => (21, r.boxed(&mut self.deliver_from)?),
-            "deliverTo" => (22, r.boxed(&mut self.deliver_to)?),
+            "authoredOn" => (16, r.prim(&mut self.authored_on)),
+            "_authoredOn" => (16, r.prim_ext(&mut self.authored_on)),
+            "requester" => (17, r.boxed(&mut self.requester)),
+            "supplier" => (18, r.objects(&mut self.supplier)),
+            "reasonCode" => (19, r.objects(&mut self.reason_code)),
+            "reasonReference" => (20, r.objects(&mut self.reason_reference)),
+            "deliverFrom" => (21, r.boxed(&mut self.deliver_from)),
+            "deliverTo" => (22, r.boxed(&mut self.deliver_to)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -225,7 +237,7 @@ impl Object for SupplyRequest {
 /// Ordered item details
 ///
 /// FHIR element `SupplyRequest.parameter`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct SupplyRequestParameter {
     /// `SupplyRequest.parameter.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -265,26 +277,37 @@ impl SupplyRequestParameterValue {
     }
 }
 
+impl std::fmt::Debug for SupplyRequestParameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for SupplyRequestParameter {
     const NAME: &'static str = "SupplyRequest.parameter";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for SupplyRequestParameter {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.boxed(&mut self.code)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.boxed(&mut self.code)),
             "valueCodeableConcept" => (
                 4,
-                r.choice_object(&mut self.value, SupplyRequestParameterValue::CodeableConcept)?,
+                r.choice_object(&mut self.value, SupplyRequestParameterValue::CodeableConcept),
             ),
             "valueQuantity" => (
                 4,
-                r.choice_object(&mut self.value, SupplyRequestParameterValue::Quantity)?,
+                r.choice_object(&mut self.value, SupplyRequestParameterValue::Quantity),
             ),
             "valueRange" => (
                 4,
-                r.choice_object(&mut self.value, SupplyRequestParameterValue::Range)?,
+                r.choice_object(&mut self.value, SupplyRequestParameterValue::Range),
             ),
             "valueBoolean" => (
                 4,
@@ -295,7 +318,7 @@ impl Object for SupplyRequestParameter {
                         SupplyRequestParameterValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueBoolean" => (
                 4,
@@ -306,10 +329,11 @@ impl Object for SupplyRequestParameter {
                         SupplyRequestParameterValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

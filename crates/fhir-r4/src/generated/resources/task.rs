@@ -4,7 +4,7 @@
 //! The R4 `Task` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A task to be performed.
 ///
 /// FHIR resource `Task`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Task {
     /// `Task.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -97,63 +97,75 @@ pub struct Task {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for Task {
     const NAME: &'static str = "Task";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 39;
+}
+
+impl Members for Task {
+    fn field_count(&self) -> u16 {
+        39
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "instantiatesCanonical" => (9, r.prim(&mut self.instantiates_canonical)?),
-            "_instantiatesCanonical" => (9, r.prim_ext(&mut self.instantiates_canonical)?),
-            "instantiatesUri" => (10, r.prim(&mut self.instantiates_uri)?),
-            "_instantiatesUri" => (10, r.prim_ext(&mut self.instantiates_uri)?),
-            "basedOn" => (11, r.objects(&mut self.based_on)?),
-            "groupIdentifier" => (12, r.boxed(&mut self.group_identifier)?),
-            "partOf" => (13, r.objects(&mut self.part_of)?),
-            "status" => (14, r.prim(&mut self.status)?),
-            "_status" => (14, r.prim_ext(&mut self.status)?),
-            "statusReason" => (15, r.boxed(&mut self.status_reason)?),
-            "businessStatus" => (16, r.boxed(&mut self.business_status)?),
-            "intent" => (17, r.prim(&mut self.intent)?),
-            "_intent" => (17, r.prim_ext(&mut self.intent)?),
-            "priority" => (18, r.prim(&mut self.priority)?),
-            "_priority" => (18, r.prim_ext(&mut self.priority)?),
-            "code" => (19, r.boxed(&mut self.code)?),
-            "description" => (20, r.prim(&mut self.description)?),
-            "_description" => (20, r.prim_ext(&mut self.description)?),
-            "focus" => (21, r.boxed(&mut self.focus)?),
-            "for" => (22, r.boxed(&mut self.for_)?),
-            "encounter" => (23, r.boxed(&mut self.encounter)?),
-            "executionPeriod" => (24, r.boxed(&mut self.execution_period)?),
-            "authoredOn" => (25, r.prim(&mut self.authored_on)?),
-            "_authoredOn" => (25, r.prim_ext(&mut self.authored_on)?),
-            "lastModified" => (26, r.prim(&mut self.last_modified)?),
-            "_lastModified" => (26, r.prim_ext(&mut self.last_modified)?),
-            "requester" => (27, r.boxed(&mut self.requester)?),
-            "performerType" => (28, r.objects(&mut self.performer_type)?),
-            "owner" => (29, r.boxed(&mut self.owner)?),
-            "location" => (30, r.boxed(&mut self.location)?),
-            "reasonCode" => (31, r.boxed(&mut self.reason_code)?),
-            "reasonReference" => (32, r.boxed(&mut self.reason_reference)?),
-            "insurance" => (33, r.objects(&mut self.insurance)?),
-            "note" => (34, r.objects(&mut self.note)?),
-            "relevantHistory" => (35, r.objects(&mut self.relevant_history)?),
-            "restriction" => (36, r.boxed(&mut self.restriction)?),
-            "input" => (37, r.objects(&mut self.input)?),
-            "output" => (38, r.objects(&mut self.output)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "instantiatesCanonical" => (9, r.prim(&mut self.instantiates_canonical)),
+            "_instantiatesCanonical" => (9, r.prim_ext(&mut self.instantiates_canonical)),
+            "instantiatesUri" => (10, r.prim(&mut self.instantiates_uri)),
+            "_instantiatesUri" => (10, r.prim_ext(&mut self.instantiates_uri)),
+            "basedOn" => (11, r.objects(&mut self.based_on)),
+            "groupIdentifier" => (12, r.boxed(&mut self.group_identifier)),
+            "partOf" => (13, r.objects(&mut self.part_of)),
+            "status" => (14, r.prim(&mut self.status)),
+            "_status" => (14, r.prim_ext(&mut self.status)),
+            "statusReason" => (15, r.boxed(&mut self.status_reason)),
+            "businessStatus" => (16, r.boxed(&mut self.business_status)),
+            "intent" => (17, r.prim(&mut self.intent)),
+            "_intent" => (17, r.prim_ext(&mut self.intent)),
+            "priority" => (18, r.prim(&mut self.priority)),
+            "_priority" => (18, r.prim_ext(&mut self.priority)),
+            "code" => (19, r.boxed(&mut self.code)),
+            "description" => (20, r.prim(&mut self.description)),
+            "_description" => (20, r.prim_ext(&mut self.description)),
+            "focus" => (21, r.boxed(&mut self.focus)),
+            "for" => (22, r.boxed(&mut self.for_)),
+            "encounter" => (23, r.boxed(&mut self.encounter)),
+            "executionPeriod" => (24, r.boxed(&mut self.execution_period)),
+            "authoredOn" => (25, r.prim(&mut self.authored_on)),
+            "_authoredOn" => (25, r.prim_ext(&mut self.authored_on)),
+            "lastModified" => (26, r.prim(&mut self.last_modified)),
+            "_lastModified" => (26, r.prim_ext(&mut self.last_modified)),
+            "requester" => (27, r.boxed(&mut self.requester)),
+            "performerType" => (28, r.objects(&mut self.performer_type)),
+            "owner" => (29, r.boxed(&mut self.owner)),
+            "location" => (30, r.boxed(&mut self.location)),
+            "reasonCode" => (31, r.boxed(&mut self.reason_code)),
+            "reasonReference" => (32, r.boxed(&mut self.reason_reference)),
+            "insurance" => (33, r.objects(&mut self.insurance)),
+            "note" => (34, r.objects(&mut self.note)),
+            "relevantHistory" => (35, r.objects(&mut self.relevant_history)),
+            "restriction" => (36, r.boxed(&mut self.restriction)),
+            "input" => (37, r.objects(&mut self.input)),
+            "output" => (38, r.objects(&mut self.output)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -214,7 +226,7 @@ impl Object for Task {
 /// Constraints on fulfillment tasks
 ///
 /// FHIR element `Task.restriction`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TaskRestriction {
     /// `Task.restriction.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -232,20 +244,32 @@ pub struct TaskRestriction {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TaskRestriction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TaskRestriction {
     const NAME: &'static str = "Task.restriction";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for TaskRestriction {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "repetitions" => (3, r.prim(&mut self.repetitions)?),
-            "_repetitions" => (3, r.prim_ext(&mut self.repetitions)?),
-            "period" => (4, r.boxed(&mut self.period)?),
-            "recipient" => (5, r.objects(&mut self.recipient)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "repetitions" => (3, r.prim(&mut self.repetitions)),
+            "_repetitions" => (3, r.prim_ext(&mut self.repetitions)),
+            "period" => (4, r.boxed(&mut self.period)),
+            "recipient" => (5, r.objects(&mut self.recipient)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -269,7 +293,7 @@ impl Object for TaskRestriction {
 /// Information used to perform task
 ///
 /// FHIR element `Task.input`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TaskInput {
     /// `Task.input.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -447,332 +471,341 @@ impl TaskInputValue {
     }
 }
 
+impl std::fmt::Debug for TaskInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TaskInput {
     const NAME: &'static str = "Task.input";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for TaskInput {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
             "valueBase64Binary" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::Base64Binary, |e| match e {
                     TaskInputValue::Base64Binary(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueBase64Binary" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::Base64Binary, |e| match e {
                     TaskInputValue::Base64Binary(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueBoolean" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::Boolean, |e| match e {
                     TaskInputValue::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueBoolean" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::Boolean, |e| match e {
                     TaskInputValue::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueCanonical" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::Canonical, |e| match e {
                     TaskInputValue::Canonical(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueCanonical" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::Canonical, |e| match e {
                     TaskInputValue::Canonical(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueCode" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::Code, |e| match e {
                     TaskInputValue::Code(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueCode" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::Code, |e| match e {
                     TaskInputValue::Code(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueDate" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::Date, |e| match e {
                     TaskInputValue::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueDate" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::Date, |e| match e {
                     TaskInputValue::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueDateTime" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::DateTime, |e| match e {
                     TaskInputValue::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueDateTime" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::DateTime, |e| match e {
                     TaskInputValue::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueDecimal" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::Decimal, |e| match e {
                     TaskInputValue::Decimal(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueDecimal" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::Decimal, |e| match e {
                     TaskInputValue::Decimal(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueId" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::Id, |e| match e {
                     TaskInputValue::Id(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueId" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::Id, |e| match e {
                     TaskInputValue::Id(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueInstant" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::Instant, |e| match e {
                     TaskInputValue::Instant(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueInstant" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::Instant, |e| match e {
                     TaskInputValue::Instant(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueInteger" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::Integer, |e| match e {
                     TaskInputValue::Integer(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueInteger" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::Integer, |e| match e {
                     TaskInputValue::Integer(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueMarkdown" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::Markdown, |e| match e {
                     TaskInputValue::Markdown(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueMarkdown" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::Markdown, |e| match e {
                     TaskInputValue::Markdown(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueOid" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::Oid, |e| match e {
                     TaskInputValue::Oid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueOid" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::Oid, |e| match e {
                     TaskInputValue::Oid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valuePositiveInt" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::PositiveInt, |e| match e {
                     TaskInputValue::PositiveInt(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valuePositiveInt" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::PositiveInt, |e| match e {
                     TaskInputValue::PositiveInt(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueString" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::String, |e| match e {
                     TaskInputValue::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueString" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::String, |e| match e {
                     TaskInputValue::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueTime" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::Time, |e| match e {
                     TaskInputValue::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueTime" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::Time, |e| match e {
                     TaskInputValue::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueUnsignedInt" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::UnsignedInt, |e| match e {
                     TaskInputValue::UnsignedInt(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUnsignedInt" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::UnsignedInt, |e| match e {
                     TaskInputValue::UnsignedInt(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueUri" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::Uri, |e| match e {
                     TaskInputValue::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUri" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::Uri, |e| match e {
                     TaskInputValue::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueUrl" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::Url, |e| match e {
                     TaskInputValue::Url(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUrl" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::Url, |e| match e {
                     TaskInputValue::Url(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueUuid" => (
                 4,
                 r.choice_prim(&mut self.value, TaskInputValue::Uuid, |e| match e {
                     TaskInputValue::Uuid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUuid" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskInputValue::Uuid, |e| match e {
                     TaskInputValue::Uuid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "valueAddress" => (4, r.choice_object(&mut self.value, TaskInputValue::Address)?),
-            "valueAge" => (4, r.choice_object(&mut self.value, TaskInputValue::Age)?),
-            "valueAnnotation" => (4, r.choice_object(&mut self.value, TaskInputValue::Annotation)?),
-            "valueAttachment" => (4, r.choice_object(&mut self.value, TaskInputValue::Attachment)?),
+            "valueAddress" => (4, r.choice_object(&mut self.value, TaskInputValue::Address)),
+            "valueAge" => (4, r.choice_object(&mut self.value, TaskInputValue::Age)),
+            "valueAnnotation" => (4, r.choice_object(&mut self.value, TaskInputValue::Annotation)),
+            "valueAttachment" => (4, r.choice_object(&mut self.value, TaskInputValue::Attachment)),
             "valueCodeableConcept" => (
                 4,
-                r.choice_object(&mut self.value, TaskInputValue::CodeableConcept)?,
+                r.choice_object(&mut self.value, TaskInputValue::CodeableConcept),
             ),
-            "valueCoding" => (4, r.choice_object(&mut self.value, TaskInputValue::Coding)?),
-            "valueContactPoint" => (4, r.choice_object(&mut self.value, TaskInputValue::ContactPoint)?),
-            "valueCount" => (4, r.choice_object(&mut self.value, TaskInputValue::Count)?),
-            "valueDistance" => (4, r.choice_object(&mut self.value, TaskInputValue::Distance)?),
-            "valueDuration" => (4, r.choice_object(&mut self.value, TaskInputValue::Duration)?),
-            "valueHumanName" => (4, r.choice_object(&mut self.value, TaskInputValue::HumanName)?),
-            "valueIdentifier" => (4, r.choice_object(&mut self.value, TaskInputValue::Identifier)?),
-            "valueMoney" => (4, r.choice_object(&mut self.value, TaskInputValue::Money)?),
-            "valuePeriod" => (4, r.choice_object(&mut self.value, TaskInputValue::Period)?),
-            "valueQuantity" => (4, r.choice_object(&mut self.value, TaskInputValue::Quantity)?),
-            "valueRange" => (4, r.choice_object(&mut self.value, TaskInputValue::Range)?),
-            "valueRatio" => (4, r.choice_object(&mut self.value, TaskInputValue::Ratio)?),
-            "valueReference" => (4, r.choice_object(&mut self.value, TaskInputValue::Reference)?),
-            "valueSampledData" => (4, r.choice_object(&mut self.value, TaskInputValue::SampledData)?),
-            "valueSignature" => (4, r.choice_object(&mut self.value, TaskInputValue::Signature)?),
-            "valueTiming" => (4, r.choice_object(&mut self.value, TaskInputValue::Timing)?),
-            "valueContactDetail" => (
-                4,
-                r.choice_object(&mut self.value, TaskInputValue::ContactDetail)?,
-            ),
-            "valueContributor" => (4, r.choice_object(&mut self.value, TaskInputValue::Contributor)?),
+            "valueCoding" => (4, r.choice_object(&mut self.value, TaskInputValue::Coding)),
+            "valueContactPoint" => (4, r.choice_object(&mut self.value, TaskInputValue::ContactPoint)),
+            "valueCount" => (4, r.choice_object(&mut self.value, TaskInputValue::Count)),
+            "valueDistance" => (4, r.choice_object(&mut self.value, TaskInputValue::Distance)),
+            "valueDuration" => (4, r.choice_object(&mut self.value, TaskInputValue::Duration)),
+            "valueHumanName" => (4, r.choice_object(&mut self.value, TaskInputValue::HumanName)),
+            "valueIdentifier" => (4, r.choice_object(&mut self.value, TaskInputValue::Identifier)),
+            "valueMoney" => (4, r.choice_object(&mut self.value, TaskInputValue::Money)),
+            "valuePeriod" => (4, r.choice_object(&mut self.value, TaskInputValue::Period)),
+            "valueQuantity" => (4, r.choice_object(&mut self.value, TaskInputValue::Quantity)),
+            "valueRange" => (4, r.choice_object(&mut self.value, TaskInputValue::Range)),
+            "valueRatio" => (4, r.choice_object(&mut self.value, TaskInputValue::Ratio)),
+            "valueReference" => (4, r.choice_object(&mut self.value, TaskInputValue::Reference)),
+            "valueSampledData" => (4, r.choice_object(&mut self.value, TaskInputValue::SampledData)),
+            "valueSignature" => (4, r.choice_object(&mut self.value, TaskInputValue::Signature)),
+            "valueTiming" => (4, r.choice_object(&mut self.value, TaskInputValue::Timing)),
+            "valueContactDetail" => (4, r.choice_object(&mut self.value, TaskInputValue::ContactDetail)),
+            "valueContributor" => (4, r.choice_object(&mut self.value, TaskInputValue::Contributor)),
             "valueDataRequirement" => (
                 4,
-                r.choice_object(&mut self.value, TaskInputValue::DataRequirement)?,
+                r.choice_object(&mut self.value, TaskInputValue::DataRequirement),
             ),
-            "valueExpression" => (4, r.choice_object(&mut self.value, TaskInputValue::Expression)?),
+            "valueExpression" => (4, r.choice_object(&mut self.value, TaskInputValue::Expression)),
             "valueParameterDefinition" => (
                 4,
-                r.choice_object(&mut self.value, TaskInputValue::ParameterDefinition)?,
+                r.choice_object(&mut self.value, TaskInputValue::ParameterDefinition),
             ),
             "valueRelatedArtifact" => (
                 4,
-                r.choice_object(&mut self.value, TaskInputValue::RelatedArtifact)?,
+                r.choice_object(&mut self.value, TaskInputValue::RelatedArtifact),
             ),
             "valueTriggerDefinition" => (
                 4,
-                r.choice_object(&mut self.value, TaskInputValue::TriggerDefinition)?,
+                r.choice_object(&mut self.value, TaskInputValue::TriggerDefinition),
             ),
-            "valueUsageContext" => (4, r.choice_object(&mut self.value, TaskInputValue::UsageContext)?),
-            "valueDosage" => (4, r.choice_object(&mut self.value, TaskInputValue::Dosage)?),
-            "valueMeta" => (4, r.choice_object(&mut self.value, TaskInputValue::Meta)?),
+            "valueUsageContext" => (4, r.choice_object(&mut self.value, TaskInputValue::UsageContext)),
+            "valueDosage" => (4, r.choice_object(&mut self.value, TaskInputValue::Dosage)),
+            "valueMeta" => (4, r.choice_object(&mut self.value, TaskInputValue::Meta)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -803,7 +836,7 @@ impl Object for TaskInput {
 /// Information produced as part of task
 ///
 /// FHIR element `Task.output`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TaskOutput {
     /// `Task.output.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -981,338 +1014,344 @@ impl TaskOutputValue {
     }
 }
 
+impl std::fmt::Debug for TaskOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TaskOutput {
     const NAME: &'static str = "Task.output";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for TaskOutput {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
             "valueBase64Binary" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::Base64Binary, |e| match e {
                     TaskOutputValue::Base64Binary(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueBase64Binary" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::Base64Binary, |e| match e {
                     TaskOutputValue::Base64Binary(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueBoolean" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::Boolean, |e| match e {
                     TaskOutputValue::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueBoolean" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::Boolean, |e| match e {
                     TaskOutputValue::Boolean(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueCanonical" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::Canonical, |e| match e {
                     TaskOutputValue::Canonical(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueCanonical" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::Canonical, |e| match e {
                     TaskOutputValue::Canonical(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueCode" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::Code, |e| match e {
                     TaskOutputValue::Code(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueCode" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::Code, |e| match e {
                     TaskOutputValue::Code(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueDate" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::Date, |e| match e {
                     TaskOutputValue::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueDate" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::Date, |e| match e {
                     TaskOutputValue::Date(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueDateTime" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::DateTime, |e| match e {
                     TaskOutputValue::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueDateTime" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::DateTime, |e| match e {
                     TaskOutputValue::DateTime(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueDecimal" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::Decimal, |e| match e {
                     TaskOutputValue::Decimal(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueDecimal" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::Decimal, |e| match e {
                     TaskOutputValue::Decimal(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueId" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::Id, |e| match e {
                     TaskOutputValue::Id(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueId" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::Id, |e| match e {
                     TaskOutputValue::Id(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueInstant" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::Instant, |e| match e {
                     TaskOutputValue::Instant(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueInstant" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::Instant, |e| match e {
                     TaskOutputValue::Instant(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueInteger" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::Integer, |e| match e {
                     TaskOutputValue::Integer(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueInteger" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::Integer, |e| match e {
                     TaskOutputValue::Integer(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueMarkdown" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::Markdown, |e| match e {
                     TaskOutputValue::Markdown(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueMarkdown" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::Markdown, |e| match e {
                     TaskOutputValue::Markdown(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueOid" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::Oid, |e| match e {
                     TaskOutputValue::Oid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueOid" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::Oid, |e| match e {
                     TaskOutputValue::Oid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valuePositiveInt" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::PositiveInt, |e| match e {
                     TaskOutputValue::PositiveInt(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valuePositiveInt" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::PositiveInt, |e| match e {
                     TaskOutputValue::PositiveInt(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueString" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::String, |e| match e {
                     TaskOutputValue::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueString" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::String, |e| match e {
                     TaskOutputValue::String(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueTime" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::Time, |e| match e {
                     TaskOutputValue::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueTime" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::Time, |e| match e {
                     TaskOutputValue::Time(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueUnsignedInt" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::UnsignedInt, |e| match e {
                     TaskOutputValue::UnsignedInt(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUnsignedInt" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::UnsignedInt, |e| match e {
                     TaskOutputValue::UnsignedInt(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueUri" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::Uri, |e| match e {
                     TaskOutputValue::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUri" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::Uri, |e| match e {
                     TaskOutputValue::Uri(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueUrl" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::Url, |e| match e {
                     TaskOutputValue::Url(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUrl" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::Url, |e| match e {
                     TaskOutputValue::Url(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "valueUuid" => (
                 4,
                 r.choice_prim(&mut self.value, TaskOutputValue::Uuid, |e| match e {
                     TaskOutputValue::Uuid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
             "_valueUuid" => (
                 4,
                 r.choice_prim_ext(&mut self.value, TaskOutputValue::Uuid, |e| match e {
                     TaskOutputValue::Uuid(v) => Some(v),
                     _ => None,
-                })?,
+                }),
             ),
-            "valueAddress" => (4, r.choice_object(&mut self.value, TaskOutputValue::Address)?),
-            "valueAge" => (4, r.choice_object(&mut self.value, TaskOutputValue::Age)?),
-            "valueAnnotation" => (4, r.choice_object(&mut self.value, TaskOutputValue::Annotation)?),
-            "valueAttachment" => (4, r.choice_object(&mut self.value, TaskOutputValue::Attachment)?),
+            "valueAddress" => (4, r.choice_object(&mut self.value, TaskOutputValue::Address)),
+            "valueAge" => (4, r.choice_object(&mut self.value, TaskOutputValue::Age)),
+            "valueAnnotation" => (4, r.choice_object(&mut self.value, TaskOutputValue::Annotation)),
+            "valueAttachment" => (4, r.choice_object(&mut self.value, TaskOutputValue::Attachment)),
             "valueCodeableConcept" => (
                 4,
-                r.choice_object(&mut self.value, TaskOutputValue::CodeableConcept)?,
+                r.choice_object(&mut self.value, TaskOutputValue::CodeableConcept),
             ),
-            "valueCoding" => (4, r.choice_object(&mut self.value, TaskOutputValue::Coding)?),
-            "valueContactPoint" => (
-                4,
-                r.choice_object(&mut self.value, TaskOutputValue::ContactPoint)?,
-            ),
-            "valueCount" => (4, r.choice_object(&mut self.value, TaskOutputValue::Count)?),
-            "valueDistance" => (4, r.choice_object(&mut self.value, TaskOutputValue::Distance)?),
-            "valueDuration" => (4, r.choice_object(&mut self.value, TaskOutputValue::Duration)?),
-            "valueHumanName" => (4, r.choice_object(&mut self.value, TaskOutputValue::HumanName)?),
-            "valueIdentifier" => (4, r.choice_object(&mut self.value, TaskOutputValue::Identifier)?),
-            "valueMoney" => (4, r.choice_object(&mut self.value, TaskOutputValue::Money)?),
-            "valuePeriod" => (4, r.choice_object(&mut self.value, TaskOutputValue::Period)?),
-            "valueQuantity" => (4, r.choice_object(&mut self.value, TaskOutputValue::Quantity)?),
-            "valueRange" => (4, r.choice_object(&mut self.value, TaskOutputValue::Range)?),
-            "valueRatio" => (4, r.choice_object(&mut self.value, TaskOutputValue::Ratio)?),
-            "valueReference" => (4, r.choice_object(&mut self.value, TaskOutputValue::Reference)?),
-            "valueSampledData" => (4, r.choice_object(&mut self.value, TaskOutputValue::SampledData)?),
-            "valueSignature" => (4, r.choice_object(&mut self.value, TaskOutputValue::Signature)?),
-            "valueTiming" => (4, r.choice_object(&mut self.value, TaskOutputValue::Timing)?),
+            "valueCoding" => (4, r.choice_object(&mut self.value, TaskOutputValue::Coding)),
+            "valueContactPoint" => (4, r.choice_object(&mut self.value, TaskOutputValue::ContactPoint)),
+            "valueCount" => (4, r.choice_object(&mut self.value, TaskOutputValue::Count)),
+            "valueDistance" => (4, r.choice_object(&mut self.value, TaskOutputValue::Distance)),
+            "valueDuration" => (4, r.choice_object(&mut self.value, TaskOutputValue::Duration)),
+            "valueHumanName" => (4, r.choice_object(&mut self.value, TaskOutputValue::HumanName)),
+            "valueIdentifier" => (4, r.choice_object(&mut self.value, TaskOutputValue::Identifier)),
+            "valueMoney" => (4, r.choice_object(&mut self.value, TaskOutputValue::Money)),
+            "valuePeriod" => (4, r.choice_object(&mut self.value, TaskOutputValue::Period)),
+            "valueQuantity" => (4, r.choice_object(&mut self.value, TaskOutputValue::Quantity)),
+            "valueRange" => (4, r.choice_object(&mut self.value, TaskOutputValue::Range)),
+            "valueRatio" => (4, r.choice_object(&mut self.value, TaskOutputValue::Ratio)),
+            "valueReference" => (4, r.choice_object(&mut self.value, TaskOutputValue::Reference)),
+            "valueSampledData" => (4, r.choice_object(&mut self.value, TaskOutputValue::SampledData)),
+            "valueSignature" => (4, r.choice_object(&mut self.value, TaskOutputValue::Signature)),
+            "valueTiming" => (4, r.choice_object(&mut self.value, TaskOutputValue::Timing)),
             "valueContactDetail" => (
                 4,
-                r.choice_object(&mut self.value, TaskOutputValue::ContactDetail)?,
+                r.choice_object(&mut self.value, TaskOutputValue::ContactDetail),
             ),
-            "valueContributor" => (4, r.choice_object(&mut self.value, TaskOutputValue::Contributor)?),
+            "valueContributor" => (4, r.choice_object(&mut self.value, TaskOutputValue::Contributor)),
             "valueDataRequirement" => (
                 4,
-                r.choice_object(&mut self.value, TaskOutputValue::DataRequirement)?,
+                r.choice_object(&mut self.value, TaskOutputValue::DataRequirement),
             ),
-            "valueExpression" => (4, r.choice_object(&mut self.value, TaskOutputValue::Expression)?),
+            "valueExpression" => (4, r.choice_object(&mut self.value, TaskOutputValue::Expression)),
             "valueParameterDefinition" => (
                 4,
-                r.choice_object(&mut self.value, TaskOutputValue::ParameterDefinition)?,
+                r.choice_object(&mut self.value, TaskOutputValue::ParameterDefinition),
             ),
             "valueRelatedArtifact" => (
                 4,
-                r.choice_object(&mut self.value, TaskOutputValue::RelatedArtifact)?,
+                r.choice_object(&mut self.value, TaskOutputValue::RelatedArtifact),
             ),
             "valueTriggerDefinition" => (
                 4,
-                r.choice_object(&mut self.value, TaskOutputValue::TriggerDefinition)?,
+                r.choice_object(&mut self.value, TaskOutputValue::TriggerDefinition),
             ),
-            "valueUsageContext" => (
-                4,
-                r.choice_object(&mut self.value, TaskOutputValue::UsageContext)?,
-            ),
-            "valueDosage" => (4, r.choice_object(&mut self.value, TaskOutputValue::Dosage)?),
-            "valueMeta" => (4, r.choice_object(&mut self.value, TaskOutputValue::Meta)?),
+            "valueUsageContext" => (4, r.choice_object(&mut self.value, TaskOutputValue::UsageContext)),
+            "valueDosage" => (4, r.choice_object(&mut self.value, TaskOutputValue::Dosage)),
+            "valueMeta" => (4, r.choice_object(&mut self.value, TaskOutputValue::Meta)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

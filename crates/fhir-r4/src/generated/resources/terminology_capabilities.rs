@@ -4,7 +4,7 @@
 //! The R4 `TerminologyCapabilities` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A TerminologyCapabilities resource documents a set of capabilities (behaviors) of a FHIR Terminology Server that may be used as a statement of actual server functionality or a statement of required or desired server implementation.
 ///
 /// FHIR resource `TerminologyCapabilities`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TerminologyCapabilities {
     /// `TerminologyCapabilities.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -83,62 +83,74 @@ pub struct TerminologyCapabilities {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TerminologyCapabilities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TerminologyCapabilities {
     const NAME: &'static str = "TerminologyCapabilities";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 32;
+}
+
+impl Members for TerminologyCapabilities {
+    fn field_count(&self) -> u16 {
+        32
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "version" => (9, r.prim(&mut self.version)?),
-            "_version" => (9, r.prim_ext(&mut self.version)?),
-            "name" => (10, r.prim(&mut self.name)?),
-            "_name" => (10, r.prim_ext(&mut self.name)?),
-            "title" => (11, r.prim(&mut self.title)?),
-            "_title" => (11, r.prim_ext(&mut self.title)?),
-            "status" => (12, r.prim(&mut self.status)?),
-            "_status" => (12, r.prim_ext(&mut self.status)?),
-            "experimental" => (13, r.prim(&mut self.experimental)?),
-            "_experimental" => (13, r.prim_ext(&mut self.experimental)?),
-            "date" => (14, r.prim(&mut self.date)?),
-            "_date" => (14, r.prim_ext(&mut self.date)?),
-            "publisher" => (15, r.prim(&mut self.publisher)?),
-            "_publisher" => (15, r.prim_ext(&mut self.publisher)?),
-            "contact" => (16, r.objects(&mut self.contact)?),
-            "description" => (17, r.prim(&mut self.description)?),
-            "_description" => (17, r.prim_ext(&mut self.description)?),
-            "useContext" => (18, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (19, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (20, r.prim(&mut self.purpose)?),
-            "_purpose" => (20, r.prim_ext(&mut self.purpose)?),
-            "copyright" => (21, r.prim(&mut self.copyright)?),
-            "_copyright" => (21, r.prim_ext(&mut self.copyright)?),
-            "kind" => (22, r.prim(&mut self.kind)?),
-            "_kind" => (22, r.prim_ext(&mut self.kind)?),
-            "software" => (23, r.boxed(&mut self.software)?),
-            "implementation" => (24, r.boxed(&mut self.implementation)?),
-            "lockedDate" => (25, r.prim(&mut self.locked_date)?),
-            "_lockedDate" => (25, r.prim_ext(&mut self.locked_date)?),
-            "codeSystem" => (26, r.objects(&mut self.code_system)?),
-            "expansion" => (27, r.boxed(&mut self.expansion)?),
-            "codeSearch" => (28, r.prim(&mut self.code_search)?),
-            "_codeSearch" => (28, r.prim_ext(&mut self.code_search)?),
-            "validateCode" => (29, r.boxed(&mut self.validate_code)?),
-            "translation" => (30, r.boxed(&mut self.translation)?),
-            "closure" => (31, r.boxed(&mut self.closure)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "version" => (9, r.prim(&mut self.version)),
+            "_version" => (9, r.prim_ext(&mut self.version)),
+            "name" => (10, r.prim(&mut self.name)),
+            "_name" => (10, r.prim_ext(&mut self.name)),
+            "title" => (11, r.prim(&mut self.title)),
+            "_title" => (11, r.prim_ext(&mut self.title)),
+            "status" => (12, r.prim(&mut self.status)),
+            "_status" => (12, r.prim_ext(&mut self.status)),
+            "experimental" => (13, r.prim(&mut self.experimental)),
+            "_experimental" => (13, r.prim_ext(&mut self.experimental)),
+            "date" => (14, r.prim(&mut self.date)),
+            "_date" => (14, r.prim_ext(&mut self.date)),
+            "publisher" => (15, r.prim(&mut self.publisher)),
+            "_publisher" => (15, r.prim_ext(&mut self.publisher)),
+            "contact" => (16, r.objects(&mut self.contact)),
+            "description" => (17, r.prim(&mut self.description)),
+            "_description" => (17, r.prim_ext(&mut self.description)),
+            "useContext" => (18, r.objects(&mut self.use_context)),
+            "jurisdiction" => (19, r.objects(&mut self.jurisdiction)),
+            "purpose" => (20, r.prim(&mut self.purpose)),
+            "_purpose" => (20, r.prim_ext(&mut self.purpose)),
+            "copyright" => (21, r.prim(&mut self.copyright)),
+            "_copyright" => (21, r.prim_ext(&mut self.copyright)),
+            "kind" => (22, r.prim(&mut self.kind)),
+            "_kind" => (22, r.prim_ext(&mut self.kind)),
+            "software" => (23, r.boxed(&mut self.software)),
+            "implementation" => (24, r.boxed(&mut self.implementation)),
+            "lockedDate" => (25, r.prim(&mut self.locked_date)),
+            "_lockedDate" => (25, r.prim_ext(&mut self.locked_date)),
+            "codeSystem" => (26, r.objects(&mut self.code_system)),
+            "expansion" => (27, r.boxed(&mut self.expansion)),
+            "codeSearch" => (28, r.prim(&mut self.code_search)),
+            "_codeSearch" => (28, r.prim_ext(&mut self.code_search)),
+            "validateCode" => (29, r.boxed(&mut self.validate_code)),
+            "translation" => (30, r.boxed(&mut self.translation)),
+            "closure" => (31, r.boxed(&mut self.closure)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -193,7 +205,7 @@ impl Object for TerminologyCapabilities {
 /// Software that is covered by this terminology capability statement
 ///
 /// FHIR element `TerminologyCapabilities.software`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TerminologyCapabilitiesSoftware {
     /// `TerminologyCapabilities.software.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -209,20 +221,32 @@ pub struct TerminologyCapabilitiesSoftware {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TerminologyCapabilitiesSoftware {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TerminologyCapabilitiesSoftware {
     const NAME: &'static str = "TerminologyCapabilities.software";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for TerminologyCapabilitiesSoftware {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "version" => (4, r.prim(&mut self.version)?),
-            "_version" => (4, r.prim_ext(&mut self.version)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "version" => (4, r.prim(&mut self.version)),
+            "_version" => (4, r.prim_ext(&mut self.version)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -248,7 +272,7 @@ impl Object for TerminologyCapabilitiesSoftware {
 /// If this describes a specific instance
 ///
 /// FHIR element `TerminologyCapabilities.implementation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TerminologyCapabilitiesImplementation {
     /// `TerminologyCapabilities.implementation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -264,20 +288,32 @@ pub struct TerminologyCapabilitiesImplementation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TerminologyCapabilitiesImplementation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TerminologyCapabilitiesImplementation {
     const NAME: &'static str = "TerminologyCapabilities.implementation";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for TerminologyCapabilitiesImplementation {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "description" => (3, r.prim(&mut self.description)?),
-            "_description" => (3, r.prim_ext(&mut self.description)?),
-            "url" => (4, r.prim(&mut self.url)?),
-            "_url" => (4, r.prim_ext(&mut self.url)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "description" => (3, r.prim(&mut self.description)),
+            "_description" => (3, r.prim_ext(&mut self.description)),
+            "url" => (4, r.prim(&mut self.url)),
+            "_url" => (4, r.prim_ext(&mut self.url)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -303,7 +339,7 @@ impl Object for TerminologyCapabilitiesImplementation {
 /// A code system supported by the server
 ///
 /// FHIR element `TerminologyCapabilities.codeSystem`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TerminologyCapabilitiesCodeSystem {
     /// `TerminologyCapabilities.codeSystem.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -321,21 +357,33 @@ pub struct TerminologyCapabilitiesCodeSystem {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TerminologyCapabilitiesCodeSystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TerminologyCapabilitiesCodeSystem {
     const NAME: &'static str = "TerminologyCapabilities.codeSystem";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for TerminologyCapabilitiesCodeSystem {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "uri" => (3, r.prim(&mut self.uri)?),
-            "_uri" => (3, r.prim_ext(&mut self.uri)?),
-            "version" => (4, r.objects(&mut self.version)?),
-            "subsumption" => (5, r.prim(&mut self.subsumption)?),
-            "_subsumption" => (5, r.prim_ext(&mut self.subsumption)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "uri" => (3, r.prim(&mut self.uri)),
+            "_uri" => (3, r.prim_ext(&mut self.uri)),
+            "version" => (4, r.objects(&mut self.version)),
+            "subsumption" => (5, r.prim(&mut self.subsumption)),
+            "_subsumption" => (5, r.prim_ext(&mut self.subsumption)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -359,7 +407,7 @@ impl Object for TerminologyCapabilitiesCodeSystem {
 /// Version of Code System supported
 ///
 /// FHIR element `TerminologyCapabilities.codeSystem.version`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TerminologyCapabilitiesCodeSystemVersion {
     /// `TerminologyCapabilities.codeSystem.version.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -383,27 +431,39 @@ pub struct TerminologyCapabilitiesCodeSystemVersion {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TerminologyCapabilitiesCodeSystemVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TerminologyCapabilitiesCodeSystemVersion {
     const NAME: &'static str = "TerminologyCapabilities.codeSystem.version";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for TerminologyCapabilitiesCodeSystemVersion {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.prim(&mut self.code)?),
-            "_code" => (3, r.prim_ext(&mut self.code)?),
-            "isDefault" => (4, r.prim(&mut self.is_default)?),
-            "_isDefault" => (4, r.prim_ext(&mut self.is_default)?),
-            "compositional" => (5, r.prim(&mut self.compositional)?),
-            "_compositional" => (5, r.prim_ext(&mut self.compositional)?),
-            "language" => (6, r.prim_vec(&mut self.language)?),
-            "_language" => (6, r.prim_vec_ext(&mut self.language)?),
-            "filter" => (7, r.objects(&mut self.filter)?),
-            "property" => (8, r.prim_vec(&mut self.property)?),
-            "_property" => (8, r.prim_vec_ext(&mut self.property)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.prim(&mut self.code)),
+            "_code" => (3, r.prim_ext(&mut self.code)),
+            "isDefault" => (4, r.prim(&mut self.is_default)),
+            "_isDefault" => (4, r.prim_ext(&mut self.is_default)),
+            "compositional" => (5, r.prim(&mut self.compositional)),
+            "_compositional" => (5, r.prim_ext(&mut self.compositional)),
+            "language" => (6, r.prim_vec(&mut self.language)),
+            "_language" => (6, r.prim_vec_ext(&mut self.language)),
+            "filter" => (7, r.objects(&mut self.filter)),
+            "property" => (8, r.prim_vec(&mut self.property)),
+            "_property" => (8, r.prim_vec_ext(&mut self.property)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -430,7 +490,7 @@ impl Object for TerminologyCapabilitiesCodeSystemVersion {
 /// Filter Properties supported
 ///
 /// FHIR element `TerminologyCapabilities.codeSystem.version.filter`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TerminologyCapabilitiesCodeSystemVersionFilter {
     /// `TerminologyCapabilities.codeSystem.version.filter.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -446,20 +506,32 @@ pub struct TerminologyCapabilitiesCodeSystemVersionFilter {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TerminologyCapabilitiesCodeSystemVersionFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TerminologyCapabilitiesCodeSystemVersionFilter {
     const NAME: &'static str = "TerminologyCapabilities.codeSystem.version.filter";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for TerminologyCapabilitiesCodeSystemVersionFilter {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.prim(&mut self.code)?),
-            "_code" => (3, r.prim_ext(&mut self.code)?),
-            "op" => (4, r.prim_vec(&mut self.op)?),
-            "_op" => (4, r.prim_vec_ext(&mut self.op)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.prim(&mut self.code)),
+            "_code" => (3, r.prim_ext(&mut self.code)),
+            "op" => (4, r.prim_vec(&mut self.op)),
+            "_op" => (4, r.prim_vec_ext(&mut self.op)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -486,7 +558,7 @@ impl Object for TerminologyCapabilitiesCodeSystemVersionFilter {
 /// Information about the \[ValueSet/$expand\](valueset-operation-expand.html) operation
 ///
 /// FHIR element `TerminologyCapabilities.expansion`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TerminologyCapabilitiesExpansion {
     /// `TerminologyCapabilities.expansion.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -508,25 +580,37 @@ pub struct TerminologyCapabilitiesExpansion {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TerminologyCapabilitiesExpansion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TerminologyCapabilitiesExpansion {
     const NAME: &'static str = "TerminologyCapabilities.expansion";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for TerminologyCapabilitiesExpansion {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "hierarchical" => (3, r.prim(&mut self.hierarchical)?),
-            "_hierarchical" => (3, r.prim_ext(&mut self.hierarchical)?),
-            "paging" => (4, r.prim(&mut self.paging)?),
-            "_paging" => (4, r.prim_ext(&mut self.paging)?),
-            "incomplete" => (5, r.prim(&mut self.incomplete)?),
-            "_incomplete" => (5, r.prim_ext(&mut self.incomplete)?),
-            "parameter" => (6, r.objects(&mut self.parameter)?),
-            "textFilter" => (7, r.prim(&mut self.text_filter)?),
-            "_textFilter" => (7, r.prim_ext(&mut self.text_filter)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "hierarchical" => (3, r.prim(&mut self.hierarchical)),
+            "_hierarchical" => (3, r.prim_ext(&mut self.hierarchical)),
+            "paging" => (4, r.prim(&mut self.paging)),
+            "_paging" => (4, r.prim_ext(&mut self.paging)),
+            "incomplete" => (5, r.prim(&mut self.incomplete)),
+            "_incomplete" => (5, r.prim_ext(&mut self.incomplete)),
+            "parameter" => (6, r.objects(&mut self.parameter)),
+            "textFilter" => (7, r.prim(&mut self.text_filter)),
+            "_textFilter" => (7, r.prim_ext(&mut self.text_filter)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -552,7 +636,7 @@ impl Object for TerminologyCapabilitiesExpansion {
 /// Supported expansion parameter
 ///
 /// FHIR element `TerminologyCapabilities.expansion.parameter`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TerminologyCapabilitiesExpansionParameter {
     /// `TerminologyCapabilities.expansion.parameter.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -568,20 +652,32 @@ pub struct TerminologyCapabilitiesExpansionParameter {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TerminologyCapabilitiesExpansionParameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TerminologyCapabilitiesExpansionParameter {
     const NAME: &'static str = "TerminologyCapabilities.expansion.parameter";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for TerminologyCapabilitiesExpansionParameter {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "documentation" => (4, r.prim(&mut self.documentation)?),
-            "_documentation" => (4, r.prim_ext(&mut self.documentation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "documentation" => (4, r.prim(&mut self.documentation)),
+            "_documentation" => (4, r.prim_ext(&mut self.documentation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -607,7 +703,7 @@ impl Object for TerminologyCapabilitiesExpansionParameter {
 /// Information about the \[ValueSet/$validate-code\](valueset-operation-validate-code.html) operation
 ///
 /// FHIR element `TerminologyCapabilities.validateCode`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TerminologyCapabilitiesValidateCode {
     /// `TerminologyCapabilities.validateCode.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -621,18 +717,30 @@ pub struct TerminologyCapabilitiesValidateCode {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TerminologyCapabilitiesValidateCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TerminologyCapabilitiesValidateCode {
     const NAME: &'static str = "TerminologyCapabilities.validateCode";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for TerminologyCapabilitiesValidateCode {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "translations" => (3, r.prim(&mut self.translations)?),
-            "_translations" => (3, r.prim_ext(&mut self.translations)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "translations" => (3, r.prim(&mut self.translations)),
+            "_translations" => (3, r.prim_ext(&mut self.translations)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -657,7 +765,7 @@ impl Object for TerminologyCapabilitiesValidateCode {
 /// Information about the \[ConceptMap/$translate\](conceptmap-operation-translate.html) operation
 ///
 /// FHIR element `TerminologyCapabilities.translation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TerminologyCapabilitiesTranslation {
     /// `TerminologyCapabilities.translation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -671,18 +779,30 @@ pub struct TerminologyCapabilitiesTranslation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TerminologyCapabilitiesTranslation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TerminologyCapabilitiesTranslation {
     const NAME: &'static str = "TerminologyCapabilities.translation";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for TerminologyCapabilitiesTranslation {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "needsMap" => (3, r.prim(&mut self.needs_map)?),
-            "_needsMap" => (3, r.prim_ext(&mut self.needs_map)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "needsMap" => (3, r.prim(&mut self.needs_map)),
+            "_needsMap" => (3, r.prim_ext(&mut self.needs_map)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -707,7 +827,7 @@ impl Object for TerminologyCapabilitiesTranslation {
 /// Information about the \[ConceptMap/$closure\](conceptmap-operation-closure.html) operation
 ///
 /// FHIR element `TerminologyCapabilities.closure`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TerminologyCapabilitiesClosure {
     /// `TerminologyCapabilities.closure.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -721,18 +841,30 @@ pub struct TerminologyCapabilitiesClosure {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TerminologyCapabilitiesClosure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TerminologyCapabilitiesClosure {
     const NAME: &'static str = "TerminologyCapabilities.closure";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for TerminologyCapabilitiesClosure {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "translation" => (3, r.prim(&mut self.translation)?),
-            "_translation" => (3, r.prim_ext(&mut self.translation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "translation" => (3, r.prim(&mut self.translation)),
+            "_translation" => (3, r.prim_ext(&mut self.translation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `TestReport` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A summary of information based on the results of executing a TestScript.
 ///
 /// FHIR resource `TestReport`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestReport {
     /// `TestReport.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -59,42 +59,54 @@ pub struct TestReport {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestReport {
     const NAME: &'static str = "TestReport";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 20;
+}
+
+impl Members for TestReport {
+    fn field_count(&self) -> u16 {
+        20
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.boxed(&mut self.identifier)?),
-            "name" => (9, r.prim(&mut self.name)?),
-            "_name" => (9, r.prim_ext(&mut self.name)?),
-            "status" => (10, r.prim(&mut self.status)?),
-            "_status" => (10, r.prim_ext(&mut self.status)?),
-            "testScript" => (11, r.boxed(&mut self.test_script)?),
-            "result" => (12, r.prim(&mut self.result)?),
-            "_result" => (12, r.prim_ext(&mut self.result)?),
-            "score" => (13, r.prim(&mut self.score)?),
-            "_score" => (13, r.prim_ext(&mut self.score)?),
-            "tester" => (14, r.prim(&mut self.tester)?),
-            "_tester" => (14, r.prim_ext(&mut self.tester)?),
-            "issued" => (15, r.prim(&mut self.issued)?),
-            "_issued" => (15, r.prim_ext(&mut self.issued)?),
-            "participant" => (16, r.objects(&mut self.participant)?),
-            "setup" => (17, r.boxed(&mut self.setup)?),
-            "test" => (18, r.objects(&mut self.test)?),
-            "teardown" => (19, r.boxed(&mut self.teardown)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.boxed(&mut self.identifier)),
+            "name" => (9, r.prim(&mut self.name)),
+            "_name" => (9, r.prim_ext(&mut self.name)),
+            "status" => (10, r.prim(&mut self.status)),
+            "_status" => (10, r.prim_ext(&mut self.status)),
+            "testScript" => (11, r.boxed(&mut self.test_script)),
+            "result" => (12, r.prim(&mut self.result)),
+            "_result" => (12, r.prim_ext(&mut self.result)),
+            "score" => (13, r.prim(&mut self.score)),
+            "_score" => (13, r.prim_ext(&mut self.score)),
+            "tester" => (14, r.prim(&mut self.tester)),
+            "_tester" => (14, r.prim_ext(&mut self.tester)),
+            "issued" => (15, r.prim(&mut self.issued)),
+            "_issued" => (15, r.prim_ext(&mut self.issued)),
+            "participant" => (16, r.objects(&mut self.participant)),
+            "setup" => (17, r.boxed(&mut self.setup)),
+            "test" => (18, r.objects(&mut self.test)),
+            "teardown" => (19, r.boxed(&mut self.teardown)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -137,7 +149,7 @@ impl Object for TestReport {
 /// A participant in the test execution, either the execution engine, a client, or a server
 ///
 /// FHIR element `TestReport.participant`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestReportParticipant {
     /// `TestReport.participant.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -155,22 +167,34 @@ pub struct TestReportParticipant {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestReportParticipant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestReportParticipant {
     const NAME: &'static str = "TestReport.participant";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for TestReportParticipant {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.prim(&mut self.type_)?),
-            "_type" => (3, r.prim_ext(&mut self.type_)?),
-            "uri" => (4, r.prim(&mut self.uri)?),
-            "_uri" => (4, r.prim_ext(&mut self.uri)?),
-            "display" => (5, r.prim(&mut self.display)?),
-            "_display" => (5, r.prim_ext(&mut self.display)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.prim(&mut self.type_)),
+            "_type" => (3, r.prim_ext(&mut self.type_)),
+            "uri" => (4, r.prim(&mut self.uri)),
+            "_uri" => (4, r.prim_ext(&mut self.uri)),
+            "display" => (5, r.prim(&mut self.display)),
+            "_display" => (5, r.prim_ext(&mut self.display)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -198,7 +222,7 @@ impl Object for TestReportParticipant {
 /// The results of the series of required setup operations before the tests were executed
 ///
 /// FHIR element `TestReport.setup`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestReportSetup {
     /// `TestReport.setup.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -212,17 +236,29 @@ pub struct TestReportSetup {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestReportSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestReportSetup {
     const NAME: &'static str = "TestReport.setup";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for TestReportSetup {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "action" => (3, r.objects(&mut self.action)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "action" => (3, r.objects(&mut self.action)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -247,7 +283,7 @@ impl Object for TestReportSetup {
 /// A setup operation or assert that was executed
 ///
 /// FHIR element `TestReport.setup.action`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestReportSetupAction {
     /// `TestReport.setup.action.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -263,18 +299,30 @@ pub struct TestReportSetupAction {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestReportSetupAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestReportSetupAction {
     const NAME: &'static str = "TestReport.setup.action";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for TestReportSetupAction {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "operation" => (3, r.boxed(&mut self.operation)?),
-            "assert" => (4, r.boxed(&mut self.assert)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "operation" => (3, r.boxed(&mut self.operation)),
+            "assert" => (4, r.boxed(&mut self.assert)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -297,7 +345,7 @@ impl Object for TestReportSetupAction {
 /// The operation to perform
 ///
 /// FHIR element `TestReport.setup.action.operation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestReportSetupActionOperation {
     /// `TestReport.setup.action.operation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -315,22 +363,34 @@ pub struct TestReportSetupActionOperation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestReportSetupActionOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestReportSetupActionOperation {
     const NAME: &'static str = "TestReport.setup.action.operation";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for TestReportSetupActionOperation {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "result" => (3, r.prim(&mut self.result)?),
-            "_result" => (3, r.prim_ext(&mut self.result)?),
-            "message" => (4, r.prim(&mut self.message)?),
-            "_message" => (4, r.prim_ext(&mut self.message)?),
-            "detail" => (5, r.prim(&mut self.detail)?),
-            "_detail" => (5, r.prim_ext(&mut self.detail)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "result" => (3, r.prim(&mut self.result)),
+            "_result" => (3, r.prim_ext(&mut self.result)),
+            "message" => (4, r.prim(&mut self.message)),
+            "_message" => (4, r.prim_ext(&mut self.message)),
+            "detail" => (5, r.prim(&mut self.detail)),
+            "_detail" => (5, r.prim_ext(&mut self.detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -357,7 +417,7 @@ impl Object for TestReportSetupActionOperation {
 /// The assertion to perform
 ///
 /// FHIR element `TestReport.setup.action.assert`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestReportSetupActionAssert {
     /// `TestReport.setup.action.assert.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -375,22 +435,34 @@ pub struct TestReportSetupActionAssert {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestReportSetupActionAssert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestReportSetupActionAssert {
     const NAME: &'static str = "TestReport.setup.action.assert";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for TestReportSetupActionAssert {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "result" => (3, r.prim(&mut self.result)?),
-            "_result" => (3, r.prim_ext(&mut self.result)?),
-            "message" => (4, r.prim(&mut self.message)?),
-            "_message" => (4, r.prim_ext(&mut self.message)?),
-            "detail" => (5, r.prim(&mut self.detail)?),
-            "_detail" => (5, r.prim_ext(&mut self.detail)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "result" => (3, r.prim(&mut self.result)),
+            "_result" => (3, r.prim_ext(&mut self.result)),
+            "message" => (4, r.prim(&mut self.message)),
+            "_message" => (4, r.prim_ext(&mut self.message)),
+            "detail" => (5, r.prim(&mut self.detail)),
+            "_detail" => (5, r.prim_ext(&mut self.detail)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -417,7 +489,7 @@ impl Object for TestReportSetupActionAssert {
 /// A test executed from the test script
 ///
 /// FHIR element `TestReport.test`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestReportTest {
     /// `TestReport.test.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -435,21 +507,33 @@ pub struct TestReportTest {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestReportTest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestReportTest {
     const NAME: &'static str = "TestReport.test";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for TestReportTest {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "description" => (4, r.prim(&mut self.description)?),
-            "_description" => (4, r.prim_ext(&mut self.description)?),
-            "action" => (5, r.objects(&mut self.action)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "description" => (4, r.prim(&mut self.description)),
+            "_description" => (4, r.prim_ext(&mut self.description)),
+            "action" => (5, r.objects(&mut self.action)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -476,7 +560,7 @@ impl Object for TestReportTest {
 /// A test operation or assert that was performed
 ///
 /// FHIR element `TestReport.test.action`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestReportTestAction {
     /// `TestReport.test.action.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -492,18 +576,30 @@ pub struct TestReportTestAction {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestReportTestAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestReportTestAction {
     const NAME: &'static str = "TestReport.test.action";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for TestReportTestAction {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "operation" => (3, r.boxed(&mut self.operation)?),
-            "assert" => (4, r.boxed(&mut self.assert)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "operation" => (3, r.boxed(&mut self.operation)),
+            "assert" => (4, r.boxed(&mut self.assert)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -526,7 +622,7 @@ impl Object for TestReportTestAction {
 /// The results of running the series of required clean up steps
 ///
 /// FHIR element `TestReport.teardown`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestReportTeardown {
     /// `TestReport.teardown.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -540,17 +636,29 @@ pub struct TestReportTeardown {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestReportTeardown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestReportTeardown {
     const NAME: &'static str = "TestReport.teardown";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for TestReportTeardown {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "action" => (3, r.objects(&mut self.action)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "action" => (3, r.objects(&mut self.action)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -575,7 +683,7 @@ impl Object for TestReportTeardown {
 /// One or more teardown operations performed
 ///
 /// FHIR element `TestReport.teardown.action`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestReportTeardownAction {
     /// `TestReport.teardown.action.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -589,17 +697,29 @@ pub struct TestReportTeardownAction {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestReportTeardownAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestReportTeardownAction {
     const NAME: &'static str = "TestReport.teardown.action";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for TestReportTeardownAction {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "operation" => (3, r.boxed(&mut self.operation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "operation" => (3, r.boxed(&mut self.operation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

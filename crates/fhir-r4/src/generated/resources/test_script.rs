@@ -4,7 +4,7 @@
 //! The R4 `TestScript` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A structured set of tests against a FHIR server or client implementation to determine compliance against the FHIR specification.
 ///
 /// FHIR resource `TestScript`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestScript {
     /// `TestScript.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -83,59 +83,71 @@ pub struct TestScript {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestScript {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestScript {
     const NAME: &'static str = "TestScript";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 32;
+}
+
+impl Members for TestScript {
+    fn field_count(&self) -> u16 {
+        32
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.boxed(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "status" => (13, r.prim(&mut self.status)?),
-            "_status" => (13, r.prim_ext(&mut self.status)?),
-            "experimental" => (14, r.prim(&mut self.experimental)?),
-            "_experimental" => (14, r.prim_ext(&mut self.experimental)?),
-            "date" => (15, r.prim(&mut self.date)?),
-            "_date" => (15, r.prim_ext(&mut self.date)?),
-            "publisher" => (16, r.prim(&mut self.publisher)?),
-            "_publisher" => (16, r.prim_ext(&mut self.publisher)?),
-            "contact" => (17, r.objects(&mut self.contact)?),
-            "description" => (18, r.prim(&mut self.description)?),
-            "_description" => (18, r.prim_ext(&mut self.description)?),
-            "useContext" => (19, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)?),
-            "purpose" => (21, r.prim(&mut self.purpose)?),
-            "_purpose" => (21, r.prim_ext(&mut self.purpose)?),
-            "copyright" => (22, r.prim(&mut self.copyright)?),
-            "_copyright" => (22, r.prim_ext(&mut self.copyright)?),
-            "origin" => (23, r.objects(&mut self.origin)?),
-            "destination" => (24, r.objects(&mut self.destination)?),
-            "metadata" => (25, r.boxed(&mut self.metadata)?),
-            "fixture" => (26, r.objects(&mut self.fixture)?),
-            "profile" => (27, r.objects(&mut self.profile)?),
-            "variable" => (28, r.objects(&mut self.variable)?),
-            "setup" => (29, r.boxed(&mut self.setup)?),
-            "test" => (30, r.objects(&mut self.test)?),
-            "teardown" => (31, r.boxed(&mut self.teardown)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.boxed(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "status" => (13, r.prim(&mut self.status)),
+            "_status" => (13, r.prim_ext(&mut self.status)),
+            "experimental" => (14, r.prim(&mut self.experimental)),
+            "_experimental" => (14, r.prim_ext(&mut self.experimental)),
+            "date" => (15, r.prim(&mut self.date)),
+            "_date" => (15, r.prim_ext(&mut self.date)),
+            "publisher" => (16, r.prim(&mut self.publisher)),
+            "_publisher" => (16, r.prim_ext(&mut self.publisher)),
+            "contact" => (17, r.objects(&mut self.contact)),
+            "description" => (18, r.prim(&mut self.description)),
+            "_description" => (18, r.prim_ext(&mut self.description)),
+            "useContext" => (19, r.objects(&mut self.use_context)),
+            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)),
+            "purpose" => (21, r.prim(&mut self.purpose)),
+            "_purpose" => (21, r.prim_ext(&mut self.purpose)),
+            "copyright" => (22, r.prim(&mut self.copyright)),
+            "_copyright" => (22, r.prim_ext(&mut self.copyright)),
+            "origin" => (23, r.objects(&mut self.origin)),
+            "destination" => (24, r.objects(&mut self.destination)),
+            "metadata" => (25, r.boxed(&mut self.metadata)),
+            "fixture" => (26, r.objects(&mut self.fixture)),
+            "profile" => (27, r.objects(&mut self.profile)),
+            "variable" => (28, r.objects(&mut self.variable)),
+            "setup" => (29, r.boxed(&mut self.setup)),
+            "test" => (30, r.objects(&mut self.test)),
+            "teardown" => (31, r.boxed(&mut self.teardown)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -190,7 +202,7 @@ impl Object for TestScript {
 /// An abstract server representing a client or sender in a message exchange
 ///
 /// FHIR element `TestScript.origin`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestScriptOrigin {
     /// `TestScript.origin.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -206,19 +218,31 @@ pub struct TestScriptOrigin {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestScriptOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestScriptOrigin {
     const NAME: &'static str = "TestScript.origin";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for TestScriptOrigin {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "index" => (3, r.prim(&mut self.index)?),
-            "_index" => (3, r.prim_ext(&mut self.index)?),
-            "profile" => (4, r.boxed(&mut self.profile)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "index" => (3, r.prim(&mut self.index)),
+            "_index" => (3, r.prim_ext(&mut self.index)),
+            "profile" => (4, r.boxed(&mut self.profile)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -245,7 +269,7 @@ impl Object for TestScriptOrigin {
 /// An abstract server representing a destination or receiver in a message exchange
 ///
 /// FHIR element `TestScript.destination`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestScriptDestination {
     /// `TestScript.destination.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -261,19 +285,31 @@ pub struct TestScriptDestination {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestScriptDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestScriptDestination {
     const NAME: &'static str = "TestScript.destination";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for TestScriptDestination {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "index" => (3, r.prim(&mut self.index)?),
-            "_index" => (3, r.prim_ext(&mut self.index)?),
-            "profile" => (4, r.boxed(&mut self.profile)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "index" => (3, r.prim(&mut self.index)),
+            "_index" => (3, r.prim_ext(&mut self.index)),
+            "profile" => (4, r.boxed(&mut self.profile)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -300,7 +336,7 @@ impl Object for TestScriptDestination {
 /// Required capability that is assumed to function correctly on the FHIR server being tested
 ///
 /// FHIR element `TestScript.metadata`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestScriptMetadata {
     /// `TestScript.metadata.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -316,18 +352,30 @@ pub struct TestScriptMetadata {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestScriptMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestScriptMetadata {
     const NAME: &'static str = "TestScript.metadata";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for TestScriptMetadata {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "link" => (3, r.objects(&mut self.link)?),
-            "capability" => (4, r.objects(&mut self.capability)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "link" => (3, r.objects(&mut self.link)),
+            "capability" => (4, r.objects(&mut self.capability)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -353,7 +401,7 @@ impl Object for TestScriptMetadata {
 /// Links to the FHIR specification
 ///
 /// FHIR element `TestScript.metadata.link`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestScriptMetadataLink {
     /// `TestScript.metadata.link.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -369,20 +417,32 @@ pub struct TestScriptMetadataLink {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestScriptMetadataLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestScriptMetadataLink {
     const NAME: &'static str = "TestScript.metadata.link";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for TestScriptMetadataLink {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "url" => (3, r.prim(&mut self.url)?),
-            "_url" => (3, r.prim_ext(&mut self.url)?),
-            "description" => (4, r.prim(&mut self.description)?),
-            "_description" => (4, r.prim_ext(&mut self.description)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "url" => (3, r.prim(&mut self.url)),
+            "_url" => (3, r.prim_ext(&mut self.url)),
+            "description" => (4, r.prim(&mut self.description)),
+            "_description" => (4, r.prim_ext(&mut self.description)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -408,7 +468,7 @@ impl Object for TestScriptMetadataLink {
 /// Capabilities  that are assumed to function correctly on the FHIR server being tested
 ///
 /// FHIR element `TestScript.metadata.capability`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestScriptMetadataCapability {
     /// `TestScript.metadata.capability.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -434,30 +494,42 @@ pub struct TestScriptMetadataCapability {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestScriptMetadataCapability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestScriptMetadataCapability {
     const NAME: &'static str = "TestScript.metadata.capability";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for TestScriptMetadataCapability {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "required" => (3, r.prim(&mut self.required)?),
-            "_required" => (3, r.prim_ext(&mut self.required)?),
-            "validated" => (4, r.prim(&mut self.validated)?),
-            "_validated" => (4, r.prim_ext(&mut self.validated)?),
-            "description" => (5, r.prim(&mut self.description)?),
-            "_description" => (5, r.prim_ext(&mut self.description)?),
-            "origin" => (6, r.prim_vec(&mut self.origin)?),
-            "_origin" => (6, r.prim_vec_ext(&mut self.origin)?),
-            "destination" => (7, r.prim(&mut self.destination)?),
-            "_destination" => (7, r.prim_ext(&mut self.destination)?),
-            "link" => (8, r.prim_vec(&mut self.link)?),
-            "_link" => (8, r.prim_vec_ext(&mut self.link)?),
-            "capabilities" => (9, r.prim(&mut self.capabilities)?),
-            "_capabilities" => (9, r.prim_ext(&mut self.capabilities)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "required" => (3, r.prim(&mut self.required)),
+            "_required" => (3, r.prim_ext(&mut self.required)),
+            "validated" => (4, r.prim(&mut self.validated)),
+            "_validated" => (4, r.prim_ext(&mut self.validated)),
+            "description" => (5, r.prim(&mut self.description)),
+            "_description" => (5, r.prim_ext(&mut self.description)),
+            "origin" => (6, r.prim_vec(&mut self.origin)),
+            "_origin" => (6, r.prim_vec_ext(&mut self.origin)),
+            "destination" => (7, r.prim(&mut self.destination)),
+            "_destination" => (7, r.prim_ext(&mut self.destination)),
+            "link" => (8, r.prim_vec(&mut self.link)),
+            "_link" => (8, r.prim_vec_ext(&mut self.link)),
+            "capabilities" => (9, r.prim(&mut self.capabilities)),
+            "_capabilities" => (9, r.prim_ext(&mut self.capabilities)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -490,7 +562,7 @@ impl Object for TestScriptMetadataCapability {
 /// Fixture in the test script - by reference (uri)
 ///
 /// FHIR element `TestScript.fixture`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestScriptFixture {
     /// `TestScript.fixture.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -508,21 +580,33 @@ pub struct TestScriptFixture {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestScriptFixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestScriptFixture {
     const NAME: &'static str = "TestScript.fixture";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for TestScriptFixture {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "autocreate" => (3, r.prim(&mut self.autocreate)?),
-            "_autocreate" => (3, r.prim_ext(&mut self.autocreate)?),
-            "autodelete" => (4, r.prim(&mut self.autodelete)?),
-            "_autodelete" => (4, r.prim_ext(&mut self.autodelete)?),
-            "resource" => (5, r.boxed(&mut self.resource)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "autocreate" => (3, r.prim(&mut self.autocreate)),
+            "_autocreate" => (3, r.prim_ext(&mut self.autocreate)),
+            "autodelete" => (4, r.prim(&mut self.autodelete)),
+            "_autodelete" => (4, r.prim_ext(&mut self.autodelete)),
+            "resource" => (5, r.boxed(&mut self.resource)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -550,7 +634,7 @@ impl Object for TestScriptFixture {
 /// Placeholder for evaluated elements
 ///
 /// FHIR element `TestScript.variable`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestScriptVariable {
     /// `TestScript.variable.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -578,32 +662,44 @@ pub struct TestScriptVariable {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestScriptVariable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestScriptVariable {
     const NAME: &'static str = "TestScript.variable";
-    const FIELDS: u16 = 11;
+}
+
+impl Members for TestScriptVariable {
+    fn field_count(&self) -> u16 {
+        11
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "defaultValue" => (4, r.prim(&mut self.default_value)?),
-            "_defaultValue" => (4, r.prim_ext(&mut self.default_value)?),
-            "description" => (5, r.prim(&mut self.description)?),
-            "_description" => (5, r.prim_ext(&mut self.description)?),
-            "expression" => (6, r.prim(&mut self.expression)?),
-            "_expression" => (6, r.prim_ext(&mut self.expression)?),
-            "headerField" => (7, r.prim(&mut self.header_field)?),
-            "_headerField" => (7, r.prim_ext(&mut self.header_field)?),
-            "hint" => (8, r.prim(&mut self.hint)?),
-            "_hint" => (8, r.prim_ext(&mut self.hint)?),
-            "path" => (9, r.prim(&mut self.path)?),
-            "_path" => (9, r.prim_ext(&mut self.path)?),
-            "sourceId" => (10, r.prim(&mut self.source_id)?),
-            "_sourceId" => (10, r.prim_ext(&mut self.source_id)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "defaultValue" => (4, r.prim(&mut self.default_value)),
+            "_defaultValue" => (4, r.prim_ext(&mut self.default_value)),
+            "description" => (5, r.prim(&mut self.description)),
+            "_description" => (5, r.prim_ext(&mut self.description)),
+            "expression" => (6, r.prim(&mut self.expression)),
+            "_expression" => (6, r.prim_ext(&mut self.expression)),
+            "headerField" => (7, r.prim(&mut self.header_field)),
+            "_headerField" => (7, r.prim_ext(&mut self.header_field)),
+            "hint" => (8, r.prim(&mut self.hint)),
+            "_hint" => (8, r.prim_ext(&mut self.hint)),
+            "path" => (9, r.prim(&mut self.path)),
+            "_path" => (9, r.prim_ext(&mut self.path)),
+            "sourceId" => (10, r.prim(&mut self.source_id)),
+            "_sourceId" => (10, r.prim_ext(&mut self.source_id)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -635,7 +731,7 @@ impl Object for TestScriptVariable {
 /// A series of required setup operations before tests are executed
 ///
 /// FHIR element `TestScript.setup`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestScriptSetup {
     /// `TestScript.setup.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -649,17 +745,29 @@ pub struct TestScriptSetup {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestScriptSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestScriptSetup {
     const NAME: &'static str = "TestScript.setup";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for TestScriptSetup {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "action" => (3, r.objects(&mut self.action)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "action" => (3, r.objects(&mut self.action)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -684,7 +792,7 @@ impl Object for TestScriptSetup {
 /// A setup operation or assert to perform
 ///
 /// FHIR element `TestScript.setup.action`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestScriptSetupAction {
     /// `TestScript.setup.action.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -700,18 +808,30 @@ pub struct TestScriptSetupAction {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestScriptSetupAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestScriptSetupAction {
     const NAME: &'static str = "TestScript.setup.action";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for TestScriptSetupAction {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "operation" => (3, r.boxed(&mut self.operation)?),
-            "assert" => (4, r.boxed(&mut self.assert)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "operation" => (3, r.boxed(&mut self.operation)),
+            "assert" => (4, r.boxed(&mut self.assert)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -734,7 +854,7 @@ impl Object for TestScriptSetupAction {
 /// The setup operation to perform
 ///
 /// FHIR element `TestScript.setup.action.operation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestScriptSetupActionOperation {
     /// `TestScript.setup.action.operation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -780,48 +900,60 @@ pub struct TestScriptSetupActionOperation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestScriptSetupActionOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestScriptSetupActionOperation {
     const NAME: &'static str = "TestScript.setup.action.operation";
-    const FIELDS: u16 = 20;
+}
+
+impl Members for TestScriptSetupActionOperation {
+    fn field_count(&self) -> u16 {
+        20
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "type" => (3, r.boxed(&mut self.type_)?),
-            "resource" => (4, r.prim(&mut self.resource)?),
-            "_resource" => (4, r.prim_ext(&mut self.resource)?),
-            "label" => (5, r.prim(&mut self.label)?),
-            "_label" => (5, r.prim_ext(&mut self.label)?),
-            "description" => (6, r.prim(&mut self.description)?),
-            "_description" => (6, r.prim_ext(&mut self.description)?),
-            "accept" => (7, r.prim(&mut self.accept)?),
-            "_accept" => (7, r.prim_ext(&mut self.accept)?),
-            "contentType" => (8, r.prim(&mut self.content_type)?),
-            "_contentType" => (8, r.prim_ext(&mut self.content_type)?),
-            "destination" => (9, r.prim(&mut self.destination)?),
-            "_destination" => (9, r.prim_ext(&mut self.destination)?),
-            "encodeRequestUrl" => (10, r.prim(&mut self.encode_request_url)?),
-            "_encodeRequestUrl" => (10, r.prim_ext(&mut self.encode_request_url)?),
-            "method" => (11, r.prim(&mut self.method)?),
-            "_method" => (11, r.prim_ext(&mut self.method)?),
-            "origin" => (12, r.prim(&mut self.origin)?),
-            "_origin" => (12, r.prim_ext(&mut self.origin)?),
-            "params" => (13, r.prim(&mut self.params)?),
-            "_params" => (13, r.prim_ext(&mut self.params)?),
-            "requestHeader" => (14, r.objects(&mut self.request_header)?),
-            "requestId" => (15, r.prim(&mut self.request_id)?),
-            "_requestId" => (15, r.prim_ext(&mut self.request_id)?),
-            "responseId" => (16, r.prim(&mut self.response_id)?),
-            "_responseId" => (16, r.prim_ext(&mut self.response_id)?),
-            "sourceId" => (17, r.prim(&mut self.source_id)?),
-            "_sourceId" => (17, r.prim_ext(&mut self.source_id)?),
-            "targetId" => (18, r.prim(&mut self.target_id)?),
-            "_targetId" => (18, r.prim_ext(&mut self.target_id)?),
-            "url" => (19, r.prim(&mut self.url)?),
-            "_url" => (19, r.prim_ext(&mut self.url)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "type" => (3, r.boxed(&mut self.type_)),
+            "resource" => (4, r.prim(&mut self.resource)),
+            "_resource" => (4, r.prim_ext(&mut self.resource)),
+            "label" => (5, r.prim(&mut self.label)),
+            "_label" => (5, r.prim_ext(&mut self.label)),
+            "description" => (6, r.prim(&mut self.description)),
+            "_description" => (6, r.prim_ext(&mut self.description)),
+            "accept" => (7, r.prim(&mut self.accept)),
+            "_accept" => (7, r.prim_ext(&mut self.accept)),
+            "contentType" => (8, r.prim(&mut self.content_type)),
+            "_contentType" => (8, r.prim_ext(&mut self.content_type)),
+            "destination" => (9, r.prim(&mut self.destination)),
+            "_destination" => (9, r.prim_ext(&mut self.destination)),
+            "encodeRequestUrl" => (10, r.prim(&mut self.encode_request_url)),
+            "_encodeRequestUrl" => (10, r.prim_ext(&mut self.encode_request_url)),
+            "method" => (11, r.prim(&mut self.method)),
+            "_method" => (11, r.prim_ext(&mut self.method)),
+            "origin" => (12, r.prim(&mut self.origin)),
+            "_origin" => (12, r.prim_ext(&mut self.origin)),
+            "params" => (13, r.prim(&mut self.params)),
+            "_params" => (13, r.prim_ext(&mut self.params)),
+            "requestHeader" => (14, r.objects(&mut self.request_header)),
+            "requestId" => (15, r.prim(&mut self.request_id)),
+            "_requestId" => (15, r.prim_ext(&mut self.request_id)),
+            "responseId" => (16, r.prim(&mut self.response_id)),
+            "_responseId" => (16, r.prim_ext(&mut self.response_id)),
+            "sourceId" => (17, r.prim(&mut self.source_id)),
+            "_sourceId" => (17, r.prim_ext(&mut self.source_id)),
+            "targetId" => (18, r.prim(&mut self.target_id)),
+            "_targetId" => (18, r.prim_ext(&mut self.target_id)),
+            "url" => (19, r.prim(&mut self.url)),
+            "_url" => (19, r.prim_ext(&mut self.url)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -862,7 +994,7 @@ impl Object for TestScriptSetupActionOperation {
 /// Each operation can have one or more header elements
 ///
 /// FHIR element `TestScript.setup.action.operation.requestHeader`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestScriptSetupActionOperationRequestHeader {
     /// `TestScript.setup.action.operation.requestHeader.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -878,20 +1010,32 @@ pub struct TestScriptSetupActionOperationRequestHeader {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestScriptSetupActionOperationRequestHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestScriptSetupActionOperationRequestHeader {
     const NAME: &'static str = "TestScript.setup.action.operation.requestHeader";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for TestScriptSetupActionOperationRequestHeader {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "field" => (3, r.prim(&mut self.field)?),
-            "_field" => (3, r.prim_ext(&mut self.field)?),
-            "value" => (4, r.prim(&mut self.value)?),
-            "_value" => (4, r.prim_ext(&mut self.value)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "field" => (3, r.prim(&mut self.field)),
+            "_field" => (3, r.prim_ext(&mut self.field)),
+            "value" => (4, r.prim(&mut self.value)),
+            "_value" => (4, r.prim_ext(&mut self.value)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -918,7 +1062,7 @@ impl Object for TestScriptSetupActionOperationRequestHeader {
 /// The assertion to perform
 ///
 /// FHIR element `TestScript.setup.action.assert`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestScriptSetupActionAssert {
     /// `TestScript.setup.action.assert.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -974,60 +1118,72 @@ pub struct TestScriptSetupActionAssert {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestScriptSetupActionAssert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestScriptSetupActionAssert {
     const NAME: &'static str = "TestScript.setup.action.assert";
-    const FIELDS: u16 = 25;
+}
+
+impl Members for TestScriptSetupActionAssert {
+    fn field_count(&self) -> u16 {
+        25
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "label" => (3, r.prim(&mut self.label)?),
-            "_label" => (3, r.prim_ext(&mut self.label)?),
-            "description" => (4, r.prim(&mut self.description)?),
-            "_description" => (4, r.prim_ext(&mut self.description)?),
-            "direction" => (5, r.prim(&mut self.direction)?),
-            "_direction" => (5, r.prim_ext(&mut self.direction)?),
-            "compareToSourceId" => (6, r.prim(&mut self.compare_to_source_id)?),
-            "_compareToSourceId" => (6, r.prim_ext(&mut self.compare_to_source_id)?),
-            "compareToSourceExpression" => (7, r.prim(&mut self.compare_to_source_expression)?),
-            "_compareToSourceExpression" => (7, r.prim_ext(&mut self.compare_to_source_expression)?),
-            "compareToSourcePath" => (8, r.prim(&mut self.compare_to_source_path)?),
-            "_compareToSourcePath" => (8, r.prim_ext(&mut self.compare_to_source_path)?),
-            "contentType" => (9, r.prim(&mut self.content_type)?),
-            "_contentType" => (9, r.prim_ext(&mut self.content_type)?),
-            "expression" => (10, r.prim(&mut self.expression)?),
-            "_expression" => (10, r.prim_ext(&mut self.expression)?),
-            "headerField" => (11, r.prim(&mut self.header_field)?),
-            "_headerField" => (11, r.prim_ext(&mut self.header_field)?),
-            "minimumId" => (12, r.prim(&mut self.minimum_id)?),
-            "_minimumId" => (12, r.prim_ext(&mut self.minimum_id)?),
-            "navigationLinks" => (13, r.prim(&mut self.navigation_links)?),
-            "_navigationLinks" => (13, r.prim_ext(&mut self.navigation_links)?),
-            "operator" => (14, r.prim(&mut self.operator)?),
-            "_operator" => (14, r.prim_ext(&mut self.operator)?),
-            "path" => (15, r.prim(&mut self.path)?),
-            "_path" => (15, r.prim_ext(&mut self.path)?),
-            "requestMethod" => (16, r.prim(&mut self.request_method)?),
-            "_requestMethod" => (16, r.prim_ext(&mut self.request_method)?),
-            "requestURL" => (17, r.prim(&mut self.request_u_r_l)?),
-            "_requestURL" => (17, r.prim_ext(&mut self.request_u_r_l)?),
-            "resource" => (18, r.prim(&mut self.resource)?),
-            "_resource" => (18, r.prim_ext(&mut self.resource)?),
-            "response" => (19, r.prim(&mut self.response)?),
-            "_response" => (19, r.prim_ext(&mut self.response)?),
-            "responseCode" => (20, r.prim(&mut self.response_code)?),
-            "_responseCode" => (20, r.prim_ext(&mut self.response_code)?),
-            "sourceId" => (21, r.prim(&mut self.source_id)?),
-            "_sourceId" => (21, r.prim_ext(&mut self.source_id)?),
-            "validateProfileId" => (22, r.prim(&mut self.validate_profile_id)?),
-            "_validateProfileId" => (22, r.prim_ext(&mut self.validate_profile_id)?),
-            "value" => (23, r.prim(&mut self.value)?),
-            "_value" => (23, r.prim_ext(&mut self.value)?),
-            "warningOnly" => (24, r.prim(&mut self.warning_only)?),
-            "_warningOnly" => (24, r.prim_ext(&mut self.warning_only)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "label" => (3, r.prim(&mut self.label)),
+            "_label" => (3, r.prim_ext(&mut self.label)),
+            "description" => (4, r.prim(&mut self.description)),
+            "_description" => (4, r.prim_ext(&mut self.description)),
+            "direction" => (5, r.prim(&mut self.direction)),
+            "_direction" => (5, r.prim_ext(&mut self.direction)),
+            "compareToSourceId" => (6, r.prim(&mut self.compare_to_source_id)),
+            "_compareToSourceId" => (6, r.prim_ext(&mut self.compare_to_source_id)),
+            "compareToSourceExpression" => (7, r.prim(&mut self.compare_to_source_expression)),
+            "_compareToSourceExpression" => (7, r.prim_ext(&mut self.compare_to_source_expression)),
+            "compareToSourcePath" => (8, r.prim(&mut self.compare_to_source_path)),
+            "_compareToSourcePath" => (8, r.prim_ext(&mut self.compare_to_source_path)),
+            "contentType" => (9, r.prim(&mut self.content_type)),
+            "_contentType" => (9, r.prim_ext(&mut self.content_type)),
+            "expression" => (10, r.prim(&mut self.expression)),
+            "_expression" => (10, r.prim_ext(&mut self.expression)),
+            "headerField" => (11, r.prim(&mut self.header_field)),
+            "_headerField" => (11, r.prim_ext(&mut self.header_field)),
+            "minimumId" => (12, r.prim(&mut self.minimum_id)),
+            "_minimumId" => (12, r.prim_ext(&mut self.minimum_id)),
+            "navigationLinks" => (13, r.prim(&mut self.navigation_links)),
+            "_navigationLinks" => (13, r.prim_ext(&mut self.navigation_links)),
+            "operator" => (14, r.prim(&mut self.operator)),
+            "_operator" => (14, r.prim_ext(&mut self.operator)),
+            "path" => (15, r.prim(&mut self.path)),
+            "_path" => (15, r.prim_ext(&mut self.path)),
+            "requestMethod" => (16, r.prim(&mut self.request_method)),
+            "_requestMethod" => (16, r.prim_ext(&mut self.request_method)),
+            "requestURL" => (17, r.prim(&mut self.request_u_r_l)),
+            "_requestURL" => (17, r.prim_ext(&mut self.request_u_r_l)),
+            "resource" => (18, r.prim(&mut self.resource)),
+            "_resource" => (18, r.prim_ext(&mut self.resource)),
+            "response" => (19, r.prim(&mut self.response)),
+            "_response" => (19, r.prim_ext(&mut self.response)),
+            "responseCode" => (20, r.prim(&mut self.response_code)),
+            "_responseCode" => (20, r.prim_ext(&mut self.response_code)),
+            "sourceId" => (21, r.prim(&mut self.source_id)),
+            "_sourceId" => (21, r.prim_ext(&mut self.source_id)),
+            "validateProfileId" => (22, r.prim(&mut self.validate_profile_id)),
+            "_validateProfileId" => (22, r.prim_ext(&mut self.validate_profile_id)),
+            "value" => (23, r.prim(&mut self.value)),
+            "_value" => (23, r.prim_ext(&mut self.value)),
+            "warningOnly" => (24, r.prim(&mut self.warning_only)),
+            "_warningOnly" => (24, r.prim_ext(&mut self.warning_only)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1073,7 +1229,7 @@ impl Object for TestScriptSetupActionAssert {
 /// A test in this script
 ///
 /// FHIR element `TestScript.test`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestScriptTest {
     /// `TestScript.test.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1091,21 +1247,33 @@ pub struct TestScriptTest {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestScriptTest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestScriptTest {
     const NAME: &'static str = "TestScript.test";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for TestScriptTest {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
-            "description" => (4, r.prim(&mut self.description)?),
-            "_description" => (4, r.prim_ext(&mut self.description)?),
-            "action" => (5, r.objects(&mut self.action)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
+            "description" => (4, r.prim(&mut self.description)),
+            "_description" => (4, r.prim_ext(&mut self.description)),
+            "action" => (5, r.objects(&mut self.action)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1132,7 +1300,7 @@ impl Object for TestScriptTest {
 /// A test operation or assert to perform
 ///
 /// FHIR element `TestScript.test.action`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestScriptTestAction {
     /// `TestScript.test.action.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1148,18 +1316,30 @@ pub struct TestScriptTestAction {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestScriptTestAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestScriptTestAction {
     const NAME: &'static str = "TestScript.test.action";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for TestScriptTestAction {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "operation" => (3, r.boxed(&mut self.operation)?),
-            "assert" => (4, r.boxed(&mut self.assert)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "operation" => (3, r.boxed(&mut self.operation)),
+            "assert" => (4, r.boxed(&mut self.assert)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1182,7 +1362,7 @@ impl Object for TestScriptTestAction {
 /// A series of required clean up steps
 ///
 /// FHIR element `TestScript.teardown`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestScriptTeardown {
     /// `TestScript.teardown.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1196,17 +1376,29 @@ pub struct TestScriptTeardown {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestScriptTeardown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestScriptTeardown {
     const NAME: &'static str = "TestScript.teardown";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for TestScriptTeardown {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "action" => (3, r.objects(&mut self.action)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "action" => (3, r.objects(&mut self.action)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -1231,7 +1423,7 @@ impl Object for TestScriptTeardown {
 /// One or more teardown operations to perform
 ///
 /// FHIR element `TestScript.teardown.action`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct TestScriptTeardownAction {
     /// `TestScript.teardown.action.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -1245,17 +1437,29 @@ pub struct TestScriptTeardownAction {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for TestScriptTeardownAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for TestScriptTeardownAction {
     const NAME: &'static str = "TestScript.teardown.action";
-    const FIELDS: u16 = 4;
+}
+
+impl Members for TestScriptTeardownAction {
+    fn field_count(&self) -> u16 {
+        4
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "operation" => (3, r.boxed(&mut self.operation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "operation" => (3, r.boxed(&mut self.operation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `ValueSet` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// A ValueSet resource instance specifies a set of codes drawn from one or more code systems, intended for use in a particular context. Value sets link between \[\[\[CodeSystem\]\]\] definitions and their use in \[coded elements\](terminologies.html).
 ///
 /// FHIR resource `ValueSet`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ValueSet {
     /// `ValueSet.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -71,54 +71,66 @@ pub struct ValueSet {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ValueSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ValueSet {
     const NAME: &'static str = "ValueSet";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 26;
+}
+
+impl Members for ValueSet {
+    fn field_count(&self) -> u16 {
+        26
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "url" => (8, r.prim(&mut self.url)?),
-            "_url" => (8, r.prim_ext(&mut self.url)?),
-            "identifier" => (9, r.objects(&mut self.identifier)?),
-            "version" => (10, r.prim(&mut self.version)?),
-            "_version" => (10, r.prim_ext(&mut self.version)?),
-            "name" => (11, r.prim(&mut self.name)?),
-            "_name" => (11, r.prim_ext(&mut self.name)?),
-            "title" => (12, r.prim(&mut self.title)?),
-            "_title" => (12, r.prim_ext(&mut self.title)?),
-            "status" => (13, r.prim(&mut self.status)?),
-            "_status" => (13, r.prim_ext(&mut self.status)?),
-            "experimental" => (14, r.prim(&mut self.experimental)?),
-            "_experimental" => (14, r.prim_ext(&mut self.experimental)?),
-            "date" => (15, r.prim(&mut self.date)?),
-            "_date" => (15, r.prim_ext(&mut self.date)?),
-            "publisher" => (16, r.prim(&mut self.publisher)?),
-            "_publisher" => (16, r.prim_ext(&mut self.publisher)?),
-            "contact" => (17, r.objects(&mut self.contact)?),
-            "description" => (18, r.prim(&mut self.description)?),
-            "_description" => (18, r.prim_ext(&mut self.description)?),
-            "useContext" => (19, r.objects(&mut self.use_context)?),
-            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)?),
-            "immutable" => (21, r.prim(&mut self.immutable)?),
-            "_immutable" => (21, r.prim_ext(&mut self.immutable)?),
-            "purpose" => (22, r.prim(&mut self.purpose)?),
-            "_purpose" => (22, r.prim_ext(&mut self.purpose)?),
-            "copyright" => (23, r.prim(&mut self.copyright)?),
-            "_copyright" => (23, r.prim_ext(&mut self.copyright)?),
-            "compose" => (24, r.boxed(&mut self.compose)?),
-            "expansion" => (25, r.boxed(&mut self.expansion)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "url" => (8, r.prim(&mut self.url)),
+            "_url" => (8, r.prim_ext(&mut self.url)),
+            "identifier" => (9, r.objects(&mut self.identifier)),
+            "version" => (10, r.prim(&mut self.version)),
+            "_version" => (10, r.prim_ext(&mut self.version)),
+            "name" => (11, r.prim(&mut self.name)),
+            "_name" => (11, r.prim_ext(&mut self.name)),
+            "title" => (12, r.prim(&mut self.title)),
+            "_title" => (12, r.prim_ext(&mut self.title)),
+            "status" => (13, r.prim(&mut self.status)),
+            "_status" => (13, r.prim_ext(&mut self.status)),
+            "experimental" => (14, r.prim(&mut self.experimental)),
+            "_experimental" => (14, r.prim_ext(&mut self.experimental)),
+            "date" => (15, r.prim(&mut self.date)),
+            "_date" => (15, r.prim_ext(&mut self.date)),
+            "publisher" => (16, r.prim(&mut self.publisher)),
+            "_publisher" => (16, r.prim_ext(&mut self.publisher)),
+            "contact" => (17, r.objects(&mut self.contact)),
+            "description" => (18, r.prim(&mut self.description)),
+            "_description" => (18, r.prim_ext(&mut self.description)),
+            "useContext" => (19, r.objects(&mut self.use_context)),
+            "jurisdiction" => (20, r.objects(&mut self.jurisdiction)),
+            "immutable" => (21, r.prim(&mut self.immutable)),
+            "_immutable" => (21, r.prim_ext(&mut self.immutable)),
+            "purpose" => (22, r.prim(&mut self.purpose)),
+            "_purpose" => (22, r.prim_ext(&mut self.purpose)),
+            "copyright" => (23, r.prim(&mut self.copyright)),
+            "_copyright" => (23, r.prim_ext(&mut self.copyright)),
+            "compose" => (24, r.boxed(&mut self.compose)),
+            "expansion" => (25, r.boxed(&mut self.expansion)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -165,7 +177,7 @@ impl Object for ValueSet {
 /// Content logical definition of the value set (CLD)
 ///
 /// FHIR element `ValueSet.compose`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ValueSetCompose {
     /// `ValueSet.compose.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -185,22 +197,34 @@ pub struct ValueSetCompose {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ValueSetCompose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ValueSetCompose {
     const NAME: &'static str = "ValueSet.compose";
-    const FIELDS: u16 = 7;
+}
+
+impl Members for ValueSetCompose {
+    fn field_count(&self) -> u16 {
+        7
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "lockedDate" => (3, r.prim(&mut self.locked_date)?),
-            "_lockedDate" => (3, r.prim_ext(&mut self.locked_date)?),
-            "inactive" => (4, r.prim(&mut self.inactive)?),
-            "_inactive" => (4, r.prim_ext(&mut self.inactive)?),
-            "include" => (5, r.objects(&mut self.include)?),
-            "exclude" => (6, r.objects(&mut self.exclude)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "lockedDate" => (3, r.prim(&mut self.locked_date)),
+            "_lockedDate" => (3, r.prim_ext(&mut self.locked_date)),
+            "inactive" => (4, r.prim(&mut self.inactive)),
+            "_inactive" => (4, r.prim_ext(&mut self.inactive)),
+            "include" => (5, r.objects(&mut self.include)),
+            "exclude" => (6, r.objects(&mut self.exclude)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -228,7 +252,7 @@ impl Object for ValueSetCompose {
 /// Include one or more codes from a code system or other value set(s)
 ///
 /// FHIR element `ValueSet.compose.include`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ValueSetComposeInclude {
     /// `ValueSet.compose.include.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -250,24 +274,36 @@ pub struct ValueSetComposeInclude {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ValueSetComposeInclude {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ValueSetComposeInclude {
     const NAME: &'static str = "ValueSet.compose.include";
-    const FIELDS: u16 = 8;
+}
+
+impl Members for ValueSetComposeInclude {
+    fn field_count(&self) -> u16 {
+        8
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "system" => (3, r.prim(&mut self.system)?),
-            "_system" => (3, r.prim_ext(&mut self.system)?),
-            "version" => (4, r.prim(&mut self.version)?),
-            "_version" => (4, r.prim_ext(&mut self.version)?),
-            "concept" => (5, r.objects(&mut self.concept)?),
-            "filter" => (6, r.objects(&mut self.filter)?),
-            "valueSet" => (7, r.prim_vec(&mut self.value_set)?),
-            "_valueSet" => (7, r.prim_vec_ext(&mut self.value_set)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "system" => (3, r.prim(&mut self.system)),
+            "_system" => (3, r.prim_ext(&mut self.system)),
+            "version" => (4, r.prim(&mut self.version)),
+            "_version" => (4, r.prim_ext(&mut self.version)),
+            "concept" => (5, r.objects(&mut self.concept)),
+            "filter" => (6, r.objects(&mut self.filter)),
+            "valueSet" => (7, r.prim_vec(&mut self.value_set)),
+            "_valueSet" => (7, r.prim_vec_ext(&mut self.value_set)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -293,7 +329,7 @@ impl Object for ValueSetComposeInclude {
 /// A concept defined in the system
 ///
 /// FHIR element `ValueSet.compose.include.concept`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ValueSetComposeIncludeConcept {
     /// `ValueSet.compose.include.concept.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -311,21 +347,33 @@ pub struct ValueSetComposeIncludeConcept {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ValueSetComposeIncludeConcept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ValueSetComposeIncludeConcept {
     const NAME: &'static str = "ValueSet.compose.include.concept";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ValueSetComposeIncludeConcept {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "code" => (3, r.prim(&mut self.code)?),
-            "_code" => (3, r.prim_ext(&mut self.code)?),
-            "display" => (4, r.prim(&mut self.display)?),
-            "_display" => (4, r.prim_ext(&mut self.display)?),
-            "designation" => (5, r.objects(&mut self.designation)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "code" => (3, r.prim(&mut self.code)),
+            "_code" => (3, r.prim_ext(&mut self.code)),
+            "display" => (4, r.prim(&mut self.display)),
+            "_display" => (4, r.prim_ext(&mut self.display)),
+            "designation" => (5, r.objects(&mut self.designation)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -352,7 +400,7 @@ impl Object for ValueSetComposeIncludeConcept {
 /// Additional representations for this concept
 ///
 /// FHIR element `ValueSet.compose.include.concept.designation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ValueSetComposeIncludeConceptDesignation {
     /// `ValueSet.compose.include.concept.designation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -370,21 +418,33 @@ pub struct ValueSetComposeIncludeConceptDesignation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ValueSetComposeIncludeConceptDesignation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ValueSetComposeIncludeConceptDesignation {
     const NAME: &'static str = "ValueSet.compose.include.concept.designation";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ValueSetComposeIncludeConceptDesignation {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "use" => (4, r.boxed(&mut self.use_)?),
-            "value" => (5, r.prim(&mut self.value)?),
-            "_value" => (5, r.prim_ext(&mut self.value)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "use" => (4, r.boxed(&mut self.use_)),
+            "value" => (5, r.prim(&mut self.value)),
+            "_value" => (5, r.prim_ext(&mut self.value)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -411,7 +471,7 @@ impl Object for ValueSetComposeIncludeConceptDesignation {
 /// Select codes/concepts by their properties (including relationships)
 ///
 /// FHIR element `ValueSet.compose.include.filter`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ValueSetComposeIncludeFilter {
     /// `ValueSet.compose.include.filter.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -429,22 +489,34 @@ pub struct ValueSetComposeIncludeFilter {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ValueSetComposeIncludeFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ValueSetComposeIncludeFilter {
     const NAME: &'static str = "ValueSet.compose.include.filter";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for ValueSetComposeIncludeFilter {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "property" => (3, r.prim(&mut self.property)?),
-            "_property" => (3, r.prim_ext(&mut self.property)?),
-            "op" => (4, r.prim(&mut self.op)?),
-            "_op" => (4, r.prim_ext(&mut self.op)?),
-            "value" => (5, r.prim(&mut self.value)?),
-            "_value" => (5, r.prim_ext(&mut self.value)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "property" => (3, r.prim(&mut self.property)),
+            "_property" => (3, r.prim_ext(&mut self.property)),
+            "op" => (4, r.prim(&mut self.op)),
+            "_op" => (4, r.prim_ext(&mut self.op)),
+            "value" => (5, r.prim(&mut self.value)),
+            "_value" => (5, r.prim_ext(&mut self.value)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -473,7 +545,7 @@ impl Object for ValueSetComposeIncludeFilter {
 /// Used when the value set is "expanded"
 ///
 /// FHIR element `ValueSet.expansion`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ValueSetExpansion {
     /// `ValueSet.expansion.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -497,26 +569,38 @@ pub struct ValueSetExpansion {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ValueSetExpansion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ValueSetExpansion {
     const NAME: &'static str = "ValueSet.expansion";
-    const FIELDS: u16 = 9;
+}
+
+impl Members for ValueSetExpansion {
+    fn field_count(&self) -> u16 {
+        9
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (3, r.prim(&mut self.identifier)?),
-            "_identifier" => (3, r.prim_ext(&mut self.identifier)?),
-            "timestamp" => (4, r.prim(&mut self.timestamp)?),
-            "_timestamp" => (4, r.prim_ext(&mut self.timestamp)?),
-            "total" => (5, r.prim(&mut self.total)?),
-            "_total" => (5, r.prim_ext(&mut self.total)?),
-            "offset" => (6, r.prim(&mut self.offset)?),
-            "_offset" => (6, r.prim_ext(&mut self.offset)?),
-            "parameter" => (7, r.objects(&mut self.parameter)?),
-            "contains" => (8, r.objects(&mut self.contains)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "identifier" => (3, r.prim(&mut self.identifier)),
+            "_identifier" => (3, r.prim_ext(&mut self.identifier)),
+            "timestamp" => (4, r.prim(&mut self.timestamp)),
+            "_timestamp" => (4, r.prim_ext(&mut self.timestamp)),
+            "total" => (5, r.prim(&mut self.total)),
+            "_total" => (5, r.prim_ext(&mut self.total)),
+            "offset" => (6, r.prim(&mut self.offset)),
+            "_offset" => (6, r.prim_ext(&mut self.offset)),
+            "parameter" => (7, r.objects(&mut self.parameter)),
+            "contains" => (8, r.objects(&mut self.contains)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -546,7 +630,7 @@ impl Object for ValueSetExpansion {
 /// Parameter that controlled the expansion process
 ///
 /// FHIR element `ValueSet.expansion.parameter`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ValueSetExpansionParameter {
     /// `ValueSet.expansion.parameter.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -595,16 +679,27 @@ impl ValueSetExpansionParameterValue {
     }
 }
 
+impl std::fmt::Debug for ValueSetExpansionParameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ValueSetExpansionParameter {
     const NAME: &'static str = "ValueSet.expansion.parameter";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for ValueSetExpansionParameter {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "name" => (3, r.prim(&mut self.name)?),
-            "_name" => (3, r.prim_ext(&mut self.name)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "name" => (3, r.prim(&mut self.name)),
+            "_name" => (3, r.prim_ext(&mut self.name)),
             "valueString" => (
                 4,
                 r.choice_prim(
@@ -614,7 +709,7 @@ impl Object for ValueSetExpansionParameter {
                         ValueSetExpansionParameterValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueString" => (
                 4,
@@ -625,7 +720,7 @@ impl Object for ValueSetExpansionParameter {
                         ValueSetExpansionParameterValue::String(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueBoolean" => (
                 4,
@@ -636,7 +731,7 @@ impl Object for ValueSetExpansionParameter {
                         ValueSetExpansionParameterValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueBoolean" => (
                 4,
@@ -647,7 +742,7 @@ impl Object for ValueSetExpansionParameter {
                         ValueSetExpansionParameterValue::Boolean(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueInteger" => (
                 4,
@@ -658,7 +753,7 @@ impl Object for ValueSetExpansionParameter {
                         ValueSetExpansionParameterValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueInteger" => (
                 4,
@@ -669,7 +764,7 @@ impl Object for ValueSetExpansionParameter {
                         ValueSetExpansionParameterValue::Integer(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueDecimal" => (
                 4,
@@ -680,7 +775,7 @@ impl Object for ValueSetExpansionParameter {
                         ValueSetExpansionParameterValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDecimal" => (
                 4,
@@ -691,7 +786,7 @@ impl Object for ValueSetExpansionParameter {
                         ValueSetExpansionParameterValue::Decimal(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueUri" => (
                 4,
@@ -702,7 +797,7 @@ impl Object for ValueSetExpansionParameter {
                         ValueSetExpansionParameterValue::Uri(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueUri" => (
                 4,
@@ -713,7 +808,7 @@ impl Object for ValueSetExpansionParameter {
                         ValueSetExpansionParameterValue::Uri(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueCode" => (
                 4,
@@ -724,7 +819,7 @@ impl Object for ValueSetExpansionParameter {
                         ValueSetExpansionParameterValue::Code(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueCode" => (
                 4,
@@ -735,7 +830,7 @@ impl Object for ValueSetExpansionParameter {
                         ValueSetExpansionParameterValue::Code(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "valueDateTime" => (
                 4,
@@ -746,7 +841,7 @@ impl Object for ValueSetExpansionParameter {
                         ValueSetExpansionParameterValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             "_valueDateTime" => (
                 4,
@@ -757,10 +852,11 @@ impl Object for ValueSetExpansionParameter {
                         ValueSetExpansionParameterValue::DateTime(v) => Some(v),
                         _ => None,
                     },
-                )?,
+                ),
             ),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -790,7 +886,7 @@ impl Object for ValueSetExpansionParameter {
 /// Codes in the value set
 ///
 /// FHIR element `ValueSet.expansion.contains`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct ValueSetExpansionContains {
     /// `ValueSet.expansion.contains.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -818,30 +914,42 @@ pub struct ValueSetExpansionContains {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for ValueSetExpansionContains {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for ValueSetExpansionContains {
     const NAME: &'static str = "ValueSet.expansion.contains";
-    const FIELDS: u16 = 11;
+}
+
+impl Members for ValueSetExpansionContains {
+    fn field_count(&self) -> u16 {
+        11
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "system" => (3, r.prim(&mut self.system)?),
-            "_system" => (3, r.prim_ext(&mut self.system)?),
-            "abstract" => (4, r.prim(&mut self.abstract_)?),
-            "_abstract" => (4, r.prim_ext(&mut self.abstract_)?),
-            "inactive" => (5, r.prim(&mut self.inactive)?),
-            "_inactive" => (5, r.prim_ext(&mut self.inactive)?),
-            "version" => (6, r.prim(&mut self.version)?),
-            "_version" => (6, r.prim_ext(&mut self.version)?),
-            "code" => (7, r.prim(&mut self.code)?),
-            "_code" => (7, r.prim_ext(&mut self.code)?),
-            "display" => (8, r.prim(&mut self.display)?),
-            "_display" => (8, r.prim_ext(&mut self.display)?),
-            "designation" => (9, r.objects(&mut self.designation)?),
-            "contains" => (10, r.objects(&mut self.contains)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "system" => (3, r.prim(&mut self.system)),
+            "_system" => (3, r.prim_ext(&mut self.system)),
+            "abstract" => (4, r.prim(&mut self.abstract_)),
+            "_abstract" => (4, r.prim_ext(&mut self.abstract_)),
+            "inactive" => (5, r.prim(&mut self.inactive)),
+            "_inactive" => (5, r.prim_ext(&mut self.inactive)),
+            "version" => (6, r.prim(&mut self.version)),
+            "_version" => (6, r.prim_ext(&mut self.version)),
+            "code" => (7, r.prim(&mut self.code)),
+            "_code" => (7, r.prim_ext(&mut self.code)),
+            "display" => (8, r.prim(&mut self.display)),
+            "_display" => (8, r.prim_ext(&mut self.display)),
+            "designation" => (9, r.objects(&mut self.designation)),
+            "contains" => (10, r.objects(&mut self.contains)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `VerificationResult` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// Describes validation requirements, source(s), status and dates for one or more elements.
 ///
 /// FHIR resource `VerificationResult`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct VerificationResult {
     /// `VerificationResult.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -63,43 +63,55 @@ pub struct VerificationResult {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for VerificationResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for VerificationResult {
     const NAME: &'static str = "VerificationResult";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 22;
+}
+
+impl Members for VerificationResult {
+    fn field_count(&self) -> u16 {
+        22
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "target" => (8, r.objects(&mut self.target)?),
-            "targetLocation" => (9, r.prim_vec(&mut self.target_location)?),
-            "_targetLocation" => (9, r.prim_vec_ext(&mut self.target_location)?),
-            "need" => (10, r.boxed(&mut self.need)?),
-            "status" => (11, r.prim(&mut self.status)?),
-            "_status" => (11, r.prim_ext(&mut self.status)?),
-            "statusDate" => (12, r.prim(&mut self.status_date)?),
-            "_statusDate" => (12, r.prim_ext(&mut self.status_date)?),
-            "validationType" => (13, r.boxed(&mut self.validation_type)?),
-            "validationProcess" => (14, r.objects(&mut self.validation_process)?),
-            "frequency" => (15, r.boxed(&mut self.frequency)?),
-            "lastPerformed" => (16, r.prim(&mut self.last_performed)?),
-            "_lastPerformed" => (16, r.prim_ext(&mut self.last_performed)?),
-            "nextScheduled" => (17, r.prim(&mut self.next_scheduled)?),
-            "_nextScheduled" => (17, r.prim_ext(&mut self.next_scheduled)?),
-            "failureAction" => (18, r.boxed(&mut self.failure_action)?),
-            "primarySource" => (19, r.objects(&mut self.primary_source)?),
-            "attestation" => (20, r.boxed(&mut self.attestation)?),
-            "validator" => (21, r.objects(&mut self.validator)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "target" => (8, r.objects(&mut self.target)),
+            "targetLocation" => (9, r.prim_vec(&mut self.target_location)),
+            "_targetLocation" => (9, r.prim_vec_ext(&mut self.target_location)),
+            "need" => (10, r.boxed(&mut self.need)),
+            "status" => (11, r.prim(&mut self.status)),
+            "_status" => (11, r.prim_ext(&mut self.status)),
+            "statusDate" => (12, r.prim(&mut self.status_date)),
+            "_statusDate" => (12, r.prim_ext(&mut self.status_date)),
+            "validationType" => (13, r.boxed(&mut self.validation_type)),
+            "validationProcess" => (14, r.objects(&mut self.validation_process)),
+            "frequency" => (15, r.boxed(&mut self.frequency)),
+            "lastPerformed" => (16, r.prim(&mut self.last_performed)),
+            "_lastPerformed" => (16, r.prim_ext(&mut self.last_performed)),
+            "nextScheduled" => (17, r.prim(&mut self.next_scheduled)),
+            "_nextScheduled" => (17, r.prim_ext(&mut self.next_scheduled)),
+            "failureAction" => (18, r.boxed(&mut self.failure_action)),
+            "primarySource" => (19, r.objects(&mut self.primary_source)),
+            "attestation" => (20, r.boxed(&mut self.attestation)),
+            "validator" => (21, r.objects(&mut self.validator)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -142,7 +154,7 @@ impl Object for VerificationResult {
 /// Information about the primary source(s) involved in validation
 ///
 /// FHIR element `VerificationResult.primarySource`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct VerificationResultPrimarySource {
     /// `VerificationResult.primarySource.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -168,24 +180,36 @@ pub struct VerificationResultPrimarySource {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for VerificationResultPrimarySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for VerificationResultPrimarySource {
     const NAME: &'static str = "VerificationResult.primarySource";
-    const FIELDS: u16 = 10;
+}
+
+impl Members for VerificationResultPrimarySource {
+    fn field_count(&self) -> u16 {
+        10
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "who" => (3, r.boxed(&mut self.who)?),
-            "type" => (4, r.objects(&mut self.type_)?),
-            "communicationMethod" => (5, r.objects(&mut self.communication_method)?),
-            "validationStatus" => (6, r.boxed(&mut self.validation_status)?),
-            "validationDate" => (7, r.prim(&mut self.validation_date)?),
-            "_validationDate" => (7, r.prim_ext(&mut self.validation_date)?),
-            "canPushUpdates" => (8, r.boxed(&mut self.can_push_updates)?),
-            "pushTypeAvailable" => (9, r.objects(&mut self.push_type_available)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "who" => (3, r.boxed(&mut self.who)),
+            "type" => (4, r.objects(&mut self.type_)),
+            "communicationMethod" => (5, r.objects(&mut self.communication_method)),
+            "validationStatus" => (6, r.boxed(&mut self.validation_status)),
+            "validationDate" => (7, r.prim(&mut self.validation_date)),
+            "_validationDate" => (7, r.prim_ext(&mut self.validation_date)),
+            "canPushUpdates" => (8, r.boxed(&mut self.can_push_updates)),
+            "pushTypeAvailable" => (9, r.objects(&mut self.push_type_available)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -213,7 +237,7 @@ impl Object for VerificationResultPrimarySource {
 /// Information about the entity attesting to information
 ///
 /// FHIR element `VerificationResult.attestation`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct VerificationResultAttestation {
     /// `VerificationResult.attestation.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -241,27 +265,39 @@ pub struct VerificationResultAttestation {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for VerificationResultAttestation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for VerificationResultAttestation {
     const NAME: &'static str = "VerificationResult.attestation";
-    const FIELDS: u16 = 11;
+}
+
+impl Members for VerificationResultAttestation {
+    fn field_count(&self) -> u16 {
+        11
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "who" => (3, r.boxed(&mut self.who)?),
-            "onBehalfOf" => (4, r.boxed(&mut self.on_behalf_of)?),
-            "communicationMethod" => (5, r.boxed(&mut self.communication_method)?),
-            "date" => (6, r.prim(&mut self.date)?),
-            "_date" => (6, r.prim_ext(&mut self.date)?),
-            "sourceIdentityCertificate" => (7, r.prim(&mut self.source_identity_certificate)?),
-            "_sourceIdentityCertificate" => (7, r.prim_ext(&mut self.source_identity_certificate)?),
-            "proxyIdentityCertificate" => (8, r.prim(&mut self.proxy_identity_certificate)?),
-            "_proxyIdentityCertificate" => (8, r.prim_ext(&mut self.proxy_identity_certificate)?),
-            "proxySignature" => (9, r.boxed(&mut self.proxy_signature)?),
-            "sourceSignature" => (10, r.boxed(&mut self.source_signature)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "who" => (3, r.boxed(&mut self.who)),
+            "onBehalfOf" => (4, r.boxed(&mut self.on_behalf_of)),
+            "communicationMethod" => (5, r.boxed(&mut self.communication_method)),
+            "date" => (6, r.prim(&mut self.date)),
+            "_date" => (6, r.prim_ext(&mut self.date)),
+            "sourceIdentityCertificate" => (7, r.prim(&mut self.source_identity_certificate)),
+            "_sourceIdentityCertificate" => (7, r.prim_ext(&mut self.source_identity_certificate)),
+            "proxyIdentityCertificate" => (8, r.prim(&mut self.proxy_identity_certificate)),
+            "_proxyIdentityCertificate" => (8, r.prim_ext(&mut self.proxy_identity_certificate)),
+            "proxySignature" => (9, r.boxed(&mut self.proxy_signature)),
+            "sourceSignature" => (10, r.boxed(&mut self.source_signature)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -290,7 +326,7 @@ impl Object for VerificationResultAttestation {
 /// Information about the entity validating information
 ///
 /// FHIR element `VerificationResult.validator`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct VerificationResultValidator {
     /// `VerificationResult.validator.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -308,20 +344,32 @@ pub struct VerificationResultValidator {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for VerificationResultValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for VerificationResultValidator {
     const NAME: &'static str = "VerificationResult.validator";
-    const FIELDS: u16 = 6;
+}
+
+impl Members for VerificationResultValidator {
+    fn field_count(&self) -> u16 {
+        6
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "organization" => (3, r.boxed(&mut self.organization)?),
-            "identityCertificate" => (4, r.prim(&mut self.identity_certificate)?),
-            "_identityCertificate" => (4, r.prim_ext(&mut self.identity_certificate)?),
-            "attestationSignature" => (5, r.boxed(&mut self.attestation_signature)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "organization" => (3, r.boxed(&mut self.organization)),
+            "identityCertificate" => (4, r.prim(&mut self.identity_certificate)),
+            "_identityCertificate" => (4, r.prim_ext(&mut self.identity_certificate)),
+            "attestationSignature" => (5, r.boxed(&mut self.attestation_signature)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {

@@ -4,7 +4,7 @@
 //! The R4 `VisionPrescription` resource and its nested elements.
 
 #[allow(unused_imports)]
-use crate::rt::{Error, Object, Reader, Unknown, Writer};
+use crate::rt::{Error, Members, Object, Reader, Unknown, Writer};
 #[allow(unused_imports)]
 use crate::*;
 
@@ -13,7 +13,7 @@ use crate::*;
 /// An authorization for the provision of glasses and/or contact lenses to a patient.
 ///
 /// FHIR resource `VisionPrescription`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct VisionPrescription {
     /// `VisionPrescription.id` 0..1 System.String: Logical id of this artifact
     pub id: Option<String>,
@@ -51,35 +51,47 @@ pub struct VisionPrescription {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for VisionPrescription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for VisionPrescription {
     const NAME: &'static str = "VisionPrescription";
     const RESOURCE: bool = true;
-    const FIELDS: u16 = 16;
+}
+
+impl Members for VisionPrescription {
+    fn field_count(&self) -> u16 {
+        16
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "meta" => (1, r.boxed(&mut self.meta)?),
-            "implicitRules" => (2, r.prim(&mut self.implicit_rules)?),
-            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)?),
-            "language" => (3, r.prim(&mut self.language)?),
-            "_language" => (3, r.prim_ext(&mut self.language)?),
-            "text" => (4, r.boxed(&mut self.text)?),
-            "contained" => (5, r.resources(&mut self.contained)?),
-            "extension" => (6, r.objects(&mut self.extension)?),
-            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)?),
-            "identifier" => (8, r.objects(&mut self.identifier)?),
-            "status" => (9, r.prim(&mut self.status)?),
-            "_status" => (9, r.prim_ext(&mut self.status)?),
-            "created" => (10, r.prim(&mut self.created)?),
-            "_created" => (10, r.prim_ext(&mut self.created)?),
-            "patient" => (11, r.boxed(&mut self.patient)?),
-            "encounter" => (12, r.boxed(&mut self.encounter)?),
-            "dateWritten" => (13, r.prim(&mut self.date_written)?),
-            "_dateWritten" => (13, r.prim_ext(&mut self.date_written)?),
-            "prescriber" => (14, r.boxed(&mut self.prescriber)?),
-            "lensSpecification" => (15, r.objects(&mut self.lens_specification)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "meta" => (1, r.boxed(&mut self.meta)),
+            "implicitRules" => (2, r.prim(&mut self.implicit_rules)),
+            "_implicitRules" => (2, r.prim_ext(&mut self.implicit_rules)),
+            "language" => (3, r.prim(&mut self.language)),
+            "_language" => (3, r.prim_ext(&mut self.language)),
+            "text" => (4, r.boxed(&mut self.text)),
+            "contained" => (5, r.resources(&mut self.contained)),
+            "extension" => (6, r.objects(&mut self.extension)),
+            "modifierExtension" => (7, r.objects(&mut self.modifier_extension)),
+            "identifier" => (8, r.objects(&mut self.identifier)),
+            "status" => (9, r.prim(&mut self.status)),
+            "_status" => (9, r.prim_ext(&mut self.status)),
+            "created" => (10, r.prim(&mut self.created)),
+            "_created" => (10, r.prim_ext(&mut self.created)),
+            "patient" => (11, r.boxed(&mut self.patient)),
+            "encounter" => (12, r.boxed(&mut self.encounter)),
+            "dateWritten" => (13, r.prim(&mut self.date_written)),
+            "_dateWritten" => (13, r.prim_ext(&mut self.date_written)),
+            "prescriber" => (14, r.boxed(&mut self.prescriber)),
+            "lensSpecification" => (15, r.objects(&mut self.lens_specification)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -121,7 +133,7 @@ impl Object for VisionPrescription {
 /// Vision lens authorization
 ///
 /// FHIR element `VisionPrescription.lensSpecification`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct VisionPrescriptionLensSpecification {
     /// `VisionPrescription.lensSpecification.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -161,40 +173,52 @@ pub struct VisionPrescriptionLensSpecification {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for VisionPrescriptionLensSpecification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for VisionPrescriptionLensSpecification {
     const NAME: &'static str = "VisionPrescription.lensSpecification";
-    const FIELDS: u16 = 17;
+}
+
+impl Members for VisionPrescriptionLensSpecification {
+    fn field_count(&self) -> u16 {
+        17
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "product" => (3, r.boxed(&mut self.product)?),
-            "eye" => (4, r.prim(&mut self.eye)?),
-            "_eye" => (4, r.prim_ext(&mut self.eye)?),
-            "sphere" => (5, r.prim(&mut self.sphere)?),
-            "_sphere" => (5, r.prim_ext(&mut self.sphere)?),
-            "cylinder" => (6, r.prim(&mut self.cylinder)?),
-            "_cylinder" => (6, r.prim_ext(&mut self.cylinder)?),
-            "axis" => (7, r.prim(&mut self.axis)?),
-            "_axis" => (7, r.prim_ext(&mut self.axis)?),
-            "prism" => (8, r.objects(&mut self.prism)?),
-            "add" => (9, r.prim(&mut self.add)?),
-            "_add" => (9, r.prim_ext(&mut self.add)?),
-            "power" => (10, r.prim(&mut self.power)?),
-            "_power" => (10, r.prim_ext(&mut self.power)?),
-            "backCurve" => (11, r.prim(&mut self.back_curve)?),
-            "_backCurve" => (11, r.prim_ext(&mut self.back_curve)?),
-            "diameter" => (12, r.prim(&mut self.diameter)?),
-            "_diameter" => (12, r.prim_ext(&mut self.diameter)?),
-            "duration" => (13, r.boxed(&mut self.duration)?),
-            "color" => (14, r.prim(&mut self.color)?),
-            "_color" => (14, r.prim_ext(&mut self.color)?),
-            "brand" => (15, r.prim(&mut self.brand)?),
-            "_brand" => (15, r.prim_ext(&mut self.brand)?),
-            "note" => (16, r.objects(&mut self.note)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "product" => (3, r.boxed(&mut self.product)),
+            "eye" => (4, r.prim(&mut self.eye)),
+            "_eye" => (4, r.prim_ext(&mut self.eye)),
+            "sphere" => (5, r.prim(&mut self.sphere)),
+            "_sphere" => (5, r.prim_ext(&mut self.sphere)),
+            "cylinder" => (6, r.prim(&mut self.cylinder)),
+            "_cylinder" => (6, r.prim_ext(&mut self.cylinder)),
+            "axis" => (7, r.prim(&mut self.axis)),
+            "_axis" => (7, r.prim_ext(&mut self.axis)),
+            "prism" => (8, r.objects(&mut self.prism)),
+            "add" => (9, r.prim(&mut self.add)),
+            "_add" => (9, r.prim_ext(&mut self.add)),
+            "power" => (10, r.prim(&mut self.power)),
+            "_power" => (10, r.prim_ext(&mut self.power)),
+            "backCurve" => (11, r.prim(&mut self.back_curve)),
+            "_backCurve" => (11, r.prim_ext(&mut self.back_curve)),
+            "diameter" => (12, r.prim(&mut self.diameter)),
+            "_diameter" => (12, r.prim_ext(&mut self.diameter)),
+            "duration" => (13, r.boxed(&mut self.duration)),
+            "color" => (14, r.prim(&mut self.color)),
+            "_color" => (14, r.prim_ext(&mut self.color)),
+            "brand" => (15, r.prim(&mut self.brand)),
+            "_brand" => (15, r.prim_ext(&mut self.brand)),
+            "note" => (16, r.objects(&mut self.note)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
@@ -233,7 +257,7 @@ impl Object for VisionPrescriptionLensSpecification {
 /// Eye alignment compensation
 ///
 /// FHIR element `VisionPrescription.lensSpecification.prism`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct VisionPrescriptionLensSpecificationPrism {
     /// `VisionPrescription.lensSpecification.prism.id` 0..1 System.String: Unique id for inter-element referencing
     pub id: Option<String>,
@@ -249,20 +273,32 @@ pub struct VisionPrescriptionLensSpecificationPrism {
     pub unknown: Unknown,
 }
 
+impl std::fmt::Debug for VisionPrescriptionLensSpecificationPrism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::rt::debug_object(self, f)
+    }
+}
+
 impl Object for VisionPrescriptionLensSpecificationPrism {
     const NAME: &'static str = "VisionPrescription.lensSpecification.prism";
-    const FIELDS: u16 = 5;
+}
+
+impl Members for VisionPrescriptionLensSpecificationPrism {
+    fn field_count(&self) -> u16 {
+        5
+    }
     fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {
-        Ok(Some(match key {
-            "id" => (0, r.plain(&mut self.id)?),
-            "extension" => (1, r.objects(&mut self.extension)?),
-            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)?),
-            "amount" => (3, r.prim(&mut self.amount)?),
-            "_amount" => (3, r.prim_ext(&mut self.amount)?),
-            "base" => (4, r.prim(&mut self.base)?),
-            "_base" => (4, r.prim_ext(&mut self.base)?),
+        let (index, read) = match key {
+            "id" => (0, r.plain(&mut self.id)),
+            "extension" => (1, r.objects(&mut self.extension)),
+            "modifierExtension" => (2, r.objects(&mut self.modifier_extension)),
+            "amount" => (3, r.prim(&mut self.amount)),
+            "_amount" => (3, r.prim_ext(&mut self.amount)),
+            "base" => (4, r.prim(&mut self.base)),
+            "_base" => (4, r.prim_ext(&mut self.base)),
             _ => return Ok(None),
-        }))
+        };
+        Ok(Some((index, read?)))
     }
     fn write_field(&self, index: u16, w: &mut Writer) {
         match index {
