@@ -13,14 +13,15 @@ use crate::callback::{CallbackParams, CompletedLaunch};
 use crate::client_auth::ClientAuth;
 use crate::context::LaunchContext;
 use crate::discovery::{Discovery, SmartConfiguration, normalize_base};
-use crate::error::{Error, IdTokenError};
+use crate::error::Error;
 use crate::http;
-use crate::id_token::{IdTokenExpectations, IdTokenVerifier};
+use crate::id_token::{IdTokenClaims, IdTokenExpectations, IdTokenVerifier, unverified_issuer};
 use crate::introspection::Introspection;
-use crate::refreshing::RefreshingToken;
+use crate::openid::OpenIdDiscovery;
+use crate::refreshing::{Clock, RefreshingToken};
 use crate::revocation::RevocableToken;
 use crate::scope::ScopeSet;
-use crate::secret::{AccessToken, ClientId};
+use crate::secret::{AccessToken, ClientId, IdToken};
 use crate::token::{TokenClient, TokenSet};
 
 /// The app's registration and the client's policies.
@@ -47,6 +48,9 @@ pub struct SmartClientConfig {
     pub http_timeout: Duration,
     /// Send the authorize request as a POST form when the server supports `authorize-post`.
     pub prefer_authorize_post: bool,
+    /// Allow plain `http` for EHR endpoints on other hosts than this machine (discovery,
+    /// authorize, token, keys, FHIR). Off by default: SMART requires TLS. Loopback is always allowed.
+    pub allow_insecure_http: bool,
 }
 
 impl SmartClientConfig {
@@ -63,6 +67,7 @@ impl SmartClientConfig {
             refresh_ahead: Duration::from_secs(60),
             http_timeout: Duration::from_secs(30),
             prefer_authorize_post: false,
+            allow_insecure_http: false,
         }
     }
 
@@ -89,6 +94,7 @@ pub struct SmartClient {
 struct Inner {
     config: SmartClientConfig,
     discovery: Discovery,
+    openid: OpenIdDiscovery,
     tokens: TokenClient,
     id_tokens: IdTokenVerifier,
 }
@@ -98,7 +104,12 @@ impl SmartClient {
     pub fn new(config: SmartClientConfig) -> Result<Self, Error> {
         let http = http::oauth_client(config.http_timeout)?;
         let inner = Inner {
-            discovery: Discovery::with_http(http.clone(), config.discovery_ttl),
+            discovery: Discovery::with_http(http.clone(), config.discovery_ttl, config.allow_insecure_http),
+            openid: OpenIdDiscovery::with_http(
+                http.clone(),
+                config.discovery_ttl,
+                config.allow_insecure_http,
+            ),
             tokens: TokenClient {
                 http: http.clone(),
                 client_id: config.client_id.clone(),
@@ -203,6 +214,11 @@ impl SmartClient {
 
     /// Finish a launch: check the redirect against the pending launch (taken by value, so it is
     /// used once), exchange the code, verify the id_token, and type the context.
+    ///
+    /// In order: the redirect ([`CallbackParams::verify`]); the code exchange; when `openid` was
+    /// requested and granted, an id_token must have come ([`Error::MissingIdToken`]); its issuer and
+    /// keys are resolved ([`OpenIdDiscovery::trusted_issuer`]) and it is verified (signature, exact
+    /// `iss`, `aud`, `azp`, `exp`, `nonce`).
     pub async fn complete(
         &self,
         pending: PendingLaunch,
@@ -227,19 +243,11 @@ impl SmartClient {
             pending.token_endpoint(),
             now,
         );
-
+        let openid_granted = pending.requested_scope().has_openid() && tokens.scope.has_openid();
         let id_token_claims = match &tokens.id_token {
+            None if openid_granted => return Err(Error::MissingIdToken),
             None => None,
-            Some(id_token) => {
-                let config = self.discover(pending.fhir_base()).await?;
-                let jwks_uri = config.jwks_uri.as_ref().ok_or(IdTokenError::NoJwksUri)?;
-                let expect = IdTokenExpectations {
-                    issuer: config.expected_id_token_issuer(),
-                    client_id: pending.client_id(),
-                    nonce: pending.nonce(),
-                };
-                Some(self.inner.id_tokens.verify(id_token, jwks_uri, &expect).await?)
-            }
+            Some(id_token) => Some(self.verify_id_token(id_token, &pending).await?),
         };
         let fhir_user = id_token_claims
             .as_ref()
@@ -254,6 +262,26 @@ impl SmartClient {
         })
     }
 
+    /// Verify a launch's id_token against the issuer and keys its EHR vouches for.
+    async fn verify_id_token(
+        &self,
+        id_token: &IdToken,
+        pending: &PendingLaunch,
+    ) -> Result<IdTokenClaims, Error> {
+        let config = self.discover(pending.fhir_base()).await?;
+        let token_iss = unverified_issuer(id_token)?;
+        let trusted = self.inner.openid.trusted_issuer(&config, &token_iss).await?;
+        let expect = IdTokenExpectations {
+            issuer: &trusted.issuer,
+            client_id: pending.client_id(),
+            nonce: pending.nonce(),
+        };
+        self.inner
+            .id_tokens
+            .verify(id_token, &trusted.jwks_uri, &expect)
+            .await
+    }
+
     /// Refresh a token set now (the old refresh token is kept when the server sends none).
     pub async fn refresh(&self, tokens: &TokenSet) -> Result<TokenSet, Error> {
         self.inner.tokens.refresh(tokens).await
@@ -261,10 +289,17 @@ impl SmartClient {
 
     /// A [`crate::TokenSource`] over a launch's tokens: refreshes ahead of expiry, single-flight.
     pub fn token_source(&self, tokens: TokenSet) -> Arc<RefreshingToken> {
-        Arc::new(RefreshingToken::new(
+        self.token_source_with_clock(tokens, Arc::new(Utc::now))
+    }
+
+    /// [`SmartClient::token_source`] reading the time from `clock` (tests move time on without
+    /// sleeping).
+    pub fn token_source_with_clock(&self, tokens: TokenSet, clock: Clock) -> Arc<RefreshingToken> {
+        Arc::new(RefreshingToken::with_clock(
             self.inner.tokens.clone(),
             tokens,
             self.inner.config.refresh_ahead,
+            clock,
         ))
     }
 

@@ -2,7 +2,8 @@
 //!
 //! First `GET {base}/.well-known/smart-configuration`; when that fails, the CapabilityStatement at
 //! `{base}/metadata` and its `oauth-uris` extension. Relative endpoint URLs are resolved against the
-//! FHIR base. Results are cached per FHIR base for a configurable time.
+//! FHIR base. Results are cached per FHIR base for a configurable time. Plain `http` is refused for the
+//! FHIR base and every endpoint unless the host is this machine or `allow_insecure_http` is set.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -220,19 +221,25 @@ pub fn normalize_base(base: &Url) -> Url {
 pub struct Discovery {
     http: reqwest::Client,
     ttl: Duration,
+    allow_insecure_http: bool,
     cache: Mutex<HashMap<String, (Instant, Arc<SmartConfiguration>)>>,
 }
 
 impl Discovery {
     /// A discoverer with its own no-redirect HTTP client; results are kept for `ttl`.
     pub fn new(ttl: Duration) -> Result<Self, Error> {
-        Ok(Self::with_http(http::oauth_client(Duration::from_secs(30))?, ttl))
+        Ok(Self::with_http(
+            http::oauth_client(Duration::from_secs(30))?,
+            ttl,
+            false,
+        ))
     }
 
-    pub(crate) fn with_http(http: reqwest::Client, ttl: Duration) -> Self {
+    pub(crate) fn with_http(http: reqwest::Client, ttl: Duration, allow_insecure_http: bool) -> Self {
         Discovery {
             http,
             ttl,
+            allow_insecure_http,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -244,7 +251,10 @@ impl Discovery {
         if let Some(hit) = self.cached(&key) {
             return Ok(hit);
         }
-        let config = Arc::new(self.fetch(&base).await?);
+        http::require_secure(&base, "FHIR base", self.allow_insecure_http)?;
+        let config = self.fetch(&base).await?;
+        self.require_secure_endpoints(&config)?;
+        let config = Arc::new(config);
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(key, (Instant::now(), config.clone()));
         }
@@ -256,6 +266,24 @@ impl Discovery {
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(normalize_base(fhir_base).as_str());
         }
+    }
+
+    /// Every endpoint the configuration names must pass [`http::require_secure`].
+    fn require_secure_endpoints(&self, config: &SmartConfiguration) -> Result<(), Error> {
+        let endpoints = [
+            ("authorization endpoint", Some(&config.authorization_endpoint)),
+            ("token endpoint", Some(&config.token_endpoint)),
+            ("jwks_uri", config.jwks_uri.as_ref()),
+            ("registration endpoint", config.registration_endpoint.as_ref()),
+            ("introspection endpoint", config.introspection_endpoint.as_ref()),
+            ("revocation endpoint", config.revocation_endpoint.as_ref()),
+        ];
+        for (what, url) in endpoints {
+            if let Some(url) = url {
+                http::require_secure(url, what, self.allow_insecure_http)?;
+            }
+        }
+        Ok(())
     }
 
     fn cached(&self, key: &str) -> Option<Arc<SmartConfiguration>> {

@@ -141,9 +141,10 @@ pub enum Error {
     },
 
     /// The token endpoint refused a request (code exchange, refresh, client credentials).
-    #[error("The authorization server's token endpoint refused the request (HTTP {status}){}{}. {}",
+    #[error("The authorization server's token endpoint refused the request (HTTP {status}){}{}{}. {}",
         error.as_deref().map(|e| format!(": {e}")).unwrap_or_default(),
         description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default(),
+        uri.as_deref().map(|u| format!(", see {u}")).unwrap_or_default(),
         if *status >= 500 { "The server failed; try again later." } else { "Start the launch again." })]
     TokenEndpoint {
         /// The HTTP status.
@@ -152,6 +153,8 @@ pub enum Error {
         error: Option<String>,
         /// The `error_description`, when the body had one.
         description: Option<String>,
+        /// The `error_uri` (a page about the error), when the body had one.
+        uri: Option<String>,
         /// The start of the raw body.
         body: String,
     },
@@ -181,6 +184,27 @@ pub enum Error {
     /// The id_token failed verification.
     #[error("The id_token could not be trusted: {0} Start the launch again.")]
     IdToken(#[from] IdTokenError),
+
+    /// `openid` was requested and granted, yet the token response carried no id_token.
+    #[error(
+        "The authorization server granted the `openid` scope but sent no id_token, so the user could \
+         not be identified. Start the launch again; if it keeps happening, the EHR's OpenID Connect \
+         support is misconfigured."
+    )]
+    MissingIdToken,
+
+    /// An EHR endpoint uses plain `http` on a host that is not this machine.
+    #[error(
+        "The {what} {url} uses plain http on a host that is not this machine, so tokens and patient \
+         data would travel unencrypted; it was refused before any request. Use the server's https \
+         address, or set `insecure_http = true` for a test server you trust."
+    )]
+    InsecureUrl {
+        /// Which endpoint (`FHIR base`, `token endpoint`, …).
+        what: &'static str,
+        /// The URL.
+        url: String,
+    },
 
     /// A private key could not be loaded, generated or used for signing.
     #[error("The private key could not be used: {reason}. Check the key file (PEM, RSA or P-384).")]
@@ -223,9 +247,30 @@ pub enum IdTokenError {
     #[error("it was issued for another client (aud does not contain our client id).")]
     WrongAudience,
     /// `iss` is not the issuer we launched against.
-    #[error("it was issued by {found:?}, not by the expected issuer.")]
+    #[error("it was issued by {found:?}, not by the expected issuer {expected:?}.")]
     WrongIssuer {
         /// The `iss` found in the token.
+        found: String,
+        /// The issuer the EHR's configuration names.
+        expected: String,
+    },
+    /// `iss` names another issuer than the EHR's, and nothing the EHR publishes vouches for it.
+    #[error(
+        "it was issued by {found:?}, which the EHR's configuration does not name as its issuer ({reason})."
+    )]
+    IssuerNotTrusted {
+        /// The `iss` found in the token.
+        found: String,
+        /// Why it was not accepted.
+        reason: String,
+    },
+    /// `aud` has several values and `azp` (the party the token was issued to) is missing.
+    #[error("it names several audiences but no authorized party (azp), so it may be meant for another app.")]
+    MissingAuthorizedParty,
+    /// `azp` is not our client id.
+    #[error("it was issued to the client {found:?} (azp), not to this app.")]
+    WrongAuthorizedParty {
+        /// The `azp` found in the token.
         found: String,
     },
     /// `exp` is in the past.
@@ -240,6 +285,79 @@ pub enum IdTokenError {
     /// The JWKS could not be fetched or read.
     #[error("the issuer's keys could not be fetched ({0}).")]
     Jwks(String),
+    /// The issuer's OpenID Connect configuration could not be fetched or read.
+    #[error("the OpenID configuration at {url} could not be read ({reason}).")]
+    OpenIdConfiguration {
+        /// The `.well-known/openid-configuration` URL.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Why the operation failed, in a few words fit for a log line: the variant and the facts a
+    /// support engineer needs (status, OAuth error code, issuer, the id_token check that failed).
+    /// It never contains a token, code, state, verifier, secret or a server's raw body.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::InvalidScope { scope, .. } => format!("invalid scope {scope:?}"),
+            Error::IssuerNotAllowed { issuer } => format!("issuer {issuer} is not allowed"),
+            Error::InvalidUrl { url, .. } => format!("invalid URL {url:?}"),
+            Error::Discovery { issuer, .. } => format!("discovery failed at {issuer}"),
+            Error::EndpointMissing { endpoint, .. } => format!("no {endpoint} endpoint"),
+            Error::Http { url, .. } => format!("request to {url} failed"),
+            Error::UnexpectedRedirect { url, status } => format!("redirect (HTTP {status}) from {url}"),
+            Error::MalformedResponse { what, url, path, .. } => {
+                format!("malformed {what} from {url} at `{path}`")
+            }
+            Error::Authorization { error, .. } => format!("authorization refused: {error}"),
+            Error::MissingParameter { parameter } => format!("redirect without `{parameter}`"),
+            Error::StateMismatch => "state mismatch".to_owned(),
+            Error::UnknownState => "no pending launch for this state".to_owned(),
+            Error::LaunchExpired { age_seconds } => format!("launch expired after {age_seconds} s"),
+            Error::TokenEndpoint { status, error, .. } => format!(
+                "token endpoint refused (HTTP {status}{})",
+                error.as_deref().map(|e| format!(", {e}")).unwrap_or_default()
+            ),
+            Error::EndpointRejected { endpoint, status, .. } => {
+                format!("{endpoint} endpoint refused (HTTP {status})")
+            }
+            Error::NoRefreshToken => "no refresh token".to_owned(),
+            Error::TokenNotRenewable => "token not renewable".to_owned(),
+            Error::IdToken(e) => format!("id_token: {}", e.reason()),
+            Error::MissingIdToken => "openid granted but no id_token".to_owned(),
+            Error::InsecureUrl { what, url } => format!("plain http {what} {url}"),
+            Error::Key { .. } => "unusable private key".to_owned(),
+            Error::Config { .. } => "invalid client configuration".to_owned(),
+        }
+    }
+}
+
+impl IdTokenError {
+    /// The failed check in a few words (for [`Error::reason`]); never the token itself.
+    pub fn reason(&self) -> String {
+        match self {
+            IdTokenError::Malformed(_) => "malformed".to_owned(),
+            IdTokenError::BadSignature => "bad signature".to_owned(),
+            IdTokenError::UnknownKey { kid } => format!("unknown key {kid:?}"),
+            IdTokenError::UnsupportedAlgorithm { alg } => format!("algorithm {alg} not accepted"),
+            IdTokenError::WrongAudience => "wrong audience".to_owned(),
+            IdTokenError::WrongIssuer { found, expected } => {
+                format!("wrong issuer {found:?} (expected {expected:?})")
+            }
+            IdTokenError::IssuerNotTrusted { found, .. } => format!("untrusted issuer {found:?}"),
+            IdTokenError::MissingAuthorizedParty => "several audiences, no azp".to_owned(),
+            IdTokenError::WrongAuthorizedParty { found } => format!("wrong azp {found:?}"),
+            IdTokenError::Expired => "expired".to_owned(),
+            IdTokenError::WrongNonce => "wrong nonce".to_owned(),
+            IdTokenError::NoJwksUri => "no jwks_uri".to_owned(),
+            IdTokenError::Jwks(_) => "keys could not be fetched".to_owned(),
+            IdTokenError::OpenIdConfiguration { url, .. } => {
+                format!("OpenID configuration at {url} unreadable")
+            }
+        }
+    }
 }
 
 /// An error and its causes, joined (`error sending request: connection refused`).
@@ -292,6 +410,7 @@ mod tests {
             status: 500,
             error: None,
             description: None,
+            uri: None,
             body: String::new(),
         };
         assert!(e.to_string().contains("try again later"));

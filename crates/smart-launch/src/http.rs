@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
+use url::Url;
 
 use crate::error::{Error, truncate_body};
 
@@ -19,6 +20,37 @@ pub(crate) fn oauth_client(timeout: Duration) -> Result<reqwest::Client, Error> 
         .map_err(|source| Error::Config {
             reason: format!("the HTTP client could not be created: {source}"),
         })
+}
+
+/// The fields of an OAuth error body (RFC 6749 §5.2), each when present.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct OAuthError {
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+    pub error_uri: Option<String>,
+}
+
+/// Refuse plain `http` for `url` unless its host is this machine (`localhost`, 127.0.0.0/8, `::1`)
+/// or `allow_insecure_http` says otherwise. SMART App Launch requires TLS for every EHR endpoint;
+/// loopback stays allowed for local development and tests.
+pub fn require_secure(url: &Url, what: &'static str, allow_insecure_http: bool) -> Result<(), Error> {
+    if url.scheme() == "https" || allow_insecure_http || is_loopback(url) {
+        return Ok(());
+    }
+    Err(Error::InsecureUrl {
+        what,
+        url: url.to_string(),
+    })
+}
+
+/// True when `url`'s host is this machine.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// A response read to the end.
@@ -41,17 +73,10 @@ impl Body {
         })
     }
 
-    /// The OAuth `error` and `error_description` of an error body, when it is JSON and has them.
-    pub(crate) fn oauth_error(&self) -> (Option<String>, Option<String>) {
-        #[derive(serde::Deserialize)]
-        struct OAuthError {
-            error: Option<String>,
-            error_description: Option<String>,
-        }
-        match serde_json::from_str::<OAuthError>(&self.text) {
-            Ok(e) => (e.error, e.error_description),
-            Err(_) => (None, None),
-        }
+    /// The OAuth `error`, `error_description` and `error_uri` of an error body, when it is JSON and
+    /// has them.
+    pub(crate) fn oauth_error(&self) -> OAuthError {
+        serde_json::from_str::<OAuthError>(&self.text).unwrap_or_default()
     }
 
     pub(crate) fn is_success(&self) -> bool {
@@ -79,4 +104,41 @@ pub(crate) async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<
         status,
         text,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_refused_except_on_this_machine_or_when_allowed() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        for ok in [
+            "https://ehr.example/fhir",
+            "http://localhost:9000/fhir",
+            "http://127.0.0.1:9000/fhir",
+            "http://127.8.0.1/fhir",
+            "http://[::1]:9000/fhir",
+        ] {
+            assert!(require_secure(&url(ok), "FHIR base", false).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://ehr.example/fhir",
+            "http://10.0.0.5/fhir",
+            "http://localhost.example/",
+        ] {
+            let err = require_secure(&url(refused), "FHIR base", false).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::InsecureUrl {
+                        what: "FHIR base",
+                        ..
+                    }
+                ),
+                "{refused}"
+            );
+            assert!(require_secure(&url(refused), "FHIR base", true).is_ok());
+        }
+    }
 }

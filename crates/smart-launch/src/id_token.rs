@@ -2,7 +2,8 @@
 //!
 //! The signature is checked with the issuer's published key (RS256, RS384, RS512, PS*, ES256,
 //! ES384; never HMAC or `none`). Keys are cached per `jwks_uri` and fetched again once when a token
-//! names an unknown `kid` (key rotation). Then `iss`, `aud`, `exp` and `nonce` are checked.
+//! names an unknown `kid` (key rotation). Then `iss` (exactly), `aud`, `azp`, `exp` and `nonce` are
+//! checked. Which issuer and key set apply is [`crate::openid`]'s decision.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -51,6 +52,9 @@ pub struct IdTokenClaims {
     /// The nonce echoed from the authorize request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// The authorized party: the client the token was issued to (OIDC Core §2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azp: Option<String>,
     /// SMART `fhirUser`: a reference to the user's FHIR resource (relative or absolute).
     #[serde(rename = "fhirUser", default, skip_serializing_if = "Option::is_none")]
     pub fhir_user: Option<String>,
@@ -134,7 +138,7 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 /// What the id_token must match.
 #[derive(Clone, Debug)]
 pub struct IdTokenExpectations<'a> {
-    /// The issuer (`iss`); compared ignoring a trailing slash.
+    /// The issuer (`iss`); compared exactly (OIDC Core §3.1.3.7: "MUST exactly match").
     pub issuer: &'a str,
     /// Our client id, which `aud` must contain.
     pub client_id: &'a ClientId,
@@ -228,6 +232,27 @@ impl IdTokenVerifier {
     }
 }
 
+/// The `iss` of an id_token, read before its signature is checked: it only chooses which issuer's
+/// configuration to consult ([`crate::openid`]); the signature and the exact `iss` are verified after.
+pub fn unverified_issuer(token: &IdToken) -> Result<String, IdTokenError> {
+    use base64::Engine as _;
+    let malformed = |what: &str| IdTokenError::Malformed(what.to_owned());
+    let payload = token
+        .secret()
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| malformed("it has no payload"))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| malformed("its payload is not base64url"))?;
+    let claims: Value = serde_json::from_slice(&bytes).map_err(|_| malformed("its payload is not JSON"))?;
+    claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| malformed("it has no `iss`"))
+}
+
 /// The key matching `kid` (or, without a kid, the only signing key of the algorithm's family).
 fn select_key(set: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Option<Jwk> {
     let usable = |k: &&Jwk| {
@@ -281,13 +306,22 @@ fn verify_with_jwk(token: &IdToken, jwk: &Jwk, alg: Algorithm) -> Result<IdToken
 }
 
 fn check_claims(claims: &IdTokenClaims, expect: &IdTokenExpectations<'_>) -> Result<(), IdTokenError> {
-    if claims.iss.trim_end_matches('/') != expect.issuer.trim_end_matches('/') {
+    if claims.iss != expect.issuer {
         return Err(IdTokenError::WrongIssuer {
             found: claims.iss.clone(),
+            expected: expect.issuer.to_owned(),
         });
     }
     if !claims.aud.iter().any(|a| a == expect.client_id.as_str()) {
         return Err(IdTokenError::WrongAudience);
+    }
+    // OIDC Core §3.1.3.7, items 4 and 5: several audiences need an `azp`, and an `azp` must be us.
+    match &claims.azp {
+        Some(azp) if azp != expect.client_id.as_str() => {
+            return Err(IdTokenError::WrongAuthorizedParty { found: azp.clone() });
+        }
+        None if claims.aud.len() > 1 => return Err(IdTokenError::MissingAuthorizedParty),
+        _ => {}
     }
     if let Some(expected) = expect.nonce {
         match &claims.nonce {
@@ -337,7 +371,7 @@ mod tests {
         let client = ClientId::new("c");
         let nonce = Nonce::new("n1");
         let claims: IdTokenClaims = serde_json::from_value(
-            serde_json::json!({"iss": "https://ehr.example/fhir/", "sub": "s", "aud": "c", "exp": 1, "nonce": "n1"}),
+            serde_json::json!({"iss": "https://ehr.example/fhir", "sub": "s", "aud": "c", "exp": 1, "nonce": "n1"}),
         )
         .unwrap();
         let ok = IdTokenExpectations {
@@ -373,10 +407,79 @@ mod tests {
                 &claims,
                 &IdTokenExpectations {
                     issuer: "https://evil.example",
-                    ..ok
+                    ..ok.clone()
                 }
             ),
             Err(IdTokenError::WrongIssuer { .. })
         ));
+    }
+
+    #[test]
+    fn a_trailing_slash_makes_another_issuer() {
+        let client = ClientId::new("c");
+        let claims: IdTokenClaims = serde_json::from_value(
+            serde_json::json!({"iss": "https://ehr.example/fhir/", "sub": "s", "aud": "c", "exp": 1}),
+        )
+        .unwrap();
+        let expect = IdTokenExpectations {
+            issuer: "https://ehr.example/fhir",
+            client_id: &client,
+            nonce: None,
+        };
+        assert!(matches!(
+            check_claims(&claims, &expect),
+            Err(IdTokenError::WrongIssuer { .. })
+        ));
+    }
+
+    #[test]
+    fn several_audiences_need_our_client_as_azp() {
+        let client = ClientId::new("c");
+        let expect = IdTokenExpectations {
+            issuer: "i",
+            client_id: &client,
+            nonce: None,
+        };
+        let claims = |extra: serde_json::Value| -> IdTokenClaims {
+            let mut v = serde_json::json!({"iss": "i", "sub": "s", "exp": 1});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(v).unwrap()
+        };
+        let many = serde_json::json!({"aud": ["c", "other"]});
+        assert_eq!(
+            check_claims(&claims(many), &expect),
+            Err(IdTokenError::MissingAuthorizedParty)
+        );
+        let theirs = serde_json::json!({"aud": ["c", "other"], "azp": "other"});
+        assert_eq!(
+            check_claims(&claims(theirs), &expect),
+            Err(IdTokenError::WrongAuthorizedParty {
+                found: "other".into()
+            })
+        );
+        let ours = serde_json::json!({"aud": ["c", "other"], "azp": "c"});
+        assert_eq!(check_claims(&claims(ours), &expect), Ok(()));
+        let single_with_other_azp = serde_json::json!({"aud": "c", "azp": "other"});
+        assert!(check_claims(&claims(single_with_other_azp), &expect).is_err());
+        assert_eq!(
+            check_claims(&claims(serde_json::json!({"aud": "c"})), &expect),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn the_issuer_is_read_before_verification() {
+        use base64::Engine as _;
+        let enc = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let token = IdToken::new(format!(
+            "{}.{}.sig",
+            enc(r#"{"alg":"RS256"}"#),
+            enc(r#"{"iss":"https://op.example/t/"}"#)
+        ));
+        assert_eq!(unverified_issuer(&token).unwrap(), "https://op.example/t/");
+        assert!(unverified_issuer(&IdToken::new("nodots")).is_err());
+        assert!(unverified_issuer(&IdToken::new(format!("a.{}.c", enc("{}")))).is_err());
     }
 }

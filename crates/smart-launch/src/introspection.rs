@@ -79,7 +79,7 @@ impl TokenClient {
         ];
         let body = self.post_form(endpoint, form).await?;
         if !body.is_success() {
-            let (error, _) = body.oauth_error();
+            let error = body.oauth_error().error;
             return Err(Error::EndpointRejected {
                 endpoint: "introspection",
                 status: body.status,

@@ -1,9 +1,10 @@
-//! The tokens of a completed launch as a [`TokenSource`]: refreshed ahead of expiry, one refresh at
-//! a time however many callers wait.
+//! The tokens of a completed launch as a [`TokenSource`]: refreshed ahead of expiry (by at most half
+//! the token's lifetime), one refresh at a time however many callers wait.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, watch};
 
 use crate::error::Error;
@@ -16,23 +17,41 @@ use crate::token_source::{BoxFuture, TokenSource};
 /// Single-flight: the token set sits behind an async mutex that a refresh holds, so callers that
 /// arrive during a refresh wait for it and then use its result. Every new token set is published
 /// on [`RefreshingToken::subscribe`] so the app can store it.
-#[derive(Debug)]
 pub struct RefreshingToken {
     client: TokenClient,
     tokens: Mutex<TokenSet>,
     refresh_ahead: Duration,
     updates: watch::Sender<TokenSet>,
+    clock: Clock,
+}
+
+/// Where a [`RefreshingToken`] reads the time (the system clock unless a test injects another).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+impl std::fmt::Debug for RefreshingToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshingToken")
+            .field("refresh_ahead", &self.refresh_ahead)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RefreshingToken {
-    /// Hold `tokens`, refreshing them `refresh_ahead` before they expire.
+    /// Hold `tokens`, refreshing them `refresh_ahead` before they expire (at most half their
+    /// lifetime before: see [`TokenSet::refresh_due`]).
     pub fn new(client: TokenClient, tokens: TokenSet, refresh_ahead: Duration) -> Self {
+        Self::with_clock(client, tokens, refresh_ahead, Arc::new(Utc::now))
+    }
+
+    /// [`RefreshingToken::new`] reading the time from `clock`.
+    pub fn with_clock(client: TokenClient, tokens: TokenSet, refresh_ahead: Duration, clock: Clock) -> Self {
         let (updates, _) = watch::channel(tokens.clone());
         RefreshingToken {
             client,
             tokens: Mutex::new(tokens),
             refresh_ahead,
             updates,
+            clock,
         }
     }
 
@@ -54,7 +73,7 @@ impl RefreshingToken {
     }
 
     async fn refresh_locked(&self, tokens: &mut TokenSet) -> Result<(), Error> {
-        let next = self.client.refresh(tokens).await?;
+        let next = self.client.refresh_at(tokens, (self.clock)()).await?;
         *tokens = next;
         self.updates.send_replace(tokens.clone());
         Ok(())
@@ -62,12 +81,13 @@ impl RefreshingToken {
 
     async fn current_or_refresh(&self) -> Result<AccessToken, Error> {
         let mut tokens = self.tokens.lock().await;
-        if !tokens.expires_within(self.refresh_ahead, Utc::now()) {
+        let now = (self.clock)();
+        if !tokens.refresh_due(self.refresh_ahead, now) {
             return Ok(tokens.access_token.clone());
         }
         if tokens.refresh_token.is_none() {
             // Nothing to refresh with: use the token while it lasts.
-            if tokens.is_expired() {
+            if tokens.expires_within(Duration::ZERO, now) {
                 return Err(Error::NoRefreshToken);
             }
             return Ok(tokens.access_token.clone());

@@ -28,7 +28,7 @@ impl TokenClient {
         if body.is_success() {
             return Ok(());
         }
-        let (error, _) = body.oauth_error();
+        let error = body.oauth_error().error;
         Err(Error::EndpointRejected {
             endpoint: "revocation",
             status: body.status,

@@ -519,6 +519,26 @@ impl ScopeSet {
         text.split_whitespace().map(Scope::parse_lenient).collect()
     }
 
+    /// The tokens of a granted scope string that are not SMART scope grammar: malformed resource
+    /// scopes, and vendor API names shaped like a resource type without a context
+    /// (`Patient.read`, `Patient.search` in Epic's token responses). Other unknown tokens
+    /// (`email`, `urn:…`) are ordinary OAuth scopes and are not listed.
+    pub fn not_understood(text: &str) -> Vec<&str> {
+        let looks_like_api_name = |token: &str| {
+            token.split_once('.').is_some_and(|(head, _)| {
+                head.starts_with(|c: char| c.is_ascii_uppercase())
+                    && head.chars().all(|c| c.is_ascii_alphanumeric())
+            })
+        };
+        text.split_whitespace()
+            .filter(|token| match Scope::parse(token) {
+                Err(_) => true,
+                Ok(Scope::Other(other)) => looks_like_api_name(&other),
+                Ok(_) => false,
+            })
+            .collect()
+    }
+
     /// Add a scope unless it is already present. Returns true when it was added.
     pub fn insert(&mut self, scope: Scope) -> bool {
         if self.scopes.contains(&scope) {

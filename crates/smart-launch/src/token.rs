@@ -125,11 +125,7 @@ impl TokenSet {
             token_type: response.token_type.clone(),
             expires_at: expiry(response.expires_in, now),
             refresh_token: response.refresh_token.clone().filter(|r| !r.secret().is_empty()),
-            scope: response
-                .scope
-                .as_deref()
-                .map(ScopeSet::parse_lenient)
-                .unwrap_or_else(|| requested.clone()),
+            scope: granted_scope(response.scope.as_deref(), requested),
             id_token: response.id_token.clone(),
             issued_at: now,
             fhir_base: fhir_base.clone(),
@@ -160,10 +156,45 @@ impl TokenSet {
             .is_some_and(|at| limit.is_none_or(|limit| at <= limit))
     }
 
+    /// True when the access token should be refreshed at `now`: within `ahead` of its expiry, with
+    /// `ahead` capped at half the token's lifetime, so that a short-lived token (Cerner's and many
+    /// sandboxes' can be 20–30 s) is used for half its life instead of being refreshed before every
+    /// request. Never, when no expiry is known.
+    pub fn refresh_due(&self, ahead: Duration, now: DateTime<Utc>) -> bool {
+        let Some(expires_at) = self.expires_at else {
+            return false;
+        };
+        let lifetime = (expires_at - self.issued_at).to_std().unwrap_or(Duration::ZERO);
+        self.expires_within(ahead.min(lifetime / 2), now)
+    }
+
     /// True when the access token has expired.
     pub fn is_expired(&self) -> bool {
         self.expires_within(Duration::ZERO, Utc::now())
     }
+}
+
+/// The granted scopes of a token response: as sent, or `requested` when the server sent none, an
+/// empty one, or one with tokens that are not SMART scope grammar (Epic answers with API names such
+/// as `"openid Patient.read Patient.search "`, fhir.epic.com's OAuth 2.0 specification). Reading
+/// such a string as granted would leave the app thinking nothing was shared; with the requested
+/// scopes it asks, and the server's 403s decide. The fall-back is logged at `warn`.
+fn granted_scope(sent: Option<&str>, requested: &ScopeSet) -> ScopeSet {
+    let Some(text) = sent.filter(|t| !t.trim().is_empty()) else {
+        return requested.clone();
+    };
+    let not_understood = ScopeSet::not_understood(text);
+    if not_understood.is_empty() {
+        return ScopeSet::parse_lenient(text);
+    }
+    tracing::warn!(
+        granted = %text.trim(),
+        not_understood = %not_understood.join(" "),
+        using = %requested,
+        "the token response's scope is not SMART scope syntax; using the requested scopes instead, \
+         and the server's answers decide what can be read"
+    );
+    requested.clone()
 }
 
 fn expiry(expires_in: Option<u64>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -218,6 +249,12 @@ impl TokenClient {
 
     /// Refresh (`grant_type=refresh_token`), keeping the old refresh token when none comes back.
     pub async fn refresh(&self, tokens: &TokenSet) -> Result<TokenSet, Error> {
+        self.refresh_at(tokens, Utc::now()).await
+    }
+
+    /// [`TokenClient::refresh`], with the new token set's expiry counted from `now` (a caller with
+    /// its own clock). No `scope` is sent: the refreshed grant keeps the scopes it had.
+    pub async fn refresh_at(&self, tokens: &TokenSet, now: DateTime<Utc>) -> Result<TokenSet, Error> {
         let Some(refresh_token) = &tokens.refresh_token else {
             return Err(Error::NoRefreshToken);
         };
@@ -226,7 +263,7 @@ impl TokenClient {
             ("refresh_token", refresh_token.secret().to_owned()),
         ];
         let response = self.post_token(&tokens.token_endpoint, form).await?;
-        Ok(tokens.refreshed(&response, Utc::now()))
+        Ok(tokens.refreshed(&response, now))
     }
 
     /// Ask for a token with `grant_type=client_credentials` (backend services).
@@ -263,11 +300,12 @@ impl TokenClient {
     ) -> Result<TokenResponse, Error> {
         let body = self.post_form(endpoint, form).await?;
         if !body.is_success() {
-            let (error, description) = body.oauth_error();
+            let oauth = body.oauth_error();
             return Err(Error::TokenEndpoint {
                 status: body.status,
-                error,
-                description,
+                error: oauth.error,
+                description: oauth.error_description,
+                uri: oauth.error_uri,
                 body: crate::error::truncate_body(&body.text),
             });
         }
@@ -443,6 +481,38 @@ mod tests {
             "launch/patient",
             "requested scope when none was granted explicitly"
         );
+    }
+
+    #[test]
+    fn refresh_comes_at_most_half_a_lifetime_ahead() {
+        let now = Utc::now();
+        let short = set(json!({"access_token": "a", "expires_in": 20}), now);
+        let ahead = Duration::from_secs(30);
+        assert!(!short.refresh_due(ahead, now));
+        assert!(!short.refresh_due(ahead, now + chrono::Duration::seconds(9)));
+        assert!(short.refresh_due(ahead, now + chrono::Duration::seconds(10)));
+        let long = set(json!({"access_token": "a", "expires_in": 3600}), now);
+        assert!(!long.refresh_due(ahead, now + chrono::Duration::seconds(3569)));
+        assert!(long.refresh_due(ahead, now + chrono::Duration::seconds(3570)));
+        let unknown = set(json!({"access_token": "a"}), now);
+        assert!(!unknown.refresh_due(ahead, now + chrono::Duration::days(1)));
+    }
+
+    #[test]
+    fn granted_scopes_outside_smart_grammar_fall_back_to_the_requested() {
+        let now = Utc::now();
+        let epic = set(
+            json!({"access_token": "a", "scope": "openid Patient.read Patient.search "}),
+            now,
+        );
+        assert_eq!(epic.scope.to_string(), "launch/patient");
+        let blank = set(json!({"access_token": "a", "scope": "  "}), now);
+        assert_eq!(blank.scope.to_string(), "launch/patient");
+        let smart = set(
+            json!({"access_token": "a", "scope": "patient/Patient.rs email"}),
+            now,
+        );
+        assert_eq!(smart.scope.to_string(), "patient/Patient.rs email");
     }
 
     #[test]

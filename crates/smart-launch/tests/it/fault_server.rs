@@ -31,6 +31,10 @@ pub enum IdTokenFault {
     WrongAudience,
     Expired,
     WrongNonce,
+    /// `aud` has our client and another; no `azp`.
+    SeveralAudiences,
+    /// `aud` has our client and another; `azp` is ours.
+    SeveralAudiencesWithOurAzp,
 }
 
 /// Switches the tests flip.
@@ -43,6 +47,24 @@ pub struct Behaviour {
     pub expires_in: Value,
     /// The key (see `common::key`) that signs id_tokens and is published at the JWKS URL.
     pub id_key: &'static str,
+    /// Publish this key at `/oauth/jwks` instead of `id_key`.
+    pub published_key: Option<&'static str>,
+    /// The SMART configuration's `issuer` (`None`: the key is left out, as Cerner does).
+    pub smart_issuer: Option<String>,
+    /// Whether the SMART configuration names `jwks_uri` (`/oauth/jwks`).
+    pub smart_jwks: bool,
+    /// The token endpoint the SMART configuration names (default `/oauth/token`).
+    pub token_endpoint: String,
+    /// The `iss` of id_tokens (`None`: the SMART issuer, else the FHIR base).
+    pub id_iss: Option<String>,
+    /// Leave the id_token out of the token response even when `openid` was granted.
+    pub omit_id_token: bool,
+    /// The `scope` of code-exchange answers (`None`: the requested scope).
+    pub token_scope: Option<&'static str>,
+    /// The `scope` of refresh answers (`None`: none sent).
+    pub refresh_scope: Option<&'static str>,
+    /// The `error_uri` of token errors sent with `token_failure`-free OAuth errors (invalid_grant).
+    pub error_uri: Option<&'static str>,
 }
 
 impl Default for Behaviour {
@@ -53,6 +75,15 @@ impl Default for Behaviour {
             id_token_fault: IdTokenFault::None,
             expires_in: json!("3600"),
             id_key: "id-1",
+            published_key: None,
+            smart_issuer: None,
+            smart_jwks: true,
+            token_endpoint: "/oauth/token".to_owned(),
+            id_iss: None,
+            omit_id_token: false,
+            token_scope: None,
+            refresh_scope: None,
+            error_uri: None,
         }
     }
 }
@@ -69,6 +100,28 @@ pub struct ServerState {
     refresh_tokens: Mutex<HashMap<String, String>>,
     hits: Mutex<HashMap<String, usize>>,
     counter: AtomicUsize,
+    /// Further JSON documents by path (OpenID configurations, other key sets).
+    documents: Mutex<HashMap<String, Value>>,
+    /// Every authorize and token request: its kind (`authorize`, `token:<grant_type>`), its parameters in
+    /// order, and whether it carried HTTP Basic authentication.
+    requests: Mutex<Vec<Recorded>>,
+}
+
+/// One request as the server received it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub kind: String,
+    pub params: Vec<(String, String)>,
+    pub basic_auth: bool,
+}
+
+impl Recorded {
+    /// The parameter names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.params.iter().map(|(k, _)| k.as_str()).collect();
+        names.sort_unstable();
+        names
+    }
 }
 
 impl ServerState {
@@ -94,16 +147,39 @@ impl FaultServer {
             refresh_tokens: Mutex::default(),
             hits: Mutex::default(),
             counter: AtomicUsize::new(1),
+            documents: Mutex::default(),
+            requests: Mutex::default(),
         });
+        state.behaviour.lock().unwrap().smart_issuer = Some(fhir_base.to_string());
         let app = Router::new()
             .route("/fhir/.well-known/smart-configuration", get(well_known))
             .route("/oauth/authorize", get(authorize))
             .route("/oauth/token", post(token))
             .route("/oauth/jwks", get(jwks))
+            .fallback(document)
             .layer(middleware::from_fn_with_state(state.clone(), count))
             .with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         FaultServer { fhir_base, state }
+    }
+
+    /// `http://127.0.0.1:PORT`, to build URLs of this server with.
+    pub fn origin(&self) -> String {
+        self.fhir_base.origin().ascii_serialization()
+    }
+
+    /// Serve `document` as JSON at `path`.
+    pub fn serve(&self, path: &str, document: Value) {
+        self.state
+            .documents
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), document);
+    }
+
+    /// The authorize and token requests received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
     }
 
     pub fn behave(&self, f: impl FnOnce(&mut Behaviour)) {
@@ -153,18 +229,48 @@ fn hit(s: &ServerState, key: String) {
 }
 
 async fn well_known(State(s): State<Arc<ServerState>>) -> Response {
-    Json(json!({
-        "issuer": s.fhir_base.as_str(),
-        "jwks_uri": "/oauth/jwks",
+    let behaviour = s.behaviour.lock().unwrap();
+    let mut doc = json!({
         "authorization_endpoint": "/oauth/authorize",
-        "token_endpoint": "/oauth/token",
+        "token_endpoint": behaviour.token_endpoint,
         "capabilities": ["launch-standalone", "client-public", "sso-openid-connect", "permission-offline"],
         "code_challenge_methods_supported": ["S256"]
-    }))
-    .into_response()
+    });
+    if let Some(issuer) = &behaviour.smart_issuer {
+        doc["issuer"] = json!(issuer);
+    }
+    if behaviour.smart_jwks {
+        doc["jwks_uri"] = json!("/oauth/jwks");
+    }
+    Json(doc).into_response()
 }
 
-async fn authorize(State(s): State<Arc<ServerState>>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn document(State(s): State<Arc<ServerState>>, uri: axum::http::Uri) -> Response {
+    match s.documents.lock().unwrap().get(uri.path()) {
+        Some(doc) => Json(doc.clone()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+fn record(s: &ServerState, kind: String, params: &[(String, String)], headers: &axum::http::HeaderMap) {
+    let basic_auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Basic "));
+    s.requests.lock().unwrap().push(Recorded {
+        kind,
+        params: params.to_vec(),
+        basic_auth,
+    });
+}
+
+async fn authorize(
+    State(s): State<Arc<ServerState>>,
+    headers: axum::http::HeaderMap,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    record(&s, "authorize".to_owned(), &pairs, &headers);
+    let q: HashMap<String, String> = pairs.into_iter().collect();
     let get = |k: &str| q.get(k).cloned().unwrap_or_default();
     let Ok(mut redirect) = Url::parse(&get("redirect_uri")) else {
         return (StatusCode::BAD_REQUEST, "bad redirect").into_response();
@@ -182,14 +288,23 @@ async fn authorize(State(s): State<Arc<ServerState>>, Query(q): Query<HashMap<St
     Redirect::to(redirect.as_str()).into_response()
 }
 
-fn invalid_grant(description: &str) -> Response {
-    let body = json!({"error": "invalid_grant", "error_description": description});
+fn invalid_grant(s: &ServerState, description: &str) -> Response {
+    let mut body = json!({"error": "invalid_grant", "error_description": description});
+    if let Some(uri) = s.behaviour.lock().unwrap().error_uri {
+        body["error_uri"] = json!(uri);
+    }
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
-async fn token(State(s): State<Arc<ServerState>>, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn token(
+    State(s): State<Arc<ServerState>>,
+    headers: axum::http::HeaderMap,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let form: HashMap<String, String> = pairs.iter().cloned().collect();
     let grant_type = form.get("grant_type").cloned().unwrap_or_default();
     hit(&s, format!("token:{grant_type}"));
+    record(&s, format!("token:{grant_type}"), &pairs, &headers);
     {
         let behaviour = s.behaviour.lock().unwrap();
         if behaviour.token_redirect {
@@ -204,7 +319,7 @@ async fn token(State(s): State<Arc<ServerState>>, Form(form): Form<HashMap<Strin
     match grant_type.as_str() {
         "authorization_code" => {
             let Some(grant) = s.codes.lock().unwrap().remove(&get("code")) else {
-                return invalid_grant("The code is unknown or was already used.");
+                return invalid_grant(&s, "The code is unknown or was already used.");
             };
             let refresh = s.next("rt");
             s.refresh_tokens
@@ -230,12 +345,16 @@ async fn token(State(s): State<Arc<ServerState>>, Form(form): Form<HashMap<Strin
                 .get(&get("refresh_token"))
                 .cloned()
             else {
-                return invalid_grant("unknown refresh token");
+                return invalid_grant(&s, "unknown refresh token");
             };
             // Like many servers: no new refresh token and no scope on refresh.
             let mut response = issue(&s, &get("client_id"), &scope, None, None);
+            let refresh_scope = s.behaviour.lock().unwrap().refresh_scope;
             if let Some(obj) = response.as_object_mut() {
-                obj.remove("scope");
+                match refresh_scope {
+                    Some(scope) => obj.insert("scope".into(), json!(scope)),
+                    None => obj.remove("scope"),
+                };
             }
             Json(response).into_response()
         }
@@ -257,11 +376,17 @@ fn issue(
     nonce: Option<&str>,
 ) -> Value {
     let behaviour = s.behaviour.lock().unwrap();
+    // Basic and JWT clients send no client_id in the form; the server knows them as the public app's id.
+    let client_id = if client_id.is_empty() {
+        "public-app"
+    } else {
+        client_id
+    };
     let mut body = json!({
         "access_token": s.next("at"),
         "token_type": "bearer",
         "expires_in": behaviour.expires_in.clone(),
-        "scope": scope,
+        "scope": behaviour.token_scope.unwrap_or(scope),
         "patient": "p-123",
         "need_patient_banner": "true",
         "smart_style_url": format!("{}/style.json", s.fhir_base),
@@ -272,18 +397,33 @@ fn issue(
     if let Some(refresh) = refresh {
         obj.insert("refresh_token".into(), json!(refresh));
     }
-    if scope.split_whitespace().any(|t| t == "openid") {
+    if scope.split_whitespace().any(|t| t == "openid") && !behaviour.omit_id_token {
         let now = chrono::Utc::now().timestamp();
         let fault = behaviour.id_token_fault;
-        let claims = json!({
-            "iss": s.fhir_base.as_str(),
+        let iss = behaviour
+            .id_iss
+            .clone()
+            .or_else(|| behaviour.smart_issuer.clone())
+            .unwrap_or_else(|| s.fhir_base.to_string());
+        let aud = match fault {
+            IdTokenFault::WrongAudience => json!("someone-else"),
+            IdTokenFault::SeveralAudiences | IdTokenFault::SeveralAudiencesWithOurAzp => {
+                json!([client_id, "another-app"])
+            }
+            _ => json!(client_id),
+        };
+        let mut claims = json!({
+            "iss": iss,
             "sub": "user-1",
-            "aud": if fault == IdTokenFault::WrongAudience { "someone-else" } else { client_id },
+            "aud": aud,
             "exp": if fault == IdTokenFault::Expired { now - 3600 } else { now + 300 },
             "iat": now,
             "nonce": if fault == IdTokenFault::WrongNonce { Some("not-the-nonce") } else { nonce },
             "fhirUser": "Practitioner/prac-7",
         });
+        if fault == IdTokenFault::SeveralAudiencesWithOurAzp {
+            claims["azp"] = json!(client_id);
+        }
         let mut jwt = key(behaviour.id_key).sign(&claims).unwrap();
         if fault == IdTokenFault::BadSignature {
             // Same header (kid), signature from another key.
@@ -297,6 +437,7 @@ fn issue(
 }
 
 async fn jwks(State(s): State<Arc<ServerState>>) -> Response {
-    let id_key = s.behaviour.lock().unwrap().id_key;
-    Json(key(id_key).jwks()).into_response()
+    let behaviour = s.behaviour.lock().unwrap();
+    let published = behaviour.published_key.unwrap_or(behaviour.id_key);
+    Json(key(published).jwks()).into_response()
 }

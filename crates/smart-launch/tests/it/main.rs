@@ -4,8 +4,11 @@
 
 mod backend;
 mod common;
+mod conformance;
 mod discovery;
 mod fault_server;
 mod id_token;
 mod launch;
+mod openid;
+mod refresh;
 mod tokens;
