@@ -66,10 +66,15 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("content-security-policy"),
             HeaderValue::from_static(
                 "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
-                 form-action 'self'; base-uri 'none'",
+                 form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
             ),
         ))
         // The callback URL carries the code: it must not travel on in a Referer header.
+        // The pages may not be framed by another site (clickjacking); for old browsers without CSP level 2 too.
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-frame-options"),
+            HeaderValue::from_static("DENY"),
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("referrer-policy"),
             HeaderValue::from_static("no-referrer"),

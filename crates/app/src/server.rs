@@ -7,7 +7,8 @@ use url::Url;
 
 use crate::config::{AppConfig, ConfigError};
 use crate::routes::router;
-use crate::session::SessionError;
+use crate::serve::{self, ServerLimits};
+use crate::session::{PURGE_INTERVAL, SessionError, SessionStore};
 use crate::state::AppState;
 
 /// The app could not start.
@@ -88,9 +89,27 @@ impl RunningApp {
     }
 }
 
+/// Deletes expired sessions and pending launches every [`PURGE_INTERVAL`], for as long as the app serves.
+async fn purge_sessions(sessions: SessionStore) {
+    let mut every = tokio::time::interval(PURGE_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(e) = sessions.purge().await {
+            tracing::warn!(error = %e, "purging expired sessions failed");
+        }
+    }
+}
+
 /// Binds `config.listen` (port 0 picks a free port), opens the session database and serves the app
-/// in a background task. Returns once the socket is bound, so the app is ready for requests.
+/// in a background task, within the default [`ServerLimits`]. Returns once the socket is bound, so the app is
+/// ready for requests.
 pub async fn start(config: AppConfig) -> Result<RunningApp, StartError> {
+    start_with_limits(config, ServerLimits::default()).await
+}
+
+/// [`start`] with other connection and request limits (tests set small timeouts).
+pub async fn start_with_limits(config: AppConfig, limits: ServerLimits) -> Result<RunningApp, StartError> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -104,12 +123,14 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, StartError> {
     let state = AppState::new(config, addr)?;
     let app = router(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let purging = tokio::spawn(purge_sessions(state.sessions().clone()));
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
+        serve::serve(listener, app, limits, async {
+            let _ = rx.await;
+        })
+        .await;
+        purging.abort();
+        Ok(())
     });
     tracing::info!(url = %state.public_url(), "the app is listening");
     Ok(RunningApp {

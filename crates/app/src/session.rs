@@ -54,6 +54,15 @@ pub const CACHE_REVALIDATE: Duration = Duration::from_secs(60);
 /// At most this many sessions are held in memory (the database holds them all).
 pub const CACHE_MAX_SESSIONS: usize = 10_000;
 
+/// At most this many launches wait for their redirect in one session; starting another drops the oldest. A
+/// browser that keeps clicking "authorize" (or a script that never follows the redirects) cannot grow the
+/// database.
+pub const MAX_PENDING_PER_SESSION: usize = 5;
+
+/// How often expired sessions and pending launches are deleted (by a background task of the server), so rows
+/// nobody returns for do not wait for the next login to go.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
 /// The session store failed (the database file cannot be opened, read or written).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -129,7 +138,9 @@ fn now_unix() -> i64 {
 /// What a session holds.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct SessionData {
-    /// The CSRF token every POST form of this session carries.
+    /// A CSRF token stored by an earlier version of the app. Tokens are now derived from the session id (see
+    /// [`Session::csrf_token`]) and never stored, so showing a form does not create a row; a stored one is still
+    /// honoured until the session's next login.
     pub csrf: Option<String>,
     /// The completed launch: tokens, context, claims. `None` before login and after logout.
     pub launch: Option<LaunchRecord>,
@@ -144,9 +155,20 @@ enum Durability {
     Synced,
 }
 
+/// A session as the database has it: its data and its generation, which every write increments.
+#[derive(Debug, Clone)]
+pub struct StoredSession {
+    /// What the session holds.
+    pub data: Arc<SessionData>,
+    /// Incremented by every write: an update made from an older generation is not saved (see
+    /// [`SessionStore::save`]).
+    pub generation: i64,
+}
+
 /// A session held in memory, as the database last had it.
 struct CachedSession {
     data: Arc<SessionData>,
+    generation: i64,
     /// The row's `expires_at` (Unix seconds).
     expires_at: i64,
     /// When it was read from or written to the database.
@@ -169,13 +191,16 @@ impl SessionCache {
     }
 
     /// The session, unless absent, expired, or held for longer than [`CACHE_REVALIDATE`].
-    fn get(&self, key: &str, now: i64) -> Option<Arc<SessionData>> {
+    fn get(&self, key: &str, now: i64) -> Option<StoredSession> {
         let entries = self.entries();
         let entry = entries.get(key)?;
-        (entry.expires_at > now && entry.stored.elapsed() < CACHE_REVALIDATE).then(|| entry.data.clone())
+        (entry.expires_at > now && entry.stored.elapsed() < CACHE_REVALIDATE).then(|| StoredSession {
+            data: entry.data.clone(),
+            generation: entry.generation,
+        })
     }
 
-    fn put(&self, key: &str, data: Arc<SessionData>, expires_at: i64, now: i64) {
+    fn put(&self, key: &str, data: Arc<SessionData>, generation: i64, expires_at: i64, now: i64) {
         let mut entries = self.entries();
         if entries.len() >= CACHE_MAX_SESSIONS && !entries.contains_key(key) {
             entries.retain(|_, e| e.expires_at > now && e.stored.elapsed() < CACHE_REVALIDATE);
@@ -188,6 +213,7 @@ impl SessionCache {
             key.to_owned(),
             CachedSession {
                 data,
+                generation,
                 expires_at,
                 stored: Instant::now(),
             },
@@ -239,7 +265,8 @@ impl SessionStore {
              CREATE TABLE IF NOT EXISTS sessions (
                  id_hash TEXT PRIMARY KEY,
                  data TEXT NOT NULL,
-                 expires_at INTEGER NOT NULL
+                 expires_at INTEGER NOT NULL,
+                 generation INTEGER NOT NULL DEFAULT 0
              );
              CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at);
              CREATE TABLE IF NOT EXISTS pending_launches (
@@ -249,6 +276,13 @@ impl SessionStore {
                  created_at INTEGER NOT NULL
              );",
         )?;
+        // Files written before sessions had a generation get the column.
+        let has_generation = conn
+            .prepare("SELECT 1 FROM pragma_table_info('sessions') WHERE name = 'generation'")?
+            .exists([])?;
+        if !has_generation {
+            conn.execute_batch("ALTER TABLE sessions ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")?;
+        }
         let store = SessionStore {
             conn: Arc::new(Mutex::new(conn)),
             cache: Arc::new(SessionCache::default()),
@@ -297,42 +331,62 @@ impl SessionStore {
         purge_expired(&conn, &self.cache)
     }
 
-    /// The session with this id, unless it does not exist or has expired. Served from memory when it
-    /// was loaded or saved recently.
-    pub async fn load(&self, id: &SessionId) -> Result<Option<Arc<SessionData>>, SessionError> {
-        if let Some(data) = self.cache.get(id.key(), now_unix()) {
-            return Ok(Some(data));
-        }
-        let key = id.key().to_owned();
-        self.with_conn(Durability::Normal, move |conn, cache| {
-            let now = now_unix();
-            let row: Option<(String, i64)> = conn
-                .query_row(
-                    "SELECT data, expires_at FROM sessions WHERE id_hash = ?1 AND expires_at > ?2",
-                    params![key, now],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?;
-            let Some((text, expires_at)) = row else {
-                cache.remove(&key);
-                return Ok(None);
+    /// Deletes expired sessions and pending launches (the server calls this every [`PURGE_INTERVAL`]).
+    pub async fn purge(&self) -> Result<(), SessionError> {
+        self.with_conn(Durability::Normal, purge_expired).await
+    }
+
+    /// How many sessions and pending launches the database holds (expired ones not yet purged included).
+    pub async fn row_counts(&self) -> Result<(usize, usize), SessionError> {
+        self.with_conn(Durability::Normal, |conn, _| {
+            let count = |table: &str| -> Result<usize, SessionError> {
+                let n: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?;
+                Ok(usize::try_from(n).unwrap_or(0))
             };
-            let data = Arc::new(serde_json::from_str::<SessionData>(&text)?);
-            cache.put(&key, data.clone(), expires_at, now);
-            Ok(Some(data))
+            Ok((count("sessions")?, count("pending_launches")?))
         })
         .await
     }
 
-    /// Stores a session. A new session starts a fresh lifetime; an update keeps it (and does not
-    /// bring back a session that expired or was deleted meanwhile).
+    /// The session with this id, unless it does not exist or has expired. Served from memory when it
+    /// was loaded or saved recently.
+    pub async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, SessionError> {
+        if let Some(stored) = self.cache.get(id.key(), now_unix()) {
+            return Ok(Some(stored));
+        }
+        let key = id.key().to_owned();
+        self.with_conn(Durability::Normal, move |conn, cache| {
+            let now = now_unix();
+            let row: Option<(String, i64, i64)> = conn
+                .query_row(
+                    "SELECT data, expires_at, generation FROM sessions WHERE id_hash = ?1 AND expires_at > ?2",
+                    params![key, now],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()?;
+            let Some((text, expires_at, generation)) = row else {
+                cache.remove(&key);
+                return Ok(None);
+            };
+            let data = Arc::new(serde_json::from_str::<SessionData>(&text)?);
+            cache.put(&key, data.clone(), generation, expires_at, now);
+            Ok(Some(StoredSession { data, generation }))
+        })
+        .await
+    }
+
+    /// Stores a session. `Fresh` starts a new session (a fresh lifetime: the configured one once it holds a
+    /// launch, [`PENDING_LAUNCH_TTL`] while it only waits for one); an update keeps its lifetime, does not bring
+    /// back a session that expired or was deleted meanwhile, and is dropped when the session was written since
+    /// `generation` was loaded — so a page view that refreshed the tokens cannot save its copy back over a
+    /// log-out that happened meanwhile.
     pub async fn save(
         &self,
         id: &SessionId,
         data: Arc<SessionData>,
-        fresh: bool,
+        mode: SaveMode,
     ) -> Result<(), SessionError> {
-        self.write(None, id, data, fresh, Durability::Normal).await
+        self.write(None, id, data, mode, Durability::Normal).await
     }
 
     /// Moves a session to a new id (login): stores it under `new` with a fresh lifetime and deletes
@@ -343,7 +397,8 @@ impl SessionStore {
         new: &SessionId,
         data: Arc<SessionData>,
     ) -> Result<(), SessionError> {
-        self.write(old, new, data, true, Durability::Normal).await
+        self.write(old, new, data, SaveMode::Fresh, Durability::Normal)
+            .await
     }
 
     async fn write(
@@ -351,47 +406,69 @@ impl SessionStore {
         replaces: Option<&SessionId>,
         id: &SessionId,
         data: Arc<SessionData>,
-        fresh: bool,
+        mode: SaveMode,
         durability: Durability,
     ) -> Result<(), SessionError> {
         let key = id.key().to_owned();
         let old_key = replaces.map(|old| old.key().to_owned());
         let text = serde_json::to_string(&*data)?;
-        let ttl = self.ttl;
+        let ttl = if data.launch.is_some() {
+            self.ttl
+        } else {
+            self.ttl.min(PENDING_LAUNCH_TTL)
+        };
         self.with_conn(durability, move |conn, cache| {
             let now = now_unix();
-            let expires_at = if fresh {
-                purge_expired(conn, cache)?;
-                let expires_at = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2));
-                conn.execute(
-                    "INSERT OR REPLACE INTO sessions (id_hash, data, expires_at) VALUES (?1, ?2, ?3)",
-                    params![key, text, expires_at],
-                )?;
-                Some(expires_at)
-            } else {
-                conn.query_row(
-                    "UPDATE sessions SET data = ?2 WHERE id_hash = ?1 AND expires_at > ?3 RETURNING expires_at",
-                    params![key, text, now],
-                    |row| row.get(0),
-                )
-                .optional()?
+            let written: Option<(i64, i64)> = match mode {
+                SaveMode::Fresh => {
+                    purge_expired(conn, cache)?;
+                    let expires_at = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2));
+                    conn.execute(
+                        "INSERT OR REPLACE INTO sessions (id_hash, data, expires_at, generation) VALUES (?1, ?2, ?3, 0)",
+                        params![key, text, expires_at],
+                    )?;
+                    Some((expires_at, 0))
+                }
+                SaveMode::IfUnchangedSince(generation) => conn
+                    .query_row(
+                        "UPDATE sessions SET data = ?2, generation = generation + 1 \
+                         WHERE id_hash = ?1 AND expires_at > ?3 AND generation = ?4 RETURNING expires_at, generation",
+                        params![key, text, now, generation],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .optional()?,
+                SaveMode::Overwrite => conn
+                    .query_row(
+                        "UPDATE sessions SET data = ?2, generation = generation + 1 \
+                         WHERE id_hash = ?1 AND expires_at > ?3 RETURNING expires_at, generation",
+                        params![key, text, now],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .optional()?,
             };
             if let Some(old_key) = &old_key {
                 delete_rows(conn, old_key)?;
                 cache.remove(old_key);
             }
-            match expires_at {
-                Some(expires_at) => cache.put(&key, data, expires_at, now),
-                None => cache.remove(&key),
+            match written {
+                Some((expires_at, generation)) => cache.put(&key, data, generation, expires_at, now),
+                None => {
+                    if matches!(mode, SaveMode::IfUnchangedSince(_)) {
+                        tracing::debug!("a session changed while a request used it; the newer version is kept");
+                    }
+                    cache.remove(&key);
+                }
             }
             Ok(())
         })
         .await
     }
 
-    /// Stores an update that takes access away (log out): synced to disk before it returns.
+    /// Stores an update that takes access away (log out): it wins over any write in flight, and is synced to
+    /// disk before it returns.
     pub async fn save_revocation(&self, id: &SessionId, data: Arc<SessionData>) -> Result<(), SessionError> {
-        self.write(None, id, data, false, Durability::Synced).await
+        self.write(None, id, data, SaveMode::Overwrite, Durability::Synced)
+            .await
     }
 
     /// Deletes sessions and the launches they started, synced to disk before it returns.
@@ -419,6 +496,16 @@ impl SessionStore {
         let session_hash = session.key().to_owned();
         self.with_conn(Durability::Normal, move |conn, cache| {
             purge_expired(conn, cache)?;
+            // Room for this one within the session's cap: its oldest launches go.
+            conn.execute(
+                "DELETE FROM pending_launches WHERE session_hash = ?1 AND state_hash IN (
+                     SELECT state_hash FROM pending_launches WHERE session_hash = ?1
+                     ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?2)",
+                params![
+                    session_hash,
+                    i64::try_from(MAX_PENDING_PER_SESSION - 1).unwrap_or(0)
+                ],
+            )?;
             conn.execute(
                 "INSERT OR REPLACE INTO pending_launches (state_hash, session_hash, data, created_at)
                  VALUES (?1, ?2, ?3, ?4)",
@@ -455,6 +542,17 @@ impl SessionStore {
         })
         .await
     }
+}
+
+/// How [`SessionStore::save`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveMode {
+    /// A new session (or a new id for one): inserted with a fresh lifetime, generation 0.
+    Fresh,
+    /// An update of a session loaded at this generation: dropped if it was written since.
+    IfUnchangedSince(i64),
+    /// An update that wins whatever happened since (a log-out).
+    Overwrite,
 }
 
 /// Runs `f` between `BEGIN` and `COMMIT` (rolled back when it fails): several statements, one
@@ -499,6 +597,8 @@ struct SessionInner {
     new_id: Option<SessionId>,
     /// Shared with the store's cache until changed (copy on write).
     data: Arc<SessionData>,
+    /// The stored generation `data` was loaded at.
+    generation: i64,
     dirty: bool,
     /// The change takes access away (log out): it is synced to disk before the response.
     revokes: bool,
@@ -526,20 +626,24 @@ impl Session {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The session's CSRF token, created on first use.
+    /// The session's CSRF token: derived from the session's secret id (a domain-separated SHA-256 of it, which
+    /// reveals nothing of the id), so it needs no storage and showing a form writes nothing. A visitor without a
+    /// session gets a token derived from a secret of this process instead: such a visitor has nothing a forged
+    /// POST could change. A token stored by an earlier version of the app is used while the session has it.
     pub fn csrf_token(&self) -> String {
-        let mut inner = self.lock();
+        let inner = self.lock();
         if let Some(token) = &inner.data.csrf {
             return token.clone();
         }
-        let token = random_token();
-        inner.data_mut().csrf = Some(token.clone());
-        token
+        match inner.new_id.as_ref().or(inner.id.as_ref()) {
+            Some(id) => derived_csrf(&id.value),
+            None => derived_csrf(anonymous_secret()),
+        }
     }
 
-    /// The stored CSRF token, if any (for checking a POST).
+    /// The CSRF token a POST of this session must carry (the same as [`Session::csrf_token`]).
     pub fn stored_csrf(&self) -> Option<String> {
-        self.lock().data.csrf.clone()
+        Some(self.csrf_token())
     }
 
     /// The completed launch, if the user is logged in.
@@ -597,7 +701,8 @@ impl Session {
     pub fn rotate_id(&self) {
         let mut inner = self.lock();
         inner.new_id = Some(SessionId::generate());
-        inner.data_mut().csrf = Some(random_token());
+        // The CSRF token follows from the new id; a stored one of an older version is dropped.
+        inner.data_mut().csrf = None;
     }
 
     /// Deletes the session and its cookie (reset).
@@ -618,6 +723,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
             ))
         })
     }
+}
+
+/// The CSRF token of a session whose secret is `secret`.
+fn derived_csrf(secret: &str) -> String {
+    use base64::Engine as _;
+    let digest = Sha256::new()
+        .chain_update(b"smart-fhir csrf v1\0")
+        .chain_update(secret.as_bytes())
+        .finalize();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+}
+
+/// A random secret of this process, for the CSRF token of visitors without a session.
+fn anonymous_secret() -> &'static str {
+    static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SECRET.get_or_init(random_token)
 }
 
 /// The session id from a `Cookie` header.
@@ -655,9 +776,10 @@ pub async fn session_layer(State(state): State<AppState>, mut request: Request, 
     let mut inner = SessionInner::default();
     if let Some(id) = presented.clone() {
         match store.load(&id).await {
-            Ok(Some(data)) => {
+            Ok(Some(stored)) => {
                 inner.id = Some(id);
-                inner.data = data;
+                inner.data = stored.data;
+                inner.generation = stored.generation;
             }
             Ok(None) => {}
             Err(e) => return AppError::Internal(e.into()).into_response(),
@@ -685,7 +807,7 @@ async fn commit(
     cookie_presented: bool,
     secure: bool,
 ) -> Result<Option<HeaderValue>, SessionError> {
-    let (id, new_id, data, revokes, destroyed) = {
+    let (id, new_id, data, generation, revokes, destroyed) = {
         let inner = session.lock();
         if !inner.dirty && !inner.destroyed {
             // A page view that changed nothing: no write, no cookie.
@@ -695,6 +817,7 @@ async fn commit(
             inner.id.clone(),
             inner.new_id.clone(),
             inner.data.clone(),
+            inner.generation,
             inner.revokes,
             inner.destroyed,
         )
@@ -720,12 +843,16 @@ async fn commit(
             Ok(None)
         }
         (Some(id), None) => {
-            store.save(&id, data, false).await?;
+            store
+                .save(&id, data, SaveMode::IfUnchangedSince(generation))
+                .await?;
             Ok(None)
         }
+        // A visitor without a session whose request left nothing worth keeping: no row, no cookie.
+        (None, None) if data.launch.is_none() => Ok(None),
         (None, None) => {
             let id = SessionId::generate();
-            store.save(&id, data, true).await?;
+            store.save(&id, data, SaveMode::Fresh).await?;
             Ok(cookie_header(&id.value, store.ttl().as_secs(), secure))
         }
     }
@@ -746,15 +873,18 @@ mod tests {
         })
     }
 
-    fn csrf_of(data: Option<Arc<SessionData>>) -> Option<String> {
-        data.and_then(|d| d.csrf.clone())
+    fn csrf_of(stored: Option<StoredSession>) -> Option<String> {
+        stored.and_then(|s| s.data.csrf.clone())
     }
 
     #[tokio::test]
     async fn sessions_survive_reopening_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let id = SessionId::generate();
-        store(&dir).save(&id, with_csrf("c"), true).await.unwrap();
+        store(&dir)
+            .save(&id, with_csrf("c"), SaveMode::Fresh)
+            .await
+            .unwrap();
         let reopened = store(&dir);
         assert_eq!(csrf_of(reopened.load(&id).await.unwrap()).as_deref(), Some("c"));
         assert!(reopened.load(&SessionId::generate()).await.unwrap().is_none());
@@ -764,7 +894,10 @@ mod tests {
     async fn the_raw_id_is_not_stored() {
         let dir = tempfile::tempdir().unwrap();
         let id = SessionId::generate();
-        store(&dir).save(&id, Arc::default(), true).await.unwrap();
+        store(&dir)
+            .save(&id, Arc::default(), SaveMode::Fresh)
+            .await
+            .unwrap();
         let conn = Connection::open(dir.path().join("s.db")).unwrap();
         let key: String = conn
             .query_row("SELECT id_hash FROM sessions", [], |r| r.get(0))
@@ -789,7 +922,7 @@ mod tests {
         // A lifetime of zero: expired as soon as it is written (and cached).
         let s = SessionStore::open(&dir.path().join("s.db"), Duration::ZERO).unwrap();
         let id = SessionId::generate();
-        s.save(&id, with_csrf("c"), true).await.unwrap();
+        s.save(&id, with_csrf("c"), SaveMode::Fresh).await.unwrap();
         assert!(s.load(&id).await.unwrap().is_none());
         let reopened = store(&dir);
         assert!(reopened.load(&id).await.unwrap().is_none());
@@ -800,7 +933,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = store(&dir);
         let id = SessionId::generate();
-        s.save(&id, with_csrf("c"), true).await.unwrap();
+        s.save(&id, with_csrf("c"), SaveMode::Fresh).await.unwrap();
         // Behind the store's back (what another process could do): the cached copy is still served,
         // which shows a page view does not read the file.
         Connection::open(dir.path().join("s.db"))
@@ -817,8 +950,8 @@ mod tests {
         let s = store(&dir);
         let id = SessionId::generate();
         let other = SessionId::generate();
-        s.save(&id, with_csrf("c"), true).await.unwrap();
-        s.save(&other, with_csrf("o"), true).await.unwrap();
+        s.save(&id, with_csrf("c"), SaveMode::Fresh).await.unwrap();
+        s.save(&other, with_csrf("o"), SaveMode::Fresh).await.unwrap();
         assert!(s.load(&id).await.unwrap().is_some());
         s.delete(&[&id]).await.unwrap();
         assert!(s.load(&id).await.unwrap().is_none());
@@ -834,7 +967,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = store(&dir);
         let old = SessionId::generate();
-        s.save(&old, with_csrf("before"), true).await.unwrap();
+        s.save(&old, with_csrf("before"), SaveMode::Fresh).await.unwrap();
         assert!(s.load(&old).await.unwrap().is_some());
         let new = SessionId::generate();
         s.rotate(Some(&old), &new, with_csrf("after")).await.unwrap();
@@ -853,9 +986,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = store(&dir);
         let id = SessionId::generate();
-        s.save(&id, with_csrf("one"), true).await.unwrap();
+        s.save(&id, with_csrf("one"), SaveMode::Fresh).await.unwrap();
         assert!(s.load(&id).await.unwrap().is_some());
-        s.save(&id, with_csrf("two"), false).await.unwrap();
+        s.save(&id, with_csrf("two"), SaveMode::Overwrite).await.unwrap();
         assert_eq!(csrf_of(s.load(&id).await.unwrap()).as_deref(), Some("two"));
         s.save_revocation(&id, with_csrf("three")).await.unwrap();
         assert_eq!(csrf_of(s.load(&id).await.unwrap()).as_deref(), Some("three"));
@@ -870,9 +1003,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = store(&dir);
         let id = SessionId::generate();
-        s.save(&id, with_csrf("c"), true).await.unwrap();
+        s.save(&id, with_csrf("c"), SaveMode::Fresh).await.unwrap();
         s.delete(&[&id]).await.unwrap();
-        s.save(&id, with_csrf("late"), false).await.unwrap();
+        s.save(&id, with_csrf("late"), SaveMode::Overwrite).await.unwrap();
         assert!(s.load(&id).await.unwrap().is_none());
         assert!(store(&dir).load(&id).await.unwrap().is_none());
     }
@@ -882,14 +1015,14 @@ mod tests {
         let cache = SessionCache::default();
         let far = now_unix() + 3600;
         for i in 0..=CACHE_MAX_SESSIONS {
-            cache.put(&format!("k{i}"), Arc::default(), far, now_unix());
+            cache.put(&format!("k{i}"), Arc::default(), 0, far, now_unix());
         }
         assert!(cache.len() <= CACHE_MAX_SESSIONS);
         assert!(
             cache.get(&format!("k{CACHE_MAX_SESSIONS}"), now_unix()).is_some(),
             "the newest is kept"
         );
-        cache.put("expired", Arc::default(), 0, now_unix());
+        cache.put("expired", Arc::default(), 0, 0, now_unix());
         assert!(cache.get("expired", now_unix()).is_none());
     }
 
@@ -946,5 +1079,43 @@ mod tests {
                 .unwrap()
                 .ends_with("; Secure")
         );
+    }
+
+    #[tokio::test]
+    async fn a_save_from_before_a_logout_does_not_undo_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let id = SessionId::generate();
+        s.save(&id, with_csrf("logged-in"), SaveMode::Fresh)
+            .await
+            .unwrap();
+        // A page view loads the session, then (while it refreshes tokens) the user logs out.
+        let page_view = s.load(&id).await.unwrap().unwrap();
+        let logout = s.load(&id).await.unwrap().unwrap();
+        assert_eq!(page_view.generation, logout.generation);
+        s.save_revocation(&id, with_csrf("logged-out")).await.unwrap();
+        // The page view's copy, saved after, is dropped: the log-out stands, in memory and in the file.
+        s.save(
+            &id,
+            with_csrf("refreshed"),
+            SaveMode::IfUnchangedSince(page_view.generation),
+        )
+        .await
+        .unwrap();
+        assert_eq!(csrf_of(s.load(&id).await.unwrap()).as_deref(), Some("logged-out"));
+        assert_eq!(
+            csrf_of(store(&dir).load(&id).await.unwrap()).as_deref(),
+            Some("logged-out")
+        );
+        // A save from the current generation goes through.
+        let current = s.load(&id).await.unwrap().unwrap();
+        s.save(
+            &id,
+            with_csrf("next"),
+            SaveMode::IfUnchangedSince(current.generation),
+        )
+        .await
+        .unwrap();
+        assert_eq!(csrf_of(s.load(&id).await.unwrap()).as_deref(), Some("next"));
     }
 }

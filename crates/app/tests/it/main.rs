@@ -9,4 +9,5 @@ mod fake_ehr;
 mod launch;
 mod logs;
 mod revocation;
+mod safety;
 mod session;

@@ -33,8 +33,11 @@ fn csrf_of(page: &crate::common::Page) -> String {
 async fn the_cookie_is_http_only_lax_and_holds_only_an_id_rotated_at_login() {
     let env = TestEnv::start().await;
     let browser = Browser::new();
-    let first = browser.request("GET", env.url("/"), None).await;
-    let before = session_cookie(&first).expect("a session cookie on the start page");
+    // A page view stores nothing, so it sets no cookie; starting a launch does (the launch waits in it).
+    let start = browser.request("GET", env.url("/"), None).await;
+    assert!(session_cookie(&start).is_none(), "no cookie for a page view");
+    let ehr = browser.request("GET", env.url("/authorize"), None).await;
+    let before = session_cookie(&ehr).expect("a session cookie once a launch is started");
     assert!(
         before.contains("HttpOnly") && before.contains("SameSite=Lax"),
         "{before}"
@@ -48,9 +51,7 @@ async fn the_cookie_is_http_only_lax_and_holds_only_an_id_rotated_at_login() {
 
     // Complete the launch, watching the callback's answer for the rotated cookie.
     let app_origin = env.app.url.origin();
-    let ehr = browser
-        .navigate_until("GET", env.url("/authorize"), None, |u| u.origin() != app_origin)
-        .await;
+    assert_ne!(crate::common::location(&ehr).origin(), app_origin, "{ehr:?}");
     let first_ehr = browser.get(crate::common::location(&ehr)).await;
     let back = crate::common::click_through_ehr(&browser, first_ehr, "approve", &|u: &url::Url| {
         u.origin() == app_origin
@@ -89,7 +90,7 @@ async fn secure_cookies_when_the_public_url_is_https() {
     let browser = Browser::new();
     assert_eq!(env.app.url.as_str(), "https://app.example.org/");
     // The app itself listens on plain http behind the (imagined) TLS proxy; ask it directly.
-    let direct = url::Url::parse(&format!("http://{}/", env.app.addr)).unwrap();
+    let direct = url::Url::parse(&format!("http://{}/authorize", env.app.addr)).unwrap();
     let page = browser.request("GET", direct, None).await;
     let cookie = session_cookie(&page).unwrap();
     assert!(cookie.contains("; Secure"), "{cookie}");
@@ -293,8 +294,8 @@ async fn a_logged_out_or_reset_session_is_not_served_again() {
         after_reset.body
     );
     assert!(
-        session_cookie(&after_reset).is_some(),
-        "an unknown id gets a fresh session and cookie"
+        session_cookie(&after_reset).is_none(),
+        "an unknown id is a stranger: nothing is stored for it, no cookie is set"
     );
     env.stop().await;
 }

@@ -1,0 +1,122 @@
+//! The app facing strangers: nothing stored for a page view, launches capped per session and short-lived,
+//! pages that cannot be framed, half-sent requests disconnected.
+
+use std::time::Duration;
+
+use app::{AppConfig, ServerLimits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::{Browser, TestEnv};
+
+fn set_cookie(page: &crate::common::Page) -> Option<String> {
+    page.set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("smart_fhir_session="))
+}
+
+#[tokio::test]
+async fn a_cookieless_page_view_stores_nothing() {
+    let env = TestEnv::start().await;
+    for path in ["/", "/index.html", "/logout", "/reset", "/inspect", "/", "/?x=1"] {
+        let page = Browser::new().request("GET", env.url(path), None).await;
+        assert!(page.status < 500, "{path}: {}", page.status);
+        assert!(set_cookie(&page).is_none(), "{path} set a cookie");
+    }
+    // A forged POST from a stranger changes nothing and stores nothing either.
+    let stranger = Browser::new();
+    let start = stranger.request("GET", env.url("/"), None).await;
+    let csrf = crate::common::parse_forms(&start.body)
+        .into_iter()
+        .find_map(|f| f.fields.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.clone()));
+    if let Some(csrf) = csrf {
+        let posted = stranger
+            .request("POST", env.url("/logout"), Some(vec![("csrf".into(), csrf)]))
+            .await;
+        assert!(set_cookie(&posted).is_none());
+    }
+    let (sessions, pending) = env.app.state.sessions().row_counts().await.unwrap();
+    assert_eq!((sessions, pending), (0, 0));
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn launches_a_stranger_starts_are_capped_per_session_and_short_lived() {
+    let env = TestEnv::start().await;
+    let browser = Browser::new();
+    for _ in 0..(app::session::MAX_PENDING_PER_SESSION + 7) {
+        let page = browser.request("GET", env.url("/authorize"), None).await;
+        assert!((300..400).contains(&page.status), "{}", page.status);
+    }
+    let (sessions, pending) = env.app.state.sessions().row_counts().await.unwrap();
+    assert_eq!(sessions, 1, "one browser, one session");
+    assert_eq!(pending, app::session::MAX_PENDING_PER_SESSION);
+    // A session that only waits for a launch lives as long as the launch may wait, not the configured 12 h.
+    let conn = rusqlite::Connection::open(env.session_db()).unwrap();
+    let expires_at: i64 = conn
+        .query_row("SELECT expires_at FROM sessions", [], |r| r.get(0))
+        .unwrap();
+    let limit = chrono::Utc::now().timestamp()
+        + i64::try_from(app::session::PENDING_LAUNCH_TTL.as_secs()).unwrap()
+        + 5;
+    assert!(expires_at <= limit, "expires at {expires_at}, later than {limit}");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn the_apps_pages_cannot_be_framed() {
+    let env = TestEnv::start().await;
+    let page = Browser::new().request("GET", env.url("/"), None).await;
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn half_sent_requests_to_the_app_are_closed_after_the_header_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = AppConfig::for_issuer(
+        url::Url::parse("http://127.0.0.1:9/fhir").unwrap(),
+        "app",
+        dir.path().join("sessions.db"),
+    );
+    let limits = ServerLimits {
+        header_read_timeout: Duration::from_millis(300),
+        max_connections: 4,
+        ..ServerLimits::default()
+    };
+    let app = app::start_with_limits(config, limits).await.unwrap();
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        socket
+            .write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n")
+            .await
+            .unwrap();
+        sockets.push(socket);
+    }
+    for socket in &mut sockets {
+        let mut buf = [0u8; 1024];
+        loop {
+            let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buf))
+                .await
+                .expect("the app kept a half-sent request open");
+            match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => assert!(!String::from_utf8_lossy(&buf[..n]).contains("200 OK")),
+            }
+        }
+    }
+    // Over the connection limit: 503 with Retry-After.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(tokio::net::TcpStream::connect(app.addr).await.unwrap());
+    }
+    let mut extra = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), extra.read_to_string(&mut answer)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    drop(held);
+    app.shutdown().await;
+}
