@@ -306,7 +306,7 @@ pub fn emit_resource_enum(out: &mut String, resources: &[&TypeOutput]) {
     for t in resources {
         let _ = writeln!(
             out,
-            "            \"{0}\" => r.read_object::<{0}>()?.map(|v| Self::{0}(Box::new(v))),",
+            "            \"{0}\" => r.read_boxed::<{0}>()?.map(Self::{0}),",
             t.name
         );
     }
@@ -318,6 +318,14 @@ pub fn emit_resource_enum(out: &mut String, resources: &[&TypeOutput]) {
     }
     out.push_str("        }\n    }\n}\n\n");
     for t in resources {
+        let _ = writeln!(
+            out,
+            "impl ResourceType for {0} {{\n    fn of(resource: &Resource) -> Option<&Self> {{\n        \
+             match resource {{\n            Resource::{0}(r) => Some(r),\n            _ => None,\n        }}\n    }}\n    \
+             fn from_resource(resource: Resource) -> Result<Self, Resource> {{\n        match resource {{\n            \
+             Resource::{0}(r) => Ok(*r),\n            other => Err(other),\n        }}\n    }}\n}}\n",
+            t.name
+        );
         let _ = writeln!(
             out,
             "impl From<{0}> for Resource {{\n    fn from(r: {0}) -> Self {{\n        Self::{0}(Box::new(r))\n    }}\n}}\n",

@@ -344,3 +344,38 @@ pub fn field_name(json: &str) -> String {
 pub fn module_name(type_name: &str) -> String {
     field_name(type_name).trim_end_matches('_').to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_rust_conventions_and_avoid_keywords() {
+        assert_eq!(
+            type_name("Observation.referenceRange"),
+            "ObservationReferenceRange"
+        );
+        assert_eq!(field_name("referenceRange"), "reference_range");
+        assert_eq!(field_name("type"), "type_");
+        assert_eq!(field_name("use"), "use_");
+        assert_eq!(module_name("MedicationRequest"), "medication_request");
+    }
+
+    #[test]
+    fn the_committed_extract_builds_every_resource_and_data_type() {
+        let text = include_str!("../input/r4-core-4.0.1.jsonl");
+        let outputs = build(&read_extract(text).expect("the extract reads")).expect("it builds");
+        assert_eq!(outputs.iter().filter(|t| t.is_resource).count(), 146);
+        assert_eq!(outputs.iter().filter(|t| !t.is_resource).count(), 39);
+        let item = outputs.iter().find(|t| t.name == "Questionnaire").and_then(|t| {
+            t.structs
+                .iter()
+                .find(|s| s.rust == "QuestionnaireItem")?
+                .fields
+                .iter()
+                .find(|f| f.json == "item")
+                .cloned()
+        });
+        assert!(matches!(item.map(|f| f.kind), Some(FieldKind::Complex(t)) if t == "QuestionnaireItem"));
+    }
+}

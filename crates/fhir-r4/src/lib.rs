@@ -28,7 +28,10 @@
 //! the runtime they use is in `src/rt`.
 
 mod generated;
+mod resource_type;
 pub mod rt;
+
+pub use resource_type::ResourceType;
 
 pub use generated::*;
 pub use rt::{

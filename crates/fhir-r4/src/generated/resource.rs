@@ -613,384 +613,250 @@ impl Resource {
     /// Reads the resource named `resource_type`; `None` when no R4 resource has that name.
     pub(crate) fn read_typed(resource_type: &str, r: &mut Reader<'_>) -> Result<Option<Self>, Error> {
         Ok(match resource_type {
-            "Account" => r.read_object::<Account>()?.map(|v| Self::Account(Box::new(v))),
+            "Account" => r.read_boxed::<Account>()?.map(Self::Account),
             "ActivityDefinition" => r
-                .read_object::<ActivityDefinition>()?
-                .map(|v| Self::ActivityDefinition(Box::new(v))),
-            "AdverseEvent" => r
-                .read_object::<AdverseEvent>()?
-                .map(|v| Self::AdverseEvent(Box::new(v))),
+                .read_boxed::<ActivityDefinition>()?
+                .map(Self::ActivityDefinition),
+            "AdverseEvent" => r.read_boxed::<AdverseEvent>()?.map(Self::AdverseEvent),
             "AllergyIntolerance" => r
-                .read_object::<AllergyIntolerance>()?
-                .map(|v| Self::AllergyIntolerance(Box::new(v))),
-            "Appointment" => r
-                .read_object::<Appointment>()?
-                .map(|v| Self::Appointment(Box::new(v))),
+                .read_boxed::<AllergyIntolerance>()?
+                .map(Self::AllergyIntolerance),
+            "Appointment" => r.read_boxed::<Appointment>()?.map(Self::Appointment),
             "AppointmentResponse" => r
-                .read_object::<AppointmentResponse>()?
-                .map(|v| Self::AppointmentResponse(Box::new(v))),
-            "AuditEvent" => r
-                .read_object::<AuditEvent>()?
-                .map(|v| Self::AuditEvent(Box::new(v))),
-            "Basic" => r.read_object::<Basic>()?.map(|v| Self::Basic(Box::new(v))),
-            "Binary" => r.read_object::<Binary>()?.map(|v| Self::Binary(Box::new(v))),
+                .read_boxed::<AppointmentResponse>()?
+                .map(Self::AppointmentResponse),
+            "AuditEvent" => r.read_boxed::<AuditEvent>()?.map(Self::AuditEvent),
+            "Basic" => r.read_boxed::<Basic>()?.map(Self::Basic),
+            "Binary" => r.read_boxed::<Binary>()?.map(Self::Binary),
             "BiologicallyDerivedProduct" => r
-                .read_object::<BiologicallyDerivedProduct>()?
-                .map(|v| Self::BiologicallyDerivedProduct(Box::new(v))),
-            "BodyStructure" => r
-                .read_object::<BodyStructure>()?
-                .map(|v| Self::BodyStructure(Box::new(v))),
-            "Bundle" => r.read_object::<Bundle>()?.map(|v| Self::Bundle(Box::new(v))),
+                .read_boxed::<BiologicallyDerivedProduct>()?
+                .map(Self::BiologicallyDerivedProduct),
+            "BodyStructure" => r.read_boxed::<BodyStructure>()?.map(Self::BodyStructure),
+            "Bundle" => r.read_boxed::<Bundle>()?.map(Self::Bundle),
             "CapabilityStatement" => r
-                .read_object::<CapabilityStatement>()?
-                .map(|v| Self::CapabilityStatement(Box::new(v))),
-            "CarePlan" => r.read_object::<CarePlan>()?.map(|v| Self::CarePlan(Box::new(v))),
-            "CareTeam" => r.read_object::<CareTeam>()?.map(|v| Self::CareTeam(Box::new(v))),
-            "CatalogEntry" => r
-                .read_object::<CatalogEntry>()?
-                .map(|v| Self::CatalogEntry(Box::new(v))),
-            "ChargeItem" => r
-                .read_object::<ChargeItem>()?
-                .map(|v| Self::ChargeItem(Box::new(v))),
+                .read_boxed::<CapabilityStatement>()?
+                .map(Self::CapabilityStatement),
+            "CarePlan" => r.read_boxed::<CarePlan>()?.map(Self::CarePlan),
+            "CareTeam" => r.read_boxed::<CareTeam>()?.map(Self::CareTeam),
+            "CatalogEntry" => r.read_boxed::<CatalogEntry>()?.map(Self::CatalogEntry),
+            "ChargeItem" => r.read_boxed::<ChargeItem>()?.map(Self::ChargeItem),
             "ChargeItemDefinition" => r
-                .read_object::<ChargeItemDefinition>()?
-                .map(|v| Self::ChargeItemDefinition(Box::new(v))),
-            "Claim" => r.read_object::<Claim>()?.map(|v| Self::Claim(Box::new(v))),
-            "ClaimResponse" => r
-                .read_object::<ClaimResponse>()?
-                .map(|v| Self::ClaimResponse(Box::new(v))),
+                .read_boxed::<ChargeItemDefinition>()?
+                .map(Self::ChargeItemDefinition),
+            "Claim" => r.read_boxed::<Claim>()?.map(Self::Claim),
+            "ClaimResponse" => r.read_boxed::<ClaimResponse>()?.map(Self::ClaimResponse),
             "ClinicalImpression" => r
-                .read_object::<ClinicalImpression>()?
-                .map(|v| Self::ClinicalImpression(Box::new(v))),
-            "CodeSystem" => r
-                .read_object::<CodeSystem>()?
-                .map(|v| Self::CodeSystem(Box::new(v))),
-            "Communication" => r
-                .read_object::<Communication>()?
-                .map(|v| Self::Communication(Box::new(v))),
+                .read_boxed::<ClinicalImpression>()?
+                .map(Self::ClinicalImpression),
+            "CodeSystem" => r.read_boxed::<CodeSystem>()?.map(Self::CodeSystem),
+            "Communication" => r.read_boxed::<Communication>()?.map(Self::Communication),
             "CommunicationRequest" => r
-                .read_object::<CommunicationRequest>()?
-                .map(|v| Self::CommunicationRequest(Box::new(v))),
+                .read_boxed::<CommunicationRequest>()?
+                .map(Self::CommunicationRequest),
             "CompartmentDefinition" => r
-                .read_object::<CompartmentDefinition>()?
-                .map(|v| Self::CompartmentDefinition(Box::new(v))),
-            "Composition" => r
-                .read_object::<Composition>()?
-                .map(|v| Self::Composition(Box::new(v))),
-            "ConceptMap" => r
-                .read_object::<ConceptMap>()?
-                .map(|v| Self::ConceptMap(Box::new(v))),
-            "Condition" => r
-                .read_object::<Condition>()?
-                .map(|v| Self::Condition(Box::new(v))),
-            "Consent" => r.read_object::<Consent>()?.map(|v| Self::Consent(Box::new(v))),
-            "Contract" => r.read_object::<Contract>()?.map(|v| Self::Contract(Box::new(v))),
-            "Coverage" => r.read_object::<Coverage>()?.map(|v| Self::Coverage(Box::new(v))),
+                .read_boxed::<CompartmentDefinition>()?
+                .map(Self::CompartmentDefinition),
+            "Composition" => r.read_boxed::<Composition>()?.map(Self::Composition),
+            "ConceptMap" => r.read_boxed::<ConceptMap>()?.map(Self::ConceptMap),
+            "Condition" => r.read_boxed::<Condition>()?.map(Self::Condition),
+            "Consent" => r.read_boxed::<Consent>()?.map(Self::Consent),
+            "Contract" => r.read_boxed::<Contract>()?.map(Self::Contract),
+            "Coverage" => r.read_boxed::<Coverage>()?.map(Self::Coverage),
             "CoverageEligibilityRequest" => r
-                .read_object::<CoverageEligibilityRequest>()?
-                .map(|v| Self::CoverageEligibilityRequest(Box::new(v))),
+                .read_boxed::<CoverageEligibilityRequest>()?
+                .map(Self::CoverageEligibilityRequest),
             "CoverageEligibilityResponse" => r
-                .read_object::<CoverageEligibilityResponse>()?
-                .map(|v| Self::CoverageEligibilityResponse(Box::new(v))),
-            "DetectedIssue" => r
-                .read_object::<DetectedIssue>()?
-                .map(|v| Self::DetectedIssue(Box::new(v))),
-            "Device" => r.read_object::<Device>()?.map(|v| Self::Device(Box::new(v))),
-            "DeviceDefinition" => r
-                .read_object::<DeviceDefinition>()?
-                .map(|v| Self::DeviceDefinition(Box::new(v))),
-            "DeviceMetric" => r
-                .read_object::<DeviceMetric>()?
-                .map(|v| Self::DeviceMetric(Box::new(v))),
-            "DeviceRequest" => r
-                .read_object::<DeviceRequest>()?
-                .map(|v| Self::DeviceRequest(Box::new(v))),
+                .read_boxed::<CoverageEligibilityResponse>()?
+                .map(Self::CoverageEligibilityResponse),
+            "DetectedIssue" => r.read_boxed::<DetectedIssue>()?.map(Self::DetectedIssue),
+            "Device" => r.read_boxed::<Device>()?.map(Self::Device),
+            "DeviceDefinition" => r.read_boxed::<DeviceDefinition>()?.map(Self::DeviceDefinition),
+            "DeviceMetric" => r.read_boxed::<DeviceMetric>()?.map(Self::DeviceMetric),
+            "DeviceRequest" => r.read_boxed::<DeviceRequest>()?.map(Self::DeviceRequest),
             "DeviceUseStatement" => r
-                .read_object::<DeviceUseStatement>()?
-                .map(|v| Self::DeviceUseStatement(Box::new(v))),
-            "DiagnosticReport" => r
-                .read_object::<DiagnosticReport>()?
-                .map(|v| Self::DiagnosticReport(Box::new(v))),
-            "DocumentManifest" => r
-                .read_object::<DocumentManifest>()?
-                .map(|v| Self::DocumentManifest(Box::new(v))),
-            "DocumentReference" => r
-                .read_object::<DocumentReference>()?
-                .map(|v| Self::DocumentReference(Box::new(v))),
+                .read_boxed::<DeviceUseStatement>()?
+                .map(Self::DeviceUseStatement),
+            "DiagnosticReport" => r.read_boxed::<DiagnosticReport>()?.map(Self::DiagnosticReport),
+            "DocumentManifest" => r.read_boxed::<DocumentManifest>()?.map(Self::DocumentManifest),
+            "DocumentReference" => r.read_boxed::<DocumentReference>()?.map(Self::DocumentReference),
             "EffectEvidenceSynthesis" => r
-                .read_object::<EffectEvidenceSynthesis>()?
-                .map(|v| Self::EffectEvidenceSynthesis(Box::new(v))),
-            "Encounter" => r
-                .read_object::<Encounter>()?
-                .map(|v| Self::Encounter(Box::new(v))),
-            "Endpoint" => r.read_object::<Endpoint>()?.map(|v| Self::Endpoint(Box::new(v))),
-            "EnrollmentRequest" => r
-                .read_object::<EnrollmentRequest>()?
-                .map(|v| Self::EnrollmentRequest(Box::new(v))),
+                .read_boxed::<EffectEvidenceSynthesis>()?
+                .map(Self::EffectEvidenceSynthesis),
+            "Encounter" => r.read_boxed::<Encounter>()?.map(Self::Encounter),
+            "Endpoint" => r.read_boxed::<Endpoint>()?.map(Self::Endpoint),
+            "EnrollmentRequest" => r.read_boxed::<EnrollmentRequest>()?.map(Self::EnrollmentRequest),
             "EnrollmentResponse" => r
-                .read_object::<EnrollmentResponse>()?
-                .map(|v| Self::EnrollmentResponse(Box::new(v))),
-            "EpisodeOfCare" => r
-                .read_object::<EpisodeOfCare>()?
-                .map(|v| Self::EpisodeOfCare(Box::new(v))),
-            "EventDefinition" => r
-                .read_object::<EventDefinition>()?
-                .map(|v| Self::EventDefinition(Box::new(v))),
-            "Evidence" => r.read_object::<Evidence>()?.map(|v| Self::Evidence(Box::new(v))),
-            "EvidenceVariable" => r
-                .read_object::<EvidenceVariable>()?
-                .map(|v| Self::EvidenceVariable(Box::new(v))),
-            "ExampleScenario" => r
-                .read_object::<ExampleScenario>()?
-                .map(|v| Self::ExampleScenario(Box::new(v))),
+                .read_boxed::<EnrollmentResponse>()?
+                .map(Self::EnrollmentResponse),
+            "EpisodeOfCare" => r.read_boxed::<EpisodeOfCare>()?.map(Self::EpisodeOfCare),
+            "EventDefinition" => r.read_boxed::<EventDefinition>()?.map(Self::EventDefinition),
+            "Evidence" => r.read_boxed::<Evidence>()?.map(Self::Evidence),
+            "EvidenceVariable" => r.read_boxed::<EvidenceVariable>()?.map(Self::EvidenceVariable),
+            "ExampleScenario" => r.read_boxed::<ExampleScenario>()?.map(Self::ExampleScenario),
             "ExplanationOfBenefit" => r
-                .read_object::<ExplanationOfBenefit>()?
-                .map(|v| Self::ExplanationOfBenefit(Box::new(v))),
+                .read_boxed::<ExplanationOfBenefit>()?
+                .map(Self::ExplanationOfBenefit),
             "FamilyMemberHistory" => r
-                .read_object::<FamilyMemberHistory>()?
-                .map(|v| Self::FamilyMemberHistory(Box::new(v))),
-            "Flag" => r.read_object::<Flag>()?.map(|v| Self::Flag(Box::new(v))),
-            "Goal" => r.read_object::<Goal>()?.map(|v| Self::Goal(Box::new(v))),
-            "GraphDefinition" => r
-                .read_object::<GraphDefinition>()?
-                .map(|v| Self::GraphDefinition(Box::new(v))),
-            "Group" => r.read_object::<Group>()?.map(|v| Self::Group(Box::new(v))),
-            "GuidanceResponse" => r
-                .read_object::<GuidanceResponse>()?
-                .map(|v| Self::GuidanceResponse(Box::new(v))),
-            "HealthcareService" => r
-                .read_object::<HealthcareService>()?
-                .map(|v| Self::HealthcareService(Box::new(v))),
-            "ImagingStudy" => r
-                .read_object::<ImagingStudy>()?
-                .map(|v| Self::ImagingStudy(Box::new(v))),
-            "Immunization" => r
-                .read_object::<Immunization>()?
-                .map(|v| Self::Immunization(Box::new(v))),
+                .read_boxed::<FamilyMemberHistory>()?
+                .map(Self::FamilyMemberHistory),
+            "Flag" => r.read_boxed::<Flag>()?.map(Self::Flag),
+            "Goal" => r.read_boxed::<Goal>()?.map(Self::Goal),
+            "GraphDefinition" => r.read_boxed::<GraphDefinition>()?.map(Self::GraphDefinition),
+            "Group" => r.read_boxed::<Group>()?.map(Self::Group),
+            "GuidanceResponse" => r.read_boxed::<GuidanceResponse>()?.map(Self::GuidanceResponse),
+            "HealthcareService" => r.read_boxed::<HealthcareService>()?.map(Self::HealthcareService),
+            "ImagingStudy" => r.read_boxed::<ImagingStudy>()?.map(Self::ImagingStudy),
+            "Immunization" => r.read_boxed::<Immunization>()?.map(Self::Immunization),
             "ImmunizationEvaluation" => r
-                .read_object::<ImmunizationEvaluation>()?
-                .map(|v| Self::ImmunizationEvaluation(Box::new(v))),
+                .read_boxed::<ImmunizationEvaluation>()?
+                .map(Self::ImmunizationEvaluation),
             "ImmunizationRecommendation" => r
-                .read_object::<ImmunizationRecommendation>()?
-                .map(|v| Self::ImmunizationRecommendation(Box::new(v))),
+                .read_boxed::<ImmunizationRecommendation>()?
+                .map(Self::ImmunizationRecommendation),
             "ImplementationGuide" => r
-                .read_object::<ImplementationGuide>()?
-                .map(|v| Self::ImplementationGuide(Box::new(v))),
-            "InsurancePlan" => r
-                .read_object::<InsurancePlan>()?
-                .map(|v| Self::InsurancePlan(Box::new(v))),
-            "Invoice" => r.read_object::<Invoice>()?.map(|v| Self::Invoice(Box::new(v))),
-            "Library" => r.read_object::<Library>()?.map(|v| Self::Library(Box::new(v))),
-            "Linkage" => r.read_object::<Linkage>()?.map(|v| Self::Linkage(Box::new(v))),
-            "List" => r.read_object::<List>()?.map(|v| Self::List(Box::new(v))),
-            "Location" => r.read_object::<Location>()?.map(|v| Self::Location(Box::new(v))),
-            "Measure" => r.read_object::<Measure>()?.map(|v| Self::Measure(Box::new(v))),
-            "MeasureReport" => r
-                .read_object::<MeasureReport>()?
-                .map(|v| Self::MeasureReport(Box::new(v))),
-            "Media" => r.read_object::<Media>()?.map(|v| Self::Media(Box::new(v))),
-            "Medication" => r
-                .read_object::<Medication>()?
-                .map(|v| Self::Medication(Box::new(v))),
+                .read_boxed::<ImplementationGuide>()?
+                .map(Self::ImplementationGuide),
+            "InsurancePlan" => r.read_boxed::<InsurancePlan>()?.map(Self::InsurancePlan),
+            "Invoice" => r.read_boxed::<Invoice>()?.map(Self::Invoice),
+            "Library" => r.read_boxed::<Library>()?.map(Self::Library),
+            "Linkage" => r.read_boxed::<Linkage>()?.map(Self::Linkage),
+            "List" => r.read_boxed::<List>()?.map(Self::List),
+            "Location" => r.read_boxed::<Location>()?.map(Self::Location),
+            "Measure" => r.read_boxed::<Measure>()?.map(Self::Measure),
+            "MeasureReport" => r.read_boxed::<MeasureReport>()?.map(Self::MeasureReport),
+            "Media" => r.read_boxed::<Media>()?.map(Self::Media),
+            "Medication" => r.read_boxed::<Medication>()?.map(Self::Medication),
             "MedicationAdministration" => r
-                .read_object::<MedicationAdministration>()?
-                .map(|v| Self::MedicationAdministration(Box::new(v))),
+                .read_boxed::<MedicationAdministration>()?
+                .map(Self::MedicationAdministration),
             "MedicationDispense" => r
-                .read_object::<MedicationDispense>()?
-                .map(|v| Self::MedicationDispense(Box::new(v))),
+                .read_boxed::<MedicationDispense>()?
+                .map(Self::MedicationDispense),
             "MedicationKnowledge" => r
-                .read_object::<MedicationKnowledge>()?
-                .map(|v| Self::MedicationKnowledge(Box::new(v))),
-            "MedicationRequest" => r
-                .read_object::<MedicationRequest>()?
-                .map(|v| Self::MedicationRequest(Box::new(v))),
+                .read_boxed::<MedicationKnowledge>()?
+                .map(Self::MedicationKnowledge),
+            "MedicationRequest" => r.read_boxed::<MedicationRequest>()?.map(Self::MedicationRequest),
             "MedicationStatement" => r
-                .read_object::<MedicationStatement>()?
-                .map(|v| Self::MedicationStatement(Box::new(v))),
-            "MedicinalProduct" => r
-                .read_object::<MedicinalProduct>()?
-                .map(|v| Self::MedicinalProduct(Box::new(v))),
+                .read_boxed::<MedicationStatement>()?
+                .map(Self::MedicationStatement),
+            "MedicinalProduct" => r.read_boxed::<MedicinalProduct>()?.map(Self::MedicinalProduct),
             "MedicinalProductAuthorization" => r
-                .read_object::<MedicinalProductAuthorization>()?
-                .map(|v| Self::MedicinalProductAuthorization(Box::new(v))),
+                .read_boxed::<MedicinalProductAuthorization>()?
+                .map(Self::MedicinalProductAuthorization),
             "MedicinalProductContraindication" => r
-                .read_object::<MedicinalProductContraindication>()?
-                .map(|v| Self::MedicinalProductContraindication(Box::new(v))),
+                .read_boxed::<MedicinalProductContraindication>()?
+                .map(Self::MedicinalProductContraindication),
             "MedicinalProductIndication" => r
-                .read_object::<MedicinalProductIndication>()?
-                .map(|v| Self::MedicinalProductIndication(Box::new(v))),
+                .read_boxed::<MedicinalProductIndication>()?
+                .map(Self::MedicinalProductIndication),
             "MedicinalProductIngredient" => r
-                .read_object::<MedicinalProductIngredient>()?
-                .map(|v| Self::MedicinalProductIngredient(Box::new(v))),
+                .read_boxed::<MedicinalProductIngredient>()?
+                .map(Self::MedicinalProductIngredient),
             "MedicinalProductInteraction" => r
-                .read_object::<MedicinalProductInteraction>()?
-                .map(|v| Self::MedicinalProductInteraction(Box::new(v))),
+                .read_boxed::<MedicinalProductInteraction>()?
+                .map(Self::MedicinalProductInteraction),
             "MedicinalProductManufactured" => r
-                .read_object::<MedicinalProductManufactured>()?
-                .map(|v| Self::MedicinalProductManufactured(Box::new(v))),
+                .read_boxed::<MedicinalProductManufactured>()?
+                .map(Self::MedicinalProductManufactured),
             "MedicinalProductPackaged" => r
-                .read_object::<MedicinalProductPackaged>()?
-                .map(|v| Self::MedicinalProductPackaged(Box::new(v))),
+                .read_boxed::<MedicinalProductPackaged>()?
+                .map(Self::MedicinalProductPackaged),
             "MedicinalProductPharmaceutical" => r
-                .read_object::<MedicinalProductPharmaceutical>()?
-                .map(|v| Self::MedicinalProductPharmaceutical(Box::new(v))),
+                .read_boxed::<MedicinalProductPharmaceutical>()?
+                .map(Self::MedicinalProductPharmaceutical),
             "MedicinalProductUndesirableEffect" => r
-                .read_object::<MedicinalProductUndesirableEffect>()?
-                .map(|v| Self::MedicinalProductUndesirableEffect(Box::new(v))),
-            "MessageDefinition" => r
-                .read_object::<MessageDefinition>()?
-                .map(|v| Self::MessageDefinition(Box::new(v))),
-            "MessageHeader" => r
-                .read_object::<MessageHeader>()?
-                .map(|v| Self::MessageHeader(Box::new(v))),
-            "MolecularSequence" => r
-                .read_object::<MolecularSequence>()?
-                .map(|v| Self::MolecularSequence(Box::new(v))),
-            "NamingSystem" => r
-                .read_object::<NamingSystem>()?
-                .map(|v| Self::NamingSystem(Box::new(v))),
-            "NutritionOrder" => r
-                .read_object::<NutritionOrder>()?
-                .map(|v| Self::NutritionOrder(Box::new(v))),
-            "Observation" => r
-                .read_object::<Observation>()?
-                .map(|v| Self::Observation(Box::new(v))),
+                .read_boxed::<MedicinalProductUndesirableEffect>()?
+                .map(Self::MedicinalProductUndesirableEffect),
+            "MessageDefinition" => r.read_boxed::<MessageDefinition>()?.map(Self::MessageDefinition),
+            "MessageHeader" => r.read_boxed::<MessageHeader>()?.map(Self::MessageHeader),
+            "MolecularSequence" => r.read_boxed::<MolecularSequence>()?.map(Self::MolecularSequence),
+            "NamingSystem" => r.read_boxed::<NamingSystem>()?.map(Self::NamingSystem),
+            "NutritionOrder" => r.read_boxed::<NutritionOrder>()?.map(Self::NutritionOrder),
+            "Observation" => r.read_boxed::<Observation>()?.map(Self::Observation),
             "ObservationDefinition" => r
-                .read_object::<ObservationDefinition>()?
-                .map(|v| Self::ObservationDefinition(Box::new(v))),
+                .read_boxed::<ObservationDefinition>()?
+                .map(Self::ObservationDefinition),
             "OperationDefinition" => r
-                .read_object::<OperationDefinition>()?
-                .map(|v| Self::OperationDefinition(Box::new(v))),
-            "OperationOutcome" => r
-                .read_object::<OperationOutcome>()?
-                .map(|v| Self::OperationOutcome(Box::new(v))),
-            "Organization" => r
-                .read_object::<Organization>()?
-                .map(|v| Self::Organization(Box::new(v))),
+                .read_boxed::<OperationDefinition>()?
+                .map(Self::OperationDefinition),
+            "OperationOutcome" => r.read_boxed::<OperationOutcome>()?.map(Self::OperationOutcome),
+            "Organization" => r.read_boxed::<Organization>()?.map(Self::Organization),
             "OrganizationAffiliation" => r
-                .read_object::<OrganizationAffiliation>()?
-                .map(|v| Self::OrganizationAffiliation(Box::new(v))),
-            "Parameters" => r
-                .read_object::<Parameters>()?
-                .map(|v| Self::Parameters(Box::new(v))),
-            "Patient" => r.read_object::<Patient>()?.map(|v| Self::Patient(Box::new(v))),
-            "PaymentNotice" => r
-                .read_object::<PaymentNotice>()?
-                .map(|v| Self::PaymentNotice(Box::new(v))),
+                .read_boxed::<OrganizationAffiliation>()?
+                .map(Self::OrganizationAffiliation),
+            "Parameters" => r.read_boxed::<Parameters>()?.map(Self::Parameters),
+            "Patient" => r.read_boxed::<Patient>()?.map(Self::Patient),
+            "PaymentNotice" => r.read_boxed::<PaymentNotice>()?.map(Self::PaymentNotice),
             "PaymentReconciliation" => r
-                .read_object::<PaymentReconciliation>()?
-                .map(|v| Self::PaymentReconciliation(Box::new(v))),
-            "Person" => r.read_object::<Person>()?.map(|v| Self::Person(Box::new(v))),
-            "PlanDefinition" => r
-                .read_object::<PlanDefinition>()?
-                .map(|v| Self::PlanDefinition(Box::new(v))),
-            "Practitioner" => r
-                .read_object::<Practitioner>()?
-                .map(|v| Self::Practitioner(Box::new(v))),
-            "PractitionerRole" => r
-                .read_object::<PractitionerRole>()?
-                .map(|v| Self::PractitionerRole(Box::new(v))),
-            "Procedure" => r
-                .read_object::<Procedure>()?
-                .map(|v| Self::Procedure(Box::new(v))),
-            "Provenance" => r
-                .read_object::<Provenance>()?
-                .map(|v| Self::Provenance(Box::new(v))),
-            "Questionnaire" => r
-                .read_object::<Questionnaire>()?
-                .map(|v| Self::Questionnaire(Box::new(v))),
+                .read_boxed::<PaymentReconciliation>()?
+                .map(Self::PaymentReconciliation),
+            "Person" => r.read_boxed::<Person>()?.map(Self::Person),
+            "PlanDefinition" => r.read_boxed::<PlanDefinition>()?.map(Self::PlanDefinition),
+            "Practitioner" => r.read_boxed::<Practitioner>()?.map(Self::Practitioner),
+            "PractitionerRole" => r.read_boxed::<PractitionerRole>()?.map(Self::PractitionerRole),
+            "Procedure" => r.read_boxed::<Procedure>()?.map(Self::Procedure),
+            "Provenance" => r.read_boxed::<Provenance>()?.map(Self::Provenance),
+            "Questionnaire" => r.read_boxed::<Questionnaire>()?.map(Self::Questionnaire),
             "QuestionnaireResponse" => r
-                .read_object::<QuestionnaireResponse>()?
-                .map(|v| Self::QuestionnaireResponse(Box::new(v))),
-            "RelatedPerson" => r
-                .read_object::<RelatedPerson>()?
-                .map(|v| Self::RelatedPerson(Box::new(v))),
-            "RequestGroup" => r
-                .read_object::<RequestGroup>()?
-                .map(|v| Self::RequestGroup(Box::new(v))),
+                .read_boxed::<QuestionnaireResponse>()?
+                .map(Self::QuestionnaireResponse),
+            "RelatedPerson" => r.read_boxed::<RelatedPerson>()?.map(Self::RelatedPerson),
+            "RequestGroup" => r.read_boxed::<RequestGroup>()?.map(Self::RequestGroup),
             "ResearchDefinition" => r
-                .read_object::<ResearchDefinition>()?
-                .map(|v| Self::ResearchDefinition(Box::new(v))),
+                .read_boxed::<ResearchDefinition>()?
+                .map(Self::ResearchDefinition),
             "ResearchElementDefinition" => r
-                .read_object::<ResearchElementDefinition>()?
-                .map(|v| Self::ResearchElementDefinition(Box::new(v))),
-            "ResearchStudy" => r
-                .read_object::<ResearchStudy>()?
-                .map(|v| Self::ResearchStudy(Box::new(v))),
-            "ResearchSubject" => r
-                .read_object::<ResearchSubject>()?
-                .map(|v| Self::ResearchSubject(Box::new(v))),
-            "RiskAssessment" => r
-                .read_object::<RiskAssessment>()?
-                .map(|v| Self::RiskAssessment(Box::new(v))),
+                .read_boxed::<ResearchElementDefinition>()?
+                .map(Self::ResearchElementDefinition),
+            "ResearchStudy" => r.read_boxed::<ResearchStudy>()?.map(Self::ResearchStudy),
+            "ResearchSubject" => r.read_boxed::<ResearchSubject>()?.map(Self::ResearchSubject),
+            "RiskAssessment" => r.read_boxed::<RiskAssessment>()?.map(Self::RiskAssessment),
             "RiskEvidenceSynthesis" => r
-                .read_object::<RiskEvidenceSynthesis>()?
-                .map(|v| Self::RiskEvidenceSynthesis(Box::new(v))),
-            "Schedule" => r.read_object::<Schedule>()?.map(|v| Self::Schedule(Box::new(v))),
-            "SearchParameter" => r
-                .read_object::<SearchParameter>()?
-                .map(|v| Self::SearchParameter(Box::new(v))),
-            "ServiceRequest" => r
-                .read_object::<ServiceRequest>()?
-                .map(|v| Self::ServiceRequest(Box::new(v))),
-            "Slot" => r.read_object::<Slot>()?.map(|v| Self::Slot(Box::new(v))),
-            "Specimen" => r.read_object::<Specimen>()?.map(|v| Self::Specimen(Box::new(v))),
+                .read_boxed::<RiskEvidenceSynthesis>()?
+                .map(Self::RiskEvidenceSynthesis),
+            "Schedule" => r.read_boxed::<Schedule>()?.map(Self::Schedule),
+            "SearchParameter" => r.read_boxed::<SearchParameter>()?.map(Self::SearchParameter),
+            "ServiceRequest" => r.read_boxed::<ServiceRequest>()?.map(Self::ServiceRequest),
+            "Slot" => r.read_boxed::<Slot>()?.map(Self::Slot),
+            "Specimen" => r.read_boxed::<Specimen>()?.map(Self::Specimen),
             "SpecimenDefinition" => r
-                .read_object::<SpecimenDefinition>()?
-                .map(|v| Self::SpecimenDefinition(Box::new(v))),
+                .read_boxed::<SpecimenDefinition>()?
+                .map(Self::SpecimenDefinition),
             "StructureDefinition" => r
-                .read_object::<StructureDefinition>()?
-                .map(|v| Self::StructureDefinition(Box::new(v))),
-            "StructureMap" => r
-                .read_object::<StructureMap>()?
-                .map(|v| Self::StructureMap(Box::new(v))),
-            "Subscription" => r
-                .read_object::<Subscription>()?
-                .map(|v| Self::Subscription(Box::new(v))),
-            "Substance" => r
-                .read_object::<Substance>()?
-                .map(|v| Self::Substance(Box::new(v))),
+                .read_boxed::<StructureDefinition>()?
+                .map(Self::StructureDefinition),
+            "StructureMap" => r.read_boxed::<StructureMap>()?.map(Self::StructureMap),
+            "Subscription" => r.read_boxed::<Subscription>()?.map(Self::Subscription),
+            "Substance" => r.read_boxed::<Substance>()?.map(Self::Substance),
             "SubstanceNucleicAcid" => r
-                .read_object::<SubstanceNucleicAcid>()?
-                .map(|v| Self::SubstanceNucleicAcid(Box::new(v))),
-            "SubstancePolymer" => r
-                .read_object::<SubstancePolymer>()?
-                .map(|v| Self::SubstancePolymer(Box::new(v))),
-            "SubstanceProtein" => r
-                .read_object::<SubstanceProtein>()?
-                .map(|v| Self::SubstanceProtein(Box::new(v))),
+                .read_boxed::<SubstanceNucleicAcid>()?
+                .map(Self::SubstanceNucleicAcid),
+            "SubstancePolymer" => r.read_boxed::<SubstancePolymer>()?.map(Self::SubstancePolymer),
+            "SubstanceProtein" => r.read_boxed::<SubstanceProtein>()?.map(Self::SubstanceProtein),
             "SubstanceReferenceInformation" => r
-                .read_object::<SubstanceReferenceInformation>()?
-                .map(|v| Self::SubstanceReferenceInformation(Box::new(v))),
+                .read_boxed::<SubstanceReferenceInformation>()?
+                .map(Self::SubstanceReferenceInformation),
             "SubstanceSourceMaterial" => r
-                .read_object::<SubstanceSourceMaterial>()?
-                .map(|v| Self::SubstanceSourceMaterial(Box::new(v))),
+                .read_boxed::<SubstanceSourceMaterial>()?
+                .map(Self::SubstanceSourceMaterial),
             "SubstanceSpecification" => r
-                .read_object::<SubstanceSpecification>()?
-                .map(|v| Self::SubstanceSpecification(Box::new(v))),
-            "SupplyDelivery" => r
-                .read_object::<SupplyDelivery>()?
-                .map(|v| Self::SupplyDelivery(Box::new(v))),
-            "SupplyRequest" => r
-                .read_object::<SupplyRequest>()?
-                .map(|v| Self::SupplyRequest(Box::new(v))),
-            "Task" => r.read_object::<Task>()?.map(|v| Self::Task(Box::new(v))),
+                .read_boxed::<SubstanceSpecification>()?
+                .map(Self::SubstanceSpecification),
+            "SupplyDelivery" => r.read_boxed::<SupplyDelivery>()?.map(Self::SupplyDelivery),
+            "SupplyRequest" => r.read_boxed::<SupplyRequest>()?.map(Self::SupplyRequest),
+            "Task" => r.read_boxed::<Task>()?.map(Self::Task),
             "TerminologyCapabilities" => r
-                .read_object::<TerminologyCapabilities>()?
-                .map(|v| Self::TerminologyCapabilities(Box::new(v))),
-            "TestReport" => r
-                .read_object::<TestReport>()?
-                .map(|v| Self::TestReport(Box::new(v))),
-            "TestScript" => r
-                .read_object::<TestScript>()?
-                .map(|v| Self::TestScript(Box::new(v))),
-            "ValueSet" => r.read_object::<ValueSet>()?.map(|v| Self::ValueSet(Box::new(v))),
+                .read_boxed::<TerminologyCapabilities>()?
+                .map(Self::TerminologyCapabilities),
+            "TestReport" => r.read_boxed::<TestReport>()?.map(Self::TestReport),
+            "TestScript" => r.read_boxed::<TestScript>()?.map(Self::TestScript),
+            "ValueSet" => r.read_boxed::<ValueSet>()?.map(Self::ValueSet),
             "VerificationResult" => r
-                .read_object::<VerificationResult>()?
-                .map(|v| Self::VerificationResult(Box::new(v))),
+                .read_boxed::<VerificationResult>()?
+                .map(Self::VerificationResult),
             "VisionPrescription" => r
-                .read_object::<VisionPrescription>()?
-                .map(|v| Self::VisionPrescription(Box::new(v))),
+                .read_boxed::<VisionPrescription>()?
+                .map(Self::VisionPrescription),
             _ => None,
         })
     }
@@ -1148,9 +1014,39 @@ impl Resource {
     }
 }
 
+impl ResourceType for Account {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Account(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Account(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Account> for Resource {
     fn from(r: Account) -> Self {
         Self::Account(Box::new(r))
+    }
+}
+
+impl ResourceType for ActivityDefinition {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ActivityDefinition(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ActivityDefinition(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1160,9 +1056,39 @@ impl From<ActivityDefinition> for Resource {
     }
 }
 
+impl ResourceType for AdverseEvent {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::AdverseEvent(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::AdverseEvent(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<AdverseEvent> for Resource {
     fn from(r: AdverseEvent) -> Self {
         Self::AdverseEvent(Box::new(r))
+    }
+}
+
+impl ResourceType for AllergyIntolerance {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::AllergyIntolerance(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::AllergyIntolerance(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1172,9 +1098,39 @@ impl From<AllergyIntolerance> for Resource {
     }
 }
 
+impl ResourceType for Appointment {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Appointment(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Appointment(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Appointment> for Resource {
     fn from(r: Appointment) -> Self {
         Self::Appointment(Box::new(r))
+    }
+}
+
+impl ResourceType for AppointmentResponse {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::AppointmentResponse(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::AppointmentResponse(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1184,9 +1140,39 @@ impl From<AppointmentResponse> for Resource {
     }
 }
 
+impl ResourceType for AuditEvent {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::AuditEvent(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::AuditEvent(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<AuditEvent> for Resource {
     fn from(r: AuditEvent) -> Self {
         Self::AuditEvent(Box::new(r))
+    }
+}
+
+impl ResourceType for Basic {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Basic(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Basic(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1196,9 +1182,39 @@ impl From<Basic> for Resource {
     }
 }
 
+impl ResourceType for Binary {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Binary(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Binary(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Binary> for Resource {
     fn from(r: Binary) -> Self {
         Self::Binary(Box::new(r))
+    }
+}
+
+impl ResourceType for BiologicallyDerivedProduct {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::BiologicallyDerivedProduct(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::BiologicallyDerivedProduct(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1208,9 +1224,39 @@ impl From<BiologicallyDerivedProduct> for Resource {
     }
 }
 
+impl ResourceType for BodyStructure {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::BodyStructure(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::BodyStructure(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<BodyStructure> for Resource {
     fn from(r: BodyStructure) -> Self {
         Self::BodyStructure(Box::new(r))
+    }
+}
+
+impl ResourceType for Bundle {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Bundle(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Bundle(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1220,9 +1266,39 @@ impl From<Bundle> for Resource {
     }
 }
 
+impl ResourceType for CapabilityStatement {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::CapabilityStatement(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::CapabilityStatement(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<CapabilityStatement> for Resource {
     fn from(r: CapabilityStatement) -> Self {
         Self::CapabilityStatement(Box::new(r))
+    }
+}
+
+impl ResourceType for CarePlan {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::CarePlan(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::CarePlan(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1232,9 +1308,39 @@ impl From<CarePlan> for Resource {
     }
 }
 
+impl ResourceType for CareTeam {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::CareTeam(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::CareTeam(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<CareTeam> for Resource {
     fn from(r: CareTeam) -> Self {
         Self::CareTeam(Box::new(r))
+    }
+}
+
+impl ResourceType for CatalogEntry {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::CatalogEntry(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::CatalogEntry(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1244,9 +1350,39 @@ impl From<CatalogEntry> for Resource {
     }
 }
 
+impl ResourceType for ChargeItem {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ChargeItem(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ChargeItem(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<ChargeItem> for Resource {
     fn from(r: ChargeItem) -> Self {
         Self::ChargeItem(Box::new(r))
+    }
+}
+
+impl ResourceType for ChargeItemDefinition {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ChargeItemDefinition(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ChargeItemDefinition(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1256,9 +1392,39 @@ impl From<ChargeItemDefinition> for Resource {
     }
 }
 
+impl ResourceType for Claim {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Claim(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Claim(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Claim> for Resource {
     fn from(r: Claim) -> Self {
         Self::Claim(Box::new(r))
+    }
+}
+
+impl ResourceType for ClaimResponse {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ClaimResponse(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ClaimResponse(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1268,9 +1434,39 @@ impl From<ClaimResponse> for Resource {
     }
 }
 
+impl ResourceType for ClinicalImpression {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ClinicalImpression(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ClinicalImpression(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<ClinicalImpression> for Resource {
     fn from(r: ClinicalImpression) -> Self {
         Self::ClinicalImpression(Box::new(r))
+    }
+}
+
+impl ResourceType for CodeSystem {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::CodeSystem(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::CodeSystem(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1280,9 +1476,39 @@ impl From<CodeSystem> for Resource {
     }
 }
 
+impl ResourceType for Communication {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Communication(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Communication(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Communication> for Resource {
     fn from(r: Communication) -> Self {
         Self::Communication(Box::new(r))
+    }
+}
+
+impl ResourceType for CommunicationRequest {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::CommunicationRequest(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::CommunicationRequest(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1292,9 +1518,39 @@ impl From<CommunicationRequest> for Resource {
     }
 }
 
+impl ResourceType for CompartmentDefinition {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::CompartmentDefinition(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::CompartmentDefinition(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<CompartmentDefinition> for Resource {
     fn from(r: CompartmentDefinition) -> Self {
         Self::CompartmentDefinition(Box::new(r))
+    }
+}
+
+impl ResourceType for Composition {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Composition(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Composition(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1304,9 +1560,39 @@ impl From<Composition> for Resource {
     }
 }
 
+impl ResourceType for ConceptMap {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ConceptMap(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ConceptMap(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<ConceptMap> for Resource {
     fn from(r: ConceptMap) -> Self {
         Self::ConceptMap(Box::new(r))
+    }
+}
+
+impl ResourceType for Condition {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Condition(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Condition(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1316,9 +1602,39 @@ impl From<Condition> for Resource {
     }
 }
 
+impl ResourceType for Consent {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Consent(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Consent(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Consent> for Resource {
     fn from(r: Consent) -> Self {
         Self::Consent(Box::new(r))
+    }
+}
+
+impl ResourceType for Contract {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Contract(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Contract(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1328,9 +1644,39 @@ impl From<Contract> for Resource {
     }
 }
 
+impl ResourceType for Coverage {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Coverage(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Coverage(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Coverage> for Resource {
     fn from(r: Coverage) -> Self {
         Self::Coverage(Box::new(r))
+    }
+}
+
+impl ResourceType for CoverageEligibilityRequest {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::CoverageEligibilityRequest(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::CoverageEligibilityRequest(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1340,9 +1686,39 @@ impl From<CoverageEligibilityRequest> for Resource {
     }
 }
 
+impl ResourceType for CoverageEligibilityResponse {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::CoverageEligibilityResponse(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::CoverageEligibilityResponse(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<CoverageEligibilityResponse> for Resource {
     fn from(r: CoverageEligibilityResponse) -> Self {
         Self::CoverageEligibilityResponse(Box::new(r))
+    }
+}
+
+impl ResourceType for DetectedIssue {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::DetectedIssue(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::DetectedIssue(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1352,9 +1728,39 @@ impl From<DetectedIssue> for Resource {
     }
 }
 
+impl ResourceType for Device {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Device(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Device(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Device> for Resource {
     fn from(r: Device) -> Self {
         Self::Device(Box::new(r))
+    }
+}
+
+impl ResourceType for DeviceDefinition {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::DeviceDefinition(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::DeviceDefinition(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1364,9 +1770,39 @@ impl From<DeviceDefinition> for Resource {
     }
 }
 
+impl ResourceType for DeviceMetric {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::DeviceMetric(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::DeviceMetric(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<DeviceMetric> for Resource {
     fn from(r: DeviceMetric) -> Self {
         Self::DeviceMetric(Box::new(r))
+    }
+}
+
+impl ResourceType for DeviceRequest {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::DeviceRequest(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::DeviceRequest(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1376,9 +1812,39 @@ impl From<DeviceRequest> for Resource {
     }
 }
 
+impl ResourceType for DeviceUseStatement {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::DeviceUseStatement(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::DeviceUseStatement(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<DeviceUseStatement> for Resource {
     fn from(r: DeviceUseStatement) -> Self {
         Self::DeviceUseStatement(Box::new(r))
+    }
+}
+
+impl ResourceType for DiagnosticReport {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::DiagnosticReport(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::DiagnosticReport(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1388,9 +1854,39 @@ impl From<DiagnosticReport> for Resource {
     }
 }
 
+impl ResourceType for DocumentManifest {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::DocumentManifest(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::DocumentManifest(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<DocumentManifest> for Resource {
     fn from(r: DocumentManifest) -> Self {
         Self::DocumentManifest(Box::new(r))
+    }
+}
+
+impl ResourceType for DocumentReference {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::DocumentReference(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::DocumentReference(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1400,9 +1896,39 @@ impl From<DocumentReference> for Resource {
     }
 }
 
+impl ResourceType for EffectEvidenceSynthesis {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::EffectEvidenceSynthesis(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::EffectEvidenceSynthesis(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<EffectEvidenceSynthesis> for Resource {
     fn from(r: EffectEvidenceSynthesis) -> Self {
         Self::EffectEvidenceSynthesis(Box::new(r))
+    }
+}
+
+impl ResourceType for Encounter {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Encounter(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Encounter(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1412,9 +1938,39 @@ impl From<Encounter> for Resource {
     }
 }
 
+impl ResourceType for Endpoint {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Endpoint(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Endpoint(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Endpoint> for Resource {
     fn from(r: Endpoint) -> Self {
         Self::Endpoint(Box::new(r))
+    }
+}
+
+impl ResourceType for EnrollmentRequest {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::EnrollmentRequest(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::EnrollmentRequest(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1424,9 +1980,39 @@ impl From<EnrollmentRequest> for Resource {
     }
 }
 
+impl ResourceType for EnrollmentResponse {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::EnrollmentResponse(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::EnrollmentResponse(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<EnrollmentResponse> for Resource {
     fn from(r: EnrollmentResponse) -> Self {
         Self::EnrollmentResponse(Box::new(r))
+    }
+}
+
+impl ResourceType for EpisodeOfCare {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::EpisodeOfCare(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::EpisodeOfCare(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1436,9 +2022,39 @@ impl From<EpisodeOfCare> for Resource {
     }
 }
 
+impl ResourceType for EventDefinition {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::EventDefinition(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::EventDefinition(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<EventDefinition> for Resource {
     fn from(r: EventDefinition) -> Self {
         Self::EventDefinition(Box::new(r))
+    }
+}
+
+impl ResourceType for Evidence {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Evidence(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Evidence(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1448,9 +2064,39 @@ impl From<Evidence> for Resource {
     }
 }
 
+impl ResourceType for EvidenceVariable {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::EvidenceVariable(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::EvidenceVariable(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<EvidenceVariable> for Resource {
     fn from(r: EvidenceVariable) -> Self {
         Self::EvidenceVariable(Box::new(r))
+    }
+}
+
+impl ResourceType for ExampleScenario {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ExampleScenario(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ExampleScenario(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1460,9 +2106,39 @@ impl From<ExampleScenario> for Resource {
     }
 }
 
+impl ResourceType for ExplanationOfBenefit {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ExplanationOfBenefit(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ExplanationOfBenefit(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<ExplanationOfBenefit> for Resource {
     fn from(r: ExplanationOfBenefit) -> Self {
         Self::ExplanationOfBenefit(Box::new(r))
+    }
+}
+
+impl ResourceType for FamilyMemberHistory {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::FamilyMemberHistory(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::FamilyMemberHistory(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1472,9 +2148,39 @@ impl From<FamilyMemberHistory> for Resource {
     }
 }
 
+impl ResourceType for Flag {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Flag(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Flag(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Flag> for Resource {
     fn from(r: Flag) -> Self {
         Self::Flag(Box::new(r))
+    }
+}
+
+impl ResourceType for Goal {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Goal(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Goal(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1484,9 +2190,39 @@ impl From<Goal> for Resource {
     }
 }
 
+impl ResourceType for GraphDefinition {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::GraphDefinition(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::GraphDefinition(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<GraphDefinition> for Resource {
     fn from(r: GraphDefinition) -> Self {
         Self::GraphDefinition(Box::new(r))
+    }
+}
+
+impl ResourceType for Group {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Group(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Group(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1496,9 +2232,39 @@ impl From<Group> for Resource {
     }
 }
 
+impl ResourceType for GuidanceResponse {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::GuidanceResponse(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::GuidanceResponse(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<GuidanceResponse> for Resource {
     fn from(r: GuidanceResponse) -> Self {
         Self::GuidanceResponse(Box::new(r))
+    }
+}
+
+impl ResourceType for HealthcareService {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::HealthcareService(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::HealthcareService(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1508,9 +2274,39 @@ impl From<HealthcareService> for Resource {
     }
 }
 
+impl ResourceType for ImagingStudy {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ImagingStudy(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ImagingStudy(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<ImagingStudy> for Resource {
     fn from(r: ImagingStudy) -> Self {
         Self::ImagingStudy(Box::new(r))
+    }
+}
+
+impl ResourceType for Immunization {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Immunization(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Immunization(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1520,9 +2316,39 @@ impl From<Immunization> for Resource {
     }
 }
 
+impl ResourceType for ImmunizationEvaluation {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ImmunizationEvaluation(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ImmunizationEvaluation(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<ImmunizationEvaluation> for Resource {
     fn from(r: ImmunizationEvaluation) -> Self {
         Self::ImmunizationEvaluation(Box::new(r))
+    }
+}
+
+impl ResourceType for ImmunizationRecommendation {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ImmunizationRecommendation(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ImmunizationRecommendation(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1532,9 +2358,39 @@ impl From<ImmunizationRecommendation> for Resource {
     }
 }
 
+impl ResourceType for ImplementationGuide {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ImplementationGuide(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ImplementationGuide(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<ImplementationGuide> for Resource {
     fn from(r: ImplementationGuide) -> Self {
         Self::ImplementationGuide(Box::new(r))
+    }
+}
+
+impl ResourceType for InsurancePlan {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::InsurancePlan(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::InsurancePlan(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1544,9 +2400,39 @@ impl From<InsurancePlan> for Resource {
     }
 }
 
+impl ResourceType for Invoice {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Invoice(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Invoice(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Invoice> for Resource {
     fn from(r: Invoice) -> Self {
         Self::Invoice(Box::new(r))
+    }
+}
+
+impl ResourceType for Library {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Library(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Library(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1556,9 +2442,39 @@ impl From<Library> for Resource {
     }
 }
 
+impl ResourceType for Linkage {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Linkage(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Linkage(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Linkage> for Resource {
     fn from(r: Linkage) -> Self {
         Self::Linkage(Box::new(r))
+    }
+}
+
+impl ResourceType for List {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::List(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::List(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1568,9 +2484,39 @@ impl From<List> for Resource {
     }
 }
 
+impl ResourceType for Location {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Location(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Location(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Location> for Resource {
     fn from(r: Location) -> Self {
         Self::Location(Box::new(r))
+    }
+}
+
+impl ResourceType for Measure {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Measure(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Measure(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1580,9 +2526,39 @@ impl From<Measure> for Resource {
     }
 }
 
+impl ResourceType for MeasureReport {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MeasureReport(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MeasureReport(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<MeasureReport> for Resource {
     fn from(r: MeasureReport) -> Self {
         Self::MeasureReport(Box::new(r))
+    }
+}
+
+impl ResourceType for Media {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Media(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Media(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1592,9 +2568,39 @@ impl From<Media> for Resource {
     }
 }
 
+impl ResourceType for Medication {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Medication(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Medication(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Medication> for Resource {
     fn from(r: Medication) -> Self {
         Self::Medication(Box::new(r))
+    }
+}
+
+impl ResourceType for MedicationAdministration {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MedicationAdministration(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MedicationAdministration(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1604,9 +2610,39 @@ impl From<MedicationAdministration> for Resource {
     }
 }
 
+impl ResourceType for MedicationDispense {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MedicationDispense(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MedicationDispense(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<MedicationDispense> for Resource {
     fn from(r: MedicationDispense) -> Self {
         Self::MedicationDispense(Box::new(r))
+    }
+}
+
+impl ResourceType for MedicationKnowledge {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MedicationKnowledge(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MedicationKnowledge(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1616,9 +2652,39 @@ impl From<MedicationKnowledge> for Resource {
     }
 }
 
+impl ResourceType for MedicationRequest {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MedicationRequest(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MedicationRequest(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<MedicationRequest> for Resource {
     fn from(r: MedicationRequest) -> Self {
         Self::MedicationRequest(Box::new(r))
+    }
+}
+
+impl ResourceType for MedicationStatement {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MedicationStatement(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MedicationStatement(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1628,9 +2694,39 @@ impl From<MedicationStatement> for Resource {
     }
 }
 
+impl ResourceType for MedicinalProduct {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MedicinalProduct(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MedicinalProduct(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<MedicinalProduct> for Resource {
     fn from(r: MedicinalProduct) -> Self {
         Self::MedicinalProduct(Box::new(r))
+    }
+}
+
+impl ResourceType for MedicinalProductAuthorization {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MedicinalProductAuthorization(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MedicinalProductAuthorization(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1640,9 +2736,39 @@ impl From<MedicinalProductAuthorization> for Resource {
     }
 }
 
+impl ResourceType for MedicinalProductContraindication {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MedicinalProductContraindication(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MedicinalProductContraindication(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<MedicinalProductContraindication> for Resource {
     fn from(r: MedicinalProductContraindication) -> Self {
         Self::MedicinalProductContraindication(Box::new(r))
+    }
+}
+
+impl ResourceType for MedicinalProductIndication {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MedicinalProductIndication(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MedicinalProductIndication(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1652,9 +2778,39 @@ impl From<MedicinalProductIndication> for Resource {
     }
 }
 
+impl ResourceType for MedicinalProductIngredient {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MedicinalProductIngredient(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MedicinalProductIngredient(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<MedicinalProductIngredient> for Resource {
     fn from(r: MedicinalProductIngredient) -> Self {
         Self::MedicinalProductIngredient(Box::new(r))
+    }
+}
+
+impl ResourceType for MedicinalProductInteraction {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MedicinalProductInteraction(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MedicinalProductInteraction(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1664,9 +2820,39 @@ impl From<MedicinalProductInteraction> for Resource {
     }
 }
 
+impl ResourceType for MedicinalProductManufactured {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MedicinalProductManufactured(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MedicinalProductManufactured(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<MedicinalProductManufactured> for Resource {
     fn from(r: MedicinalProductManufactured) -> Self {
         Self::MedicinalProductManufactured(Box::new(r))
+    }
+}
+
+impl ResourceType for MedicinalProductPackaged {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MedicinalProductPackaged(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MedicinalProductPackaged(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1676,9 +2862,39 @@ impl From<MedicinalProductPackaged> for Resource {
     }
 }
 
+impl ResourceType for MedicinalProductPharmaceutical {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MedicinalProductPharmaceutical(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MedicinalProductPharmaceutical(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<MedicinalProductPharmaceutical> for Resource {
     fn from(r: MedicinalProductPharmaceutical) -> Self {
         Self::MedicinalProductPharmaceutical(Box::new(r))
+    }
+}
+
+impl ResourceType for MedicinalProductUndesirableEffect {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MedicinalProductUndesirableEffect(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MedicinalProductUndesirableEffect(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1688,9 +2904,39 @@ impl From<MedicinalProductUndesirableEffect> for Resource {
     }
 }
 
+impl ResourceType for MessageDefinition {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MessageDefinition(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MessageDefinition(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<MessageDefinition> for Resource {
     fn from(r: MessageDefinition) -> Self {
         Self::MessageDefinition(Box::new(r))
+    }
+}
+
+impl ResourceType for MessageHeader {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MessageHeader(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MessageHeader(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1700,9 +2946,39 @@ impl From<MessageHeader> for Resource {
     }
 }
 
+impl ResourceType for MolecularSequence {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::MolecularSequence(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::MolecularSequence(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<MolecularSequence> for Resource {
     fn from(r: MolecularSequence) -> Self {
         Self::MolecularSequence(Box::new(r))
+    }
+}
+
+impl ResourceType for NamingSystem {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::NamingSystem(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::NamingSystem(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1712,9 +2988,39 @@ impl From<NamingSystem> for Resource {
     }
 }
 
+impl ResourceType for NutritionOrder {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::NutritionOrder(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::NutritionOrder(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<NutritionOrder> for Resource {
     fn from(r: NutritionOrder) -> Self {
         Self::NutritionOrder(Box::new(r))
+    }
+}
+
+impl ResourceType for Observation {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Observation(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Observation(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1724,9 +3030,39 @@ impl From<Observation> for Resource {
     }
 }
 
+impl ResourceType for ObservationDefinition {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ObservationDefinition(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ObservationDefinition(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<ObservationDefinition> for Resource {
     fn from(r: ObservationDefinition) -> Self {
         Self::ObservationDefinition(Box::new(r))
+    }
+}
+
+impl ResourceType for OperationDefinition {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::OperationDefinition(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::OperationDefinition(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1736,9 +3072,39 @@ impl From<OperationDefinition> for Resource {
     }
 }
 
+impl ResourceType for OperationOutcome {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::OperationOutcome(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::OperationOutcome(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<OperationOutcome> for Resource {
     fn from(r: OperationOutcome) -> Self {
         Self::OperationOutcome(Box::new(r))
+    }
+}
+
+impl ResourceType for Organization {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Organization(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Organization(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1748,9 +3114,39 @@ impl From<Organization> for Resource {
     }
 }
 
+impl ResourceType for OrganizationAffiliation {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::OrganizationAffiliation(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::OrganizationAffiliation(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<OrganizationAffiliation> for Resource {
     fn from(r: OrganizationAffiliation) -> Self {
         Self::OrganizationAffiliation(Box::new(r))
+    }
+}
+
+impl ResourceType for Parameters {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Parameters(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Parameters(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1760,9 +3156,39 @@ impl From<Parameters> for Resource {
     }
 }
 
+impl ResourceType for Patient {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Patient(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Patient(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Patient> for Resource {
     fn from(r: Patient) -> Self {
         Self::Patient(Box::new(r))
+    }
+}
+
+impl ResourceType for PaymentNotice {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::PaymentNotice(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::PaymentNotice(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1772,9 +3198,39 @@ impl From<PaymentNotice> for Resource {
     }
 }
 
+impl ResourceType for PaymentReconciliation {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::PaymentReconciliation(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::PaymentReconciliation(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<PaymentReconciliation> for Resource {
     fn from(r: PaymentReconciliation) -> Self {
         Self::PaymentReconciliation(Box::new(r))
+    }
+}
+
+impl ResourceType for Person {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Person(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Person(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1784,9 +3240,39 @@ impl From<Person> for Resource {
     }
 }
 
+impl ResourceType for PlanDefinition {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::PlanDefinition(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::PlanDefinition(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<PlanDefinition> for Resource {
     fn from(r: PlanDefinition) -> Self {
         Self::PlanDefinition(Box::new(r))
+    }
+}
+
+impl ResourceType for Practitioner {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Practitioner(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Practitioner(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1796,9 +3282,39 @@ impl From<Practitioner> for Resource {
     }
 }
 
+impl ResourceType for PractitionerRole {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::PractitionerRole(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::PractitionerRole(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<PractitionerRole> for Resource {
     fn from(r: PractitionerRole) -> Self {
         Self::PractitionerRole(Box::new(r))
+    }
+}
+
+impl ResourceType for Procedure {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Procedure(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Procedure(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1808,9 +3324,39 @@ impl From<Procedure> for Resource {
     }
 }
 
+impl ResourceType for Provenance {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Provenance(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Provenance(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Provenance> for Resource {
     fn from(r: Provenance) -> Self {
         Self::Provenance(Box::new(r))
+    }
+}
+
+impl ResourceType for Questionnaire {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Questionnaire(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Questionnaire(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1820,9 +3366,39 @@ impl From<Questionnaire> for Resource {
     }
 }
 
+impl ResourceType for QuestionnaireResponse {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::QuestionnaireResponse(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::QuestionnaireResponse(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<QuestionnaireResponse> for Resource {
     fn from(r: QuestionnaireResponse) -> Self {
         Self::QuestionnaireResponse(Box::new(r))
+    }
+}
+
+impl ResourceType for RelatedPerson {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::RelatedPerson(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::RelatedPerson(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1832,9 +3408,39 @@ impl From<RelatedPerson> for Resource {
     }
 }
 
+impl ResourceType for RequestGroup {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::RequestGroup(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::RequestGroup(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<RequestGroup> for Resource {
     fn from(r: RequestGroup) -> Self {
         Self::RequestGroup(Box::new(r))
+    }
+}
+
+impl ResourceType for ResearchDefinition {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ResearchDefinition(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ResearchDefinition(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1844,9 +3450,39 @@ impl From<ResearchDefinition> for Resource {
     }
 }
 
+impl ResourceType for ResearchElementDefinition {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ResearchElementDefinition(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ResearchElementDefinition(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<ResearchElementDefinition> for Resource {
     fn from(r: ResearchElementDefinition) -> Self {
         Self::ResearchElementDefinition(Box::new(r))
+    }
+}
+
+impl ResourceType for ResearchStudy {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ResearchStudy(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ResearchStudy(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1856,9 +3492,39 @@ impl From<ResearchStudy> for Resource {
     }
 }
 
+impl ResourceType for ResearchSubject {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ResearchSubject(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ResearchSubject(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<ResearchSubject> for Resource {
     fn from(r: ResearchSubject) -> Self {
         Self::ResearchSubject(Box::new(r))
+    }
+}
+
+impl ResourceType for RiskAssessment {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::RiskAssessment(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::RiskAssessment(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1868,9 +3534,39 @@ impl From<RiskAssessment> for Resource {
     }
 }
 
+impl ResourceType for RiskEvidenceSynthesis {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::RiskEvidenceSynthesis(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::RiskEvidenceSynthesis(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<RiskEvidenceSynthesis> for Resource {
     fn from(r: RiskEvidenceSynthesis) -> Self {
         Self::RiskEvidenceSynthesis(Box::new(r))
+    }
+}
+
+impl ResourceType for Schedule {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Schedule(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Schedule(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1880,9 +3576,39 @@ impl From<Schedule> for Resource {
     }
 }
 
+impl ResourceType for SearchParameter {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::SearchParameter(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::SearchParameter(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<SearchParameter> for Resource {
     fn from(r: SearchParameter) -> Self {
         Self::SearchParameter(Box::new(r))
+    }
+}
+
+impl ResourceType for ServiceRequest {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ServiceRequest(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ServiceRequest(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1892,9 +3618,39 @@ impl From<ServiceRequest> for Resource {
     }
 }
 
+impl ResourceType for Slot {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Slot(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Slot(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Slot> for Resource {
     fn from(r: Slot) -> Self {
         Self::Slot(Box::new(r))
+    }
+}
+
+impl ResourceType for Specimen {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Specimen(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Specimen(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1904,9 +3660,39 @@ impl From<Specimen> for Resource {
     }
 }
 
+impl ResourceType for SpecimenDefinition {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::SpecimenDefinition(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::SpecimenDefinition(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<SpecimenDefinition> for Resource {
     fn from(r: SpecimenDefinition) -> Self {
         Self::SpecimenDefinition(Box::new(r))
+    }
+}
+
+impl ResourceType for StructureDefinition {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::StructureDefinition(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::StructureDefinition(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1916,9 +3702,39 @@ impl From<StructureDefinition> for Resource {
     }
 }
 
+impl ResourceType for StructureMap {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::StructureMap(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::StructureMap(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<StructureMap> for Resource {
     fn from(r: StructureMap) -> Self {
         Self::StructureMap(Box::new(r))
+    }
+}
+
+impl ResourceType for Subscription {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Subscription(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Subscription(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1928,9 +3744,39 @@ impl From<Subscription> for Resource {
     }
 }
 
+impl ResourceType for Substance {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Substance(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Substance(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<Substance> for Resource {
     fn from(r: Substance) -> Self {
         Self::Substance(Box::new(r))
+    }
+}
+
+impl ResourceType for SubstanceNucleicAcid {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::SubstanceNucleicAcid(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::SubstanceNucleicAcid(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1940,9 +3786,39 @@ impl From<SubstanceNucleicAcid> for Resource {
     }
 }
 
+impl ResourceType for SubstancePolymer {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::SubstancePolymer(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::SubstancePolymer(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<SubstancePolymer> for Resource {
     fn from(r: SubstancePolymer) -> Self {
         Self::SubstancePolymer(Box::new(r))
+    }
+}
+
+impl ResourceType for SubstanceProtein {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::SubstanceProtein(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::SubstanceProtein(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1952,9 +3828,39 @@ impl From<SubstanceProtein> for Resource {
     }
 }
 
+impl ResourceType for SubstanceReferenceInformation {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::SubstanceReferenceInformation(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::SubstanceReferenceInformation(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<SubstanceReferenceInformation> for Resource {
     fn from(r: SubstanceReferenceInformation) -> Self {
         Self::SubstanceReferenceInformation(Box::new(r))
+    }
+}
+
+impl ResourceType for SubstanceSourceMaterial {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::SubstanceSourceMaterial(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::SubstanceSourceMaterial(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1964,9 +3870,39 @@ impl From<SubstanceSourceMaterial> for Resource {
     }
 }
 
+impl ResourceType for SubstanceSpecification {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::SubstanceSpecification(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::SubstanceSpecification(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<SubstanceSpecification> for Resource {
     fn from(r: SubstanceSpecification) -> Self {
         Self::SubstanceSpecification(Box::new(r))
+    }
+}
+
+impl ResourceType for SupplyDelivery {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::SupplyDelivery(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::SupplyDelivery(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1976,9 +3912,39 @@ impl From<SupplyDelivery> for Resource {
     }
 }
 
+impl ResourceType for SupplyRequest {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::SupplyRequest(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::SupplyRequest(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<SupplyRequest> for Resource {
     fn from(r: SupplyRequest) -> Self {
         Self::SupplyRequest(Box::new(r))
+    }
+}
+
+impl ResourceType for Task {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Task(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Task(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -1988,9 +3954,39 @@ impl From<Task> for Resource {
     }
 }
 
+impl ResourceType for TerminologyCapabilities {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::TerminologyCapabilities(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::TerminologyCapabilities(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<TerminologyCapabilities> for Resource {
     fn from(r: TerminologyCapabilities) -> Self {
         Self::TerminologyCapabilities(Box::new(r))
+    }
+}
+
+impl ResourceType for TestReport {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::TestReport(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::TestReport(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -2000,9 +3996,39 @@ impl From<TestReport> for Resource {
     }
 }
 
+impl ResourceType for TestScript {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::TestScript(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::TestScript(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<TestScript> for Resource {
     fn from(r: TestScript) -> Self {
         Self::TestScript(Box::new(r))
+    }
+}
+
+impl ResourceType for ValueSet {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ValueSet(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ValueSet(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 
@@ -2012,9 +4038,39 @@ impl From<ValueSet> for Resource {
     }
 }
 
+impl ResourceType for VerificationResult {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::VerificationResult(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::VerificationResult(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<VerificationResult> for Resource {
     fn from(r: VerificationResult) -> Self {
         Self::VerificationResult(Box::new(r))
+    }
+}
+
+impl ResourceType for VisionPrescription {
+    fn of(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::VisionPrescription(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::VisionPrescription(r) => Ok(*r),
+            other => Err(other),
+        }
     }
 }
 

@@ -117,6 +117,17 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let mut escaped = false;
         loop {
+            // Eight bytes at a time: the lowest flagged byte of a word is always a real `"`, `\\` or control.
+            while let Some(chunk) = b.get(self.pos..self.pos + 8) {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                let mask = special_bytes(u64::from_le_bytes(word));
+                if mask != 0 {
+                    self.pos += (mask.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                self.pos += 8;
+            }
             match b.get(self.pos) {
                 Some(b'"') => break,
                 Some(b'\\') => {
@@ -434,6 +445,17 @@ impl<'a> Reader<'a> {
         Ok(Some(value))
     }
 
+    /// Reads an object into a new boxed `T`, filled in place (no move of a large struct into the box).
+    #[inline]
+    pub(crate) fn read_boxed<T: Object>(&mut self) -> Result<Option<Box<T>>, Error> {
+        if self.peek() != Some(b'{') {
+            return Ok(None);
+        }
+        let mut value = Box::<T>::default();
+        self.read_members(&mut *value, T::NAME, T::RESOURCE)?;
+        Ok(Some(value))
+    }
+
     /// The one driver for every struct: reads the members of the object here into `value`, keeping what it
     /// cannot hold as unknown members, then checks the required elements.
     fn read_members(
@@ -642,9 +664,9 @@ impl<'a> Reader<'a> {
 
     /// A single complex value (boxed).
     pub(crate) fn boxed<T: Object>(&mut self, slot: &mut Option<Box<T>>) -> Result<bool, Error> {
-        match self.read_object::<T>()? {
+        match self.read_boxed::<T>()? {
             Some(v) => {
-                *slot = Some(Box::new(v));
+                *slot = Some(v);
                 Ok(true)
             }
             None => {
@@ -721,9 +743,9 @@ impl<'a> Reader<'a> {
         slot: &mut Option<E>,
         make: fn(Box<T>) -> E,
     ) -> Result<bool, Error> {
-        match self.read_object::<T>()? {
+        match self.read_boxed::<T>()? {
             Some(v) => {
-                *slot = Some(make(Box::new(v)));
+                *slot = Some(make(v));
                 Ok(true)
             }
             None => {
@@ -769,6 +791,20 @@ impl<'a> Reader<'a> {
         }
         Ok(true)
     }
+}
+
+/// The high bit set in each byte of `w` that is `"`, `\\` or a control character (below 0x20), by the classic
+/// "has a zero byte" trick on the word XORed with each; above a flagged byte, borrows may flag more, so only the
+/// lowest flag is exact.
+#[inline]
+fn special_bytes(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let quote = w ^ (ONES * u64::from(b'"'));
+    let backslash = w ^ (ONES * u64::from(b'\\'));
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    zero(quote) | zero(backslash) | control
 }
 
 /// Puts the values of a primitive array into `slot`, beside any `_field` entries read before them.
@@ -831,4 +867,34 @@ fn hex4(chars: &mut std::str::Chars<'_>) -> Option<u32> {
         n = n * 16 + chars.next()?.to_digit(16)?;
     }
     Some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::special_bytes;
+
+    /// The index of the first special byte, as the reader finds it.
+    fn first_special(bytes: [u8; 8]) -> Option<u32> {
+        let mask = special_bytes(u64::from_le_bytes(bytes));
+        (mask != 0).then(|| mask.trailing_zeros() / 8)
+    }
+
+    #[test]
+    fn the_lowest_flagged_byte_is_the_first_quote_backslash_or_control() {
+        assert_eq!(first_special(*b"abcdefgh"), None);
+        assert_eq!(
+            first_special([0xc3, 0xa9, b' ', b'~', 0x7f, 0xff, b'!', b'#']),
+            None
+        );
+        for i in 0..8 {
+            for special in [b'"', b'\\', b'\n', 0x00, 0x1f] {
+                let mut bytes = [0x01u8.wrapping_add(b'a'); 8];
+                bytes[i] = special;
+                if i + 1 < 8 {
+                    bytes[i + 1] = b'"';
+                }
+                assert_eq!(first_special(bytes), Some(i as u32), "{special:#x} at {i}");
+            }
+        }
+    }
 }
