@@ -5,7 +5,7 @@ use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
 use jsonwebtoken::jwk::JwkSet;
 use url::Url;
 
-use crate::error::SandboxError;
+use crate::{error::SandboxError, persona::Persona};
 
 /// How the sandbox is started. `SandboxConfig::default()` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -30,8 +30,16 @@ pub struct SandboxConfig {
     pub token_ttl: Duration,
     /// Lifetime of authorization codes (default 60 seconds).
     pub code_ttl: Duration,
-    /// The public FHIR base URL when the sandbox sits behind a proxy (default `http://{host}:{port}/fhir`).
+    /// The public FHIR base URL when the sandbox sits behind a proxy (default `http://{host}:{port}{path}`, where
+    /// the path is the persona's: `/fhir` for `smart`).
     pub public_base_url: Option<Url>,
+    /// Which EHR the sandbox looks like on the wire (`--persona`, default [`Persona::Smart`]).
+    pub persona: Persona,
+    /// A delay added before every answer (`--latency MS`), to feel a real EHR's round trip; zero by default.
+    pub latency: Duration,
+    /// The port of the separate authorization host of personas that have one (Cerner). `None`: the port after
+    /// `port` (or a free port when `port` is 0).
+    pub auth_port: Option<u16>,
 }
 
 impl Default for SandboxConfig {
@@ -48,11 +56,22 @@ impl Default for SandboxConfig {
             token_ttl: Duration::from_secs(5 * 60),
             code_ttl: Duration::from_secs(60),
             public_base_url: None,
+            persona: Persona::Smart,
+            latency: Duration::ZERO,
+            auth_port: None,
         }
     }
 }
 
 impl SandboxConfig {
+    /// This configuration as `persona`, with the access-token lifetime that vendor documents
+    /// ([`Persona::token_ttl`]: Cerner 570 s, Epic 3600 s, smart 5 min).
+    pub fn with_persona(mut self, persona: Persona) -> Self {
+        self.persona = persona;
+        self.token_ttl = persona.token_ttl();
+        self
+    }
+
     /// The database file used when none is given: `sandbox.db` in the user's data directory
     /// (e.g. `~/.local/share/smart-fhir/sandbox.db` on Linux).
     pub fn default_db_path() -> Result<PathBuf, SandboxError> {

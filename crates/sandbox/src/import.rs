@@ -6,6 +6,12 @@
 //! Synthea uses for its practitioner and organization files) are resolved against what is already stored — so load
 //! those files first: files named `hospitalInformation*` and `practitionerInformation*` are taken before the
 //! others. A file already imported (same content) is skipped, so restarting with the same `--import` is harmless.
+//!
+//! What cannot be imported is skipped, never fatal: a file that is not JSON, JSON that is not a FHIR resource
+//! (such as a package's `_package.json`), a server's answer rather than data (`transaction-response`,
+//! `batch-response`, `history` Bundles), a resource of a type FHIR R4 does not have; inside a Bundle, an entry
+//! that cannot be stored is left out and the rest loaded. Each is named with its reason in
+//! [`ImportReport::rejected`], and logged at `warn`; the summary says what was loaded by type.
 
 use crate::error::SandboxError;
 use crate::store::search::{self, Restriction, SearchRequest};
@@ -13,22 +19,86 @@ use crate::store::{Store, index, put_resource};
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// What an import loaded.
+/// What an import loaded, and what it left out and why.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ImportReport {
-    /// Files loaded.
+    /// Files loaded (wholly or in part).
     pub files: usize,
     /// Files skipped because the same content was imported before.
     pub skipped: usize,
     /// Resources created or updated.
     pub resources: usize,
+    /// Resources created or updated, by resource type.
+    pub by_type: BTreeMap<String, usize>,
+    /// Files, or entries of files, that could not be imported, with the reason.
+    pub rejected: Vec<Rejected>,
+}
+
+/// A file, or an entry of a Bundle file, that was not imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The file.
+    pub path: PathBuf,
+    /// The Bundle entry (0-based), when only that entry was left out.
+    pub entry: Option<usize>,
+    /// Why, as a sentence fragment ("it is a transaction-response Bundle, …").
+    pub reason: String,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.entry {
+            Some(i) => write!(f, "{} (entry {i}): {}", self.path.display(), self.reason),
+            None => write!(f, "{}: {}", self.path.display(), self.reason),
+        }
+    }
+}
+
+impl fmt::Display for ImportReport {
+    /// The one-paragraph summary printed at start: files, resources by type, what was skipped.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} file(s) imported, {} resource(s)",
+            self.files, self.resources
+        )?;
+        if !self.by_type.is_empty() {
+            let types: Vec<String> = self.by_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
+            write!(f, " ({})", types.join(", "))?;
+        }
+        let rejected_files = self.rejected.iter().filter(|r| r.entry.is_none()).count();
+        let rejected_entries = self.rejected.len() - rejected_files;
+        write!(
+            f,
+            "; {} file(s) already imported; {rejected_files} file(s) and {rejected_entries} entr(y/ies) skipped",
+            self.skipped
+        )?;
+        for rejected in &self.rejected {
+            write!(f, "\n  skipped {rejected}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What one file gave.
+enum FileOutcome {
+    Loaded {
+        by_type: BTreeMap<String, usize>,
+        rejected: Vec<(usize, String)>,
+    },
+    AlreadyImported,
+    Rejected(String),
 }
 
 impl Store {
-    /// Imports every `.json` file under `path` (a directory, searched recursively, or one file).
+    /// Imports every `.json` file under `path` (a directory, searched recursively, or one file). Fails only when
+    /// `path` cannot be read or the database fails; files and entries that cannot be imported are reported in
+    /// [`ImportReport::rejected`].
     pub fn import_dir(&self, path: &Path) -> Result<ImportReport, SandboxError> {
         let mut files = Vec::new();
         collect_files(path, &mut files)?;
@@ -43,52 +113,253 @@ impl Store {
         });
         let mut report = ImportReport::default();
         for file in files {
-            let text = std::fs::read(&file).map_err(|source| SandboxError::Io {
-                path: file.clone(),
-                source,
-            })?;
-            let digest = format!("import:{:x}", Sha256::digest(&text));
-            let loaded = self.write(|tx| {
-                let seen: Option<String> = tx
-                    .query_row("SELECT value FROM fhir_meta WHERE key = ?1", [&digest], |r| {
-                        r.get(0)
-                    })
-                    .optional()?;
-                if seen.is_some() {
-                    return Ok(None);
-                }
-                let value: Value = serde_json::from_slice(&text).map_err(|e| SandboxError::Import {
-                    path: file.clone(),
-                    reason: format!("it is not JSON ({e})"),
-                })?;
-                let count = import_value(tx, value).map_err(|e| match e {
-                    SandboxError::InvalidResource { reason } => SandboxError::Import {
-                        path: file.clone(),
-                        reason,
-                    },
-                    other => other,
-                })?;
-                tx.execute(
-                    "INSERT INTO fhir_meta (key, value) VALUES (?1, ?2)",
-                    [&digest, &file.display().to_string()],
-                )?;
-                Ok::<_, SandboxError>(Some(count))
-            })?;
-            match loaded {
-                Some(count) => {
+            match self.import_file(&file)? {
+                FileOutcome::Loaded { by_type, rejected } => {
                     report.files += 1;
-                    report.resources += count;
+                    for (t, n) in by_type {
+                        report.resources += n;
+                        *report.by_type.entry(t).or_default() += n;
+                    }
+                    for (entry, reason) in rejected {
+                        report.rejected.push(Rejected {
+                            path: file.clone(),
+                            entry: Some(entry),
+                            reason,
+                        });
+                    }
                 }
-                None => report.skipped += 1,
+                FileOutcome::AlreadyImported => report.skipped += 1,
+                FileOutcome::Rejected(reason) => report.rejected.push(Rejected {
+                    path: file.clone(),
+                    entry: None,
+                    reason,
+                }),
             }
         }
-        tracing::info!(path = %path.display(), files = report.files, skipped = report.skipped, resources = report.resources, "imported FHIR data");
+        for rejected in &report.rejected {
+            tracing::warn!(file = %rejected.path.display(), entry = ?rejected.entry, reason = %rejected.reason, "skipped while importing");
+        }
+        tracing::info!(path = %path.display(), files = report.files, already_imported = report.skipped, resources = report.resources, by_type = ?report.by_type, rejected = report.rejected.len(), "imported FHIR data");
         Ok(report)
     }
 
-    /// Imports one Bundle or resource given as JSON; returns how many resources were stored.
+    fn import_file(&self, file: &Path) -> Result<FileOutcome, SandboxError> {
+        let text = std::fs::read(file).map_err(|source| SandboxError::Io {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        let value: Value = match serde_json::from_slice(&text) {
+            Ok(value) => value,
+            Err(e) => return Ok(FileOutcome::Rejected(format!("it is not JSON ({e})"))),
+        };
+        if let Err(reason) = importable(&value) {
+            return Ok(FileOutcome::Rejected(reason));
+        }
+        let digest = format!("import:{:x}", Sha256::digest(&text));
+        self.write(|tx| {
+            let seen: Option<String> = tx
+                .query_row("SELECT value FROM fhir_meta WHERE key = ?1", [&digest], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if seen.is_some() {
+                return Ok(FileOutcome::AlreadyImported);
+            }
+            let outcome = import_tolerant(tx, value)?;
+            if outcome.by_type.is_empty() && !outcome.rejected.is_empty() {
+                let reasons: Vec<&str> = outcome.rejected.iter().map(|(_, r)| r.as_str()).collect();
+                return Ok(FileOutcome::Rejected(format!(
+                    "none of its entries could be imported ({})",
+                    reasons.join("; ")
+                )));
+            }
+            tx.execute(
+                "INSERT INTO fhir_meta (key, value) VALUES (?1, ?2)",
+                [&digest, &file.display().to_string()],
+            )?;
+            Ok::<_, SandboxError>(FileOutcome::Loaded {
+                by_type: outcome.by_type,
+                rejected: outcome.rejected,
+            })
+        })
+    }
+
+    /// Imports one Bundle or resource given as JSON; returns how many resources were stored. Unlike
+    /// [`Store::import_dir`], anything that cannot be imported fails the whole call.
     pub fn import_value(&self, value: Value) -> Result<usize, SandboxError> {
         self.write(|tx| import_value(tx, value))
+    }
+}
+
+/// Whether a file's JSON is data this importer takes; the reason when it is not.
+fn importable(value: &Value) -> Result<(), String> {
+    let Some(resource_type) = value.get("resourceType").and_then(Value::as_str) else {
+        return Err("it is JSON but not a FHIR resource (it has no `resourceType`)".to_owned());
+    };
+    if !index::is_known_type(resource_type) {
+        return Err(format!("`{resource_type}` is not a FHIR R4 resource type"));
+    }
+    if resource_type != "Bundle" {
+        return Ok(());
+    }
+    let kind = value.get("type").and_then(Value::as_str).unwrap_or_default();
+    match kind {
+        "transaction" | "batch" | "collection" | "searchset" | "document" | "message" => Ok(()),
+        "transaction-response" | "batch-response" | "history" => Err(format!(
+            "it is a `{kind}` Bundle: a server's answer about other data, not data to import"
+        )),
+        "" => Err("it is a Bundle without a `type`".to_owned()),
+        other => Err(format!("it is a Bundle of unknown type `{other}`")),
+    }
+}
+
+/// What a tolerant import of one file stored, and which entries it left out.
+struct Tolerant {
+    by_type: BTreeMap<String, usize>,
+    rejected: Vec<(usize, String)>,
+}
+
+/// Imports a resource or Bundle, leaving out (with a reason) each entry that cannot be stored. Each entry is
+/// written under a savepoint, so a failed one leaves nothing behind.
+fn import_tolerant(conn: &Connection, value: Value) -> Result<Tolerant, SandboxError> {
+    let mut out = Tolerant {
+        by_type: BTreeMap::new(),
+        rejected: Vec::new(),
+    };
+    let now = index::instant_text(chrono::Utc::now());
+    if value.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        let resource_type = value
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        match with_id(value, None).and_then(|r| put_resource(conn, r, &now)) {
+            Ok(_) => *out.by_type.entry(resource_type).or_default() += 1,
+            Err(SandboxError::InvalidResource { reason }) => out.rejected.push((0, reason)),
+            Err(e) => return Err(e),
+        }
+        return Ok(out);
+    }
+    let (prepared, full_urls) = prepare_entries(&value, &mut out.rejected);
+    for (index, method, url, resource) in prepared {
+        conn.execute_batch("SAVEPOINT import_entry")?;
+        let result = store_entry(conn, &method, &url, resource, &full_urls, &now);
+        match result {
+            Ok(Some(resource_type)) => {
+                conn.execute_batch("RELEASE import_entry")?;
+                *out.by_type.entry(resource_type).or_default() += 1;
+            }
+            Ok(None) => conn.execute_batch("RELEASE import_entry")?,
+            Err(SandboxError::InvalidResource { reason } | SandboxError::InvalidSearch { reason }) => {
+                conn.execute_batch("ROLLBACK TO import_entry; RELEASE import_entry")?;
+                out.rejected.push((index, reason));
+            }
+            Err(e) => {
+                conn.execute_batch("ROLLBACK TO import_entry; RELEASE import_entry")?;
+                return Err(e);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One Bundle entry to store: its position, request method and URL, and the resource with its final id.
+type PreparedEntry = (usize, String, String, Option<Value>);
+
+/// First pass over a Bundle: every resource's id decided, so references between entries can be rewritten.
+fn prepare_entries(
+    bundle: &Value,
+    rejected: &mut Vec<(usize, String)>,
+) -> (Vec<PreparedEntry>, HashMap<String, String>) {
+    let entries = bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut prepared = Vec::new();
+    let mut full_urls = HashMap::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let method = entry
+            .pointer("/request/method")
+            .and_then(Value::as_str)
+            .unwrap_or("PUT")
+            .to_owned();
+        let url = entry
+            .pointer("/request/url")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if method == "DELETE" {
+            prepared.push((index, method, url, None));
+            continue;
+        }
+        let Some(resource) = entry.get("resource").cloned() else {
+            continue;
+        };
+        let full_url = entry.get("fullUrl").and_then(Value::as_str);
+        let hint = full_url
+            .and_then(|u| u.strip_prefix("urn:uuid:"))
+            .filter(|id| index::is_valid_id(id));
+        let resource = match with_id(resource, hint) {
+            Ok(resource) => resource,
+            Err(e) => {
+                rejected.push((index, reason_of(e)));
+                continue;
+            }
+        };
+        match resource.get("resourceType").and_then(Value::as_str) {
+            Some(t) if index::is_known_type(t) => {}
+            Some(t) => {
+                rejected.push((index, format!("`{t}` is not a FHIR R4 resource type")));
+                continue;
+            }
+            None => {
+                rejected.push((index, "the entry's resource has no `resourceType`".to_owned()));
+                continue;
+            }
+        }
+        if let (Some(full_url), Some(t), Some(id)) = (
+            full_url,
+            resource.get("resourceType").and_then(Value::as_str),
+            resource.get("id").and_then(Value::as_str),
+        ) {
+            full_urls.insert(full_url.to_owned(), format!("{t}/{id}"));
+        }
+        prepared.push((index, method, url, Some(resource)));
+    }
+    (prepared, full_urls)
+}
+
+fn reason_of(e: SandboxError) -> String {
+    match e {
+        SandboxError::InvalidResource { reason } => reason,
+        other => other.to_string(),
+    }
+}
+
+/// Stores one prepared entry; the resource type stored, or `None` for a delete.
+fn store_entry(
+    conn: &Connection,
+    method: &str,
+    url: &str,
+    resource: Option<Value>,
+    full_urls: &HashMap<String, String>,
+    now: &str,
+) -> Result<Option<String>, SandboxError> {
+    match resource {
+        Some(mut resource) => {
+            rewrite_references(&mut resource, full_urls);
+            resolve_conditional_references(conn, &mut resource)?;
+            let written = put_resource(conn, resource, now)?;
+            Ok(Some(written.row.resource_type))
+        }
+        None if method == "DELETE" => {
+            if let Some((t, id)) = index::reference_target(url) {
+                crate::store::delete_resource(conn, t, id, now)?;
+            }
+            Ok(None)
+        }
+        None => Ok(None),
     }
 }
 

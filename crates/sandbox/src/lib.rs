@@ -6,9 +6,13 @@
 //! - [`auth::AccessGrant`]: what a validated bearer token allows, produced by [`auth::AuthServer::check_bearer`]
 //!   and enforced by the FHIR server.
 //!
-//! [`Sandbox::start`] opens the database (filling it on first use), binds a listener (port 0 works) and serves
+//! [`Sandbox::start`] binds a listener (port 0 works), opens the database (filling it on first use) and serves
 //! both halves: the FHIR base is `http://{host}:{port}/fhir`, discovery is at
-//! `{base}/.well-known/smart-configuration`, the EHR launch page at `/`.
+//! `{base}/.well-known/smart-configuration`, the EHR launch page at `/`. Browser apps may call it cross-origin
+//! (CORS, see `auth/cors.rs`).
+//!
+//! A [`Persona`] makes it look like Cerner or Epic on the wire instead ([`SandboxConfig::with_persona`]): their
+//! base paths, discovery documents, token responses, keys and FHIR quirks, each from the vendor's documentation.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), sandbox::SandboxError> {
@@ -28,11 +32,13 @@ pub mod fhir;
 pub mod generate;
 pub mod import;
 mod pages;
+pub mod persona;
 pub mod serve;
 mod server;
 pub mod store;
 
 pub use config::{ClientKeys, ClientSecret, ClientSpec, PkcePolicy, SandboxConfig, SimulatedFailure};
 pub use error::{BearerError, SandboxError};
+pub use persona::Persona;
 pub use serve::ServerLimits;
 pub use server::{RunningSandbox, Sandbox, SandboxState, router};

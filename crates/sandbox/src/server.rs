@@ -3,14 +3,20 @@
 use std::{
     net::{IpAddr, SocketAddr},
     sync::Arc,
+    time::Duration,
 };
 
-use axum::Router;
+use axum::{
+    Router,
+    extract::{Request, State},
+    middleware::{self, Next},
+    response::Response,
+};
 use tower_http::trace::TraceLayer;
 use url::Url;
 
 use crate::serve::{self, ServerLimits};
-use crate::{auth, config::SandboxConfig, error::SandboxError, fhir, store::Store};
+use crate::{auth, config::SandboxConfig, error::SandboxError, fhir, persona, store::Store};
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
@@ -22,14 +28,30 @@ struct StateInner {
     base: Url,
     store: Store,
     auth: auth::AuthServer,
+    latency: Duration,
 }
 
 impl SandboxState {
     /// Builds the state from its parts.
     pub fn new(base: Url, store: Store, auth: auth::AuthServer) -> Self {
+        Self::with_latency(base, store, auth, Duration::ZERO)
+    }
+
+    /// Builds the state, delaying every answer by `latency` (`--latency`).
+    pub fn with_latency(base: Url, store: Store, auth: auth::AuthServer, latency: Duration) -> Self {
         Self {
-            inner: Arc::new(StateInner { base, store, auth }),
+            inner: Arc::new(StateInner {
+                base,
+                store,
+                auth,
+                latency,
+            }),
         }
+    }
+
+    /// The delay added before every answer.
+    pub fn latency(&self) -> Duration {
+        self.inner.latency
     }
 
     /// The FHIR base URL, e.g. `http://127.0.0.1:9000/fhir` (no trailing slash). This is also the `aud` clients
@@ -49,27 +71,48 @@ impl SandboxState {
     }
 }
 
-/// The whole sandbox as one router: the authorization server, the launch pages and the FHIR server under `/fhir`.
+/// The whole sandbox as one router: the authorization server, the launch pages and the FHIR server under the
+/// persona's base path (`/fhir` for `smart`), with CORS, the persona's reshaping of FHIR answers and the
+/// configured latency. A persona with a separate authorization host (Cerner) serves this same router there too;
+/// the endpoints each host is announced with keep the two apart.
 pub fn router(state: SandboxState) -> Router {
+    let persona = state.auth().persona();
+    let fhir_path = persona.fhir_path();
     Router::new()
-        .merge(auth::router())
-        .nest("/fhir", fhir::router())
+        .merge(auth::router(persona))
+        .nest(&fhir_path, fhir::router())
         // `nest` routes `/fhir` and `/fhir/…`, but not `/fhir/`, where many clients POST their transactions.
-        .route("/fhir/", fhir::base_routes())
+        .route(&format!("{fhir_path}/"), fhir::base_routes())
+        .layer(middleware::from_fn_with_state(state.clone(), persona::rewrite))
+        .layer(auth::cors_layer(state.clone()))
+        .layer(middleware::from_fn_with_state(state.clone(), delay))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// `--latency`: waits before handing the request on, as a distant EHR's round trip would.
+async fn delay(State(state): State<SandboxState>, request: Request, next: Next) -> Response {
+    let latency = state.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    next.run(request).await
 }
 
 /// A sandbox that is serving; dropping it does not stop it, call [`RunningSandbox::shutdown`].
 pub struct RunningSandbox {
     /// The address the listener is bound to.
     pub addr: SocketAddr,
-    /// The FHIR base URL (`http://{host}:{port}/fhir`).
+    /// The FHIR base URL (`http://{host}:{port}/fhir`, or the persona's base path).
     pub fhir_base: Url,
+    /// The address of the separate authorization host, for personas that have one (Cerner).
+    pub auth_addr: Option<SocketAddr>,
+    /// What each `--import` directory gave (loaded, by type, skipped and why), in the order given.
+    pub imports: Vec<(std::path::PathBuf, crate::import::ImportReport)>,
     /// The shared state, for tests and for the binary's start-up banner.
     pub state: SandboxState,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningSandbox {
@@ -81,9 +124,11 @@ impl RunningSandbox {
     /// Stops serving and waits for the server task to end.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
-        let _ = (&mut self.task).await;
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
     }
 }
 
@@ -91,9 +136,10 @@ impl RunningSandbox {
 pub struct Sandbox;
 
 impl Sandbox {
-    /// Opens (creating and filling on first use) the database, imports `config.imports`, binds
-    /// `config.host:config.port` (0 picks a free port) and starts serving in a background task, within the
-    /// default [`ServerLimits`].
+    /// Binds `config.host:config.port` (0 picks a free port) — and the authorization host's port for a persona
+    /// that has one — first, so a taken port is reported before any long work; then opens (creating and filling
+    /// on first use) the database, imports `config.imports`, and starts serving in background tasks, within the
+    /// default [`ServerLimits`]. Requests that arrive during the import wait in the listener's queue.
     pub async fn start(config: SandboxConfig) -> Result<RunningSandbox, SandboxError> {
         Self::start_with_limits(config, ServerLimits::default()).await
     }
@@ -107,6 +153,28 @@ impl Sandbox {
             Some(path) => path.clone(),
             None => SandboxConfig::default_db_path()?,
         };
+        let (listener, addr) = bind(&config.host, config.port).await?;
+        let auth_listener = if config.persona.splits_authorization_host() {
+            let port = config.auth_port.unwrap_or(if config.port == 0 {
+                0
+            } else {
+                config.port.saturating_add(1)
+            });
+            Some(bind(&config.host, port).await?)
+        } else {
+            None
+        };
+        let fhir_base = match &config.public_base_url {
+            Some(url) => url.clone(),
+            None => default_base(&config.host, addr.port(), &config.persona.fhir_path())?,
+        };
+        let auth_origin = match &auth_listener {
+            Some((_, auth_addr)) => Some(auth_origin(&fhir_base, auth_addr.port())?),
+            None => None,
+        };
+        if !config.imports.is_empty() {
+            tracing::info!(%addr, "sandbox port bound; importing before serving");
+        }
         if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
                 path: dir.to_path_buf(),
@@ -114,51 +182,82 @@ impl Sandbox {
             })?;
         }
         let (patients, seed, imports) = (config.patients, config.seed, config.imports.clone());
-        let store = tokio::task::spawn_blocking(move || -> Result<Store, SandboxError> {
+        let (store, reports) = tokio::task::spawn_blocking(move || -> Result<_, SandboxError> {
             let store = Store::open(&db)?;
             store.ensure_populated(patients, seed)?;
-            for dir in &imports {
-                let report = store.import_dir(dir)?;
-                tracing::info!(dir = %dir.display(), ?report, "imported FHIR data");
+            let mut reports = Vec::new();
+            for dir in imports {
+                let report = store.import_dir(&dir)?;
+                reports.push((dir, report));
             }
-            Ok(store)
+            Ok((store, reports))
         })
         .await
         .map_err(|e| SandboxError::Internal {
             reason: format!("the database task failed: {e}"),
         })??;
 
-        let bind_addr = format!("{}:{}", bracket_ipv6(&config.host), config.port);
-        let listener = tokio::net::TcpListener::bind(&bind_addr)
-            .await
-            .map_err(|source| SandboxError::Bind {
-                addr: bind_addr.clone(),
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| SandboxError::Bind {
-            addr: bind_addr,
-            source,
-        })?;
-        let fhir_base = match &config.public_base_url {
-            Some(url) => url.clone(),
-            None => default_base(&config.host, addr.port())?,
-        };
-        let auth = auth::AuthServer::new(store.clone(), fhir_base.clone(), &config)?;
-        let state = SandboxState::new(fhir_base.clone(), store, auth);
+        let auth =
+            auth::AuthServer::with_auth_origin(store.clone(), fhir_base.clone(), auth_origin, &config)?;
+        let state = SandboxState::with_latency(fhir_base.clone(), store, auth, config.latency);
         let app = router(state.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve::serve(listener, app, limits, async {
-            let _ = rx.await;
-        }));
-        tracing::info!(%fhir_base, %addr, "sandbox listening");
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let mut tasks = vec![spawn_server(listener, app.clone(), limits, rx.clone())];
+        let auth_addr = auth_listener.map(|(listener, auth_addr)| {
+            tasks.push(spawn_server(listener, app, limits, rx));
+            auth_addr
+        });
+        tracing::info!(%fhir_base, %addr, persona = %config.persona, "sandbox listening");
         Ok(RunningSandbox {
             addr,
             fhir_base,
+            auth_addr,
+            imports: reports,
             state,
             shutdown: Some(tx),
-            task,
+            tasks,
         })
     }
+}
+
+async fn bind(host: &str, port: u16) -> Result<(tokio::net::TcpListener, SocketAddr), SandboxError> {
+    let bind_addr = format!("{}:{}", bracket_ipv6(host), port);
+    let listener = tokio::net::TcpListener::bind(&bind_addr)
+        .await
+        .map_err(|source| SandboxError::Bind {
+            addr: bind_addr.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| SandboxError::Bind {
+        addr: bind_addr,
+        source,
+    })?;
+    Ok((listener, addr))
+}
+
+fn spawn_server(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ServerLimits,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(serve::serve(listener, app, limits, async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    }))
+}
+
+/// The origin of the separate authorization host: the FHIR base's scheme and host, on `port`.
+fn auth_origin(fhir_base: &Url, port: u16) -> Result<Url, SandboxError> {
+    let mut origin = fhir_base.clone();
+    origin.set_path("/");
+    origin.set_query(None);
+    origin
+        .set_port(Some(port))
+        .map_err(|()| SandboxError::InvalidConfig {
+            key: "public_base_url".to_owned(),
+            reason: format!("`{fhir_base}` cannot take a port for the authorization host"),
+        })?;
+    Ok(origin)
 }
 
 fn bracket_ipv6(host: &str) -> String {
@@ -168,13 +267,13 @@ fn bracket_ipv6(host: &str) -> String {
     }
 }
 
-/// `http://{host}:{port}/fhir`; a wildcard listen address (`0.0.0.0`, `::`) is shown as `localhost`.
-fn default_base(host: &str, port: u16) -> Result<Url, SandboxError> {
+/// `http://{host}:{port}{path}`; a wildcard listen address (`0.0.0.0`, `::`) is shown as `localhost`.
+fn default_base(host: &str, port: u16, path: &str) -> Result<Url, SandboxError> {
     let shown = match host.parse::<IpAddr>() {
         Ok(ip) if ip.is_unspecified() => "localhost".to_owned(),
         _ => bracket_ipv6(host),
     };
-    Url::parse(&format!("http://{shown}:{port}/fhir")).map_err(|e| SandboxError::InvalidConfig {
+    Url::parse(&format!("http://{shown}:{port}{path}")).map_err(|e| SandboxError::InvalidConfig {
         key: "host".to_owned(),
         reason: format!("`{host}` does not make a valid URL ({e})"),
     })

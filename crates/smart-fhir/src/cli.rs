@@ -119,9 +119,16 @@ pub struct SandboxArgs {
     /// Accept any client id whose redirect URI is on a loopback address.
     #[arg(long = "open-registration")]
     pub open_registration: bool,
-    /// Access-token lifetime in seconds.
-    #[arg(long = "token-ttl", value_name = "SECONDS", default_value_t = 300)]
-    pub token_ttl: u64,
+    /// Access-token lifetime in seconds (default: the persona's — 300 for smart, Cerner's 570, Epic's 3600).
+    #[arg(long = "token-ttl", value_name = "SECONDS")]
+    pub token_ttl: Option<u64>,
+    /// Which EHR the sandbox looks like on the wire: smart (SMART App Launch 2.2 to the letter), cerner (Oracle
+    /// Health Millennium: tenant paths, a separate authorization host on the next port, …) or epic.
+    #[arg(long, value_name = "PERSONA", default_value = "smart")]
+    pub persona: sandbox::Persona,
+    /// Delay every answer by this many milliseconds, like a real EHR's round trip.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency: u64,
     /// The public FHIR base URL, when the sandbox is reached through a proxy.
     #[arg(long = "base-url", value_name = "URL")]
     pub base_url: Option<url::Url>,
@@ -142,7 +149,7 @@ impl Default for SandboxArgs {
 impl SandboxArgs {
     /// The sandbox configuration these options describe.
     pub fn into_config(self) -> anyhow::Result<sandbox::SandboxConfig> {
-        if self.token_ttl == 0 {
+        if self.token_ttl == Some(0) {
             anyhow::bail!("--token-ttl must be at least 1 second");
         }
         let db = match self.db {
@@ -155,8 +162,12 @@ impl SandboxArgs {
         let base_url = match self.base_url {
             Some(url) => Some(url),
             None if loopback && self.port != 0 => Some(
-                url::Url::parse(&format!("http://localhost:{}/fhir", self.port))
-                    .context("The sandbox's base URL could not be built")?,
+                url::Url::parse(&format!(
+                    "http://localhost:{}{}",
+                    self.port,
+                    self.persona.fhir_path()
+                ))
+                .context("The sandbox's base URL could not be built")?,
             ),
             None => None,
         };
@@ -169,8 +180,12 @@ impl SandboxArgs {
             imports: self.imports,
             clients: self.clients,
             open_registration: self.open_registration,
-            token_ttl: Duration::from_secs(self.token_ttl),
+            token_ttl: self
+                .token_ttl
+                .map_or_else(|| self.persona.token_ttl(), Duration::from_secs),
             public_base_url: base_url,
+            persona: self.persona,
+            latency: Duration::from_millis(self.latency),
             ..sandbox::SandboxConfig::default()
         })
     }
@@ -240,6 +255,33 @@ mod tests {
             config.public_base_url.unwrap().as_str(),
             "http://localhost:9000/fhir"
         );
+    }
+
+    #[test]
+    fn persona_and_latency_reach_the_config_with_the_personas_base_path_and_token_lifetime() {
+        let cli = Cli::parse_from([
+            "smart-fhir",
+            "sandbox",
+            "--db",
+            "/tmp/x.db",
+            "--persona",
+            "cerner",
+            "--latency",
+            "120",
+        ]);
+        let Some(Command::Sandbox(args)) = cli.command else {
+            panic!("not sandbox")
+        };
+        let config = args.into_config().unwrap();
+        assert_eq!(config.persona, sandbox::Persona::Cerner);
+        assert_eq!(config.latency, Duration::from_millis(120));
+        assert_eq!(config.token_ttl, Duration::from_secs(570));
+        assert_eq!(
+            config.public_base_url.unwrap().path(),
+            format!("/r4/{}", sandbox::persona::CERNER_TENANT)
+        );
+        let err = Cli::try_parse_from(["smart-fhir", "sandbox", "--persona", "meditech"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
     }
 
     #[test]

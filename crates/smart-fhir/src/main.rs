@@ -114,7 +114,14 @@ fn localhost_url(port: u16, path: &str) -> anyhow::Result<url::Url> {
 fn print_sandbox_banner(running: &sandbox::RunningSandbox) {
     println!("smart-fhir sandbox EHR");
     println!("  FHIR base:        {}", running.fhir_base);
+    println!("  persona:          {}", running.state.auth().persona());
+    if let Some(auth) = running.auth_addr {
+        println!("  authorization:    {auth} (a host of its own, as the persona's EHR has)");
+    }
     println!("  EHR launch page:  {}", running.launch_page());
+    for (dir, report) in &running.imports {
+        println!("  imported {}: {report}", dir.display());
+    }
     println!("  clients:");
     for client in running.state.auth().clients() {
         let kind = client.kind;

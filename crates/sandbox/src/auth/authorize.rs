@@ -144,6 +144,17 @@ pub(crate) async fn authorize(
     } else {
         uri.query().unwrap_or_default().as_bytes().to_vec()
     };
+    if method == Method::POST && !state.auth().persona().accepts_standalone_authorize_post() {
+        let launched = url::form_urlencoded::parse(&raw).any(|(k, _)| k == "launch");
+        if !launched {
+            return page(
+                "Use GET for a standalone launch",
+                "This EHR takes a standalone launch's authorization request by GET only (POST is for EHR launches). \
+                 Send the same parameters in the query string.",
+            )
+            .into_response();
+        }
+    }
     blocking(move || start(state.auth(), &headers, &raw)).await
 }
 

@@ -8,6 +8,7 @@
 
 mod authorize;
 mod clients;
+mod cors;
 mod discovery;
 mod introspect;
 mod keys;
@@ -38,9 +39,11 @@ use crate::{
     SandboxState,
     config::{ClientSpec, DEMO_CLIENT_ID, SandboxConfig, SimulatedFailure},
     error::SandboxError,
+    persona::{CERNER_TENANT, Persona},
     store::Store,
 };
 use clients::RegisteredClient;
+pub(crate) use cors::cors_layer;
 
 /// What a validated bearer token allows.
 #[derive(Debug, Clone)]
@@ -109,6 +112,74 @@ pub struct AuthEndpoints {
     pub launch_page: Url,
     /// The launcher that starts an EHR launch (`…/launcher`).
     pub launcher: Url,
+    /// The OpenID Connect issuer: the `iss` of id_tokens, whose `.well-known/openid-configuration` the server
+    /// publishes (the FHIR base for the `smart` persona; Cerner's `…/tenants/{t}/oidc/idsps/{t}/`; Epic's
+    /// `…/oauth2`).
+    pub issuer: Url,
+    /// `{issuer}/.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §4).
+    pub openid_configuration: Url,
+}
+
+/// Where a persona's authorization endpoints live, as paths on their host (the routes the router mounts).
+struct Layout {
+    authorize: String,
+    token: String,
+    jwks: String,
+    introspect: String,
+    revoke: String,
+    issuer: String,
+}
+
+impl Layout {
+    fn of(persona: Persona) -> Self {
+        match persona {
+            Persona::Smart => Layout {
+                authorize: "/auth/authorize".into(),
+                token: "/auth/token".into(),
+                jwks: "/auth/jwks".into(),
+                introspect: "/auth/introspect".into(),
+                revoke: "/auth/revoke".into(),
+                issuer: persona.fhir_path(),
+            },
+            // Cerner's authorization server, `https://authorization.cerner.com`, a host of its own, with tenant
+            // paths: `R4_WELL_KNOWN` in cerner/fhir.cerner.com
+            // `lib/resources/example_json/r4_examples_capabilitystatement.rb` (authorize, token, revoke,
+            // `/tokeninfo`, `/jwk`) and `content/authorization/openid-connect.md` (the issuer
+            // `…/tenants/{t}/oidc/idsps/{t}/`, trailing slash included).
+            Persona::Cerner => {
+                let tenant = format!("/tenants/{CERNER_TENANT}");
+                let smart = format!("{tenant}/protocols/oauth2/profiles/smart-v1");
+                Layout {
+                    authorize: format!("{smart}/personas/provider/authorize"),
+                    token: format!("{smart}/token"),
+                    jwks: "/jwk".into(),
+                    introspect: "/tokeninfo".into(),
+                    revoke: format!("{smart}/token/revoke"),
+                    issuer: format!("{tenant}/oidc/idsps/{CERNER_TENANT}/"),
+                }
+            }
+            // Epic's `https://fhir.epic.com/interconnect-fhir-oauth/oauth2/…` endpoints and key set, from its
+            // published `.well-known/smart-configuration` and `openid-configuration` (linked from fhir.epic.com's
+            // OAuth 2.0 specification).
+            Persona::Epic => Layout {
+                authorize: "/interconnect-fhir-oauth/oauth2/authorize".into(),
+                token: "/interconnect-fhir-oauth/oauth2/token".into(),
+                jwks: "/interconnect-fhir-oauth/api/epic/2019/Security/Open/PublicKeys/530027/OIDC".into(),
+                introspect: "/interconnect-fhir-oauth/oauth2/introspect".into(),
+                revoke: "/interconnect-fhir-oauth/oauth2/revoke".into(),
+                issuer: "/interconnect-fhir-oauth/oauth2".into(),
+            },
+        }
+    }
+}
+
+/// The path of `{issuer}/.well-known/openid-configuration` (the issuer's trailing slash removed first, as OpenID
+/// Connect Discovery 1.0 §4 says).
+fn openid_configuration_path(issuer: &str) -> String {
+    format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    )
 }
 
 /// A summary of a registered client, for start-up banners and the launch page.
@@ -134,6 +205,7 @@ pub struct AuthServer {
 struct Inner {
     store: Store,
     base: Url,
+    persona: Persona,
     endpoints: AuthEndpoints,
     token_ttl: Duration,
     code_ttl: Duration,
@@ -146,11 +218,23 @@ struct Inner {
 
 impl AuthServer {
     /// Creates the authorization server over `store` for the FHIR base `fhir_base`: creates its tables and
-    /// registers `smart-fhir-demo` and `config.clients`.
+    /// registers `smart-fhir-demo` and `config.clients`. Its endpoints are on the FHIR base's host, except for a
+    /// persona with an authorization host of its own (Cerner): see [`AuthServer::with_auth_origin`].
     pub fn new(store: Store, fhir_base: Url, config: &SandboxConfig) -> Result<Self, SandboxError> {
+        Self::with_auth_origin(store, fhir_base, None, config)
+    }
+
+    /// As [`AuthServer::new`], with the authorization endpoints on `auth_origin` (`http://host:port`) when the
+    /// persona splits the authorization host from the FHIR host.
+    pub fn with_auth_origin(
+        store: Store,
+        fhir_base: Url,
+        auth_origin: Option<Url>,
+        config: &SandboxConfig,
+    ) -> Result<Self, SandboxError> {
         records::create_tables(&store)?;
         records::delete_expired(&store)?;
-        let endpoints = endpoints_for(&fhir_base)?;
+        let endpoints = endpoints_for(&fhir_base, config.persona, auth_origin.as_ref())?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
@@ -163,6 +247,7 @@ impl AuthServer {
                 store,
                 secure_cookies: fhir_base.scheme() == "https",
                 base: fhir_base,
+                persona: config.persona,
                 endpoints,
                 token_ttl: config.token_ttl,
                 code_ttl: config.code_ttl,
@@ -220,9 +305,43 @@ impl AuthServer {
         self.inner.endpoints.clone()
     }
 
-    /// The FHIR base URL (the `aud` clients must send, the `iss` of id_tokens and EHR launches).
+    /// The FHIR base URL (the `aud` clients must send, the `iss` of EHR launches).
     pub fn fhir_base(&self) -> &Url {
         &self.inner.base
+    }
+
+    /// The EHR this authorization server looks like.
+    pub fn persona(&self) -> Persona {
+        self.inner.persona
+    }
+
+    /// The origins (`scheme://host:port`) of every registered client's redirect URIs: the browser origins its
+    /// token endpoint and FHIR API answer cross-origin requests from.
+    pub fn registered_origins(&self) -> Vec<String> {
+        let Ok(clients) = self.inner.clients.read() else {
+            return Vec::new();
+        };
+        let mut origins: Vec<String> = clients
+            .values()
+            .flat_map(|c| c.redirect_uris.iter().chain(c.launch_uri.iter()))
+            .map(|u| u.origin().ascii_serialization())
+            .filter(|o| o != "null")
+            .collect();
+        origins.sort();
+        origins.dedup();
+        origins
+    }
+
+    /// True when a browser page at `origin` may call the token endpoint and the FHIR API: the origin of a
+    /// registered redirect or launch URI, or, under open registration, any loopback origin.
+    pub fn is_registered_origin(&self, origin: &str) -> bool {
+        if self.inner.open_registration
+            && let Ok(url) = Url::parse(origin)
+            && authorize::is_loopback(&url)
+        {
+            return true;
+        }
+        self.registered_origins().iter().any(|o| o == origin)
     }
 
     /// Validates the request's bearer token (`Bearer` in any case) and returns what it allows.
@@ -291,64 +410,95 @@ impl AuthServer {
         self.inner
             .signing_key
             .get_or_try_init(|| async {
-                let store = self.inner.store.clone();
-                tokio::task::spawn_blocking(move || keys::SigningKey::load_or_generate(&store).map(Arc::new))
-                    .await
-                    .map_err(|e| SandboxError::Internal {
-                        reason: format!("the key task failed: {e}"),
-                    })?
+                let (store, persona) = (self.inner.store.clone(), self.inner.persona);
+                tokio::task::spawn_blocking(move || {
+                    keys::SigningKey::load_or_generate(&store, persona).map(Arc::new)
+                })
+                .await
+                .map_err(|e| SandboxError::Internal {
+                    reason: format!("the key task failed: {e}"),
+                })?
             })
             .await
             .cloned()
     }
 }
 
-fn endpoints_for(base: &Url) -> Result<AuthEndpoints, SandboxError> {
+fn endpoints_for(
+    base: &Url,
+    persona: Persona,
+    auth_origin: Option<&Url>,
+) -> Result<AuthEndpoints, SandboxError> {
     let trimmed = base.as_str().trim_end_matches('/');
     let root = trimmed
-        .strip_suffix("/fhir")
+        .strip_suffix(&persona.fhir_path())
         .map(str::to_owned)
         .unwrap_or_else(|| base.origin().ascii_serialization());
-    let url = |path: &str| {
+    let auth_root = match auth_origin {
+        Some(origin) if persona.splits_authorization_host() => {
+            origin.as_str().trim_end_matches('/').to_owned()
+        }
+        _ => root.clone(),
+    };
+    let url = |root: &str, path: &str| {
         Url::parse(&format!("{root}{path}")).map_err(|e| SandboxError::InvalidConfig {
             key: "public_base_url".to_owned(),
             reason: format!("`{base}` does not make endpoint URLs ({e})"),
         })
     };
+    let layout = Layout::of(persona);
+    let issuer = if persona == Persona::Smart {
+        Url::parse(trimmed).map_err(|e| SandboxError::InvalidConfig {
+            key: "public_base_url".to_owned(),
+            reason: format!("`{base}` is not a URL ({e})"),
+        })?
+    } else {
+        url(&auth_root, &layout.issuer)?
+    };
+    let openid_configuration = url(
+        issuer.as_str().trim_end_matches('/'),
+        "/.well-known/openid-configuration",
+    )?;
     Ok(AuthEndpoints {
-        authorize: url("/auth/authorize")?,
-        token: url("/auth/token")?,
-        jwks: url("/auth/jwks")?,
-        introspect: url("/auth/introspect")?,
-        revoke: url("/auth/revoke")?,
-        launch_page: url("/")?,
-        launcher: url("/launcher")?,
+        authorize: url(&auth_root, &layout.authorize)?,
+        token: url(&auth_root, &layout.token)?,
+        jwks: url(&auth_root, &layout.jwks)?,
+        introspect: url(&auth_root, &layout.introspect)?,
+        revoke: url(&auth_root, &layout.revoke)?,
+        launch_page: url(&root, "/")?,
+        launcher: url(&root, "/launcher")?,
+        issuer,
+        openid_configuration,
     })
 }
 
-/// The authorization server's routes.
-pub(crate) fn router() -> Router<SandboxState> {
+/// The authorization server's routes for `persona` (its endpoints at that persona's paths; the sign-in pages
+/// behind `/authorize` at `/auth/authorize/…` for every persona).
+pub(crate) fn router(persona: Persona) -> Router<SandboxState> {
+    let layout = Layout::of(persona);
+    let fhir = persona.fhir_path();
     Router::new()
         .route("/", get(launcher::home))
         .route("/launcher", get(launcher::launch))
         .route(
-            "/fhir/.well-known/smart-configuration",
+            &format!("{fhir}/.well-known/smart-configuration"),
             get(discovery::smart_configuration),
         )
-        .route("/fhir/.well-known/smart-style.json", get(discovery::smart_style))
+        .route(&format!("{fhir}/.well-known/smart-style.json"), get(discovery::smart_style))
         .route(
-            "/auth/authorize",
-            get(authorize::authorize).post(authorize::authorize),
+            &openid_configuration_path(&layout.issuer),
+            get(discovery::openid_configuration),
         )
+        .route(&layout.authorize, get(authorize::authorize).post(authorize::authorize))
         .route("/auth/authorize/step", get(authorize::step))
         .route("/auth/authorize/login", post(authorize::login))
         .route("/auth/authorize/patient", post(authorize::choose_patient))
         .route("/auth/authorize/encounter", post(authorize::choose_encounter))
         .route("/auth/authorize/consent", post(authorize::consent))
-        .route("/auth/token", post(token::token))
-        .route("/auth/jwks", get(token::jwks))
-        .route("/auth/introspect", post(introspect::introspect))
-        .route("/auth/revoke", post(introspect::revoke))
+        .route(&layout.token, post(token::token))
+        .route(&layout.jwks, get(token::jwks))
+        .route(&layout.introspect, post(introspect::introspect))
+        .route(&layout.revoke, post(introspect::revoke))
         // The pages carry CSRF tokens and the consent decision: never cached, never framed (clickjacking).
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))

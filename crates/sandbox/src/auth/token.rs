@@ -22,7 +22,7 @@ use super::{
     records::{self, CodeLookup, GrantRecord, TokenKind, TokenState},
     scopes,
 };
-use crate::{SandboxState, config::SimulatedFailure, error::SandboxError};
+use crate::{SandboxState, config::SimulatedFailure, error::SandboxError, persona::Persona};
 
 /// Lifetime of an `offline_access` refresh token.
 const OFFLINE_REFRESH_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
@@ -176,7 +176,7 @@ async fn authorization_code(
             "The token request is refused (simulated failure token_error).",
         ));
     }
-    respond_with_tokens(auth, &code_hash, &record.grant, None).await
+    respond_with_tokens(auth, &code_hash, &record.grant, Refresh::FirstGrant).await
 }
 
 async fn refresh(
@@ -241,6 +241,9 @@ async fn refresh(
         }
         grant.scope = asked.to_string();
     }
+    if !auth.persona().rotates_refresh_tokens() {
+        return respond_with_tokens(auth, &row.family, &grant, Refresh::Kept).await;
+    }
     if !auth
         .db({
             let h = token_hash.clone();
@@ -252,7 +255,7 @@ async fn refresh(
             "The refresh token was used concurrently; launch again.",
         ));
     }
-    respond_with_tokens(auth, &row.family, &grant, Some(row.expires_at)).await
+    respond_with_tokens(auth, &row.family, &grant, Refresh::Rotated(row.expires_at)).await
 }
 
 async fn client_credentials(
@@ -297,9 +300,9 @@ async fn client_credentials(
     let access = issue_access_token(auth, &family, &grant).await?;
     Ok(no_store_json(json!({
         "access_token": access,
-        "token_type": "Bearer",
+        "token_type": token_type(auth.persona()),
         "expires_in": auth.inner.token_ttl.as_secs(),
-        "scope": grant.scope,
+        "scope": scope_text(auth.persona(), &grant.scope),
     })))
 }
 
@@ -329,27 +332,140 @@ async fn store_token(
         .await
 }
 
-/// Issues an access token (and a refresh token when `offline_access` / `online_access` was granted) and builds
-/// the SMART token response. `refresh_expiry` keeps an `online_access` session's end across rotations.
+/// Which token request a response answers, for the refresh token it carries.
+enum Refresh {
+    /// The code exchange: a new refresh token when `offline_access` / `online_access` was granted.
+    FirstGrant,
+    /// A refresh that rotated the old token: a new one, ending when an `online_access` session ends (this
+    /// instant, epoch ms).
+    Rotated(i64),
+    /// A refresh under a persona that keeps the old refresh token (Cerner): no refresh token in the answer.
+    Kept,
+}
+
+/// `token_type`: Epic writes it in lower case (`"token_type": "bearer"`, fhir.epic.com OAuth 2.0 tutorial, the
+/// access token response of step 5); RFC 6750 and SMART say `Bearer`, case-insensitively.
+fn token_type(persona: Persona) -> &'static str {
+    match persona {
+        Persona::Epic => "bearer",
+        Persona::Smart | Persona::Cerner => "Bearer",
+    }
+}
+
+/// The granted scopes as the persona writes them. Epic answers with the names of the APIs the app may use, not
+/// SMART scopes, and ends the list with a space (`"scope": "openid Patient.read Patient.search "`, fhir.epic.com
+/// OAuth 2.0 specification); the grant itself stays the SMART scopes, which decide access.
+fn scope_text(persona: Persona, scope: &str) -> String {
+    if persona != Persona::Epic {
+        return scope.to_owned();
+    }
+    let mut names: Vec<String> = Vec::new();
+    for s in &ScopeSet::parse_lenient(scope) {
+        match s {
+            Scope::OpenId => names.push("openid".into()),
+            Scope::FhirUser => names.push("fhirUser".into()),
+            Scope::Resource(r) => {
+                let p = &r.permissions;
+                for (allowed, verb) in [
+                    (p.read, "read"),
+                    (p.search, "search"),
+                    (p.create, "create"),
+                    (p.update, "update"),
+                    (p.delete, "delete"),
+                ] {
+                    let name = format!("{}.{verb}", r.resource_type);
+                    if allowed && !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut text = names.join(" ");
+    text.push(' ');
+    text
+}
+
+/// A boolean as the persona writes it: Epic sends strings (`"need_patient_banner": "true"`, fhir.epic.com OAuth
+/// 2.0 tutorial, step 5).
+fn boolean(persona: Persona, value: bool) -> Value {
+    match persona {
+        Persona::Epic => json!(value.to_string()),
+        Persona::Smart | Persona::Cerner => json!(value),
+    }
+}
+
+/// Epic's own context beside SMART's in the token response (fhir.epic.com OAuth 2.0 tutorial, step 5):
+/// `__epic.dstu2.patient` (the patient's DSTU2 id, which differs from its R4 id), and, with a patient in context,
+/// `location` and `loginDepartment` (FHIR ids of the user's login department, a Location) and `appointment` when
+/// the patient has one.
+async fn epic_context(
+    auth: &AuthServer,
+    grant: &GrantRecord,
+    body: &mut Map<String, Value>,
+) -> Result<(), SandboxError> {
+    let Some(patient) = grant.patient.clone() else {
+        return Ok(());
+    };
+    let dstu2 = format!("T{}", URL_SAFE_NO_PAD.encode(Sha256::digest(patient.as_bytes())));
+    body.insert("__epic.dstu2.patient".into(), json!(dstu2));
+    let (location, appointment) = auth
+        .db(move |st| {
+            st.with_conn(|conn| {
+                use rusqlite::OptionalExtension;
+                let location: Option<String> = conn
+                    .query_row(
+                        "SELECT id FROM fhir_resources WHERE type = 'Location' AND deleted = 0 ORDER BY rid LIMIT 1",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let appointment: Option<String> = conn
+                    .query_row(
+                        "SELECT id FROM fhir_resources WHERE type = 'Appointment' AND deleted = 0 AND patient = ?1 \
+                         ORDER BY rid LIMIT 1",
+                        [&patient],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok((location, appointment))
+            })
+        })
+        .await?;
+    if let Some(appointment) = appointment {
+        body.insert("appointment".into(), json!(appointment));
+    }
+    if let Some(location) = location {
+        body.insert("location".into(), json!(location));
+        body.insert("loginDepartment".into(), json!(location));
+    }
+    Ok(())
+}
+
+/// Issues an access token (and a refresh token when `offline_access` / `online_access` was granted, unless the
+/// persona keeps the old one on refresh) and builds the token response with the launch context, as the persona
+/// writes it.
 async fn respond_with_tokens(
     auth: &AuthServer,
     family: &str,
     grant: &GrantRecord,
-    refresh_expiry: Option<i64>,
+    refresh: Refresh,
 ) -> Result<Response, OAuthError> {
+    let persona = auth.persona();
     let granted = ScopeSet::parse_lenient(&grant.scope);
     let access = issue_access_token(auth, family, grant).await?;
     let mut body = Map::new();
     body.insert("access_token".into(), json!(access));
-    body.insert("token_type".into(), json!("Bearer"));
+    body.insert("token_type".into(), json!(token_type(persona)));
     body.insert("expires_in".into(), json!(auth.inner.token_ttl.as_secs()));
-    body.insert("scope".into(), json!(grant.scope));
-    let refresh_ttl = if granted.contains(&Scope::OfflineAccess) {
-        Some(records::now_ms() + OFFLINE_REFRESH_TTL_MS)
-    } else if granted.contains(&Scope::OnlineAccess) {
-        Some(refresh_expiry.unwrap_or(records::now_ms() + ONLINE_REFRESH_TTL_MS))
-    } else {
-        None
+    body.insert("scope".into(), json!(scope_text(persona, &grant.scope)));
+    let refresh_ttl = match refresh {
+        Refresh::Kept => None,
+        _ if granted.contains(&Scope::OfflineAccess) => Some(records::now_ms() + OFFLINE_REFRESH_TTL_MS),
+        Refresh::Rotated(ends) if granted.contains(&Scope::OnlineAccess) => Some(ends),
+        _ if granted.contains(&Scope::OnlineAccess) => Some(records::now_ms() + ONLINE_REFRESH_TTL_MS),
+        _ => None,
     };
     if let Some(expires_at) = refresh_ttl {
         let refresh = records::random_token();
@@ -362,7 +478,13 @@ async fn respond_with_tokens(
     if let Some(encounter) = &grant.encounter {
         body.insert("encounter".into(), json!(encounter));
     }
-    body.insert("need_patient_banner".into(), json!(grant.need_patient_banner));
+    if persona == Persona::Epic {
+        epic_context(auth, grant, &mut body).await?;
+    }
+    body.insert(
+        "need_patient_banner".into(),
+        boolean(persona, grant.need_patient_banner),
+    );
     body.insert("smart_style_url".into(), json!(style_url(auth)));
     if let Some(intent) = &grant.intent {
         body.insert("intent".into(), json!(intent));
@@ -409,8 +531,16 @@ async fn id_token(
     let now = records::now_ms() / 1000;
     let base = auth.fhir_base().as_str().trim_end_matches('/');
     let user_url = format!("{base}/{user}");
+    // The issuer of the persona: the FHIR base (smart), Cerner's `…/oidc/idsps/{tenant}/` with its trailing slash
+    // (cerner/fhir.cerner.com `content/authorization/openid-connect.md`), Epic's `…/oauth2`.
+    let issuer = auth.inner.endpoints.issuer.as_str().to_owned();
+    let issuer = if auth.persona() == Persona::Smart {
+        base.to_owned()
+    } else {
+        issuer
+    };
     let mut claims = json!({
-        "iss": base,
+        "iss": issuer,
         "sub": user,
         "aud": grant.client_id,
         "iat": now,

@@ -149,6 +149,9 @@ impl Access {
         row: &ResourceRow,
         needed: Permissions,
     ) -> Result<(), FhirError> {
+        if needed == Permissions::READ && self.is_signed_in_user(row) {
+            return Ok(());
+        }
         let decision = self.decide(&row.resource_type, needed)?;
         self.check_compartment(&decision, row)?;
         if let Some(any_of) = &decision.any_of
@@ -202,6 +205,17 @@ impl Access {
             )));
         }
         Ok(())
+    }
+
+    /// True when `row` is the signed-in user's own resource and the token was granted `openid fhirUser`: SMART
+    /// App Launch 2.2 has the app read the `fhirUser` URL with the access token, so that read is allowed even when
+    /// no resource scope covers the user's type (a patient app with only `patient/Observation.rs`, a clinician's
+    /// `Practitioner`).
+    fn is_signed_in_user(&self, row: &ResourceRow) -> bool {
+        use smart_launch::scope::Scope;
+        self.grant.scopes.has_openid()
+            && self.grant.scopes.contains(&Scope::FhirUser)
+            && self.grant.fhir_user.as_deref() == Some(row.reference().as_str())
     }
 
     /// True when [`Access::check_row`] would pass (for `_include`d and `$everything` resources, which are

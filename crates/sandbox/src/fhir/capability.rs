@@ -1,18 +1,56 @@
-//! The CapabilityStatement at `GET /fhir/metadata`: what the server supports, and where its SMART authorization
-//! endpoints are (the `oauth-uris` extension older clients such as Python `fhirclient` 4.x read).
+//! The CapabilityStatement at `GET /fhir/metadata`: what the server supports — every resource type it serves,
+//! with the search parameters of each — and where its SMART authorization endpoints are (the `oauth-uris`
+//! extension older clients such as Python `fhirclient` 4.x read).
 
+use crate::SandboxState;
 use crate::auth::AuthEndpoints;
+use crate::error::SandboxError;
+use crate::store::Store;
 use crate::store::index::{self, ParamKind};
 use serde_json::{Value, json};
 
 const OAUTH_URIS: &str = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
 
-/// The server's R4 CapabilityStatement.
-pub(crate) fn capability_statement(base: &str, endpoints: &AuthEndpoints) -> Value {
-    let resources: Vec<Value> = index::RESOURCE_TYPES
+/// The CapabilityStatement of the running server: the described types plus every other type it holds.
+pub(crate) async fn for_state(state: &SandboxState) -> Value {
+    let stored = match state.store().blocking(stored_types).await {
+        Ok(types) => types,
+        Err(e) => {
+            tracing::warn!(error = %e, "the stored resource types could not be listed for /metadata");
+            Vec::new()
+        }
+    };
+    let base = state.fhir_base().as_str().trim_end_matches('/');
+    capability_statement(base, &state.auth().endpoints(), &stored)
+}
+
+/// The resource types that have at least one current resource.
+fn stored_types(store: &Store) -> Result<Vec<String>, SandboxError> {
+    store.with_reader(|conn| {
+        let mut statement = conn
+            .prepare_cached("SELECT DISTINCT type FROM fhir_resources WHERE deleted = 0 ORDER BY type")
+            .map_err(SandboxError::from)?;
+        let types = statement
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(SandboxError::from)?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(SandboxError::from)?;
+        Ok(types)
+    })
+}
+
+/// The server's R4 CapabilityStatement: the types of [`index::RESOURCE_TYPES`] and every type in `stored`, each
+/// with the search parameters the server answers for it.
+pub(crate) fn capability_statement(base: &str, endpoints: &AuthEndpoints, stored: &[String]) -> Value {
+    let mut resources: Vec<Value> = index::RESOURCE_TYPES
         .iter()
         .map(|(t, params)| resource(t, params))
         .collect();
+    for t in stored {
+        if index::is_valid_type(t) && !index::RESOURCE_TYPES.iter().any(|(known, _)| known == t) {
+            resources.push(resource(t, index::params_for(t)));
+        }
+    }
     json!({
         "resourceType": "CapabilityStatement",
         "id": "smart-fhir-sandbox",
@@ -32,7 +70,7 @@ pub(crate) fn capability_statement(base: &str, endpoints: &AuthEndpoints) -> Val
         "rest": [{
             "mode": "server",
             "security": {
-                "cors": false,
+                "cors": true,
                 "service": [{
                     "coding": [{
                         "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",

@@ -183,7 +183,8 @@ pub(crate) fn search(
             base: &ctx.base,
             path: resource_type.to_owned(),
             link_params: &request.link_params,
-            count: request.count,
+            // A count-only search (`_summary=count`, `_count=0`) has no pages to follow: no `next` link.
+            count: if request.summary_count { 0 } else { request.count },
             offset: request.offset,
             total: result.total,
         };

@@ -240,7 +240,7 @@ async fn metadata(
     if let Err(e) = negotiate(&headers, query.as_deref()) {
         return e.into_response();
     }
-    let statement = capability::capability_statement(&base_of(state.fhir_base()), &state.auth().endpoints());
+    let statement = capability::for_state(&state).await;
     FhirResponse::json(StatusCode::OK, statement.to_string()).into_response()
 }
 
