@@ -105,7 +105,7 @@ impl PrimValue for i32 {
         read_int(r, "an integer")
     }
     fn write(&self, w: &mut Writer) {
-        w.raw(&self.to_string());
+        w.integer(i64::from(*self));
     }
 }
 
@@ -114,7 +114,7 @@ impl PrimValue for u32 {
         read_int(r, "a non-negative integer")
     }
     fn write(&self, w: &mut Writer) {
-        w.raw(&self.to_string());
+        w.integer(i64::from(*self));
     }
 }
 

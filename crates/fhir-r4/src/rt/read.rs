@@ -797,7 +797,7 @@ impl<'a> Reader<'a> {
 /// "has a zero byte" trick on the word XORed with each; above a flagged byte, borrows may flag more, so only the
 /// lowest flag is exact.
 #[inline]
-fn special_bytes(w: u64) -> u64 {
+pub(crate) fn special_bytes(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let quote = w ^ (ONES * u64::from(b'"'));

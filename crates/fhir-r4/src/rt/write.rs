@@ -1,6 +1,7 @@
 //! `Writer`: compact JSON output for the generated models (fields in FHIR order, unknown members back in
 //! place, `_field` siblings and their `null`s where the model has primitive extensions).
 
+use super::read::special_bytes;
 use super::{Members, Object, PrimValue, Primitive};
 use crate::Resource;
 
@@ -54,29 +55,47 @@ impl Writer {
         self.out.push(b'"');
         let b = s.as_bytes();
         let mut start = 0;
-        for (i, &c) in b.iter().enumerate() {
-            let esc: &[u8] = match c {
-                b'"' => b"\\\"",
-                b'\\' => b"\\\\",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                b'\t' => b"\\t",
-                0..=0x1f => b"",
-                _ => continue,
-            };
+        while let Some(i) = next_special(b, start) {
             self.out.extend_from_slice(&b[start..i]);
-            if esc.is_empty() {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                self.out.extend_from_slice(b"\\u00");
-                self.out.push(HEX[usize::from(c >> 4)]);
-                self.out.push(HEX[usize::from(c & 0xf)]);
-            } else {
-                self.out.extend_from_slice(esc);
+            let c = b[i];
+            match c {
+                b'"' => self.out.extend_from_slice(b"\\\""),
+                b'\\' => self.out.extend_from_slice(b"\\\\"),
+                b'\n' => self.out.extend_from_slice(b"\\n"),
+                b'\r' => self.out.extend_from_slice(b"\\r"),
+                b'\t' => self.out.extend_from_slice(b"\\t"),
+                _ => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    self.out.extend_from_slice(b"\\u00");
+                    self.out.push(HEX[usize::from(c >> 4)]);
+                    self.out.push(HEX[usize::from(c & 0xf)]);
+                }
             }
             start = i + 1;
         }
         self.out.extend_from_slice(&b[start..]);
         self.out.push(b'"');
+        self.comma = true;
+    }
+
+    /// An integer, without going through `fmt`.
+    pub(crate) fn integer(&mut self, n: i64) {
+        self.sep();
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut m = n.unsigned_abs();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (m % 10) as u8;
+            m /= 10;
+            if m == 0 {
+                break;
+            }
+        }
+        if n < 0 {
+            self.out.push(b'-');
+        }
+        self.out.extend_from_slice(&digits[i..]);
         self.comma = true;
     }
 
@@ -243,6 +262,24 @@ impl Writer {
     }
 }
 
+/// The index of the first byte at or after `from` that a JSON string must escape.
+fn next_special(b: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let mask = special_bytes(u64::from_le_bytes(word));
+        if mask != 0 {
+            return Some(i + (mask.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b[i.min(b.len())..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|p| i + p)
+}
+
 /// `Debug` for the generated structs: the type name and the compact JSON of what is present
 /// (`Coding {"system":"http://loinc.org","code":"8867-4"}`), instead of every absent field.
 pub fn debug_object<T: Object>(value: &T, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -274,6 +311,20 @@ mod tests {
         assert_eq!(
             format!("{coding:?}"),
             r#"Coding {"system":"http://loinc.org","code":"8867-4"}"#
+        );
+    }
+
+    #[test]
+    fn strings_and_integers_are_written_as_json() {
+        let mut w = super::Writer::default();
+        w.string("plain, long enough for a word: \"q\" \\ \n\t\u{1} é ✓ end");
+        w.integer(-2147483648);
+        w.integer(0);
+        w.integer(4294967295);
+        let out = String::from_utf8(w.into_bytes()).unwrap_or_default();
+        assert_eq!(
+            out,
+            r#""plain, long enough for a word: \"q\" \\ \n\t\u0001 é ✓ end",-2147483648,0,4294967295"#
         );
     }
 }
