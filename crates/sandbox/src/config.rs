@@ -40,6 +40,8 @@ pub struct SandboxConfig {
     /// The port of the separate authorization host of personas that have one (Cerner). `None`: the port after
     /// `port` (or a free port when `port` is 0).
     pub auth_port: Option<u16>,
+    /// The Bulk Data `$export` limits (see [`crate::bulk::BulkConfig`] for the defaults).
+    pub bulk: crate::bulk::BulkConfig,
 }
 
 impl Default for SandboxConfig {
@@ -59,6 +61,7 @@ impl Default for SandboxConfig {
             persona: Persona::Smart,
             latency: Duration::ZERO,
             auth_port: None,
+            bulk: crate::bulk::BulkConfig::default(),
         }
     }
 }

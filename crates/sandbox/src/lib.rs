@@ -26,6 +26,7 @@
 //! ```
 
 pub mod auth;
+pub mod bulk;
 pub mod config;
 pub mod error;
 pub mod fhir;

@@ -16,7 +16,7 @@ use tower_http::trace::TraceLayer;
 use url::Url;
 
 use crate::serve::{self, ServerLimits};
-use crate::{auth, config::SandboxConfig, error::SandboxError, fhir, persona, store::Store};
+use crate::{auth, bulk, config::SandboxConfig, error::SandboxError, fhir, persona, store::Store};
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
@@ -29,6 +29,7 @@ struct StateInner {
     store: Store,
     auth: auth::AuthServer,
     latency: Duration,
+    bulk: bulk::BulkServer,
 }
 
 impl SandboxState {
@@ -39,12 +40,25 @@ impl SandboxState {
 
     /// Builds the state, delaying every answer by `latency` (`--latency`).
     pub fn with_latency(base: Url, store: Store, auth: auth::AuthServer, latency: Duration) -> Self {
+        Self::with_parts(base, store, auth, latency, bulk::BulkConfig::default())
+    }
+
+    /// Builds the state with every setting: the latency and the Bulk Data server's limits.
+    pub fn with_parts(
+        base: Url,
+        store: Store,
+        auth: auth::AuthServer,
+        latency: Duration,
+        bulk: bulk::BulkConfig,
+    ) -> Self {
+        let bulk = bulk::BulkServer::new(store.clone(), bulk);
         Self {
             inner: Arc::new(StateInner {
                 base,
                 store,
                 auth,
                 latency,
+                bulk,
             }),
         }
     }
@@ -69,6 +83,11 @@ impl SandboxState {
     pub fn auth(&self) -> &auth::AuthServer {
         &self.inner.auth
     }
+
+    /// The Bulk Data `$export` server.
+    pub fn bulk(&self) -> &bulk::BulkServer {
+        &self.inner.bulk
+    }
 }
 
 /// The whole sandbox as one router: the authorization server, the launch pages and the FHIR server under the
@@ -80,6 +99,7 @@ pub fn router(state: SandboxState) -> Router {
     let fhir_path = persona.fhir_path();
     Router::new()
         .merge(auth::router(persona))
+        .merge(bulk::router(&fhir_path))
         .nest(&fhir_path, fhir::router())
         // `nest` routes `/fhir` and `/fhir/…`, but not `/fhir/`, where many clients POST their transactions.
         .route(&format!("{fhir_path}/"), fhir::base_routes())
@@ -199,7 +219,14 @@ impl Sandbox {
 
         let auth =
             auth::AuthServer::with_auth_origin(store.clone(), fhir_base.clone(), auth_origin, &config)?;
-        let state = SandboxState::with_latency(fhir_base.clone(), store, auth, config.latency);
+        let state = SandboxState::with_parts(
+            fhir_base.clone(),
+            store,
+            auth,
+            config.latency,
+            config.bulk.clone(),
+        );
+        state.bulk().start_background().await?;
         let app = router(state.clone());
         let (tx, rx) = tokio::sync::watch::channel(false);
         let mut tasks = vec![spawn_server(listener, app.clone(), limits, rx.clone())];

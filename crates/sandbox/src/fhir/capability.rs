@@ -66,6 +66,8 @@ pub(crate) fn capability_statement(base: &str, endpoints: &AuthEndpoints, stored
         "software": { "name": "smart-fhir sandbox", "version": env!("CARGO_PKG_VERSION") },
         "implementation": { "description": "smart-fhir sandbox FHIR R4 server", "url": base },
         "fhirVersion": "4.0.1",
+        // Bulk Data Access IG 2.0.0: servers that support $export instantiate its CapabilityStatement.
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "format": ["json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
@@ -101,6 +103,15 @@ pub(crate) fn capability_statement(base: &str, endpoints: &AuthEndpoints, stored
             "operation": [{
                 "name": "everything",
                 "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+            }, {
+                "name": "export",
+                "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"
+            }, {
+                "name": "export",
+                "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"
+            }, {
+                "name": "export",
+                "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"
             }]
         }]
     })

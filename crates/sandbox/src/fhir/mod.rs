@@ -8,13 +8,13 @@
 //! OperationOutcome. Handlers only parse the request and hand the work to a blocking task, where the store does
 //! it.
 
-mod access;
+pub(crate) mod access;
 mod bundle;
 mod capability;
 mod everything;
 mod interaction;
 pub mod limits;
-mod outcome;
+pub(crate) mod outcome;
 mod patch;
 mod transaction;
 

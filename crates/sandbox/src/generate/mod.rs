@@ -11,6 +11,7 @@
 //! and Immunizations (CVX). One patient (the third, when there are at least three) has no name at all, because
 //! real EHRs have such records and apps must cope.
 
+pub mod cohort;
 mod record;
 pub mod vocabulary;
 
@@ -86,10 +87,17 @@ impl Generator {
         for resource in self.shared_resources() {
             sink(resource)?;
         }
+        let mut cohorts = cohort::Cohorts::new();
         for index in 0..self.patients {
-            for resource in self.patient_record(index) {
+            let record = self.patient_record(index);
+            cohorts.observe(&record);
+            for resource in record {
                 sink(resource)?;
             }
+        }
+        // The cohorts come last: they list the patients above.
+        for group in cohorts.groups() {
+            sink(group)?;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@ mod auth_authorize;
 mod auth_clients;
 mod auth_discovery;
 mod auth_token;
+mod bulk;
 mod common;
 mod conformance;
 mod fhir_access;
