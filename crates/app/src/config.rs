@@ -19,6 +19,8 @@
 //! client_id = "my-app"
 //! client_secret = "…"                 # better: SMART_FHIR_CLIENT_SECRET
 //! scope = "launch/patient openid fhirUser patient/*.rs"
+//! authorize_post = true               # POST the authorize request when the EHR offers authorize-post
+//! insecure_http = false               # true: allow plain http EHR endpoints off this machine (tests only)
 //! ```
 //!
 //! Tables other than `[app]` and `[profiles.*]` (such as the binary's `[sandbox]`) are ignored here.
@@ -84,6 +86,13 @@ pub struct AppConfig {
     /// The URL users reach the app at. `None`: `http://{bound address}`. Cookies are `Secure` when
     /// it is `https`.
     pub public_url: Option<Url>,
+    /// Send the authorize request as an auto-submitted POST form when the EHR advertises
+    /// `authorize-post` (default on: the launch parameters then stay out of URLs and logs).
+    pub authorize_post: bool,
+    /// Allow plain `http` for EHR endpoints (discovery, authorize, token, keys, FHIR) on hosts other
+    /// than this machine. Off by default; loopback addresses are always allowed. Security opt-out:
+    /// only for test servers on a trusted network.
+    pub insecure_http: bool,
 }
 
 /// A configuration value is missing or invalid.
@@ -144,6 +153,8 @@ struct Layer {
     summary_cache_secs: Option<u64>,
     listen: Option<String>,
     public_url: Option<String>,
+    authorize_post: Option<bool>,
+    insecure_http: Option<bool>,
 }
 
 impl Layer {
@@ -162,6 +173,8 @@ impl Layer {
             summary_cache_secs: over.summary_cache_secs.or(self.summary_cache_secs),
             listen: over.listen.or(self.listen),
             public_url: over.public_url.or(self.public_url),
+            authorize_post: over.authorize_post.or(self.authorize_post),
+            insecure_http: over.insecure_http.or(self.insecure_http),
         }
     }
 
@@ -206,6 +219,14 @@ impl Layer {
         };
         let session_ttl_secs = seconds("session_ttl_secs")?;
         let summary_cache_secs = seconds("summary_cache_secs")?;
+        let flag = |key: &'static str| match get(key).map(|v| v.to_ascii_lowercase()) {
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(Some(true)),
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Ok(Some(false)),
+            Some(v) => Err(invalid(key, format!("{v:?} is not true or false"))),
+            None => Ok(None),
+        };
+        let authorize_post = flag("authorize_post")?;
+        let insecure_http = flag("insecure_http")?;
         Ok(Layer {
             fhir_base: get("fhir_base"),
             client_id: get("client_id"),
@@ -224,6 +245,8 @@ impl Layer {
             summary_cache_secs,
             listen: get("listen"),
             public_url: get("public_url"),
+            authorize_post,
+            insecure_http,
         })
     }
 }
@@ -407,6 +430,8 @@ impl AppConfig {
             summary_cache: Duration::from_secs(layer.summary_cache_secs.unwrap_or(30)),
             listen,
             public_url,
+            authorize_post: layer.authorize_post.unwrap_or(true),
+            insecure_http: layer.insecure_http.unwrap_or(false),
         })
     }
 
@@ -430,6 +455,8 @@ impl AppConfig {
             summary_cache: Duration::from_secs(30),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_url: None,
+            authorize_post: true,
+            insecure_http: false,
         }
     }
 
@@ -554,6 +581,30 @@ mod tests {
     fn unknown_profile_is_refused() {
         let err = AppConfig::from_sources(None, env(&[]), Some("nope")).unwrap_err();
         assert!(matches!(err, ConfigError::UnknownProfile { .. }));
+    }
+
+    #[test]
+    fn authorize_post_is_on_and_insecure_http_off_by_default() {
+        let config = AppConfig::from_sources(None, env(&[]), None).unwrap();
+        assert!(config.authorize_post);
+        assert!(!config.insecure_http);
+        let config = AppConfig::from_sources(
+            None,
+            env(&[
+                ("SMART_FHIR_AUTHORIZE_POST", "false"),
+                ("SMART_FHIR_INSECURE_HTTP", "true"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert!(!config.authorize_post);
+        assert!(config.insecure_http);
+        let text = "[app]\ninsecure_http = true\nauthorize_post = false\n";
+        let config = AppConfig::from_sources(Some((text, Path::new("f.toml"))), env(&[]), None).unwrap();
+        assert!(config.insecure_http && !config.authorize_post);
+        let err =
+            AppConfig::from_sources(None, env(&[("SMART_FHIR_INSECURE_HTTP", "maybe")]), None).unwrap_err();
+        assert!(err.to_string().contains("`insecure_http`"), "{err}");
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub enum AppError {
          Go back, reload the page and try again."
     )]
     Csrf,
+    /// No page lives at this address.
+    #[error("There is no page at this address. Check the link, or go to the start page.")]
+    NotFound,
     /// A page needs a completed launch and the session has none.
     #[error("You are not signed in to an EHR in this browser session. Start over to launch the app.")]
     NotLaunched,
@@ -69,6 +72,7 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::NotLaunched => StatusCode::UNAUTHORIZED,
+            AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::Session(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -81,11 +85,24 @@ impl AppError {
             AppError::Fhir(_) => "The EHR could not be reached",
             AppError::BadRequest(_) => "Bad request",
             AppError::Csrf => "Form expired",
+            AppError::NotFound => "Page not found",
             AppError::Session(_) | AppError::Internal(_) => "Something went wrong",
         }
     }
 
     /// The sentence shown to the user.
+    /// The server's page about the error (`error_uri`), when it sent an http(s) one.
+    fn error_uri(&self) -> Option<url::Url> {
+        let uri = match self {
+            AppError::Launch(smart_launch::Error::Authorization { uri, .. })
+            | AppError::Launch(smart_launch::Error::TokenEndpoint { uri, .. }) => uri.as_deref()?,
+            _ => return None,
+        };
+        url::Url::parse(uri)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+    }
+
     fn user_message(&self) -> String {
         match self {
             AppError::Session(_) | AppError::Internal(_) => {
@@ -106,6 +123,9 @@ impl IntoResponse for AppError {
             section.card.error role="alert" {
                 h1 { (title) }
                 p { (self.user_message()) }
+                @if let Some(uri) = self.error_uri() {
+                    p { "The EHR explains this error at " a href=(uri.as_str()) rel="noreferrer" { (uri.as_str()) } "." }
+                }
                 p.actions { a.button href="/" { "Start over" } }
             }
         };

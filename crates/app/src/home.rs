@@ -40,7 +40,9 @@ pub async fn index(State(state): State<AppState>, session: Session) -> Result<Re
                 record.launch.tokens = tokens;
                 session.set_launch(record.clone());
             }
-            let view = Arc::new(SummaryView::new(&fetched.summary, Utc::now()));
+            let mut view = SummaryView::new(&fetched.summary, Utc::now());
+            view.signed_in_as = record.signed_in_user.as_ref().map(|u| u.label().to_owned());
+            let view = Arc::new(view);
             state.cache_summary(&session, view.clone());
             Ok(page::authorized(&csrf, &view, record.theme.as_ref()).into_response())
         }

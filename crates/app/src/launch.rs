@@ -7,19 +7,23 @@
 //! things are kept: the pending launch in the session store keyed by its state and bound to the
 //! session that started it (so it can be completed once, and only from that browser); the tokens
 //! and context in the session, whose id is rotated on success.
+//!
+//! Every failed launch logs one `warn` line, `launch failed`, with the stage and the reason
+//! ([`smart_launch::Error::reason`]: never a token, code, state or secret).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use http::Uri;
 use serde::{Deserialize, Serialize};
 use smart_launch::discovery::normalize_base;
 use smart_launch::{
-    CallbackParams, ClientAuth, ClientId, CompletedLaunch, LaunchContext, PendingLaunch, RevocableToken,
-    ScopeSet, SigningAlgorithm, SigningKey, SmartClient, SmartClientConfig, SmartConfiguration, TokenSet,
+    AuthorizeRequest, CallbackParams, ClientAuth, ClientId, CompletedLaunch, LaunchContext, PendingLaunch,
+    RevocableToken, ScopeSet, SigningAlgorithm, SigningKey, SmartClient, SmartClientConfig,
+    SmartConfiguration, TokenSet,
 };
 use url::Url;
 
@@ -53,6 +57,25 @@ pub struct LaunchRecord {
     pub theme: Option<Theme>,
     /// When the code exchange completed.
     pub completed_at: DateTime<Utc>,
+    /// The signed-in user as the EHR describes them (the `fhirUser` resource, read at launch).
+    #[serde(default)]
+    pub signed_in_user: Option<SignedInUser>,
+}
+
+/// The signed-in user: the `fhirUser` reference and the name its FHIR resource gives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedInUser {
+    /// `Practitioner/123`.
+    pub reference: String,
+    /// The display name (`Dr. Jane Smith`), when the resource could be read and has one.
+    pub name: Option<String>,
+}
+
+impl SignedInUser {
+    /// The name, else the reference.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.reference)
+    }
 }
 
 impl LaunchRecord {
@@ -81,9 +104,42 @@ struct StoredPending {
 
 /// `GET /authorize`: start a standalone launch against the configured EHR.
 pub async fn authorize(State(state): State<AppState>, session: Session) -> Result<Response, AppError> {
-    let (request, pending) = state.smart().standalone_launch(&state.config().fhir_base).await?;
-    keep_pending(&state, &session, LaunchKind::Standalone, pending).await?;
-    Ok(Redirect::to(request.url.as_str()).into_response())
+    async {
+        let (request, pending) = state.smart().standalone_launch(&state.config().fhir_base).await?;
+        keep_pending(&state, &session, LaunchKind::Standalone, pending).await?;
+        Ok(send_to_ehr(&request))
+    }
+    .await
+    .inspect_err(|e| log_failure("standalone launch", e))
+}
+
+/// The browser's way to the EHR: a redirect, or, when the EHR takes `authorize-post` and the app is
+/// configured for it, a page that POSTs the form (its own CSP names the EHR as a form target).
+fn send_to_ehr(request: &AuthorizeRequest) -> Response {
+    match &request.post {
+        None => Redirect::to(request.url.as_str()).into_response(),
+        Some(post) => {
+            let csp = crate::pages::authorize_post::content_security_policy(post);
+            let mut response = Html(crate::pages::authorize_post::page(post).into_string()).into_response();
+            if let Ok(value) = http::HeaderValue::from_str(&csp) {
+                response
+                    .headers_mut()
+                    .insert(http::header::CONTENT_SECURITY_POLICY, value);
+            }
+            response
+        }
+    }
+}
+
+/// Logs a failed launch once, at `warn`, naming the stage and the reason (never a secret).
+fn log_failure(stage: &'static str, error: &AppError) {
+    let reason = match error {
+        AppError::Launch(e) => e.reason(),
+        AppError::BadRequest(message) => message.clone(),
+        AppError::Session(_) => "the session store failed".to_owned(),
+        other => format!("{:?}", other.status()),
+    };
+    tracing::warn!(stage, status = error.status().as_u16(), reason = %reason, "launch failed");
 }
 
 /// The query of an EHR launch.
@@ -102,6 +158,16 @@ pub async fn ehr_launch(
     session: Session,
     Query(query): Query<EhrLaunchQuery>,
 ) -> Result<Response, AppError> {
+    start_ehr_launch(&state, &session, query)
+        .await
+        .inspect_err(|e| log_failure("EHR launch", e))
+}
+
+async fn start_ehr_launch(
+    state: &AppState,
+    session: &Session,
+    query: EhrLaunchQuery,
+) -> Result<Response, AppError> {
     let iss = query.iss.filter(|i| !i.trim().is_empty()).ok_or_else(|| {
         AppError::BadRequest(
             "The EHR launch is missing its `iss` parameter (the EHR's FHIR address). Launch the app from the EHR again."
@@ -117,12 +183,11 @@ pub async fn ehr_launch(
         let shown = Url::parse(&iss)
             .map(|u| normalize_base(&u).to_string())
             .unwrap_or_else(|_| iss.clone());
-        tracing::warn!(issuer = %shown, "refused an EHR launch from an issuer not on the allow-list");
         return Err(smart_launch::Error::IssuerNotAllowed { issuer: shown }.into());
     }
     let (request, pending) = state.smart().ehr_launch(&iss, &launch).await?;
-    keep_pending(&state, &session, LaunchKind::Ehr, pending).await?;
-    Ok(Redirect::to(request.url.as_str()).into_response())
+    keep_pending(state, session, LaunchKind::Ehr, pending).await?;
+    Ok(send_to_ehr(&request))
 }
 
 /// Keeps the pending launch in the session store under its state, bound to this session.
@@ -148,6 +213,12 @@ pub async fn callback(
     session: Session,
     uri: Uri,
 ) -> Result<Response, AppError> {
+    complete_launch(&state, &session, uri)
+        .await
+        .inspect_err(|e| log_failure("callback", e))
+}
+
+async fn complete_launch(state: &AppState, session: &Session, uri: Uri) -> Result<Response, AppError> {
     let query = uri.query().unwrap_or_default();
     let params = CallbackParams::from_query(query);
     let Some(state_param) = params.state().cloned() else {
@@ -167,6 +238,7 @@ pub async fn callback(
         Some(Ok(url)) => state.themes().get_or_fetch(state.http(), &url).await,
         _ => None,
     };
+    let signed_in_user = read_signed_in_user(state, &completed).await;
     tracing::info!(
         kind = ?stored.kind,
         patient_in_context = completed.context.patient.is_some(),
@@ -180,11 +252,73 @@ pub async fn callback(
         endpoints: (*endpoints).clone(),
         theme,
         completed_at: Utc::now(),
+        signed_in_user,
     });
-    state.forget_summary(&session);
+    state.forget_summary(session);
     // A session id seen before login is worthless after it.
     session.rotate_id();
     Ok(Redirect::to("/").into_response())
+}
+
+/// Reads the `fhirUser` resource with the launch's token (a FHIR read of that URL) for the user's
+/// name. Best effort: a refused or odd answer leaves the reference alone, logged at `warn`.
+async fn read_signed_in_user(state: &AppState, completed: &CompletedLaunch) -> Option<SignedInUser> {
+    let user = completed.fhir_user.as_ref()?;
+    let reference = user.reference();
+    let name = match fetch_user_name(state, &user.url, completed).await {
+        Ok(name) => name,
+        Err(reason) => {
+            tracing::warn!(user = %reference, reason = %reason, "the signed-in user's resource could not be read");
+            None
+        }
+    };
+    Some(SignedInUser { reference, name })
+}
+
+async fn fetch_user_name(
+    state: &AppState,
+    url: &Url,
+    completed: &CompletedLaunch,
+) -> Result<Option<String>, String> {
+    smart_launch::require_secure(url, "fhirUser", state.config().insecure_http).map_err(|e| e.reason())?;
+    let response = state
+        .http()
+        .get(url.clone())
+        .bearer_auth(completed.tokens.access_token.secret())
+        .header(http::header::ACCEPT, "application/fhir+json, application/json")
+        .send()
+        .await
+        .map_err(|e| format!("the request failed ({e})"))?;
+    if !response.status().is_success() {
+        return Err(format!("HTTP {}", response.status().as_u16()));
+    }
+    let resource: serde_json::Value = response.json().await.map_err(|e| format!("not JSON ({e})"))?;
+    Ok(human_name(&resource))
+}
+
+/// The display form of a resource's first `name` (`text`, else prefix, given and family joined).
+fn human_name(resource: &serde_json::Value) -> Option<String> {
+    let name = resource.get("name")?.as_array()?.first()?;
+    if let Some(text) = name
+        .get("text")
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.trim().is_empty())
+    {
+        return Some(text.trim().to_owned());
+    }
+    let words = |key: &str| -> Vec<String> {
+        match name.get(key) {
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect(),
+            Some(serde_json::Value::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    };
+    let parts: Vec<String> = [words("prefix"), words("given"), words("family")].concat();
+    let joined = parts.join(" ");
+    (!joined.trim().is_empty()).then(|| joined.trim().to_owned())
 }
 
 /// The error of a redirect that carries no `state`: the server's own error when it sent one.
@@ -295,11 +429,31 @@ pub fn smart_client(
     smart.discovery_ttl = DISCOVERY_TTL;
     smart.refresh_ahead = REFRESH_AHEAD;
     smart.http_timeout = Duration::from_secs(15);
+    smart.prefer_authorize_post = config.authorize_post;
+    smart.allow_insecure_http = config.insecure_http;
     SmartClient::new(smart)
 }
 
 /// How long discovered SMART configurations are reused.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(300);
 
-/// Access tokens are refreshed this long before they expire.
+/// Access tokens are refreshed this long before they expire (at most half their lifetime before:
+/// [`TokenSet::refresh_due`]).
 pub const REFRESH_AHEAD: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_users_name_comes_from_text_or_its_parts() {
+        let text = json!({"name": [{"text": " Dr. Jane Smith "}]});
+        assert_eq!(human_name(&text).as_deref(), Some("Dr. Jane Smith"));
+        let parts = json!({"name": [{"prefix": ["Dr."], "given": ["Jane", "Q"], "family": "Smith"}]});
+        assert_eq!(human_name(&parts).as_deref(), Some("Dr. Jane Q Smith"));
+        assert_eq!(human_name(&json!({"name": []})), None);
+        assert_eq!(human_name(&json!({"resourceType": "Practitioner"})), None);
+    }
+}

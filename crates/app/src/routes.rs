@@ -9,7 +9,9 @@
 //! | `GET`/`POST /logout` | change patient (confirm page / action; tokens revoked at the EHR) |
 //! | `GET`/`POST /reset` | forget everything (confirm page / action; tokens revoked at the EHR) |
 //! | `GET /inspect` | the launch as a developer sees it (never token values) |
-//! | `GET /static/app.css`, `GET /health` | stylesheet, liveness |
+//! | `GET /static/app.css`, `GET /static/authorize-post.js`, `GET /health` | stylesheet, the authorize-post auto-submit, liveness |
+//! | `GET /.well-known/jwks.json` | the app's public keys, when it has a private key (register this URL with the EHR) |
+//! | anything else | a 404 page |
 
 use axum::Router;
 use axum::extract::State;
@@ -23,7 +25,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::csrf;
 use crate::error::AppError;
 use crate::launch;
-use crate::pages::{confirm, layout};
+use crate::pages::{authorize_post, confirm, layout};
 use crate::session::{Session, session_layer};
 use crate::state::AppState;
 use crate::{home, inspect};
@@ -60,9 +62,13 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route(layout::STYLESHEET_PATH, get(stylesheet))
+        .route(authorize_post::SCRIPT_PATH, get(authorize_post_script))
+        .route(JWKS_PATH, get(jwks))
         .route("/health", get(|| async { "ok" }))
         .merge(app)
-        .layer(SetResponseHeaderLayer::overriding(
+        .fallback(not_found)
+        // A page that sets its own policy (the authorize-post form, which posts to the EHR) keeps it.
+        .layer(SetResponseHeaderLayer::if_not_present(
             HeaderName::from_static("content-security-policy"),
             HeaderValue::from_static(
                 "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
@@ -96,6 +102,41 @@ async fn stylesheet() -> Response {
         layout::STYLESHEET,
     )
         .into_response()
+}
+
+/// Where the app publishes its public keys (`private_key_jwt`); register `{public_url}` + this.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+async fn authorize_post_script() -> Response {
+    (
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            (CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+        ],
+        authorize_post::SCRIPT,
+    )
+        .into_response()
+}
+
+/// The public JWKS of an app configured with a private key; EHRs fetch it to check the client's
+/// assertions, and may cache it for the hour `Cache-Control` allows.
+async fn jwks(State(state): State<AppState>) -> Result<Response, AppError> {
+    let keys = state.smart().public_jwks().ok_or(AppError::NotFound)?;
+    Ok((
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+        ],
+        axum::Json(keys),
+    )
+        .into_response())
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound
 }
 
 async fn logout_confirm(session: Session) -> Markup {

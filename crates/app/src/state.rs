@@ -120,6 +120,16 @@ impl AppState {
         &self.inner.launch_uri
     }
 
+    /// Where the app publishes its public keys (`{public_url}/.well-known/jwks.json`), when it is
+    /// configured with a private key (`private_key_jwt`); register it with the EHR.
+    pub fn jwks_url(&self) -> Option<Url> {
+        self.inner.smart.public_jwks()?;
+        self.inner
+            .public_url
+            .join(crate::routes::JWKS_PATH.trim_start_matches('/'))
+            .ok()
+    }
+
     /// The session store.
     pub fn sessions(&self) -> &SessionStore {
         &self.inner.sessions

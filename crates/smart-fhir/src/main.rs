@@ -51,6 +51,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("smart-fhir app: {}", running.url);
     println!("  register with the EHR: redirect URI {}", running.redirect_uri);
     println!("                         launch URI   {}", running.launch_uri);
+    if let Some(jwks) = running.state.jwks_url() {
+        println!("                         JWKS URL     {jwks}");
+    }
     wait_for_ctrl_c().await;
     running.shutdown().await;
     Ok(())

@@ -55,6 +55,8 @@ pub struct SummaryView {
     sections: String,
     /// When the summary was read from the EHR.
     pub fetched_at: DateTime<Utc>,
+    /// The signed-in user's name (from the `fhirUser` resource), when the launch had one.
+    pub signed_in_as: Option<String>,
 }
 
 impl SummaryView {
@@ -64,6 +66,7 @@ impl SummaryView {
             patient_name: summary.patient_name.clone(),
             sections: sections(summary).into_string(),
             fetched_at,
+            signed_in_as: None,
         }
     }
 }
@@ -87,6 +90,7 @@ impl Render for AuthorizedBody<'_> {
             section.card {
                 h1 { "Hello" }
                 p { "You are authorized and ready to make API requests for " em { (view.patient_name) } "." }
+                @if let Some(user) = &view.signed_in_as { p.muted.signed-in { "Signed in as " strong { (user) } "." } }
                 div.actions {
                     (layout::post_button("/logout", csrf, "Change patient", "button"))
                     a.button.secondary href="/inspect" { "Inspect launch" }

@@ -195,6 +195,13 @@ impl Browser {
     ) -> Page {
         let mut page = self.request(method, url, form).await;
         for _ in 0..20 {
+            if let Some(post) = auto_submitted_form(&page) {
+                // The app's authorize-post page: a browser's script submits it at once.
+                page = self
+                    .request("POST", page.url.join(&post.action).unwrap(), Some(post.fields))
+                    .await;
+                continue;
+            }
             if !(300..400).contains(&page.status) {
                 return page;
             }
@@ -248,6 +255,14 @@ impl Browser {
             self.navigate_until("GET", url, None, stop).await
         }
     }
+}
+
+/// The form a page's script submits on load (`data-auto-submit`), as a browser would send it.
+fn auto_submitted_form(page: &Page) -> Option<Form> {
+    if page.status != 200 || !page.body.contains("data-auto-submit") {
+        return None;
+    }
+    page.forms().into_iter().find(|f| f.method == "POST")
 }
 
 /// An HTML form: its action, method, the fields a person would send, and its named buttons.
@@ -429,6 +444,18 @@ pub async fn click_through_ehr(
         "the EHR's pages did not lead back to the app; last at {}",
         page.url
     );
+}
+
+/// Where the browser goes from the app's answer to `/authorize` or `/launch`: the redirect's target,
+/// or, for the authorize-post form page, where the EHR sends it after the POST.
+pub async fn ehr_entry(browser: &Browser, page: &Page) -> Url {
+    match auto_submitted_form(page) {
+        Some(form) => {
+            let action = page.url.join(&form.action).unwrap();
+            location(&browser.request("POST", action, Some(form.fields)).await)
+        }
+        None => location(page),
+    }
 }
 
 /// The URL in a redirect's Location header.

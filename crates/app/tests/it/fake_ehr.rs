@@ -23,7 +23,12 @@ pub enum IdTokenKind {
     WrongKey,
     /// No SMART configuration and no oauth-uris: an open FHIR server.
     NoOAuth,
+    /// The token endpoint refuses the code with `invalid_grant` and an `error_uri`.
+    TokenError,
 }
+
+/// The `error_uri` of [`IdTokenKind::TokenError`].
+pub const TOKEN_ERROR_URI: &str = "https://ehr.example/help/errors/invalid_grant";
 
 #[derive(Clone)]
 struct Fake {
@@ -124,6 +129,11 @@ async fn authorize(Query(q): Query<HashMap<String, String>>) -> Response {
 }
 
 async fn token(State(f): State<Fake>) -> Response {
+    if f.kind == IdTokenKind::TokenError {
+        let body = json!({"error": "invalid_grant", "error_description": "The code has expired.",
+                          "error_uri": TOKEN_ERROR_URI});
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    }
     let now = chrono::Utc::now().timestamp();
     let id_token = match f.kind {
         IdTokenKind::Malformed => "this-is-not-a-jwt".to_owned(),

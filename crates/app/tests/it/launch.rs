@@ -71,22 +71,28 @@ async fn ehr_launch_through_the_sandbox_launcher() {
         .await;
     let launch_url = location(&to_app);
     assert_eq!(launch_url.path(), "/launch");
-    let to_ehr = browser
-        .navigate_until("GET", launch_url, None, |u| u.origin() != app_origin)
-        .await;
-    let authorize = location(&to_ehr);
-    let scope = authorize
-        .query_pairs()
-        .find(|(k, _)| k == "scope")
-        .unwrap()
-        .1
-        .into_owned();
+    // The sandbox offers authorize-post: the app answers with the form its script submits.
+    let form_page = browser.request("GET", launch_url, None).await;
+    assert_eq!(form_page.status, 200, "{}", form_page.body);
+    let form = form_page
+        .forms()
+        .into_iter()
+        .find(|f| f.method == "POST")
+        .expect("the authorize-post form");
+    let field = |name: &str| {
+        form.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let scope = field("scope").unwrap();
     assert!(
         scope.split(' ').any(|s| s == "launch"),
         "EHR launch asks for `launch`: {scope}"
     );
-    assert!(authorize.query_pairs().any(|(k, _)| k == "launch"));
-    let first = browser.get(authorize).await;
+    assert!(field("launch").is_some());
+    let action = form_page.url.join(&form.action).unwrap();
+    let first = browser.navigate("POST", action, Some(form.fields.clone())).await;
     let back = click_through_ehr(&browser, first, "approve", &|u: &Url| u.origin() == app_origin).await;
     let page = browser.get(location(&back)).await;
     assert_eq!(page.status, 200, "{}", page.body);

@@ -8,6 +8,7 @@ mod errors;
 mod fake_ehr;
 mod launch;
 mod logs;
+mod oidc;
 mod revocation;
 mod safety;
 mod session;

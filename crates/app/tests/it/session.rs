@@ -51,8 +51,9 @@ async fn the_cookie_is_http_only_lax_and_holds_only_an_id_rotated_at_login() {
 
     // Complete the launch, watching the callback's answer for the rotated cookie.
     let app_origin = env.app.url.origin();
-    assert_ne!(crate::common::location(&ehr).origin(), app_origin, "{ehr:?}");
-    let first_ehr = browser.get(crate::common::location(&ehr)).await;
+    let entry = crate::common::ehr_entry(&browser, &ehr).await;
+    assert_ne!(entry.origin(), app_origin, "{ehr:?}");
+    let first_ehr = browser.get(entry).await;
     let back = crate::common::click_through_ehr(&browser, first_ehr, "approve", &|u: &url::Url| {
         u.origin() == app_origin
     })
