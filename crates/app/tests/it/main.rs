@@ -9,6 +9,7 @@ mod fake_ehr;
 mod launch;
 mod logs;
 mod oidc;
+mod personas;
 mod revocation;
 mod safety;
 mod session;

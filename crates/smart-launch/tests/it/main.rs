@@ -10,5 +10,6 @@ mod fault_server;
 mod id_token;
 mod launch;
 mod openid;
+mod personas;
 mod refresh;
 mod tokens;

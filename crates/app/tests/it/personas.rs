@@ -1,0 +1,142 @@
+//! The app against each persona of the sandbox (`smart`, `cerner`, `epic`): full standalone and EHR launches,
+//! through to the patient page — the EHRs' documented quirks (Cerner's separate authorization host and OIDC
+//! issuer, string ranks and data-absent lab categories; Epic's lower-case `bearer`, API-name scopes, string
+//! booleans and OperationOutcome entries in searches) must not stop it.
+
+use sandbox::{ClientSpec, Persona, SandboxConfig};
+use url::Url;
+
+use crate::common::{
+    Browser, CLIENT_ID, Options, TestEnv, click_through_ehr, init_logs, location, standalone_launch,
+};
+
+async fn start(persona: Persona) -> TestEnv {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let config = SandboxConfig {
+        host: "127.0.0.1".into(),
+        port: 0,
+        db: Some(dir.path().join("sandbox.db")),
+        patients: 3,
+        ..SandboxConfig::default()
+    }
+    .with_persona(persona);
+    let sandbox = sandbox::Sandbox::start(config).await.unwrap();
+    let config = app::AppConfig::for_issuer(
+        sandbox.fhir_base.clone(),
+        CLIENT_ID,
+        dir.path().join("sessions.db"),
+    );
+    let app = app::start(config).await.unwrap();
+    let spec =
+        ClientSpec::public(CLIENT_ID, app.redirect_uri.clone()).with_launch_uri(app.launch_uri.clone());
+    sandbox.state.auth().register_client(spec).unwrap();
+    TestEnv {
+        sandbox,
+        app,
+        dir,
+        options: Options::default(),
+    }
+}
+
+async fn standalone_shows_the_patient_page(persona: Persona) {
+    {
+        let env = start(persona).await;
+        let browser = Browser::new();
+        let page = standalone_launch(&env, &browser).await;
+        assert_eq!(page.status, 200, "{persona}: {}", page.body);
+        assert!(
+            page.body.contains("You are authorized"),
+            "{persona}: {}",
+            page.body
+        );
+        assert!(
+            page.body.contains("aria-label=\"Patient\""),
+            "{persona}: no banner"
+        );
+        assert!(page.body.contains("Recent labs"), "{persona}");
+        env.stop().await;
+    }
+}
+
+async fn ehr_launch_shows_the_patient_page(persona: Persona) {
+    {
+        let env = start(persona).await;
+        let browser = Browser::new();
+        let home = browser.get(env.sandbox_url("/")).await;
+        let form = home
+            .forms()
+            .into_iter()
+            .find(|f| f.action == "/launcher")
+            .expect("launcher form");
+        let mut fields: Vec<(String, String)> = form
+            .fields
+            .into_iter()
+            .filter(|(k, _)| k != "client_id" && k != "launch_uri")
+            .collect();
+        fields.push(("client_id".into(), CLIENT_ID.into()));
+        let mut launcher = env.sandbox_url("/launcher");
+        launcher.query_pairs_mut().extend_pairs(fields);
+        let app_origin = env.app.url.origin();
+        let to_app = browser
+            .navigate_until("GET", launcher, None, |u| u.origin() == app_origin)
+            .await;
+        let launch_url = location(&to_app);
+        let iss = launch_url
+            .query_pairs()
+            .find(|(k, _)| k == "iss")
+            .unwrap()
+            .1
+            .into_owned();
+        assert_eq!(
+            iss,
+            env.sandbox.fhir_base.as_str().trim_end_matches('/'),
+            "{persona}"
+        );
+        let to_ehr = browser
+            .navigate_until("GET", launch_url, None, |u| u.origin() != app_origin)
+            .await;
+        let first = browser.get(location(&to_ehr)).await;
+        let back = click_through_ehr(&browser, first, "approve", &|u: &Url| u.origin() == app_origin).await;
+        let page = browser.get(location(&back)).await;
+        assert_eq!(page.status, 200, "{persona}: {}", page.body);
+        assert!(
+            page.body.contains("You are authorized"),
+            "{persona}: {}",
+            page.body
+        );
+        env.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_standalone_launch_against_the_smart_persona_shows_the_patient_page() {
+    standalone_shows_the_patient_page(Persona::Smart).await;
+}
+
+#[tokio::test]
+#[ignore = "the app refuses the Patient Cerner documents (telecom[].rank as the string \"1\"): issue 16 point 3, tolerant reading, not landed yet"]
+async fn a_standalone_launch_against_the_cerner_persona_shows_the_patient_page() {
+    standalone_shows_the_patient_page(Persona::Cerner).await;
+}
+
+#[tokio::test]
+async fn a_standalone_launch_against_the_epic_persona_shows_the_patient_page() {
+    standalone_shows_the_patient_page(Persona::Epic).await;
+}
+
+#[tokio::test]
+async fn an_ehr_launch_against_the_smart_persona_shows_the_patient_page() {
+    ehr_launch_shows_the_patient_page(Persona::Smart).await;
+}
+
+#[tokio::test]
+#[ignore = "the app refuses the Patient Cerner documents (telecom[].rank as the string \"1\"): issue 16 point 3, tolerant reading, not landed yet"]
+async fn an_ehr_launch_against_the_cerner_persona_shows_the_patient_page() {
+    ehr_launch_shows_the_patient_page(Persona::Cerner).await;
+}
+
+#[tokio::test]
+async fn an_ehr_launch_against_the_epic_persona_shows_the_patient_page() {
+    ehr_launch_shows_the_patient_page(Persona::Epic).await;
+}
