@@ -237,6 +237,7 @@ class Browser:
         self.time_by_origin = {}
         self.requests = 0
         self.log = []  # (origin, method, path, seconds)
+        self.callback_index = None  # index in `log` of the request that brought the authorization code back
 
     def session(self, url):
         o = origin(url)
@@ -255,6 +256,9 @@ class Browser:
         self.time_by_origin[o] = self.time_by_origin.get(o, 0.0) + dt
         self.requests += 1
         self.log.append((o, method, urlsplit(url).path, dt))
+        nxt = r.headers.get("Location")
+        if nxt and self.callback_index is None and "code=" in urlsplit(urljoin(url, nxt)).query:
+            self.callback_index = len(self.log)  # the next request follows this redirect to the app
         return r
 
     def navigate(self, method, url, data=None):
@@ -332,8 +336,13 @@ def one_launch(app, pick, fills, marker, timeout):
     for step in range(MAX_STEPS):
         if is_done(r, url, app_origin, marker, visited_auth):
             total = time.perf_counter() - t0
+            # Callback -> rendered page: the app's requests from the redirect back with the code to the page.
+            cb = b.callback_index
             return {
                 "seconds": total,
+                "callback_to_page_seconds": (sum(e[3] for e in b.log[cb:] if e[0] == app_origin)
+                                             if cb is not None else None),
+                "ehr_requests_by_browser": sum(1 for e in b.log if e[0] != app_origin),
                 "app_seconds": b.time_by_origin.get(app_origin, 0.0),
                 "requests": b.requests,
                 "cookie": b.cookie_header(app + "/"),
@@ -421,6 +430,9 @@ def cmd_launch(args):
         "warmup_seconds": [r["seconds"] for r in warmup],
         "launch_seconds": summarize([r["seconds"] for r in results]),
         "app_side_seconds": summarize([r["app_seconds"] for r in results]),
+        "callback_to_page_seconds": summarize([r["callback_to_page_seconds"] for r in results
+                                               if r["callback_to_page_seconds"] is not None]),
+        "ehr_requests_by_browser": results[0]["ehr_requests_by_browser"] if results else None,
         "requests_per_launch": results[0]["requests"] if results else None,
         "mean_ms_by_request": mean_by_request(results),
         "steps": results[0]["steps"] if results else None,

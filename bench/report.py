@@ -127,6 +127,24 @@ def rows(parts):
                   fmt(ratio(s["app_side_seconds"]["mean"], o["app_side_seconds"]["mean"]), "× faster"), ""))
     elif l:
         r.append(("launch", "full launch", "skipped", l["skipped"], "", ""))
+    la = parts.get("latency", {})
+    if la and "skipped" not in la and "launch_seconds" in la.get("ours", {}) and "launch_seconds" in la.get("seed", {}):
+        o, s, ms = la["ours"], la["seed"], la["latency_ms"]
+        oc, sc_ = o.get("callback_to_page_seconds") or {}, s.get("callback_to_page_seconds") or {}
+        if oc and sc_:
+            x = ratio(sc_["p50"], oc["p50"])
+            r.append(("latency", f"EHR {ms} ms away: callback -> rendered page, p50", fmt(oc["p50"] * 1000, "ms"),
+                      fmt(sc_["p50"] * 1000, "ms"), fmt(x, "× faster"), "bound by round trips, not their sum"))
+            r.append(("latency", "serial EHR round trips on that path (p50 / latency)",
+                      fmt(o.get("serial_round_trips")), fmt(s.get("serial_round_trips")), "", ""))
+        r.append(("latency", "EHR requests made by the app per launch", fmt(o.get("ehr_requests_by_app_per_launch")),
+                  fmt(s.get("ehr_requests_by_app_per_launch")), "", ""))
+        r.append(("latency", "full launch, p50 (browser's EHR pages delayed too)",
+                  fmt(o["launch_seconds"]["p50"] * 1000, "ms"), fmt(s["launch_seconds"]["p50"] * 1000, "ms"),
+                  fmt(ratio(s["launch_seconds"]["p50"], o["launch_seconds"]["p50"]), "× faster"),
+                  f"completed {o['launches_ok']}/{s['launches_ok']}"))
+    elif la:
+        r.append(("latency", "launch with EHR latency", "skipped", la.get("skipped", "an app failed"), "", ""))
     pa = parts.get("parse", {})
     if pa and "skipped" not in pa:
         tv = pa.get("typed_vs_value")
