@@ -17,6 +17,7 @@
 pub mod charts;
 pub mod config;
 pub mod csrf;
+pub mod date_ticks;
 pub mod error;
 pub mod fetch;
 pub mod home;

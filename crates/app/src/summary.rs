@@ -309,6 +309,10 @@ pub fn vital_charts<O: Borrow<Observation>>(observations: &[O]) -> Vec<Chart> {
                 })
                 .filter(|s| !s.points.is_empty())
                 .collect(),
+            bands: lines
+                .iter()
+                .filter_map(|(label, codes)| crate::charts::usual_adult_band(codes[0], label))
+                .collect(),
         })
         .collect()
 }

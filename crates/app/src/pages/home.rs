@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use maud::{Markup, PreEscaped, Render, html};
 
 use super::layout;
-use crate::charts::DrawnChart;
+use crate::charts::{Chart, DrawnChart, format_value};
 use crate::style::Theme;
 use crate::summary::{
     AllergyRow, ConditionRow, EncounterRow, ImmunizationRow, LabRow, MedicationRow, PatientBanner, Section,
@@ -53,6 +53,8 @@ pub struct SummaryView {
     pub patient_name: String,
     /// The banner, charts and sections, as HTML.
     sections: String,
+    /// The printed pages' running head: name and date of birth.
+    running_head: String,
     /// When the summary was read from the EHR.
     pub fetched_at: DateTime<Utc>,
     /// The signed-in user's name (from the `fhirUser` resource), when the launch had one.
@@ -65,6 +67,7 @@ impl SummaryView {
         SummaryView {
             patient_name: summary.patient_name.clone(),
             sections: sections(summary).into_string(),
+            running_head: running_head(summary),
             fetched_at,
             signed_in_as: None,
         }
@@ -87,7 +90,10 @@ impl Render for AuthorizedBody<'_> {
         let (csrf, view) = (self.csrf, self.view);
         buffer.reserve(view.sections.len() + 2048);
         html! {
-            section.card {
+            div.print-only.running-head {
+                (view.running_head) " · fetched " (view.fetched_at.format("%Y-%m-%d %H:%M UTC"))
+            }
+            section.card.launch-card {
                 h1 { "Hello" }
                 p { "You are authorized and ready to make API requests for " em { (view.patient_name) } "." }
                 @if let Some(user) = &view.signed_in_as { p.muted.signed-in { "Signed in as " strong { (user) } "." } }
@@ -100,7 +106,16 @@ impl Render for AuthorizedBody<'_> {
         }
         .render_to(buffer);
         buffer.push_str(&view.sections);
-        html! { p.muted { "Fetched " (view.fetched_at.format("%Y-%m-%d %H:%M UTC")) "." } }.render_to(buffer);
+        html! { p.muted.fetched { "Fetched " (view.fetched_at.format("%Y-%m-%d %H:%M UTC")) "." } }
+            .render_to(buffer);
+    }
+}
+
+/// "Name · born 1970-01-01" for the top of every printed page.
+fn running_head(summary: &Summary) -> String {
+    match summary.banner.as_ref().and_then(|b| b.birth_date.as_deref()) {
+        Some(born) => format!("{} · born {born}", summary.patient_name),
+        None => summary.patient_name.clone(),
     }
 }
 
@@ -178,9 +193,20 @@ fn chart_figure(drawn: &DrawnChart) -> Markup {
     let latest: Vec<String> = chart
         .latest()
         .into_iter()
-        .map(|(label, at, value)| format!("{label} {value:.1} {} on {}", chart.unit, at.format("%Y-%m-%d")))
+        .map(|(label, at, value)| {
+            format!(
+                "{label} {} {} on {}",
+                format_value(value),
+                chart.unit,
+                at.format("%Y-%m-%d")
+            )
+        })
         .collect();
-    let description = format!("{} over time. Latest: {}.", chart.title, latest.join(", "));
+    let bands: Vec<String> = chart.bands.iter().map(|b| b.caption(&chart.unit)).collect();
+    let mut description = format!("{} over time. Latest: {}.", chart.title, latest.join(", "));
+    if !bands.is_empty() {
+        description.push_str(&format!(" Shaded: {}.", bands.join("; ")));
+    }
     html! {
         figure.chart {
             figcaption { (chart.title) " " span.muted { "(" (chart.unit) ")" } }
@@ -191,7 +217,33 @@ fn chart_figure(drawn: &DrawnChart) -> Markup {
                 Ok(None) => p.muted { "No measurements." },
                 Err(e) => p.notice { (e) }
             }
-            p.muted { "Latest: " (latest.join(", ")) }
+            p.muted { "Latest (ringed): " (latest.join(", ")) }
+            @if !bands.is_empty() { p.muted.bands { "Shaded: " (bands.join("; ")) } }
+            (chart_table(chart))
+        }
+    }
+}
+
+/// The chart's numbers as a table, folded away: no JavaScript, and a screen reader reads it.
+fn chart_table(chart: &Chart) -> Markup {
+    let rows = chart.rows();
+    html! {
+        details.chart-data {
+            summary { "Values (" (rows.len()) ")" }
+            div.table-wrap {
+                table {
+                    caption { (chart.title) " in " (chart.unit) ", newest first" }
+                    thead { tr { th scope="col" { "Date" } @for s in &chart.series { th scope="col" { (s.label) } } } }
+                    tbody {
+                        @for (at, cells) in &rows {
+                            tr {
+                                th scope="row" { (at.format("%Y-%m-%d")) }
+                                @for cell in cells { td { @match cell { Some(v) => (format_value(*v)), None => "—" } } }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }
