@@ -32,6 +32,7 @@ pub mod session;
 pub mod state;
 pub mod style;
 pub mod summary;
+pub mod units;
 
 pub use config::{AppConfig, ConfigError};
 pub use error::AppError;
