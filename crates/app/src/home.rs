@@ -9,7 +9,7 @@ use fhir_client::FhirClient;
 
 use crate::error::AppError;
 use crate::fetch::{self, FetchFailure};
-use crate::launch::LaunchKind;
+use crate::launch::{self, LaunchKind};
 use crate::pages::home::{self as page, AuthAvailability, SummaryView};
 use crate::session::Session;
 use crate::state::AppState;
@@ -34,10 +34,26 @@ pub async fn index(State(state): State<AppState>, session: Session) -> Result<Re
     let Some(mut record) = session.launch() else {
         return Err(AppError::NotLaunched);
     };
-    match fetch::summary(&state, &record).await {
+    // The signed-in user's resource is read once, beside the first summary's reads (not before them).
+    let read_user = record.signed_in_user.is_none() && record.launch.fhir_user.is_some();
+    let (fetched, user) = tokio::join!(fetch::summary(&state, &record), async {
+        if read_user {
+            launch::read_signed_in_user(&state, &record.launch).await
+        } else {
+            None
+        }
+    });
+    match fetched {
         Ok(fetched) => {
+            let mut changed = user.is_some();
+            if user.is_some() {
+                record.signed_in_user = user;
+            }
             if let Some(tokens) = fetched.renewed_tokens {
                 record.launch.tokens = tokens;
+                changed = true;
+            }
+            if changed {
                 session.set_launch(record.clone());
             }
             let mut view = SummaryView::new(&fetched.summary, Utc::now());

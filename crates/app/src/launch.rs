@@ -57,7 +57,7 @@ pub struct LaunchRecord {
     pub theme: Option<Theme>,
     /// When the code exchange completed.
     pub completed_at: DateTime<Utc>,
-    /// The signed-in user as the EHR describes them (the `fhirUser` resource, read at launch).
+    /// The signed-in user as the EHR describes them (the `fhirUser` resource, read with the first summary).
     #[serde(default)]
     pub signed_in_user: Option<SignedInUser>,
 }
@@ -238,7 +238,6 @@ async fn complete_launch(state: &AppState, session: &Session, uri: Uri) -> Resul
         Some(Ok(url)) => state.themes().get_or_fetch(state.http(), &url).await,
         _ => None,
     };
-    let signed_in_user = read_signed_in_user(state, &completed).await;
     tracing::info!(
         kind = ?stored.kind,
         patient_in_context = completed.context.patient.is_some(),
@@ -252,7 +251,9 @@ async fn complete_launch(state: &AppState, session: &Session, uri: Uri) -> Resul
         endpoints: (*endpoints).clone(),
         theme,
         completed_at: Utc::now(),
-        signed_in_user,
+        // Read with the first summary, at the same time as its reads (`home::index`): the callback makes one
+        // round trip to the EHR (the code exchange) and the first page one more, however many reads it needs.
+        signed_in_user: None,
     });
     state.forget_summary(session);
     // A session id seen before login is worthless after it.
@@ -262,7 +263,10 @@ async fn complete_launch(state: &AppState, session: &Session, uri: Uri) -> Resul
 
 /// Reads the `fhirUser` resource with the launch's token (a FHIR read of that URL) for the user's
 /// name. Best effort: a refused or odd answer leaves the reference alone, logged at `warn`.
-async fn read_signed_in_user(state: &AppState, completed: &CompletedLaunch) -> Option<SignedInUser> {
+pub(crate) async fn read_signed_in_user(
+    state: &AppState,
+    completed: &CompletedLaunch,
+) -> Option<SignedInUser> {
     let user = completed.fhir_user.as_ref()?;
     let reference = user.reference();
     let name = match fetch_user_name(state, &user.url, completed).await {
