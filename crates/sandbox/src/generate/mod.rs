@@ -7,7 +7,8 @@
 //!
 //! A record holds the Patient (MRN, name, address, telecom, general practitioner), a few years of Encounters with
 //! vital signs at each (blood pressure panel, heart rate, weight, height, BMI, temperature, SpO2), lab results with
-//! reference ranges and interpretations, Conditions (SNOMED CT), MedicationRequests (RxNorm), AllergyIntolerances
+//! reference ranges and interpretations (every fourth patient from the second has fifteen years of visits whose
+//! older half is in lb, in and °F; every fourth from the fourth has glucose and cholesterol in mmol/L), Conditions (SNOMED CT), MedicationRequests (RxNorm), AllergyIntolerances
 //! and Immunizations (CVX). One patient (the third, when there are at least three) has no name at all, because
 //! real EHRs have such records and apps must cope.
 
@@ -248,5 +249,53 @@ mod tests {
             let subject = r.get("subject").or_else(|| r.get("patient")).unwrap();
             assert_eq!(subject["reference"], patient_ref.as_str(), "{r}");
         }
+    }
+
+    #[test]
+    fn some_records_are_long_and_change_units_and_some_labs_are_si() {
+        let g = Generator::new(4, 42);
+        let vitals = |index: usize, code: &str| -> Vec<(String, String)> {
+            g.patient_record(index)
+                .into_iter()
+                .filter(|r| r["code"]["coding"][0]["code"] == code)
+                .map(|r| {
+                    (
+                        r["effectiveDateTime"].as_str().unwrap_or_default().to_owned(),
+                        r["valueQuantity"]["code"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let mut weights = vitals(1, "29463-7");
+        weights.sort();
+        assert!(weights.len() >= 20, "a long history: {} weights", weights.len());
+        let first = weights[0].0[..4].parse::<i32>().unwrap();
+        assert!(first <= 2013, "starting 12 or more years before 2025: {first}");
+        let units: Vec<&str> = weights.iter().map(|(_, u)| u.as_str()).collect();
+        let half = units.len() / 2;
+        assert!(
+            units[..half].iter().all(|u| *u == "[lb_av]"),
+            "older half in pounds: {units:?}"
+        );
+        assert!(
+            units[half..].iter().all(|u| *u == "kg"),
+            "newer half in kilograms: {units:?}"
+        );
+        assert!(vitals(1, "8310-5").iter().any(|(_, u)| u == "[degF]"));
+        assert!(vitals(1, "8302-2").iter().any(|(_, u)| u == "[in_i]"));
+        for usual in [0, 2] {
+            assert!(
+                vitals(usual, "29463-7").iter().all(|(_, u)| u == "kg"),
+                "patient {usual} is metric"
+            );
+        }
+        let glucose = g
+            .patient_record(3)
+            .into_iter()
+            .find(|r| r["code"]["coding"][0]["code"] == "15074-8")
+            .expect("patient 3 has glucose in mmol/L");
+        assert_eq!(glucose["valueQuantity"]["code"], "mmol/L");
+        assert_eq!(glucose["referenceRange"][0]["low"]["value"], 3.9, "70 mg/dL");
+        assert!(vitals(3, "2339-0").is_empty(), "not also in mg/dL");
     }
 }

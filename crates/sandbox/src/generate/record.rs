@@ -101,6 +101,44 @@ struct Visit {
     practitioner: usize,
 }
 
+/// How a patient's record is kept, chosen by the patient's index (not drawn from the stream, so the
+/// other patients' records are unchanged): real records span decades and change units when the
+/// clinic changes systems, and apps must chart them right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum History {
+    /// 4–10 visits over up to six years, metric units (most patients).
+    Usual,
+    /// 20–36 visits over up to fifteen years; the older half of the vital signs in US customary units
+    /// (`[lb_av]`, `[in_i]`, `[degF]`), as a clinic that moved from a US system would have them.
+    LongWithUsUnits,
+    /// The usual visits, with glucose and cholesterol reported in mmol/L (their "Moles/volume" LOINC codes), as
+    /// labs outside the US do.
+    SiLabs,
+}
+
+impl History {
+    /// The kind of record patient `index` gets: every fourth from the second is long, every fourth from the
+    /// fourth has SI labs.
+    pub(crate) fn for_index(index: usize) -> History {
+        match index % 4 {
+            1 => History::LongWithUsUnits,
+            3 => History::SiLabs,
+            _ => History::Usual,
+        }
+    }
+}
+
+/// Labs that a [`History::SiLabs`] record reports in mmol/L: `(mass LOINC, moles LOINC, display, g/mol)`.
+const SI_LABS: &[(&str, &str, &str, f64)] = &[
+    ("2339-0", "15074-8", "Glucose [Moles/volume] in Blood", 180.156),
+    (
+        "2093-3",
+        "14647-2",
+        "Cholesterol [Moles/volume] in Serum or Plasma",
+        386.654,
+    ),
+];
+
 impl<'a> RecordBuilder<'a> {
     pub(crate) fn new(
         mut rng: ChaCha8Rng,
@@ -132,12 +170,17 @@ impl<'a> RecordBuilder<'a> {
 
         let problems = self.choose_problems(age_years);
         let mut body = self.body(female, birth, &problems);
-        let visits = self.visits(birth, gp);
+        let history = History::for_index(self.index);
+        let visits = self.visits(birth, gp, history);
         self.conditions_and_medications(&problems, &visits);
+        let us_units_until = match history {
+            History::LongWithUsUnits => visits.len() / 2,
+            _ => 0,
+        };
         for (n, visit) in visits.iter().enumerate() {
-            self.vital_signs(&mut body, visit, &problems);
+            self.vital_signs(&mut body, visit, &problems, n < us_units_until);
             if n == 0 || self.rng.random_bool(0.45) {
-                self.labs(visit, &problems);
+                self.labs(visit, &problems, history == History::SiLabs);
             }
             if self.rng.random_bool(0.35) {
                 self.immunization(visit, age_at(birth, visit.start));
@@ -258,12 +301,15 @@ impl<'a> RecordBuilder<'a> {
         }
     }
 
-    fn visits(&mut self, birth: NaiveDate, gp: usize) -> Vec<Visit> {
+    fn visits(&mut self, birth: NaiveDate, gp: usize, history: History) -> Vec<Visit> {
         let end = anchor();
-        let earliest = (end - Duration::days(6 * 365))
+        let (years, count) = match history {
+            History::LongWithUsUnits => (15, self.rng.random_range(20..=36)),
+            _ => (6, self.rng.random_range(4..=10)),
+        };
+        let earliest = (end - Duration::days(years * 365))
             .max(birth.and_hms_opt(12, 0, 0).map(|t| t.and_utc()).unwrap_or(end) + Duration::days(30));
         let span_days = (end - earliest).num_days().max(2);
-        let count = self.rng.random_range(4..=10);
         let mut days: Vec<i64> = (0..count).map(|_| self.rng.random_range(1..span_days)).collect();
         days.sort_unstable();
         days.dedup();
@@ -386,7 +432,7 @@ impl<'a> RecordBuilder<'a> {
         }
     }
 
-    fn vital_signs(&mut self, body: &mut Body, visit: &Visit, problems: &[&Problem]) {
+    fn vital_signs(&mut self, body: &mut Body, visit: &Visit, problems: &[&Problem], us_units: bool) {
         let age = age_at(body.birth, visit.start);
         let height = growth_height(body, age);
         // Weight follows the BMI, which wanders a little between visits.
@@ -433,15 +479,34 @@ impl<'a> RecordBuilder<'a> {
             "Heart rate",
             value(hr, 0, "beats/minute", "/min"),
         );
-        self.vital(visit, "29463-7", "Body weight", value(weight, 1, "kg", "kg"));
-        self.vital(visit, "8302-2", "Body height", value(height, 1, "cm", "cm"));
+        // US customary units as UCUM has them: 1 [lb_av] = 0.45359237 kg, 1 [in_i] = 2.54 cm,
+        // °F = °C × 9/5 + 32 (https://ucum.org/ucum, §4.3 and table 20).
+        let (weight, height, temp, (w_unit, w_ucum), (h_unit, h_ucum), (t_unit, t_ucum)) = if us_units {
+            (
+                weight / 0.453_592_37,
+                height / 2.54,
+                temp * 9.0 / 5.0 + 32.0,
+                ("lb", "[lb_av]"),
+                ("in", "[in_i]"),
+                ("°F", "[degF]"),
+            )
+        } else {
+            (weight, height, temp, ("kg", "kg"), ("cm", "cm"), ("Cel", "Cel"))
+        };
+        self.vital(visit, "29463-7", "Body weight", value(weight, 1, w_unit, w_ucum));
+        self.vital(visit, "8302-2", "Body height", value(height, 1, h_unit, h_ucum));
         self.vital(
             visit,
             "39156-5",
             "Body mass index (BMI) [Ratio]",
             value(child_bmi, 1, "kg/m2", "kg/m2"),
         );
-        self.vital(visit, "8310-5", "Body temperature", value(temp, 1, "Cel", "Cel"));
+        self.vital(
+            visit,
+            "8310-5",
+            "Body temperature",
+            value(temp, 1, t_unit, t_ucum),
+        );
         self.vital(
             visit,
             "59408-5",
@@ -456,7 +521,7 @@ impl<'a> RecordBuilder<'a> {
         self.out.push(obs);
     }
 
-    fn labs(&mut self, visit: &Visit, problems: &[&Problem]) {
+    fn labs(&mut self, visit: &Visit, problems: &[&Problem], si: bool) {
         let has = |code: &str| problems.iter().any(|p| p.code == code);
         let mut panel: Vec<&'static str> = vec!["2339-0", "2160-0", "2823-3", "2951-2"];
         if self.rng.random_bool(0.5) {
@@ -483,6 +548,29 @@ impl<'a> RecordBuilder<'a> {
                 _ => test.mean,
             };
             let v = round(normal(&mut self.rng, mean, test.sd).max(0.1), test.decimals);
+            let si_test = SI_LABS.iter().find(|(mass, ..)| si && *mass == code).map(
+                |&(_, moles, display, molar_mass)| {
+                    // mmol/L = mg/dL × 10 ÷ g/mol.
+                    let to_si = |mg_dl: f64| round(mg_dl * 10.0 / molar_mass, 1);
+                    (
+                        LabTest {
+                            code: moles,
+                            display,
+                            unit: "mmol/L",
+                            low: test.low.map(to_si),
+                            high: test.high.map(to_si),
+                            mean: to_si(test.mean),
+                            sd: test.sd * 10.0 / molar_mass,
+                            decimals: 1,
+                        },
+                        to_si(v),
+                    )
+                },
+            );
+            let (test, v) = match &si_test {
+                Some((t, v)) => (t, *v),
+                None => (test, v),
+            };
             let mut obs = self.observation(visit, "laboratory", "Laboratory", test.code, test.display);
             obs["effectiveDateTime"] = json!(instant(taken));
             merge(&mut obs, lab_value(test, v));
