@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod absence;
 pub mod charts;
 pub mod config;
 pub mod csrf;
@@ -33,6 +34,7 @@ pub mod state;
 pub mod style;
 pub mod summary;
 pub mod units;
+pub mod window;
 
 pub use config::{AppConfig, ConfigError};
 pub use error::AppError;

@@ -15,6 +15,7 @@
 //! molar mass is known here ([`Analyte`], found by LOINC code); the display side is a setting
 //! ([`LabUnits`]), as labs are read in mg/dL in the US and in mmol/L in most other places.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// What a unit measures; only units of one kind convert into each other.
@@ -161,6 +162,40 @@ pub fn quantity_unit<'a>(
         .filter(|u| !u.trim().is_empty())
 }
 
+/// Dated values, as a chart's line holds them.
+pub type Points = Vec<(DateTime<Utc>, f64)>;
+
+/// Dated measurements split by whether they could be put in one display unit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Normalized {
+    /// The measurements converted to the display unit.
+    pub converted: Points,
+    /// The others, grouped by the unit as sent (`""` when none was sent), in first-seen order.
+    pub as_sent: Vec<(String, Points)>,
+}
+
+/// Puts `(time, value, unit as sent)` measurements into `display` where the unit converts, and
+/// keeps the rest apart by their own unit, so that no axis ever mixes units.
+pub fn normalize<'a>(
+    measurements: impl IntoIterator<Item = (DateTime<Utc>, f64, Option<&'a str>)>,
+    display: &str,
+) -> Normalized {
+    let mut out = Normalized::default();
+    for (at, value, unit) in measurements {
+        match unit.and_then(|u| convert(value, u, display)) {
+            Some(v) => out.converted.push((at, v)),
+            None => {
+                let unit = unit.unwrap_or_default().trim().to_owned();
+                match out.as_sent.iter_mut().find(|(u, _)| *u == unit) {
+                    Some((_, points)) => points.push((at, value)),
+                    None => out.as_sent.push((unit, vec![(at, value)])),
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Which units labs are shown in: a setting (`lab_units`), conventional by default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -269,6 +304,32 @@ mod tests {
         assert!(close(convert(16.0, "kPa", "mm[Hg]").unwrap(), 120.009_852));
         assert!(close(convert(72.0, "{beats}/min", "/min").unwrap(), 72.0));
         assert!(close(convert(3500.0, "g", "kg").unwrap(), 3.5));
+    }
+
+    #[test]
+    fn a_series_in_pounds_and_kilograms_goes_on_one_axis_and_unknown_units_stay_apart() {
+        use chrono::TimeZone;
+        let t = |d| Utc.with_ymd_and_hms(2024, 1, d, 0, 0, 0).unwrap();
+        let n = normalize(
+            [
+                (t(1), 154.0, Some("[lb_av]")),
+                (t(2), 70.0, Some("kg")),
+                (t(3), 11.0, Some("[stone_av]")),
+                (t(4), 69.0, None),
+                (t(5), 11.1, Some("[stone_av]")),
+            ],
+            "kg",
+        );
+        assert_eq!(n.converted.len(), 2);
+        assert!(close(n.converted[0].1, 69.853_225) && n.converted[1].1 == 70.0);
+        assert_eq!(
+            n.as_sent,
+            vec![
+                ("[stone_av]".to_owned(), vec![(t(3), 11.0), (t(5), 11.1)]),
+                (String::new(), vec![(t(4), 69.0)]),
+            ],
+            "shown as sent, each unit on its own"
+        );
     }
 
     #[test]
