@@ -57,6 +57,30 @@ impl CallbackParams {
         self.state.as_ref()
     }
 
+    /// The parameters as a [`crate::trace`] shows them: `code` redacted, `state` by fingerprint,
+    /// the server's error as sent.
+    pub fn trace_fields(&self) -> Vec<crate::trace::TraceField> {
+        use crate::trace::TraceField;
+        let mut fields = Vec::new();
+        if self.code.is_some() {
+            fields.push(TraceField::redacted("code"));
+        }
+        if let Some(state) = &self.state {
+            fields.push(TraceField::fingerprint("state", state.secret()));
+        }
+        let errors = [
+            ("error", &self.error),
+            ("error_description", &self.error_description),
+            ("error_uri", &self.error_uri),
+        ];
+        for (name, value) in errors {
+            if let Some(value) = value {
+                fields.push(TraceField::text(name, value.as_str()));
+            }
+        }
+        fields
+    }
+
     /// The OAuth `error` code, when the server sent one.
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()

@@ -18,11 +18,13 @@ use crate::http;
 use crate::id_token::{IdTokenClaims, IdTokenExpectations, IdTokenVerifier, unverified_issuer};
 use crate::introspection::Introspection;
 use crate::openid::OpenIdDiscovery;
+use crate::recording::{self, failed, record};
 use crate::refreshing::{Clock, RefreshingToken};
 use crate::revocation::RevocableToken;
 use crate::scope::ScopeSet;
 use crate::secret::{AccessToken, ClientId, IdToken};
 use crate::token::{TokenClient, TokenSet};
+use crate::trace::{LaunchTrace, Step, TraceField, TraceValue};
 
 /// The app's registration and the client's policies.
 #[derive(Clone, Debug)]
@@ -157,8 +159,26 @@ impl SmartClient {
         &self,
         fhir_base: &Url,
     ) -> Result<(AuthorizeRequest, PendingLaunch), Error> {
-        let config = self.discover(fhir_base).await?;
-        Ok(self.authorize(&config, None, fhir_base.as_str()))
+        self.standalone_launch_recorded(fhir_base, None).await
+    }
+
+    /// [`SmartClient::standalone_launch`], adding discovery and step A to `trace` (or the failed
+    /// step, with its reason).
+    pub async fn standalone_launch_traced(
+        &self,
+        fhir_base: &Url,
+        trace: &mut LaunchTrace,
+    ) -> Result<(AuthorizeRequest, PendingLaunch), Error> {
+        self.standalone_launch_recorded(fhir_base, Some(trace)).await
+    }
+
+    async fn standalone_launch_recorded(
+        &self,
+        fhir_base: &Url,
+        mut trace: Option<&mut LaunchTrace>,
+    ) -> Result<(AuthorizeRequest, PendingLaunch), Error> {
+        let config = self.discover_recorded(fhir_base, &mut trace).await?;
+        Ok(self.authorize(&config, None, fhir_base.as_str(), &mut trace))
     }
 
     /// Start an EHR launch from the `iss` and `launch` the EHR passed. `iss` is checked against the
@@ -168,6 +188,35 @@ impl SmartClient {
         iss: &str,
         launch: &str,
     ) -> Result<(AuthorizeRequest, PendingLaunch), Error> {
+        self.ehr_launch_recorded(iss, launch, None).await
+    }
+
+    /// [`SmartClient::ehr_launch`], adding discovery and step A to `trace` (or the failed step,
+    /// with its reason; a refused `iss` fails discovery).
+    pub async fn ehr_launch_traced(
+        &self,
+        iss: &str,
+        launch: &str,
+        trace: &mut LaunchTrace,
+    ) -> Result<(AuthorizeRequest, PendingLaunch), Error> {
+        self.ehr_launch_recorded(iss, launch, Some(trace)).await
+    }
+
+    async fn ehr_launch_recorded(
+        &self,
+        iss: &str,
+        launch: &str,
+        mut trace: Option<&mut LaunchTrace>,
+    ) -> Result<(AuthorizeRequest, PendingLaunch), Error> {
+        let fhir_base = self
+            .check_ehr_launch(iss, launch)
+            .map_err(|e| failed(&mut trace, Step::Discovery, e))?;
+        let config = self.discover_recorded(&fhir_base, &mut trace).await?;
+        Ok(self.authorize(&config, Some(launch), iss, &mut trace))
+    }
+
+    /// The FHIR base of an EHR launch, when `iss` is allowed and `launch` is not empty.
+    fn check_ehr_launch(&self, iss: &str, launch: &str) -> Result<Url, Error> {
         if !self.is_issuer_allowed(iss) {
             return Err(Error::IssuerNotAllowed {
                 issuer: iss.to_owned(),
@@ -180,8 +229,21 @@ impl SmartClient {
         if launch.is_empty() {
             return Err(Error::MissingParameter { parameter: "launch" });
         }
-        let config = self.discover(&fhir_base).await?;
-        Ok(self.authorize(&config, Some(launch), iss))
+        Ok(fhir_base)
+    }
+
+    async fn discover_recorded(
+        &self,
+        fhir_base: &Url,
+        trace: &mut Option<&mut LaunchTrace>,
+    ) -> Result<Arc<SmartConfiguration>, Error> {
+        match self.discover(fhir_base).await {
+            Ok(config) => {
+                record(trace, || recording::discovery(&config));
+                Ok(config)
+            }
+            Err(e) => Err(failed(trace, Step::Discovery, e)),
+        }
     }
 
     fn authorize(
@@ -189,6 +251,7 @@ impl SmartClient {
         config: &SmartConfiguration,
         launch: Option<&str>,
         aud: &str,
+        trace: &mut Option<&mut LaunchTrace>,
     ) -> (AuthorizeRequest, PendingLaunch) {
         let c = &self.inner.config;
         let params = AuthorizeParams {
@@ -200,7 +263,9 @@ impl SmartClient {
             ttl: c.pending_launch_ttl,
             prefer_post: c.prefer_authorize_post,
         };
-        build_authorize_request(config, &params, Utc::now())
+        let (request, pending) = build_authorize_request(config, &params, Utc::now());
+        record(trace, || recording::authorize(&request));
+        (request, pending)
     }
 
     /// Finish a launch from the full redirect URL. See [`SmartClient::complete`].
@@ -224,17 +289,62 @@ impl SmartClient {
         pending: PendingLaunch,
         params: CallbackParams,
     ) -> Result<CompletedLaunch, Error> {
-        let code = params.verify(&pending, Utc::now())?;
-        let response = self
+        self.complete_recorded(pending, params, None).await
+    }
+
+    /// [`SmartClient::complete`], adding steps B, C and D to `trace`: the redirect's parameters
+    /// and checks, the token request as sent, the token response and the id_token's checks — or
+    /// the steps up to the one that failed, with its reason.
+    pub async fn complete_traced(
+        &self,
+        pending: PendingLaunch,
+        params: CallbackParams,
+        trace: &mut LaunchTrace,
+    ) -> Result<CompletedLaunch, Error> {
+        self.complete_recorded(pending, params, Some(trace)).await
+    }
+
+    async fn complete_recorded(
+        &self,
+        pending: PendingLaunch,
+        params: CallbackParams,
+        mut trace: Option<&mut LaunchTrace>,
+    ) -> Result<CompletedLaunch, Error> {
+        let now = Utc::now();
+        let fields = trace.is_some().then(|| params.trace_fields());
+        let verified = params.verify(&pending, now);
+        if let Some(received) = fields {
+            record(&mut trace, || {
+                let mut step = recording::callback(&pending, now, &verified.as_ref().map(|_| ()));
+                step.received = received;
+                step
+            });
+        }
+        let code = verified?;
+        let mut sent = None;
+        let exchanged = self
             .inner
             .tokens
-            .exchange_code(
+            .exchange_code_recorded(
                 pending.token_endpoint(),
                 &code,
                 pending.redirect_uri(),
                 pending.pkce_verifier(),
+                trace.is_some().then_some(&mut sent),
             )
-            .await?;
+            .await;
+        let request_recorded = sent.is_some();
+        if let Some(mut step) = sent {
+            if let Err(e) = &exchanged {
+                step.failure = Some(e.reason());
+            }
+            record(&mut trace, || step);
+        }
+        let response = match exchanged {
+            Ok(response) => response,
+            Err(e) if request_recorded => return Err(e),
+            Err(e) => return Err(failed(&mut trace, Step::TokenRequest, e)),
+        };
         let now = Utc::now();
         let tokens = TokenSet::from_response(
             &response,
@@ -243,12 +353,37 @@ impl SmartClient {
             pending.token_endpoint(),
             now,
         );
+        let mut answer = trace
+            .is_some()
+            .then(|| recording::token_response(&response, &tokens, pending.requested_scope()));
         let openid_granted = pending.requested_scope().has_openid() && tokens.scope.has_openid();
         let id_token_claims = match &tokens.id_token {
-            None if openid_granted => return Err(Error::MissingIdToken),
-            None => None,
-            Some(id_token) => Some(self.verify_id_token(id_token, &pending).await?),
+            None if openid_granted => Err(Error::MissingIdToken),
+            None => Ok(None),
+            Some(id_token) => {
+                let verified = self.verify_id_token(id_token, &pending).await;
+                if let Some(step) = answer.as_mut() {
+                    let claims = match TraceField::jwt("id_token", id_token.secret()).value {
+                        TraceValue::Jwt { claims, .. } => Some(claims),
+                        _ => None,
+                    };
+                    recording::id_token_checks(
+                        step,
+                        claims.as_ref(),
+                        pending.nonce().is_some(),
+                        verified.as_ref(),
+                    );
+                }
+                verified.map(Some)
+            }
         };
+        if let Some(mut step) = answer {
+            if let Err(e) = &id_token_claims {
+                step.failure.get_or_insert_with(|| e.reason());
+            }
+            record(&mut trace, || step);
+        }
+        let id_token_claims = id_token_claims?;
         let fhir_user = id_token_claims
             .as_ref()
             .and_then(|c| c.fhir_user(pending.fhir_base()));

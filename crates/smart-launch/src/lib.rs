@@ -53,12 +53,14 @@ pub mod id_token;
 pub mod introspection;
 pub mod openid;
 pub mod pkce;
+mod recording;
 pub mod refreshing;
 pub mod revocation;
 pub mod scope;
 pub mod secret;
 pub mod token;
 pub mod token_source;
+pub mod trace;
 
 pub use authorize::{AuthorizePost, AuthorizeRequest, PendingLaunch};
 pub use backend::BackendToken;
@@ -82,4 +84,5 @@ pub use secret::{
 };
 pub use token::{TokenClient, TokenResponse, TokenSet};
 pub use token_source::{BoxFuture, StaticToken, TokenSource};
+pub use trace::{LaunchTrace, Step, TraceStep};
 pub use url::Url;

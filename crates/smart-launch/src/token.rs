@@ -15,8 +15,10 @@ use crate::client_auth::ClientAuth;
 use crate::context::FhirContextItem;
 use crate::error::Error;
 use crate::http;
+use crate::recording;
 use crate::scope::ScopeSet;
 use crate::secret::{AccessToken, AuthorizationCode, ClientId, IdToken, PkceVerifier, RefreshToken};
+use crate::trace::TraceStep;
 
 /// A token endpoint's successful answer, as sent.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -238,13 +240,27 @@ impl TokenClient {
         redirect_uri: &Url,
         verifier: &PkceVerifier,
     ) -> Result<TokenResponse, Error> {
+        self.exchange_code_recorded(token_endpoint, code, redirect_uri, verifier, None)
+            .await
+    }
+
+    /// [`TokenClient::exchange_code`], recording the request as sent into `sent` (step C).
+    pub(crate) async fn exchange_code_recorded(
+        &self,
+        token_endpoint: &Url,
+        code: &AuthorizationCode,
+        redirect_uri: &Url,
+        verifier: &PkceVerifier,
+        sent: Option<&mut Option<TraceStep>>,
+    ) -> Result<TokenResponse, Error> {
         let form = vec![
             ("grant_type", "authorization_code".to_owned()),
             ("code", code.secret().to_owned()),
             ("redirect_uri", redirect_uri.to_string()),
             ("code_verifier", verifier.secret().to_owned()),
         ];
-        self.post_token(token_endpoint, form).await
+        let body = self.post_form_recorded(token_endpoint, form, sent).await?;
+        self.read_token(body)
     }
 
     /// Refresh (`grant_type=refresh_token`), keeping the old refresh token when none comes back.
@@ -283,13 +299,33 @@ impl TokenClient {
     pub(crate) async fn post_form(
         &self,
         endpoint: &Url,
+        form: Vec<(&'static str, String)>,
+    ) -> Result<http::Body, Error> {
+        self.post_form_recorded(endpoint, form, None).await
+    }
+
+    /// [`TokenClient::post_form`], recording the request as sent (after client authentication is
+    /// added) into `sent` when asked.
+    async fn post_form_recorded(
+        &self,
+        endpoint: &Url,
         mut form: Vec<(&'static str, String)>,
+        sent: Option<&mut Option<TraceStep>>,
     ) -> Result<http::Body, Error> {
         let request = self
             .http
             .post(endpoint.clone())
             .header(reqwest::header::ACCEPT, "application/json");
         let request = self.auth.apply(request, &mut form, &self.client_id, endpoint)?;
+        if let Some(sent) = sent {
+            let basic = matches!(self.auth, ClientAuth::ClientSecretBasic(_));
+            *sent = Some(recording::token_request(
+                endpoint,
+                self.auth.method_name(),
+                &form,
+                basic,
+            ));
+        }
         http::send(request.form(&form), endpoint.as_str()).await
     }
 
@@ -299,6 +335,11 @@ impl TokenClient {
         form: Vec<(&'static str, String)>,
     ) -> Result<TokenResponse, Error> {
         let body = self.post_form(endpoint, form).await?;
+        self.read_token(body)
+    }
+
+    /// A token endpoint's answer: an OAuth error, or a Bearer token response.
+    fn read_token(&self, body: http::Body) -> Result<TokenResponse, Error> {
         if !body.is_success() {
             let oauth = body.oauth_error();
             return Err(Error::TokenEndpoint {

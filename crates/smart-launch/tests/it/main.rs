@@ -13,3 +13,4 @@ mod openid;
 mod personas;
 mod refresh;
 mod tokens;
+mod trace;
