@@ -157,10 +157,15 @@ pub async fn summary(state: &AppState, record: &LaunchRecord) -> Result<Fetched,
         (Some(p), true) => Some(summary::banner(p, name.clone(), Utc::now().date_naive())),
         _ => None,
     };
+    let other_vitals = match &vitals {
+        Some(Ok(observations)) => summary::other_vital_rows(&vital_signs(observations)),
+        _ => Vec::new(),
+    };
     let summary = Summary {
         patient_name: name,
         banner,
         vitals: to_section(vitals, vital_charts),
+        other_vitals,
         labs: to_section(labs, lab_rows),
         conditions: to_section(conditions, summary::condition_rows),
         medications: to_section(medications, summary::medication_rows),
@@ -178,13 +183,17 @@ pub async fn summary(state: &AppState, record: &LaunchRecord) -> Result<Fetched,
 
 /// The vital-sign charts, drawn (the search may return other categories: they are left out).
 fn vital_charts(observations: &[Observation]) -> Vec<crate::charts::DrawnChart> {
-    let vitals: Vec<&Observation> = observations
-        .iter()
-        .filter(|o| o.category.is_empty() || has_category(o, "vital-signs"))
-        .collect();
-    summary::vital_charts(&vitals)
+    summary::vital_charts(&vital_signs(observations))
         .into_iter()
         .map(crate::charts::Chart::draw)
+        .collect()
+}
+
+/// The vital signs among a search's Observations (the search may return other categories).
+fn vital_signs(observations: &[Observation]) -> Vec<&Observation> {
+    observations
+        .iter()
+        .filter(|o| o.category.is_empty() || has_category(o, "vital-signs"))
         .collect()
 }
 
@@ -227,6 +236,7 @@ fn without_patient(record: &LaunchRecord) -> Summary {
         patient_name: who,
         banner: None,
         vitals: none(),
+        other_vitals: Vec::new(),
         labs: none(),
         conditions: none(),
         medications: none(),

@@ -15,6 +15,7 @@ use fhir_client::r4::resources::{
 use fhir_client::r4::types::{CodeableConcept, Period, Quantity};
 
 use crate::charts::{Chart, DrawnChart, Series};
+use crate::units;
 
 /// One part of the summary.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +118,8 @@ pub struct Summary {
     pub banner: Option<PatientBanner>,
     /// Vital-sign charts.
     pub vitals: Section<DrawnChart>,
+    /// The vital signs no chart shows (empty when vital signs were not shared or failed).
+    pub other_vitals: Vec<OtherVitalRow>,
     /// Recent laboratory results.
     pub labs: Section<LabRow>,
     /// Active conditions.
@@ -292,52 +295,160 @@ const VITALS: &[(&str, &str, &[Line])] = &[
     ("BMI", "kg/m²", &[("BMI", &["39156-5"])]),
     ("Temperature", "°C", &[("Temperature", &["8310-5", "8331-1"])]),
     ("SpO2", "%", &[("SpO2", &["2708-6", "59408-5"])]),
+    ("Respiratory rate", "/min", &[("Respiratory rate", &["9279-1"])]),
 ];
 
 /// Vital-sign charts from Observations (blood pressure read from panel components as well).
+///
+/// Each line's values are converted to the chart's unit ([`crate::units`]); values in a unit that
+/// does not convert get a chart of their own, titled with the unit as sent, so that no axis mixes
+/// units.
 pub fn vital_charts<O: Borrow<Observation>>(observations: &[O]) -> Vec<Chart> {
-    VITALS
-        .iter()
-        .map(|(title, unit, lines)| Chart {
+    let mut charts = Vec::new();
+    let mut as_sent = Vec::new();
+    for (title, unit, lines) in VITALS {
+        let mut series = Vec::new();
+        for (label, codes) in *lines {
+            let measured = measurements_for(observations, codes);
+            let normalized = units::normalize(measured.iter().map(|(t, v, u)| (*t, *v, u.as_deref())), unit);
+            if !normalized.converted.is_empty() {
+                series.push(Series {
+                    label: (*label).to_owned(),
+                    points: normalized.converted,
+                });
+            }
+            for (sent, points) in normalized.as_sent {
+                as_sent.push(Chart {
+                    title: format!("{title} (as sent)"),
+                    unit: if sent.is_empty() {
+                        "no unit".to_owned()
+                    } else {
+                        sent
+                    },
+                    series: vec![Series {
+                        label: (*label).to_owned(),
+                        points,
+                    }],
+                    bands: Vec::new(),
+                });
+            }
+        }
+        charts.push(Chart {
             title: (*title).to_owned(),
             unit: (*unit).to_owned(),
-            series: lines
-                .iter()
-                .map(|(label, codes)| Series {
-                    label: (*label).to_owned(),
-                    points: points_for(observations, codes),
-                })
-                .filter(|s| !s.points.is_empty())
-                .collect(),
+            series,
             bands: lines
                 .iter()
                 .filter_map(|(label, codes)| crate::charts::usual_adult_band(codes[0], label))
                 .collect(),
-        })
-        .collect()
+        });
+    }
+    charts.extend(as_sent);
+    charts
 }
 
-fn points_for<O: Borrow<Observation>>(observations: &[O], codes: &[&str]) -> Vec<(DateTime<Utc>, f64)> {
+/// `(time, value, unit as sent)` of every measurement with one of `codes`, oldest first.
+fn measurements_for<O: Borrow<Observation>>(
+    observations: &[O],
+    codes: &[&str],
+) -> Vec<(DateTime<Utc>, f64, Option<String>)> {
     use fhir_client::r4::resources::observation::ObservationComponentValue as CV;
     let mut points = Vec::new();
+    let mut push = |at: DateTime<Utc>, q: &Quantity| {
+        if let Some(v) = q.value.as_ref() {
+            points.push((at, v.as_f64(), quantity_unit(q)));
+        }
+    };
     for o in observations.iter().map(Borrow::borrow) {
         let Some(at) = observation_time(o) else { continue };
         if has_code(&o.code, codes)
-            && let Some(v) = observation_quantity(o).and_then(|q| q.value.as_ref())
+            && let Some(q) = observation_quantity(o)
         {
-            points.push((at, v.as_f64()));
+            push(at, q);
         }
         for c in &o.component {
             if has_code(&c.code, codes)
                 && let Some(CV::Quantity(q)) = c.value.as_ref()
-                && let Some(v) = q.value.as_ref()
             {
-                points.push((at, v.as_f64()));
+                push(at, q);
             }
         }
     }
-    points.sort_by_key(|(t, _)| *t);
+    points.sort_by_key(|(t, _, _)| *t);
     points
+}
+
+/// The unit to convert a Quantity from: its UCUM code, else its display unit.
+fn quantity_unit(q: &Quantity) -> Option<String> {
+    units::quantity_unit(
+        q.system.as_ref().map(|s| s.0.as_str()),
+        q.code.as_ref().map(|c| c.0.as_str()),
+        q.unit.as_ref().map(|u| u.0.as_str()),
+    )
+    .map(str::to_owned)
+}
+
+/// A vital sign the page has no chart for: its latest value and how many there were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherVitalRow {
+    /// What was measured.
+    pub name: String,
+    /// The latest value with its unit, as sent.
+    pub value: String,
+    /// When the latest was measured.
+    pub date: Option<String>,
+    /// How many measurements of it the EHR returned.
+    pub count: usize,
+}
+
+/// The vital signs that none of the charts show (height, vendor-coded vitals without LOINC, …),
+/// one row per kind with its latest value, by name.
+pub fn other_vital_rows<O: Borrow<Observation>>(observations: &[O]) -> Vec<OtherVitalRow> {
+    let charted: Vec<&str> = VITALS
+        .iter()
+        .flat_map(|(_, _, lines)| lines.iter().flat_map(|(_, codes)| codes.iter().copied()))
+        .collect();
+    let mut rows: Vec<(Option<DateTime<Utc>>, OtherVitalRow)> = Vec::new();
+    for o in observations.iter().map(Borrow::borrow) {
+        let in_a_chart =
+            has_code(&o.code, &charted) || o.component.iter().any(|c| has_code(&c.code, &charted));
+        if in_a_chart {
+            continue;
+        }
+        let Some(name) = concept_text(&o.code) else {
+            continue;
+        };
+        let value = observation_quantity(o).and_then(quantity_text).or_else(|| {
+            use fhir_client::r4::resources::observation::ObservationValue as V;
+            match o.value.as_ref()? {
+                V::CodeableConcept(c) => concept_text(c),
+                V::String(s) => Some(s.value.0.clone()),
+                _ => None,
+            }
+        });
+        let Some(value) = value else { continue };
+        let at = observation_time(o);
+        match rows.iter_mut().find(|(_, r)| r.name == name) {
+            Some((latest, row)) => {
+                row.count += 1;
+                if at > *latest {
+                    *latest = at;
+                    row.value = value;
+                    row.date = at.map(|t| t.format("%Y-%m-%d").to_string());
+                }
+            }
+            None => rows.push((
+                at,
+                OtherVitalRow {
+                    name,
+                    value,
+                    date: at.map(|t| t.format("%Y-%m-%d").to_string()),
+                    count: 1,
+                },
+            )),
+        }
+    }
+    rows.into_iter().map(|(_, r)| r).collect()
 }
 
 fn interpretation_flag(o: &Observation) -> Option<(String, String)> {
@@ -591,12 +702,66 @@ mod tests {
     }
 
     fn vital(code: &str, value: f64, when: &str) -> Observation {
+        vital_in(code, value, when, "/min")
+    }
+
+    fn vital_in(code: &str, value: f64, when: &str, ucum: &str) -> Observation {
         parse(serde_json::json!({
             "resourceType": "Observation", "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}], "text": format!("LOINC {code}")},
             "effectiveDateTime": when,
-            "valueQuantity": {"value": value, "unit": "x"}
+            "valueQuantity": {"value": value, "unit": ucum, "system": "http://unitsofmeasure.org", "code": ucum}
         }))
+    }
+
+    #[test]
+    fn pounds_and_fahrenheit_are_charted_in_kilograms_and_celsius_and_unknown_units_apart() {
+        let charts = vital_charts(&[
+            vital_in("29463-7", 154.0, "2015-03-01", "[lb_av]"),
+            vital_in("29463-7", 71.0, "2024-03-01", "kg"),
+            vital_in("29463-7", 11.2, "2024-04-01", "[stone_av]"),
+            vital_in("8310-5", 98.6, "2015-03-01", "[degF]"),
+            vital_in("8310-5", 36.9, "2024-03-01", "Cel"),
+        ]);
+        let weight = charts.iter().find(|c| c.title == "Weight").unwrap();
+        let kg: Vec<f64> = weight.series[0]
+            .points
+            .iter()
+            .map(|p| (p.1 * 10.0).round() / 10.0)
+            .collect();
+        assert_eq!(
+            kg,
+            vec![69.9, 71.0],
+            "154 lb is 69.9 kg, on the same axis as 71 kg"
+        );
+        let temperature = charts.iter().find(|c| c.title == "Temperature").unwrap();
+        assert!((temperature.series[0].points[0].1 - 37.0).abs() < 1e-9);
+        let apart = charts.iter().find(|c| c.title == "Weight (as sent)").unwrap();
+        assert_eq!(apart.unit, "[stone_av]");
+        assert_eq!(apart.series[0].points.len(), 1, "never mixed into the kg chart");
+    }
+
+    #[test]
+    fn vitals_without_a_chart_are_listed_with_their_latest_value() {
+        let vitals = [
+            vital_in("8302-2", 170.0, "2023-01-01", "cm"),
+            vital_in("8302-2", 171.0, "2024-01-01", "cm"),
+            vital("9279-1", 16.0, "2024-01-01"),
+            vital("8867-4", 70.0, "2024-01-01"),
+        ];
+        let rows = other_vital_rows(&vitals);
+        assert_eq!(
+            rows.len(),
+            1,
+            "heart rate and respiratory rate have charts: {rows:?}"
+        );
+        assert_eq!(rows[0].name, "LOINC 8302-2");
+        assert_eq!(rows[0].value, "171.0 cm", "as sent");
+        assert_eq!(rows[0].count, 2);
+        let charts = vital_charts(&vitals);
+        let rr = charts.iter().find(|c| c.title == "Respiratory rate").unwrap();
+        assert_eq!(rr.series[0].points[0].1, 16.0);
+        assert_eq!(rr.bands[0].low, 12.0, "with its usual adult range");
     }
 
     #[test]

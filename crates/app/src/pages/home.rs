@@ -7,8 +7,8 @@ use super::layout;
 use crate::charts::{Chart, DrawnChart, format_value};
 use crate::style::Theme;
 use crate::summary::{
-    AllergyRow, ConditionRow, EncounterRow, ImmunizationRow, LabRow, MedicationRow, PatientBanner, Section,
-    Summary,
+    AllergyRow, ConditionRow, EncounterRow, ImmunizationRow, LabRow, MedicationRow, OtherVitalRow,
+    PatientBanner, Section, Summary,
 };
 
 /// Whether and how the EHR can be authorized against.
@@ -123,7 +123,7 @@ fn running_head(summary: &Summary) -> String {
 fn sections(summary: &Summary) -> Markup {
     html! {
         @if let Some(banner) = &summary.banner { (patient_banner(banner)) }
-        (vitals(&summary.vitals))
+        (vitals(&summary.vitals, &summary.other_vitals))
         (section_card("Recent labs", &summary.labs, labs_table))
         div.grid {
             (section_card("Active conditions", &summary.conditions, conditions_list))
@@ -170,19 +170,44 @@ fn section_card<T>(title: &str, section: &Section<T>, render: fn(&[T]) -> Markup
     }
 }
 
-fn vitals(section: &Section<DrawnChart>) -> Markup {
+fn vitals(section: &Section<DrawnChart>, others: &[OtherVitalRow]) -> Markup {
     html! {
         section.card aria-label="Vital signs" {
             h2 { "Vital signs" }
             @match section {
-                Section::Shown(charts) if charts.iter().all(|c| c.chart.is_empty()) => p.muted { "No vital signs recorded." },
+                Section::Shown(charts) if charts.iter().all(|c| c.chart.is_empty()) && others.is_empty() => {
+                    p.muted { "The EHR returned no vital signs — that does not mean none were taken." }
+                }
                 Section::Shown(charts) => {
                     div.charts {
                         @for chart in charts.iter().filter(|c| !c.chart.is_empty()) { (chart_figure(chart)) }
                     }
+                    @if !others.is_empty() { (other_vitals_table(others)) }
                 }
                 Section::NotShared => (not_shared("Vital signs")),
                 Section::Failed(message) => (failed(message)),
+            }
+        }
+    }
+}
+
+/// Vital signs without a chart: their latest value each.
+fn other_vitals_table(rows: &[OtherVitalRow]) -> Markup {
+    html! {
+        h3 { "Other vital signs" }
+        div.table-wrap {
+            table {
+                thead { tr { th scope="col" { "Measurement" } th scope="col" { "Latest" } th scope="col" { "Date" } th scope="col" { "Readings" } } }
+                tbody {
+                    @for row in rows {
+                        tr {
+                            td { (row.name) }
+                            td { (row.value) }
+                            td { (row.date.as_deref().unwrap_or("—")) }
+                            td { (row.count) }
+                        }
+                    }
+                }
             }
         }
     }
