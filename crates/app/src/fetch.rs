@@ -17,6 +17,7 @@ use smart_launch::{Permissions, ScopeContext, ScopeSet};
 use crate::launch::LaunchRecord;
 use crate::state::AppState;
 use crate::summary::{self, Section, Summary};
+use crate::window::Window;
 
 /// Why the summary could not be shown at all.
 #[derive(Debug)]
@@ -46,26 +47,82 @@ fn is_relaunch(error: &FhirError) -> bool {
     matches!(error, FhirError::Token(_) | FhirError::Unauthorized { .. })
 }
 
-/// A search whose failure is shown in its section; `None` when the scope was not granted.
-async fn section_search<R: ResourceType + DeserializeOwned>(
+/// What a section's search read: the resources, and whether the EHR had more pages than were read.
+struct Paged<R> {
+    resources: Vec<R>,
+    /// The search's last page read had a `next` link (or a later page failed).
+    more: bool,
+    /// The server's `Bundle.total`, when it gave one.
+    total: Option<u32>,
+}
+
+/// A search whose failure is shown in its section; `None` when the scope was not granted. Follows
+/// `next` for at most `max_pages` pages; a page after the first that fails ends the reading with
+/// what was read (and `more` set), so one bad page does not blank the section.
+async fn section_search<R: ResourceType + DeserializeOwned + Send + 'static>(
     client: &FhirClient,
     granted: &ScopeSet,
     type_name: &str,
     params: SearchParams,
-) -> Option<Result<Vec<R>, FhirError>> {
+    max_pages: usize,
+) -> Option<Result<Paged<R>, FhirError>> {
+    use futures::StreamExt as _;
     if !permitted(granted, type_name, Permissions::SEARCH) {
         return None;
     }
-    Some(client.search::<R>(&params).await.map(|page| page.matches))
+    let mut pages = std::pin::pin!(client.search_pages::<R>(params));
+    let mut read = Paged {
+        resources: Vec::new(),
+        more: false,
+        total: None,
+    };
+    for n in 0..max_pages.max(1) {
+        match pages.next().await {
+            None => break,
+            Some(Ok(page)) => {
+                read.total = read.total.or(page.total);
+                read.more = page.next.is_some();
+                read.resources.extend(page.matches);
+            }
+            Some(Err(e)) if n == 0 => return Some(Err(e)),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, resource_type = type_name, "a later page of a summary search failed; showing what was read");
+                read.more = true;
+                break;
+            }
+        }
+    }
+    Some(Ok(read))
+}
+
+/// The sentence for a section whose search stopped before the EHR's last page.
+fn stopped_early<R>(
+    title: &str,
+    result: &Option<Result<Paged<R>, FhirError>>,
+    window: Window,
+) -> Option<String> {
+    let Some(Ok(paged)) = result else { return None };
+    if !paged.more {
+        return None;
+    }
+    let of = paged.total.map(|t| format!(" of {t}")).unwrap_or_default();
+    let hint = match window {
+        Window::All => "",
+        _ => " Choose a longer window to see older ones.",
+    };
+    Some(format!(
+        "{title}: the newest {}{of} the EHR returned were read; it had more pages, which were not.{hint}",
+        paged.resources.len()
+    ))
 }
 
 fn to_section<R, T>(
-    result: Option<Result<Vec<R>, FhirError>>,
+    result: Option<Result<Paged<R>, FhirError>>,
     rows: impl FnOnce(&[R]) -> Vec<T>,
 ) -> Section<T> {
     match result {
         None => Section::NotShared,
-        Some(Ok(resources)) => Section::Shown(rows(&resources)),
+        Some(Ok(paged)) => Section::Shown(rows(&paged.resources)),
         Some(Err(FhirError::Forbidden { .. })) => Section::NotShared,
         Some(Err(e)) => {
             tracing::warn!(error = %e, "a summary section could not be fetched");
@@ -82,8 +139,15 @@ fn has_category(o: &Observation, code: &str) -> bool {
     })
 }
 
-/// Fetches the whole summary for a launch.
-pub async fn summary(state: &AppState, record: &LaunchRecord) -> Result<Fetched, FetchFailure> {
+/// How many pages a dated section follows at most (vital signs: 5 × 200 measurements).
+const MAX_PAGES: usize = 5;
+
+/// Fetches the whole summary for a launch, dated sections bounded by `window`.
+pub async fn summary(
+    state: &AppState,
+    record: &LaunchRecord,
+    window: Window,
+) -> Result<Fetched, FetchFailure> {
     let tokens = state.smart().token_source(record.tokens().clone());
     let client = FhirClient::builder(record.fhir_base().as_str())
         .token_source(tokens.clone())
@@ -105,6 +169,14 @@ pub async fn summary(state: &AppState, record: &LaunchRecord) -> Result<Fetched,
         });
     };
     let by_patient = || SearchParams::new().patient(&patient_id);
+    let now = Utc::now();
+    // Newest first and no older than the window: the pages read are the ones the window needs.
+    let dated = |params: SearchParams| {
+        window
+            .search_params("date", now)
+            .into_iter()
+            .fold(params, |p, (name, value)| p.raw(name, value))
+    };
 
     let patient_read = async {
         if permitted(granted, "Patient", Permissions::READ) {
@@ -119,19 +191,33 @@ pub async fn summary(state: &AppState, record: &LaunchRecord) -> Result<Fetched,
             &client,
             granted,
             "Observation",
-            by_patient().raw("category", "vital-signs").count(200)
+            dated(by_patient().raw("category", "vital-signs").count(200)),
+            MAX_PAGES,
         ),
         section_search::<Observation>(
             &client,
             granted,
             "Observation",
-            by_patient().raw("category", "laboratory").count(50)
+            dated(by_patient().raw("category", "laboratory").count(50)),
+            1,
         ),
-        section_search::<Condition>(&client, granted, "Condition", by_patient().count(100)),
-        section_search::<MedicationRequest>(&client, granted, "MedicationRequest", by_patient().count(100)),
-        section_search::<AllergyIntolerance>(&client, granted, "AllergyIntolerance", by_patient().count(100)),
-        section_search::<Immunization>(&client, granted, "Immunization", by_patient().count(100)),
-        section_search::<Encounter>(&client, granted, "Encounter", by_patient().count(100)),
+        section_search::<Condition>(&client, granted, "Condition", by_patient().count(100), 1),
+        section_search::<MedicationRequest>(
+            &client,
+            granted,
+            "MedicationRequest",
+            by_patient().count(100),
+            1
+        ),
+        section_search::<AllergyIntolerance>(
+            &client,
+            granted,
+            "AllergyIntolerance",
+            by_patient().count(100),
+            1
+        ),
+        section_search::<Immunization>(&client, granted, "Immunization", by_patient().count(100), 1),
+        section_search::<Encounter>(&client, granted, "Encounter", dated(by_patient().count(100)), 1),
     );
 
     // The patient read decides whether there is a page at all; so does any relaunch-worthy failure.
@@ -157,15 +243,36 @@ pub async fn summary(state: &AppState, record: &LaunchRecord) -> Result<Fetched,
         (Some(p), true) => Some(summary::banner(p, name.clone(), Utc::now().date_naive())),
         _ => None,
     };
+    // Servers that ignore `date` still get the window: older resources are left out here.
+    let mut vitals = vitals;
+    if let Some(Ok(paged)) = &mut vitals {
+        paged
+            .resources
+            .retain(|o| summary::observation_time(o).is_none_or(|at| window.contains(at, now)));
+    }
     let other_vitals = match &vitals {
-        Some(Ok(observations)) => summary::other_vital_rows(&vital_signs(observations)),
+        Some(Ok(paged)) => summary::other_vital_rows(&vital_signs(&paged.resources)),
         _ => Vec::new(),
     };
+    let notes: Vec<String> = [
+        stopped_early("Vital signs", &vitals, window),
+        stopped_early("Recent labs", &labs, window),
+        stopped_early("Conditions", &conditions, window),
+        stopped_early("Medications", &medications, window),
+        stopped_early("Allergies", &allergies, window),
+        stopped_early("Immunizations", &immunizations, window),
+        stopped_early("Encounters", &encounters, window),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let summary = Summary {
         patient_name: name,
         banner,
         vitals: to_section(vitals, vital_charts),
         other_vitals,
+        window,
+        notes,
         labs: to_section(labs, lab_rows),
         conditions: to_section(conditions, summary::condition_rows),
         medications: to_section(medications, summary::medication_rows),
@@ -199,9 +306,17 @@ fn vital_signs(observations: &[Observation]) -> Vec<&Observation> {
 
 /// The laboratory rows (other categories left out).
 fn lab_rows(observations: &[Observation]) -> Vec<summary::LabRow> {
+    // Whatever the server returned for `category=laboratory`, except what is plainly coded as
+    // another category: Cerner's labs carry `category` as a data-absent-reason extension only
+    // (fhir.cerner.com, Observation R4, "Laboratory" examples), and must not be dropped.
+    let coded = |o: &Observation| {
+        o.category
+            .iter()
+            .any(|c| c.coding.iter().any(|x| x.code.is_some()))
+    };
     let labs: Vec<&Observation> = observations
         .iter()
-        .filter(|o| o.category.is_empty() || has_category(o, "laboratory"))
+        .filter(|o| !coded(o) || has_category(o, "laboratory"))
         .collect();
     summary::lab_rows(&labs)
 }
@@ -237,11 +352,49 @@ fn without_patient(record: &LaunchRecord) -> Summary {
         banner: None,
         vitals: none(),
         other_vitals: Vec::new(),
+        window: Window::default(),
+        notes: Vec::new(),
         labs: none(),
         conditions: none(),
         medications: none(),
         allergies: none(),
         immunizations: none(),
         encounters: none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(n: usize, more: bool, total: Option<u32>) -> Option<Result<Paged<u8>, FhirError>> {
+        Some(Ok(Paged {
+            resources: vec![0; n],
+            more,
+            total,
+        }))
+    }
+
+    #[test]
+    fn a_section_with_more_pages_says_how_many_were_read() {
+        assert_eq!(
+            stopped_early("Recent labs", &read(50, true, Some(132)), Window::FiveYears).as_deref(),
+            Some(
+                "Recent labs: the newest 50 of 132 the EHR returned were read; it had more pages, which were not. \
+                 Choose a longer window to see older ones."
+            )
+        );
+        let all = stopped_early("Vital signs", &read(1000, true, None), Window::All).unwrap();
+        assert!(all.starts_with("Vital signs: the newest 1000 the EHR"), "{all}");
+        assert!(!all.contains("longer window"), "there is none longer than all");
+        assert_eq!(
+            stopped_early("Allergies", &read(3, false, Some(3)), Window::All),
+            None
+        );
+        assert_eq!(
+            stopped_early::<u8>("Allergies", &None, Window::All),
+            None,
+            "not shared"
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use fhir_client::FhirClient;
@@ -13,22 +13,34 @@ use crate::launch::{self, LaunchKind};
 use crate::pages::home::{self as page, AuthAvailability, SummaryView};
 use crate::session::Session;
 use crate::state::AppState;
+use crate::window::Window;
 
 /// The start page.
-pub async fn index(State(state): State<AppState>, session: Session) -> Result<Response, AppError> {
+pub async fn index(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    session: Session,
+) -> Result<Response, AppError> {
     let csrf = session.csrf_token();
+    let window = window_of(query.as_deref());
     // The common case first, without copying the launch record: a summary rendered a moment ago.
     let Some((token_expiry, theme)) = session.with_launch(|r| (r.tokens().expires_at, r.theme.clone()))
     else {
         let availability = availability(&state).await?;
         return Ok(page::start(&csrf, &availability, state.config().fhir_base.as_str()).into_response());
     };
-    if let Some(view) = state.cached_summary(&session, token_expiry) {
+    if let Some(view) = state
+        .cached_summary(&session, token_expiry)
+        .filter(|v| v.window == window)
+    {
         return Ok(page::authorized(&csrf, &view, theme.as_ref()).into_response());
     }
     // One fetch per session at a time; whoever waited may find the summary fetched meanwhile.
     let _turn = state.summary_turn(&session).await;
-    if let Some(view) = state.cached_summary(&session, token_expiry) {
+    if let Some(view) = state
+        .cached_summary(&session, token_expiry)
+        .filter(|v| v.window == window)
+    {
         return Ok(page::authorized(&csrf, &view, theme.as_ref()).into_response());
     }
     let Some(mut record) = session.launch() else {
@@ -36,7 +48,7 @@ pub async fn index(State(state): State<AppState>, session: Session) -> Result<Re
     };
     // The signed-in user's resource is read once, beside the first summary's reads (not before them).
     let read_user = record.signed_in_user.is_none() && record.launch.fhir_user.is_some();
-    let (fetched, user) = tokio::join!(fetch::summary(&state, &record), async {
+    let (fetched, user) = tokio::join!(fetch::summary(&state, &record, window), async {
         if read_user {
             launch::read_signed_in_user(&state, &record.launch).await
         } else {
@@ -75,6 +87,16 @@ pub async fn index(State(state): State<AppState>, session: Session) -> Result<Re
         }
         Err(FetchFailure::Ehr(e)) => Err(AppError::Fhir(e)),
     }
+}
+
+/// The `window` query parameter (any other parameter, or a malformed query, is ignored).
+fn window_of(query: Option<&str>) -> Window {
+    let value = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(name, _)| name == "window")
+            .map(|(_, value)| value.into_owned())
+    });
+    Window::from_query(value.as_deref())
 }
 
 /// Whether the configured EHR offers SMART authorization: discovery first; when that finds

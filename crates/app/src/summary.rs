@@ -120,6 +120,10 @@ pub struct Summary {
     pub vitals: Section<DrawnChart>,
     /// The vital signs no chart shows (empty when vital signs were not shared or failed).
     pub other_vitals: Vec<OtherVitalRow>,
+    /// The time window the dated sections were fetched for.
+    pub window: crate::window::Window,
+    /// Sentences about sections whose search stopped before the EHR's last page.
+    pub notes: Vec<String>,
     /// Recent laboratory results.
     pub labs: Section<LabRow>,
     /// Active conditions.
@@ -261,7 +265,8 @@ pub fn banner(patient: &Patient, name: String, today: NaiveDate) -> PatientBanne
     }
 }
 
-fn observation_time(o: &Observation) -> Option<DateTime<Utc>> {
+/// When an Observation was made (`effective[x]`, a period's start).
+pub fn observation_time(o: &Observation) -> Option<DateTime<Utc>> {
     use fhir_client::r4::resources::observation::ObservationEffective as E;
     let text = match o.effective.as_ref()? {
         E::DateTime(p) => p.value.0.clone(),

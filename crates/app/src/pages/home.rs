@@ -10,6 +10,7 @@ use crate::summary::{
     AllergyRow, ConditionRow, EncounterRow, ImmunizationRow, LabRow, MedicationRow, OtherVitalRow,
     PatientBanner, Section, Summary,
 };
+use crate::window::Window;
 
 /// Whether and how the EHR can be authorized against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,8 @@ pub struct SummaryView {
     running_head: String,
     /// When the summary was read from the EHR.
     pub fetched_at: DateTime<Utc>,
+    /// The time window it was read for.
+    pub window: Window,
     /// The signed-in user's name (from the `fhirUser` resource), when the launch had one.
     pub signed_in_as: Option<String>,
 }
@@ -69,6 +72,7 @@ impl SummaryView {
             sections: sections(summary).into_string(),
             running_head: running_head(summary),
             fetched_at,
+            window: summary.window,
             signed_in_as: None,
         }
     }
@@ -119,10 +123,29 @@ fn running_head(summary: &Summary) -> String {
     }
 }
 
+/// The time-window links: plain links, the current one marked for assistive technology too.
+fn window_links(current: Window) -> Markup {
+    html! {
+        nav.window aria-label="Time window" {
+            span.muted { "Show: " }
+            @for w in Window::ALL {
+                @if w == current {
+                    a.current href={ "/?window=" (w.query_value()) } aria-current="page" { (w.label()) }
+                } @else {
+                    a href={ "/?window=" (w.query_value()) } { (w.label()) }
+                }
+                " "
+            }
+        }
+    }
+}
+
 /// The summary's sections: banner, vitals, labs, then the lists.
 fn sections(summary: &Summary) -> Markup {
     html! {
         @if let Some(banner) = &summary.banner { (patient_banner(banner)) }
+        (window_links(summary.window))
+        @for note in &summary.notes { p.notice.stopped-early role="status" { (note) } }
         (vitals(&summary.vitals, &summary.other_vitals))
         (section_card("Recent labs", &summary.labs, labs_table))
         div.grid {

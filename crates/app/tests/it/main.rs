@@ -13,3 +13,4 @@ mod personas;
 mod revocation;
 mod safety;
 mod session;
+mod summary;
