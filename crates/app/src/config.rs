@@ -77,6 +77,12 @@ pub struct AppConfig {
     pub allowed_issuers: Vec<Url>,
     /// The SQLite file holding server-side sessions and tokens.
     pub session_db: PathBuf,
+    /// Where sessions are kept when not in `session_db`: a Redis URL (`redis://HOST:PORT/DB`), shared by
+    /// several instances of the app. `None`: the SQLite file `session_db`.
+    pub session_store: Option<Url>,
+    /// The key stored sessions are encrypted with (`session_key`, 64 hex characters). `None`: a key generated
+    /// once into `session.key` beside `session_db` (mode 0600). Instances sharing a Redis store must share it.
+    pub session_key: Option<crate::session::SessionKey>,
     /// How long a session lives after login.
     pub session_ttl: Duration,
     /// How long a fetched patient summary is reused for the same session (0 disables the cache).
@@ -149,6 +155,8 @@ struct Layer {
     scope: Option<String>,
     allowed_issuers: Option<Vec<String>>,
     session_db: Option<PathBuf>,
+    session_store: Option<String>,
+    session_key: Option<String>,
     session_ttl_secs: Option<u64>,
     summary_cache_secs: Option<u64>,
     listen: Option<String>,
@@ -169,6 +177,8 @@ impl Layer {
             scope: over.scope.or(self.scope),
             allowed_issuers: over.allowed_issuers.or(self.allowed_issuers),
             session_db: over.session_db.or(self.session_db),
+            session_store: over.session_store.or(self.session_store),
+            session_key: over.session_key.or(self.session_key),
             session_ttl_secs: over.session_ttl_secs.or(self.session_ttl_secs),
             summary_cache_secs: over.summary_cache_secs.or(self.summary_cache_secs),
             listen: over.listen.or(self.listen),
@@ -241,6 +251,8 @@ impl Layer {
                     .collect()
             }),
             session_db: get("session_db").map(PathBuf::from),
+            session_store: get("session_store"),
+            session_key: get("session_key"),
             session_ttl_secs,
             summary_cache_secs,
             listen: get("listen"),
@@ -278,6 +290,19 @@ fn parse_url(key: &'static str, value: &str) -> Result<Url, ConfigError> {
         Url::parse(value).map_err(|e| invalid(key, format!("{value:?} is not an absolute URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid(key, format!("{value:?} must be an http or https URL")));
+    }
+    Ok(url)
+}
+
+/// A `session_store` value: a `redis://` (or `rediss://`) URL.
+fn parse_session_store(value: &str) -> Result<Url, ConfigError> {
+    let url =
+        Url::parse(value).map_err(|e| invalid("session_store", format!("{value:?} is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "redis" | "rediss") || url.host_str().is_none() {
+        return Err(invalid(
+            "session_store",
+            format!("{value:?} must be a redis://HOST:PORT/DB URL"),
+        ));
     }
     Ok(url)
 }
@@ -416,6 +441,24 @@ impl AppConfig {
                 "a session must live at least 60 seconds",
             ));
         }
+        let session_store = layer
+            .session_store
+            .as_deref()
+            .map(parse_session_store)
+            .transpose()?;
+        let session_key = layer
+            .session_key
+            .as_deref()
+            .map(|v| {
+                crate::session::SessionKey::from_hex(v).map_err(|e| invalid("session_key", e.to_string()))
+            })
+            .transpose()?;
+        if session_store.is_some() && session_key.is_none() {
+            return Err(invalid(
+                "session_key",
+                "instances sharing a Redis session store must share one session_key (64 hex characters)",
+            ));
+        }
         Ok(AppConfig {
             profile,
             fhir_base,
@@ -426,6 +469,8 @@ impl AppConfig {
             scope,
             allowed_issuers,
             session_db: layer.session_db.unwrap_or_else(default_session_db),
+            session_store,
+            session_key,
             session_ttl: Duration::from_secs(session_ttl_secs),
             summary_cache: Duration::from_secs(layer.summary_cache_secs.unwrap_or(30)),
             listen,
@@ -451,6 +496,8 @@ impl AppConfig {
             // The scope text above is a constant that parses; an empty set is the harmless fallback.
             scope: ScopeSet::parse(&scope_text).unwrap_or_default(),
             session_db,
+            session_store: None,
+            session_key: None,
             session_ttl: Duration::from_secs(12 * 3600),
             summary_cache: Duration::from_secs(30),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -605,6 +652,39 @@ mod tests {
         let err =
             AppConfig::from_sources(None, env(&[("SMART_FHIR_INSECURE_HTTP", "maybe")]), None).unwrap_err();
         assert!(err.to_string().contains("`insecure_http`"), "{err}");
+    }
+
+    #[test]
+    fn a_redis_session_store_needs_a_shared_key() {
+        let config = AppConfig::from_sources(None, env(&[]), None).unwrap();
+        assert!(config.session_store.is_none() && config.session_key.is_none());
+        let key = "0f".repeat(32);
+        let config = AppConfig::from_sources(
+            None,
+            env(&[
+                ("SMART_FHIR_SESSION_STORE", "redis://127.0.0.1:6379/2"),
+                ("SMART_FHIR_SESSION_KEY", key.as_str()),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(config.session_store.unwrap().as_str(), "redis://127.0.0.1:6379/2");
+        assert!(
+            !format!("{:?}", config.session_key).contains(&key),
+            "the key is not printed"
+        );
+        let err = AppConfig::from_sources(
+            None,
+            env(&[("SMART_FHIR_SESSION_STORE", "redis://127.0.0.1:6379/0")]),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`session_key`"), "{err}");
+        let err = AppConfig::from_sources(None, env(&[("SMART_FHIR_SESSION_STORE", "http://x/")]), None)
+            .unwrap_err();
+        assert!(err.to_string().contains("`session_store`"), "{err}");
+        let err = AppConfig::from_sources(None, env(&[("SMART_FHIR_SESSION_KEY", "abc")]), None).unwrap_err();
+        assert!(err.to_string().contains("64 hex"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,11 @@
 //! is the only writer of the file (one app per session database); edits made behind its back are
 //! picked up within [`CACHE_REVALIDATE`].
 //!
+//! Encryption: every stored session and pending launch is sealed with the app's [`SessionKey`] (see [`seal`]),
+//! so the file shows no token; the file is created readable by its owner alone (0600) and its directory, when
+//! the app creates it, 0700. Rows written by versions that stored plain JSON are dropped when the file is
+//! opened (their users log in again), with one log line saying how many.
+//!
 //! Durability: the database runs in WAL mode with `synchronous = NORMAL`, so a committed write
 //! survives an app crash or restart; a power failure may undo the last moments' logins (the user logs
 //! in again) but never leaves the file inconsistent. Writes that take access away (log out, reset,
@@ -40,6 +45,10 @@ use sha2::{Digest, Sha256};
 use crate::error::AppError;
 use crate::launch::LaunchRecord;
 use crate::state::AppState;
+
+mod seal;
+
+pub use seal::{BadSessionKey, SessionKey};
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "smart_fhir_session";
@@ -241,6 +250,7 @@ pub struct SessionStore {
     conn: Arc<Mutex<Connection>>,
     cache: Arc<SessionCache>,
     ttl: Duration,
+    key: SessionKey,
 }
 
 impl std::fmt::Debug for SessionStore {
@@ -252,11 +262,13 @@ impl std::fmt::Debug for SessionStore {
 }
 
 impl SessionStore {
-    /// Opens (creating when needed) the session database at `path`. Sessions live `ttl`.
-    pub fn open(path: &Path, ttl: Duration) -> Result<SessionStore, SessionError> {
+    /// Opens (creating when needed) the session database at `path`, sealing what it stores with `key`.
+    /// Sessions live `ttl`.
+    pub fn open(path: &Path, ttl: Duration, key: SessionKey) -> Result<SessionStore, SessionError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+            seal::create_private_dir(dir)?;
         }
+        create_private_file(path)?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(
@@ -283,10 +295,12 @@ impl SessionStore {
         if !has_generation {
             conn.execute_batch("ALTER TABLE sessions ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")?;
         }
+        drop_unsealed_rows(&conn)?;
         let store = SessionStore {
             conn: Arc::new(Mutex::new(conn)),
             cache: Arc::new(SessionCache::default()),
             ttl,
+            key,
         };
         store.purge_expired_blocking()?;
         Ok(store)
@@ -355,6 +369,7 @@ impl SessionStore {
             return Ok(Some(stored));
         }
         let key = id.key().to_owned();
+        let seal_key = self.key.clone();
         self.with_conn(Durability::Normal, move |conn, cache| {
             let now = now_unix();
             let row: Option<(String, i64, i64)> = conn
@@ -368,7 +383,12 @@ impl SessionStore {
                 cache.remove(&key);
                 return Ok(None);
             };
-            let data = Arc::new(serde_json::from_str::<SessionData>(&text)?);
+            let Some(plain) = seal_key.open(&key, &text) else {
+                tracing::debug!("a stored session does not open under the session key; it is ignored");
+                cache.remove(&key);
+                return Ok(None);
+            };
+            let data = Arc::new(serde_json::from_slice::<SessionData>(&plain)?);
             cache.put(&key, data.clone(), generation, expires_at, now);
             Ok(Some(StoredSession { data, generation }))
         })
@@ -411,7 +431,7 @@ impl SessionStore {
     ) -> Result<(), SessionError> {
         let key = id.key().to_owned();
         let old_key = replaces.map(|old| old.key().to_owned());
-        let text = serde_json::to_string(&*data)?;
+        let text = self.key.seal(&key, &serde_json::to_vec(&*data)?);
         let ttl = if data.launch.is_some() {
             self.ttl
         } else {
@@ -494,6 +514,7 @@ impl SessionStore {
     ) -> Result<(), SessionError> {
         let state_hash = hash_hex(state);
         let session_hash = session.key().to_owned();
+        let data = self.key.seal(&state_hash, data.as_bytes());
         self.with_conn(Durability::Normal, move |conn, cache| {
             purge_expired(conn, cache)?;
             // Room for this one within the session's cap: its oldest launches go.
@@ -525,6 +546,7 @@ impl SessionStore {
     ) -> Result<Option<String>, SessionError> {
         let state_hash = hash_hex(state);
         let session_hash = session.map(|s| s.key().to_owned());
+        let seal_key = self.key.clone();
         self.with_conn(Durability::Normal, move |conn, _| {
             let row: Option<(String, String, i64)> = conn
                 .query_row(
@@ -537,7 +559,10 @@ impl SessionStore {
             Ok(row.and_then(|(owner, data, created_at)| {
                 let same_session =
                     session_hash.as_deref().is_some_and(|s| crate::csrf::constant_time_eq(s, &owner));
-                (same_session && now_unix() - created_at <= ttl).then_some(data)
+                (same_session && now_unix() - created_at <= ttl)
+                    .then(|| seal_key.open(&state_hash, &data))
+                    .flatten()
+                    .and_then(|plain| String::from_utf8(plain).ok())
             }))
         })
         .await
@@ -565,6 +590,35 @@ fn in_transaction<T>(
     let value = f(&tx)?;
     tx.commit()?;
     Ok(value)
+}
+
+/// Creates the database file readable by its owner alone (0600) when it does not exist yet; SQLite gives its
+/// `-wal` and `-shm` files the same mode.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop)
+}
+
+/// Deletes the rows an older version stored as plain JSON (tokens in the clear): their users log in again.
+fn drop_unsealed_rows(conn: &Connection) -> Result<(), SessionError> {
+    let sessions = conn.execute("DELETE FROM sessions WHERE data NOT LIKE 'v1.%'", [])?;
+    let pending = conn.execute("DELETE FROM pending_launches WHERE data NOT LIKE 'v1.%'", [])?;
+    if sessions + pending > 0 {
+        tracing::warn!(
+            sessions,
+            pending,
+            "dropped sessions stored unencrypted by an older version; their users log in again"
+        );
+    }
+    Ok(())
+}
+
+/// Where the session key is kept when none is configured: `session.key` beside the session database.
+pub fn key_file_beside(session_db: &Path) -> std::path::PathBuf {
+    session_db.with_file_name("session.key")
 }
 
 fn delete_rows(conn: &Connection, key: &str) -> Result<(), SessionError> {
@@ -863,7 +917,11 @@ mod tests {
     use super::*;
 
     fn store(dir: &tempfile::TempDir) -> SessionStore {
-        SessionStore::open(&dir.path().join("s.db"), Duration::from_secs(3600)).unwrap()
+        SessionStore::open(&dir.path().join("s.db"), Duration::from_secs(3600), test_key()).unwrap()
+    }
+
+    fn test_key() -> SessionKey {
+        SessionKey::from_hex(&"ab".repeat(32)).unwrap()
     }
 
     fn with_csrf(csrf: &str) -> Arc<SessionData> {
@@ -920,7 +978,7 @@ mod tests {
     async fn expired_sessions_are_not_loaded_from_memory_or_the_file() {
         let dir = tempfile::tempdir().unwrap();
         // A lifetime of zero: expired as soon as it is written (and cached).
-        let s = SessionStore::open(&dir.path().join("s.db"), Duration::ZERO).unwrap();
+        let s = SessionStore::open(&dir.path().join("s.db"), Duration::ZERO, test_key()).unwrap();
         let id = SessionId::generate();
         s.save(&id, with_csrf("c"), SaveMode::Fresh).await.unwrap();
         assert!(s.load(&id).await.unwrap().is_none());
@@ -1078,6 +1136,53 @@ mod tests {
                 .to_str()
                 .unwrap()
                 .ends_with("; Secure")
+        );
+    }
+
+    #[tokio::test]
+    async fn rows_are_sealed_and_plain_rows_of_an_older_version_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir);
+        let id = SessionId::generate();
+        s.save(&id, with_csrf("secret-csrf"), SaveMode::Fresh)
+            .await
+            .unwrap();
+        s.put_pending("state-9", &id, "pending-secret".into())
+            .await
+            .unwrap();
+        let conn = Connection::open(dir.path().join("s.db")).unwrap();
+        let stored: String = conn
+            .query_row("SELECT data FROM sessions", [], |r| r.get(0))
+            .unwrap();
+        let pending: String = conn
+            .query_row("SELECT data FROM pending_launches", [], |r| r.get(0))
+            .unwrap();
+        assert!(!stored.contains("secret-csrf") && !pending.contains("pending-secret"));
+        // Another key cannot read them.
+        let other = SessionStore::open(
+            &dir.path().join("s.db"),
+            Duration::from_secs(3600),
+            SessionKey::generate(),
+        )
+        .unwrap();
+        assert!(other.load(&id).await.unwrap().is_none());
+        // A row as an older version wrote it (plain JSON) is dropped when the file is opened.
+        let old = SessionId::generate();
+        conn.execute(
+            "INSERT INTO sessions (id_hash, data, expires_at) VALUES (?1, '{\"csrf\":\"x\"}', ?2)",
+            params![old.key(), now_unix() + 3600],
+        )
+        .unwrap();
+        let reopened = store(&dir);
+        assert!(reopened.load(&old).await.unwrap().is_none());
+        assert_eq!(
+            reopened.row_counts().await.unwrap().0,
+            1,
+            "only the sealed row is left"
+        );
+        assert_eq!(
+            csrf_of(reopened.load(&id).await.unwrap()).as_deref(),
+            Some("secret-csrf")
         );
     }
 

@@ -11,7 +11,7 @@ use crate::config::AppConfig;
 use crate::launch::smart_client;
 use crate::pages::home::SummaryView;
 use crate::server::StartError;
-use crate::session::{Session, SessionStore};
+use crate::session::{Session, SessionKey, SessionStore, key_file_beside};
 use crate::style::ThemeCache;
 
 /// At most this many sessions' summaries are kept in memory.
@@ -67,12 +67,17 @@ impl AppState {
             None => join("fhir-app/")?,
         };
         let launch_uri = join("launch")?;
-        let sessions = SessionStore::open(&config.session_db, config.session_ttl).map_err(|source| {
-            StartError::Sessions {
-                path: config.session_db.clone(),
-                source,
-            }
-        })?;
+        let sessions_error = |source| StartError::Sessions {
+            path: config.session_db.clone(),
+            source,
+        };
+        let key = match &config.session_key {
+            Some(key) => key.clone(),
+            None => SessionKey::load_or_create(&key_file_beside(&config.session_db))
+                .map_err(|e| sessions_error(e.into()))?,
+        };
+        let sessions =
+            SessionStore::open(&config.session_db, config.session_ttl, key).map_err(sessions_error)?;
         let http = reqwest::Client::builder()
             // The style document and other side fetches: never follow redirects, never wait long.
             .redirect(reqwest::redirect::Policy::none())

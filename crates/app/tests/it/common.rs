@@ -532,18 +532,28 @@ pub fn stored_tokens(env: &TestEnv) -> Vec<String> {
     tokens_in(&env.session_db())
 }
 
-/// Every token value stored in the session database at `path`.
-pub fn tokens_in(path: &std::path::Path) -> Vec<String> {
+/// The sessions stored in the session database at `path`, opened with the key kept beside it.
+pub fn session_rows(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let key = app::session::SessionKey::load_or_create(&app::session::key_file_beside(path)).unwrap();
     let conn = rusqlite::Connection::open(path).unwrap();
-    let mut stmt = conn.prepare("SELECT data FROM sessions").unwrap();
-    let rows: Vec<String> = stmt
-        .query_map([], |r| r.get(0))
+    let mut stmt = conn.prepare("SELECT id_hash, data FROM sessions").unwrap();
+    let rows: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
         .map(Result::unwrap)
         .collect();
+    rows.iter()
+        .map(|(id, data)| {
+            let plain = key.open(id, data).expect("a stored session opens under the key");
+            serde_json::from_slice(&plain).unwrap()
+        })
+        .collect()
+}
+
+/// Every token value stored in the session database at `path`.
+pub fn tokens_in(path: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
-    for row in rows {
-        let data: serde_json::Value = serde_json::from_str(&row).unwrap();
+    for data in session_rows(path) {
         let tokens = &data["launch"]["launch"]["tokens"];
         for key in ["access_token", "refresh_token", "id_token"] {
             if let Some(t) = tokens[key].as_str() {
@@ -566,14 +576,7 @@ pub fn stored_access_token(env: &TestEnv) -> Option<String> {
 
 /// The token `key` (`access_token`, `refresh_token`) stored for the (single) logged-in session.
 fn stored_token(env: &TestEnv, key: &str) -> Option<String> {
-    let conn = rusqlite::Connection::open(env.session_db()).unwrap();
-    let mut stmt = conn.prepare("SELECT data FROM sessions").unwrap();
-    let rows: Vec<String> = stmt
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    rows.iter()
-        .filter_map(|row| serde_json::from_str::<serde_json::Value>(row).ok())
+    session_rows(&env.session_db())
+        .iter()
         .find_map(|d| d["launch"]["launch"]["tokens"][key].as_str().map(str::to_owned))
 }

@@ -156,3 +156,41 @@ async fn sections_whose_scope_was_not_granted_say_so() {
     assert!(page.body.contains("<svg"), "vital signs were shared");
     env.stop().await;
 }
+
+#[tokio::test]
+async fn the_session_files_show_no_token_and_only_their_owner_reads_them() {
+    let env = TestEnv::start().await;
+    let browser = Browser::new();
+    standalone_launch(&env, &browser).await;
+    let tokens = crate::common::stored_tokens(&env);
+    assert!(tokens.len() >= 2, "access and refresh tokens stored");
+    // The raw bytes of the database and its write-ahead log, as a copy of the disk would have them.
+    let db = env.session_db();
+    let mut dump = Vec::new();
+    for suffix in ["", "-wal"] {
+        let path = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        if let Ok(bytes) = std::fs::read(&path) {
+            dump.extend(bytes);
+        }
+    }
+    let dump = String::from_utf8_lossy(&dump);
+    assert!(dump.contains("v1."), "sealed rows are there");
+    for token in &tokens {
+        assert!(
+            !dump.contains(token.as_str()),
+            "a token is readable in the session files"
+        );
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the database is readable by its owner alone");
+        let key = app::session::key_file_beside(&db);
+        assert_eq!(
+            std::fs::metadata(key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    env.stop().await;
+}

@@ -143,15 +143,10 @@ async fn the_signed_in_user_is_read_from_fhir_user_and_shown() {
     let browser = Browser::new();
     let home = standalone_launch(&env, &browser).await;
     assert!(home.body.contains("You are authorized"), "{}", home.body);
-    let conn = rusqlite::Connection::open(env.session_db()).unwrap();
-    let data: String = conn
-        .query_row(
-            "SELECT data FROM sessions WHERE data LIKE '%signed_in_user%'",
-            [],
-            |r| r.get(0),
-        )
+    let data = crate::common::session_rows(&env.session_db())
+        .into_iter()
+        .find(|d| !d["launch"]["signed_in_user"].is_null())
         .unwrap();
-    let data: serde_json::Value = serde_json::from_str(&data).unwrap();
     let user = &data["launch"]["signed_in_user"];
     let reference = user["reference"].as_str().unwrap();
     let (kind, id) = reference.split_once('/').unwrap();
