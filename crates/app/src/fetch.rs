@@ -254,6 +254,29 @@ pub async fn summary(
         Some(Ok(paged)) => summary::other_vital_rows(&vital_signs(&paged.resources)),
         _ => Vec::new(),
     };
+    fn absence<R>(
+        title: &str,
+        result: &Option<Result<Paged<R>, FhirError>>,
+        code: impl Fn(&R) -> Option<&fhir_client::r4::types::CodeableConcept>,
+    ) -> Option<(String, crate::absence::Recorded)> {
+        let Some(Ok(paged)) = result else { return None };
+        summary::absence_in(&paged.resources, code).map(|r| (title.to_owned(), r))
+    }
+    use fhir_client::r4::resources::medication_request::MedicationRequestMedication as M;
+    let absences: Vec<(String, crate::absence::Recorded)> = [
+        absence("Allergies", &allergies, |a| a.code.as_ref()),
+        absence("Active conditions", &conditions, |c| c.code.as_ref()),
+        absence("Active medications", &medications, |m| {
+            match m.medication.as_ref() {
+                Some(M::CodeableConcept(c)) => Some(c),
+                _ => None,
+            }
+        }),
+        absence("Immunizations", &immunizations, |i| Some(&i.vaccine_code)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let notes: Vec<String> = [
         stopped_early("Vital signs", &vitals, window),
         stopped_early("Recent labs", &labs, window),
@@ -273,6 +296,7 @@ pub async fn summary(
         other_vitals,
         window,
         notes,
+        absences,
         labs: to_section(labs, lab_rows),
         conditions: to_section(conditions, summary::condition_rows),
         medications: to_section(medications, summary::medication_rows),
@@ -354,6 +378,7 @@ fn without_patient(record: &LaunchRecord) -> Summary {
         other_vitals: Vec::new(),
         window: Window::default(),
         notes: Vec::new(),
+        absences: Vec::new(),
         labs: none(),
         conditions: none(),
         medications: none(),

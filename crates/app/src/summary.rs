@@ -14,6 +14,7 @@ use fhir_client::r4::resources::{
 };
 use fhir_client::r4::types::{CodeableConcept, Period, Quantity};
 
+use crate::absence::{self, Recorded};
 use crate::charts::{Chart, DrawnChart, Series};
 use crate::units;
 
@@ -124,6 +125,8 @@ pub struct Summary {
     pub window: crate::window::Window,
     /// Sentences about sections whose search stopped before the EHR's last page.
     pub notes: Vec<String>,
+    /// Absences the EHR recorded ("No known allergies"), by section title.
+    pub absences: Vec<(String, Recorded)>,
     /// Recent laboratory results.
     pub labs: Section<LabRow>,
     /// Active conditions.
@@ -160,6 +163,19 @@ pub fn concept_text(concept: &CodeableConcept) -> Option<String> {
                 .find_map(|c| c.code.as_ref().map(|c| c.0.clone()))
         })
         .filter(|t| !t.trim().is_empty())
+}
+
+/// The absence a concept records (SNOMED CT 716186003 "No known allergy", IPS `no-known-…`).
+pub fn recorded_absence(concept: &CodeableConcept) -> Option<Recorded> {
+    absence::recorded(concept.coding.iter().filter_map(|c| {
+        let code = c.code.as_ref()?.0.as_str();
+        Some((c.system.as_ref().map(|s| s.0.as_str()), code))
+    }))
+}
+
+/// The first recorded absence among `resources` (by the concept `code` picks out).
+pub fn absence_in<R>(resources: &[R], code: impl Fn(&R) -> Option<&CodeableConcept>) -> Option<Recorded> {
+    resources.iter().find_map(|r| code(r).and_then(recorded_absence))
 }
 
 fn has_code(concept: &CodeableConcept, codes: &[&str]) -> bool {
@@ -563,6 +579,7 @@ pub fn condition_rows(conditions: &[Condition]) -> Vec<ConditionRow> {
                 .as_ref()
                 .is_none_or(|s| has_code(s, &["active", "recurrence", "relapse"]))
         })
+        .filter(|c| c.code.as_ref().and_then(recorded_absence).is_none())
         .filter_map(|c| {
             let name = c.code.as_ref().and_then(concept_text)?;
             let onset = match c.onset.as_ref() {
@@ -593,6 +610,7 @@ pub fn medication_rows(requests: &[MedicationRequest]) -> Vec<MedicationRow> {
         .filter(|m| matches!(m.status.code().as_str(), "active" | "on-hold"))
         .filter_map(|m| {
             let name = match m.medication.as_ref()? {
+                M::CodeableConcept(c) if recorded_absence(c).is_some() => return None,
                 M::CodeableConcept(c) => concept_text(c)?,
                 M::Reference(r) => r.display.as_ref().map(|d| d.0.clone())?,
             };
@@ -626,6 +644,7 @@ pub fn allergy_rows(allergies: &[AllergyIntolerance]) -> Vec<AllergyRow> {
                 .as_ref()
                 .is_none_or(|s| !has_code(s, &["refuted", "entered-in-error"]))
         })
+        .filter(|a| a.code.as_ref().and_then(recorded_absence).is_none())
         .filter_map(|a| {
             let substance = a.code.as_ref().and_then(concept_text)?;
             let reactions: Vec<String> = a
@@ -651,7 +670,7 @@ pub fn immunization_rows(immunizations: &[Immunization]) -> Vec<ImmunizationRow>
     use fhir_client::r4::resources::immunization::ImmunizationOccurrence as O;
     let mut rows: Vec<ImmunizationRow> = immunizations
         .iter()
-        .filter(|i| i.status.0 == "completed")
+        .filter(|i| i.status.0 == "completed" && recorded_absence(&i.vaccine_code).is_none())
         .filter_map(|i| {
             let vaccine = concept_text(&i.vaccine_code)?;
             let date = match i.occurrence.as_ref() {
@@ -856,6 +875,22 @@ mod tests {
         let rows = medication_rows(&[med, stopped]);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].dosage.as_deref(), Some("once daily"));
+    }
+
+    #[test]
+    fn a_recorded_no_known_allergy_is_an_absence_not_a_row() {
+        let nka: AllergyIntolerance = parse(serde_json::json!({
+            "resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/1"},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "716186003", "display": "No known allergy"}]}
+        }));
+        assert!(
+            allergy_rows(std::slice::from_ref(&nka)).is_empty(),
+            "not listed as a substance"
+        );
+        assert_eq!(
+            absence_in(&[nka], |a| a.code.as_ref()),
+            Some(Recorded::KnownNone("No known allergies"))
+        );
     }
 
     #[test]

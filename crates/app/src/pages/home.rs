@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use maud::{Markup, PreEscaped, Render, html};
 
 use super::layout;
+use crate::absence::Empty;
 use crate::charts::{Chart, DrawnChart, format_value};
 use crate::style::Theme;
 use crate::summary::{
@@ -147,13 +148,13 @@ fn sections(summary: &Summary) -> Markup {
         (window_links(summary.window))
         @for note in &summary.notes { p.notice.stopped-early role="status" { (note) } }
         (vitals(&summary.vitals, &summary.other_vitals))
-        (section_card("Recent labs", &summary.labs, labs_table))
+        (section_card(summary, "Recent labs", &summary.labs, labs_table))
         div.grid {
-            (section_card("Active conditions", &summary.conditions, conditions_list))
-            (section_card("Active medications", &summary.medications, medications_list))
-            (section_card("Allergies", &summary.allergies, allergies_list))
-            (section_card("Immunizations", &summary.immunizations, immunizations_list))
-            (section_card("Recent encounters", &summary.encounters, encounters_list))
+            (section_card(summary, "Active conditions", &summary.conditions, conditions_list))
+            (section_card(summary, "Active medications", &summary.medications, medications_list))
+            (section_card(summary, "Allergies", &summary.allergies, allergies_list))
+            (section_card(summary, "Immunizations", &summary.immunizations, immunizations_list))
+            (section_card(summary, "Recent encounters", &summary.encounters, encounters_list))
         }
     }
 }
@@ -179,12 +180,24 @@ fn failed(message: &str) -> Markup {
     html! { p.notice role="status" { (message) } }
 }
 
-fn section_card<T>(title: &str, section: &Section<T>, render: fn(&[T]) -> Markup) -> Markup {
+fn section_card<T>(
+    summary: &Summary,
+    title: &str,
+    section: &Section<T>,
+    render: fn(&[T]) -> Markup,
+) -> Markup {
+    let recorded = summary.absences.iter().find(|(t, _)| t == title).map(|(_, r)| *r);
     html! {
         section.card aria-label=(title) {
             h2 { (title) }
             @match section {
-                Section::Shown(rows) if rows.is_empty() => p.muted { "None recorded." },
+                // IPS: "recorded none" (or "nothing known") is not "nothing returned".
+                Section::Shown(rows) if rows.is_empty() => {
+                    @match recorded {
+                        Some(r) => p.recorded-absence { (Empty::Recorded(r).sentence(title)) },
+                        None => p.muted { (Empty::NothingReturned.sentence(title)) },
+                    }
+                }
                 Section::Shown(rows) => (render(rows)),
                 Section::NotShared => (not_shared(title)),
                 Section::Failed(message) => (failed(message)),
@@ -308,7 +321,11 @@ fn labs_table(rows: &[LabRow]) -> Markup {
                             td {
                                 (row.value)
                                 @if let Some(flag) = &row.flag {
-                                    " " span.flag title=(flag.1) { (flag.0) }
+                                    // Flagged in text and by an icon, never by colour alone.
+                                    " " span.flag title=(flag.1) {
+                                        span.flag-icon aria-hidden="true" { (flag_icon(&flag.0)) " " }
+                                        (flag.0)
+                                    }
                                     span.skip { " (" (flag.1) ")" }
                                 }
                             }
@@ -319,6 +336,15 @@ fn labs_table(rows: &[LabRow]) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// ▲ above the range, ▼ below it, ⚠ for other abnormal flags (A, AA, critical).
+fn flag_icon(flag: &str) -> &'static str {
+    match flag {
+        "H" | "HH" | "HU" | ">" => "▲",
+        "L" | "LL" | "LU" | "<" => "▼",
+        _ => "⚠",
     }
 }
 
