@@ -453,6 +453,14 @@ impl AppConfig {
                 crate::session::SessionKey::from_hex(v).map_err(|e| invalid("session_key", e.to_string()))
             })
             .transpose()?;
+        if session_store.is_some() {
+            // Parsed and checked now so an operator's setting is never silently ignored; the store itself is not
+            // in this build yet.
+            return Err(invalid(
+                "session_store",
+                "a Redis session store is not available in this build yet; leave it unset to keep sessions in session_db",
+            ));
+        }
         if session_store.is_some() && session_key.is_none() {
             return Err(invalid(
                 "session_key",
@@ -655,11 +663,11 @@ mod tests {
     }
 
     #[test]
-    fn a_redis_session_store_needs_a_shared_key() {
+    fn a_redis_session_store_is_refused_until_this_build_has_one() {
         let config = AppConfig::from_sources(None, env(&[]), None).unwrap();
         assert!(config.session_store.is_none() && config.session_key.is_none());
         let key = "0f".repeat(32);
-        let config = AppConfig::from_sources(
+        let err = AppConfig::from_sources(
             None,
             env(&[
                 ("SMART_FHIR_SESSION_STORE", "redis://127.0.0.1:6379/2"),
@@ -667,19 +675,15 @@ mod tests {
             ]),
             None,
         )
-        .unwrap();
-        assert_eq!(config.session_store.unwrap().as_str(), "redis://127.0.0.1:6379/2");
+        .unwrap_err();
+        assert!(err.to_string().contains("not available in this build"), "{err}");
+        let config =
+            AppConfig::from_sources(None, env(&[("SMART_FHIR_SESSION_KEY", key.as_str())]), None).unwrap();
+        assert!(config.session_key.is_some());
         assert!(
             !format!("{:?}", config.session_key).contains(&key),
             "the key is not printed"
         );
-        let err = AppConfig::from_sources(
-            None,
-            env(&[("SMART_FHIR_SESSION_STORE", "redis://127.0.0.1:6379/0")]),
-            None,
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("`session_key`"), "{err}");
         let err = AppConfig::from_sources(None, env(&[("SMART_FHIR_SESSION_STORE", "http://x/")]), None)
             .unwrap_err();
         assert!(err.to_string().contains("`session_store`"), "{err}");
