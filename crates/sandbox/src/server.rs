@@ -12,7 +12,8 @@ use axum::{
     middleware::{self, Next},
     response::Response,
 };
-use tower_http::trace::TraceLayer;
+use http::{HeaderName, HeaderValue};
+use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
 use url::Url;
 
 use crate::serve::{self, ServerLimits};
@@ -106,8 +107,19 @@ pub fn router(state: SandboxState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), persona::rewrite))
         .layer(auth::cors_layer(state.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), delay))
-        .layer(TraceLayer::new_for_http())
+        // FHIR answers, pages and errors alike: a browser must not sniff JSON into HTML or script.
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
+        // The span names the method and the path only: query strings carry `txn`, `state`, `code` and `launch`.
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// The span of one request: method and path, never the query string (it carries one-time values).
+fn request_span(request: &Request) -> tracing::Span {
+    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
 }
 
 /// `--latency`: waits before handing the request on, as a distant EHR's round trip would.

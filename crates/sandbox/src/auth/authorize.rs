@@ -41,6 +41,8 @@ const LIST_LIMIT: usize = 50;
 enum AuthorizeError {
     /// Shown to the user: the app cannot be trusted with a redirect.
     Page { title: &'static str, message: String },
+    /// Shown to the user with 403: the request is well formed but not allowed.
+    Forbidden { title: &'static str, message: String },
     /// Sent back to the app's redirect URI.
     Redirect {
         redirect_uri: String,
@@ -65,11 +67,23 @@ fn page(title: &'static str, message: impl Into<String>) -> AuthorizeError {
     }
 }
 
+fn forbidden(title: &'static str, message: impl Into<String>) -> AuthorizeError {
+    AuthorizeError::Forbidden {
+        title,
+        message: message.into(),
+    }
+}
+
 impl IntoResponse for AuthorizeError {
     fn into_response(self) -> Response {
         match self {
             AuthorizeError::Page { title, message } => (
                 StatusCode::BAD_REQUEST,
+                Html(pages::error_page(title, &message).into_string()),
+            )
+                .into_response(),
+            AuthorizeError::Forbidden { title, message } => (
+                StatusCode::FORBIDDEN,
                 Html(pages::error_page(title, &message).into_string()),
             )
                 .into_response(),
@@ -205,7 +219,8 @@ fn start(auth: &AuthServer, headers: &HeaderMap, raw: &[u8]) -> Result<Response,
         )
     })?;
     let launch = match params.get("launch") {
-        Some(id) => records::find_launch(auth.store(), id)?,
+        // Single use: the launch is taken, so a second authorization with the same id finds nothing.
+        Some(id) => records::take_launch(auth.store(), id)?,
         None => None,
     };
     let client = find_or_register_client(auth, client_id, redirect_uri)?;
@@ -301,7 +316,9 @@ fn start(auth: &AuthServer, headers: &HeaderMap, raw: &[u8]) -> Result<Response,
         scope: requested.to_string(),
         code_challenge,
         nonce: params.get("nonce").map(str::to_owned),
-        user: launch.as_ref().and_then(|l| l.user.clone()),
+        // The launch's clinician is only offered first on the sign-in page: `/launcher` takes no credentials, so a
+        // launch cannot sign anyone in.
+        user: None,
         patient: launch.as_ref().and_then(|l| l.patient.clone()),
         encounter: launch.as_ref().and_then(|l| l.encounter.clone()),
         encounter_done: !wants_encounter || launch.as_ref().is_some_and(|l| l.encounter.is_some()),
@@ -523,8 +540,10 @@ fn render_step(
     let requested = ScopeSet::parse_lenient(&pending.scope);
     let store = state.store();
     if pending.user.is_none() {
-        let as_patient = !scopes::is_provider_request(&requested);
-        let users: Vec<Choice> = if as_patient {
+        // An EHR launch is a clinician's; its preset clinician comes first.
+        let hint = pending.launch.as_ref().and_then(|l| l.user.as_deref());
+        let as_patient = pending.launch.is_none() && !scopes::is_provider_request(&requested);
+        let mut users: Vec<Choice> = if as_patient {
             store
                 .find_patients(search, LIST_LIMIT)?
                 .iter()
@@ -537,6 +556,14 @@ fn render_step(
                 .map(|p| person_choice(p, "Practitioner/"))
                 .collect()
         };
+        if let Some(hint) = hint {
+            users.retain(|u| u.value != hint);
+            if let Some((kind, id)) = hint.split_once('/')
+                && let Some(resource) = store.read(kind, id)?
+            {
+                users.insert(0, person_choice(&resource, "Practitioner/"));
+            }
+        }
         return Ok(
             Html(pages::login(&keys, &pending.client_id, &users, as_patient, search).into_string())
                 .into_response(),
@@ -661,6 +688,12 @@ pub(crate) async fn login(State(state): State<SandboxState>, headers: HeaderMap,
                 format!("There is no {kind} with id {id} in this sandbox."),
             ));
         }
+        if kind == "Patient" && pending.patient.as_deref().is_some_and(|p| p != id) {
+            return Err(forbidden(
+                "Not your record",
+                "A patient signs in to their own record only; this authorization is for another patient.",
+            ));
+        }
         pending.user = Some(user.to_owned());
         if kind == "Patient" && pending.patient.is_none() {
             pending.patient = Some(id.to_owned());
@@ -688,6 +721,14 @@ pub(crate) async fn choose_patient(
             return Err(page(
                 "Unknown patient",
                 format!("There is no patient with id {patient} in this sandbox."),
+            ));
+        }
+        // The patient is chosen once: a patient's own sign-in or the EHR launch fixed it, and a form posted by hand
+        // must not swap in another record.
+        if pending.patient.as_deref().is_some_and(|p| p != patient) {
+            return Err(forbidden(
+                "Patient already chosen",
+                "This authorization is for another patient; start again from the app to choose a different one.",
             ));
         }
         pending.patient = Some(patient.to_owned());

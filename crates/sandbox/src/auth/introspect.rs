@@ -41,13 +41,19 @@ async fn introspect_inner(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("bearer ")));
+    // Who may see a token's details (RFC 7662 §2.1, §4): an authenticated confidential client — the sandbox's
+    // stand-in for a resource server, as the trusted servers (Keycloak, Okta) let their authenticated clients
+    // introspect — sees any token; a caller that shows only a bearer token sees the tokens of its own client, so one
+    // app's token cannot be used to read another app's grants. Any other token answers `active: false` (§2.2).
+    let mut only_client: Option<String> = None;
     if bearer {
         let (checker, caller) = (auth.clone(), headers.clone());
         let verdict = auth.db(move |_| Ok(checker.check_bearer(&caller))).await?;
-        verdict.map_err(|e| OAuthError {
+        let grant = verdict.map_err(|e| OAuthError {
             status: StatusCode::UNAUTHORIZED,
             ..OAuthError::invalid_client(format!("The caller's bearer token is not accepted: {e}"))
         })?;
+        only_client = Some(grant.client_id);
     } else {
         let client = authenticated_client(auth, headers, &params).await?;
         if client.kind() == ClientKind::Public {
@@ -69,7 +75,8 @@ async fn introspect_inner(
         return Ok(inactive());
     };
     let expired = row.expires_at <= records::now_ms();
-    if row.state != TokenState::Active || expired {
+    let foreign = only_client.is_some_and(|c| c != row.grant.client_id);
+    if row.state != TokenState::Active || expired || foreign {
         return Ok(inactive());
     }
     let base = auth.fhir_base().as_str().trim_end_matches('/');

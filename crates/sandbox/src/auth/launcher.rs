@@ -10,7 +10,6 @@ use serde_json::Value;
 use url::Url;
 
 use super::{
-    authorize::is_loopback,
     params::Params,
     records::{self, LaunchRecord},
 };
@@ -21,8 +20,9 @@ use crate::{
     pages::{self, Choice, ClientRow, HomeView},
 };
 
-/// How long a `launch` id stays valid.
-const LAUNCH_TTL_MS: i64 = 60 * 60 * 1000;
+/// How long a `launch` id stays valid: long enough for the browser to reach the app and the app to send its
+/// authorization request, and single use besides (RFC 9700 §4.5-style short-lived one-time values).
+const LAUNCH_TTL_MS: i64 = 5 * 60 * 1000;
 
 fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     (status, Html(pages::error_page(title, message).into_string())).into_response()
@@ -152,12 +152,14 @@ fn launch_inner(state: &SandboxState, query: &str) -> Result<Url, LaunchError> {
                 .iter()
                 .find(|c| c.launch_uri.as_ref() == Some(&url))
                 .map(|c| c.id.clone());
-            if owner.is_none() && !is_loopback(&url) {
+            // Only a registered launch URL: the launcher must not become an open redirector, not even to this
+            // machine's other ports.
+            let Some(owner) = owner else {
                 return Err(LaunchError::Bad(format!(
-                    "{url} is neither a registered client's launch URL nor a loopback URL; register it with `--client '…,launch={url}'`."
+                    "{url} is not a registered client's launch URL; register it with `--client '…,launch={url}'`."
                 )));
-            }
-            (url, owner.or_else(|| params.get("client_id").map(str::to_owned)))
+            };
+            (url, Some(owner))
         }
         (None, Some(id)) => {
             let client = clients

@@ -344,15 +344,20 @@ pub(crate) fn insert_launch(
     })
 }
 
-pub(crate) fn find_launch(store: &Store, id: &str) -> Result<Option<LaunchRecord>, SandboxError> {
+/// Removes the launch `id` and returns it if it had not expired: a launch id is good for one authorization.
+pub(crate) fn take_launch(store: &Store, id: &str) -> Result<Option<LaunchRecord>, SandboxError> {
     let now = now_ms();
     let data: Option<String> = store.with_conn(|conn| {
         conn.query_row(
-            "SELECT data FROM auth_launches WHERE id = ?1 AND expires_at > ?2",
-            params![id, now],
-            |r| r.get(0),
+            "DELETE FROM auth_launches WHERE id = ?1 RETURNING data, expires_at",
+            params![id],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
         )
         .optional()
+        .map(|row| {
+            row.filter(|(_, expires_at)| *expires_at > now)
+                .map(|(data, _)| data)
+        })
     })?;
     data.map(|d| serde_json::from_str(&d))
         .transpose()

@@ -210,7 +210,7 @@ pub(crate) fn home(view: &HomeView<'_>) -> Markup {
                 select id="client_id" name="client_id" {
                     @for c in &launchable { option value=(c.id) { (c.id) " — " (c.launch_uri.as_deref().unwrap_or_default()) } }
                 }
-                label for="launch_uri" { "…or a launch URL (a registered client's, or any loopback URL)" }
+                label for="launch_uri" { "…or a registered client's launch URL" }
                 input type="url" id="launch_uri" name="launch_uri" size="50";
                 label for="patient" { "Patient" }
                 select id="patient" name="patient" {

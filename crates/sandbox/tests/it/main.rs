@@ -25,5 +25,6 @@ mod persona_cerner;
 mod persona_epic;
 mod persona_support;
 mod safety_access;
+mod safety_auth;
 mod safety_limits;
 mod safety_server;
