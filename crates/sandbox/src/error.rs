@@ -16,6 +16,15 @@ pub enum SandboxError {
         #[from]
         source: rusqlite::Error,
     },
+    /// The database file was deleted or replaced while the sandbox ran: writing on would go into an unlinked file
+    /// and be lost, so nothing is written.
+    #[error(
+        "The sandbox database file {path} was deleted or replaced while the sandbox ran; nothing more is written to it. Restart the sandbox."
+    )]
+    DatabaseGone {
+        /// The database file.
+        path: PathBuf,
+    },
     /// A file could not be read or written.
     #[error("Could not use the file {path}: {source}.")]
     Io {

@@ -47,6 +47,8 @@ pub(crate) enum FhirError {
     Simulated(FhirFailure),
     /// 500: something failed inside the server (details logged, not sent).
     Internal(String),
+    /// 503: the server cannot store anything now (its database file is gone); details logged, not sent.
+    Unavailable(String),
 }
 
 impl FhirError {
@@ -65,6 +67,7 @@ impl FhirError {
             FhirError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             FhirError::Simulated(f) => f.status(),
             FhirError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            FhirError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -82,7 +85,7 @@ impl FhirError {
             FhirError::PayloadTooLarge(_) => "too-costly",
             FhirError::Unprocessable(_) => "processing",
             FhirError::Simulated(FhirFailure::TooManyRequests) => "throttled",
-            FhirError::Simulated(FhirFailure::ServiceUnavailable) => "transient",
+            FhirError::Simulated(FhirFailure::ServiceUnavailable) | FhirError::Unavailable(_) => "transient",
             FhirError::Simulated(_) | FhirError::Internal(_) => "exception",
         }
     }
@@ -96,6 +99,11 @@ impl FhirError {
             ),
             FhirError::Internal(_) => {
                 "The sandbox failed to answer this request; the server log has the details. Try again."
+                    .to_owned()
+            }
+            FhirError::Unavailable(_) => {
+                "The sandbox cannot store anything: its database file is gone. Restart the sandbox; the server \
+                 log has the details."
                     .to_owned()
             }
             FhirError::BadRequest(m)
@@ -141,6 +149,7 @@ impl From<SandboxError> for FhirError {
             | SandboxError::InvalidResource { .. }
             | SandboxError::Json { .. } => FhirError::BadRequest(e.to_string()),
             SandboxError::VersionConflict { .. } => FhirError::PreconditionFailed(e.to_string()),
+            SandboxError::DatabaseGone { .. } => FhirError::Unavailable(e.to_string()),
             other => FhirError::Internal(other.to_string()),
         }
     }
@@ -160,7 +169,7 @@ impl From<BearerError> for FhirError {
 
 impl IntoResponse for FhirError {
     fn into_response(self) -> Response {
-        if let FhirError::Internal(detail) = &self {
+        if let FhirError::Internal(detail) | FhirError::Unavailable(detail) = &self {
             tracing::error!(%detail, "FHIR request failed");
         }
         let status = self.status();
@@ -190,7 +199,8 @@ impl IntoResponse for FhirError {
                     response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                 }
             }
-            FhirError::Simulated(FhirFailure::TooManyRequests | FhirFailure::ServiceUnavailable) => {
+            FhirError::Simulated(FhirFailure::TooManyRequests | FhirFailure::ServiceUnavailable)
+            | FhirError::Unavailable(_) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -35,6 +35,8 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
+    /// The file's identity (device, inode) when it was opened, to notice it being deleted or replaced.
+    file: Option<FileId>,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     /// One permit per database task that may run at once (see [`READ_POOL`]).
@@ -125,6 +127,7 @@ impl Store {
         writer.execute_batch(INDEXES)?;
         Ok(Store {
             inner: Arc::new(Inner {
+                file: file_id(path),
                 path: path.to_owned(),
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
@@ -332,9 +335,31 @@ impl Store {
         Ok(inserted)
     }
 
+    /// The writer connection, once the database file is checked to be the one opened: SQLite keeps writing into
+    /// a deleted file, and everything written after would be lost, so a write is refused instead (503).
     pub(crate) fn writer(&self) -> Result<MutexGuard<'_, Connection>, SandboxError> {
+        if self.inner.file.is_some() && file_id(&self.inner.path) != self.inner.file {
+            tracing::error!(path = %self.inner.path.display(), "the database file was deleted or replaced; refusing to write");
+            return Err(SandboxError::DatabaseGone {
+                path: self.inner.path.clone(),
+            });
+        }
         lock(&self.inner.writer)
     }
+}
+
+/// A file's identity: its device and inode.
+type FileId = (u64, u64);
+
+#[cfg(unix)]
+fn file_id(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(_path: &Path) -> Option<FileId> {
+    None
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>, SandboxError> {

@@ -28,3 +28,4 @@ mod safety_access;
 mod safety_auth;
 mod safety_limits;
 mod safety_server;
+mod safety_store;
