@@ -325,17 +325,33 @@ fn human_name(resource: &serde_json::Value) -> Option<String> {
     (!joined.trim().is_empty()).then(|| joined.trim().to_owned())
 }
 
-/// The error of a redirect that carries no `state`: the server's own error when it sent one.
+/// The error codes of RFC 6749 §4.1.2.1, the only ones a redirect without `state` may show.
+const AUTHORIZATION_ERRORS: [&str; 7] = [
+    "invalid_request",
+    "unauthorized_client",
+    "access_denied",
+    "unsupported_response_type",
+    "invalid_scope",
+    "server_error",
+    "temporarily_unavailable",
+];
+
+/// The error of a redirect that carries no `state`. Anyone can send a browser to this URL, so nothing it carries
+/// is shown beyond a registered error code: no `error_description`, no `error_uri` (those are shown only when the
+/// state matched a pending launch, in [`complete_launch`]'s normal path).
 fn error_without_state(query: &str) -> smart_launch::Error {
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
-    let get = |key: &str| params.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-    match get("error") {
+    let error = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "error")
+        .map(|(_, v)| v.into_owned());
+    match error {
         Some(error) => smart_launch::Error::Authorization {
-            error,
-            description: get("error_description"),
-            uri: get("error_uri"),
+            error: AUTHORIZATION_ERRORS
+                .into_iter()
+                .find(|known| *known == error)
+                .unwrap_or("server_error")
+                .to_owned(),
+            description: None,
+            uri: None,
         },
         None => smart_launch::Error::MissingParameter { parameter: "state" },
     }

@@ -43,14 +43,33 @@ fn is_colour(v: &str) -> bool {
     let hex = v
         .strip_prefix('#')
         .is_some_and(|h| matches!(h.len(), 3 | 4 | 6 | 8) && h.bytes().all(|b| b.is_ascii_hexdigit()));
-    let func =
-        (v.starts_with("rgb(") || v.starts_with("rgba(") || v.starts_with("hsl(") || v.starts_with("hsla("))
-            && v.ends_with(')')
-            && v.len() <= 40
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b" (),.%/".contains(&b));
     let named = (3..=20).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphabetic());
-    hex || func || named
+    hex || is_colour_function(v) || named
+}
+
+/// `rgb(…)`, `rgba(…)`, `hsl(…)` or `hsla(…)` holding three or four numbers (each with `%` or `deg` at most),
+/// separated by commas, spaces or the alpha's `/`: the CSS Color 4 grammar and nothing else, so no `url(…)` or
+/// `var(…)` can ride inside.
+fn is_colour_function(v: &str) -> bool {
+    let Some((name, rest)) = v.split_once('(') else {
+        return false;
+    };
+    let Some(args) = rest.strip_suffix(')') else {
+        return false;
+    };
+    let parts: Vec<&str> = args.split([',', ' ', '/']).filter(|p| !p.is_empty()).collect();
+    v.len() <= 40
+        && matches!(name, "rgb" | "rgba" | "hsl" | "hsla")
+        && (3..=4).contains(&parts.len())
+        && parts.iter().all(|p| is_colour_number(p))
+}
+
+fn is_colour_number(v: &str) -> bool {
+    let number = v.strip_suffix('%').or_else(|| v.strip_suffix("deg")).unwrap_or(v);
+    !number.is_empty()
+        && number.len() <= 8
+        && number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && number.bytes().filter(|b| *b == b'.').count() <= 1
 }
 
 fn is_font(v: &str) -> bool {
@@ -258,6 +277,32 @@ mod tests {
             "dim_border_radius": "calc(1px)"
         }));
         assert!(theme.is_empty(), "{theme:?}");
+    }
+
+    #[test]
+    fn a_colour_function_holds_numbers_only() {
+        for bad in [
+            "rgb(url(http://e/x))",
+            "rgb(0,0,url(x))",
+            "rgba(var(--x),0,0)",
+            "rgb(1,2)",
+            "rgb(1,2,3,4,5)",
+            "rgb(1e3,2,3)",
+            "rgb(1..2,3,4)",
+            "rgb(1,2,3",
+            "expression(1,2,3)",
+        ] {
+            assert!(!is_colour(bad), "{bad}");
+        }
+        for good in [
+            "rgb(0, 80, 160)",
+            "rgba(0,0,0,0.5)",
+            "rgb(0 80 160 / 50%)",
+            "hsl(210deg 100% 31%)",
+            "hsla(210, 100%, 31%, .8)",
+        ] {
+            assert!(is_colour(good), "{good}");
+        }
     }
 
     /// A style server on 127.0.0.1 that counts its requests: `/ok` serves a style, `/missing` a 404.

@@ -122,3 +122,45 @@ async fn half_sent_requests_to_the_app_are_closed_after_the_header_read_timeout(
     drop(held);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_error_redirect_without_state_shows_no_text_the_sender_chose() {
+    let env = TestEnv::start().await;
+    let mut callback = env.app.redirect_uri.clone();
+    callback
+        .query_pairs_mut()
+        .append_pair("error", "Your-account-is-locked")
+        .append_pair("error_description", "Call +1-555-0100 now to unlock your records")
+        .append_pair("error_uri", "https://evil.example/help");
+    let page = Browser::new().request("GET", callback, None).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    for planted in ["Your-account-is-locked", "555-0100", "evil.example"] {
+        assert!(!page.body.contains(planted), "{planted} shown: {}", page.body);
+    }
+    // A registered error code is still named.
+    let mut denied = env.app.redirect_uri.clone();
+    denied
+        .query_pairs_mut()
+        .append_pair("error", "access_denied")
+        .append_pair("error_description", "Planted words");
+    let page = Browser::new().request("GET", denied, None).await;
+    assert!(!page.body.contains("Planted words"), "{}", page.body);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn every_answer_of_the_app_says_nosniff() {
+    let env = TestEnv::start().await;
+    for path in ["/", "/health", "/no/such/page", "/inspect", "/launch"] {
+        let page = Browser::new().request("GET", env.url(path), None).await;
+        assert_eq!(
+            page.headers
+                .get("x-content-type-options")
+                .map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{path} {}",
+            page.status
+        );
+    }
+    env.stop().await;
+}
