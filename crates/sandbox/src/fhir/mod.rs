@@ -12,6 +12,8 @@ pub(crate) mod access;
 mod bundle;
 mod capability;
 mod everything;
+#[doc(hidden)]
+pub mod fuzz;
 mod interaction;
 pub mod limits;
 pub(crate) mod outcome;

@@ -109,7 +109,7 @@ fn op_path_len(op: &PatchOperation) -> usize {
 }
 
 /// `resource` with `patch` applied, refusing (422) a patch that fails or changes what the resource is.
-fn apply(resource: Value, patch: &Patch, reference: &str) -> Result<Value, FhirError> {
+pub(super) fn apply(resource: Value, patch: &Patch, reference: &str) -> Result<Value, FhirError> {
     let unprocessable =
         |why: String| FhirError::Unprocessable(format!("The patch was not applied to {reference}: {why}."));
     for (i, op) in patch.0.iter().enumerate() {
