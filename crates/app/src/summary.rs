@@ -15,7 +15,7 @@ use fhir_client::r4::resources::{
 use fhir_client::r4::types::{CodeableConcept, Period, Quantity};
 
 use crate::absence::{self, Recorded};
-use crate::charts::{Chart, DrawnChart, Series};
+use crate::charts::{Band, BandSource, Chart, DrawnChart, Series};
 use crate::units;
 
 /// One part of the summary.
@@ -358,14 +358,49 @@ pub fn vital_charts<O: Borrow<Observation>>(observations: &[O]) -> Vec<Chart> {
             title: (*title).to_owned(),
             unit: (*unit).to_owned(),
             series,
+            // The EHR's own reference range where it gives one, else the usual adult range.
             bands: lines
                 .iter()
-                .filter_map(|(label, codes)| crate::charts::usual_adult_band(codes[0], label))
+                .filter_map(|(label, codes)| {
+                    ehr_band(observations, codes, label, unit)
+                        .or_else(|| crate::charts::usual_adult_band(codes[0], label))
+                })
                 .collect(),
         });
     }
     charts.extend(as_sent);
     charts
+}
+
+/// The latest `referenceRange` (low and high, converted to `unit`) of the Observations with one of
+/// `codes`, as a band for the line `label`.
+fn ehr_band<O: Borrow<Observation>>(
+    observations: &[O],
+    codes: &[&str],
+    label: &str,
+    unit: &str,
+) -> Option<Band> {
+    let latest = observations
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|o| has_code(&o.code, codes) && !o.reference_range.is_empty())
+        .max_by_key(|o| observation_time(o))?;
+    let range = latest.reference_range.first()?;
+    let limit = |q: Option<&Quantity>| -> Option<f64> {
+        let q = q?;
+        let v = q.value.as_ref()?.as_f64();
+        match quantity_unit(q) {
+            Some(u) => units::convert(v, &u, unit),
+            None => Some(v),
+        }
+    };
+    let (low, high) = (limit(range.low.as_ref())?, limit(range.high.as_ref())?);
+    (low < high).then(|| Band {
+        label: label.to_owned(),
+        low,
+        high,
+        source: BandSource::Ehr,
+    })
 }
 
 /// `(time, value, unit as sent)` of every measurement with one of `codes`, oldest first.
@@ -763,6 +798,22 @@ mod tests {
         let apart = charts.iter().find(|c| c.title == "Weight (as sent)").unwrap();
         assert_eq!(apart.unit, "[stone_av]");
         assert_eq!(apart.series[0].points.len(), 1, "never mixed into the kg chart");
+    }
+
+    #[test]
+    fn the_ehrs_reference_range_is_the_band_when_it_gives_one() {
+        let mut hr = vital("8867-4", 72.0, "2024-01-01");
+        hr.reference_range = parse::<Observation>(serde_json::json!({
+            "resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "referenceRange": [{"low": {"value": 50, "code": "/min"}, "high": {"value": 90, "code": "/min"}}]
+        }))
+        .reference_range;
+        let charts = vital_charts(&[hr, vital("8867-4", 75.0, "2023-01-01")]);
+        let band = &charts.iter().find(|c| c.title == "Heart rate").unwrap().bands[0];
+        assert_eq!((band.low, band.high, band.source), (50.0, 90.0, BandSource::Ehr));
+        let plain = vital_charts(&[vital("8867-4", 75.0, "2023-01-01")]);
+        let usual = &plain.iter().find(|c| c.title == "Heart rate").unwrap().bands[0];
+        assert_eq!(usual.source, BandSource::UsualAdult);
     }
 
     #[test]
