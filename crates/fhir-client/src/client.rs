@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::error::{FhirError, coded_text};
 use crate::lossless::Lossless;
+use crate::observe::RequestObserver;
 use crate::paging::{SearchPage, is_under_base, resources_from_slice};
 use crate::r4::resources::{Bundle, CapabilityStatement, Resource};
 use crate::r4::types::reference::ResourceType;
@@ -57,6 +58,7 @@ pub struct FhirClientBuilder {
     timeout: Duration,
     connect_timeout: Duration,
     pool: Option<HttpPool>,
+    observer: Option<Arc<dyn RequestObserver>>,
 }
 
 /// An HTTP connection pool that many [`FhirClient`]s can share (for example one client per user session, each
@@ -113,6 +115,13 @@ impl FhirClientBuilder {
         self
     }
 
+    /// Report every request (each attempt) to `observer`: method, URL without tokens, status,
+    /// latency, bytes ([`crate::observe`]).
+    pub fn observer(mut self, observer: Arc<dyn RequestObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Check the base URL and build the client.
     pub fn build(self) -> Result<FhirClient, FhirError> {
         let invalid = |reason: &str| FhirError::InvalidBaseUrl {
@@ -139,6 +148,7 @@ impl FhirClientBuilder {
             auth: self.auth,
             retry: self.retry,
             timeout: self.timeout,
+            observer: self.observer,
         };
         Ok(FhirClient {
             inner: Arc::new(Inner { base, transport }),
@@ -177,6 +187,7 @@ impl FhirClient {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             pool: None,
+            observer: None,
         }
     }
 

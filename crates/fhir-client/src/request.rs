@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
@@ -12,6 +12,7 @@ use smart_launch::{AccessToken, TokenSource};
 use url::Url;
 
 use crate::error::FhirError;
+use crate::observe::{RequestObservation, RequestObserver, shown_url};
 use crate::r4::resources::OperationOutcome;
 use crate::retry::{RetryPolicy, parse_retry_after};
 
@@ -53,6 +54,7 @@ pub(crate) struct Transport {
     pub auth: Option<Arc<dyn TokenSource>>,
     pub retry: RetryPolicy,
     pub timeout: Duration,
+    pub observer: Option<Arc<dyn RequestObserver>>,
 }
 
 impl Transport {
@@ -67,10 +69,12 @@ impl Transport {
         loop {
             attempt += 1;
             let last_attempt = attempt >= self.retry.max_attempts.max(1);
+            let started = Instant::now();
             let response = self.send_once(&call, token.as_ref()).await;
             let response = match response {
                 Ok(response) => response,
                 Err(error) => {
+                    self.observe(&call, None, started, 0);
                     let retryable = error.is_connect() || (error.is_timeout() && call.interaction.idempotent);
                     if retryable && !last_attempt {
                         self.pause(attempt, None).await;
@@ -84,6 +88,7 @@ impl Transport {
                 && !refreshed
                 && let (Some(source), Some(rejected)) = (&self.auth, &token)
             {
+                self.observe(&call, Some(status), started, 0);
                 refreshed = true;
                 attempt -= 1;
                 tracing::debug!(url = %call.url, "401 from the FHIR server; refreshing the access token once");
@@ -95,6 +100,7 @@ impl Transport {
                 || (call.interaction.idempotent
                     && (status == StatusCode::BAD_GATEWAY || status == StatusCode::GATEWAY_TIMEOUT));
             if retryable_status && !last_attempt {
+                self.observe(&call, Some(status), started, 0);
                 let retry_after = response
                     .headers()
                     .get(header::RETRY_AFTER)
@@ -110,6 +116,7 @@ impl Transport {
                 .await
                 .map_err(|e| transport_error(&call.url, e, attempt, self.timeout))?
                 .to_vec();
+            self.observe(&call, Some(status), started, body.len());
             if status.is_success() {
                 return Ok(Answer {
                     url: call.url,
@@ -118,6 +125,19 @@ impl Transport {
                 });
             }
             return Err(status_error(status, &call, &headers, &body));
+        }
+    }
+
+    /// Reports one attempt to the observer, if there is one.
+    fn observe(&self, call: &Call, status: Option<StatusCode>, started: Instant, bytes: usize) {
+        if let Some(observer) = &self.observer {
+            observer.observe(RequestObservation {
+                method: call.method.to_string(),
+                url: shown_url(&call.url),
+                status: status.map(|s| s.as_u16()),
+                latency: started.elapsed(),
+                bytes: bytes as u64,
+            });
         }
     }
 
