@@ -1,6 +1,7 @@
 //! Fetching the patient summary from the EHR: every section's search runs concurrently through one
 //! [`FhirClient`] with the session's tokens; sections whose scope was not granted are not requested.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -9,7 +10,7 @@ use fhir_client::r4::resources::{
 };
 use fhir_client::r4::types::reference::ResourceType;
 use fhir_client::search::SearchParams;
-use fhir_client::{FhirClient, FhirError, RetryPolicy};
+use fhir_client::{FhirClient, FhirError, RequestObserver, RetryPolicy};
 use serde::de::DeserializeOwned;
 use smart_launch::token::TokenSet;
 use smart_launch::{Permissions, ScopeContext, ScopeSet};
@@ -148,8 +149,22 @@ pub async fn summary(
     record: &LaunchRecord,
     window: Window,
 ) -> Result<Fetched, FetchFailure> {
+    summary_observed(state, record, window, None).await
+}
+
+/// [`summary`], reporting each FHIR request to `observer` (the launch timeline's step E).
+pub async fn summary_observed(
+    state: &AppState,
+    record: &LaunchRecord,
+    window: Window,
+    observer: Option<Arc<dyn RequestObserver>>,
+) -> Result<Fetched, FetchFailure> {
     let tokens = state.smart().token_source(record.tokens().clone());
-    let client = FhirClient::builder(record.fhir_base().as_str())
+    let mut builder = FhirClient::builder(record.fhir_base().as_str());
+    if let Some(observer) = observer {
+        builder = builder.observer(observer);
+    }
+    let client = builder
         .token_source(tokens.clone())
         .pool(state.fhir_pool().clone())
         // The page waits for these: retry once, briefly, then show what failed.

@@ -13,6 +13,7 @@ use crate::launch::{self, LaunchKind};
 use crate::pages::home::{self as page, AuthAvailability, SummaryView};
 use crate::session::Session;
 use crate::state::AppState;
+use crate::timeline;
 use crate::window::Window;
 
 /// The start page.
@@ -48,13 +49,29 @@ pub async fn index(
     };
     // The signed-in user's resource is read once, beside the first summary's reads (not before them).
     let read_user = record.signed_in_user.is_none() && record.launch.fhir_user.is_some();
-    let (fetched, user) = tokio::join!(fetch::summary(&state, &record, window), async {
-        if read_user {
-            launch::read_signed_in_user(&state, &record.launch).await
-        } else {
-            None
+    // The first page after a launch is steps E and F of its timeline.
+    let log = session
+        .timeline()
+        .filter(timeline::awaits_first_page)
+        .map(|_| Arc::new(timeline::RequestLog::default()));
+    let observer = log.clone().map(|l| l as Arc<dyn fhir_client::RequestObserver>);
+    let (fetched, user) = tokio::join!(
+        fetch::summary_observed(&state, &record, window, observer),
+        async {
+            if read_user {
+                launch::read_signed_in_user(&state, &record.launch).await
+            } else {
+                None
+            }
         }
-    });
+    );
+    if let Some(log) = &log {
+        let summary = match &fetched {
+            Ok(f) => Ok(&f.summary),
+            Err(FetchFailure::Relaunch(e) | FetchFailure::Ehr(e)) => Err(e.to_string()),
+        };
+        timeline::record_first_page(&session, log, summary);
+    }
     match fetched {
         Ok(fetched) => {
             let mut changed = user.is_some();

@@ -21,9 +21,9 @@ use http::Uri;
 use serde::{Deserialize, Serialize};
 use smart_launch::discovery::normalize_base;
 use smart_launch::{
-    AuthorizeRequest, CallbackParams, ClientAuth, ClientId, CompletedLaunch, LaunchContext, PendingLaunch,
-    RevocableToken, ScopeSet, SigningAlgorithm, SigningKey, SmartClient, SmartClientConfig,
-    SmartConfiguration, TokenSet,
+    AuthorizeRequest, CallbackParams, ClientAuth, ClientId, CompletedLaunch, LaunchContext, LaunchTrace,
+    PendingLaunch, RevocableToken, ScopeSet, SigningAlgorithm, SigningKey, SmartClient, SmartClientConfig,
+    SmartConfiguration, Step, TokenSet,
 };
 use url::Url;
 
@@ -31,6 +31,7 @@ use crate::error::AppError;
 use crate::session::{PENDING_LAUNCH_TTL, Session};
 use crate::state::AppState;
 use crate::style::Theme;
+use crate::timeline;
 
 /// How the launch started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,17 +101,38 @@ impl LaunchRecord {
 struct StoredPending {
     kind: LaunchKind,
     pending: PendingLaunch,
+    /// Discovery and step A, continued by the callback.
+    #[serde(default)]
+    trace: LaunchTrace,
 }
 
 /// `GET /authorize`: start a standalone launch against the configured EHR.
 pub async fn authorize(State(state): State<AppState>, session: Session) -> Result<Response, AppError> {
+    let mut trace = LaunchTrace::new();
     async {
-        let (request, pending) = state.smart().standalone_launch(&state.config().fhir_base).await?;
-        keep_pending(&state, &session, LaunchKind::Standalone, pending).await?;
+        let (request, pending) = state
+            .smart()
+            .standalone_launch_traced(&state.config().fhir_base, &mut trace)
+            .await?;
+        keep_pending(&state, &session, LaunchKind::Standalone, pending, &mut trace).await?;
         Ok(send_to_ehr(&request))
     }
     .await
-    .inspect_err(|e| log_failure("standalone launch", e))
+    .inspect_err(|e| {
+        log_failure("standalone launch", e);
+        keep_failed_timeline(&session, trace, Step::Discovery, e);
+    })
+}
+
+/// Keeps the timeline of a launch that failed in the session, ending at the failing step (`step`
+/// when the library did not record one).
+fn keep_failed_timeline(session: &Session, mut trace: LaunchTrace, step: Step, error: &AppError) {
+    if trace.failed_step().is_none() {
+        trace.fail(step, failure_reason(error));
+    }
+    // A visitor without a session gets one, so the timeline can be shown.
+    session.ensure_id();
+    session.set_timeline(timeline::bound(trace));
 }
 
 /// The browser's way to the EHR: a redirect, or, when the EHR takes `authorize-post` and the app is
@@ -133,13 +155,18 @@ fn send_to_ehr(request: &AuthorizeRequest) -> Response {
 
 /// Logs a failed launch once, at `warn`, naming the stage and the reason (never a secret).
 fn log_failure(stage: &'static str, error: &AppError) {
-    let reason = match error {
+    let reason = failure_reason(error);
+    tracing::warn!(stage, status = error.status().as_u16(), reason = %reason, "launch failed");
+}
+
+/// Why a launch failed, in words that never hold a secret.
+fn failure_reason(error: &AppError) -> String {
+    match error {
         AppError::Launch(e) => e.reason(),
         AppError::BadRequest(message) => message.clone(),
         AppError::Session(_) => "the session store failed".to_owned(),
         other => format!("{:?}", other.status()),
-    };
-    tracing::warn!(stage, status = error.status().as_u16(), reason = %reason, "launch failed");
+    }
 }
 
 /// The query of an EHR launch.
@@ -158,15 +185,20 @@ pub async fn ehr_launch(
     session: Session,
     Query(query): Query<EhrLaunchQuery>,
 ) -> Result<Response, AppError> {
-    start_ehr_launch(&state, &session, query)
+    let mut trace = LaunchTrace::new();
+    start_ehr_launch(&state, &session, query, &mut trace)
         .await
-        .inspect_err(|e| log_failure("EHR launch", e))
+        .inspect_err(|e| {
+            log_failure("EHR launch", e);
+            keep_failed_timeline(&session, trace, Step::Discovery, e);
+        })
 }
 
 async fn start_ehr_launch(
     state: &AppState,
     session: &Session,
     query: EhrLaunchQuery,
+    trace: &mut LaunchTrace,
 ) -> Result<Response, AppError> {
     let iss = query.iss.filter(|i| !i.trim().is_empty()).ok_or_else(|| {
         AppError::BadRequest(
@@ -185,8 +217,8 @@ async fn start_ehr_launch(
             .unwrap_or_else(|_| iss.clone());
         return Err(smart_launch::Error::IssuerNotAllowed { issuer: shown }.into());
     }
-    let (request, pending) = state.smart().ehr_launch(&iss, &launch).await?;
-    keep_pending(state, session, LaunchKind::Ehr, pending).await?;
+    let (request, pending) = state.smart().ehr_launch_traced(&iss, &launch, trace).await?;
+    keep_pending(state, session, LaunchKind::Ehr, pending, trace).await?;
     Ok(send_to_ehr(&request))
 }
 
@@ -196,13 +228,21 @@ async fn keep_pending(
     session: &Session,
     kind: LaunchKind,
     pending: PendingLaunch,
+    trace: &mut LaunchTrace,
 ) -> Result<(), AppError> {
     let key = pending.state().secret().to_owned();
     let issuer = pending.fhir_base().clone();
-    let text =
-        serde_json::to_string(&StoredPending { kind, pending }).map_err(|e| AppError::Internal(e.into()))?;
+    *trace = timeline::bound(std::mem::take(trace));
+    let stored = StoredPending {
+        kind,
+        pending,
+        trace: trace.clone(),
+    };
+    let text = serde_json::to_string(&stored).map_err(|e| AppError::Internal(e.into()))?;
     let session_id = session.ensure_id();
     state.sessions().put_pending(&key, &session_id, text).await?;
+    // The launch in progress replaces the last one's timeline; the callback continues it.
+    session.set_timeline(trace.clone());
     tracing::info!(kind = ?kind, issuer = %issuer, "launch started");
     Ok(())
 }
@@ -213,26 +253,54 @@ pub async fn callback(
     session: Session,
     uri: Uri,
 ) -> Result<Response, AppError> {
-    complete_launch(&state, &session, uri)
+    // The launch this browser has in progress, continued below (a stored pending launch has its own).
+    let mut trace = session
+        .timeline()
+        .filter(|t| {
+            t.steps
+                .last()
+                .is_some_and(|s| s.step == Step::AuthorizationRequest)
+        })
+        .unwrap_or_default();
+    complete_launch(&state, &session, uri, &mut trace)
         .await
-        .inspect_err(|e| log_failure("callback", e))
+        .inspect_err(|e| {
+            log_failure("callback", e);
+            keep_failed_timeline(&session, std::mem::take(&mut trace), Step::AuthorizationGrant, e);
+        })
 }
 
-async fn complete_launch(state: &AppState, session: &Session, uri: Uri) -> Result<Response, AppError> {
+async fn complete_launch(
+    state: &AppState,
+    session: &Session,
+    uri: Uri,
+    trace: &mut LaunchTrace,
+) -> Result<Response, AppError> {
     let query = uri.query().unwrap_or_default();
     let params = CallbackParams::from_query(query);
+    let received = params.trace_fields();
     let Some(state_param) = params.state().cloned() else {
         // Without a state nothing can be looked up; an error from the server is still worth showing.
-        return Err(error_without_state(query).into());
+        let error = error_without_state(query);
+        fail_callback(trace, received, &error);
+        return Err(error.into());
     };
     let stored = state
         .sessions()
         .take_pending(state_param.secret(), session.current_id().as_ref())
-        .await?
-        .ok_or(smart_launch::Error::UnknownState)?;
+        .await?;
+    let Some(stored) = stored else {
+        let error = smart_launch::Error::UnknownState;
+        fail_callback(trace, received, &error);
+        return Err(error.into());
+    };
     let stored: StoredPending = serde_json::from_str(&stored).map_err(|e| AppError::Internal(e.into()))?;
     let requested = stored.pending.requested_scope().clone();
-    let completed = state.smart().complete(stored.pending, params).await?;
+    *trace = stored.trace;
+    let completed = state
+        .smart()
+        .complete_traced(stored.pending, params, trace)
+        .await?;
     let endpoints = state.smart().discover(&completed.tokens.fhir_base).await?;
     let theme = match completed.context.smart_style_url.as_deref().map(Url::parse) {
         Some(Ok(url)) => state.themes().get_or_fetch(state.http(), &url).await,
@@ -244,6 +312,7 @@ async fn complete_launch(state: &AppState, session: &Session, uri: Uri) -> Resul
         all_scopes_granted = completed.scope_comparison.all_granted(),
         "launch completed"
     );
+    session.set_timeline(timeline::bound(std::mem::take(trace)));
     session.set_launch(LaunchRecord {
         kind: stored.kind,
         requested,
@@ -323,6 +392,19 @@ fn human_name(resource: &serde_json::Value) -> Option<String> {
     let parts: Vec<String> = [words("prefix"), words("given"), words("family")].concat();
     let joined = parts.join(" ");
     (!joined.trim().is_empty()).then(|| joined.trim().to_owned())
+}
+
+/// Ends the timeline at B: the redirect's parameters (the code redacted, the state by fingerprint)
+/// and why it was refused before a pending launch was found.
+fn fail_callback(
+    trace: &mut LaunchTrace,
+    received: Vec<smart_launch::trace::TraceField>,
+    error: &smart_launch::Error,
+) {
+    let mut step = smart_launch::TraceStep::new(Step::AuthorizationGrant);
+    step.received = received;
+    step.failure = Some(error.reason());
+    trace.push(step);
 }
 
 /// The error codes of RFC 6749 §4.1.2.1, the only ones a redirect without `state` may show.

@@ -9,6 +9,7 @@
 //! | `GET`/`POST /logout` | change patient (confirm page / action; tokens revoked at the EHR) |
 //! | `GET`/`POST /reset` | forget everything (confirm page / action; tokens revoked at the EHR) |
 //! | `GET /inspect` | the launch as a developer sees it (never token values) |
+//! | `GET /inspect/timeline` | the last launch step by step: discovery, A–F, checks, spec links (never a secret) |
 //! | `GET /static/app.css`, `GET /static/authorize-post.js`, `GET /health` | stylesheet, the authorize-post auto-submit, liveness |
 //! | `GET /.well-known/jwks.json` | the app's public keys, when it has a private key (register this URL with the EHR) |
 //! | anything else | a 404 page |
@@ -28,7 +29,7 @@ use crate::launch;
 use crate::pages::{authorize_post, confirm, layout};
 use crate::session::{Session, session_layer};
 use crate::state::AppState;
-use crate::{home, inspect};
+use crate::{home, inspect, timeline};
 
 /// The form body of the logout and reset actions.
 #[derive(Debug, serde::Deserialize)]
@@ -48,7 +49,8 @@ pub fn router(state: AppState) -> Router {
         .route("/launch", get(launch::ehr_launch))
         .route("/logout", get(logout_confirm).post(logout))
         .route("/reset", get(reset_confirm).post(reset))
-        .route("/inspect", get(inspect::inspect));
+        .route("/inspect", get(inspect::inspect))
+        .route("/inspect/timeline", get(timeline::timeline));
     if callback_path != "/fhir-app/" && !callback_path.is_empty() && callback_path.starts_with('/') {
         // A configured redirect URI with another path is served too.
         app = app.route(&callback_path, get(launch::callback));

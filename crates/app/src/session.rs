@@ -153,6 +153,10 @@ pub struct SessionData {
     pub csrf: Option<String>,
     /// The completed launch: tokens, context, claims. `None` before login and after logout.
     pub launch: Option<LaunchRecord>,
+    /// The last launch step by step (the `/inspect/timeline` page), bounded by the app
+    /// ([`crate::timeline::bound`]); kept for failed launches too, replaced by the next launch.
+    #[serde(default)]
+    pub timeline: Option<smart_launch::LaunchTrace>,
 }
 
 /// Whether a write must be on disk before the response (see the module doc).
@@ -715,6 +719,16 @@ impl Session {
         self.lock().data_mut().launch = Some(launch);
     }
 
+    /// The last launch's timeline.
+    pub fn timeline(&self) -> Option<smart_launch::LaunchTrace> {
+        self.lock().data.timeline.clone()
+    }
+
+    /// Stores (or replaces) the last launch's timeline.
+    pub fn set_timeline(&self, timeline: smart_launch::LaunchTrace) {
+        self.lock().data_mut().timeline = Some(timeline);
+    }
+
     /// Forgets the completed launch (log out / change patient), keeping the session.
     pub fn clear_launch(&self) {
         let mut inner = self.lock();
@@ -928,6 +942,7 @@ mod tests {
         Arc::new(SessionData {
             csrf: Some(csrf.into()),
             launch: None,
+            timeline: None,
         })
     }
 

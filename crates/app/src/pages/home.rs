@@ -105,6 +105,7 @@ impl Render for AuthorizedBody<'_> {
                 div.actions {
                     (layout::post_button("/logout", csrf, "Change patient", "button"))
                     a.button.secondary href="/inspect" { "Inspect launch" }
+                    a.button.secondary href="/inspect/timeline" { "Launch timeline" }
                     (layout::post_button("/reset", csrf, "Reset", "secondary small"))
                 }
             }

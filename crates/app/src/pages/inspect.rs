@@ -48,6 +48,7 @@ pub fn launched(record: &LaunchRecord, now: DateTime<Utc>) -> Markup {
         record.theme.as_ref(),
         html! {
             h1 { "Inspect launch" }
+            p { a href="/inspect/timeline" { "See the launch step by step (A–F) on the timeline" } "." }
             div.grid.wide {
                 section.card aria-label="Launch" {
                     h2 { "Launch" }

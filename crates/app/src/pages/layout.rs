@@ -33,6 +33,7 @@ pub fn page(title: &str, theme: Option<&Theme>, body: impl Render) -> Markup {
                     nav aria-label="Main" {
                         a href="/" { "Patient" }
                         a href="/inspect" { "Inspect launch" }
+                        a href="/inspect/timeline" { "Launch timeline" }
                     }
                 }
                 main #main { (body) }

@@ -5,3 +5,4 @@ pub mod confirm;
 pub mod home;
 pub mod inspect;
 pub mod layout;
+pub mod timeline;

@@ -14,3 +14,4 @@ mod revocation;
 mod safety;
 mod session;
 mod summary;
+mod timeline;

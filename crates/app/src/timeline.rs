@@ -1,0 +1,110 @@
+//! `GET /inspect/timeline`: the session's last launch step by step — discovery, then RFC 6749's
+//! A–F — as [`smart_launch::trace`] recorded it (no secret is representable there), bounded before
+//! it is stored in the session.
+
+use std::sync::Mutex;
+
+use axum::response::{IntoResponse, Response};
+use fhir_client::{RequestObservation, RequestObserver};
+use smart_launch::trace::{CheckOutcome, TraceField, TracedRequest};
+use smart_launch::{LaunchTrace, Step, TraceStep};
+
+use crate::pages;
+use crate::session::Session;
+use crate::summary::{Section, Summary};
+
+/// At most this many FHIR requests are kept for step E (the first page makes about ten).
+pub const MAX_TIMELINE_REQUESTS: usize = 50;
+
+/// Strings in a stored timeline are cut at this many characters.
+pub const MAX_TIMELINE_CHARS: usize = 2_000;
+
+/// `trace` bounded for the session: [`MAX_TIMELINE_REQUESTS`], [`MAX_TIMELINE_CHARS`].
+pub fn bound(mut trace: LaunchTrace) -> LaunchTrace {
+    trace.cap(MAX_TIMELINE_REQUESTS, MAX_TIMELINE_CHARS);
+    trace
+}
+
+/// The timeline page.
+pub async fn timeline(session: Session) -> Response {
+    let theme = session.with_launch(|r| r.theme.clone()).flatten();
+    match session.timeline() {
+        Some(trace) => pages::timeline::page(&trace, theme.as_ref()).into_response(),
+        None => pages::timeline::nothing_yet().into_response(),
+    }
+}
+
+/// The FHIR requests of a page, collected as [`TracedRequest`]s for step E (at most
+/// [`MAX_TIMELINE_REQUESTS`]).
+#[derive(Debug, Default)]
+pub struct RequestLog(Mutex<Vec<TracedRequest>>);
+
+impl RequestObserver for RequestLog {
+    fn observe(&self, o: RequestObservation) {
+        let mut requests = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if requests.len() < MAX_TIMELINE_REQUESTS {
+            requests.push(TracedRequest {
+                method: o.method,
+                url: o.url,
+                status: o.status,
+                latency_ms: u64::try_from(o.latency.as_millis()).unwrap_or(u64::MAX),
+                bytes: o.bytes,
+            });
+        }
+    }
+}
+
+/// True when the timeline ends at D, successfully: the first page's requests (E, F) are next.
+pub fn awaits_first_page(trace: &LaunchTrace) -> bool {
+    trace
+        .steps
+        .last()
+        .is_some_and(|s| s.step == Step::AccessToken && s.failure.is_none())
+}
+
+/// Adds E (the requests `log` saw) and F (what each summary section got, or why the page failed)
+/// to the session's timeline, when it is waiting for them.
+pub fn record_first_page(session: &Session, log: &RequestLog, summary: Result<&Summary, String>) {
+    let Some(mut trace) = session.timeline().filter(awaits_first_page) else {
+        return;
+    };
+    let mut e = TraceStep::new(Step::ResourceRequest);
+    e.requests = std::mem::take(&mut *log.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    e.sent
+        .push(TraceField::text("Authorization", "Bearer [redacted]"));
+    let mut f = TraceStep::new(Step::ProtectedResource);
+    match summary {
+        Ok(summary) => {
+            let sections = [
+                ("Observation (vital signs): charts", section_text(&summary.vitals)),
+                ("Observation (laboratory): rows", section_text(&summary.labs)),
+                ("Condition: rows", section_text(&summary.conditions)),
+                ("MedicationRequest: rows", section_text(&summary.medications)),
+                ("AllergyIntolerance: rows", section_text(&summary.allergies)),
+                ("Immunization: rows", section_text(&summary.immunizations)),
+                ("Encounter: rows", section_text(&summary.encounters)),
+            ];
+            f.received
+                .push(TraceField::text("Patient", summary.patient_name.as_str()));
+            for (name, (text, issue)) in sections {
+                f.received.push(TraceField::text(name, text));
+                if let Some(issue) = issue {
+                    f.check(name, issue, CheckOutcome::Failed);
+                }
+            }
+        }
+        Err(reason) => f.failure = Some(reason),
+    }
+    trace.push(e);
+    trace.push(f);
+    session.set_timeline(bound(trace));
+}
+
+/// A section as F shows it: the number of rows, "not shared", or "failed" with the issue.
+fn section_text<T>(section: &Section<T>) -> (String, Option<String>) {
+    match section {
+        Section::Shown(rows) => (rows.len().to_string(), None),
+        Section::NotShared => ("not shared (scope not granted or 403)".to_owned(), None),
+        Section::Failed(reason) => ("failed".to_owned(), Some(reason.clone())),
+    }
+}
