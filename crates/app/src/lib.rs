@@ -1,18 +1,4 @@
-//! # app
-//!
-//! The smart-fhir web app: the seed Flask demo's pages (`/`, `/index.html`, `/fhir-app/`,
-//! `/logout`, `/reset`) rebuilt on [`smart_launch`] and [`fhir_client`], plus EHR launch
-//! (`/launch`), a patient summary with vital-sign charts, and a launch inspector (`/inspect`).
-//! Sessions live server-side in SQLite; the browser only holds a random session id.
-//!
-//! ```no_run
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = app::AppConfig::load(None, Some("sandbox"))?;
-//! let running = app::start(config).await?;
-//! println!("open {}", running.url);
-//! running.wait().await?;
-//! # Ok(()) }
-//! ```
+#![doc = include_str!("../README.md")]
 
 pub mod absence;
 pub mod charts;
@@ -33,6 +19,7 @@ pub mod session;
 pub mod state;
 pub mod style;
 pub mod summary;
+pub mod timeline;
 pub mod units;
 pub mod window;
 

@@ -1,12 +1,4 @@
-//! fhir-r4-codegen: writes `crates/fhir-r4/src/generated` from the HL7 FHIR R4 (4.0.1) StructureDefinitions.
-//!
-//! Two steps, both deterministic (no dates, sorted input, rustfmt on the output):
-//! - `extract <package-dir> <out.jsonl>`: reads the unpacked `hl7.fhir.r4.core` package and writes the compact
-//!   extract the generator needs (committed as `input/r4-core-4.0.1.jsonl`, pinned by its sha256).
-//! - `generate <extract.jsonl> <out-dir>`: writes the Rust modules into `out-dir` (replacing a previous run).
-//!
-//! `crates/fhir-r4-codegen/regen` runs both from the pinned PyPI download; `.ci/run` runs `generate` into a
-//! temporary directory and fails when it differs from the committed files.
+#![doc = include_str!("../README.md")]
 
 mod emit;
 mod extract;

@@ -1,10 +1,4 @@
-//! `smart-fhir`: the SMART on FHIR app and sandbox EHR in one binary.
-//!
-//! - `smart-fhir` / `smart-fhir demo`: the sandbox EHR and the app in one process, ready to click through.
-//! - `smart-fhir serve`: the app alone, against the EHR of a configured profile (the seed's Cerner sandbox, …).
-//! - `smart-fhir sandbox`: the sandbox EHR alone, for developing other SMART apps.
-//!
-//! This crate only wires the library crates together; `anyhow` lives here and nowhere else.
+#![doc = include_str!("../README.md")]
 
 mod cli;
 mod logging;
