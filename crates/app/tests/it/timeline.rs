@@ -13,18 +13,30 @@ fn param(url: &Url, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// The rows `sql` selects as (row key, sealed data), opened with the key kept beside the database:
+/// the stored data is encrypted at rest, the row's key bound to it.
 fn rows(env: &TestEnv, sql: &str) -> Vec<String> {
-    let conn = rusqlite::Connection::open(env.session_db()).unwrap();
+    let path = env.session_db();
+    let key = app::session::SessionKey::load_or_create(&app::session::key_file_beside(&path)).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
     let mut stmt = conn.prepare(sql).unwrap();
-    stmt.query_map([], |r| r.get(0))
+    let sealed: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
         .map(Result::unwrap)
+        .collect();
+    sealed
+        .iter()
+        .map(|(row, data)| {
+            let plain = key.open(row, data).expect("a stored row opens under the key");
+            String::from_utf8(plain).unwrap()
+        })
         .collect()
 }
 
 /// The stored timelines of every session row, as JSON text.
 fn stored_timelines(env: &TestEnv) -> Vec<String> {
-    rows(env, "SELECT data FROM sessions")
+    rows(env, "SELECT id_hash, data FROM sessions")
         .iter()
         .filter_map(|row| {
             let data: serde_json::Value = serde_json::from_str(row).unwrap();
@@ -55,7 +67,7 @@ async fn a_launch_shows_every_step_and_no_secret_on_the_timeline_or_in_the_sessi
     for name in ["state", "code_challenge", "nonce"] {
         secrets.push(param(&authorize, name).unwrap_or_else(|| panic!("no {name} in {authorize}")));
     }
-    let pending = rows(&env, "SELECT data FROM pending_launches");
+    let pending = rows(&env, "SELECT state_hash, data FROM pending_launches");
     assert_eq!(pending.len(), 1);
     let pending: serde_json::Value = serde_json::from_str(&pending[0]).unwrap();
     secrets.push(pending["pending"]["pkce_verifier"].as_str().unwrap().to_owned());
@@ -113,7 +125,7 @@ async fn a_launch_shows_every_step_and_no_secret_on_the_timeline_or_in_the_sessi
     assert!(order.windows(2).all(|w| w[0] < w[1]), "steps out of order");
     let timelines = stored_timelines(&env);
     assert_eq!(timelines.len(), 1, "the timeline is stored in the session");
-    let all_rows = rows(&env, "SELECT data FROM sessions").join("\n");
+    let all_rows = rows(&env, "SELECT id_hash, data FROM sessions").join("\n");
     for secret in &secrets {
         assert!(
             !page.body.contains(secret.as_str()),
