@@ -152,7 +152,7 @@ pub async fn summary(
     summary_observed(state, record, window, None).await
 }
 
-/// [`summary`], reporting each FHIR request to `observer` (the launch timeline's step E).
+/// [`summary()`], reporting each FHIR request to `observer` (the launch timeline's step E).
 pub async fn summary_observed(
     state: &AppState,
     record: &LaunchRecord,

@@ -17,7 +17,7 @@
 //! is the only writer of the file (one app per session database); edits made behind its back are
 //! picked up within [`CACHE_REVALIDATE`].
 //!
-//! Encryption: every stored session and pending launch is sealed with the app's [`SessionKey`] (see [`seal`]),
+//! Encryption: every stored session and pending launch is sealed with the app's [`SessionKey`] (see the `seal` module),
 //! so the file shows no token; the file is created readable by its owner alone (0600) and its directory, when
 //! the app creates it, 0700. Rows written by versions that stored plain JSON are dropped when the file is
 //! opened (their users log in again), with one log line saying how many.

@@ -27,6 +27,8 @@
 //! The models in `src/generated` are written by `crates/fhir-r4-codegen` (run `crates/fhir-r4-codegen/regen`);
 //! the runtime they use is in `src/rt`.
 
+// The generated docs quote the HL7 definitions' short texts, bare URLs included.
+#[allow(rustdoc::bare_urls)]
 mod generated;
 mod resource_type;
 pub mod rt;

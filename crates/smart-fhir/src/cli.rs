@@ -81,7 +81,7 @@ impl Default for DemoArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The configuration file (default: ./smart-fhir.toml when it exists). Every key can also be set as an
-    /// environment variable SMART_FHIR_<KEY>, e.g. SMART_FHIR_CLIENT_ID.
+    /// environment variable: SMART_FHIR_ and the key in upper case, e.g. SMART_FHIR_CLIENT_ID.
     #[arg(long, env = "SMART_FHIR_CONFIG")]
     pub config: Option<PathBuf>,
     /// The EHR profile: `sandbox` (default), `cerner-sandbox` (the seed's Cerner R4 sandbox), or a

@@ -5,16 +5,16 @@
 //! and "File Request" sections describe it:
 //! - kick-off: `GET` or `POST` (a `Parameters` body) on `[base]/$export`, `[base]/Patient/$export` or
 //!   `[base]/Group/[id]/$export`, with `Prefer: respond-async` → `202 Accepted` and `Content-Location: [base]/
-//!   $export-status/[job]` (parameters: see [`request`]);
+//!   $export-status/[job]` (parameters: see the `request` module);
 //! - status: `GET` on that URL → `202` with `X-Progress` and `Retry-After` while the job runs, then `200` and the
 //!   manifest (`transactionTime`, `request`, `requiresAccessToken: true`, `output[]` and `error[]` with `type`,
 //!   `url`, `count`) and an `Expires` header; a failed job answers `500` with an OperationOutcome;
 //! - `DELETE` on it cancels the job (or deletes a finished one) → `202`; the URL then answers `404`;
 //! - files: `GET [base]/$export-file/[job]/[name]` with a token of the client that started the job, streamed.
 //!
-//! Limits ([`BulkConfig`], defaults in brackets): at most `max_jobs_per_client` [2] queued or running jobs per
+//! Limits ([`BulkConfig`], defaults in parentheses): at most `max_jobs_per_client` (2) queued or running jobs per
 //! client, beyond which the kick-off answers `429` with `Retry-After`; files of at most
-//! `max_resources_per_file` [10,000] resources; a finished job and its files are deleted `retention` [24 h]
+//! `max_resources_per_file` (10,000) resources; a finished job and its files are deleted `retention` (24 h)
 //! after it ends. Jobs are rows of the sandbox database and files live in `<database stem>-bulk/<job>/` beside
 //! it, so both survive a restart; a job that was running when the sandbox stopped starts again from the
 //! beginning (keeping its `transactionTime`) when it starts.

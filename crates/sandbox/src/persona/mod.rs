@@ -9,7 +9,7 @@
 //! A persona decides three things. Where the endpoints live (the FHIR base path, the authorization server's paths
 //! and, for Cerner, a separate authorization host): [`Persona::fhir_path`] here and `auth::endpoints_for`.
 //! What the authorization server answers (token responses, discovery, keys): the `auth` module asks
-//! [`Persona`] at each of those points. And how FHIR answers look: [`rewrite`] reshapes the FHIR server's JSON
+//! [`Persona`] at each of those points. And how FHIR answers look: `rewrite` reshapes the FHIR server's JSON
 //! after the server has decided what the token may see, so the FHIR handlers are the same for every persona and a
 //! persona can never widen access — it changes the shape of what was already allowed, and adds only
 //! OperationOutcomes.

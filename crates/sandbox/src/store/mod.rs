@@ -180,7 +180,7 @@ impl Store {
     }
 
     /// Runs blocking store work on tokio's blocking pool, so SQLite never stalls the async runtime; at most
-    /// [`READ_POOL`] such tasks run at once, the others wait here.
+    /// `READ_POOL` such tasks run at once, the others wait here.
     pub async fn blocking<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
