@@ -532,21 +532,27 @@ pub fn stored_tokens(env: &TestEnv) -> Vec<String> {
     tokens_in(&env.session_db())
 }
 
-/// The sessions stored in the session database at `path`, opened with the key kept beside it.
-pub fn session_rows(path: &std::path::Path) -> Vec<serde_json::Value> {
+/// The rows `sql` selects as (row key, sealed data) from the session database at `path`, opened with the key
+/// kept beside it (stored data is encrypted at rest, bound to its row's key).
+pub fn opened_rows(path: &std::path::Path, sql: &str) -> Vec<Vec<u8>> {
     let key = app::session::SessionKey::load_or_create(&app::session::key_file_beside(path)).unwrap();
     let conn = rusqlite::Connection::open(path).unwrap();
-    let mut stmt = conn.prepare("SELECT id_hash, data FROM sessions").unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
     let rows: Vec<(String, String)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
         .map(Result::unwrap)
         .collect();
     rows.iter()
-        .map(|(id, data)| {
-            let plain = key.open(id, data).expect("a stored session opens under the key");
-            serde_json::from_slice(&plain).unwrap()
-        })
+        .map(|(id, data)| key.open(id, data).expect("a stored row opens under the key"))
+        .collect()
+}
+
+/// The sessions stored in the session database at `path`, opened with the key kept beside it.
+pub fn session_rows(path: &std::path::Path) -> Vec<serde_json::Value> {
+    opened_rows(path, "SELECT id_hash, data FROM sessions")
+        .iter()
+        .map(|plain| serde_json::from_slice(plain).unwrap())
         .collect()
 }
 

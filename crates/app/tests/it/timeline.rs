@@ -3,7 +3,7 @@
 
 use url::Url;
 
-use crate::common::{Browser, Options, TestEnv, click_through_ehr, location, stored_tokens};
+use crate::common::{Browser, Options, TestEnv, click_through_ehr, location, opened_rows, stored_tokens};
 
 const SECRET: &str = "timeline-client-s3cr3t";
 
@@ -13,24 +13,11 @@ fn param(url: &Url, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// The rows `sql` selects as (row key, sealed data), opened with the key kept beside the database:
-/// the stored data is encrypted at rest, the row's key bound to it.
+/// The rows `sql` selects as (row key, sealed data), opened, as text.
 fn rows(env: &TestEnv, sql: &str) -> Vec<String> {
-    let path = env.session_db();
-    let key = app::session::SessionKey::load_or_create(&app::session::key_file_beside(&path)).unwrap();
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let mut stmt = conn.prepare(sql).unwrap();
-    let sealed: Vec<(String, String)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    sealed
-        .iter()
-        .map(|(row, data)| {
-            let plain = key.open(row, data).expect("a stored row opens under the key");
-            String::from_utf8(plain).unwrap()
-        })
+    opened_rows(&env.session_db(), sql)
+        .into_iter()
+        .map(|plain| String::from_utf8(plain).unwrap())
         .collect()
 }
 
