@@ -106,11 +106,21 @@ impl RegisteredClient {
     }
 
     /// Whether `redirect_uri` is one of the registered redirect URIs (exact match of the parsed URL: no prefix
-    /// matching, no ignored query).
+    /// matching, no ignored query), with one exception: for a public (native) client, a registered
+    /// `http://127.0.0.1/…` or `http://[::1]/…` redirect matches that URI on any port.
+    ///
+    /// RFC 8252 §7.3 (<https://www.rfc-editor.org/rfc/rfc8252#section-7.3>): "The authorization server MUST allow
+    /// any port to be specified at the time of the request for loopback IP redirect URIs", because a native app
+    /// listens on whatever free port the OS gives it; RFC 9700 §2.1
+    /// (<https://www.rfc-editor.org/rfc/rfc9700#section-2.1>) keeps exact string matching as the rule, except for
+    /// the port numbers of native apps' localhost redirect URIs. Only IP literals qualify (RFC 8252 §8.3 advises
+    /// against the name `localhost`), and only for clients without credentials, which are the native apps.
     pub(crate) fn redirect_matches(&self, redirect_uri: &str) -> bool {
         Url::parse(redirect_uri).is_ok_and(|sent| {
-            self.redirect_uris.iter().any(|r| r.as_str() == sent.as_str())
-                || (self.open_loopback && super::authorize::is_loopback(&sent))
+            self.redirect_uris.iter().any(|r| {
+                r.as_str() == sent.as_str()
+                    || (self.kind() == ClientKind::Public && same_loopback_ip_uri_but_port(r, &sent))
+            }) || (self.open_loopback && super::authorize::is_loopback(&sent))
         })
     }
 
@@ -149,6 +159,27 @@ impl RegisteredClient {
             }
         }
     }
+}
+
+/// Whether `registered` is an `http` loopback IP redirect URI (`127.0.0.1` or `[::1]`) and `sent` is the same URI
+/// on some port: scheme, host, path, query and everything else equal, only the port free (RFC 8252 §7.3).
+fn same_loopback_ip_uri_but_port(registered: &Url, sent: &Url) -> bool {
+    let loopback_ip = |u: &Url| {
+        u.scheme() == "http"
+            && match u.host() {
+                Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+                Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
+                _ => false,
+            }
+    };
+    if !loopback_ip(registered) || !loopback_ip(sent) {
+        return false;
+    }
+    let mut portless = sent.clone();
+    let mut expected = registered.clone();
+    portless.set_port(None).is_ok()
+        && expected.set_port(None).is_ok()
+        && portless.as_str() == expected.as_str()
 }
 
 /// The credentials a request presents.

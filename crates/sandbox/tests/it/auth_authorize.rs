@@ -375,3 +375,102 @@ async fn pages_are_not_cached_or_framed() {
             .contains("frame-ancestors 'none'")
     );
 }
+
+/// A redirect back to the app: 303 to `prefix`.
+async fn redirects_to(ts: &TestSandbox, request: &AuthRequest, prefix: &str) -> bool {
+    let mut browser = Browser::new(ts);
+    let first = browser.get(&request.url(ts)).await;
+    if first.status() == StatusCode::BAD_REQUEST {
+        return false;
+    }
+    drive(&mut browser, first, prefix, Decision::Approve)
+        .await
+        .as_str()
+        .starts_with(prefix)
+}
+
+#[tokio::test]
+async fn a_native_clients_loopback_ip_redirect_is_accepted_on_any_port() {
+    let ts = start().await;
+    ts.register(ClientSpec::public(
+        "native",
+        Url::parse("http://127.0.0.1/callback").unwrap(),
+    ));
+    ts.register(ClientSpec::public(
+        "native6",
+        Url::parse("http://[::1]:8765/callback").unwrap(),
+    ));
+    for (client, redirect) in [
+        ("native", "http://127.0.0.1:54321/callback"),
+        ("native", "http://127.0.0.1/callback"),
+        ("native6", "http://[::1]:61023/callback"),
+    ] {
+        let request = AuthRequest::new(&ts, "openid patient/*.rs")
+            .set("client_id", client)
+            .set("redirect_uri", redirect);
+        assert!(redirects_to(&ts, &request, redirect).await, "{client} {redirect}");
+    }
+    // The code goes with the exact redirect URI of its request (RFC 6749 §4.1.3), port included.
+    let redirect = "http://127.0.0.1:40001/callback";
+    let request = AuthRequest::new(&ts, "patient/*.rs")
+        .set("client_id", "native")
+        .set("redirect_uri", redirect);
+    let mut browser = Browser::new(&ts);
+    let first = browser.get(&request.url(&ts)).await;
+    let back = drive(&mut browser, first, redirect, Decision::Approve).await;
+    let code = query(&back, "code").unwrap();
+    let exchange = |redirect: &str| {
+        [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect),
+            ("client_id", "native"),
+            ("code_verifier", request.verifier.as_str()),
+        ]
+        .map(|(k, v)| (k, v.to_owned()))
+    };
+    let form = exchange("http://127.0.0.1:40002/callback");
+    let refs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, body) = ts.token(&refs).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+}
+
+#[tokio::test]
+async fn redirects_other_than_a_native_clients_loopback_ip_port_still_match_exactly() {
+    let ts = start().await;
+    ts.register(ClientSpec::public(
+        "native",
+        Url::parse("http://127.0.0.1:8765/callback").unwrap(),
+    ));
+    ts.register(ClientSpec::public(
+        "named",
+        Url::parse("http://localhost:8765/callback").unwrap(),
+    ));
+    ts.register(
+        ClientSpec::public(
+            "confidential",
+            Url::parse("http://127.0.0.1:8765/callback").unwrap(),
+        )
+        .with_secret("s3cret-s3cret-s3cret"),
+    );
+    for (client, redirect) in [
+        // another path, query or scheme on the loopback IP
+        ("native", "http://127.0.0.1:1234/callback/evil"),
+        ("native", "http://127.0.0.1:1234/callback?next=x"),
+        ("native", "https://127.0.0.1:1234/callback"),
+        // another loopback address than the registered literal
+        ("native", "http://127.0.0.2:1234/callback"),
+        ("native", "http://[::1]:8765/callback"),
+        // a host name is not an IP literal (RFC 8252 §8.3)
+        ("named", "http://localhost:1234/callback"),
+        // a confidential client is not a native app
+        ("confidential", "http://127.0.0.1:1234/callback"),
+    ] {
+        let request = AuthRequest::new(&ts, "patient/*.rs")
+            .set("client_id", client)
+            .set("redirect_uri", redirect);
+        let page = error_page(&ts, &request).await;
+        assert!(page.contains("not registered"), "{client} {redirect}: {page}");
+    }
+}
