@@ -204,6 +204,11 @@ impl FhirClient {
         Self::builder(base).token_source(source).build()
     }
 
+    /// The request machinery (for the Bulk Data client's own requests).
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
     /// The FHIR base URL (always ending in `/`).
     pub fn base(&self) -> &Url {
         &self.inner.base

@@ -196,6 +196,25 @@ pub enum FhirError {
         reason: String,
     },
 
+    /// A Bulk Data export went wrong other than by an error status (e.g. no status URL, an oversized line).
+    #[error("The bulk export's {what} failed: {reason}.")]
+    Bulk {
+        /// The step: `kick-off`, `download`, …
+        what: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A downloaded file could not be written or read back.
+    #[error("Could not write or read {path}: {source}.")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The caller passed something unusable (e.g. a resource without an id to update).
     #[error("{0}")]
     InvalidInput(String),

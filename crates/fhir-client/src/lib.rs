@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
+pub mod bulk;
 mod client;
 pub mod coding;
 mod error;
+mod json;
 pub mod lossless;
 pub mod name;
 pub mod observe;
@@ -13,6 +15,7 @@ mod request;
 pub mod retry;
 pub mod search;
 
+pub use bulk::BulkClient;
 pub use client::{EverythingParams, FhirClient, FhirClientBuilder, HttpPool, ResolveContext};
 pub use error::{FhirError, Issue};
 /// The FHIR R4 (4.0.1) models: `resources`, `types`, `codes` (from the `fhir` crate).

@@ -44,6 +44,7 @@ pub(crate) struct Call {
 /// A successful (2xx) answer.
 pub(crate) struct Answer {
     pub url: Url,
+    pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
 }
@@ -120,6 +121,7 @@ impl Transport {
             if status.is_success() {
                 return Ok(Answer {
                     url: call.url,
+                    status,
                     headers,
                     body,
                 });
@@ -206,7 +208,7 @@ fn outcome_in(body: &[u8]) -> Option<Box<OperationOutcome>> {
     serde_json::from_slice(body).ok().map(Box::new)
 }
 
-fn status_error(status: StatusCode, call: &Call, headers: &HeaderMap, body: &[u8]) -> FhirError {
+pub(crate) fn status_error(status: StatusCode, call: &Call, headers: &HeaderMap, body: &[u8]) -> FhirError {
     let url = call.url.to_string();
     let outcome = outcome_in(body);
     match status.as_u16() {

@@ -44,7 +44,7 @@ pub const ALL: &str = "system/*.cruds";
 const BACKEND: &str = "fhir-client-it";
 
 /// The backend client's key, made once per test binary.
-fn key() -> Arc<SigningKey> {
+pub fn key() -> Arc<SigningKey> {
     static KEY: OnceLock<Arc<SigningKey>> = OnceLock::new();
     KEY.get_or_init(|| Arc::new(SigningKey::generate(SigningAlgorithm::ES384, "fhir-client-it").unwrap()))
         .clone()
@@ -64,17 +64,23 @@ pub struct TestSandbox {
 impl TestSandbox {
     /// A sandbox with no synthetic patients: each test writes the data it reads.
     pub async fn start() -> TestSandbox {
+        Self::start_with(|_| {}).await
+    }
+
+    /// As [`TestSandbox::start`], with the configuration changed by `adjust` first (e.g. its Bulk Data limits).
+    pub async fn start_with(adjust: impl FnOnce(&mut SandboxConfig)) -> TestSandbox {
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let base = Url::parse(&format!("http://{addr}/fhir")).unwrap();
-        let config = SandboxConfig {
+        let mut config = SandboxConfig {
             port: 0,
             patients: 0,
             db: Some(dir.path().join("sandbox.db")),
             public_base_url: Some(base.clone()),
             ..SandboxConfig::default()
         };
+        adjust(&mut config);
         let running = Sandbox::start(config).await.unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let router = sandbox::router(running.state.clone())

@@ -3,6 +3,7 @@
 //! FHIR server on 127.0.0.1:0 — the real sandbox EHR (`common`), or for faults a real server
 //! cannot be made to produce, the scripted fault server (`fault_server`).
 
+mod bulk;
 mod common;
 mod fault_server;
 mod faults;
