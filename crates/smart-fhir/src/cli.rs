@@ -1,4 +1,4 @@
-//! The command line: `smart-fhir [demo|serve|sandbox]` and their options.
+//! The command line: `smart-fhir [demo|serve|sandbox|keygen|export|login|logout|get|search]` and their options.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -41,6 +41,18 @@ pub enum Command {
     Serve(ServeArgs),
     /// The sandbox EHR alone: a SMART authorization server and a FHIR R4 server with synthetic patients.
     Sandbox(SandboxArgs),
+    /// Make a signing key for a SMART backend service and print its public JWKS to register with the EHR.
+    Keygen(crate::keygen::KeygenArgs),
+    /// Export data in bulk (FHIR Bulk Data $export) as a SMART backend service, into a directory of NDJSON files.
+    Export(crate::export::ExportArgs),
+    /// Sign in to an EHR from the terminal (a SMART standalone launch with a loopback redirect) and keep the tokens.
+    Login(crate::login::LoginArgs),
+    /// Revoke the stored login's tokens and delete them.
+    Logout(crate::login::LogoutArgs),
+    /// Read one FHIR path with the stored login and print the JSON.
+    Get(crate::read::GetArgs),
+    /// Search one resource type with the stored login: the first page's Bundle, or every match as NDJSON.
+    Search(crate::read::SearchArgs),
 }
 
 impl Default for Command {

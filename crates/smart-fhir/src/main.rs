@@ -1,7 +1,13 @@
 #![doc = include_str!("../README.md")]
 
 mod cli;
+mod export;
+mod keygen;
 mod logging;
+mod login;
+mod outcome;
+mod read;
+mod token_store;
 
 use anyhow::Context as _;
 use clap::Parser as _;
@@ -21,6 +27,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo(args).await,
         Command::Serve(args) => serve(args).await,
         Command::Sandbox(args) => sandbox(args).await,
+        Command::Keygen(args) => keygen::run(&args),
+        Command::Export(args) => export::run(args).await,
+        Command::Login(args) => login::login(args).await,
+        Command::Logout(args) => login::logout(args).await,
+        Command::Get(args) => read::get(args).await,
+        Command::Search(args) => read::search(args).await,
     }
 }
 

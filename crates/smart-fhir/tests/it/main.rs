@@ -7,6 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+mod export;
+mod login;
+
 /// A child process killed when dropped, with the lines it printed on stdout.
 struct Running {
     child: Child,
@@ -74,11 +77,11 @@ fn http() -> reqwest::blocking::Client {
         .unwrap()
 }
 
-#[test]
-fn sandbox_subcommand_serves_discovery_and_an_r4_capability_statement() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("sandbox.db");
-    let sandbox = Running::start(&[
+/// `smart-fhir sandbox` on a free port over `dir/sandbox.db` with 3 patients and `extra` options; the process
+/// and its FHIR base.
+fn start_sandbox(dir: &std::path::Path, extra: &[&str]) -> (Running, String) {
+    let db = dir.join("sandbox.db");
+    let mut args = vec![
         "sandbox",
         "--port",
         "0",
@@ -86,8 +89,18 @@ fn sandbox_subcommand_serves_discovery_and_an_r4_capability_statement() {
         db.to_str().unwrap(),
         "--patients",
         "3",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let sandbox = Running::start(&args);
     let base = sandbox.value_after("FHIR base:");
+    (sandbox, base)
+}
+
+#[test]
+fn sandbox_subcommand_serves_discovery_and_an_r4_capability_statement() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sandbox.db");
+    let (_sandbox, base) = start_sandbox(dir.path(), &[]);
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
 
     let http = http();
