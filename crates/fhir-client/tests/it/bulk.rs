@@ -458,3 +458,55 @@ mod scripted {
         }
     }
 }
+
+#[tokio::test]
+async fn patient_and_group_level_exports_cover_the_patients_and_the_members_compartments() {
+    let ts = sandbox().await;
+    ts.put(json!({"resourceType": "Group", "id": "g1", "type": "person", "actual": true,
+                  "member": [{"entity": {"reference": "Patient/p2"}}, {"entity": {"reference": "Patient/p1"}}]}))
+        .await;
+    let bulk = bulk(&ts.client().await);
+    let ids_of = |level: ExportLevel, types: &[&str]| {
+        let bulk = bulk.clone();
+        let mut request = request(types);
+        request.level = level;
+        async move {
+            let job = bulk.kick_off(&request).await.unwrap();
+            let manifest = bulk.wait(&job, &mut |_| {}).await.unwrap();
+            let mut ids = BTreeSet::new();
+            for file in &manifest.output {
+                let lines: Vec<(fhir_r4::Resource, _)> =
+                    bulk.ndjson(&manifest, file).try_collect().await.unwrap();
+                for (resource, _) in lines {
+                    let text = fhir_r4::to_string(&resource);
+                    let value: Value = serde_json::from_str(&text).unwrap();
+                    ids.insert(format!(
+                        "{}/{}",
+                        value["resourceType"].as_str().unwrap(),
+                        value["id"].as_str().unwrap()
+                    ));
+                }
+            }
+            (job, ids)
+        }
+    };
+    let (job, everyone) = ids_of(ExportLevel::Patient, &["Patient"]).await;
+    assert!(
+        job.status_url().as_str().contains("$export-status"),
+        "{}",
+        job.status_url()
+    );
+    assert_eq!(everyone.len(), 5, "{everyone:?}");
+    let (_, members) = ids_of(ExportLevel::Group("g1".into()), &["Patient", "Observation"]).await;
+    let expected: BTreeSet<String> = [
+        "Patient/p1",
+        "Patient/p2",
+        "Observation/o0",
+        "Observation/o1",
+        "Observation/o2",
+        "Observation/o3",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(members, expected, "the members and their compartments only");
+}
