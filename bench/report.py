@@ -207,6 +207,25 @@ def rows(parts):
         for q, v in sc["queries"].items():
             r.append(("scale", f"`{q}` p50 / p99", f"{fmt(v['p50_ms'], 'ms')} / {fmt(v['p99_ms'], 'ms')}", "", "",
                       f"errors {v['errors']}"))
+    bk = parts.get("bulk", {})
+    if bk and "skipped" in bk:
+        r.append(("bulk", "Bulk Data export", "skipped", bk["skipped"], "", ""))
+    elif bk:
+        for n, run in bk.get("exports", {}).items():
+            if "resources" not in run:
+                r.append(("bulk", f"export of {n} patients", "failed", run.get("error", ""), "", ""))
+                continue
+            r.append(("bulk", f"export of {int(n):,} patients: {run['resources']:,} resources",
+                      f"{fmt(run['wall_s'], 's')}, {fmt(run['resources_per_s'], 'resources/s')}; peak RSS server "
+                      f"{fmt(mb(run['server_peak_rss_kb']), 'MB')} (+{fmt(mb(run['server_peak_rss_kb'] - run['server_rss_before_kb']), 'MB')} "
+                      f"over its RSS at kick-off), client {fmt(mb(run['client_peak_rss_kb']), 'MB')}",
+                      "", "", "flat as the count grows"))
+        idle, during = bk.get("reads_while_idle", {}), bk.get("reads_during_export", {})
+        if "p50_ms" in idle and "p50_ms" in during:
+            r.append(("bulk", "GET Patient/{id} p50 / p99, idle → during export",
+                      f"{fmt(idle['p50_ms'], 'ms')} / {fmt(idle['p99_ms'], 'ms')} → "
+                      f"{fmt(during['p50_ms'], 'ms')} / {fmt(during['p99_ms'], 'ms')}", "", "",
+                      f"errors {idle['errors']} / {during['errors']}"))
     return r
 
 
