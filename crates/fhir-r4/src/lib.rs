@@ -39,8 +39,8 @@ pub use generated::*;
 pub use rt::{
     Base64Binary, Boolean, Canonical, Code, Date, DateTime, Decimal, Error, FhirDecimal, FhirString,
     FromJson, Id, Instant, Integer, Issue, IssueKind, Markdown, Mode, Oid, PositiveInt, Primitive,
-    PrimitiveElement, Time, ToJson, Unknown, UnknownMember, UnsignedInt, Uri, Url, Uuid, Xhtml, from_slice,
-    from_str, to_string, to_vec,
+    PrimitiveElement, TextValue, Time, ToJson, Unknown, UnknownMember, UnsignedInt, Uri, Url, Uuid, Xhtml,
+    from_slice, from_str, to_string, to_vec,
 };
 
 /// The README's example, run by `cargo test --doc`.

@@ -152,3 +152,22 @@ pub type DateTime = Primitive<String>;
 pub type Time = Primitive<String>;
 /// FHIR `xhtml` (the narrative's XHTML text).
 pub type Xhtml = Primitive<String>;
+
+/// The text of an optional string-valued primitive, for reading without unwrapping twice:
+/// `patient.gender.text()`, `coding.system.text() == Some(LOINC)`.
+pub trait TextValue {
+    /// The value's text; `None` when the element is absent or carries only extensions.
+    fn text(&self) -> Option<&str>;
+}
+
+impl TextValue for Option<Primitive<String>> {
+    fn text(&self) -> Option<&str> {
+        self.as_ref().and_then(Primitive::as_str)
+    }
+}
+
+impl TextValue for Primitive<String> {
+    fn text(&self) -> Option<&str> {
+        self.as_str()
+    }
+}
