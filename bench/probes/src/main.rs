@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fhir_client::FhirClient;
-use fhir_client::r4::resources::Observation;
+use fhir_client::r4::Observation;
 use fhir_client::search::SearchParams;
 use futures::TryStreamExt;
 use smart_launch::{AccessToken, StaticToken};

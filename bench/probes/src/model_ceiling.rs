@@ -1,12 +1,9 @@
 //! How fast can a typed R4 parse of a search page be, and what holds ours back? Times the same
-//! `Observation` searchset four ways and prints one JSON line (median milliseconds per parse):
+//! `Observation` searchset three ways and prints one JSON line (median milliseconds per parse):
 //!
 //! - `value_ms`: `serde_json::Value` (untyped; the baseline of the issue);
-//! - `fhir_derive_ms`: every entry into the `fhir` crate's `Observation` with its own `Deserialize` (what
-//!   `fhir_client` does; the choice elements go through `#[serde(flatten)]` and a shadow struct);
-//! - `fhir_in_place_ms`: the same `fhir` crate `Observation`, filled in place in the page's `Vec` by a visitor
-//!   written for it (no flatten buffering, no shadow struct, no moves of the 5 KB value): the best a parse into
-//!   these types can do;
+//! - `fhir_r4_ms`: every entry into our generated `fhir_r4::Observation` (tolerant reading, lossless: what
+//!   `fhir_client` does with each entry of a page);
 //! - `lean_ms`: a lean model of the same resource (plain serde derive; every Observation element, choice
 //!   elements as one field per type, primitive extensions and rarely present elements boxed so that absent
 //!   ones cost one pointer): what a model of our own, laid out for parsing, would give.
@@ -24,7 +21,6 @@ use std::time::Duration;
 mod timing;
 
 use serde::Deserialize;
-use serde::de::DeserializeSeed;
 use serde_json::value::RawValue;
 
 #[global_allocator]
@@ -271,162 +267,6 @@ mod lean {
     }
 }
 
-/// The `fhir` crate's `Observation`, filled in place by a visitor written for it.
-mod in_place {
-    use std::borrow::Cow;
-    use std::fmt;
-
-    use fhir::r4::choice::Primitive;
-    use fhir::r4::resources::observation::{Observation, ObservationEffective as E, ObservationValue as V};
-    use fhir::r4::types::Element;
-    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
-    use serde::{Deserialize, Deserializer};
-
-    /// A key, borrowed from the input when it has no escapes.
-    struct Key<'a>(Cow<'a, str>);
-
-    impl<'de> Deserialize<'de> for Key<'de> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct K;
-            impl<'de> Visitor<'de> for K {
-                type Value = Key<'de>;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("a JSON key")
-                }
-                fn visit_borrowed_str<Er: de::Error>(self, v: &'de str) -> Result<Key<'de>, Er> {
-                    Ok(Key(Cow::Borrowed(v)))
-                }
-                fn visit_str<Er: de::Error>(self, v: &str) -> Result<Key<'de>, Er> {
-                    Ok(Key(Cow::Owned(v.to_owned())))
-                }
-            }
-            d.deserialize_str(K)
-        }
-    }
-
-    /// Fills the `Observation` it points at.
-    pub struct Fill<'a>(pub &'a mut Observation);
-
-    impl<'de> DeserializeSeed<'de> for Fill<'_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-
-    fn with_ext<T>(value: Option<T>, ext: Option<Element>) -> Option<Primitive<T>> {
-        value.map(|value| Primitive {
-            value,
-            extension: ext,
-        })
-    }
-
-    impl<'de> Visitor<'de> for Fill<'_> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an R4 Observation")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            let o = self.0;
-            let (mut status, mut code) = (false, false);
-            let (mut eff_dt, mut eff_instant, mut eff_ext) = (None, None, None);
-            let (mut v_str, mut v_bool, mut v_int, mut v_time, mut v_dt, mut v_ext) =
-                (None, None, None, None, None, None);
-            while let Some(Key(k)) = map.next_key::<Key>()? {
-                match &*k {
-                    "resourceType" => {
-                        let Key(t) = map.next_value()?;
-                        if t != "Observation" {
-                            return Err(de::Error::custom(format!("a {t}, not an Observation")));
-                        }
-                    }
-                    "id" => o.id = map.next_value()?,
-                    "meta" => o.meta = map.next_value()?,
-                    "implicitRules" => o.implicit_rules = map.next_value()?,
-                    "_implicitRules" => o.implicit_rules_ext = map.next_value()?,
-                    "language" => o.language = map.next_value()?,
-                    "_language" => o.language_ext = map.next_value()?,
-                    "text" => o.text = map.next_value()?,
-                    "contained" => o.contained = map.next_value()?,
-                    "extension" => o.extension = map.next_value()?,
-                    "modifierExtension" => o.modifier_extension = map.next_value()?,
-                    "identifier" => o.identifier = map.next_value()?,
-                    "basedOn" => o.based_on = map.next_value()?,
-                    "partOf" => o.part_of = map.next_value()?,
-                    "status" => {
-                        o.status = map.next_value()?;
-                        status = true;
-                    }
-                    "_status" => o.status_ext = map.next_value()?,
-                    "category" => o.category = map.next_value()?,
-                    "code" => {
-                        o.code = map.next_value()?;
-                        code = true;
-                    }
-                    "subject" => o.subject = map.next_value()?,
-                    "focus" => o.focus = map.next_value()?,
-                    "encounter" => o.encounter = map.next_value()?,
-                    "effectiveDateTime" => eff_dt = Some(map.next_value()?),
-                    "effectiveInstant" => eff_instant = Some(map.next_value()?),
-                    "_effectiveDateTime" | "_effectiveInstant" => eff_ext = map.next_value()?,
-                    "effectivePeriod" => o.effective = Some(E::Period(map.next_value()?)),
-                    "effectiveTiming" => o.effective = Some(E::Timing(map.next_value()?)),
-                    "issued" => o.issued = map.next_value()?,
-                    "_issued" => o.issued_ext = map.next_value()?,
-                    "performer" => o.performer = map.next_value()?,
-                    "valueQuantity" => o.value = Some(V::Quantity(map.next_value()?)),
-                    "valueCodeableConcept" => o.value = Some(V::CodeableConcept(map.next_value()?)),
-                    "valueRange" => o.value = Some(V::Range(map.next_value()?)),
-                    "valueRatio" => o.value = Some(V::Ratio(map.next_value()?)),
-                    "valueSampledData" => o.value = Some(V::SampledData(map.next_value()?)),
-                    "valuePeriod" => o.value = Some(V::Period(map.next_value()?)),
-                    "valueString" => v_str = Some(map.next_value()?),
-                    "valueBoolean" => v_bool = Some(map.next_value()?),
-                    "valueInteger" => v_int = Some(map.next_value()?),
-                    "valueTime" => v_time = Some(map.next_value()?),
-                    "valueDateTime" => v_dt = Some(map.next_value()?),
-                    "_valueString" | "_valueBoolean" | "_valueInteger" | "_valueTime" | "_valueDateTime" => {
-                        v_ext = map.next_value()?
-                    }
-                    "dataAbsentReason" => o.data_absent_reason = map.next_value()?,
-                    "interpretation" => o.interpretation = map.next_value()?,
-                    "note" => o.note = map.next_value()?,
-                    "bodySite" => o.body_site = map.next_value()?,
-                    "method" => o.method = map.next_value()?,
-                    "specimen" => o.specimen = map.next_value()?,
-                    "device" => o.device = map.next_value()?,
-                    "referenceRange" => o.reference_range = map.next_value()?,
-                    "hasMember" => o.has_member = map.next_value()?,
-                    "derivedFrom" => o.derived_from = map.next_value()?,
-                    "component" => o.component = map.next_value()?,
-                    _ => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            if let Some(p) = with_ext(eff_dt, eff_ext.clone()) {
-                o.effective = Some(E::DateTime(p));
-            } else if let Some(p) = with_ext(eff_instant, eff_ext) {
-                o.effective = Some(E::Instant(p));
-            }
-            if let Some(p) = with_ext(v_str, v_ext.clone()) {
-                o.value = Some(V::String(p));
-            } else if let Some(p) = with_ext(v_bool, v_ext.clone()) {
-                o.value = Some(V::Boolean(p));
-            } else if let Some(p) = with_ext(v_int, v_ext.clone()) {
-                o.value = Some(V::Integer(p));
-            } else if let Some(p) = with_ext(v_time, v_ext.clone()) {
-                o.value = Some(V::Time(p));
-            } else if let Some(p) = with_ext(v_dt, v_ext) {
-                o.value = Some(V::DateTime(p));
-            }
-            if !status || !code {
-                return Err(de::Error::custom("an Observation needs status and code"));
-            }
-            Ok(())
-        }
-    }
-}
 
 /// Median milliseconds per call of `f` (its result kept from the optimiser).
 fn time(budget: Duration, mut f: impl FnMut() -> usize) -> f64 {
@@ -440,27 +280,15 @@ fn entries(bytes: &[u8]) -> Vec<&RawValue> {
     bundle.entry.into_iter().filter_map(|e| e.resource).collect()
 }
 
-fn fhir_derive(bytes: &[u8]) -> usize {
-    let all: Vec<fhir::r4::resources::Observation> = entries(bytes)
+fn fhir_r4(bytes: &[u8]) -> usize {
+    let all: Vec<fhir_client::r4::Observation> = entries(bytes)
         .into_iter()
-        .map(|raw| serde_json::from_str(raw.get()).expect("a valid R4 Observation"))
+        .map(|raw| {
+            fhir_client::r4::from_str(raw.get(), fhir_client::r4::Mode::Tolerant)
+                .expect("an R4 Observation")
+                .0
+        })
         .collect();
-    let n = all.len();
-    black_box(all);
-    n
-}
-
-fn fhir_in_place(bytes: &[u8]) -> usize {
-    let raws = entries(bytes);
-    let mut all: Vec<fhir::r4::resources::Observation> = Vec::with_capacity(raws.len());
-    for raw in raws {
-        all.push(Default::default());
-        let slot = all.last_mut().expect("just pushed");
-        let mut de = serde_json::Deserializer::from_str(raw.get());
-        in_place::Fill(slot)
-            .deserialize(&mut de)
-            .expect("a valid R4 Observation");
-    }
     let n = all.len();
     black_box(all);
     n
@@ -486,7 +314,7 @@ fn main() {
         .map_or(3.0, |s| s.parse().expect("SECONDS_PER_WAY is a number"));
     let bytes = std::fs::read(&path).expect("the Bundle file can be read");
     let n = entries(&bytes).len();
-    for way in [fhir_derive, fhir_in_place, lean] {
+    for way in [fhir_r4, lean] {
         assert_eq!(way(&bytes), n, "every way parses every entry");
     }
     let budget = Duration::from_secs_f64(seconds);
@@ -494,17 +322,16 @@ fn main() {
         let v: serde_json::Value = serde_json::from_slice(black_box(&bytes)).unwrap();
         v["entry"].as_array().map_or(0, Vec::len)
     });
-    let fhir_derive_ms = time(budget, || fhir_derive(black_box(&bytes)));
-    let fhir_in_place_ms = time(budget, || fhir_in_place(black_box(&bytes)));
+    let fhir_r4_ms = time(budget, || fhir_r4(black_box(&bytes)));
     let lean_ms = time(budget, || lean(black_box(&bytes)));
     println!(
         "{}",
         serde_json::json!({
             "file": path, "bytes": bytes.len(), "entries": n,
-            "value_ms": value_ms, "fhir_derive_ms": fhir_derive_ms, "fhir_in_place_ms": fhir_in_place_ms,
+            "value_ms": value_ms, "fhir_r4_ms": fhir_r4_ms,
             "lean_ms": lean_ms,
             "size_of": {
-                "fhir_observation": std::mem::size_of::<fhir::r4::resources::Observation>(),
+                "fhir_r4_observation": std::mem::size_of::<fhir_client::r4::Observation>(),
                 "lean_observation": std::mem::size_of::<lean::Observation>(),
             },
             "allocator": "mimalloc",

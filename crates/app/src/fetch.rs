@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use fhir_client::r4::resources::{
+use fhir_client::r4::ResourceType;
+use fhir_client::r4::{
     AllergyIntolerance, Condition, Encounter, Immunization, MedicationRequest, Observation, Patient,
+    TextValue,
 };
-use fhir_client::r4::types::reference::ResourceType;
 use fhir_client::search::SearchParams;
 use fhir_client::{FhirClient, FhirError, RequestObserver, RetryPolicy};
-use serde::de::DeserializeOwned;
 use smart_launch::token::TokenSet;
 use smart_launch::{Permissions, ScopeContext, ScopeSet};
 
@@ -60,7 +60,7 @@ struct Paged<R> {
 /// A search whose failure is shown in its section; `None` when the scope was not granted. Follows
 /// `next` for at most `max_pages` pages; a page after the first that fails ends the reading with
 /// what was read (and `more` set), so one bad page does not blank the section.
-async fn section_search<R: ResourceType + DeserializeOwned + Send + 'static>(
+async fn section_search<R: ResourceType + Send + 'static>(
     client: &FhirClient,
     granted: &ScopeSet,
     type_name: &str,
@@ -133,11 +133,9 @@ fn to_section<R, T>(
 }
 
 fn has_category(o: &Observation, code: &str) -> bool {
-    o.category.iter().any(|c| {
-        c.coding
-            .iter()
-            .any(|coding| coding.code.as_ref().is_some_and(|x| x.0 == code))
-    })
+    o.category
+        .iter()
+        .any(|c| c.coding.iter().any(|coding| coding.code.text() == Some(code)))
 }
 
 /// How many pages a dated section follows at most (vital signs: 5 × 200 measurements).
@@ -272,22 +270,22 @@ pub async fn summary_observed(
     fn absence<R>(
         title: &str,
         result: &Option<Result<Paged<R>, FhirError>>,
-        code: impl Fn(&R) -> Option<&fhir_client::r4::types::CodeableConcept>,
+        code: impl Fn(&R) -> Option<&fhir_client::r4::CodeableConcept>,
     ) -> Option<(String, crate::absence::Recorded)> {
         let Some(Ok(paged)) = result else { return None };
         summary::absence_in(&paged.resources, code).map(|r| (title.to_owned(), r))
     }
-    use fhir_client::r4::resources::medication_request::MedicationRequestMedication as M;
+    use fhir_client::r4::MedicationRequestMedication as M;
     let absences: Vec<(String, crate::absence::Recorded)> = [
-        absence("Allergies", &allergies, |a| a.code.as_ref()),
-        absence("Active conditions", &conditions, |c| c.code.as_ref()),
+        absence("Allergies", &allergies, |a| a.code.as_deref()),
+        absence("Active conditions", &conditions, |c| c.code.as_deref()),
         absence("Active medications", &medications, |m| {
             match m.medication.as_ref() {
                 Some(M::CodeableConcept(c)) => Some(c),
                 _ => None,
             }
         }),
-        absence("Immunizations", &immunizations, |i| Some(&i.vaccine_code)),
+        absence("Immunizations", &immunizations, |i| i.vaccine_code.as_deref()),
     ]
     .into_iter()
     .flatten()

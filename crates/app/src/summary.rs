@@ -9,10 +9,11 @@
 use std::borrow::Borrow;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
-use fhir_client::r4::resources::{
+use fhir_client::r4::{
     AllergyIntolerance, Condition, Encounter, Immunization, MedicationRequest, Observation, Patient,
+    TextValue,
 };
-use fhir_client::r4::types::{CodeableConcept, Period, Quantity};
+use fhir_client::r4::{CodeableConcept, Period, Quantity};
 
 use crate::absence::{self, Recorded};
 use crate::charts::{Band, BandSource, Chart, DrawnChart, Series};
@@ -148,28 +149,18 @@ pub const MAX_ROWS: usize = 10;
 pub fn concept_text(concept: &CodeableConcept) -> Option<String> {
     concept
         .text
-        .as_ref()
-        .map(|t| t.0.clone())
-        .or_else(|| {
-            concept
-                .coding
-                .iter()
-                .find_map(|c| c.display.as_ref().map(|d| d.0.clone()))
-        })
-        .or_else(|| {
-            concept
-                .coding
-                .iter()
-                .find_map(|c| c.code.as_ref().map(|c| c.0.clone()))
-        })
+        .text()
+        .or_else(|| concept.coding.iter().find_map(|c| c.display.text()))
+        .or_else(|| concept.coding.iter().find_map(|c| c.code.text()))
         .filter(|t| !t.trim().is_empty())
+        .map(str::to_owned)
 }
 
 /// The absence a concept records (SNOMED CT 716186003 "No known allergy", IPS `no-known-…`).
 pub fn recorded_absence(concept: &CodeableConcept) -> Option<Recorded> {
     absence::recorded(concept.coding.iter().filter_map(|c| {
-        let code = c.code.as_ref()?.0.as_str();
-        Some((c.system.as_ref().map(|s| s.0.as_str()), code))
+        let code = c.code.text()?;
+        Some((c.system.text(), code))
     }))
 }
 
@@ -179,11 +170,10 @@ pub fn absence_in<R>(resources: &[R], code: impl Fn(&R) -> Option<&CodeableConce
 }
 
 fn has_code(concept: &CodeableConcept, codes: &[&str]) -> bool {
-    concept.coding.iter().any(|c| {
-        c.code
-            .as_ref()
-            .is_some_and(|code| codes.contains(&code.0.as_str()))
-    })
+    concept
+        .coding
+        .iter()
+        .any(|c| c.code.text().is_some_and(|code| codes.contains(&code)))
 }
 
 /// Parses a FHIR `dateTime`/`date`/`instant` at any precision (a bare date is midnight UTC).
@@ -206,24 +196,20 @@ pub fn display_date(text: &str) -> String {
 }
 
 fn period_text(period: &Period) -> Option<String> {
-    match (&period.start, &period.end) {
-        (Some(s), Some(e)) if display_date(&s.0) != display_date(&e.0) => {
-            Some(format!("{} – {}", display_date(&s.0), display_date(&e.0)))
+    match (period.start.text(), period.end.text()) {
+        (Some(s), Some(e)) if display_date(s) != display_date(e) => {
+            Some(format!("{} – {}", display_date(s), display_date(e)))
         }
-        (Some(s), _) => Some(display_date(&s.0)),
-        (None, Some(e)) => Some(format!("until {}", display_date(&e.0))),
+        (Some(s), _) => Some(display_date(s)),
+        (None, Some(e)) => Some(format!("until {}", display_date(e))),
         (None, None) => None,
     }
 }
 
 fn quantity_text(q: &Quantity) -> Option<String> {
-    let value = q.value.as_ref()?.as_str().to_owned();
-    let comparator = q.comparator.as_ref().map(|c| c.code()).unwrap_or_default();
-    let unit = q
-        .unit
-        .as_ref()
-        .map(|u| u.0.clone())
-        .or_else(|| q.code.as_ref().map(|c| c.0.clone()));
+    let value = q.value.as_ref()?.value()?.as_str().to_owned();
+    let comparator = q.comparator.text().map(str::to_owned).unwrap_or_default();
+    let unit = q.unit.text().or_else(|| q.code.text()).map(str::to_owned);
     Some(match unit {
         Some(unit) if !unit.is_empty() => format!("{comparator}{value} {unit}"),
         _ => format!("{comparator}{value}"),
@@ -248,7 +234,7 @@ pub fn age(birth: NaiveDate, today: NaiveDate) -> Option<String> {
 
 /// The banner for a patient (`name` from [`fhir_client`]'s name display).
 pub fn banner(patient: &Patient, name: String, today: NaiveDate) -> PatientBanner {
-    let birth_date = patient.birth_date.as_ref().map(|d| d.0.clone());
+    let birth_date = patient.birth_date.text().map(str::to_owned);
     let age = birth_date
         .as_deref()
         .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
@@ -257,15 +243,15 @@ pub fn banner(patient: &Patient, name: String, today: NaiveDate) -> PatientBanne
         .identifier
         .iter()
         .filter_map(|id| {
-            let value = id.value.as_ref()?.0.clone();
+            let value = id.value.text()?.to_owned();
             let label = id
-                .r#type
-                .as_ref()
+                .type_
+                .as_deref()
                 .and_then(concept_text)
                 .or_else(|| {
                     id.system
-                        .as_ref()
-                        .map(|s| s.0.rsplit(['/', ':']).next().unwrap_or(&s.0).to_owned())
+                        .text()
+                        .map(|s| s.rsplit(['/', ':']).next().unwrap_or(s).to_owned())
                 })
                 .unwrap_or_else(|| "ID".to_owned());
             Some((label, value))
@@ -274,7 +260,7 @@ pub fn banner(patient: &Patient, name: String, today: NaiveDate) -> PatientBanne
         .collect();
     PatientBanner {
         name,
-        gender: patient.gender.as_ref().map(|g| g.code()),
+        gender: patient.gender.text().map(str::to_owned),
         birth_date,
         age,
         identifiers,
@@ -283,18 +269,18 @@ pub fn banner(patient: &Patient, name: String, today: NaiveDate) -> PatientBanne
 
 /// When an Observation was made (`effective[x]`, a period's start).
 pub fn observation_time(o: &Observation) -> Option<DateTime<Utc>> {
-    use fhir_client::r4::resources::observation::ObservationEffective as E;
+    use fhir_client::r4::ObservationEffective as E;
     let text = match o.effective.as_ref()? {
-        E::DateTime(p) => p.value.0.clone(),
-        E::Instant(p) => p.value.0.clone(),
-        E::Period(p) => p.start.as_ref()?.0.clone(),
+        E::DateTime(p) => p.as_str()?.to_owned(),
+        E::Instant(p) => p.as_str()?.to_owned(),
+        E::Period(p) => p.start.text()?.to_owned(),
         E::Timing(_) => return None,
     };
     parse_fhir_datetime(&text)
 }
 
 fn observation_quantity(o: &Observation) -> Option<&Quantity> {
-    use fhir_client::r4::resources::observation::ObservationValue as V;
+    use fhir_client::r4::ObservationValue as V;
     match o.value.as_ref()? {
         V::Quantity(q) => Some(q),
         _ => None,
@@ -383,18 +369,18 @@ fn ehr_band<O: Borrow<Observation>>(
     let latest = observations
         .iter()
         .map(Borrow::borrow)
-        .filter(|o| has_code(&o.code, codes) && !o.reference_range.is_empty())
+        .filter(|o| o.code.as_deref().is_some_and(|k| has_code(k, codes)) && !o.reference_range.is_empty())
         .max_by_key(|o| observation_time(o))?;
     let range = latest.reference_range.first()?;
     let limit = |q: Option<&Quantity>| -> Option<f64> {
         let q = q?;
-        let v = q.value.as_ref()?.as_f64();
+        let v = q.value.as_ref()?.value()?.to_f64();
         match quantity_unit(q) {
             Some(u) => units::convert(v, &u, unit),
             None => Some(v),
         }
     };
-    let (low, high) = (limit(range.low.as_ref())?, limit(range.high.as_ref())?);
+    let (low, high) = (limit(range.low.as_deref())?, limit(range.high.as_deref())?);
     (low < high).then(|| Band {
         label: label.to_owned(),
         low,
@@ -408,22 +394,22 @@ fn measurements_for<O: Borrow<Observation>>(
     observations: &[O],
     codes: &[&str],
 ) -> Vec<(DateTime<Utc>, f64, Option<String>)> {
-    use fhir_client::r4::resources::observation::ObservationComponentValue as CV;
+    use fhir_client::r4::ObservationComponentValue as CV;
     let mut points = Vec::new();
     let mut push = |at: DateTime<Utc>, q: &Quantity| {
-        if let Some(v) = q.value.as_ref() {
-            points.push((at, v.as_f64(), quantity_unit(q)));
+        if let Some(v) = q.value.as_ref().and_then(|v| v.value()) {
+            points.push((at, v.to_f64(), quantity_unit(q)));
         }
     };
     for o in observations.iter().map(Borrow::borrow) {
         let Some(at) = observation_time(o) else { continue };
-        if has_code(&o.code, codes)
+        if o.code.as_deref().is_some_and(|k| has_code(k, codes))
             && let Some(q) = observation_quantity(o)
         {
             push(at, q);
         }
         for c in &o.component {
-            if has_code(&c.code, codes)
+            if c.code.as_deref().is_some_and(|k| has_code(k, codes))
                 && let Some(CV::Quantity(q)) = c.value.as_ref()
             {
                 push(at, q);
@@ -436,12 +422,7 @@ fn measurements_for<O: Borrow<Observation>>(
 
 /// The unit to convert a Quantity from: its UCUM code, else its display unit.
 fn quantity_unit(q: &Quantity) -> Option<String> {
-    units::quantity_unit(
-        q.system.as_ref().map(|s| s.0.as_str()),
-        q.code.as_ref().map(|c| c.0.as_str()),
-        q.unit.as_ref().map(|u| u.0.as_str()),
-    )
-    .map(str::to_owned)
+    units::quantity_unit(q.system.text(), q.code.text(), q.unit.text()).map(str::to_owned)
 }
 
 /// A vital sign the page has no chart for: its latest value and how many there were.
@@ -466,19 +447,21 @@ pub fn other_vital_rows<O: Borrow<Observation>>(observations: &[O]) -> Vec<Other
         .collect();
     let mut rows: Vec<(Option<DateTime<Utc>>, OtherVitalRow)> = Vec::new();
     for o in observations.iter().map(Borrow::borrow) {
-        let in_a_chart =
-            has_code(&o.code, &charted) || o.component.iter().any(|c| has_code(&c.code, &charted));
+        let in_a_chart = o.code.as_deref().is_some_and(|k| has_code(k, &charted))
+            || o.component
+                .iter()
+                .any(|c| c.code.as_deref().is_some_and(|k| has_code(k, &charted)));
         if in_a_chart {
             continue;
         }
-        let Some(name) = concept_text(&o.code) else {
+        let Some(name) = o.code.as_deref().and_then(concept_text) else {
             continue;
         };
         let value = observation_quantity(o).and_then(quantity_text).or_else(|| {
-            use fhir_client::r4::resources::observation::ObservationValue as V;
+            use fhir_client::r4::ObservationValue as V;
             match o.value.as_ref()? {
                 V::CodeableConcept(c) => concept_text(c),
-                V::String(s) => Some(s.value.0.clone()),
+                V::String(s) => Some(s.as_str()?.to_owned()),
                 _ => None,
             }
         });
@@ -510,7 +493,7 @@ pub fn other_vital_rows<O: Borrow<Observation>>(observations: &[O]) -> Vec<Other
 fn interpretation_flag(o: &Observation) -> Option<(String, String)> {
     for concept in &o.interpretation {
         for coding in &concept.coding {
-            let code = coding.code.as_ref()?.0.as_str();
+            let code = coding.code.text()?;
             let meaning = match code {
                 "H" => "High",
                 "HH" | "HU" => "Critically high",
@@ -534,35 +517,37 @@ pub fn lab_rows<O: Borrow<Observation>>(observations: &[O]) -> Vec<LabRow> {
     sorted
         .into_iter()
         .filter_map(|o| {
-            let name = concept_text(&o.code)?;
+            let name = o.code.as_deref().and_then(concept_text)?;
             let quantity = observation_quantity(o);
             let value = quantity.and_then(quantity_text).or_else(|| {
-                use fhir_client::r4::resources::observation::ObservationValue as V;
+                use fhir_client::r4::ObservationValue as V;
                 match o.value.as_ref()? {
                     V::CodeableConcept(c) => concept_text(c),
-                    V::String(s) => Some(s.value.0.clone()),
+                    V::String(s) => Some(s.as_str()?.to_owned()),
                     _ => None,
                 }
             })?;
             let range = o.reference_range.first();
             let range_text = range.and_then(|r| {
-                r.text.as_ref().map(|t| t.0.clone()).or_else(|| {
+                r.text.text().map(str::to_owned).or_else(|| {
                     let low = r
                         .low
                         .as_ref()
                         .and_then(|q| q.value.as_ref())
+                        .and_then(|v| v.value())
                         .map(|v| v.as_str().to_owned());
                     let high = r
                         .high
                         .as_ref()
                         .and_then(|q| q.value.as_ref())
+                        .and_then(|v| v.value())
                         .map(|v| v.as_str().to_owned());
                     let unit = r
                         .low
                         .as_ref()
                         .or(r.high.as_ref())
-                        .and_then(|q| q.unit.as_ref())
-                        .map(|u| u.0.clone());
+                        .and_then(|q| q.unit.text())
+                        .map(str::to_owned);
                     let unit = unit.map(|u| format!(" {u}")).unwrap_or_default();
                     match (low, high) {
                         (Some(l), Some(h)) => Some(format!("{l}–{h}{unit}")),
@@ -573,19 +558,21 @@ pub fn lab_rows<O: Borrow<Observation>>(observations: &[O]) -> Vec<LabRow> {
                 })
             });
             let computed = || {
-                let v = quantity?.value.as_ref()?.as_f64();
+                let v = quantity?.value.as_ref()?.value()?.to_f64();
                 let r = range?;
                 if r.low
                     .as_ref()
                     .and_then(|q| q.value.as_ref())
-                    .is_some_and(|low| v < low.as_f64())
+                    .and_then(|low| low.value())
+                    .is_some_and(|low| v < low.to_f64())
                 {
                     Some(("L".to_owned(), "Low".to_owned()))
                 } else if r
                     .high
                     .as_ref()
                     .and_then(|q| q.value.as_ref())
-                    .is_some_and(|high| v > high.as_f64())
+                    .and_then(|high| high.value())
+                    .is_some_and(|high| v > high.to_f64())
                 {
                     Some(("H".to_owned(), "High".to_owned()))
                 } else {
@@ -606,7 +593,7 @@ pub fn lab_rows<O: Borrow<Observation>>(observations: &[O]) -> Vec<LabRow> {
 
 /// Conditions whose clinical status is active (or unstated), newest first.
 pub fn condition_rows(conditions: &[Condition]) -> Vec<ConditionRow> {
-    use fhir_client::r4::resources::condition::ConditionOnset as O;
+    use fhir_client::r4::ConditionOnset as O;
     let mut rows: Vec<(Option<DateTime<Utc>>, ConditionRow)> = conditions
         .iter()
         .filter(|c| {
@@ -614,14 +601,14 @@ pub fn condition_rows(conditions: &[Condition]) -> Vec<ConditionRow> {
                 .as_ref()
                 .is_none_or(|s| has_code(s, &["active", "recurrence", "relapse"]))
         })
-        .filter(|c| c.code.as_ref().and_then(recorded_absence).is_none())
+        .filter(|c| c.code.as_deref().and_then(recorded_absence).is_none())
         .filter_map(|c| {
-            let name = c.code.as_ref().and_then(concept_text)?;
+            let name = c.code.as_deref().and_then(concept_text)?;
             let onset = match c.onset.as_ref() {
-                Some(O::DateTime(p)) => Some(p.value.0.clone()),
-                Some(O::Period(p)) => p.start.as_ref().map(|s| s.0.clone()),
-                Some(O::String(s)) => Some(s.value.0.clone()),
-                _ => c.recorded_date.as_ref().map(|d| d.0.clone()),
+                Some(O::DateTime(p)) => Some(p.as_str()?.to_owned()),
+                Some(O::Period(p)) => p.start.text().map(str::to_owned),
+                Some(O::String(s)) => Some(s.as_str()?.to_owned()),
+                _ => c.recorded_date.text().map(str::to_owned),
             };
             let at = onset.as_deref().and_then(parse_fhir_datetime);
             Some((
@@ -639,24 +626,24 @@ pub fn condition_rows(conditions: &[Condition]) -> Vec<ConditionRow> {
 
 /// Active medication orders, newest first.
 pub fn medication_rows(requests: &[MedicationRequest]) -> Vec<MedicationRow> {
-    use fhir_client::r4::resources::medication_request::MedicationRequestMedication as M;
+    use fhir_client::r4::MedicationRequestMedication as M;
     let mut rows: Vec<MedicationRow> = requests
         .iter()
-        .filter(|m| matches!(m.status.code().as_str(), "active" | "on-hold"))
+        .filter(|m| matches!(m.status.text(), Some("active" | "on-hold")))
         .filter_map(|m| {
             let name = match m.medication.as_ref()? {
                 M::CodeableConcept(c) if recorded_absence(c).is_some() => return None,
                 M::CodeableConcept(c) => concept_text(c)?,
-                M::Reference(r) => r.display.as_ref().map(|d| d.0.clone())?,
+                M::Reference(r) => r.display.text().map(str::to_owned)?,
             };
             let dosage = m
                 .dosage_instruction
                 .iter()
-                .find_map(|d| d.text.as_ref().map(|t| t.0.clone()));
+                .find_map(|d| d.text.text().map(str::to_owned));
             Some(MedicationRow {
                 name,
                 dosage,
-                authored: m.authored_on.as_ref().map(|a| display_date(&a.0)),
+                authored: m.authored_on.text().map(display_date),
             })
         })
         .collect();
@@ -679,9 +666,9 @@ pub fn allergy_rows(allergies: &[AllergyIntolerance]) -> Vec<AllergyRow> {
                 .as_ref()
                 .is_none_or(|s| !has_code(s, &["refuted", "entered-in-error"]))
         })
-        .filter(|a| a.code.as_ref().and_then(recorded_absence).is_none())
+        .filter(|a| a.code.as_deref().and_then(recorded_absence).is_none())
         .filter_map(|a| {
-            let substance = a.code.as_ref().and_then(concept_text)?;
+            let substance = a.code.as_deref().and_then(concept_text)?;
             let reactions: Vec<String> = a
                 .reaction
                 .iter()
@@ -690,7 +677,7 @@ pub fn allergy_rows(allergies: &[AllergyIntolerance]) -> Vec<AllergyRow> {
                 .collect();
             Some(AllergyRow {
                 substance,
-                criticality: a.criticality.as_ref().map(|c| c.code()),
+                criticality: a.criticality.text().map(str::to_owned),
                 reactions: (!reactions.is_empty()).then(|| reactions.join(", ")),
             })
         })
@@ -702,15 +689,18 @@ pub fn allergy_rows(allergies: &[AllergyIntolerance]) -> Vec<AllergyRow> {
 
 /// Immunizations given (not entered in error), newest first.
 pub fn immunization_rows(immunizations: &[Immunization]) -> Vec<ImmunizationRow> {
-    use fhir_client::r4::resources::immunization::ImmunizationOccurrence as O;
+    use fhir_client::r4::ImmunizationOccurrence as O;
     let mut rows: Vec<ImmunizationRow> = immunizations
         .iter()
-        .filter(|i| i.status.0 == "completed" && recorded_absence(&i.vaccine_code).is_none())
+        .filter(|i| {
+            i.status.text() == Some("completed")
+                && i.vaccine_code.as_deref().and_then(recorded_absence).is_none()
+        })
         .filter_map(|i| {
-            let vaccine = concept_text(&i.vaccine_code)?;
+            let vaccine = i.vaccine_code.as_deref().and_then(concept_text)?;
             let date = match i.occurrence.as_ref() {
-                Some(O::DateTime(p)) => Some(display_date(&p.value.0)),
-                Some(O::String(s)) => Some(s.value.0.clone()),
+                Some(O::DateTime(p)) => p.as_str().map(display_date),
+                Some(O::String(s)) => Some(s.as_str()?.to_owned()),
                 None => None,
             };
             Some(ImmunizationRow { vaccine, date })
@@ -727,23 +717,23 @@ pub fn encounter_rows(encounters: &[Encounter]) -> Vec<EncounterRow> {
         .iter()
         .map(|e| {
             let kind = e
-                .r#type
+                .type_
                 .iter()
                 .find_map(concept_text)
-                .or_else(|| e.class.display.as_ref().map(|d| d.0.clone()))
-                .or_else(|| e.class.code.as_ref().map(|c| c.0.clone()))
+                .or_else(|| e.class.as_ref().and_then(|c| c.display.text()).map(str::to_owned))
+                .or_else(|| e.class.as_ref().and_then(|c| c.code.text()).map(str::to_owned))
                 .unwrap_or_else(|| "Encounter".to_owned());
             let start = e
                 .period
                 .as_ref()
-                .and_then(|p| p.start.as_ref())
-                .and_then(|s| parse_fhir_datetime(&s.0));
+                .and_then(|p| p.start.text())
+                .and_then(parse_fhir_datetime);
             (
                 start,
                 EncounterRow {
                     kind,
-                    period: e.period.as_ref().and_then(period_text),
-                    status: Some(e.status.code()),
+                    period: e.period.as_deref().and_then(period_text),
+                    status: e.status.text().map(str::to_owned),
                 },
             )
         })
@@ -756,8 +746,10 @@ pub fn encounter_rows(encounters: &[Encounter]) -> Vec<EncounterRow> {
 mod tests {
     use super::*;
 
-    fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
-        serde_json::from_value(v).unwrap()
+    fn parse<T: fhir_client::r4::FromJson>(v: serde_json::Value) -> T {
+        fhir_client::r4::from_str(&v.to_string(), fhir_client::r4::Mode::Strict)
+            .unwrap()
+            .0
     }
 
     fn vital(code: &str, value: f64, when: &str) -> Observation {
@@ -939,7 +931,7 @@ mod tests {
             "not listed as a substance"
         );
         assert_eq!(
-            absence_in(&[nka], |a| a.code.as_ref()),
+            absence_in(&[nka], |a| a.code.as_deref()),
             Some(Recorded::KnownNone("No known allergies"))
         );
     }

@@ -6,23 +6,19 @@ use std::time::Duration;
 use futures::stream::{self, Stream, StreamExt, TryStreamExt};
 use reqwest::Method;
 use reqwest::header::{self, HeaderValue};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use smart_launch::TokenSource;
 use url::Url;
 
 use crate::error::{FhirError, coded_text};
-use crate::lossless::Lossless;
+use crate::model::{self, Read, type_name};
 use crate::observe::RequestObserver;
 use crate::paging::{SearchPage, is_under_base, resources_from_slice};
-use crate::r4::resources::{Bundle, CapabilityStatement, Resource};
-use crate::r4::types::reference::ResourceType;
-use crate::r4::types::{Date, Instant};
+use crate::r4::{Bundle, CapabilityStatement, Mode, Resource, ResourceType};
 use crate::reference::{
     LiteralReference, ReferenceTarget, find_contained, find_in_bundle, is_id, parse_reference,
 };
-use crate::request::{Answer, Call, FHIR_JSON, Interaction, Transport, decode, resource_type_of};
+use crate::request::{Answer, Call, FHIR_JSON, Interaction, Transport};
 use crate::retry::RetryPolicy;
 use crate::search::SearchParams;
 
@@ -156,13 +152,6 @@ impl FhirClientBuilder {
     }
 }
 
-/// `R`'s resource type name, or an error for the untyped marker.
-fn type_name<R: ResourceType>() -> Result<&'static str, FhirError> {
-    R::resource_type_name().ok_or_else(|| {
-        FhirError::InvalidInput(String::from("A concrete resource type is needed here, not Any."))
-    })
-}
-
 fn interaction(
     name: &'static str,
     resource_type: Option<&str>,
@@ -247,50 +236,30 @@ impl FhirClient {
             .await
     }
 
-    /// Parse an answer as the resource `R`, checking its `resourceType`.
-    fn typed<R: ResourceType + DeserializeOwned>(answer: &Answer) -> Result<R, FhirError> {
-        let expected = type_name::<R>()?;
-        match resource_type_of(&answer.body, &answer.url)? {
-            Some(found) if found == expected => decode(&answer.body, &answer.url, expected),
-            found => Err(FhirError::UnexpectedResourceType {
-                url: answer.url.to_string(),
-                expected: expected.to_owned(),
-                found: found.unwrap_or_else(|| String::from("JSON document without resourceType")),
-            }),
-        }
+    /// Read an answer as the resource `R` (tolerantly; its `resourceType` must be `R`'s).
+    fn typed<R: ResourceType>(answer: &Answer) -> Result<R, FhirError> {
+        model::read::<R>(&answer.body, &answer.url, Mode::Tolerant).map(|read| read.resource)
     }
 
     // ---- read ----
 
-    /// `GET [base]/[type]/[id]`: read the current version of a resource.
-    pub async fn read<R: ResourceType + DeserializeOwned>(&self, id: &str) -> Result<R, FhirError> {
-        let ty = type_name::<R>()?;
-        Self::check_id(id)?;
-        let answer = self
-            .get(self.url(&[ty, id]), interaction("read", Some(ty), "r", true))
-            .await?;
-        Self::typed(&answer)
+    /// `GET [base]/[type]/[id]`: read the current version of a resource, tolerantly: an element
+    /// that does not fit the R4 model (Cerner's documented `telecom[].rank` of `"1"`) is kept
+    /// aside as an unknown member and logged once at `warn` with its FHIR path; only malformed JSON
+    /// or another resource type fails. [`Self::read_with`] also returns what did not fit.
+    pub async fn read<R: ResourceType>(&self, id: &str) -> Result<R, FhirError> {
+        self.read_with(id, Mode::Tolerant).await.map(|read| read.resource)
     }
 
-    /// `GET [base]/[type]/[id]`, keeping members the typed model cannot hold and tolerating
-    /// missing required elements (see [`Lossless`]); write it back with [`Self::update_lossless`].
-    pub async fn read_lossless<R: ResourceType + Serialize + DeserializeOwned>(
-        &self,
-        id: &str,
-    ) -> Result<Lossless<R>, FhirError> {
-        let ty = type_name::<R>()?;
+    /// [`Self::read`] in a chosen mode, with the problems found: [`Mode::Strict`] fails with
+    /// [`FhirError::InvalidBody`] naming the first problem's FHIR path.
+    pub async fn read_with<R: ResourceType>(&self, id: &str, mode: Mode) -> Result<Read<R>, FhirError> {
+        let ty = type_name::<R>();
         Self::check_id(id)?;
         let answer = self
             .get(self.url(&[ty, id]), interaction("read", Some(ty), "r", true))
             .await?;
-        match resource_type_of(&answer.body, &answer.url)? {
-            Some(found) if found == ty => decode(&answer.body, &answer.url, ty),
-            found => Err(FhirError::UnexpectedResourceType {
-                url: answer.url.to_string(),
-                expected: ty.to_owned(),
-                found: found.unwrap_or_else(|| String::from("JSON document without resourceType")),
-            }),
-        }
+        model::read(&answer.body, &answer.url, mode)
     }
 
     /// `GET [base]/[type]/[id]` for a type known only at run time.
@@ -302,16 +271,12 @@ impl FhirClient {
                 interaction("read", Some(resource_type), "r", true),
             )
             .await?;
-        decode(&answer.body, &answer.url, resource_type)
+        any_of_type(&answer, resource_type)
     }
 
     /// `GET [base]/[type]/[id]/_history/[vid]`: read one version.
-    pub async fn vread<R: ResourceType + DeserializeOwned>(
-        &self,
-        id: &str,
-        version: &str,
-    ) -> Result<R, FhirError> {
-        let ty = type_name::<R>()?;
+    pub async fn vread<R: ResourceType>(&self, id: &str, version: &str) -> Result<R, FhirError> {
+        let ty = type_name::<R>();
         Self::check_id(id)?;
         Self::check_id(version)?;
         let url = self.url(&[ty, id, "_history", version]);
@@ -321,7 +286,7 @@ impl FhirClient {
 
     /// `GET [base]/[type]/[id]/_history` (or the type's history when `id` is `None`).
     pub async fn history<R: ResourceType>(&self, id: Option<&str>) -> Result<Bundle, FhirError> {
-        let ty = type_name::<R>()?;
+        let ty = type_name::<R>();
         let url = match id {
             Some(id) => {
                 Self::check_id(id)?;
@@ -330,7 +295,7 @@ impl FhirClient {
             None => self.url(&[ty, "_history"]),
         };
         let answer = self.get(url, interaction("history", Some(ty), "r", true)).await?;
-        decode(&answer.body, &answer.url, "Bundle")
+        decode_bundle(&answer)
     }
 
     /// `GET [base]/metadata`: the server's CapabilityStatement.
@@ -347,13 +312,10 @@ impl FhirClient {
     // ---- search ----
 
     /// `GET [base]/[type]?params`: the first page of results, matches typed as `R`.
-    pub async fn search<R: ResourceType + DeserializeOwned>(
-        &self,
-        params: &SearchParams,
-    ) -> Result<SearchPage<R>, FhirError> {
-        let ty = type_name::<R>()?;
+    pub async fn search<R: ResourceType>(&self, params: &SearchParams) -> Result<SearchPage<R>, FhirError> {
+        let ty = type_name::<R>();
         let answer = self.search_answer(ty, params).await?;
-        SearchPage::from_slice(&answer.body, ty, &answer.url)
+        SearchPage::from_slice(&answer.body, &answer.url, Mode::Tolerant)
     }
 
     /// `GET [base]/[type]?params`, the searchset Bundle as sent.
@@ -376,11 +338,11 @@ impl FhirClient {
 
     /// `POST [base]/[type]/_search` with the parameters as a form body (keeps them out of URLs
     /// and logs).
-    pub async fn search_post<R: ResourceType + DeserializeOwned>(
+    pub async fn search_post<R: ResourceType>(
         &self,
         params: &SearchParams,
     ) -> Result<SearchPage<R>, FhirError> {
-        let ty = type_name::<R>()?;
+        let ty = type_name::<R>();
         let call = Call {
             method: Method::POST,
             url: self.url(&[ty, "_search"]),
@@ -392,13 +354,13 @@ impl FhirClient {
             interaction: interaction("search", Some(ty), "s", true),
         };
         let answer = self.inner.transport.execute(call).await?;
-        SearchPage::from_slice(&answer.body, ty, &answer.url)
+        SearchPage::from_slice(&answer.body, &answer.url, Mode::Tolerant)
     }
 
     /// Fetch the page after `bundle` (its `next` link), or `None` on the last page. Links
     /// outside this client's base are refused with [`FhirError::ForeignUrl`].
     pub async fn next_page(&self, bundle: &Bundle) -> Result<Option<Bundle>, FhirError> {
-        match bundle.next_link() {
+        match bundle.link_url("next") {
             Some(link) => self.get_page(link, None).await.map(Some),
             None => Ok(None),
         }
@@ -433,20 +395,20 @@ impl FhirClient {
 
     /// Every page of a search, following `next` links (same origin and base only; a foreign
     /// link ends the stream with [`FhirError::ForeignUrl`]).
-    pub fn search_pages<R: ResourceType + DeserializeOwned + Send + 'static>(
+    pub fn search_pages<R: ResourceType + Send + 'static>(
         &self,
         params: SearchParams,
     ) -> impl Stream<Item = Result<SearchPage<R>, FhirError>> + Send + 'static {
-        let ty = R::resource_type_name().unwrap_or("Resource");
+        let ty = type_name::<R>();
         self.pages(ty, Some(params), None, move |answer: &Answer| {
-            let page = SearchPage::<R>::from_slice(&answer.body, ty, &answer.url)?;
+            let page = SearchPage::<R>::from_slice(&answer.body, &answer.url, Mode::Tolerant)?;
             let next = page.next.clone();
             Ok((page, next))
         })
     }
 
     /// Every matching resource of a search, across all pages.
-    pub fn search_all<R: ResourceType + DeserializeOwned + Send + 'static>(
+    pub fn search_all<R: ResourceType + Send + 'static>(
         &self,
         params: SearchParams,
     ) -> impl Stream<Item = Result<R, FhirError>> + Send + 'static {
@@ -569,12 +531,9 @@ impl FhirClient {
 
     /// `POST [base]/[type]`: create `resource` (any `id` it has is ignored by the server) and
     /// return what the server stored (with its id and `meta.versionId`).
-    pub async fn create<R: ResourceType + Serialize + DeserializeOwned>(
-        &self,
-        resource: &R,
-    ) -> Result<R, FhirError> {
-        let ty = type_name::<R>()?;
-        let (body, _) = resource_body(resource, ty)?;
+    pub async fn create<R: ResourceType>(&self, resource: &R) -> Result<R, FhirError> {
+        let ty = type_name::<R>();
+        let (body, _) = resource_body(resource);
         let call = Call {
             method: Method::POST,
             url: self.url(&[ty]),
@@ -590,59 +549,32 @@ impl FhirClient {
     }
 
     /// `PUT [base]/[type]/[id]`: replace the resource unconditionally (its `id` must be set).
-    pub async fn update<R: ResourceType + Serialize + DeserializeOwned>(
-        &self,
-        resource: &R,
-    ) -> Result<R, FhirError> {
+    pub async fn update<R: ResourceType>(&self, resource: &R) -> Result<R, FhirError> {
         self.put(resource, false).await
     }
 
     /// `PUT` with `If-Match: W/"<meta.versionId>"`: replace the resource only if nobody changed
     /// it since it was read; otherwise [`FhirError::VersionConflict`].
-    pub async fn update_if_unchanged<R: ResourceType + Serialize + DeserializeOwned>(
-        &self,
-        resource: &R,
-    ) -> Result<R, FhirError> {
+    pub async fn update_if_unchanged<R: ResourceType>(&self, resource: &R) -> Result<R, FhirError> {
         self.put(resource, true).await
     }
 
-    /// `PUT` a resource read with [`Self::read_lossless`] (with `If-Match` on its version when
-    /// it has one): the members the typed model does not know go back to the server unchanged.
-    pub async fn update_lossless<R: ResourceType + Serialize + DeserializeOwned>(
-        &self,
-        resource: &Lossless<R>,
-    ) -> Result<Lossless<R>, FhirError> {
-        let ty = type_name::<R>()?;
-        let value = resource_body(resource, ty)?.1;
-        let has_version = value.pointer("/meta/versionId").is_some();
-        let answer = self.put_answer(resource, ty, has_version).await?;
-        if answer.body.iter().all(u8::is_ascii_whitespace) {
-            let id = value.get("id").and_then(Value::as_str).unwrap_or_default();
-            return self.read_lossless(id).await;
-        }
-        decode(&answer.body, &answer.url, ty)
-    }
-
-    async fn put<R: ResourceType + Serialize + DeserializeOwned>(
-        &self,
-        resource: &R,
-        if_match: bool,
-    ) -> Result<R, FhirError> {
-        let ty = type_name::<R>()?;
+    async fn put<R: ResourceType>(&self, resource: &R, if_match: bool) -> Result<R, FhirError> {
+        let ty = type_name::<R>();
         let answer = self.put_answer(resource, ty, if_match).await?;
         self.written(answer, ty).await
     }
 
-    async fn put_answer<B: Serialize>(
+    async fn put_answer<R: ResourceType>(
         &self,
-        resource: &B,
+        resource: &R,
         ty: &str,
         if_match: bool,
     ) -> Result<Answer, FhirError> {
-        let (body, value) = resource_body(resource, ty)?;
-        let id = value
-            .get("id")
-            .and_then(Value::as_str)
+        let (body, written) = resource_body(resource);
+        let id = written
+            .id
+            .as_deref()
             .ok_or_else(|| FhirError::InvalidInput(format!("The {ty} to update has no id.")))?;
         Self::check_id(id)?;
         let mut headers = vec![(
@@ -650,9 +582,10 @@ impl FhirClient {
             HeaderValue::from_static("return=representation"),
         )];
         if if_match {
-            let version = value
-                .pointer("/meta/versionId")
-                .and_then(Value::as_str)
+            let version = written
+                .meta
+                .as_ref()
+                .and_then(|m| m.version_id.as_deref())
                 .ok_or_else(|| {
                     FhirError::InvalidInput(format!(
                         "The {ty} has no meta.versionId to match; read it first."
@@ -675,13 +608,13 @@ impl FhirClient {
 
     /// `PATCH [base]/[type]/[id]` with a JSON Patch (RFC 6902) document, optionally only if the
     /// resource is still at `version`.
-    pub async fn patch<R: ResourceType + DeserializeOwned>(
+    pub async fn patch<R: ResourceType>(
         &self,
         id: &str,
         json_patch: &Value,
         version: Option<&str>,
     ) -> Result<R, FhirError> {
-        let ty = type_name::<R>()?;
+        let ty = type_name::<R>();
         Self::check_id(id)?;
         let mut headers = vec![(
             header::HeaderName::from_static("prefer"),
@@ -707,7 +640,7 @@ impl FhirClient {
 
     /// `DELETE [base]/[type]/[id]` (authorized like every other request).
     pub async fn delete<R: ResourceType>(&self, id: &str) -> Result<(), FhirError> {
-        let ty = type_name::<R>()?;
+        let ty = type_name::<R>();
         Self::check_id(id)?;
         let call = Call {
             method: Method::DELETE,
@@ -730,13 +663,13 @@ impl FhirClient {
     }
 
     async fn post_bundle(&self, bundle: &Bundle, kind: &'static str) -> Result<Bundle, FhirError> {
-        let found = coded_text(&bundle.r#type);
+        let found = coded_text(bundle.type_.as_ref());
         if found != kind {
             return Err(FhirError::InvalidInput(format!(
                 "A {kind} needs a Bundle of type {kind}, not {found}."
             )));
         }
-        let (body, _) = resource_body(bundle, "Bundle")?;
+        let (body, _) = resource_body(bundle);
         let call = Call {
             method: Method::POST,
             url: self.url(&[]),
@@ -749,11 +682,7 @@ impl FhirClient {
     }
 
     /// The resource a write returned, or (when the server sent no body) the one at `Location`.
-    async fn written<R: ResourceType + DeserializeOwned>(
-        &self,
-        answer: Answer,
-        ty: &str,
-    ) -> Result<R, FhirError> {
+    async fn written<R: ResourceType>(&self, answer: Answer, ty: &str) -> Result<R, FhirError> {
         if !answer.body.iter().all(u8::is_ascii_whitespace) {
             return Self::typed(&answer);
         }
@@ -825,7 +754,7 @@ impl FhirClient {
         let answer = self
             .get(url, interaction("read", Some(&resource_type), "r", true))
             .await?;
-        decode(&answer.body, &answer.url, &resource_type)
+        any_of_type(&answer, &resource_type)
     }
 }
 
@@ -835,11 +764,10 @@ impl FhirClient {
 ///
 /// ```
 /// use fhir_client::EverythingParams;
-/// use fhir_client::r4::types::{Date, Instant};
 ///
 /// let params = EverythingParams {
-///     start: Some(Date("2024-01".into())),
-///     since: Some(Instant("2024-03-15T10:00:00+01:00".into())),
+///     start: Some("2024-01".into()),
+///     since: Some("2024-03-15T10:00:00+01:00".into()),
 ///     types: vec!["Observation".into(), "Condition".into()],
 ///     count: Some(20),
 ///     ..EverythingParams::default()
@@ -852,12 +780,12 @@ impl FhirClient {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EverythingParams {
     /// `start`: only care on or after this date (a FHIR date: `2024`, `2024-03` or `2024-03-15`).
-    pub start: Option<Date>,
+    pub start: Option<String>,
     /// `end`: only care on or before this date (a FHIR date).
-    pub end: Option<Date>,
+    pub end: Option<String>,
     /// `_since`: only resources changed after this instant (`2024-03-15T10:00:00Z`: seconds and a
     /// time zone are required).
-    pub since: Option<Instant>,
+    pub since: Option<String>,
     /// `_type`: only resources of these types (e.g. `Observation`), sent comma-separated.
     pub types: Vec<String>,
     /// `_count`: the page size asked for.
@@ -877,7 +805,7 @@ impl EverythingParams {
     fn pairs(&self) -> Result<Vec<(&'static str, String)>, FhirError> {
         let mut pairs = Vec::new();
         for (name, date) in [("start", &self.start), ("end", &self.end)] {
-            if let Some(Date(text)) = date {
+            if let Some(text) = date {
                 if !is_fhir_date(text) {
                     return Err(FhirError::InvalidInput(format!(
                         "The $everything parameter {name}={text:?} is not a FHIR date; write it as 2024, 2024-03 or 2024-03-15."
@@ -886,7 +814,7 @@ impl EverythingParams {
                 pairs.push((name, text.clone()));
             }
         }
-        if let Some(Instant(text)) = &self.since {
+        if let Some(text) = &self.since {
             if chrono::DateTime::parse_from_rfc3339(text).is_err() {
                 return Err(FhirError::InvalidInput(format!(
                     "The $everything parameter _since={text:?} is not a FHIR instant; write it with seconds and a time zone, as 2024-03-15T10:00:00Z."
@@ -937,26 +865,43 @@ pub struct ResolveContext<'a> {
     pub full_url: Option<&'a str>,
 }
 
+/// A Bundle answer, read tolerantly.
 fn decode_bundle(answer: &Answer) -> Result<Bundle, FhirError> {
-    match resource_type_of(&answer.body, &answer.url)?.as_deref() {
-        Some("Bundle") => decode(&answer.body, &answer.url, "Bundle"),
-        found => Err(FhirError::UnexpectedResourceType {
+    model::read::<Bundle>(&answer.body, &answer.url, Mode::Tolerant).map(|read| read.resource)
+}
+
+/// A resource answer of the type `expected` (a name known only at run time), read tolerantly.
+fn any_of_type(answer: &Answer, expected: &str) -> Result<Resource, FhirError> {
+    let resource = model::read::<Resource>(&answer.body, &answer.url, Mode::Tolerant)?.resource;
+    if resource.resource_type() == expected {
+        Ok(resource)
+    } else {
+        Err(FhirError::UnexpectedResourceType {
             url: answer.url.to_string(),
-            expected: String::from("Bundle"),
-            found: found.unwrap_or("JSON document without resourceType").to_owned(),
-        }),
+            expected: expected.to_owned(),
+            found: format!("resourceType {:?}", resource.resource_type()),
+        })
     }
 }
 
-/// The JSON body of a typed resource, with its `resourceType` (typed resources do not carry it).
-fn resource_body<R: Serialize>(resource: &R, ty: &str) -> Result<(Vec<u8>, Value), FhirError> {
-    let mut value = serde_json::to_value(resource)
-        .map_err(|e| FhirError::InvalidInput(format!("The {ty} cannot be serialized: {e}.")))?;
-    if let Value::Object(map) = &mut value {
-        map.insert(String::from("resourceType"), Value::from(ty));
-    }
-    let body = serde_json::to_vec(&value).map_err(|e| FhirError::InvalidInput(e.to_string()))?;
-    Ok((body, value))
+/// What an update needs to know of the resource it sends: its id and version.
+#[derive(serde::Deserialize)]
+struct Written {
+    id: Option<String>,
+    meta: Option<WrittenMeta>,
+}
+
+#[derive(serde::Deserialize)]
+struct WrittenMeta {
+    #[serde(rename = "versionId")]
+    version_id: Option<String>,
+}
+
+/// The JSON body of a resource (with its `resourceType`), and its id and version as written.
+fn resource_body<R: crate::r4::ToJson>(resource: &R) -> (Vec<u8>, Written) {
+    let body = crate::r4::to_vec(resource);
+    let written = serde_json::from_slice(&body).unwrap_or(Written { id: None, meta: None });
+    (body, written)
 }
 
 #[cfg(test)]
@@ -990,11 +935,11 @@ mod tests {
     fn invalid_everything_parameters_are_refused() {
         let cases = [
             EverythingParams {
-                end: Some(Date("15/03/2024".into())),
+                end: Some("15/03/2024".into()),
                 ..EverythingParams::default()
             },
             EverythingParams {
-                since: Some(Instant("2024-03-15".into())),
+                since: Some("2024-03-15".into()),
                 ..EverythingParams::default()
             },
             EverythingParams {

@@ -1,6 +1,6 @@
 //! Finding codes in `CodeableConcept`s by code system, and the well-known system URIs.
 
-use crate::r4::types::{CodeableConcept, Coding};
+use crate::r4::{CodeableConcept, Coding, TextValue};
 
 /// Code system URIs that come up in almost every app.
 pub mod system {
@@ -26,7 +26,7 @@ pub fn codings_with_system<'a>(
     concept
         .coding
         .iter()
-        .filter(move |c| c.system.as_ref().is_some_and(|s| s.0 == system))
+        .filter(move |c| c.system.text() == Some(system))
 }
 
 /// The first code of `concept` in `system`.
@@ -34,49 +34,37 @@ pub fn code_in_system<'a>(concept: &'a CodeableConcept, system: &str) -> Option<
     concept
         .coding
         .iter()
-        .filter(|c| c.system.as_ref().is_some_and(|s| s.0 == system))
-        .find_map(|c| c.code.as_ref().map(|c| c.0.as_str()))
+        .filter(|c| c.system.text() == Some(system))
+        .find_map(|c| c.code.text())
 }
 
 /// Whether `concept` holds the code `code` of `system`.
 pub fn has_code(concept: &CodeableConcept, system: &str, code: &str) -> bool {
-    codings_with_system(concept, system).any(|c| c.code.as_ref().is_some_and(|c| c.0 == code))
+    codings_with_system(concept, system).any(|c| c.code.text() == Some(code))
 }
 
 /// Text to show for a concept: its `text`, else the first coding's `display`, else its first code.
 pub fn concept_display(concept: &CodeableConcept) -> Option<&str> {
     concept
         .text
-        .as_ref()
-        .map(|t| t.0.as_str())
-        .or_else(|| {
-            concept
-                .coding
-                .iter()
-                .find_map(|c| c.display.as_ref().map(|d| d.0.as_str()))
-        })
-        .or_else(|| {
-            concept
-                .coding
-                .iter()
-                .find_map(|c| c.code.as_ref().map(|c| c.0.as_str()))
-        })
+        .text()
+        .or_else(|| concept.coding.iter().find_map(|c| c.display.text()))
+        .or_else(|| concept.coding.iter().find_map(|c| c.code.text()))
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
+    use crate::r4::Mode;
 
     #[test]
     fn codes_are_found_by_system() {
-        let concept: CodeableConcept = serde_json::from_value(json!({"coding": [
+        let json = r#"{"coding": [
             {"system": "http://snomed.info/sct", "code": "27113001", "display": "Body weight"},
             {"system": "http://loinc.org", "code": "29463-7", "display": "Body Weight"},
             {"system": "http://loinc.org", "code": "3141-9"}
-        ]}))
-        .unwrap();
+        ]}"#;
+        let (concept, _) = crate::r4::from_str::<CodeableConcept>(json, Mode::Strict).unwrap();
         assert_eq!(codings_with_system(&concept, system::LOINC).count(), 2);
         assert_eq!(code_in_system(&concept, system::LOINC), Some("29463-7"));
         assert_eq!(code_in_system(&concept, system::RXNORM), None);

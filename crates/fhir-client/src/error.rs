@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::r4::resources::OperationOutcome;
+use crate::r4::OperationOutcome;
 
 /// Everything that can go wrong talking to a FHIR server.
 ///
@@ -272,25 +272,25 @@ pub struct Issue {
 impl Issue {
     /// Flatten every issue of an OperationOutcome.
     pub fn from_outcome(outcome: &OperationOutcome) -> Vec<Issue> {
+        let text = |p: &crate::r4::FhirString| p.as_str().map(str::to_owned);
         outcome
             .issue
             .iter()
             .map(|issue| Issue {
-                severity: coded_text(&issue.severity),
-                code: coded_text(&issue.code),
+                severity: coded_text(issue.severity.as_ref()),
+                code: coded_text(issue.code.as_ref()),
                 details: issue.details.as_ref().and_then(|d| {
-                    d.text.as_ref().map(|t| t.0.clone()).or_else(|| {
-                        d.coding
-                            .iter()
-                            .find_map(|c| c.display.as_ref().map(|s| s.0.clone()))
-                    })
+                    d.text
+                        .as_ref()
+                        .and_then(text)
+                        .or_else(|| d.coding.iter().find_map(|c| c.display.as_ref().and_then(text)))
                 }),
-                diagnostics: issue.diagnostics.as_ref().map(|d| d.0.clone()),
+                diagnostics: issue.diagnostics.as_ref().and_then(text),
                 expression: issue
                     .expression
-                    .values()
-                    .chain(issue.location.values())
-                    .map(|s| s.0.clone())
+                    .iter()
+                    .chain(issue.location.iter())
+                    .filter_map(text)
                     .collect(),
             })
             .collect()
@@ -310,13 +310,9 @@ impl std::fmt::Display for Issue {
     }
 }
 
-/// The wire text of a coded value (its serde form).
-pub(crate) fn coded_text<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => String::from("?"),
-    }
+/// The text of a coded value (`"?"` when it is absent or carries only extensions).
+pub(crate) fn coded_text(value: Option<&crate::r4::Code>) -> String {
+    value.and_then(|c| c.as_str()).unwrap_or("?").to_owned()
 }
 
 /// ": issue; issue." for an error message, or "." without an outcome.

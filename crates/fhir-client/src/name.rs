@@ -1,38 +1,37 @@
 //! Display names for people: `HumanName` formatted like python-fhirclient's `human_name`, and a
 //! patient's display name that never fails.
 
-use crate::error::coded_text;
-use crate::r4::resources::Patient;
-use crate::r4::types::HumanName;
+use crate::r4::{HumanName, Patient, TextValue};
 
 /// Format a name as "prefix given family, suffix" (python-fhirclient's `human_name`), falling
 /// back to the name's `text`. `None` when the name has no parts at all.
 ///
 /// ```
 /// use fhir_client::name::display_human_name;
-/// use fhir_client::r4::types::HumanName;
+/// use fhir_client::r4::{HumanName, Mode};
 ///
-/// let name: HumanName = serde_json::from_value(serde_json::json!({
-///     "prefix": ["Dr."], "given": ["Jane", "Q"], "family": "Doe", "suffix": ["PhD", "MD"]
-/// }))?;
+/// let json = r#"{"prefix": ["Dr."], "given": ["Jane", "Q"], "family": "Doe", "suffix": ["PhD", "MD"]}"#;
+/// let (name, _) = fhir_client::r4::from_str::<HumanName>(json, Mode::Strict)?;
 /// assert_eq!(display_human_name(&name).as_deref(), Some("Dr. Jane Q Doe, PhD MD"));
-/// # Ok::<(), serde_json::Error>(())
+/// # Ok::<(), fhir_client::r4::Error>(())
 /// ```
 pub fn display_human_name(name: &HumanName) -> Option<String> {
     let mut parts: Vec<String> = name
         .prefix
-        .values()
-        .chain(name.given.values())
-        .map(|s| s.0.trim().to_owned())
+        .iter()
+        .chain(name.given.iter())
+        .filter_map(|s| s.text())
+        .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .collect();
-    if let Some(family) = name.family.as_ref().map(|f| f.0.trim()).filter(|f| !f.is_empty()) {
+    if let Some(family) = name.family.text().map(str::trim).filter(|f| !f.is_empty()) {
         parts.push(family.to_owned());
     }
     let suffixes: Vec<&str> = name
         .suffix
-        .values()
-        .map(|s| s.0.trim())
+        .iter()
+        .filter_map(|s| s.text())
+        .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect();
     if !suffixes.is_empty() {
@@ -44,8 +43,8 @@ pub fn display_human_name(name: &HumanName) -> Option<String> {
     if parts.is_empty() {
         return name
             .text
-            .as_ref()
-            .map(|t| t.0.trim().to_owned())
+            .text()
+            .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty());
     }
     Some(parts.join(" "))
@@ -60,14 +59,14 @@ pub fn patient_display_name(patient: &Patient) -> String {
         patient
             .name
             .iter()
-            .filter(|n| n.r#use.as_ref().is_some_and(|u| coded_text(u) == wanted))
+            .filter(|n| n.use_.text() == Some(wanted))
             .find_map(display_human_name)
     };
     let not_old = || {
         patient
             .name
             .iter()
-            .filter(|n| n.r#use.as_ref().is_none_or(|u| coded_text(u) != "old"))
+            .filter(|n| n.use_.text() != Some("old"))
             .find_map(display_human_name)
     };
     if let Some(name) = by_use("official")
@@ -78,22 +77,21 @@ pub fn patient_display_name(patient: &Patient) -> String {
         return name;
     }
     let identifier = patient.identifier.iter().find_map(|identifier| {
-        let value = identifier.value.as_ref()?.0.trim();
+        let value = identifier.value.text()?.trim();
         if value.is_empty() {
             return None;
         }
-        let label = identifier.r#type.as_ref().and_then(|t| {
+        let label = identifier.type_.as_ref().and_then(|t| {
             t.text
-                .as_ref()
-                .map(|s| s.0.clone())
-                .or_else(|| t.coding.iter().find_map(|c| c.code.as_ref().map(|c| c.0.clone())))
+                .text()
+                .or_else(|| t.coding.iter().find_map(|c| c.code.text()))
         });
         Some(match label {
             Some(label) => format!("{label} {value}"),
             None => value.to_owned(),
         })
     });
-    match identifier.or_else(|| patient.id.as_ref().map(|id| format!("id {}", id.0))) {
+    match identifier.or_else(|| patient.id.as_ref().map(|id| format!("id {id}"))) {
         Some(tag) => format!("Unnamed patient ({tag})"),
         None => String::from("Unnamed patient"),
     }
@@ -106,27 +104,26 @@ mod tests {
     use super::*;
 
     fn patient(value: serde_json::Value) -> Patient {
-        serde_json::from_value(value).unwrap()
+        crate::from_json(value)
     }
 
     #[test]
     fn name_without_suffix_has_no_comma() {
-        let name: HumanName =
-            serde_json::from_value(json!({"given": ["Peter", "James"], "family": "Chalmers"})).unwrap();
+        let name: HumanName = crate::from_json(json!({"given": ["Peter", "James"], "family": "Chalmers"}));
         assert_eq!(display_human_name(&name).as_deref(), Some("Peter James Chalmers"));
     }
 
     #[test]
     fn suffix_only_name_is_shown_without_a_dangling_comma() {
-        let name: HumanName = serde_json::from_value(json!({"suffix": ["Jr."]})).unwrap();
+        let name: HumanName = crate::from_json(json!({"suffix": ["Jr."]}));
         assert_eq!(display_human_name(&name).as_deref(), Some("Jr."));
     }
 
     #[test]
     fn text_only_name_uses_the_text() {
-        let name: HumanName = serde_json::from_value(json!({"text": "Mr. Bob Smith"})).unwrap();
+        let name: HumanName = crate::from_json(json!({"text": "Mr. Bob Smith"}));
         assert_eq!(display_human_name(&name).as_deref(), Some("Mr. Bob Smith"));
-        let empty: HumanName = serde_json::from_value(json!({"given": [" "]})).unwrap();
+        let empty: HumanName = crate::from_json(json!({"given": [" "]}));
         assert_eq!(display_human_name(&empty), None);
     }
 

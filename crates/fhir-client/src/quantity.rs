@@ -1,32 +1,31 @@
 //! Quantities shown with their unit, keeping the decimal exactly as written.
 
-use crate::error::coded_text;
-use crate::r4::types::Quantity;
+use crate::r4::{Quantity, TextValue};
 
 /// "< 7.20 mmol/L": comparator, the value as written (its precision kept), and the unit (the
 /// human `unit`, else the UCUM `code`). `None` when the quantity has no value.
 ///
 /// ```
 /// use fhir_client::quantity::display_quantity;
-/// use fhir_client::r4::types::Quantity;
+/// use fhir_client::r4::{Mode, Quantity};
 ///
-/// let q: Quantity = serde_json::from_str(r#"{"value": 6.30, "unit": "mmol/l", "code": "mmol/L"}"#)?;
+/// let json = r#"{"value": 6.30, "unit": "mmol/l", "code": "mmol/L"}"#;
+/// let (q, _) = fhir_client::r4::from_str::<Quantity>(json, Mode::Strict)?;
 /// assert_eq!(display_quantity(&q).as_deref(), Some("6.30 mmol/l"));
-/// # Ok::<(), serde_json::Error>(())
+/// # Ok::<(), fhir_client::r4::Error>(())
 /// ```
 pub fn display_quantity(quantity: &Quantity) -> Option<String> {
-    let value = quantity.value.as_ref()?.as_str();
+    let value = quantity.value.as_ref()?.value()?.as_str();
     let mut text = String::new();
-    if let Some(comparator) = &quantity.comparator {
-        text.push_str(&coded_text(comparator));
+    if let Some(comparator) = quantity.comparator.text() {
+        text.push_str(comparator);
         text.push(' ');
     }
     text.push_str(value);
     let unit = quantity
         .unit
-        .as_ref()
-        .map(|u| u.0.as_str())
-        .or_else(|| quantity.code.as_ref().map(|c| c.0.as_str()))
+        .text()
+        .or_else(|| quantity.code.text())
         .filter(|u| !u.is_empty() && *u != "1");
     if let Some(unit) = unit {
         text.push(' ');
@@ -37,7 +36,12 @@ pub fn display_quantity(quantity: &Quantity) -> Option<String> {
 
 /// The value as a float, for arithmetic and charts (precision is lost here, on purpose).
 pub fn quantity_value(quantity: &Quantity) -> Option<f64> {
-    quantity.value.as_ref().and_then(|v| v.as_str().parse().ok())
+    quantity
+        .value
+        .as_ref()
+        .and_then(|v| v.value())
+        .map(|d| d.to_f64())
+        .filter(|v| v.is_finite())
 }
 
 #[cfg(test)]
@@ -45,7 +49,7 @@ mod tests {
     use super::*;
 
     fn q(text: &str) -> Quantity {
-        serde_json::from_str(text).unwrap()
+        crate::r4::from_str(text, crate::r4::Mode::Strict).unwrap().0
     }
 
     #[test]

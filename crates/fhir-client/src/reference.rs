@@ -1,10 +1,8 @@
 //! FHIR references: parsed into (base, type, id, version), and resolved locally (contained
 //! resources, Bundle entries) before anything goes over the network.
 
-use serde_json::Value;
-
 use crate::error::FhirError;
-use crate::r4::resources::{Bundle, Resource};
+use crate::r4::{Bundle, Resource, TextValue};
 
 /// What a reference string points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,10 +124,7 @@ pub(crate) fn is_id(s: &str) -> bool {
 
 /// The resource with id `id` among `contained` (pass the referring resource's `contained`).
 pub fn find_contained(contained: &[Resource], id: &str) -> Option<Resource> {
-    contained
-        .iter()
-        .find(|r| serde_json::to_value(r).ok().and_then(|v| v.get("id").cloned()) == Some(Value::from(id)))
-        .cloned()
+    contained.iter().find(|r| r.id() == Some(id)).cloned()
 }
 
 /// Resolve `reference` among the entries of `bundle`, as the FHIR spec's Bundle rules say:
@@ -161,27 +156,19 @@ pub fn find_in_bundle(bundle: &Bundle, reference: &str, from_full_url: Option<&s
     bundle
         .entry
         .iter()
-        .filter_map(|entry| {
-            Some((
-                entry.full_url.as_ref().map(|u| u.0.as_str()),
-                entry.resource.as_ref()?,
-            ))
-        })
+        .filter_map(|entry| Some((entry.full_url.text(), entry.resource.as_ref()?)))
         .find(|(full_url, resource)| {
             if full_url.is_some_and(|u| wanted.iter().any(|w| w == u)) {
                 return true;
             }
             // A relative reference in a Bundle without a RESTful base: match on type and id.
             relative_only && {
-                let ty = resource
-                    .get("resourceType")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let id = resource.get("id").and_then(Value::as_str).unwrap_or_default();
+                let ty = resource.resource_type();
+                let id = resource.id().unwrap_or_default();
                 wanted.first().is_some_and(|w| *w == format!("{ty}/{id}"))
             }
         })
-        .and_then(|(_, resource)| serde_json::from_value(resource.clone()).ok())
+        .map(|(_, resource)| resource.clone())
 }
 
 #[cfg(test)]
@@ -237,14 +224,13 @@ mod tests {
 
     #[test]
     fn bundle_references_resolve_by_full_url_and_by_type_and_id() {
-        let bundle: Bundle = serde_json::from_value(json!({
+        let bundle: Bundle = crate::from_json(json!({
             "resourceType": "Bundle", "type": "collection",
             "entry": [
                 {"fullUrl": "http://ehr.example/fhir/Patient/p1", "resource": {"resourceType": "Patient", "id": "p1"}},
                 {"fullUrl": "urn:uuid:0b1c", "resource": {"resourceType": "Practitioner", "id": "x"}}
             ]
-        }))
-        .unwrap();
+        }));
         let from = Some("http://ehr.example/fhir/Observation/o1");
         assert!(matches!(
             find_in_bundle(&bundle, "Patient/p1", from),
@@ -275,8 +261,9 @@ mod tests {
 
     #[test]
     fn contained_resources_are_found_by_id() {
-        let contained: Vec<Resource> =
-            serde_json::from_value(json!([{"resourceType": "Medication", "id": "med1"}])).unwrap();
+        let contained: Vec<Resource> = vec![crate::from_json(
+            json!({"resourceType": "Medication", "id": "med1"}),
+        )];
         assert!(matches!(
             find_contained(&contained, "med1"),
             Some(Resource::Medication(_))

@@ -1,19 +1,17 @@
 //! Sending one FHIR request: the bearer token, `Accept: application/fhir+json`, timeouts, retries
 //! with backoff, one refresh-and-retry on 401, and error statuses turned into [`FhirError`]s.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
-use serde::de::DeserializeOwned;
 use smart_launch::{AccessToken, TokenSource};
 use url::Url;
 
 use crate::error::FhirError;
 use crate::observe::{RequestObservation, RequestObserver, shown_url};
-use crate::r4::resources::OperationOutcome;
+use crate::r4::{Mode, OperationOutcome};
 use crate::retry::{RetryPolicy, parse_retry_after};
 
 /// The FHIR JSON media type.
@@ -194,18 +192,12 @@ fn transport_error(url: &Url, error: reqwest::Error, attempts: u32, timeout: Dur
     }
 }
 
-/// The OperationOutcome in an error body, if the body is one.
+/// The OperationOutcome in an error body, if the body is one (read tolerantly: an odd element in
+/// an error's outcome must not hide the error).
 fn outcome_in(body: &[u8]) -> Option<Box<OperationOutcome>> {
-    #[derive(serde::Deserialize)]
-    struct Peek {
-        #[serde(rename = "resourceType")]
-        resource_type: Option<String>,
-    }
-    let peek: Peek = serde_json::from_slice(body).ok()?;
-    if peek.resource_type.as_deref() != Some("OperationOutcome") {
-        return None;
-    }
-    serde_json::from_slice(body).ok().map(Box::new)
+    crate::r4::from_slice::<OperationOutcome>(body, Mode::Tolerant)
+        .ok()
+        .map(|(outcome, _)| Box::new(outcome))
 }
 
 pub(crate) fn status_error(status: StatusCode, call: &Call, headers: &HeaderMap, body: &[u8]) -> FhirError {
@@ -272,65 +264,6 @@ fn insufficient_scope(challenge: &str) -> Option<String> {
 /// The first 500 characters of a body, for error messages.
 pub(crate) fn body_excerpt(body: &[u8]) -> String {
     String::from_utf8_lossy(body).chars().take(500).collect()
-}
-
-/// Parse `body` as `T`, naming the JSON path of the first problem.
-///
-/// The plain parse runs first; only a body that fails is parsed again with path tracking, so a
-/// good body pays nothing for the error report.
-pub(crate) fn decode<T: DeserializeOwned>(body: &[u8], url: &Url, expected: &str) -> Result<T, FhirError> {
-    if let Ok(value) = serde_json::from_slice(body) {
-        return Ok(value);
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let value: T =
-        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| invalid(body, url, expected, &e))?;
-    deserializer.end().map_err(|e| FhirError::InvalidBody {
-        url: url.to_string(),
-        expected: expected.to_owned(),
-        path: String::from("."),
-        message: e.to_string(),
-        body: body_excerpt(body),
-    })?;
-    Ok(value)
-}
-
-fn invalid(
-    body: &[u8],
-    url: &Url,
-    expected: &str,
-    e: &serde_path_to_error::Error<serde_json::Error>,
-) -> FhirError {
-    FhirError::InvalidBody {
-        url: url.to_string(),
-        expected: expected.to_owned(),
-        path: e.path().to_string(),
-        message: e.inner().to_string(),
-        body: body_excerpt(body),
-    }
-}
-
-/// The `resourceType` of a JSON body (without building the rest).
-pub(crate) fn resource_type_of(body: &[u8], url: &Url) -> Result<Option<String>, FhirError> {
-    match serde_json::from_slice::<ResourceTypeTag>(body) {
-        Ok(tag) => Ok(tag.resource_type.map(Cow::into_owned)),
-        Err(e) => Err(FhirError::InvalidBody {
-            url: url.to_string(),
-            expected: String::from("FHIR resource"),
-            path: String::from("."),
-            message: e.to_string(),
-            body: body_excerpt(body),
-        }),
-    }
-}
-
-/// The `resourceType` member of a JSON object, borrowed when it can be; every other member is
-/// skipped without being built.
-#[derive(serde::Deserialize)]
-pub(crate) struct ResourceTypeTag<'a> {
-    /// The member's value.
-    #[serde(rename = "resourceType", borrow)]
-    pub resource_type: Option<Cow<'a, str>>,
 }
 
 #[cfg(test)]

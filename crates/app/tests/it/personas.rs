@@ -115,7 +115,6 @@ async fn a_standalone_launch_against_the_smart_persona_shows_the_patient_page() 
 }
 
 #[tokio::test]
-#[ignore = "the app refuses the Patient Cerner documents (telecom[].rank as the string \"1\"): issue 16 point 3, tolerant reading, not landed yet"]
 async fn a_standalone_launch_against_the_cerner_persona_shows_the_patient_page() {
     standalone_shows_the_patient_page(Persona::Cerner).await;
 }
@@ -131,7 +130,6 @@ async fn an_ehr_launch_against_the_smart_persona_shows_the_patient_page() {
 }
 
 #[tokio::test]
-#[ignore = "the app refuses the Patient Cerner documents (telecom[].rank as the string \"1\"): issue 16 point 3, tolerant reading, not landed yet"]
 async fn an_ehr_launch_against_the_cerner_persona_shows_the_patient_page() {
     ehr_launch_shows_the_patient_page(Persona::Cerner).await;
 }

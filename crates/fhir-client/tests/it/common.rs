@@ -233,3 +233,10 @@ pub fn observation(id: &str, patient: &str, category: &str, value: &str) -> Valu
            "subject": {"reference": format!("Patient/{patient}")},
            "valueQuantity": {"value": value, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}})
 }
+
+/// Reads test JSON strictly into a model (the test's own data must be valid R4).
+pub fn typed<T: fhir_client::r4::FromJson>(value: Value) -> T {
+    fhir_client::r4::from_str(&value.to_string(), fhir_client::r4::Mode::Strict)
+        .expect("valid R4 JSON")
+        .0
+}

@@ -8,4 +8,4 @@ mod common;
 mod fault_server;
 mod faults;
 mod rest;
-mod round_trip;
+mod tolerant;
