@@ -391,6 +391,37 @@ async fn a_clinician_launches_the_app_in_chromium_and_sees_the_charts() {
         let pdf = (patient == 0).then(|| format!("{page}.pdf"));
         browser.print_view(&page, pdf.as_deref()).await;
         names.push(name.trim().to_owned());
+        if patient == 0 {
+            // The launch that just happened, step by step (issue 18): every step A-F and discovery shown,
+            // screenshot, and the same WCAG check as the other pages.
+            browser
+                .client
+                .goto(env.url("/inspect/timeline").as_str())
+                .await
+                .unwrap();
+            let headings = browser.client.find_all(Locator::Css("section h2")).await.unwrap();
+            let mut titles = Vec::new();
+            for h in headings {
+                titles.push(h.text().await.unwrap());
+            }
+            for step in [
+                "Discovery",
+                "Authorization request",
+                "Authorization grant",
+                "Token request",
+                "Access token",
+                "Resource requests",
+                "Protected resource",
+            ] {
+                assert!(
+                    titles.iter().any(|t| t.contains(step)),
+                    "the timeline shows {step}: {titles:?}"
+                );
+            }
+            browser.snap("timeline").await;
+            browser.check_wcag("launch timeline").await;
+            browser.client.goto(env.url("/").as_str()).await.unwrap();
+        }
         let root = browser.client.find(Locator::Css("html")).await.unwrap();
 
         browser
