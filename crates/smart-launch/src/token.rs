@@ -573,4 +573,19 @@ mod tests {
             Some("r2")
         );
     }
+
+    #[test]
+    fn a_refresh_answered_with_api_name_scopes_keeps_the_scopes_the_launch_had() {
+        // Epic answers refreshes like its first token: API names, not SMART scopes (fhir.epic.com's
+        // OAuth 2.0 specification). The refreshed set keeps what the launch was granted, not nothing.
+        let now = Utc::now();
+        let tokens = set(
+            json!({"access_token": "a", "refresh_token": "r1", "scope": "patient/Observation.rs openid"}),
+            now,
+        );
+        let epic = parse(json!({"access_token": "b", "token_type": "bearer",
+            "scope": "openid Patient.read Patient.search Observation.read "}));
+        let next = tokens.refreshed(&epic, now);
+        assert_eq!(next.scope.to_string(), "patient/Observation.rs openid");
+    }
 }

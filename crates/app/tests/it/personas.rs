@@ -7,7 +7,8 @@ use sandbox::{ClientSpec, Persona, SandboxConfig};
 use url::Url;
 
 use crate::common::{
-    Browser, CLIENT_ID, Options, TestEnv, click_through_ehr, init_logs, location, standalone_launch,
+    Browser, CLIENT_ID, Options, TestEnv, captured_logs, click_through_ehr, init_logs, location,
+    standalone_launch,
 };
 
 async fn start(persona: Persona) -> TestEnv {
@@ -137,4 +138,27 @@ async fn an_ehr_launch_against_the_cerner_persona_shows_the_patient_page() {
 #[tokio::test]
 async fn an_ehr_launch_against_the_epic_persona_shows_the_patient_page() {
     ehr_launch_shows_the_patient_page(Persona::Epic).await;
+}
+
+#[tokio::test]
+async fn epic_api_name_scopes_fall_back_to_the_requested_scopes_with_a_warning() {
+    // The Epic persona grants with API names ("openid Patient.read Patient.search …", as fhir.epic.com's
+    // OAuth 2.0 specification shows): the app must not read that as "nothing granted".
+    let env = start(Persona::Epic).await;
+    let browser = Browser::new();
+    let page = standalone_launch(&env, &browser).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        !page.body.contains("not shared with this app"),
+        "every section is asked for and shown: {}",
+        page.body
+    );
+    assert!(page.body.contains("Recent labs"));
+    let logs = captured_logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("WARN") && l.contains("not SMART scope syntax")),
+        "one warn line says the granted scopes were not understood"
+    );
+    env.stop().await;
 }
