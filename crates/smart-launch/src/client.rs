@@ -53,6 +53,10 @@ pub struct SmartClientConfig {
     /// Allow plain `http` for EHR endpoints on other hosts than this machine (discovery,
     /// authorize, token, keys, FHIR). Off by default: SMART requires TLS. Loopback is always allowed.
     pub allow_insecure_http: bool,
+    /// Shares each refresh with the other processes holding the same tokens (app instances behind a load
+    /// balancer), so a rotated refresh token is never sent twice. `None`: refreshes are single-flight within
+    /// one [`RefreshingToken`] only.
+    pub refresh_coordinator: Option<Arc<dyn crate::RefreshCoordinator>>,
 }
 
 impl SmartClientConfig {
@@ -70,6 +74,7 @@ impl SmartClientConfig {
             http_timeout: Duration::from_secs(30),
             prefer_authorize_post: false,
             allow_insecure_http: false,
+            refresh_coordinator: None,
         }
     }
 
@@ -430,12 +435,16 @@ impl SmartClient {
     /// [`SmartClient::token_source`] reading the time from `clock` (tests move time on without
     /// sleeping).
     pub fn token_source_with_clock(&self, tokens: TokenSet, clock: Clock) -> Arc<RefreshingToken> {
-        Arc::new(RefreshingToken::with_clock(
+        let source = RefreshingToken::with_clock(
             self.inner.tokens.clone(),
             tokens,
             self.inner.config.refresh_ahead,
             clock,
-        ))
+        );
+        Arc::new(match &self.inner.config.refresh_coordinator {
+            Some(coordinator) => source.with_coordinator(coordinator.clone()),
+            None => source,
+        })
     }
 
     /// Revoke a launch's grant at logout: the refresh token when there is one, else the access

@@ -219,6 +219,17 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+
+    /// A [`crate::RefreshCoordinator`] could not tell whether another process is refreshing these tokens (its
+    /// shared store failed), so no refresh was sent: sending one could reuse a rotated refresh token.
+    #[error(
+        "The tokens were not refreshed because the store shared with the app's other instances failed: {reason}. \
+         Try again in a moment."
+    )]
+    RefreshCoordination {
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// Why an id_token was not accepted.
@@ -330,6 +341,7 @@ impl Error {
             Error::InsecureUrl { what, url } => format!("plain http {what} {url}"),
             Error::Key { .. } => "unusable private key".to_owned(),
             Error::Config { .. } => "invalid client configuration".to_owned(),
+            Error::RefreshCoordination { .. } => "refresh coordination store failed".to_owned(),
         }
     }
 }

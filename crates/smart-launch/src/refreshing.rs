@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, watch};
 
 use crate::error::Error;
+use crate::refresh_coordinator::RefreshCoordinator;
 use crate::secret::AccessToken;
 use crate::token::{TokenClient, TokenSet};
 use crate::token_source::{BoxFuture, TokenSource};
@@ -23,6 +24,8 @@ pub struct RefreshingToken {
     refresh_ahead: Duration,
     updates: watch::Sender<TokenSet>,
     clock: Clock,
+    /// Shares each refresh with other processes holding the same tokens, when set.
+    coordinator: Option<Arc<dyn RefreshCoordinator>>,
 }
 
 /// Where a [`RefreshingToken`] reads the time (the system clock unless a test injects another).
@@ -52,7 +55,14 @@ impl RefreshingToken {
             refresh_ahead,
             updates,
             clock,
+            coordinator: None,
         }
+    }
+
+    /// Sends every refresh through `coordinator`, so that processes sharing these tokens refresh them once.
+    pub fn with_coordinator(mut self, coordinator: Arc<dyn RefreshCoordinator>) -> Self {
+        self.coordinator = Some(coordinator);
+        self
     }
 
     /// The current token set.
@@ -73,7 +83,12 @@ impl RefreshingToken {
     }
 
     async fn refresh_locked(&self, tokens: &mut TokenSet) -> Result<(), Error> {
-        let next = self.client.refresh_at(tokens, (self.clock)()).await?;
+        let current: &TokenSet = tokens;
+        let refresh = self.client.refresh_at(current, (self.clock)());
+        let next = match &self.coordinator {
+            Some(coordinator) => coordinator.coordinate(current, Box::pin(refresh)).await?,
+            None => refresh.await?,
+        };
         *tokens = next;
         self.updates.send_replace(tokens.clone());
         Ok(())
@@ -117,5 +132,71 @@ impl TokenSource for RefreshingToken {
         rejected: &AccessToken,
     ) -> BoxFuture<'_, Result<AccessToken, Error>> {
         Box::pin(self.replace_rejected(rejected.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::client_auth::ClientAuth;
+    use crate::secret::{ClientId, RefreshToken};
+
+    /// A coordinator that answers every refresh with the token set another process got, never sending one.
+    #[derive(Debug, Default)]
+    struct RefreshedElsewhere {
+        asked: AtomicUsize,
+    }
+
+    impl RefreshCoordinator for RefreshedElsewhere {
+        fn coordinate<'a>(
+            &'a self,
+            tokens: &'a TokenSet,
+            _refresh: BoxFuture<'a, Result<TokenSet, Error>>,
+        ) -> BoxFuture<'a, Result<TokenSet, Error>> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            let mut next = tokens.clone();
+            next.access_token = AccessToken::new("from-another-instance");
+            Box::pin(async move { Ok(next) })
+        }
+    }
+
+    fn tokens() -> TokenSet {
+        // Nothing listens on port 9: a refresh sent to it would fail the test.
+        let url = url::Url::parse("http://127.0.0.1:9/fhir").unwrap();
+        TokenSet {
+            access_token: AccessToken::new("old"),
+            token_type: "Bearer".into(),
+            expires_at: None,
+            refresh_token: Some(RefreshToken::new("r")),
+            scope: crate::ScopeSet::default(),
+            id_token: None,
+            issued_at: Utc::now(),
+            fhir_base: url.clone(),
+            token_endpoint: url.join("token").unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_coordinated_refresh_uses_the_coordinators_result_and_publishes_it() {
+        let client = TokenClient::new(ClientId::new("app"), ClientAuth::None).unwrap();
+        let coordinator = Arc::new(RefreshedElsewhere::default());
+        let source = RefreshingToken::new(client, tokens(), Duration::from_secs(30))
+            .with_coordinator(coordinator.clone());
+        let updates = source.subscribe();
+        let renewed = source
+            .refresh_after_unauthorized(&AccessToken::new("old"))
+            .await
+            .unwrap();
+        assert_eq!(renewed.secret(), "from-another-instance");
+        assert_eq!(coordinator.asked.load(Ordering::SeqCst), 1);
+        assert_eq!(updates.borrow().access_token.secret(), "from-another-instance");
+        // A second caller with the rejected token finds it replaced: no second refresh.
+        source
+            .refresh_after_unauthorized(&AccessToken::new("old"))
+            .await
+            .unwrap();
+        assert_eq!(coordinator.asked.load(Ordering::SeqCst), 1);
     }
 }
