@@ -78,8 +78,8 @@ pub struct AppConfig {
     /// The SQLite file holding server-side sessions and tokens.
     pub session_db: PathBuf,
     /// Where sessions are kept when not in `session_db`: a Redis URL (`redis://HOST:PORT/DB`), shared by
-    /// several instances of the app. `None`: the SQLite file `session_db`.
-    pub session_store: Option<Url>,
+    /// several instances of the app (its password, if any, never prints). `None`: the SQLite file `session_db`.
+    pub session_store: Option<crate::session::RedisUrl>,
     /// The key stored sessions are encrypted with (`session_key`, 64 hex characters). `None`: a key generated
     /// once into `session.key` beside `session_db` (mode 0600). Instances sharing a Redis store must share it.
     pub session_key: Option<crate::session::SessionKey>,
@@ -294,17 +294,10 @@ fn parse_url(key: &'static str, value: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-/// A `session_store` value: a `redis://` (or `rediss://`) URL.
-fn parse_session_store(value: &str) -> Result<Url, ConfigError> {
-    let url =
-        Url::parse(value).map_err(|e| invalid("session_store", format!("{value:?} is not a URL ({e})")))?;
-    if !matches!(url.scheme(), "redis" | "rediss") || url.host_str().is_none() {
-        return Err(invalid(
-            "session_store",
-            format!("{value:?} must be a redis://HOST:PORT/DB URL"),
-        ));
-    }
-    Ok(url)
+/// A `session_store` value: a `redis://` (or `rediss://`) URL. The message does not repeat the value, which may
+/// hold a password.
+fn parse_session_store(value: &str) -> Result<crate::session::RedisUrl, ConfigError> {
+    crate::session::RedisUrl::parse(value).map_err(|e| invalid("session_store", e.to_string()))
 }
 
 /// Where the session database goes when none is configured.
@@ -453,14 +446,6 @@ impl AppConfig {
                 crate::session::SessionKey::from_hex(v).map_err(|e| invalid("session_key", e.to_string()))
             })
             .transpose()?;
-        if session_store.is_some() {
-            // Parsed and checked now so an operator's setting is never silently ignored; the store itself is not
-            // in this build yet.
-            return Err(invalid(
-                "session_store",
-                "a Redis session store is not available in this build yet; leave it unset to keep sessions in session_db",
-            ));
-        }
         if session_store.is_some() && session_key.is_none() {
             return Err(invalid(
                 "session_key",
@@ -663,30 +648,46 @@ mod tests {
     }
 
     #[test]
-    fn a_redis_session_store_is_refused_until_this_build_has_one() {
+    fn a_redis_session_store_needs_a_shared_key_and_prints_without_its_password() {
         let config = AppConfig::from_sources(None, env(&[]), None).unwrap();
         assert!(config.session_store.is_none() && config.session_key.is_none());
         let key = "0f".repeat(32);
-        let err = AppConfig::from_sources(
+        let config = AppConfig::from_sources(
             None,
             env(&[
-                ("SMART_FHIR_SESSION_STORE", "redis://127.0.0.1:6379/2"),
+                (
+                    "SMART_FHIR_SESSION_STORE",
+                    "redis://app:hunter2-pw@127.0.0.1:6379/2",
+                ),
                 ("SMART_FHIR_SESSION_KEY", key.as_str()),
             ]),
             None,
         )
+        .unwrap();
+        let store = config
+            .session_store
+            .as_ref()
+            .expect("the Redis store is selected");
+        assert_eq!(store.secret_url().port(), Some(6379));
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2-pw"), "{printed}");
+        assert!(!printed.contains(&key), "the key is not printed: {printed}");
+        // Without a key the instances could not read each other's sessions.
+        let err = AppConfig::from_sources(
+            None,
+            env(&[("SMART_FHIR_SESSION_STORE", "redis://127.0.0.1:6379/2")]),
+            None,
+        )
         .unwrap_err();
-        assert!(err.to_string().contains("not available in this build"), "{err}");
-        let config =
-            AppConfig::from_sources(None, env(&[("SMART_FHIR_SESSION_KEY", key.as_str())]), None).unwrap();
-        assert!(config.session_key.is_some());
-        assert!(
-            !format!("{:?}", config.session_key).contains(&key),
-            "the key is not printed"
-        );
-        let err = AppConfig::from_sources(None, env(&[("SMART_FHIR_SESSION_STORE", "http://x/")]), None)
-            .unwrap_err();
+        assert!(err.to_string().contains("`session_key`"), "{err}");
+        let err = AppConfig::from_sources(
+            None,
+            env(&[("SMART_FHIR_SESSION_STORE", "http://user:hunter2-pw@x/")]),
+            None,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("`session_store`"), "{err}");
+        assert!(!err.to_string().contains("hunter2-pw"), "{err}");
         let err = AppConfig::from_sources(None, env(&[("SMART_FHIR_SESSION_KEY", "abc")]), None).unwrap_err();
         assert!(err.to_string().contains("64 hex"), "{err}");
     }

@@ -49,6 +49,14 @@ pub enum AppError {
 #[derive(Debug, Clone)]
 pub struct InternalErrorDetail(pub String);
 
+/// Marks a 503 answered because the shared session store is unreachable: the store logs the outage once (a
+/// `warn` when it starts, an `info` when it ends), so the request log does not warn about each request.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOutage;
+
+/// How long a browser is told to wait before trying again during a session-store outage.
+pub const OUTAGE_RETRY_AFTER_SECS: u32 = 5;
+
 impl AppError {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
@@ -73,8 +81,19 @@ impl AppError {
             AppError::Csrf => StatusCode::FORBIDDEN,
             AppError::NotLaunched => StatusCode::UNAUTHORIZED,
             AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::Session(crate::session::SessionError::Unavailable(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Session(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// Whether this is the shared session store being unreachable (answered 503, logged once per outage).
+    pub fn is_store_outage(&self) -> bool {
+        matches!(
+            self,
+            AppError::Session(crate::session::SessionError::Unavailable(_))
+        )
     }
 
     /// The page heading.
@@ -85,6 +104,7 @@ impl AppError {
             AppError::Fhir(_) => "The EHR could not be reached",
             AppError::BadRequest(_) => "Bad request",
             AppError::Csrf => "Form expired",
+            AppError::Session(crate::session::SessionError::Unavailable(_)) => "Temporarily unavailable",
             AppError::NotFound => "Page not found",
             AppError::Session(_) | AppError::Internal(_) => "Something went wrong",
         }
@@ -105,6 +125,10 @@ impl AppError {
 
     fn user_message(&self) -> String {
         match self {
+            AppError::Session(crate::session::SessionError::Unavailable(_)) => {
+                "The app cannot reach its session store just now. Your sign-in is kept; try again in a moment."
+                    .to_owned()
+            }
             AppError::Session(_) | AppError::Internal(_) => {
                 "The app failed unexpectedly. The problem has been logged; start over, and if it happens \
                  again tell the app's operator."
@@ -130,7 +154,13 @@ impl IntoResponse for AppError {
             }
         };
         let mut response = (status, layout::page(title, None, body)).into_response();
-        if status.is_server_error() {
+        if self.is_store_outage() {
+            response.extensions_mut().insert(StoreOutage);
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(OUTAGE_RETRY_AFTER_SECS),
+            );
+        } else if status.is_server_error() {
             // Logged once by the request-log middleware, with the request id.
             response
                 .extensions_mut()
@@ -205,6 +235,20 @@ mod tests {
         assert!(body.contains("Authorization Error"));
         assert!(body.contains("Start over"));
         assert!(body.contains("No launch is waiting"));
+    }
+
+    #[test]
+    fn a_session_store_outage_is_a_503_with_retry_after_and_no_internal_detail() {
+        let unreachable = redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused",
+        ));
+        let response =
+            AppError::Session(crate::session::SessionError::Unavailable(unreachable)).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "5");
+        assert!(response.extensions().get::<StoreOutage>().is_some());
+        assert!(response.extensions().get::<InternalErrorDetail>().is_none());
     }
 
     #[test]

@@ -499,10 +499,12 @@ async fn revoke_within(state: &AppState, record: &LaunchRecord, timeout: Duratio
 /// How long log-out waits for the EHR to revoke the tokens before going on without it.
 pub const REVOKE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Builds the SMART client for `config`: client id, redirect URI, scopes, credentials, allow-list.
+/// Builds the SMART client for `config`: client id, redirect URI, scopes, credentials, allow-list, and the
+/// coordinator that makes every refresh happen once among the instances sharing the session store.
 pub fn smart_client(
     config: &crate::config::AppConfig,
     redirect_uri: Url,
+    refresh_coordinator: Arc<dyn smart_launch::RefreshCoordinator>,
 ) -> Result<SmartClient, smart_launch::Error> {
     let auth = match (&config.client_secret, &config.private_key) {
         (Some(secret), _) => ClientAuth::ClientSecretBasic(secret.clone()),
@@ -533,6 +535,7 @@ pub fn smart_client(
     smart.http_timeout = Duration::from_secs(15);
     smart.prefer_authorize_post = config.authorize_post;
     smart.allow_insecure_http = config.insecure_http;
+    smart.refresh_coordinator = Some(refresh_coordinator);
     SmartClient::new(smart)
 }
 

@@ -3,7 +3,8 @@
 //!
 //! The id is also sent back in `x-request-id` so a user can quote it, and every event a handler logs
 //! is inside the request's span. Unexpected errors ([`crate::error::InternalErrorDetail`]) are logged
-//! here, once, at `error` level.
+//! here, once, at `error` level; a 503 of a session-store outage ([`crate::error::StoreOutage`]) at `info`,
+//! since the store warns once per outage.
 
 use std::time::Instant;
 
@@ -13,7 +14,7 @@ use axum::response::Response;
 use http::HeaderValue;
 use tracing::Instrument;
 
-use crate::error::InternalErrorDetail;
+use crate::error::{InternalErrorDetail, StoreOutage};
 
 /// The response header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -41,6 +42,13 @@ pub async fn log_requests(request: Request, next: Next) -> Response {
         } else {
             tracing::warn!(status, latency_ms, detail = %detail.0, "request failed upstream");
         }
+    } else if response.extensions().get::<StoreOutage>().is_some() {
+        // The store said so once, at `warn`, when the outage began.
+        tracing::info!(
+            status,
+            latency_ms,
+            "request refused: the session store is unavailable"
+        );
     } else if status >= 500 {
         tracing::warn!(status, latency_ms, "request finished");
     } else {

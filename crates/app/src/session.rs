@@ -46,9 +46,14 @@ use crate::error::AppError;
 use crate::launch::LaunchRecord;
 use crate::state::AppState;
 
+mod redis_store;
+mod refresh;
 mod seal;
+mod store_url;
 
+pub use refresh::StoreRefreshCoordinator;
 pub use seal::{BadSessionKey, SessionKey};
+pub use store_url::{BadRedisUrl, RedisUrl};
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "smart_fhir_session";
@@ -88,6 +93,9 @@ pub enum SessionError {
     /// A blocking database task did not finish.
     #[error("A session database task failed: {0}.")]
     Task(String),
+    /// The Redis session store cannot be reached or failed (the request gets a 503).
+    #[error("The session store (Redis) is unavailable: {0}.")]
+    Unavailable(redis::RedisError),
 }
 
 /// A session id: 32 bytes from the OS CSPRNG, base64url. `Debug` does not print it.
@@ -251,8 +259,12 @@ impl SessionCache {
 /// sessions in front of it. Cheap to clone.
 #[derive(Clone)]
 pub struct SessionStore {
-    conn: Arc<Mutex<Connection>>,
+    /// The SQLite connection; `None` when the sessions live in Redis.
+    conn: Option<Arc<Mutex<Connection>>>,
     cache: Arc<SessionCache>,
+    /// The shared Redis store, when configured: every method goes there and the cache is not used, so a
+    /// log-out on another instance is never hidden by a copy held here.
+    redis: Option<Arc<redis_store::RedisSessions>>,
     ttl: Duration,
     key: SessionKey,
 }
@@ -292,6 +304,7 @@ impl SessionStore {
                  created_at INTEGER NOT NULL
              );",
         )?;
+        refresh::create_tables(&conn)?;
         // Files written before sessions had a generation get the column.
         let has_generation = conn
             .prepare("SELECT 1 FROM pragma_table_info('sessions') WHERE name = 'generation'")?
@@ -301,13 +314,26 @@ impl SessionStore {
         }
         drop_unsealed_rows(&conn)?;
         let store = SessionStore {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: Some(Arc::new(Mutex::new(conn))),
             cache: Arc::new(SessionCache::default()),
+            redis: None,
             ttl,
             key,
         };
         store.purge_expired_blocking()?;
         Ok(store)
+    }
+
+    /// A store of sessions in the Redis at `url` (`redis://HOST:PORT/DB`), shared with every instance using the
+    /// same URL and `key`. Connects on first use (so the app starts while Redis is away, answering 503 meanwhile).
+    pub fn redis(url: &RedisUrl, ttl: Duration, key: SessionKey) -> Result<SessionStore, SessionError> {
+        Ok(SessionStore {
+            conn: None,
+            cache: Arc::new(SessionCache::default()),
+            redis: Some(Arc::new(redis_store::RedisSessions::new(url)?)),
+            ttl,
+            key,
+        })
     }
 
     /// How long a session lives.
@@ -322,7 +348,10 @@ impl SessionStore {
         durability: Durability,
         f: impl FnOnce(&Connection, &SessionCache) -> Result<T, SessionError> + Send + 'static,
     ) -> Result<T, SessionError> {
-        let conn = self.conn.clone();
+        let conn = self
+            .conn
+            .clone()
+            .ok_or_else(|| SessionError::Task("no SQLite database in Redis mode".into()))?;
         let cache = self.cache.clone();
         tokio::task::spawn_blocking(move || {
             let guard = conn
@@ -342,8 +371,8 @@ impl SessionStore {
     }
 
     fn purge_expired_blocking(&self) -> Result<(), SessionError> {
-        let conn = self
-            .conn
+        let Some(conn) = &self.conn else { return Ok(()) };
+        let conn = conn
             .lock()
             .map_err(|_| SessionError::Task("the database lock was poisoned".into()))?;
         purge_expired(&conn, &self.cache)
@@ -351,11 +380,18 @@ impl SessionStore {
 
     /// Deletes expired sessions and pending launches (the server calls this every [`PURGE_INTERVAL`]).
     pub async fn purge(&self) -> Result<(), SessionError> {
+        if self.redis.is_some() {
+            // Redis expires keys by their TTL.
+            return Ok(());
+        }
         self.with_conn(Durability::Normal, purge_expired).await
     }
 
     /// How many sessions and pending launches the database holds (expired ones not yet purged included).
     pub async fn row_counts(&self) -> Result<(usize, usize), SessionError> {
+        if let Some(redis) = &self.redis {
+            return redis.counts().await;
+        }
         self.with_conn(Durability::Normal, |conn, _| {
             let count = |table: &str| -> Result<usize, SessionError> {
                 let n: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?;
@@ -369,6 +405,17 @@ impl SessionStore {
     /// The session with this id, unless it does not exist or has expired. Served from memory when it
     /// was loaded or saved recently.
     pub async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, SessionError> {
+        if let Some(redis) = &self.redis {
+            let Some((sealed, generation)) = redis.load(id.key()).await? else {
+                return Ok(None);
+            };
+            let Some(plain) = self.key.open(id.key(), &sealed) else {
+                tracing::debug!("a stored session does not open under the session key; it is ignored");
+                return Ok(None);
+            };
+            let data = Arc::new(serde_json::from_slice::<SessionData>(&plain)?);
+            return Ok(Some(StoredSession { data, generation }));
+        }
         if let Some(stored) = self.cache.get(id.key(), now_unix()) {
             return Ok(Some(stored));
         }
@@ -441,6 +488,20 @@ impl SessionStore {
         } else {
             self.ttl.min(PENDING_LAUNCH_TTL)
         };
+        if let Some(redis) = &self.redis {
+            return match mode {
+                SaveMode::Fresh => redis.insert(&key, &text, ttl, old_key.as_deref()).await,
+                SaveMode::IfUnchangedSince(generation) => {
+                    if !redis.update(&key, &text, Some(generation)).await? {
+                        tracing::debug!(
+                            "a session changed while a request used it; the newer version is kept"
+                        );
+                    }
+                    Ok(())
+                }
+                SaveMode::Overwrite => redis.update(&key, &text, None).await.map(drop),
+            };
+        }
         self.with_conn(durability, move |conn, cache| {
             let now = now_unix();
             let written: Option<(i64, i64)> = match mode {
@@ -498,6 +559,12 @@ impl SessionStore {
     /// Deletes sessions and the launches they started, synced to disk before it returns.
     pub async fn delete(&self, ids: &[&SessionId]) -> Result<(), SessionError> {
         let keys: Vec<String> = ids.iter().map(|id| id.key().to_owned()).collect();
+        if let Some(redis) = &self.redis {
+            for key in &keys {
+                redis.delete(key).await?;
+            }
+            return Ok(());
+        }
         self.with_conn(Durability::Synced, move |conn, cache| {
             for key in &keys {
                 delete_rows(conn, key)?;
@@ -519,6 +586,12 @@ impl SessionStore {
         let state_hash = hash_hex(state);
         let session_hash = session.key().to_owned();
         let data = self.key.seal(&state_hash, data.as_bytes());
+        if let Some(redis) = &self.redis {
+            let ttl = PENDING_LAUNCH_TTL;
+            return redis
+                .put_pending(&state_hash, &session_hash, &data, ttl, MAX_PENDING_PER_SESSION)
+                .await;
+        }
         self.with_conn(Durability::Normal, move |conn, cache| {
             purge_expired(conn, cache)?;
             // Room for this one within the session's cap: its oldest launches go.
@@ -551,6 +624,18 @@ impl SessionStore {
         let state_hash = hash_hex(state);
         let session_hash = session.map(|s| s.key().to_owned());
         let seal_key = self.key.clone();
+        if let Some(redis) = &self.redis {
+            let Some((owner, data)) = redis.take_pending(&state_hash).await? else {
+                return Ok(None);
+            };
+            let same_session = session_hash
+                .as_deref()
+                .is_some_and(|s| crate::csrf::constant_time_eq(s, &owner));
+            return Ok(same_session
+                .then(|| seal_key.open(&state_hash, &data))
+                .flatten()
+                .and_then(|plain| String::from_utf8(plain).ok()));
+        }
         self.with_conn(Durability::Normal, move |conn, _| {
             let row: Option<(String, String, i64)> = conn
                 .query_row(
@@ -642,6 +727,7 @@ fn purge_expired(conn: &Connection, cache: &SessionCache) -> Result<(), SessionE
         "DELETE FROM pending_launches WHERE created_at < ?1",
         params![pending_cutoff],
     )?;
+    refresh::purge(conn)?;
     cache.purge(now);
     Ok(())
 }
@@ -850,7 +936,7 @@ pub async fn session_layer(State(state): State<AppState>, mut request: Request, 
                 inner.generation = stored.generation;
             }
             Ok(None) => {}
-            Err(e) => return AppError::Internal(e.into()).into_response(),
+            Err(e) => return AppError::Session(e).into_response(),
         }
     }
     let session = Session {
@@ -863,7 +949,7 @@ pub async fn session_layer(State(state): State<AppState>, mut request: Request, 
             response.headers_mut().append(SET_COOKIE, cookie);
         }
         Ok(None) => {}
-        Err(e) => return AppError::Internal(e.into()).into_response(),
+        Err(e) => return AppError::Session(e).into_response(),
     }
     response
 }

@@ -11,7 +11,7 @@ use crate::config::AppConfig;
 use crate::launch::smart_client;
 use crate::pages::home::SummaryView;
 use crate::server::StartError;
-use crate::session::{Session, SessionKey, SessionStore, key_file_beside};
+use crate::session::{Session, SessionKey, SessionStore, StoreRefreshCoordinator, key_file_beside};
 use crate::style::ThemeCache;
 
 /// At most this many sessions' summaries are kept in memory.
@@ -76,8 +76,14 @@ impl AppState {
             None => SessionKey::load_or_create(&key_file_beside(&config.session_db))
                 .map_err(|e| sessions_error(e.into()))?,
         };
-        let sessions =
-            SessionStore::open(&config.session_db, config.session_ttl, key).map_err(sessions_error)?;
+        let sessions = match &config.session_store {
+            Some(url) => {
+                tracing::info!(store = %url, "sessions are kept in Redis, shared with the app's other instances");
+                SessionStore::redis(url, config.session_ttl, key)
+            }
+            None => SessionStore::open(&config.session_db, config.session_ttl, key),
+        }
+        .map_err(sessions_error)?;
         let http = reqwest::Client::builder()
             // The style document and other side fetches: never follow redirects, never wait long.
             .redirect(reqwest::redirect::Policy::none())
@@ -87,7 +93,8 @@ impl AppState {
         // One connection pool for every session's FHIR reads: a page view reuses open connections to the EHR.
         let fhir_pool = fhir_client::HttpPool::new(Duration::from_secs(10))
             .map_err(|e| StartError::HttpClient(e.to_string()))?;
-        let smart = smart_client(&config, redirect_uri.clone()).map_err(StartError::Launch)?;
+        let coordinator = Arc::new(StoreRefreshCoordinator::new(sessions.clone()));
+        let smart = smart_client(&config, redirect_uri.clone(), coordinator).map_err(StartError::Launch)?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 config,

@@ -471,12 +471,19 @@ pub fn location(page: &Page) -> Url {
 
 /// A complete standalone launch: `/`, authorize, the EHR's pages, callback, back at `/`.
 pub async fn standalone_launch(env: &TestEnv, browser: &Browser) -> Page {
-    let start = browser.get(env.url("/")).await;
+    standalone_launch_at(&env.app.url, browser).await
+}
+
+/// A complete standalone launch of the app at `app` (an instance, or a proxy in front of several).
+pub async fn standalone_launch_at(app: &Url, browser: &Browser) -> Page {
+    let start = browser.get(app.join("/").unwrap()).await;
     assert_eq!(start.status, 200, "{}", start.body);
     assert!(start.body.contains("href=\"/authorize\""), "{}", start.body);
-    let app_origin = env.app.url.origin();
+    let app_origin = app.origin();
     let ehr = browser
-        .navigate_until("GET", env.url("/authorize"), None, |u| u.origin() != app_origin)
+        .navigate_until("GET", app.join("/authorize").unwrap(), None, |u| {
+            u.origin() != app_origin
+        })
         .await;
     let first_ehr_page = browser.get(location(&ehr)).await;
     let back = click_through_ehr(browser, first_ehr_page, "approve", &|u: &Url| {

@@ -6,6 +6,7 @@ mod browser;
 mod common;
 mod errors;
 mod fake_ehr;
+mod instances;
 mod launch;
 mod logs;
 mod oidc;
