@@ -9,7 +9,8 @@
 //! vital signs at each (blood pressure panel, heart rate, weight, height, BMI, temperature, SpO2), lab results with
 //! reference ranges and interpretations (every fourth patient from the second has fifteen years of visits whose
 //! older half is in lb, in and °F; every fourth from the fourth has glucose and cholesterol in mmol/L), Conditions (SNOMED CT), MedicationRequests (RxNorm), AllergyIntolerances
-//! and Immunizations (CVX). One patient (the third, when there are at least three) has no name at all, because
+//! and Immunizations (CVX), and — drawn last, so the rest is as it was before they were added — a DiagnosticReport per
+//! lab panel with its results, a few Procedures (SNOMED CT) and MedicationStatements the patient reported (RxNorm). One patient (the third, when there are at least three) has no name at all, because
 //! real EHRs have such records and apps must cope.
 
 pub mod cohort;
@@ -297,5 +298,41 @@ mod tests {
         assert_eq!(glucose["valueQuantity"]["code"], "mmol/L");
         assert_eq!(glucose["referenceRange"][0]["low"]["value"], 3.9, "70 mg/dL");
         assert!(vitals(3, "2339-0").is_empty(), "not also in mg/dL");
+    }
+
+    #[test]
+    fn every_lab_result_is_in_one_report_and_records_have_procedures_and_reported_medications() {
+        let g = Generator::new(12, 42);
+        let (mut procedures, mut statements) = (0, 0);
+        for index in 0..12 {
+            let record = g.patient_record(index);
+            let labs: Vec<String> = record
+                .iter()
+                .filter(|r| r["category"][0]["coding"][0]["code"] == "laboratory")
+                .map(|r| format!("Observation/{}", r["id"].as_str().unwrap()))
+                .collect();
+            let mut reported: Vec<String> = record
+                .iter()
+                .filter(|r| r["resourceType"] == "DiagnosticReport")
+                .flat_map(|r| r["result"].as_array().unwrap().clone())
+                .map(|reference| reference["reference"].as_str().unwrap().to_owned())
+                .collect();
+            reported.sort();
+            let mut expected = labs.clone();
+            expected.sort();
+            assert_eq!(
+                reported, expected,
+                "patient {index}: each lab in exactly one report"
+            );
+            procedures += record.iter().filter(|r| r["resourceType"] == "Procedure").count();
+            statements += record
+                .iter()
+                .filter(|r| r["resourceType"] == "MedicationStatement")
+                .count();
+        }
+        assert!(
+            procedures > 0 && statements > 0,
+            "{procedures} procedures, {statements} statements"
+        );
     }
 }

@@ -14,6 +14,7 @@ const CONDITION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/conditio
 const ALLERGY_CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
 const ALLERGY_VERIFICATION: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
 const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+const DIAGNOSTIC_SERVICE: &str = "http://terminology.hl7.org/CodeSystem/v2-0074";
 
 /// The sandbox's one organization.
 pub(crate) fn organization(id: &str) -> Value {
@@ -82,6 +83,21 @@ pub(crate) struct RecordBuilder<'a> {
     practitioners: &'a [PractitionerInfo],
     patient_id: String,
     out: Vec<Value>,
+    /// The lab panels drawn so far, for their DiagnosticReports (made after everything else, so that
+    /// adding them left every earlier draw of the stream, and so every other resource, unchanged).
+    panels: Vec<LabPanel>,
+}
+
+/// One panel of lab results taken at a visit: what its DiagnosticReport needs.
+struct LabPanel {
+    /// (LOINC code, display) of the panel.
+    code: (&'static str, &'static str),
+    encounter: String,
+    practitioner: usize,
+    taken: DateTime<Utc>,
+    issued: DateTime<Utc>,
+    /// The Observations' ids.
+    results: Vec<String>,
 }
 
 /// A patient's physiology, so vital signs drift plausibly from visit to visit.
@@ -156,6 +172,7 @@ impl<'a> RecordBuilder<'a> {
             practitioners,
             patient_id,
             out: Vec::new(),
+            panels: Vec::new(),
         }
     }
 
@@ -187,6 +204,10 @@ impl<'a> RecordBuilder<'a> {
             }
         }
         self.allergies(&visits);
+        // Drawn last, so the resources above are the same as before these were generated.
+        self.diagnostic_reports();
+        self.procedures(&visits);
+        self.medication_statements(&visits);
         self.out
     }
 
@@ -574,7 +595,96 @@ impl<'a> RecordBuilder<'a> {
             let mut obs = self.observation(visit, "laboratory", "Laboratory", test.code, test.display);
             obs["effectiveDateTime"] = json!(instant(taken));
             merge(&mut obs, lab_value(test, v));
+            let id = obs["id"].as_str().unwrap_or_default().to_owned();
+            let panel = vocab::LAB_PANELS
+                .iter()
+                .find(|(_, _, members)| members.contains(&code))
+                .map_or(("11502-2", "Laboratory report"), |(c, d, _)| (*c, *d));
+            match self
+                .panels
+                .iter_mut()
+                .find(|p| p.encounter == visit.id && p.code == panel)
+            {
+                Some(p) => p.results.push(id),
+                None => self.panels.push(LabPanel {
+                    code: panel,
+                    encounter: visit.id.clone(),
+                    practitioner: visit.practitioner,
+                    taken,
+                    issued: visit.start + Duration::minutes(90),
+                    results: vec![id],
+                }),
+            }
             self.out.push(obs);
+        }
+    }
+
+    /// One DiagnosticReport per lab panel, its `result`s the panel's Observations (US Core's
+    /// DiagnosticReport for laboratory results: category `LAB` from v2-0074, a LOINC panel code,
+    /// `effective[x]`, `issued`; hl7.org/fhir/us/core/StructureDefinition-us-core-diagnosticreport-lab).
+    fn diagnostic_reports(&mut self) {
+        for panel in std::mem::take(&mut self.panels) {
+            let report = json!({
+                "resourceType": "DiagnosticReport",
+                "id": random_id(&mut self.rng),
+                "status": "final",
+                "category": [concept(DIAGNOSTIC_SERVICE, "LAB", "Laboratory")],
+                "code": concept(vocab::LOINC, panel.code.0, panel.code.1),
+                "subject": self.patient_ref(),
+                "encounter": reference("Encounter", &panel.encounter),
+                "effectiveDateTime": instant(panel.taken),
+                "issued": instant_millis(panel.issued),
+                "performer": [self.practitioner_ref(panel.practitioner)],
+                "result": panel.results.iter().map(|id| reference("Observation", id)).collect::<Vec<_>>()
+            });
+            self.out.push(report);
+        }
+    }
+
+    /// Zero to three procedures, each done at a visit; an older one recorded without its encounter.
+    fn procedures(&mut self, visits: &[Visit]) {
+        for _ in 0..self.rng.random_range(0..=3) {
+            let Some(visit) = visits.choose(&mut self.rng) else {
+                return;
+            };
+            let (code, display) = *pick(&mut self.rng, vocab::PROCEDURES);
+            let start = visit.start + Duration::minutes(self.rng.random_range(10..40));
+            let end = start + Duration::minutes(self.rng.random_range(15..90));
+            let procedure = json!({
+                "resourceType": "Procedure",
+                "id": random_id(&mut self.rng),
+                "status": "completed",
+                "code": concept(vocab::SNOMED, code, display),
+                "subject": self.patient_ref(),
+                "encounter": reference("Encounter", &visit.id),
+                "performedPeriod": { "start": instant(start), "end": instant(end) },
+                "performer": [{ "actor": self.practitioner_ref(visit.practitioner) }]
+            });
+            self.out.push(procedure);
+        }
+    }
+
+    /// Zero to two medications the patient reports taking (over the counter, from elsewhere):
+    /// MedicationStatements whose information source is the patient, as IPS's medication summary
+    /// lists beside the orders (hl7.org/fhir/uv/ips, Medication Summary section).
+    fn medication_statements(&mut self, visits: &[Visit]) {
+        let Some(last) = visits.last() else { return };
+        for _ in 0..self.rng.random_range(0..=2) {
+            let (code, display, dosage) = *pick(&mut self.rng, vocab::REPORTED_MEDICATIONS);
+            let since = last.start - Duration::days(self.rng.random_range(30..900));
+            let statement = json!({
+                "resourceType": "MedicationStatement",
+                "id": random_id(&mut self.rng),
+                "status": "active",
+                "medicationCodeableConcept": concept(vocab::RXNORM, code, display),
+                "subject": self.patient_ref(),
+                "context": reference("Encounter", &last.id),
+                "effectivePeriod": { "start": instant(since) },
+                "dateAsserted": instant(last.start),
+                "informationSource": self.patient_ref(),
+                "dosage": [{ "text": dosage }]
+            });
+            self.out.push(statement);
         }
     }
 

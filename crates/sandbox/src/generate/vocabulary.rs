@@ -529,3 +529,59 @@ pub(crate) const SPECIALTIES: &[&str] = &[
     "Pulmonology",
     "Nephrology",
 ];
+
+/// Lab panels, `(LOINC code, display, member LOINC codes)`: the DiagnosticReport each lab result is
+/// reported under (a result in none goes under LOINC 11502-2 "Laboratory report").
+pub(crate) const LAB_PANELS: &[(&str, &str, &[&str])] = &[
+    (
+        "51990-0",
+        "Basic metabolic panel - Blood",
+        &["2339-0", "15074-8", "2160-0", "2823-3", "2951-2"],
+    ),
+    (
+        "58410-2",
+        "CBC panel - Blood by Automated count",
+        &["718-7", "6690-2", "777-3"],
+    ),
+    (
+        "57698-3",
+        "Lipid panel with direct LDL - Serum or Plasma",
+        &["2093-3", "14647-2", "2089-1", "2085-9", "2571-8"],
+    ),
+    ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", &["4548-4"]),
+];
+
+/// (SNOMED CT code, display) of procedures done at a visit.
+pub(crate) const PROCEDURES: &[(&str, &str)] = &[
+    ("29303009", "Electrocardiographic procedure"),
+    ("117015009", "Throat culture"),
+    ("288086009", "Suture open wound"),
+    ("73761001", "Colonoscopy"),
+    ("430193006", "Medication reconciliation"),
+    ("76601001", "Intramuscular injection"),
+];
+
+/// (RxNorm code, display, dosage text) of medications patients report taking.
+pub(crate) const REPORTED_MEDICATIONS: &[(&str, &str, &str)] = &[
+    ("243670", "aspirin 81 MG Oral Tablet", "1 tablet by mouth daily"),
+    (
+        "313782",
+        "acetaminophen 325 MG Oral Tablet",
+        "2 tablets as needed for pain, at most 8 a day",
+    ),
+    (
+        "310965",
+        "ibuprofen 200 MG Oral Tablet",
+        "1–2 tablets as needed for pain",
+    ),
+    (
+        "311372",
+        "loratadine 10 MG Oral Tablet",
+        "1 tablet daily in hay-fever season",
+    ),
+    (
+        "1049630",
+        "diphenhydramine hydrochloride 25 MG Oral Tablet",
+        "1 tablet at night as needed",
+    ),
+];
