@@ -49,11 +49,13 @@ pub const CERNER_SANDBOX_PROFILE: &str = "cerner-sandbox";
 /// The scopes the patient summary reads, in SMART v1 form (understood by every SMART server).
 const SUMMARY_SCOPES_V1: &str = "patient/Patient.read patient/Observation.read patient/Condition.read \
      patient/MedicationRequest.read patient/AllergyIntolerance.read patient/Immunization.read \
-     patient/Encounter.read";
+     patient/Encounter.read patient/MedicationStatement.read patient/Procedure.read \
+     patient/DiagnosticReport.read";
 
 /// The scopes the patient summary reads, in SMART v2 form.
 const SUMMARY_SCOPES_V2: &str = "patient/Patient.rs patient/Observation.rs patient/Condition.rs \
-     patient/MedicationRequest.rs patient/AllergyIntolerance.rs patient/Immunization.rs patient/Encounter.rs";
+     patient/MedicationRequest.rs patient/AllergyIntolerance.rs patient/Immunization.rs patient/Encounter.rs \
+     patient/MedicationStatement.rs patient/Procedure.rs patient/DiagnosticReport.rs";
 
 /// The app's configuration, validated. Build it with [`AppConfig::load`] (file + environment),
 /// [`AppConfig::from_sources`] (explicit text + variables) or [`AppConfig::for_issuer`] (tests, demo).

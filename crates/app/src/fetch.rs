@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::Utc;
 use fhir_client::r4::ResourceType;
 use fhir_client::r4::{
-    AllergyIntolerance, Condition, Encounter, Immunization, MedicationRequest, Observation, Patient,
-    TextValue,
+    AllergyIntolerance, Condition, DiagnosticReport, Encounter, Immunization, MedicationRequest,
+    MedicationStatement, Observation, Patient, Procedure, Resource, TextValue,
 };
 use fhir_client::search::SearchParams;
 use fhir_client::{FhirClient, FhirError, RequestObserver, RetryPolicy};
@@ -51,6 +51,8 @@ fn is_relaunch(error: &FhirError) -> bool {
 /// What a section's search read: the resources, and whether the EHR had more pages than were read.
 struct Paged<R> {
     resources: Vec<R>,
+    /// What `_include` brought beside them.
+    included: Vec<Resource>,
     /// The search's last page read had a `next` link (or a later page failed).
     more: bool,
     /// The server's `Bundle.total`, when it gave one.
@@ -74,6 +76,7 @@ async fn section_search<R: ResourceType + Send + 'static>(
     let mut pages = std::pin::pin!(client.search_pages::<R>(params));
     let mut read = Paged {
         resources: Vec::new(),
+        included: Vec::new(),
         more: false,
         total: None,
     };
@@ -84,6 +87,7 @@ async fn section_search<R: ResourceType + Send + 'static>(
                 read.total = read.total.or(page.total);
                 read.more = page.next.is_some();
                 read.resources.extend(page.matches);
+                read.included.extend(page.included);
             }
             Some(Err(e)) if n == 0 => return Some(Err(e)),
             Some(Err(e)) => {
@@ -121,9 +125,17 @@ fn to_section<R, T>(
     result: Option<Result<Paged<R>, FhirError>>,
     rows: impl FnOnce(&[R]) -> Vec<T>,
 ) -> Section<T> {
+    to_section_with(result, |paged| rows(&paged.resources))
+}
+
+/// [`to_section`], the rows built from the whole read (its `_include`d resources too).
+fn to_section_with<R, T>(
+    result: Option<Result<Paged<R>, FhirError>>,
+    rows: impl FnOnce(&Paged<R>) -> Vec<T>,
+) -> Section<T> {
     match result {
         None => Section::NotShared,
-        Some(Ok(paged)) => Section::Shown(rows(&paged.resources)),
+        Some(Ok(paged)) => Section::Shown(rows(&paged)),
         Some(Err(FhirError::Forbidden { .. })) => Section::NotShared,
         Some(Err(e)) => {
             tracing::warn!(error = %e, "a summary section could not be fetched");
@@ -198,39 +210,69 @@ pub async fn summary_observed(
             None
         }
     };
-    let (patient, vitals, labs, conditions, medications, allergies, immunizations, encounters) = tokio::join!(
-        patient_read,
-        section_search::<Observation>(
-            &client,
-            granted,
-            "Observation",
-            dated(by_patient().raw("category", "vital-signs").count(200)),
-            MAX_PAGES,
-        ),
-        section_search::<Observation>(
-            &client,
-            granted,
-            "Observation",
-            dated(by_patient().raw("category", "laboratory").count(50)),
-            1,
-        ),
-        section_search::<Condition>(&client, granted, "Condition", by_patient().count(100), 1),
-        section_search::<MedicationRequest>(
-            &client,
-            granted,
-            "MedicationRequest",
-            by_patient().count(100),
-            1
-        ),
-        section_search::<AllergyIntolerance>(
-            &client,
-            granted,
-            "AllergyIntolerance",
-            by_patient().count(100),
-            1
-        ),
-        section_search::<Immunization>(&client, granted, "Immunization", by_patient().count(100), 1),
-        section_search::<Encounter>(&client, granted, "Encounter", dated(by_patient().count(100)), 1),
+    let (
+        (patient, vitals, labs, conditions, medications, allergies, immunizations, encounters),
+        (statements, procedures, reports),
+    ) = tokio::join!(
+        async {
+            tokio::join!(
+                patient_read,
+                section_search::<Observation>(
+                    &client,
+                    granted,
+                    "Observation",
+                    dated(by_patient().raw("category", "vital-signs").count(200)),
+                    MAX_PAGES,
+                ),
+                section_search::<Observation>(
+                    &client,
+                    granted,
+                    "Observation",
+                    dated(by_patient().raw("category", "laboratory").count(50)),
+                    1,
+                ),
+                section_search::<Condition>(&client, granted, "Condition", by_patient().count(100), 1),
+                section_search::<MedicationRequest>(
+                    &client,
+                    granted,
+                    "MedicationRequest",
+                    by_patient().count(100),
+                    1
+                ),
+                section_search::<AllergyIntolerance>(
+                    &client,
+                    granted,
+                    "AllergyIntolerance",
+                    by_patient().count(100),
+                    1
+                ),
+                section_search::<Immunization>(&client, granted, "Immunization", by_patient().count(100), 1),
+                section_search::<Encounter>(&client, granted, "Encounter", dated(by_patient().count(100)), 1),
+            )
+        },
+        async {
+            tokio::join!(
+                // The sandbox, Cerner and Epic do not sort MedicationStatement by date: the rows are sorted here.
+                section_search::<MedicationStatement>(
+                    &client,
+                    granted,
+                    "MedicationStatement",
+                    by_patient().count(100),
+                    1
+                ),
+                section_search::<Procedure>(&client, granted, "Procedure", dated(by_patient().count(50)), 1),
+                // Each report's results come in the same Bundle (`_include=DiagnosticReport:result`, FHIR R4
+                // search §3.1.1.5.5, hl7.org/fhir/R4/search.html#include); the Observations are returned
+                // only where the token also covers Observation.
+                section_search::<DiagnosticReport>(
+                    &client,
+                    granted,
+                    "DiagnosticReport",
+                    dated(by_patient().include("DiagnosticReport:result").count(20)),
+                    1
+                ),
+            )
+        }
     );
 
     // The patient read decides whether there is a page at all; so does any relaunch-worthy failure.
@@ -285,7 +327,14 @@ pub async fn summary_observed(
                 _ => None,
             }
         }),
+        absence("Active medications", &statements, |m| {
+            match m.medication.as_ref() {
+                Some(fhir_client::r4::MedicationStatementMedication::CodeableConcept(c)) => Some(c),
+                _ => None,
+            }
+        }),
         absence("Immunizations", &immunizations, |i| i.vaccine_code.as_deref()),
+        absence("Procedures", &procedures, |p| p.code.as_deref()),
     ]
     .into_iter()
     .flatten()
@@ -298,6 +347,9 @@ pub async fn summary_observed(
         stopped_early("Allergies", &allergies, window),
         stopped_early("Immunizations", &immunizations, window),
         stopped_early("Encounters", &encounters, window),
+        stopped_early("Reported medications", &statements, window),
+        stopped_early("Procedures", &procedures, window),
+        stopped_early("Diagnostic reports", &reports, window),
     ]
     .into_iter()
     .flatten()
@@ -311,8 +363,17 @@ pub async fn summary_observed(
         notes,
         absences,
         labs: to_section(labs, lab_rows),
+        resolved_conditions: match &conditions {
+            Some(Ok(paged)) => summary::resolved_condition_rows(&paged.resources),
+            _ => Vec::new(),
+        },
         conditions: to_section(conditions, summary::condition_rows),
         medications: to_section(medications, summary::medication_rows),
+        medication_statements: to_section(statements, summary::statement_rows),
+        procedures: to_section(procedures, summary::procedure_rows),
+        reports: to_section_with(reports, |paged| {
+            summary::report_rows(&paged.resources, &paged.included)
+        }),
         allergies: to_section(allergies, summary::allergy_rows),
         immunizations: to_section(immunizations, summary::immunization_rows),
         encounters: to_section(encounters, summary::encounter_rows),
@@ -394,7 +455,11 @@ fn without_patient(record: &LaunchRecord) -> Summary {
         absences: Vec::new(),
         labs: none(),
         conditions: none(),
+        resolved_conditions: Vec::new(),
         medications: none(),
+        medication_statements: none(),
+        procedures: none(),
+        reports: none(),
         allergies: none(),
         immunizations: none(),
         encounters: none(),
@@ -408,6 +473,7 @@ mod tests {
     fn read(n: usize, more: bool, total: Option<u32>) -> Option<Result<Paged<u8>, FhirError>> {
         Some(Ok(Paged {
             resources: vec![0; n],
+            included: Vec::new(),
             more,
             total,
         }))

@@ -10,8 +10,8 @@ use std::borrow::Borrow;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use fhir_client::r4::{
-    AllergyIntolerance, Condition, Encounter, Immunization, MedicationRequest, Observation, Patient,
-    TextValue,
+    AllergyIntolerance, Condition, DiagnosticReport, Encounter, Immunization, MedicationRequest,
+    MedicationStatement, Observation, Patient, Procedure, Resource, TextValue,
 };
 use fhir_client::r4::{CodeableConcept, Period, Quantity};
 
@@ -60,24 +60,64 @@ pub struct LabRow {
     pub date: Option<String>,
 }
 
-/// An active condition.
+/// A condition (problem), active or resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConditionRow {
     /// The condition.
     pub name: String,
     /// Since when.
     pub onset: Option<String>,
+    /// For a resolved (inactive, in remission) problem: its clinical status and, when recorded, its
+    /// abatement date ("resolved 2024-03-11").
+    pub resolved: Option<String>,
 }
 
-/// An active medication order.
+/// Where a medication in the list comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MedicationSource {
+    /// An order (MedicationRequest): prescribed.
+    Prescribed,
+    /// A MedicationStatement: reported (by the patient, a relative, another clinician).
+    Reported,
+}
+
+/// An active medication: an order, or a statement that the patient takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MedicationRow {
     /// The medication.
     pub name: String,
     /// The dosage text.
     pub dosage: Option<String>,
-    /// When prescribed.
+    /// When prescribed, or since when taken (reported).
     pub authored: Option<String>,
+    /// Prescribed or reported.
+    pub source: MedicationSource,
+}
+
+/// A procedure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcedureRow {
+    /// What was done.
+    pub name: String,
+    /// When (a date, or a period "2024-01-02 – 2024-01-05").
+    pub date: Option<String>,
+    /// `completed`, `in-progress`, `not-done`, …
+    pub status: Option<String>,
+}
+
+/// A diagnostic report (a lab panel, an imaging report) with its results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRow {
+    /// The report's name (its code).
+    pub name: String,
+    /// When the report is about (`effective[x]`), else when issued.
+    pub date: Option<String>,
+    /// `final`, `preliminary`, `amended`, …
+    pub status: Option<String>,
+    /// The report's results the EHR returned (included Observations), with ranges and flags.
+    pub results: Vec<LabRow>,
+    /// The report's conclusion text.
+    pub conclusion: Option<String>,
 }
 
 /// An allergy or intolerance.
@@ -132,8 +172,16 @@ pub struct Summary {
     pub labs: Section<LabRow>,
     /// Active conditions.
     pub conditions: Section<ConditionRow>,
-    /// Active medications.
+    /// Resolved, inactive and in-remission conditions (empty unless `conditions` is shown).
+    pub resolved_conditions: Vec<ConditionRow>,
+    /// Active medication orders (prescribed).
     pub medications: Section<MedicationRow>,
+    /// Active medication statements (reported).
+    pub medication_statements: Section<MedicationRow>,
+    /// Procedures.
+    pub procedures: Section<ProcedureRow>,
+    /// Diagnostic reports with their results.
+    pub reports: Section<ReportRow>,
     /// Allergies.
     pub allergies: Section<AllergyRow>,
     /// Immunizations.
@@ -593,13 +641,32 @@ pub fn lab_rows<O: Borrow<Observation>>(observations: &[O]) -> Vec<LabRow> {
 
 /// Conditions whose clinical status is active (or unstated), newest first.
 pub fn condition_rows(conditions: &[Condition]) -> Vec<ConditionRow> {
+    problem_rows(conditions, |status| {
+        status.is_none_or(|s| has_code(s, &["active", "recurrence", "relapse"]))
+    })
+}
+
+/// Conditions that are resolved, inactive or in remission (the IPS "History of past problems"),
+/// newest first; refuted and entered-in-error ones are left out.
+pub fn resolved_condition_rows(conditions: &[Condition]) -> Vec<ConditionRow> {
+    problem_rows(conditions, |status| {
+        status.is_some_and(|s| has_code(s, &["resolved", "inactive", "remission"]))
+    })
+}
+
+fn problem_rows(
+    conditions: &[Condition],
+    wanted: impl Fn(Option<&CodeableConcept>) -> bool,
+) -> Vec<ConditionRow> {
+    use fhir_client::r4::ConditionAbatement as A;
     use fhir_client::r4::ConditionOnset as O;
     let mut rows: Vec<(Option<DateTime<Utc>>, ConditionRow)> = conditions
         .iter()
+        .filter(|c| wanted(c.clinical_status.as_deref()))
         .filter(|c| {
-            c.clinical_status
+            c.verification_status
                 .as_ref()
-                .is_none_or(|s| has_code(s, &["active", "recurrence", "relapse"]))
+                .is_none_or(|s| !has_code(s, &["refuted", "entered-in-error"]))
         })
         .filter(|c| c.code.as_deref().and_then(recorded_absence).is_none())
         .filter_map(|c| {
@@ -610,12 +677,28 @@ pub fn condition_rows(conditions: &[Condition]) -> Vec<ConditionRow> {
                 Some(O::String(s)) => Some(s.as_str()?.to_owned()),
                 _ => c.recorded_date.text().map(str::to_owned),
             };
+            let status = c
+                .clinical_status
+                .as_deref()
+                .and_then(|s| s.coding.iter().find_map(|x| x.code.text()))
+                .filter(|s| matches!(*s, "resolved" | "inactive" | "remission"));
+            let abated = match c.abatement.as_ref() {
+                Some(A::DateTime(p)) => p.as_str().map(display_date),
+                Some(A::Period(p)) => p.end.text().or(p.start.text()).map(display_date),
+                Some(A::String(s)) => s.as_str().map(str::to_owned),
+                _ => None,
+            };
+            let resolved = status.map(|s| match &abated {
+                Some(at) => format!("{s} {at}"),
+                None => s.to_owned(),
+            });
             let at = onset.as_deref().and_then(parse_fhir_datetime);
             Some((
                 at,
                 ConditionRow {
                     name,
                     onset: onset.map(|o| display_date(&o)),
+                    resolved,
                 },
             ))
         })
@@ -644,12 +727,132 @@ pub fn medication_rows(requests: &[MedicationRequest]) -> Vec<MedicationRow> {
                 name,
                 dosage,
                 authored: m.authored_on.text().map(display_date),
+                source: MedicationSource::Prescribed,
             })
         })
         .collect();
     rows.sort_by(|a, b| b.authored.cmp(&a.authored));
     rows.truncate(MAX_ROWS);
     rows
+}
+
+/// Medications the patient is reported to take (MedicationStatement `active` or `intended`),
+/// newest first; a statement coded as an absence (IPS `no-known-medications`) is not a row.
+pub fn statement_rows(statements: &[MedicationStatement]) -> Vec<MedicationRow> {
+    use fhir_client::r4::MedicationStatementEffective as E;
+    use fhir_client::r4::MedicationStatementMedication as M;
+    let mut rows: Vec<MedicationRow> = statements
+        .iter()
+        .filter(|m| matches!(m.status.text(), Some("active" | "intended")))
+        .filter_map(|m| {
+            let name = match m.medication.as_ref()? {
+                M::CodeableConcept(c) if recorded_absence(c).is_some() => return None,
+                M::CodeableConcept(c) => concept_text(c)?,
+                M::Reference(r) => r.display.text().map(str::to_owned)?,
+            };
+            let since = match m.effective.as_ref() {
+                Some(E::DateTime(p)) => p.as_str().map(display_date),
+                Some(E::Period(p)) => p.start.text().map(display_date),
+                None => None,
+            };
+            Some(MedicationRow {
+                name,
+                dosage: m.dosage.iter().find_map(|d| d.text.text().map(str::to_owned)),
+                authored: since.or_else(|| m.date_asserted.text().map(display_date)),
+                source: MedicationSource::Reported,
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| b.authored.cmp(&a.authored));
+    rows.truncate(MAX_ROWS);
+    rows
+}
+
+/// Procedures (not entered in error, not a recorded absence), newest first.
+pub fn procedure_rows(procedures: &[Procedure]) -> Vec<ProcedureRow> {
+    use fhir_client::r4::ProcedurePerformed as P;
+    let mut rows: Vec<(Option<DateTime<Utc>>, ProcedureRow)> = procedures
+        .iter()
+        .filter(|p| p.status.text() != Some("entered-in-error"))
+        .filter(|p| p.code.as_deref().and_then(recorded_absence).is_none())
+        .filter_map(|p| {
+            let name = p.code.as_deref().and_then(concept_text)?;
+            let (at, date) = match p.performed.as_ref() {
+                Some(P::DateTime(d)) => (
+                    d.as_str().and_then(parse_fhir_datetime),
+                    d.as_str().map(display_date),
+                ),
+                Some(P::Period(period)) => (
+                    period.start.text().and_then(parse_fhir_datetime),
+                    period_text(period),
+                ),
+                Some(P::String(s)) => (None, s.as_str().map(str::to_owned)),
+                _ => (None, None),
+            };
+            Some((
+                at,
+                ProcedureRow {
+                    name,
+                    date,
+                    status: p.status.text().map(str::to_owned),
+                },
+            ))
+        })
+        .collect();
+    rows.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    rows.into_iter().map(|(_, r)| r).take(MAX_ROWS).collect()
+}
+
+/// Diagnostic reports, newest first, each with its results read from `included` (the
+/// Observations `_include=DiagnosticReport:result` brought, matched by `Observation/{id}`, also
+/// when the reference is an absolute URL). A result the EHR did not include is left out.
+pub fn report_rows(reports: &[DiagnosticReport], included: &[Resource]) -> Vec<ReportRow> {
+    use fhir_client::r4::DiagnosticReportEffective as E;
+    let observations: Vec<&Observation> = included
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Observation(o) => Some(&**o),
+            _ => None,
+        })
+        .collect();
+    let find = |reference: &str| {
+        let id = reference
+            .strip_prefix("Observation/")
+            .or_else(|| reference.rsplit_once("/Observation/").map(|(_, id)| id))?;
+        let id = id.split("/_history/").next().unwrap_or(id);
+        observations.iter().copied().find(|o| o.id.as_deref() == Some(id))
+    };
+    let mut rows: Vec<(Option<DateTime<Utc>>, ReportRow)> = reports
+        .iter()
+        .filter(|r| r.status.text() != Some("entered-in-error"))
+        .filter_map(|r| {
+            let name = r.code.as_deref().and_then(concept_text)?;
+            let when = match r.effective.as_ref() {
+                Some(E::DateTime(d)) => d.as_str(),
+                Some(E::Period(p)) => p.start.text(),
+                None => None,
+            }
+            .or_else(|| r.issued.text());
+            let results: Vec<&Observation> = r
+                .result
+                .iter()
+                .filter_map(|x| x.reference.text())
+                .filter_map(find)
+                .collect();
+            Some((
+                when.and_then(parse_fhir_datetime),
+                ReportRow {
+                    name,
+                    date: when.map(display_date),
+                    status: r.status.text().map(str::to_owned),
+                    results: lab_rows(&results),
+                    conclusion: r.conclusion.text().map(str::to_owned),
+                },
+            ))
+        })
+        .collect();
+    rows.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    rows.into_iter().map(|(_, r)| r).take(MAX_ROWS).collect()
 }
 
 /// Allergies that are not resolved or refuted, high criticality first.
@@ -901,7 +1104,8 @@ mod tests {
             rows,
             vec![ConditionRow {
                 name: "Hypertension".into(),
-                onset: Some("2019-05-01".into())
+                onset: Some("2019-05-01".into()),
+                resolved: None,
             }]
         );
 
@@ -979,5 +1183,191 @@ mod tests {
         assert_eq!(b.gender.as_deref(), Some("female"));
         assert_eq!(b.age.as_deref(), Some("54 years"));
         assert_eq!(b.identifiers[0], ("MRN".into(), "12345".into()));
+    }
+
+    #[test]
+    fn resolved_problems_are_listed_apart_with_when_they_resolved() {
+        let condition = |status: &str, name: &str, extra: serde_json::Value| -> Condition {
+            let mut v = serde_json::json!({
+                "resourceType": "Condition", "subject": {"reference": "Patient/1"},
+                "clinicalStatus": {"coding": [{"code": status}]}, "code": {"text": name},
+                "onsetDateTime": "2020-01-01"
+            });
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            parse(v)
+        };
+        let conditions = [
+            condition("active", "Hypertension", serde_json::json!({})),
+            condition(
+                "resolved",
+                "Sinusitis",
+                serde_json::json!({"abatementDateTime": "2021-02-03T10:00:00Z"}),
+            ),
+            condition("remission", "Asthma", serde_json::json!({})),
+            condition(
+                "resolved",
+                "Not really",
+                serde_json::json!({"verificationStatus": {"coding": [{"code": "refuted"}]}}),
+            ),
+        ];
+        let active = condition_rows(&conditions);
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].resolved, None);
+        let resolved = resolved_condition_rows(&conditions);
+        let names: Vec<(&str, Option<&str>)> = resolved
+            .iter()
+            .map(|r| (r.name.as_str(), r.resolved.as_deref()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("Sinusitis", Some("resolved 2021-02-03")),
+                ("Asthma", Some("remission"))
+            ],
+            "refuted problems are neither active nor resolved"
+        );
+    }
+
+    #[test]
+    fn procedures_show_their_period_and_status_newest_first_without_errors() {
+        let procedure = |name: &str, performed: serde_json::Value, status: &str| -> Procedure {
+            let mut v = serde_json::json!({
+                "resourceType": "Procedure", "status": status,
+                "subject": {"reference": "Patient/1"}, "code": {"text": name}
+            });
+            for (k, x) in performed.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            parse(v)
+        };
+        let rows = procedure_rows(&[
+            procedure(
+                "Colonoscopy",
+                serde_json::json!({"performedDateTime": "2019-04-01"}),
+                "completed",
+            ),
+            procedure(
+                "Appendectomy",
+                serde_json::json!({"performedPeriod": {"start": "2023-05-01T10:00:00Z", "end": "2023-05-02T09:00:00Z"}}),
+                "completed",
+            ),
+            procedure(
+                "Typo",
+                serde_json::json!({"performedDateTime": "2024-01-01"}),
+                "entered-in-error",
+            ),
+            procedure(
+                "Knee arthroscopy",
+                serde_json::json!({"performedString": "as a child"}),
+                "not-done",
+            ),
+        ]);
+        assert_eq!(
+            rows,
+            vec![
+                ProcedureRow {
+                    name: "Appendectomy".into(),
+                    date: Some("2023-05-01 – 2023-05-02".into()),
+                    status: Some("completed".into())
+                },
+                ProcedureRow {
+                    name: "Colonoscopy".into(),
+                    date: Some("2019-04-01".into()),
+                    status: Some("completed".into())
+                },
+                ProcedureRow {
+                    name: "Knee arthroscopy".into(),
+                    date: Some("as a child".into()),
+                    status: Some("not-done".into())
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn reports_group_their_included_results_with_flags_and_skip_results_not_returned() {
+        let report: DiagnosticReport = parse(serde_json::json!({
+            "resourceType": "DiagnosticReport", "status": "final",
+            "code": {"text": "Basic metabolic panel"},
+            "effectiveDateTime": "2024-01-02T08:00:00Z",
+            "result": [
+                {"reference": "Observation/k"},
+                {"reference": "https://ehr.example/fhir/Observation/na/_history/2"},
+                {"reference": "Observation/missing"}
+            ]
+        }));
+        let older: DiagnosticReport = parse(serde_json::json!({
+            "resourceType": "DiagnosticReport", "status": "preliminary",
+            "code": {"text": "CBC"}, "issued": "2023-01-01T00:00:00Z"
+        }));
+        let potassium: Resource = parse(serde_json::json!({
+            "resourceType": "Observation", "id": "k", "status": "final", "code": {"text": "Potassium"},
+            "effectiveDateTime": "2024-01-02T08:00:00Z",
+            "valueQuantity": {"value": 5.9, "unit": "mmol/L"},
+            "referenceRange": [{"low": {"value": 3.5, "unit": "mmol/L"}, "high": {"value": 5.1, "unit": "mmol/L"}}]
+        }));
+        let sodium: Resource = parse(serde_json::json!({
+            "resourceType": "Observation", "id": "na", "status": "final", "code": {"text": "Sodium"},
+            "effectiveDateTime": "2024-01-02T08:00:00Z",
+            "valueQuantity": {"value": 140, "unit": "mmol/L"}
+        }));
+        let rows = report_rows(&[older, report], &[potassium, sodium]);
+        assert_eq!(rows[0].name, "Basic metabolic panel", "newest first");
+        assert_eq!(rows[0].date.as_deref(), Some("2024-01-02"));
+        assert_eq!(rows[0].status.as_deref(), Some("final"));
+        let results: Vec<(&str, Option<&str>)> = rows[0]
+            .results
+            .iter()
+            .map(|r| (r.name.as_str(), r.flag.as_ref().map(|f| f.0.as_str())))
+            .collect();
+        assert_eq!(results, vec![("Potassium", Some("H")), ("Sodium", None)]);
+        assert_eq!(rows[0].results[0].range.as_deref(), Some("3.5–5.1 mmol/L"));
+        assert_eq!(
+            rows[1].date.as_deref(),
+            Some("2023-01-01"),
+            "issued when no effective"
+        );
+        assert!(rows[1].results.is_empty());
+    }
+
+    #[test]
+    fn reported_medications_are_marked_reported_and_stopped_or_absent_ones_left_out() {
+        let statement = |status: &str, medication: serde_json::Value| -> MedicationStatement {
+            parse(serde_json::json!({
+                "resourceType": "MedicationStatement", "status": status,
+                "subject": {"reference": "Patient/1"},
+                "medicationCodeableConcept": medication,
+                "effectivePeriod": {"start": "2024-02-01"},
+                "dosage": [{"text": "1 tablet daily"}]
+            }))
+        };
+        let none = statement(
+            "active",
+            serde_json::json!({"coding": [{"system": crate::absence::IPS_ABSENT_UNKNOWN, "code": "no-known-medications"}]}),
+        );
+        let statements = [
+            statement("active", serde_json::json!({"text": "Aspirin 81 mg"})),
+            statement("stopped", serde_json::json!({"text": "Ibuprofen"})),
+            none.clone(),
+        ];
+        let rows = statement_rows(&statements);
+        assert_eq!(
+            rows,
+            vec![MedicationRow {
+                name: "Aspirin 81 mg".into(),
+                dosage: Some("1 tablet daily".into()),
+                authored: Some("2024-02-01".into()),
+                source: MedicationSource::Reported,
+            }]
+        );
+        assert_eq!(
+            absence_in(&[none], |m| match m.medication.as_ref() {
+                Some(fhir_client::r4::MedicationStatementMedication::CodeableConcept(c)) => Some(&**c),
+                _ => None,
+            }),
+            Some(Recorded::KnownNone("No known medications"))
+        );
     }
 }

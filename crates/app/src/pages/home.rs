@@ -8,8 +8,8 @@ use crate::absence::Empty;
 use crate::charts::{Chart, DrawnChart, format_value};
 use crate::style::Theme;
 use crate::summary::{
-    AllergyRow, ConditionRow, EncounterRow, ImmunizationRow, LabRow, MedicationRow, OtherVitalRow,
-    PatientBanner, Section, Summary,
+    AllergyRow, ConditionRow, EncounterRow, ImmunizationRow, LabRow, MedicationRow, MedicationSource,
+    OtherVitalRow, PatientBanner, ProcedureRow, ReportRow, Section, Summary,
 };
 use crate::window::Window;
 
@@ -150,11 +150,13 @@ fn sections(summary: &Summary) -> Markup {
         @for note in &summary.notes { p.notice.stopped-early role="status" { (note) } }
         (vitals(&summary.vitals, &summary.other_vitals))
         (section_card(summary, "Recent labs", &summary.labs, labs_table))
+        (section_card(summary, "Diagnostic reports", &summary.reports, reports_list))
         div.grid {
-            (section_card(summary, "Active conditions", &summary.conditions, conditions_list))
-            (section_card(summary, "Active medications", &summary.medications, medications_list))
+            (conditions_card(summary))
+            (medications_card(summary))
             (section_card(summary, "Allergies", &summary.allergies, allergies_list))
             (section_card(summary, "Immunizations", &summary.immunizations, immunizations_list))
+            (section_card(summary, "Procedures", &summary.procedures, procedures_list))
             (section_card(summary, "Recent encounters", &summary.encounters, encounters_list))
         }
     }
@@ -187,21 +189,99 @@ fn section_card<T>(
     section: &Section<T>,
     render: fn(&[T]) -> Markup,
 ) -> Markup {
-    let recorded = summary.absences.iter().find(|(t, _)| t == title).map(|(_, r)| *r);
     html! {
         section.card aria-label=(title) {
             h2 { (title) }
-            @match section {
-                // IPS: "recorded none" (or "nothing known") is not "nothing returned".
-                Section::Shown(rows) if rows.is_empty() => {
-                    @match recorded {
-                        Some(r) => p.recorded-absence { (Empty::Recorded(r).sentence(title)) },
-                        None => p.muted { (Empty::NothingReturned.sentence(title)) },
+            (section_body(summary, title, section, render))
+        }
+    }
+}
+
+/// A section's rows, or the sentence saying why there are none.
+fn section_body<T>(
+    summary: &Summary,
+    title: &str,
+    section: &Section<T>,
+    render: fn(&[T]) -> Markup,
+) -> Markup {
+    let recorded = summary.absences.iter().find(|(t, _)| t == title).map(|(_, r)| *r);
+    html! {
+        @match section {
+            // IPS: "recorded none" (or "nothing known") is not "nothing returned".
+            Section::Shown(rows) if rows.is_empty() => {
+                @match recorded {
+                    Some(r) => p.recorded-absence { (Empty::Recorded(r).sentence(title)) },
+                    None => p.muted { (Empty::NothingReturned.sentence(title)) },
+                }
+            }
+            Section::Shown(rows) => (render(rows)),
+            Section::NotShared => (not_shared(title)),
+            Section::Failed(message) => (failed(message)),
+        }
+    }
+}
+
+/// Active problems, and the resolved ones folded away under them (a `<details>`: no JavaScript).
+fn conditions_card(summary: &Summary) -> Markup {
+    let title = "Active conditions";
+    let resolved = &summary.resolved_conditions;
+    html! {
+        section.card aria-label=(title) {
+            h2 { (title) }
+            (section_body(summary, title, &summary.conditions, conditions_list))
+            @if !resolved.is_empty() {
+                details.resolved-problems {
+                    summary { "Resolved problems (" (resolved.len()) ")" }
+                    ul.plain {
+                        @for row in resolved {
+                            li {
+                                (row.name)
+                                @if let Some(onset) = &row.onset { span.muted { " · since " (onset) } }
+                                @if let Some(r) = &row.resolved { " " span.badge { (r) } }
+                            }
+                        }
                     }
                 }
-                Section::Shown(rows) => (render(rows)),
-                Section::NotShared => (not_shared(title)),
-                Section::Failed(message) => (failed(message)),
+            }
+        }
+    }
+}
+
+/// Orders and statements in one list, each marked prescribed or reported; the part that was not
+/// shared or failed says so below the list.
+fn medications_card(summary: &Summary) -> Markup {
+    let title = "Active medications";
+    let (requests, statements) = (&summary.medications, &summary.medication_statements);
+    let rows: Vec<&MedicationRow> = [requests, statements]
+        .into_iter()
+        .filter_map(|s| match s {
+            Section::Shown(rows) => Some(rows.iter()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let shown = |s: &Section<MedicationRow>| matches!(s, Section::Shown(_));
+    let part = |s: &Section<MedicationRow>, what: &str| -> Markup {
+        match s {
+            Section::Shown(_) => html! {},
+            Section::NotShared => not_shared(what),
+            Section::Failed(message) => html! { p.notice role="status" { (what) ": " (message) } },
+        }
+    };
+    html! {
+        section.card aria-label=(title) {
+            h2 { (title) }
+            @if !rows.is_empty() {
+                (medications_list(&rows))
+            } @else if shown(requests) || shown(statements) {
+                (section_body(summary, title, &Section::<MedicationRow>::Shown(Vec::new()), |_| html! {}))
+            }
+            @match (requests, statements) {
+                (Section::NotShared, Section::NotShared) => (not_shared(title)),
+                _ => {
+                    (part(requests, "Prescribed medications (orders)"))
+                    (part(statements, "Reported medications (statements)"))
+                }
             }
         }
     }
@@ -355,14 +435,49 @@ fn conditions_list(rows: &[ConditionRow]) -> Markup {
     }
 }
 
-fn medications_list(rows: &[MedicationRow]) -> Markup {
+fn medications_list(rows: &[&MedicationRow]) -> Markup {
     html! {
         ul.plain {
             @for row in rows {
-                li { (row.name)
+                @let (marker, verb) = match row.source {
+                    MedicationSource::Prescribed => ("prescribed", "prescribed"),
+                    MedicationSource::Reported => ("reported", "taken since"),
+                };
+                li { (row.name) " " span.badge.source { (marker) }
                     @if let Some(d) = &row.dosage { br; span.muted { (d) } }
-                    @if let Some(a) = &row.authored { span.muted { " · prescribed " (a) } }
+                    @if let Some(a) = &row.authored { span.muted { " · " (verb) " " (a) } }
                 }
+            }
+        }
+    }
+}
+
+fn procedures_list(rows: &[ProcedureRow]) -> Markup {
+    html! {
+        ul.plain {
+            @for row in rows {
+                li { (row.name) @if let Some(d) = &row.date { span.muted { " · " (d) } } @if let Some(s) = &row.status { " " span.badge { (s) } } }
+            }
+        }
+    }
+}
+
+/// Each report with its results under it, in the lab table (ranges, flags in text and icon).
+fn reports_list(rows: &[ReportRow]) -> Markup {
+    html! {
+        @for row in rows {
+            div.report {
+                h3 {
+                    (row.name)
+                    @if let Some(d) = &row.date { span.muted { " · " (d) } }
+                    @if let Some(s) = &row.status { " " span.badge { (s) } }
+                }
+                @if row.results.is_empty() {
+                    p.muted { "The EHR returned none of this report's results." }
+                } @else {
+                    (labs_table(&row.results))
+                }
+                @if let Some(c) = &row.conclusion { p { span.muted { "Conclusion: " } (c) } }
             }
         }
     }
