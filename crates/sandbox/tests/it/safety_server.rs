@@ -114,6 +114,12 @@ async fn connections_beyond_the_limit_get_503_with_retry_after() {
     let answer = read_to_close(&mut third).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("x-content-type-options: nosniff"),
+        "{answer}"
+    );
     drop(open);
 }
 
@@ -148,33 +154,95 @@ async fn a_request_whose_body_never_arrives_times_out_with_503() {
     assert!(head.to_ascii_lowercase().contains("retry-after: 1"), "{head}");
 }
 
+/// Sends a GET of the CapabilityStatement to `ts` on its own connection, in the background.
+fn get_metadata(ts: &TestSandbox, accept: &'static str) -> tokio::task::JoinHandle<reqwest::Response> {
+    let (http, url) = (ts.http.clone(), format!("{}/metadata", ts.aud()));
+    tokio::spawn(async move { http.get(url).header("accept", accept).send().await.unwrap() })
+}
+
+/// Holds the only in-flight permit of `ts` with a POST whose body stalls, and returns it once a GET is seen
+/// waiting behind it (still unanswered after `pending`): a GET answered sooner came before the POST had its
+/// turn, and must have been answered 200.
+async fn hold_the_only_turn(
+    ts: &TestSandbox,
+    token: &str,
+    pending: Duration,
+) -> (TcpStream, tokio::task::JoinHandle<reqwest::Response>) {
+    let held = post_with_a_body_that_stalls(ts, token).await;
+    for _ in 0..50 {
+        let mut waiting = get_metadata(ts, "application/fhir+json");
+        match tokio::time::timeout(pending, &mut waiting).await {
+            Err(_) => return (held, waiting),
+            Ok(answered) => {
+                let status = answered.unwrap().status();
+                assert_eq!(
+                    status,
+                    reqwest::StatusCode::OK,
+                    "a request beyond the limit was not let wait"
+                );
+            }
+        }
+    }
+    panic!("the stalled POST never took its turn");
+}
+
+#[tokio::test]
+async fn a_request_beyond_the_in_flight_limit_waits_for_a_turn_and_is_answered() {
+    let ts = start_limited(ServerLimits {
+        max_in_flight: 1,
+        in_flight_wait: Duration::from_secs(60),
+        ..ServerLimits::default()
+    })
+    .await;
+    let token = token(&ts).await;
+    let (mut held, waiting) = hold_the_only_turn(&ts, &token, Duration::from_millis(300)).await;
+    // The held request gets the rest of its body (not JSON: a 400), and frees its turn.
+    held.write_all(&[b' '; 90]).await.unwrap();
+    assert!(read_head(&mut held).await.starts_with("HTTP/1.1 4"));
+    let answered = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting request was answered once a turn was free")
+        .unwrap();
+    assert_eq!(answered.status(), reqwest::StatusCode::OK);
+}
+
 #[tokio::test]
 async fn requests_beyond_the_in_flight_limit_get_503_with_retry_after() {
     let ts = start_limited(ServerLimits {
         max_in_flight: 1,
+        in_flight_wait: Duration::from_millis(200),
         ..ServerLimits::default()
     })
     .await;
     let token = token(&ts).await;
     let _held = post_with_a_body_that_stalls(&ts, &token).await;
-    // The held request has its permit once its head is read; the next request finds none (asked until the held
-    // one is in, at most a few times).
+    // The held request has its turn once its head is read; until then a GET is answered at once (asked again).
     let mut refused = None;
     for _ in 0..50 {
-        let response = ts
-            .http
-            .get(format!("{}/metadata", ts.aud()))
-            .send()
-            .await
-            .unwrap();
+        let response = get_metadata(&ts, "application/fhir+json").await.unwrap();
         if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
             refused = Some(response);
             break;
         }
-        tokio::task::yield_now().await;
     }
-    let refused = refused.expect("a request beyond the limit was refused");
+    let refused = refused.expect("a request beyond the limit was refused once its wait was over");
     assert_eq!(refused.headers()["retry-after"], "1");
+    // Answered outside the router, it still says nosniff, like every routed answer.
+    assert_eq!(refused.headers()["x-content-type-options"], "nosniff");
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["resourceType"], "OperationOutcome");
+    assert_eq!(body["issue"][0]["code"], "transient");
+    // A browser gets a page.
+    let page = get_metadata(&ts, "text/html,application/xhtml+xml")
+        .await
+        .unwrap();
+    assert_eq!(page.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.text().await.unwrap().contains("busy"));
 }
