@@ -116,6 +116,17 @@ pub enum SandboxError {
     },
 }
 
+impl SandboxError {
+    /// True when the sandbox cannot store or read anything until it is restarted (its database file is gone):
+    /// answered 503 with [`DATABASE_GONE_ADVICE`], not 500.
+    pub(crate) fn is_database_gone(&self) -> bool {
+        matches!(self, SandboxError::DatabaseGone { .. })
+    }
+}
+
+/// What a user is told when the database file is gone (the path stays in the log).
+pub(crate) const DATABASE_GONE_ADVICE: &str = "The sandbox cannot store anything: its database file is gone. Restart the sandbox; the server log has the details.";
+
 /// Why a request's bearer token was not accepted (rendered by the FHIR server as 401 with `WWW-Authenticate`).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -160,9 +171,11 @@ impl BearerError {
         bearer_challenge(&[("error", error), ("error_description", description)])
     }
 
-    /// The HTTP status this error should be answered with: 401, or 500 when the check itself failed.
+    /// The HTTP status this error should be answered with: 401, or 500 when the check itself failed (503 when
+    /// the database file is gone).
     pub fn status(&self) -> http::StatusCode {
         match self {
+            BearerError::Internal(e) if e.is_database_gone() => http::StatusCode::SERVICE_UNAVAILABLE,
             BearerError::Internal(_) => http::StatusCode::INTERNAL_SERVER_ERROR,
             _ => http::StatusCode::UNAUTHORIZED,
         }

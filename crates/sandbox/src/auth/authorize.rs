@@ -99,6 +99,10 @@ impl IntoResponse for AuthorizeError {
                 }
                 redirect_to_app(&redirect_uri, &pairs)
             }
+            AuthorizeError::Internal(err) if err.is_database_gone() => {
+                tracing::error!(error = %err, "authorization failed");
+                unavailable_page()
+            }
             AuthorizeError::Internal(err) => {
                 tracing::error!(error = %err, "authorization failed");
                 let page = pages::error_page(
@@ -109,6 +113,23 @@ impl IntoResponse for AuthorizeError {
             }
         }
     }
+}
+
+/// 503 with `Retry-After`: the sandbox cannot store the sign-in (its database file is gone).
+pub(super) fn unavailable_page() -> Response {
+    let page = pages::error_page(
+        "The sandbox cannot sign you in",
+        crate::error::DATABASE_GONE_ADVICE,
+    );
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(
+            header::RETRY_AFTER,
+            HeaderValue::from(crate::serve::RETRY_AFTER_SECONDS),
+        )],
+        Html(page.into_string()),
+    )
+        .into_response()
 }
 
 /// A 303 to the app's redirect URI with `pairs` added to its query.

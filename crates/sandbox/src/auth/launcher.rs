@@ -30,6 +30,9 @@ fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
 
 fn internal(err: &SandboxError) -> Response {
     tracing::error!(error = %err, "launcher failed");
+    if err.is_database_gone() {
+        return super::authorize::unavailable_page();
+    }
     error_page(
         StatusCode::INTERNAL_SERVER_ERROR,
         "Something went wrong",

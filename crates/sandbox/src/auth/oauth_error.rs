@@ -40,8 +40,18 @@ impl OAuthError {
         Self::new("invalid_grant", description)
     }
 
+    /// The sandbox failed: 500 `server_error`, or 503 `temporarily_unavailable` (RFC 6749 §4.1.2.1's code for
+    /// a server that cannot answer now) when its database file is gone. The detail is logged, not sent.
     pub(crate) fn server_error(err: crate::error::SandboxError) -> Self {
         tracing::error!(error = %err, "authorization server failure");
+        if err.is_database_gone() {
+            return Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                error: "temporarily_unavailable",
+                description: crate::error::DATABASE_GONE_ADVICE.to_owned(),
+                basic_challenge: false,
+            };
+        }
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             error: "server_error",
@@ -64,6 +74,12 @@ impl IntoResponse for OAuthError {
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(crate::serve::RETRY_AFTER_SECONDS),
+            );
+        }
         if self.basic_challenge {
             headers.insert(
                 header::WWW_AUTHENTICATE,

@@ -101,11 +101,7 @@ impl FhirError {
                 "The sandbox failed to answer this request; the server log has the details. Try again."
                     .to_owned()
             }
-            FhirError::Unavailable(_) => {
-                "The sandbox cannot store anything: its database file is gone. Restart the sandbox; the server \
-                 log has the details."
-                    .to_owned()
-            }
+            FhirError::Unavailable(_) => crate::error::DATABASE_GONE_ADVICE.to_owned(),
             FhirError::BadRequest(m)
             | FhirError::Forbidden(m)
             | FhirError::InsufficientScope { message: m, .. }
@@ -163,7 +159,11 @@ impl From<rusqlite::Error> for FhirError {
 
 impl From<BearerError> for FhirError {
     fn from(e: BearerError) -> Self {
-        FhirError::Unauthorized(e)
+        match e {
+            // The check itself failed (a 500, or a 503 when the database file is gone), not the token.
+            BearerError::Internal(inner) => FhirError::from(inner),
+            other => FhirError::Unauthorized(other),
+        }
     }
 }
 

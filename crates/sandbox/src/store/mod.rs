@@ -157,7 +157,11 @@ impl Store {
     ) -> Result<T, E> {
         let conn = match lock(&self.inner.readers)?.pop() {
             Some(conn) => conn,
-            None => open_connection(&self.inner.path)?,
+            // Opening the path anew after the file was deleted would create an empty database there.
+            None => {
+                self.check_file()?;
+                open_connection(&self.inner.path)?
+            }
         };
         let result = f(&conn);
         let mut pool = lock(&self.inner.readers)?;
@@ -338,13 +342,19 @@ impl Store {
     /// The writer connection, once the database file is checked to be the one opened: SQLite keeps writing into
     /// a deleted file, and everything written after would be lost, so a write is refused instead (503).
     pub(crate) fn writer(&self) -> Result<MutexGuard<'_, Connection>, SandboxError> {
+        self.check_file()?;
+        lock(&self.inner.writer)
+    }
+
+    /// Fails with [`SandboxError::DatabaseGone`] when the database file is no longer the one opened.
+    fn check_file(&self) -> Result<(), SandboxError> {
         if self.inner.file.is_some() && file_id(&self.inner.path) != self.inner.file {
-            tracing::error!(path = %self.inner.path.display(), "the database file was deleted or replaced; refusing to write");
+            tracing::error!(path = %self.inner.path.display(), "the database file was deleted or replaced; refusing to use it");
             return Err(SandboxError::DatabaseGone {
                 path: self.inner.path.clone(),
             });
         }
-        lock(&self.inner.writer)
+        Ok(())
     }
 }
 
