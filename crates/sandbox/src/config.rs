@@ -42,6 +42,9 @@ pub struct SandboxConfig {
     pub auth_port: Option<u16>,
     /// The Bulk Data `$export` limits (see [`crate::bulk::BulkConfig`] for the defaults).
     pub bulk: crate::bulk::BulkConfig,
+    /// What the authorization server keeps of strangers' requests and how often it purges what expired (see
+    /// [`crate::auth::AuthLimits`] for the defaults).
+    pub auth_limits: crate::auth::AuthLimits,
 }
 
 impl Default for SandboxConfig {
@@ -62,6 +65,7 @@ impl Default for SandboxConfig {
             latency: Duration::ZERO,
             auth_port: None,
             bulk: crate::bulk::BulkConfig::default(),
+            auth_limits: crate::auth::AuthLimits::default(),
         }
     }
 }

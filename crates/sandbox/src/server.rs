@@ -239,6 +239,7 @@ impl Sandbox {
             config.bulk.clone(),
         );
         state.bulk().start_background().await?;
+        state.auth().start_purge();
         let app = router(state.clone());
         let (tx, rx) = tokio::sync::watch::channel(false);
         let mut tasks = vec![spawn_server(listener, app.clone(), limits, rx.clone())];

@@ -359,6 +359,7 @@ fn start(auth: &AuthServer, headers: &HeaderMap, raw: &[u8]) -> Result<Response,
         &csrf,
         &pending,
         records::now_ms() + PENDING_TTL_MS,
+        auth.limits(),
     )?;
     let mut response = see_other(&step_location(&txn));
     if new_cookie {

@@ -248,7 +248,13 @@ fn launch_inner(state: &SandboxState, query: &str) -> Result<Url, LaunchError> {
         fhir_context,
     };
     let id = records::random_token();
-    records::insert_launch(store_of(state), &id, &record, records::now_ms() + LAUNCH_TTL_MS)?;
+    records::insert_launch(
+        store_of(state),
+        &id,
+        &record,
+        records::now_ms() + LAUNCH_TTL_MS,
+        auth.limits(),
+    )?;
     let mut location = launch_uri;
     location
         .query_pairs_mut()

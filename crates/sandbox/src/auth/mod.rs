@@ -16,6 +16,7 @@ mod launcher;
 mod oauth_error;
 mod params;
 mod records;
+mod retention;
 mod scopes;
 mod token;
 
@@ -44,6 +45,9 @@ use crate::{
 };
 use clients::RegisteredClient;
 pub(crate) use cors::cors_layer;
+pub use retention::{
+    AuthLimits, MAX_LAUNCHES, MAX_LAUNCHES_PER_CLIENT, MAX_PENDING, MAX_PENDING_PER_CLIENT, PURGE_INTERVAL,
+};
 
 /// What a validated bearer token allows.
 #[derive(Debug, Clone)]
@@ -211,6 +215,7 @@ struct Inner {
     code_ttl: Duration,
     open_registration: bool,
     secure_cookies: bool,
+    limits: AuthLimits,
     clients: RwLock<HashMap<String, Arc<RegisteredClient>>>,
     signing_key: tokio::sync::OnceCell<Arc<keys::SigningKey>>,
     http: reqwest::Client,
@@ -233,7 +238,7 @@ impl AuthServer {
         config: &SandboxConfig,
     ) -> Result<Self, SandboxError> {
         records::create_tables(&store)?;
-        records::delete_expired(&store)?;
+        retention::purge_expired(&store)?;
         let endpoints = endpoints_for(&fhir_base, config.persona, auth_origin.as_ref())?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -252,6 +257,7 @@ impl AuthServer {
                 token_ttl: config.token_ttl,
                 code_ttl: config.code_ttl,
                 open_registration: config.open_registration,
+                limits: config.auth_limits,
                 clients: RwLock::new(HashMap::new()),
                 signing_key: tokio::sync::OnceCell::new(),
                 http,
@@ -377,6 +383,16 @@ impl AuthServer {
 
     fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    fn limits(&self) -> &AuthLimits {
+        &self.inner.limits
+    }
+
+    /// Purges expired authorization rows every [`AuthLimits::purge_interval`] from now on, in a task that ends
+    /// when the server is dropped. Call once, from within the runtime, when the sandbox starts.
+    pub(crate) fn start_purge(&self) {
+        retention::spawn_purge(Arc::downgrade(&self.inner), self.inner.limits.purge_interval);
     }
 
     /// Runs database work on the blocking pool, so SQLite never stalls the async threads.

@@ -7,6 +7,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::retention::{AuthLimits, Capped, evict_beyond_caps};
 use crate::{config::SimulatedFailure, error::SandboxError, store::Store};
 
 /// Creates the authorization server's tables if they are missing.
@@ -19,6 +20,7 @@ pub(crate) fn create_tables(store: &Store) -> Result<(), SandboxError> {
                  created_at INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS auth_requests (
                  id TEXT PRIMARY KEY,
+                 client_id TEXT NOT NULL DEFAULT '',
                  browser_hash TEXT NOT NULL,
                  csrf TEXT NOT NULL,
                  data TEXT NOT NULL,
@@ -44,25 +46,39 @@ pub(crate) fn create_tables(store: &Store) -> Result<(), SandboxError> {
                  PRIMARY KEY (client_id, jti));
              CREATE TABLE IF NOT EXISTS auth_launches (
                  id TEXT PRIMARY KEY,
+                 client_id TEXT NOT NULL DEFAULT '',
                  data TEXT NOT NULL,
                  expires_at INTEGER NOT NULL);",
+        )?;
+        // Databases made before the per-client caps lack the column the caps count by.
+        for table in ["auth_requests", "auth_launches"] {
+            add_column_if_missing(conn, table, "client_id", "TEXT NOT NULL DEFAULT ''")?;
+        }
+        // The caps count per client and drop the oldest; the purge deletes by expiry.
+        conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS auth_requests_client ON auth_requests(client_id, expires_at);
+             CREATE INDEX IF NOT EXISTS auth_requests_expiry ON auth_requests(expires_at);
+             CREATE INDEX IF NOT EXISTS auth_launches_client ON auth_launches(client_id, expires_at);
+             CREATE INDEX IF NOT EXISTS auth_launches_expiry ON auth_launches(expires_at);
+             CREATE INDEX IF NOT EXISTS auth_codes_expiry ON auth_codes(expires_at);
+             CREATE INDEX IF NOT EXISTS auth_tokens_expiry ON auth_tokens(expires_at);",
         )
     })
 }
 
-/// Deletes what has expired (run at start): pending authorizations, codes and tokens a day past their expiry
-/// (kept that long so a late replay is still recognised), launches and `jti`s.
-pub(crate) fn delete_expired(store: &Store) -> Result<(), SandboxError> {
-    let now = now_ms();
-    let day_ago = now - 24 * 3600 * 1000;
-    store.with_conn(|conn| {
-        conn.execute("DELETE FROM auth_requests WHERE expires_at <= ?1", params![now])?;
-        conn.execute("DELETE FROM auth_launches WHERE expires_at <= ?1", params![now])?;
-        conn.execute("DELETE FROM auth_jti WHERE expires_at <= ?1", params![now])?;
-        conn.execute("DELETE FROM auth_codes WHERE expires_at <= ?1", params![day_ago])?;
-        conn.execute("DELETE FROM auth_tokens WHERE expires_at <= ?1", params![day_ago])?;
-        Ok(())
-    })
+fn add_column_if_missing(
+    conn: &rusqlite::Connection,
+    table: &str,
+    column: &str,
+    declaration: &str,
+) -> rusqlite::Result<()> {
+    let present = conn
+        .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+        .exists(params![table, column])?;
+    if !present {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {declaration}"))?;
+    }
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch.
@@ -328,19 +344,22 @@ pub(crate) struct LaunchRecord {
     pub fhir_context: Vec<String>,
 }
 
+/// Stores a launch, then drops the oldest beyond the caps of `limits` (anyone may call `/launcher`).
 pub(crate) fn insert_launch(
     store: &Store,
     id: &str,
     record: &LaunchRecord,
     expires_at: i64,
+    limits: &AuthLimits,
 ) -> Result<(), SandboxError> {
     let data = serde_json::to_string(record)?;
+    let client_id = record.client_id.as_deref().unwrap_or_default();
     store.with_conn(|conn| {
         conn.execute(
-            "INSERT INTO auth_launches (id, data, expires_at) VALUES (?1, ?2, ?3)",
-            params![id, data, expires_at],
-        )
-        .map(|_| ())
+            "INSERT INTO auth_launches (id, client_id, data, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![id, client_id, data, expires_at],
+        )?;
+        evict_beyond_caps(conn, Capped::Launches, client_id, limits).map(|_| ())
     })
 }
 
@@ -385,6 +404,8 @@ pub(crate) struct PendingAuthorization {
     pub fail: Option<SimulatedFailure>,
 }
 
+/// Stores a pending authorization, then drops the oldest beyond the caps of `limits` (anyone may call
+/// `/authorize`).
 pub(crate) fn insert_pending(
     store: &Store,
     id: &str,
@@ -392,16 +413,16 @@ pub(crate) fn insert_pending(
     csrf: &str,
     pending: &PendingAuthorization,
     expires_at: i64,
+    limits: &AuthLimits,
 ) -> Result<(), SandboxError> {
     let data = serde_json::to_string(pending)?;
-    let now = now_ms();
     store.with_conn(|conn| {
-        conn.execute("DELETE FROM auth_requests WHERE expires_at <= ?1", params![now])?;
         conn.execute(
-            "INSERT INTO auth_requests (id, browser_hash, csrf, data, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, browser_hash, csrf, data, expires_at],
-        )
-        .map(|_| ())
+            "INSERT INTO auth_requests (id, client_id, browser_hash, csrf, data, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, pending.client_id, browser_hash, csrf, data, expires_at],
+        )?;
+        evict_beyond_caps(conn, Capped::Pending, &pending.client_id, limits).map(|_| ())
     })
 }
 

@@ -27,5 +27,6 @@ mod persona_support;
 mod safety_access;
 mod safety_auth;
 mod safety_limits;
+mod safety_retention;
 mod safety_server;
 mod safety_store;
