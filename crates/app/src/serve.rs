@@ -1,8 +1,9 @@
 //! Serving HTTP with bounds: at most [`ServerLimits::max_connections`] connections (one more is answered 503 with
 //! `Retry-After` and closed), a request head read within [`ServerLimits::header_read_timeout`] (a client that
 //! sends half a request, or keeps an idle connection, is disconnected), at most
-//! [`ServerLimits::max_in_flight`] requests at once and each answered within [`ServerLimits::request_timeout`]
-//! (503 with `Retry-After` beyond either), so a flood of slow or half-sent requests cannot pile up.
+//! [`ServerLimits::max_in_flight`] requests at once (one more waits up to [`ServerLimits::in_flight_wait`] for a
+//! turn) and each answered within [`ServerLimits::request_timeout`] (503 with `Retry-After` beyond either), so a
+//! flood of slow or half-sent requests cannot pile up. The connection cap bounds how many requests can wait.
 //!
 //! Defaults follow common practice: hyper's own header-read timeout is 30 s and nginx's `client_header_timeout`
 //! 60 s; 10 s is ample for a browser. The sandbox has the same loop (`sandbox::serve`): the app does not depend
@@ -22,12 +23,20 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
-use tokio::{io::AsyncWriteExt, net::TcpListener, sync::Semaphore};
+use maud::html;
+use tokio::{
+    io::AsyncWriteExt,
+    net::TcpListener,
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 
 /// The default of [`ServerLimits::max_connections`].
 pub const MAX_CONNECTIONS: usize = 1024;
 /// The default of [`ServerLimits::max_in_flight`].
 pub const MAX_IN_FLIGHT: usize = 256;
+/// The default of [`ServerLimits::in_flight_wait`]: a burst of up to [`MAX_CONNECTIONS`] requests is queued
+/// this long rather than refused at once, as nginx's `limit_req … burst` queues requests instead of rejecting them.
+pub const IN_FLIGHT_WAIT: Duration = Duration::from_secs(5);
 /// The default of [`ServerLimits::header_read_timeout`].
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default of [`ServerLimits::request_timeout`].
@@ -40,8 +49,11 @@ pub const RETRY_AFTER_SECONDS: u64 = 1;
 pub struct ServerLimits {
     /// Open connections at most (default [`MAX_CONNECTIONS`]); one more is answered 503 and closed.
     pub max_connections: usize,
-    /// Requests being answered at once at most (default [`MAX_IN_FLIGHT`]); one more is answered 503.
+    /// Requests being answered at once at most (default [`MAX_IN_FLIGHT`]); one more waits for a turn.
     pub max_in_flight: usize,
+    /// How long a request beyond [`ServerLimits::max_in_flight`] waits for a turn before it is answered 503 with
+    /// `Retry-After` (default [`IN_FLIGHT_WAIT`]).
+    pub in_flight_wait: Duration,
     /// Time for a client to send a whole request head, and the longest an idle keep-alive connection is kept
     /// (default [`HEADER_READ_TIMEOUT`]).
     pub header_read_timeout: Duration,
@@ -55,45 +67,78 @@ impl Default for ServerLimits {
         Self {
             max_connections: MAX_CONNECTIONS,
             max_in_flight: MAX_IN_FLIGHT,
+            in_flight_wait: IN_FLIGHT_WAIT,
             header_read_timeout: HEADER_READ_TIMEOUT,
             request_timeout: REQUEST_TIMEOUT,
         }
     }
 }
 
-/// The 503 answer for overload, a sentence with `Retry-After`.
-fn overloaded(_path: &str, why: &str) -> Response {
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, why.to_owned()).into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+/// The 503 answer for overload: a page saying `why`, with `Retry-After`. It is answered outside the router, so
+/// it sets the headers the router's pages carry itself: `nosniff`, no framing, no caching, and a CSP that
+/// allows only the stylesheet.
+fn overloaded(why: &str) -> Response {
+    let body = html! {
+        section.card.error role="alert" {
+            h1 { "The app is busy" }
+            p { (why) }
+        }
+    };
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        crate::pages::layout::page("The app is busy", None, body),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'self'; frame-ancestors 'none'"),
+    );
     response
 }
 
 #[derive(Clone)]
 struct Gate {
     in_flight: Arc<Semaphore>,
+    wait: Duration,
     timeout: Duration,
 }
 
+/// A turn among the requests answered at once: at once when one is free, else the first to free up within
+/// `wait` (the semaphore queues waiters in order), else none.
+async fn turn(in_flight: &Arc<Semaphore>, wait: Duration) -> Option<OwnedSemaphorePermit> {
+    if let Ok(permit) = in_flight.clone().try_acquire_owned() {
+        return Some(permit);
+    }
+    // The semaphore is never closed, so acquiring fails only by the timeout.
+    tokio::time::timeout(wait, in_flight.clone().acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
+}
+
 async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    let Ok(_permit) = gate.in_flight.clone().try_acquire_owned() else {
-        return overloaded(
-            &path,
-            "The app is answering as many requests as it takes at once; reload the page in a second.",
-        );
+    let Some(_permit) = turn(&gate.in_flight, gate.wait).await else {
+        return overloaded(&format!(
+            "The app is answering as many requests as it takes at once and none finished within {} s; reload \
+             the page in a second.",
+            gate.wait.as_secs_f32()
+        ));
     };
     match tokio::time::timeout(gate.timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => overloaded(
-            &path,
-            &format!(
-                "The request was not answered within {} s (a body sent too slowly, or a server too busy); try \
+        Err(_) => overloaded(&format!(
+            "The request was not answered within {} s (a body sent too slowly, or a server too busy); try \
                  again.",
-                gate.timeout.as_secs_f32()
-            ),
-        ),
+            gate.timeout.as_secs_f32()
+        )),
     }
 }
 
@@ -101,6 +146,7 @@ async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Respons
 pub fn bounded(router: Router, limits: &ServerLimits) -> Router {
     let state = Gate {
         in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+        wait: limits.in_flight_wait,
         timeout: limits.request_timeout,
     };
     router.layer(middleware::from_fn_with_state(state, gate))
@@ -170,7 +216,7 @@ pub async fn serve(
 async fn refuse(mut stream: tokio::net::TcpStream) {
     let body = "The server has as many connections open as it takes; try again in a second.\n";
     let head = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nretry-after: {RETRY_AFTER_SECONDS}\r\ncontent-type: text/plain; \
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: {RETRY_AFTER_SECONDS}\r\nx-content-type-options: nosniff\r\ncontent-type: text/plain; \
          charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
