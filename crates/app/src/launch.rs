@@ -120,17 +120,36 @@ pub async fn authorize(State(state): State<AppState>, session: Session) -> Resul
     .await
     .inspect_err(|e| {
         log_failure("standalone launch", e);
-        keep_failed_timeline(&session, trace, Step::Discovery, e);
+        keep_failed_timeline(&session, trace, Step::Discovery, e, Visitor::MayStartSession);
     })
+}
+
+/// Whether a failed launch may give a visitor without a session one, to keep its timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visitor {
+    /// The visitor pressed the app's own launch button (`/authorize`), which would have stored a
+    /// pending launch anyway: a short-lived session keeps the timeline so `/inspect` can show it.
+    MayStartSession,
+    /// A request anyone can send (a callback, an EHR launch with any `iss`): the timeline is kept only
+    /// in a session the browser already has, so a stranger's junk stores nothing (issue 12 point 3).
+    OnlyExistingSession,
 }
 
 /// Keeps the timeline of a launch that failed in the session, ending at the failing step (`step`
 /// when the library did not record one).
-fn keep_failed_timeline(session: &Session, mut trace: LaunchTrace, step: Step, error: &AppError) {
+fn keep_failed_timeline(
+    session: &Session,
+    mut trace: LaunchTrace,
+    step: Step,
+    error: &AppError,
+    visitor: Visitor,
+) {
+    if visitor == Visitor::OnlyExistingSession && session.current_id().is_none() {
+        return;
+    }
     if trace.failed_step().is_none() {
         trace.fail(step, failure_reason(error));
     }
-    // A visitor without a session gets one, so the timeline can be shown.
     session.ensure_id();
     session.set_timeline(timeline::bound(trace));
 }
@@ -190,7 +209,7 @@ pub async fn ehr_launch(
         .await
         .inspect_err(|e| {
             log_failure("EHR launch", e);
-            keep_failed_timeline(&session, trace, Step::Discovery, e);
+            keep_failed_timeline(&session, trace, Step::Discovery, e, Visitor::OnlyExistingSession);
         })
 }
 
@@ -266,7 +285,13 @@ pub async fn callback(
         .await
         .inspect_err(|e| {
             log_failure("callback", e);
-            keep_failed_timeline(&session, std::mem::take(&mut trace), Step::AuthorizationGrant, e);
+            keep_failed_timeline(
+                &session,
+                std::mem::take(&mut trace),
+                Step::AuthorizationGrant,
+                e,
+                Visitor::OnlyExistingSession,
+            );
         })
 }
 

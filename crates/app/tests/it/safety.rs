@@ -15,12 +15,27 @@ fn set_cookie(page: &crate::common::Page) -> Option<String> {
 }
 
 #[tokio::test]
-async fn a_cookieless_page_view_stores_nothing() {
+async fn a_cookieless_page_view_junk_callback_or_launch_stores_nothing() {
     let env = TestEnv::start().await;
-    for path in ["/", "/index.html", "/logout", "/reset", "/inspect", "/", "/?x=1"] {
+    let junk = [
+        "/fhir-app/",
+        "/fhir-app/?code=junk&state=junk",
+        "/fhir-app/?state=junk&error=access_denied",
+        "/fhir-app/?code=%00%ff&state=&state=x",
+        "/launch",
+        "/launch?iss=http://evil.example/fhir&launch=abc",
+        "/launch?iss=not%20a%20url&launch=",
+    ];
+    let pages = ["/", "/index.html", "/logout", "/reset", "/inspect", "/", "/?x=1"];
+    for path in pages.into_iter().chain(junk) {
         let page = Browser::new().request("GET", env.url(path), None).await;
         assert!(page.status < 500, "{path}: {}", page.status);
-        assert!(set_cookie(&page).is_none(), "{path} set a cookie");
+        assert!(
+            set_cookie(&page).is_none(),
+            "{path} set a cookie: {:?} status {}",
+            set_cookie(&page),
+            page.status
+        );
     }
     // A forged POST from a stranger changes nothing and stores nothing either.
     let stranger = Browser::new();
@@ -162,5 +177,125 @@ async fn every_answer_of_the_app_says_nosniff() {
             page.status
         );
     }
+    env.stop().await;
+}
+
+/// An app against an EHR that is never reached (nothing here launches), within `limits`.
+async fn start_limited(dir: &tempfile::TempDir, limits: ServerLimits) -> app::RunningApp {
+    let config = AppConfig::for_issuer(
+        url::Url::parse("http://127.0.0.1:9/fhir").unwrap(),
+        "app",
+        dir.path().join("sessions.db"),
+    );
+    app::start_with_limits(config, limits).await.unwrap()
+}
+
+/// Sends the head of a log-out POST announcing 100 bytes of form body, and 10 of them: the request holds its
+/// turn until the rest comes.
+async fn post_with_a_body_that_stalls(app: &app::RunningApp) -> tokio::net::TcpStream {
+    let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    socket
+        .write_all(
+            b"POST /logout HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/x-www-form-urlencoded\r\n\
+              content-length: 100\r\n\r\ncsrf=abcde",
+        )
+        .await
+        .unwrap();
+    socket
+}
+
+fn get_health(app: &app::RunningApp) -> tokio::task::JoinHandle<reqwest::Response> {
+    let url = format!("http://{}/health", app.addr);
+    tokio::spawn(async move { reqwest::get(url).await.unwrap() })
+}
+
+#[tokio::test]
+async fn a_request_beyond_the_apps_in_flight_limit_waits_for_a_turn_and_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = ServerLimits {
+        max_in_flight: 1,
+        in_flight_wait: Duration::from_secs(60),
+        ..ServerLimits::default()
+    };
+    let app = start_limited(&dir, limits).await;
+    let mut held = post_with_a_body_that_stalls(&app).await;
+    // A GET answered at once came before the POST had its turn (and must be a 200); one still unanswered after
+    // 300 ms waits behind it.
+    let mut waiting = None;
+    for _ in 0..50 {
+        let mut get = get_health(&app);
+        match tokio::time::timeout(Duration::from_millis(300), &mut get).await {
+            Err(_) => {
+                waiting = Some(get);
+                break;
+            }
+            Ok(answered) => assert_eq!(
+                answered.unwrap().status(),
+                200,
+                "a request beyond the limit was not let wait"
+            ),
+        }
+    }
+    let waiting = waiting.expect("the stalled POST never took its turn");
+    held.write_all(&[b'x'; 90]).await.unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting request was answered once a turn was free")
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_beyond_the_apps_in_flight_limit_get_a_503_page_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = ServerLimits {
+        max_in_flight: 1,
+        in_flight_wait: Duration::from_millis(200),
+        ..ServerLimits::default()
+    };
+    let app = start_limited(&dir, limits).await;
+    let held = post_with_a_body_that_stalls(&app).await;
+    let mut refused = None;
+    for _ in 0..50 {
+        let response = get_health(&app).await.unwrap();
+        if response.status() == 503 {
+            refused = Some(response);
+            break;
+        }
+    }
+    let refused = refused.expect("a request beyond the limit was refused once its wait was over");
+    let headers = refused.headers().clone();
+    assert_eq!(headers["retry-after"], "1");
+    // Answered outside the router, it still carries the pages' protections.
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("The app is busy"), "{body}");
+    drop(held);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn expired_sessions_and_pending_launches_are_purged() {
+    let env = TestEnv::start().await;
+    let page = Browser::new().request("GET", env.url("/authorize"), None).await;
+    assert!(page.status < 500, "{}", page.status);
+    assert_eq!(env.app.state.sessions().row_counts().await.unwrap(), (1, 1));
+    // Time passes: the session expired and the launch is older than PENDING_LAUNCH_TTL.
+    let now = chrono::Utc::now().timestamp();
+    let launch_ttl = i64::try_from(app::session::PENDING_LAUNCH_TTL.as_secs()).unwrap();
+    let conn = rusqlite::Connection::open(env.session_db()).unwrap();
+    conn.execute("UPDATE sessions SET expires_at = ?1", [now - 1])
+        .unwrap();
+    conn.execute(
+        "UPDATE pending_launches SET created_at = ?1",
+        [now - launch_ttl - 1],
+    )
+    .unwrap();
+    // What the server's timer runs every PURGE_INTERVAL.
+    env.app.state.sessions().purge().await.unwrap();
+    assert_eq!(env.app.state.sessions().row_counts().await.unwrap(), (0, 0));
     env.stop().await;
 }
