@@ -50,3 +50,32 @@ async fn the_window_links_bound_what_the_summary_reads_and_all_reads_the_most() 
     assert!(odd.body.contains(r#"href="/?window=5y" aria-current="page""#));
     env.stop().await;
 }
+
+#[tokio::test]
+async fn the_ips_sections_are_on_the_page_and_shared_with_the_default_scopes() {
+    let env = TestEnv::start().await;
+    let browser = Browser::new();
+    let page = standalone_launch(&env, &browser).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for title in [
+        "Diagnostic reports",
+        "Procedures",
+        "Active medications",
+        "Active conditions",
+    ] {
+        assert!(
+            page.body.contains(&format!(r#"aria-label="{title}""#)),
+            "{title} section: {}",
+            page.body
+        );
+        assert!(
+            !page.body.contains(&format!("{title} not shared")),
+            "{title} is shared"
+        );
+    }
+    assert!(
+        !page.body.contains("Reported medications (statements) not shared"),
+        "statements are shared"
+    );
+    env.stop().await;
+}
