@@ -16,6 +16,7 @@ use smart_launch::token::TokenSet;
 use smart_launch::{Permissions, ScopeContext, ScopeSet};
 
 use crate::launch::LaunchRecord;
+use crate::reading::Reading;
 use crate::state::AppState;
 use crate::summary::{self, Section, Summary};
 use crate::window::Window;
@@ -57,6 +58,8 @@ struct Paged<R> {
     more: bool,
     /// The server's `Bundle.total`, when it gave one.
     total: Option<u32>,
+    /// What did not fit the R4 model in the pages read (already logged once).
+    issues: Vec<fhir_client::r4::Issue>,
 }
 
 /// A search whose failure is shown in its section; `None` when the scope was not granted. Follows
@@ -79,6 +82,7 @@ async fn section_search<R: ResourceType + Send + 'static>(
         included: Vec::new(),
         more: false,
         total: None,
+        issues: Vec::new(),
     };
     for n in 0..max_pages.max(1) {
         match pages.next().await {
@@ -88,6 +92,7 @@ async fn section_search<R: ResourceType + Send + 'static>(
                 read.more = page.next.is_some();
                 read.resources.extend(page.matches);
                 read.included.extend(page.included);
+                read.issues.extend(page.issues);
             }
             Some(Err(e)) if n == 0 => return Some(Err(e)),
             Some(Err(e)) => {
@@ -98,6 +103,16 @@ async fn section_search<R: ResourceType + Send + 'static>(
         }
     }
     Some(Ok(read))
+}
+
+/// Adds what a section's search read (before the app filters it) to `reading`.
+fn tally<R: ResourceType>(reading: &mut Reading, what: &str, result: &Option<Result<Paged<R>, FhirError>>) {
+    let Some(Ok(paged)) = result else { return };
+    reading.count(<R as fhir_client::r4::FromJson>::TYPE_NAME, paged.resources.len());
+    for included in &paged.included {
+        reading.count(included.resource_type(), 1);
+    }
+    reading.issues(what, &paged.issues);
 }
 
 /// The sentence for a section whose search stopped before the EHR's last page.
@@ -205,7 +220,11 @@ pub async fn summary_observed(
 
     let patient_read = async {
         if permitted(granted, "Patient", Permissions::READ) {
-            Some(client.read::<Patient>(&patient_id).await)
+            Some(
+                client
+                    .read_with::<Patient>(&patient_id, fhir_client::r4::Mode::Tolerant)
+                    .await,
+            )
         } else {
             None
         }
@@ -276,8 +295,13 @@ pub async fn summary_observed(
     );
 
     // The patient read decides whether there is a page at all; so does any relaunch-worthy failure.
+    let mut reading = Reading::default();
     let patient = match patient {
-        Some(Ok(p)) => Some(p),
+        Some(Ok(read)) => {
+            reading.count("Patient", 1);
+            reading.issues("Patient read", &read.issues);
+            Some(read.resource)
+        }
         Some(Err(e)) if is_relaunch(&e) => return Err(FetchFailure::Relaunch(e)),
         Some(Err(e)) => return Err(FetchFailure::Ehr(e)),
         None => None,
@@ -289,6 +313,17 @@ pub async fn summary_observed(
             return Err(FetchFailure::Relaunch(clone_relaunch(e)));
         }
     }
+
+    tally(&mut reading, "Observation search (vital signs)", &vitals);
+    tally(&mut reading, "Observation search (laboratory)", &labs);
+    tally(&mut reading, "Condition search", &conditions);
+    tally(&mut reading, "MedicationRequest search", &medications);
+    tally(&mut reading, "AllergyIntolerance search", &allergies);
+    tally(&mut reading, "Immunization search", &immunizations);
+    tally(&mut reading, "Encounter search", &encounters);
+    tally(&mut reading, "MedicationStatement search", &statements);
+    tally(&mut reading, "Procedure search", &procedures);
+    tally(&mut reading, "DiagnosticReport search", &reports);
 
     let name = match &patient {
         Some(p) => fhir_client::name::patient_display_name(p),
@@ -377,6 +412,7 @@ pub async fn summary_observed(
         allergies: to_section(allergies, summary::allergy_rows),
         immunizations: to_section(immunizations, summary::immunization_rows),
         encounters: to_section(encounters, summary::encounter_rows),
+        reading,
     };
     let current = tokens.tokens().await;
     let renewed_tokens = (current.access_token != record.tokens().access_token).then_some(current);
@@ -463,6 +499,7 @@ fn without_patient(record: &LaunchRecord) -> Summary {
         allergies: none(),
         immunizations: none(),
         encounters: none(),
+        reading: Reading::default(),
     }
 }
 
@@ -476,6 +513,7 @@ mod tests {
             included: Vec::new(),
             more,
             total,
+            issues: Vec::new(),
         }))
     }
 

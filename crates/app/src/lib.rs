@@ -11,6 +11,7 @@ pub mod home;
 pub mod inspect;
 pub mod launch;
 pub mod pages;
+pub mod reading;
 pub mod request_log;
 pub mod routes;
 pub mod serve;

@@ -188,6 +188,8 @@ pub struct Summary {
     pub immunizations: Section<ImmunizationRow>,
     /// Recent encounters.
     pub encounters: Section<EncounterRow>,
+    /// What the searches read, by type, and the problems met reading it (the timeline's step F).
+    pub reading: crate::reading::Reading,
 }
 
 /// How many rows the list sections show.

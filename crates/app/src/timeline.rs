@@ -74,30 +74,71 @@ pub fn record_first_page(session: &Session, log: &RequestLog, summary: Result<&S
         .push(TraceField::text("Authorization", "Bearer [redacted]"));
     let mut f = TraceStep::new(Step::ProtectedResource);
     match summary {
-        Ok(summary) => {
-            let sections = [
-                ("Observation (vital signs): charts", section_text(&summary.vitals)),
-                ("Observation (laboratory): rows", section_text(&summary.labs)),
-                ("Condition: rows", section_text(&summary.conditions)),
-                ("MedicationRequest: rows", section_text(&summary.medications)),
-                ("AllergyIntolerance: rows", section_text(&summary.allergies)),
-                ("Immunization: rows", section_text(&summary.immunizations)),
-                ("Encounter: rows", section_text(&summary.encounters)),
-            ];
-            f.received
-                .push(TraceField::text("Patient", summary.patient_name.as_str()));
-            for (name, (text, issue)) in sections {
-                f.received.push(TraceField::text(name, text));
-                if let Some(issue) = issue {
-                    f.check(name, issue, CheckOutcome::Failed);
-                }
-            }
-        }
+        Ok(summary) => read_in_f(&mut f, summary),
         Err(reason) => f.failure = Some(reason),
     }
     trace.push(e);
     trace.push(f);
     session.set_timeline(bound(trace));
+}
+
+/// F's fields: the patient, how many resources of each type the searches returned, what each
+/// section shows of them, and the problems met reading them as R4.
+fn read_in_f(f: &mut TraceStep, summary: &Summary) {
+    f.received
+        .push(TraceField::text("Patient", summary.patient_name.as_str()));
+    let reading = &summary.reading;
+    f.received.push(TraceField::text(
+        "Resources read",
+        format!("{} in all", reading.total()),
+    ));
+    for (resource_type, n) in &reading.counts {
+        f.received.push(TraceField::text(
+            format!("Resources read: {resource_type}"),
+            n.to_string(),
+        ));
+    }
+    let sections = [
+        ("Vital signs: charts", section_text(&summary.vitals)),
+        ("Recent labs: rows", section_text(&summary.labs)),
+        ("Active conditions: rows", section_text(&summary.conditions)),
+        ("Medications prescribed: rows", section_text(&summary.medications)),
+        (
+            "Medications reported: rows",
+            section_text(&summary.medication_statements),
+        ),
+        ("Allergies: rows", section_text(&summary.allergies)),
+        ("Immunizations: rows", section_text(&summary.immunizations)),
+        ("Procedures: rows", section_text(&summary.procedures)),
+        ("Diagnostic reports: rows", section_text(&summary.reports)),
+        ("Encounters: rows", section_text(&summary.encounters)),
+    ];
+    for (name, (text, issue)) in sections {
+        f.received.push(TraceField::text(name, text));
+        if let Some(issue) = issue {
+            f.check(name, issue, CheckOutcome::Failed);
+        }
+    }
+    if reading.issues.is_empty() {
+        f.received.push(TraceField::text(
+            "Reading problems",
+            "none: everything read fit the FHIR R4 model",
+        ));
+    }
+    for issue in &reading.issues {
+        f.received
+            .push(TraceField::text("Reading problem", issue.as_str()));
+    }
+    if reading.issues_left_out > 0 {
+        f.received.push(TraceField::text(
+            "Reading problems not listed",
+            format!(
+                "{} more (the first {} are kept; all are in the app's log at warn)",
+                reading.issues_left_out,
+                crate::reading::MAX_READING_ISSUES
+            ),
+        ));
+    }
 }
 
 /// A section as F shows it: the number of rows, "not shared", or "failed" with the issue.

@@ -56,6 +56,19 @@ async fn standalone_shows_the_patient_page(persona: Persona) {
             "{persona}: no banner"
         );
         assert!(page.body.contains("Recent labs"), "{persona}");
+        // Step F of the timeline says what was read and what did not fit R4 as sent.
+        let timeline = browser.get(env.url("/inspect/timeline")).await;
+        assert!(timeline.body.contains("Resources read: Patient"), "{persona}");
+        assert!(timeline.body.contains("Resources read: Observation"), "{persona}");
+        if persona == Persona::Cerner {
+            // fhir.cerner.com's Patient example sends `telecom[].rank` as the string "1": read converted, and said.
+            assert!(
+                timeline.body.contains("Reading problem")
+                    && timeline.body.contains("Patient read: Patient.telecom[0].rank"),
+                "the string rank is reported in F: {}",
+                timeline.body
+            );
+        }
         env.stop().await;
     }
 }

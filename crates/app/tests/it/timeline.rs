@@ -96,7 +96,12 @@ async fn a_launch_shows_every_step_and_no_secret_on_the_timeline_or_in_the_sessi
         "F. Protected resource",
         "Bearer [redacted]",
         "/fhir/Patient/",
-        "Observation (vital signs): charts",
+        "Vital signs: charts",
+        "Diagnostic reports: rows",
+        "Resources read: Patient",
+        "Resources read: Observation",
+        "Reading problems",
+        "none: everything read fit the FHIR R4 model",
         "https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-authorization-code",
         "https://www.rfc-editor.org/rfc/rfc7636",
     ] {
