@@ -22,8 +22,7 @@ use serde::{Deserialize, Serialize};
 use smart_launch::discovery::normalize_base;
 use smart_launch::{
     AuthorizeRequest, CallbackParams, ClientAuth, ClientId, CompletedLaunch, LaunchContext, LaunchTrace,
-    PendingLaunch, RevocableToken, ScopeSet, SigningAlgorithm, SigningKey, SmartClient, SmartClientConfig,
-    SmartConfiguration, Step, TokenSet,
+    PendingLaunch, ScopeSet, SigningKey, SmartClient, SmartClientConfig, SmartConfiguration, Step, TokenSet,
 };
 use url::Url;
 
@@ -306,7 +305,7 @@ async fn complete_launch(
     let received = params.trace_fields();
     let Some(state_param) = params.state().cloned() else {
         // Without a state nothing can be looked up; an error from the server is still worth showing.
-        let error = error_without_state(query);
+        let error = params.error_without_state();
         fail_callback(trace, received, &error);
         return Err(error.into());
     };
@@ -432,38 +431,6 @@ fn fail_callback(
     trace.push(step);
 }
 
-/// The error codes of RFC 6749 §4.1.2.1, the only ones a redirect without `state` may show.
-const AUTHORIZATION_ERRORS: [&str; 7] = [
-    "invalid_request",
-    "unauthorized_client",
-    "access_denied",
-    "unsupported_response_type",
-    "invalid_scope",
-    "server_error",
-    "temporarily_unavailable",
-];
-
-/// The error of a redirect that carries no `state`. Anyone can send a browser to this URL, so nothing it carries
-/// is shown beyond a registered error code: no `error_description`, no `error_uri` (those are shown only when the
-/// state matched a pending launch, in [`complete_launch`]'s normal path).
-fn error_without_state(query: &str) -> smart_launch::Error {
-    let error = url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "error")
-        .map(|(_, v)| v.into_owned());
-    match error {
-        Some(error) => smart_launch::Error::Authorization {
-            error: AUTHORIZATION_ERRORS
-                .into_iter()
-                .find(|known| *known == error)
-                .unwrap_or("server_error")
-                .to_owned(),
-            description: None,
-            uri: None,
-        },
-        None => smart_launch::Error::MissingParameter { parameter: "state" },
-    }
-}
-
 /// Tells the EHR that a launch's tokens are no longer wanted (log-out, reset): when its discovery
 /// advertised a `revocation_endpoint`, the refresh token (which ends the grant) and the access
 /// token are revoked there (RFC 7009).
@@ -487,20 +454,14 @@ async fn revoke_within(state: &AppState, record: &LaunchRecord, timeout: Duratio
     };
     let tokens = record.tokens();
     let client = state.smart().token_client();
-    let refresh = async {
-        match &tokens.refresh_token {
-            Some(token) => Some(client.revoke(endpoint, RevocableToken::Refresh(token)).await),
-            None => None,
-        }
-    };
-    let access = client.revoke(endpoint, RevocableToken::Access(&tokens.access_token));
-    match tokio::time::timeout(timeout, futures::future::join(refresh, access)).await {
-        Ok((refresh, access)) => {
-            let results = [("refresh", refresh), ("access", Some(access))];
-            let mut revoked = true;
+    match tokio::time::timeout(timeout, client.revoke_tokens(endpoint, tokens)).await {
+        Ok(revocation) => {
+            let results = [
+                ("refresh", revocation.refresh.as_ref()),
+                ("access", Some(&revocation.access)),
+            ];
             for (kind, result) in results {
                 if let Some(Err(e)) = result {
-                    revoked = false;
                     tracing::warn!(
                         endpoint = %endpoint,
                         token = kind,
@@ -509,7 +470,7 @@ async fn revoke_within(state: &AppState, record: &LaunchRecord, timeout: Duratio
                     );
                 }
             }
-            if revoked {
+            if revocation.is_complete() {
                 tracing::info!(endpoint = %endpoint, "the launch's tokens were revoked at the EHR");
             }
         }
@@ -534,16 +495,11 @@ pub fn smart_client(
     let auth = match (&config.client_secret, &config.private_key) {
         (Some(secret), _) => ClientAuth::ClientSecretBasic(secret.clone()),
         (None, Some(path)) => {
-            let pem = std::fs::read_to_string(path).map_err(|e| smart_launch::Error::Key {
-                reason: format!("{} cannot be read ({e})", path.display()),
-            })?;
             let kid = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "app".into());
-            let key = SigningKey::from_pem(&pem, SigningAlgorithm::RS384, kid.clone())
-                .or_else(|_| SigningKey::from_pem(&pem, SigningAlgorithm::ES384, kid))?;
-            ClientAuth::PrivateKeyJwt(Arc::new(key))
+            ClientAuth::PrivateKeyJwt(Arc::new(SigningKey::read_pem_file(path, kid)?))
         }
         (None, None) => ClientAuth::None,
     };

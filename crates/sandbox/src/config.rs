@@ -92,32 +92,9 @@ impl SandboxConfig {
     }
 }
 
-/// A client secret; `Debug` and `Display` print `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClientSecret(String);
-
-impl ClientSecret {
-    /// Wraps a secret.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
-    /// The secret itself; call this only to compare or send it.
-    pub fn secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ClientSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for ClientSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+/// A confidential client's secret (the same newtype the app and the client library use); `Debug` and `Display`
+/// print `[redacted]`.
+pub use smart_launch::ClientSecret;
 
 /// Where an asymmetric client's public keys come from.
 #[derive(Debug, Clone)]

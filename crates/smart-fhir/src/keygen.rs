@@ -4,7 +4,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use smart_launch::{SigningAlgorithm, SigningKey};
 
@@ -43,7 +43,8 @@ impl From<Alg> for SigningAlgorithm {
 pub fn run(args: &KeygenArgs) -> anyhow::Result<()> {
     let algorithm = SigningAlgorithm::from(args.alg);
     let draft = SigningKey::generate(algorithm, "draft").context("The key could not be generated")?;
-    let key = with_stable_kid(draft.private_key_pem(), algorithm)?;
+    let kid = stable_kid(&draft)?;
+    let key = draft.with_kid(kid);
     write_private(&args.out, key.private_key_pem())?;
     let jwks = serde_json::to_string_pretty(&key.jwks()).context("The JWKS could not be written")?;
     println!("{jwks}");
@@ -54,32 +55,28 @@ pub fn run(args: &KeygenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The key of `pem` with a `kid` derived from its public part, so the same file always signs with the same
-/// `kid` as the JWKS printed by `keygen`.
-pub fn with_stable_kid(pem: &str, algorithm: SigningAlgorithm) -> anyhow::Result<SigningKey> {
-    let probe = SigningKey::from_pem(pem, algorithm, "probe")?;
-    let jwk = serde_json::to_value(probe.public_jwk())?;
+/// A `kid` derived from the key's public part, so the same file always signs with the same `kid` as the JWKS
+/// printed by `keygen`.
+fn stable_kid(key: &SigningKey) -> anyhow::Result<String> {
+    let jwk = serde_json::to_value(key.public_jwk())?;
     let material = jwk["x"]
         .as_str()
         .or_else(|| jwk["n"].as_str())
         .unwrap_or_default();
     let kid: String = material.chars().take(16).collect();
-    Ok(SigningKey::from_pem(pem, algorithm, format!("smart-fhir-{kid}"))?)
+    Ok(format!("smart-fhir-{kid}"))
 }
 
-/// Load a key written by `keygen` (RS384 or ES384, told apart by trying both).
+/// Load a key written by `keygen` (RS384 or ES384, told apart by trying both), under its stable key id.
 pub fn load(path: &Path) -> anyhow::Result<SigningKey> {
-    let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("The private key {} could not be read", path.display()))?;
-    for algorithm in [SigningAlgorithm::ES384, SigningAlgorithm::RS384] {
-        if let Ok(key) = with_stable_kid(&pem, algorithm) {
-            return Ok(key);
-        }
-    }
-    bail!(
-        "{} is not an RS384 or ES384 private key in PEM form (make one with `smart-fhir keygen`)",
-        path.display()
-    )
+    let key = SigningKey::read_pem_file(path, "probe").with_context(|| {
+        format!(
+            "{} is not an RS384 or ES384 private key in PEM form (make one with `smart-fhir keygen`)",
+            path.display()
+        )
+    })?;
+    let kid = stable_kid(&key)?;
+    Ok(key.with_kid(kid))
 }
 
 /// Create `path` with mode 0600 (on Unix) and write `text`; refuse to overwrite.

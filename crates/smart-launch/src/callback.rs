@@ -16,6 +16,17 @@ use crate::scope::ScopeComparison;
 use crate::secret::{AuthorizationCode, CsrfState};
 use crate::token::TokenSet;
 
+/// The error codes of an authorization response (RFC 6749 §4.1.2.1).
+pub const AUTHORIZATION_ERRORS: [&str; 7] = [
+    "invalid_request",
+    "unauthorized_client",
+    "access_denied",
+    "unsupported_response_type",
+    "invalid_scope",
+    "server_error",
+    "temporarily_unavailable",
+];
+
 /// The query parameters of the redirect back to the app.
 #[derive(Debug, Default)]
 pub struct CallbackParams {
@@ -84,6 +95,26 @@ impl CallbackParams {
     /// The OAuth `error` code, when the server sent one.
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
+    }
+
+    /// The error of a redirect that carries no `state`, so matches no pending launch. Anyone can send
+    /// a browser to the redirect URI, so nothing such a redirect carries is kept beyond a registered
+    /// error code (RFC 6749 §4.1.2.1; any other becomes `server_error`): no `error_description`, no
+    /// `error_uri`, which [`CallbackParams::verify`] passes on once the state matched. Without an
+    /// `error` either, the redirect lacks its `state`.
+    pub fn error_without_state(&self) -> Error {
+        match &self.error {
+            Some(error) => Error::Authorization {
+                error: AUTHORIZATION_ERRORS
+                    .into_iter()
+                    .find(|known| known == error)
+                    .unwrap_or("server_error")
+                    .to_owned(),
+                description: None,
+                uri: None,
+            },
+            None => Error::MissingParameter { parameter: "state" },
+        }
     }
 
     /// Check the redirect against `pending` at `now` and return the authorization code.
@@ -205,6 +236,31 @@ mod tests {
 
     fn redirect(query: &str) -> CallbackParams {
         CallbackParams::from_url(&Url::parse(&format!("http://localhost/cb?{query}")).unwrap())
+    }
+
+    #[test]
+    fn a_redirect_without_state_keeps_only_a_registered_error_code() {
+        let shown = |query: &str| match redirect(query).error_without_state() {
+            Error::Authorization {
+                error,
+                description,
+                uri,
+            } => {
+                assert_eq!((description, uri), (None, None));
+                error
+            }
+            Error::MissingParameter { parameter } => format!("missing {parameter}"),
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(
+            shown("error=access_denied&error_description=Click+here+evil.example"),
+            "access_denied"
+        );
+        assert_eq!(
+            shown("error=<script>&error_uri=https://evil.example"),
+            "server_error"
+        );
+        assert_eq!(shown("code=abc"), "missing state");
     }
 
     #[test]

@@ -193,6 +193,32 @@ impl SigningKey {
         })
     }
 
+    /// Load a private key for the algorithm its type calls for: ES384 for a P-384 key, RS384 for an
+    /// RSA key (the two SMART asks servers to accept for `private_key_jwt`), told apart by trying both.
+    pub fn from_pem_any(pem: &str, kid: impl Into<String>) -> Result<Self, Error> {
+        let kid = kid.into();
+        Self::from_pem(pem, SigningAlgorithm::ES384, kid.clone())
+            .or_else(|_| Self::from_pem(pem, SigningAlgorithm::RS384, kid))
+            .map_err(|_| key_error("it is not an RSA or P-384 private key in PEM form"))
+    }
+
+    /// Read a PEM private key file with [`SigningKey::from_pem_any`]; errors name the file.
+    pub fn read_pem_file(path: &std::path::Path, kid: impl Into<String>) -> Result<Self, Error> {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| key_error(format!("{} cannot be read ({e})", path.display())))?;
+        Self::from_pem_any(&pem, kid).map_err(|e| match e {
+            Error::Key { reason } => key_error(format!("{}: {reason}", path.display())),
+            other => other,
+        })
+    }
+
+    /// The same key under another key id (`kid` of signed JWTs and of the public JWK).
+    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
+        self.kid = kid.into();
+        self.public_jwk.common.key_id = Some(self.kid.clone());
+        self
+    }
+
     /// Announce where the public JWKS is published (`jku` header of client assertions).
     pub fn with_jku(mut self, jku: Url) -> Self {
         self.jku = Some(jku);

@@ -15,6 +15,7 @@ use url::Url;
 
 use crate::error::Error;
 use crate::http;
+use crate::well_known::SmartConfigurationDocument;
 
 /// The extension URL of the SMART `oauth-uris` extension in a CapabilityStatement.
 pub const OAUTH_URIS_EXTENSION: &str =
@@ -56,10 +57,16 @@ pub struct SmartConfiguration {
     pub capabilities: Vec<String>,
     /// Grant types the server accepts.
     pub grant_types_supported: Vec<String>,
+    /// OAuth response types the server supports (`code`).
+    #[serde(default)]
+    pub response_types_supported: Vec<String>,
     /// Client authentication methods the token endpoint accepts.
     pub token_endpoint_auth_methods_supported: Vec<String>,
     /// Algorithms the token endpoint accepts for `private_key_jwt`.
     pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
+    /// Algorithms of the server's id_token signatures.
+    #[serde(default)]
+    pub id_token_signing_alg_values_supported: Vec<String>,
     /// Scopes the server supports.
     pub scopes_supported: Vec<String>,
     /// PKCE methods the server supports.
@@ -86,63 +93,46 @@ impl SmartConfiguration {
 
     /// Parse a `.well-known/smart-configuration` document, resolving relative URLs against `fhir_base`.
     pub fn from_well_known(fhir_base: &Url, document: Value) -> Result<SmartConfiguration, String> {
-        let Value::Object(mut doc) = document else {
+        if !document.is_object() {
             return Err("the document is not a JSON object".into());
-        };
-        let mut url = |key: &str| -> Result<Option<Url>, String> {
-            match doc.remove(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => resolve(fhir_base, &s).map(Some),
-                Some(other) => Err(format!("`{key}` is {other}, not a URL string")),
-            }
-        };
-        let authorization_endpoint = url("authorization_endpoint")?;
-        let token_endpoint = url("token_endpoint")?;
-        let jwks_uri = url("jwks_uri")?;
-        let registration_endpoint = url("registration_endpoint")?;
-        let management_endpoint = url("management_endpoint")?;
-        let introspection_endpoint = url("introspection_endpoint")?;
-        let revocation_endpoint = url("revocation_endpoint")?;
-        let mut list = |key: &str| -> Vec<String> {
-            match doc.remove(key) {
-                Some(Value::Array(items)) => items
-                    .into_iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect(),
-                Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
-                _ => Vec::new(),
-            }
-        };
-        let capabilities = list("capabilities");
-        let grant_types_supported = list("grant_types_supported");
-        let token_endpoint_auth_methods_supported = list("token_endpoint_auth_methods_supported");
-        let token_endpoint_auth_signing_alg_values_supported =
-            list("token_endpoint_auth_signing_alg_values_supported");
-        let scopes_supported = list("scopes_supported");
-        let code_challenge_methods_supported = list("code_challenge_methods_supported");
-        let issuer = doc.remove("issuer").and_then(|v| v.as_str().map(str::to_owned));
-        let (Some(authorization_endpoint), Some(token_endpoint)) = (authorization_endpoint, token_endpoint)
+        }
+        let doc: SmartConfigurationDocument = serde_path_to_error::deserialize(document)
+            .map_err(|e| format!("`{}` is not as SMART describes it: {}", e.path(), e.inner()))?;
+        Self::from_document(fhir_base, doc)
+    }
+
+    /// Resolve a SMART configuration document's endpoints against `fhir_base`.
+    pub fn from_document(
+        fhir_base: &Url,
+        doc: SmartConfigurationDocument,
+    ) -> Result<SmartConfiguration, String> {
+        let url = |value: Option<String>| value.map(|s| resolve(fhir_base, &s)).transpose();
+        let (Some(authorization_endpoint), Some(token_endpoint)) =
+            (url(doc.authorization_endpoint)?, url(doc.token_endpoint)?)
         else {
             return Err("it lacks `authorization_endpoint` or `token_endpoint`".into());
         };
         Ok(SmartConfiguration {
             fhir_base: fhir_base.clone(),
             source: DiscoverySource::WellKnown,
-            issuer,
-            jwks_uri,
+            issuer: doc.issuer,
+            jwks_uri: url(doc.jwks_uri)?,
             authorization_endpoint,
             token_endpoint,
-            registration_endpoint,
-            management_endpoint,
-            introspection_endpoint,
-            revocation_endpoint,
-            capabilities,
-            grant_types_supported,
-            token_endpoint_auth_methods_supported,
-            token_endpoint_auth_signing_alg_values_supported,
-            scopes_supported,
-            code_challenge_methods_supported,
-            extra: doc,
+            registration_endpoint: url(doc.registration_endpoint)?,
+            management_endpoint: url(doc.management_endpoint)?,
+            introspection_endpoint: url(doc.introspection_endpoint)?,
+            revocation_endpoint: url(doc.revocation_endpoint)?,
+            capabilities: doc.capabilities,
+            grant_types_supported: doc.grant_types_supported,
+            response_types_supported: doc.response_types_supported,
+            token_endpoint_auth_methods_supported: doc.token_endpoint_auth_methods_supported,
+            token_endpoint_auth_signing_alg_values_supported: doc
+                .token_endpoint_auth_signing_alg_values_supported,
+            id_token_signing_alg_values_supported: doc.id_token_signing_alg_values_supported,
+            scopes_supported: doc.scopes_supported,
+            code_challenge_methods_supported: doc.code_challenge_methods_supported,
+            extra: doc.extra,
         })
     }
 
@@ -186,8 +176,10 @@ impl SmartConfiguration {
             revocation_endpoint: find("revoke")?,
             capabilities: Vec::new(),
             grant_types_supported: Vec::new(),
+            response_types_supported: Vec::new(),
             token_endpoint_auth_methods_supported: Vec::new(),
             token_endpoint_auth_signing_alg_values_supported: Vec::new(),
+            id_token_signing_alg_values_supported: Vec::new(),
             scopes_supported: Vec::new(),
             code_challenge_methods_supported: Vec::new(),
             extra: Map::new(),

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::error::{Error, truncate_body};
+use crate::oauth_error::OAuthErrorBody;
 
 /// Build the HTTP client for OAuth calls: no redirects, bounded time.
 pub(crate) fn oauth_client(timeout: Duration) -> Result<reqwest::Client, Error> {
@@ -20,14 +21,6 @@ pub(crate) fn oauth_client(timeout: Duration) -> Result<reqwest::Client, Error> 
         .map_err(|source| Error::Config {
             reason: format!("the HTTP client could not be created: {source}"),
         })
-}
-
-/// The fields of an OAuth error body (RFC 6749 §5.2), each when present.
-#[derive(Debug, Default, serde::Deserialize)]
-pub(crate) struct OAuthError {
-    pub error: Option<String>,
-    pub error_description: Option<String>,
-    pub error_uri: Option<String>,
 }
 
 /// Refuse plain `http` for `url` unless its host is this machine (`localhost`, 127.0.0.0/8, `::1`)
@@ -75,8 +68,8 @@ impl Body {
 
     /// The OAuth `error`, `error_description` and `error_uri` of an error body, when it is JSON and
     /// has them.
-    pub(crate) fn oauth_error(&self) -> OAuthError {
-        serde_json::from_str::<OAuthError>(&self.text).unwrap_or_default()
+    pub(crate) fn oauth_error(&self) -> OAuthErrorBody {
+        OAuthErrorBody::parse(&self.text)
     }
 
     pub(crate) fn is_success(&self) -> bool {

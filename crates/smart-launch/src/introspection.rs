@@ -4,10 +4,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
+use crate::context::FhirContextItem;
 use crate::error::{Error, truncate_body};
 use crate::scope::ScopeSet;
 use crate::secret::AccessToken;
-use crate::token::{TokenClient, lenient_bool, lenient_string, lenient_u64};
+use crate::token::{TokenClient, lenient_bool, lenient_fhir_context, lenient_string, lenient_u64};
 
 /// What the authorization server says about a token.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,6 +56,21 @@ pub struct Introspection {
         skip_serializing_if = "Option::is_none"
     )]
     pub patient: Option<String>,
+    /// SMART: the encounter in context.
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub encounter: Option<String>,
+    /// SMART: further resources in context (SMART 2.1 objects, or 2.0 reference strings).
+    #[serde(
+        rename = "fhirContext",
+        default,
+        deserialize_with = "lenient_fhir_context",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub fhir_context: Vec<FhirContextItem>,
     /// SMART: the user's FHIR resource.
     #[serde(rename = "fhirUser", default, skip_serializing_if = "Option::is_none")]
     pub fhir_user: Option<String>,
@@ -64,6 +80,27 @@ pub struct Introspection {
 }
 
 impl Introspection {
+    /// The answer for a token that is unknown, expired, revoked or not the caller's to see: only
+    /// `active: false` (RFC 7662 §2.2).
+    pub fn inactive() -> Self {
+        Self {
+            active: Some(false),
+            scope: None,
+            client_id: None,
+            username: None,
+            token_type: None,
+            exp: None,
+            iat: None,
+            sub: None,
+            iss: None,
+            patient: None,
+            encounter: None,
+            fhir_context: Vec::new(),
+            fhir_user: None,
+            extra: Map::new(),
+        }
+    }
+
     /// True only when the server said `active: true`.
     pub fn is_active(&self) -> bool {
         self.active == Some(true)
@@ -108,5 +145,15 @@ mod tests {
         assert!(i.extra.contains_key("vendor_key"));
         let inactive: Introspection = serde_json::from_value(serde_json::json!({"active": false})).unwrap();
         assert!(!inactive.is_active());
+        assert_eq!(
+            serde_json::to_value(Introspection::inactive()).unwrap(),
+            serde_json::json!({"active": false})
+        );
+        let with_context: Introspection = serde_json::from_value(serde_json::json!({
+            "active": true, "encounter": "e1", "fhirContext": ["Encounter/e1", {"reference": "Location/l1"}]
+        }))
+        .unwrap();
+        assert_eq!(with_context.encounter.as_deref(), Some("e1"));
+        assert_eq!(with_context.fhir_context.len(), 2);
     }
 }

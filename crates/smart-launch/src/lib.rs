@@ -11,6 +11,7 @@ pub mod error;
 mod http;
 pub mod id_token;
 pub mod introspection;
+pub mod oauth_error;
 pub mod openid;
 pub mod pkce;
 mod recording;
@@ -22,6 +23,7 @@ pub mod secret;
 pub mod token;
 pub mod token_source;
 pub mod trace;
+pub mod well_known;
 
 pub use authorize::{AuthorizePost, AuthorizeRequest, PendingLaunch};
 pub use backend::BackendToken;
@@ -35,10 +37,11 @@ pub use http::{is_loopback, require_secure};
 pub use id_token::{FhirUser, IdTokenClaims, IdTokenVerifier};
 pub use introspection::Introspection;
 pub use jsonwebtoken::jwk::{Jwk, JwkSet};
+pub use oauth_error::OAuthErrorBody;
 pub use openid::{OpenIdConfiguration, TrustedIssuer};
 pub use refresh_coordinator::RefreshCoordinator;
 pub use refreshing::{Clock, RefreshingToken};
-pub use revocation::RevocableToken;
+pub use revocation::{RevocableToken, Revocation};
 pub use scope::{Permissions, ResourceScope, Scope, ScopeComparison, ScopeContext, ScopeSet};
 pub use secret::{
     AccessToken, AuthorizationCode, ClientId, ClientSecret, CsrfState, IdToken, Nonce, PkceVerifier,
@@ -48,3 +51,4 @@ pub use token::{TokenClient, TokenResponse, TokenSet};
 pub use token_source::{BoxFuture, StaticToken, TokenSource};
 pub use trace::{LaunchTrace, Step, TraceStep};
 pub use url::Url;
+pub use well_known::SmartConfigurationDocument;

@@ -4,7 +4,23 @@ use url::Url;
 
 use crate::error::{Error, truncate_body};
 use crate::secret::{AccessToken, RefreshToken};
-use crate::token::TokenClient;
+use crate::token::{TokenClient, TokenSet};
+
+/// What revoking a launch's tokens came to, token by token.
+#[derive(Debug)]
+pub struct Revocation {
+    /// The refresh token's result; `None` when the launch had no refresh token.
+    pub refresh: Option<Result<(), Error>>,
+    /// The access token's result.
+    pub access: Result<(), Error>,
+}
+
+impl Revocation {
+    /// True when every token was revoked.
+    pub fn is_complete(&self) -> bool {
+        self.access.is_ok() && self.refresh.as_ref().is_none_or(Result::is_ok)
+    }
+}
 
 /// A token to revoke, with its type hint.
 #[derive(Clone, Copy, Debug)]
@@ -35,5 +51,19 @@ impl TokenClient {
             error,
             body: truncate_body(&body.text),
         })
+    }
+
+    /// Revoke a launch's tokens at `endpoint`: the refresh token (which ends the grant) and the access
+    /// token, both requests sent at once. The caller bounds the time ([`tokio::time::timeout`]).
+    pub async fn revoke_tokens(&self, endpoint: &Url, tokens: &TokenSet) -> Revocation {
+        let refresh = async {
+            match &tokens.refresh_token {
+                Some(token) => Some(self.revoke(endpoint, RevocableToken::Refresh(token)).await),
+                None => None,
+            }
+        };
+        let access = self.revoke(endpoint, RevocableToken::Access(&tokens.access_token));
+        let (refresh, access) = futures::future::join(refresh, access).await;
+        Revocation { refresh, access }
     }
 }

@@ -59,7 +59,12 @@ pub struct TokenResponse {
     )]
     pub encounter: Option<String>,
     /// Launch context: further resources (SMART 2.1 objects, or 2.0 reference strings).
-    #[serde(rename = "fhirContext", default, deserialize_with = "lenient_fhir_context")]
+    #[serde(
+        rename = "fhirContext",
+        default,
+        deserialize_with = "lenient_fhir_context",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub fhir_context: Vec<FhirContextItem>,
     /// Launch context: whether the app must show a patient banner (bool or `"true"`/`"false"`).
     #[serde(
@@ -421,7 +426,9 @@ pub(crate) fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<S
     }
 }
 
-fn lenient_fhir_context<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<FhirContextItem>, D::Error> {
+pub(crate) fn lenient_fhir_context<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<FhirContextItem>, D::Error> {
     use serde::de::Error as _;
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(Vec::new()),

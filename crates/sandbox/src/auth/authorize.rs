@@ -20,7 +20,7 @@ use super::{
     AuthServer,
     clients::RegisteredClient,
     params::Params,
-    records::{self, CodeRecord, GrantRecord, LaunchRecord, PendingAuthorization},
+    records::{self, CodeRecord, EhrLaunch, GrantRecord, PendingAuthorization},
     scopes,
 };
 use crate::{
@@ -448,10 +448,10 @@ fn check_pkce(params: &Params, client: &RegisteredClient) -> Result<Option<Strin
 /// The EHR launch context, or the error to redirect with.
 fn check_launch(
     params: &Params,
-    launch: Option<LaunchRecord>,
+    launch: Option<EhrLaunch>,
     requested: &ScopeSet,
     client: &RegisteredClient,
-) -> Result<Option<LaunchRecord>, (&'static str, String)> {
+) -> Result<Option<EhrLaunch>, (&'static str, String)> {
     let wants_launch = requested.contains(&Scope::Launch);
     match (params.get("launch"), launch) {
         (None, _) if wants_launch => Err((

@@ -3,6 +3,7 @@
 
 use axum::{Json, extract::State, response::IntoResponse};
 use serde_json::json;
+use smart_launch::{SmartConfigurationDocument, well_known::strings};
 
 use crate::{SandboxState, persona::Persona};
 
@@ -52,6 +53,15 @@ const SCOPES: &[&str] = &[
     "system/*.read",
 ];
 
+/// Epic's `scopes_supported` in its published smart-configuration and openid-configuration.
+const EPIC_SCOPES: &[&str] = &[
+    "epic.scanning.dmsusername",
+    "fhirUser",
+    "launch",
+    "openid",
+    "profile",
+];
+
 /// Cerner's capabilities, as its `.well-known/smart-configuration` example lists them (`R4_WELL_KNOWN` in
 /// cerner/fhir.cerner.com `lib/resources/example_json/r4_examples_capabilitystatement.rb`).
 const CERNER_CAPABILITIES: &[&str] = &[
@@ -98,56 +108,62 @@ const EPIC_CAPABILITIES: &[&str] = &[
 pub(crate) async fn smart_configuration(State(state): State<SandboxState>) -> impl IntoResponse {
     let auth = state.auth();
     let e = auth.endpoints();
+    let url = |u: &url::Url| Some(u.as_str().to_owned());
+    let common = SmartConfigurationDocument {
+        authorization_endpoint: url(&e.authorize),
+        token_endpoint: url(&e.token),
+        jwks_uri: url(&e.jwks),
+        response_types_supported: strings(&["code"]),
+        code_challenge_methods_supported: strings(&["S256"]),
+        ..SmartConfigurationDocument::default()
+    };
     let document = match auth.persona() {
-        Persona::Smart => json!({
-            "issuer": e.issuer.as_str(),
-            "jwks_uri": e.jwks.as_str(),
-            "authorization_endpoint": e.authorize.as_str(),
-            "token_endpoint": e.token.as_str(),
-            "introspection_endpoint": e.introspect.as_str(),
-            "revocation_endpoint": e.revoke.as_str(),
-            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-            "response_types_supported": ["code"],
-            "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
-            "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "scopes_supported": SCOPES,
-            "capabilities": CAPABILITIES,
-        }),
+        Persona::Smart => SmartConfigurationDocument {
+            issuer: url(&e.issuer),
+            introspection_endpoint: url(&e.introspect),
+            revocation_endpoint: url(&e.revoke),
+            grant_types_supported: strings(&["authorization_code", "refresh_token", "client_credentials"]),
+            token_endpoint_auth_methods_supported: strings(&[
+                "none",
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+            ]),
+            token_endpoint_auth_signing_alg_values_supported: strings(&["RS384", "ES384"]),
+            id_token_signing_alg_values_supported: strings(&["RS256"]),
+            scopes_supported: strings(SCOPES),
+            capabilities: strings(CAPABILITIES),
+            ..common
+        },
         // Cerner's document names `jwks_uri` but no `issuer`: the id_token's issuer is found through its own
         // openid-configuration (`R4_WELL_KNOWN`, cerner/fhir.cerner.com
         // `lib/resources/example_json/r4_examples_capabilitystatement.rb`). The example lists neither
         // `refresh_token` among its grant types nor `code_challenge_methods_supported`; both are kept here
         // because Cerner does refresh and does take PKCE S256, and SMART 2.2 requires the latter.
-        Persona::Cerner => json!({
-            "authorization_endpoint": e.authorize.as_str(),
-            "token_endpoint": e.token.as_str(),
-            "revocation_endpoint": e.revoke.as_str(),
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
-            "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
-            "jwks_uri": e.jwks.as_str(),
-            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
-            "scopes_supported": SCOPES,
-            "response_types_supported": ["code"],
-            "code_challenge_methods_supported": ["S256"],
-            "introspection_endpoint": e.introspect.as_str(),
-            "capabilities": CERNER_CAPABILITIES,
-        }),
+        Persona::Cerner => SmartConfigurationDocument {
+            revocation_endpoint: url(&e.revoke),
+            introspection_endpoint: url(&e.introspect),
+            token_endpoint_auth_methods_supported: strings(&["client_secret_basic", "private_key_jwt"]),
+            token_endpoint_auth_signing_alg_values_supported: strings(&["RS384", "ES384"]),
+            grant_types_supported: strings(&["authorization_code", "client_credentials", "refresh_token"]),
+            scopes_supported: strings(SCOPES),
+            capabilities: strings(CERNER_CAPABILITIES),
+            ..common
+        },
         // Epic's published `https://fhir.epic.com/interconnect-fhir-oauth/api/FHIR/R4/.well-known/smart-configuration`:
         // issuer and jwks_uri present, Epic's short `scopes_supported`.
-        Persona::Epic => json!({
-            "authorization_endpoint": e.authorize.as_str(),
-            "token_endpoint": e.token.as_str(),
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "private_key_jwt"],
-            "scopes_supported": ["epic.scanning.dmsusername", "fhirUser", "launch", "openid", "profile"],
-            "response_types_supported": ["code"],
-            "capabilities": EPIC_CAPABILITIES,
-            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-            "code_challenge_methods_supported": ["S256"],
-            "issuer": e.issuer.as_str(),
-            "jwks_uri": e.jwks.as_str(),
-        }),
+        Persona::Epic => SmartConfigurationDocument {
+            issuer: url(&e.issuer),
+            token_endpoint_auth_methods_supported: strings(&[
+                "client_secret_post",
+                "client_secret_basic",
+                "private_key_jwt",
+            ]),
+            scopes_supported: strings(EPIC_SCOPES),
+            capabilities: strings(EPIC_CAPABILITIES),
+            grant_types_supported: strings(&["authorization_code", "refresh_token", "client_credentials"]),
+            ..common
+        },
     };
     Json(document)
 }
@@ -195,7 +211,7 @@ pub(crate) async fn openid_configuration(State(state): State<SandboxState>) -> i
             "id_token_signing_alg_values_supported": ["RS256"],
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
-            "scopes_supported": ["epic.scanning.dmsusername", "fhirUser", "launch", "openid", "profile"],
+            "scopes_supported": EPIC_SCOPES,
             "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
             "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "private_key_jwt"],
             "response_modes_supported": ["query"],

@@ -6,7 +6,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::{HeaderMap, StatusCode, header};
-use serde_json::{Map, Value, json};
+use smart_launch::{FhirContextItem, Introspection, ScopeSet};
 
 use super::{
     AuthServer,
@@ -81,44 +81,41 @@ async fn introspect_inner(
     }
     let base = auth.fhir_base().as_str().trim_end_matches('/');
     let grant = row.grant;
-    let mut body = Map::new();
-    body.insert("active".into(), json!(true));
-    body.insert("scope".into(), json!(grant.scope));
-    body.insert("client_id".into(), json!(grant.client_id));
-    body.insert(
-        "token_type".into(),
-        json!(if row.kind == TokenKind::Access {
-            "Bearer"
-        } else {
-            "refresh_token"
-        }),
-    );
-    body.insert("exp".into(), json!(row.expires_at / 1000));
-    body.insert("iat".into(), json!(row.issued_at / 1000));
-    body.insert("iss".into(), json!(base));
-    if let Some(user) = &grant.fhir_user {
-        body.insert("sub".into(), json!(user));
-        body.insert("fhirUser".into(), json!(format!("{base}/{user}")));
-    }
-    if let Some(patient) = &grant.patient {
-        body.insert("patient".into(), json!(patient));
-    }
-    if let Some(encounter) = &grant.encounter {
-        body.insert("encounter".into(), json!(encounter));
-    }
-    if !grant.fhir_context.is_empty() {
-        let context: Vec<Value> = grant
+    let answer = Introspection {
+        active: Some(true),
+        scope: Some(ScopeSet::parse_lenient(&grant.scope)),
+        client_id: Some(grant.client_id),
+        username: None,
+        token_type: Some(
+            if row.kind == TokenKind::Access {
+                "Bearer"
+            } else {
+                "refresh_token"
+            }
+            .to_owned(),
+        ),
+        exp: u64::try_from(row.expires_at / 1000).ok(),
+        iat: u64::try_from(row.issued_at / 1000).ok(),
+        sub: grant.fhir_user.clone(),
+        iss: Some(base.to_owned()),
+        patient: grant.patient,
+        encounter: grant.encounter,
+        fhir_context: grant
             .fhir_context
-            .iter()
-            .map(|r| json!({ "reference": r }))
-            .collect();
-        body.insert("fhirContext".into(), Value::Array(context));
-    }
-    Ok(no_store_json(Value::Object(body)))
+            .into_iter()
+            .map(|reference| FhirContextItem {
+                reference: Some(reference),
+                ..FhirContextItem::default()
+            })
+            .collect(),
+        fhir_user: grant.fhir_user.map(|user| format!("{base}/{user}")),
+        extra: serde_json::Map::new(),
+    };
+    Ok(no_store_json(&answer))
 }
 
 fn inactive() -> Response {
-    no_store_json(json!({ "active": false }))
+    no_store_json(&Introspection::inactive())
 }
 
 /// `POST /auth/revoke` (`token`, optional `token_type_hint`): the client authenticates as at the token endpoint.

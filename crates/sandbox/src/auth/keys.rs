@@ -15,7 +15,7 @@ use super::records;
 use crate::{error::SandboxError, persona::Persona, store::Store};
 
 /// The key that signs id_tokens.
-pub(crate) struct SigningKey {
+pub(crate) struct IssuerKey {
     encoding: EncodingKey,
     public: Jwk,
     kid: String,
@@ -23,7 +23,7 @@ pub(crate) struct SigningKey {
     others: Vec<Jwk>,
 }
 
-impl SigningKey {
+impl IssuerKey {
     /// Loads the key from the database, generating and storing one when there is none.
     /// Blocking (RSA key generation takes a moment): call it from `spawn_blocking`.
     pub(crate) fn load_or_generate(store: &Store, persona: Persona) -> Result<Self, SandboxError> {

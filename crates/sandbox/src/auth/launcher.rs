@@ -11,7 +11,7 @@ use url::Url;
 
 use super::{
     params::Params,
-    records::{self, LaunchRecord},
+    records::{self, EhrLaunch},
 };
 use crate::{
     SandboxState,
@@ -237,7 +237,7 @@ fn launch_inner(state: &SandboxState, query: &str) -> Result<Url, LaunchError> {
                 .collect()
         })
         .unwrap_or_default();
-    let record = LaunchRecord {
+    let record = EhrLaunch {
         client_id,
         patient,
         encounter,

@@ -217,7 +217,7 @@ struct Inner {
     secure_cookies: bool,
     limits: AuthLimits,
     clients: RwLock<HashMap<String, Arc<RegisteredClient>>>,
-    signing_key: tokio::sync::OnceCell<Arc<keys::SigningKey>>,
+    signing_key: tokio::sync::OnceCell<Arc<keys::IssuerKey>>,
     http: reqwest::Client,
 }
 
@@ -422,13 +422,13 @@ impl AuthServer {
     }
 
     /// The signing key, loaded or generated on first use (off the async threads: RSA generation is slow).
-    async fn signing_key(&self) -> Result<Arc<keys::SigningKey>, SandboxError> {
+    async fn signing_key(&self) -> Result<Arc<keys::IssuerKey>, SandboxError> {
         self.inner
             .signing_key
             .get_or_try_init(|| async {
                 let (store, persona) = (self.inner.store.clone(), self.inner.persona);
                 tokio::task::spawn_blocking(move || {
-                    keys::SigningKey::load_or_generate(&store, persona).map(Arc::new)
+                    keys::IssuerKey::load_or_generate(&store, persona).map(Arc::new)
                 })
                 .await
                 .map_err(|e| SandboxError::Internal {

@@ -2,6 +2,8 @@
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use smart_launch::OAuthErrorBody;
 
 /// An OAuth error answered as JSON with `Cache-Control: no-store`.
 #[derive(Debug)]
@@ -69,7 +71,7 @@ impl From<crate::error::SandboxError> for OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.error, "error_description": self.description });
+        let body = OAuthErrorBody::new(self.error, self.description);
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -91,7 +93,7 @@ impl IntoResponse for OAuthError {
 }
 
 /// A JSON body answered with `Cache-Control: no-store` (token and introspection responses).
-pub(crate) fn no_store_json(body: serde_json::Value) -> Response {
+pub(crate) fn no_store_json(body: &impl Serialize) -> Response {
     let mut response = axum::Json(body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

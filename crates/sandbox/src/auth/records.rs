@@ -329,7 +329,7 @@ pub(crate) fn remember_jti(
 
 /// An EHR launch: the context the `launch` parameter stands for.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct LaunchRecord {
+pub(crate) struct EhrLaunch {
     /// The client the launch was made for, when known.
     pub client_id: Option<String>,
     pub patient: Option<String>,
@@ -348,7 +348,7 @@ pub(crate) struct LaunchRecord {
 pub(crate) fn insert_launch(
     store: &Store,
     id: &str,
-    record: &LaunchRecord,
+    record: &EhrLaunch,
     expires_at: i64,
     limits: &AuthLimits,
 ) -> Result<(), SandboxError> {
@@ -364,7 +364,7 @@ pub(crate) fn insert_launch(
 }
 
 /// Removes the launch `id` and returns it if it had not expired: a launch id is good for one authorization.
-pub(crate) fn take_launch(store: &Store, id: &str) -> Result<Option<LaunchRecord>, SandboxError> {
+pub(crate) fn take_launch(store: &Store, id: &str) -> Result<Option<EhrLaunch>, SandboxError> {
     let now = now_ms();
     let data: Option<String> = store.with_conn(|conn| {
         conn.query_row(
@@ -394,7 +394,7 @@ pub(crate) struct PendingAuthorization {
     pub code_challenge: Option<String>,
     pub nonce: Option<String>,
     /// The EHR launch this authorization continues, if any.
-    pub launch: Option<LaunchRecord>,
+    pub launch: Option<EhrLaunch>,
     /// The signed-in sandbox user (`Patient/…` or `Practitioner/…`).
     pub user: Option<String>,
     pub patient: Option<String>,

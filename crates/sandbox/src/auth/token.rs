@@ -12,6 +12,7 @@ use http::HeaderMap;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use smart_launch::scope::{Scope, ScopeSet};
+use smart_launch::{AccessToken, FhirContextItem, IdToken, RefreshToken, TokenResponse};
 use subtle::ConstantTimeEq;
 
 use super::{
@@ -298,12 +299,8 @@ async fn client_credentials(
     };
     let family = records::random_token();
     let access = issue_access_token(auth, &family, &grant).await?;
-    Ok(no_store_json(json!({
-        "access_token": access,
-        "token_type": token_type(auth.persona()),
-        "expires_in": auth.inner.token_ttl.as_secs(),
-        "scope": scope_text(auth.persona(), &grant.scope),
-    })))
+    let response = token_response(auth, access, scope_text(auth.persona(), &grant.scope));
+    Ok(no_store_json(&response))
 }
 
 async fn issue_access_token(
@@ -352,6 +349,27 @@ fn token_type(persona: Persona) -> &'static str {
     }
 }
 
+/// A token response with the access token, its type and lifetime as the persona writes them, and the granted
+/// scopes; the caller adds the refresh token and the launch context.
+fn token_response(auth: &AuthServer, access: String, scope: String) -> TokenResponse {
+    TokenResponse {
+        access_token: AccessToken::new(access),
+        token_type: token_type(auth.persona()).to_owned(),
+        expires_in: Some(auth.inner.token_ttl.as_secs()),
+        refresh_token: None,
+        scope: Some(scope),
+        id_token: None,
+        patient: None,
+        encounter: None,
+        fhir_context: Vec::new(),
+        need_patient_banner: None,
+        smart_style_url: None,
+        intent: None,
+        tenant: None,
+        extra: Map::new(),
+    }
+}
+
 /// The granted scopes as the persona writes them. Epic answers with the names of the APIs the app may use, not
 /// SMART scopes, and ends the list with a space (`"scope": "openid Patient.read Patient.search "`, fhir.epic.com
 /// OAuth 2.0 specification); the grant itself stays the SMART scopes, which decide access.
@@ -385,15 +403,6 @@ fn scope_text(persona: Persona, scope: &str) -> String {
     let mut text = names.join(" ");
     text.push(' ');
     text
-}
-
-/// A boolean as the persona writes it: Epic sends strings (`"need_patient_banner": "true"`, fhir.epic.com OAuth
-/// 2.0 tutorial, step 5).
-fn boolean(persona: Persona, value: bool) -> Value {
-    match persona {
-        Persona::Epic => json!(value.to_string()),
-        Persona::Smart | Persona::Cerner => json!(value),
-    }
 }
 
 /// Epic's own context beside SMART's in the token response (fhir.epic.com OAuth 2.0 tutorial, step 5):
@@ -455,11 +464,7 @@ async fn respond_with_tokens(
     let persona = auth.persona();
     let granted = ScopeSet::parse_lenient(&grant.scope);
     let access = issue_access_token(auth, family, grant).await?;
-    let mut body = Map::new();
-    body.insert("access_token".into(), json!(access));
-    body.insert("token_type".into(), json!(token_type(persona)));
-    body.insert("expires_in".into(), json!(auth.inner.token_ttl.as_secs()));
-    body.insert("scope".into(), json!(scope_text(persona, &grant.scope)));
+    let mut body = token_response(auth, access, scope_text(persona, &grant.scope));
     let refresh_ttl = match refresh {
         Refresh::Kept => None,
         _ if granted.contains(&Scope::OfflineAccess) => Some(records::now_ms() + OFFLINE_REFRESH_TTL_MS),
@@ -470,43 +475,37 @@ async fn respond_with_tokens(
     if let Some(expires_at) = refresh_ttl {
         let refresh = records::random_token();
         store_token(auth, &refresh, TokenKind::Refresh, family, grant, expires_at).await?;
-        body.insert("refresh_token".into(), json!(refresh));
+        body.refresh_token = Some(RefreshToken::new(refresh));
     }
-    if let Some(patient) = &grant.patient {
-        body.insert("patient".into(), json!(patient));
-    }
-    if let Some(encounter) = &grant.encounter {
-        body.insert("encounter".into(), json!(encounter));
-    }
+    body.patient.clone_from(&grant.patient);
+    body.encounter.clone_from(&grant.encounter);
     if persona == Persona::Epic {
-        epic_context(auth, grant, &mut body).await?;
+        epic_context(auth, grant, &mut body.extra).await?;
+        // Epic writes the flag as a string (`"need_patient_banner": "true"`, fhir.epic.com OAuth 2.0 tutorial,
+        // step 5); kept beside the typed members, where a client reads it back as the boolean.
+        body.extra.insert(
+            "need_patient_banner".into(),
+            json!(grant.need_patient_banner.to_string()),
+        );
+    } else {
+        body.need_patient_banner = Some(grant.need_patient_banner);
     }
-    body.insert(
-        "need_patient_banner".into(),
-        boolean(persona, grant.need_patient_banner),
-    );
-    body.insert("smart_style_url".into(), json!(style_url(auth)));
-    if let Some(intent) = &grant.intent {
-        body.insert("intent".into(), json!(intent));
-    }
-    if !grant.fhir_context.is_empty() {
-        let context: Vec<Value> = grant
-            .fhir_context
-            .iter()
-            .map(|r| json!({ "reference": r }))
-            .collect();
-        body.insert("fhirContext".into(), Value::Array(context));
-    }
+    body.smart_style_url = Some(style_url(auth));
+    body.intent.clone_from(&grant.intent);
+    body.fhir_context = grant
+        .fhir_context
+        .iter()
+        .map(|reference| FhirContextItem {
+            reference: Some(reference.clone()),
+            ..FhirContextItem::default()
+        })
+        .collect();
     if granted.has_openid()
         && let Some(user) = &grant.fhir_user
     {
-        body.insert(
-            "id_token".into(),
-            json!(id_token(auth, grant, user, &granted).await?),
-        );
+        body.id_token = Some(IdToken::new(id_token(auth, grant, user, &granted).await?));
     }
-
-    Ok(no_store_json(Value::Object(body)))
+    Ok(no_store_json(&body))
 }
 
 /// The PKCE S256 challenge of a verifier (RFC 7636 §4.2).
