@@ -5,18 +5,13 @@
 //! constant time. The session cookie is `SameSite=Lax` as a second line of defence. The OAuth redirect
 //! itself is protected by `state`, which is bound to the session that started the launch.
 
-use subtle::ConstantTimeEq;
+use smart_launch::secret::constant_time_eq;
 
 use crate::error::AppError;
 use crate::session::Session;
 
 /// The name of the hidden form field carrying the token.
 pub const FIELD: &str = "csrf";
-
-/// Compares two strings in constant time (with respect to their contents).
-pub fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.as_bytes().ct_eq(b.as_bytes()).into()
-}
 
 /// Checks a submitted token against the session's; [`AppError::Csrf`] when it is missing or differs.
 pub fn verify(session: &Session, submitted: Option<&str>) -> Result<(), AppError> {

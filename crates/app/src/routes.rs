@@ -153,13 +153,7 @@ async fn logout(
     session: Session,
     axum::Form(form): axum::Form<CsrfForm>,
 ) -> Result<Redirect, AppError> {
-    csrf::verify(&session, form.csrf.as_deref())?;
-    let record = session.launch();
-    session.clear_launch();
-    if let Some(record) = record {
-        launch::revoke_tokens(&state, record).await;
-    }
-    Ok(Redirect::to("/"))
+    end_launch(&state, &session, &form, Session::clear_launch).await
 }
 
 async fn reset_confirm(session: Session) -> Markup {
@@ -174,11 +168,22 @@ async fn reset(
     session: Session,
     axum::Form(form): axum::Form<CsrfForm>,
 ) -> Result<Redirect, AppError> {
-    csrf::verify(&session, form.csrf.as_deref())?;
+    end_launch(&state, &session, &form, Session::destroy).await
+}
+
+/// What log-out and reset share: the CSRF check, then `forget` (which ends the launch or the whole
+/// session), then the ended launch's tokens revoked at the EHR, then back to the start page.
+async fn end_launch(
+    state: &AppState,
+    session: &Session,
+    form: &CsrfForm,
+    forget: fn(&Session),
+) -> Result<Redirect, AppError> {
+    csrf::verify(session, form.csrf.as_deref())?;
     let record = session.launch();
-    session.destroy();
+    forget(session);
     if let Some(record) = record {
-        launch::revoke_tokens(&state, record).await;
+        launch::revoke_tokens(state, record).await;
     }
     Ok(Redirect::to("/"))
 }

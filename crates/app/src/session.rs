@@ -129,13 +129,7 @@ impl std::fmt::Debug for SessionId {
 }
 
 /// 32 random bytes from the OS-seeded CSPRNG, base64url without padding (43 characters).
-pub(crate) fn random_token() -> String {
-    use base64::Engine as _;
-    use rand::RngCore as _;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
+pub(crate) use smart_launch::secret::random_token;
 
 fn hash_hex(value: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -630,7 +624,7 @@ impl SessionStore {
             };
             let same_session = session_hash
                 .as_deref()
-                .is_some_and(|s| crate::csrf::constant_time_eq(s, &owner));
+                .is_some_and(|s| smart_launch::secret::constant_time_eq(s, &owner));
             return Ok(same_session
                 .then(|| seal_key.open(&state_hash, &data))
                 .flatten()
@@ -647,7 +641,7 @@ impl SessionStore {
             let ttl = i64::try_from(PENDING_LAUNCH_TTL.as_secs()).unwrap_or(600);
             Ok(row.and_then(|(owner, data, created_at)| {
                 let same_session =
-                    session_hash.as_deref().is_some_and(|s| crate::csrf::constant_time_eq(s, &owner));
+                    session_hash.as_deref().is_some_and(|s| smart_launch::secret::constant_time_eq(s, &owner));
                 (same_session && now_unix() - created_at <= ttl)
                     .then(|| seal_key.open(&state_hash, &data))
                     .flatten()

@@ -154,8 +154,14 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
+/// A new unguessable value: 32 bytes (256 bits) from the CSPRNG of [`random_urlsafe`], base64url
+/// without padding (43 characters). For session ids, tokens and codes a server hands out.
+pub fn random_token() -> String {
+    random_urlsafe(32)
+}
+
 /// `n` bytes from the operating system's CSPRNG, base64url-encoded without padding.
-pub(crate) fn random_urlsafe(n: usize) -> String {
+pub fn random_urlsafe(n: usize) -> String {
     use base64::Engine as _;
     use rand::RngCore as _;
     let mut bytes = vec![0u8; n];

@@ -688,42 +688,7 @@ fn encounter_choice(resource: &Value) -> Choice {
 
 /// `POST /auth/authorize/login` (`txn`, `csrf`, `user` = `Patient/{id}` or `Practitioner/{id}`).
 pub(crate) async fn login(State(state): State<SandboxState>, headers: HeaderMap, body: Bytes) -> Response {
-    blocking(move || {
-        let form = parse_form(&body)?;
-        let (txn, row) = load_form(state.auth(), &headers, &form)?;
-        let mut pending = row.pending;
-        let user = form
-            .get("user")
-            .ok_or_else(|| page("Choose a user", "Choose a sandbox user to sign in as."))?;
-        let (kind, id) = user
-            .split_once('/')
-            .filter(|(kind, _)| matches!(*kind, "Patient" | "Practitioner"))
-            .ok_or_else(|| {
-                page(
-                    "Unknown user",
-                    "The user must be Patient/{id} or Practitioner/{id}.",
-                )
-            })?;
-        if state.store().read(kind, id)?.is_none() {
-            return Err(page(
-                "Unknown user",
-                format!("There is no {kind} with id {id} in this sandbox."),
-            ));
-        }
-        if kind == "Patient" && pending.patient.as_deref().is_some_and(|p| p != id) {
-            return Err(forbidden(
-                "Not your record",
-                "A patient signs in to their own record only; this authorization is for another patient.",
-            ));
-        }
-        pending.user = Some(user.to_owned());
-        if kind == "Patient" && pending.patient.is_none() {
-            pending.patient = Some(id.to_owned());
-        }
-        records::update_pending(store_of(&state), &txn, &pending)?;
-        Ok(see_other(&step_location(&txn)))
-    })
-    .await
+    record_choice(state, headers, body, choose_user).await
 }
 
 /// `POST /auth/authorize/patient` (`txn`, `csrf`, `patient` = a Patient id).
@@ -732,32 +697,7 @@ pub(crate) async fn choose_patient(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    blocking(move || {
-        let form = parse_form(&body)?;
-        let (txn, row) = load_form(state.auth(), &headers, &form)?;
-        let mut pending = row.pending;
-        let patient = form
-            .get("patient")
-            .ok_or_else(|| page("Choose a patient", "Choose a patient."))?;
-        if state.store().read("Patient", patient)?.is_none() {
-            return Err(page(
-                "Unknown patient",
-                format!("There is no patient with id {patient} in this sandbox."),
-            ));
-        }
-        // The patient is chosen once: a patient's own sign-in or the EHR launch fixed it, and a form posted by hand
-        // must not swap in another record.
-        if pending.patient.as_deref().is_some_and(|p| p != patient) {
-            return Err(forbidden(
-                "Patient already chosen",
-                "This authorization is for another patient; start again from the app to choose a different one.",
-            ));
-        }
-        pending.patient = Some(patient.to_owned());
-        records::update_pending(store_of(&state), &txn, &pending)?;
-        Ok(see_other(&step_location(&txn)))
-    })
-    .await
+    record_choice(state, headers, body, choose_patient_record).await
 }
 
 /// `POST /auth/authorize/encounter` (`txn`, `csrf`, `encounter` = an Encounter id of the patient, or `none`).
@@ -766,36 +706,120 @@ pub(crate) async fn choose_encounter(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    record_choice(state, headers, body, choose_encounter_record).await
+}
+
+/// One choice on the way to consent, recorded in its pending authorization.
+type Choose = fn(&SandboxState, &Params, &mut PendingAuthorization) -> Result<(), AuthorizeError>;
+
+/// What the sign-in, patient and encounter steps share: read the form, find its pending authorization (the
+/// form's CSRF token checked by [`load_form`]), let `choose` check and record the choice, store it, and send the
+/// browser to the next step.
+async fn record_choice(state: SandboxState, headers: HeaderMap, body: Bytes, choose: Choose) -> Response {
     blocking(move || {
         let form = parse_form(&body)?;
         let (txn, row) = load_form(state.auth(), &headers, &form)?;
         let mut pending = row.pending;
-        let choice = form
-            .get("encounter")
-            .ok_or_else(|| page("Choose an encounter", "Choose an encounter, or No encounter."))?;
-        if choice != "none" {
-            let encounter = state.store().read("Encounter", choice)?;
-            let subject = encounter
-                .as_ref()
-                .and_then(|e| e.pointer("/subject/reference"))
-                .and_then(Value::as_str);
-            let expected = pending.patient.as_deref().map(|p| format!("Patient/{p}"));
-            let belongs = subject
-                .zip(expected.as_deref())
-                .is_some_and(|(s, e)| s == e || s.ends_with(&format!("/{e}")));
-            if !belongs {
-                return Err(page(
-                    "Unknown encounter",
-                    format!("The patient has no encounter with id {choice}."),
-                ));
-            }
-            pending.encounter = Some(choice.to_owned());
-        }
-        pending.encounter_done = true;
+        choose(&state, &form, &mut pending)?;
         records::update_pending(store_of(&state), &txn, &pending)?;
         Ok(see_other(&step_location(&txn)))
     })
     .await
+}
+
+/// The sandbox user to sign in as; a patient signs in to their own record only.
+fn choose_user(
+    state: &SandboxState,
+    form: &Params,
+    pending: &mut PendingAuthorization,
+) -> Result<(), AuthorizeError> {
+    let user = form
+        .get("user")
+        .ok_or_else(|| page("Choose a user", "Choose a sandbox user to sign in as."))?;
+    let (kind, id) = user
+        .split_once('/')
+        .filter(|(kind, _)| matches!(*kind, "Patient" | "Practitioner"))
+        .ok_or_else(|| {
+            page(
+                "Unknown user",
+                "The user must be Patient/{id} or Practitioner/{id}.",
+            )
+        })?;
+    if state.store().read(kind, id)?.is_none() {
+        return Err(page(
+            "Unknown user",
+            format!("There is no {kind} with id {id} in this sandbox."),
+        ));
+    }
+    if kind == "Patient" && pending.patient.as_deref().is_some_and(|p| p != id) {
+        return Err(forbidden(
+            "Not your record",
+            "A patient signs in to their own record only; this authorization is for another patient.",
+        ));
+    }
+    pending.user = Some(user.to_owned());
+    if kind == "Patient" && pending.patient.is_none() {
+        pending.patient = Some(id.to_owned());
+    }
+    Ok(())
+}
+
+/// The patient in context, chosen once.
+fn choose_patient_record(
+    state: &SandboxState,
+    form: &Params,
+    pending: &mut PendingAuthorization,
+) -> Result<(), AuthorizeError> {
+    let patient = form
+        .get("patient")
+        .ok_or_else(|| page("Choose a patient", "Choose a patient."))?;
+    if state.store().read("Patient", patient)?.is_none() {
+        return Err(page(
+            "Unknown patient",
+            format!("There is no patient with id {patient} in this sandbox."),
+        ));
+    }
+    // The patient is chosen once: a patient's own sign-in or the EHR launch fixed it, and a form posted by hand
+    // must not swap in another record.
+    if pending.patient.as_deref().is_some_and(|p| p != patient) {
+        return Err(forbidden(
+            "Patient already chosen",
+            "This authorization is for another patient; start again from the app to choose a different one.",
+        ));
+    }
+    pending.patient = Some(patient.to_owned());
+    Ok(())
+}
+
+/// The encounter in context: one of the patient's, or none.
+fn choose_encounter_record(
+    state: &SandboxState,
+    form: &Params,
+    pending: &mut PendingAuthorization,
+) -> Result<(), AuthorizeError> {
+    let choice = form
+        .get("encounter")
+        .ok_or_else(|| page("Choose an encounter", "Choose an encounter, or No encounter."))?;
+    if choice != "none" {
+        let encounter = state.store().read("Encounter", choice)?;
+        let subject = encounter
+            .as_ref()
+            .and_then(|e| e.pointer("/subject/reference"))
+            .and_then(Value::as_str);
+        let expected = pending.patient.as_deref().map(|p| format!("Patient/{p}"));
+        let belongs = subject
+            .zip(expected.as_deref())
+            .is_some_and(|(s, e)| s == e || s.ends_with(&format!("/{e}")));
+        if !belongs {
+            return Err(page(
+                "Unknown encounter",
+                format!("The patient has no encounter with id {choice}."),
+            ));
+        }
+        pending.encounter = Some(choice.to_owned());
+    }
+    pending.encounter_done = true;
+    Ok(())
 }
 
 /// `POST /auth/authorize/consent` (`txn`, `csrf`, `decision` = `approve` or `deny`).

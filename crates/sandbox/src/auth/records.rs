@@ -2,7 +2,6 @@
 //! contexts, the `jti` replay cache and the signing key. Secrets (codes, tokens) are stored as SHA-256 hashes only.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use rand::RngCore;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -87,11 +86,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// A new random value with 256 bits from the operating system's CSPRNG, base64url encoded.
-pub(crate) fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
+pub(crate) use smart_launch::secret::random_token;
 
 /// The SHA-256 of a secret, base64url encoded: what the database stores instead of the secret.
 pub(crate) fn hash_secret(secret: &str) -> String {

@@ -86,6 +86,25 @@ pub(crate) fn resource_response(status: StatusCode, row: &ResourceRow, base: &st
     }
 }
 
+/// What read, vread and history share: a valid id, a reader, the current version (404 when there is none),
+/// and the token's right to read it (decided on the current version before any older one is looked at); then
+/// `then` with the connection and that current row.
+fn with_current<T>(
+    ctx: &Ctx,
+    store: &Store,
+    resource_type: &str,
+    id: &str,
+    then: impl FnOnce(&Connection, ResourceRow) -> Result<T, FhirError>,
+) -> Result<T, FhirError> {
+    check_id(resource_type, id)?;
+    store.with_reader(|conn| {
+        let current =
+            store::current_row(conn, resource_type, id)?.ok_or_else(|| not_found(resource_type, id))?;
+        ctx.access.check_row(conn, &current, Permissions::READ)?;
+        then(conn, current)
+    })
+}
+
 /// `GET [base]/[type]/[id]`.
 pub(crate) fn read(
     ctx: &Ctx,
@@ -93,10 +112,7 @@ pub(crate) fn read(
     resource_type: &str,
     id: &str,
 ) -> Result<FhirResponse, FhirError> {
-    check_id(resource_type, id)?;
-    store.with_reader(|conn| {
-        let row = store::current_row(conn, resource_type, id)?.ok_or_else(|| not_found(resource_type, id))?;
-        ctx.access.check_row(conn, &row, Permissions::READ)?;
+    with_current(ctx, store, resource_type, id, |_, row| {
         if row.deleted {
             return Err(gone(&row));
         }
@@ -118,11 +134,8 @@ pub(crate) fn vread(
             "`{version}` is not a version id of {resource_type}/{id}."
         )));
     };
-    store.with_reader(|conn| {
-        let current =
-            store::current_row(conn, resource_type, id)?.ok_or_else(|| not_found(resource_type, id))?;
-        ctx.access.check_row(conn, &current, Permissions::READ)?;
-        let row = store::version_row(conn, resource_type, id, number)?.ok_or_else(|| {
+    with_current(ctx, store, resource_type, id, |conn, current| {
+        let row = store::version_row(conn, &current, number)?.ok_or_else(|| {
             FhirError::NotFound(format!(
                 "{resource_type}/{id} has no version {number} (the current one is {}).",
                 current.version
@@ -146,19 +159,11 @@ pub(crate) fn history(
     resource_type: &str,
     id: &str,
 ) -> Result<FhirResponse, FhirError> {
-    check_id(resource_type, id)?;
-    store.with_reader(|conn| {
-        let rows = store::history_rows(conn, resource_type, id)?;
-        let current = rows.first().ok_or_else(|| not_found(resource_type, id))?;
-        ctx.access.check_row(conn, current, Permissions::READ)?;
-        let visible: Vec<ResourceRow> = rows
-            .iter()
-            .skip(1)
-            .filter(|row| ctx.access.check_version(row, Permissions::READ).is_ok())
-            .cloned()
-            .collect();
-        let mut shown = vec![current.clone()];
-        shown.extend(visible);
+    with_current(ctx, store, resource_type, id, |conn, current| {
+        let older = store::older_versions(conn, &current)?
+            .into_iter()
+            .filter(|row| ctx.access.check_version(row, Permissions::READ).is_ok());
+        let shown: Vec<ResourceRow> = std::iter::once(current.clone()).chain(older).collect();
         Ok(FhirResponse::json(
             StatusCode::OK,
             bundle::history(&ctx.base, &shown),

@@ -13,7 +13,9 @@ pub mod search;
 mod write;
 
 pub use write::{ResourceRow, Written};
-pub(crate) use write::{current_row, delete_resource, history_rows, put_resource, rows_by_rid, version_row};
+pub(crate) use write::{
+    current_row, delete_resource, older_versions, put_resource, rows_by_rid, version_row,
+};
 
 use crate::error::SandboxError;
 use crate::generate::Generator;
@@ -468,9 +470,10 @@ mod tests {
         );
         store
             .with_reader(|conn| {
-                let old = version_row(conn, "Patient", "p1", 1)?.unwrap();
+                let current = current_row(conn, "Patient", "p1")?.unwrap();
+                let old = version_row(conn, &current, 1)?.unwrap();
                 assert_eq!(old.resource().unwrap()["gender"], "male");
-                assert_eq!(history_rows(conn, "Patient", "p1")?.len(), 2);
+                assert_eq!(older_versions(conn, &current)?.len(), 1);
                 Ok::<_, SandboxError>(())
             })
             .unwrap();

@@ -116,50 +116,40 @@ pub(crate) fn rows_by_rid(conn: &Connection, rids: &[i64]) -> rusqlite::Result<V
     Ok(out)
 }
 
-/// One version of `type/id`, current or historical. A historical version's `patient` is the compartment its own
-/// content puts it in (a deletion: the compartment of the version it deleted), not the current version's.
+/// One version of the resource whose current row is `current`, current or historical. A historical version's
+/// `patient` is the compartment its own content puts it in (a deletion: the compartment of the version it
+/// deleted), not the current version's.
 pub(crate) fn version_row(
     conn: &Connection,
-    resource_type: &str,
-    id: &str,
+    current: &ResourceRow,
     version: i64,
 ) -> rusqlite::Result<Option<ResourceRow>> {
-    let Some(current) = current_row(conn, resource_type, id)? else {
-        return Ok(None);
-    };
     if current.version == version {
-        return Ok(Some(current));
+        return Ok(Some(current.clone()));
     }
+    let (resource_type, id) = (&current.resource_type, &current.id);
     // The version asked for and the one before it (whose compartment a deletion inherits).
     let mut stmt = conn.prepare_cached(
         "SELECT version, last_updated, deleted, json FROM fhir_history WHERE type = ?1 AND id = ?2 \
          AND version IN (?3, ?3 - 1) ORDER BY version",
     )?;
     let rows = stmt
-        .query_map(params![resource_type, id, version], |r| historical(&current, r))?
+        .query_map(params![resource_type, id, version], |r| historical(current, r))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(with_own_compartments(rows).pop().filter(|r| r.version == version))
 }
 
-/// Every version of `type/id`, newest first (empty when it never existed); each historical version carries the
-/// compartment of its own content (see [`version_row`]).
-pub(crate) fn history_rows(
-    conn: &Connection,
-    resource_type: &str,
-    id: &str,
-) -> rusqlite::Result<Vec<ResourceRow>> {
-    let Some(current) = current_row(conn, resource_type, id)? else {
-        return Ok(Vec::new());
-    };
+/// The versions before `current`, newest first; each carries the compartment of its own content (see
+/// [`version_row`]).
+pub(crate) fn older_versions(conn: &Connection, current: &ResourceRow) -> rusqlite::Result<Vec<ResourceRow>> {
+    let (resource_type, id) = (&current.resource_type, &current.id);
     let mut stmt = conn.prepare_cached(
         "SELECT version, last_updated, deleted, json FROM fhir_history WHERE type = ?1 AND id = ?2 ORDER BY version",
     )?;
     let older = stmt
-        .query_map(params![resource_type, id], |r| historical(&current, r))?
+        .query_map(params![resource_type, id], |r| historical(current, r))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut all = vec![current];
-    all.extend(with_own_compartments(older).into_iter().rev());
-    Ok(all)
+    Ok(with_own_compartments(older).into_iter().rev().collect())
 }
 
 /// A `fhir_history` row (`version, last_updated, deleted, json`) of the resource whose current row is `current`;
