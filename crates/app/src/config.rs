@@ -101,6 +101,10 @@ pub struct AppConfig {
     /// than this machine. Off by default; loopback addresses are always allowed. Security opt-out:
     /// only for test servers on a trusted network.
     pub insecure_http: bool,
+    /// The units labs whose analyte converts (glucose, cholesterol, triglycerides, creatinine) are
+    /// shown in: `conventional` (mg/dL, the default, as US EHRs send them) or `si` (mmol/L, µmol/L
+    /// for creatinine); the value as sent stays beside a converted one.
+    pub lab_units: crate::units::LabUnits,
 }
 
 /// A configuration value is missing or invalid.
@@ -165,6 +169,7 @@ struct Layer {
     public_url: Option<String>,
     authorize_post: Option<bool>,
     insecure_http: Option<bool>,
+    lab_units: Option<String>,
 }
 
 impl Layer {
@@ -187,6 +192,7 @@ impl Layer {
             public_url: over.public_url.or(self.public_url),
             authorize_post: over.authorize_post.or(self.authorize_post),
             insecure_http: over.insecure_http.or(self.insecure_http),
+            lab_units: over.lab_units.or(self.lab_units),
         }
     }
 
@@ -261,6 +267,7 @@ impl Layer {
             public_url: get("public_url"),
             authorize_post,
             insecure_http,
+            lab_units: get("lab_units"),
         })
     }
 }
@@ -454,6 +461,15 @@ impl AppConfig {
                 "instances sharing a Redis session store must share one session_key (64 hex characters)",
             ));
         }
+        let lab_units = match layer.lab_units.as_deref() {
+            None => crate::units::LabUnits::default(),
+            Some(text) => crate::units::LabUnits::parse(text).ok_or_else(|| {
+                invalid(
+                    "lab_units",
+                    format!("{text:?} is not conventional (mg/dL) or si (mmol/L)"),
+                )
+            })?,
+        };
         Ok(AppConfig {
             profile,
             fhir_base,
@@ -472,6 +488,7 @@ impl AppConfig {
             public_url,
             authorize_post: layer.authorize_post.unwrap_or(true),
             insecure_http: layer.insecure_http.unwrap_or(false),
+            lab_units,
         })
     }
 
@@ -499,6 +516,7 @@ impl AppConfig {
             public_url: None,
             authorize_post: true,
             insecure_http: false,
+            lab_units: crate::units::LabUnits::default(),
         }
     }
 
@@ -527,6 +545,23 @@ mod tests {
         assert_eq!(config.client_id, "smart-fhir-demo");
         assert_eq!(config.listen.port(), 8000);
         assert!(config.scope.to_string().contains("launch/patient"));
+    }
+
+    #[test]
+    fn lab_units_default_to_conventional_and_a_bad_value_is_named() {
+        let config = AppConfig::from_sources(None, env(&[]), None).unwrap();
+        assert_eq!(config.lab_units, crate::units::LabUnits::Conventional);
+        let si = AppConfig::from_sources(None, env(&[("SMART_FHIR_LAB_UNITS", "si")]), None).unwrap();
+        assert_eq!(si.lab_units, crate::units::LabUnits::Si);
+        let err =
+            AppConfig::from_sources(None, env(&[("SMART_FHIR_LAB_UNITS", "metric")]), None).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("lab_units")
+                && message.contains("SMART_FHIR_LAB_UNITS")
+                && message.contains("metric"),
+            "{message}"
+        );
     }
 
     #[test]

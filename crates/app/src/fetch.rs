@@ -201,6 +201,7 @@ pub async fn summary_observed(
         .build()
         .map_err(FetchFailure::Ehr)?;
     let granted = &record.tokens().scope;
+    let lab_units = state.config().lab_units;
     let context = record.context();
     let Some(patient_id) = context.patient.clone() else {
         return Ok(Fetched {
@@ -397,7 +398,7 @@ pub async fn summary_observed(
         window,
         notes,
         absences,
-        labs: to_section(labs, lab_rows),
+        labs: to_section(labs, |labs| lab_rows(labs, lab_units)),
         resolved_conditions: match &conditions {
             Some(Ok(paged)) => summary::resolved_condition_rows(&paged.resources),
             _ => Vec::new(),
@@ -407,7 +408,7 @@ pub async fn summary_observed(
         medication_statements: to_section(statements, summary::statement_rows),
         procedures: to_section(procedures, summary::procedure_rows),
         reports: to_section_with(reports, |paged| {
-            summary::report_rows(&paged.resources, &paged.included)
+            summary::report_rows(&paged.resources, &paged.included, lab_units)
         }),
         allergies: to_section(allergies, summary::allergy_rows),
         immunizations: to_section(immunizations, summary::immunization_rows),
@@ -439,7 +440,7 @@ fn vital_signs(observations: &[Observation]) -> Vec<&Observation> {
 }
 
 /// The laboratory rows (other categories left out).
-fn lab_rows(observations: &[Observation]) -> Vec<summary::LabRow> {
+fn lab_rows(observations: &[Observation], lab_units: crate::units::LabUnits) -> Vec<summary::LabRow> {
     // Whatever the server returned for `category=laboratory`, except what is plainly coded as
     // another category: Cerner's labs carry `category` as a data-absent-reason extension only
     // (fhir.cerner.com, Observation R4, "Laboratory" examples), and must not be dropped.
@@ -452,7 +453,7 @@ fn lab_rows(observations: &[Observation]) -> Vec<summary::LabRow> {
         .iter()
         .filter(|o| !coded(o) || has_category(o, "laboratory"))
         .collect();
-    summary::lab_rows(&labs)
+    summary::lab_rows(&labs, lab_units)
 }
 
 /// The relaunch errors carry no data worth keeping beyond their message.

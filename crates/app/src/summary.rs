@@ -54,6 +54,9 @@ pub struct LabRow {
     pub value: String,
     /// The reference range, e.g. "3.5–5.1 mmol/L".
     pub range: Option<String>,
+    /// The value and range as the EHR sent them, when `value` and `range` are converted to the
+    /// configured lab units (`lab_units`): e.g. `"5.5 mmol/L (range 3.9–5.5 mmol/L)"`.
+    pub as_sent: Option<String>,
     /// `(short flag, meaning)`, e.g. `("H", "High")`, when abnormal.
     pub flag: Option<(String, String)>,
     /// When measured.
@@ -560,8 +563,10 @@ fn interpretation_flag(o: &Observation) -> Option<(String, String)> {
 }
 
 /// Laboratory rows, newest first, with reference ranges and abnormal flags (from the
-/// interpretation, or computed from the range when the EHR gave none).
-pub fn lab_rows<O: Borrow<Observation>>(observations: &[O]) -> Vec<LabRow> {
+/// interpretation, or computed from the range when the EHR gave none). Analytes whose molar mass is
+/// known are shown in `lab_units`, with what was sent kept beside them; the flag is the EHR's or is
+/// computed in the units it sent, so a conversion never changes it.
+pub fn lab_rows<O: Borrow<Observation>>(observations: &[O], lab_units: units::LabUnits) -> Vec<LabRow> {
     let mut sorted: Vec<&Observation> = observations.iter().map(Borrow::borrow).collect();
     sorted.sort_by_key(|o| std::cmp::Reverse(observation_time(o)));
     sorted
@@ -629,16 +634,66 @@ pub fn lab_rows<O: Borrow<Observation>>(observations: &[O]) -> Vec<LabRow> {
                     None
                 }
             };
+            let (value, range_text, as_sent) = in_lab_units(o, quantity, range, value, range_text, lab_units);
             Some(LabRow {
                 name,
                 value,
                 range: range_text,
+                as_sent,
                 flag: interpretation_flag(o).or_else(computed),
                 date: observation_time(o).map(|t| t.format("%Y-%m-%d").to_string()),
             })
         })
         .take(MAX_ROWS * 2)
         .collect()
+}
+
+/// A lab row's value and range in `lab_units`, and what was sent when either changed. The value converts
+/// when its analyte (by LOINC code) and unit are known; the range when its bounds are numbers in a known unit
+/// (its `text`, when the EHR wrote one, stays as it is), and only when the value did.
+fn in_lab_units(
+    o: &Observation,
+    quantity: Option<&Quantity>,
+    range: Option<&fhir_client::r4::ObservationReferenceRange>,
+    value: String,
+    range_text: Option<String>,
+    lab_units: units::LabUnits,
+) -> (String, Option<String>, Option<String>) {
+    let loinc = o.code.as_deref().and_then(|c| {
+        c.coding
+            .iter()
+            .find(|x| x.system.text() == Some("http://loinc.org"))
+            .and_then(|x| x.code.text())
+    });
+    let number = |q: &Quantity| q.value.as_ref()?.value().map(|v| v.to_f64());
+    let converted_value = quantity.and_then(|q| {
+        let text = units::lab_text(number(q)?, &quantity_unit(q)?, loinc, lab_units)?;
+        Some(format!("{}{text}", q.comparator.text().unwrap_or_default()))
+    });
+    // Only with the value: a row never shows its value in one unit and its range converted to another.
+    let Some(converted_value) = converted_value else {
+        return (value, range_text, None);
+    };
+    let converted_range = range.filter(|r| r.text.text().is_none()).and_then(|r| {
+        let unit = r
+            .low
+            .as_ref()
+            .or(r.high.as_ref())
+            .and_then(|q| quantity_unit(q))
+            .or_else(|| quantity.and_then(quantity_unit))?;
+        units::lab_range_text(
+            r.low.as_ref().and_then(|q| number(q)),
+            r.high.as_ref().and_then(|q| number(q)),
+            &unit,
+            loinc,
+            lab_units,
+        )
+    });
+    let as_sent = match &range_text {
+        Some(range) if converted_range.is_some() => format!("{value} (range {range})"),
+        _ => value,
+    };
+    (converted_value, converted_range.or(range_text), Some(as_sent))
 }
 
 /// Conditions whose clinical status is active (or unstated), newest first.
@@ -808,7 +863,11 @@ pub fn procedure_rows(procedures: &[Procedure]) -> Vec<ProcedureRow> {
 /// Diagnostic reports, newest first, each with its results read from `included` (the
 /// Observations `_include=DiagnosticReport:result` brought, matched by `Observation/{id}`, also
 /// when the reference is an absolute URL). A result the EHR did not include is left out.
-pub fn report_rows(reports: &[DiagnosticReport], included: &[Resource]) -> Vec<ReportRow> {
+pub fn report_rows(
+    reports: &[DiagnosticReport],
+    included: &[Resource],
+    lab_units: units::LabUnits,
+) -> Vec<ReportRow> {
     use fhir_client::r4::DiagnosticReportEffective as E;
     let observations: Vec<&Observation> = included
         .iter()
@@ -847,7 +906,7 @@ pub fn report_rows(reports: &[DiagnosticReport], included: &[Resource]) -> Vec<R
                     name,
                     date: when.map(display_date),
                     status: r.status.text().map(str::to_owned),
-                    results: lab_rows(&results),
+                    results: lab_rows(&results, lab_units),
                     conclusion: r.conclusion.text().map(str::to_owned),
                 },
             ))
@@ -1082,7 +1141,7 @@ mod tests {
             "valueQuantity": {"value": 10.1, "unit": "g/dL"},
             "referenceRange": [{"low": {"value": 12}, "high": {"value": 16}}]
         }));
-        let rows = lab_rows(&[flagged, computed]);
+        let rows = lab_rows(&[flagged, computed], units::LabUnits::Conventional);
         assert_eq!(rows[0].name, "Hemoglobin", "newest first");
         assert_eq!(rows[0].flag.as_ref().unwrap().0, "L");
         assert_eq!(rows[1].value, "5.9 mmol/L");
@@ -1315,7 +1374,11 @@ mod tests {
             "effectiveDateTime": "2024-01-02T08:00:00Z",
             "valueQuantity": {"value": 140, "unit": "mmol/L"}
         }));
-        let rows = report_rows(&[older, report], &[potassium, sodium]);
+        let rows = report_rows(
+            &[older, report],
+            &[potassium, sodium],
+            units::LabUnits::Conventional,
+        );
         assert_eq!(rows[0].name, "Basic metabolic panel", "newest first");
         assert_eq!(rows[0].date.as_deref(), Some("2024-01-02"));
         assert_eq!(rows[0].status.as_deref(), Some("final"));

@@ -278,8 +278,67 @@ pub fn lab_value(
     };
     Some(match wanted {
         LabUnits::Conventional => (mg_per_dl, "mg/dL"),
+        // Creatinine is read in µmol/L where labs are SI (its mmol/L values are around 0.09).
+        LabUnits::Si if analyte.name == "creatinine" => (mg_per_dl * 10_000.0 / analyte.molar_mass, "µmol/L"),
         LabUnits::Si => (mg_per_dl * 10.0 / analyte.molar_mass, "mmol/L"),
     })
+}
+
+impl LabUnits {
+    /// Reads the `lab_units` setting: `conventional` (or `mg/dL`, `us`) and `si` (or `mmol/L`).
+    pub fn parse(text: &str) -> Option<LabUnits> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "conventional" | "us" | "mg/dl" => Some(LabUnits::Conventional),
+            "si" | "mmol/l" => Some(LabUnits::Si),
+            _ => None,
+        }
+    }
+}
+
+/// How many decimals a lab value is shown with in `unit`: whole mg/dL and µmol/L, creatinine's mg/dL to
+/// two places (1.02), mmol/L to one (5.5) as labs report them.
+fn lab_decimals(analyte: Analyte, unit: &str) -> usize {
+    match unit {
+        "mg/dL" if analyte.name == "creatinine" => 2,
+        "mmol/L" => 1,
+        _ => 0,
+    }
+}
+
+/// A lab quantity's value in the configured units, as text with its unit (`"99 mg/dL"`), when it
+/// converts and is not in that unit already; `None` keeps the value as sent.
+pub fn lab_text(value: f64, unit: &str, loinc: Option<&str>, wanted: LabUnits) -> Option<String> {
+    let (converted, to) = lab_value(value, unit, loinc, wanted)?;
+    let same_unit = lookup(unit)
+        .zip(lookup(to))
+        .is_some_and(|(a, b)| std::ptr::eq(a, b));
+    if same_unit {
+        return None;
+    }
+    let decimals = loinc.and_then(analyte).map_or(1, |a| lab_decimals(a, to));
+    Some(format!("{converted:.decimals$} {to}"))
+}
+
+/// A reference range in the configured units (`"70–99 mg/dL"`, `"≥ 1.0 mmol/L"`), when its bounds
+/// convert; `None` keeps the range as sent.
+pub fn lab_range_text(
+    low: Option<f64>,
+    high: Option<f64>,
+    unit: &str,
+    loinc: Option<&str>,
+    wanted: LabUnits,
+) -> Option<String> {
+    let text = |v: f64| lab_text(v, unit, loinc, wanted);
+    match (low.map(text), high.map(text)) {
+        (Some(Some(l)), Some(Some(h))) => {
+            // "70 mg/dL" and "99 mg/dL" become "70–99 mg/dL".
+            let (l_value, _) = l.split_once(' ')?;
+            Some(format!("{l_value}–{h}"))
+        }
+        (Some(Some(l)), None) => Some(format!("≥ {l}")),
+        (None, Some(Some(h))) => Some(format!("≤ {h}")),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -378,6 +437,72 @@ mod tests {
         assert!(close(v, 193.327), "{v}");
         let (v, _) = lab_value(88.4, "umol/L", Some("2160-0"), LabUnits::Conventional).unwrap();
         assert!(close(v, 0.999_981), "creatinine 88.4 µmol/L ≈ 1 mg/dL: {v}");
+    }
+
+    #[test]
+    fn lab_text_rounds_as_labs_report_and_leaves_the_wanted_unit_alone() {
+        let glucose = Some("15074-8");
+        assert_eq!(
+            lab_text(5.5, "mmol/L", glucose, LabUnits::Conventional).as_deref(),
+            Some("99 mg/dL")
+        );
+        assert_eq!(
+            lab_text(99.0, "mg/dL", glucose, LabUnits::Si).as_deref(),
+            Some("5.5 mmol/L")
+        );
+        assert_eq!(
+            lab_text(99.0, "mg/dL", glucose, LabUnits::Conventional),
+            None,
+            "already mg/dL"
+        );
+        assert_eq!(
+            lab_text(99.0, "mg/dl", glucose, LabUnits::Conventional),
+            None,
+            "a spelling of mg/dL"
+        );
+        let creatinine = Some("2160-0");
+        assert_eq!(
+            lab_text(88.4, "umol/L", creatinine, LabUnits::Conventional).as_deref(),
+            Some("1.00 mg/dL")
+        );
+        assert_eq!(
+            lab_text(1.0, "mg/dL", creatinine, LabUnits::Si).as_deref(),
+            Some("88 µmol/L")
+        );
+        assert_eq!(
+            lab_text(1.1, "g/L", Some("2093-3"), LabUnits::Conventional).as_deref(),
+            Some("110 mg/dL")
+        );
+        assert_eq!(
+            lab_text(13.5, "g/dL", Some("718-7"), LabUnits::Si),
+            None,
+            "hemoglobin stays as sent"
+        );
+    }
+
+    #[test]
+    fn lab_ranges_convert_bound_by_bound() {
+        let glucose = Some("2345-7");
+        assert_eq!(
+            lab_range_text(Some(3.9), Some(5.5), "mmol/L", glucose, LabUnits::Conventional).as_deref(),
+            Some("70–99 mg/dL")
+        );
+        assert_eq!(
+            lab_range_text(None, Some(200.0), "mg/dL", Some("2093-3"), LabUnits::Si).as_deref(),
+            Some("≤ 5.2 mmol/L")
+        );
+        assert_eq!(
+            lab_range_text(Some(3.9), Some(5.5), "mmol/L", glucose, LabUnits::Si),
+            None,
+            "already in the wanted unit"
+        );
+        assert_eq!(
+            lab_range_text(None, None, "mmol/L", glucose, LabUnits::Conventional),
+            None
+        );
+        assert_eq!(LabUnits::parse(" SI "), Some(LabUnits::Si));
+        assert_eq!(LabUnits::parse("mg/dL"), Some(LabUnits::Conventional));
+        assert_eq!(LabUnits::parse("metric"), None);
     }
 
     #[test]

@@ -409,6 +409,10 @@ fn labs_table(rows: &[LabRow]) -> Markup {
                                     }
                                     span.skip { " (" (flag.1) ")" }
                                 }
+                                @if let Some(sent) = &row.as_sent {
+                                    // Converted to the configured lab units; what the EHR sent stays readable.
+                                    br; span.muted.as-sent { "as sent: " (sent) }
+                                }
                             }
                             td { (row.range.as_deref().unwrap_or("—")) }
                             td { (row.date.as_deref().unwrap_or("—")) }

@@ -7,6 +7,7 @@ mod common;
 mod errors;
 mod fake_ehr;
 mod instances;
+mod lab_units;
 mod launch;
 mod logs;
 mod oidc;
