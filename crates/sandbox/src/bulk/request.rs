@@ -9,7 +9,7 @@
 //! parameter and says so (here: in the kick-off response's OperationOutcome and in the manifest's `error` file).
 //! `_until` comes from the IG's STU3 draft (only resources last changed at or before the instant).
 
-use crate::fhir::outcome::FhirError;
+use crate::fhir::outcome::OutcomeError;
 use crate::store::index;
 use crate::store::search::{self, Condition};
 use http::HeaderMap;
@@ -108,10 +108,10 @@ fn preferences(headers: &HeaderMap) -> Vec<String> {
 }
 
 /// Checks `Prefer: respond-async` and returns whether the client asked for `handling=lenient`.
-pub(crate) fn check_prefer(headers: &HeaderMap) -> Result<bool, FhirError> {
+pub(crate) fn check_prefer(headers: &HeaderMap) -> Result<bool, OutcomeError> {
     let prefs = preferences(headers);
     if !prefs.iter().any(|p| p == "respond-async") {
-        return Err(FhirError::BadRequest(
+        return Err(OutcomeError::BadRequest(
             "A Bulk Data export runs asynchronously: send the header `Prefer: respond-async` with the kick-off \
              request (Bulk Data Access IG, Bulk Data Kick-off Request)."
                 .into(),
@@ -131,17 +131,17 @@ pub(crate) enum Source {
 
 /// The parameters of a POSTed `Parameters` resource as name/value text pairs (`valueString`, `valueInstant`,
 /// `valueReference.reference`, …).
-pub(crate) fn parameters_body(body: &[u8]) -> Result<Vec<(String, String)>, FhirError> {
+pub(crate) fn parameters_body(body: &[u8]) -> Result<Vec<(String, String)>, OutcomeError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        FhirError::BadRequest(format!(
+        OutcomeError::BadRequest(format!(
             "The kick-off body is not JSON ({e}); POST a FHIR `Parameters` resource, or use GET with query parameters."
         ))
     })?;
     if value.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
-        return Err(FhirError::BadRequest(
+        return Err(OutcomeError::BadRequest(
             "The kick-off body must be a FHIR `Parameters` resource (`\"resourceType\": \"Parameters\"`)."
                 .into(),
         ));
@@ -154,7 +154,7 @@ pub(crate) fn parameters_body(body: &[u8]) -> Result<Vec<(String, String)>, Fhir
         .flatten()
     {
         let Some(name) = parameter.get("name").and_then(Value::as_str) else {
-            return Err(FhirError::BadRequest(
+            return Err(OutcomeError::BadRequest(
                 "A parameter of the `Parameters` body has no `name`.".into(),
             ));
         };
@@ -172,7 +172,7 @@ pub(crate) fn parameters_body(body: &[u8]) -> Result<Vec<(String, String)>, Fhir
             })
         });
         let Some(text) = text else {
-            return Err(FhirError::BadRequest(format!(
+            return Err(OutcomeError::BadRequest(format!(
                 "The parameter `{name}` has no value this server understands (use valueString, valueInstant, \
                  valueCode or valueReference)."
             )));
@@ -187,7 +187,7 @@ pub(crate) fn parse(
     level: Level,
     pairs: &[(String, String, Source)],
     lenient: bool,
-) -> Result<KickOff, FhirError> {
+) -> Result<KickOff, OutcomeError> {
     let mut spec = ExportSpec {
         level,
         types: None,
@@ -198,12 +198,12 @@ pub(crate) fn parse(
     };
     let mut warnings = Vec::new();
     // Unsupported in strict handling is a 400; in lenient handling a warning (IG: Query Parameters).
-    let mut unsupported = |reason: String| -> Result<(), FhirError> {
+    let mut unsupported = |reason: String| -> Result<(), OutcomeError> {
         if lenient {
             warnings.push(format!("{reason} It was ignored (Prefer: handling=lenient)."));
             Ok(())
         } else {
-            Err(FhirError::BadRequest(format!(
+            Err(OutcomeError::BadRequest(format!(
                 "{reason} Leave it out, or send `Prefer: handling=lenient` to have unsupported parameters ignored."
             )))
         }
@@ -213,7 +213,7 @@ pub(crate) fn parse(
         match name.as_str() {
             "_outputFormat" => {
                 if !NDJSON_FORMATS.contains(&value) {
-                    return Err(FhirError::BadRequest(format!(
+                    return Err(OutcomeError::BadRequest(format!(
                         "`_outputFormat={value}` is not a format this server writes; it writes NDJSON \
                          (`application/fhir+ndjson`, also accepted as `application/ndjson` or `ndjson`)."
                     )));
@@ -225,7 +225,7 @@ pub(crate) fn parse(
                 let types = spec.types.get_or_insert_with(Vec::new);
                 for t in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
                     if !index::is_valid_type(t) {
-                        return Err(FhirError::BadRequest(format!(
+                        return Err(OutcomeError::BadRequest(format!(
                             "`_type` names `{t}`, which is not a FHIR resource type (write types as `Patient,Observation`)."
                         )));
                     }
@@ -252,13 +252,13 @@ pub(crate) fn parse(
                     continue;
                 }
                 if spec.level == Level::System {
-                    return Err(FhirError::BadRequest(
+                    return Err(OutcomeError::BadRequest(
                         "`patient` narrows a Patient- or Group-level export; a system-level `$export` does not take it."
                             .into(),
                     ));
                 }
                 let id = patient_id(value).ok_or_else(|| {
-                    FhirError::BadRequest(format!(
+                    OutcomeError::BadRequest(format!(
                         "`patient` must be a reference to a Patient (`Patient/123`), not `{value}`."
                     ))
                 })?;
@@ -278,7 +278,7 @@ pub(crate) fn parse(
     if let (Some(since), Some(until)) = (&spec.since, &spec.until)
         && since > until
     {
-        return Err(FhirError::BadRequest(
+        return Err(OutcomeError::BadRequest(
             "`_since` is after `_until`, so no resource could have changed between them; swap them.".into(),
         ));
     }
@@ -366,9 +366,9 @@ enum Round {
 
 /// An instant parameter as stored `lastUpdated` text (milliseconds, UTC), rounded so that the comparison keeps
 /// its meaning at the stored precision. A `+` in the zone that form-decoding turned into a space is repaired.
-fn instant(name: &str, value: &str, round: Round) -> Result<String, FhirError> {
+fn instant(name: &str, value: &str, round: Round) -> Result<String, OutcomeError> {
     let bad = || {
-        FhirError::BadRequest(format!(
+        OutcomeError::BadRequest(format!(
             "`{name}={value}` is not an instant: write it with seconds and a time zone, as `2024-03-15T10:00:00Z` \
              (encode a `+` in the zone as `%2B`)."
         ))
@@ -401,7 +401,7 @@ mod tests {
             .collect()
     }
 
-    fn message(result: Result<KickOff, FhirError>) -> String {
+    fn message(result: Result<KickOff, OutcomeError>) -> String {
         match result {
             Ok(k) => panic!("expected an error, got {k:?}"),
             Err(e) => e.message(),

@@ -11,7 +11,7 @@
 //! had then), never by the current version's: a resource re-filed from one patient to another keeps each
 //! patient's versions to that patient.
 
-use super::outcome::FhirError;
+use super::outcome::OutcomeError;
 use crate::auth::AccessGrant;
 use crate::store::ResourceRow;
 use crate::store::index;
@@ -62,7 +62,7 @@ impl Access {
     }
 
     /// The contexts that allow `needed` on `resource_type`, most permissive first.
-    pub(crate) fn decide(&self, resource_type: &str, needed: Permissions) -> Result<Decision, FhirError> {
+    pub(crate) fn decide(&self, resource_type: &str, needed: Permissions) -> Result<Decision, OutcomeError> {
         let scopes = &self.grant.scopes;
         let mut skipped_shared = false;
         for ctx in [ScopeContext::System, ScopeContext::User, ScopeContext::Patient] {
@@ -80,7 +80,7 @@ impl Access {
                 ScopeContext::Patient => match &self.grant.patient {
                     Some(p) => Some(p.clone()),
                     None => {
-                        return Err(FhirError::Forbidden(
+                        return Err(OutcomeError::Forbidden(
                             "The token has only patient/ scopes but no patient in context, so it can read no patient data. \
                              Launch with `launch/patient` to pick a patient."
                                 .into(),
@@ -109,7 +109,7 @@ impl Access {
             return Ok(Decision { patient, any_of });
         }
         if skipped_shared {
-            return Err(FhirError::Forbidden(format!(
+            return Err(OutcomeError::Forbidden(format!(
                 "{resource_type} resources are shared by every patient's record, so a token confined to one \
                  patient may read them but not {} them. Use a `user/` scope as a clinician (or a `system/` \
                  scope) to change them.",
@@ -117,7 +117,7 @@ impl Access {
             )));
         }
         let scope = self.scope_for(resource_type, needed);
-        Err(FhirError::InsufficientScope {
+        Err(OutcomeError::InsufficientScope {
             message: format!(
                 "The token's scopes ({}) do not allow {} of {resource_type} resources. Ask for a scope such as \
                  `{scope}` when launching.",
@@ -148,7 +148,7 @@ impl Access {
         conn: &Connection,
         row: &ResourceRow,
         needed: Permissions,
-    ) -> Result<(), FhirError> {
+    ) -> Result<(), OutcomeError> {
         if needed == Permissions::READ && self.is_signed_in_user(row) {
             return Ok(());
         }
@@ -157,7 +157,7 @@ impl Access {
         if let Some(any_of) = &decision.any_of
             && !search::row_matches(conn, row.rid, &row.resource_type, any_of)?
         {
-            return Err(FhirError::Forbidden(format!(
+            return Err(OutcomeError::Forbidden(format!(
                 "{} does not match the constraints of the token's scopes ({}).",
                 row.reference(),
                 self.grant.scopes
@@ -169,7 +169,7 @@ impl Access {
     /// Checks that the token may perform `needed` on `row`, any version of a resource (current or historical): the
     /// scope, the compartment the version itself belongs to, and the scopes' constraints evaluated on the
     /// version's own content. A deletion marker carries no content: it is judged by its compartment alone.
-    pub(crate) fn check_version(&self, row: &ResourceRow, needed: Permissions) -> Result<(), FhirError> {
+    pub(crate) fn check_version(&self, row: &ResourceRow, needed: Permissions) -> Result<(), OutcomeError> {
         let decision = self.decide(&row.resource_type, needed)?;
         self.check_compartment(&decision, row)?;
         if let Some(any_of) = &decision.any_of
@@ -179,7 +179,7 @@ impl Access {
                 .resource()
                 .is_some_and(|resource| search::version_matches(row, &resource, any_of));
             if !matches {
-                return Err(FhirError::Forbidden(format!(
+                return Err(OutcomeError::Forbidden(format!(
                     "Version {} of {} does not match the constraints of the token's scopes ({}).",
                     row.version,
                     row.reference(),
@@ -192,12 +192,16 @@ impl Access {
 
     /// Checks that `row` lies in the compartment `decision` confines the token to (for a deleted resource, the
     /// compartment it was in when it was deleted).
-    pub(crate) fn check_compartment(&self, decision: &Decision, row: &ResourceRow) -> Result<(), FhirError> {
+    pub(crate) fn check_compartment(
+        &self,
+        decision: &Decision,
+        row: &ResourceRow,
+    ) -> Result<(), OutcomeError> {
         if let Some(patient) = &decision.patient
             && !index::is_shared(&row.resource_type)
             && row.patient.as_deref() != Some(patient.as_str())
         {
-            return Err(FhirError::Forbidden(format!(
+            return Err(OutcomeError::Forbidden(format!(
                 "{} (version {}) is outside the compartment of the patient this token is for; its patient/ \
                  scopes do not reach it.",
                 row.reference(),
@@ -225,10 +229,10 @@ impl Access {
         conn: &Connection,
         row: &ResourceRow,
         needed: Permissions,
-    ) -> Result<bool, FhirError> {
+    ) -> Result<bool, OutcomeError> {
         match self.check_row(conn, row, needed) {
             Ok(()) => Ok(true),
-            Err(FhirError::Forbidden(_) | FhirError::InsufficientScope { .. }) => Ok(false),
+            Err(OutcomeError::Forbidden(_) | OutcomeError::InsufficientScope { .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -10,7 +10,7 @@
 
 use super::bundle::{self, Page};
 use super::interaction::{check_id, gone, not_found};
-use super::outcome::FhirError;
+use super::outcome::OutcomeError;
 use super::{Ctx, FhirResponse};
 use crate::store::index;
 use crate::store::search::{self, Condition, DEFAULT_COUNT, MAX_COUNT, Restriction};
@@ -39,7 +39,7 @@ pub(crate) struct EverythingRequest {
 impl EverythingRequest {
     /// Checks the query parameters; a value that is not a number, date or instant, a parameter given twice,
     /// `start` after `end`, or an unknown parameter is a 400 naming it.
-    pub(crate) fn parse(pairs: &[(String, String)]) -> Result<Self, FhirError> {
+    pub(crate) fn parse(pairs: &[(String, String)]) -> Result<Self, OutcomeError> {
         let mut request = EverythingRequest {
             count: DEFAULT_COUNT,
             offset: 0,
@@ -55,12 +55,12 @@ impl EverythingRequest {
         for (k, v) in pairs {
             let once = ["start", "end", "_since"].contains(&k.as_str());
             if once && seen.contains(&k.as_str()) {
-                return Err(FhirError::BadRequest(format!(
+                return Err(OutcomeError::BadRequest(format!(
                     "`{k}` is given more than once; $everything takes it at most once."
                 )));
             }
             seen.push(k.as_str());
-            let whole = || FhirError::BadRequest(format!("`{k}={v}` is not a whole number."));
+            let whole = || OutcomeError::BadRequest(format!("`{k}={v}` is not a whole number."));
             match k.as_str() {
                 "_count" => {
                     request.count = v
@@ -91,7 +91,7 @@ impl EverythingRequest {
                 }
                 "_format" | "_pretty" => {}
                 other => {
-                    return Err(FhirError::BadRequest(format!(
+                    return Err(OutcomeError::BadRequest(format!(
                         "`{other}` is not a parameter of $everything here (supported: start, end, _since, _type, \
                          _count, _offset)."
                     )));
@@ -101,7 +101,7 @@ impl EverythingRequest {
         if let (Some((start_text, lo)), Some((end_text, hi))) = (start, end)
             && lo > hi
         {
-            return Err(FhirError::BadRequest(format!(
+            return Err(OutcomeError::BadRequest(format!(
                 "`start={start_text}` is after `end={end_text}`, so no care could fall between them; swap them."
             )));
         }
@@ -139,9 +139,9 @@ impl EverythingRequest {
 
 /// The first and last second a `start` / `end` value covers: a FHIR date (`2024`, `2024-03`, `2024-03-15`), or
 /// a dateTime, which some clients send.
-fn care_date(name: &str, value: &str) -> Result<(i64, i64), FhirError> {
+fn care_date(name: &str, value: &str) -> Result<(i64, i64), OutcomeError> {
     index::date_range(value).ok_or_else(|| {
-        FhirError::BadRequest(format!(
+        OutcomeError::BadRequest(format!(
             "`{name}={value}` is not a date: write it as `2024`, `2024-03` or `2024-03-15`."
         ))
     })
@@ -150,9 +150,9 @@ fn care_date(name: &str, value: &str) -> Result<(i64, i64), FhirError> {
 /// `_since` as (the value to repeat in page links, the `lastUpdated` text to compare with). A FHIR instant has
 /// seconds and a time zone; a `+` sent unencoded in a query string arrives as a space, which is read back as the
 /// `+` it was.
-fn since_instant(value: &str) -> Result<(String, String), FhirError> {
+fn since_instant(value: &str) -> Result<(String, String), OutcomeError> {
     let bad = || {
-        FhirError::BadRequest(format!(
+        OutcomeError::BadRequest(format!(
             "`_since={value}` is not an instant: write it with seconds and a time zone, as `2024-03-15T10:00:00Z` \
              (encode a `+` in the zone as `%2B`)."
         ))
@@ -208,7 +208,7 @@ pub(crate) fn everything(
     store: &Store,
     id: &str,
     pairs: &[(String, String)],
-) -> Result<FhirResponse, FhirError> {
+) -> Result<FhirResponse, OutcomeError> {
     check_id("Patient", id)?;
     let request = EverythingRequest::parse(pairs)?;
     store.with_reader(|conn| {
@@ -291,7 +291,7 @@ pub(crate) fn everything(
 mod tests {
     use super::*;
 
-    fn parse(items: &[(&str, &str)]) -> Result<EverythingRequest, FhirError> {
+    fn parse(items: &[(&str, &str)]) -> Result<EverythingRequest, OutcomeError> {
         let pairs: Vec<(String, String)> = items
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -299,9 +299,9 @@ mod tests {
         EverythingRequest::parse(&pairs)
     }
 
-    fn message(result: Result<EverythingRequest, FhirError>) -> String {
+    fn message(result: Result<EverythingRequest, OutcomeError>) -> String {
         match result {
-            Err(e @ FhirError::BadRequest(_)) => e.message(),
+            Err(e @ OutcomeError::BadRequest(_)) => e.message(),
             other => panic!("expected a 400, got {other:?}"),
         }
     }

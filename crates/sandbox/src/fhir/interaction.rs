@@ -2,7 +2,7 @@
 
 use super::bundle::{self, Page};
 use super::limits;
-use super::outcome::FhirError;
+use super::outcome::OutcomeError;
 use super::{Ctx, FhirResponse};
 use crate::store::index::{self, instant_text};
 use crate::store::search::{self, SearchRequest};
@@ -13,55 +13,55 @@ use serde_json::{Value, json};
 use smart_launch::scope::Permissions;
 
 /// Parses a request body as a FHIR JSON resource (415 when it is not JSON, 400 when it does not parse).
-pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, FhirError> {
+pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, OutcomeError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if !content_type.to_ascii_lowercase().contains("json") {
-        return Err(FhirError::UnsupportedMediaType(format!(
+        return Err(OutcomeError::UnsupportedMediaType(format!(
             "The body must be FHIR JSON, sent with `Content-Type: application/fhir+json` (got `{content_type}`)."
         )));
     }
     let value: Value = serde_json::from_slice(body)
-        .map_err(|e| FhirError::BadRequest(format!("The body is not valid JSON: {e}.")))?;
+        .map_err(|e| OutcomeError::BadRequest(format!("The body is not valid JSON: {e}.")))?;
     if !value.is_object() {
-        return Err(FhirError::BadRequest(
+        return Err(OutcomeError::BadRequest(
             "The body must be a JSON object (a FHIR resource).".into(),
         ));
     }
     Ok(value)
 }
 
-pub(crate) fn check_type(resource_type: &str) -> Result<(), FhirError> {
+pub(crate) fn check_type(resource_type: &str) -> Result<(), OutcomeError> {
     if index::is_known_type(resource_type) {
         Ok(())
     } else {
-        Err(FhirError::NotFound(format!(
+        Err(OutcomeError::NotFound(format!(
             "`{resource_type}` is not a FHIR R4 resource type (names are case-sensitive, e.g. `Patient`, `Observation`)."
         )))
     }
 }
 
-pub(crate) fn check_id(resource_type: &str, id: &str) -> Result<(), FhirError> {
+pub(crate) fn check_id(resource_type: &str, id: &str) -> Result<(), OutcomeError> {
     check_type(resource_type)?;
     if index::is_valid_id(id) {
         Ok(())
     } else {
-        Err(FhirError::NotFound(format!(
+        Err(OutcomeError::NotFound(format!(
             "`{id}` is not a valid FHIR id (1–64 letters, digits, `-` or `.`), so there is no {resource_type} with it."
         )))
     }
 }
 
-pub(crate) fn not_found(resource_type: &str, id: &str) -> FhirError {
-    FhirError::NotFound(format!(
+pub(crate) fn not_found(resource_type: &str, id: &str) -> OutcomeError {
+    OutcomeError::NotFound(format!(
         "There is no {resource_type} with id `{id}` on this server."
     ))
 }
 
-pub(crate) fn gone(row: &ResourceRow) -> FhirError {
-    FhirError::Gone(format!(
+pub(crate) fn gone(row: &ResourceRow) -> OutcomeError {
+    OutcomeError::Gone(format!(
         "{} was deleted (at {}).",
         row.reference(),
         row.last_updated
@@ -94,8 +94,8 @@ fn with_current<T>(
     store: &Store,
     resource_type: &str,
     id: &str,
-    then: impl FnOnce(&Connection, ResourceRow) -> Result<T, FhirError>,
-) -> Result<T, FhirError> {
+    then: impl FnOnce(&Connection, ResourceRow) -> Result<T, OutcomeError>,
+) -> Result<T, OutcomeError> {
     check_id(resource_type, id)?;
     store.with_reader(|conn| {
         let current =
@@ -111,7 +111,7 @@ pub(crate) fn read(
     store: &Store,
     resource_type: &str,
     id: &str,
-) -> Result<FhirResponse, FhirError> {
+) -> Result<FhirResponse, OutcomeError> {
     with_current(ctx, store, resource_type, id, |_, row| {
         if row.deleted {
             return Err(gone(&row));
@@ -127,16 +127,16 @@ pub(crate) fn vread(
     resource_type: &str,
     id: &str,
     version: &str,
-) -> Result<FhirResponse, FhirError> {
+) -> Result<FhirResponse, OutcomeError> {
     check_id(resource_type, id)?;
     let Ok(number) = version.parse::<i64>() else {
-        return Err(FhirError::NotFound(format!(
+        return Err(OutcomeError::NotFound(format!(
             "`{version}` is not a version id of {resource_type}/{id}."
         )));
     };
     with_current(ctx, store, resource_type, id, |conn, current| {
         let row = store::version_row(conn, &current, number)?.ok_or_else(|| {
-            FhirError::NotFound(format!(
+            OutcomeError::NotFound(format!(
                 "{resource_type}/{id} has no version {number} (the current one is {}).",
                 current.version
             ))
@@ -158,7 +158,7 @@ pub(crate) fn history(
     store: &Store,
     resource_type: &str,
     id: &str,
-) -> Result<FhirResponse, FhirError> {
+) -> Result<FhirResponse, OutcomeError> {
     with_current(ctx, store, resource_type, id, |conn, current| {
         let older = store::older_versions(conn, &current)?
             .into_iter()
@@ -177,7 +177,7 @@ pub(crate) fn search(
     store: &Store,
     resource_type: &str,
     pairs: &[(String, String)],
-) -> Result<FhirResponse, FhirError> {
+) -> Result<FhirResponse, OutcomeError> {
     check_type(resource_type)?;
     let request = SearchRequest::parse(resource_type, pairs)?;
     let decision = ctx.access.decide(resource_type, Permissions::SEARCH)?;
@@ -200,7 +200,7 @@ pub(crate) fn search(
     })
 }
 
-fn readable(ctx: &Ctx, conn: &Connection, rows: Vec<ResourceRow>) -> Result<Vec<ResourceRow>, FhirError> {
+fn readable(ctx: &Ctx, conn: &Connection, rows: Vec<ResourceRow>) -> Result<Vec<ResourceRow>, OutcomeError> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         if ctx.access.may(conn, &row, Permissions::READ)? {
@@ -247,10 +247,10 @@ pub(crate) fn json_size(value: &Value) -> usize {
 }
 
 /// Refuses (413) a resource whose JSON text is longer than [`limits::MAX_RESOURCE_BYTES`].
-pub(crate) fn check_size(resource_type: &str, resource: &Value) -> Result<(), FhirError> {
+pub(crate) fn check_size(resource_type: &str, resource: &Value) -> Result<(), OutcomeError> {
     let size = json_size(resource);
     if size > limits::MAX_RESOURCE_BYTES {
-        return Err(FhirError::PayloadTooLarge(format!(
+        return Err(OutcomeError::PayloadTooLarge(format!(
             "The {resource_type} would be {size} bytes, more than the {} bytes this server stores in one \
              resource; keep large documents (attachments) out of it or split it.",
             limits::MAX_RESOURCE_BYTES
@@ -261,21 +261,21 @@ pub(crate) fn check_size(resource_type: &str, resource: &Value) -> Result<(), Fh
 
 /// Checks the body is a resource of `resource_type` with the fields R4 requires (422 otherwise) and no larger
 /// than the server stores (413).
-pub(crate) fn validate(resource_type: &str, resource: &Value) -> Result<(), FhirError> {
+pub(crate) fn validate(resource_type: &str, resource: &Value) -> Result<(), OutcomeError> {
     check_type(resource_type)?;
     check_size(resource_type, resource)?;
     match resource.get("resourceType").and_then(Value::as_str) {
         Some(t) if t == resource_type => {}
         Some(t) => {
-            return Err(FhirError::BadRequest(format!(
+            return Err(OutcomeError::BadRequest(format!(
                 "The body is a {t}, but the request is for {resource_type}: send it to `/fhir/{t}`."
             )));
         }
-        None => return Err(FhirError::BadRequest("The body has no `resourceType`.".into())),
+        None => return Err(OutcomeError::BadRequest("The body has no `resourceType`.".into())),
     }
     let map = resource
         .as_object()
-        .ok_or_else(|| FhirError::BadRequest("The body must be a JSON object.".into()))?;
+        .ok_or_else(|| OutcomeError::BadRequest("The body must be a JSON object.".into()))?;
     for (t, fields) in REQUIRED {
         if *t != resource_type {
             continue;
@@ -288,7 +288,7 @@ pub(crate) fn validate(resource_type: &str, resource: &Value) -> Result<(), Fhir
                 None => map.get(*field).is_some_and(|v| !v.is_null()),
             };
             if !present {
-                return Err(FhirError::Unprocessable(format!(
+                return Err(OutcomeError::Unprocessable(format!(
                     "{resource_type}.{field} is required (R4 cardinality 1..1); add it and send the resource again."
                 )));
             }
@@ -308,7 +308,7 @@ pub(crate) fn create_in(
     mut resource: Value,
     id: String,
     now: &str,
-) -> Result<Written, FhirError> {
+) -> Result<Written, OutcomeError> {
     let resource_type = resource
         .get("resourceType")
         .and_then(Value::as_str)
@@ -332,18 +332,18 @@ pub(crate) fn update_in(
     resource: Value,
     if_match: Option<&str>,
     now: &str,
-) -> Result<Written, FhirError> {
+) -> Result<Written, OutcomeError> {
     check_id(resource_type, id)?;
     validate(resource_type, &resource)?;
     match resource.get("id").and_then(Value::as_str) {
         Some(body_id) if body_id == id => {}
         Some(body_id) => {
-            return Err(FhirError::BadRequest(format!(
+            return Err(OutcomeError::BadRequest(format!(
                 "The body's id `{body_id}` differs from the id in the URL `{id}`; they must be the same."
             )));
         }
         None => {
-            return Err(FhirError::BadRequest(
+            return Err(OutcomeError::BadRequest(
                 "An update must carry the resource's `id` in the body.".into(),
             ));
         }
@@ -360,7 +360,7 @@ pub(crate) fn current_if_changeable(
     conn: &Connection,
     resource_type: &str,
     id: &str,
-) -> Result<Option<ResourceRow>, FhirError> {
+) -> Result<Option<ResourceRow>, OutcomeError> {
     ctx.access.decide(resource_type, Permissions::UPDATE)?;
     let current = store::current_row(conn, resource_type, id)?;
     match current.as_ref() {
@@ -379,7 +379,7 @@ pub(crate) fn check_if_match(
     id: &str,
     current: Option<&ResourceRow>,
     if_match: Option<&str>,
-) -> Result<(), FhirError> {
+) -> Result<(), OutcomeError> {
     let Some(expected) = if_match else {
         return Ok(());
     };
@@ -388,7 +388,7 @@ pub(crate) fn check_if_match(
     if current_version.map(|v| v.to_string()).as_deref() == Some(wanted) {
         return Ok(());
     }
-    Err(FhirError::PreconditionFailed(match current_version {
+    Err(OutcomeError::PreconditionFailed(match current_version {
         Some(v) => format!(
             "{resource_type}/{id} is at version {v}, but If-Match asked for {expected}: read it again and retry \
              with ETag W/\"{v}\"."
@@ -404,7 +404,7 @@ pub(crate) fn put_checked(
     conn: &Connection,
     resource: Value,
     now: &str,
-) -> Result<Written, FhirError> {
+) -> Result<Written, OutcomeError> {
     let written = store::put_resource(conn, resource, now)?;
     ctx.access.check_row(conn, &written.row, Permissions::UPDATE)?;
     Ok(written)
@@ -417,7 +417,7 @@ pub(crate) fn delete_in(
     resource_type: &str,
     id: &str,
     now: &str,
-) -> Result<ResourceRow, FhirError> {
+) -> Result<ResourceRow, OutcomeError> {
     check_id(resource_type, id)?;
     ctx.access.decide(resource_type, Permissions::DELETE)?;
     let current = store::current_row(conn, resource_type, id)?.ok_or_else(|| not_found(resource_type, id))?;
@@ -433,7 +433,7 @@ pub(crate) fn create(
     store: &Store,
     resource_type: &str,
     resource: Value,
-) -> Result<FhirResponse, FhirError> {
+) -> Result<FhirResponse, OutcomeError> {
     validate(resource_type, &resource)?;
     let id = uuid::Uuid::new_v4().to_string();
     let written = store.write(|tx| create_in(ctx, tx, resource, id, &now()))?;
@@ -448,7 +448,7 @@ pub(crate) fn update(
     id: &str,
     resource: Value,
     if_match: Option<&str>,
-) -> Result<FhirResponse, FhirError> {
+) -> Result<FhirResponse, OutcomeError> {
     let written = store.write(|tx| update_in(ctx, tx, resource_type, id, resource, if_match, &now()))?;
     let status = if written.created {
         StatusCode::CREATED
@@ -464,7 +464,7 @@ pub(crate) fn delete(
     store: &Store,
     resource_type: &str,
     id: &str,
-) -> Result<FhirResponse, FhirError> {
+) -> Result<FhirResponse, OutcomeError> {
     let row = store.write(|tx| delete_in(ctx, tx, resource_type, id, &now()))?;
     Ok(FhirResponse {
         status: StatusCode::NO_CONTENT,

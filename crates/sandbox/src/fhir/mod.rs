@@ -30,7 +30,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{MethodRouter, get, post},
 };
-use outcome::{FHIR_JSON, FhirError};
+use outcome::{FHIR_JSON, OutcomeError};
 use url::Url;
 
 /// The largest request body accepted (see [`limits::MAX_BODY_BYTES`]).
@@ -122,7 +122,7 @@ fn base_of(url: &Url) -> String {
 }
 
 /// Refuses clients that want only XML (or another non-JSON format).
-fn negotiate(headers: &HeaderMap, query: Option<&str>) -> Result<(), FhirError> {
+fn negotiate(headers: &HeaderMap, query: Option<&str>) -> Result<(), OutcomeError> {
     let json_ok = |v: &str| {
         let v = v.to_ascii_lowercase();
         v.contains("json") || v.contains("*/*") || v.contains("application/*")
@@ -131,13 +131,13 @@ fn negotiate(headers: &HeaderMap, query: Option<&str>) -> Result<(), FhirError> 
         && !accept.trim().is_empty()
         && !json_ok(accept)
     {
-        return Err(FhirError::NotAcceptable(format!(
+        return Err(OutcomeError::NotAcceptable(format!(
             "This server answers only in JSON, but the request accepts `{accept}`. Send `Accept: application/fhir+json`."
         )));
     }
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         if k == "_format" && !json_ok(&v) && v != "json" {
-            return Err(FhirError::NotAcceptable(format!(
+            return Err(OutcomeError::NotAcceptable(format!(
                 "This server answers only in JSON, but the request asks for `_format={v}`. Use `_format=json` or leave it out."
             )));
         }
@@ -148,7 +148,7 @@ fn negotiate(headers: &HeaderMap, query: Option<&str>) -> Result<(), FhirError> 
 /// Checks the token (off the async threads: it reads the database), then runs `work` on the blocking pool.
 async fn serve<F>(state: SandboxState, headers: HeaderMap, query: Option<String>, work: F) -> Response
 where
-    F: FnOnce(&Ctx, &crate::store::Store) -> Result<FhirResponse, FhirError> + Send + 'static,
+    F: FnOnce(&Ctx, &crate::store::Store) -> Result<FhirResponse, OutcomeError> + Send + 'static,
 {
     if let Err(e) = negotiate(&headers, query.as_deref()) {
         return e.into_response();
@@ -165,10 +165,10 @@ where
 }
 
 /// What the bearer token in `headers` allows (401 without a usable one; the simulated failure a launch asked for).
-fn context(state: &SandboxState, headers: &HeaderMap) -> Result<Ctx, FhirError> {
+fn context(state: &SandboxState, headers: &HeaderMap) -> Result<Ctx, OutcomeError> {
     let grant = state.auth().check_bearer(headers)?;
     if let Some(failure) = grant.simulated_failure {
-        return Err(FhirError::Simulated(failure));
+        return Err(OutcomeError::Simulated(failure));
     }
     Ok(Ctx {
         base: base_of(state.fhir_base()),
@@ -189,8 +189,8 @@ async fn serve_with_body<T, P, F>(
 ) -> Response
 where
     T: Send + 'static,
-    P: FnOnce(&HeaderMap, &[u8]) -> Result<T, FhirError> + Send + 'static,
-    F: FnOnce(&Ctx, &crate::store::Store, T) -> Result<FhirResponse, FhirError> + Send + 'static,
+    P: FnOnce(&HeaderMap, &[u8]) -> Result<T, OutcomeError> + Send + 'static,
+    F: FnOnce(&Ctx, &crate::store::Store, T) -> Result<FhirResponse, OutcomeError> + Send + 'static,
 {
     if let Err(e) = negotiate(&headers, query.as_deref()) {
         return e.into_response();
@@ -207,7 +207,7 @@ where
     let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(bytes) => bytes,
         Err(_) => {
-            return FhirError::PayloadTooLarge(format!(
+            return OutcomeError::PayloadTooLarge(format!(
                 "The request body is larger than this server accepts ({} MiB) or was cut off; send smaller \
                  Bundles (split a large transaction into several).",
                 BODY_LIMIT / (1024 * 1024)
@@ -267,7 +267,7 @@ async fn search_post(
     body: Body,
 ) -> Response {
     let mut pairs = query_pairs(query.as_deref());
-    let form = |_: &HeaderMap, body: &[u8]| -> Result<_, FhirError> {
+    let form = |_: &HeaderMap, body: &[u8]| -> Result<_, OutcomeError> {
         Ok(url::form_urlencoded::parse(body).into_owned().collect::<Vec<_>>())
     };
     serve_with_body(state, headers, query, body, form, move |ctx, store, form| {
@@ -311,7 +311,7 @@ async fn instance_operation(
     serve(state, headers, query, move |ctx, store| match (resource_type.as_str(), operation.as_str()) {
         (_, "_history") => interaction::history(ctx, store, &resource_type, &id),
         ("Patient", "$everything") => everything::everything(ctx, store, &id, &pairs),
-        _ => Err(FhirError::NotFound(format!(
+        _ => Err(OutcomeError::NotFound(format!(
             "`{resource_type}/{id}/{operation}` is not an operation this server supports (try `_history`, or \
              `$everything` on a Patient)."
         ))),
@@ -424,7 +424,7 @@ pub(crate) fn overload_outcome(why: &str) -> Response {
 }
 
 async fn unknown_endpoint(OriginalUri(uri): OriginalUri) -> Response {
-    FhirError::NotFound(format!(
+    OutcomeError::NotFound(format!(
         "There is no FHIR endpoint at `{}`. FHIR endpoints look like `/fhir/Patient/{{id}}` or \
          `/fhir/Observation?patient={{id}}`; see `/fhir/metadata`.",
         uri.path()
@@ -433,7 +433,7 @@ async fn unknown_endpoint(OriginalUri(uri): OriginalUri) -> Response {
 }
 
 async fn method_not_allowed() -> Response {
-    FhirError::MethodNotAllowed(
+    OutcomeError::MethodNotAllowed(
         "This endpoint does not support that HTTP method; `/fhir/metadata` lists the interactions of each resource type."
             .into(),
     )

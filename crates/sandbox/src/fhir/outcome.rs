@@ -9,9 +9,10 @@ use serde_json::{Value, json};
 /// The media type of every FHIR response.
 pub(crate) const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
-/// Why a FHIR request failed.
+/// Why a FHIR request failed, answered as an OperationOutcome (the name says which of the workspace's FHIR errors
+/// it is: the client's is `fhir_client::FhirError`).
 #[derive(Debug)]
-pub(crate) enum FhirError {
+pub(crate) enum OutcomeError {
     /// 400: the request cannot be understood.
     BadRequest(String),
     /// 401: no usable bearer token.
@@ -51,68 +52,70 @@ pub(crate) enum FhirError {
     Unavailable(String),
 }
 
-impl FhirError {
+impl OutcomeError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            FhirError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            FhirError::Unauthorized(e) => e.status(),
-            FhirError::Forbidden(_) | FhirError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            FhirError::NotFound(_) => StatusCode::NOT_FOUND,
-            FhirError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            FhirError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
-            FhirError::Gone(_) => StatusCode::GONE,
-            FhirError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            FhirError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            FhirError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            FhirError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            FhirError::Simulated(f) => f.status(),
-            FhirError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            FhirError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            OutcomeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            OutcomeError::Unauthorized(e) => e.status(),
+            OutcomeError::Forbidden(_) | OutcomeError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            OutcomeError::NotFound(_) => StatusCode::NOT_FOUND,
+            OutcomeError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            OutcomeError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            OutcomeError::Gone(_) => StatusCode::GONE,
+            OutcomeError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            OutcomeError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            OutcomeError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            OutcomeError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            OutcomeError::Simulated(f) => f.status(),
+            OutcomeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            OutcomeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn code(&self) -> &'static str {
         match self {
-            FhirError::BadRequest(_) => "invalid",
-            FhirError::Unauthorized(_) => "login",
-            FhirError::Forbidden(_) | FhirError::InsufficientScope { .. } => "forbidden",
-            FhirError::NotFound(_) => "not-found",
-            FhirError::Gone(_) => "deleted",
-            FhirError::MethodNotAllowed(_)
-            | FhirError::NotAcceptable(_)
-            | FhirError::UnsupportedMediaType(_) => "not-supported",
-            FhirError::PreconditionFailed(_) => "conflict",
-            FhirError::PayloadTooLarge(_) => "too-costly",
-            FhirError::Unprocessable(_) => "processing",
-            FhirError::Simulated(FhirFailure::TooManyRequests) => "throttled",
-            FhirError::Simulated(FhirFailure::ServiceUnavailable) | FhirError::Unavailable(_) => "transient",
-            FhirError::Simulated(_) | FhirError::Internal(_) => "exception",
+            OutcomeError::BadRequest(_) => "invalid",
+            OutcomeError::Unauthorized(_) => "login",
+            OutcomeError::Forbidden(_) | OutcomeError::InsufficientScope { .. } => "forbidden",
+            OutcomeError::NotFound(_) => "not-found",
+            OutcomeError::Gone(_) => "deleted",
+            OutcomeError::MethodNotAllowed(_)
+            | OutcomeError::NotAcceptable(_)
+            | OutcomeError::UnsupportedMediaType(_) => "not-supported",
+            OutcomeError::PreconditionFailed(_) => "conflict",
+            OutcomeError::PayloadTooLarge(_) => "too-costly",
+            OutcomeError::Unprocessable(_) => "processing",
+            OutcomeError::Simulated(FhirFailure::TooManyRequests) => "throttled",
+            OutcomeError::Simulated(FhirFailure::ServiceUnavailable) | OutcomeError::Unavailable(_) => {
+                "transient"
+            }
+            OutcomeError::Simulated(_) | OutcomeError::Internal(_) => "exception",
         }
     }
 
     pub(crate) fn message(&self) -> String {
         match self {
-            FhirError::Unauthorized(e) => e.to_string(),
-            FhirError::Simulated(f) => format!(
+            OutcomeError::Unauthorized(e) => e.to_string(),
+            OutcomeError::Simulated(f) => format!(
                 "This failure ({}) was simulated because the launch asked for it; launch again without it to get data.",
                 f.status()
             ),
-            FhirError::Internal(_) => {
+            OutcomeError::Internal(_) => {
                 "The sandbox failed to answer this request; the server log has the details. Try again."
                     .to_owned()
             }
-            FhirError::Unavailable(_) => crate::error::DATABASE_GONE_ADVICE.to_owned(),
-            FhirError::BadRequest(m)
-            | FhirError::Forbidden(m)
-            | FhirError::InsufficientScope { message: m, .. }
-            | FhirError::NotFound(m)
-            | FhirError::MethodNotAllowed(m)
-            | FhirError::NotAcceptable(m)
-            | FhirError::Gone(m)
-            | FhirError::PreconditionFailed(m)
-            | FhirError::PayloadTooLarge(m)
-            | FhirError::UnsupportedMediaType(m)
-            | FhirError::Unprocessable(m) => m.clone(),
+            OutcomeError::Unavailable(_) => crate::error::DATABASE_GONE_ADVICE.to_owned(),
+            OutcomeError::BadRequest(m)
+            | OutcomeError::Forbidden(m)
+            | OutcomeError::InsufficientScope { message: m, .. }
+            | OutcomeError::NotFound(m)
+            | OutcomeError::MethodNotAllowed(m)
+            | OutcomeError::NotAcceptable(m)
+            | OutcomeError::Gone(m)
+            | OutcomeError::PreconditionFailed(m)
+            | OutcomeError::PayloadTooLarge(m)
+            | OutcomeError::UnsupportedMediaType(m)
+            | OutcomeError::Unprocessable(m) => m.clone(),
         }
     }
 
@@ -138,38 +141,38 @@ pub(crate) fn operation_outcome(severity: &str, code: &str, text: &str) -> Value
     })
 }
 
-impl From<SandboxError> for FhirError {
+impl From<SandboxError> for OutcomeError {
     fn from(e: SandboxError) -> Self {
         match e {
             SandboxError::InvalidSearch { .. }
             | SandboxError::InvalidResource { .. }
-            | SandboxError::Json { .. } => FhirError::BadRequest(e.to_string()),
-            SandboxError::VersionConflict { .. } => FhirError::PreconditionFailed(e.to_string()),
-            SandboxError::DatabaseGone { .. } => FhirError::Unavailable(e.to_string()),
-            other => FhirError::Internal(other.to_string()),
+            | SandboxError::Json { .. } => OutcomeError::BadRequest(e.to_string()),
+            SandboxError::VersionConflict { .. } => OutcomeError::PreconditionFailed(e.to_string()),
+            SandboxError::DatabaseGone { .. } => OutcomeError::Unavailable(e.to_string()),
+            other => OutcomeError::Internal(other.to_string()),
         }
     }
 }
 
-impl From<rusqlite::Error> for FhirError {
+impl From<rusqlite::Error> for OutcomeError {
     fn from(e: rusqlite::Error) -> Self {
-        FhirError::from(SandboxError::from(e))
+        OutcomeError::from(SandboxError::from(e))
     }
 }
 
-impl From<BearerError> for FhirError {
+impl From<BearerError> for OutcomeError {
     fn from(e: BearerError) -> Self {
         match e {
             // The check itself failed (a 500, or a 503 when the database file is gone), not the token.
-            BearerError::Internal(inner) => FhirError::from(inner),
-            other => FhirError::Unauthorized(other),
+            BearerError::Internal(inner) => OutcomeError::from(inner),
+            other => OutcomeError::Unauthorized(other),
         }
     }
 }
 
-impl IntoResponse for FhirError {
+impl IntoResponse for OutcomeError {
     fn into_response(self) -> Response {
-        if let FhirError::Internal(detail) | FhirError::Unavailable(detail) = &self {
+        if let OutcomeError::Internal(detail) | OutcomeError::Unavailable(detail) = &self {
             tracing::error!(%detail, "FHIR request failed");
         }
         let status = self.status();
@@ -181,12 +184,12 @@ impl IntoResponse for FhirError {
         )
             .into_response();
         match &self {
-            FhirError::Unauthorized(e) => {
+            OutcomeError::Unauthorized(e) => {
                 if let Ok(v) = HeaderValue::from_str(&e.www_authenticate()) {
                     response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                 }
             }
-            FhirError::InsufficientScope { scope, .. } => {
+            OutcomeError::InsufficientScope { scope, .. } => {
                 let challenge = bearer_challenge(&[
                     ("error", "insufficient_scope"),
                     (
@@ -199,8 +202,8 @@ impl IntoResponse for FhirError {
                     response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                 }
             }
-            FhirError::Simulated(FhirFailure::TooManyRequests | FhirFailure::ServiceUnavailable)
-            | FhirError::Unavailable(_) => {
+            OutcomeError::Simulated(FhirFailure::TooManyRequests | FhirFailure::ServiceUnavailable)
+            | OutcomeError::Unavailable(_) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -12,7 +12,7 @@ use super::interaction::{
     resource_response, validate,
 };
 use super::limits;
-use super::outcome::FhirError;
+use super::outcome::OutcomeError;
 use super::{Ctx, FhirResponse};
 use crate::store::{Store, Written};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -24,20 +24,20 @@ use serde_json::Value;
 const JSON_PATCH: &str = "application/json-patch+json";
 
 /// Parses a request body as a JSON Patch document (415 for another media type, 400 when it is not one).
-pub(crate) fn parse_patch(headers: &HeaderMap, body: &[u8]) -> Result<Patch, FhirError> {
+pub(crate) fn parse_patch(headers: &HeaderMap, body: &[u8]) -> Result<Patch, OutcomeError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let media_type = content_type.split(';').next().unwrap_or_default().trim();
     if !media_type.eq_ignore_ascii_case(JSON_PATCH) {
-        return Err(FhirError::UnsupportedMediaType(format!(
+        return Err(OutcomeError::UnsupportedMediaType(format!(
             "This server patches only with JSON Patch, sent with `Content-Type: {JSON_PATCH}` (got \
              `{content_type}`); FHIRPath Patch is not supported."
         )));
     }
     serde_json::from_slice(body).map_err(|e| {
-        FhirError::BadRequest(format!(
+        OutcomeError::BadRequest(format!(
             "The body is not a JSON Patch document (an array of RFC 6902 operations such as \
              `{{\"op\": \"replace\", \"path\": \"/status\", \"value\": \"final\"}}`): {e}."
         ))
@@ -53,7 +53,7 @@ pub(crate) fn patch(
     id: &str,
     patch: &Patch,
     if_match: Option<&str>,
-) -> Result<FhirResponse, FhirError> {
+) -> Result<FhirResponse, OutcomeError> {
     let written = store.write(|tx| patch_in(ctx, tx, resource_type, id, patch, if_match, &now()))?;
     let row = &written.row;
     let mut response = resource_response(StatusCode::OK, row, &ctx.base);
@@ -73,7 +73,7 @@ fn patch_in(
     patch: &Patch,
     if_match: Option<&str>,
     now: &str,
-) -> Result<Written, FhirError> {
+) -> Result<Written, OutcomeError> {
     check_id(resource_type, id)?;
     let current =
         current_if_changeable(ctx, conn, resource_type, id)?.ok_or_else(|| not_found(resource_type, id))?;
@@ -84,10 +84,10 @@ fn patch_in(
     let reference = current.reference();
     let resource = current
         .resource()
-        .ok_or_else(|| FhirError::Internal(format!("the stored JSON of {reference} does not parse")))?;
+        .ok_or_else(|| OutcomeError::Internal(format!("the stored JSON of {reference} does not parse")))?;
     let patched = apply(resource, patch, &reference)?;
     validate(resource_type, &patched).map_err(|e| {
-        FhirError::Unprocessable(format!(
+        OutcomeError::Unprocessable(format!(
             "The patch would leave {reference} invalid, so it was not applied: {}",
             e.message()
         ))
@@ -109,9 +109,10 @@ fn op_path_len(op: &PatchOperation) -> usize {
 }
 
 /// `resource` with `patch` applied, refusing (422) a patch that fails or changes what the resource is.
-pub(super) fn apply(resource: Value, patch: &Patch, reference: &str) -> Result<Value, FhirError> {
-    let unprocessable =
-        |why: String| FhirError::Unprocessable(format!("The patch was not applied to {reference}: {why}."));
+pub(super) fn apply(resource: Value, patch: &Patch, reference: &str) -> Result<Value, OutcomeError> {
+    let unprocessable = |why: String| {
+        OutcomeError::Unprocessable(format!("The patch was not applied to {reference}: {why}."))
+    };
     for (i, op) in patch.0.iter().enumerate() {
         // RFC 6902 §4.2: `-` names no element, so nothing can be removed (or moved away) from it. Refused here
         // because `json-patch` would instead take an array's last element (and panic on an empty array).
@@ -127,7 +128,7 @@ pub(super) fn apply(resource: Value, patch: &Patch, reference: &str) -> Result<V
         }
     }
     if patch.0.len() > limits::MAX_PATCH_OPERATIONS {
-        return Err(FhirError::PayloadTooLarge(format!(
+        return Err(OutcomeError::PayloadTooLarge(format!(
             "The patch has {} operations, more than the {} this server applies in one request; send several \
              smaller patches.",
             patch.0.len(),
@@ -168,7 +169,7 @@ pub(super) fn apply(resource: Value, patch: &Patch, reference: &str) -> Result<V
                 size = json_size(&patched);
             }
             if size > limits::MAX_RESOURCE_BYTES {
-                return Err(FhirError::PayloadTooLarge(format!(
+                return Err(OutcomeError::PayloadTooLarge(format!(
                     "The patch was not applied to {reference}: after operation {i} the resource would be {size} \
                      bytes, more than the {} bytes this server stores in one resource.",
                     limits::MAX_RESOURCE_BYTES

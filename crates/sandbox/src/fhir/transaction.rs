@@ -6,7 +6,7 @@
 
 use super::interaction::{self, create_in, delete_in, now, update_in};
 use super::limits;
-use super::outcome::FhirError;
+use super::outcome::OutcomeError;
 use super::{Ctx, FhirResponse};
 use crate::import::rewrite_references;
 use crate::store::{ResourceRow, Store, index};
@@ -51,9 +51,9 @@ struct Outcome {
 /// Bounded before any entry runs: at most [`limits::MAX_BUNDLE_ENTRIES`] entries, each one's interaction
 /// authorized up front (the token's scopes for its type and verb, and the compartment the resource it writes would
 /// land in), and the answer built as text no longer than [`limits::MAX_RESPONSE_BYTES`].
-pub(crate) fn process(ctx: &Ctx, store: &Store, mut bundle: Value) -> Result<FhirResponse, FhirError> {
+pub(crate) fn process(ctx: &Ctx, store: &Store, mut bundle: Value) -> Result<FhirResponse, OutcomeError> {
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-        return Err(FhirError::BadRequest(
+        return Err(OutcomeError::BadRequest(
             "POST to the FHIR base takes a Bundle of type `transaction` or `batch`; to create a resource, POST it to \
              `/fhir/{resourceType}`."
                 .into(),
@@ -65,7 +65,7 @@ pub(crate) fn process(ctx: &Ctx, store: &Store, mut bundle: Value) -> Result<Fhi
         .unwrap_or_default()
         .to_owned();
     if kind != "transaction" && kind != "batch" {
-        return Err(FhirError::BadRequest(format!(
+        return Err(OutcomeError::BadRequest(format!(
             "The Bundle's type is `{kind}`; only `transaction` and `batch` Bundles can be posted to the base."
         )));
     }
@@ -74,7 +74,7 @@ pub(crate) fn process(ctx: &Ctx, store: &Store, mut bundle: Value) -> Result<Fhi
         _ => Vec::new(),
     };
     if entries.len() > limits::MAX_BUNDLE_ENTRIES {
-        return Err(FhirError::PayloadTooLarge(format!(
+        return Err(OutcomeError::PayloadTooLarge(format!(
             "The Bundle has {} entries, more than the {} this server runs in one {kind}; split it into several \
              Bundles.",
             entries.len(),
@@ -104,7 +104,7 @@ pub(crate) fn process(ctx: &Ctx, store: &Store, mut bundle: Value) -> Result<Fhi
     }
     // Every entry is authorized before any runs: a transaction with one entry the token may not perform does
     // no work at all; in a batch, that entry alone fails.
-    let allowed: Vec<Result<(), FhirError>> = plans.iter().map(|plan| authorize(ctx, plan)).collect();
+    let allowed: Vec<Result<(), OutcomeError>> = plans.iter().map(|plan| authorize(ctx, plan)).collect();
 
     let mut answer = ResponseText::new(&kind);
     if kind == "transaction" {
@@ -128,7 +128,7 @@ pub(crate) fn process(ctx: &Ctx, store: &Store, mut bundle: Value) -> Result<Fhi
             let mut answer = ResponseText::new(&kind);
             for outcome in results.into_iter().flatten() {
                 if !answer.push(&entry_text(ctx, Ok(outcome))) {
-                    return Err(FhirError::PayloadTooLarge(format!(
+                    return Err(OutcomeError::PayloadTooLarge(format!(
                         "The transaction was not applied: its answer would be larger than the {} bytes this server \
                          sends in one response. Split it into several transactions, or use `Prefer: \
                          return=minimal`-sized entries.",
@@ -136,13 +136,13 @@ pub(crate) fn process(ctx: &Ctx, store: &Store, mut bundle: Value) -> Result<Fhi
                     )));
                 }
             }
-            Ok::<_, FhirError>(answer)
+            Ok::<_, OutcomeError>(answer)
         })?;
         answer = done;
     } else {
         for (plan, allowed) in plans.iter().zip(allowed) {
             if answer.full() {
-                answer.push_unbounded(&entry_text(ctx, Err(FhirError::PayloadTooLarge(format!(
+                answer.push_unbounded(&entry_text(ctx, Err(OutcomeError::PayloadTooLarge(format!(
                     "This entry was not run: the batch's answer reached the {} bytes this server sends in one \
                      response. Send it again in another batch.",
                     limits::MAX_RESPONSE_BYTES
@@ -152,7 +152,7 @@ pub(crate) fn process(ctx: &Ctx, store: &Store, mut bundle: Value) -> Result<Fhi
             let outcome = allowed.and_then(|()| store.write(|tx| run(ctx, store, tx, plan)));
             let text = entry_text(ctx, outcome);
             if !answer.push(&text) {
-                answer.push_unbounded(&entry_text(ctx, Err(FhirError::PayloadTooLarge(format!(
+                answer.push_unbounded(&entry_text(ctx, Err(OutcomeError::PayloadTooLarge(format!(
                     "This entry ran, but its answer would take the batch's answer past the {} bytes this server \
                      sends in one response, so it was left out; read it again on its own.",
                     limits::MAX_RESPONSE_BYTES
@@ -225,7 +225,7 @@ impl ResponseText {
 
 /// Decides, before anything runs, whether the token may perform `plan`: its scopes for the type and verb, and
 /// for a write, that the resource would land in the token's compartment. The store checks again as it writes.
-fn authorize(ctx: &Ctx, plan: &Planned) -> Result<(), FhirError> {
+fn authorize(ctx: &Ctx, plan: &Planned) -> Result<(), OutcomeError> {
     let path = plan.url.split('?').next().unwrap_or_default();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let Some(resource_type) = segments.first().copied().filter(|t| index::is_known_type(t)) else {
@@ -244,7 +244,7 @@ fn authorize(ctx: &Ctx, plan: &Planned) -> Result<(), FhirError> {
         && !index::is_shared(resource_type)
         && index::compartment_patient(resource_type, resource).as_deref() != Some(patient.as_str())
     {
-        return Err(FhirError::Forbidden(format!(
+        return Err(OutcomeError::Forbidden(format!(
             "The {resource_type} this entry writes is not in the compartment of the patient this token is for; \
              its patient/ scopes do not reach it."
         )));
@@ -252,23 +252,23 @@ fn authorize(ctx: &Ctx, plan: &Planned) -> Result<(), FhirError> {
     Ok(())
 }
 
-fn annotate(e: FhirError, at: &str) -> FhirError {
+fn annotate(e: OutcomeError, at: &str) -> OutcomeError {
     let message = format!("The transaction was not applied: {at} failed: {}", e.message());
     match e {
-        FhirError::BadRequest(_) => FhirError::BadRequest(message),
-        FhirError::Forbidden(_) => FhirError::Forbidden(message),
-        FhirError::InsufficientScope { scope, .. } => FhirError::InsufficientScope { message, scope },
-        FhirError::NotFound(_) => FhirError::NotFound(message),
-        FhirError::Gone(_) => FhirError::Gone(message),
-        FhirError::PreconditionFailed(_) => FhirError::PreconditionFailed(message),
-        FhirError::PayloadTooLarge(_) => FhirError::PayloadTooLarge(message),
-        FhirError::Unprocessable(_) => FhirError::Unprocessable(message),
+        OutcomeError::BadRequest(_) => OutcomeError::BadRequest(message),
+        OutcomeError::Forbidden(_) => OutcomeError::Forbidden(message),
+        OutcomeError::InsufficientScope { scope, .. } => OutcomeError::InsufficientScope { message, scope },
+        OutcomeError::NotFound(_) => OutcomeError::NotFound(message),
+        OutcomeError::Gone(_) => OutcomeError::Gone(message),
+        OutcomeError::PreconditionFailed(_) => OutcomeError::PreconditionFailed(message),
+        OutcomeError::PayloadTooLarge(_) => OutcomeError::PayloadTooLarge(message),
+        OutcomeError::Unprocessable(_) => OutcomeError::Unprocessable(message),
         other => other,
     }
 }
 
-fn plan(ctx: &Ctx, i: usize, mut entry: Value) -> Result<Planned, FhirError> {
-    let bad = |what: &str| FhirError::BadRequest(format!("Bundle entry {i}: {what}."));
+fn plan(ctx: &Ctx, i: usize, mut entry: Value) -> Result<Planned, OutcomeError> {
+    let bad = |what: &str| OutcomeError::BadRequest(format!("Bundle entry {i}: {what}."));
     let request = entry.get("request").ok_or_else(|| bad("it has no `request`"))?;
     let method = match request.get("method").and_then(Value::as_str).unwrap_or_default() {
         "GET" | "HEAD" => Method::Get,
@@ -307,7 +307,7 @@ fn plan(ctx: &Ctx, i: usize, mut entry: Value) -> Result<Planned, FhirError> {
     })
 }
 
-fn run(ctx: &Ctx, store: &Store, conn: &Connection, plan: &Planned) -> Result<Outcome, FhirError> {
+fn run(ctx: &Ctx, store: &Store, conn: &Connection, plan: &Planned) -> Result<Outcome, OutcomeError> {
     let time = now();
     let path = plan.url.split('?').next().unwrap_or_default();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -365,7 +365,7 @@ fn run(ctx: &Ctx, store: &Store, conn: &Connection, plan: &Planned) -> Result<Ou
             let response = interaction::search(ctx, store, resource_type, &pairs)?;
             Ok(from_response(response))
         }
-        _ => Err(FhirError::BadRequest(format!(
+        _ => Err(OutcomeError::BadRequest(format!(
             "`{:?} {}` is not an interaction a Bundle entry can carry here (POST Type, PUT/DELETE/GET Type/id, GET Type?query).",
             plan.method, plan.url
         ))),
@@ -389,7 +389,7 @@ fn status_text(status: StatusCode) -> String {
 }
 
 /// One entry of the response Bundle, as JSON text; the resource is spliced in as the stored text, unparsed.
-fn entry_text(ctx: &Ctx, outcome: Result<Outcome, FhirError>) -> String {
+fn entry_text(ctx: &Ctx, outcome: Result<Outcome, OutcomeError>) -> String {
     #[derive(serde::Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Entry<'a> {
