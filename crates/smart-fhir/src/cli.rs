@@ -141,6 +141,10 @@ pub struct SandboxArgs {
     /// Delay every answer by this many milliseconds, like a real EHR's round trip.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub latency: u64,
+    /// The most resources a second one Bulk Data export job writes, so exports leave the machine to the FHIR
+    /// API's reads (0: no limit).
+    #[arg(long = "export-rows-per-second", value_name = "N", default_value_t = sandbox::bulk::BulkConfig::default().max_rows_per_second)]
+    pub export_rows_per_second: u64,
     /// The public FHIR base URL, when the sandbox is reached through a proxy.
     #[arg(long = "base-url", value_name = "URL")]
     pub base_url: Option<url::Url>,
@@ -198,6 +202,10 @@ impl SandboxArgs {
             public_base_url: base_url,
             persona: self.persona,
             latency: Duration::from_millis(self.latency),
+            bulk: sandbox::bulk::BulkConfig {
+                max_rows_per_second: self.export_rows_per_second,
+                ..sandbox::bulk::BulkConfig::default()
+            },
             ..sandbox::SandboxConfig::default()
         })
     }

@@ -156,6 +156,8 @@ async fn run_job(server: &BulkServer, id: &str, cancel: &AtomicBool) -> Result<u
         write_warnings(server, &job, &mut seq).await?;
     }
     let types = plans.len();
+    let pace = super::pace::Pace::new(server.config().max_rows_per_second);
+    let started = std::time::Instant::now();
     for (index, plan) in plans.into_iter().enumerate() {
         let plan = Arc::new(plan);
         let mut cursor = Cursor::default();
@@ -197,6 +199,11 @@ async fn run_job(server: &BulkServer, id: &str, cancel: &AtomicBool) -> Result<u
                 .store()
                 .blocking(move |store| jobs::set_progress(store, &job_id, &progress))
                 .await?;
+            // After the chunk and its permit: the FHIR API's requests go first while the job waits.
+            let pause = pace.pause(total, started.elapsed());
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
         }
         if let Some(open) = file {
             let job_id = id.to_owned();

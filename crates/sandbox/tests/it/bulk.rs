@@ -361,6 +361,51 @@ async fn a_client_runs_at_most_the_configured_jobs_and_delete_cancels_one() {
 }
 
 #[tokio::test]
+async fn a_job_that_is_running_and_paced_makes_the_next_kick_off_a_429() {
+    // Two rows a second: the job is seen running (its X-Progress counts rows written) and is still running when
+    // the second kick-off arrives, so the 429 is for a job at work, not one waiting in a queue.
+    let ts = start_with(|c| {
+        c.bulk.max_jobs_per_client = 1;
+        c.bulk.batch = 1;
+        c.bulk.max_rows_per_second = 2;
+    })
+    .await;
+    let token = backend_token(&ts, "bulk", "system/*.rs").await;
+    let first = kick_off(&ts, &token, "/$export", "respond-async").await;
+    let status_url = content_location(&first);
+    let progress = loop {
+        let response = ts.http.get(&status_url).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::ACCEPTED,
+            "a paced job is still running"
+        );
+        let progress = response.headers()["x-progress"].to_str().unwrap().to_owned();
+        if progress.contains("written so far") {
+            break progress;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let second = kick_off(&ts, &token, "/$export?_type=Patient", "respond-async").await;
+    assert_eq!(
+        second.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "while: {progress}"
+    );
+    assert!(second.headers().contains_key("retry-after"));
+    let still = ts.http.get(&status_url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(still.status(), StatusCode::ACCEPTED, "the first job goes on");
+    let deleted = ts
+        .http
+        .delete(&status_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
 async fn finished_jobs_and_their_files_survive_a_restart() {
     let ts = start().await;
     let token = backend_token(&ts, "bulk", "system/*.rs").await;

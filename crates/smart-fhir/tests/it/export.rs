@@ -65,7 +65,12 @@ fn export_downloads_the_sandbox_as_a_registered_backend_service_and_fails_clearl
         "id=exporter,redirect=http://127.0.0.1:9/unused,jwks={}",
         jwks_path.display()
     );
-    let (_sandbox, base) = super::start_sandbox(dir.path(), &["--client", &client]);
+    // Paced to 5 resources a second: the job is still running at the CLI's first status check, whose
+    // X-Progress it must show.
+    let (_sandbox, base) = super::start_sandbox(
+        dir.path(),
+        &["--client", &client, "--export-rows-per-second", "5"],
+    );
     let key = dir.path().join("key.pem");
     let out_dir = dir.path().join("out");
     let export = |client_id: &str, extra: &[&str]| {
@@ -89,6 +94,15 @@ fn export_downloads_the_sandbox_as_a_registered_backend_service_and_fails_clearl
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("resume with --status http"), "{stderr}");
     assert!(stderr.contains("Patient 3 resources"), "{stderr}");
+    let shown = [
+        "exporting: Queued.",
+        "exporting: Starting.",
+        "exporting: Exporting ",
+    ];
+    assert!(
+        stderr.lines().any(|l| shown.iter().any(|s| l.starts_with(s))),
+        "the server's X-Progress is shown while the job runs: {stderr}"
+    );
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();
     let types: Vec<&str> = manifest["output"]
