@@ -61,6 +61,18 @@ async fn poll(ts: &TestSandbox, token: &str, status_url: &str) -> reqwest::Respo
     }
 }
 
+/// DELETE a job's status URL (cancel it); the IG's answer is 202.
+async fn cancel(ts: &TestSandbox, token: &str, status_url: &str) {
+    let deleted = ts
+        .http
+        .delete(status_url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::ACCEPTED);
+}
+
 async fn finished(ts: &TestSandbox, token: &str, status_url: &str) -> Value {
     let response = poll(ts, token, status_url).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -346,14 +358,7 @@ async fn a_client_runs_at_most_the_configured_jobs_and_delete_cancels_one() {
     let outcome: Value = second.json().await.unwrap();
     assert_eq!(outcome["issue"][0]["code"], "throttled");
 
-    let deleted = ts
-        .http
-        .delete(&status_url)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), StatusCode::ACCEPTED);
+    cancel(&ts, &token, &status_url).await;
     let gone = ts.http.get(&status_url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     let third = kick_off(&ts, &token, "/$export?_type=Patient", "respond-async").await;
@@ -395,14 +400,7 @@ async fn a_job_that_is_running_and_paced_makes_the_next_kick_off_a_429() {
     assert!(second.headers().contains_key("retry-after"));
     let still = ts.http.get(&status_url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(still.status(), StatusCode::ACCEPTED, "the first job goes on");
-    let deleted = ts
-        .http
-        .delete(&status_url)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), StatusCode::ACCEPTED);
+    cancel(&ts, &token, &status_url).await;
 }
 
 #[tokio::test]
