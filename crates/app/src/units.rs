@@ -305,9 +305,14 @@ fn lab_decimals(analyte: Analyte, unit: &str) -> usize {
     }
 }
 
-/// A lab quantity's value in the configured units, as text with its unit (`"99 mg/dL"`), when it
+/// A lab value in the configured units, rounded for display, and that unit: `("99", "mg/dL")`, when it
 /// converts and is not in that unit already; `None` keeps the value as sent.
-pub fn lab_text(value: f64, unit: &str, loinc: Option<&str>, wanted: LabUnits) -> Option<String> {
+fn lab_number(
+    value: f64,
+    unit: &str,
+    loinc: Option<&str>,
+    wanted: LabUnits,
+) -> Option<(String, &'static str)> {
     let (converted, to) = lab_value(value, unit, loinc, wanted)?;
     let same_unit = lookup(unit)
         .zip(lookup(to))
@@ -316,7 +321,13 @@ pub fn lab_text(value: f64, unit: &str, loinc: Option<&str>, wanted: LabUnits) -
         return None;
     }
     let decimals = loinc.and_then(analyte).map_or(1, |a| lab_decimals(a, to));
-    Some(format!("{converted:.decimals$} {to}"))
+    Some((format!("{converted:.decimals$}"), to))
+}
+
+/// A lab quantity's value in the configured units, as text with its unit (`"99 mg/dL"`), when it
+/// converts and is not in that unit already; `None` keeps the value as sent.
+pub fn lab_text(value: f64, unit: &str, loinc: Option<&str>, wanted: LabUnits) -> Option<String> {
+    lab_number(value, unit, loinc, wanted).map(|(number, to)| format!("{number} {to}"))
 }
 
 /// A reference range in the configured units (`"70–99 mg/dL"`, `"≥ 1.0 mmol/L"`), when its bounds
@@ -328,15 +339,11 @@ pub fn lab_range_text(
     loinc: Option<&str>,
     wanted: LabUnits,
 ) -> Option<String> {
-    let text = |v: f64| lab_text(v, unit, loinc, wanted);
-    match (low.map(text), high.map(text)) {
-        (Some(Some(l)), Some(Some(h))) => {
-            // "70 mg/dL" and "99 mg/dL" become "70–99 mg/dL".
-            let (l_value, _) = l.split_once(' ')?;
-            Some(format!("{l_value}–{h}"))
-        }
-        (Some(Some(l)), None) => Some(format!("≥ {l}")),
-        (None, Some(Some(h))) => Some(format!("≤ {h}")),
+    let number = |v: f64| lab_number(v, unit, loinc, wanted);
+    match (low.map(number), high.map(number)) {
+        (Some(Some((l, _))), Some(Some((h, to)))) => Some(format!("{l}–{h} {to}")),
+        (Some(Some((l, to))), None) => Some(format!("≥ {l} {to}")),
+        (None, Some(Some((h, to)))) => Some(format!("≤ {h} {to}")),
         _ => None,
     }
 }
