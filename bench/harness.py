@@ -9,7 +9,8 @@ picker for the N-th launch so that sessions spread over patients the same way fo
 Sub-commands (all print JSON on stdout; diagnostics go to stderr):
 
   launch   --app URL -n N [--out FILE]      N launches through the app; times each and keeps
-                                           the app's session cookies (FILE, mode 0600)
+                                           the app's session cookies (FILE, mode 0600);
+                                           --one-site URL (repeated): instances seen as one site
   check    --app URL --sessions FILE        GET / with every kept session; counts pages that
                                            are the authorized patient page
   burst    --app URL --sessions FILE        GET / once per session, all at once (one thread per
@@ -230,8 +231,11 @@ def origin(url):
 
 
 class Browser:
-    def __init__(self, timeout=30.0, stop_prefix=None):
+    def __init__(self, timeout=30.0, stop_prefix=None, one_site=()):
         self.sessions = {}
+        # Origins that are one site behind a load balancer (instances of one app): the first one stands for all,
+        # so they share a cookie jar, as a browser that reaches them through one host name would.
+        self.site_of = {origin(u): origin(one_site[0]) for u in one_site}
         self.timeout = timeout
         self.stop_prefix = stop_prefix
         self.time_by_origin = {}
@@ -239,8 +243,12 @@ class Browser:
         self.log = []  # (origin, method, path, seconds)
         self.callback_index = None  # index in `log` of the request that brought the authorization code back
 
-    def session(self, url):
+    def origin(self, url):
         o = origin(url)
+        return self.site_of.get(o, o)
+
+    def session(self, url):
+        o = self.origin(url)
         if o not in self.sessions:
             self.sessions[o] = requests.Session()
         return self.sessions[o]
@@ -252,7 +260,7 @@ class Browser:
         t0 = time.perf_counter()
         r = self.session(url).request(method, url, data=data, allow_redirects=False, timeout=self.timeout)
         dt = time.perf_counter() - t0
-        o = origin(url)
+        o = self.origin(url)
         self.time_by_origin[o] = self.time_by_origin.get(o, 0.0) + dt
         self.requests += 1
         self.log.append((o, method, urlsplit(url).path, dt))
@@ -319,22 +327,22 @@ def next_action(page, url, pick, fills, on_app):
     return None
 
 
-def is_done(r, url, app_origin, marker, visited_auth):
-    if origin(url) != app_origin or r.status_code != 200 or not visited_auth:
+def is_done(r, url_origin, app_origin, marker, visited_auth):
+    if url_origin != app_origin or r.status_code != 200 or not visited_auth:
         return False
     return re.search(marker, r.text, re.I) is not None
 
 
-def one_launch(app, pick, fills, marker, timeout):
+def one_launch(app, pick, fills, marker, timeout, one_site=()):
     app = app.rstrip("/")
-    app_origin = origin(app)
-    b = Browser(timeout=timeout)
+    b = Browser(timeout=timeout, one_site=one_site)
+    app_origin = b.origin(app)
     t0 = time.perf_counter()
     r, url = b.navigate("GET", app + "/")
     visited_auth = False
     trail = []
     for step in range(MAX_STEPS):
-        if is_done(r, url, app_origin, marker, visited_auth):
+        if is_done(r, b.origin(url), app_origin, marker, visited_auth):
             total = time.perf_counter() - t0
             # Callback -> rendered page: the app's requests from the redirect back with the code to the page.
             cb = b.callback_index
@@ -349,12 +357,12 @@ def one_launch(app, pick, fills, marker, timeout):
                 "steps": trail,
                 "log": [("app" if o == app_origin else "ehr", m, p, dt) for o, m, p, dt in b.log],
             }
-        if origin(url) != app_origin:
+        if b.origin(url) != app_origin:
             visited_auth = True
         if r.status_code >= 400:
             raise LaunchFailed(f"step {step}: {url} answered {r.status_code}: {snippet(r.text)}")
         page = parse_page(r.text)
-        action = next_action(page, url, pick, fills, origin(url) == app_origin and not visited_auth)
+        action = next_action(page, url, pick, fills, b.origin(url) == app_origin and not visited_auth)
         if action is None:
             raise LaunchFailed(f"step {step}: no way forward on {url} ({r.status_code}): {snippet(r.text)}")
         method, target, data = action
@@ -403,14 +411,16 @@ def cmd_launch(args):
     warmup = []
     for w in range(args.warmup):
         try:
-            warmup.append(one_launch(args.app, args.n + w + args.pick_offset, fills, args.done_marker, args.timeout))
+            warmup.append(one_launch(args.app, args.n + w + args.pick_offset, fills, args.done_marker, args.timeout,
+                                     args.one_site or ()))
         except (LaunchFailed, requests.RequestException) as e:
             failures.append(f"warm-up launch {w}: {e}")
             log(f"warm-up launch {w} failed: {e}")
     t0 = time.perf_counter()
     for i in range(args.n):
         try:
-            results.append(one_launch(args.app, i + args.pick_offset, fills, args.done_marker, args.timeout))
+            results.append(one_launch(args.app, i + args.pick_offset, fills, args.done_marker, args.timeout,
+                                      args.one_site or ()))
         except (LaunchFailed, requests.RequestException) as e:
             failures.append(f"launch {i}: {e}")
             log(f"launch {i} failed: {e}")
@@ -682,6 +692,9 @@ def main():
     p.add_argument("--pick-offset", type=int, default=0)
     p.add_argument("--warmup", type=int, default=1, help="launches before the counted ones, reported apart")
     p.add_argument("--max-failures", type=int, default=3)
+    p.add_argument("--one-site", action="append", metavar="URL",
+                   help="app instances behind one load balancer (repeat; the first stands for all): they share the "
+                        "browser's cookie jar, so a launch may start on one and come back on another")
     p.add_argument("--out")
     p.set_defaults(func=cmd_launch)
 
