@@ -173,31 +173,35 @@ async fn run_job(server: &BulkServer, id: &str, cancel: &AtomicBool) -> Result<u
                 server.config().max_resources_per_file,
                 id.to_owned(),
             );
-            let (next_cursor, next_file, written) = server
+            // The reading and writing at the lowest CPU priority (see `Store::background`); what the chunk
+            // closed is recorded, with the progress, as ordinary store work.
+            let Chunk {
+                cursor: next_cursor,
+                file: next_file,
+                written,
+                closed,
+                seq: next_seq,
+            } = server
                 .store()
-                .blocking(move |store| {
-                    chunk(
-                        store, &plan_c, cursor, file, &dir, &job_id, &mut seq, batch, per_file,
-                    )
-                    .map(|(c, f, w)| (c, f, w, seq))
-                })
-                .await
-                .map(|(c, f, w, s)| {
-                    seq = s;
-                    (c, f, w)
-                })?;
+                .background(move |store| chunk(store, &plan_c, cursor, file, &dir, seq, batch, per_file))
+                .await?;
             cursor = next_cursor;
             file = next_file;
+            seq = next_seq;
             total += written;
             let progress = format!(
                 "Exporting {} (type {} of {types}): {total} resources written so far.",
                 plan.resource_type,
                 index + 1
             );
-            let job_id = id.to_owned();
             server
                 .store()
-                .blocking(move |store| jobs::set_progress(store, &job_id, &progress))
+                .blocking(move |store| {
+                    for record in &closed {
+                        jobs::add_file(store, &job_id, record)?;
+                    }
+                    jobs::set_progress(store, &job_id, &progress)
+                })
                 .await?;
             // After the chunk and its permit: the FHIR API's requests go first while the job waits.
             let pause = pace.pause(total, started.elapsed());
@@ -327,17 +331,34 @@ async fn write_warnings(server: &BulkServer, job: &Job, seq: &mut i64) -> Result
 /// (opening and rotating files of at most `per_file` resources), and returns the new cursor, the still-open
 /// file and how many resources were written.
 #[allow(clippy::too_many_arguments)]
+/// What one chunk of an export did.
+struct Chunk {
+    /// Where the next chunk starts.
+    cursor: Cursor,
+    /// The file still being written, if any.
+    file: Option<OpenFile>,
+    /// Resources written.
+    written: u64,
+    /// Files that reached their size and were flushed, to be recorded in the manifest.
+    closed: Vec<FileRecord>,
+    /// The next file's sequence number.
+    seq: i64,
+}
+
+/// Reads up to `batch` rows after `cursor` and appends them to the type's files, starting a new file every
+/// `per_file` resources. Runs on the store's background thread, so it only reads the database: the files it
+/// closes are returned to be recorded.
+#[allow(clippy::too_many_arguments)]
 fn chunk(
     store: &Store,
     plan: &TypePlan,
     mut cursor: Cursor,
     mut file: Option<OpenFile>,
     dir: &Path,
-    job_id: &str,
-    seq: &mut i64,
+    mut seq: i64,
     batch: usize,
     per_file: usize,
-) -> Result<(Cursor, Option<OpenFile>, u64), SandboxError> {
+) -> Result<Chunk, SandboxError> {
     let rows = store.with_reader(|conn| -> Result<Vec<(i64, String)>, SandboxError> {
         let mut rows = Vec::new();
         while rows.len() < batch && !cursor.done {
@@ -374,10 +395,11 @@ fn chunk(
         Ok(rows)
     })?;
     let mut written = 0u64;
+    let mut closed = Vec::new();
     for (_, json) in rows {
         let open = match file.as_mut() {
             Some(open) => open,
-            None => file.insert(open_file(dir, &plan.resource_type, seq)?),
+            None => file.insert(open_file(dir, &plan.resource_type, &mut seq)?),
         };
         let wrote = open
             .out
@@ -394,10 +416,16 @@ fn chunk(
         if usize::try_from(open.record.count).unwrap_or(usize::MAX) >= per_file
             && let Some(full) = file.take()
         {
-            close(store, job_id, full)?;
+            closed.push(flush(full)?);
         }
     }
-    Ok((cursor, file, written))
+    Ok(Chunk {
+        cursor,
+        file,
+        written,
+        closed,
+        seq,
+    })
 }
 
 fn open_file(dir: &Path, resource_type: &str, seq: &mut i64) -> Result<OpenFile, SandboxError> {
@@ -418,13 +446,19 @@ fn open_file(dir: &Path, resource_type: &str, seq: &mut i64) -> Result<OpenFile,
     })
 }
 
-/// Flushes a file and records it in the manifest.
-fn close(store: &Store, job_id: &str, mut open: OpenFile) -> Result<(), SandboxError> {
+/// Flushes a file; its record is what the manifest lists.
+fn flush(mut open: OpenFile) -> Result<FileRecord, SandboxError> {
     open.out.flush().map_err(|source| SandboxError::Io {
         path: PathBuf::from(&open.record.name),
         source,
     })?;
-    jobs::add_file(store, job_id, &open.record)
+    Ok(open.record)
+}
+
+/// Flushes a file and records it in the manifest.
+fn close(store: &Store, job_id: &str, open: OpenFile) -> Result<(), SandboxError> {
+    let record = flush(open)?;
+    jobs::add_file(store, job_id, &record)
 }
 
 /// Up to `limit` live rows of the plan's type after row `after`, in row-id order: `(rid, json)`.

@@ -8,6 +8,7 @@
 //!
 //! All methods block; from async code call them through [`Store::blocking`] (a `spawn_blocking` wrapper).
 
+mod background;
 pub mod index;
 pub mod search;
 mod write;
@@ -43,6 +44,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     /// One permit per database task that may run at once (see [`READ_POOL`]).
     tasks: Arc<tokio::sync::Semaphore>,
+    /// The low-priority thread of [`Store::background`].
+    background: background::Background,
 }
 
 impl std::fmt::Debug for Store {
@@ -134,6 +137,7 @@ impl Store {
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
                 tasks: Arc::new(tokio::sync::Semaphore::new(READ_POOL)),
+                background: background::Background::default(),
             }),
         })
     }
@@ -208,6 +212,28 @@ impl Store {
                 reason: format!("a database task failed ({e})"),
             })),
         }
+    }
+
+    /// Runs long background store work (a Bulk Data export's chunks) on the store's one thread at the lowest CPU
+    /// priority, one job after another, so that it takes only the CPU the FHIR API leaves (the `background`
+    /// module). It takes no [`Store::blocking`] permit; `f` should not hold the write lock for long.
+    pub async fn background<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<SandboxError> + Send + 'static,
+    {
+        let store = self.clone();
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.inner.background.submit(Box::new(move || {
+            // The caller may have stopped waiting (a cancelled job): nobody to tell.
+            let _ = answer.send(f(&store));
+        }))?;
+        answered.await.unwrap_or_else(|_| {
+            Err(E::from(SandboxError::Internal {
+                reason: "a background database task failed".into(),
+            }))
+        })
     }
 
     /// The current version of a resource, or `None` when it does not exist or was deleted.
