@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use fhir_client::r4::ResourceType;
 use fhir_client::r4::{
     AllergyIntolerance, Condition, DiagnosticReport, Encounter, Immunization, MedicationRequest,
@@ -184,7 +183,9 @@ pub async fn summary_observed(
     window: Window,
     observer: Option<Arc<dyn RequestObserver>>,
 ) -> Result<Fetched, FetchFailure> {
-    let tokens = state.smart().token_source(record.tokens().clone());
+    let tokens = state
+        .smart()
+        .token_source_with_clock(record.tokens().clone(), state.clock().clone());
     let mut builder = FhirClient::builder(record.fhir_base().as_str());
     if let Some(observer) = observer {
         builder = builder.observer(observer);
@@ -210,7 +211,7 @@ pub async fn summary_observed(
         });
     };
     let by_patient = || SearchParams::new().patient(&patient_id);
-    let now = Utc::now();
+    let now = state.now();
     // Newest first and no older than the window: the pages read are the ones the window needs.
     let dated = |params: SearchParams| {
         window
@@ -331,7 +332,7 @@ pub async fn summary_observed(
         None => format!("patient {patient_id}"),
     };
     let banner = match (&patient, context.should_show_patient_banner()) {
-        (Some(p), true) => Some(summary::banner(p, name.clone(), Utc::now().date_naive())),
+        (Some(p), true) => Some(summary::banner(p, name.clone(), now.date_naive())),
         _ => None,
     };
     // Servers that ignore `date` still get the window: older resources are left out here.

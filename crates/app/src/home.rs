@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use chrono::Utc;
 use fhir_client::FhirClient;
 
 use crate::error::AppError;
@@ -85,7 +84,7 @@ pub async fn index(
             if changed {
                 session.set_launch(record.clone());
             }
-            let mut view = SummaryView::new(&fetched.summary, Utc::now());
+            let mut view = SummaryView::new(&fetched.summary, state.now());
             view.signed_in_as = record.signed_in_user.as_ref().map(|u| u.label().to_owned());
             let view = Arc::new(view);
             state.cache_summary(&session, view.clone());

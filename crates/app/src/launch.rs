@@ -343,7 +343,7 @@ async fn complete_launch(
         launch: completed,
         endpoints: (*endpoints).clone(),
         theme,
-        completed_at: Utc::now(),
+        completed_at: state.now(),
         // Read with the first summary, at the same time as its reads (`home::index`): the callback makes one
         // round trip to the EHR (the code exchange) and the first page one more, however many reads it needs.
         signed_in_user: None,

@@ -28,5 +28,5 @@ pub use config::{AppConfig, ConfigError};
 pub use error::AppError;
 pub use routes::router;
 pub use serve::ServerLimits;
-pub use server::{RunningApp, StartError, start, start_with_limits};
+pub use server::{RunningApp, StartError, start, start_with, start_with_limits};
 pub use state::AppState;

@@ -1,6 +1,7 @@
 //! Starting the app: bind, build the state, serve in a background task.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use url::Url;
@@ -110,6 +111,16 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, StartError> {
 
 /// [`start`] with other connection and request limits (tests set small timeouts).
 pub async fn start_with_limits(config: AppConfig, limits: ServerLimits) -> Result<RunningApp, StartError> {
+    start_with(config, limits, Arc::new(chrono::Utc::now)).await
+}
+
+/// [`start_with_limits`] with the time read from `clock` (see [`AppState::with_clock`]): tests move it forward to
+/// expire a token instead of sleeping.
+pub async fn start_with(
+    config: AppConfig,
+    limits: ServerLimits,
+    clock: smart_launch::Clock,
+) -> Result<RunningApp, StartError> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -120,7 +131,7 @@ pub async fn start_with_limits(config: AppConfig, limits: ServerLimits) -> Resul
         addr: config.listen,
         source,
     })?;
-    let state = AppState::new(config, addr)?;
+    let state = AppState::with_clock(config, addr, clock)?;
     let app = router(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let purging = tokio::spawn(purge_sessions(state.sessions().clone()));

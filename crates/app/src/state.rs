@@ -36,6 +36,8 @@ struct Inner {
     themes: ThemeCache,
     /// One async lock per session whose summary is being fetched (see [`AppState::summary_turn`]).
     summary_turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// What time it is: the system's, or a test's (token expiry on demand, without sleeping).
+    clock: smart_launch::Clock,
 }
 
 impl std::fmt::Debug for AppState {
@@ -51,6 +53,16 @@ impl AppState {
     /// Builds the state for an app bound to `bound` (used for the public URL when none is configured):
     /// opens the session database and the HTTP client.
     pub fn new(config: AppConfig, bound: SocketAddr) -> Result<AppState, StartError> {
+        Self::with_clock(config, bound, Arc::new(chrono::Utc::now))
+    }
+
+    /// [`AppState::new`] with the time read from `clock`: token expiry, the summary's window and dates, the launch
+    /// record's time. Session lifetimes are the store's (its own clock).
+    pub fn with_clock(
+        config: AppConfig,
+        bound: SocketAddr,
+        clock: smart_launch::Clock,
+    ) -> Result<AppState, StartError> {
         let public_url = match &config.public_url {
             Some(url) => url.clone(),
             None => {
@@ -108,8 +120,19 @@ impl AppState {
                 summaries: Mutex::new(HashMap::new()),
                 themes: ThemeCache::default(),
                 summary_turns: Mutex::new(HashMap::new()),
+                clock,
             }),
         })
+    }
+
+    /// What time it is, by the app's clock (see [`AppState::with_clock`]).
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (self.inner.clock)()
+    }
+
+    /// The app's clock, for token sources that refresh by it.
+    pub fn clock(&self) -> &smart_launch::Clock {
+        &self.inner.clock
     }
 
     /// The configuration.
@@ -179,7 +202,7 @@ impl AppState {
         session: &Session,
         token_expiry: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Option<Arc<SummaryView>> {
-        if token_expiry.is_some_and(|at| at <= chrono::Utc::now()) {
+        if token_expiry.is_some_and(|at| at <= self.now()) {
             return None;
         }
         let key = session.cache_key()?;

@@ -39,6 +39,8 @@ pub struct TestEnv {
     pub app: RunningApp,
     pub dir: tempfile::TempDir,
     pub options: Options,
+    /// The app's clock: `clock.advance(…)` expires its tokens without waiting.
+    pub clock: test_support::TestClock,
 }
 
 impl TestEnv {
@@ -59,12 +61,14 @@ impl TestEnv {
         })
         .await
         .unwrap();
-        let app = start_app(&sandbox, &dir, &options).await;
+        let clock = test_support::TestClock::new();
+        let app = start_app(&sandbox, &dir, &options, &clock).await;
         TestEnv {
             sandbox,
             app,
             dir,
             options,
+            clock,
         }
     }
 
@@ -72,7 +76,7 @@ impl TestEnv {
     pub async fn restart_app(&mut self) {
         let old = std::mem::replace(
             &mut self.app,
-            start_app(&self.sandbox, &self.dir, &self.options).await,
+            start_app(&self.sandbox, &self.dir, &self.options, &self.clock).await,
         );
         old.shutdown().await;
     }
@@ -99,14 +103,21 @@ impl TestEnv {
     }
 }
 
-async fn start_app(sandbox: &RunningSandbox, dir: &tempfile::TempDir, options: &Options) -> RunningApp {
+async fn start_app(
+    sandbox: &RunningSandbox,
+    dir: &tempfile::TempDir,
+    options: &Options,
+    clock: &test_support::TestClock,
+) -> RunningApp {
     let mut config = AppConfig::for_issuer(
         sandbox.fhir_base.clone(),
         CLIENT_ID,
         dir.path().join("sessions.db"),
     );
     (options.config)(&mut config);
-    let app = app::start(config).await.unwrap();
+    let app = app::start_with(config, app::ServerLimits::default(), clock.clock())
+        .await
+        .unwrap();
     let spec =
         ClientSpec::public(CLIENT_ID, app.redirect_uri.clone()).with_launch_uri(app.launch_uri.clone());
     sandbox

@@ -28,7 +28,10 @@ async fn start(persona: Persona) -> TestEnv {
         CLIENT_ID,
         dir.path().join("sessions.db"),
     );
-    let app = app::start(config).await.unwrap();
+    let clock = test_support::TestClock::new();
+    let app = app::start_with(config, app::ServerLimits::default(), clock.clock())
+        .await
+        .unwrap();
     let spec =
         ClientSpec::public(CLIENT_ID, app.redirect_uri.clone()).with_launch_uri(app.launch_uri.clone());
     sandbox.state.auth().register_client(spec).unwrap();
@@ -37,6 +40,7 @@ async fn start(persona: Persona) -> TestEnv {
         app,
         dir,
         options: Options::default(),
+        clock,
     }
 }
 

@@ -180,7 +180,8 @@ async fn an_expired_token_is_refreshed() {
     let page = standalone_launch(&env, &browser).await;
     assert!(page.body.contains("You are authorized"));
     let first = stored_access_token(&env).unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Past the token's lifetime by the app's clock.
+    env.clock.advance(Duration::from_secs(3));
     let page = browser.get(env.url("/")).await;
     assert!(page.body.contains("You are authorized"), "{}", page.body);
     let second = stored_access_token(&env).unwrap();
@@ -203,7 +204,7 @@ async fn an_expired_token_without_refresh_starts_the_launch_again() {
     let browser = Browser::new();
     let page = standalone_launch(&env, &browser).await;
     assert!(page.body.contains("You are authorized"), "{}", page.body);
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    env.clock.advance(Duration::from_secs(6));
     let page = browser.request("GET", env.url("/"), None).await;
     assert_eq!(page.status, 303, "{}", page.body);
     assert_eq!(crate::common::location(&page).path(), "/authorize");
