@@ -158,6 +158,10 @@ struct Layer {
     client_secret: Option<String>,
     private_key: Option<PathBuf>,
     redirect_uri: Option<String>,
+    /// A built-in profile's redirect URI: used unless one is named or `public_url` is set (then the redirect is
+    /// `{public_url}/fhir-app/`, where the session cookie is; the profile's `localhost:8000` would not be).
+    #[serde(skip)]
+    profile_redirect_uri: Option<String>,
     scope: Option<String>,
     allowed_issuers: Option<Vec<String>>,
     session_db: Option<PathBuf>,
@@ -181,6 +185,7 @@ impl Layer {
             client_secret: over.client_secret.or(self.client_secret),
             private_key: over.private_key.or(self.private_key),
             redirect_uri: over.redirect_uri.or(self.redirect_uri),
+            profile_redirect_uri: over.profile_redirect_uri.or(self.profile_redirect_uri),
             scope: over.scope.or(self.scope),
             allowed_issuers: over.allowed_issuers.or(self.allowed_issuers),
             session_db: over.session_db.or(self.session_db),
@@ -201,7 +206,7 @@ impl Layer {
             SANDBOX_PROFILE => Some(Layer {
                 fhir_base: Some("http://localhost:9000/fhir".into()),
                 client_id: Some("smart-fhir-demo".into()),
-                redirect_uri: Some("http://localhost:8000/fhir-app/".into()),
+                profile_redirect_uri: Some("http://localhost:8000/fhir-app/".into()),
                 scope: Some(format!(
                     "launch/patient openid fhirUser offline_access {SUMMARY_SCOPES_V2}"
                 )),
@@ -212,7 +217,7 @@ impl Layer {
                     "https://fhir-myrecord.cerner.com/r4/ec2458f2-1e24-41c8-b71b-0e701af7583d".into(),
                 ),
                 client_id: Some("d8ec5b28-c1fd-4a97-9210-bb3576f737e8".into()),
-                redirect_uri: Some("http://localhost:8000/fhir-app/".into()),
+                profile_redirect_uri: Some("http://localhost:8000/fhir-app/".into()),
                 scope: Some(format!(
                     "launch/patient openid fhirUser offline_access {SUMMARY_SCOPES_V1}"
                 )),
@@ -268,6 +273,7 @@ impl Layer {
             authorize_post,
             insecure_http,
             lab_units: get("lab_units"),
+            profile_redirect_uri: None,
         })
     }
 }
@@ -398,6 +404,7 @@ impl AppConfig {
             .ok_or_else(|| invalid("client_id", "it is not set"))?;
         let redirect_uri = layer
             .redirect_uri
+            .or_else(|| layer.profile_redirect_uri.filter(|_| layer.public_url.is_none()))
             .as_deref()
             .map(|v| parse_url("redirect_uri", v))
             .transpose()?;
@@ -580,6 +587,49 @@ mod tests {
         for s in ["launch/patient", "patient/Patient.read", "openid", "fhirUser"] {
             assert!(scope.split(' ').any(|x| x == s), "{s} missing from {scope}");
         }
+    }
+
+    #[test]
+    fn a_public_url_set_over_a_profile_moves_the_redirect_uri_unless_one_is_named() {
+        let moved = AppConfig::from_sources(
+            None,
+            env(&[("SMART_FHIR_PUBLIC_URL", "http://127.0.0.1:35719")]),
+            Some("sandbox"),
+        )
+        .unwrap();
+        assert_eq!(moved.redirect_uri, None, "derived: {{public_url}}/fhir-app/");
+        let named = AppConfig::from_sources(
+            None,
+            env(&[
+                ("SMART_FHIR_PUBLIC_URL", "https://app.example.org"),
+                ("SMART_FHIR_REDIRECT_URI", "https://app.example.org/callback"),
+            ]),
+            Some("sandbox"),
+        )
+        .unwrap();
+        assert_eq!(
+            named.redirect_uri.unwrap().as_str(),
+            "https://app.example.org/callback"
+        );
+        let from_file = AppConfig::from_sources(
+            Some((
+                "[app]\nredirect_uri = \"https://app.example.org/cb\"\n",
+                Path::new("smart-fhir.toml"),
+            )),
+            env(&[("SMART_FHIR_PUBLIC_URL", "https://app.example.org")]),
+            Some("sandbox"),
+        )
+        .unwrap();
+        assert_eq!(
+            from_file.redirect_uri.unwrap().as_str(),
+            "https://app.example.org/cb",
+            "one named in the file stays"
+        );
+        let profile = AppConfig::from_sources(None, env(&[]), Some("sandbox")).unwrap();
+        assert_eq!(
+            profile.redirect_uri.unwrap().as_str(),
+            "http://localhost:8000/fhir-app/"
+        );
     }
 
     #[test]
