@@ -248,11 +248,15 @@ pub(crate) fn insert_token(
 pub(crate) fn find_token(store: &Store, token_hash: &str) -> Result<Option<TokenRow>, SandboxError> {
     // A pooled reader: bearer checks run on every FHIR request and must not queue behind writes.
     let row: Option<(String, String, String, i64, i64, i64)> = store.with_reader(|conn| {
-        let row = conn.query_row(
-            "SELECT kind, family, data, issued_at, expires_at, state FROM auth_tokens WHERE hash = ?1",
-            params![token_hash],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-        );
+        // A cached statement: this runs on every FHIR request, and compiling it each time showed in a profile of
+        // the summary's reads (SQLite's parser and planner, ~11 % of the sandbox's CPU).
+        let row = conn
+            .prepare_cached(
+                "SELECT kind, family, data, issued_at, expires_at, state FROM auth_tokens WHERE hash = ?1",
+            )?
+            .query_row(params![token_hash], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            });
         row.optional().map_err(SandboxError::from)
     })?;
     let Some((kind, family, data, issued_at, expires_at, state)) = row else {
