@@ -97,9 +97,10 @@ def rows(parts):
         o, s = fv["ours"], fv["seed"]
         ol, sl = o.get("latency_seconds", {}), s.get("latency_seconds", {})
         if ol and sl:
-            r.append(("page", f"uncached first view, {o['sessions']} at once: p50", fmt(ol["p50"] * 1000, "ms"),
+            rounds = f", median of {fv['rounds']} rounds" if fv.get("rounds") else ""
+            r.append(("page", f"uncached first view, {o['sessions']} at once{rounds}: p50", fmt(ol["p50"] * 1000, "ms"),
                       fmt(sl["p50"] * 1000, "ms"), fmt(ratio(sl["p50"], ol["p50"]), "× lower"), ""))
-            r.append(("page", f"uncached first view, {o['sessions']} at once: max", fmt(ol["max"] * 1000, "ms"),
+            r.append(("page", f"uncached first view, {o['sessions']} at once{rounds}: max", fmt(ol["max"] * 1000, "ms"),
                       fmt(sl["max"] * 1000, "ms"), fmt(ratio(sl["max"], ol["max"]), "× lower"),
                       f"authorized {o['ok']}/{o['sessions']} vs {s['ok']}/{s['sessions']}"))
     f = parts.get("floor", {})
