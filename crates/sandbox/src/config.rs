@@ -45,6 +45,10 @@ pub struct SandboxConfig {
     /// What the authorization server keeps of strangers' requests and how often it purges what expired (see
     /// [`crate::auth::AuthLimits`] for the defaults).
     pub auth_limits: crate::auth::AuthLimits,
+    /// The RSA private key (PKCS#1 PEM, `BEGIN RSA PRIVATE KEY`) that signs id_tokens when the database holds none yet; it is
+    /// stored there like a generated one. `None`: a 2048-bit key is generated. Tests pass one fixed key so that no
+    /// test pays for RSA key generation.
+    pub issuer_key_pem: Option<String>,
 }
 
 impl Default for SandboxConfig {
@@ -66,6 +70,7 @@ impl Default for SandboxConfig {
             auth_port: None,
             bulk: crate::bulk::BulkConfig::default(),
             auth_limits: crate::auth::AuthLimits::default(),
+            issuer_key_pem: None,
         }
     }
 }

@@ -2,7 +2,13 @@
 //!
 //! - [`TestClock`]: the system time plus an offset a test moves forward, so that a token expires on demand
 //!   instead of after a sleep.
+//! - [`ISSUER_KEY_PEM`]: one fixed RSA key for every test sandbox's id_tokens, instead of a 2048-bit key
+//!   generated per test (slow in a debug build).
 
 mod clock;
 
 pub use clock::TestClock;
+
+/// The RSA private key (PKCS#1 PEM) every test sandbox signs id_tokens with (`SandboxConfig::issuer_key_pem`).
+/// Public, committed, for tests only (`keys/README.md`).
+pub const ISSUER_KEY_PEM: &str = include_str!("../keys/sandbox-issuer-rsa2048.pem");

@@ -57,6 +57,7 @@ impl TestEnv {
             db: Some(dir.path().join("sandbox.db")),
             patients: 3,
             token_ttl: options.token_ttl,
+            issuer_key_pem: Some(test_support::ISSUER_KEY_PEM.to_owned()),
             ..SandboxConfig::default()
         })
         .await

@@ -331,6 +331,7 @@ impl Cluster {
             port: 0,
             db: Some(dir.path().join("sandbox.db")),
             patients: 3,
+            issuer_key_pem: Some(test_support::ISSUER_KEY_PEM.to_owned()),
             ..SandboxConfig::default()
         })
         .await

@@ -78,6 +78,7 @@ impl TestSandbox {
             patients: 0,
             db: Some(dir.path().join("sandbox.db")),
             public_base_url: Some(base.clone()),
+            issuer_key_pem: Some(test_support::ISSUER_KEY_PEM.to_owned()),
             ..SandboxConfig::default()
         };
         adjust(&mut config);

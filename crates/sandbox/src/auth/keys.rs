@@ -24,22 +24,35 @@ pub(crate) struct IssuerKey {
 }
 
 impl IssuerKey {
-    /// Loads the key from the database, generating and storing one when there is none.
-    /// Blocking (RSA key generation takes a moment): call it from `spawn_blocking`.
-    pub(crate) fn load_or_generate(store: &Store, persona: Persona) -> Result<Self, SandboxError> {
+    /// Loads the key from the database; when there is none, stores `given` (checked first) or a newly generated
+    /// one. Blocking (RSA key generation takes a moment): call it from `spawn_blocking`.
+    pub(crate) fn load_or_generate(
+        store: &Store,
+        persona: Persona,
+        given: Option<&str>,
+    ) -> Result<Self, SandboxError> {
         if let Some(pem) = records::load_signing_key(store)? {
             return Self::from_pem(&pem, persona);
         }
-        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).map_err(|e| {
-            SandboxError::SigningKey {
-                reason: format!("RSA key generation failed: {e}"),
+        let pem = match given {
+            Some(pem) => {
+                // A key that cannot sign is refused here, not at the first id_token.
+                Self::from_pem(pem, persona)?;
+                pem.to_owned()
             }
-        })?;
-        let pem = key
-            .to_pkcs1_pem(LineEnding::LF)
-            .map_err(|e| SandboxError::SigningKey {
-                reason: format!("the key could not be encoded: {e}"),
-            })?;
+            None => {
+                let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).map_err(|e| {
+                    SandboxError::SigningKey {
+                        reason: format!("RSA key generation failed: {e}"),
+                    }
+                })?;
+                key.to_pkcs1_pem(LineEnding::LF)
+                    .map_err(|e| SandboxError::SigningKey {
+                        reason: format!("the key could not be encoded: {e}"),
+                    })?
+                    .to_string()
+            }
+        };
         records::store_signing_key(store, &pem)?;
         // Read back: if another process stored a key first, everyone uses that one.
         let stored = records::load_signing_key(store)?.ok_or_else(|| SandboxError::SigningKey {
@@ -137,4 +150,26 @@ fn es256_public_key(kid: String) -> Result<Jwk, SandboxError> {
         map.insert("alg".into(), "ES256".into());
     }
     serde_json::from_value(value).map_err(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_given_key_is_stored_and_used_and_a_broken_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        records::create_tables(&store).unwrap();
+        let broken = IssuerKey::load_or_generate(&store, Persona::Smart, Some("not a key"));
+        assert!(matches!(broken, Err(SandboxError::SigningKey { .. })));
+        assert_eq!(records::load_signing_key(&store).unwrap(), None, "nothing stored");
+        let given = test_support::ISSUER_KEY_PEM;
+        let key = IssuerKey::load_or_generate(&store, Persona::Epic, Some(given)).unwrap();
+        assert_eq!(records::load_signing_key(&store).unwrap().as_deref(), Some(given));
+        assert_eq!(key.kid, epic_kid(given).unwrap());
+        // Once stored, the database's key wins over another given one (id_tokens stay verifiable).
+        let again = IssuerKey::load_or_generate(&store, Persona::Epic, None).unwrap();
+        assert_eq!(again.kid, key.kid);
+    }
 }

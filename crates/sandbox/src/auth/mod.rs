@@ -218,6 +218,8 @@ struct Inner {
     limits: AuthLimits,
     clients: RwLock<HashMap<String, Arc<RegisteredClient>>>,
     signing_key: tokio::sync::OnceCell<Arc<keys::IssuerKey>>,
+    /// The key to store when the database has none (`SandboxConfig::issuer_key_pem`); `None`: generate one.
+    given_key: Option<String>,
     http: reqwest::Client,
 }
 
@@ -260,6 +262,7 @@ impl AuthServer {
                 limits: config.auth_limits,
                 clients: RwLock::new(HashMap::new()),
                 signing_key: tokio::sync::OnceCell::new(),
+                given_key: config.issuer_key_pem.clone(),
                 http,
             }),
         };
@@ -427,8 +430,9 @@ impl AuthServer {
             .signing_key
             .get_or_try_init(|| async {
                 let (store, persona) = (self.inner.store.clone(), self.inner.persona);
+                let given = self.inner.given_key.clone();
                 tokio::task::spawn_blocking(move || {
-                    keys::IssuerKey::load_or_generate(&store, persona).map(Arc::new)
+                    keys::IssuerKey::load_or_generate(&store, persona, given.as_deref()).map(Arc::new)
                 })
                 .await
                 .map_err(|e| SandboxError::Internal {

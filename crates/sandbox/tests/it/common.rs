@@ -45,6 +45,7 @@ pub async fn start_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Sandbo
         patients: 5,
         db: Some(dir.path().join("sandbox.db")),
         clients: vec![ClientSpec::public(APP, Url::parse(REDIRECT).unwrap())],
+        issuer_key_pem: Some(test_support::ISSUER_KEY_PEM.to_owned()),
         ..SandboxConfig::default()
     };
     configure(&mut config);

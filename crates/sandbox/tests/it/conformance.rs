@@ -265,6 +265,7 @@ async fn the_port_is_bound_before_the_import_starts() {
         db: Some(dir.path().join("sandbox.db")),
         patients: 1,
         imports: vec![dir.path().join("not-there")],
+        issuer_key_pem: Some(test_support::ISSUER_KEY_PEM.to_owned()),
         ..SandboxConfig::default()
     };
     // The import directory does not exist either: the error is the port's, so the bind came first.

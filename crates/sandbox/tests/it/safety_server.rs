@@ -15,6 +15,7 @@ async fn start_limited(limits: ServerLimits) -> TestSandbox {
         patients: 2,
         db: Some(dir.path().join("sandbox.db")),
         clients: vec![ClientSpec::public(APP, Url::parse(REDIRECT).unwrap())],
+        issuer_key_pem: Some(test_support::ISSUER_KEY_PEM.to_owned()),
         ..SandboxConfig::default()
     };
     let running = Sandbox::start_with_limits(config, limits).await.unwrap();

@@ -105,6 +105,7 @@ impl TestSandbox {
             db: Some(dir.path().join("sandbox.db")),
             clients: vec![app],
             public_base_url: Some(fhir_base.clone()),
+            issuer_key_pem: Some(test_support::ISSUER_KEY_PEM.to_owned()),
             ..SandboxConfig::default()
         };
         configure(&mut config);
