@@ -28,6 +28,7 @@ use crate::{
     config::{ClientSpec, PkcePolicy, SimulatedFailure},
     error::SandboxError,
     pages::{self, Choice, ConsentView, FormKeys},
+    store::Store,
 };
 
 /// The cookie that binds pending authorizations to the browser that started them.
@@ -190,21 +191,19 @@ pub(crate) async fn authorize(
             .into_response();
         }
     }
-    blocking(move || start(state.auth(), &headers, &raw)).await
+    blocking(state.store().clone(), move || start(state.auth(), &headers, &raw)).await
 }
 
-/// Runs a page's database work on the blocking pool, so SQLite never stalls the async threads.
-async fn blocking<F>(work: F) -> Response
+/// Runs a page's database work through the store's task limit ([`Store::blocking`]), so SQLite never stalls the
+/// async threads and the authorization pages share the database with the FHIR API by one rule.
+async fn blocking<F>(store: Store, work: F) -> Response
 where
     F: FnOnce() -> Result<Response, AuthorizeError> + Send + 'static,
 {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result.unwrap_or_else(IntoResponse::into_response),
-        Err(e) => AuthorizeError::Internal(SandboxError::Internal {
-            reason: format!("a page task failed ({e})"),
-        })
-        .into_response(),
-    }
+    store
+        .blocking(move |_| Ok::<_, SandboxError>(work().unwrap_or_else(IntoResponse::into_response)))
+        .await
+        .unwrap_or_else(|e| AuthorizeError::Internal(e).into_response())
 }
 
 fn start(auth: &AuthServer, headers: &HeaderMap, raw: &[u8]) -> Result<Response, AuthorizeError> {
@@ -539,7 +538,7 @@ pub(crate) async fn step(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    blocking(move || {
+    blocking(state.store().clone(), move || {
         let params =
             Params::parse(query.unwrap_or_default().as_bytes()).map_err(|m| page("Invalid request", m))?;
         let txn = params
@@ -716,7 +715,7 @@ type Choose = fn(&SandboxState, &Params, &mut PendingAuthorization) -> Result<()
 /// form's CSRF token checked by [`load_form`]), let `choose` check and record the choice, store it, and send the
 /// browser to the next step.
 async fn record_choice(state: SandboxState, headers: HeaderMap, body: Bytes, choose: Choose) -> Response {
-    blocking(move || {
+    blocking(state.store().clone(), move || {
         let form = parse_form(&body)?;
         let (txn, row) = load_form(state.auth(), &headers, &form)?;
         let mut pending = row.pending;
@@ -824,7 +823,7 @@ fn choose_encounter_record(
 
 /// `POST /auth/authorize/consent` (`txn`, `csrf`, `decision` = `approve` or `deny`).
 pub(crate) async fn consent(State(state): State<SandboxState>, headers: HeaderMap, body: Bytes) -> Response {
-    blocking(move || {
+    blocking(state.store().clone(), move || {
         let auth = state.auth();
         let form = parse_form(&body)?;
         let (txn, row) = load_form(auth, &headers, &form)?;

@@ -60,13 +60,11 @@ fn choice(resource: &Value) -> Choice {
 
 /// `GET /`: the registered clients and a launch form.
 pub(crate) async fn home(State(state): State<SandboxState>) -> Response {
-    tokio::task::spawn_blocking(move || home_page(&state))
+    let store = state.store().clone();
+    store
+        .blocking(move |_| Ok::<_, SandboxError>(home_page(&state)))
         .await
-        .unwrap_or_else(|e| {
-            internal(&SandboxError::Internal {
-                reason: format!("the page task failed ({e})"),
-            })
-        })
+        .unwrap_or_else(|e| internal(&e))
 }
 
 fn home_page(state: &SandboxState) -> Response {
@@ -110,14 +108,11 @@ fn home_page(state: &SandboxState) -> Response {
 /// `GET /launcher?launch_uri=…|client_id=…[&patient=…][&encounter=…][&practitioner=…][&fail=…]
 /// [&need_patient_banner=false][&intent=…][&fhir_context=Type/id,…]`.
 pub(crate) async fn launch(State(state): State<SandboxState>, RawQuery(query): RawQuery) -> Response {
-    let outcome =
-        tokio::task::spawn_blocking(move || launch_inner(&state, query.as_deref().unwrap_or_default()))
-            .await
-            .unwrap_or_else(|e| {
-                Err(LaunchError::Internal(SandboxError::Internal {
-                    reason: format!("the launch task failed ({e})"),
-                }))
-            });
+    let store = state.store().clone();
+    let outcome = store
+        .blocking(move |_| Ok::<_, SandboxError>(launch_inner(&state, query.as_deref().unwrap_or_default())))
+        .await
+        .unwrap_or_else(|e| Err(LaunchError::Internal(e)));
     match outcome {
         Ok(location) => match HeaderValue::from_str(location.as_str()) {
             Ok(value) => (StatusCode::SEE_OTHER, [(header::LOCATION, value)]).into_response(),

@@ -431,13 +431,12 @@ impl AuthServer {
             .get_or_try_init(|| async {
                 let (store, persona) = (self.inner.store.clone(), self.inner.persona);
                 let given = self.inner.given_key.clone();
-                tokio::task::spawn_blocking(move || {
-                    keys::IssuerKey::load_or_generate(&store, persona, given.as_deref()).map(Arc::new)
-                })
-                .await
-                .map_err(|e| SandboxError::Internal {
-                    reason: format!("the key task failed: {e}"),
-                })?
+                store
+                    .clone()
+                    .blocking(move |_| {
+                        keys::IssuerKey::load_or_generate(&store, persona, given.as_deref()).map(Arc::new)
+                    })
+                    .await
             })
             .await
             .cloned()
