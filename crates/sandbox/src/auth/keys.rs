@@ -25,7 +25,7 @@ pub(crate) struct IssuerKey {
 
 impl IssuerKey {
     /// Loads the key from the database; when there is none, stores `given` (checked first) or a newly generated
-    /// one. Blocking (RSA key generation takes a moment): call it from `spawn_blocking`.
+    /// one. Blocking (RSA key generation takes a moment): call it through `Store::blocking`.
     pub(crate) fn load_or_generate(
         store: &Store,
         persona: Persona,
