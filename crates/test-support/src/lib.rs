@@ -2,10 +2,16 @@
 //!
 //! - [`TestClock`]: the system time plus an offset a test moves forward, so that a token expires on demand
 //!   instead of after a sleep.
+//! - [`consent`]: the sandbox's sign-in, picker and consent pages walked as a user would (one copy for every
+//!   crate's tests).
 //! - [`ISSUER_KEY_PEM`]: one fixed RSA key for every test sandbox's id_tokens, instead of a 2048-bit key
 //!   generated per test (slow in a debug build).
 
+// Test helpers: a failed step is a failed test, so they panic with what went wrong instead of returning errors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod clock;
+pub mod consent;
 
 pub use clock::TestClock;
 

@@ -2,7 +2,7 @@
 //! drive the authorization pages, call the token endpoint.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use reqwest::{StatusCode, redirect::Policy};
+use reqwest::StatusCode;
 use sandbox::{ClientSpec, RunningSandbox, Sandbox, SandboxConfig};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -23,10 +23,7 @@ pub const APP: &str = "test-app";
 pub const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(Policy::none())
-        .build()
-        .unwrap()
+    test_support::consent::no_redirects()
 }
 
 pub async fn start() -> TestSandbox {
@@ -180,144 +177,12 @@ impl AuthRequest {
     }
 }
 
-/// A browser: one cookie, no automatic redirects.
-pub struct Browser {
-    http: reqwest::Client,
-    cookie: Option<String>,
-    origin: String,
-}
+pub use test_support::consent::{Browser, Decision, drive, field, location, post_action};
 
-impl Browser {
-    pub fn new(ts: &TestSandbox) -> Self {
-        Self {
-            http: http_client(),
-            cookie: None,
-            origin: format!("http://{}", ts.running.addr),
-        }
+impl test_support::consent::Origin for TestSandbox {
+    fn origin(&self) -> String {
+        format!("http://{}", self.running.addr)
     }
-
-    fn absolute(&self, url: &str) -> String {
-        if url.starts_with('/') {
-            format!("{}{url}", self.origin)
-        } else {
-            url.to_owned()
-        }
-    }
-
-    fn remember(&mut self, response: &reqwest::Response) {
-        for value in response.headers().get_all("set-cookie") {
-            let text = value.to_str().unwrap();
-            assert!(
-                text.contains("HttpOnly") && text.contains("SameSite=Lax"),
-                "{text}"
-            );
-            self.cookie = Some(text.split(';').next().unwrap().to_owned());
-        }
-    }
-
-    pub async fn get(&mut self, url: &str) -> reqwest::Response {
-        let mut request = self.http.get(self.absolute(url));
-        if let Some(cookie) = &self.cookie {
-            request = request.header("cookie", cookie);
-        }
-        let response = request.send().await.unwrap();
-        self.remember(&response);
-        response
-    }
-
-    pub async fn post(&mut self, url: &str, form: &[(String, String)]) -> reqwest::Response {
-        let mut request = self.http.post(self.absolute(url)).form(form);
-        if let Some(cookie) = &self.cookie {
-            request = request.header("cookie", cookie);
-        }
-        let response = request.send().await.unwrap();
-        self.remember(&response);
-        response
-    }
-}
-
-pub fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .unwrap_or_else(|| panic!("no Location in a {} response", response.status()))
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// The value of the first `name="…" value="…"` in a page.
-pub fn field(html: &str, name: &str) -> Option<String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker)? + marker.len();
-    let end = html[start..].find('"')? + start;
-    Some(html[start..end].replace("&amp;", "&").replace("&quot;", "\""))
-}
-
-/// The action of the page's POST form.
-pub fn post_action(html: &str) -> Option<String> {
-    let marker = "method=\"post\" action=\"";
-    let start = html.find(marker)? + marker.len();
-    let end = html[start..].find('"')? + start;
-    Some(html[start..end].to_owned())
-}
-
-/// The user's answer on the consent page.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Approve,
-    Deny,
-}
-
-/// Drives the pages from a response until the sandbox redirects to `redirect_prefix`, choosing the first option
-/// on every picker; returns the final Location.
-pub async fn drive(
-    browser: &mut Browser,
-    first: reqwest::Response,
-    redirect_prefix: &str,
-    decision: Decision,
-) -> Url {
-    let mut response = first;
-    for _ in 0..12 {
-        match response.status() {
-            StatusCode::SEE_OTHER | StatusCode::FOUND => {
-                let to = location(&response);
-                if to.starts_with(redirect_prefix) {
-                    return Url::parse(&to).unwrap();
-                }
-                response = browser.get(&to).await;
-            }
-            StatusCode::OK => {
-                let html = response.text().await.unwrap();
-                let action = post_action(&html).unwrap_or_else(|| panic!("no form on the page: {html}"));
-                let mut form = vec![
-                    ("txn".to_owned(), field(&html, "txn").unwrap()),
-                    ("csrf".to_owned(), field(&html, "csrf").unwrap()),
-                ];
-                match action.as_str() {
-                    "/auth/authorize/login" => form.push(("user".into(), field(&html, "user").unwrap())),
-                    "/auth/authorize/patient" => {
-                        form.push(("patient".into(), field(&html, "patient").unwrap()))
-                    }
-                    "/auth/authorize/encounter" => {
-                        form.push(("encounter".into(), field(&html, "encounter").unwrap()))
-                    }
-                    "/auth/authorize/consent" => {
-                        let answer = if decision == Decision::Approve {
-                            "approve"
-                        } else {
-                            "deny"
-                        };
-                        form.push(("decision".into(), answer.into()));
-                    }
-                    other => panic!("unexpected form action {other}"),
-                }
-                response = browser.post(&action, &form).await;
-            }
-            status => panic!("unexpected {status}: {}", response.text().await.unwrap()),
-        }
-    }
-    panic!("the authorization did not finish");
 }
 
 /// Runs a whole standalone authorization and returns the redirect back to the app.

@@ -17,6 +17,9 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use sandbox::{ClientSpec, RunningSandbox, Sandbox, SandboxConfig};
+pub use test_support::consent::Decision;
+use test_support::consent::{self, Browser, location, no_redirects};
+
 use smart_launch::{
     AuthorizeRequest, ClientAuth, ClientSecret, ScopeSet, SigningAlgorithm, SigningKey, SmartClientConfig,
     Url,
@@ -197,56 +200,13 @@ impl TestSandbox {
     /// Follows the authorize request through the sandbox's pages (sign in as the first user offered, pick the
     /// first patient and encounter, then `decision` on the consent page) until it redirects to the app.
     pub async fn authorize(&self, request: &AuthorizeRequest, decision: Decision) -> Url {
-        let mut browser = Browser {
-            http: no_redirects(),
-            cookie: None,
-            origin: format!("http://{}", self.addr),
-        };
-        let mut response = match &request.post {
+        let mut browser = Browser::new(&format!("http://{}", self.addr));
+        let first = match &request.post {
             Some(post) => browser.post(post.action.as_str(), &post.fields).await,
             None => browser.get(request.url.as_str()).await,
         };
-        for _ in 0..12 {
-            match response.status() {
-                StatusCode::SEE_OTHER | StatusCode::FOUND => {
-                    let to = location(&response);
-                    if to.starts_with(REDIRECT) {
-                        return Url::parse(&to).unwrap();
-                    }
-                    response = browser.get(&to).await;
-                }
-                StatusCode::OK => {
-                    let html = response.text().await.unwrap();
-                    let (action, form) = answer(&html, decision);
-                    response = browser.post(&action, &form).await;
-                }
-                status => panic!(
-                    "the sandbox answered {status}: {}",
-                    response.text().await.unwrap()
-                ),
-            }
-        }
-        panic!("the authorization did not come back to the app");
+        consent::drive(&mut browser, first, REDIRECT, decision).await
     }
-}
-
-/// The user's answer on the consent page.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Approve,
-    Deny,
-}
-
-/// An HTTP client that never follows redirects (the test reads each Location itself).
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn location(response: &reqwest::Response) -> String {
-    response.headers()["location"].to_str().unwrap().to_owned()
 }
 
 /// A query parameter of a URL.
@@ -254,87 +214,4 @@ pub fn param(url: &Url, name: &str) -> Option<String> {
     url.query_pairs()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
-}
-
-/// One cookie jar, no automatic redirects.
-struct Browser {
-    http: reqwest::Client,
-    cookie: Option<String>,
-    origin: String,
-}
-
-impl Browser {
-    fn absolute(&self, url: &str) -> String {
-        if url.starts_with('/') {
-            format!("{}{url}", self.origin)
-        } else {
-            url.to_owned()
-        }
-    }
-
-    fn remember(&mut self, response: &reqwest::Response) {
-        if let Some(value) = response.headers().get("set-cookie") {
-            let text = value.to_str().unwrap();
-            self.cookie = Some(text.split(';').next().unwrap().to_owned());
-        }
-    }
-
-    async fn get(&mut self, url: &str) -> reqwest::Response {
-        let mut request = self.http.get(self.absolute(url));
-        if let Some(cookie) = &self.cookie {
-            request = request.header("cookie", cookie);
-        }
-        let response = request.send().await.unwrap();
-        self.remember(&response);
-        response
-    }
-
-    async fn post(&mut self, url: &str, form: &[(String, String)]) -> reqwest::Response {
-        let mut request = self.http.post(self.absolute(url)).form(form);
-        if let Some(cookie) = &self.cookie {
-            request = request.header("cookie", cookie);
-        }
-        let response = request.send().await.unwrap();
-        self.remember(&response);
-        response
-    }
-}
-
-/// The POST form of a sign-in page filled in: its action and fields.
-fn answer(html: &str, decision: Decision) -> (String, Vec<(String, String)>) {
-    let action = attribute_after(html, "method=\"post\" action=\"")
-        .unwrap_or_else(|| panic!("no form on the page: {html}"));
-    let mut form = vec![
-        ("txn".to_owned(), field(html, "txn")),
-        ("csrf".to_owned(), field(html, "csrf")),
-    ];
-    let choice = match action.as_str() {
-        "/auth/authorize/login" => ("user", field(html, "user")),
-        "/auth/authorize/patient" => ("patient", field(html, "patient")),
-        "/auth/authorize/encounter" => ("encounter", field(html, "encounter")),
-        "/auth/authorize/consent" => {
-            let answer = match decision {
-                Decision::Approve => "approve",
-                Decision::Deny => "deny",
-            };
-            ("decision", answer.to_owned())
-        }
-        other => panic!("unexpected form action {other}"),
-    };
-    form.push((choice.0.to_owned(), choice.1));
-    (action, form)
-}
-
-/// The value of the first `name="…" value="…"` on a page.
-fn field(html: &str, name: &str) -> String {
-    attribute_after(html, &format!("name=\"{name}\" value=\""))
-        .unwrap_or_else(|| panic!("no field {name} on the page: {html}"))
-        .replace("&amp;", "&")
-        .replace("&quot;", "\"")
-}
-
-fn attribute_after(html: &str, marker: &str) -> Option<String> {
-    let start = html.find(marker)? + marker.len();
-    let end = html[start..].find('"')? + start;
-    Some(html[start..end].to_owned())
 }

@@ -1,0 +1,205 @@
+//! The sandbox's authorization pages walked as a user would: a one-cookie browser that never follows redirects,
+//! and the walk from the authorize request to the redirect back to the app (sign in as the first user offered,
+//! pick the first patient and encounter, then approve or deny on the consent page).
+
+use reqwest::StatusCode;
+use url::Url;
+
+/// The user's answer on the consent page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// "Allow".
+    Approve,
+    /// "Deny".
+    Deny,
+}
+
+/// What a [`Browser`] resolves relative URLs against (`http://host:port`).
+pub trait Origin {
+    /// The origin, without a trailing slash.
+    fn origin(&self) -> String;
+}
+
+impl Origin for str {
+    fn origin(&self) -> String {
+        self.trim_end_matches('/').to_owned()
+    }
+}
+
+impl Origin for String {
+    fn origin(&self) -> String {
+        self.as_str().origin()
+    }
+}
+
+/// A browser with one cookie and no automatic redirects (the test reads each `Location` itself). Every cookie
+/// the sandbox sets is checked to be `HttpOnly` and `SameSite=Lax`.
+pub struct Browser {
+    http: reqwest::Client,
+    cookie: Option<String>,
+    origin: String,
+}
+
+impl Browser {
+    /// A browser on `origin` (a test sandbox, or `"http://host:port"`).
+    pub fn new<O: Origin + ?Sized>(origin: &O) -> Browser {
+        Browser {
+            http: no_redirects(),
+            cookie: None,
+            origin: origin.origin(),
+        }
+    }
+
+    fn absolute(&self, url: &str) -> String {
+        if url.starts_with('/') {
+            format!("{}{url}", self.origin)
+        } else {
+            url.to_owned()
+        }
+    }
+
+    fn remember(&mut self, response: &reqwest::Response) {
+        for value in response.headers().get_all("set-cookie") {
+            let text = value.to_str().unwrap();
+            assert!(
+                text.contains("HttpOnly") && text.contains("SameSite=Lax"),
+                "{text}"
+            );
+            self.cookie = Some(text.split(';').next().unwrap().to_owned());
+        }
+    }
+
+    /// `GET url` (absolute, or a path on the origin) with the cookie.
+    pub async fn get(&mut self, url: &str) -> reqwest::Response {
+        let mut request = self.http.get(self.absolute(url));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        let response = request.send().await.unwrap();
+        self.remember(&response);
+        response
+    }
+
+    /// `POST url` with a form body and the cookie.
+    pub async fn post(&mut self, url: &str, form: &[(String, String)]) -> reqwest::Response {
+        let mut request = self.http.post(self.absolute(url)).form(form);
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        let response = request.send().await.unwrap();
+        self.remember(&response);
+        response
+    }
+}
+
+/// An HTTP client that never follows redirects.
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The `Location` of a response (panics when it has none).
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no Location in a {} response", response.status()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The value of the first `name="…" value="…"` in a page.
+pub fn field(html: &str, name: &str) -> Option<String> {
+    attribute_after(html, &format!("name=\"{name}\" value=\""))
+        .map(|v| v.replace("&amp;", "&").replace("&quot;", "\""))
+}
+
+/// The action of the page's POST form.
+pub fn post_action(html: &str) -> Option<String> {
+    attribute_after(html, "method=\"post\" action=\"")
+}
+
+fn attribute_after(html: &str, marker: &str) -> Option<String> {
+    let start = html.find(marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_owned())
+}
+
+/// The sandbox page's POST form filled in as the user answers it: its action and fields.
+pub fn answer(html: &str, decision: Decision) -> (String, Vec<(String, String)>) {
+    let action = post_action(html).unwrap_or_else(|| panic!("no form on the page: {html}"));
+    let value =
+        |name: &str| field(html, name).unwrap_or_else(|| panic!("no field {name} on the page: {html}"));
+    let mut form = vec![
+        ("txn".to_owned(), value("txn")),
+        ("csrf".to_owned(), value("csrf")),
+    ];
+    let choice = match action.as_str() {
+        "/auth/authorize/login" => ("user", value("user")),
+        "/auth/authorize/patient" => ("patient", value("patient")),
+        "/auth/authorize/encounter" => ("encounter", value("encounter")),
+        "/auth/authorize/consent" => {
+            let answer = match decision {
+                Decision::Approve => "approve",
+                Decision::Deny => "deny",
+            };
+            ("decision", answer.to_owned())
+        }
+        other => panic!("unexpected form action {other}"),
+    };
+    form.push((choice.0.to_owned(), choice.1));
+    (action, form)
+}
+
+/// Walks the pages from `first` until the sandbox redirects to a URL starting with `redirect_prefix`; returns
+/// that URL.
+pub async fn drive(
+    browser: &mut Browser,
+    first: reqwest::Response,
+    redirect_prefix: &str,
+    decision: Decision,
+) -> Url {
+    let mut response = first;
+    for _ in 0..12 {
+        match response.status() {
+            StatusCode::SEE_OTHER | StatusCode::FOUND => {
+                let to = location(&response);
+                if to.starts_with(redirect_prefix) {
+                    return Url::parse(&to).unwrap();
+                }
+                response = browser.get(&to).await;
+            }
+            StatusCode::OK => {
+                let html = response.text().await.unwrap();
+                let (action, form) = answer(&html, decision);
+                response = browser.post(&action, &form).await;
+            }
+            status => panic!(
+                "the sandbox answered {status}: {}",
+                response.text().await.unwrap()
+            ),
+        }
+    }
+    panic!("the authorization did not come back to {redirect_prefix}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consent_page_is_answered_with_its_own_fields() {
+        let html = r#"<form method="post" action="/auth/authorize/consent">
+            <input type="hidden" name="txn" value="t1"><input type="hidden" name="csrf" value="a&amp;b">"#;
+        let (action, form) = answer(html, Decision::Deny);
+        assert_eq!(action, "/auth/authorize/consent");
+        assert_eq!(
+            form,
+            [("txn", "t1"), ("csrf", "a&b"), ("decision", "deny")].map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        assert_eq!("http://127.0.0.1:9/".origin(), "http://127.0.0.1:9");
+    }
+}
