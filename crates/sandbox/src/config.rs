@@ -45,9 +45,9 @@ pub struct SandboxConfig {
     /// What the authorization server keeps of strangers' requests and how often it purges what expired (see
     /// [`crate::auth::AuthLimits`] for the defaults).
     pub auth_limits: crate::auth::AuthLimits,
-    /// The RSA private key (PKCS#1 PEM, `BEGIN RSA PRIVATE KEY`) that signs id_tokens when the database holds none yet; it is
-    /// stored there like a generated one. `None`: a 2048-bit key is generated. Tests pass one fixed key so that no
-    /// test pays for RSA key generation.
+    /// The RSA private key (PKCS#1 PEM, `BEGIN RSA PRIVATE KEY`) that signs id_tokens when the database holds
+    /// none yet; it is stored there like a generated one. `None`: a 2048-bit key is generated. Tests pass one
+    /// fixed key so that no test pays for RSA key generation.
     pub issuer_key_pem: Option<String>,
 }
 

@@ -201,9 +201,9 @@ where
     F: FnOnce() -> Result<Response, AuthorizeError> + Send + 'static,
 {
     store
-        .blocking(move |_| Ok::<_, SandboxError>(work().unwrap_or_else(IntoResponse::into_response)))
+        .blocking(move |_| work())
         .await
-        .unwrap_or_else(|e| AuthorizeError::Internal(e).into_response())
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 fn start(auth: &AuthServer, headers: &HeaderMap, raw: &[u8]) -> Result<Response, AuthorizeError> {

@@ -34,10 +34,11 @@ impl IssuerKey {
         if let Some(pem) = records::load_signing_key(store)? {
             return Self::from_pem(&pem, persona);
         }
+        let mut checked = None;
         let pem = match given {
             Some(pem) => {
                 // A key that cannot sign is refused here, not at the first id_token.
-                Self::from_pem(pem, persona)?;
+                checked = Some(Self::from_pem(pem, persona)?);
                 pem.to_owned()
             }
             None => {
@@ -58,7 +59,10 @@ impl IssuerKey {
         let stored = records::load_signing_key(store)?.ok_or_else(|| SandboxError::SigningKey {
             reason: "the key was not stored".to_owned(),
         })?;
-        Self::from_pem(&stored, persona)
+        match checked {
+            Some(key) if stored == pem => Ok(key),
+            _ => Self::from_pem(&stored, persona),
+        }
     }
 
     fn from_pem(pem: &str, persona: Persona) -> Result<Self, SandboxError> {

@@ -110,9 +110,8 @@ fn home_page(state: &SandboxState) -> Response {
 pub(crate) async fn launch(State(state): State<SandboxState>, RawQuery(query): RawQuery) -> Response {
     let store = state.store().clone();
     let outcome = store
-        .blocking(move |_| Ok::<_, SandboxError>(launch_inner(&state, query.as_deref().unwrap_or_default())))
-        .await
-        .unwrap_or_else(|e| Err(LaunchError::Internal(e)));
+        .blocking(move |_| launch_inner(&state, query.as_deref().unwrap_or_default()))
+        .await;
     match outcome {
         Ok(location) => match HeaderValue::from_str(location.as_str()) {
             Ok(value) => (StatusCode::SEE_OTHER, [(header::LOCATION, value)]).into_response(),

@@ -327,10 +327,6 @@ async fn write_warnings(server: &BulkServer, job: &Job, seq: &mut i64) -> Result
     Ok(())
 }
 
-/// Reads one chunk of rows for `plan` from `cursor`, appends the ones that pass the filters to the open file
-/// (opening and rotating files of at most `per_file` resources), and returns the new cursor, the still-open
-/// file and how many resources were written.
-#[allow(clippy::too_many_arguments)]
 /// What one chunk of an export did.
 struct Chunk {
     /// Where the next chunk starts.
@@ -345,9 +341,9 @@ struct Chunk {
     seq: i64,
 }
 
-/// Reads up to `batch` rows after `cursor` and appends them to the type's files, starting a new file every
-/// `per_file` resources. Runs on the store's background thread, so it only reads the database: the files it
-/// closes are returned to be recorded.
+/// Reads up to `batch` rows for `plan` after `cursor`, appends the ones that pass the filters to the open file
+/// (opening and rotating files of at most `per_file` resources). Runs on the store's background thread, so it
+/// only reads the database: the files it closes are returned to be recorded.
 #[allow(clippy::too_many_arguments)]
 fn chunk(
     store: &Store,

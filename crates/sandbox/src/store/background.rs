@@ -70,13 +70,7 @@ fn lower_priority() {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::Store;
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db")).unwrap();
-        (dir, store)
-    }
+    use crate::store::tests::temp_store as store;
 
     #[tokio::test]
     async fn background_work_runs_on_one_thread_and_returns_its_answer() {

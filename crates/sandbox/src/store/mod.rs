@@ -425,7 +425,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn temp_store() -> (tempfile::TempDir, Store) {
+    pub(super) fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("sandbox.db")).unwrap();
         (dir, store)
