@@ -130,6 +130,7 @@ impl Store {
         let writer = open_connection(path)?;
         writer.execute_batch(SCHEMA)?;
         writer.execute_batch(INDEXES)?;
+        drop_value_statistics(&writer)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 file: file_id(path),
@@ -303,8 +304,8 @@ impl Store {
     /// Fills an empty database with `patients` generated patients from `seed`, once: later starts find the
     /// database already generated and do nothing. Returns how many resources were inserted (0 when none were).
     ///
-    /// The load runs in one transaction with the search indexes dropped and rebuilt after, then `ANALYZE` so the
-    /// query planner knows the table sizes.
+    /// The load runs in one transaction with the search indexes dropped and rebuilt after, then `ANALYZE` (the
+    /// per-index averages only, see `analyze` below) so the query planner knows the table sizes.
     pub fn ensure_populated(&self, patients: usize, seed: u64) -> Result<usize, SandboxError> {
         let mut conn = self.writer()?;
         let already: Option<String> = conn
@@ -363,7 +364,8 @@ impl Store {
             [format!("patients={patients} seed={seed} resources={inserted}")],
         )?;
         tx.commit()?;
-        conn.execute_batch("ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        analyze(&conn)?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
         Ok(inserted)
     }
 
@@ -406,6 +408,33 @@ fn lock<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>, SandboxError> {
     })
 }
 
+/// `ANALYZE`, keeping only the per-index averages (`sqlite_stat1`) the query planner needs to choose an index.
+///
+/// The bundled SQLite is built with `SQLITE_ENABLE_STAT4`, and `ANALYZE` also samples index values into
+/// `sqlite_stat4`. With samples present, SQLite recompiles a prepared statement on its first step after any
+/// parameter the samples could bear on is bound to a new value (sqlite.org/c3ref/prepare.html, the third
+/// point under `sqlite3_prepare_v2`): every search for another patient was parsed and planned again, and the
+/// statement cache saved nothing (a sixth of the sandbox's CPU when the summary page loads). The searches here
+/// start from a patient, an id or one selective index condition, which the averages rank as well.
+fn analyze(conn: &Connection) -> Result<(), SandboxError> {
+    conn.execute_batch("ANALYZE;")?;
+    drop_value_statistics(conn)
+}
+
+/// Empties `sqlite_stat4` when it holds samples (a database analyzed before [`analyze`] kept them) and has the
+/// planner reload its statistics.
+fn drop_value_statistics(conn: &Connection) -> Result<(), SandboxError> {
+    let samples: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sqlite_stat4')",
+        [],
+        |r| r.get(0),
+    )?;
+    if samples {
+        conn.execute_batch("DELETE FROM sqlite_stat4; ANALYZE sqlite_schema;")?;
+    }
+    Ok(())
+}
+
 fn open_connection(path: &Path) -> Result<Connection, SandboxError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -429,6 +458,64 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("sandbox.db")).unwrap();
         (dir, store)
+    }
+
+    /// How often one cached search statement, run for each patient in turn, was compiled again by SQLite.
+    fn recompiles_across_patients(conn: &Connection) -> i32 {
+        let patients: Vec<String> = conn
+            .prepare("SELECT id FROM fhir_resources WHERE type = 'Patient'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(patients.len() >= 3);
+        let sql = "SELECT COUNT(*) FROM fhir_resources r WHERE r.type = ? AND r.deleted = 0 AND r.patient = ? \
+                   AND EXISTS (SELECT 1 FROM fhir_idx_token x WHERE x.rid = r.rid AND x.param = ? AND x.code = ?)";
+        for patient in &patients {
+            let found: i64 = conn
+                .prepare_cached(sql)
+                .unwrap()
+                .query_row(
+                    rusqlite::params!["Observation", patient, "category", "vital-signs"],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert!(found > 0, "patient {patient} has vital signs");
+        }
+        conn.prepare_cached(sql)
+            .unwrap()
+            .get_status(rusqlite::StatementStatus::RePrepare)
+    }
+
+    #[test]
+    fn a_cached_search_is_not_compiled_again_for_each_patient() {
+        let (_dir, store) = temp_store();
+        store.ensure_populated(4, 42).unwrap();
+        let samples: i64 = store
+            .with_conn(|c| c.query_row("SELECT COUNT(*) FROM sqlite_stat4", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(samples, 0, "no value samples are kept");
+        let stat1: i64 = store
+            .with_conn(|c| c.query_row("SELECT COUNT(*) FROM sqlite_stat1", [], |r| r.get(0)))
+            .unwrap();
+        assert!(stat1 > 0, "the per-index averages are kept");
+        let recompiled = store
+            .with_reader(|c| Ok::<_, SandboxError>(recompiles_across_patients(c)))
+            .unwrap();
+        assert_eq!(recompiled, 0);
+
+        // The same database analyzed the plain way (as before): the samples make SQLite recompile the statement
+        // whenever the patient changes, and opening the store again removes them.
+        store.with_conn(|c| c.execute_batch("ANALYZE;")).unwrap();
+        let plain = Connection::open(store.path()).unwrap();
+        assert!(recompiles_across_patients(&plain) > 0, "the control recompiles");
+        drop(plain);
+        let reopened = Store::open(store.path()).unwrap();
+        let recompiled = reopened
+            .with_reader(|c| Ok::<_, SandboxError>(recompiles_across_patients(c)))
+            .unwrap();
+        assert_eq!(recompiled, 0);
     }
 
     #[test]
