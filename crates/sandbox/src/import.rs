@@ -15,7 +15,7 @@
 
 use crate::error::SandboxError;
 use crate::store::search::{self, Restriction, SearchRequest};
-use crate::store::{Store, index, put_resource};
+use crate::store::{NumberTexts, Sent, Store, index, put_resource, put_sent};
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -148,8 +148,11 @@ impl Store {
             path: file.to_path_buf(),
             source,
         })?;
-        let value: Value = match serde_json::from_slice(&text) {
-            Ok(value) => value,
+        let Sent {
+            resource: value,
+            numbers,
+        } = match Sent::parse(&text) {
+            Ok(sent) => sent,
             Err(e) => return Ok(FileOutcome::Rejected(format!("it is not JSON ({e})"))),
         };
         if let Err(reason) = importable(&value) {
@@ -165,7 +168,7 @@ impl Store {
             if seen.is_some() {
                 return Ok(FileOutcome::AlreadyImported);
             }
-            let outcome = import_tolerant(tx, value)?;
+            let outcome = import_tolerant(tx, value, &numbers)?;
             if outcome.by_type.is_empty() && !outcome.rejected.is_empty() {
                 let reasons: Vec<&str> = outcome.rejected.iter().map(|(_, r)| r.as_str()).collect();
                 return Ok(FileOutcome::Rejected(format!(
@@ -219,9 +222,9 @@ struct Tolerant {
     rejected: Vec<(usize, String)>,
 }
 
-/// Imports a resource or Bundle, leaving out (with a reason) each entry that cannot be stored. Each entry is
-/// written under a savepoint, so a failed one leaves nothing behind.
-fn import_tolerant(conn: &Connection, value: Value) -> Result<Tolerant, SandboxError> {
+/// Imports a resource or Bundle (`numbers`: the text of its numbers), leaving out (with a reason) each entry that
+/// cannot be stored. Each entry is written under a savepoint, so a failed one leaves nothing behind.
+fn import_tolerant(conn: &Connection, value: Value, numbers: &NumberTexts) -> Result<Tolerant, SandboxError> {
     let mut out = Tolerant {
         by_type: BTreeMap::new(),
         rejected: Vec::new(),
@@ -233,7 +236,11 @@ fn import_tolerant(conn: &Connection, value: Value) -> Result<Tolerant, SandboxE
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        match with_id(value, None).and_then(|r| put_resource(conn, r, &now)) {
+        let sent = |resource| Sent {
+            resource,
+            numbers: numbers.clone(),
+        };
+        match with_id(value, None).and_then(|r| put_sent(conn, sent(r), &now)) {
             Ok(_) => *out.by_type.entry(resource_type).or_default() += 1,
             Err(SandboxError::InvalidResource { reason }) => out.rejected.push((0, reason)),
             Err(e) => return Err(e),
@@ -243,6 +250,10 @@ fn import_tolerant(conn: &Connection, value: Value) -> Result<Tolerant, SandboxE
     let (prepared, full_urls) = prepare_entries(&value, &mut out.rejected);
     for (index, method, url, resource) in prepared {
         conn.execute_batch("SAVEPOINT import_entry")?;
+        let resource = resource.map(|resource| Sent {
+            resource,
+            numbers: numbers.within(&format!("/entry/{index}/resource")),
+        });
         let result = store_entry(conn, &method, &url, resource, &full_urls, &now);
         match result {
             Ok(Some(resource_type)) => {
@@ -342,15 +353,15 @@ fn store_entry(
     conn: &Connection,
     method: &str,
     url: &str,
-    resource: Option<Value>,
+    resource: Option<Sent>,
     full_urls: &HashMap<String, String>,
     now: &str,
 ) -> Result<Option<String>, SandboxError> {
     match resource {
-        Some(mut resource) => {
-            rewrite_references(&mut resource, full_urls);
-            resolve_conditional_references(conn, &mut resource)?;
-            let written = put_resource(conn, resource, now)?;
+        Some(mut sent) => {
+            rewrite_references(&mut sent.resource, full_urls);
+            resolve_conditional_references(conn, &mut sent.resource)?;
+            let written = put_sent(conn, sent, now)?;
             Ok(Some(written.row.resource_type))
         }
         None if method == "DELETE" => {

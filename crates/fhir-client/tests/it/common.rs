@@ -140,8 +140,11 @@ impl TestSandbox {
             .unwrap()
     }
 
-    /// Stores `resource` under its own id (a PUT, left out of the log).
-    pub async fn put(&self, resource: Value) {
+    /// Stores `resource` (a `Value`, or JSON text when a decimal must keep its digits) under its own id (a PUT,
+    /// left out of the log).
+    pub async fn put(&self, resource: impl ToString) {
+        let text = resource.to_string();
+        let resource: Value = serde_json::from_str(&text).unwrap();
         let tokens = self.setup.get_or_init(|| self.tokens(ALL)).await;
         let token = tokens.access_token().await.unwrap();
         let url = format!(
@@ -155,7 +158,7 @@ impl TestSandbox {
             .bearer_auth(token.secret())
             .header(SETUP, "1")
             .header(header::CONTENT_TYPE, "application/fhir+json")
-            .body(resource.to_string())
+            .body(text)
             .send()
             .await
             .unwrap();
@@ -225,14 +228,30 @@ pub fn patient(id: &str, family: &str) -> Value {
            "birthDate": "1970-01-01", "_birthDate": {"extension": [{"url": "http://example.org/x", "valueString": "approx"}]}})
 }
 
-/// A body-weight observation of `patient` in `category`; `value` is JSON text, so `72.50` keeps its digits.
-pub fn observation(id: &str, patient: &str, category: &str, value: &str) -> Value {
-    let value: Value = serde_json::from_str(value).unwrap();
-    json!({"resourceType": "Observation", "id": id, "status": "final",
+/// A body-weight observation of `patient` in `category`, as JSON text; `value` is JSON text too, so `72.50`
+/// keeps its digits (a `Value` holds numbers as `f64`).
+pub fn observation(id: &str, patient: &str, category: &str, value: &str) -> String {
+    with_raw(
+        json!({"resourceType": "Observation", "id": id, "status": "final",
            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": category}]}],
            "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7", "display": "Body weight"}]},
            "subject": {"reference": format!("Patient/{patient}")},
-           "valueQuantity": {"value": value, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}})
+           "valueQuantity": {"value": RAW, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}}),
+        value,
+    )
+}
+
+/// The placeholder [`with_raw`] replaces.
+pub const RAW: &str = "(raw JSON here)";
+
+/// `value`'s JSON text with the string [`RAW`] replaced by the JSON text `raw` (a number written as it must be
+/// sent, `80.50`).
+pub fn with_raw(value: Value, raw: &str) -> String {
+    serde_json::from_str::<Value>(raw).expect("raw is one JSON value");
+    let text = value.to_string();
+    let placeholder = Value::from(RAW).to_string();
+    assert_eq!(text.matches(&placeholder).count(), 1, "one placeholder in {text}");
+    text.replace(&placeholder, raw)
 }
 
 /// Reads test JSON strictly into a model (the test's own data must be valid R4).

@@ -190,7 +190,7 @@ async fn next_link_to_another_host_is_refused() {
     let server = TestServer::start().await;
     let bundle = json!({"resourceType": "Bundle", "type": "searchset",
         "link": [{"relation": "next", "url": "http://evil.example/fhir/Observation?page=2"}],
-        "entry": [{"resource": observation("o1", "p1", "vital-signs", "1"), "search": {"mode": "match"}}]});
+        "entry": [{"resource": serde_json::from_str::<serde_json::Value>(&observation("o1", "p1", "vital-signs", "1")).unwrap(), "search": {"mode": "match"}}]});
     server.fault(Fault::new("/Observation", 200, &bundle.to_string()));
     let results: Vec<Result<Observation, FhirError>> =
         futures::StreamExt::collect(server.client().search_all::<Observation>(SearchParams::new())).await;

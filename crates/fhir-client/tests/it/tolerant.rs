@@ -10,7 +10,7 @@ use fhir_client::r4::{Mode, Observation, Patient};
 use fhir_client::search::SearchParams;
 use serde_json::json;
 
-use crate::common::TestSandbox;
+use crate::common::{RAW, TestSandbox, with_raw};
 
 /// Log lines written while the guard lives (this test's thread only).
 #[derive(Clone, Default)]
@@ -98,22 +98,19 @@ async fn a_patient_with_a_string_rank_is_read_and_its_problem_logged_once() {
 async fn one_broken_observation_does_not_fail_the_search() {
     let sandbox = TestSandbox::start().await;
     sandbox.put(cerner_patient()).await;
+    // Sent as text: a `json!` number is an f64 and would lose the trailing zero of `80.50`.
     for (id, value) in [
-        ("pulse-1", json!(72)),
-        ("pulse-2", json!("seventy")),
-        // Parsed from text: a `json!` literal would be an f64 and lose the trailing zero.
-        (
-            "pulse-3",
-            serde_json::from_str::<serde_json::Value>("80.50").unwrap(),
-        ),
+        ("pulse-1", "72"),
+        ("pulse-2", r#""seventy""#),
+        ("pulse-3", "80.50"),
     ] {
         sandbox
-            .put(json!({"resourceType": "Observation", "id": id, "status": "final",
+            .put(with_raw(json!({"resourceType": "Observation", "id": id, "status": "final",
                 "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
                 "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}], "text": "Heart rate"},
                 "subject": {"reference": "Patient/cerner-1"},
                 "effectiveDateTime": "2026-11-01T10:00:00Z",
-                "valueQuantity": {"value": value, "unit": "/min"}}))
+                "valueQuantity": {"value": RAW, "unit": "/min"}}), value))
             .await;
     }
     let client = sandbox.client().await;

@@ -47,7 +47,7 @@ pub fn apply_patch(resource: Value, body: &[u8]) -> u16 {
         http::HeaderValue::from_static("application/json-patch+json"),
     );
     let status = patch::parse_patch(&headers, body).and_then(|p| {
-        let patched = patch::apply(resource, &p, "Observation/fuzz")?;
+        let patched = patch::apply(resource, &p.patch, "Observation/fuzz")?;
         super::interaction::validate("Observation", &patched).map(|_| ())
     });
     match status {
@@ -59,10 +59,10 @@ pub fn apply_patch(resource: Value, body: &[u8]) -> u16 {
 /// Runs `body` as a batch or transaction Bundle posted to the base by a clinician, against `store`. Answers the
 /// status the server would send (the Bundle's own, or its error's).
 pub fn bundle(store: &Store, body: &[u8]) -> u16 {
-    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+    let Ok(sent) = crate::store::Sent::parse(body) else {
         return 400;
     };
-    match transaction::process(&clinician(), store, value) {
+    match transaction::process(&clinician(), store, sent) {
         Ok(response) => response.status.as_u16(),
         Err(e) => e.status().as_u16(),
     }

@@ -6,14 +6,15 @@ use super::outcome::OutcomeError;
 use super::{Ctx, FhirResponse};
 use crate::store::index::{self, instant_text};
 use crate::store::search::{self, SearchRequest};
-use crate::store::{self, ResourceRow, Store, Written};
+use crate::store::{self, ResourceRow, Sent, Store, Written};
 use axum::http::{HeaderMap, StatusCode, header};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 use smart_launch::scope::Permissions;
 
-/// Parses a request body as a FHIR JSON resource (415 when it is not JSON, 400 when it does not parse).
-pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, OutcomeError> {
+/// Parses a request body as a FHIR JSON resource (415 when it is not JSON, 400 when it does not parse), keeping
+/// the text of its numbers.
+pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Sent, OutcomeError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -23,14 +24,14 @@ pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, Outc
             "The body must be FHIR JSON, sent with `Content-Type: application/fhir+json` (got `{content_type}`)."
         )));
     }
-    let value: Value = serde_json::from_slice(body)
+    let sent = Sent::parse(body)
         .map_err(|e| OutcomeError::BadRequest(format!("The body is not valid JSON: {e}.")))?;
-    if !value.is_object() {
+    if !sent.resource.is_object() {
         return Err(OutcomeError::BadRequest(
             "The body must be a JSON object (a FHIR resource).".into(),
         ));
     }
-    Ok(value)
+    Ok(sent)
 }
 
 pub(crate) fn check_type(resource_type: &str) -> Result<(), OutcomeError> {
@@ -305,19 +306,20 @@ pub(crate) fn now() -> String {
 pub(crate) fn create_in(
     ctx: &Ctx,
     conn: &Connection,
-    mut resource: Value,
+    mut sent: Sent,
     id: String,
     now: &str,
 ) -> Result<Written, OutcomeError> {
+    let resource = &mut sent.resource;
     let resource_type = resource
         .get("resourceType")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    validate(&resource_type, &resource)?;
+    validate(&resource_type, resource)?;
     ctx.access.decide(&resource_type, Permissions::CREATE)?;
     resource["id"] = json!(id);
-    let written = store::put_resource(conn, resource, now)?;
+    let written = store::put_sent(conn, sent, now)?;
     ctx.access.check_row(conn, &written.row, Permissions::CREATE)?;
     Ok(written)
 }
@@ -329,13 +331,13 @@ pub(crate) fn update_in(
     conn: &Connection,
     resource_type: &str,
     id: &str,
-    resource: Value,
+    sent: Sent,
     if_match: Option<&str>,
     now: &str,
 ) -> Result<Written, OutcomeError> {
     check_id(resource_type, id)?;
-    validate(resource_type, &resource)?;
-    match resource.get("id").and_then(Value::as_str) {
+    validate(resource_type, &sent.resource)?;
+    match sent.resource.get("id").and_then(Value::as_str) {
         Some(body_id) if body_id == id => {}
         Some(body_id) => {
             return Err(OutcomeError::BadRequest(format!(
@@ -350,7 +352,7 @@ pub(crate) fn update_in(
     }
     let current = current_if_changeable(ctx, conn, resource_type, id)?;
     check_if_match(resource_type, id, current.as_ref(), if_match)?;
-    put_checked(ctx, conn, resource, now)
+    put_checked(ctx, conn, sent, now)
 }
 
 /// The current row of `type/id` (`None` if it never existed), once the token is known to be allowed to update
@@ -402,10 +404,10 @@ pub(crate) fn check_if_match(
 pub(crate) fn put_checked(
     ctx: &Ctx,
     conn: &Connection,
-    resource: Value,
+    sent: Sent,
     now: &str,
 ) -> Result<Written, OutcomeError> {
-    let written = store::put_resource(conn, resource, now)?;
+    let written = store::put_sent(conn, sent, now)?;
     ctx.access.check_row(conn, &written.row, Permissions::UPDATE)?;
     Ok(written)
 }
@@ -432,11 +434,11 @@ pub(crate) fn create(
     ctx: &Ctx,
     store: &Store,
     resource_type: &str,
-    resource: Value,
+    sent: Sent,
 ) -> Result<FhirResponse, OutcomeError> {
-    validate(resource_type, &resource)?;
+    validate(resource_type, &sent.resource)?;
     let id = uuid::Uuid::new_v4().to_string();
-    let written = store.write(|tx| create_in(ctx, tx, resource, id, &now()))?;
+    let written = store.write(|tx| create_in(ctx, tx, sent, id, &now()))?;
     Ok(resource_response(StatusCode::CREATED, &written.row, &ctx.base))
 }
 
@@ -446,10 +448,10 @@ pub(crate) fn update(
     store: &Store,
     resource_type: &str,
     id: &str,
-    resource: Value,
+    sent: Sent,
     if_match: Option<&str>,
 ) -> Result<FhirResponse, OutcomeError> {
-    let written = store.write(|tx| update_in(ctx, tx, resource_type, id, resource, if_match, &now()))?;
+    let written = store.write(|tx| update_in(ctx, tx, resource_type, id, sent, if_match, &now()))?;
     let status = if written.created {
         StatusCode::CREATED
     } else {

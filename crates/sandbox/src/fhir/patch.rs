@@ -14,7 +14,7 @@ use super::interaction::{
 use super::limits;
 use super::outcome::OutcomeError;
 use super::{Ctx, FhirResponse};
-use crate::store::{Store, Written};
+use crate::store::{NumberTexts, Sent, Store, Written};
 use axum::http::{HeaderMap, StatusCode, header};
 use json_patch::{Patch, PatchOperation};
 use rusqlite::Connection;
@@ -23,8 +23,16 @@ use serde_json::Value;
 /// The media type of a JSON Patch document (RFC 6902 §6).
 const JSON_PATCH: &str = "application/json-patch+json";
 
+/// A JSON Patch document as sent, with the text of its numbers.
+pub(crate) struct SentPatch {
+    /// The operations.
+    pub(crate) patch: Patch,
+    /// The text of the numbers in the document (operation `i`'s value under `/i/value`).
+    pub(crate) numbers: NumberTexts,
+}
+
 /// Parses a request body as a JSON Patch document (415 for another media type, 400 when it is not one).
-pub(crate) fn parse_patch(headers: &HeaderMap, body: &[u8]) -> Result<Patch, OutcomeError> {
+pub(crate) fn parse_patch(headers: &HeaderMap, body: &[u8]) -> Result<SentPatch, OutcomeError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -36,11 +44,15 @@ pub(crate) fn parse_patch(headers: &HeaderMap, body: &[u8]) -> Result<Patch, Out
              `{content_type}`); FHIRPath Patch is not supported."
         )));
     }
-    serde_json::from_slice(body).map_err(|e| {
+    let patch = serde_json::from_slice(body).map_err(|e| {
         OutcomeError::BadRequest(format!(
             "The body is not a JSON Patch document (an array of RFC 6902 operations such as \
              `{{\"op\": \"replace\", \"path\": \"/status\", \"value\": \"final\"}}`): {e}."
         ))
+    })?;
+    Ok(SentPatch {
+        patch,
+        numbers: NumberTexts::scan(body),
     })
 }
 
@@ -51,7 +63,7 @@ pub(crate) fn patch(
     store: &Store,
     resource_type: &str,
     id: &str,
-    patch: &Patch,
+    patch: &SentPatch,
     if_match: Option<&str>,
 ) -> Result<FhirResponse, OutcomeError> {
     let written = store.write(|tx| patch_in(ctx, tx, resource_type, id, patch, if_match, &now()))?;
@@ -70,7 +82,7 @@ fn patch_in(
     conn: &Connection,
     resource_type: &str,
     id: &str,
-    patch: &Patch,
+    patch: &SentPatch,
     if_match: Option<&str>,
     now: &str,
 ) -> Result<Written, OutcomeError> {
@@ -85,14 +97,52 @@ fn patch_in(
     let resource = current
         .resource()
         .ok_or_else(|| OutcomeError::Internal(format!("the stored JSON of {reference} does not parse")))?;
-    let patched = apply(resource, patch, &reference)?;
+    let patched = apply(resource, &patch.patch, &reference)?;
+    let stored = NumberTexts::scan(current.json.as_deref().unwrap_or_default().as_bytes());
+    let numbers = patched_numbers(stored, patch);
     validate(resource_type, &patched).map_err(|e| {
         OutcomeError::Unprocessable(format!(
             "The patch would leave {reference} invalid, so it was not applied: {}",
             e.message()
         ))
     })?;
-    put_checked(ctx, conn, patched, now)
+    put_checked(
+        ctx,
+        conn,
+        Sent {
+            resource: patched,
+            numbers,
+        },
+        now,
+    )
+}
+
+/// Where the numbers of the stored version and of the patch's values stand once the patch is applied, so a
+/// decimal keeps its text (`72.50`) through a patch that does not touch it, and one a patch writes keeps the
+/// text it was sent with. Only a guide: a number is written with its recorded text only where the value there
+/// is still that number, so an array element an `add` shifted is at worst written as `serde_json` writes it.
+/// An `add` at the end of an array (`/-`) writes its value's numbers that way too.
+fn patched_numbers(mut numbers: NumberTexts, patch: &SentPatch) -> NumberTexts {
+    for (i, op) in patch.patch.0.iter().enumerate() {
+        let value = || patch.numbers.within(&format!("/{i}/value"));
+        match op {
+            PatchOperation::Add(op) if op.path.as_str().ends_with("/-") => {}
+            PatchOperation::Add(op) => numbers.extend_at(op.path.as_str(), value()),
+            PatchOperation::Replace(op) => numbers.extend_at(op.path.as_str(), value()),
+            PatchOperation::Remove(op) => numbers.forget(op.path.as_str()),
+            PatchOperation::Move(op) => {
+                let moved = numbers.within(op.from.as_str());
+                numbers.forget(op.from.as_str());
+                numbers.extend_at(op.path.as_str(), moved);
+            }
+            PatchOperation::Copy(op) => {
+                let copied = numbers.within(op.from.as_str());
+                numbers.extend_at(op.path.as_str(), copied);
+            }
+            PatchOperation::Test(_) => {}
+        }
+    }
+    numbers
 }
 
 /// The length of an operation's target path (the key an `add` or `copy` writes counts towards the new size).

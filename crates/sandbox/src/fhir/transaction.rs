@@ -9,7 +9,7 @@ use super::limits;
 use super::outcome::OutcomeError;
 use super::{Ctx, FhirResponse};
 use crate::import::rewrite_references;
-use crate::store::{ResourceRow, Store, index};
+use crate::store::{NumberTexts, ResourceRow, Sent, Store, index};
 use axum::http::StatusCode;
 use rusqlite::Connection;
 use serde_json::value::RawValue;
@@ -32,7 +32,7 @@ struct Planned {
     url: String,
     /// The entry's `fullUrl`, which other entries may refer to.
     full_url: Option<String>,
-    resource: Option<Value>,
+    resource: Option<Sent>,
     if_match: Option<String>,
     /// For creates: the id assigned up front.
     new_id: Option<String>,
@@ -51,7 +51,11 @@ struct Outcome {
 /// Bounded before any entry runs: at most [`limits::MAX_BUNDLE_ENTRIES`] entries, each one's interaction
 /// authorized up front (the token's scopes for its type and verb, and the compartment the resource it writes would
 /// land in), and the answer built as text no longer than [`limits::MAX_RESPONSE_BYTES`].
-pub(crate) fn process(ctx: &Ctx, store: &Store, mut bundle: Value) -> Result<FhirResponse, OutcomeError> {
+pub(crate) fn process(ctx: &Ctx, store: &Store, sent: Sent) -> Result<FhirResponse, OutcomeError> {
+    let Sent {
+        resource: mut bundle,
+        numbers,
+    } = sent;
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(OutcomeError::BadRequest(
             "POST to the FHIR base takes a Bundle of type `transaction` or `batch`; to create a resource, POST it to \
@@ -84,7 +88,7 @@ pub(crate) fn process(ctx: &Ctx, store: &Store, mut bundle: Value) -> Result<Fhi
     let mut plans = Vec::with_capacity(entries.len());
     let mut full_urls = HashMap::new();
     for (i, entry) in entries.into_iter().enumerate() {
-        let plan = plan(ctx, i, entry)?;
+        let plan = plan(ctx, i, entry, &numbers)?;
         if let Some(full_url) = &plan.full_url {
             let target = match (&plan.new_id, plan.url.split('?').next()) {
                 (Some(id), Some(t)) => Some(format!("{t}/{id}")),
@@ -98,8 +102,8 @@ pub(crate) fn process(ctx: &Ctx, store: &Store, mut bundle: Value) -> Result<Fhi
         plans.push(plan);
     }
     for plan in &mut plans {
-        if let Some(resource) = plan.resource.as_mut() {
-            rewrite_references(resource, &full_urls);
+        if let Some(sent) = plan.resource.as_mut() {
+            rewrite_references(&mut sent.resource, &full_urls);
         }
     }
     // Every entry is authorized before any runs: a transaction with one entry the token may not perform does
@@ -240,9 +244,9 @@ fn authorize(ctx: &Ctx, plan: &Planned) -> Result<(), OutcomeError> {
         (Method::Get, _) => Permissions::READ,
     };
     let decision = ctx.access.decide(resource_type, needed)?;
-    if let (Some(patient), Some(resource)) = (&decision.patient, &plan.resource)
+    if let (Some(patient), Some(sent)) = (&decision.patient, &plan.resource)
         && !index::is_shared(resource_type)
-        && index::compartment_patient(resource_type, resource).as_deref() != Some(patient.as_str())
+        && index::compartment_patient(resource_type, &sent.resource).as_deref() != Some(patient.as_str())
     {
         return Err(OutcomeError::Forbidden(format!(
             "The {resource_type} this entry writes is not in the compartment of the patient this token is for; \
@@ -267,7 +271,8 @@ fn annotate(e: OutcomeError, at: &str) -> OutcomeError {
     }
 }
 
-fn plan(ctx: &Ctx, i: usize, mut entry: Value) -> Result<Planned, OutcomeError> {
+/// Entry `i` of the Bundle as an interaction to run; `numbers` are the Bundle's.
+fn plan(ctx: &Ctx, i: usize, mut entry: Value, numbers: &NumberTexts) -> Result<Planned, OutcomeError> {
     let bad = |what: &str| OutcomeError::BadRequest(format!("Bundle entry {i}: {what}."));
     let request = entry.get("request").ok_or_else(|| bad("it has no `request`"))?;
     let method = match request.get("method").and_then(Value::as_str).unwrap_or_default() {
@@ -292,7 +297,10 @@ fn plan(ctx: &Ctx, i: usize, mut entry: Value) -> Result<Planned, OutcomeError> 
         .to_owned();
     let if_match = request.get("ifMatch").and_then(Value::as_str).map(str::to_owned);
     let full_url = entry.get("fullUrl").and_then(Value::as_str).map(str::to_owned);
-    let resource = entry.get_mut("resource").map(Value::take);
+    let resource = entry.get_mut("resource").map(Value::take).map(|resource| Sent {
+        resource,
+        numbers: numbers.within(&format!("/entry/{i}/resource")),
+    });
     if matches!(method, Method::Post | Method::Put) && resource.is_none() {
         return Err(bad("a POST or PUT entry needs a `resource`"));
     }
@@ -314,7 +322,7 @@ fn run(ctx: &Ctx, store: &Store, conn: &Connection, plan: &Planned) -> Result<Ou
     match (plan.method, segments.as_slice()) {
         (Method::Post, [resource_type]) => {
             let resource = plan.resource.clone().unwrap_or_default();
-            interaction::validate(resource_type, &resource)?;
+            interaction::validate(resource_type, &resource.resource)?;
             let id = plan.new_id.clone().unwrap_or_default();
             let written = create_in(ctx, conn, resource, id, &time)?;
             Ok(Outcome {

@@ -10,12 +10,14 @@
 
 mod background;
 pub mod index;
+mod numbers;
 pub mod search;
 mod write;
 
+pub use numbers::{NumberTexts, Sent};
 pub use write::{ResourceRow, Written};
 pub(crate) use write::{
-    current_row, delete_resource, older_versions, put_resource, rows_by_rid, version_row,
+    current_row, delete_resource, older_versions, put_resource, put_sent, rows_by_rid, version_row,
 };
 
 use crate::error::SandboxError;

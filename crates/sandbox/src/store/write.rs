@@ -1,16 +1,20 @@
 //! Rows in and out of `fhir_resources` / `fhir_history`, and keeping the index tables in step with them.
 
 use super::index::{self, IndexRows};
+use super::numbers::{self, NumberTexts, Sent};
 use crate::error::SandboxError;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 
 /// The text stored for `resource`: `resourceType` first, then the other elements (sorted, as `serde_json`'s map
-/// keeps them). Real FHIR servers write `resourceType` first, and a client that looks for the type before choosing
-/// what to parse the resource into finds it at once; the FHIR JSON format allows any order, so clients must not rely
-/// on it (ours does not).
-pub(crate) fn resource_json(resource: &Value) -> serde_json::Result<String> {
+/// keeps them), each number in `numbers` written as the client wrote it. Real FHIR servers write `resourceType`
+/// first, and a client that looks for the type before choosing what to parse the resource into finds it at once;
+/// the FHIR JSON format allows any order, so clients must not rely on it (ours does not).
+pub(crate) fn resource_json(resource: &Value, numbers: &NumberTexts) -> serde_json::Result<String> {
     use serde::ser::{SerializeMap, Serializer as _};
+    if !numbers.is_empty() {
+        return numbers::write_resource(resource, numbers);
+    }
     let Some(map) = resource.as_object() else {
         return serde_json::to_string(resource);
     };
@@ -226,12 +230,21 @@ pub(crate) struct Prepared {
 
 impl Prepared {
     /// Prepares version 1 of `resource`, last updated `now`.
-    pub(crate) fn new(mut resource: Value, now: &str) -> Result<Prepared, SandboxError> {
+    pub(crate) fn new(resource: Value, now: &str) -> Result<Prepared, SandboxError> {
+        Prepared::with_numbers(resource, &NumberTexts::default(), now)
+    }
+
+    /// Prepares version 1 of `resource` with the text of its numbers as sent.
+    pub(crate) fn with_numbers(
+        mut resource: Value,
+        numbers: &NumberTexts,
+        now: &str,
+    ) -> Result<Prepared, SandboxError> {
         let (resource_type, id) = type_and_id(&resource)?;
         stamp(&mut resource, 1, now)?;
         let patient = index::compartment_patient(&resource_type, &resource);
         let rows = index::extract(&resource_type, &resource);
-        let json = resource_json(&resource)?;
+        let json = resource_json(&resource, numbers)?;
         Ok(Prepared {
             resource_type,
             id,
@@ -282,21 +295,29 @@ pub(crate) fn insert_prepared(
 pub(crate) fn insert_fresh(
     conn: &Connection,
     resource: Value,
+    numbers: &NumberTexts,
     now: &str,
 ) -> Result<ResourceRow, SandboxError> {
-    insert_prepared(conn, Prepared::new(resource, now)?, now)
+    insert_prepared(conn, Prepared::with_numbers(resource, numbers, now)?, now)
 }
 
-/// Creates or updates `resource` (its `resourceType` and `id` say which), keeping the previous version in the
-/// history and re-indexing it. The caller checks preconditions (`If-Match`) on [`current_row`] first.
-pub(crate) fn put_resource(
-    conn: &Connection,
-    mut resource: Value,
-    now: &str,
-) -> Result<Written, SandboxError> {
+/// [`put_sent`] for a resource built here (its numbers are written as `serde_json` writes them).
+pub(crate) fn put_resource(conn: &Connection, resource: Value, now: &str) -> Result<Written, SandboxError> {
+    put_sent(conn, Sent::from(resource), now)
+}
+
+/// Creates or updates the resource sent (its `resourceType` and `id` say which), keeping the previous version in
+/// the history and re-indexing it; its numbers are stored as the client wrote them. The caller checks
+/// preconditions (`If-Match`) on [`current_row`] first.
+pub(crate) fn put_sent(conn: &Connection, sent: Sent, now: &str) -> Result<Written, SandboxError> {
+    let Sent {
+        mut resource,
+        numbers,
+    } = sent;
+    let numbers = &numbers;
     let (resource_type, id) = type_and_id(&resource)?;
     let Some(current) = current_row(conn, &resource_type, &id)? else {
-        let row = insert_fresh(conn, resource.clone(), now)?;
+        let row = insert_fresh(conn, resource.clone(), numbers, now)?;
         stamp(&mut resource, 1, now)?;
         return Ok(Written {
             row,
@@ -308,7 +329,7 @@ pub(crate) fn put_resource(
     let version = current.version + 1;
     stamp(&mut resource, version, now)?;
     let patient = index::compartment_patient(&resource_type, &resource);
-    let json = resource_json(&resource)?;
+    let json = resource_json(&resource, numbers)?;
     conn.prepare_cached(
         "UPDATE fhir_resources SET version = ?1, last_updated = ?2, patient = ?3, deleted = 0, json = ?4 WHERE rid = ?5",
     )?
@@ -426,10 +447,13 @@ mod tests {
     fn stored_text_starts_with_the_resource_type_and_keeps_every_element() {
         let resource =
             json!({"status": "final", "id": "o1", "resourceType": "Observation", "code": {"text": "t"}});
-        let text = resource_json(&resource).unwrap();
+        let text = resource_json(&resource, &NumberTexts::default()).unwrap();
         assert!(text.starts_with(r#"{"resourceType":"Observation","#), "{text}");
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), resource);
         // Not an object (never stored, but must not fail): written as it is.
-        assert_eq!(resource_json(&json!([1, 2])).unwrap(), "[1,2]");
+        assert_eq!(
+            resource_json(&json!([1, 2]), &NumberTexts::default()).unwrap(),
+            "[1,2]"
+        );
     }
 }

@@ -22,6 +22,8 @@ pub struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body as sent (a decimal's text is only here: `body`'s numbers are `f64`).
+    pub text: String,
 }
 
 impl Answer {
@@ -160,6 +162,7 @@ impl Fhir {
             status,
             headers,
             body,
+            text,
         }
     }
 

@@ -275,3 +275,98 @@ async fn patient_scoped_writes_stay_in_the_patients_compartment() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(refused.outcome().contains("create"));
 }
+
+/// FHIR keeps a decimal's precision (R4 datatypes §2.24.0.1: `72.50` is not `72.5`), so the sandbox stores the
+/// text sent, through a create, an update, a transaction and a patch that leaves the number alone; a number the
+/// patch writes keeps the text it was sent with. (The sandbox reads JSON without `arbitrary_precision`.)
+#[tokio::test]
+async fn decimals_keep_the_text_they_were_sent_with_through_every_write() {
+    let (_ts, fhir) = launch("launch/patient user/*.cruds").await;
+    let patient = fhir.patient.clone().unwrap();
+    let observation = |id: &str| {
+        let id = if id.is_empty() {
+            String::new()
+        } else {
+            format!(r#""id":"{id}","#)
+        };
+        format!(
+            r#"{{"resourceType":"Observation",{id}"status":"final","code":{{"text":"Body weight"}},
+               "subject":{{"reference":"Patient/{patient}"}},"effectiveDateTime":"2025-07-01T10:00:00Z",
+               "valueQuantity":{{"value":72.50,"unit":"kg"}},
+               "referenceRange":[{{"low":{{"value":5.0e1}},"high":{{"value":100.00}}}}]}}"#
+        )
+    };
+    let keeps = |text: &str, what: &str| {
+        for number in [r#""value":72.50"#, r#""value":5.0e1"#, r#""value":100.00"#] {
+            assert!(text.contains(number), "{what}: {number} in {text}");
+        }
+    };
+    let created = fhir
+        .send_text(
+            Method::POST,
+            "Observation",
+            Some(("application/fhir+json", observation(""))),
+            &[],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    keeps(&created.text, "create");
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    keeps(&fhir.ok(&format!("Observation/{id}")).await.text, "read");
+
+    let updated = fhir
+        .send_text(
+            Method::PUT,
+            &format!("Observation/{id}"),
+            Some(("application/fhir+json", observation(&id))),
+            &[],
+        )
+        .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.text);
+    keeps(&updated.text, "update");
+    keeps(
+        &fhir.ok(&format!("Observation/{id}/_history/1")).await.text,
+        "vread",
+    );
+
+    let patch = r#"[{"op":"replace","path":"/status","value":"amended"},
+                    {"op":"add","path":"/referenceRange/0/low/value","value":4.50}]"#;
+    let patched = fhir
+        .send_text(
+            Method::PATCH,
+            &format!("Observation/{id}"),
+            Some(("application/json-patch+json", patch.to_owned())),
+            &[],
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    assert!(patched.text.contains(r#""value":72.50"#), "{}", patched.text);
+    assert!(patched.text.contains(r#""value":100.00"#), "{}", patched.text);
+    assert!(
+        patched.text.contains(r#""value":4.50"#),
+        "the patch's own text: {}",
+        patched.text
+    );
+    assert!(
+        !patched.text.contains("5.0e1"),
+        "the replaced number is gone: {}",
+        patched.text
+    );
+
+    let bundle = format!(
+        r#"{{"resourceType":"Bundle","type":"transaction","entry":[
+            {{"fullUrl":"urn:uuid:0f4c9c1e-2a3b-4c5d-8e9f-000000000001","resource":{},"request":{{"method":"POST","url":"Observation"}}}},
+            {{"resource":{},"request":{{"method":"PUT","url":"Observation/{id}"}}}}]}}"#,
+        observation("").replace("72.50", "61.20"),
+        observation(&id)
+    );
+    let done = fhir
+        .send_text(Method::POST, "", Some(("application/fhir+json", bundle)), &[])
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    let created_in_bundle = done.body["entry"][0]["response"]["location"].as_str().unwrap();
+    let created_id = created_in_bundle.split('/').nth(1).unwrap();
+    let first = fhir.ok(&format!("Observation/{created_id}")).await;
+    assert!(first.text.contains(r#""value":61.20"#), "{}", first.text);
+    keeps(&fhir.ok(&format!("Observation/{id}")).await.text, "transaction");
+}

@@ -153,3 +153,32 @@ async fn the_official_hl7_r4_examples_import_as_shipped() {
     let listed = metadata["rest"][0]["resource"].as_array().unwrap().len();
     assert!(listed >= report.by_type.len(), "{listed} types listed");
 }
+
+/// HL7's own example of decimal precision (`Observation-decimal.json` from the R4 examples, CC0, kept in
+/// `tests/it/data`): imported, every number reads back as the file writes it (`1.00`, `1E-22`,
+/// `-1.000000000000000000E+245`), not as an `f64` would print it.
+#[tokio::test]
+async fn hl7s_decimal_example_reads_back_with_every_number_as_written() {
+    let (ts, fhir) = crate::fhir_support::launch("launch/patient user/*.rs").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/data/Observation-decimal.json");
+    std::fs::copy(&file, dir.path().join("Observation-decimal.json")).unwrap();
+    let report = ts.running.state.store().import_dir(dir.path()).unwrap();
+    assert_eq!(report.resources, 1, "{report}");
+
+    let read = fhir.ok("Observation/decimal").await;
+    let compact: String = read.text.split_whitespace().collect();
+    for number in [
+        "1.0",
+        "1.00",
+        "1E-22",
+        "1000000000000000000",
+        "1.000000000000000000E-245",
+        "-1.000000000000000000E+245",
+    ] {
+        assert!(
+            compact.contains(&format!(r#""value":{number}}}"#)),
+            "{number} in {compact}"
+        );
+    }
+}
