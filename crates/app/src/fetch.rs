@@ -177,6 +177,10 @@ pub async fn summary(
 }
 
 /// [`summary()`], reporting each FHIR request to `observer` (the launch timeline's step E).
+///
+/// In order: a client with the session's tokens; every section read at once ([`read_sections`]); the failures
+/// that leave no page to show ([`Reads::page_failure`]); the page assembled from what was read
+/// ([`Reads::into_summary`]); the tokens, if they were renewed on the way.
 pub async fn summary_observed(
     state: &AppState,
     record: &LaunchRecord,
@@ -186,11 +190,45 @@ pub async fn summary_observed(
     let tokens = state
         .smart()
         .token_source_with_clock(record.tokens().clone(), state.clock().clone());
+    let client = summary_client(state, &tokens, record, observer)?;
+    let Some(patient_id) = record.context().patient.clone() else {
+        return Ok(Fetched {
+            summary: without_patient(record),
+            renewed_tokens: None,
+        });
+    };
+    let now = state.now();
+    let mut reads = read_sections(&client, &record.tokens().scope, &patient_id, window, now).await;
+    if let Some(failure) = reads.page_failure() {
+        return Err(failure);
+    }
+    let summary = reads.into_summary(
+        &patient_id,
+        record.context().should_show_patient_banner(),
+        window,
+        now,
+        state.config().lab_units,
+    );
+    let current = tokens.tokens().await;
+    let renewed_tokens = (current.access_token != record.tokens().access_token).then_some(current);
+    Ok(Fetched {
+        summary,
+        renewed_tokens,
+    })
+}
+
+/// The FHIR client the page reads through: the session's tokens, the shared connection pool, one brief retry.
+fn summary_client(
+    state: &AppState,
+    tokens: &Arc<smart_launch::RefreshingToken>,
+    record: &LaunchRecord,
+    observer: Option<Arc<dyn RequestObserver>>,
+) -> Result<FhirClient, FetchFailure> {
     let mut builder = FhirClient::builder(record.fhir_base().as_str());
     if let Some(observer) = observer {
         builder = builder.observer(observer);
     }
-    let client = builder
+    builder
         .token_source(tokens.clone())
         .pool(state.fhir_pool().clone())
         // The page waits for these: retry once, briefly, then show what failed.
@@ -200,37 +238,56 @@ pub async fn summary_observed(
         })
         .timeout(Duration::from_secs(10))
         .build()
-        .map_err(FetchFailure::Ehr)?;
-    let granted = &record.tokens().scope;
-    let lab_units = state.config().lab_units;
-    let context = record.context();
-    let Some(patient_id) = context.patient.clone() else {
-        return Ok(Fetched {
-            summary: without_patient(record),
-            renewed_tokens: None,
-        });
-    };
-    let by_patient = || SearchParams::new().patient(&patient_id);
-    let now = state.now();
-    // Newest first and no older than the window: the pages read are the ones the window needs.
+        .map_err(FetchFailure::Ehr)
+}
+
+/// One section's read: `None` when the token's scopes do not cover it.
+type SectionRead<R> = Option<Result<Paged<R>, FhirError>>;
+
+/// Everything the page reads, as each read ended.
+struct Reads {
+    patient: Option<Result<fhir_client::Read<Patient>, FhirError>>,
+    vitals: SectionRead<Observation>,
+    labs: SectionRead<Observation>,
+    conditions: SectionRead<Condition>,
+    medications: SectionRead<MedicationRequest>,
+    allergies: SectionRead<AllergyIntolerance>,
+    immunizations: SectionRead<Immunization>,
+    encounters: SectionRead<Encounter>,
+    statements: SectionRead<MedicationStatement>,
+    procedures: SectionRead<Procedure>,
+    reports: SectionRead<DiagnosticReport>,
+}
+
+/// Reads the patient and every section at once; dated sections are newest first and no older than `window`,
+/// so the pages read are the ones the window needs.
+async fn read_sections(
+    client: &FhirClient,
+    granted: &ScopeSet,
+    patient_id: &str,
+    window: Window,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Reads {
+    let by_patient = || SearchParams::new().patient(patient_id);
     let dated = |params: SearchParams| {
         window
             .search_params("date", now)
             .into_iter()
             .fold(params, |p, (name, value)| p.raw(name, value))
     };
-
     let patient_read = async {
         if permitted(granted, "Patient", Permissions::READ) {
             Some(
                 client
-                    .read_with::<Patient>(&patient_id, fhir_client::r4::Mode::Tolerant)
+                    .read_with::<Patient>(patient_id, fhir_client::r4::Mode::Tolerant)
                     .await,
             )
         } else {
             None
         }
     };
+    let observations =
+        |category: &str, count: u32| dated(by_patient().raw("category", category).count(count));
     let (
         (patient, vitals, labs, conditions, medications, allergies, immunizations, encounters),
         (statements, procedures, reports),
@@ -238,55 +295,31 @@ pub async fn summary_observed(
         async {
             tokio::join!(
                 patient_read,
-                section_search::<Observation>(
-                    &client,
+                section_search(
+                    client,
                     granted,
                     "Observation",
-                    dated(by_patient().raw("category", "vital-signs").count(200)),
-                    MAX_PAGES,
+                    observations("vital-signs", 200),
+                    MAX_PAGES
                 ),
-                section_search::<Observation>(
-                    &client,
-                    granted,
-                    "Observation",
-                    dated(by_patient().raw("category", "laboratory").count(50)),
-                    1,
-                ),
-                section_search::<Condition>(&client, granted, "Condition", by_patient().count(100), 1),
-                section_search::<MedicationRequest>(
-                    &client,
-                    granted,
-                    "MedicationRequest",
-                    by_patient().count(100),
-                    1
-                ),
-                section_search::<AllergyIntolerance>(
-                    &client,
-                    granted,
-                    "AllergyIntolerance",
-                    by_patient().count(100),
-                    1
-                ),
-                section_search::<Immunization>(&client, granted, "Immunization", by_patient().count(100), 1),
-                section_search::<Encounter>(&client, granted, "Encounter", dated(by_patient().count(100)), 1),
+                section_search(client, granted, "Observation", observations("laboratory", 50), 1),
+                section_search(client, granted, "Condition", by_patient().count(100), 1),
+                section_search(client, granted, "MedicationRequest", by_patient().count(100), 1),
+                section_search(client, granted, "AllergyIntolerance", by_patient().count(100), 1),
+                section_search(client, granted, "Immunization", by_patient().count(100), 1),
+                section_search(client, granted, "Encounter", dated(by_patient().count(100)), 1),
             )
         },
         async {
             tokio::join!(
                 // The sandbox, Cerner and Epic do not sort MedicationStatement by date: the rows are sorted here.
-                section_search::<MedicationStatement>(
-                    &client,
-                    granted,
-                    "MedicationStatement",
-                    by_patient().count(100),
-                    1
-                ),
-                section_search::<Procedure>(&client, granted, "Procedure", dated(by_patient().count(50)), 1),
+                section_search(client, granted, "MedicationStatement", by_patient().count(100), 1),
+                section_search(client, granted, "Procedure", dated(by_patient().count(50)), 1),
                 // Each report's results come in the same Bundle (`_include=DiagnosticReport:result`, FHIR R4
                 // search §3.1.1.5.5, hl7.org/fhir/R4/search.html#include); the Observations are returned
                 // only where the token also covers Observation.
-                section_search::<DiagnosticReport>(
-                    &client,
+                section_search(
+                    client,
                     granted,
                     "DiagnosticReport",
                     dated(by_patient().include("DiagnosticReport:result").count(20)),
@@ -295,133 +328,175 @@ pub async fn summary_observed(
             )
         }
     );
+    Reads {
+        patient,
+        vitals,
+        labs,
+        conditions,
+        medications,
+        allergies,
+        immunizations,
+        encounters,
+        statements,
+        procedures,
+        reports,
+    }
+}
 
-    // The patient read decides whether there is a page at all; so does any relaunch-worthy failure.
-    let mut reading = Reading::default();
-    let patient = match patient {
-        Some(Ok(read)) => {
+impl Reads {
+    /// What leaves no page to show: the patient read failing, or any read saying the user must launch again.
+    fn page_failure(&mut self) -> Option<FetchFailure> {
+        match self.patient.take() {
+            Some(Err(e)) if is_relaunch(&e) => return Some(FetchFailure::Relaunch(e)),
+            Some(Err(e)) => return Some(FetchFailure::Ehr(e)),
+            other => self.patient = other,
+        }
+        [&self.vitals, &self.labs]
+            .into_iter()
+            .flatten()
+            .find_map(|result| match result {
+                Err(e) if is_relaunch(e) => Some(FetchFailure::Relaunch(clone_relaunch(e))),
+                _ => None,
+            })
+    }
+
+    /// What was read, counted by type, with what did not fit the model (the launch timeline shows it).
+    fn reading(&self) -> Reading {
+        let mut reading = Reading::default();
+        if let Some(Ok(read)) = &self.patient {
             reading.count("Patient", 1);
             reading.issues("Patient read", &read.issues);
-            Some(read.resource)
         }
-        Some(Err(e)) if is_relaunch(&e) => return Err(FetchFailure::Relaunch(e)),
-        Some(Err(e)) => return Err(FetchFailure::Ehr(e)),
-        None => None,
-    };
-    for result in [&vitals, &labs].into_iter().flatten() {
-        if let Err(e) = result
-            && is_relaunch(e)
-        {
-            return Err(FetchFailure::Relaunch(clone_relaunch(e)));
-        }
+        tally(&mut reading, "Observation search (vital signs)", &self.vitals);
+        tally(&mut reading, "Observation search (laboratory)", &self.labs);
+        tally(&mut reading, "Condition search", &self.conditions);
+        tally(&mut reading, "MedicationRequest search", &self.medications);
+        tally(&mut reading, "AllergyIntolerance search", &self.allergies);
+        tally(&mut reading, "Immunization search", &self.immunizations);
+        tally(&mut reading, "Encounter search", &self.encounters);
+        tally(&mut reading, "MedicationStatement search", &self.statements);
+        tally(&mut reading, "Procedure search", &self.procedures);
+        tally(&mut reading, "DiagnosticReport search", &self.reports);
+        reading
     }
 
-    tally(&mut reading, "Observation search (vital signs)", &vitals);
-    tally(&mut reading, "Observation search (laboratory)", &labs);
-    tally(&mut reading, "Condition search", &conditions);
-    tally(&mut reading, "MedicationRequest search", &medications);
-    tally(&mut reading, "AllergyIntolerance search", &allergies);
-    tally(&mut reading, "Immunization search", &immunizations);
-    tally(&mut reading, "Encounter search", &encounters);
-    tally(&mut reading, "MedicationStatement search", &statements);
-    tally(&mut reading, "Procedure search", &procedures);
-    tally(&mut reading, "DiagnosticReport search", &reports);
+    /// The sections whose EHR recorded that there is nothing ("no known allergies"), with what it recorded.
+    fn absences(&self) -> Vec<(String, crate::absence::Recorded)> {
+        fn absence<R>(
+            title: &str,
+            result: &SectionRead<R>,
+            code: impl Fn(&R) -> Option<&fhir_client::r4::CodeableConcept>,
+        ) -> Option<(String, crate::absence::Recorded)> {
+            let Some(Ok(paged)) = result else { return None };
+            summary::absence_in(&paged.resources, code).map(|r| (title.to_owned(), r))
+        }
+        use fhir_client::r4::MedicationRequestMedication as M;
+        use fhir_client::r4::MedicationStatementMedication as S;
+        [
+            absence("Allergies", &self.allergies, |a| a.code.as_deref()),
+            absence("Active conditions", &self.conditions, |c| c.code.as_deref()),
+            absence("Active medications", &self.medications, |m| {
+                match m.medication.as_ref() {
+                    Some(M::CodeableConcept(c)) => Some(c),
+                    _ => None,
+                }
+            }),
+            absence("Active medications", &self.statements, |m| {
+                match m.medication.as_ref() {
+                    Some(S::CodeableConcept(c)) => Some(c),
+                    _ => None,
+                }
+            }),
+            absence("Immunizations", &self.immunizations, |i| {
+                i.vaccine_code.as_deref()
+            }),
+            absence("Procedures", &self.procedures, |p| p.code.as_deref()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
 
-    let name = match &patient {
-        Some(p) => fhir_client::name::patient_display_name(p),
-        None => format!("patient {patient_id}"),
-    };
-    let banner = match (&patient, context.should_show_patient_banner()) {
-        (Some(p), true) => Some(summary::banner(p, name.clone(), now.date_naive())),
-        _ => None,
-    };
-    // Servers that ignore `date` still get the window: older resources are left out here.
-    let mut vitals = vitals;
-    if let Some(Ok(paged)) = &mut vitals {
-        paged
-            .resources
-            .retain(|o| summary::observation_time(o).is_none_or(|at| window.contains(at, now)));
+    /// A sentence for each section whose search stopped before the EHR's last page.
+    fn notes(&self, window: Window) -> Vec<String> {
+        [
+            stopped_early("Vital signs", &self.vitals, window),
+            stopped_early("Recent labs", &self.labs, window),
+            stopped_early("Conditions", &self.conditions, window),
+            stopped_early("Medications", &self.medications, window),
+            stopped_early("Allergies", &self.allergies, window),
+            stopped_early("Immunizations", &self.immunizations, window),
+            stopped_early("Encounters", &self.encounters, window),
+            stopped_early("Reported medications", &self.statements, window),
+            stopped_early("Procedures", &self.procedures, window),
+            stopped_early("Diagnostic reports", &self.reports, window),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
-    let other_vitals = match &vitals {
-        Some(Ok(paged)) => summary::other_vital_rows(&vital_signs(&paged.resources)),
-        _ => Vec::new(),
-    };
-    fn absence<R>(
-        title: &str,
-        result: &Option<Result<Paged<R>, FhirError>>,
-        code: impl Fn(&R) -> Option<&fhir_client::r4::CodeableConcept>,
-    ) -> Option<(String, crate::absence::Recorded)> {
-        let Some(Ok(paged)) = result else { return None };
-        summary::absence_in(&paged.resources, code).map(|r| (title.to_owned(), r))
-    }
-    use fhir_client::r4::MedicationRequestMedication as M;
-    let absences: Vec<(String, crate::absence::Recorded)> = [
-        absence("Allergies", &allergies, |a| a.code.as_deref()),
-        absence("Active conditions", &conditions, |c| c.code.as_deref()),
-        absence("Active medications", &medications, |m| {
-            match m.medication.as_ref() {
-                Some(M::CodeableConcept(c)) => Some(c),
-                _ => None,
-            }
-        }),
-        absence("Active medications", &statements, |m| {
-            match m.medication.as_ref() {
-                Some(fhir_client::r4::MedicationStatementMedication::CodeableConcept(c)) => Some(c),
-                _ => None,
-            }
-        }),
-        absence("Immunizations", &immunizations, |i| i.vaccine_code.as_deref()),
-        absence("Procedures", &procedures, |p| p.code.as_deref()),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let notes: Vec<String> = [
-        stopped_early("Vital signs", &vitals, window),
-        stopped_early("Recent labs", &labs, window),
-        stopped_early("Conditions", &conditions, window),
-        stopped_early("Medications", &medications, window),
-        stopped_early("Allergies", &allergies, window),
-        stopped_early("Immunizations", &immunizations, window),
-        stopped_early("Encounters", &encounters, window),
-        stopped_early("Reported medications", &statements, window),
-        stopped_early("Procedures", &procedures, window),
-        stopped_early("Diagnostic reports", &reports, window),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let summary = Summary {
-        patient_name: name,
-        banner,
-        vitals: to_section(vitals, vital_charts),
-        other_vitals,
-        window,
-        notes,
-        absences,
-        labs: to_section(labs, |labs| lab_rows(labs, lab_units)),
-        resolved_conditions: match &conditions {
+
+    /// The page: the banner (when the launch asks for one), each section's rows or why it has none.
+    fn into_summary(
+        mut self,
+        patient_id: &str,
+        show_banner: bool,
+        window: Window,
+        now: chrono::DateTime<chrono::Utc>,
+        lab_units: crate::units::LabUnits,
+    ) -> Summary {
+        let reading = self.reading();
+        let absences = self.absences();
+        let notes = self.notes(window);
+        let patient = match self.patient.take() {
+            Some(Ok(read)) => Some(read.resource),
+            _ => None,
+        };
+        let name = match &patient {
+            Some(p) => fhir_client::name::patient_display_name(p),
+            None => format!("patient {patient_id}"),
+        };
+        let banner = match (&patient, show_banner) {
+            (Some(p), true) => Some(summary::banner(p, name.clone(), now.date_naive())),
+            _ => None,
+        };
+        // Servers that ignore `date` still get the window: older resources are left out here.
+        if let Some(Ok(paged)) = &mut self.vitals {
+            paged
+                .resources
+                .retain(|o| summary::observation_time(o).is_none_or(|at| window.contains(at, now)));
+        }
+        let other_vitals = match &self.vitals {
+            Some(Ok(paged)) => summary::other_vital_rows(&vital_signs(&paged.resources)),
+            _ => Vec::new(),
+        };
+        let resolved_conditions = match &self.conditions {
             Some(Ok(paged)) => summary::resolved_condition_rows(&paged.resources),
             _ => Vec::new(),
-        },
-        conditions: to_section(conditions, summary::condition_rows),
-        medications: to_section(medications, summary::medication_rows),
-        medication_statements: to_section(statements, summary::statement_rows),
-        procedures: to_section(procedures, summary::procedure_rows),
-        reports: to_section_with(reports, |paged| {
-            summary::report_rows(&paged.resources, &paged.included, lab_units)
-        }),
-        allergies: to_section(allergies, summary::allergy_rows),
-        immunizations: to_section(immunizations, summary::immunization_rows),
-        encounters: to_section(encounters, summary::encounter_rows),
-        reading,
-    };
-    let current = tokens.tokens().await;
-    let renewed_tokens = (current.access_token != record.tokens().access_token).then_some(current);
-    Ok(Fetched {
-        summary,
-        renewed_tokens,
-    })
+        };
+        Summary {
+            patient_name: name,
+            banner,
+            vitals: to_section(self.vitals, vital_charts),
+            other_vitals,
+            window,
+            notes,
+            absences,
+            labs: to_section(self.labs, |labs| lab_rows(labs, lab_units)),
+            resolved_conditions,
+            conditions: to_section(self.conditions, summary::condition_rows),
+            medications: to_section(self.medications, summary::medication_rows),
+            medication_statements: to_section(self.statements, summary::statement_rows),
+            procedures: to_section(self.procedures, summary::procedure_rows),
+            reports: to_section_with(self.reports, |paged| {
+                summary::report_rows(&paged.resources, &paged.included, lab_units)
+            }),
+            allergies: to_section(self.allergies, summary::allergy_rows),
+            immunizations: to_section(self.immunizations, summary::immunization_rows),
+            encounters: to_section(self.encounters, summary::encounter_rows),
+            reading,
+        }
+    }
 }
 
 /// The vital-sign charts, drawn (the search may return other categories: they are left out).
