@@ -206,6 +206,11 @@ where
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+/// An authorization request, checked in this order: the parameters parse and none is repeated; the app and its
+/// redirect URI are known ([`verified_app`]: a failure is a page, since nothing may be sent to a redirect URI not
+/// yet verified); the OAuth and SMART parameters ([`pending_authorization`]: a failure goes back to the app as an
+/// `error` on its redirect URI); then the pending authorization is stored and the browser sent to its first step
+/// ([`begin`]).
 fn start(auth: &AuthServer, headers: &HeaderMap, raw: &[u8]) -> Result<Response, AuthorizeError> {
     let params = Params::parse(raw).map_err(|m| page("Invalid request", m))?;
     let single = [
@@ -226,6 +231,23 @@ fn start(auth: &AuthServer, headers: &HeaderMap, raw: &[u8]) -> Result<Response,
             format!("The parameter {name} appears more than once."),
         ));
     }
+    let app = verified_app(auth, &params)?;
+    let pending = pending_authorization(auth, &params, app)?;
+    begin(auth, headers, &pending)
+}
+
+/// The app an authorization request is from, once its client id and redirect URI are known to match.
+struct VerifiedApp<'a> {
+    client: std::sync::Arc<RegisteredClient>,
+    redirect_uri: &'a str,
+    /// The EHR launch named by `launch`, taken (single use).
+    launch: Option<EhrLaunch>,
+    /// The failure this launch or client is set to simulate.
+    fail: Option<SimulatedFailure>,
+}
+
+/// The client and its exact redirect URI (a launch id is taken here too: it may carry a simulated failure).
+fn verified_app<'a>(auth: &AuthServer, params: &'a Params) -> Result<VerifiedApp<'a>, AuthorizeError> {
     let client_id = params.get("client_id").ok_or_else(|| {
         page(
             "Unknown app",
@@ -261,7 +283,27 @@ fn start(auth: &AuthServer, headers: &HeaderMap, raw: &[u8]) -> Result<Response,
             ),
         ));
     }
+    Ok(VerifiedApp {
+        client,
+        redirect_uri,
+        launch,
+        fail,
+    })
+}
 
+/// The authorization to walk the user through, from the request's OAuth and SMART parameters, in order:
+/// `response_type`, `state`, `aud`, `scope`, PKCE, the launch context.
+fn pending_authorization(
+    auth: &AuthServer,
+    params: &Params,
+    app: VerifiedApp<'_>,
+) -> Result<PendingAuthorization, AuthorizeError> {
+    let VerifiedApp {
+        client,
+        redirect_uri,
+        launch,
+        fail,
+    } = app;
     let state_param = params.get("state").map(str::to_owned);
     let back = |error: &'static str, description: String| AuthorizeError::Redirect {
         redirect_uri: redirect_uri.to_owned(),
@@ -290,46 +332,13 @@ fn start(auth: &AuthServer, headers: &HeaderMap, raw: &[u8]) -> Result<Response,
             "state is missing; send a random state value and check it on return.".to_owned(),
         ));
     };
-    let base = auth.fhir_base().as_str().trim_end_matches('/');
-    match params.get("aud") {
-        Some(aud) if aud.trim_end_matches('/') == base => {}
-        Some(aud) => {
-            return Err(back(
-                "invalid_request",
-                format!("aud={aud} is not this server; aud must be the FHIR base URL {base}."),
-            ));
-        }
-        None => {
-            return Err(back(
-                "invalid_request",
-                format!("aud is missing; send aud={base} (the FHIR base URL)."),
-            ));
-        }
-    }
-    let scope_text = params.get("scope").ok_or_else(|| {
-        back(
-            "invalid_scope",
-            "scope is missing; ask for the scopes the app needs.".to_owned(),
-        )
-    })?;
-    let requested = ScopeSet::parse(scope_text).map_err(|e| back("invalid_scope", e.to_string()))?;
-    if fail == Some(SimulatedFailure::InvalidScope) {
-        return Err(back(
-            "invalid_scope",
-            "The requested scope is refused (simulated failure invalid_scope).".to_owned(),
-        ));
-    }
-    if scopes::grant_interactive(&requested).is_empty() {
-        return Err(back(
-            "invalid_scope",
-            format!("None of the requested scopes ({scope_text}) can be granted here."),
-        ));
-    }
-    let code_challenge = check_pkce(&params, &client).map_err(|m| back("invalid_request", m))?;
-    let launch = check_launch(&params, launch, &requested, &client).map_err(|(e, m)| back(e, m))?;
+    check_aud(auth, params).map_err(|m| back("invalid_request", m))?;
+    let requested = requested_scopes(params, fail).map_err(|m| back("invalid_scope", m))?;
+    let code_challenge = check_pkce(params, &client).map_err(|m| back("invalid_request", m))?;
+    let launch = check_launch(params, launch, &requested, &client).map_err(|(e, m)| back(e, m))?;
 
     let wants_encounter = requested.contains(&Scope::LaunchEncounter);
-    let pending = PendingAuthorization {
+    Ok(PendingAuthorization {
         client_id: client.id.clone(),
         redirect_uri: redirect_uri.to_owned(),
         state: state_value,
@@ -344,7 +353,45 @@ fn start(auth: &AuthServer, headers: &HeaderMap, raw: &[u8]) -> Result<Response,
         encounter_done: !wants_encounter || launch.as_ref().is_some_and(|l| l.encounter.is_some()),
         launch,
         fail,
-    };
+    })
+}
+
+/// `aud` must name this server's FHIR base (SMART App Launch 2.2, "aud").
+fn check_aud(auth: &AuthServer, params: &Params) -> Result<(), String> {
+    let base = auth.fhir_base().as_str().trim_end_matches('/');
+    match params.get("aud") {
+        Some(aud) if aud.trim_end_matches('/') == base => Ok(()),
+        Some(aud) => Err(format!(
+            "aud={aud} is not this server; aud must be the FHIR base URL {base}."
+        )),
+        None => Err(format!("aud is missing; send aud={base} (the FHIR base URL).")),
+    }
+}
+
+/// The scopes asked for, when at least one of them can be granted here.
+fn requested_scopes(params: &Params, fail: Option<SimulatedFailure>) -> Result<ScopeSet, String> {
+    let scope_text = params
+        .get("scope")
+        .ok_or_else(|| "scope is missing; ask for the scopes the app needs.".to_owned())?;
+    let requested = ScopeSet::parse(scope_text).map_err(|e| e.to_string())?;
+    if fail == Some(SimulatedFailure::InvalidScope) {
+        return Err("The requested scope is refused (simulated failure invalid_scope).".to_owned());
+    }
+    if scopes::grant_interactive(&requested).is_empty() {
+        return Err(format!(
+            "None of the requested scopes ({scope_text}) can be granted here."
+        ));
+    }
+    Ok(requested)
+}
+
+/// Stores `pending` under a new transaction id bound to the browser (its cookie set here when it had none) and
+/// sends the browser to the first step.
+fn begin(
+    auth: &AuthServer,
+    headers: &HeaderMap,
+    pending: &PendingAuthorization,
+) -> Result<Response, AuthorizeError> {
     let (browser, new_cookie) = match browser_cookie(headers) {
         Some(value) => (value, false),
         None => (records::random_token(), true),
@@ -356,7 +403,7 @@ fn start(auth: &AuthServer, headers: &HeaderMap, raw: &[u8]) -> Result<Response,
         &txn,
         &records::hash_secret(&browser),
         &csrf,
-        &pending,
+        pending,
         records::now_ms() + PENDING_TTL_MS,
         auth.limits(),
     )?;

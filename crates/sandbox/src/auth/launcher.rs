@@ -18,6 +18,7 @@ use crate::{
     config::SimulatedFailure,
     error::SandboxError,
     pages::{self, Choice, ClientRow, HomeView},
+    store::Store,
 };
 
 /// How long a `launch` id stays valid: long enough for the browser to reach the app and the app to send its
@@ -137,11 +138,36 @@ impl From<SandboxError> for LaunchError {
     }
 }
 
+/// A launch from the launcher's form, in order: which app ([`launch_target`]: only a registered launch URL);
+/// the context, each part checked against the store ([`launch_context`]); then the launch record stored under a
+/// new id and the app's launch URL with `iss` and `launch`.
 fn launch_inner(state: &SandboxState, query: &str) -> Result<Url, LaunchError> {
     let params = Params::parse(query.as_bytes()).map_err(LaunchError::Bad)?;
     let auth = state.auth();
-    let clients = auth.clients();
-    let (launch_uri, client_id) = match (params.get("launch_uri"), params.get("client_id")) {
+    let (launch_uri, client_id) = launch_target(&auth.clients(), &params)?;
+    let record = launch_context(state.store(), &params, client_id)?;
+    let id = records::random_token();
+    records::insert_launch(
+        store_of(state),
+        &id,
+        &record,
+        records::now_ms() + LAUNCH_TTL_MS,
+        auth.limits(),
+    )?;
+    let mut location = launch_uri;
+    location
+        .query_pairs_mut()
+        .append_pair("iss", auth.fhir_base().as_str().trim_end_matches('/'))
+        .append_pair("launch", &id);
+    Ok(location)
+}
+
+/// The launch URL and the client it belongs to, from `launch_uri` or `client_id`.
+fn launch_target(
+    clients: &[super::ClientSummary],
+    params: &Params,
+) -> Result<(Url, Option<String>), LaunchError> {
+    match (params.get("launch_uri"), params.get("client_id")) {
         (Some(uri), _) => {
             let url = Url::parse(uri)
                 .map_err(|e| LaunchError::Bad(format!("launch_uri is not an absolute URL ({e}).")))?;
@@ -156,7 +182,7 @@ fn launch_inner(state: &SandboxState, query: &str) -> Result<Url, LaunchError> {
                     "{url} is not a registered client's launch URL; register it with `--client '…,launch={url}'`."
                 )));
             };
-            (url, Some(owner))
+            Ok((url, Some(owner)))
         }
         (None, Some(id)) => {
             let client = clients
@@ -168,15 +194,21 @@ fn launch_inner(state: &SandboxState, query: &str) -> Result<Url, LaunchError> {
                     "Client {id} has no launch URL; register it with `launch=URL`."
                 ))
             })?;
-            (url, Some(id.to_owned()))
+            Ok((url, Some(id.to_owned())))
         }
-        (None, None) => {
-            return Err(LaunchError::Bad(
-                "Give launch_uri=… or client_id=… to launch.".to_owned(),
-            ));
-        }
-    };
-    let store = state.store();
+        (None, None) => Err(LaunchError::Bad(
+            "Give launch_uri=… or client_id=… to launch.".to_owned(),
+        )),
+    }
+}
+
+/// The launch's context: the patient, the encounter (which must be that patient's), the practitioner (or the
+/// first one), a simulated failure, the banner flag, `fhirContext` references and the intent.
+fn launch_context(
+    store: &Store,
+    params: &Params,
+    client_id: Option<String>,
+) -> Result<EhrLaunch, LaunchError> {
     let patient = params.get("patient").map(str::to_owned);
     if let Some(id) = &patient
         && store.read("Patient", id)?.is_none()
@@ -185,21 +217,7 @@ fn launch_inner(state: &SandboxState, query: &str) -> Result<Url, LaunchError> {
     }
     let encounter = params.get("encounter").map(str::to_owned);
     if let Some(id) = &encounter {
-        let Some(resource) = store.read("Encounter", id)? else {
-            return Err(LaunchError::Bad(format!("There is no encounter with id {id}.")));
-        };
-        let subject = resource
-            .pointer("/subject/reference")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if let Some(p) = &patient {
-            let expected = format!("Patient/{p}");
-            if subject != expected && !subject.ends_with(&format!("/{expected}")) {
-                return Err(LaunchError::Bad(format!(
-                    "Encounter {id} does not belong to patient {p}."
-                )));
-            }
-        }
+        check_encounter(store, id, patient.as_deref())?;
     }
     let user = match params.get("practitioner") {
         Some(id) => {
@@ -231,7 +249,7 @@ fn launch_inner(state: &SandboxState, query: &str) -> Result<Url, LaunchError> {
                 .collect()
         })
         .unwrap_or_default();
-    let record = EhrLaunch {
+    Ok(EhrLaunch {
         client_id,
         patient,
         encounter,
@@ -240,21 +258,27 @@ fn launch_inner(state: &SandboxState, query: &str) -> Result<Url, LaunchError> {
         intent: params.get("intent").map(str::to_owned),
         fail,
         fhir_context,
+    })
+}
+
+/// The encounter `id` exists and, when a patient is given, is that patient's.
+fn check_encounter(store: &Store, id: &str, patient: Option<&str>) -> Result<(), LaunchError> {
+    let Some(resource) = store.read("Encounter", id)? else {
+        return Err(LaunchError::Bad(format!("There is no encounter with id {id}.")));
     };
-    let id = records::random_token();
-    records::insert_launch(
-        store_of(state),
-        &id,
-        &record,
-        records::now_ms() + LAUNCH_TTL_MS,
-        auth.limits(),
-    )?;
-    let mut location = launch_uri;
-    location
-        .query_pairs_mut()
-        .append_pair("iss", auth.fhir_base().as_str().trim_end_matches('/'))
-        .append_pair("launch", &id);
-    Ok(location)
+    let subject = resource
+        .pointer("/subject/reference")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if let Some(p) = patient {
+        let expected = format!("Patient/{p}");
+        if subject != expected && !subject.ends_with(&format!("/{expected}")) {
+            return Err(LaunchError::Bad(format!(
+                "Encounter {id} does not belong to patient {p}."
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn store_of(state: &SandboxState) -> &crate::store::Store {

@@ -254,13 +254,48 @@ impl SearchRequest {
     }
 }
 
-/// Parses one `name[:modifier]=value[,value…]` into the ORed conditions it stands for.
+/// Parses one `name[:modifier]=value[,value…]` into the ORed conditions it stands for: the values split
+/// ([`split_values`]), then each read by what the parameter is (`_id` and `_lastUpdated`, which every type has, or
+/// one of the type's declared parameters, [`value_condition`]).
 pub fn parse_condition(
     resource_type: &str,
     name: &str,
     modifier: Option<&str>,
     value: &str,
 ) -> Result<Vec<Condition>, SandboxError> {
+    let values = split_values(name, value)?;
+    let no_modifier = || match modifier {
+        Some(m) => Err(unsupported_modifier(name, m)),
+        None => Ok(()),
+    };
+    match name {
+        "_id" => {
+            no_modifier()?;
+            Ok(values.into_iter().map(|v| Condition::Id(v.to_owned())).collect())
+        }
+        "_lastUpdated" => {
+            no_modifier()?;
+            values
+                .into_iter()
+                .map(|v| {
+                    let (prefix, lo, hi) = parse_date(name, v)?;
+                    Ok(Condition::LastUpdated(prefix, lo, hi))
+                })
+                .collect()
+        }
+        _ => {
+            let param = declared_param(resource_type, name)?;
+            values
+                .into_iter()
+                .map(|v| value_condition(param, modifier, v))
+                .collect()
+        }
+    }
+}
+
+/// A parameter's comma-separated values (ORed), refusing chains, empty values and more than
+/// [`MAX_SEARCH_VALUES`].
+fn split_values<'v>(name: &str, value: &'v str) -> Result<Vec<&'v str>, SandboxError> {
     if name.contains('.') {
         return Err(invalid(format!(
             "chained parameters such as `{name}` are not supported"
@@ -281,101 +316,93 @@ pub fn parse_condition(
             values.len()
         )));
     }
-    let unsupported_modifier = |m: &str| invalid(format!("the modifier `:{m}` is not supported on `{name}`"));
-    match name {
-        "_id" => {
-            if let Some(m) = modifier {
-                return Err(unsupported_modifier(m));
-            }
-            return Ok(values.into_iter().map(|v| Condition::Id(v.to_owned())).collect());
-        }
-        "_lastUpdated" => {
-            if let Some(m) = modifier {
-                return Err(unsupported_modifier(m));
-            }
-            return values
-                .into_iter()
-                .map(|v| {
-                    let (prefix, lo, hi) = parse_date(name, v)?;
-                    Ok(Condition::LastUpdated(prefix, lo, hi))
-                })
-                .collect();
-        }
-        _ => {}
-    }
-    let Some(param) = index::param(resource_type, name) else {
+    Ok(values)
+}
+
+fn unsupported_modifier(name: &str, modifier: &str) -> SandboxError {
+    invalid(format!("the modifier `:{modifier}` is not supported on `{name}`"))
+}
+
+/// `name` as one of `resource_type`'s search parameters; the error lists those it has.
+fn declared_param(resource_type: &str, name: &str) -> Result<&'static SearchParam, SandboxError> {
+    index::param(resource_type, name).ok_or_else(|| {
         let mut known: Vec<&str> = vec!["_id", "_lastUpdated"];
         known.extend(index::params_for(resource_type).iter().map(|p| p.name));
-        return Err(invalid(format!(
+        invalid(format!(
             "`{name}` is not a supported search parameter of {resource_type} (supported: {}; and _count, _offset, _sort, _include, _summary)",
             known.join(", ")
-        )));
-    };
-    values
-        .into_iter()
-        .map(|v| match param.kind {
-            ParamKind::String => {
-                let mode = match modifier {
-                    None => StringMode::Prefix,
-                    Some("exact") => StringMode::Exact,
-                    Some("contains") => StringMode::Contains,
-                    Some(m) => return Err(unsupported_modifier(m)),
-                };
-                let value = if mode == StringMode::Exact {
-                    v.to_owned()
-                } else {
-                    index::normalize(v)
-                };
-                Ok(Condition::Text {
-                    param: param.name,
-                    mode,
-                    value,
-                })
+        ))
+    })
+}
+
+/// One value of a declared parameter as a condition, read by the parameter's kind.
+fn value_condition(
+    param: &'static SearchParam,
+    modifier: Option<&str>,
+    v: &str,
+) -> Result<Condition, SandboxError> {
+    match param.kind {
+        ParamKind::String => {
+            let mode = match modifier {
+                None => StringMode::Prefix,
+                Some("exact") => StringMode::Exact,
+                Some("contains") => StringMode::Contains,
+                Some(m) => return Err(unsupported_modifier(param.name, m)),
+            };
+            let value = if mode == StringMode::Exact {
+                v.to_owned()
+            } else {
+                index::normalize(v)
+            };
+            Ok(Condition::Text {
+                param: param.name,
+                mode,
+                value,
+            })
+        }
+        ParamKind::Token => {
+            let negate = match modifier {
+                None => false,
+                Some("not") => true,
+                Some(m) => return Err(unsupported_modifier(param.name, m)),
+            };
+            let (system, code) = match v.split_once('|') {
+                Some((s, c)) => (Some(s.to_owned()), (!c.is_empty()).then(|| c.to_owned())),
+                None => (None, Some(v.to_owned())),
+            };
+            Ok(Condition::Token {
+                param: param.name,
+                system,
+                code,
+                negate,
+            })
+        }
+        ParamKind::Date => {
+            if let Some(m) = modifier {
+                return Err(unsupported_modifier(param.name, m));
             }
-            ParamKind::Token => {
-                let negate = match modifier {
-                    None => false,
-                    Some("not") => true,
-                    Some(m) => return Err(unsupported_modifier(m)),
-                };
-                let (system, code) = match v.split_once('|') {
-                    Some((s, c)) => (Some(s.to_owned()), (!c.is_empty()).then(|| c.to_owned())),
-                    None => (None, Some(v.to_owned())),
-                };
-                Ok(Condition::Token {
-                    param: param.name,
-                    system,
-                    code,
-                    negate,
-                })
+            let (prefix, lo, hi) = parse_date(param.name, v)?;
+            Ok(Condition::Date {
+                param: param.name,
+                prefix,
+                lo,
+                hi,
+            })
+        }
+        ParamKind::Reference | ParamKind::Compartment => {
+            let target = reference_value(param, modifier, v)?;
+            if param.kind == ParamKind::Compartment {
+                return Ok(match target.split_once('/') {
+                    Some(("Patient", id)) => Condition::Compartment(id.to_owned()),
+                    _ => Condition::Never,
+                });
             }
-            ParamKind::Date => {
-                if let Some(m) = modifier {
-                    return Err(unsupported_modifier(m));
-                }
-                let (prefix, lo, hi) = parse_date(name, v)?;
-                Ok(Condition::Date {
-                    param: param.name,
-                    prefix,
-                    lo,
-                    hi,
-                })
-            }
-            ParamKind::Reference | ParamKind::Compartment => {
-                let target = reference_value(param, modifier, v)?;
-                if param.kind == ParamKind::Compartment {
-                    return Ok(match target.split_once('/') {
-                        Some(("Patient", id)) => Condition::Compartment(id.to_owned()),
-                        _ => Condition::Never,
-                    });
-                }
-                Ok(Condition::Reference {
-                    param: param.name,
-                    target,
-                })
-            }
-        })
-        .collect()
+            Ok(Condition::Reference {
+                param: param.name,
+                target,
+            })
+        }
+    }
 }
 
 fn reference_value(param: &SearchParam, modifier: Option<&str>, v: &str) -> Result<String, SandboxError> {
@@ -793,17 +820,10 @@ fn group_sql(group: &[Condition], drive: bool, sql: &mut String, args: &mut Vec<
     sql.push(')');
 }
 
+/// One condition as SQL on the resource row `r`: a column test, or a test on one of the index tables. With
+/// `drive`, an index condition selects the candidate rows (`r.rid IN (SELECT x.rid …)`); otherwise it is checked
+/// per row (`EXISTS (SELECT 1 … AND x.rid = r.rid)`).
 fn condition_sql(c: &Condition, drive: bool, sql: &mut String, args: &mut Vec<Sql>) {
-    // `drive`: `r.rid IN (SELECT rid …)`; otherwise a correlated `EXISTS (SELECT 1 … AND x.rid = r.rid)`.
-    let open = |table: &str, sql: &mut String| {
-        if drive {
-            sql.push_str(&format!("r.rid IN (SELECT x.rid FROM {table} x WHERE "));
-        } else {
-            sql.push_str(&format!(
-                "EXISTS (SELECT 1 FROM {table} x WHERE x.rid = r.rid AND "
-            ));
-        }
-    };
     match c {
         Condition::Id(id) => {
             sql.push_str("r.id = ?");
@@ -826,24 +846,8 @@ fn condition_sql(c: &Condition, drive: bool, sql: &mut String, args: &mut Vec<Sq
             );
         }
         Condition::Text { param, mode, value } => {
-            open("fhir_idx_string", sql);
-            sql.push_str("x.param = ? AND ");
-            args.push(Sql::Text((*param).to_owned()));
-            match mode {
-                StringMode::Prefix => {
-                    sql.push_str("x.value >= ? AND x.value < ?");
-                    args.push(Sql::Text(value.clone()));
-                    args.push(Sql::Text(format!("{value}\u{10FFFF}")));
-                }
-                StringMode::Exact => {
-                    sql.push_str("x.raw = ?");
-                    args.push(Sql::Text(value.clone()));
-                }
-                StringMode::Contains => {
-                    sql.push_str("instr(x.value, ?) > 0");
-                    args.push(Sql::Text(value.clone()));
-                }
-            }
+            open_index("fhir_idx_string", param, drive, sql, args);
+            text_test(*mode, value, sql, args);
             sql.push(')');
         }
         Condition::Token {
@@ -855,17 +859,20 @@ fn condition_sql(c: &Condition, drive: bool, sql: &mut String, args: &mut Vec<Sq
             if *negate {
                 sql.push_str("NOT ");
             }
-            open("fhir_idx_token", sql);
-            sql.push_str("x.param = ?");
-            args.push(Sql::Text((*param).to_owned()));
+            open_index("fhir_idx_token", param, drive, sql, args);
+            let mut tests = Vec::with_capacity(2);
             if let Some(code) = code {
-                sql.push_str(" AND x.code = ?");
+                tests.push("x.code = ?");
                 args.push(Sql::Text(code.clone()));
             }
             if let Some(system) = system {
-                sql.push_str(" AND x.system = ?");
+                tests.push("x.system = ?");
                 args.push(Sql::Text(system.clone()));
             }
+            if tests.is_empty() {
+                tests.push("1");
+            }
+            sql.push_str(&tests.join(" AND "));
             sql.push(')');
         }
         Condition::Date {
@@ -874,16 +881,13 @@ fn condition_sql(c: &Condition, drive: bool, sql: &mut String, args: &mut Vec<Sq
             lo,
             hi,
         } => {
-            open("fhir_idx_date", sql);
-            sql.push_str("x.param = ? AND ");
-            args.push(Sql::Text((*param).to_owned()));
+            open_index("fhir_idx_date", param, drive, sql, args);
             range_test(*prefix, *lo, *hi, sql, args);
             sql.push(')');
         }
         Condition::Reference { param, target } => {
-            open("fhir_idx_ref", sql);
-            sql.push_str("x.param = ? AND x.target = ?)");
-            args.push(Sql::Text((*param).to_owned()));
+            open_index("fhir_idx_ref", param, drive, sql, args);
+            sql.push_str("x.target = ?)");
             args.push(Sql::Text(target.clone()));
         }
         Condition::CareDate { params, lo, hi } => care_date_sql(params, *lo, *hi, sql, args),
@@ -892,6 +896,39 @@ fn condition_sql(c: &Condition, drive: bool, sql: &mut String, args: &mut Vec<Sq
             args.push(Sql::Text(instant.clone()));
         }
         Condition::Never => sql.push('0'),
+    }
+}
+
+/// Opens a test on the index `table`'s rows of `param` (`x`), ending in `AND ` for the caller's test and its `)`.
+fn open_index(table: &str, param: &str, drive: bool, sql: &mut String, args: &mut Vec<Sql>) {
+    if drive {
+        sql.push_str(&format!("r.rid IN (SELECT x.rid FROM {table} x WHERE "));
+    } else {
+        sql.push_str(&format!(
+            "EXISTS (SELECT 1 FROM {table} x WHERE x.rid = r.rid AND "
+        ));
+    }
+    sql.push_str("x.param = ? AND ");
+    args.push(Sql::Text(param.to_owned()));
+}
+
+/// A string parameter's test on `x`: a prefix of the normalized value (the default), the exact raw value, or a
+/// part of the normalized value.
+fn text_test(mode: StringMode, value: &str, sql: &mut String, args: &mut Vec<Sql>) {
+    match mode {
+        StringMode::Prefix => {
+            sql.push_str("x.value >= ? AND x.value < ?");
+            args.push(Sql::Text(value.to_owned()));
+            args.push(Sql::Text(format!("{value}\u{10FFFF}")));
+        }
+        StringMode::Exact => {
+            sql.push_str("x.raw = ?");
+            args.push(Sql::Text(value.to_owned()));
+        }
+        StringMode::Contains => {
+            sql.push_str("instr(x.value, ?) > 0");
+            args.push(Sql::Text(value.to_owned()));
+        }
     }
 }
 
