@@ -11,10 +11,12 @@
 mod background;
 pub mod index;
 mod numbers;
+mod reindex;
 pub mod search;
 mod write;
 
 pub use numbers::{NumberTexts, Sent};
+pub use reindex::{Reindexed, index_version};
 pub use write::{ResourceRow, Written};
 pub(crate) use write::{
     current_row, delete_resource, older_versions, put_resource, put_sent, rows_by_rid, version_row,
@@ -129,10 +131,11 @@ impl Store {
                 source,
             })?;
         }
-        let writer = open_connection(path)?;
+        let mut writer = open_connection(path)?;
         writer.execute_batch(SCHEMA)?;
         writer.execute_batch(INDEXES)?;
         drop_value_statistics(&writer)?;
+        reindex::reindex_if_changed(&mut writer)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 file: file_id(path),
@@ -518,6 +521,78 @@ mod tests {
             .with_reader(|c| Ok::<_, SandboxError>(recompiles_across_patients(c)))
             .unwrap();
         assert_eq!(recompiled, 0);
+    }
+
+    fn names_indexed(store: &Store) -> i64 {
+        store
+            .with_conn(|c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM fhir_idx_string WHERE param = 'family'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap()
+    }
+
+    fn family_search(store: &Store, family: &str) -> usize {
+        let pairs = vec![("family".to_owned(), family.to_owned())];
+        let request = search::SearchRequest::parse("Patient", &pairs).unwrap();
+        store
+            .with_reader(|c| search::execute(c, &request, &search::Restriction::default()))
+            .unwrap()
+            .matches
+            .len()
+    }
+
+    #[test]
+    fn the_index_is_rebuilt_at_start_when_the_search_parameters_changed_and_only_then() {
+        let (dir, store) = temp_store();
+        store.ensure_populated(3, 42).unwrap();
+        let recorded = |s: &Store| -> String {
+            s.with_conn(|c| {
+                c.query_row("SELECT value FROM fhir_meta WHERE key = 'index'", [], |r| {
+                    r.get(0)
+                })
+            })
+            .unwrap()
+        };
+        assert_eq!(recorded(&store), index_version());
+        let indexed = names_indexed(&store);
+        assert!(indexed >= 3);
+        let patient = store.find_patients("", 1).unwrap().remove(0);
+        let family = patient["name"][0]["family"].as_str().unwrap().to_owned();
+        assert!(family_search(&store, &family) >= 1);
+
+        // Same version: a start does not index again (the rows removed here stay removed).
+        store
+            .with_conn(|c| c.execute("DELETE FROM fhir_idx_string WHERE param = 'family'", []))
+            .unwrap();
+        drop(store);
+        let store = Store::open(&dir.path().join("sandbox.db")).unwrap();
+        assert_eq!(names_indexed(&store), 0);
+        assert_eq!(family_search(&store, &family), 0);
+
+        // A database whose index an older parameter table wrote (here: one without `family`): rebuilt at start.
+        store
+            .with_conn(|c| c.execute("UPDATE fhir_meta SET value = 'older' WHERE key = 'index'", []))
+            .unwrap();
+        drop(store);
+        let store = Store::open(&dir.path().join("sandbox.db")).unwrap();
+        assert_eq!(names_indexed(&store), indexed);
+        assert!(family_search(&store, &family) >= 1);
+        assert_eq!(recorded(&store), index_version());
+
+        // One written before versions were recorded: rebuilt too.
+        store
+            .with_conn(|c| c.execute("DELETE FROM fhir_meta WHERE key = 'index'", []))
+            .unwrap();
+        store
+            .with_conn(|c| c.execute("DELETE FROM fhir_idx_string", []))
+            .unwrap();
+        drop(store);
+        let store = Store::open(&dir.path().join("sandbox.db")).unwrap();
+        assert_eq!(names_indexed(&store), indexed);
     }
 
     #[test]

@@ -404,7 +404,7 @@ fn clear_index(conn: &Connection, rid: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn insert_index(conn: &Connection, rid: i64, rows: &IndexRows) -> rusqlite::Result<()> {
+pub(super) fn insert_index(conn: &Connection, rid: i64, rows: &IndexRows) -> rusqlite::Result<()> {
     if !rows.strings.is_empty() {
         let mut stmt = conn.prepare_cached(
             "INSERT OR IGNORE INTO fhir_idx_string (rid, param, value, raw) VALUES (?1, ?2, ?3, ?4)",
