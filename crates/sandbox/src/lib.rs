@@ -7,7 +7,6 @@ pub mod error;
 pub mod fhir;
 pub mod generate;
 pub mod import;
-mod pages;
 pub mod persona;
 pub mod serve;
 mod server;

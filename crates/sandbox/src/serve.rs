@@ -77,7 +77,7 @@ impl Default for ServerLimits {
 /// `X-Content-Type-Options: nosniff` itself.
 fn overloaded(wants_html: bool, why: &str) -> Response {
     let mut response = if wants_html {
-        let page = crate::pages::error_page("The sandbox is busy", why);
+        let page = crate::auth::pages::error_page("The sandbox is busy", why);
         (StatusCode::SERVICE_UNAVAILABLE, Html(page.into_string())).into_response()
     } else {
         crate::fhir::overload_outcome(why)

@@ -19,6 +19,7 @@ use url::Url;
 use super::{
     AuthServer,
     clients::RegisteredClient,
+    pages::{self, Choice, ConsentView, FormKeys},
     params::Params,
     records::{self, CodeRecord, EhrLaunch, GrantRecord, PendingAuthorization},
     scopes,
@@ -27,7 +28,6 @@ use crate::{
     SandboxState,
     config::{ClientSpec, PkcePolicy, SimulatedFailure},
     error::SandboxError,
-    pages::{self, Choice, ConsentView, FormKeys},
     store::Store,
 };
 

@@ -10,16 +10,11 @@ use serde_json::Value;
 use url::Url;
 
 use super::{
+    pages::{self, Choice, ClientRow, HomeView},
     params::Params,
     records::{self, EhrLaunch},
 };
-use crate::{
-    SandboxState,
-    config::SimulatedFailure,
-    error::SandboxError,
-    pages::{self, Choice, ClientRow, HomeView},
-    store::Store,
-};
+use crate::{SandboxState, config::SimulatedFailure, error::SandboxError, store::Store};
 
 /// How long a `launch` id stays valid: long enough for the browser to reach the app and the app to send its
 /// authorization request, and single use besides (RFC 9700 §4.5-style short-lived one-time values).

@@ -14,6 +14,7 @@ mod introspect;
 mod keys;
 mod launcher;
 mod oauth_error;
+pub(crate) mod pages;
 mod params;
 mod records;
 mod retention;
