@@ -25,6 +25,13 @@ pub struct SandboxState {
     inner: Arc<StateInner>,
 }
 
+/// The authorization server's handlers take only their part of the state (`State<AuthServer>`).
+impl axum::extract::FromRef<SandboxState> for auth::AuthServer {
+    fn from_ref(state: &SandboxState) -> auth::AuthServer {
+        state.auth().clone()
+    }
+}
+
 struct StateInner {
     base: Url,
     store: Store,

@@ -25,7 +25,6 @@ use super::{
     scopes,
 };
 use crate::{
-    SandboxState,
     config::{ClientSpec, PkcePolicy, SimulatedFailure},
     error::SandboxError,
     store::Store,
@@ -169,7 +168,7 @@ fn step_location(txn: &str) -> String {
 
 /// `GET` and `POST /auth/authorize`.
 pub(crate) async fn authorize(
-    State(state): State<SandboxState>,
+    State(auth): State<AuthServer>,
     method: Method,
     headers: HeaderMap,
     uri: Uri,
@@ -180,7 +179,7 @@ pub(crate) async fn authorize(
     } else {
         uri.query().unwrap_or_default().as_bytes().to_vec()
     };
-    if method == Method::POST && !state.auth().persona().accepts_standalone_authorize_post() {
+    if method == Method::POST && !auth.persona().accepts_standalone_authorize_post() {
         let launched = url::form_urlencoded::parse(&raw).any(|(k, _)| k == "launch");
         if !launched {
             return page(
@@ -191,7 +190,7 @@ pub(crate) async fn authorize(
             .into_response();
         }
     }
-    blocking(state.store().clone(), move || start(state.auth(), &headers, &raw)).await
+    blocking(auth.store().clone(), move || start(&auth, &headers, &raw)).await
 }
 
 /// Runs a page's database work through the store's task limit ([`Store::blocking`]), so SQLite never stalls the
@@ -581,24 +580,24 @@ fn parse_form(body: &[u8]) -> Result<Params, AuthorizeError> {
 
 /// `GET /auth/authorize/step?txn=…[&name=…]`: the next page of a pending authorization.
 pub(crate) async fn step(
-    State(state): State<SandboxState>,
+    State(auth): State<AuthServer>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    blocking(state.store().clone(), move || {
+    blocking(auth.store().clone(), move || {
         let params =
             Params::parse(query.unwrap_or_default().as_bytes()).map_err(|m| page("Invalid request", m))?;
         let txn = params
             .get("txn")
             .ok_or_else(|| page("Invalid request", "The page address lacks its sign-in id (txn)."))?;
-        let row = load(state.auth(), &headers, txn)?;
-        render_step(&state, txn, row, params.get("name").unwrap_or_default())
+        let row = load(&auth, &headers, txn)?;
+        render_step(&auth, txn, row, params.get("name").unwrap_or_default())
     })
     .await
 }
 
 fn render_step(
-    state: &SandboxState,
+    auth: &AuthServer,
     txn: &str,
     row: records::PendingRow,
     search: &str,
@@ -606,7 +605,7 @@ fn render_step(
     let mut pending = row.pending;
     let keys = FormKeys { txn, csrf: &row.csrf };
     let requested = ScopeSet::parse_lenient(&pending.scope);
-    let store = state.store();
+    let store = auth.store();
     if pending.user.is_none() {
         // An EHR launch is a clinician's; its preset clinician comes first.
         let hint = pending.launch.as_ref().and_then(|l| l.user.as_deref());
@@ -653,7 +652,7 @@ fn render_step(
                 .map(encounter_choice)
                 .collect();
             if !encounters.is_empty() {
-                let name = resource_name(state, &format!("Patient/{patient}"))?;
+                let name = resource_name(auth, &format!("Patient/{patient}"))?;
                 return Ok(
                     Html(pages::encounter_picker(&keys, &name, &encounters).into_string()).into_response(),
                 );
@@ -661,14 +660,14 @@ fn render_step(
         }
         // Nothing to choose from: continue without an encounter.
         pending.encounter_done = true;
-        records::update_pending(store_of(state), txn, &pending)?;
+        records::update_pending(auth.store(), txn, &pending)?;
     }
     let user = match &pending.user {
-        Some(reference) => resource_name(state, reference)?,
+        Some(reference) => resource_name(auth, reference)?,
         None => String::new(),
     };
     let patient = match &pending.patient {
-        Some(id) => Some(resource_name(state, &format!("Patient/{id}"))?),
+        Some(id) => Some(resource_name(auth, &format!("Patient/{id}"))?),
         None => None,
     };
     let words: Vec<String> = requested.iter().map(scopes::describe).collect();
@@ -681,15 +680,11 @@ fn render_step(
     Ok(Html(pages::consent(&keys, &view).into_string()).into_response())
 }
 
-fn store_of(state: &SandboxState) -> &crate::store::Store {
-    state.auth().store()
-}
-
-fn resource_name(state: &SandboxState, reference: &str) -> Result<String, AuthorizeError> {
+fn resource_name(auth: &AuthServer, reference: &str) -> Result<String, AuthorizeError> {
     let Some((kind, id)) = reference.split_once('/') else {
         return Ok(reference.to_owned());
     };
-    Ok(match state.store().read(kind, id)? {
+    Ok(match auth.store().read(kind, id)? {
         Some(resource) => pages::display_name(&resource),
         None => reference.to_owned(),
     })
@@ -733,41 +728,41 @@ fn encounter_choice(resource: &Value) -> Choice {
 }
 
 /// `POST /auth/authorize/login` (`txn`, `csrf`, `user` = `Patient/{id}` or `Practitioner/{id}`).
-pub(crate) async fn login(State(state): State<SandboxState>, headers: HeaderMap, body: Bytes) -> Response {
-    record_choice(state, headers, body, choose_user).await
+pub(crate) async fn login(State(auth): State<AuthServer>, headers: HeaderMap, body: Bytes) -> Response {
+    record_choice(auth, headers, body, choose_user).await
 }
 
 /// `POST /auth/authorize/patient` (`txn`, `csrf`, `patient` = a Patient id).
 pub(crate) async fn choose_patient(
-    State(state): State<SandboxState>,
+    State(auth): State<AuthServer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    record_choice(state, headers, body, choose_patient_record).await
+    record_choice(auth, headers, body, choose_patient_record).await
 }
 
 /// `POST /auth/authorize/encounter` (`txn`, `csrf`, `encounter` = an Encounter id of the patient, or `none`).
 pub(crate) async fn choose_encounter(
-    State(state): State<SandboxState>,
+    State(auth): State<AuthServer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    record_choice(state, headers, body, choose_encounter_record).await
+    record_choice(auth, headers, body, choose_encounter_record).await
 }
 
 /// One choice on the way to consent, recorded in its pending authorization.
-type Choose = fn(&SandboxState, &Params, &mut PendingAuthorization) -> Result<(), AuthorizeError>;
+type Choose = fn(&AuthServer, &Params, &mut PendingAuthorization) -> Result<(), AuthorizeError>;
 
 /// What the sign-in, patient and encounter steps share: read the form, find its pending authorization (the
 /// form's CSRF token checked by [`load_form`]), let `choose` check and record the choice, store it, and send the
 /// browser to the next step.
-async fn record_choice(state: SandboxState, headers: HeaderMap, body: Bytes, choose: Choose) -> Response {
-    blocking(state.store().clone(), move || {
+async fn record_choice(auth: AuthServer, headers: HeaderMap, body: Bytes, choose: Choose) -> Response {
+    blocking(auth.store().clone(), move || {
         let form = parse_form(&body)?;
-        let (txn, row) = load_form(state.auth(), &headers, &form)?;
+        let (txn, row) = load_form(&auth, &headers, &form)?;
         let mut pending = row.pending;
-        choose(&state, &form, &mut pending)?;
-        records::update_pending(store_of(&state), &txn, &pending)?;
+        choose(&auth, &form, &mut pending)?;
+        records::update_pending(auth.store(), &txn, &pending)?;
         Ok(see_other(&step_location(&txn)))
     })
     .await
@@ -775,7 +770,7 @@ async fn record_choice(state: SandboxState, headers: HeaderMap, body: Bytes, cho
 
 /// The sandbox user to sign in as; a patient signs in to their own record only.
 fn choose_user(
-    state: &SandboxState,
+    auth: &AuthServer,
     form: &Params,
     pending: &mut PendingAuthorization,
 ) -> Result<(), AuthorizeError> {
@@ -791,7 +786,7 @@ fn choose_user(
                 "The user must be Patient/{id} or Practitioner/{id}.",
             )
         })?;
-    if state.store().read(kind, id)?.is_none() {
+    if auth.store().read(kind, id)?.is_none() {
         return Err(page(
             "Unknown user",
             format!("There is no {kind} with id {id} in this sandbox."),
@@ -812,14 +807,14 @@ fn choose_user(
 
 /// The patient in context, chosen once.
 fn choose_patient_record(
-    state: &SandboxState,
+    auth: &AuthServer,
     form: &Params,
     pending: &mut PendingAuthorization,
 ) -> Result<(), AuthorizeError> {
     let patient = form
         .get("patient")
         .ok_or_else(|| page("Choose a patient", "Choose a patient."))?;
-    if state.store().read("Patient", patient)?.is_none() {
+    if auth.store().read("Patient", patient)?.is_none() {
         return Err(page(
             "Unknown patient",
             format!("There is no patient with id {patient} in this sandbox."),
@@ -839,7 +834,7 @@ fn choose_patient_record(
 
 /// The encounter in context: one of the patient's, or none.
 fn choose_encounter_record(
-    state: &SandboxState,
+    auth: &AuthServer,
     form: &Params,
     pending: &mut PendingAuthorization,
 ) -> Result<(), AuthorizeError> {
@@ -847,7 +842,7 @@ fn choose_encounter_record(
         .get("encounter")
         .ok_or_else(|| page("Choose an encounter", "Choose an encounter, or No encounter."))?;
     if choice != "none" {
-        let encounter = state.store().read("Encounter", choice)?;
+        let encounter = auth.store().read("Encounter", choice)?;
         let subject = encounter
             .as_ref()
             .and_then(|e| e.pointer("/subject/reference"))
@@ -869,11 +864,10 @@ fn choose_encounter_record(
 }
 
 /// `POST /auth/authorize/consent` (`txn`, `csrf`, `decision` = `approve` or `deny`).
-pub(crate) async fn consent(State(state): State<SandboxState>, headers: HeaderMap, body: Bytes) -> Response {
-    blocking(state.store().clone(), move || {
-        let auth = state.auth();
+pub(crate) async fn consent(State(auth): State<AuthServer>, headers: HeaderMap, body: Bytes) -> Response {
+    blocking(auth.store().clone(), move || {
         let form = parse_form(&body)?;
-        let (txn, row) = load_form(auth, &headers, &form)?;
+        let (txn, row) = load_form(&auth, &headers, &form)?;
         let pending = row.pending;
         let approve = match form.get("decision") {
             Some("approve") => true,
@@ -902,7 +896,7 @@ pub(crate) async fn consent(State(state): State<SandboxState>, headers: HeaderMa
             ];
             return Ok(redirect_to_app(&pending.redirect_uri, &pairs));
         }
-        let code = issue_code(auth, pending.clone(), &requested)?;
+        let code = issue_code(&auth, pending.clone(), &requested)?;
         Ok(redirect_to_app(
             &pending.redirect_uri,
             &[("code", code), state_pair],

@@ -1,11 +1,12 @@
 //! `{base}/.well-known/smart-configuration` (the SMART 2.2 discovery document) and
 //! `{issuer}/.well-known/openid-configuration` (OpenID Connect Discovery 1.0), each as the persona publishes it.
 
+use super::AuthServer;
 use axum::{Json, extract::State, response::IntoResponse};
 use serde_json::json;
 use smart_launch::{SmartConfigurationDocument, well_known::strings};
 
-use crate::{SandboxState, persona::Persona};
+use crate::persona::Persona;
 
 /// The SMART capabilities this server implements, by the names of SMART App Launch 2.2's normative list
 /// (`context-banner` and `context-style`, which some of the IG's own examples spell `context-passthrough-…`).
@@ -105,8 +106,7 @@ const EPIC_CAPABILITIES: &[&str] = &[
     "sso-openid-connect",
 ];
 
-pub(crate) async fn smart_configuration(State(state): State<SandboxState>) -> impl IntoResponse {
-    let auth = state.auth();
+pub(crate) async fn smart_configuration(State(auth): State<AuthServer>) -> impl IntoResponse {
     let e = auth.endpoints();
     let url = |u: &url::Url| Some(u.as_str().to_owned());
     let common = SmartConfigurationDocument {
@@ -169,8 +169,7 @@ pub(crate) async fn smart_configuration(State(state): State<SandboxState>) -> im
 }
 
 /// `{issuer}/.well-known/openid-configuration`: the OpenID Provider metadata of the id_token issuer.
-pub(crate) async fn openid_configuration(State(state): State<SandboxState>) -> impl IntoResponse {
-    let auth = state.auth();
+pub(crate) async fn openid_configuration(State(auth): State<AuthServer>) -> impl IntoResponse {
     let e = auth.endpoints();
     let document = match auth.persona() {
         Persona::Smart => json!({

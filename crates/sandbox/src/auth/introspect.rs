@@ -16,16 +16,11 @@ use super::{
     records::{self, TokenKind, TokenState},
     token::authenticated_client,
 };
-use crate::SandboxState;
 
 /// `POST /auth/introspect` (`token`): the caller authenticates as a confidential client or with a valid bearer
 /// token.
-pub(crate) async fn introspect(
-    State(state): State<SandboxState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    match introspect_inner(state.auth(), &headers, &body).await {
+pub(crate) async fn introspect(State(auth): State<AuthServer>, headers: HeaderMap, body: Bytes) -> Response {
+    match introspect_inner(&auth, &headers, &body).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
@@ -120,8 +115,8 @@ fn inactive() -> Response {
 
 /// `POST /auth/revoke` (`token`, optional `token_type_hint`): the client authenticates as at the token endpoint.
 /// Revoking a refresh token also revokes the access tokens of its grant. Unknown tokens answer 200 too (RFC 7009).
-pub(crate) async fn revoke(State(state): State<SandboxState>, headers: HeaderMap, body: Bytes) -> Response {
-    match revoke_inner(state.auth(), &headers, &body).await {
+pub(crate) async fn revoke(State(auth): State<AuthServer>, headers: HeaderMap, body: Bytes) -> Response {
+    match revoke_inner(&auth, &headers, &body).await {
         Ok(()) => (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")]).into_response(),
         Err(err) => err.into_response(),
     }

@@ -10,11 +10,12 @@ use serde_json::Value;
 use url::Url;
 
 use super::{
+    AuthServer,
     pages::{self, Choice, ClientRow, HomeView},
     params::Params,
     records::{self, EhrLaunch},
 };
-use crate::{SandboxState, config::SimulatedFailure, error::SandboxError, store::Store};
+use crate::{config::SimulatedFailure, error::SandboxError, store::Store};
 
 /// How long a `launch` id stays valid: long enough for the browser to reach the app and the app to send its
 /// authorization request, and single use besides (RFC 9700 §4.5-style short-lived one-time values).
@@ -55,22 +56,21 @@ fn choice(resource: &Value) -> Choice {
 }
 
 /// `GET /`: the registered clients and a launch form.
-pub(crate) async fn home(State(state): State<SandboxState>) -> Response {
-    let store = state.store().clone();
+pub(crate) async fn home(State(auth): State<AuthServer>) -> Response {
+    let store = auth.store().clone();
     store
-        .blocking(move |_| Ok::<_, SandboxError>(home_page(&state)))
+        .blocking(move |_| Ok::<_, SandboxError>(home_page(&auth)))
         .await
         .unwrap_or_else(|e| internal(&e))
 }
 
-fn home_page(state: &SandboxState) -> Response {
-    let store = state.store();
+fn home_page(auth: &AuthServer) -> Response {
+    let store = auth.store();
     let (patients, practitioners) = match (store.find_patients("", 100), store.list_practitioners(50)) {
         (Ok(p), Ok(r)) => (p, r),
         (Err(e), _) | (_, Err(e)) => return internal(&e),
     };
-    let clients: Vec<ClientRow> = state
-        .auth()
+    let clients: Vec<ClientRow> = auth
         .clients()
         .into_iter()
         .map(|c| ClientRow {
@@ -92,7 +92,7 @@ fn home_page(state: &SandboxState) -> Response {
     let patients: Vec<Choice> = patients.iter().map(choice).collect();
     let practitioners: Vec<Choice> = practitioners.iter().map(choice).collect();
     let view = HomeView {
-        fhir_base: state.fhir_base().as_str(),
+        fhir_base: auth.fhir_base().as_str(),
         clients: &clients,
         patients: &patients,
         practitioners: &practitioners,
@@ -103,10 +103,10 @@ fn home_page(state: &SandboxState) -> Response {
 
 /// `GET /launcher?launch_uri=…|client_id=…[&patient=…][&encounter=…][&practitioner=…][&fail=…]
 /// [&need_patient_banner=false][&intent=…][&fhir_context=Type/id,…]`.
-pub(crate) async fn launch(State(state): State<SandboxState>, RawQuery(query): RawQuery) -> Response {
-    let store = state.store().clone();
+pub(crate) async fn launch(State(auth): State<AuthServer>, RawQuery(query): RawQuery) -> Response {
+    let store = auth.store().clone();
     let outcome = store
-        .blocking(move |_| launch_inner(&state, query.as_deref().unwrap_or_default()))
+        .blocking(move |_| launch_inner(&auth, query.as_deref().unwrap_or_default()))
         .await;
     match outcome {
         Ok(location) => match HeaderValue::from_str(location.as_str()) {
@@ -136,14 +136,13 @@ impl From<SandboxError> for LaunchError {
 /// A launch from the launcher's form, in order: which app ([`launch_target`]: only a registered launch URL);
 /// the context, each part checked against the store ([`launch_context`]); then the launch record stored under a
 /// new id and the app's launch URL with `iss` and `launch`.
-fn launch_inner(state: &SandboxState, query: &str) -> Result<Url, LaunchError> {
+fn launch_inner(auth: &AuthServer, query: &str) -> Result<Url, LaunchError> {
     let params = Params::parse(query.as_bytes()).map_err(LaunchError::Bad)?;
-    let auth = state.auth();
     let (launch_uri, client_id) = launch_target(&auth.clients(), &params)?;
-    let record = launch_context(state.store(), &params, client_id)?;
+    let record = launch_context(auth.store(), &params, client_id)?;
     let id = records::random_token();
     records::insert_launch(
-        store_of(state),
+        auth.store(),
         &id,
         &record,
         records::now_ms() + LAUNCH_TTL_MS,
@@ -274,8 +273,4 @@ fn check_encounter(store: &Store, id: &str, patient: Option<&str>) -> Result<(),
         }
     }
     Ok(())
-}
-
-fn store_of(state: &SandboxState) -> &crate::store::Store {
-    state.store()
 }

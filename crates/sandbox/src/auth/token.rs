@@ -23,7 +23,7 @@ use super::{
     records::{self, CodeLookup, GrantRecord, TokenKind, TokenState},
     scopes,
 };
-use crate::{SandboxState, config::SimulatedFailure, error::SandboxError, persona::Persona};
+use crate::{config::SimulatedFailure, error::SandboxError, persona::Persona};
 
 /// Lifetime of an `offline_access` refresh token.
 const OFFLINE_REFRESH_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
@@ -31,8 +31,8 @@ const OFFLINE_REFRESH_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
 const ONLINE_REFRESH_TTL_MS: i64 = 12 * 3600 * 1000;
 
 /// `POST /auth/token`.
-pub(crate) async fn token(State(state): State<SandboxState>, headers: HeaderMap, body: Bytes) -> Response {
-    match exchange(state.auth(), &headers, &body).await {
+pub(crate) async fn token(State(auth): State<AuthServer>, headers: HeaderMap, body: Bytes) -> Response {
+    match exchange(&auth, &headers, &body).await {
         Ok(response) => response,
         Err(err) => {
             tracing::info!(error = err.error, description = %err.description, "token request refused");
@@ -42,8 +42,8 @@ pub(crate) async fn token(State(state): State<SandboxState>, headers: HeaderMap,
 }
 
 /// `GET /auth/jwks`: the public key that signs id_tokens.
-pub(crate) async fn jwks(State(state): State<SandboxState>) -> Response {
-    match state.auth().signing_key().await {
+pub(crate) async fn jwks(State(auth): State<AuthServer>) -> Response {
+    match auth.signing_key().await {
         Ok(key) => Json(key.jwks()).into_response(),
         Err(err) => OAuthError::server_error(err).into_response(),
     }
