@@ -178,9 +178,9 @@ pub async fn summary(
 
 /// [`summary()`], reporting each FHIR request to `observer` (the launch timeline's step E).
 ///
-/// In order: a client with the session's tokens; every section read at once ([`read_sections`]); the failures
-/// that leave no page to show ([`Reads::page_failure`]); the page assembled from what was read
-/// ([`Reads::into_summary`]); the tokens, if they were renewed on the way.
+/// In order: a client with the session's tokens; every section read at once (`read_sections`); the failures
+/// that leave no page to show (`Reads::page_failure`); the page assembled from what was read
+/// (`Reads::into_summary`); the tokens, if they were renewed on the way.
 pub async fn summary_observed(
     state: &AppState,
     record: &LaunchRecord,

@@ -429,11 +429,12 @@ fn analyze(conn: &Connection) -> Result<(), SandboxError> {
 /// Empties `sqlite_stat4` when it holds samples (a database analyzed before [`analyze`] kept them) and has the
 /// planner reload its statistics.
 fn drop_value_statistics(conn: &Connection) -> Result<(), SandboxError> {
-    let samples: bool = conn.query_row(
+    let table: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sqlite_stat4')",
         [],
         |r| r.get(0),
     )?;
+    let samples = table && conn.query_row("SELECT EXISTS (SELECT 1 FROM sqlite_stat4)", [], |r| r.get(0))?;
     if samples {
         conn.execute_batch("DELETE FROM sqlite_stat4; ANALYZE sqlite_schema;")?;
     }

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 const EXTRACTION_RULES: u32 = 1;
 
 /// The version of the search index: a digest of every type's parameters (name, kind, paths, target) and of
-/// [`EXTRACTION_RULES`].
+/// `EXTRACTION_RULES`.
 pub fn index_version() -> String {
     let mut digest = Sha256::new();
     digest.update(format!("rules={EXTRACTION_RULES};types={:?}", index::RESOURCE_TYPES).as_bytes());

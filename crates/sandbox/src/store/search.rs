@@ -255,8 +255,8 @@ impl SearchRequest {
 }
 
 /// Parses one `name[:modifier]=value[,value…]` into the ORed conditions it stands for: the values split
-/// ([`split_values`]), then each read by what the parameter is (`_id` and `_lastUpdated`, which every type has, or
-/// one of the type's declared parameters, [`value_condition`]).
+/// (`split_values`), then each read by what the parameter is (`_id` and `_lastUpdated`, which every type has, or
+/// one of the type's declared parameters, `value_condition`).
 pub fn parse_condition(
     resource_type: &str,
     name: &str,
