@@ -85,10 +85,26 @@ pub(crate) fn process(ctx: &Ctx, store: &Store, sent: Sent) -> Result<FhirRespon
             limits::MAX_BUNDLE_ENTRIES
         )));
     }
+    let plans = plan_all(ctx, entries, &numbers)?;
+    // Every entry is authorized before any runs: a transaction with one entry the token may not perform does
+    // no work at all; in a batch, that entry alone fails.
+    let allowed: Vec<Result<(), OutcomeError>> = plans.iter().map(|plan| authorize(ctx, plan)).collect();
+
+    let answer = if kind == "transaction" {
+        run_transaction(ctx, store, &kind, &plans, allowed)?
+    } else {
+        run_batch(ctx, store, &kind, &plans, allowed)
+    };
+    Ok(FhirResponse::json(StatusCode::OK, answer.finish()))
+}
+
+/// Every entry planned (its id decided up front for a create), then the `urn:uuid:` references between entries
+/// rewritten to the ids they were given.
+fn plan_all(ctx: &Ctx, entries: Vec<Value>, numbers: &NumberTexts) -> Result<Vec<Planned>, OutcomeError> {
     let mut plans = Vec::with_capacity(entries.len());
     let mut full_urls = HashMap::new();
     for (i, entry) in entries.into_iter().enumerate() {
-        let plan = plan(ctx, i, entry, &numbers)?;
+        let plan = plan(ctx, i, entry, numbers)?;
         if let Some(full_url) = &plan.full_url {
             let target = match (&plan.new_id, plan.url.split('?').next()) {
                 (Some(id), Some(t)) => Some(format!("{t}/{id}")),
@@ -106,66 +122,82 @@ pub(crate) fn process(ctx: &Ctx, store: &Store, sent: Sent) -> Result<FhirRespon
             rewrite_references(&mut sent.resource, &full_urls);
         }
     }
-    // Every entry is authorized before any runs: a transaction with one entry the token may not perform does
-    // no work at all; in a batch, that entry alone fails.
-    let allowed: Vec<Result<(), OutcomeError>> = plans.iter().map(|plan| authorize(ctx, plan)).collect();
+    Ok(plans)
+}
 
-    let mut answer = ResponseText::new(&kind);
-    if kind == "transaction" {
-        if let Some((i, e)) = allowed
-            .into_iter()
-            .enumerate()
-            .find_map(|(i, a)| a.err().map(|e| (i, e)))
-        {
-            return Err(annotate(e, &format!("entry {i} ({})", plans[i].url)));
+/// A transaction: all or nothing. The first entry the token may not perform refuses the whole; the rest run in
+/// one database transaction in R4's order (deletes, creates, updates, reads), and the answer is built inside it,
+/// so an answer too large to send rolls the work back.
+fn run_transaction(
+    ctx: &Ctx,
+    store: &Store,
+    kind: &str,
+    plans: &[Planned],
+    allowed: Vec<Result<(), OutcomeError>>,
+) -> Result<ResponseText, OutcomeError> {
+    if let Some((i, e)) = allowed
+        .into_iter()
+        .enumerate()
+        .find_map(|(i, a)| a.err().map(|e| (i, e)))
+    {
+        return Err(annotate(e, &format!("entry {i} ({})", plans[i].url)));
+    }
+    let mut order: Vec<usize> = (0..plans.len()).collect();
+    order.sort_by_key(|i| plans[*i].method);
+    store.write(|tx| {
+        let mut results: Vec<Option<Outcome>> = (0..plans.len()).map(|_| None).collect();
+        for i in order {
+            let outcome = run(ctx, store, tx, &plans[i])
+                .map_err(|e| annotate(e, &format!("entry {i} ({})", plans[i].url)))?;
+            results[i] = Some(outcome);
         }
-        let mut order: Vec<usize> = (0..plans.len()).collect();
-        order.sort_by_key(|i| plans[*i].method);
-        let done = store.write(|tx| {
-            let mut results: Vec<Option<Outcome>> = (0..plans.len()).map(|_| None).collect();
-            for i in order {
-                let outcome = run(ctx, store, tx, &plans[i])
-                    .map_err(|e| annotate(e, &format!("entry {i} ({})", plans[i].url)))?;
-                results[i] = Some(outcome);
-            }
-            // Built inside the transaction, so an answer too large to send rolls the work back.
-            let mut answer = ResponseText::new(&kind);
-            for outcome in results.into_iter().flatten() {
-                if !answer.push(&entry_text(ctx, Ok(outcome))) {
-                    return Err(OutcomeError::PayloadTooLarge(format!(
-                        "The transaction was not applied: its answer would be larger than the {} bytes this server \
-                         sends in one response. Split it into several transactions, or use `Prefer: \
-                         return=minimal`-sized entries.",
-                        limits::MAX_RESPONSE_BYTES
-                    )));
-                }
-            }
-            Ok::<_, OutcomeError>(answer)
-        })?;
-        answer = done;
-    } else {
-        for (plan, allowed) in plans.iter().zip(allowed) {
-            if answer.full() {
-                answer.push_unbounded(&entry_text(ctx, Err(OutcomeError::PayloadTooLarge(format!(
-                    "This entry was not run: the batch's answer reached the {} bytes this server sends in one \
-                     response. Send it again in another batch.",
+        // Built inside the transaction, so an answer too large to send rolls the work back.
+        let mut answer = ResponseText::new(kind);
+        for outcome in results.into_iter().flatten() {
+            if !answer.push(&entry_text(ctx, Ok(outcome))) {
+                return Err(OutcomeError::PayloadTooLarge(format!(
+                    "The transaction was not applied: its answer would be larger than the {} bytes this server \
+                     sends in one response. Split it into several transactions, or use `Prefer: \
+                     return=minimal`-sized entries.",
                     limits::MAX_RESPONSE_BYTES
-                )))));
-                continue;
+                )));
             }
-            let outcome = allowed.and_then(|()| store.write(|tx| run(ctx, store, tx, plan)));
-            let text = entry_text(ctx, outcome);
-            if !answer.push(&text) {
-                answer.push_unbounded(&entry_text(ctx, Err(OutcomeError::PayloadTooLarge(format!(
-                    "This entry ran, but its answer would take the batch's answer past the {} bytes this server \
-                     sends in one response, so it was left out; read it again on its own.",
-                    limits::MAX_RESPONSE_BYTES
-                )))));
-                answer.close_budget();
-            }
+        }
+        Ok::<_, OutcomeError>(answer)
+    })
+}
+
+/// A batch: each entry on its own, in its own database transaction; an entry refused or failing is answered in
+/// its place, and entries past the answer's size limit are answered as not run.
+fn run_batch(
+    ctx: &Ctx,
+    store: &Store,
+    kind: &str,
+    plans: &[Planned],
+    allowed: Vec<Result<(), OutcomeError>>,
+) -> ResponseText {
+    let mut answer = ResponseText::new(kind);
+    for (plan, allowed) in plans.iter().zip(allowed) {
+        if answer.full() {
+            answer.push_unbounded(&entry_text(ctx, Err(OutcomeError::PayloadTooLarge(format!(
+                "This entry was not run: the batch's answer reached the {} bytes this server sends in one \
+                 response. Send it again in another batch.",
+                limits::MAX_RESPONSE_BYTES
+            )))));
+            continue;
+        }
+        let outcome = allowed.and_then(|()| store.write(|tx| run(ctx, store, tx, plan)));
+        let text = entry_text(ctx, outcome);
+        if !answer.push(&text) {
+            answer.push_unbounded(&entry_text(ctx, Err(OutcomeError::PayloadTooLarge(format!(
+                "This entry ran, but its answer would take the batch's answer past the {} bytes this server \
+                 sends in one response, so it was left out; read it again on its own.",
+                limits::MAX_RESPONSE_BYTES
+            )))));
+            answer.close_budget();
         }
     }
-    Ok(FhirResponse::json(StatusCode::OK, answer.finish()))
+    answer
 }
 
 /// A `transaction-response` / `batch-response` Bundle written as text entry by entry, so no answer is ever held
