@@ -22,8 +22,9 @@ use crate::recording::{self, failed, record};
 use crate::refreshing::{Clock, RefreshingToken};
 use crate::revocation::RevocableToken;
 use crate::scope::ScopeSet;
+use crate::secret::AuthorizationCode;
 use crate::secret::{AccessToken, ClientId, IdToken};
-use crate::token::{TokenClient, TokenSet};
+use crate::token::{TokenClient, TokenResponse, TokenSet};
 use crate::trace::{LaunchTrace, Step, TraceField, TraceValue};
 
 /// The app's registration and the client's policies.
@@ -309,30 +310,53 @@ impl SmartClient {
         self.complete_recorded(pending, params, Some(trace)).await
     }
 
+    /// Steps B to D in order: the redirect checked against the pending launch, the code exchanged, the
+    /// id_token verified; each step is recorded when `trace` is given, and the first failure ends the launch.
     async fn complete_recorded(
         &self,
         pending: PendingLaunch,
         params: CallbackParams,
         mut trace: Option<&mut LaunchTrace>,
     ) -> Result<CompletedLaunch, Error> {
-        let now = Utc::now();
-        let fields = trace.is_some().then(|| params.trace_fields());
-        let verified = params.verify(&pending, now);
-        if let Some(received) = fields {
-            record(&mut trace, || {
-                let mut step = recording::callback(&pending, now, &verified.as_ref().map(|_| ()));
-                step.received = received;
-                step
-            });
-        }
-        let code = verified?;
+        let code = checked_callback(&pending, params, &mut trace)?;
+        let response = self.exchange_recorded(&pending, &code, &mut trace).await?;
+        let tokens = TokenSet::from_response(
+            &response,
+            pending.requested_scope(),
+            pending.fhir_base(),
+            pending.token_endpoint(),
+            Utc::now(),
+        );
+        let id_token_claims = self
+            .checked_id_token(&pending, &response, &tokens, &mut trace)
+            .await?;
+        let fhir_user = id_token_claims
+            .as_ref()
+            .and_then(|c| c.fhir_user(pending.fhir_base()));
+        let scope_comparison = pending.requested_scope().compare_granted(&tokens.scope);
+        Ok(CompletedLaunch {
+            context: LaunchContext::from_response(&response),
+            tokens,
+            id_token_claims,
+            fhir_user,
+            scope_comparison,
+        })
+    }
+
+    /// Step C: the code exchanged at the token endpoint, the request as sent recorded (with its failure, if any).
+    async fn exchange_recorded(
+        &self,
+        pending: &PendingLaunch,
+        code: &AuthorizationCode,
+        trace: &mut Option<&mut LaunchTrace>,
+    ) -> Result<TokenResponse, Error> {
         let mut sent = None;
         let exchanged = self
             .inner
             .tokens
             .exchange_code_recorded(
                 pending.token_endpoint(),
-                &code,
+                code,
                 pending.redirect_uri(),
                 pending.pkce_verifier(),
                 trace.is_some().then_some(&mut sent),
@@ -343,30 +367,33 @@ impl SmartClient {
             if let Err(e) = &exchanged {
                 step.failure = Some(e.reason());
             }
-            record(&mut trace, || step);
+            record(trace, || step);
         }
-        let response = match exchanged {
-            Ok(response) => response,
-            Err(e) if request_recorded => return Err(e),
-            Err(e) => return Err(failed(&mut trace, Step::TokenRequest, e)),
-        };
-        let now = Utc::now();
-        let tokens = TokenSet::from_response(
-            &response,
-            pending.requested_scope(),
-            pending.fhir_base(),
-            pending.token_endpoint(),
-            now,
-        );
+        match exchanged {
+            Ok(response) => Ok(response),
+            Err(e) if request_recorded => Err(e),
+            Err(e) => Err(failed(trace, Step::TokenRequest, e)),
+        }
+    }
+
+    /// Step D: the token response recorded and its id_token verified: required when `openid` was both asked
+    /// for and granted, checked whenever one was sent.
+    async fn checked_id_token(
+        &self,
+        pending: &PendingLaunch,
+        response: &TokenResponse,
+        tokens: &TokenSet,
+        trace: &mut Option<&mut LaunchTrace>,
+    ) -> Result<Option<IdTokenClaims>, Error> {
         let mut answer = trace
             .is_some()
-            .then(|| recording::token_response(&response, &tokens, pending.requested_scope()));
+            .then(|| recording::token_response(response, tokens, pending.requested_scope()));
         let openid_granted = pending.requested_scope().has_openid() && tokens.scope.has_openid();
         let id_token_claims = match &tokens.id_token {
             None if openid_granted => Err(Error::MissingIdToken),
             None => Ok(None),
             Some(id_token) => {
-                let verified = self.verify_id_token(id_token, &pending).await;
+                let verified = self.verify_id_token(id_token, pending).await;
                 if let Some(step) = answer.as_mut() {
                     let claims = match TraceField::jwt("id_token", id_token.secret()).value {
                         TraceValue::Jwt { claims, .. } => Some(claims),
@@ -386,20 +413,9 @@ impl SmartClient {
             if let Err(e) = &id_token_claims {
                 step.failure.get_or_insert_with(|| e.reason());
             }
-            record(&mut trace, || step);
+            record(trace, || step);
         }
-        let id_token_claims = id_token_claims?;
-        let fhir_user = id_token_claims
-            .as_ref()
-            .and_then(|c| c.fhir_user(pending.fhir_base()));
-        let scope_comparison = pending.requested_scope().compare_granted(&tokens.scope);
-        Ok(CompletedLaunch {
-            context: LaunchContext::from_response(&response),
-            tokens,
-            id_token_claims,
-            fhir_user,
-            scope_comparison,
-        })
+        id_token_claims
     }
 
     /// Verify a launch's id_token against the issuer and keys its EHR vouches for.
@@ -482,4 +498,24 @@ impl SmartClient {
     pub fn public_jwks(&self) -> Option<JwkSet> {
         self.inner.config.client_auth.public_jwks()
     }
+}
+
+/// Step B: the redirect's parameters checked against the pending launch, recorded with what was received when
+/// tracing; the authorization code when they hold.
+fn checked_callback(
+    pending: &PendingLaunch,
+    params: CallbackParams,
+    trace: &mut Option<&mut LaunchTrace>,
+) -> Result<AuthorizationCode, Error> {
+    let now = Utc::now();
+    let fields = trace.is_some().then(|| params.trace_fields());
+    let verified = params.verify(pending, now);
+    if let Some(received) = fields {
+        record(trace, || {
+            let mut step = recording::callback(pending, now, &verified.as_ref().map(|_| ()));
+            step.received = received;
+            step
+        });
+    }
+    verified
 }

@@ -88,107 +88,132 @@ impl Step {
     /// The sections of the SMART App Launch IG 2.2 and the RFCs the step implements.
     pub fn spec_links(self) -> &'static [SpecLink] {
         match self {
-            Step::Discovery => &[
-                SpecLink {
-                    label: "SMART App Launch 2.2: Retrieve .well-known/smart-configuration",
-                    url: "https://hl7.org/fhir/smart-app-launch/app-launch.html#retrieve-well-knownsmart-configuration",
-                },
-                SpecLink {
-                    label: "SMART App Launch 2.2: Conformance (FHIR authorization endpoint discovery)",
-                    url: "https://hl7.org/fhir/smart-app-launch/conformance.html",
-                },
-            ],
-            Step::AuthorizationRequest => &[
-                SpecLink {
-                    label: "SMART App Launch 2.2: Obtain authorization code",
-                    url: "https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-authorization-code",
-                },
-                SpecLink {
-                    label: "RFC 6749 §4.1.1 Authorization Request",
-                    url: "https://www.rfc-editor.org/rfc/rfc6749#section-4.1.1",
-                },
-                SpecLink {
-                    label: "RFC 7636 §4.3 PKCE code challenge",
-                    url: "https://www.rfc-editor.org/rfc/rfc7636#section-4.3",
-                },
-            ],
-            Step::AuthorizationGrant => &[
-                SpecLink {
-                    label: "SMART App Launch 2.2: Obtain authorization code (response)",
-                    url: "https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-authorization-code",
-                },
-                SpecLink {
-                    label: "RFC 6749 §4.1.2 Authorization Response",
-                    url: "https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2",
-                },
-                SpecLink {
-                    label: "RFC 6749 §10.12 Cross-Site Request Forgery (state)",
-                    url: "https://www.rfc-editor.org/rfc/rfc6749#section-10.12",
-                },
-                SpecLink {
-                    label: "RFC 9207 Authorization Server Issuer Identification",
-                    url: "https://www.rfc-editor.org/rfc/rfc9207",
-                },
-            ],
-            Step::TokenRequest => &[
-                SpecLink {
-                    label: "SMART App Launch 2.2: Obtain access token",
-                    url: "https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-access-token",
-                },
-                SpecLink {
-                    label: "RFC 6749 §4.1.3 Access Token Request",
-                    url: "https://www.rfc-editor.org/rfc/rfc6749#section-4.1.3",
-                },
-                SpecLink {
-                    label: "RFC 7636 §4.5 code_verifier",
-                    url: "https://www.rfc-editor.org/rfc/rfc7636#section-4.5",
-                },
-                SpecLink {
-                    label: "SMART App Launch 2.2: Client Authentication: Asymmetric (private_key_jwt)",
-                    url: "https://hl7.org/fhir/smart-app-launch/client-confidential-asymmetric.html",
-                },
-            ],
-            Step::AccessToken => &[
-                SpecLink {
-                    label: "SMART App Launch 2.2: Obtain access token (response)",
-                    url: "https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-access-token",
-                },
-                SpecLink {
-                    label: "RFC 6749 §5.1 Successful Response",
-                    url: "https://www.rfc-editor.org/rfc/rfc6749#section-5.1",
-                },
-                SpecLink {
-                    label: "SMART App Launch 2.2: Scopes and launch context",
-                    url: "https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html",
-                },
-                SpecLink {
-                    label: "OpenID Connect Core §3.1.3.7 ID Token Validation",
-                    url: "https://openid.net/specs/openid-connect-core-1_0.html#IDTokenValidation",
-                },
-            ],
-            Step::ResourceRequest => &[
-                SpecLink {
-                    label: "SMART App Launch 2.2: Access FHIR API",
-                    url: "https://hl7.org/fhir/smart-app-launch/app-launch.html#access-fhir-api",
-                },
-                SpecLink {
-                    label: "RFC 6750 §2.1 Authorization Request Header Field",
-                    url: "https://www.rfc-editor.org/rfc/rfc6750#section-2.1",
-                },
-            ],
-            Step::ProtectedResource => &[
-                SpecLink {
-                    label: "RFC 6749 §1.2 Protocol Flow (F)",
-                    url: "https://www.rfc-editor.org/rfc/rfc6749#section-1.2",
-                },
-                SpecLink {
-                    label: "FHIR R4 RESTful API: search",
-                    url: "https://hl7.org/fhir/R4/http.html#search",
-                },
-            ],
+            Step::Discovery => DISCOVERY,
+            Step::AuthorizationRequest => AUTHORIZATION_REQUEST,
+            Step::AuthorizationGrant => AUTHORIZATION_GRANT,
+            Step::TokenRequest => TOKEN_REQUEST,
+            Step::AccessToken => ACCESS_TOKEN,
+            Step::ResourceRequest => RESOURCE_REQUEST,
+            Step::ProtectedResource => PROTECTED_RESOURCE,
         }
     }
 }
+
+const fn link(label: &'static str, url: &'static str) -> SpecLink {
+    SpecLink { label, url }
+}
+
+/// The references for [`Step::Discovery`].
+const DISCOVERY: &[SpecLink] = &[
+    link(
+        "SMART App Launch 2.2: Retrieve .well-known/smart-configuration",
+        "https://hl7.org/fhir/smart-app-launch/app-launch.html#retrieve-well-knownsmart-configuration",
+    ),
+    link(
+        "SMART App Launch 2.2: Conformance (FHIR authorization endpoint discovery)",
+        "https://hl7.org/fhir/smart-app-launch/conformance.html",
+    ),
+];
+
+/// The references for [`Step::AuthorizationRequest`].
+const AUTHORIZATION_REQUEST: &[SpecLink] = &[
+    link(
+        "SMART App Launch 2.2: Obtain authorization code",
+        "https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-authorization-code",
+    ),
+    link(
+        "RFC 6749 §4.1.1 Authorization Request",
+        "https://www.rfc-editor.org/rfc/rfc6749#section-4.1.1",
+    ),
+    link(
+        "RFC 7636 §4.3 PKCE code challenge",
+        "https://www.rfc-editor.org/rfc/rfc7636#section-4.3",
+    ),
+];
+
+/// The references for [`Step::AuthorizationGrant`].
+const AUTHORIZATION_GRANT: &[SpecLink] = &[
+    link(
+        "SMART App Launch 2.2: Obtain authorization code (response)",
+        "https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-authorization-code",
+    ),
+    link(
+        "RFC 6749 §4.1.2 Authorization Response",
+        "https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2",
+    ),
+    link(
+        "RFC 6749 §10.12 Cross-Site Request Forgery (state)",
+        "https://www.rfc-editor.org/rfc/rfc6749#section-10.12",
+    ),
+    link(
+        "RFC 9207 Authorization Server Issuer Identification",
+        "https://www.rfc-editor.org/rfc/rfc9207",
+    ),
+];
+
+/// The references for [`Step::TokenRequest`].
+const TOKEN_REQUEST: &[SpecLink] = &[
+    link(
+        "SMART App Launch 2.2: Obtain access token",
+        "https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-access-token",
+    ),
+    link(
+        "RFC 6749 §4.1.3 Access Token Request",
+        "https://www.rfc-editor.org/rfc/rfc6749#section-4.1.3",
+    ),
+    link(
+        "RFC 7636 §4.5 code_verifier",
+        "https://www.rfc-editor.org/rfc/rfc7636#section-4.5",
+    ),
+    link(
+        "SMART App Launch 2.2: Client Authentication: Asymmetric (private_key_jwt)",
+        "https://hl7.org/fhir/smart-app-launch/client-confidential-asymmetric.html",
+    ),
+];
+
+/// The references for [`Step::AccessToken`].
+const ACCESS_TOKEN: &[SpecLink] = &[
+    link(
+        "SMART App Launch 2.2: Obtain access token (response)",
+        "https://hl7.org/fhir/smart-app-launch/app-launch.html#obtain-access-token",
+    ),
+    link(
+        "RFC 6749 §5.1 Successful Response",
+        "https://www.rfc-editor.org/rfc/rfc6749#section-5.1",
+    ),
+    link(
+        "SMART App Launch 2.2: Scopes and launch context",
+        "https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html",
+    ),
+    link(
+        "OpenID Connect Core §3.1.3.7 ID Token Validation",
+        "https://openid.net/specs/openid-connect-core-1_0.html#IDTokenValidation",
+    ),
+];
+
+/// The references for [`Step::ResourceRequest`].
+const RESOURCE_REQUEST: &[SpecLink] = &[
+    link(
+        "SMART App Launch 2.2: Access FHIR API",
+        "https://hl7.org/fhir/smart-app-launch/app-launch.html#access-fhir-api",
+    ),
+    link(
+        "RFC 6750 §2.1 Authorization Request Header Field",
+        "https://www.rfc-editor.org/rfc/rfc6750#section-2.1",
+    ),
+];
+
+/// The references for [`Step::ProtectedResource`].
+const PROTECTED_RESOURCE: &[SpecLink] = &[
+    link(
+        "RFC 6749 §1.2 Protocol Flow (F)",
+        "https://www.rfc-editor.org/rfc/rfc6749#section-1.2",
+    ),
+    link(
+        "FHIR R4 RESTful API: search",
+        "https://hl7.org/fhir/R4/http.html#search",
+    ),
+];
 
 /// The first 8 hex digits of a value's SHA-256: enough to match two occurrences, useless to an
 /// attacker (32 bits of a 256-bit random value).
