@@ -1,19 +1,31 @@
 #![doc = include_str!("../README.md")]
 
-pub mod bulk;
-mod client;
+// The map, by layer from the bottom up: a module uses only modules of the groups above it (no cycles).
+
+// Plain pieces: the one error type, search parameters, retry timing, request observation, and the helpers that
+// read models for people (codings, names, quantities).
 pub mod coding;
 mod error;
-mod json;
-pub mod model;
 pub mod name;
 pub mod observe;
-mod paging;
 pub mod quantity;
-pub mod reference;
-mod request;
 pub mod retry;
 pub mod search;
+
+// One request sent (bearer token, timeouts, retries); references parsed and resolved.
+pub mod reference;
+mod request;
+
+// Answers read into the R4 models; the Bulk Data client.
+pub mod bulk;
+pub mod model;
+
+// Search results as pages.
+mod paging;
+
+// The client itself, typed and untyped.
+mod client;
+mod json;
 
 pub use bulk::BulkClient;
 pub use client::{EverythingParams, FhirClient, FhirClientBuilder, HttpPool, ResolveContext};

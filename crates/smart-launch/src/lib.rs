@@ -1,29 +1,47 @@
 #![doc = include_str!("../README.md")]
 
-pub mod authorize;
-pub mod backend;
-pub mod callback;
-pub mod client;
-pub mod client_auth;
+// The map, by layer from the bottom up: a module uses only modules of the groups above it (checked by reading
+// the `use crate::` lines; no cycles).
+
+// Plain data: the one error type, secrets as newtypes, the wire documents as the EHR writes them
+// (.well-known/smart-configuration, the OAuth error body, the launch context) and a launch trace's records.
 pub mod context;
-pub mod discovery;
 pub mod error;
-mod http;
-pub mod id_token;
-pub mod introspection;
 pub mod oauth_error;
-pub mod openid;
-pub mod pkce;
-mod recording;
-pub mod refresh_coordinator;
-pub mod refreshing;
-pub mod revocation;
-pub mod scope;
 pub mod secret;
-pub mod token;
-pub mod token_source;
 pub mod trace;
 pub mod well_known;
+
+// Building blocks: scopes, PKCE, client authentication, HTTP for OAuth calls, where a bearer token comes from.
+pub mod client_auth;
+mod http;
+pub mod pkce;
+pub mod scope;
+pub mod token_source;
+
+// Finding the server's endpoints and talking to its token endpoint.
+pub mod discovery;
+pub mod token;
+
+// The requests built on them: authorize, OpenID issuer and keys, introspection, revocation, Backend Services,
+// and one refresh at a time across processes.
+pub mod authorize;
+pub mod backend;
+pub mod introspection;
+pub mod openid;
+pub mod refresh_coordinator;
+pub mod revocation;
+
+// id_token verification; a launch's tokens as a source that refreshes ahead of expiry.
+pub mod id_token;
+pub mod refreshing;
+
+// The redirect back (the callback checks) and the trace steps recorded from each step.
+pub mod callback;
+mod recording;
+
+// The facade tying the steps together.
+pub mod client;
 
 pub use authorize::{AuthorizePost, AuthorizeRequest, PendingLaunch};
 pub use backend::BackendToken;

@@ -161,24 +161,6 @@ fn outcome_of(
     }
 }
 
-/// C: the token request's form fields and headers as sent (secrets redacted, an assertion shown by
-/// header and claims).
-pub(crate) fn token_request(
-    endpoint: &Url,
-    method: &str,
-    form: &[(&'static str, String)],
-    basic: bool,
-) -> TraceStep {
-    let mut step = TraceStep::new(Step::TokenRequest).with_target(format!("POST {endpoint}"));
-    step.sent.push(TraceField::text("client authentication", method));
-    if basic {
-        step.sent.push(TraceField::redacted("Authorization: Basic"));
-    }
-    step.sent
-        .extend(form.iter().map(|(name, value)| parameter(name, value)));
-    step
-}
-
 /// D: the token response's fields (tokens redacted, the id_token by header and claims), scopes
 /// granted against requested, expiry.
 pub(crate) fn token_response(response: &TokenResponse, tokens: &TokenSet, requested: &ScopeSet) -> TraceStep {

@@ -12,13 +12,12 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::client_auth::ClientAuth;
-use crate::context::FhirContextItem;
+use crate::context::{FhirContextItem, LaunchContext};
 use crate::error::Error;
 use crate::http;
-use crate::recording;
 use crate::scope::ScopeSet;
 use crate::secret::{AccessToken, AuthorizationCode, ClientId, IdToken, PkceVerifier, RefreshToken};
-use crate::trace::TraceStep;
+use crate::trace::{Step, TraceField, TraceStep, parameter};
 
 /// A token endpoint's successful answer, as sent.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -324,7 +323,7 @@ impl TokenClient {
         let request = self.auth.apply(request, &mut form, &self.client_id, endpoint)?;
         if let Some(sent) = sent {
             let basic = matches!(self.auth, ClientAuth::ClientSecretBasic(_));
-            *sent = Some(recording::token_request(
+            *sent = Some(token_request_step(
                 endpoint,
                 self.auth.method_name(),
                 &form,
@@ -445,6 +444,42 @@ pub(crate) fn lenient_fhir_context<'de, D: Deserializer<'de>>(
         Some(other) => Err(D::Error::custom(format!(
             "fhirContext must be an array, not {other}"
         ))),
+    }
+}
+
+/// C: the token request's form fields and headers as sent (secrets redacted, an assertion shown by
+/// header and claims).
+fn token_request_step(
+    endpoint: &Url,
+    method: &str,
+    form: &[(&'static str, String)],
+    basic: bool,
+) -> TraceStep {
+    let mut step = TraceStep::new(Step::TokenRequest).with_target(format!("POST {endpoint}"));
+    step.sent.push(TraceField::text("client authentication", method));
+    if basic {
+        step.sent.push(TraceField::redacted("Authorization: Basic"));
+    }
+    step.sent
+        .extend(form.iter().map(|(name, value)| parameter(name, value)));
+    step
+}
+
+/// Where a token response becomes the launch context (here, beside the response, so that `context` stays plain
+/// data that points at nothing).
+impl LaunchContext {
+    /// The context carried by a token response.
+    pub fn from_response(response: &TokenResponse) -> LaunchContext {
+        LaunchContext {
+            patient: response.patient.clone().filter(|p| !p.is_empty()),
+            encounter: response.encounter.clone().filter(|e| !e.is_empty()),
+            fhir_context: response.fhir_context.clone(),
+            need_patient_banner: response.need_patient_banner,
+            smart_style_url: response.smart_style_url.clone(),
+            intent: response.intent.clone(),
+            tenant: response.tenant.clone(),
+            extras: response.extra.clone(),
+        }
     }
 }
 
@@ -594,5 +629,24 @@ mod tests {
             "scope": "openid Patient.read Patient.search Observation.read "}));
         let next = tokens.refreshed(&epic, now);
         assert_eq!(next.scope.to_string(), "patient/Observation.rs openid");
+    }
+
+    #[test]
+    fn context_is_typed_and_extras_kept() {
+        let response: TokenResponse = serde_json::from_value(json!({
+            "access_token": "a", "token_type": "bearer", "patient": "p1", "encounter": "",
+            "need_patient_banner": "false", "smart_style_url": "https://ehr/style.json",
+            "intent": "summary", "tenant": "t1", "__epic.dstu2.patient": "x"
+        }))
+        .unwrap();
+        let ctx = LaunchContext::from_response(&response);
+        assert_eq!(ctx.patient.as_deref(), Some("p1"));
+        assert_eq!(ctx.encounter, None);
+        assert!(!ctx.should_show_patient_banner());
+        assert_eq!(ctx.intent.as_deref(), Some("summary"));
+        assert_eq!(ctx.tenant.as_deref(), Some("t1"));
+        assert_eq!(ctx.extras.get("__epic.dstu2.patient"), Some(&json!("x")));
+        let back: LaunchContext = serde_json::from_value(serde_json::to_value(&ctx).unwrap()).unwrap();
+        assert_eq!(back, ctx);
     }
 }
