@@ -14,8 +14,10 @@
 //! [`ImportReport::rejected`], and logged at `warn`; the summary says what was loaded by type.
 
 use crate::error::SandboxError;
+use crate::registry;
+use crate::store::normalize;
 use crate::store::search::{self, Restriction, SearchRequest};
-use crate::store::{NumberTexts, Sent, Store, index, put_resource, put_sent};
+use crate::store::{NumberTexts, Sent, Store, put_resource, put_sent};
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -199,7 +201,7 @@ fn importable(value: &Value) -> Result<(), String> {
     let Some(resource_type) = value.get("resourceType").and_then(Value::as_str) else {
         return Err("it is JSON but not a FHIR resource (it has no `resourceType`)".to_owned());
     };
-    if !index::is_known_type(resource_type) {
+    if !registry::is_known_type(resource_type) {
         return Err(format!("`{resource_type}` is not a FHIR R4 resource type"));
     }
     if resource_type != "Bundle" {
@@ -229,7 +231,7 @@ fn import_tolerant(conn: &Connection, value: Value, numbers: &NumberTexts) -> Re
         by_type: BTreeMap::new(),
         rejected: Vec::new(),
     };
-    let now = index::instant_text(chrono::Utc::now());
+    let now = normalize::instant_text(chrono::Utc::now());
     if value.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         let resource_type = value
             .get("resourceType")
@@ -310,7 +312,7 @@ fn prepare_entries(
         let full_url = entry.get("fullUrl").and_then(Value::as_str);
         let hint = full_url
             .and_then(|u| u.strip_prefix("urn:uuid:"))
-            .filter(|id| index::is_valid_id(id));
+            .filter(|id| registry::is_valid_id(id));
         let resource = match with_id(resource, hint) {
             Ok(resource) => resource,
             Err(e) => {
@@ -319,7 +321,7 @@ fn prepare_entries(
             }
         };
         match resource.get("resourceType").and_then(Value::as_str) {
-            Some(t) if index::is_known_type(t) => {}
+            Some(t) if registry::is_known_type(t) => {}
             Some(t) => {
                 rejected.push((index, format!("`{t}` is not a FHIR R4 resource type")));
                 continue;
@@ -365,7 +367,7 @@ fn store_entry(
             Ok(Some(written.row.resource_type))
         }
         None if method == "DELETE" => {
-            if let Some((t, id)) = index::reference_target(url) {
+            if let Some((t, id)) = registry::reference_target(url) {
                 crate::store::delete_resource(conn, t, id, now)?;
             }
             Ok(None)
@@ -403,7 +405,7 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), SandboxError
 }
 
 fn import_value(conn: &Connection, value: Value) -> Result<usize, SandboxError> {
-    let now = index::instant_text(chrono::Utc::now());
+    let now = normalize::instant_text(chrono::Utc::now());
     if value.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         let resource = with_id(value, None)?;
         put_resource(conn, resource, &now)?;
@@ -447,7 +449,7 @@ fn import_value(conn: &Connection, value: Value) -> Result<usize, SandboxError> 
         let full_url = entry.get("fullUrl").and_then(Value::as_str);
         let hint = full_url
             .and_then(|u| u.strip_prefix("urn:uuid:"))
-            .filter(|id| index::is_valid_id(id));
+            .filter(|id| registry::is_valid_id(id));
         let resource = with_id(resource, hint)?;
         if let (Some(full_url), Some(t), Some(id)) = (
             full_url,
@@ -468,7 +470,7 @@ fn import_value(conn: &Connection, value: Value) -> Result<usize, SandboxError> 
                 count += 1;
             }
             None if method == "DELETE" => {
-                if let Some((t, id)) = index::reference_target(&url) {
+                if let Some((t, id)) = registry::reference_target(&url) {
                     crate::store::delete_resource(conn, t, id, &now)?;
                 }
             }
@@ -488,7 +490,7 @@ fn with_id(mut resource: Value, hint: Option<&str>) -> Result<Value, SandboxErro
     let has_id = map
         .get("id")
         .and_then(Value::as_str)
-        .is_some_and(index::is_valid_id);
+        .is_some_and(registry::is_valid_id);
     if !has_id {
         let id = hint
             .map(str::to_owned)
@@ -526,7 +528,7 @@ fn resolve_conditional_references(conn: &Connection, value: &mut Value) -> Resul
                 if key == "reference"
                     && let Value::String(reference) = v
                     && let Some((t, query)) = reference.split_once('?')
-                    && index::is_known_type(t)
+                    && registry::is_known_type(t)
                 {
                     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
                         .into_owned()

@@ -8,6 +8,7 @@ pub mod fhir;
 pub mod generate;
 pub mod import;
 pub mod persona;
+pub mod registry;
 pub mod serve;
 mod server;
 pub mod store;

@@ -17,8 +17,8 @@ use super::request::Level;
 use crate::auth::AccessGrant;
 use crate::error::SandboxError;
 use crate::fhir::access::{Access, Decision};
+use crate::registry;
 use crate::store::Store;
-use crate::store::index;
 use crate::store::search::{self, Condition};
 use rusqlite::types::Value as Sql;
 use smart_launch::scope::{Permissions, ScopeSet};
@@ -240,7 +240,7 @@ async fn plan(store: &Store, job: &Job, access: Arc<Access>) -> Result<Vec<TypeP
                     continue;
                 }
                 let population_level = job.spec.level != Level::System;
-                if population_level && index::is_shared(&resource_type) {
+                if population_level && registry::is_shared(&resource_type) {
                     // Patient- and Group-level exports hold the patients' compartments; shared resources
                     // (practitioners, organizations, medications) belong to no patient.
                     continue;
@@ -259,7 +259,7 @@ async fn plan(store: &Store, job: &Job, access: Arc<Access>) -> Result<Vec<TypeP
                         Some(Arc::new(list.iter().filter(|m| **m == p).cloned().collect()))
                     }
                     (Some(list), None) => Some(list.clone()),
-                    (None, Some(p)) if !index::is_shared(&resource_type) => Some(Arc::new(vec![p])),
+                    (None, Some(p)) if !registry::is_shared(&resource_type) => Some(Arc::new(vec![p])),
                     (None, _) => None,
                 };
                 plans.push(TypePlan {

@@ -455,7 +455,7 @@ async fn kick_off_inner(
                 spec: kick.spec,
                 warnings: kick.warnings,
                 status: Status::Queued,
-                transaction_time: crate::store::index::instant_text(chrono::Utc::now()),
+                transaction_time: crate::store::normalize::instant_text(chrono::Utc::now()),
                 expires_at: None,
                 progress: "Queued.".into(),
                 error: None,

@@ -10,7 +10,8 @@
 //! `_until` comes from the IG's STU3 draft (only resources last changed at or before the instant).
 
 use crate::fhir::outcome::OutcomeError;
-use crate::store::index;
+use crate::registry;
+use crate::store::normalize;
 use crate::store::search::{self, Condition};
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
@@ -224,7 +225,7 @@ pub(crate) fn parse(
             "_type" => {
                 let types = spec.types.get_or_insert_with(Vec::new);
                 for t in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                    if !index::is_valid_type(t) {
+                    if !registry::is_valid_type(t) {
                         return Err(OutcomeError::BadRequest(format!(
                             "`_type` names `{t}`, which is not a FHIR resource type (write types as `Patient,Observation`)."
                         )));
@@ -305,7 +306,7 @@ fn split_type_filters(value: &str) -> Vec<String> {
     for piece in value.split(',') {
         let starts_query = piece
             .split_once('?')
-            .is_some_and(|(t, _)| index::is_valid_type(t.trim()));
+            .is_some_and(|(t, _)| registry::is_valid_type(t.trim()));
         match out.last_mut() {
             Some(last) if !starts_query => {
                 last.push(',');
@@ -327,7 +328,7 @@ fn type_filter(query: &str) -> Result<(String, Vec<(String, String)>), String> {
              `Observation?category=laboratory`."
         ));
     };
-    if !index::is_valid_type(resource_type) {
+    if !registry::is_valid_type(resource_type) {
         return Err(format!(
             "The `_typeFilter` `{query}` does not start with a resource type."
         ));
@@ -387,7 +388,7 @@ fn instant(name: &str, value: &str, round: Round) -> Result<String, OutcomeError
             .ok_or_else(bad)?,
         _ => parsed,
     };
-    Ok(index::instant_text(rounded))
+    Ok(normalize::instant_text(rounded))
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@
 
 use super::outcome::OutcomeError;
 use crate::auth::AccessGrant;
+use crate::registry;
 use crate::store::ResourceRow;
-use crate::store::index;
 use crate::store::search::{self, Condition, Restriction};
 use rusqlite::Connection;
 use smart_launch::scope::{Permissions, ResourceScope, ScopeConstraints, ScopeContext};
@@ -101,7 +101,7 @@ impl Access {
                         .collect(),
                 ),
             };
-            if patient.is_some() && index::is_shared(resource_type) && writes(needed) {
+            if patient.is_some() && registry::is_shared(resource_type) && writes(needed) {
                 // Shared records are everyone's: a token confined to one patient may read them, not change them.
                 skipped_shared = true;
                 continue;
@@ -198,7 +198,7 @@ impl Access {
         row: &ResourceRow,
     ) -> Result<(), OutcomeError> {
         if let Some(patient) = &decision.patient
-            && !index::is_shared(&row.resource_type)
+            && !registry::is_shared(&row.resource_type)
             && row.patient.as_deref() != Some(patient.as_str())
         {
             return Err(OutcomeError::Forbidden(format!(

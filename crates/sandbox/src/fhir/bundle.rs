@@ -83,7 +83,7 @@ fn raw(row: &ResourceRow) -> Option<Box<RawValue>> {
 }
 
 fn meta() -> serde_json::Value {
-    serde_json::json!({ "lastUpdated": crate::store::index::instant_text(chrono::Utc::now()) })
+    serde_json::json!({ "lastUpdated": crate::store::normalize::instant_text(chrono::Utc::now()) })
 }
 
 /// How many of `rows`, from the first, fit in `budget` bytes of resource text (at least one when `at_least_one`,

@@ -5,8 +5,8 @@
 use crate::SandboxState;
 use crate::auth::AuthEndpoints;
 use crate::error::SandboxError;
+use crate::registry::{self, ParamKind};
 use crate::store::Store;
-use crate::store::index::{self, ParamKind};
 use serde_json::{Value, json};
 
 const OAUTH_URIS: &str = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
@@ -39,16 +39,15 @@ fn stored_types(store: &Store) -> Result<Vec<String>, SandboxError> {
     })
 }
 
-/// The server's R4 CapabilityStatement: the types of [`index::RESOURCE_TYPES`] and every type in `stored`, each
-/// with the search parameters the server answers for it.
+/// The server's R4 CapabilityStatement: the types the registry describes ([`registry::described`]) and every
+/// type in `stored`, each with the search parameters the server answers for it.
 pub(crate) fn capability_statement(base: &str, endpoints: &AuthEndpoints, stored: &[String]) -> Value {
-    let mut resources: Vec<Value> = index::RESOURCE_TYPES
-        .iter()
-        .map(|(t, params)| resource(t, params))
+    let mut resources: Vec<Value> = registry::described()
+        .map(|kind| resource(kind.name, kind.params()))
         .collect();
     for t in stored {
-        if index::is_valid_type(t) && !index::RESOURCE_TYPES.iter().any(|(known, _)| known == t) {
-            resources.push(resource(t, index::params_for(t)));
+        if registry::is_valid_type(t) && !registry::kind(t).is_some_and(|k| k.is_described()) {
+            resources.push(resource(t, registry::params_for(t)));
         }
     }
     json!({
@@ -117,7 +116,7 @@ pub(crate) fn capability_statement(base: &str, endpoints: &AuthEndpoints, stored
     })
 }
 
-fn resource(resource_type: &str, params: &[index::SearchParam]) -> Value {
+fn resource(resource_type: &str, params: &[registry::SearchParam]) -> Value {
     let mut search_params = vec![
         json!({ "name": "_id", "type": "token" }),
         json!({ "name": "_lastUpdated", "type": "date" }),
@@ -166,4 +165,104 @@ fn resource(resource_type: &str, params: &[index::SearchParam]) -> Value {
         }]);
     }
     resource
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::KINDS;
+    use crate::store::search::{self, Restriction, SearchRequest};
+
+    fn endpoints() -> AuthEndpoints {
+        let url = url::Url::parse("http://127.0.0.1:9/auth/endpoint").unwrap();
+        AuthEndpoints {
+            authorize: url.clone(),
+            token: url.clone(),
+            jwks: url.clone(),
+            introspect: url.clone(),
+            revoke: url.clone(),
+            launch_page: url.clone(),
+            launcher: url.clone(),
+            issuer: url.clone(),
+            openid_configuration: url,
+        }
+    }
+
+    /// A value of the parameter's kind that its search accepts.
+    fn sample(param: &registry::SearchParam) -> String {
+        match param.kind {
+            ParamKind::String => "a".to_owned(),
+            ParamKind::Token => "http://example.org|a".to_owned(),
+            ParamKind::Date => "ge2024-03".to_owned(),
+            ParamKind::Reference | ParamKind::Compartment => {
+                format!("{}/1", param.target.unwrap_or("Patient"))
+            }
+        }
+    }
+
+    /// Adding a search parameter is one place: the registry entry is all it takes for the CapabilityStatement to
+    /// list it and for a search (and a sort or an include, where its kind allows) to run on it.
+    #[test]
+    fn every_registry_parameter_is_described_and_searchable() {
+        let stored: Vec<String> = KINDS.iter().map(|k| k.name.to_owned()).collect();
+        let statement = capability_statement("http://127.0.0.1:9/fhir", &endpoints(), &stored);
+        let resources = statement["rest"][0]["resource"].as_array().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("sandbox.db")).unwrap();
+        for kind in KINDS {
+            let entry = resources
+                .iter()
+                .find(|r| r["type"] == kind.name)
+                .unwrap_or_else(|| panic!("{} is not in the CapabilityStatement", kind.name));
+            let listed = entry["searchParam"].as_array().unwrap();
+            for param in kind.params() {
+                let what = format!("{}.{}", kind.name, param.name);
+                assert!(
+                    listed
+                        .iter()
+                        .any(|p| p["name"] == param.name && p["type"] == param.kind.fhir_type()),
+                    "{what} is not listed: {listed:?}"
+                );
+                let mut queries = vec![vec![(param.name.to_owned(), sample(param))]];
+                match param.kind {
+                    ParamKind::String | ParamKind::Token | ParamKind::Date => {
+                        queries.push(vec![("_sort".to_owned(), format!("-{}", param.name))]);
+                    }
+                    ParamKind::Reference | ParamKind::Compartment => {
+                        let include = format!("{}:{}", kind.name, param.name);
+                        assert!(
+                            entry["searchInclude"]
+                                .as_array()
+                                .is_some_and(|i| i.iter().any(|i| *i == include.as_str())),
+                            "{what} is not includable"
+                        );
+                        queries.push(vec![("_include".to_owned(), include)]);
+                    }
+                }
+                for pairs in queries {
+                    let request = SearchRequest::parse(kind.name, &pairs)
+                        .unwrap_or_else(|e| panic!("{what}: {pairs:?} is refused: {e}"));
+                    let result = store
+                        .with_reader(|c| search::execute(c, &request, &Restriction::none()))
+                        .unwrap_or_else(|e| panic!("{what}: {pairs:?} fails: {e}"));
+                    assert_eq!(result.total, 0, "{what}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn described_types_come_first_and_stored_ones_are_added_once() {
+        let stored = vec!["Coverage".to_owned(), "Patient".to_owned()];
+        let statement = capability_statement("http://127.0.0.1:9/fhir", &endpoints(), &stored);
+        let types: Vec<&str> = statement["rest"][0]["resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["type"].as_str())
+            .collect();
+        let described: Vec<&str> = registry::described().map(|k| k.name).collect();
+        assert_eq!(types[..described.len()], described[..]);
+        assert_eq!(types[described.len()..], ["Coverage"]);
+    }
 }

@@ -3,7 +3,7 @@
 //! resources refer to, paged like a search.
 //!
 //! Parameters: `_type` (only these types), `start` / `end` (only care in this date range: a resource whose care
-//! date — see [`care_date_params`] — overlaps the range, while resources without such a date stay in), `_since`
+//! date — see [`registry::care_date_params`] — overlaps the range, while resources without such a date stay in), `_since`
 //! (only resources whose `meta.lastUpdated` is at or after the instant), `_count` and `_offset`. The Patient itself
 //! is always returned (unless `_type` leaves it out): R4 returns "at a minimum, the patient resource". Every
 //! filter is repeated in the `self` / `next` / `previous` links, so each page is a page of the same result.
@@ -12,7 +12,8 @@ use super::bundle::{self, Page};
 use super::interaction::{check_id, gone, not_found};
 use super::outcome::OutcomeError;
 use super::{Ctx, FhirResponse};
-use crate::store::index;
+use crate::registry;
+use crate::store::normalize;
 use crate::store::search::{self, Condition, DEFAULT_COUNT, MAX_COUNT, Restriction};
 use crate::store::{self, Store};
 use axum::http::StatusCode;
@@ -125,7 +126,7 @@ impl EverythingRequest {
         let mut filters = Vec::new();
         if let Some((lo, hi)) = self.care_range {
             filters.push(vec![Condition::CareDate {
-                params: care_date_params(resource_type),
+                params: registry::care_date_params(resource_type),
                 lo,
                 hi,
             }]);
@@ -140,7 +141,7 @@ impl EverythingRequest {
 /// The first and last second a `start` / `end` value covers: a FHIR date (`2024`, `2024-03`, `2024-03-15`), or
 /// a dateTime, which some clients send.
 fn care_date(name: &str, value: &str) -> Result<(i64, i64), OutcomeError> {
-    index::date_range(value).ok_or_else(|| {
+    normalize::date_range(value).ok_or_else(|| {
         OutcomeError::BadRequest(format!(
             "`{name}={value}` is not a date: write it as `2024`, `2024-03` or `2024-03-15`."
         ))
@@ -175,7 +176,7 @@ fn since_instant(value: &str) -> Result<(String, String), OutcomeError> {
         utc.checked_add_signed(chrono::TimeDelta::nanoseconds(i64::from(1_000_000 - below_ms)))
             .ok_or_else(bad)?
     };
-    Ok((text, index::instant_text(rounded)))
+    Ok((text, normalize::instant_text(rounded)))
 }
 
 /// `2024-03-15T10:00:00 01:00` (a form-decoded `+01:00`) as `2024-03-15T10:00:00+01:00`; `None` when there is
@@ -184,22 +185,6 @@ fn repair_zone_plus(text: &str) -> Option<String> {
     let t = text.find('T')?;
     let space = text[t..].rfind(' ')? + t;
     Some(format!("{}+{}", &text[..space], &text[space + 1..]))
-}
-
-/// The date search parameters that hold a resource type's care dates — when the care happened, not when the
-/// record was written — for `start` / `end`. A resource is in the range when any of these dates overlaps it;
-/// types not listed (and resources without these dates) have no care date and are always in.
-pub(crate) fn care_date_params(resource_type: &str) -> &'static [&'static str] {
-    match resource_type {
-        "Encounter" | "Observation" | "Immunization" | "Procedure" | "DocumentReference" | "CarePlan" => {
-            &["date"]
-        }
-        "Condition" => &["onset-date", "recorded-date", "abatement-date"],
-        "MedicationRequest" => &["authoredon"],
-        "AllergyIntolerance" => &["onset", "date"],
-        "DiagnosticReport" => &["date", "issued"],
-        _ => &[],
-    }
 }
 
 /// Runs `$everything` for Patient `id`.
@@ -251,7 +236,7 @@ pub(crate) fn everything(
             let Some((t, target_id)) = target.split_once('/') else {
                 continue;
             };
-            if !index::is_shared(t) || !request.wants(t) {
+            if !registry::is_shared(t) || !request.wants(t) {
                 continue;
             }
             // Shared resources have no care date, so only `_since` can leave them out.
@@ -309,16 +294,16 @@ mod tests {
     #[test]
     fn start_and_end_cover_their_whole_dates_and_open_sides_are_unbounded() {
         let both = parse(&[("start", "2024-03"), ("end", "2024-03-31")]).unwrap();
-        let (march_lo, _) = index::date_range("2024-03-01").unwrap();
-        let (_, march_hi) = index::date_range("2024-03-31").unwrap();
+        let (march_lo, _) = normalize::date_range("2024-03-01").unwrap();
+        let (_, march_hi) = normalize::date_range("2024-03-31").unwrap();
         assert_eq!(both.care_range, Some((march_lo, march_hi)));
         assert_eq!(
             parse(&[("start", "2024")]).unwrap().care_range,
-            Some((index::date_range("2024").unwrap().0, i64::MAX))
+            Some((normalize::date_range("2024").unwrap().0, i64::MAX))
         );
         assert_eq!(
             parse(&[("end", "2024")]).unwrap().care_range,
-            Some((i64::MIN, index::date_range("2024").unwrap().1))
+            Some((i64::MIN, normalize::date_range("2024").unwrap().1))
         );
         assert_eq!(parse(&[]).unwrap().care_range, None);
     }
@@ -388,14 +373,14 @@ mod tests {
             "DocumentReference",
             "CarePlan",
         ] {
-            let params = care_date_params(t);
+            let params = registry::care_date_params(t);
             assert!(!params.is_empty(), "{t} has no care date");
             for name in params {
-                let param = index::param(t, name).unwrap_or_else(|| panic!("{t} has no parameter {name}"));
-                assert_eq!(param.kind, index::ParamKind::Date, "{t}.{name}");
+                let param = registry::param(t, name).unwrap_or_else(|| panic!("{t} has no parameter {name}"));
+                assert_eq!(param.kind, registry::ParamKind::Date, "{t}.{name}");
             }
         }
-        assert!(care_date_params("Patient").is_empty());
-        assert!(care_date_params("Practitioner").is_empty());
+        assert!(registry::care_date_params("Patient").is_empty());
+        assert!(registry::care_date_params("Practitioner").is_empty());
     }
 }

@@ -4,7 +4,8 @@ use super::bundle::{self, Page};
 use super::limits;
 use super::outcome::OutcomeError;
 use super::{Ctx, FhirResponse};
-use crate::store::index::{self, instant_text};
+use crate::registry;
+use crate::store::normalize::instant_text;
 use crate::store::search::{self, SearchRequest};
 use crate::store::{self, ResourceRow, Sent, Store, Written};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -35,7 +36,7 @@ pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Sent, Outco
 }
 
 pub(crate) fn check_type(resource_type: &str) -> Result<(), OutcomeError> {
-    if index::is_known_type(resource_type) {
+    if registry::is_known_type(resource_type) {
         Ok(())
     } else {
         Err(OutcomeError::NotFound(format!(
@@ -46,7 +47,7 @@ pub(crate) fn check_type(resource_type: &str) -> Result<(), OutcomeError> {
 
 pub(crate) fn check_id(resource_type: &str, id: &str) -> Result<(), OutcomeError> {
     check_type(resource_type)?;
-    if index::is_valid_id(id) {
+    if registry::is_valid_id(id) {
         Ok(())
     } else {
         Err(OutcomeError::NotFound(format!(

@@ -9,7 +9,8 @@ use super::limits;
 use super::outcome::OutcomeError;
 use super::{Ctx, FhirResponse};
 use crate::import::rewrite_references;
-use crate::store::{NumberTexts, ResourceRow, Sent, Store, index};
+use crate::registry;
+use crate::store::{NumberTexts, ResourceRow, Sent, Store};
 use axum::http::StatusCode;
 use rusqlite::Connection;
 use serde_json::value::RawValue;
@@ -264,7 +265,7 @@ impl ResponseText {
 fn authorize(ctx: &Ctx, plan: &Planned) -> Result<(), OutcomeError> {
     let path = plan.url.split('?').next().unwrap_or_default();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let Some(resource_type) = segments.first().copied().filter(|t| index::is_known_type(t)) else {
+    let Some(resource_type) = segments.first().copied().filter(|t| registry::is_known_type(t)) else {
         // Not an interaction at all: `run` answers it with a message.
         return Ok(());
     };
@@ -277,8 +278,8 @@ fn authorize(ctx: &Ctx, plan: &Planned) -> Result<(), OutcomeError> {
     };
     let decision = ctx.access.decide(resource_type, needed)?;
     if let (Some(patient), Some(sent)) = (&decision.patient, &plan.resource)
-        && !index::is_shared(resource_type)
-        && index::compartment_patient(resource_type, &sent.resource).as_deref() != Some(patient.as_str())
+        && !registry::is_shared(resource_type)
+        && registry::compartment_patient(resource_type, &sent.resource).as_deref() != Some(patient.as_str())
     {
         return Err(OutcomeError::Forbidden(format!(
             "The {resource_type} this entry writes is not in the compartment of the patient this token is for; \
@@ -393,7 +394,7 @@ fn run(ctx: &Ctx, store: &Store, conn: &Connection, plan: &Planned) -> Result<Ou
                 row: Some(row),
             })
         }
-        (Method::Get, [resource_type, id]) if index::is_valid_id(id) => {
+        (Method::Get, [resource_type, id]) if registry::is_valid_id(id) => {
             let response = interaction::read(ctx, store, resource_type, id)?;
             Ok(from_response(response))
         }

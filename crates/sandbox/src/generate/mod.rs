@@ -140,6 +140,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_registry_names_the_part_of_the_generator_that_makes_each_type() {
+        use crate::registry::{Generated, KINDS};
+        use std::collections::BTreeSet;
+        let types_of = |resources: &[Value]| -> BTreeSet<String> {
+            resources
+                .iter()
+                .filter_map(|r| r["resourceType"].as_str().map(str::to_owned))
+                .collect()
+        };
+        let claimed = |part: Generated| -> BTreeSet<String> {
+            KINDS
+                .iter()
+                .filter(|k| k.generated == part)
+                .map(|k| k.name.to_owned())
+                .collect()
+        };
+        let g = Generator::new(30, 42);
+        let records: Vec<Value> = (0..30).flat_map(|i| g.patient_record(i)).collect();
+        assert_eq!(
+            types_of(&g.shared_resources()),
+            claimed(Generated::SharedResources)
+        );
+        assert_eq!(types_of(&records), claimed(Generated::PatientRecord));
+        assert_eq!(
+            types_of(&cohort::Cohorts::new().groups()),
+            claimed(Generated::Cohorts)
+        );
+    }
+
+    #[test]
     fn same_seed_gives_same_resources() {
         let a = Generator::new(4, 7);
         let b = Generator::new(4, 7);

@@ -10,6 +10,7 @@
 
 mod background;
 pub mod index;
+pub mod normalize;
 mod numbers;
 mod reindex;
 pub mod search;
@@ -321,7 +322,7 @@ impl Store {
         if already.is_some() {
             return Ok(0);
         }
-        let now = index::instant_text(chrono::Utc::now());
+        let now = normalize::instant_text(chrono::Utc::now());
         let tx = conn.transaction()?;
         tx.execute_batch(DROP_INDEXES)?;
         // One thread generates, serializes and extracts index rows; this one inserts.
@@ -639,7 +640,7 @@ mod tests {
     #[test]
     fn updates_keep_history_and_deletes_leave_a_tombstone() {
         let (_dir, store) = temp_store();
-        let now = index::instant_text(chrono::Utc::now());
+        let now = normalize::instant_text(chrono::Utc::now());
         store
             .write(|tx| {
                 put_resource(

@@ -4,9 +4,11 @@
 //! patient compartment and the scopes' `?category=…` constraints) and become part of the same SQL, so a page,
 //! its `total` and its `next` link never count what the token may not see.
 
-use super::index::{self, ParamKind, SearchParam};
+use super::index;
+use super::normalize;
 use super::write::{ResourceRow, current_row, rows_by_rid};
 use crate::error::SandboxError;
+use crate::registry::{self, ParamKind, SearchParam};
 use rusqlite::Connection;
 use rusqlite::types::Value as Sql;
 use std::collections::HashSet;
@@ -117,7 +119,7 @@ pub enum Condition {
         hi: i64,
     },
     /// `$everything`'s `_since`: `meta.lastUpdated` is at or after this instant, written as
-    /// [`index::instant_text`] writes it (so text order is time order).
+    /// [`normalize::instant_text`] writes it (so text order is time order).
     UpdatedSince(String),
     /// Matches nothing (a reference to a type that cannot match, a constraint the server cannot evaluate).
     Never,
@@ -325,9 +327,9 @@ fn unsupported_modifier(name: &str, modifier: &str) -> SandboxError {
 
 /// `name` as one of `resource_type`'s search parameters; the error lists those it has.
 fn declared_param(resource_type: &str, name: &str) -> Result<&'static SearchParam, SandboxError> {
-    index::param(resource_type, name).ok_or_else(|| {
+    registry::param(resource_type, name).ok_or_else(|| {
         let mut known: Vec<&str> = vec!["_id", "_lastUpdated"];
-        known.extend(index::params_for(resource_type).iter().map(|p| p.name));
+        known.extend(registry::params_for(resource_type).iter().map(|p| p.name));
         invalid(format!(
             "`{name}` is not a supported search parameter of {resource_type} (supported: {}; and _count, _offset, _sort, _include, _summary)",
             known.join(", ")
@@ -352,7 +354,7 @@ fn value_condition(
             let value = if mode == StringMode::Exact {
                 v.to_owned()
             } else {
-                index::normalize(v)
+                normalize::normalize(v)
             };
             Ok(Condition::Text {
                 param: param.name,
@@ -406,11 +408,11 @@ fn value_condition(
 }
 
 fn reference_value(param: &SearchParam, modifier: Option<&str>, v: &str) -> Result<String, SandboxError> {
-    if let Some((t, id)) = index::reference_target(v) {
+    if let Some((t, id)) = registry::reference_target(v) {
         return Ok(format!("{t}/{id}"));
     }
     let target_type = match modifier {
-        Some(m) if index::is_valid_type(m) => Some(m),
+        Some(m) if registry::is_valid_type(m) => Some(m),
         Some(m) => {
             return Err(invalid(format!(
                 "the modifier `:{m}` is not supported on `{}`",
@@ -420,7 +422,7 @@ fn reference_value(param: &SearchParam, modifier: Option<&str>, v: &str) -> Resu
         None => param.target,
     };
     match target_type {
-        Some(t) if index::is_valid_id(v) => Ok(format!("{t}/{v}")),
+        Some(t) if registry::is_valid_id(v) => Ok(format!("{t}/{v}")),
         _ => Err(invalid(format!(
             "`{}={v}` is not a reference (write `Type/id` or an id)",
             param.name
@@ -444,7 +446,7 @@ fn parse_date(name: &str, v: &str) -> Result<(Prefix, i64, i64), SandboxError> {
         .iter()
         .find_map(|(p, prefix)| v.strip_prefix(p).map(|rest| (*prefix, rest)))
         .unwrap_or((Prefix::Eq, v));
-    let (lo, hi) = index::date_range(rest).ok_or_else(|| {
+    let (lo, hi) = normalize::date_range(rest).ok_or_else(|| {
         invalid(format!("`{name}={v}` is not a date: write e.g. `2024`, `2024-03`, `ge2024-03-01` or `lt2024-03-01T10:00:00Z`"))
     })?;
     Ok((prefix, lo, hi))
@@ -467,7 +469,7 @@ fn parse_sort(resource_type: &str, value: &str) -> Result<Vec<SortKey>, SandboxE
             };
             let kind = match name {
                 "_id" | "_lastUpdated" => None,
-                _ => match index::param(resource_type, name) {
+                _ => match registry::param(resource_type, name) {
                     Some(p) if matches!(p.kind, ParamKind::String | ParamKind::Date | ParamKind::Token) => {
                         Some(p.kind)
                     }
@@ -496,7 +498,7 @@ fn parse_include(resource_type: &str, value: &str) -> Result<Include, SandboxErr
             "`_include={value}` names {source}, but this search is on {resource_type}"
         )));
     }
-    match index::param(resource_type, name) {
+    match registry::param(resource_type, name) {
         Some(param) if matches!(param.kind, ParamKind::Reference | ParamKind::Compartment) => Ok(Include {
             param,
             target_type: target.map(str::to_owned),
@@ -618,8 +620,8 @@ fn condition_holds(c: &Condition, row: &ResourceRow, values: &index::IndexRows) 
         Condition::Id(id) => row.id == *id,
         Condition::Compartment(patient) => row.patient.as_deref() == Some(patient.as_str()),
         Condition::LastUpdated(prefix, lo, hi) => {
-            let lo = index::instant_text_from_secs(*lo);
-            let hi = index::instant_text_from_secs(*hi).replace(".000Z", ".999Z");
+            let lo = normalize::instant_text_from_secs(*lo);
+            let hi = normalize::instant_text_from_secs(*hi).replace(".000Z", ".999Z");
             let at = row.last_updated.as_str();
             let within = at >= lo.as_str() && at <= hi.as_str();
             match prefix {
@@ -751,7 +753,7 @@ fn where_clause(
     sql.push_str("r.type = ? AND r.deleted = 0");
     args.push(Sql::Text(resource_type.to_owned()));
     if let Some(patient) = &restriction.patient
-        && !index::is_shared(resource_type)
+        && !registry::is_shared(resource_type)
     {
         sql.push_str(" AND r.patient = ?");
         args.push(Sql::Text(patient.clone()));
@@ -834,8 +836,8 @@ fn condition_sql(c: &Condition, drive: bool, sql: &mut String, args: &mut Vec<Sq
             args.push(Sql::Text(patient.clone()));
         }
         Condition::LastUpdated(prefix, lo, hi) => {
-            let lo_text = index::instant_text_from_secs(*lo);
-            let hi_text = index::instant_text_from_secs(*hi).replace(".000Z", ".999Z");
+            let lo_text = normalize::instant_text_from_secs(*lo);
+            let hi_text = normalize::instant_text_from_secs(*hi).replace(".000Z", ".999Z");
             instant_test(
                 *prefix,
                 "r.last_updated",
@@ -1123,7 +1125,7 @@ mod tests {
                 })
                 .unwrap()
         };
-        let (lo, hi) = index::date_range("2024").unwrap();
+        let (lo, hi) = normalize::date_range("2024").unwrap();
         let in_2024 = Condition::CareDate {
             params: &["date"],
             lo,

@@ -3,6 +3,7 @@
 use super::index::{self, IndexRows};
 use super::numbers::{self, NumberTexts, Sent};
 use crate::error::SandboxError;
+use crate::registry;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 
@@ -177,7 +178,7 @@ fn with_own_compartments(mut oldest_first: Vec<ResourceRow>) -> Vec<ResourceRow>
     let mut previous: Option<String> = None;
     for row in &mut oldest_first {
         row.patient = match row.resource() {
-            Some(resource) => index::compartment_patient(&row.resource_type, &resource),
+            Some(resource) => registry::compartment_patient(&row.resource_type, &resource),
             None => previous.clone(),
         };
         previous = row.patient.clone();
@@ -189,14 +190,14 @@ fn type_and_id(resource: &Value) -> Result<(String, String), SandboxError> {
     let resource_type = resource
         .get("resourceType")
         .and_then(Value::as_str)
-        .filter(|t| index::is_valid_type(t))
+        .filter(|t| registry::is_valid_type(t))
         .ok_or_else(|| SandboxError::InvalidResource {
             reason: "it has no valid `resourceType`".into(),
         })?;
     let id = resource
         .get("id")
         .and_then(Value::as_str)
-        .filter(|id| index::is_valid_id(id))
+        .filter(|id| registry::is_valid_id(id))
         .ok_or_else(|| SandboxError::InvalidResource {
             reason: "it has no valid `id` (1–64 letters, digits, `-` or `.`)".into(),
         })?;
@@ -242,7 +243,7 @@ impl Prepared {
     ) -> Result<Prepared, SandboxError> {
         let (resource_type, id) = type_and_id(&resource)?;
         stamp(&mut resource, 1, now)?;
-        let patient = index::compartment_patient(&resource_type, &resource);
+        let patient = registry::compartment_patient(&resource_type, &resource);
         let rows = index::extract(&resource_type, &resource);
         let json = resource_json(&resource, numbers)?;
         Ok(Prepared {
@@ -328,7 +329,7 @@ pub(crate) fn put_sent(conn: &Connection, sent: Sent, now: &str) -> Result<Writt
     archive(conn, &current)?;
     let version = current.version + 1;
     stamp(&mut resource, version, now)?;
-    let patient = index::compartment_patient(&resource_type, &resource);
+    let patient = registry::compartment_patient(&resource_type, &resource);
     let json = resource_json(&resource, numbers)?;
     conn.prepare_cached(
         "UPDATE fhir_resources SET version = ?1, last_updated = ?2, patient = ?3, deleted = 0, json = ?4 WHERE rid = ?5",

@@ -232,8 +232,12 @@ async fn metadata_lists_every_served_type_with_its_search_parameters() {
         params.contains(&"_id") && params.contains(&"patient"),
         "{params:?}"
     );
-    for (described, _) in sandbox::store::index::RESOURCE_TYPES {
-        assert!(resources.iter().any(|r| r["type"] == *described), "{described}");
+    for described in sandbox::registry::described() {
+        assert!(
+            resources.iter().any(|r| r["type"] == described.name),
+            "{}",
+            described.name
+        );
     }
 }
 
