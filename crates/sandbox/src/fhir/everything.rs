@@ -187,7 +187,8 @@ fn repair_zone_plus(text: &str) -> Option<String> {
     Some(format!("{}+{}", &text[..space], &text[space + 1..]))
 }
 
-/// Runs `$everything` for Patient `id`.
+/// Runs `$everything` for Patient `id`: the patient, then what is in their compartment, then the shared resources
+/// those refer to, one page of them.
 pub(crate) fn everything(
     ctx: &Ctx,
     store: &Store,
@@ -206,70 +207,107 @@ pub(crate) fn everything(
         if request.wants("Patient") {
             rids.push(patient.rid);
         }
-        let compartment_types: Vec<String> = conn
-            .prepare_cached(
-                "SELECT DISTINCT type FROM fhir_resources WHERE patient = ?1 AND deleted = 0 ORDER BY type",
-            )?
-            .query_map([id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        for t in compartment_types
-            .iter()
-            .filter(|t| *t != "Patient" && request.wants(t))
-        {
-            let Ok(decision) = ctx.access.decide(t, Permissions::READ) else {
-                continue;
-            };
-            let restriction = Restriction {
-                patient: Some(id.to_owned()),
-                any_of: decision.any_of,
-            };
-            rids.extend(search::matching_rids(conn, t, &request.filters(t), &restriction)?);
-        }
-        let targets: Vec<String> = conn
-            .prepare_cached(
-                "SELECT DISTINCT x.target FROM fhir_idx_ref x JOIN fhir_resources r ON r.rid = x.rid \
-                 WHERE r.patient = ?1 AND r.deleted = 0 ORDER BY x.target",
-            )?
-            .query_map([id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        for target in targets {
-            let Some((t, target_id)) = target.split_once('/') else {
-                continue;
-            };
-            if !registry::is_shared(t) || !request.wants(t) {
-                continue;
-            }
-            // Shared resources have no care date, so only `_since` can leave them out.
-            if let Some(row) = store::current_row(conn, t, target_id)?.filter(|r| !r.deleted)
-                && request
-                    .since
-                    .as_deref()
-                    .is_none_or(|since| row.last_updated.as_str() >= since)
-                && ctx.access.may(conn, &row, Permissions::READ)?
-            {
-                rids.push(row.rid);
-            }
-        }
-        let total = rids.len();
-        let page_rids: Vec<i64> = rids
-            .into_iter()
-            .skip(request.offset)
-            .take(request.count)
-            .collect();
-        let rows = store::rows_by_rid(conn, &page_rids)?;
-        let page = Page {
-            base: &ctx.base,
-            path: format!("Patient/{id}/$everything"),
-            link_params: &request.link_params,
-            count: request.count,
-            offset: request.offset,
-            total,
-        };
-        Ok(FhirResponse::json(
-            StatusCode::OK,
-            bundle::searchset(&page, &rows, &[]),
-        ))
+        rids.extend(compartment_rids(ctx, conn, id, &request)?);
+        rids.extend(shared_target_rids(ctx, conn, id, &request)?);
+        page(ctx, conn, id, &request, rids)
     })
+}
+
+/// The rows of the patient's compartment (the Patient aside) that the request wants and the token may read, type
+/// by type.
+fn compartment_rids(
+    ctx: &Ctx,
+    conn: &rusqlite::Connection,
+    id: &str,
+    request: &EverythingRequest,
+) -> Result<Vec<i64>, OutcomeError> {
+    let compartment_types: Vec<String> = conn
+        .prepare_cached(
+            "SELECT DISTINCT type FROM fhir_resources WHERE patient = ?1 AND deleted = 0 ORDER BY type",
+        )?
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut rids = Vec::new();
+    for t in compartment_types
+        .iter()
+        .filter(|t| *t != "Patient" && request.wants(t))
+    {
+        let Ok(decision) = ctx.access.decide(t, Permissions::READ) else {
+            continue;
+        };
+        let restriction = Restriction {
+            patient: Some(id.to_owned()),
+            any_of: decision.any_of,
+        };
+        rids.extend(search::matching_rids(conn, t, &request.filters(t), &restriction)?);
+    }
+    Ok(rids)
+}
+
+/// The shared resources (practitioners, organizations, medications…) the compartment refers to, that the request
+/// wants and the token may read.
+fn shared_target_rids(
+    ctx: &Ctx,
+    conn: &rusqlite::Connection,
+    id: &str,
+    request: &EverythingRequest,
+) -> Result<Vec<i64>, OutcomeError> {
+    let targets: Vec<String> = conn
+        .prepare_cached(
+            "SELECT DISTINCT x.target FROM fhir_idx_ref x JOIN fhir_resources r ON r.rid = x.rid \
+             WHERE r.patient = ?1 AND r.deleted = 0 ORDER BY x.target",
+        )?
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut rids = Vec::new();
+    for target in targets {
+        let Some((t, target_id)) = target.split_once('/') else {
+            continue;
+        };
+        if !registry::is_shared(t) || !request.wants(t) {
+            continue;
+        }
+        // Shared resources have no care date, so only `_since` can leave them out.
+        if let Some(row) = store::current_row(conn, t, target_id)?.filter(|r| !r.deleted)
+            && request
+                .since
+                .as_deref()
+                .is_none_or(|since| row.last_updated.as_str() >= since)
+            && ctx.access.may(conn, &row, Permissions::READ)?
+        {
+            rids.push(row.rid);
+        }
+    }
+    Ok(rids)
+}
+
+/// The requested page of `rids` as a searchset Bundle, with the total and the page links.
+fn page(
+    ctx: &Ctx,
+    conn: &rusqlite::Connection,
+    id: &str,
+    request: &EverythingRequest,
+    rids: Vec<i64>,
+) -> Result<FhirResponse, OutcomeError> {
+    let total = rids.len();
+    let page_rids: Vec<i64> = rids
+        .into_iter()
+        .skip(request.offset)
+        .take(request.count)
+        .collect();
+    let rows = store::rows_by_rid(conn, &page_rids)?;
+    let page = Page {
+        base: &ctx.base,
+        path: format!("Patient/{id}/$everything"),
+        link_params: &request.link_params,
+        count: request.count,
+        offset: request.offset,
+        total,
+    };
+    Ok(FhirResponse::json(
+        StatusCode::OK,
+        bundle::searchset(&page, &rows, &[]),
+    ))
 }
 
 #[cfg(test)]
