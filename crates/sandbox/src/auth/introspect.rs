@@ -32,31 +32,7 @@ async fn introspect_inner(
     body: &[u8],
 ) -> Result<Response, OAuthError> {
     let params = Params::parse(body).map_err(OAuthError::invalid_request)?;
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("bearer ")));
-    // Who may see a token's details (RFC 7662 §2.1, §4): an authenticated confidential client — the sandbox's
-    // stand-in for a resource server, as the trusted servers (Keycloak, Okta) let their authenticated clients
-    // introspect — sees any token; a caller that shows only a bearer token sees the tokens of its own client, so one
-    // app's token cannot be used to read another app's grants. Any other token answers `active: false` (§2.2).
-    let mut only_client: Option<String> = None;
-    if bearer {
-        let (checker, caller) = (auth.clone(), headers.clone());
-        let verdict = auth.db(move |_| Ok(checker.check_bearer(&caller))).await?;
-        let grant = verdict.map_err(|e| OAuthError {
-            status: StatusCode::UNAUTHORIZED,
-            ..OAuthError::invalid_client(format!("The caller's bearer token is not accepted: {e}"))
-        })?;
-        only_client = Some(grant.client_id);
-    } else {
-        let client = authenticated_client(auth, headers, &params).await?;
-        if client.kind() == ClientKind::Public {
-            return Err(OAuthError::invalid_client(
-                "Introspection needs a confidential client or a valid bearer token; a public client cannot prove who it is.",
-            ));
-        }
-    }
+    let only_client = authorized_caller(auth, headers, &params).await?;
     let token = params
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is missing."))?;
@@ -75,8 +51,46 @@ async fn introspect_inner(
         return Ok(inactive());
     }
     let base = auth.fhir_base().as_str().trim_end_matches('/');
+    Ok(no_store_json(&active(row, base)))
+}
+
+/// Who may see a token's details (RFC 7662 §2.1, §4): an authenticated confidential client — the sandbox's
+/// stand-in for a resource server, as the trusted servers (Keycloak, Okta) let their authenticated clients
+/// introspect — sees any token (`None`); a caller that shows only a bearer token sees the tokens of its own client
+/// (`Some(client_id)`), so one app's token cannot be used to read another app's grants. Any other token answers
+/// `active: false` (§2.2).
+async fn authorized_caller(
+    auth: &AuthServer,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Option<String>, OAuthError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("bearer ")));
+    if bearer {
+        let (checker, caller) = (auth.clone(), headers.clone());
+        let verdict = auth.db(move |_| Ok(checker.check_bearer(&caller))).await?;
+        let grant = verdict.map_err(|e| OAuthError {
+            status: StatusCode::UNAUTHORIZED,
+            ..OAuthError::invalid_client(format!("The caller's bearer token is not accepted: {e}"))
+        })?;
+        return Ok(Some(grant.client_id));
+    }
+    let client = authenticated_client(auth, headers, params).await?;
+    if client.kind() == ClientKind::Public {
+        return Err(OAuthError::invalid_client(
+            "Introspection needs a confidential client or a valid bearer token; a public client cannot prove who it is.",
+        ));
+    }
+    Ok(None)
+}
+
+/// The answer for an active token: its scope, client, times and launch context (`base` is the FHIR base, which
+/// the `fhirUser` is made absolute against).
+fn active(row: records::TokenRow, base: &str) -> Introspection {
     let grant = row.grant;
-    let answer = Introspection {
+    Introspection {
         active: Some(true),
         scope: Some(ScopeSet::parse_lenient(&grant.scope)),
         client_id: Some(grant.client_id),
@@ -105,8 +119,7 @@ async fn introspect_inner(
             .collect(),
         fhir_user: grant.fhir_user.map(|user| format!("{base}/{user}")),
         extra: serde_json::Map::new(),
-    };
-    Ok(no_store_json(&answer))
+    }
 }
 
 fn inactive() -> Response {
