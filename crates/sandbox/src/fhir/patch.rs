@@ -160,9 +160,19 @@ fn op_path_len(op: &PatchOperation) -> usize {
 
 /// `resource` with `patch` applied, refusing (422) a patch that fails or changes what the resource is.
 pub(super) fn apply(resource: Value, patch: &Patch, reference: &str) -> Result<Value, OutcomeError> {
-    let unprocessable = |why: String| {
-        OutcomeError::Unprocessable(format!("The patch was not applied to {reference}: {why}."))
-    };
+    check_operations(patch, reference)?;
+    let patched = apply_within_size(resource.clone(), patch, reference)?;
+    check_result(&resource, &patched, reference)?;
+    Ok(patched)
+}
+
+/// A 422 saying why the patch was not applied to `reference`.
+fn unprocessable(reference: &str, why: String) -> OutcomeError {
+    OutcomeError::Unprocessable(format!("The patch was not applied to {reference}: {why}."))
+}
+
+/// Refuses, before applying anything, a patch that removes from `-` or has too many operations.
+fn check_operations(patch: &Patch, reference: &str) -> Result<(), OutcomeError> {
     for (i, op) in patch.0.iter().enumerate() {
         // RFC 6902 §4.2: `-` names no element, so nothing can be removed (or moved away) from it. Refused here
         // because `json-patch` would instead take an array's last element (and panic on an empty array).
@@ -172,9 +182,10 @@ pub(super) fn apply(resource: Value, patch: &Patch, reference: &str) -> Result<V
             _ => None,
         };
         if let Some(path) = removes.filter(|p| p.last().is_some_and(|t| t.encoded() == "-")) {
-            return Err(unprocessable(format!(
-                "operation {i} removes `{path}`, but `-` names no array element"
-            )));
+            return Err(unprocessable(
+                reference,
+                format!("operation {i} removes `{path}`, but `-` names no array element"),
+            ));
         }
     }
     if patch.0.len() > limits::MAX_PATCH_OPERATIONS {
@@ -185,9 +196,12 @@ pub(super) fn apply(resource: Value, patch: &Patch, reference: &str) -> Result<V
             limits::MAX_PATCH_OPERATIONS
         )));
     }
-    let mut patched = resource.clone();
-    // Applied one operation at a time, so the resource's size is known after each: a `copy` can double it, and a
-    // few dozen of them would otherwise grow a small resource past any memory before the patch ends.
+    Ok(())
+}
+
+/// Applies the operations one at a time, so the resource's size is known after each: a `copy` can double it, and
+/// a few dozen of them would otherwise grow a small resource past any memory before the patch ends.
+fn apply_within_size(mut patched: Value, patch: &Patch, reference: &str) -> Result<Value, OutcomeError> {
     let mut size = json_size(&patched);
     for (i, op) in patch.0.iter().enumerate() {
         let growth = match op {
@@ -203,13 +217,16 @@ pub(super) fn apply(resource: Value, patch: &Patch, reference: &str) -> Result<V
             PatchOperation::Move(_) | PatchOperation::Remove(_) | PatchOperation::Test(_) => None,
         };
         json_patch::patch_unsafe(&mut patched, std::slice::from_ref(op)).map_err(|e| {
-            unprocessable(match e.kind {
-                json_patch::PatchErrorKind::TestFailed => format!(
-                    "its `test` operation {i} failed (the value at `{}` is not the one given)",
-                    e.path
-                ),
-                _ => format!("operation {i} failed at `{}`: {}", e.path, e.kind),
-            })
+            unprocessable(
+                reference,
+                match e.kind {
+                    json_patch::PatchErrorKind::TestFailed => format!(
+                        "its `test` operation {i} failed (the value at `{}` is not the one given)",
+                        e.path
+                    ),
+                    _ => format!("operation {i} failed at `{}`: {}", e.path, e.kind),
+                },
+            )
         })?;
         if let Some(growth) = growth {
             // An upper bound (a path's key and punctuation aside, what was added is at most `growth` bytes);
@@ -227,17 +244,24 @@ pub(super) fn apply(resource: Value, patch: &Patch, reference: &str) -> Result<V
             }
         }
     }
+    Ok(patched)
+}
+
+/// Refuses a result that is not a resource, or that changed the resource's type or id.
+fn check_result(resource: &Value, patched: &Value, reference: &str) -> Result<(), OutcomeError> {
     if !patched.is_object() {
         return Err(unprocessable(
+            reference,
             "it would replace the resource with something that is not a JSON object".into(),
         ));
     }
     for field in ["resourceType", "id"] {
         if patched.get(field) != resource.get(field) {
-            return Err(unprocessable(format!(
-                "it changes `{field}`, which a patch may not do (create a new resource instead)"
-            )));
+            return Err(unprocessable(
+                reference,
+                format!("it changes `{field}`, which a patch may not do (create a new resource instead)"),
+            ));
         }
     }
-    Ok(patched)
+    Ok(())
 }
