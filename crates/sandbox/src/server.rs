@@ -193,16 +193,7 @@ impl Sandbox {
             None => SandboxConfig::default_db_path()?,
         };
         let (listener, addr) = bind(&config.host, config.port).await?;
-        let auth_listener = if config.persona.splits_authorization_host() {
-            let port = config.auth_port.unwrap_or(if config.port == 0 {
-                0
-            } else {
-                config.port.saturating_add(1)
-            });
-            Some(bind(&config.host, port).await?)
-        } else {
-            None
-        };
+        let auth_listener = bind_auth_host(&config).await?;
         let fhir_base = match &config.public_base_url {
             Some(url) => url.clone(),
             None => default_base(&config.host, addr.port(), &config.persona.fhir_path())?,
@@ -214,27 +205,7 @@ impl Sandbox {
         if !config.imports.is_empty() {
             tracing::info!(%addr, "sandbox port bound; importing before serving");
         }
-        if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        let (patients, seed, imports) = (config.patients, config.seed, config.imports.clone());
-        let (store, reports) = tokio::task::spawn_blocking(move || -> Result<_, SandboxError> {
-            let store = Store::open(&db)?;
-            store.ensure_populated(patients, seed)?;
-            let mut reports = Vec::new();
-            for dir in imports {
-                let report = store.import_dir(&dir)?;
-                reports.push((dir, report));
-            }
-            Ok((store, reports))
-        })
-        .await
-        .map_err(|e| SandboxError::Internal {
-            reason: format!("the database task failed: {e}"),
-        })??;
+        let (store, reports) = open_database(db, &config).await?;
 
         let auth =
             auth::AuthServer::with_auth_origin(store.clone(), fhir_base.clone(), auth_origin, &config)?;
@@ -265,6 +236,51 @@ impl Sandbox {
             tasks,
         })
     }
+}
+
+/// The second listener of a persona whose authorization server has a host of its own (on `auth_port`, or the
+/// port after the FHIR server's), or `None`.
+async fn bind_auth_host(
+    config: &SandboxConfig,
+) -> Result<Option<(tokio::net::TcpListener, SocketAddr)>, SandboxError> {
+    if !config.persona.splits_authorization_host() {
+        return Ok(None);
+    }
+    let port = config.auth_port.unwrap_or(if config.port == 0 {
+        0
+    } else {
+        config.port.saturating_add(1)
+    });
+    Ok(Some(bind(&config.host, port).await?))
+}
+
+/// The store at `db`, populated by the generator and the configured imports (off the async threads), with the
+/// imports' reports.
+async fn open_database(
+    db: std::path::PathBuf,
+    config: &SandboxConfig,
+) -> Result<(Store, Vec<(std::path::PathBuf, crate::import::ImportReport)>), SandboxError> {
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let (patients, seed, imports) = (config.patients, config.seed, config.imports.clone());
+    tokio::task::spawn_blocking(move || -> Result<_, SandboxError> {
+        let store = Store::open(&db)?;
+        store.ensure_populated(patients, seed)?;
+        let mut reports = Vec::new();
+        for dir in imports {
+            let report = store.import_dir(&dir)?;
+            reports.push((dir, report));
+        }
+        Ok((store, reports))
+    })
+    .await
+    .map_err(|e| SandboxError::Internal {
+        reason: format!("the database task failed: {e}"),
+    })?
 }
 
 async fn bind(host: &str, port: u16) -> Result<(tokio::net::TcpListener, SocketAddr), SandboxError> {
