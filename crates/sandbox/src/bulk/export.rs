@@ -128,6 +128,39 @@ struct OpenFile {
 }
 
 async fn run_job(server: &BulkServer, id: &str, cancel: &AtomicBool) -> Result<u64, Stop> {
+    let job = restart(server, id).await?;
+    let access = Arc::new(access_of(&job.client_id, &job.grant));
+    let plans = plan(server.store(), &job, access.clone()).await?;
+    let mut counts = Counts { seq: 0, total: 0 };
+    if !job.warnings.is_empty() {
+        write_warnings(server, &job, &mut counts.seq).await?;
+    }
+    let pace = Pacing {
+        pace: super::pace::Pace::new(server.config().max_rows_per_second),
+        started: std::time::Instant::now(),
+    };
+    let types = plans.len();
+    for (index, plan) in plans.into_iter().enumerate() {
+        let step = format!("type {} of {types}", index + 1);
+        export_type(server, id, cancel, Arc::new(plan), &step, &pace, &mut counts).await?;
+    }
+    Ok(counts.total)
+}
+
+/// The job's running counts: the sequence number of the next file, and the resources written so far.
+struct Counts {
+    seq: i64,
+    total: u64,
+}
+
+/// How fast a job may go: its pace, and when it started.
+struct Pacing {
+    pace: super::pace::Pace,
+    started: std::time::Instant,
+}
+
+/// The job `id`, started over (its files and their directory removed); `Stop::Cancelled` when it is gone.
+async fn restart(server: &BulkServer, id: &str) -> Result<Job, Stop> {
     let job_id = id.to_owned();
     let dir = server.job_dir(id);
     let job = server
@@ -145,79 +178,77 @@ async fn run_job(server: &BulkServer, id: &str, cancel: &AtomicBool) -> Result<u
             Ok(Some(job))
         })
         .await?;
-    let Some(job) = job else {
-        return Err(Stop::Cancelled);
-    };
-    let access = Arc::new(access_of(&job.client_id, &job.grant));
-    let plans = plan(server.store(), &job, access.clone()).await?;
-    let mut seq = 0i64;
-    let mut total = 0u64;
-    if !job.warnings.is_empty() {
-        write_warnings(server, &job, &mut seq).await?;
-    }
-    let types = plans.len();
-    let pace = super::pace::Pace::new(server.config().max_rows_per_second);
-    let started = std::time::Instant::now();
-    for (index, plan) in plans.into_iter().enumerate() {
-        let plan = Arc::new(plan);
-        let mut cursor = Cursor::default();
-        let mut file: Option<OpenFile> = None;
-        while !cursor.done {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(Stop::Cancelled);
-            }
-            let (plan_c, dir, batch, per_file, job_id) = (
-                plan.clone(),
-                server.job_dir(id),
-                server.config().batch,
-                server.config().max_resources_per_file,
-                id.to_owned(),
-            );
-            // The reading and writing at the lowest CPU priority (see `Store::background`); what the chunk
-            // closed is recorded, with the progress, as ordinary store work.
-            let Chunk {
-                cursor: next_cursor,
-                file: next_file,
-                written,
-                closed,
-                seq: next_seq,
-            } = server
-                .store()
-                .background(move |store| chunk(store, &plan_c, cursor, file, &dir, seq, batch, per_file))
-                .await?;
-            cursor = next_cursor;
-            file = next_file;
-            seq = next_seq;
-            total += written;
-            let progress = format!(
-                "Exporting {} (type {} of {types}): {total} resources written so far.",
-                plan.resource_type,
-                index + 1
-            );
-            server
-                .store()
-                .blocking(move |store| {
-                    for record in &closed {
-                        jobs::add_file(store, &job_id, record)?;
-                    }
-                    jobs::set_progress(store, &job_id, &progress)
-                })
-                .await?;
-            // After the chunk and its permit: the FHIR API's requests go first while the job waits.
-            let pause = pace.pause(total, started.elapsed());
-            if !pause.is_zero() {
-                tokio::time::sleep(pause).await;
-            }
+    job.ok_or(Stop::Cancelled)
+}
+
+/// Exports one type, chunk by chunk, recording the files each chunk closes and the progress (`step`: "type 2 of
+/// 5"), and pausing between chunks to keep the job's pace.
+async fn export_type(
+    server: &BulkServer,
+    id: &str,
+    cancel: &AtomicBool,
+    plan: Arc<TypePlan>,
+    step: &str,
+    pacing: &Pacing,
+    counts: &mut Counts,
+) -> Result<(), Stop> {
+    let mut cursor = Cursor::default();
+    let mut file: Option<OpenFile> = None;
+    while !cursor.done {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Stop::Cancelled);
         }
-        if let Some(open) = file {
-            let job_id = id.to_owned();
-            server
-                .store()
-                .blocking(move |store| close(store, &job_id, open))
-                .await?;
+        let (plan_c, dir, batch, per_file, job_id, seq) = (
+            plan.clone(),
+            server.job_dir(id),
+            server.config().batch,
+            server.config().max_resources_per_file,
+            id.to_owned(),
+            counts.seq,
+        );
+        // The reading and writing at the lowest CPU priority (see `Store::background`); what the chunk
+        // closed is recorded, with the progress, as ordinary store work.
+        let Chunk {
+            cursor: next_cursor,
+            file: next_file,
+            written,
+            closed,
+            seq: next_seq,
+        } = server
+            .store()
+            .background(move |store| chunk(store, &plan_c, cursor, file, &dir, seq, batch, per_file))
+            .await?;
+        cursor = next_cursor;
+        file = next_file;
+        counts.seq = next_seq;
+        counts.total += written;
+        let progress = format!(
+            "Exporting {} ({step}): {} resources written so far.",
+            plan.resource_type, counts.total
+        );
+        server
+            .store()
+            .blocking(move |store| {
+                for record in &closed {
+                    jobs::add_file(store, &job_id, record)?;
+                }
+                jobs::set_progress(store, &job_id, &progress)
+            })
+            .await?;
+        // After the chunk and its permit: the FHIR API's requests go first while the job waits.
+        let pause = pacing.pace.pause(counts.total, pacing.started.elapsed());
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
         }
     }
-    Ok(total)
+    if let Some(open) = file {
+        let job_id = id.to_owned();
+        server
+            .store()
+            .blocking(move |store| close(store, &job_id, open))
+            .await?;
+    }
+    Ok(())
 }
 
 /// The types to export and how to read each, from the spec and the token's access.
