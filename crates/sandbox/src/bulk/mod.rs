@@ -416,13 +416,7 @@ async fn kick_off_inner(
         );
     }
     let kick = request::parse(level, &pairs, lenient)?;
-    // The manifest's `request`: the kick-off URL as the client sent it, on the public base.
-    let fhir_path = state.auth().persona().fhir_path();
-    let path = uri.path().strip_prefix(fhir_path.as_str()).unwrap_or(uri.path());
-    let request_url = match uri.query() {
-        Some(q) => format!("{}{path}?{q}", base_of(&state)),
-        None => format!("{}{path}", base_of(&state)),
-    };
+    let request_url = request_url(&state, &uri);
     let bulk = state.bulk().clone();
     let st = state.clone();
     let (job_id, warnings) = state
@@ -465,6 +459,22 @@ async fn kick_off_inner(
         })
         .await?;
     state.bulk().spawn(job_id.clone());
+    Ok(accepted(&state, &job_id, &warnings))
+}
+
+/// The manifest's `request`: the kick-off URL as the client sent it, on the public base.
+fn request_url(state: &SandboxState, uri: &http::Uri) -> String {
+    let fhir_path = state.auth().persona().fhir_path();
+    let path = uri.path().strip_prefix(fhir_path.as_str()).unwrap_or(uri.path());
+    match uri.query() {
+        Some(q) => format!("{}{path}?{q}", base_of(state)),
+        None => format!("{}{path}", base_of(state)),
+    }
+}
+
+/// The kick-off's `202 Accepted`: an OperationOutcome with the request's warnings, and the job's status URL in
+/// `Content-Location`.
+fn accepted(state: &SandboxState, job_id: &str, warnings: &[String]) -> Response {
     let mut issues: Vec<Value> = vec![json!({
         "severity": "information",
         "code": "informational",
@@ -480,10 +490,10 @@ async fn kick_off_inner(
         body,
     )
         .into_response();
-    if let Ok(location) = HeaderValue::from_str(&status_url(&state, &job_id)) {
+    if let Ok(location) = HeaderValue::from_str(&status_url(state, job_id)) {
         response.headers_mut().insert(header::CONTENT_LOCATION, location);
     }
-    Ok(response)
+    response
 }
 
 /// Checks that the token may start this export: every named type readable, some type readable when none is
