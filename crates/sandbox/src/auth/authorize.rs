@@ -596,6 +596,8 @@ pub(crate) async fn step(
     .await
 }
 
+/// The next page of the sign-in: who signs in, then which patient (when `launch/patient` asks for one), then which
+/// encounter (when the patient has any), then consent.
 fn render_step(
     auth: &AuthServer,
     txn: &str,
@@ -605,63 +607,104 @@ fn render_step(
     let mut pending = row.pending;
     let keys = FormKeys { txn, csrf: &row.csrf };
     let requested = ScopeSet::parse_lenient(&pending.scope);
-    let store = auth.store();
     if pending.user.is_none() {
-        // An EHR launch is a clinician's; its preset clinician comes first.
-        let hint = pending.launch.as_ref().and_then(|l| l.user.as_deref());
-        let as_patient = pending.launch.is_none() && !scopes::is_provider_request(&requested);
-        let mut users: Vec<Choice> = if as_patient {
-            store
-                .find_patients(search, LIST_LIMIT)?
-                .iter()
-                .map(|p| person_choice(p, "Patient/"))
-                .collect()
-        } else {
-            store
-                .list_practitioners(LIST_LIMIT)?
-                .iter()
-                .map(|p| person_choice(p, "Practitioner/"))
-                .collect()
-        };
-        if let Some(hint) = hint {
-            users.retain(|u| u.value != hint);
-            if let Some((kind, id)) = hint.split_once('/')
-                && let Some(resource) = store.read(kind, id)?
-            {
-                users.insert(0, person_choice(&resource, "Practitioner/"));
-            }
-        }
-        return Ok(
-            Html(pages::login(&keys, &pending.client_id, &users, as_patient, search).into_string())
-                .into_response(),
-        );
+        return login_page(auth, &keys, &pending, &requested, search);
     }
     if requested.contains(&Scope::LaunchPatient) && pending.patient.is_none() {
-        let patients: Vec<Choice> = store
+        let patients: Vec<Choice> = auth
+            .store()
             .find_patients(search, LIST_LIMIT)?
             .iter()
             .map(|p| person_choice(p, ""))
             .collect();
-        return Ok(Html(pages::patient_picker(&keys, &patients, search).into_string()).into_response());
+        return Ok(html(pages::patient_picker(&keys, &patients, search)));
     }
     if !pending.encounter_done {
-        if let Some(patient) = pending.patient.clone() {
-            let encounters: Vec<Choice> = store
-                .encounters_for_patient(&patient, LIST_LIMIT)?
-                .iter()
-                .map(encounter_choice)
-                .collect();
-            if !encounters.is_empty() {
-                let name = resource_name(auth, &format!("Patient/{patient}"))?;
-                return Ok(
-                    Html(pages::encounter_picker(&keys, &name, &encounters).into_string()).into_response(),
-                );
-            }
+        if let Some(page) = encounter_page(auth, &keys, &pending)? {
+            return Ok(page);
         }
         // Nothing to choose from: continue without an encounter.
         pending.encounter_done = true;
         records::update_pending(auth.store(), txn, &pending)?;
     }
+    consent_page(auth, &keys, &pending, &requested)
+}
+
+fn html(markup: maud::Markup) -> Response {
+    Html(markup.into_string()).into_response()
+}
+
+/// Who signs in: patients for a patient's standalone launch, clinicians otherwise; an EHR launch's preset
+/// clinician first.
+fn login_page(
+    auth: &AuthServer,
+    keys: &FormKeys<'_>,
+    pending: &PendingAuthorization,
+    requested: &ScopeSet,
+    search: &str,
+) -> Result<Response, AuthorizeError> {
+    let store = auth.store();
+    let hint = pending.launch.as_ref().and_then(|l| l.user.as_deref());
+    let as_patient = pending.launch.is_none() && !scopes::is_provider_request(requested);
+    let mut users: Vec<Choice> = if as_patient {
+        store
+            .find_patients(search, LIST_LIMIT)?
+            .iter()
+            .map(|p| person_choice(p, "Patient/"))
+            .collect()
+    } else {
+        store
+            .list_practitioners(LIST_LIMIT)?
+            .iter()
+            .map(|p| person_choice(p, "Practitioner/"))
+            .collect()
+    };
+    if let Some(hint) = hint {
+        users.retain(|u| u.value != hint);
+        if let Some((kind, id)) = hint.split_once('/')
+            && let Some(resource) = store.read(kind, id)?
+        {
+            users.insert(0, person_choice(&resource, "Practitioner/"));
+        }
+    }
+    Ok(html(pages::login(
+        keys,
+        &pending.client_id,
+        &users,
+        as_patient,
+        search,
+    )))
+}
+
+/// The encounter picker, when the chosen patient has encounters to choose from.
+fn encounter_page(
+    auth: &AuthServer,
+    keys: &FormKeys<'_>,
+    pending: &PendingAuthorization,
+) -> Result<Option<Response>, AuthorizeError> {
+    let Some(patient) = &pending.patient else {
+        return Ok(None);
+    };
+    let encounters: Vec<Choice> = auth
+        .store()
+        .encounters_for_patient(patient, LIST_LIMIT)?
+        .iter()
+        .map(encounter_choice)
+        .collect();
+    if encounters.is_empty() {
+        return Ok(None);
+    }
+    let name = resource_name(auth, &format!("Patient/{patient}"))?;
+    Ok(Some(html(pages::encounter_picker(keys, &name, &encounters))))
+}
+
+/// Consent: the app, the user, the patient and the requested scopes in words.
+fn consent_page(
+    auth: &AuthServer,
+    keys: &FormKeys<'_>,
+    pending: &PendingAuthorization,
+    requested: &ScopeSet,
+) -> Result<Response, AuthorizeError> {
     let user = match &pending.user {
         Some(reference) => resource_name(auth, reference)?,
         None => String::new(),
@@ -677,7 +720,7 @@ fn render_step(
         patient: patient.as_deref(),
         scopes: &words,
     };
-    Ok(Html(pages::consent(&keys, &view).into_string()).into_response())
+    Ok(html(pages::consent(keys, &view)))
 }
 
 fn resource_name(auth: &AuthServer, reference: &str) -> Result<String, AuthorizeError> {

@@ -197,80 +197,32 @@ pub(crate) fn parse(
         type_filters: Vec::new(),
         patients: None,
     };
-    let mut warnings = Vec::new();
-    // Unsupported in strict handling is a 400; in lenient handling a warning (IG: Query Parameters).
-    let mut unsupported = |reason: String| -> Result<(), OutcomeError> {
-        if lenient {
-            warnings.push(format!("{reason} It was ignored (Prefer: handling=lenient)."));
-            Ok(())
-        } else {
-            Err(OutcomeError::BadRequest(format!(
-                "{reason} Leave it out, or send `Prefer: handling=lenient` to have unsupported parameters ignored."
-            )))
-        }
+    let mut unsupported = Unsupported {
+        lenient,
+        warnings: Vec::new(),
     };
     for (name, value, source) in pairs {
         let value = value.trim();
         match name.as_str() {
-            "_outputFormat" => {
-                if !NDJSON_FORMATS.contains(&value) {
-                    return Err(OutcomeError::BadRequest(format!(
-                        "`_outputFormat={value}` is not a format this server writes; it writes NDJSON \
-                         (`application/fhir+ndjson`, also accepted as `application/ndjson` or `ndjson`)."
-                    )));
-                }
-            }
+            "_outputFormat" => check_output_format(value)?,
             "_since" => spec.since = Some(instant(name, value, Round::Up)?),
             "_until" => spec.until = Some(instant(name, value, Round::Down)?),
-            "_type" => {
-                let types = spec.types.get_or_insert_with(Vec::new);
-                for t in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                    if !registry::is_valid_type(t) {
-                        return Err(OutcomeError::BadRequest(format!(
-                            "`_type` names `{t}`, which is not a FHIR resource type (write types as `Patient,Observation`)."
-                        )));
-                    }
-                    if !types.iter().any(|x| x == t) {
-                        types.push(t.to_owned());
-                    }
-                }
-            }
+            "_type" => add_types(spec.types.get_or_insert_with(Vec::new), value)?,
             "_typeFilter" => {
                 for query in split_type_filters(value) {
                     match type_filter(&query) {
                         Ok(filter) => spec.type_filters.push(filter),
-                        Err(reason) => unsupported(reason)?,
+                        Err(reason) => unsupported.report(reason)?,
                     }
                 }
             }
-            "patient" => {
-                if *source == Source::Query {
-                    unsupported(
-                        "`patient` is accepted only in a POSTed `Parameters` body (Bulk Data Access IG 2.0.0), not \
-                         in the query string."
-                            .to_owned(),
-                    )?;
-                    continue;
-                }
-                if spec.level == Level::System {
-                    return Err(OutcomeError::BadRequest(
-                        "`patient` narrows a Patient- or Group-level export; a system-level `$export` does not take it."
-                            .into(),
-                    ));
-                }
-                let id = patient_id(value).ok_or_else(|| {
-                    OutcomeError::BadRequest(format!(
-                        "`patient` must be a reference to a Patient (`Patient/123`), not `{value}`."
-                    ))
-                })?;
-                spec.patients.get_or_insert_with(Vec::new).push(id);
-            }
+            "patient" => add_patient(&mut spec, value, *source, &mut unsupported)?,
             n if UNSUPPORTED.contains(&n) => {
-                unsupported(format!(
+                unsupported.report(format!(
                     "This server does not support the `{n}` parameter of $export."
                 ))?;
             }
-            other => unsupported(format!(
+            other => unsupported.report(format!(
                 "`{other}` is not a parameter of $export here (supported: _outputFormat, _since, _until, _type, \
                  _typeFilter, patient)."
             ))?,
@@ -283,7 +235,87 @@ pub(crate) fn parse(
             "`_since` is after `_until`, so no resource could have changed between them; swap them.".into(),
         ));
     }
-    Ok(KickOff { spec, warnings })
+    Ok(KickOff {
+        spec,
+        warnings: unsupported.warnings,
+    })
+}
+
+/// What to do with a parameter the server does not support: in strict handling a 400, in lenient handling a
+/// warning (IG: Query Parameters).
+struct Unsupported {
+    lenient: bool,
+    warnings: Vec<String>,
+}
+
+impl Unsupported {
+    fn report(&mut self, reason: String) -> Result<(), OutcomeError> {
+        if self.lenient {
+            self.warnings
+                .push(format!("{reason} It was ignored (Prefer: handling=lenient)."));
+            Ok(())
+        } else {
+            Err(OutcomeError::BadRequest(format!(
+                "{reason} Leave it out, or send `Prefer: handling=lenient` to have unsupported parameters ignored."
+            )))
+        }
+    }
+}
+
+/// `_outputFormat`: only NDJSON is written.
+fn check_output_format(value: &str) -> Result<(), OutcomeError> {
+    if NDJSON_FORMATS.contains(&value) {
+        Ok(())
+    } else {
+        Err(OutcomeError::BadRequest(format!(
+            "`_outputFormat={value}` is not a format this server writes; it writes NDJSON \
+             (`application/fhir+ndjson`, also accepted as `application/ndjson` or `ndjson`)."
+        )))
+    }
+}
+
+/// `_type`: each comma-separated name must be a FHIR resource type; repeats are kept once.
+fn add_types(types: &mut Vec<String>, value: &str) -> Result<(), OutcomeError> {
+    for t in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if !registry::is_valid_type(t) {
+            return Err(OutcomeError::BadRequest(format!(
+                "`_type` names `{t}`, which is not a FHIR resource type (write types as `Patient,Observation`)."
+            )));
+        }
+        if !types.iter().any(|x| x == t) {
+            types.push(t.to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// `patient`: only from a POSTed `Parameters` body, only below the system level, a reference to a Patient.
+fn add_patient(
+    spec: &mut ExportSpec,
+    value: &str,
+    source: Source,
+    unsupported: &mut Unsupported,
+) -> Result<(), OutcomeError> {
+    if source == Source::Query {
+        return unsupported.report(
+            "`patient` is accepted only in a POSTed `Parameters` body (Bulk Data Access IG 2.0.0), not in the \
+             query string."
+                .to_owned(),
+        );
+    }
+    if spec.level == Level::System {
+        return Err(OutcomeError::BadRequest(
+            "`patient` narrows a Patient- or Group-level export; a system-level `$export` does not take it."
+                .into(),
+        ));
+    }
+    let id = patient_id(value).ok_or_else(|| {
+        OutcomeError::BadRequest(format!(
+            "`patient` must be a reference to a Patient (`Patient/123`), not `{value}`."
+        ))
+    })?;
+    spec.patients.get_or_insert_with(Vec::new).push(id);
+    Ok(())
 }
 
 /// `Patient/123` (or an absolute URL ending so) as `123`.
