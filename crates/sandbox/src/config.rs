@@ -40,11 +40,11 @@ pub struct SandboxConfig {
     /// The port of the separate authorization host of personas that have one (Cerner). `None`: the port after
     /// `port` (or a free port when `port` is 0).
     pub auth_port: Option<u16>,
-    /// The Bulk Data `$export` limits (see [`crate::bulk::BulkConfig`] for the defaults).
-    pub bulk: crate::bulk::BulkConfig,
+    /// The Bulk Data `$export` limits (see [`crate::limits::BulkConfig`] for the defaults).
+    pub bulk: crate::limits::BulkConfig,
     /// What the authorization server keeps of strangers' requests and how often it purges what expired (see
-    /// [`crate::auth::AuthLimits`] for the defaults).
-    pub auth_limits: crate::auth::AuthLimits,
+    /// [`crate::limits::AuthLimits`] for the defaults).
+    pub auth_limits: crate::limits::AuthLimits,
     /// The RSA private key (PKCS#1 PEM, `BEGIN RSA PRIVATE KEY`) that signs id_tokens when the database holds
     /// none yet; it is stored there like a generated one. `None`: a 2048-bit key is generated. Tests pass one
     /// fixed key so that no test pays for RSA key generation.
@@ -68,8 +68,8 @@ impl Default for SandboxConfig {
             persona: Persona::Smart,
             latency: Duration::ZERO,
             auth_port: None,
-            bulk: crate::bulk::BulkConfig::default(),
-            auth_limits: crate::auth::AuthLimits::default(),
+            bulk: crate::limits::BulkConfig::default(),
+            auth_limits: crate::limits::AuthLimits::default(),
             issuer_key_pem: None,
         }
     }

@@ -8,6 +8,7 @@ pub mod error; // SandboxError and BearerError, the crate's errors
 pub mod fhir; // the FHIR R4 REST API: read, search, write, patch, transaction, $everything, metadata
 pub mod generate; // the seeded synthetic-patient generator
 pub mod import; // `--import DIR`: FHIR Bundles and resources from files into the store
+pub mod limits; // the limits every layer reads: the authorization server's, Bulk Data's, the overload Retry-After
 pub mod persona; // vendor behaviour to reproduce: smart, cerner, epic
 pub mod registry; // one entry per resource type: search parameters, compartment, care dates, generator
 pub mod serve; // serving HTTP with bounds: connections, header and request timeouts, graceful shutdown

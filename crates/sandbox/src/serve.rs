@@ -39,8 +39,7 @@ pub const IN_FLIGHT_WAIT: Duration = Duration::from_secs(5);
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default of [`ServerLimits::request_timeout`].
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// The `Retry-After` sent with a 503 for overload, in seconds.
-pub const RETRY_AFTER_SECONDS: u64 = 1;
+pub use crate::limits::RETRY_AFTER_SECONDS;
 
 /// How much the server takes on at once, and how long it waits. Every field has a documented default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -125,7 +125,7 @@ pub(super) fn unavailable_page() -> Response {
         StatusCode::SERVICE_UNAVAILABLE,
         [(
             header::RETRY_AFTER,
-            HeaderValue::from(crate::serve::RETRY_AFTER_SECONDS),
+            HeaderValue::from(crate::limits::RETRY_AFTER_SECONDS),
         )],
         Html(page.into_string()),
     )

@@ -79,7 +79,7 @@ impl IntoResponse for OAuthError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(
                 header::RETRY_AFTER,
-                HeaderValue::from(crate::serve::RETRY_AFTER_SECONDS),
+                HeaderValue::from(crate::limits::RETRY_AFTER_SECONDS),
             );
         }
         if self.basic_challenge {

@@ -15,53 +15,14 @@ use std::{sync::Weak, time::Duration};
 use rusqlite::{Connection, params};
 
 use super::{Inner, records};
+pub use crate::limits::{
+    AuthLimits, MAX_LAUNCHES, MAX_LAUNCHES_PER_CLIENT, MAX_PENDING, MAX_PENDING_PER_CLIENT, PURGE_INTERVAL,
+};
 use crate::{error::SandboxError, store::Store};
 
-/// The default of [`AuthLimits::purge_interval`].
-pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
-/// The default of [`AuthLimits::max_pending_per_client`].
-pub const MAX_PENDING_PER_CLIENT: usize = 1_000;
-/// The default of [`AuthLimits::max_pending`].
-pub const MAX_PENDING: usize = 10_000;
-/// The default of [`AuthLimits::max_launches_per_client`].
-pub const MAX_LAUNCHES_PER_CLIENT: usize = 1_000;
-/// The default of [`AuthLimits::max_launches`].
-pub const MAX_LAUNCHES: usize = 10_000;
 /// How long used or expired codes and tokens are kept past their expiry, so that a late replay is still
 /// recognised as one (and revokes its family) instead of passing for an unknown value.
 const REPLAY_MEMORY_MS: i64 = 24 * 3600 * 1000;
-
-/// How much unauthenticated state the authorization server keeps, and how often it purges what expired. Every
-/// field has a documented default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuthLimits {
-    /// How often expired pending authorizations, launches, `jti`s, and codes and tokens a day past their expiry
-    /// are deleted (default [`PURGE_INTERVAL`]; also once at start).
-    pub purge_interval: Duration,
-    /// Pending authorizations kept per client at most (default [`MAX_PENDING_PER_CLIENT`]); beyond it the
-    /// oldest of that client's are dropped.
-    pub max_pending_per_client: usize,
-    /// Pending authorizations kept at most over all clients (default [`MAX_PENDING`]): open registration
-    /// accepts any client id, so the per-client cap alone does not bound the table.
-    pub max_pending: usize,
-    /// Unused EHR launches kept per client at most (default [`MAX_LAUNCHES_PER_CLIENT`]); beyond it the oldest
-    /// are dropped.
-    pub max_launches_per_client: usize,
-    /// Unused EHR launches kept at most over all clients (default [`MAX_LAUNCHES`]).
-    pub max_launches: usize,
-}
-
-impl Default for AuthLimits {
-    fn default() -> Self {
-        Self {
-            purge_interval: PURGE_INTERVAL,
-            max_pending_per_client: MAX_PENDING_PER_CLIENT,
-            max_pending: MAX_PENDING,
-            max_launches_per_client: MAX_LAUNCHES_PER_CLIENT,
-            max_launches: MAX_LAUNCHES,
-        }
-    }
-}
 
 /// A table of rows created without authentication, capped per client and overall.
 #[derive(Debug, Clone, Copy)]

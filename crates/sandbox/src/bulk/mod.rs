@@ -47,39 +47,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The limits of the Bulk Data server. `BulkConfig::default()` gives the documented defaults.
-#[derive(Debug, Clone)]
-pub struct BulkConfig {
-    /// Queued or running jobs one client may have at once; a further kick-off gets `429` (default 2).
-    pub max_jobs_per_client: usize,
-    /// Resources per NDJSON file; a type with more is split over several files (default 10,000).
-    pub max_resources_per_file: usize,
-    /// How long a finished job and its files are kept (default 24 hours).
-    pub retention: Duration,
-    /// Rows read per database task; a job gives the store's task permit back between chunks (default 500).
-    pub batch: usize,
-    /// The most rows a second one job writes, so that exports leave the machine to the FHIR API's reads
-    /// (default 20,000: a 10,000-patient sandbox, 1.5 M resources, in about 80 s; 0: no limit).
-    pub max_rows_per_second: u64,
-    /// The `Retry-After` sent while a job runs and with a `429` (default 2 seconds).
-    pub retry_after: Duration,
-    /// Where job files go (default: `<database stem>-bulk` beside the database file).
-    pub dir: Option<PathBuf>,
-}
-
-impl Default for BulkConfig {
-    fn default() -> Self {
-        Self {
-            max_jobs_per_client: 2,
-            max_resources_per_file: 10_000,
-            retention: Duration::from_secs(24 * 60 * 60),
-            batch: 500,
-            max_rows_per_second: 20_000,
-            retry_after: Duration::from_secs(2),
-            dir: None,
-        }
-    }
-}
+pub use crate::limits::BulkConfig;
 
 /// The Bulk Data server's state: its limits, its file directory and the cancel flags of running jobs. Cheap
 /// to clone.
