@@ -47,8 +47,18 @@ fn rust_type(f: &Field) -> String {
     }
 }
 
-/// One struct, its choice enums and its `Object` impl.
+/// One struct, its choice enums and its `Object` impl, in the order they appear in the file.
 pub fn emit_struct(out: &mut String, s: &StructDef) {
+    emit_struct_def(out, s);
+    emit_choice_enums(out, s);
+    emit_object_impls(out, s);
+    emit_read_member(out, s);
+    emit_write_field(out, s);
+    emit_check_and_unknown(out, s);
+}
+
+/// The struct itself: its docs, one field per element, and the unknown members.
+fn emit_struct_def(out: &mut String, s: &StructDef) {
     doc(out, &s.short);
     if !s.definition.is_empty() && s.definition.trim() != s.short.trim() {
         out.push_str("///\n");
@@ -91,7 +101,10 @@ pub fn emit_struct(out: &mut String, s: &StructDef) {
         "    /// Members this model does not know (or could not read), kept to be written back in place.\n",
     );
     out.push_str("    pub unknown: Unknown,\n}\n\n");
+}
 
+/// One enum per choice element (`value[x]`), with the writer of its one member.
+fn emit_choice_enums(out: &mut String, s: &StructDef) {
     for f in &s.fields {
         if let FieldKind::Choice(name, variants) = &f.kind {
             let _ = writeln!(
@@ -132,7 +145,10 @@ pub fn emit_struct(out: &mut String, s: &StructDef) {
             out.push_str("        }\n    }\n}\n\n");
         }
     }
+}
 
+/// `Debug` (compact JSON through the field table) and `Object` (the FHIR name; whether a resource); opens `impl Members`.
+fn emit_object_impls(out: &mut String, s: &StructDef) {
     let _ = writeln!(
         out,
         "impl std::fmt::Debug for {} {{\n    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {{\n        \
@@ -151,6 +167,10 @@ pub fn emit_struct(out: &mut String, s: &StructDef) {
         "    fn field_count(&self) -> u16 {{\n        {}\n    }}",
         s.fields.len()
     );
+}
+
+/// `Members::read_member`: the JSON member names (and their `_` siblings) matched to the fields' readers.
+fn emit_read_member(out: &mut String, s: &StructDef) {
     out.push_str(
         "    fn read_member(&mut self, key: &str, r: &mut Reader<'_>) -> Result<Option<(u16, bool)>, Error> {\n",
     );
@@ -217,6 +237,10 @@ pub fn emit_struct(out: &mut String, s: &StructDef) {
             "            _ => return Ok(None),\n        };\n        Ok(Some((index, read?)))\n    }\n",
         );
     }
+}
+
+/// `Members::write_field`: each field's writer by its index.
+fn emit_write_field(out: &mut String, s: &StructDef) {
     out.push_str("    fn write_field(&self, index: u16, w: &mut Writer) {\n");
     if s.fields.is_empty() {
         out.push_str("        let _ = (index, w);\n    }\n");
@@ -240,6 +264,10 @@ pub fn emit_struct(out: &mut String, s: &StructDef) {
         }
         out.push_str("            _ => {}\n        }\n    }\n");
     }
+}
+
+/// `Members::check` for the required elements, the unknown members, and the closing of `impl Members`.
+fn emit_check_and_unknown(out: &mut String, s: &StructDef) {
     let required: Vec<&Field> = s.fields.iter().filter(|f| f.min > 0).collect();
     if !required.is_empty() {
         out.push_str("    fn check(&self, r: &mut Reader<'_>) {\n");
