@@ -225,46 +225,18 @@ fn build_struct(
         }
         let (json, kind) = if let Some(base) = name.strip_suffix("[x]") {
             let enum_name = format!("{rust}{}", upper_first(base));
-            let mut variants = Vec::new();
-            for code in &e.types {
-                let kind = if let Some(alias) = primitive_alias(code) {
-                    FieldKind::Primitive(alias)
-                } else if complex.contains(code.as_str()) {
-                    FieldKind::Complex(code.clone())
-                } else {
-                    return Err(format!("{}: choice of unknown type {code}", e.path));
-                };
-                variants.push(Variant {
-                    name: upper_first(code),
-                    kind,
-                });
-            }
-            (base.to_string(), FieldKind::Choice(enum_name, variants))
+            (
+                base.to_string(),
+                FieldKind::Choice(enum_name, choice_variants(e, complex)?),
+            )
         } else if let Some(reference) = &e.reference {
             let target = reference.trim_start_matches('#');
             (name.to_string(), FieldKind::Complex(type_name(target)))
         } else {
-            let code = match e.types.as_slice() {
-                [one] => one.as_str(),
-                other => return Err(format!("{}: {} types outside a choice", e.path, other.len())),
-            };
-            let kind = if code == "http://hl7.org/fhirpath/System.String" {
-                FieldKind::Plain
-            } else if let Some(alias) = primitive_alias(code) {
-                FieldKind::Primitive(alias)
-            } else if code == "Resource" {
-                FieldKind::Resource
-            } else if code == "BackboneElement" || code == "Element" {
-                if !by_parent.contains_key(e.path.as_str()) {
-                    return Err(format!("{}: {code} without children", e.path));
-                }
+            let kind = single_kind(e, by_parent, complex)?;
+            if matches!(e.types.as_slice(), [code] if code == "BackboneElement" || code == "Element") {
                 nested.push(e);
-                FieldKind::Complex(type_name(&e.path))
-            } else if complex.contains(code) {
-                FieldKind::Complex(code.to_string())
-            } else {
-                return Err(format!("{}: unknown type {code}", e.path));
-            };
+            }
             (name.to_string(), kind)
         };
         let rust_field = field_name(&json);
@@ -298,6 +270,54 @@ fn build_struct(
         build_struct(&e.path, e, by_parent, complex, false, "", structs)?;
     }
     Ok(())
+}
+
+/// The variants of a choice element (`value[x]`): one per allowed type, primitive or complex.
+fn choice_variants(e: &ElementDef, complex: &BTreeSet<&str>) -> Result<Vec<Variant>, String> {
+    let mut variants = Vec::new();
+    for code in &e.types {
+        let kind = if let Some(alias) = primitive_alias(code) {
+            FieldKind::Primitive(alias)
+        } else if complex.contains(code.as_str()) {
+            FieldKind::Complex(code.clone())
+        } else {
+            return Err(format!("{}: choice of unknown type {code}", e.path));
+        };
+        variants.push(Variant {
+            name: upper_first(code),
+            kind,
+        });
+    }
+    Ok(variants)
+}
+
+/// The kind of an element of one type: a plain string, a primitive, any resource, a nested BackboneElement (its
+/// struct built by the caller) or a complex data type.
+fn single_kind(
+    e: &ElementDef,
+    by_parent: &BTreeMap<&str, Vec<&ElementDef>>,
+    complex: &BTreeSet<&str>,
+) -> Result<FieldKind, String> {
+    let code = match e.types.as_slice() {
+        [one] => one.as_str(),
+        other => return Err(format!("{}: {} types outside a choice", e.path, other.len())),
+    };
+    Ok(if code == "http://hl7.org/fhirpath/System.String" {
+        FieldKind::Plain
+    } else if let Some(alias) = primitive_alias(code) {
+        FieldKind::Primitive(alias)
+    } else if code == "Resource" {
+        FieldKind::Resource
+    } else if code == "BackboneElement" || code == "Element" {
+        if !by_parent.contains_key(e.path.as_str()) {
+            return Err(format!("{}: {code} without children", e.path));
+        }
+        FieldKind::Complex(type_name(&e.path))
+    } else if complex.contains(code) {
+        FieldKind::Complex(code.to_string())
+    } else {
+        return Err(format!("{}: unknown type {code}", e.path));
+    })
 }
 
 /// `Observation.referenceRange` → `ObservationReferenceRange`.
