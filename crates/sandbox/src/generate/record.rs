@@ -454,6 +454,12 @@ impl<'a> RecordBuilder<'a> {
     }
 
     fn vital_signs(&mut self, body: &mut Body, visit: &Visit, problems: &[&Problem], us_units: bool) {
+        let vitals = self.draw_vitals(body, visit, problems);
+        self.record_vitals(visit, &vitals, us_units);
+    }
+
+    /// The visit's measurements, drawn in a fixed order (the order decides the generated record for a seed).
+    fn draw_vitals(&mut self, body: &mut Body, visit: &Visit, problems: &[&Problem]) -> Vitals {
         let age = age_at(body.birth, visit.start);
         let height = growth_height(body, age);
         // Weight follows the BMI, which wanders a little between visits.
@@ -481,7 +487,30 @@ impl<'a> RecordBuilder<'a> {
         let hr = normal(&mut self.rng, body.heart_rate + child_hr, 5.0).round();
         let temp = normal(&mut self.rng, if febrile { 38.4 } else { 36.8 }, 0.25);
         let spo2 = normal(&mut self.rng, body.spo2, 0.8).clamp(85.0, 100.0).round();
+        Vitals {
+            systolic,
+            diastolic,
+            hr,
+            weight,
+            height,
+            child_bmi,
+            temp,
+            spo2,
+        }
+    }
 
+    /// The measurements as vital-signs Observations, in metric or US customary units.
+    fn record_vitals(&mut self, visit: &Visit, vitals: &Vitals, us_units: bool) {
+        let &Vitals {
+            systolic,
+            diastolic,
+            hr,
+            weight,
+            height,
+            child_bmi,
+            temp,
+            spo2,
+        } = vitals;
         let bp = json!({
             "component": [
                 component("8480-6", "Systolic blood pressure", systolic, 0, "mm[Hg]"),
@@ -900,4 +929,15 @@ fn instant(t: DateTime<Utc>) -> String {
 
 fn instant_millis(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+/// One visit's vital signs, metric, as drawn.
+struct Vitals {
+    systolic: f64,
+    diastolic: f64,
+    hr: f64,
+    weight: f64,
+    height: f64,
+    child_bmi: f64,
+    temp: f64,
+    spo2: f64,
 }
