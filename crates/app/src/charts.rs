@@ -8,6 +8,8 @@
 //! the same to a screen reader.
 
 use chrono::{DateTime, Duration, Utc};
+use plotters::coord::combinators::WithKeyPoints;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::date_ticks::DateTicks;
@@ -222,7 +224,8 @@ impl Chart {
         DrawnChart { chart: self, svg }
     }
 
-    /// Draws the chart as a standalone SVG document; `None` when there is nothing to draw.
+    /// Draws the chart as a standalone SVG document; `None` when there is nothing to draw. In order: the
+    /// reference bands, the axes and grid, each line with its latest measurement, the legend.
     pub fn to_svg(&self) -> Result<Option<String>, ChartError> {
         let Some((x_range, y_range)) = self.ranges() else {
             return Ok(None);
@@ -240,77 +243,114 @@ impl Chart {
                 .y_label_area_size(48)
                 .build_cartesian_2d(x_range.with_key_points(ticks.ticks.clone()), y_range)
                 .map_err(draw_err)?;
-            for (i, band) in self.bands.iter().enumerate() {
-                let colour = self.colour_of(&band.label, i);
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(x_start, band.low), (x_end, band.high)],
-                        colour.mix(0.10).filled(),
-                    )))
-                    .map_err(draw_err)?;
-            }
-            chart
-                .configure_mesh()
-                .y_labels(6)
-                // Major grid lines only: the minor ones add little and triple the SVG's size.
-                .max_light_lines(1)
-                .bold_line_style(RGBColor(228, 232, 237))
-                .x_label_formatter(&|d: &DateTime<Utc>| ticks.label(d))
-                .y_label_formatter(&|v: &f64| format!("{v:.decimals$}"))
-                .y_desc(self.unit.as_str())
-                .label_style(("sans-serif", 12).into_font().color(&RGBColor(60, 70, 82)))
-                .draw()
-                .map_err(draw_err)?;
+            self.draw_bands(&mut chart, x_start, x_end)?;
+            self.draw_mesh(&mut chart, &ticks, decimals)?;
             for (i, series) in self.series.iter().enumerate() {
-                let colour = COLOURS[i % COLOURS.len()];
-                let mut points: Vec<(DateTime<Utc>, f64)> = series
-                    .points
-                    .iter()
-                    .copied()
-                    .filter(|(_, v)| v.is_finite())
-                    .collect();
-                points.sort_by_key(|(t, _)| *t);
-                chart
-                    .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))
-                    .map_err(draw_err)?
-                    .label(series.label.as_str())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-                    });
-                chart
-                    .draw_series(points.iter().map(|p| Circle::new(*p, 3, colour.filled())))
-                    .map_err(draw_err)?;
-                // The latest measurement: ringed, with its value beside it.
-                if let Some(&(t, v)) = points.last() {
-                    chart
-                        .draw_series(std::iter::once(Circle::new((t, v), 7, colour.stroke_width(2))))
-                        .map_err(draw_err)?;
-                    chart
-                        .draw_series(std::iter::once(
-                            EmptyElement::at((t, v))
-                                + Text::new(
-                                    format_value(v),
-                                    (-34, -20),
-                                    ("sans-serif", 12).into_font().color(&colour),
-                                ),
-                        ))
-                        .map_err(draw_err)?;
-                }
+                draw_line(&mut chart, series, COLOURS[i % COLOURS.len()])?;
             }
             if self.series.len() > 1 {
-                chart
-                    .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperRight)
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(RGBColor(200, 205, 212))
-                    .label_font(("sans-serif", 12))
-                    .draw()
-                    .map_err(draw_err)?;
+                draw_legend(&mut chart)?;
             }
             root.present().map_err(draw_err)?;
         }
         Ok(Some(svg))
     }
+
+    /// The reference bands, shaded across the whole time axis in their line's colour.
+    fn draw_bands(
+        &self,
+        chart: &mut Plot<'_, '_>,
+        x_start: DateTime<Utc>,
+        x_end: DateTime<Utc>,
+    ) -> Result<(), ChartError> {
+        for (i, band) in self.bands.iter().enumerate() {
+            let colour = self.colour_of(&band.label, i);
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x_start, band.low), (x_end, band.high)],
+                    colour.mix(0.10).filled(),
+                )))
+                .map_err(draw_err)?;
+        }
+        Ok(())
+    }
+
+    /// The axes, their labels (dates at calendar boundaries, values with `decimals`) and the grid.
+    fn draw_mesh(
+        &self,
+        chart: &mut Plot<'_, '_>,
+        ticks: &DateTicks,
+        decimals: usize,
+    ) -> Result<(), ChartError> {
+        chart
+            .configure_mesh()
+            .y_labels(6)
+            // Major grid lines only: the minor ones add little and triple the SVG's size.
+            .max_light_lines(1)
+            .bold_line_style(RGBColor(228, 232, 237))
+            .x_label_formatter(&|d: &DateTime<Utc>| ticks.label(d))
+            .y_label_formatter(&|v: &f64| format!("{v:.decimals$}"))
+            .y_desc(self.unit.as_str())
+            .label_style(("sans-serif", 12).into_font().color(&RGBColor(60, 70, 82)))
+            .draw()
+            .map_err(draw_err)
+    }
+}
+
+/// The drawing area of a chart: dates (with the ticks' key points) across, values up.
+type Plot<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<WithKeyPoints<RangedDateTime<DateTime<Utc>>>, RangedCoordf64>,
+>;
+
+/// One line in `colour`: its measurements joined in time order, each a dot, the latest ringed with its value
+/// beside it; labelled for the legend.
+fn draw_line(chart: &mut Plot<'_, '_>, series: &Series, colour: RGBColor) -> Result<(), ChartError> {
+    let mut points: Vec<(DateTime<Utc>, f64)> = series
+        .points
+        .iter()
+        .copied()
+        .filter(|(_, v)| v.is_finite())
+        .collect();
+    points.sort_by_key(|(t, _)| *t);
+    chart
+        .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))
+        .map_err(draw_err)?
+        .label(series.label.as_str())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+    chart
+        .draw_series(points.iter().map(|p| Circle::new(*p, 3, colour.filled())))
+        .map_err(draw_err)?;
+    // The latest measurement: ringed, with its value beside it.
+    if let Some(&(t, v)) = points.last() {
+        chart
+            .draw_series(std::iter::once(Circle::new((t, v), 7, colour.stroke_width(2))))
+            .map_err(draw_err)?;
+        chart
+            .draw_series(std::iter::once(
+                EmptyElement::at((t, v))
+                    + Text::new(
+                        format_value(v),
+                        (-34, -20),
+                        ("sans-serif", 12).into_font().color(&colour),
+                    ),
+            ))
+            .map_err(draw_err)?;
+    }
+    Ok(())
+}
+
+/// The legend, top right (for charts of more than one line).
+fn draw_legend<'a, 'b: 'a>(chart: &mut Plot<'a, 'b>) -> Result<(), ChartError> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 205, 212))
+        .label_font(("sans-serif", 12))
+        .draw()
+        .map_err(draw_err)
 }
 
 impl Chart {

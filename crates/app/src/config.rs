@@ -34,6 +34,8 @@ use serde::Deserialize;
 use smart_launch::{ClientSecret, ScopeSet};
 use url::Url;
 
+use crate::session::{RedisUrl, SessionKey};
+
 /// The file read when no other is named (in the working directory; missing is fine).
 pub const DEFAULT_CONFIG_FILE: &str = "smart-fhir.toml";
 
@@ -81,10 +83,10 @@ pub struct AppConfig {
     pub session_db: PathBuf,
     /// Where sessions are kept when not in `session_db`: a Redis URL (`redis://HOST:PORT/DB`), shared by
     /// several instances of the app (its password, if any, never prints). `None`: the SQLite file `session_db`.
-    pub session_store: Option<crate::session::RedisUrl>,
+    pub session_store: Option<RedisUrl>,
     /// The key stored sessions are encrypted with (`session_key`, 64 hex characters). `None`: a key generated
     /// once into `session.key` beside `session_db` (mode 0600). Instances sharing a Redis store must share it.
-    pub session_key: Option<crate::session::SessionKey>,
+    pub session_key: Option<SessionKey>,
     /// How long a session lives after login.
     pub session_ttl: Duration,
     /// How long a fetched patient summary is reused for the same session (0 disables the cache).
@@ -311,8 +313,93 @@ fn parse_url(key: &'static str, value: &str) -> Result<Url, ConfigError> {
 
 /// A `session_store` value: a `redis://` (or `rediss://`) URL. The message does not repeat the value, which may
 /// hold a password.
-fn parse_session_store(value: &str) -> Result<crate::session::RedisUrl, ConfigError> {
-    crate::session::RedisUrl::parse(value).map_err(|e| invalid("session_store", e.to_string()))
+fn parse_session_store(value: &str) -> Result<RedisUrl, ConfigError> {
+    RedisUrl::parse(value).map_err(|e| invalid("session_store", e.to_string()))
+}
+
+/// The issuers an EHR launch may name: `fhir_base` first, then `listed` (each once).
+fn allowed_issuers(fhir_base: &Url, listed: Vec<String>) -> Result<Vec<Url>, ConfigError> {
+    let mut allowed_issuers = vec![fhir_base.clone()];
+    for issuer in listed {
+        let url = parse_url("allowed_issuers", &issuer)?;
+        if !allowed_issuers.contains(&url) {
+            allowed_issuers.push(url);
+        }
+    }
+    Ok(allowed_issuers)
+}
+
+/// The `listen` address (default `127.0.0.1:8000`).
+fn parse_listen(listen: Option<String>) -> Result<SocketAddr, ConfigError> {
+    let listen_text = listen.unwrap_or_else(|| "127.0.0.1:8000".to_owned());
+    listen_text.parse::<SocketAddr>().map_err(|e| {
+        invalid(
+            "listen",
+            format!("{listen_text:?} is not an address like 127.0.0.1:8000 ({e})"),
+        )
+    })
+}
+
+/// At most one client credential, and a private key that is a file.
+fn check_client_credentials(has_secret: bool, private_key: Option<&Path>) -> Result<(), ConfigError> {
+    if has_secret && private_key.is_some() {
+        return Err(invalid(
+            "client_secret",
+            "give either client_secret or private_key, not both",
+        ));
+    }
+    if let Some(key) = private_key
+        && !key.is_file()
+    {
+        return Err(invalid(
+            "private_key",
+            format!("{} is not a readable file", key.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// The session lifetime (default 12 hours, at least a minute).
+fn parse_session_ttl(session_ttl_secs: Option<u64>) -> Result<Duration, ConfigError> {
+    let session_ttl_secs = session_ttl_secs.unwrap_or(12 * 3600);
+    if session_ttl_secs < 60 {
+        return Err(invalid(
+            "session_ttl_secs",
+            "a session must live at least 60 seconds",
+        ));
+    }
+    Ok(Duration::from_secs(session_ttl_secs))
+}
+
+/// The Redis session store and the session key; instances sharing a store must be given the key.
+fn parse_shared_store(
+    session_store: Option<&str>,
+    session_key: Option<&str>,
+) -> Result<(Option<RedisUrl>, Option<SessionKey>), ConfigError> {
+    let session_store = session_store.map(parse_session_store).transpose()?;
+    let session_key = session_key
+        .map(|v| SessionKey::from_hex(v).map_err(|e| invalid("session_key", e.to_string())))
+        .transpose()?;
+    if session_store.is_some() && session_key.is_none() {
+        return Err(invalid(
+            "session_key",
+            "instances sharing a Redis session store must share one session_key (64 hex characters)",
+        ));
+    }
+    Ok((session_store, session_key))
+}
+
+/// The units lab results are shown in (default conventional).
+fn parse_lab_units(lab_units: Option<&str>) -> Result<crate::units::LabUnits, ConfigError> {
+    match lab_units {
+        None => Ok(crate::units::LabUnits::default()),
+        Some(text) => crate::units::LabUnits::parse(text).ok_or_else(|| {
+            invalid(
+                "lab_units",
+                format!("{text:?} is not conventional (mg/dL) or si (mmol/L)"),
+            )
+        }),
+    }
 }
 
 /// Where the session database goes when none is configured.
@@ -390,6 +477,7 @@ impl AppConfig {
         Self::validate(profile, layer)
     }
 
+    /// Checks every key in turn (the first that fails is the error, naming it) and builds the configuration.
     fn validate(profile: String, layer: Layer) -> Result<AppConfig, ConfigError> {
         let fhir_base = parse_url(
             "fhir_base",
@@ -410,73 +498,18 @@ impl AppConfig {
             .transpose()?;
         let scope_text = layer.scope.ok_or_else(|| invalid("scope", "it is not set"))?;
         let scope = ScopeSet::parse(&scope_text).map_err(|e| invalid("scope", e.to_string()))?;
-        let mut allowed_issuers = vec![fhir_base.clone()];
-        for issuer in layer.allowed_issuers.unwrap_or_default() {
-            let url = parse_url("allowed_issuers", &issuer)?;
-            if !allowed_issuers.contains(&url) {
-                allowed_issuers.push(url);
-            }
-        }
-        let listen_text = layer.listen.unwrap_or_else(|| "127.0.0.1:8000".to_owned());
-        let listen = listen_text.parse::<SocketAddr>().map_err(|e| {
-            invalid(
-                "listen",
-                format!("{listen_text:?} is not an address like 127.0.0.1:8000 ({e})"),
-            )
-        })?;
+        let allowed_issuers = allowed_issuers(&fhir_base, layer.allowed_issuers.unwrap_or_default())?;
+        let listen = parse_listen(layer.listen)?;
         let public_url = layer
             .public_url
             .as_deref()
             .map(|v| parse_url("public_url", v))
             .transpose()?;
-        if layer.client_secret.is_some() && layer.private_key.is_some() {
-            return Err(invalid(
-                "client_secret",
-                "give either client_secret or private_key, not both",
-            ));
-        }
-        if let Some(key) = &layer.private_key
-            && !key.is_file()
-        {
-            return Err(invalid(
-                "private_key",
-                format!("{} is not a readable file", key.display()),
-            ));
-        }
-        let session_ttl_secs = layer.session_ttl_secs.unwrap_or(12 * 3600);
-        if session_ttl_secs < 60 {
-            return Err(invalid(
-                "session_ttl_secs",
-                "a session must live at least 60 seconds",
-            ));
-        }
-        let session_store = layer
-            .session_store
-            .as_deref()
-            .map(parse_session_store)
-            .transpose()?;
-        let session_key = layer
-            .session_key
-            .as_deref()
-            .map(|v| {
-                crate::session::SessionKey::from_hex(v).map_err(|e| invalid("session_key", e.to_string()))
-            })
-            .transpose()?;
-        if session_store.is_some() && session_key.is_none() {
-            return Err(invalid(
-                "session_key",
-                "instances sharing a Redis session store must share one session_key (64 hex characters)",
-            ));
-        }
-        let lab_units = match layer.lab_units.as_deref() {
-            None => crate::units::LabUnits::default(),
-            Some(text) => crate::units::LabUnits::parse(text).ok_or_else(|| {
-                invalid(
-                    "lab_units",
-                    format!("{text:?} is not conventional (mg/dL) or si (mmol/L)"),
-                )
-            })?,
-        };
+        check_client_credentials(layer.client_secret.is_some(), layer.private_key.as_deref())?;
+        let session_ttl = parse_session_ttl(layer.session_ttl_secs)?;
+        let (session_store, session_key) =
+            parse_shared_store(layer.session_store.as_deref(), layer.session_key.as_deref())?;
+        let lab_units = parse_lab_units(layer.lab_units.as_deref())?;
         Ok(AppConfig {
             profile,
             fhir_base,
@@ -489,7 +522,7 @@ impl AppConfig {
             session_db: layer.session_db.unwrap_or_else(default_session_db),
             session_store,
             session_key,
-            session_ttl: Duration::from_secs(session_ttl_secs),
+            session_ttl,
             summary_cache: Duration::from_secs(layer.summary_cache_secs.unwrap_or(30)),
             listen,
             public_url,

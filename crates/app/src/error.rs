@@ -1,4 +1,5 @@
-//! The app's one error type, [`AppError`], and how each error becomes a page.
+//! The app's errors: [`AppError`], what a request can fail with, and how each becomes a page; and
+//! [`StartError`], why the app could not start.
 //!
 //! Handlers return `Result<_, AppError>` and use `?`. Expected failures get a status that fits
 //! (400 for a bad or stale request, 401 when authorization was refused, 403 for a failed CSRF check,
@@ -10,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use maud::html;
 
-use crate::pages::layout;
+use crate::views::layout;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +169,41 @@ impl IntoResponse for AppError {
         }
         response
     }
+}
+
+/// The app could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The listen address could not be bound.
+    #[error(
+        "The app could not listen on {addr}: {source}. Is another program using the port? Choose another with `listen`."
+    )]
+    Bind {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The session database could not be opened.
+    #[error("The session database {path} could not be opened: {source}")]
+    Sessions {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What failed.
+        #[source]
+        source: crate::session::SessionError,
+    },
+    /// The SMART client could not be set up (a private key that cannot be read, for example).
+    #[error("The SMART client could not be set up: {0}")]
+    Launch(#[source] smart_launch::Error),
+    /// The HTTP client could not be built (TLS set-up).
+    #[error("The HTTP client could not be built: {0}.")]
+    HttpClient(String),
 }
 
 #[cfg(test)]

@@ -47,17 +47,17 @@ pub const RETRY_AFTER_SECONDS: u64 = 1;
 /// How much the server takes on at once, and how long it waits. Every field has a documented default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
-    /// Open connections at most (default [`MAX_CONNECTIONS`]); one more is answered 503 and closed.
+    /// Open connections at most (default 1024); one more is answered 503 and closed.
     pub max_connections: usize,
-    /// Requests being answered at once at most (default [`MAX_IN_FLIGHT`]); one more waits for a turn.
+    /// Requests being answered at once at most (default 256); one more waits for a turn.
     pub max_in_flight: usize,
     /// How long a request beyond [`ServerLimits::max_in_flight`] waits for a turn before it is answered 503 with
-    /// `Retry-After` (default [`IN_FLIGHT_WAIT`]).
+    /// `Retry-After` (default 5 s).
     pub in_flight_wait: Duration,
     /// Time for a client to send a whole request head, and the longest an idle keep-alive connection is kept
-    /// (default [`HEADER_READ_TIMEOUT`]).
+    /// (default 10 s).
     pub header_read_timeout: Duration,
-    /// Time to answer one request, reading its body included (default [`REQUEST_TIMEOUT`]); beyond it 503. A
+    /// Time to answer one request, reading its body included (default 30 s); beyond it 503. A
     /// response that streams its body (an export file) is bounded only until its head is sent.
     pub request_timeout: Duration,
 }
@@ -86,7 +86,7 @@ fn overloaded(why: &str) -> Response {
     };
     let mut response = (
         StatusCode::SERVICE_UNAVAILABLE,
-        crate::pages::layout::page("The app is busy", None, body),
+        crate::views::layout::page("The app is busy", None, body),
     )
         .into_response();
     let headers = response.headers_mut();

@@ -6,46 +6,12 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use url::Url;
 
-use crate::config::{AppConfig, ConfigError};
+use crate::config::AppConfig;
+use crate::error::StartError;
 use crate::routes::router;
 use crate::serve::{self, ServerLimits};
-use crate::session::{PURGE_INTERVAL, SessionError, SessionStore};
+use crate::session::{PURGE_INTERVAL, SessionStore};
 use crate::state::AppState;
-
-/// The app could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartError {
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The listen address could not be bound.
-    #[error(
-        "The app could not listen on {addr}: {source}. Is another program using the port? Choose another with `listen`."
-    )]
-    Bind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The socket error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The session database could not be opened.
-    #[error("The session database {path} could not be opened: {source}")]
-    Sessions {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What failed.
-        #[source]
-        source: SessionError,
-    },
-    /// The SMART client could not be set up (a private key that cannot be read, for example).
-    #[error("The SMART client could not be set up: {0}")]
-    Launch(#[source] smart_launch::Error),
-    /// The HTTP client could not be built (TLS set-up).
-    #[error("The HTTP client could not be built: {0}.")]
-    HttpClient(String),
-}
 
 /// A running app. Dropping it does not stop the server; call [`RunningApp::shutdown`].
 pub struct RunningApp {

@@ -7,12 +7,18 @@ use std::time::{Duration, Instant};
 
 use url::Url;
 
+use smart_launch::{ClientAuth, ClientId, SigningKey, SmartClient, SmartClientConfig};
+
 use crate::config::AppConfig;
-use crate::launch::smart_client;
-use crate::pages::home::SummaryView;
-use crate::server::StartError;
-use crate::session::{Session, SessionKey, SessionStore, StoreRefreshCoordinator, key_file_beside};
+use crate::error::StartError;
+use crate::session::{
+    PENDING_LAUNCH_TTL, Session, SessionKey, SessionStore, StoreRefreshCoordinator, key_file_beside,
+};
 use crate::style::ThemeCache;
+use crate::views::home::SummaryView;
+
+/// Where the app publishes its public keys (`private_key_jwt`); register `{public_url}` + this.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 /// At most this many sessions' summaries are kept in memory.
 const SUMMARY_CACHE_MAX: usize = 1024;
@@ -159,10 +165,7 @@ impl AppState {
     /// configured with a private key (`private_key_jwt`); register it with the EHR.
     pub fn jwks_url(&self) -> Option<Url> {
         self.inner.smart.public_jwks()?;
-        self.inner
-            .public_url
-            .join(crate::routes::JWKS_PATH.trim_start_matches('/'))
-            .ok()
+        self.inner.public_url.join(JWKS_PATH.trim_start_matches('/')).ok()
     }
 
     /// The session store.
@@ -256,6 +259,48 @@ impl AppState {
         }
     }
 }
+
+/// Builds the SMART client for `config`: client id, redirect URI, scopes, credentials, allow-list, and the
+/// coordinator that makes every refresh happen once among the instances sharing the session store.
+pub fn smart_client(
+    config: &AppConfig,
+    redirect_uri: Url,
+    refresh_coordinator: Arc<dyn smart_launch::RefreshCoordinator>,
+) -> Result<SmartClient, smart_launch::Error> {
+    let auth = match (&config.client_secret, &config.private_key) {
+        (Some(secret), _) => ClientAuth::ClientSecretBasic(secret.clone()),
+        (None, Some(path)) => {
+            let kid = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "app".into());
+            ClientAuth::PrivateKeyJwt(Arc::new(SigningKey::read_pem_file(path, kid)?))
+        }
+        (None, None) => ClientAuth::None,
+    };
+    let mut smart = SmartClientConfig::new(
+        ClientId::new(config.client_id.clone()),
+        redirect_uri,
+        config.scope.clone(),
+    )
+    .with_client_auth(auth);
+    smart.allowed_issuers = config.allowed_issuers.clone();
+    smart.pending_launch_ttl = PENDING_LAUNCH_TTL;
+    smart.discovery_ttl = DISCOVERY_TTL;
+    smart.refresh_ahead = REFRESH_AHEAD;
+    smart.http_timeout = Duration::from_secs(15);
+    smart.prefer_authorize_post = config.authorize_post;
+    smart.allow_insecure_http = config.insecure_http;
+    smart.refresh_coordinator = Some(refresh_coordinator);
+    SmartClient::new(smart)
+}
+
+/// How long discovered SMART configurations are reused.
+pub const DISCOVERY_TTL: Duration = Duration::from_secs(300);
+
+/// Access tokens are refreshed this long before they expire (at most half their lifetime before:
+/// [`smart_launch::TokenSet::refresh_due`]).
+pub const REFRESH_AHEAD: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

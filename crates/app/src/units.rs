@@ -12,7 +12,7 @@
 //! on its own, and never mixes it with converted values.
 //!
 //! Lab concentrations convert between mass (mg/dL) and substance (mmol/L) only for analytes whose
-//! molar mass is known here ([`Analyte`], found by LOINC code); the display side is a setting
+//! molar mass is known here (`Analyte`, found by LOINC code); the display side is a setting
 //! ([`LabUnits`]), as labs are read in mg/dL in the US and in mmol/L in most other places.
 
 use chrono::{DateTime, Utc};
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a unit measures; only units of one kind convert into each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Body mass (kg).
     Mass,
     /// Body length (cm).
@@ -132,14 +132,16 @@ fn lookup(unit: &str) -> Option<&'static Unit> {
     })
 }
 
-/// What kind of quantity `unit` (a UCUM code or an EHR's spelling) measures, when it is known.
-pub fn kind_of(unit: &str) -> Option<Kind> {
+/// What kind of quantity `unit` (a UCUM code or an EHR's spelling) measures, when it is known. Only the tests ask
+/// (they check the table's lookup through it).
+#[cfg(test)]
+fn kind_of(unit: &str) -> Option<Kind> {
     lookup(unit).map(|u| u.kind)
 }
 
 /// `value` in `from`, converted to `to`; `None` when either unit is unknown or they measure
 /// different things.
-pub fn convert(value: f64, from: &str, to: &str) -> Option<f64> {
+pub(crate) fn convert(value: f64, from: &str, to: &str) -> Option<f64> {
     let (from, to) = (lookup(from)?, lookup(to)?);
     if from.kind != to.kind {
         return None;
@@ -150,7 +152,7 @@ pub fn convert(value: f64, from: &str, to: &str) -> Option<f64> {
 
 /// The unit of a Quantity to convert from: the UCUM `code` when the system is UCUM (or absent),
 /// else the display `unit`.
-pub fn quantity_unit<'a>(
+pub(crate) fn quantity_unit<'a>(
     system: Option<&str>,
     code: Option<&'a str>,
     unit: Option<&'a str>,
@@ -163,11 +165,11 @@ pub fn quantity_unit<'a>(
 }
 
 /// Dated values, as a chart's line holds them.
-pub type Points = Vec<(DateTime<Utc>, f64)>;
+pub(crate) type Points = Vec<(DateTime<Utc>, f64)>;
 
 /// Dated measurements split by whether they could be put in one display unit.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Normalized {
+pub(crate) struct Normalized {
     /// The measurements converted to the display unit.
     pub converted: Points,
     /// The others, grouped by the unit as sent (`""` when none was sent), in first-seen order.
@@ -176,7 +178,7 @@ pub struct Normalized {
 
 /// Puts `(time, value, unit as sent)` measurements into `display` where the unit converts, and
 /// keeps the rest apart by their own unit, so that no axis ever mixes units.
-pub fn normalize<'a>(
+pub(crate) fn normalize<'a>(
     measurements: impl IntoIterator<Item = (DateTime<Utc>, f64, Option<&'a str>)>,
     display: &str,
 ) -> Normalized {
@@ -209,7 +211,7 @@ pub enum LabUnits {
 
 /// A lab analyte whose mass and substance concentrations convert into each other.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Analyte {
+pub(crate) struct Analyte {
     /// Its name.
     pub name: &'static str,
     /// Its molar mass in g/mol.
@@ -253,7 +255,7 @@ const ANALYTES: &[(&[&str], Analyte)] = &[
 ];
 
 /// The analyte a LOINC code reports, when its molar mass is known.
-pub fn analyte(loinc: &str) -> Option<Analyte> {
+pub(crate) fn analyte(loinc: &str) -> Option<Analyte> {
     ANALYTES
         .iter()
         .find(|(codes, _)| codes.contains(&loinc))
@@ -262,7 +264,7 @@ pub fn analyte(loinc: &str) -> Option<Analyte> {
 
 /// A lab value in the configured units: `(value, unit)`, for analytes with a known molar mass
 /// reported as a mass or substance concentration; `None` otherwise (the value is shown as sent).
-pub fn lab_value(
+pub(crate) fn lab_value(
     value: f64,
     unit: &str,
     loinc: Option<&str>,
@@ -326,13 +328,13 @@ fn lab_number(
 
 /// A lab quantity's value in the configured units, as text with its unit (`"99 mg/dL"`), when it
 /// converts and is not in that unit already; `None` keeps the value as sent.
-pub fn lab_text(value: f64, unit: &str, loinc: Option<&str>, wanted: LabUnits) -> Option<String> {
+pub(crate) fn lab_text(value: f64, unit: &str, loinc: Option<&str>, wanted: LabUnits) -> Option<String> {
     lab_number(value, unit, loinc, wanted).map(|(number, to)| format!("{number} {to}"))
 }
 
 /// A reference range in the configured units (`"70–99 mg/dL"`, `"≥ 1.0 mmol/L"`), when its bounds
 /// convert; `None` keeps the range as sent.
-pub fn lab_range_text(
+pub(crate) fn lab_range_text(
     low: Option<f64>,
     high: Option<f64>,
     unit: &str,

@@ -16,7 +16,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use smart_launch::{BoxFuture, TokenSet};
 
-use super::{Durability, SessionError, SessionStore, random_token};
+use super::store::Durability;
+use super::{SessionError, SessionStore, random_token};
 
 /// How long a refresh may hold its lock: longer than the refresh request's own timeout (15 s), so a live holder
 /// never loses it, short enough that a dead one does not keep others waiting long.

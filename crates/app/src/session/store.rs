@@ -1,169 +1,21 @@
-//! Server-side sessions in SQLite.
-//!
-//! The browser holds only a random 256-bit session id in an `HttpOnly`, `SameSite=Lax` cookie
-//! (`Secure` when the app is served over https). Everything else — the CSRF token, the token set,
-//! the launch context, and the pending launches waiting for their redirect (keyed by `state`) —
-//! stays in the SQLite file, so the app can restart without logging anyone out. The database keys
-//! rows by the SHA-256 of the id, so a copy of the file does not hand out live cookies.
-//!
-//! [`session_layer`] loads the session before a handler runs and saves it afterwards, setting or
-//! clearing the cookie as needed; handlers take a [`Session`] argument.
-//!
-//! Loaded sessions are also kept in memory ([`SessionStore`]'s write-through cache), so a page view
-//! does not read and parse the row again. Every change is written to SQLite first and then to the
-//! cache, both under the one database lock, so the cache never holds a session the file no longer
-//! has: a deleted, rotated or logged-out session is gone from both before the response is sent, and
-//! an expired one is not served (the cache keeps each row's expiry). The cache assumes this process
-//! is the only writer of the file (one app per session database); edits made behind its back are
-//! picked up within [`CACHE_REVALIDATE`].
-//!
-//! Encryption: every stored session and pending launch is sealed with the app's [`SessionKey`] (see the `seal` module),
-//! so the file shows no token; the file is created readable by its owner alone (0600) and its directory, when
-//! the app creates it, 0700. Rows written by versions that stored plain JSON are dropped when the file is
-//! opened (their users log in again), with one log line saying how many.
-//!
-//! Durability: the database runs in WAL mode with `synchronous = NORMAL`, so a committed write
-//! survives an app crash or restart; a power failure may undo the last moments' logins (the user logs
-//! in again) but never leaves the file inconsistent. Writes that take access away (log out, reset,
-//! delete) are synced to disk (`synchronous = FULL`) before the response, so they cannot be undone.
+//! The store of sessions and pending launches: SQLite with a write-through cache of loaded sessions, or Redis
+//! (see the module doc of `session`).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use http::HeaderValue;
-use http::header::{COOKIE, SET_COOKIE};
-use http::request::Parts;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::error::AppError;
-use crate::launch::LaunchRecord;
-use crate::state::AppState;
-
-mod redis_store;
-mod refresh;
-mod seal;
-mod store_url;
-
-pub use refresh::StoreRefreshCoordinator;
-pub use seal::{BadSessionKey, SessionKey};
-pub use store_url::{BadRedisUrl, RedisUrl};
-
-/// The session cookie's name.
-pub const COOKIE_NAME: &str = "smart_fhir_session";
-
-/// How long a started launch waits for its redirect before it is thrown away.
-pub const PENDING_LAUNCH_TTL: Duration = Duration::from_secs(10 * 60);
-
-/// How long a session held in memory is served before it is read from the database again (a bound
-/// on how stale it can be if something other than this process edits the file).
-pub const CACHE_REVALIDATE: Duration = Duration::from_secs(60);
-
-/// At most this many sessions are held in memory (the database holds them all).
-pub const CACHE_MAX_SESSIONS: usize = 10_000;
-
-/// At most this many launches wait for their redirect in one session; starting another drops the oldest. A
-/// browser that keeps clicking "authorize" (or a script that never follows the redirects) cannot grow the
-/// database.
-pub const MAX_PENDING_PER_SESSION: usize = 5;
-
-/// How often expired sessions and pending launches are deleted (by a background task of the server), so rows
-/// nobody returns for do not wait for the next login to go.
-pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
-
-/// The session store failed (the database file cannot be opened, read or written).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SessionError {
-    /// SQLite reported an error.
-    #[error("The session database failed: {0}.")]
-    Database(#[from] rusqlite::Error),
-    /// A stored session could not be read back.
-    #[error("A stored session could not be read: {0}.")]
-    Corrupt(#[from] serde_json::Error),
-    /// The database file's directory could not be created.
-    #[error("The session database directory could not be created: {0}.")]
-    Io(#[from] std::io::Error),
-    /// A blocking database task did not finish.
-    #[error("A session database task failed: {0}.")]
-    Task(String),
-    /// The Redis session store cannot be reached or failed (the request gets a 503).
-    #[error("The session store (Redis) is unavailable: {0}.")]
-    Unavailable(redis::RedisError),
-}
-
-/// A session id: 32 bytes from the OS CSPRNG, base64url. `Debug` does not print it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SessionId {
-    value: String,
-    /// SHA-256 of the value, hex: the database and cache key (computed once).
-    key: String,
-}
-
-impl SessionId {
-    fn new(value: String) -> SessionId {
-        let key = hash_hex(&value);
-        SessionId { value, key }
-    }
-
-    fn generate() -> SessionId {
-        SessionId::new(random_token())
-    }
-
-    /// The database key: SHA-256 of the id, hex.
-    fn key(&self) -> &str {
-        &self.key
-    }
-}
-
-impl std::fmt::Debug for SessionId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SessionId([redacted])")
-    }
-}
-
-/// 32 random bytes from the OS-seeded CSPRNG, base64url without padding (43 characters).
-pub(crate) use smart_launch::secret::random_token;
-
-fn hash_hex(value: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(value.as_bytes());
-    let mut out = String::with_capacity(digest.len() * 2);
-    for b in digest {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
-    out
-}
-
-fn now_unix() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-/// What a session holds.
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub struct SessionData {
-    /// A CSRF token stored by an earlier version of the app. Tokens are now derived from the session id (see
-    /// [`Session::csrf_token`]) and never stored, so showing a form does not create a row; a stored one is still
-    /// honoured until the session's next login.
-    pub csrf: Option<String>,
-    /// The completed launch: tokens, context, claims. `None` before login and after logout.
-    pub launch: Option<LaunchRecord>,
-    /// The last launch step by step (the `/inspect/timeline` page), bounded by the app
-    /// ([`crate::timeline::bound`]); kept for failed launches too, replaced by the next launch.
-    #[serde(default)]
-    pub timeline: Option<smart_launch::LaunchTrace>,
-}
+use super::{
+    CACHE_MAX_SESSIONS, CACHE_REVALIDATE, MAX_PENDING_PER_SESSION, PENDING_LAUNCH_TTL, RedisUrl, SessionData,
+    SessionError, SessionId, SessionKey, hash_hex, now_unix, redis_store, refresh, seal,
+};
 
 /// Whether a write must be on disk before the response (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Durability {
+pub(super) enum Durability {
     /// Survives an app crash or restart; a power failure may undo it.
     Normal,
     /// Synced to disk before returning: for writes that take access away.
@@ -193,7 +45,7 @@ struct CachedSession {
 /// The in-memory copy of loaded sessions, keyed by the id's hash. Only [`SessionStore`] changes it,
 /// always while holding the database lock and right after the database changed.
 #[derive(Default)]
-struct SessionCache {
+pub(super) struct SessionCache {
     entries: Mutex<HashMap<String, CachedSession>>,
 }
 
@@ -254,13 +106,13 @@ impl SessionCache {
 #[derive(Clone)]
 pub struct SessionStore {
     /// The SQLite connection; `None` when the sessions live in Redis.
-    conn: Option<Arc<Mutex<Connection>>>,
-    cache: Arc<SessionCache>,
+    pub(super) conn: Option<Arc<Mutex<Connection>>>,
+    pub(super) cache: Arc<SessionCache>,
     /// The shared Redis store, when configured: every method goes there and the cache is not used, so a
     /// log-out on another instance is never hidden by a copy held here.
-    redis: Option<Arc<redis_store::RedisSessions>>,
-    ttl: Duration,
-    key: SessionKey,
+    pub(super) redis: Option<Arc<redis_store::RedisSessions>>,
+    pub(super) ttl: Duration,
+    pub(super) key: SessionKey,
 }
 
 impl std::fmt::Debug for SessionStore {
@@ -337,7 +189,7 @@ impl SessionStore {
 
     /// Runs `f` in one transaction on the database thread pool, with the cache at hand; the cache is
     /// only changed here, so it changes in the same order as the database.
-    async fn with_conn<T: Send + 'static>(
+    pub(super) async fn with_conn<T: Send + 'static>(
         &self,
         durability: Durability,
         f: impl FnOnce(&Connection, &SessionCache) -> Result<T, SessionError> + Send + 'static,
@@ -372,7 +224,7 @@ impl SessionStore {
         purge_expired(&conn, &self.cache)
     }
 
-    /// Deletes expired sessions and pending launches (the server calls this every [`PURGE_INTERVAL`]).
+    /// Deletes expired sessions and pending launches (the server calls this every [`PURGE_INTERVAL`](super::PURGE_INTERVAL)).
     pub async fn purge(&self) -> Result<(), SessionError> {
         if self.redis.is_some() {
             // Redis expires keys by their TTL.
@@ -699,11 +551,6 @@ fn drop_unsealed_rows(conn: &Connection) -> Result<(), SessionError> {
     Ok(())
 }
 
-/// Where the session key is kept when none is configured: `session.key` beside the session database.
-pub fn key_file_beside(session_db: &Path) -> std::path::PathBuf {
-    session_db.with_file_name("session.key")
-}
-
 fn delete_rows(conn: &Connection, key: &str) -> Result<(), SessionError> {
     conn.execute("DELETE FROM sessions WHERE id_hash = ?1", params![key])?;
     conn.execute(
@@ -724,286 +571,6 @@ fn purge_expired(conn: &Connection, cache: &SessionCache) -> Result<(), SessionE
     refresh::purge(conn)?;
     cache.purge(now);
     Ok(())
-}
-
-/// What happens to the session when the response is sent.
-#[derive(Debug, Default)]
-struct SessionInner {
-    /// The id the browser presented and the store knows; `None` for a new visitor.
-    id: Option<SessionId>,
-    /// An id given to this session during the request (new session or rotation).
-    new_id: Option<SessionId>,
-    /// Shared with the store's cache until changed (copy on write).
-    data: Arc<SessionData>,
-    /// The stored generation `data` was loaded at.
-    generation: i64,
-    dirty: bool,
-    /// The change takes access away (log out): it is synced to disk before the response.
-    revokes: bool,
-    destroyed: bool,
-}
-
-impl SessionInner {
-    fn data_mut(&mut self) -> &mut SessionData {
-        self.dirty = true;
-        Arc::make_mut(&mut self.data)
-    }
-}
-
-/// The current request's session. Handlers read and change it; [`session_layer`] saves it.
-#[derive(Clone, Debug, Default)]
-pub struct Session {
-    inner: Arc<Mutex<SessionInner>>,
-}
-
-impl Session {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SessionInner> {
-        // A poisoned lock only means a handler panicked mid-update; the data is still usable.
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The session's CSRF token: derived from the session's secret id (a domain-separated SHA-256 of it, which
-    /// reveals nothing of the id), so it needs no storage and showing a form writes nothing. A visitor without a
-    /// session gets a token derived from a secret of this process instead: such a visitor has nothing a forged
-    /// POST could change. A token stored by an earlier version of the app is used while the session has it.
-    pub fn csrf_token(&self) -> String {
-        let inner = self.lock();
-        if let Some(token) = &inner.data.csrf {
-            return token.clone();
-        }
-        match inner.new_id.as_ref().or(inner.id.as_ref()) {
-            Some(id) => derived_csrf(&id.value),
-            None => derived_csrf(anonymous_secret()),
-        }
-    }
-
-    /// The CSRF token a POST of this session must carry (the same as [`Session::csrf_token`]).
-    pub fn stored_csrf(&self) -> Option<String> {
-        Some(self.csrf_token())
-    }
-
-    /// The completed launch, if the user is logged in.
-    pub fn launch(&self) -> Option<LaunchRecord> {
-        self.lock().data.launch.clone()
-    }
-
-    /// Looks at the completed launch without copying it; `None` when the user is not logged in.
-    pub fn with_launch<R>(&self, f: impl FnOnce(&LaunchRecord) -> R) -> Option<R> {
-        self.lock().data.launch.as_ref().map(f)
-    }
-
-    /// Stores (or replaces, after a refresh) the completed launch.
-    pub fn set_launch(&self, launch: LaunchRecord) {
-        self.lock().data_mut().launch = Some(launch);
-    }
-
-    /// The last launch's timeline.
-    pub fn timeline(&self) -> Option<smart_launch::LaunchTrace> {
-        self.lock().data.timeline.clone()
-    }
-
-    /// Stores (or replaces) the last launch's timeline.
-    pub fn set_timeline(&self, timeline: smart_launch::LaunchTrace) {
-        self.lock().data_mut().timeline = Some(timeline);
-    }
-
-    /// Forgets the completed launch (log out / change patient), keeping the session.
-    pub fn clear_launch(&self) {
-        let mut inner = self.lock();
-        inner.data_mut().launch = None;
-        inner.revokes = true;
-    }
-
-    /// The session's id, giving it one now when it is new (to bind a pending launch to it).
-    pub fn ensure_id(&self) -> SessionId {
-        let mut inner = self.lock();
-        if let Some(id) = inner.new_id.clone().or_else(|| inner.id.clone()) {
-            return id;
-        }
-        let id = SessionId::generate();
-        inner.new_id = Some(id.clone());
-        inner.dirty = true;
-        id
-    }
-
-    /// The id the browser presented, if the store knew it.
-    pub fn current_id(&self) -> Option<SessionId> {
-        let inner = self.lock();
-        inner.new_id.clone().or_else(|| inner.id.clone())
-    }
-
-    /// A key for in-memory caches of this session (the id's hash), if it has an id.
-    pub fn cache_key(&self) -> Option<String> {
-        let inner = self.lock();
-        inner
-            .new_id
-            .as_ref()
-            .or(inner.id.as_ref())
-            .map(|id| id.key().to_owned())
-    }
-
-    /// Gives the session a new id (after login), so an id seen before login is worthless. The CSRF
-    /// token is renewed too.
-    pub fn rotate_id(&self) {
-        let mut inner = self.lock();
-        inner.new_id = Some(SessionId::generate());
-        // The CSRF token follows from the new id; a stored one of an older version is dropped.
-        inner.data_mut().csrf = None;
-    }
-
-    /// Deletes the session and its cookie (reset).
-    pub fn destroy(&self) {
-        let mut inner = self.lock();
-        inner.destroyed = true;
-        inner.data = Arc::default();
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Session {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Session>().cloned().ok_or_else(|| {
-            AppError::Internal(anyhow::anyhow!(
-                "the session layer is not installed on this route"
-            ))
-        })
-    }
-}
-
-/// The CSRF token of a session whose secret is `secret`.
-fn derived_csrf(secret: &str) -> String {
-    use base64::Engine as _;
-    let digest = Sha256::new()
-        .chain_update(b"smart-fhir csrf v1\0")
-        .chain_update(secret.as_bytes())
-        .finalize();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
-}
-
-/// A random secret of this process, for the CSRF token of visitors without a session.
-fn anonymous_secret() -> &'static str {
-    static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SECRET.get_or_init(random_token)
-}
-
-/// The session id from a `Cookie` header.
-fn session_id_from_headers(headers: &http::HeaderMap) -> Option<SessionId> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
-        .map(|(_, value)| value.trim())
-        .filter(|value| {
-            value.len() == 43
-                && value
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        .map(|value| SessionId::new(value.to_owned()))
-}
-
-fn cookie_header(value: &str, max_age: u64, secure: bool) -> Option<HeaderValue> {
-    let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
-    ))
-    .ok()
-}
-
-/// Middleware: loads the session named by the cookie, runs the handler, then saves the session and
-/// sets (or clears) the cookie.
-pub async fn session_layer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let store = state.sessions();
-    let presented = session_id_from_headers(request.headers());
-    let mut inner = SessionInner::default();
-    if let Some(id) = presented.clone() {
-        match store.load(&id).await {
-            Ok(Some(stored)) => {
-                inner.id = Some(id);
-                inner.data = stored.data;
-                inner.generation = stored.generation;
-            }
-            Ok(None) => {}
-            Err(e) => return AppError::Session(e).into_response(),
-        }
-    }
-    let session = Session {
-        inner: Arc::new(Mutex::new(inner)),
-    };
-    request.extensions_mut().insert(session.clone());
-    let mut response = next.run(request).await;
-    match commit(&session, store, presented.is_some(), state.secure_cookies()).await {
-        Ok(Some(cookie)) => {
-            response.headers_mut().append(SET_COOKIE, cookie);
-        }
-        Ok(None) => {}
-        Err(e) => return AppError::Session(e).into_response(),
-    }
-    response
-}
-
-/// Saves the session's changes; returns the `Set-Cookie` value to send, if any.
-async fn commit(
-    session: &Session,
-    store: &SessionStore,
-    cookie_presented: bool,
-    secure: bool,
-) -> Result<Option<HeaderValue>, SessionError> {
-    let (id, new_id, data, generation, revokes, destroyed) = {
-        let inner = session.lock();
-        if !inner.dirty && !inner.destroyed {
-            // A page view that changed nothing: no write, no cookie.
-            return Ok(None);
-        }
-        (
-            inner.id.clone(),
-            inner.new_id.clone(),
-            inner.data.clone(),
-            inner.generation,
-            inner.revokes,
-            inner.destroyed,
-        )
-    };
-    if destroyed {
-        let ids: Vec<&SessionId> = id.iter().chain(new_id.iter()).collect();
-        if !ids.is_empty() {
-            store.delete(&ids).await?;
-        }
-        return Ok(if cookie_presented {
-            cookie_header("", 0, secure)
-        } else {
-            None
-        });
-    }
-    match (id, new_id) {
-        (old, Some(new_id)) => {
-            store.rotate(old.as_ref(), &new_id, data).await?;
-            Ok(cookie_header(&new_id.value, store.ttl().as_secs(), secure))
-        }
-        (Some(id), None) if revokes => {
-            store.save_revocation(&id, data).await?;
-            Ok(None)
-        }
-        (Some(id), None) => {
-            store
-                .save(&id, data, SaveMode::IfUnchangedSince(generation))
-                .await?;
-            Ok(None)
-        }
-        // A visitor without a session whose request left nothing worth keeping: no row, no cookie.
-        (None, None) if data.launch.is_none() => Ok(None),
-        (None, None) => {
-            let id = SessionId::generate();
-            store.save(&id, data, SaveMode::Fresh).await?;
-            Ok(cookie_header(&id.value, store.ttl().as_secs(), secure))
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1058,15 +625,6 @@ mod tests {
         assert_ne!(key, id.value);
         assert_eq!(key, hash_hex(&id.value));
         assert_eq!(key.len(), 64);
-    }
-
-    #[test]
-    fn the_key_is_the_hex_sha256_of_the_id() {
-        // SHA-256("abc"), FIPS 180-2 appendix B.1.
-        assert_eq!(
-            hash_hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 
     #[tokio::test]
@@ -1197,41 +755,6 @@ mod tests {
         // The attempt from the wrong session burned it.
         assert!(s.take_pending("state-2", Some(&mine)).await.unwrap().is_none());
         assert!(s.take_pending("state-3", None).await.unwrap().is_none());
-    }
-
-    #[test]
-    fn session_ids_are_256_bit_and_distinct() {
-        let a = SessionId::generate();
-        assert_eq!(a.value.len(), 43);
-        assert_ne!(a, SessionId::generate());
-        assert_eq!(format!("{a:?}"), "SessionId([redacted])");
-    }
-
-    #[test]
-    fn cookie_parsing_finds_only_well_formed_ids() {
-        let id = SessionId::generate();
-        let mut headers = http::HeaderMap::new();
-        headers.insert(
-            COOKIE,
-            HeaderValue::from_str(&format!("a=b; {COOKIE_NAME}={}", id.value)).unwrap(),
-        );
-        assert_eq!(session_id_from_headers(&headers), Some(id));
-        headers.insert(COOKIE, HeaderValue::from_static("smart_fhir_session=short"));
-        assert_eq!(session_id_from_headers(&headers), None);
-    }
-
-    #[test]
-    fn cookies_are_http_only_lax_and_secure_on_https() {
-        let plain = cookie_header("v", 60, false).unwrap();
-        let plain = plain.to_str().unwrap();
-        assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Lax") && !plain.contains("Secure"));
-        assert!(
-            cookie_header("v", 60, true)
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .ends_with("; Secure")
-        );
     }
 
     #[tokio::test]

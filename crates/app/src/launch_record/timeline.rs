@@ -1,16 +1,14 @@
-//! `GET /inspect/timeline`: the session's last launch step by step — discovery, then RFC 6749's
-//! A–F — as [`smart_launch::trace`] recorded it (no secret is representable there), bounded before
-//! it is stored in the session.
+//! The launch timeline as the app records it: the session's last launch step by step — discovery, then
+//! RFC 6749's A–F — as [`smart_launch::trace`] recorded it (no secret is representable there), bounded before
+//! it is stored in the session; the first page's FHIR requests and what it read are E and F. The page
+//! showing it is `GET /inspect/timeline`.
 
 use std::sync::Mutex;
 
-use axum::response::{IntoResponse, Response};
 use fhir_client::{RequestObservation, RequestObserver};
 use smart_launch::trace::{CheckOutcome, TraceField, TracedRequest};
 use smart_launch::{LaunchTrace, Step, TraceStep};
 
-use crate::pages;
-use crate::session::Session;
 use crate::summary::{Section, Summary};
 
 /// At most this many FHIR requests are kept for step E (the first page makes about ten).
@@ -23,15 +21,6 @@ pub const MAX_TIMELINE_CHARS: usize = 2_000;
 pub fn bound(mut trace: LaunchTrace) -> LaunchTrace {
     trace.cap(MAX_TIMELINE_REQUESTS, MAX_TIMELINE_CHARS);
     trace
-}
-
-/// The timeline page.
-pub async fn timeline(session: Session) -> Response {
-    let theme = session.with_launch(|r| r.theme.clone()).flatten();
-    match session.timeline() {
-        Some(trace) => pages::timeline::page(&trace, theme.as_ref()).into_response(),
-        None => pages::timeline::nothing_yet().into_response(),
-    }
 }
 
 /// The FHIR requests of a page, collected as [`TracedRequest`]s for step E (at most
@@ -62,12 +51,13 @@ pub fn awaits_first_page(trace: &LaunchTrace) -> bool {
         .is_some_and(|s| s.step == Step::AccessToken && s.failure.is_none())
 }
 
-/// Adds E (the requests `log` saw) and F (what each summary section got, or why the page failed)
-/// to the session's timeline, when it is waiting for them.
-pub fn record_first_page(session: &Session, log: &RequestLog, summary: Result<&Summary, String>) {
-    let Some(mut trace) = session.timeline().filter(awaits_first_page) else {
-        return;
-    };
+/// `trace` with E (the requests `log` saw) and F (what each summary section got, or why the page failed)
+/// added, bounded for the session; for a timeline that [`awaits_first_page`].
+pub fn with_first_page(
+    mut trace: LaunchTrace,
+    log: &RequestLog,
+    summary: Result<&Summary, String>,
+) -> LaunchTrace {
     let mut e = TraceStep::new(Step::ResourceRequest);
     e.requests = std::mem::take(&mut *log.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     e.sent
@@ -79,7 +69,7 @@ pub fn record_first_page(session: &Session, log: &RequestLog, summary: Result<&S
     }
     trace.push(e);
     trace.push(f);
-    session.set_timeline(bound(trace));
+    bound(trace)
 }
 
 /// F's fields: the patient, how many resources of each type the searches returned, what each

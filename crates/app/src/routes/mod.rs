@@ -15,28 +15,26 @@
 //! | anything else | a 404 page |
 
 use axum::Router;
-use axum::extract::State;
-use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::header::CACHE_CONTROL;
 use http::{HeaderName, HeaderValue};
-use maud::Markup;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::csrf;
-use crate::error::AppError;
-use crate::launch;
-use crate::pages::{authorize_post, confirm, layout};
-use crate::session::{Session, session_layer};
-use crate::state::AppState;
-use crate::{home, inspect, timeline};
+use crate::state::{AppState, JWKS_PATH};
+use crate::views::{authorize_post, layout};
 
-/// The form body of the logout and reset actions.
-#[derive(Debug, serde::Deserialize)]
-pub struct CsrfForm {
-    /// The session's CSRF token.
-    csrf: Option<String>,
-}
+mod assets;
+mod csrf;
+mod home;
+mod inspect;
+mod launch;
+mod logout;
+mod session_layer;
+mod timeline;
+
+use assets::{authorize_post_script, jwks, not_found, stylesheet};
+use logout::{logout, logout_confirm, reset, reset_confirm};
+use session_layer::session_layer;
 
 /// Builds the app's router with its session, security-header and request-log layers.
 pub fn router(state: AppState) -> Router {
@@ -93,97 +91,4 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn(crate::request_log::log_requests))
         .with_state(state)
-}
-
-async fn stylesheet() -> Response {
-    (
-        [
-            (CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
-            (CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
-        ],
-        layout::STYLESHEET,
-    )
-        .into_response()
-}
-
-/// Where the app publishes its public keys (`private_key_jwt`); register `{public_url}` + this.
-pub const JWKS_PATH: &str = "/.well-known/jwks.json";
-
-async fn authorize_post_script() -> Response {
-    (
-        [
-            (
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/javascript; charset=utf-8"),
-            ),
-            (CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
-        ],
-        authorize_post::SCRIPT,
-    )
-        .into_response()
-}
-
-/// The public JWKS of an app configured with a private key; EHRs fetch it to check the client's
-/// assertions, and may cache it for the hour `Cache-Control` allows.
-async fn jwks(State(state): State<AppState>) -> Result<Response, AppError> {
-    let keys = state.smart().public_jwks().ok_or(AppError::NotFound)?;
-    Ok((
-        [
-            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            (CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
-        ],
-        axum::Json(keys),
-    )
-        .into_response())
-}
-
-async fn not_found() -> AppError {
-    AppError::NotFound
-}
-
-async fn logout_confirm(session: Session) -> Markup {
-    let theme = session.launch().and_then(|l| l.theme);
-    confirm::logout(&session.csrf_token(), theme.as_ref())
-}
-
-/// "Change patient": forget the completed launch (its tokens revoked at the EHR, best effort), keep
-/// the session, go back to the start page.
-async fn logout(
-    State(state): State<AppState>,
-    session: Session,
-    axum::Form(form): axum::Form<CsrfForm>,
-) -> Result<Redirect, AppError> {
-    end_launch(&state, &session, &form, Session::clear_launch).await
-}
-
-async fn reset_confirm(session: Session) -> Markup {
-    let theme = session.launch().and_then(|l| l.theme);
-    confirm::reset(&session.csrf_token(), theme.as_ref())
-}
-
-/// "Reset": delete the session (and its pending launches) and its cookie; a completed launch's
-/// tokens are revoked at the EHR first (best effort).
-async fn reset(
-    State(state): State<AppState>,
-    session: Session,
-    axum::Form(form): axum::Form<CsrfForm>,
-) -> Result<Redirect, AppError> {
-    end_launch(&state, &session, &form, Session::destroy).await
-}
-
-/// What log-out and reset share: the CSRF check, then `forget` (which ends the launch or the whole
-/// session), then the ended launch's tokens revoked at the EHR, then back to the start page.
-async fn end_launch(
-    state: &AppState,
-    session: &Session,
-    form: &CsrfForm,
-    forget: fn(&Session),
-) -> Result<Redirect, AppError> {
-    csrf::verify(session, form.csrf.as_deref())?;
-    let record = session.launch();
-    forget(session);
-    if let Some(record) = record {
-        launch::revoke_tokens(state, record).await;
-    }
-    Ok(Redirect::to("/"))
 }

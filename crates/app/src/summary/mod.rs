@@ -4,9 +4,10 @@
 //! [`Summary`] holds one [`Section`] per part of the page; a section is `NotShared` when the granted
 //! scopes do not cover its resource type, and `Failed` (with a sentence) when the EHR refused or
 //! failed that one request — the rest of the page still renders. The functions here only turn
-//! resources into rows; fetching is in [`crate::fetch`].
-
-use std::borrow::Borrow;
+//! resources into rows; fetching is in `crate::fetch`.
+//!
+//! The vital signs are in `vitals` (charts, and rows for the rest), the laboratory results in `labs`; the
+//! banner, the shared readers (concepts, dates, quantities) and the other lists here.
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use fhir_client::r4::{
@@ -16,8 +17,14 @@ use fhir_client::r4::{
 use fhir_client::r4::{CodeableConcept, Period, Quantity};
 
 use crate::absence::{self, Recorded};
-use crate::charts::{Band, BandSource, Chart, DrawnChart, Series};
+use crate::charts::DrawnChart;
 use crate::units;
+
+mod labs;
+mod vitals;
+
+pub use labs::lab_rows;
+pub use vitals::{OtherVitalRow, other_vital_rows, vital_charts};
 
 /// One part of the summary.
 #[derive(Debug, Clone, PartialEq)]
@@ -340,360 +347,9 @@ fn observation_quantity(o: &Observation) -> Option<&Quantity> {
     }
 }
 
-/// One chart line: its label and the LOINC codes that feed it.
-type Line = (&'static str, &'static [&'static str]);
-
-/// The vital signs the page charts: `(title, unit, lines)`.
-const VITALS: &[(&str, &str, &[Line])] = &[
-    (
-        "Blood pressure",
-        "mmHg",
-        &[("Systolic", &["8480-6"]), ("Diastolic", &["8462-4"])],
-    ),
-    ("Heart rate", "/min", &[("Heart rate", &["8867-4"])]),
-    ("Weight", "kg", &[("Weight", &["29463-7", "3141-9"])]),
-    ("BMI", "kg/m²", &[("BMI", &["39156-5"])]),
-    ("Temperature", "°C", &[("Temperature", &["8310-5", "8331-1"])]),
-    ("SpO2", "%", &[("SpO2", &["2708-6", "59408-5"])]),
-    ("Respiratory rate", "/min", &[("Respiratory rate", &["9279-1"])]),
-];
-
-/// Vital-sign charts from Observations (blood pressure read from panel components as well).
-///
-/// Each line's values are converted to the chart's unit ([`crate::units`]); values in a unit that
-/// does not convert get a chart of their own, titled with the unit as sent, so that no axis mixes
-/// units.
-pub fn vital_charts<O: Borrow<Observation>>(observations: &[O]) -> Vec<Chart> {
-    let mut charts = Vec::new();
-    let mut as_sent = Vec::new();
-    for (title, unit, lines) in VITALS {
-        let mut series = Vec::new();
-        for (label, codes) in *lines {
-            let measured = measurements_for(observations, codes);
-            let normalized = units::normalize(measured.iter().map(|(t, v, u)| (*t, *v, u.as_deref())), unit);
-            if !normalized.converted.is_empty() {
-                series.push(Series {
-                    label: (*label).to_owned(),
-                    points: normalized.converted,
-                });
-            }
-            for (sent, points) in normalized.as_sent {
-                as_sent.push(Chart {
-                    title: format!("{title} (as sent)"),
-                    unit: if sent.is_empty() {
-                        "no unit".to_owned()
-                    } else {
-                        sent
-                    },
-                    series: vec![Series {
-                        label: (*label).to_owned(),
-                        points,
-                    }],
-                    bands: Vec::new(),
-                });
-            }
-        }
-        charts.push(Chart {
-            title: (*title).to_owned(),
-            unit: (*unit).to_owned(),
-            series,
-            // The EHR's own reference range where it gives one, else the usual adult range.
-            bands: lines
-                .iter()
-                .filter_map(|(label, codes)| {
-                    ehr_band(observations, codes, label, unit)
-                        .or_else(|| crate::charts::usual_adult_band(codes[0], label))
-                })
-                .collect(),
-        });
-    }
-    charts.extend(as_sent);
-    charts
-}
-
-/// The latest `referenceRange` (low and high, converted to `unit`) of the Observations with one of
-/// `codes`, as a band for the line `label`.
-fn ehr_band<O: Borrow<Observation>>(
-    observations: &[O],
-    codes: &[&str],
-    label: &str,
-    unit: &str,
-) -> Option<Band> {
-    let latest = observations
-        .iter()
-        .map(Borrow::borrow)
-        .filter(|o| o.code.as_deref().is_some_and(|k| has_code(k, codes)) && !o.reference_range.is_empty())
-        .max_by_key(|o| observation_time(o))?;
-    let range = latest.reference_range.first()?;
-    let limit = |q: Option<&Quantity>| -> Option<f64> {
-        let q = q?;
-        let v = q.value.as_ref()?.value()?.to_f64();
-        match quantity_unit(q) {
-            Some(u) => units::convert(v, &u, unit),
-            None => Some(v),
-        }
-    };
-    let (low, high) = (limit(range.low.as_deref())?, limit(range.high.as_deref())?);
-    (low < high).then(|| Band {
-        label: label.to_owned(),
-        low,
-        high,
-        source: BandSource::Ehr,
-    })
-}
-
-/// `(time, value, unit as sent)` of every measurement with one of `codes`, oldest first.
-fn measurements_for<O: Borrow<Observation>>(
-    observations: &[O],
-    codes: &[&str],
-) -> Vec<(DateTime<Utc>, f64, Option<String>)> {
-    use fhir_client::r4::ObservationComponentValue as CV;
-    let mut points = Vec::new();
-    let mut push = |at: DateTime<Utc>, q: &Quantity| {
-        if let Some(v) = q.value.as_ref().and_then(|v| v.value()) {
-            points.push((at, v.to_f64(), quantity_unit(q)));
-        }
-    };
-    for o in observations.iter().map(Borrow::borrow) {
-        let Some(at) = observation_time(o) else { continue };
-        if o.code.as_deref().is_some_and(|k| has_code(k, codes))
-            && let Some(q) = observation_quantity(o)
-        {
-            push(at, q);
-        }
-        for c in &o.component {
-            if c.code.as_deref().is_some_and(|k| has_code(k, codes))
-                && let Some(CV::Quantity(q)) = c.value.as_ref()
-            {
-                push(at, q);
-            }
-        }
-    }
-    points.sort_by_key(|(t, _, _)| *t);
-    points
-}
-
 /// The unit to convert a Quantity from: its UCUM code, else its display unit.
 fn quantity_unit(q: &Quantity) -> Option<String> {
     units::quantity_unit(q.system.text(), q.code.text(), q.unit.text()).map(str::to_owned)
-}
-
-/// A vital sign the page has no chart for: its latest value and how many there were.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OtherVitalRow {
-    /// What was measured.
-    pub name: String,
-    /// The latest value with its unit, as sent.
-    pub value: String,
-    /// When the latest was measured.
-    pub date: Option<String>,
-    /// How many measurements of it the EHR returned.
-    pub count: usize,
-}
-
-/// The vital signs that none of the charts show (height, vendor-coded vitals without LOINC, …),
-/// one row per kind with its latest value, by name.
-pub fn other_vital_rows<O: Borrow<Observation>>(observations: &[O]) -> Vec<OtherVitalRow> {
-    let charted: Vec<&str> = VITALS
-        .iter()
-        .flat_map(|(_, _, lines)| lines.iter().flat_map(|(_, codes)| codes.iter().copied()))
-        .collect();
-    let mut rows: Vec<(Option<DateTime<Utc>>, OtherVitalRow)> = Vec::new();
-    for o in observations.iter().map(Borrow::borrow) {
-        let in_a_chart = o.code.as_deref().is_some_and(|k| has_code(k, &charted))
-            || o.component
-                .iter()
-                .any(|c| c.code.as_deref().is_some_and(|k| has_code(k, &charted)));
-        if in_a_chart {
-            continue;
-        }
-        let Some(name) = o.code.as_deref().and_then(concept_text) else {
-            continue;
-        };
-        let value = observation_quantity(o).and_then(quantity_text).or_else(|| {
-            use fhir_client::r4::ObservationValue as V;
-            match o.value.as_ref()? {
-                V::CodeableConcept(c) => concept_text(c),
-                V::String(s) => Some(s.as_str()?.to_owned()),
-                _ => None,
-            }
-        });
-        let Some(value) = value else { continue };
-        let at = observation_time(o);
-        match rows.iter_mut().find(|(_, r)| r.name == name) {
-            Some((latest, row)) => {
-                row.count += 1;
-                if at > *latest {
-                    *latest = at;
-                    row.value = value;
-                    row.date = at.map(|t| t.format("%Y-%m-%d").to_string());
-                }
-            }
-            None => rows.push((
-                at,
-                OtherVitalRow {
-                    name,
-                    value,
-                    date: at.map(|t| t.format("%Y-%m-%d").to_string()),
-                    count: 1,
-                },
-            )),
-        }
-    }
-    rows.into_iter().map(|(_, r)| r).collect()
-}
-
-fn interpretation_flag(o: &Observation) -> Option<(String, String)> {
-    for concept in &o.interpretation {
-        for coding in &concept.coding {
-            let code = coding.code.text()?;
-            let meaning = match code {
-                "H" => "High",
-                "HH" | "HU" => "Critically high",
-                "L" => "Low",
-                "LL" | "LU" => "Critically low",
-                "A" => "Abnormal",
-                "AA" => "Critically abnormal",
-                _ => continue,
-            };
-            return Some((code.to_owned(), meaning.to_owned()));
-        }
-    }
-    None
-}
-
-/// Laboratory rows, newest first, with reference ranges and abnormal flags (from the
-/// interpretation, or computed from the range when the EHR gave none). Analytes whose molar mass is
-/// known are shown in `lab_units`, with what was sent kept beside them; the flag is the EHR's or is
-/// computed in the units it sent, so a conversion never changes it.
-pub fn lab_rows<O: Borrow<Observation>>(observations: &[O], lab_units: units::LabUnits) -> Vec<LabRow> {
-    let mut sorted: Vec<&Observation> = observations.iter().map(Borrow::borrow).collect();
-    sorted.sort_by_key(|o| std::cmp::Reverse(observation_time(o)));
-    sorted
-        .into_iter()
-        .filter_map(|o| {
-            let name = o.code.as_deref().and_then(concept_text)?;
-            let quantity = observation_quantity(o);
-            let value = quantity.and_then(quantity_text).or_else(|| {
-                use fhir_client::r4::ObservationValue as V;
-                match o.value.as_ref()? {
-                    V::CodeableConcept(c) => concept_text(c),
-                    V::String(s) => Some(s.as_str()?.to_owned()),
-                    _ => None,
-                }
-            })?;
-            let range = o.reference_range.first();
-            let range_text = range.and_then(|r| {
-                r.text.text().map(str::to_owned).or_else(|| {
-                    let low = r
-                        .low
-                        .as_ref()
-                        .and_then(|q| q.value.as_ref())
-                        .and_then(|v| v.value())
-                        .map(|v| v.as_str().to_owned());
-                    let high = r
-                        .high
-                        .as_ref()
-                        .and_then(|q| q.value.as_ref())
-                        .and_then(|v| v.value())
-                        .map(|v| v.as_str().to_owned());
-                    let unit = r
-                        .low
-                        .as_ref()
-                        .or(r.high.as_ref())
-                        .and_then(|q| q.unit.text())
-                        .map(str::to_owned);
-                    let unit = unit.map(|u| format!(" {u}")).unwrap_or_default();
-                    match (low, high) {
-                        (Some(l), Some(h)) => Some(format!("{l}–{h}{unit}")),
-                        (Some(l), None) => Some(format!("≥ {l}{unit}")),
-                        (None, Some(h)) => Some(format!("≤ {h}{unit}")),
-                        (None, None) => None,
-                    }
-                })
-            });
-            let computed = || {
-                let v = quantity?.value.as_ref()?.value()?.to_f64();
-                let r = range?;
-                if r.low
-                    .as_ref()
-                    .and_then(|q| q.value.as_ref())
-                    .and_then(|low| low.value())
-                    .is_some_and(|low| v < low.to_f64())
-                {
-                    Some(("L".to_owned(), "Low".to_owned()))
-                } else if r
-                    .high
-                    .as_ref()
-                    .and_then(|q| q.value.as_ref())
-                    .and_then(|high| high.value())
-                    .is_some_and(|high| v > high.to_f64())
-                {
-                    Some(("H".to_owned(), "High".to_owned()))
-                } else {
-                    None
-                }
-            };
-            let (value, range_text, as_sent) = in_lab_units(o, quantity, range, value, range_text, lab_units);
-            Some(LabRow {
-                name,
-                value,
-                range: range_text,
-                as_sent,
-                flag: interpretation_flag(o).or_else(computed),
-                date: observation_time(o).map(|t| t.format("%Y-%m-%d").to_string()),
-            })
-        })
-        .take(MAX_ROWS * 2)
-        .collect()
-}
-
-/// A lab row's value and range in `lab_units`, and what was sent when either changed. The value converts
-/// when its analyte (by LOINC code) and unit are known; the range when its bounds are numbers in a known unit
-/// (its `text`, when the EHR wrote one, stays as it is), and only when the value did.
-fn in_lab_units(
-    o: &Observation,
-    quantity: Option<&Quantity>,
-    range: Option<&fhir_client::r4::ObservationReferenceRange>,
-    value: String,
-    range_text: Option<String>,
-    lab_units: units::LabUnits,
-) -> (String, Option<String>, Option<String>) {
-    let loinc = o.code.as_deref().and_then(|c| {
-        c.coding
-            .iter()
-            .find(|x| x.system.text() == Some("http://loinc.org"))
-            .and_then(|x| x.code.text())
-    });
-    let number = |q: &Quantity| q.value.as_ref()?.value().map(|v| v.to_f64());
-    let converted_value = quantity.and_then(|q| {
-        let text = units::lab_text(number(q)?, &quantity_unit(q)?, loinc, lab_units)?;
-        Some(format!("{}{text}", q.comparator.text().unwrap_or_default()))
-    });
-    // Only with the value: a row never shows its value in one unit and its range converted to another.
-    let Some(converted_value) = converted_value else {
-        return (value, range_text, None);
-    };
-    let converted_range = range.filter(|r| r.text.text().is_none()).and_then(|r| {
-        let unit = r
-            .low
-            .as_ref()
-            .or(r.high.as_ref())
-            .and_then(|q| quantity_unit(q))
-            .or_else(|| quantity.and_then(quantity_unit))?;
-        units::lab_range_text(
-            r.low.as_ref().and_then(|q| number(q)),
-            r.high.as_ref().and_then(|q| number(q)),
-            &unit,
-            loinc,
-            lab_units,
-        )
-    });
-    let as_sent = match &range_text {
-        Some(range) if converted_range.is_some() => format!("{value} (range {range})"),
-        _ => value,
-    };
-    (converted_value, converted_range.or(range_text), Some(as_sent))
 }
 
 /// Conditions whose clinical status is active (or unstated), newest first.
@@ -1010,143 +666,23 @@ pub fn encounter_rows(encounters: &[Encounter]) -> Vec<EncounterRow> {
 mod tests {
     use super::*;
 
-    fn parse<T: fhir_client::r4::FromJson>(v: serde_json::Value) -> T {
+    pub(super) fn parse<T: fhir_client::r4::FromJson>(v: serde_json::Value) -> T {
         fhir_client::r4::from_str(&v.to_string(), fhir_client::r4::Mode::Strict)
             .unwrap()
             .0
     }
 
-    fn vital(code: &str, value: f64, when: &str) -> Observation {
+    pub(super) fn vital(code: &str, value: f64, when: &str) -> Observation {
         vital_in(code, value, when, "/min")
     }
 
-    fn vital_in(code: &str, value: f64, when: &str, ucum: &str) -> Observation {
+    pub(super) fn vital_in(code: &str, value: f64, when: &str, ucum: &str) -> Observation {
         parse(serde_json::json!({
             "resourceType": "Observation", "status": "final",
             "code": {"coding": [{"system": "http://loinc.org", "code": code}], "text": format!("LOINC {code}")},
             "effectiveDateTime": when,
             "valueQuantity": {"value": value, "unit": ucum, "system": "http://unitsofmeasure.org", "code": ucum}
         }))
-    }
-
-    #[test]
-    fn pounds_and_fahrenheit_are_charted_in_kilograms_and_celsius_and_unknown_units_apart() {
-        let charts = vital_charts(&[
-            vital_in("29463-7", 154.0, "2015-03-01", "[lb_av]"),
-            vital_in("29463-7", 71.0, "2024-03-01", "kg"),
-            vital_in("29463-7", 11.2, "2024-04-01", "[stone_av]"),
-            vital_in("8310-5", 98.6, "2015-03-01", "[degF]"),
-            vital_in("8310-5", 36.9, "2024-03-01", "Cel"),
-        ]);
-        let weight = charts.iter().find(|c| c.title == "Weight").unwrap();
-        let kg: Vec<f64> = weight.series[0]
-            .points
-            .iter()
-            .map(|p| (p.1 * 10.0).round() / 10.0)
-            .collect();
-        assert_eq!(
-            kg,
-            vec![69.9, 71.0],
-            "154 lb is 69.9 kg, on the same axis as 71 kg"
-        );
-        let temperature = charts.iter().find(|c| c.title == "Temperature").unwrap();
-        assert!((temperature.series[0].points[0].1 - 37.0).abs() < 1e-9);
-        let apart = charts.iter().find(|c| c.title == "Weight (as sent)").unwrap();
-        assert_eq!(apart.unit, "[stone_av]");
-        assert_eq!(apart.series[0].points.len(), 1, "never mixed into the kg chart");
-    }
-
-    #[test]
-    fn the_ehrs_reference_range_is_the_band_when_it_gives_one() {
-        let mut hr = vital("8867-4", 72.0, "2024-01-01");
-        hr.reference_range = parse::<Observation>(serde_json::json!({
-            "resourceType": "Observation", "status": "final", "code": {"text": "x"},
-            "referenceRange": [{"low": {"value": 50, "code": "/min"}, "high": {"value": 90, "code": "/min"}}]
-        }))
-        .reference_range;
-        let charts = vital_charts(&[hr, vital("8867-4", 75.0, "2023-01-01")]);
-        let band = &charts.iter().find(|c| c.title == "Heart rate").unwrap().bands[0];
-        assert_eq!((band.low, band.high, band.source), (50.0, 90.0, BandSource::Ehr));
-        let plain = vital_charts(&[vital("8867-4", 75.0, "2023-01-01")]);
-        let usual = &plain.iter().find(|c| c.title == "Heart rate").unwrap().bands[0];
-        assert_eq!(usual.source, BandSource::UsualAdult);
-    }
-
-    #[test]
-    fn vitals_without_a_chart_are_listed_with_their_latest_value() {
-        let vitals = [
-            vital_in("8302-2", 170.0, "2023-01-01", "cm"),
-            vital_in("8302-2", 171.0, "2024-01-01", "cm"),
-            vital("9279-1", 16.0, "2024-01-01"),
-            vital("8867-4", 70.0, "2024-01-01"),
-        ];
-        let rows = other_vital_rows(&vitals);
-        assert_eq!(
-            rows.len(),
-            1,
-            "heart rate and respiratory rate have charts: {rows:?}"
-        );
-        assert_eq!(rows[0].name, "LOINC 8302-2");
-        assert_eq!(rows[0].value, "171.0 cm", "as sent");
-        assert_eq!(rows[0].count, 2);
-        let charts = vital_charts(&vitals);
-        let rr = charts.iter().find(|c| c.title == "Respiratory rate").unwrap();
-        assert_eq!(rr.series[0].points[0].1, 16.0);
-        assert_eq!(rr.bands[0].low, 12.0, "with its usual adult range");
-    }
-
-    #[test]
-    fn blood_pressure_comes_from_panel_components() {
-        let panel: Observation = parse(serde_json::json!({
-            "resourceType": "Observation", "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
-            "effectiveDateTime": "2024-03-01T10:00:00Z",
-            "component": [
-                {"code": {"coding": [{"code": "8480-6"}]}, "valueQuantity": {"value": 128, "unit": "mm[Hg]"}},
-                {"code": {"coding": [{"code": "8462-4"}]}, "valueQuantity": {"value": 82, "unit": "mm[Hg]"}}
-            ]
-        }));
-        let charts = vital_charts(&[
-            panel,
-            vital("8867-4", 72.0, "2024-03-01"),
-            vital("8867-4", 75.0, "2023-03-01"),
-        ]);
-        let bp = &charts[0];
-        assert_eq!(bp.series.len(), 2);
-        assert_eq!(bp.series[0].points[0].1, 128.0);
-        assert_eq!(bp.series[1].points[0].1, 82.0);
-        let hr = &charts[1];
-        assert_eq!(
-            hr.series[0].points.iter().map(|p| p.1).collect::<Vec<_>>(),
-            vec![75.0, 72.0],
-            "sorted by time"
-        );
-        assert!(charts[2].is_empty());
-    }
-
-    #[test]
-    fn labs_show_ranges_and_flags() {
-        let flagged: Observation = parse(serde_json::json!({
-            "resourceType": "Observation", "status": "final",
-            "code": {"text": "Potassium"},
-            "effectiveDateTime": "2024-01-02",
-            "valueQuantity": {"value": 5.9, "unit": "mmol/L"},
-            "interpretation": [{"coding": [{"code": "H"}]}],
-            "referenceRange": [{"low": {"value": 3.5, "unit": "mmol/L"}, "high": {"value": 5.1, "unit": "mmol/L"}}]
-        }));
-        let computed: Observation = parse(serde_json::json!({
-            "resourceType": "Observation", "status": "final",
-            "code": {"coding": [{"display": "Hemoglobin"}]},
-            "effectiveDateTime": "2024-01-03",
-            "valueQuantity": {"value": 10.1, "unit": "g/dL"},
-            "referenceRange": [{"low": {"value": 12}, "high": {"value": 16}}]
-        }));
-        let rows = lab_rows(&[flagged, computed], units::LabUnits::Conventional);
-        assert_eq!(rows[0].name, "Hemoglobin", "newest first");
-        assert_eq!(rows[0].flag.as_ref().unwrap().0, "L");
-        assert_eq!(rows[1].value, "5.9 mmol/L");
-        assert_eq!(rows[1].range.as_deref(), Some("3.5–5.1 mmol/L"));
-        assert_eq!(rows[1].flag, Some(("H".into(), "High".into())));
     }
 
     #[test]

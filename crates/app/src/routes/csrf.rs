@@ -1,7 +1,7 @@
 //! CSRF protection for state-changing requests.
 //!
 //! Every session has one random token (see [`crate::session::Session::csrf_token`]); every POST form
-//! carries it in a hidden `csrf` field, and [`verify`] compares it with the session's copy in
+//! carries it in a hidden `csrf` field ([`crate::views::layout::CSRF_FIELD`]), and [`verify`] compares it with the session's copy in
 //! constant time. The session cookie is `SameSite=Lax` as a second line of defence. The OAuth redirect
 //! itself is protected by `state`, which is bound to the session that started the launch.
 
@@ -9,9 +9,6 @@ use smart_launch::secret::constant_time_eq;
 
 use crate::error::AppError;
 use crate::session::Session;
-
-/// The name of the hidden form field carrying the token.
-pub const FIELD: &str = "csrf";
 
 /// Checks a submitted token against the session's; [`AppError::Csrf`] when it is missing or differs.
 pub fn verify(session: &Session, submitted: Option<&str>) -> Result<(), AppError> {

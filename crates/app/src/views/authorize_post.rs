@@ -6,7 +6,7 @@
 use maud::{Markup, html};
 use smart_launch::AuthorizePost;
 
-use crate::pages::layout;
+use super::layout;
 
 /// Where the auto-submit script is served.
 pub const SCRIPT_PATH: &str = "/static/authorize-post.js";

@@ -43,11 +43,14 @@ pub fn page(title: &str, theme: Option<&Theme>, body: impl Render) -> Markup {
     }
 }
 
+/// The name of the hidden form field carrying the session's CSRF token (checked by the router's `csrf` module).
+pub const CSRF_FIELD: &str = "csrf";
+
 /// A POST form with the CSRF token and one button; `class` styles the button.
 pub fn post_button(action: &str, csrf: &str, label: &str, class: &str) -> Markup {
     html! {
         form.inline method="post" action=(action) {
-            input type="hidden" name=(crate::csrf::FIELD) value=(csrf);
+            input type="hidden" name=(CSRF_FIELD) value=(csrf);
             button type="submit" class=(class) { (label) }
         }
     }

@@ -3,14 +3,14 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
-use crate::pages;
 use crate::session::Session;
 use crate::state::AppState;
+use crate::views;
 
 /// The launch inspector.
 pub async fn inspect(State(state): State<AppState>, session: Session) -> Response {
     match session.launch() {
-        Some(record) => pages::inspect::launched(&record, state.now()).into_response(),
-        None => pages::inspect::nothing_yet().into_response(),
+        Some(record) => views::inspect::launched(&record, state.now()).into_response(),
+        None => views::inspect::nothing_yet().into_response(),
     }
 }

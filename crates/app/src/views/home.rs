@@ -176,7 +176,7 @@ fn patient_banner(b: &PatientBanner) -> Markup {
 }
 
 fn not_shared(what: &str) -> Markup {
-    html! { p.muted { (what) " not shared with this app." } }
+    html! { p.muted { (Empty::NotShared.sentence(what)) } }
 }
 
 fn failed(message: &str) -> Markup {

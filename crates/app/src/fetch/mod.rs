@@ -1,5 +1,6 @@
 //! Fetching the patient summary from the EHR: every section's search runs concurrently through one
 //! [`FhirClient`] with the session's tokens; sections whose scope was not granted are not requested.
+//! The signed-in user's name is read beside it ([`user`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +15,13 @@ use fhir_client::{FhirClient, FhirError, RequestObserver, RetryPolicy};
 use smart_launch::token::TokenSet;
 use smart_launch::{Permissions, ScopeContext, ScopeSet};
 
-use crate::launch::LaunchRecord;
+use crate::launch_record::LaunchRecord;
 use crate::reading::Reading;
 use crate::state::AppState;
 use crate::summary::{self, Section, Summary};
 use crate::window::Window;
+
+pub mod user;
 
 /// Why the summary could not be shown at all.
 #[derive(Debug)]
@@ -167,16 +170,8 @@ fn has_category(o: &Observation, code: &str) -> bool {
 /// How many pages a dated section follows at most (vital signs: 5 × 200 measurements).
 const MAX_PAGES: usize = 5;
 
-/// Fetches the whole summary for a launch, dated sections bounded by `window`.
-pub async fn summary(
-    state: &AppState,
-    record: &LaunchRecord,
-    window: Window,
-) -> Result<Fetched, FetchFailure> {
-    summary_observed(state, record, window, None).await
-}
-
-/// [`summary()`], reporting each FHIR request to `observer` (the launch timeline's step E).
+/// Fetches the whole summary for a launch, dated sections bounded by `window`, reporting each FHIR request to
+/// `observer` (the launch timeline's step E).
 ///
 /// In order: a client with the session's tokens; every section read at once (`read_sections`); the failures
 /// that leave no page to show (`Reads::page_failure`); the page assembled from what was read
@@ -275,17 +270,6 @@ async fn read_sections(
             .into_iter()
             .fold(params, |p, (name, value)| p.raw(name, value))
     };
-    let patient_read = async {
-        if permitted(granted, "Patient", Permissions::READ) {
-            Some(
-                client
-                    .read_with::<Patient>(patient_id, fhir_client::r4::Mode::Tolerant)
-                    .await,
-            )
-        } else {
-            None
-        }
-    };
     let observations =
         |category: &str, count: u32| dated(by_patient().raw("category", category).count(count));
     let (
@@ -294,7 +278,7 @@ async fn read_sections(
     ) = tokio::join!(
         async {
             tokio::join!(
-                patient_read,
+                read_patient(client, granted, patient_id),
                 section_search(
                     client,
                     granted,
@@ -340,6 +324,23 @@ async fn read_sections(
         statements,
         procedures,
         reports,
+    }
+}
+
+/// The patient, read tolerantly; `None` when the token's scopes do not cover it.
+async fn read_patient(
+    client: &FhirClient,
+    granted: &ScopeSet,
+    patient_id: &str,
+) -> Option<Result<fhir_client::Read<Patient>, FhirError>> {
+    if permitted(granted, "Patient", Permissions::READ) {
+        Some(
+            client
+                .read_with::<Patient>(patient_id, fhir_client::r4::Mode::Tolerant)
+                .await,
+        )
+    } else {
+        None
     }
 }
 
