@@ -2,7 +2,8 @@
 //!
 //! ## How the crate is laid out
 //!
-//! In layers, top to bottom; a module uses only the layers below its own.
+//! In layers, top to bottom: a module uses only the modules named after it here (checked over every
+//! `use crate::` line: no cycle between the top-level modules, nor between their children).
 //!
 //! 1. HTTP: `server` (bind, build the state, serve in the background: [`start`]), `serve` (the accept loop within
 //!    [`ServerLimits`]), `routes` (the [`router`], and one file per page with its handlers: `home`, `launch`,
