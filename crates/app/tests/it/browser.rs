@@ -7,67 +7,13 @@
 //! Skips, saying why, only when no browser is installed; without axe-core it skips the WCAG check
 //! with a reason, except in CI (`CI=true`), where that fails.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use fantoccini::{ClientBuilder, Locator};
+use test_support::chromium::fantoccini::{self, Locator};
+use test_support::chromium::{Driver, installed, screenshot_dir};
 
 use crate::common::TestEnv;
-
-fn find_program(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    names.iter().find_map(|name| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
-fn screenshot_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let dir = target.join("e2e-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A chromedriver child process on a free port, killed on drop.
-struct Driver {
-    child: tokio::process::Child,
-    url: String,
-}
-
-impl Driver {
-    async fn start(chromedriver: &Path) -> Driver {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = tokio::process::Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        for _ in 0..100 {
-            if http
-                .get(format!("{url}/status"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return Driver { child, url };
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("chromedriver did not start");
-    }
-}
 
 /// axe-core's source, from `AXE_CORE_JS` or `<target>/axe-core-*/package/axe.min.js`.
 fn axe_source() -> Option<String> {
@@ -210,10 +156,7 @@ fn slug(text: &str) -> String {
 
 #[tokio::test]
 async fn a_clinician_launches_the_app_in_chromium_and_sees_the_charts() {
-    let (Some(chromium), Some(chromedriver)) = (
-        find_program(&["chromium", "chromium-browser", "google-chrome"]),
-        find_program(&["chromedriver"]),
-    ) else {
+    let Some((chromium, chromedriver)) = installed() else {
         println!(
             "SKIPPED: no Chromium and chromedriver on PATH (install Debian's chromium and chromium-driver)"
         );
@@ -232,26 +175,7 @@ async fn a_clinician_launches_the_app_in_chromium_and_sees_the_charts() {
     let env = TestEnv::start().await;
     let mut driver = Driver::start(&chromedriver).await;
     let profile = tempfile::tempdir().unwrap();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                "--window-size=1280,1600",
-                format!("--user-data-dir={}", profile.path().display()),
-            ]
-        }),
-    );
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = ClientBuilder::rustls()
-        .unwrap()
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .unwrap();
+    let client = driver.headless(&chromium, profile.path()).await;
     let mut browser = Browser {
         client,
         shots: screenshot_dir(),

@@ -13,10 +13,13 @@ use std::time::Duration;
 
 use app::AppConfig;
 use app::session::{RedisUrl, SessionKey};
-use sandbox::{ClientSpec, RunningSandbox, SandboxConfig};
+use sandbox::ClientSpec;
+use test_support::sandbox::TestSandbox;
 use url::Url;
 
-use crate::common::{Browser, CLIENT_ID, Page, captured_logs, click_through_ehr, init_logs, location};
+use crate::common::{
+    Browser, CLIENT_ID, Page, captured_logs, click_through_ehr, init_logs, location, start_sandbox,
+};
 
 /// The key every instance shares.
 const KEY: &str = "4b1d2f3e5a6c7b8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d";
@@ -306,7 +309,7 @@ async fn forward_once(
 
 /// A sandbox, the instances (on Redis when `redis` is given, else one SQLite file) and the proxy in front.
 struct Cluster {
-    sandbox: RunningSandbox,
+    sandbox: TestSandbox,
     instances: Vec<Instance>,
     proxy: Proxy,
     redis: Option<RedisServer>,
@@ -326,16 +329,7 @@ impl Cluster {
         configure: fn(&mut AppConfig),
     ) -> Cluster {
         init_logs();
-        let sandbox = sandbox::Sandbox::start(SandboxConfig {
-            host: "127.0.0.1".into(),
-            port: 0,
-            db: Some(dir.path().join("sandbox.db")),
-            patients: 3,
-            issuer_key_pem: Some(test_support::ISSUER_KEY_PEM.to_owned()),
-            ..SandboxConfig::default()
-        })
-        .await
-        .unwrap();
+        let sandbox = start_sandbox(|_| {}).await;
         let proxy = Proxy::start().await;
         let mut cluster = Cluster {
             sandbox,
@@ -351,7 +345,7 @@ impl Cluster {
         let first = &cluster.instances[0];
         let spec = ClientSpec::public(CLIENT_ID, first.redirect_uri.clone())
             .with_launch_uri(first.launch_uri.clone());
-        cluster.sandbox.state.auth().register_client(spec).unwrap();
+        cluster.sandbox.register(spec);
         cluster
     }
 
@@ -382,7 +376,7 @@ impl Cluster {
     /// The sandbox's own record of refreshes: for each token family, how many of its refresh tokens were
     /// rotated (one per refresh) and how many revoked (a reuse revokes the whole family).
     fn refreshes_at_the_sandbox(&self) -> Vec<(i64, i64)> {
-        let conn = rusqlite::Connection::open(self.dir.path().join("sandbox.db")).unwrap();
+        let conn = rusqlite::Connection::open(self.sandbox.dir.path().join("sandbox.db")).unwrap();
         let mut stmt = conn
             .prepare(
                 "SELECT SUM(kind = 'refresh' AND state = 2), SUM(kind = 'refresh' AND state = 1)

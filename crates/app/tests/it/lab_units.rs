@@ -11,7 +11,7 @@ use crate::common::{Browser, Options, TestEnv, standalone_launch};
 /// Adds, for every sandbox patient, today's glucose in mmol/L (with its range), creatinine in
 /// mg/dL and hemoglobin in g/dL, as an EHR would send them.
 fn add_labs(env: &TestEnv) {
-    let store = env.sandbox.state.store();
+    let store = env.sandbox.running.state.store();
     let today = chrono::Utc::now().format("%Y-%m-%dT08:00:00Z").to_string();
     let lab = |id: String, patient: &str, loinc: &str, text: &str, value: f64, unit: &str| {
         json!({

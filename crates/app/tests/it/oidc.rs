@@ -151,7 +151,7 @@ async fn the_signed_in_user_is_read_from_fhir_user_and_shown() {
     let reference = user["reference"].as_str().unwrap();
     let (kind, id) = reference.split_once('/').unwrap();
     assert_eq!(kind, "Practitioner");
-    let practitioner = env.sandbox.state.store().read(kind, id).unwrap().unwrap();
+    let practitioner = env.sandbox.running.state.store().read(kind, id).unwrap().unwrap();
     let family = practitioner["name"][0]["family"].as_str().unwrap();
     let name = user["name"]
         .as_str()

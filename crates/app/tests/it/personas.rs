@@ -3,46 +3,17 @@
 //! issuer, string ranks and data-absent lab categories; Epic's lower-case `bearer`, API-name scopes, string
 //! booleans and OperationOutcome entries in searches) must not stop it.
 
-use sandbox::{ClientSpec, Persona, SandboxConfig};
+use sandbox::Persona;
 use url::Url;
 
 use crate::common::{
-    Browser, CLIENT_ID, Options, TestEnv, captured_logs, click_through_ehr, init_logs, location,
-    standalone_launch,
+    Browser, CLIENT_ID, Options, TestEnv, captured_logs, click_through_ehr, location, standalone_launch,
+    start_sandbox,
 };
 
 async fn start(persona: Persona) -> TestEnv {
-    init_logs();
-    let dir = tempfile::tempdir().unwrap();
-    let config = SandboxConfig {
-        host: "127.0.0.1".into(),
-        port: 0,
-        db: Some(dir.path().join("sandbox.db")),
-        patients: 3,
-        issuer_key_pem: Some(test_support::ISSUER_KEY_PEM.to_owned()),
-        ..SandboxConfig::default()
-    }
-    .with_persona(persona);
-    let sandbox = sandbox::Sandbox::start(config).await.unwrap();
-    let config = app::AppConfig::for_issuer(
-        sandbox.fhir_base.clone(),
-        CLIENT_ID,
-        dir.path().join("sessions.db"),
-    );
-    let clock = test_support::TestClock::new();
-    let app = app::start_with(config, app::ServerLimits::default(), clock.clock())
-        .await
-        .unwrap();
-    let spec =
-        ClientSpec::public(CLIENT_ID, app.redirect_uri.clone()).with_launch_uri(app.launch_uri.clone());
-    sandbox.state.auth().register_client(spec).unwrap();
-    TestEnv {
-        sandbox,
-        app,
-        dir,
-        options: Options::default(),
-        clock,
-    }
+    let sandbox = start_sandbox(|config| *config = config.clone().with_persona(persona)).await;
+    TestEnv::start_on(sandbox, Options::default()).await
 }
 
 async fn standalone_shows_the_patient_page(persona: Persona) {

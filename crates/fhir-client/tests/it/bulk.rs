@@ -189,7 +189,7 @@ async fn every_request_of_a_long_job_asks_the_token_source_so_tokens_are_renewed
     let ts = sandbox().await;
     // A source that renews whenever the token expires within a day: every request gets a fresh token.
     let source = BackendToken::discover(
-        &ts.base,
+        &ts.fhir_base,
         ClientId::new("renewing"),
         key(),
         ScopeSet::parse("system/*.rs").unwrap(),
@@ -263,7 +263,7 @@ async fn a_kick_off_beyond_the_clients_job_limit_is_rate_limited_with_the_server
         config.bulk.retry_after = Duration::from_secs(7);
     })
     .await;
-    let client = FhirClient::builder(ts.base.as_str())
+    let client = FhirClient::builder(ts.fhir_base.as_str())
         .token_source(ts.tokens(ALL).await)
         .retry_policy(RetryPolicy::never())
         .build()

@@ -3,39 +3,20 @@
 //! server-side app gets one without a browser), a log of the FHIR requests the sandbox received,
 //! and the fixtures both servers use.
 //!
-//! The sandbox is started with [`sandbox::Sandbox::start`], and its own router ([`sandbox::router`])
-//! is served on a listener of ours whose address is the sandbox's public base URL; one small layer
-//! there records each FHIR request (method, path, headers, body) so tests can say what the client
-//! sent. Everything else is the sandbox's own code.
+//! The sandbox is the one test sandbox ([`test_support::sandbox::TestSandbox`]) reached through its
+//! observing listener, which records each request (method, path, headers, body) so tests can say what
+//! the client sent.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
 use axum::http::header;
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use fhir_client::{FhirClient, RetryPolicy};
-use sandbox::{ClientKeys, ClientSpec, RunningSandbox, Sandbox, SandboxConfig, SimulatedFailure};
+use sandbox::{ClientKeys, ClientSpec, SandboxConfig, SimulatedFailure};
 use serde_json::{Value, json};
 use smart_launch::{BackendToken, ClientId, ScopeSet, SigningAlgorithm, SigningKey, TokenSource, Url};
-
-/// One request as the server saw it.
-#[derive(Clone, Debug)]
-pub struct Seen {
-    pub method: String,
-    pub path_and_query: String,
-    pub authorization: Option<String>,
-    pub accept: Option<String>,
-    pub if_match: Option<String>,
-    pub content_type: Option<String>,
-    pub body: String,
-}
-
-/// A header our own setup requests carry so the log leaves them out.
-const SETUP: &str = "x-test-setup";
+pub use test_support::sandbox::Seen;
+use test_support::sandbox::UNOBSERVED;
 
 /// Every scope a backend service can hold: read, write and search everything.
 pub const ALL: &str = "system/*.cruds";
@@ -50,15 +31,20 @@ pub fn key() -> Arc<SigningKey> {
         .clone()
 }
 
-/// A running sandbox, reached through the recording listener.
+/// The shared test sandbox ([`test_support::sandbox::TestSandbox`], reached through its recording listener)
+/// with the backend client registered, and the token our setup requests use.
 pub struct TestSandbox {
-    pub running: RunningSandbox,
-    /// The FHIR base (`http://127.0.0.1:PORT/fhir`).
-    pub base: Url,
-    seen: Arc<Mutex<Vec<Seen>>>,
+    sandbox: test_support::sandbox::TestSandbox,
     /// The token our setup requests use.
     setup: tokio::sync::OnceCell<Arc<BackendToken>>,
-    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestSandbox {
+    type Target = test_support::sandbox::TestSandbox;
+
+    fn deref(&self) -> &Self::Target {
+        &self.sandbox
+    }
 }
 
 impl TestSandbox {
@@ -69,30 +55,14 @@ impl TestSandbox {
 
     /// As [`TestSandbox::start`], with the configuration changed by `adjust` first (e.g. its Bulk Data limits).
     pub async fn start_with(adjust: impl FnOnce(&mut SandboxConfig)) -> TestSandbox {
-        let dir = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr: SocketAddr = listener.local_addr().unwrap();
-        let base = Url::parse(&format!("http://{addr}/fhir")).unwrap();
-        let mut config = SandboxConfig {
-            port: 0,
-            patients: 0,
-            db: Some(dir.path().join("sandbox.db")),
-            public_base_url: Some(base.clone()),
-            issuer_key_pem: Some(test_support::ISSUER_KEY_PEM.to_owned()),
-            ..SandboxConfig::default()
-        };
-        adjust(&mut config);
-        let running = Sandbox::start(config).await.unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let router = sandbox::router(running.state.clone())
-            .layer(middleware::from_fn_with_state(seen.clone(), record));
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let sandbox = test_support::sandbox::TestSandbox::start_observed(|config| {
+            config.patients = 0;
+            adjust(config);
+        })
+        .await;
         let sandbox = TestSandbox {
-            running,
-            base,
-            seen,
+            sandbox,
             setup: tokio::sync::OnceCell::new(),
-            _dir: dir,
         };
         sandbox.register(BACKEND, None);
         sandbox
@@ -105,13 +75,13 @@ impl TestSandbox {
         if let Some(fail) = fail {
             spec = spec.with_failure(fail);
         }
-        self.running.state.auth().register_client(spec).unwrap();
+        self.sandbox.register(spec);
     }
 
     /// A backend-services token source of `client_id` with `scope`.
     pub async fn tokens_of(&self, client_id: &str, scope: &str) -> Arc<BackendToken> {
         let source = BackendToken::discover(
-            &self.base,
+            &self.fhir_base,
             ClientId::new(client_id),
             key(),
             ScopeSet::parse(scope).unwrap(),
@@ -133,7 +103,7 @@ impl TestSandbox {
 
     /// A client with these tokens and fast, test-sized retry delays.
     pub fn client_with(&self, tokens: Arc<dyn TokenSource>) -> FhirClient {
-        FhirClient::builder(self.base.as_str())
+        FhirClient::builder(self.fhir_base.as_str())
             .token_source(tokens)
             .retry_policy(fast_retries())
             .build()
@@ -149,14 +119,14 @@ impl TestSandbox {
         let token = tokens.access_token().await.unwrap();
         let url = format!(
             "{}/{}/{}",
-            self.base,
+            self.fhir_base,
             resource["resourceType"].as_str().unwrap(),
             resource["id"].as_str().unwrap()
         );
         let response = reqwest::Client::new()
             .put(url)
             .bearer_auth(token.secret())
-            .header(SETUP, "1")
+            .header(UNOBSERVED, "1")
             .header(header::CONTENT_TYPE, "application/fhir+json")
             .body(text)
             .send()
@@ -171,38 +141,9 @@ impl TestSandbox {
 
     /// The FHIR requests the sandbox received (discovery, tokens and setup left out).
     pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        let fhir = |seen: &Seen| seen.path().starts_with("/fhir") && !seen.path().contains("/.well-known/");
+        self.sandbox.requests().into_iter().filter(fhir).collect()
     }
-}
-
-/// Records each FHIR request, then hands it on unchanged.
-async fn record(State(seen): State<Arc<Mutex<Vec<Seen>>>>, request: Request, next: Next) -> Response {
-    let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-    let path = parts.uri.path();
-    if path.starts_with("/fhir") && !path.contains("/.well-known/") && !parts.headers.contains_key(SETUP) {
-        let text = |name: header::HeaderName| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        seen.lock().unwrap().push(Seen {
-            method: parts.method.to_string(),
-            path_and_query: parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_default(),
-            authorization: text(header::AUTHORIZATION),
-            accept: text(header::ACCEPT),
-            if_match: text(header::IF_MATCH),
-            content_type: text(header::CONTENT_TYPE),
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        });
-    }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
 /// Retry delays short enough for tests.

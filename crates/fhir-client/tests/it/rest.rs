@@ -480,7 +480,7 @@ async fn references_resolve_locally_first_and_never_to_other_servers() {
         .await
         .unwrap();
     assert!(matches!(found, Resource::Patient(_)));
-    let absolute = format!("{}/Patient/p1", sandbox.base);
+    let absolute = format!("{}/Patient/p1", sandbox.fhir_base);
     assert!(matches!(
         client
             .resolve(&absolute, ResolveContext::default())
@@ -563,7 +563,7 @@ async fn clients_sharing_one_pool_each_send_their_own_token() {
     let pool = HttpPool::new(std::time::Duration::from_secs(5)).unwrap();
     let (alice_tokens, bob_tokens) = (sandbox.tokens(ALL).await, sandbox.tokens(ALL).await);
     let client_for = |tokens: Arc<dyn TokenSource>| {
-        FhirClient::builder(sandbox.base.as_str())
+        FhirClient::builder(sandbox.fhir_base.as_str())
             .pool(pool.clone())
             .token_source(tokens)
             .build()

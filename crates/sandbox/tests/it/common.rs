@@ -1,81 +1,77 @@
-//! Shared setup: start a sandbox on 127.0.0.1:0 over a temp-dir database, act as a browser (one cookie jar),
-//! drive the authorization pages, call the token endpoint.
+//! Shared setup: the one test sandbox ([`test_support::sandbox::TestSandbox`], on its own server) with the
+//! test app registered, authorization requests, the consent walker, calls to the token endpoint.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use reqwest::StatusCode;
-use sandbox::{ClientSpec, RunningSandbox, Sandbox, SandboxConfig};
+use sandbox::{ClientSpec, SandboxConfig};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-/// A running sandbox and what tests need to talk to it.
-pub struct TestSandbox {
-    pub running: RunningSandbox,
-    /// The FHIR base, e.g. `http://127.0.0.1:PORT/fhir`.
-    pub base: Url,
-    /// A client that never follows redirects.
-    pub http: reqwest::Client,
-    pub dir: tempfile::TempDir,
-}
+pub use test_support::sandbox::TestSandbox;
 
 /// A public test client and its redirect URI (nothing listens there: tests read the redirect's Location).
 pub const APP: &str = "test-app";
 pub const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
+/// A client that never follows redirects.
 pub fn http_client() -> reqwest::Client {
     test_support::consent::no_redirects()
 }
 
+/// A sandbox (5 patients, the test app registered) on its own server.
 pub async fn start() -> TestSandbox {
     start_with(|_| {}).await
 }
 
+/// As [`start`], after `configure` adjusts the configuration.
 pub async fn start_with(configure: impl FnOnce(&mut SandboxConfig)) -> TestSandbox {
-    let dir = tempfile::tempdir().unwrap();
-    start_in(dir, configure).await
+    start_in(tempfile::tempdir().unwrap(), configure).await
 }
 
 /// Starts a sandbox over the database in `dir` (reused by restart tests).
 pub async fn start_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut SandboxConfig)) -> TestSandbox {
-    let mut config = SandboxConfig {
-        port: 0,
-        patients: 5,
-        db: Some(dir.path().join("sandbox.db")),
-        clients: vec![ClientSpec::public(APP, Url::parse(REDIRECT).unwrap())],
-        issuer_key_pem: Some(test_support::ISSUER_KEY_PEM.to_owned()),
-        ..SandboxConfig::default()
-    };
-    configure(&mut config);
-    let running = Sandbox::start(config).await.unwrap();
-    let base = running.fhir_base.clone();
-    TestSandbox {
-        running,
-        base,
-        http: http_client(),
-        dir,
-    }
+    TestSandbox::start_in(dir, |config| {
+        with_test_app(config);
+        configure(config);
+    })
+    .await
 }
 
-impl TestSandbox {
-    /// A URL on the sandbox's server (`/auth/token`, `/launcher?…`).
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.running.addr, path)
-    }
+/// Registers the test app in a sandbox's configuration.
+pub fn with_test_app(config: &mut SandboxConfig) {
+    config
+        .clients
+        .push(ClientSpec::public(APP, Url::parse(REDIRECT).unwrap()));
+}
 
-    pub fn register(&self, spec: ClientSpec) {
-        self.running.state.auth().register_client(spec).unwrap();
-    }
-
-    pub fn aud(&self) -> String {
-        self.base.as_str().trim_end_matches('/').to_owned()
-    }
-
+/// What this crate's tests ask of a test sandbox beyond the shared helpers: its token endpoint and bearer check.
+#[allow(async_fn_in_trait)]
+pub trait SandboxCalls {
     /// POSTs a form to the token endpoint.
-    pub async fn token(&self, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    async fn token(&self, form: &[(&str, &str)]) -> (StatusCode, Value);
+
+    /// POSTs a form to `path`, optionally with HTTP basic credentials; the status and the JSON answer.
+    async fn post_form(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> (StatusCode, Value);
+
+    /// Exchanges a code for tokens as the public test app.
+    async fn exchange(&self, code: &str, verifier: &str) -> (StatusCode, Value);
+
+    /// What `check_bearer` says about an access token.
+    fn check(&self, token: &str) -> Result<sandbox::auth::AccessGrant, sandbox::BearerError>;
+}
+
+impl SandboxCalls for TestSandbox {
+    async fn token(&self, form: &[(&str, &str)]) -> (StatusCode, Value) {
         self.post_form("/auth/token", form, None).await
     }
 
-    pub async fn post_form(
+    async fn post_form(
         &self,
         path: &str,
         form: &[(&str, &str)],
@@ -99,8 +95,7 @@ impl TestSandbox {
         (status, body)
     }
 
-    /// Exchanges a code for tokens as the public test app.
-    pub async fn exchange(&self, code: &str, verifier: &str) -> (StatusCode, Value) {
+    async fn exchange(&self, code: &str, verifier: &str) -> (StatusCode, Value) {
         self.token(&[
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -111,8 +106,7 @@ impl TestSandbox {
         .await
     }
 
-    /// What `check_bearer` says about an access token.
-    pub fn check(&self, token: &str) -> Result<sandbox::auth::AccessGrant, sandbox::BearerError> {
+    fn check(&self, token: &str) -> Result<sandbox::auth::AccessGrant, sandbox::BearerError> {
         let mut headers = http::HeaderMap::new();
         headers.insert(
             http::header::AUTHORIZATION,
@@ -178,12 +172,6 @@ impl AuthRequest {
 }
 
 pub use test_support::consent::{Browser, Decision, drive, field, location, post_action};
-
-impl test_support::consent::Origin for TestSandbox {
-    fn origin(&self) -> String {
-        format!("http://{}", self.running.addr)
-    }
-}
 
 /// Runs a whole standalone authorization and returns the redirect back to the app.
 pub async fn authorize(ts: &TestSandbox, request: &AuthRequest, decision: Decision) -> Url {

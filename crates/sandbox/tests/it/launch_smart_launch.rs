@@ -26,7 +26,7 @@ async fn smart_launch_completes_a_standalone_launch_refreshes_and_reads_the_pati
         .parse()
         .unwrap();
     let client = SmartClient::new(SmartClientConfig::new(APP, Url::parse(REDIRECT).unwrap(), scope)).unwrap();
-    let (request, pending) = client.standalone_launch(&ts.base).await.unwrap();
+    let (request, pending) = client.standalone_launch(&ts.fhir_base).await.unwrap();
     let mut browser = Browser::new(&ts);
     let first = browser.get(request.url.as_str()).await;
     let back = drive(&mut browser, first, REDIRECT, Decision::Approve).await;
@@ -74,7 +74,7 @@ async fn smart_launch_completes_an_ehr_launch_from_the_launcher() {
 
     let scope = "launch openid fhirUser user/*.rs".parse().unwrap();
     let config =
-        SmartClientConfig::new(APP, Url::parse(REDIRECT).unwrap(), scope).allow_issuer(ts.base.clone());
+        SmartClientConfig::new(APP, Url::parse(REDIRECT).unwrap(), scope).allow_issuer(ts.fhir_base.clone());
     let client = SmartClient::new(config).unwrap();
     let (request, pending) = client
         .ehr_launch(&query(&to, "iss").unwrap(), &query(&to, "launch").unwrap())
@@ -101,7 +101,7 @@ async fn smart_launch_backend_service_gets_a_system_token() {
         ClientSpec::public("backend", Url::parse(REDIRECT).unwrap()).with_keys(ClientKeys::Set(key.jwks()));
     ts.register(spec);
     let scope = "system/Patient.rs".parse().unwrap();
-    let source = BackendToken::discover(&ts.base, "backend".into(), key, scope)
+    let source = BackendToken::discover(&ts.fhir_base, "backend".into(), key, scope)
         .await
         .unwrap();
     let token = source.access_token().await.unwrap();

@@ -15,7 +15,7 @@ const SCOPE: &str =
 #[tokio::test]
 async fn cerner_discovery_has_a_separate_authorization_host_with_tenant_paths_and_no_issuer() {
     let ts = start(Persona::Cerner).await;
-    assert_eq!(ts.base.path(), format!("/r4/{CERNER_TENANT}"));
+    assert_eq!(ts.fhir_base.path(), format!("/r4/{CERNER_TENANT}"));
     let config = smart_configuration(&ts).await;
     assert!(config.get("issuer").is_none(), "Cerner names no issuer: {config}");
     let authorize = Url::parse(config["authorization_endpoint"].as_str().unwrap()).unwrap();

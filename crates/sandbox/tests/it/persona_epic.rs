@@ -12,7 +12,7 @@ const SCOPE: &str = "launch/patient openid fhirUser offline_access patient/Patie
 #[tokio::test]
 async fn epic_token_responses_have_lowercase_bearer_api_names_string_booleans_and_epic_context() {
     let ts = start(Persona::Epic).await;
-    assert_eq!(ts.base.path(), "/interconnect-fhir-oauth/api/FHIR/R4");
+    assert_eq!(ts.fhir_base.path(), "/interconnect-fhir-oauth/api/FHIR/R4");
     // The synthetic patients come without departments: one, for Epic's `loginDepartment`.
     let department =
         serde_json::json!({ "resourceType": "Location", "id": "dept-1", "name": "Cardiology Clinic" });

@@ -1,31 +1,18 @@
 //! The server's own bounds: half-sent requests are disconnected after the header-read timeout, connections and
 //! requests beyond their limits get 503 with `Retry-After`, a body that never arrives times out.
 
-use crate::common::{self, APP, REDIRECT, TestSandbox};
-use sandbox::{ClientSpec, Sandbox, SandboxConfig, ServerLimits};
+use crate::common::{self, TestSandbox};
+use sandbox::{SandboxConfig, ServerLimits};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use url::Url;
 
 async fn start_limited(limits: ServerLimits) -> TestSandbox {
-    let dir = tempfile::tempdir().unwrap();
-    let config = SandboxConfig {
-        port: 0,
-        patients: 2,
-        db: Some(dir.path().join("sandbox.db")),
-        clients: vec![ClientSpec::public(APP, Url::parse(REDIRECT).unwrap())],
-        issuer_key_pem: Some(test_support::ISSUER_KEY_PEM.to_owned()),
-        ..SandboxConfig::default()
+    let config = |config: &mut SandboxConfig| {
+        config.patients = 2;
+        common::with_test_app(config);
     };
-    let running = Sandbox::start_with_limits(config, limits).await.unwrap();
-    let base = running.fhir_base.clone();
-    TestSandbox {
-        running,
-        base,
-        http: common::http_client(),
-        dir,
-    }
+    TestSandbox::start_with_limits(config, limits).await
 }
 
 /// Reads until the server closes the connection (or 10 s pass, which fails the test): what it sent.

@@ -1,7 +1,7 @@
 //! The database file deleted under a running sandbox: writes are refused with 503 instead of vanishing into an
 //! unlinked file, and the sign-in and token endpoints answer 503 as well.
 
-use crate::common::{self, AuthRequest, Browser, Decision};
+use crate::common::{self, AuthRequest, Browser, Decision, SandboxCalls};
 use crate::fhir_support::{patient_ids, session};
 use crate::fhir_write::heart_rate;
 use reqwest::{Method, StatusCode};

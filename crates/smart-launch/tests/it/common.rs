@@ -1,24 +1,14 @@
-//! Shared setup: the real sandbox EHR (crate `sandbox`) on 127.0.0.1:0 over a temp-dir SQLite file, a browser
-//! that drives its sign-in pages, and the signing keys the tests use.
-//!
-//! The sandbox is started with [`sandbox::Sandbox::start`], and its own router ([`sandbox::router`]) is served on
-//! a second listener of ours whose address is the sandbox's public base URL. Every request then goes through one
-//! small layer that only counts requests per path (so tests can say "no token request was made" or "the
-//! discovery document was fetched once") and, when a test asks, answers 404 for the well-known document (so the
-//! client has to fall back to the sandbox's CapabilityStatement). Everything else is the sandbox's own code.
+//! Shared setup: the one test sandbox ([`test_support::sandbox::TestSandbox`], through its observing listener:
+//! requests counted per path, the well-known document hidden on demand) with this crate's public app registered,
+//! its sign-in pages walked by [`test_support::consent`], and the signing keys the tests use.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use sandbox::{ClientSpec, RunningSandbox, Sandbox, SandboxConfig};
+use sandbox::{ClientSpec, SandboxConfig};
 pub use test_support::consent::Decision;
-use test_support::consent::{self, Browser, location, no_redirects};
+use test_support::consent::{self, Browser, location};
 
 use smart_launch::{
     AuthorizeRequest, ClientAuth, ClientSecret, ScopeSet, SigningAlgorithm, SigningKey, SmartClientConfig,
@@ -56,79 +46,35 @@ pub const APP: &str = "smart-launch-it";
 pub const REDIRECT: &str = "http://127.0.0.1:9/fhir-app/";
 pub const LAUNCH_URI: &str = "http://127.0.0.1:9/launch";
 
-/// What the observing layer has seen.
-#[derive(Default)]
-struct Observed {
-    hits: Mutex<HashMap<String, usize>>,
-    total: AtomicUsize,
-    hide_well_known: AtomicBool,
-}
+/// The shared test sandbox ([`test_support::sandbox::TestSandbox`], reached through its observing listener)
+/// with the public app registered, and what this crate's tests do with it.
+pub struct TestSandbox(test_support::sandbox::TestSandbox);
 
-async fn observe(State(seen): State<Arc<Observed>>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    seen.total.fetch_add(1, Ordering::SeqCst);
-    {
-        let mut hits = seen.hits.lock().unwrap();
-        *hits.entry(path.clone()).or_default() += 1;
-        *hits.entry(format!("{} {path}", request.method())).or_default() += 1;
-    }
-    if path.ends_with("/.well-known/smart-configuration") && seen.hide_well_known.load(Ordering::SeqCst) {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    next.run(request).await
-}
+impl std::ops::Deref for TestSandbox {
+    type Target = test_support::sandbox::TestSandbox;
 
-/// A running sandbox, reached through the observing listener.
-pub struct TestSandbox {
-    pub running: RunningSandbox,
-    /// The FHIR base (`http://127.0.0.1:PORT/fhir`): the `aud`, the `iss` of launches and id_tokens.
-    pub fhir_base: Url,
-    /// The address serving the sandbox's router.
-    pub addr: SocketAddr,
-    seen: Arc<Observed>,
-    _dir: tempfile::TempDir,
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl TestSandbox {
+    /// A sandbox with five patients and the public app registered.
     pub async fn start() -> TestSandbox {
         TestSandbox::start_with(|_| {}).await
     }
 
     /// Starts a sandbox (5 patients, the public app registered) after `configure` adjusts its configuration.
     pub async fn start_with(configure: impl FnOnce(&mut SandboxConfig)) -> TestSandbox {
-        let dir = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let fhir_base = Url::parse(&format!("http://{addr}/fhir")).unwrap();
         let app = ClientSpec::public(APP, Url::parse(REDIRECT).unwrap())
             .with_launch_uri(Url::parse(LAUNCH_URI).unwrap());
-        let mut config = SandboxConfig {
-            port: 0,
-            patients: 5,
-            db: Some(dir.path().join("sandbox.db")),
-            clients: vec![app],
-            public_base_url: Some(fhir_base.clone()),
-            issuer_key_pem: Some(test_support::ISSUER_KEY_PEM.to_owned()),
-            ..SandboxConfig::default()
-        };
-        configure(&mut config);
-        let running = Sandbox::start(config).await.unwrap();
-        let seen = Arc::new(Observed::default());
-        let router = sandbox::router(running.state.clone())
-            .layer(middleware::from_fn_with_state(seen.clone(), observe));
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        TestSandbox {
-            running,
-            fhir_base,
-            addr,
-            seen,
-            _dir: dir,
-        }
-    }
-
-    /// Registers (or replaces) a client at run time.
-    pub fn register(&self, spec: ClientSpec) {
-        self.running.state.auth().register_client(spec).unwrap();
+        TestSandbox(
+            test_support::sandbox::TestSandbox::start_observed(|config| {
+                config.clients.push(app);
+                configure(config);
+            })
+            .await,
+        )
     }
 
     /// The app's redirect URI.
@@ -140,21 +86,6 @@ impl TestSandbox {
     pub fn config(&self, scope: &str) -> SmartClientConfig {
         SmartClientConfig::new(APP, Self::redirect(), ScopeSet::parse(scope).unwrap())
             .allow_issuer(self.fhir_base.clone())
-    }
-
-    /// Requests seen on a path (`/auth/token`), or on a method and path (`POST /auth/authorize`).
-    pub fn hits(&self, key: &str) -> usize {
-        self.seen.hits.lock().unwrap().get(key).copied().unwrap_or(0)
-    }
-
-    /// Every request the sandbox has seen.
-    pub fn total_requests(&self) -> usize {
-        self.seen.total.load(Ordering::SeqCst)
-    }
-
-    /// Makes the sandbox look like a FHIR server that publishes only its CapabilityStatement.
-    pub fn hide_well_known(&self) {
-        self.seen.hide_well_known.store(true, Ordering::SeqCst);
     }
 
     /// The id of a synthetic patient.
@@ -181,8 +112,9 @@ impl TestSandbox {
         let mut params = vec![("client_id", APP)];
         params.extend_from_slice(query);
         let query = serde_urlencoded::to_string(&params).unwrap();
-        let response = no_redirects()
-            .get(format!("http://{}/launcher?{query}", self.addr))
+        let response = self
+            .http
+            .get(self.url(&format!("/launcher?{query}")))
             .send()
             .await
             .unwrap();
@@ -200,7 +132,7 @@ impl TestSandbox {
     /// Follows the authorize request through the sandbox's pages (sign in as the first user offered, pick the
     /// first patient and encounter, then `decision` on the consent page) until it redirects to the app.
     pub async fn authorize(&self, request: &AuthorizeRequest, decision: Decision) -> Url {
-        let mut browser = Browser::new(&format!("http://{}", self.addr));
+        let mut browser = Browser::new(&self.0);
         let first = match &request.post {
             Some(post) => browser.post(post.action.as_str(), &post.fields).await,
             None => browser.get(request.url.as_str()).await,
