@@ -130,6 +130,26 @@ async fn start_app(
     app
 }
 
+/// The sandbox's launcher URL that EHR-launches the app for the first patient and clinician its launch page
+/// (at `sandbox`, its origin) offers: the page's launcher form as a clinician sends it, for our client.
+pub async fn launcher_url(browser: &Browser, sandbox: &Url) -> Url {
+    let home = browser.get(sandbox.join("/").unwrap()).await;
+    let form = home
+        .forms()
+        .into_iter()
+        .find(|f| f.action == "/launcher")
+        .expect("launcher form");
+    let mut fields: Vec<(String, String)> = form
+        .fields
+        .into_iter()
+        .filter(|(k, _)| k != "client_id" && k != "launch_uri")
+        .collect();
+    fields.push(("client_id".into(), CLIENT_ID.into()));
+    let mut launcher = sandbox.join("/launcher").unwrap();
+    launcher.query_pairs_mut().extend_pairs(fields);
+    launcher
+}
+
 /// A complete standalone launch: `/`, authorize, the EHR's pages, callback, back at `/`.
 pub async fn standalone_launch(env: &TestEnv, browser: &Browser) -> Page {
     standalone_launch_at(&env.app.url, browser).await

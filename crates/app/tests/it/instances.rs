@@ -487,20 +487,7 @@ async fn standalone(cluster: &Cluster, browser: &Browser) {
 /// An EHR launch from the sandbox's launcher to the app behind the proxy.
 async fn ehr_launch(cluster: &Cluster, browser: &Browser) {
     let sandbox = Url::parse(&format!("http://{}/", cluster.sandbox.addr)).unwrap();
-    let home = browser.get(sandbox.clone()).await;
-    let form = home
-        .forms()
-        .into_iter()
-        .find(|f| f.action == "/launcher")
-        .expect("launcher form");
-    let mut fields: Vec<(String, String)> = form
-        .fields
-        .into_iter()
-        .filter(|(k, _)| k != "client_id" && k != "launch_uri")
-        .collect();
-    fields.push(("client_id".into(), CLIENT_ID.into()));
-    let mut launcher = sandbox.join("/launcher").unwrap();
-    launcher.query_pairs_mut().extend_pairs(fields);
+    let launcher = crate::common::launcher_url(browser, &sandbox).await;
     let app_origin = cluster.proxy.url.origin();
     let to_app = browser
         .navigate_until("GET", launcher, None, |u| u.origin() == app_origin)

@@ -2,7 +2,9 @@
 
 use url::Url;
 
-use crate::common::{Browser, CLIENT_ID, Options, TestEnv, click_through_ehr, location, standalone_launch};
+use crate::common::{
+    Browser, Options, TestEnv, click_through_ehr, launcher_url, location, standalone_launch,
+};
 
 #[tokio::test]
 async fn standalone_launch_shows_the_patient_summary() {
@@ -49,21 +51,10 @@ async fn ehr_launch_through_the_sandbox_launcher() {
     let env = TestEnv::start().await;
     let browser = Browser::new();
     // The sandbox's launch page lists patients and clinicians; launch our client with the first ones.
-    let sandbox_home = browser.get(env.sandbox_url("/")).await;
-    let form = sandbox_home
-        .forms()
-        .into_iter()
-        .find(|f| f.action == "/launcher")
-        .expect("launcher form");
-    let mut fields: Vec<(String, String)> = form
-        .fields
-        .into_iter()
-        .filter(|(k, _)| k != "client_id" && k != "launch_uri")
-        .collect();
-    fields.push(("client_id".into(), CLIENT_ID.into()));
-    fields.push(("need_patient_banner".into(), "false".into()));
-    let mut launcher = env.sandbox_url("/launcher");
-    launcher.query_pairs_mut().extend_pairs(fields);
+    let mut launcher = launcher_url(&browser, &env.sandbox_url("/")).await;
+    launcher
+        .query_pairs_mut()
+        .append_pair("need_patient_banner", "false");
     let app_origin = env.app.url.origin();
     // The launcher sends the browser to the app's /launch?iss=…&launch=…
     let to_app = browser

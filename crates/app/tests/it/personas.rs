@@ -7,7 +7,7 @@ use sandbox::Persona;
 use url::Url;
 
 use crate::common::{
-    Browser, CLIENT_ID, Options, TestEnv, captured_logs, click_through_ehr, location, standalone_launch,
+    Browser, Options, TestEnv, captured_logs, click_through_ehr, launcher_url, location, standalone_launch,
     start_sandbox,
 };
 
@@ -53,20 +53,7 @@ async fn ehr_launch_shows_the_patient_page(persona: Persona) {
     {
         let env = start(persona).await;
         let browser = Browser::new();
-        let home = browser.get(env.sandbox_url("/")).await;
-        let form = home
-            .forms()
-            .into_iter()
-            .find(|f| f.action == "/launcher")
-            .expect("launcher form");
-        let mut fields: Vec<(String, String)> = form
-            .fields
-            .into_iter()
-            .filter(|(k, _)| k != "client_id" && k != "launch_uri")
-            .collect();
-        fields.push(("client_id".into(), CLIENT_ID.into()));
-        let mut launcher = env.sandbox_url("/launcher");
-        launcher.query_pairs_mut().extend_pairs(fields);
+        let launcher = launcher_url(&browser, &env.sandbox_url("/")).await;
         let app_origin = env.app.url.origin();
         let to_app = browser
             .navigate_until("GET", launcher, None, |u| u.origin() == app_origin)
