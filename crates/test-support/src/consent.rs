@@ -1,9 +1,13 @@
-//! The sandbox's authorization pages walked as a user would: a one-cookie browser that never follows redirects,
-//! and the walk from the authorize request to the redirect back to the app (sign in as the first user offered,
-//! pick the first patient and encounter, then approve or deny on the consent page).
+//! The sandbox's authorization pages walked as a user would: a one-cookie browser that never follows redirects
+//! and hands back the raw responses (checking every cookie's attributes), its pages' forms read by the one form
+//! reader ([`crate::browser::parse_forms`]), and the walk from the authorize request to the redirect back to the
+//! app (sign in as the first user offered, pick the first patient and encounter, then approve or deny on the
+//! consent page).
 
 use reqwest::StatusCode;
 use url::Url;
+
+use crate::browser::parse_forms;
 
 /// The user's answer on the consent page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,21 +115,21 @@ pub fn location(response: &reqwest::Response) -> String {
         .to_owned()
 }
 
-/// The value of the first `name="…" value="…"` in a page.
+/// The value of the first field `name` in a page's forms (read by [`parse_forms`]).
 pub fn field(html: &str, name: &str) -> Option<String> {
-    attribute_after(html, &format!("name=\"{name}\" value=\""))
-        .map(|v| v.replace("&amp;", "&").replace("&quot;", "\""))
+    parse_forms(html)
+        .into_iter()
+        .flat_map(|form| form.fields)
+        .find(|(field, _)| field == name)
+        .map(|(_, value)| value)
 }
 
-/// The action of the page's POST form.
+/// The action of the page's first POST form.
 pub fn post_action(html: &str) -> Option<String> {
-    attribute_after(html, "method=\"post\" action=\"")
-}
-
-fn attribute_after(html: &str, marker: &str) -> Option<String> {
-    let start = html.find(marker)? + marker.len();
-    let end = html[start..].find('"')? + start;
-    Some(html[start..end].to_owned())
+    parse_forms(html)
+        .into_iter()
+        .find(|form| form.method == "POST")
+        .map(|form| form.action)
 }
 
 /// The sandbox page's POST form filled in as the user answers it: its action and fields.
