@@ -36,11 +36,11 @@ impl Origin for String {
     }
 }
 
-/// A browser with one cookie and no automatic redirects (the test reads each `Location` itself). Every cookie
+/// A browser that hands back raw responses and follows no redirects (the test reads each `Location` itself):
+/// the cookie jar of a [`crate::browser::Browser`] and an origin that paths are resolved against. Every cookie
 /// the sandbox sets is checked to be `HttpOnly` and `SameSite=Lax`.
 pub struct Browser {
-    http: reqwest::Client,
-    cookie: Option<String>,
+    jar: crate::browser::Browser,
     origin: String,
 }
 
@@ -48,8 +48,7 @@ impl Browser {
     /// A browser on `origin` (a test sandbox, or `"http://host:port"`).
     pub fn new<O: Origin + ?Sized>(origin: &O) -> Browser {
         Browser {
-            http: no_redirects(),
-            cookie: None,
+            jar: crate::browser::Browser::new(),
             origin: origin.origin(),
         }
     }
@@ -62,37 +61,29 @@ impl Browser {
         }
     }
 
-    fn remember(&mut self, response: &reqwest::Response) {
+    /// Sends `request` (built on the jar's client), checks the cookies it sets.
+    async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        let response = request.send().await.unwrap();
         for value in response.headers().get_all("set-cookie") {
             let text = value.to_str().unwrap();
             assert!(
                 text.contains("HttpOnly") && text.contains("SameSite=Lax"),
                 "{text}"
             );
-            self.cookie = Some(text.split(';').next().unwrap().to_owned());
         }
-    }
-
-    /// `GET url` (absolute, or a path on the origin) with the cookie.
-    pub async fn get(&mut self, url: &str) -> reqwest::Response {
-        let mut request = self.http.get(self.absolute(url));
-        if let Some(cookie) = &self.cookie {
-            request = request.header("cookie", cookie);
-        }
-        let response = request.send().await.unwrap();
-        self.remember(&response);
         response
     }
 
-    /// `POST url` with a form body and the cookie.
-    pub async fn post(&mut self, url: &str, form: &[(String, String)]) -> reqwest::Response {
-        let mut request = self.http.post(self.absolute(url)).form(form);
-        if let Some(cookie) = &self.cookie {
-            request = request.header("cookie", cookie);
-        }
-        let response = request.send().await.unwrap();
-        self.remember(&response);
-        response
+    /// `GET url` (absolute, or a path on the origin) with the browser's cookies.
+    pub async fn get(&self, url: &str) -> reqwest::Response {
+        let request = self.jar.client.get(self.absolute(url));
+        self.send(request).await
+    }
+
+    /// `POST url` with a form body and the browser's cookies.
+    pub async fn post(&self, url: &str, form: &[(String, String)]) -> reqwest::Response {
+        let request = self.jar.client.post(self.absolute(url)).form(form);
+        self.send(request).await
     }
 }
 
@@ -161,7 +152,7 @@ pub fn answer(html: &str, decision: Decision) -> (String, Vec<(String, String)>)
 /// Walks the pages from `first` until the sandbox redirects to a URL starting with `redirect_prefix`; returns
 /// that URL.
 pub async fn drive(
-    browser: &mut Browser,
+    browser: &Browser,
     first: reqwest::Response,
     redirect_prefix: &str,
     decision: Decision,

@@ -142,9 +142,9 @@ async fn deny_redirects_with_access_denied_and_the_state() {
 async fn authorize_accepts_post() {
     let ts = start().await;
     let request = AuthRequest::new(&ts, "launch/patient patient/*.rs");
-    let mut browser = Browser::new(&ts);
+    let browser = Browser::new(&ts);
     let first = browser.post("/auth/authorize", &request.params).await;
-    let back = drive(&mut browser, first, REDIRECT, Decision::Approve).await;
+    let back = drive(&browser, first, REDIRECT, Decision::Approve).await;
     assert!(query(&back, "code").is_some());
 }
 
@@ -152,7 +152,7 @@ async fn authorize_accepts_post() {
 async fn forms_need_the_csrf_token_and_the_browser_cookie() {
     let ts = start().await;
     let request = AuthRequest::new(&ts, "launch/patient patient/*.rs");
-    let mut browser = Browser::new(&ts);
+    let browser = Browser::new(&ts);
     let first = browser.get(&request.url(&ts)).await;
     let page = browser.get(&location(&first)).await.text().await.unwrap();
     let txn = field(&page, "txn").unwrap();
@@ -165,7 +165,7 @@ async fn forms_need_the_csrf_token_and_the_browser_cookie() {
     let response = browser.post("/auth/authorize/login", &forged).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     // The right token from another browser (no cookie) is refused too.
-    let mut stranger = Browser::new(&ts);
+    let stranger = Browser::new(&ts);
     let stolen = vec![
         ("txn".to_owned(), txn),
         ("csrf".to_owned(), field(&page, "csrf").unwrap()),
@@ -211,9 +211,9 @@ async fn open_registration_accepts_only_loopback_redirects() {
     let request = AuthRequest::new(&ts, "launch/patient patient/*.rs")
         .set("client_id", "walk-in")
         .set("redirect_uri", moved);
-    let mut browser = Browser::new(&ts);
+    let browser = Browser::new(&ts);
     let first = browser.get(&request.url(&ts)).await;
-    let back = drive(&mut browser, first, moved, Decision::Approve).await;
+    let back = drive(&browser, first, moved, Decision::Approve).await;
     let code = query(&back, "code").unwrap();
     let form = [
         ("grant_type", "authorization_code"),
@@ -240,7 +240,7 @@ async fn open_registration_accepts_only_loopback_redirects() {
 async fn consent_page_words_the_scopes() {
     let ts = start().await;
     let request = AuthRequest::new(&ts, "launch/patient patient/Observation.rs offline_access");
-    let mut browser = Browser::new(&ts);
+    let browser = Browser::new(&ts);
     let mut response = browser.get(&request.url(&ts)).await;
     let mut html = String::new();
     for _ in 0..6 {
@@ -288,7 +288,7 @@ async fn a_clinician_picks_the_patient_by_name() {
     );
 
     let request = AuthRequest::new(&ts, "launch/patient user/*.rs");
-    let mut browser = Browser::new(&ts);
+    let browser = Browser::new(&ts);
     let first = browser.get(&request.url(&ts)).await;
     let step = location(&first);
     let login = browser.get(&step).await.text().await.unwrap();
@@ -320,7 +320,7 @@ async fn a_clinician_picks_the_patient_by_name() {
         ("patient".to_owned(), id.to_owned()),
     ];
     let next = browser.post("/auth/authorize/patient", &form).await;
-    let back = drive(&mut browser, next, REDIRECT, Decision::Approve).await;
+    let back = drive(&browser, next, REDIRECT, Decision::Approve).await;
     let (_, body) = ts
         .exchange(&query(&back, "code").unwrap(), &request.verifier)
         .await;
@@ -361,7 +361,7 @@ async fn a_standalone_launch_with_launch_encounter_offers_the_patients_encounter
 #[tokio::test]
 async fn pages_are_not_cached_or_framed() {
     let ts = start().await;
-    let mut browser = Browser::new(&ts);
+    let browser = Browser::new(&ts);
     let first = browser
         .get(&AuthRequest::new(&ts, "launch/patient patient/*.rs").url(&ts))
         .await;
@@ -378,12 +378,12 @@ async fn pages_are_not_cached_or_framed() {
 
 /// A redirect back to the app: 303 to `prefix`.
 async fn redirects_to(ts: &TestSandbox, request: &AuthRequest, prefix: &str) -> bool {
-    let mut browser = Browser::new(ts);
+    let browser = Browser::new(ts);
     let first = browser.get(&request.url(ts)).await;
     if first.status() == StatusCode::BAD_REQUEST {
         return false;
     }
-    drive(&mut browser, first, prefix, Decision::Approve)
+    drive(&browser, first, prefix, Decision::Approve)
         .await
         .as_str()
         .starts_with(prefix)
@@ -415,9 +415,9 @@ async fn a_native_clients_loopback_ip_redirect_is_accepted_on_any_port() {
     let request = AuthRequest::new(&ts, "patient/*.rs")
         .set("client_id", "native")
         .set("redirect_uri", redirect);
-    let mut browser = Browser::new(&ts);
+    let browser = Browser::new(&ts);
     let first = browser.get(&request.url(&ts)).await;
-    let back = drive(&mut browser, first, redirect, Decision::Approve).await;
+    let back = drive(&browser, first, redirect, Decision::Approve).await;
     let code = query(&back, "code").unwrap();
     let exchange = |redirect: &str| {
         [

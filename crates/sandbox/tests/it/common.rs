@@ -175,9 +175,9 @@ pub use test_support::consent::{Browser, Decision, drive, field, location, post_
 
 /// Runs a whole standalone authorization and returns the redirect back to the app.
 pub async fn authorize(ts: &TestSandbox, request: &AuthRequest, decision: Decision) -> Url {
-    let mut browser = Browser::new(ts);
+    let browser = Browser::new(ts);
     let first = browser.get(&request.url(ts)).await;
-    drive(&mut browser, first, REDIRECT, decision).await
+    drive(&browser, first, REDIRECT, decision).await
 }
 
 /// A query parameter of a URL.

@@ -27,9 +27,9 @@ async fn smart_launch_completes_a_standalone_launch_refreshes_and_reads_the_pati
         .unwrap();
     let client = SmartClient::new(SmartClientConfig::new(APP, Url::parse(REDIRECT).unwrap(), scope)).unwrap();
     let (request, pending) = client.standalone_launch(&ts.fhir_base).await.unwrap();
-    let mut browser = Browser::new(&ts);
+    let browser = Browser::new(&ts);
     let first = browser.get(request.url.as_str()).await;
-    let back = drive(&mut browser, first, REDIRECT, Decision::Approve).await;
+    let back = drive(&browser, first, REDIRECT, Decision::Approve).await;
     let launch = client.complete_from_url(pending, &back).await.unwrap();
 
     let patient = launch.context.patient.clone().unwrap();
@@ -80,9 +80,9 @@ async fn smart_launch_completes_an_ehr_launch_from_the_launcher() {
         .ehr_launch(&query(&to, "iss").unwrap(), &query(&to, "launch").unwrap())
         .await
         .unwrap();
-    let mut browser = Browser::new(&ts);
+    let browser = Browser::new(&ts);
     let first = browser.get(request.url.as_str()).await;
-    let back = drive(&mut browser, first, REDIRECT, Decision::Approve).await;
+    let back = drive(&browser, first, REDIRECT, Decision::Approve).await;
     let launch = client.complete_from_url(pending, &back).await.unwrap();
 
     assert_eq!(launch.context.patient.as_deref(), Some(patient.as_str()));

@@ -118,7 +118,7 @@ async fn epic_takes_standalone_authorize_requests_by_get_only_and_does_not_adver
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(response.text().await.unwrap().contains("GET"));
     // The same request by GET goes on to the sign-in page.
-    let mut browser = Browser::new(&ts);
+    let browser = Browser::new(&ts);
     let mut url = url::Url::parse(config["authorization_endpoint"].as_str().unwrap()).unwrap();
     url.query_pairs_mut()
         .extend_pairs(request.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));

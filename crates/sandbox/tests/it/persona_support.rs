@@ -36,9 +36,9 @@ pub async fn standalone(ts: &TestSandbox, scope: &str) -> Value {
     authorize
         .query_pairs_mut()
         .extend_pairs(request.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let mut browser = Browser::new(ts);
+    let browser = Browser::new(ts);
     let first = browser.get(authorize.as_str()).await;
-    let back = drive(&mut browser, first, REDIRECT, Decision::Approve).await;
+    let back = drive(&browser, first, REDIRECT, Decision::Approve).await;
     let code = query(&back, "code").expect("a code");
     let (status, body) = token(
         ts,

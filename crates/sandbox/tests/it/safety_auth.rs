@@ -42,7 +42,7 @@ async fn a_patient_signed_in_cannot_pick_another_patient() {
     let patients = ids(ts.running.state.store().find_patients("", 2).unwrap());
     let (a, b) = (&patients[0], &patients[1]);
     let request = AuthRequest::new(&ts, "launch/patient patient/*.rs openid fhirUser");
-    let mut browser = Browser::new(&ts);
+    let browser = Browser::new(&ts);
     let step = location(&browser.get(&request.url(&ts)).await);
     let login = browser.get(&step).await.text().await.unwrap();
     let keys = |html: &str| {
@@ -63,7 +63,7 @@ async fn a_patient_signed_in_cannot_pick_another_patient() {
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     // The authorization goes on for A only.
     let first = browser.get(&step).await;
-    let back = drive(&mut browser, first, REDIRECT, Decision::Approve).await;
+    let back = drive(&browser, first, REDIRECT, Decision::Approve).await;
     let (status, body) = ts
         .exchange(&query(&back, "code").unwrap(), &request.verifier)
         .await;
@@ -78,7 +78,7 @@ async fn a_patient_cannot_sign_in_to_an_ehr_launch_for_another_patient() {
     let patients = ids(ts.running.state.store().find_patients("", 2).unwrap());
     let launch = launcher(&ts, &format!("client_id={APP}&patient={}", patients[0])).await;
     let request = AuthRequest::new(&ts, "launch patient/*.rs").set("launch", &launch);
-    let mut browser = Browser::new(&ts);
+    let browser = Browser::new(&ts);
     let step = location(&browser.get(&request.url(&ts)).await);
     let login = browser.get(&step).await.text().await.unwrap();
     let form = vec![
@@ -103,7 +103,7 @@ async fn a_launch_that_presets_a_clinician_still_asks_who_signs_in() {
     )
     .await;
     let request = AuthRequest::new(&ts, "launch openid fhirUser user/*.rs").set("launch", &launch);
-    let mut browser = Browser::new(&ts);
+    let browser = Browser::new(&ts);
     let step = location(&browser.get(&request.url(&ts)).await);
     let page = browser.get(&step).await.text().await.unwrap();
     // The sign-in page, not the consent page, with the launch's clinician offered first.
@@ -114,7 +114,7 @@ async fn a_launch_that_presets_a_clinician_still_asks_who_signs_in() {
     );
     assert_eq!(field(&page, "user").unwrap(), format!("Practitioner/{second}"));
     let first = browser.get(&step).await;
-    let back = drive(&mut browser, first, REDIRECT, Decision::Approve).await;
+    let back = drive(&browser, first, REDIRECT, Decision::Approve).await;
     let (_, body) = ts
         .exchange(&query(&back, "code").unwrap(), &request.verifier)
         .await;

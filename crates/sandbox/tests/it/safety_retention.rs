@@ -23,7 +23,7 @@ fn rows(ts: &TestSandbox, sql: &str) -> i64 {
 }
 
 /// Starts an authorization for `client` in `browser`; returns the sign-in step's URL.
-async fn start_sign_in(ts: &TestSandbox, browser: &mut Browser, client: &str) -> String {
+async fn start_sign_in(ts: &TestSandbox, browser: &Browser, client: &str) -> String {
     let request = AuthRequest::new(ts, "launch/patient patient/*.rs").set("client_id", client);
     let response = browser.get(&request.url(ts)).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
@@ -53,10 +53,10 @@ async fn pending_authorizations_beyond_a_clients_cap_drop_the_oldest() {
     })
     .await;
     ts.register(ClientSpec::public(OTHER, Url::parse(REDIRECT).unwrap()));
-    let mut browser = Browser::new(&ts);
+    let browser = Browser::new(&ts);
     let mut steps = Vec::new();
     for _ in 0..4 {
-        steps.push(start_sign_in(&ts, &mut browser, APP).await);
+        steps.push(start_sign_in(&ts, &browser, APP).await);
     }
     assert_eq!(rows(&ts, "SELECT count(*) FROM auth_requests"), 3);
     // The oldest is gone; the newest signs in as ever.
@@ -66,7 +66,7 @@ async fn pending_authorizations_beyond_a_clients_cap_drop_the_oldest() {
     assert_eq!(browser.get(&steps[3]).await.status(), StatusCode::OK);
     // Another client's requests count against the overall cap: 3 + 3 > 5 drops the oldest overall.
     for _ in 0..3 {
-        start_sign_in(&ts, &mut browser, OTHER).await;
+        start_sign_in(&ts, &browser, OTHER).await;
     }
     assert_eq!(rows(&ts, "SELECT count(*) FROM auth_requests"), 5);
     let mine = format!("SELECT count(*) FROM auth_requests WHERE client_id = '{APP}'");
@@ -119,7 +119,7 @@ async fn expired_launches_pending_requests_codes_and_tokens_are_purged_on_a_time
             .with_launch_uri(Url::parse(LAUNCH_URL).unwrap()),
     );
     launch_and_exchange(&ts, "launch/patient patient/*.rs offline_access").await;
-    start_sign_in(&ts, &mut Browser::new(&ts), APP).await;
+    start_sign_in(&ts, &Browser::new(&ts), APP).await;
     launch(&ts).await;
     let tables = ["auth_requests", "auth_launches", "auth_codes", "auth_tokens"];
     for table in tables {

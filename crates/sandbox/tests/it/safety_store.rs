@@ -39,7 +39,7 @@ async fn sign_in_and_token_endpoints_answer_503_when_the_database_file_is_gone()
     let issued = AuthRequest::new(&ts, "launch/patient patient/*.rs");
     let back = common::authorize(&ts, &issued, Decision::Approve).await;
     let code = common::query(&back, "code").unwrap();
-    let mut browser = Browser::new(&ts);
+    let browser = Browser::new(&ts);
     let first = browser
         .get(&AuthRequest::new(&ts, "launch/patient patient/*.rs").url(&ts))
         .await;

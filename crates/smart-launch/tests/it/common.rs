@@ -132,12 +132,12 @@ impl TestSandbox {
     /// Follows the authorize request through the sandbox's pages (sign in as the first user offered, pick the
     /// first patient and encounter, then `decision` on the consent page) until it redirects to the app.
     pub async fn authorize(&self, request: &AuthorizeRequest, decision: Decision) -> Url {
-        let mut browser = Browser::new(&self.0);
+        let browser = Browser::new(&self.0);
         let first = match &request.post {
             Some(post) => browser.post(post.action.as_str(), &post.fields).await,
             None => browser.get(request.url.as_str()).await,
         };
-        consent::drive(&mut browser, first, REDIRECT, decision).await
+        consent::drive(&browser, first, REDIRECT, decision).await
     }
 }
 
