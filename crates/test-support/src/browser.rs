@@ -373,6 +373,13 @@ pub async fn ehr_entry(browser: &Browser, page: &Page) -> Url {
     }
 }
 
+/// A query parameter of a URL (the first of that name).
+pub fn param(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
 /// The URL in a redirect's Location header.
 pub fn location(page: &Page) -> Url {
     let loc = page

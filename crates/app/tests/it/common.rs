@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use app::{AppConfig, RunningApp};
 use sandbox::{ClientSpec, SandboxConfig};
-pub use test_support::browser::{Browser, Page, click_through_ehr, ehr_entry, location, parse_forms};
+pub use test_support::browser::{Browser, Page, click_through_ehr, ehr_entry, location, param, parse_forms};
 use test_support::sandbox::TestSandbox;
 use url::Url;
 

@@ -1,6 +1,8 @@
 //! The logs of a full launch hold no token, code, state or secret.
 
-use crate::common::{Browser, Options, TestEnv, captured_logs, click_through_ehr, location, stored_tokens};
+use crate::common::{
+    Browser, Options, TestEnv, captured_logs, click_through_ehr, location, param, stored_tokens,
+};
 
 #[tokio::test]
 async fn a_full_launch_logs_no_token_code_or_secret() {
@@ -22,18 +24,8 @@ async fn a_full_launch_logs_no_token_code_or_secret() {
     })
     .await;
     let callback = location(&back);
-    let code = callback
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
-    let state = callback
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned();
+    let code = param(&callback, "code").unwrap();
+    let state = param(&callback, "state").unwrap();
     let page = browser.get(callback).await;
     assert!(page.body.contains("You are authorized"), "{}", page.body);
     browser.get(env.url("/inspect")).await;

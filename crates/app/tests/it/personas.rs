@@ -7,8 +7,8 @@ use sandbox::Persona;
 use url::Url;
 
 use crate::common::{
-    Browser, Options, TestEnv, captured_logs, click_through_ehr, launcher_url, location, standalone_launch,
-    start_sandbox,
+    Browser, Options, TestEnv, captured_logs, click_through_ehr, launcher_url, location, param,
+    standalone_launch, start_sandbox,
 };
 
 async fn start(persona: Persona) -> TestEnv {
@@ -59,12 +59,7 @@ async fn ehr_launch_shows_the_patient_page(persona: Persona) {
             .navigate_until("GET", launcher, None, |u| u.origin() == app_origin)
             .await;
         let launch_url = location(&to_app);
-        let iss = launch_url
-            .query_pairs()
-            .find(|(k, _)| k == "iss")
-            .unwrap()
-            .1
-            .into_owned();
+        let iss = param(&launch_url, "iss").unwrap();
         assert_eq!(
             iss,
             env.sandbox.fhir_base.as_str().trim_end_matches('/'),

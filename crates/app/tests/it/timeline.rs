@@ -3,15 +3,11 @@
 
 use url::Url;
 
-use crate::common::{Browser, Options, TestEnv, click_through_ehr, location, opened_rows, stored_tokens};
+use crate::common::{
+    Browser, Options, TestEnv, click_through_ehr, location, opened_rows, param, stored_tokens,
+};
 
 const SECRET: &str = "timeline-client-s3cr3t";
-
-fn param(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
 
 /// The rows `sql` selects as (row key, sealed data), opened, as text.
 fn rows(env: &TestEnv, sql: &str) -> Vec<String> {

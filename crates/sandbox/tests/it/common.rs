@@ -181,11 +181,7 @@ pub async fn authorize(ts: &TestSandbox, request: &AuthRequest, decision: Decisi
 }
 
 /// A query parameter of a URL.
-pub fn query(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
+pub use test_support::browser::param as query;
 
 /// Runs a standalone launch and exchanges the code: the token response.
 pub async fn launch_and_exchange(ts: &TestSandbox, scope: &str) -> Value {

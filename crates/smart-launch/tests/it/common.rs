@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::http::StatusCode;
 use sandbox::{ClientSpec, SandboxConfig};
+pub use test_support::browser::param;
 pub use test_support::consent::Decision;
 use test_support::consent::{self, Browser, location};
 
@@ -139,11 +140,4 @@ impl TestSandbox {
         };
         consent::drive(&browser, first, REDIRECT, decision).await
     }
-}
-
-/// A query parameter of a URL.
-pub fn param(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
 }

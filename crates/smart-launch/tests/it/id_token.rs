@@ -9,7 +9,7 @@
 
 use smart_launch::{Error, IdTokenError, SmartClient};
 
-use crate::common::TestSandbox;
+use crate::common::{TestSandbox, param};
 use crate::fault_server::{FaultServer, IdTokenFault};
 
 #[tokio::test]
@@ -18,13 +18,7 @@ async fn id_tokens_are_verified_against_the_sandbox_jwks_and_the_keys_are_cached
     let client = SmartClient::new(ts.config("launch/patient openid fhirUser user/*.rs")).unwrap();
     for _ in 0..2 {
         let (request, pending) = client.standalone_launch(&ts.fhir_base).await.unwrap();
-        let nonce = request
-            .url
-            .query_pairs()
-            .find(|(k, _)| k == "nonce")
-            .unwrap()
-            .1
-            .into_owned();
+        let nonce = param(&request.url, "nonce").unwrap();
         let redirect = ts.approve(&request).await;
         let launch = client.complete_from_url(pending, &redirect).await.unwrap();
         let claims = launch.id_token_claims.unwrap();
