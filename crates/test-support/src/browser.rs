@@ -22,6 +22,20 @@ pub struct Page {
 }
 
 impl Page {
+    /// The page a response to a request for `url` gives (its cookies checked with [`check_cookies`]).
+    pub async fn read(url: Url, response: reqwest::Response) -> Page {
+        check_cookies(response.headers());
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap();
+        Page {
+            url,
+            status,
+            body,
+            headers,
+        }
+    }
+
     /// The page's forms ([`parse_forms`]).
     pub fn forms(&self) -> Vec<Form> {
         parse_forms(&self.body)
@@ -34,6 +48,17 @@ impl Page {
             .iter()
             .map(|v| v.to_str().unwrap().to_owned())
             .collect()
+    }
+}
+
+/// Checks that every cookie a response sets is `HttpOnly` and `SameSite=Lax` (the sandbox's and the app's are).
+pub fn check_cookies(headers: &reqwest::header::HeaderMap) {
+    for value in headers.get_all(reqwest::header::SET_COOKIE) {
+        let text = value.to_str().unwrap();
+        assert!(
+            text.contains("HttpOnly") && text.contains("SameSite=Lax"),
+            "{text}"
+        );
     }
 }
 
@@ -79,16 +104,7 @@ impl Browser {
         if let Some(form) = form {
             request = request.form(&form);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.text().await.unwrap();
-        Page {
-            url,
-            status,
-            body,
-            headers,
-        }
+        Page::read(url, request.send().await.unwrap()).await
     }
 
     /// Follows redirects (at most 20), stopping early at a URL for which `stop` is true.
@@ -321,11 +337,11 @@ pub fn parse_forms(html: &str) -> Vec<Form> {
     forms
 }
 
-/// Clicks through the sandbox's sign-in, patient picker, optional encounter picker and consent,
-/// answering consent with `decision` ("approve" or "deny"). Starts from an EHR page and returns the
-/// first page that is not on the sandbox's origin (normally the app's callback result), or stops
-/// just before the app's callback when `stop_at_callback` is true (then `Page.url` is the last
-/// sandbox URL and the callback URL is the last entry in `browser.visited` plus the Location header).
+/// The one consent walker: clicks through the sandbox's sign-in, patient picker, optional encounter picker and
+/// consent (the first choice of each, as a user who accepts what is offered), answering consent with `decision`
+/// ("approve" or "deny"). Starts from an EHR page and returns the first page that is not on the sandbox's
+/// origin (normally the app's callback result), or, when a redirect leads to a URL for which `stop` is true,
+/// that redirect (its Location is that URL).
 pub async fn click_through_ehr(
     browser: &Browser,
     mut page: Page,

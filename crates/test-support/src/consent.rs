@@ -1,13 +1,14 @@
-//! The sandbox's authorization pages walked as a user would: a one-cookie browser that never follows redirects
-//! and hands back the raw responses (checking every cookie's attributes), its pages' forms read by the one form
-//! reader ([`crate::browser::parse_forms`]), and the walk from the authorize request to the redirect back to the
-//! app (sign in as the first user offered, pick the first patient and encounter, then approve or deny on the
-//! consent page).
+//! The sandbox's authorization pages as its own tests and smart-launch's meet them: a browser (the cookie jar of
+//! [`crate::browser::Browser`]) that follows no redirects and hands back the raw responses, checking every
+//! cookie's attributes; the pages' fields read by the one form reader ([`crate::browser::parse_forms`]); and
+//! [`drive`], the walk from the authorize request to the redirect back to the app by the one consent walker
+//! ([`crate::browser::click_through_ehr`]: sign in as the first user offered, pick the first patient and
+//! encounter, then approve or deny on the consent page).
 
 use reqwest::StatusCode;
 use url::Url;
 
-use crate::browser::parse_forms;
+use crate::browser::{Page, check_cookies, click_through_ehr, location as page_location, parse_forms};
 
 /// The user's answer on the consent page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,13 +65,7 @@ impl Browser {
     /// Sends `request` (built on the jar's client), checks the cookies it sets.
     async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
         let response = request.send().await.unwrap();
-        for value in response.headers().get_all("set-cookie") {
-            let text = value.to_str().unwrap();
-            assert!(
-                text.contains("HttpOnly") && text.contains("SameSite=Lax"),
-                "{text}"
-            );
-        }
+        check_cookies(response.headers());
         response
     }
 
@@ -123,62 +118,49 @@ pub fn post_action(html: &str) -> Option<String> {
         .map(|form| form.action)
 }
 
-/// The sandbox page's POST form filled in as the user answers it: its action and fields.
-pub fn answer(html: &str, decision: Decision) -> (String, Vec<(String, String)>) {
-    let action = post_action(html).unwrap_or_else(|| panic!("no form on the page: {html}"));
-    let value =
-        |name: &str| field(html, name).unwrap_or_else(|| panic!("no field {name} on the page: {html}"));
-    let mut form = vec![
-        ("txn".to_owned(), value("txn")),
-        ("csrf".to_owned(), value("csrf")),
-    ];
-    let choice = match action.as_str() {
-        "/auth/authorize/login" => ("user", value("user")),
-        "/auth/authorize/patient" => ("patient", value("patient")),
-        "/auth/authorize/encounter" => ("encounter", value("encounter")),
-        "/auth/authorize/consent" => {
-            let answer = match decision {
-                Decision::Approve => "approve",
-                Decision::Deny => "deny",
-            };
-            ("decision", answer.to_owned())
+impl Decision {
+    /// The value of the consent page's button for this answer.
+    pub fn button(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Deny => "deny",
         }
-        other => panic!("unexpected form action {other}"),
-    };
-    form.push((choice.0.to_owned(), choice.1));
-    (action, form)
+    }
 }
 
-/// Walks the pages from `first` until the sandbox redirects to a URL starting with `redirect_prefix`; returns
-/// that URL.
+/// Walks the pages from `first` (the sandbox's answer to an authorize request) with the one consent walker
+/// ([`click_through_ehr`]) until the sandbox redirects to a URL starting with `redirect_prefix`; returns that
+/// URL.
 pub async fn drive(
     browser: &Browser,
     first: reqwest::Response,
     redirect_prefix: &str,
     decision: Decision,
 ) -> Url {
-    let mut response = first;
-    for _ in 0..12 {
-        match response.status() {
-            StatusCode::SEE_OTHER | StatusCode::FOUND => {
-                let to = location(&response);
-                if to.starts_with(redirect_prefix) {
-                    return Url::parse(&to).unwrap();
-                }
-                response = browser.get(&to).await;
-            }
-            StatusCode::OK => {
-                let html = response.text().await.unwrap();
-                let (action, form) = answer(&html, decision);
-                response = browser.post(&action, &form).await;
-            }
-            status => panic!(
-                "the sandbox answered {status}: {}",
-                response.text().await.unwrap()
-            ),
-        }
+    let stop = |url: &Url| url.as_str().starts_with(redirect_prefix);
+    let mut page = Page::read(first.url().clone(), first).await;
+    if (300..400).contains(&page.status) && !stop(&page_location(&page)) {
+        page = browser
+            .jar
+            .navigate_until("GET", page_location(&page), None, stop)
+            .await;
     }
-    panic!("the authorization did not come back to {redirect_prefix}");
+    if page.status == StatusCode::OK.as_u16() {
+        page = click_through_ehr(&browser.jar, page, decision.button(), &stop).await;
+    }
+    assert!(
+        (300..400).contains(&page.status),
+        "the sandbox answered {} at {}: {}",
+        page.status,
+        page.url,
+        page.body
+    );
+    let back = page_location(&page);
+    assert!(
+        stop(&back),
+        "the authorization did not come back to {redirect_prefix}: {back}"
+    );
+    back
 }
 
 #[cfg(test)]
@@ -186,15 +168,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_consent_page_is_answered_with_its_own_fields() {
-        let html = r#"<form method="post" action="/auth/authorize/consent">
-            <input type="hidden" name="txn" value="t1"><input type="hidden" name="csrf" value="a&amp;b">"#;
-        let (action, form) = answer(html, Decision::Deny);
-        assert_eq!(action, "/auth/authorize/consent");
-        assert_eq!(
-            form,
-            [("txn", "t1"), ("csrf", "a&b"), ("decision", "deny")].map(|(k, v)| (k.to_owned(), v.to_owned()))
-        );
+    fn a_pages_fields_and_post_action_are_read_from_its_forms() {
+        let html = r#"<form method="get" action="/auth/authorize/step"><input type="hidden" name="txn" value="t1">
+            </form><form method="post" action="/auth/authorize/consent">
+            <input type="hidden" name="txn" value="t1"><input type="hidden" name="csrf" value="a&amp;b"></form>"#;
+        assert_eq!(post_action(html).as_deref(), Some("/auth/authorize/consent"));
+        assert_eq!(field(html, "csrf").as_deref(), Some("a&b"));
+        assert_eq!(field(html, "user"), None);
+        assert_eq!(Decision::Deny.button(), "deny");
         assert_eq!("http://127.0.0.1:9/".origin(), "http://127.0.0.1:9");
     }
 }
